@@ -1,0 +1,70 @@
+/**
+ * Composition of supergraph.yaml (rover's config format) with @apollo/composition. Errors name
+ * the subgraph and the message and fail loudly; nothing half-composed is ever written.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { composeServices } from '@apollo/composition';
+import { parse } from 'graphql';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { routingUrlOverride } from '@crm/kit';
+
+const supergraphConfigSchema = z.object({
+  federation_version: z.string().optional(),
+  subgraphs: z.record(
+    z.string(),
+    z.object({
+      routing_url: z.string().url(),
+      schema: z.object({ file: z.string() }),
+    }),
+  ),
+});
+
+export interface SubgraphSource {
+  name: string;
+  url: string;
+  typeDefs: string;
+}
+
+export class CompositionError extends Error {}
+
+export function readSupergraphConfig(configPath: string, env: NodeJS.ProcessEnv = process.env): SubgraphSource[] {
+  const raw = parseYaml(readFileSync(configPath, 'utf8')) as unknown;
+  const parsed = supergraphConfigSchema.safeParse(raw);
+  if (!parsed.success) throw new CompositionError(`${configPath}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const base = dirname(resolve(configPath));
+  return Object.entries(parsed.data.subgraphs).map(([name, sg]) => ({
+    name,
+    url: routingUrlOverride(name, env) ?? sg.routing_url,
+    typeDefs: readFileSync(resolve(base, sg.schema.file), 'utf8'),
+  }));
+}
+
+export function composeSupergraph(subgraphs: SubgraphSource[]): string {
+  const services = subgraphs.map((s) => {
+    try {
+      return { name: s.name, url: s.url, typeDefs: parse(s.typeDefs) };
+    } catch (err) {
+      throw new CompositionError(`subgraph "${s.name}": schema does not parse: ${(err as Error).message}`);
+    }
+  });
+  const result = composeServices(services);
+  if (result.errors) {
+    const lines = result.errors.map((e) => {
+      const where = e.nodes?.map((n) => n.loc?.source.name).filter(Boolean).join(', ');
+      return `  - ${e.message}${where ? ` (${where})` : ''}`;
+    });
+    throw new CompositionError(`Supergraph composition failed:\n${lines.join('\n')}`);
+  }
+  return result.supergraphSdl;
+}
+
+/** Subgraph name → routing URL, read back from a composed supergraph. */
+export function subgraphUrls(supergraphSdl: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of supergraphSdl.matchAll(/@join__graph\(name:\s*"([^"]+)",\s*url:\s*"([^"]+)"\)/g)) {
+    if (m[1] && m[2]) out[m[1]] = m[2];
+  }
+  return out;
+}

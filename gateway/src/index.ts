@@ -1,0 +1,4 @@
+export * from './server';
+export * from './compose';
+export * from './auth';
+export * from './datasource';

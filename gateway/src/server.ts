@@ -1,0 +1,136 @@
+/**
+ * The gateway: Apollo Gateway (query planning over the supergraph) on Apollo Server, served on
+ * plain node:http with /health and /ready. Features are plugins (see ./plugins); this file only
+ * wires them.
+ */
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { ApolloGateway } from '@apollo/gateway';
+import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
+import {
+  closeServer, createGraphQLHandler, createLogger, listen, maskError, sendJson,
+  type Logger, type PlatformConfig,
+} from '@crm/kit';
+import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
+import { SignedDataSource, type GatewayContext } from './datasource';
+import { subgraphUrls } from './compose';
+
+export interface GatewayOptions {
+  config: PlatformConfig;
+  /** A composed supergraph file, watched and reloaded when it changes. */
+  supergraphPath?: string;
+  /** Or the supergraph itself (tests, benchmarks). */
+  supergraphSdl?: string;
+  logger?: Logger;
+  port?: number;
+  host?: string;
+}
+
+export interface GatewayRuntime {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export async function startGateway(options: GatewayOptions): Promise<GatewayRuntime> {
+  const { config } = options;
+  const logger = options.logger ?? createLogger('gateway', config.LOG_LEVEL);
+  let currentSdl = '';
+  let watcher: FSWatcher | undefined;
+
+  const gateway = new ApolloGateway({
+    logger,
+    buildService: ({ url }) => new SignedDataSource(url ?? '', config.INTERNAL_SECRET),
+    supergraphSdl: async ({ update }) => {
+      if (options.supergraphSdl) {
+        currentSdl = options.supergraphSdl;
+        return { supergraphSdl: currentSdl };
+      }
+      const path = options.supergraphPath ?? config.SUPERGRAPH_PATH;
+      currentSdl = readFileSync(path, 'utf8');
+      watcher = watch(path, () => {
+        try {
+          const next = readFileSync(path, 'utf8');
+          if (next && next !== currentSdl) {
+            update(next);
+            currentSdl = next;
+            logger.info({ path }, 'supergraph reloaded');
+          }
+        } catch (err) {
+          logger.error({ err, path }, 'supergraph reload failed; keeping the previous one');
+        }
+      });
+      return { supergraphSdl: currentSdl, cleanup: async () => watcher?.close() };
+    },
+  });
+
+  const plugins: ApolloServerPlugin<GatewayContext>[] = [
+    config.sandbox
+      ? ApolloServerPluginLandingPageLocalDefault({ embed: true, includeCookies: false })
+      : ApolloServerPluginLandingPageDisabled(),
+  ];
+
+  const apollo = new ApolloServer<GatewayContext>({
+    gateway,
+    introspection: config.introspection,
+    includeStacktraceInErrorResponses: !config.production,
+    formatError: maskError(config.production) as never,
+    csrfPrevention: true,
+    logger,
+    plugins,
+  });
+  await apollo.start();
+
+  const context = async (req: IncomingMessage): Promise<GatewayContext> => {
+    const header = req.headers.authorization;
+    const token = bearerToken(header);
+    if (header && !token) throw unauthenticated('Authorization must be "Bearer <access token>"');
+    if (!token) return { identity: null };
+    return { identity: verifyAccessToken(token, config).identity };
+  };
+
+  const handler = createGraphQLHandler({
+    apollo,
+    context,
+    maxBodyBytes: config.MAX_BODY_BYTES,
+    onError: (err) => logger.error({ err }, 'request failed'),
+    routes: {
+      '/health': (_req, res) => sendJson(res, 200, { status: 'ok', service: 'gateway' }),
+      '/ready': async (_req, res) => {
+        const subgraphs = await checkSubgraphs(currentSdl);
+        const checks = { supergraph: currentSdl.length > 0, ...subgraphs };
+        const ok = Object.values(checks).every(Boolean);
+        sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', service: 'gateway', checks });
+      },
+    },
+  });
+
+  const { server, port } = await listen(handler, options.port ?? config.PORT, options.host ?? config.HOST);
+  const url = `http://127.0.0.1:${port}/graphql`;
+  logger.info({ url }, 'gateway ready');
+  return {
+    url,
+    port,
+    async stop() {
+      await closeServer(server);
+      await apollo.stop();
+    },
+  };
+}
+
+async function checkSubgraphs(sdl: string): Promise<Record<string, boolean>> {
+  const entries = Object.entries(subgraphUrls(sdl));
+  const results = await Promise.all(
+    entries.map(async ([name, url]) => {
+      try {
+        const res = await fetch(new URL('/health', url), { signal: AbortSignal.timeout(2000) });
+        return [`subgraph:${name}`, res.ok] as const;
+      } catch {
+        return [`subgraph:${name}`, false] as const;
+      }
+    }),
+  );
+  return Object.fromEntries(results);
+}

@@ -1,0 +1,11 @@
+/** One jest run over every workspace: unit tests beside each package, e2e stories in e2e/. */
+module.exports = {
+  testEnvironment: 'node',
+  transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }] },
+  testMatch: ['<rootDir>/{packages,gateway,subgraphs}/**/test/**/*.test.ts', '<rootDir>/e2e/**/*.test.ts'],
+  testPathIgnorePatterns: ['/node_modules/', '/bench/'],
+  testTimeout: 90_000,
+  maxWorkers: 2,
+  // Stacks hold sockets and timers until stopped; a stuck test must not hang CI.
+  forceExit: true,
+};

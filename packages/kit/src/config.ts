@@ -1,0 +1,120 @@
+/**
+ * The one place that reads process.env. Every service receives a parsed, typed PlatformConfig;
+ * a missing or malformed variable fails at start with its name in the message.
+ */
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+  .optional()
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+const list = z
+  .string()
+  .optional()
+  .transform((v) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+
+const DEV_SECRET = 'dev-only-secret-change-me-0123456789abcdef';
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** HMAC key for the identity the gateway forwards to subgraphs. */
+  INTERNAL_SECRET: z.string().min(32).default(DEV_SECRET),
+  /** HMAC key for access tokens (issued by auth, verified by the gateway). */
+  JWT_SECRET: z.string().min(32).default(DEV_SECRET),
+  JWT_ISSUER: z.string().default('crm-auth'),
+  JWT_AUDIENCE: z.string().default('crm-api'),
+  ACCESS_TOKEN_TTL_SECONDS: z.coerce.number().int().min(10).max(86_400).default(900),
+  REFRESH_TOKEN_TTL_SECONDS: z.coerce.number().int().min(60).default(30 * 86_400),
+  ADMIN_EMAIL: optionalString,
+  ADMIN_PASSWORD: optionalString,
+
+  /** Real Postgres server; each subgraph uses its own database crm_<name> on it. Unset: embedded PGlite. */
+  POSTGRES_URL: optionalString,
+  /** Database name prefix (tests use a unique one per run). */
+  DATABASE_PREFIX: z.string().regex(/^[a-z][a-z0-9_]*$/).default('crm_'),
+  /** Where embedded PGlite databases are kept; "memory" keeps them in memory. */
+  DATA_DIR: z.string().default('.data'),
+
+  KAFKA_BROKERS: list,
+  KAFKA_CLIENT_ID: optionalString,
+  KAFKA_SSL: bool,
+  KAFKA_SASL_MECHANISM: z.enum(['plain', 'scram-sha-256', 'scram-sha-512', '']).default(''),
+  KAFKA_USERNAME: optionalString,
+  KAFKA_PASSWORD: optionalString,
+  /** Prefix for topics and consumer groups, to share one cluster between environments. */
+  KAFKA_NAMESPACE: z.string().regex(/^[a-zA-Z0-9._-]*$/).default(''),
+  KAFKA_TOPIC_PARTITIONS: z.coerce.number().int().min(1).default(3),
+  KAFKA_TOPIC_RETENTION_MS: z.coerce.number().int().min(60_000).default(7 * 86_400_000),
+  /** Force the in-process bus even when KAFKA_BROKERS is set. */
+  EVENT_BUS: z.enum(['auto', 'kafka', 'memory']).default('auto'),
+
+  REDIS_URL: optionalString,
+
+  PORT: z.coerce.number().int().min(0).max(65535).default(4000),
+  HOST: z.string().default('0.0.0.0'),
+  /** Where the gateway reads the composed supergraph (watched for changes). */
+  SUPERGRAPH_PATH: z.string().default('supergraph.graphql'),
+  CORS_ORIGINS: list,
+  INTROSPECTION: optionalString,
+  SANDBOX: optionalString,
+  MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
+  OUTBOX_POLL_MS: z.coerce.number().int().min(10).default(500),
+  DUE_SOON_INTERVAL_MS: z.coerce.number().int().min(100).default(60_000),
+  RATE_LIMIT_POINTS: z.coerce.number().int().min(1).default(100),
+  RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().min(1).default(900),
+  MAX_COST: z.coerce.number().int().min(1).default(5000),
+  MAX_DEPTH: z.coerce.number().int().min(1).default(12),
+  MAX_ALIASES: z.coerce.number().int().min(1).default(30),
+  TRUSTED_DOCUMENTS: z.enum(['off', 'allow', 'only']).default('off'),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface PlatformConfig extends Env {
+  production: boolean;
+  introspection: boolean;
+  sandbox: boolean;
+}
+
+export class ConfigError extends Error {}
+
+export function readConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Record<keyof Env, string>> = {}): PlatformConfig {
+  const parsed = envSchema.safeParse({ ...pickKnown(env), ...overrides });
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const c = parsed.data;
+  const production = c.NODE_ENV === 'production';
+  if (production && (c.INTERNAL_SECRET === DEV_SECRET || c.JWT_SECRET === DEV_SECRET)) {
+    throw new ConfigError('INTERNAL_SECRET and JWT_SECRET must be set (32+ characters) in production');
+  }
+  const flag = (v: string | undefined, dflt: boolean) => (v === undefined ? dflt : ['true', '1', 'yes'].includes(v));
+  return { ...c, production, introspection: flag(c.INTROSPECTION, !production), sandbox: flag(c.SANDBOX, !production) };
+}
+
+/** Per-subgraph database URL: <NAME>_DATABASE_URL wins, else POSTGRES_URL with database <prefix><name>. */
+export function databaseUrlFor(config: PlatformConfig, subgraph: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const override = env[`${subgraph.toUpperCase().replace(/-/g, '_')}_DATABASE_URL`];
+  if (override) return override;
+  if (!config.POSTGRES_URL) return undefined;
+  const url = new URL(config.POSTGRES_URL);
+  url.pathname = `/${config.DATABASE_PREFIX}${subgraph.replace(/-/g, '_')}`;
+  return url.toString();
+}
+
+/** Subgraph URLs for composition: <NAME>_URL overrides supergraph.yaml's routing_url. */
+export function routingUrlOverride(subgraph: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env[`${subgraph.toUpperCase().replace(/-/g, '_')}_URL`] || undefined;
+}
+
+function pickKnown(env: NodeJS.ProcessEnv): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const key of Object.keys(envSchema.shape)) out[key] = env[key];
+  return out;
+}

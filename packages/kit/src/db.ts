@@ -1,0 +1,145 @@
+/**
+ * One initORM for every subgraph: its own database, on real Postgres (crm_<name>, created if
+ * missing) or, in embedded mode, on PGlite served over a local socket so that the ordinary
+ * Postgres driver — the production code path — talks to it. Migrations run on open.
+ */
+import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { MikroORM, type EntitySchema, type Options } from '@mikro-orm/postgresql';
+import { Migrator, type Migration } from '@mikro-orm/migrations';
+import { Client } from 'pg';
+import type { PlatformConfig } from './config';
+import { databaseUrlFor } from './config';
+import type { Logger } from './logger';
+
+export type MigrationClass = new (...args: ConstructorParameters<typeof Migration>) => Migration;
+export interface MigrationEntry {
+  name: string;
+  class: MigrationClass;
+}
+
+export interface Database {
+  orm: MikroORM;
+  /** Statements sent since start; tests compare counts to prove batching. */
+  statementCount(): number;
+  embedded: boolean;
+  close(): Promise<void>;
+}
+
+export interface OpenDatabaseOptions {
+  subgraph: string;
+  config: PlatformConfig;
+  entities: EntitySchema<any, any>[];
+  migrations: MigrationEntry[];
+  logger: Logger;
+  /** Overrides the URL derived from the config (tests). */
+  url?: string;
+}
+
+export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
+  const { subgraph, config, logger } = options;
+  const url = options.url ?? databaseUrlFor(config, subgraph);
+  let closeEmbedded: (() => Promise<void>) | undefined;
+  let clientUrl: string;
+  if (url) {
+    await ensureDatabase(url);
+    clientUrl = url;
+  } else {
+    const embedded = await startEmbeddedPostgres(config.DATA_DIR, subgraph);
+    clientUrl = embedded.url;
+    closeEmbedded = embedded.close;
+    logger.info({ dataDir: embedded.dataDir }, 'embedded PGlite database');
+  }
+  const ormOptions: Options = {
+    clientUrl,
+    entities: options.entities,
+    extensions: [Migrator],
+    // PGlite serves one connection; a bigger pool would interleave transactions.
+    pool: closeEmbedded ? { min: 0, max: 1 } : { min: 0, max: 10 },
+    migrations: {
+      migrationsList: options.migrations,
+      transactional: true,
+      allOrNothing: true,
+      snapshot: false,
+      disableForeignKeys: false,
+      silent: true,
+    },
+    debug: false,
+    allowGlobalContext: false,
+    discovery: { warnWhenNoEntities: false },
+  };
+  const orm = await MikroORM.init(ormOptions);
+  let statements = 0;
+  orm.em.getConnection().getKnex().on('query', () => {
+    statements += 1;
+  });
+  const migrator = orm.getMigrator();
+  const ran = await migrator.up();
+  if (ran.length > 0) logger.info({ migrations: ran.map((m) => m.name) }, 'migrations applied');
+  return {
+    orm,
+    embedded: Boolean(closeEmbedded),
+    statementCount: () => statements,
+    async close() {
+      await orm.close(true);
+      if (closeEmbedded) await closeEmbedded();
+    },
+  };
+}
+
+/** CREATE DATABASE when missing; concurrent starters may race, so "already exists" is fine. */
+async function ensureDatabase(url: string): Promise<void> {
+  const target = new URL(url);
+  const name = decodeURIComponent(target.pathname.replace(/^\//, ''));
+  if (!/^[a-zA-Z0-9_]+$/.test(name)) throw new Error(`Refusing to create database with unusual name "${name}"`);
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const client = new Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    if (found.rowCount === 0) {
+      await client.query(`CREATE DATABASE "${name}"`).catch((err: { code?: string }) => {
+        if (err.code !== '42P04' && err.code !== '23505') throw err;
+      });
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+async function startEmbeddedPostgres(dataRoot: string, subgraph: string) {
+  const [{ PGlite }, { PGLiteSocketServer }] = await Promise.all([
+    import('@electric-sql/pglite'),
+    import('@electric-sql/pglite-socket'),
+  ]);
+  const memory = dataRoot === 'memory';
+  const dataDir = memory ? 'memory://' : resolve(join(dataRoot, subgraph));
+  if (!memory) mkdirSync(dataDir, { recursive: true });
+  const db = await PGlite.create(memory ? undefined : dataDir);
+  const port = await freePort();
+  const server = new PGLiteSocketServer({ db, port, host: '127.0.0.1', maxConnections: 1 });
+  await server.start();
+  return {
+    dataDir,
+    url: `postgresql://postgres@127.0.0.1:${port}/postgres?sslmode=disable`,
+    async close() {
+      await server.stop();
+      await db.close();
+    },
+  };
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const address = srv.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      srv.close(() => resolvePort(port));
+    });
+  });
+}

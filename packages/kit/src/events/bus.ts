@@ -1,0 +1,44 @@
+/**
+ * The port every subgraph and the gateway use for events. Two adapters: Kafka (kafkajs) and
+ * an in-process bus for embedded mode. Both carry the same envelope bytes, keyed by aggregate id.
+ */
+export interface BusMessage {
+  topic: string;
+  key: string;
+  value: string;
+  headers?: Record<string, string>;
+}
+
+export interface DeliveredMessage {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: string | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+}
+
+export interface SubscribeOptions {
+  /** Consumer group; every group gets every message once (per partition order). */
+  groupId: string;
+  topics: string[];
+  /** Start from the latest offset for a new group (live feeds) instead of the earliest. */
+  fromLatest?: boolean;
+  /** Called for each message in partition order; a throw is retried by the bus's caller, not here. */
+  handle: (message: DeliveredMessage) => Promise<void>;
+}
+
+export interface Subscription {
+  stop(): Promise<void>;
+}
+
+export interface EventBus {
+  readonly kind: 'kafka' | 'memory';
+  /** Resolves once the messages are acknowledged by the broker (acks=all for Kafka). */
+  publish(messages: BusMessage[]): Promise<void>;
+  subscribe(options: SubscribeOptions): Promise<Subscription>;
+  /** Creates topics (and their .dlq) that do not exist yet. */
+  ensureTopics(topics: string[]): Promise<void>;
+  healthy(): Promise<boolean>;
+  close(): Promise<void>;
+}

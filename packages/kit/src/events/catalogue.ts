@@ -1,0 +1,175 @@
+/**
+ * Every domain event, declared once: its topic and its payload schema. Producers get the payload
+ * type from here; consumers validate against the same schema and dead-letter what does not fit.
+ */
+import { z } from 'zod';
+
+export const TOPICS = {
+  user: 'user.events',
+  customer: 'customer.events',
+  salesActivity: 'sales-activity.events',
+  opportunity: 'opportunity.events',
+  notification: 'notification.events',
+} as const;
+export type Topic = (typeof TOPICS)[keyof typeof TOPICS];
+export const ALL_TOPICS: Topic[] = Object.values(TOPICS);
+export const dlqOf = (topic: string) => `${topic}.dlq`;
+
+const id = z.string().min(1);
+const role = z.enum(['ADMIN', 'MANAGER', 'SALES', 'COMPLIANCE']);
+const isoDate = z.string().datetime({ offset: true });
+const sagaType = z.enum(['user-deletion', 'customer-deletion', 'onboarding', 'approval']);
+
+const user = z.object({ userId: id, email: z.string(), name: z.string(), role, active: z.boolean() });
+const customer = z.object({
+  customerId: id,
+  name: z.string(),
+  assignedRepId: id.nullable(),
+  size: z.string().nullable(),
+  investmentProfile: z.string().nullable(),
+});
+const task = z.object({
+  taskId: id,
+  title: z.string(),
+  assigneeId: id,
+  customerId: id.nullable(),
+  status: z.string(),
+  priority: z.string(),
+  dueAt: isoDate.nullable(),
+});
+const approval = z.object({
+  requestId: id,
+  customerId: id,
+  requesterId: id,
+  approverId: id.nullable(),
+  title: z.string(),
+  amount: z.number().nullable(),
+  status: z.enum(['PENDING', 'APPROVED', 'REJECTED', 'RECALLED', 'CANCELLED']),
+  comment: z.string().nullable(),
+  requestedAt: isoDate,
+  decidedAt: isoDate.nullable(),
+});
+
+/** A step of a saga, emitted by the subgraph that took it; analytics keeps the read model. */
+const sagaStep = z.object({
+  sagaId: id,
+  sagaType,
+  subjectId: id,
+  step: z.string(),
+  status: z.enum(['STARTED', 'DONE', 'REFUSED', 'COMPENSATED', 'FAILED']),
+  detail: z.string().nullable(),
+  /** The saga ends with this step (COMPLETED, COMPENSATED or FAILED). */
+  ends: z.enum(['COMPLETED', 'COMPENSATED', 'FAILED']).nullable(),
+  /** Steps the saga is expected to take in all, when known, so the read model knows when it is done. */
+  expectedSteps: z.array(z.string()).optional(),
+});
+
+function event<T extends z.ZodTypeAny>(topic: Topic, schema: T) {
+  return { topic, schema };
+}
+
+export const EVENTS = {
+  'user.created': event(TOPICS.user, user),
+  'user.updated': event(TOPICS.user, user.extend({ changes: z.array(z.string()) })),
+  'user.deleted': event(TOPICS.user, user.extend({ sagaId: id })),
+  'user.login': event(TOPICS.user, z.object({ userId: id, email: z.string() })),
+  'user.logout': event(TOPICS.user, z.object({ userId: id })),
+  'user.saga_step': event(TOPICS.user, sagaStep),
+
+  'customer.created': event(TOPICS.customer, customer),
+  'customer.updated': event(TOPICS.customer, customer.extend({ changes: z.array(z.string()) })),
+  'customer.deleted': event(TOPICS.customer, customer.extend({ sagaId: id, requestedBy: id })),
+  'customer.restored': event(TOPICS.customer, customer.extend({ sagaId: id })),
+  'customer.reassigned': event(TOPICS.customer, customer.extend({ fromRepId: id.nullable(), sagaId: id.nullable() })),
+  'customer.saga_step': event(TOPICS.customer, sagaStep),
+
+  'meeting.created': event(
+    TOPICS.salesActivity,
+    z.object({ meetingId: id, customerId: id, repId: id, startsAt: isoDate, summary: z.string() }),
+  ),
+  'task.created': event(TOPICS.salesActivity, task),
+  'task.updated': event(TOPICS.salesActivity, task),
+  'task.completed': event(TOPICS.salesActivity, task.extend({ completedAt: isoDate })),
+  'task.cancelled': event(TOPICS.salesActivity, task),
+  'task.due_soon': event(TOPICS.salesActivity, task.extend({ dueAt: isoDate })),
+  'sales-activity.saga_step': event(TOPICS.salesActivity, sagaStep),
+
+  'approval.requested': event(TOPICS.opportunity, approval),
+  'approval.approved': event(TOPICS.opportunity, approval),
+  'approval.rejected': event(TOPICS.opportunity, approval),
+  'approval.recalled': event(TOPICS.opportunity, approval),
+  'approval.cancelled': event(TOPICS.opportunity, approval.extend({ reason: z.string() })),
+  'opportunity.saga_step': event(TOPICS.opportunity, sagaStep),
+
+  'notification.created': event(
+    TOPICS.notification,
+    z.object({
+      notificationId: id,
+      recipientId: id,
+      type: z.enum(['APPROVAL_REQUESTED', 'APPROVAL_DECIDED', 'TASK_ASSIGNED', 'TASK_DUE_SOON', 'CUSTOMER_ASSIGNED', 'SYSTEM']),
+      title: z.string(),
+      entityType: z.string().nullable(),
+      entityId: id.nullable(),
+    }),
+  ),
+  'analytics.saga_step': event(TOPICS.notification, sagaStep),
+} as const;
+
+export type EventType = keyof typeof EVENTS;
+export type EventData<T extends EventType> = z.infer<(typeof EVENTS)[T]['schema']>;
+export type SagaStepData = z.infer<typeof sagaStep>;
+export type SagaType = z.infer<typeof sagaType>;
+
+export const ENVELOPE_VERSION = 1;
+
+export interface Envelope<T extends EventType = EventType> {
+  id: string;
+  type: T;
+  version: number;
+  occurredAt: string;
+  source: string;
+  aggregateId: string;
+  actorId: string | null;
+  correlationId: string;
+  causationId: string | null;
+  data: EventData<T>;
+}
+
+const envelopeSchema = z.object({
+  id: z.string().uuid(),
+  type: z.string(),
+  version: z.number().int(),
+  occurredAt: isoDate,
+  source: z.string(),
+  aggregateId: z.string().min(1),
+  actorId: z.string().nullable(),
+  correlationId: z.string().min(1),
+  causationId: z.string().nullable(),
+  data: z.unknown(),
+});
+
+export class InvalidEventError extends Error {
+  override readonly name = 'InvalidEventError';
+}
+
+/** Parses raw bytes into a typed envelope, or throws InvalidEventError (not retriable). */
+export function parseEnvelope(raw: Buffer | string | null): Envelope {
+  if (raw === null) throw new InvalidEventError('empty message');
+  let json: unknown;
+  try {
+    json = JSON.parse(raw.toString());
+  } catch {
+    throw new InvalidEventError('message is not JSON');
+  }
+  const env = envelopeSchema.safeParse(json);
+  if (!env.success) throw new InvalidEventError(`bad envelope: ${env.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
+  const def = (EVENTS as Record<string, { schema: z.ZodTypeAny } | undefined>)[env.data.type];
+  if (!def) throw new InvalidEventError(`unknown event type ${env.data.type}`);
+  const data = def.schema.safeParse(env.data.data);
+  if (!data.success) throw new InvalidEventError(`bad ${env.data.type} payload: ${data.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
+  return { ...env.data, data: data.data } as Envelope;
+}
+
+export function isEvent<T extends EventType>(e: Envelope, type: T): e is Envelope<T> {
+  return e.type === type;
+}

@@ -1,0 +1,205 @@
+/**
+ * The one bootstrap every subgraph uses: config → logger → its own database (migrations) →
+ * Apollo subgraph schema → HTTP with health routes → outbox relay, event consumers and jobs.
+ * A subgraph folder only declares a SubgraphDefinition; nothing here is copied per service.
+ */
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import type { Server } from 'node:http';
+import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
+import { buildSubgraphSchema } from '@apollo/subgraph';
+import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
+import { GraphQLError, parse, type DocumentNode } from 'graphql';
+import type { EntityManager, EntitySchema } from '@mikro-orm/postgresql';
+import type { PlatformConfig } from './config';
+import { openDatabase, type Database, type MigrationEntry } from './db';
+import { maskError } from './errors';
+import { closeServer, createGraphQLHandler, listen, sendJson } from './http';
+import { IDENTITY_HEADER, SIGNATURE_HEADER, verifyIdentity, type Identity } from './identity';
+import { createLogger, type Logger } from './logger';
+import type { EventBus } from './events/bus';
+import type { Envelope, EventData, EventType } from './events/catalogue';
+import { InboxRecordSchema } from './events/inbox';
+import { OutboxMessageSchema, stageEvent, type EventCause } from './events/outbox';
+import { kitMigrations } from './kit-migration';
+import { startRelay, type Relay } from './events/relay';
+import { startConsumer, type Consumer, type EventHandlers } from './events/consumer';
+
+export interface RequestContext<L = unknown> {
+  identity: Identity | null;
+  em: EntityManager;
+  loaders: L;
+  logger: Logger;
+  config: PlatformConfig;
+  /** Stages a domain event in this request's unit of work; it commits with the next flush. */
+  emit<T extends EventType>(type: T, aggregateId: string, data: EventData<T>, cause?: Partial<EventCause>): Envelope<T>;
+}
+
+export interface Job {
+  name: string;
+  intervalMs(config: PlatformConfig): number;
+  run(runtime: SubgraphRuntime): Promise<void>;
+}
+
+export interface SubgraphDefinition<L = unknown> {
+  name: string;
+  /** Absolute path of the subgraph's schema.graphql (also what supergraph.yaml points at). */
+  schemaPath: string;
+  resolvers: GraphQLResolverMap<RequestContext<L>>;
+  entities: EntitySchema<any, any>[];
+  migrations: MigrationEntry[];
+  createLoaders?(em: EntityManager, identity: Identity | null): L;
+  consumes?: EventHandlers;
+  jobs?: Job[];
+  onStart?(runtime: SubgraphRuntime): Promise<void>;
+}
+
+export interface SubgraphRuntime {
+  name: string;
+  url: string;
+  port: number;
+  config: PlatformConfig;
+  logger: Logger;
+  db: Database;
+  bus: EventBus | undefined;
+  relay: Relay | undefined;
+  /** A fresh EntityManager for work outside a request (jobs, start-up). */
+  fork(): EntityManager;
+  /** Stages an event on `em` as this subgraph. */
+  emit<T extends EventType>(em: EntityManager, type: T, aggregateId: string, data: EventData<T>, cause: EventCause): Envelope<T>;
+  stop(): Promise<void>;
+}
+
+export interface StartSubgraphOptions {
+  config: PlatformConfig;
+  port: number;
+  host?: string;
+  bus?: EventBus;
+  logger?: Logger;
+  databaseUrl?: string;
+}
+
+export function loadTypeDefs(schemaPath: string): DocumentNode {
+  return parse(readFileSync(schemaPath, 'utf8'));
+}
+
+export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: StartSubgraphOptions): Promise<SubgraphRuntime> {
+  const { config } = options;
+  const logger = options.logger ?? createLogger(def.name, config.LOG_LEVEL);
+  const db = await openDatabase({
+    subgraph: def.name,
+    config,
+    entities: [OutboxMessageSchema, InboxRecordSchema, ...def.entities],
+    migrations: [...kitMigrations, ...def.migrations],
+    logger,
+    ...(options.databaseUrl ? { url: options.databaseUrl } : {}),
+  });
+  const orm = db.orm;
+  const emitAs = <T extends EventType>(em: EntityManager, type: T, aggregateId: string, data: EventData<T>, cause: EventCause) =>
+    stageEvent(em, def.name, type, aggregateId, data, cause);
+
+  const apollo = new ApolloServer<RequestContext<L>>({
+    schema: buildSubgraphSchema([{ typeDefs: loadTypeDefs(def.schemaPath), resolvers: def.resolvers as never }]),
+    introspection: !config.production,
+    includeStacktraceInErrorResponses: !config.production,
+    formatError: maskError(config.production) as never,
+    csrfPrevention: false, // only the gateway (which signs every request) may call a subgraph
+    logger,
+    plugins: [ApolloServerPluginInlineTraceDisabled()],
+  });
+  await apollo.start();
+
+  const context = async (req: IncomingMessage): Promise<RequestContext<L>> => {
+    const verified = verifyIdentity(
+      header(req, IDENTITY_HEADER),
+      header(req, SIGNATURE_HEADER),
+      config.INTERNAL_SECRET,
+    );
+    if (!verified.ok) {
+      throw new GraphQLError(`Refused: ${verified.reason}; subgraphs only answer the gateway`, {
+        extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } },
+      });
+    }
+    const em = orm.em.fork();
+    const identity = verified.identity;
+    return {
+      identity,
+      em,
+      loaders: def.createLoaders ? def.createLoaders(em, identity) : (undefined as L),
+      logger,
+      config,
+      emit: (type, aggregateId, data, cause) =>
+        emitAs(em, type, aggregateId, data, { actorId: identity?.userId ?? null, ...cause }),
+    };
+  };
+
+  let relay: Relay | undefined;
+  const consumers: Consumer[] = [];
+  let server: Server | undefined;
+  const timers: NodeJS.Timeout[] = [];
+  const bus = options.bus;
+
+  const handler = createGraphQLHandler({
+    apollo,
+    context,
+    maxBodyBytes: config.MAX_BODY_BYTES,
+    onError: (err) => logger.error({ err }, 'request failed'),
+    routes: {
+      '/health': (_req, res) => sendJson(res, 200, { status: 'ok', service: def.name }),
+      '/ready': async (_req, res) => {
+        const checks = {
+          database: await orm.isConnected(),
+          events: bus ? await bus.healthy() : true,
+          consumers: consumers.every((c) => c.running()),
+        };
+        const ok = Object.values(checks).every(Boolean);
+        sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', service: def.name, checks });
+      },
+    },
+  });
+  const listening = await listen(handler, options.port, options.host ?? '127.0.0.1');
+  server = listening.server;
+
+  const runtime: SubgraphRuntime = {
+    name: def.name,
+    url: `http://127.0.0.1:${listening.port}/graphql`,
+    port: listening.port,
+    config,
+    logger,
+    db,
+    bus,
+    relay: undefined,
+    fork: () => orm.em.fork(),
+    emit: emitAs,
+    async stop() {
+      for (const t of timers) clearInterval(t);
+      if (server) await closeServer(server);
+      await Promise.all(consumers.map((c) => c.stop()));
+      if (relay) await relay.stop();
+      await apollo.stop();
+      await db.close();
+    },
+  };
+
+  if (bus) {
+    relay = startRelay({ orm, bus, logger, pollMs: config.OUTBOX_POLL_MS, namespace: config.KAFKA_NAMESPACE });
+    runtime.relay = relay;
+    if (def.consumes && Object.keys(def.consumes).length > 0) {
+      consumers.push(await startConsumer({ name: def.name, orm, bus, logger, handlers: def.consumes, config, runtime }));
+    }
+  }
+  if (def.onStart) await def.onStart(runtime);
+  for (const job of def.jobs ?? []) {
+    const tick = () =>
+      job.run(runtime).catch((err: unknown) => logger.error({ err, job: job.name }, 'job failed'));
+    timers.push(setInterval(tick, job.intervalMs(config)));
+  }
+  logger.info({ url: runtime.url }, 'subgraph ready');
+  return runtime;
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}

@@ -1,0 +1,3 @@
+export * from './start-stack';
+export * from './subgraphs';
+export * from './testing';

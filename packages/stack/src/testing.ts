@@ -1,0 +1,135 @@
+/**
+ * The one helper every story test starts from: a whole stack on free ports with throwaway
+ * databases, Kafka topics and Redis keys. Against real services when POSTGRES_URL,
+ * KAFKA_BROKERS and REDIS_URL are set (CI); embedded otherwise. Plus a tiny GraphQL client.
+ */
+import { randomBytes } from 'node:crypto';
+import { Client } from 'pg';
+import { readConfig, type PlatformConfig, type Role } from '@crm/kit';
+import { startStack, type Stack, type StackOptions } from './start-stack';
+
+export const ADMIN = { email: 'admin@test.local', password: 'admin-password-123' };
+
+export interface GraphQLResult<T = any> {
+  status: number;
+  data?: T;
+  errors?: { message: string; extensions?: { code?: string; [k: string]: unknown } }[];
+  headers: Headers;
+}
+
+export interface TestUser {
+  id: string;
+  email: string;
+  role: Role;
+  token: string;
+  refreshToken: string;
+  gql<T = any>(query: string, variables?: Record<string, unknown>): Promise<GraphQLResult<T>>;
+}
+
+export interface TestStack extends Stack {
+  gql<T = any>(query: string, variables?: Record<string, unknown>, token?: string): Promise<GraphQLResult<T>>;
+  admin(): Promise<TestUser>;
+  /** Registers a new user and, for roles other than SALES, has the admin grant the role. */
+  user(role?: Role, name?: string): Promise<TestUser>;
+}
+
+export interface TestStackOptions extends Omit<StackOptions, 'config'> {
+  env?: Record<string, string>;
+}
+
+export async function startTestStack(options: TestStackOptions = {}): Promise<TestStack> {
+  const id = randomBytes(4).toString('hex');
+  const config = testConfig(id, options.env);
+  const stack = await startStack({ ...options, config, ports: 'random' });
+  return decorate(stack, config);
+}
+
+export function testConfig(id: string, env: Record<string, string> = {}): PlatformConfig {
+  return readConfig(process.env, {
+    NODE_ENV: 'test',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    DATA_DIR: 'memory',
+    DATABASE_PREFIX: `t${id}_`,
+    KAFKA_NAMESPACE: `t${id}.`,
+    OUTBOX_POLL_MS: '100',
+    ADMIN_EMAIL: ADMIN.email,
+    ADMIN_PASSWORD: ADMIN.password,
+    ...env,
+  });
+}
+
+export async function gqlRequest<T = any>(url: string, query: string, variables?: Record<string, unknown>, token?: string): Promise<GraphQLResult<T>> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ query, variables }),
+  });
+  const text = await res.text();
+  let body: { data?: T; errors?: GraphQLResult['errors'] } = {};
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = { errors: [{ message: text }] };
+  }
+  return { status: res.status, headers: res.headers, ...body };
+}
+
+const LOGIN = `mutation($email: String!, $password: String!) { login(email: $email, password: $password) { accessToken refreshToken user { id role } } }`;
+const REGISTER = `mutation($input: RegisterInput!) { register(input: $input) { accessToken refreshToken user { id role } } }`;
+
+function decorate(stack: Stack, config: PlatformConfig): TestStack {
+  const url = stack.gatewayUrl;
+  const gql = <T = any>(query: string, variables?: Record<string, unknown>, token?: string) => gqlRequest<T>(url, query, variables, token);
+  const asUser = (email: string, role: Role, payload: { accessToken: string; refreshToken: string; user: { id: string } }): TestUser => ({
+    id: payload.user.id,
+    email,
+    role,
+    token: payload.accessToken,
+    refreshToken: payload.refreshToken,
+    gql: (q, v) => gql(q, v, payload.accessToken),
+  });
+  const login = async (email: string, password: string, role: Role) => {
+    const r = await gql(LOGIN, { email, password });
+    if (!r.data?.login) throw new Error(`login failed: ${JSON.stringify(r.errors)}`);
+    return asUser(email, role, r.data.login);
+  };
+  let adminUser: Promise<TestUser> | undefined;
+  let counter = 0;
+  const stop = stack.stop.bind(stack);
+  return {
+    ...stack,
+    gql,
+    admin: () => (adminUser ??= login(ADMIN.email, ADMIN.password, 'ADMIN')),
+    async user(role: Role = 'SALES', name?: string) {
+      counter += 1;
+      const email = `${role.toLowerCase()}${counter}-${randomBytes(3).toString('hex')}@test.local`;
+      const password = 'password-1234';
+      const r = await gql(REGISTER, { input: { email, password, name: name ?? `${role} ${counter}` } });
+      if (!r.data?.register) throw new Error(`register failed: ${JSON.stringify(r.errors)}`);
+      if (role === 'SALES') return asUser(email, role, r.data.register);
+      const admin = await this.admin();
+      const up = await admin.gql(`mutation($id: ID!, $role: Role!) { updateUser(id: $id, input: { role: $role }) { id role } }`, { id: r.data.register.user.id, role });
+      if (up.errors) throw new Error(`role change failed: ${JSON.stringify(up.errors)}`);
+      return login(email, password, role);
+    },
+    async stop() {
+      await stop();
+      await dropTestDatabases(config);
+    },
+  };
+}
+
+/** Drops the databases a test stack created on a real Postgres (prefix t<id>_). */
+async function dropTestDatabases(config: PlatformConfig): Promise<void> {
+  if (!config.POSTGRES_URL || !/^t[0-9a-f]{8}_$/.test(config.DATABASE_PREFIX)) return;
+  const admin = new URL(config.POSTGRES_URL);
+  admin.pathname = '/postgres';
+  const client = new Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ datname: string }>('SELECT datname FROM pg_database WHERE datname LIKE $1', [`${config.DATABASE_PREFIX}%`]);
+    for (const { datname } of rows) await client.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+  } finally {
+    await client.end();
+  }
+}

@@ -1,0 +1,18 @@
+import { join } from 'node:path';
+import type { SubgraphDefinition } from '@crm/kit';
+import { entities } from './entities';
+import { migrations } from '../migrations';
+import { createLoaders, resolvers, type AuthLoaders } from './resolvers';
+import { ensureAdmin } from './bootstrap';
+
+export const authSubgraph: SubgraphDefinition<AuthLoaders> = {
+  name: 'auth',
+  schemaPath: join(__dirname, 'schema.graphql'),
+  resolvers: resolvers as SubgraphDefinition<AuthLoaders>['resolvers'],
+  entities,
+  migrations,
+  createLoaders,
+  onStart: ensureAdmin,
+};
+
+export default authSubgraph;

@@ -1,0 +1,184 @@
+import { randomUUID } from 'node:crypto';
+import DataLoader from 'dataloader';
+import { z } from 'zod';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import {
+  ROLES, badInput, conflict, forbidden, notFound, paginate, parseInput, requireRole, requireUser,
+  scalarResolvers, unauthenticated, type Identity, type RequestContext,
+} from '@crm/kit';
+import { AuditEntry, User } from '../entities';
+import { stageAudit } from '../audit';
+import { issueTokens, revokeAllFor, rotateRefreshToken } from '../tokens';
+import { timingDummyHash, verifyPassword } from '../passwords';
+import { createUser, findByEmail, userEventData } from '../users';
+
+export interface AuthLoaders {
+  user: DataLoader<string, User | null>;
+}
+
+export function createLoaders(em: EntityManager): AuthLoaders {
+  return {
+    user: new DataLoader(async (ids: readonly string[]) => {
+      const rows = await em.find(User, { id: { $in: [...ids] } });
+      const byId = new Map(rows.map((u) => [u.id, u]));
+      return ids.map((id) => byId.get(id) ?? null);
+    }),
+  };
+}
+
+type Ctx = RequestContext<AuthLoaders>;
+
+const uuid = z.string().uuid();
+const registerInput = z.object({
+  email: z.string().trim().email('must be a valid email address').max(254),
+  password: z.string().min(10, 'must be at least 10 characters').max(200),
+  name: z.string().trim().min(1, 'must not be empty').max(200),
+});
+const updateUserInput = z.object({
+  name: z.string().trim().min(1, 'must not be empty').max(200).nullish(),
+  role: z.enum(ROLES).nullish(),
+});
+
+const isUuid = (id: string) => uuid.safeParse(id).success;
+
+export const resolvers = {
+  ...scalarResolvers,
+  Query: {
+    me: async (_: unknown, __: unknown, ctx: Ctx) => {
+      if (!ctx.identity) return null;
+      const user = await ctx.loaders.user.load(ctx.identity.userId);
+      return user?.active ? user : null;
+    },
+    user: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
+      requireUser(ctx.identity);
+      return isUuid(id) ? ctx.loaders.user.load(id) : null;
+    },
+    users: async (_: unknown, args: { role?: string | null; first?: number | null; after?: string | null }, ctx: Ctx) => {
+      requireRole(ctx.identity, 'ADMIN', 'MANAGER');
+      return paginate(ctx.em, User, args.role ? { role: args.role as User['role'] } : {}, args);
+    },
+    auditLog: async (
+      _: unknown,
+      args: { actorId?: string | null; entityType?: string | null; first?: number | null; after?: string | null },
+      ctx: Ctx,
+    ) => {
+      requireRole(ctx.identity, 'ADMIN', 'COMPLIANCE');
+      const where: Record<string, unknown> = {};
+      if (args.actorId) {
+        if (!isUuid(args.actorId)) throw badInput('actorId is not a valid id', 'actorId');
+        where.actorId = args.actorId;
+      }
+      if (args.entityType) where.entityType = args.entityType;
+      return paginate(ctx.em, AuditEntry, where, args);
+    },
+  },
+  Mutation: {
+    register: async (_: unknown, { input }: { input: unknown }, ctx: Ctx) => {
+      const data = parseInput(registerInput, input);
+      const user = await createUser(ctx.em, { ...data, role: 'SALES' }, null);
+      const tokens = issueTokens(ctx.em, user, ctx.config);
+      await ctx.em.flush();
+      return tokens;
+    },
+    login: async (_: unknown, args: { email: string; password: string }, ctx: Ctx) => {
+      const user = await findByEmail(ctx.em, args.email);
+      const ok = user ? await verifyPassword(user.passwordHash, args.password) : await verifyPassword(await timingDummyHash(), args.password) && false;
+      if (!user || !ok || !user.active) {
+        stageAudit(ctx.em, {
+          actorId: user?.id ?? null,
+          action: 'user.login_failed',
+          entityType: 'User',
+          entityId: user?.id ?? null,
+          details: { email: args.email.slice(0, 254), reason: user && ok && !user.active ? 'inactive' : 'bad credentials' },
+        });
+        await ctx.em.flush();
+        // Same message for unknown email, wrong password and deactivated user.
+        throw unauthenticated('Invalid email or password');
+      }
+      stageAudit(ctx.em, { actorId: user.id, action: 'user.login', entityType: 'User', entityId: user.id });
+      ctx.emit('user.login', user.id, { userId: user.id, email: user.email }, { actorId: user.id });
+      const tokens = issueTokens(ctx.em, user, ctx.config);
+      await ctx.em.flush();
+      return tokens;
+    },
+    refreshToken: async (_: unknown, { refreshToken }: { refreshToken: string }, ctx: Ctx) =>
+      rotateRefreshToken(ctx.em, refreshToken, ctx.config),
+    logout: async (_: unknown, __: unknown, ctx: Ctx) => {
+      const me = requireUser(ctx.identity);
+      await revokeAllFor(ctx.em, me.userId);
+      stageAudit(ctx.em, { actorId: me.userId, action: 'user.logout', entityType: 'User', entityId: me.userId });
+      ctx.emit('user.logout', me.userId, { userId: me.userId });
+      await ctx.em.flush();
+      return true;
+    },
+    updateUser: async (_: unknown, args: { id: string; input: unknown }, ctx: Ctx) => {
+      const me = requireUser(ctx.identity);
+      const input = parseInput(updateUserInput, args.input);
+      const isAdmin = me.role === 'ADMIN';
+      if (!isAdmin && me.userId !== args.id) throw forbidden('You may only update yourself');
+      if (!isAdmin && input.role) throw forbidden('Only an ADMIN may change roles');
+      const user = isUuid(args.id) ? await ctx.em.findOne(User, { id: args.id }) : null;
+      if (!user) throw notFound('User', args.id);
+      if (!user.active) throw conflict('User is deactivated');
+      const changes: string[] = [];
+      if (input.name && input.name !== user.name) {
+        user.name = input.name;
+        changes.push('name');
+      }
+      if (input.role && input.role !== user.role) {
+        stageAudit(ctx.em, { actorId: me.userId, action: 'user.role_changed', entityType: 'User', entityId: user.id, details: { from: user.role, to: input.role } });
+        user.role = input.role;
+        changes.push('role');
+      }
+      if (changes.length > 0) {
+        stageAudit(ctx.em, { actorId: me.userId, action: 'user.updated', entityType: 'User', entityId: user.id, details: { changes } });
+        ctx.emit('user.updated', user.id, { ...userEventData(user), changes });
+      }
+      await ctx.em.flush();
+      return user;
+    },
+    deleteUser: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
+      const me = requireRole(ctx.identity, 'ADMIN');
+      if (me.userId === id) throw conflict('You cannot delete yourself');
+      const user = isUuid(id) ? await ctx.em.findOne(User, { id }) : null;
+      if (!user) throw notFound('User', id);
+      if (!user.active) throw conflict('User is already deleted');
+      return deactivateUser(ctx.em, user, me, ctx);
+    },
+  },
+  User: {
+    __resolveReference: async (ref: { id: string }, ctx: Ctx) => {
+      requireUser(ctx.identity);
+      return isUuid(ref.id) ? ctx.loaders.user.load(ref.id) : null;
+    },
+  },
+  AuditEntry: {
+    at: (entry: AuditEntry) => entry.createdAt,
+    actor: (entry: AuditEntry, _: unknown, ctx: Ctx) => (entry.actorId ? ctx.loaders.user.load(entry.actorId) : null),
+  },
+};
+
+/** Deactivates a user, revokes their sessions and starts the user-deletion saga (one commit). */
+async function deactivateUser(em: EntityManager, user: User, actor: Identity, ctx: Ctx) {
+  const sagaId = randomUUID();
+  user.active = false;
+  await revokeAllFor(em, user.id);
+  stageAudit(em, { actorId: actor.userId, action: 'user.deleted', entityType: 'User', entityId: user.id, details: { sagaId } });
+  const cause = { actorId: actor.userId, correlationId: sagaId };
+  ctx.emit('user.deleted', user.id, { ...userEventData(user), sagaId }, cause);
+  ctx.emit('user.saga_step', sagaId, {
+    sagaId, sagaType: 'user-deletion', subjectId: user.id, step: 'auth.deactivate-user', status: 'DONE', detail: null, ends: null,
+    expectedSteps: USER_DELETION_STEPS,
+  }, cause);
+  await em.flush();
+  return { id: sagaId };
+}
+
+/** The steps of the user-deletion saga, in the order ARCHITECTURE.md gives them. */
+export const USER_DELETION_STEPS = [
+  'auth.deactivate-user',
+  'customer.reassign-customers',
+  'sales-activity.remove-activities',
+  'opportunity.cancel-requests',
+  'analytics.archive-notifications',
+];

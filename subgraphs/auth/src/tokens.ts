@@ -1,0 +1,82 @@
+/**
+ * Access tokens: short-lived HS256 JWTs the gateway verifies. Refresh tokens: random, single use,
+ * stored hashed; using one rotates it, and reusing a used one revokes its whole family.
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import jwt from 'jsonwebtoken';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { unauthenticated, type PlatformConfig } from '@crm/kit';
+import { RefreshToken, User } from './entities';
+
+export interface IssuedTokens {
+  accessToken: string;
+  refreshToken: string;
+  expiresAt: Date;
+  user: User;
+}
+
+export function signAccessToken(user: User, config: PlatformConfig): { token: string; expiresAt: Date } {
+  const expiresAt = new Date(Date.now() + config.ACCESS_TOKEN_TTL_SECONDS * 1000);
+  const token = jwt.sign({ role: user.role, email: user.email }, config.JWT_SECRET, {
+    algorithm: 'HS256',
+    subject: user.id,
+    issuer: config.JWT_ISSUER,
+    audience: config.JWT_AUDIENCE,
+    expiresIn: config.ACCESS_TOKEN_TTL_SECONDS,
+    jwtid: randomUUID(),
+  });
+  return { token, expiresAt };
+}
+
+const digest = (token: string) => createHash('sha256').update(token).digest('hex');
+
+/** Stages a new refresh token row on `em` (flushed by the caller) and returns its secret. */
+export function stageRefreshToken(em: EntityManager, user: User, config: PlatformConfig, familyId: string = randomUUID()): string {
+  const secret = randomBytes(32).toString('base64url');
+  const row = new RefreshToken();
+  row.id = randomUUID();
+  row.userId = user.id;
+  row.familyId = familyId;
+  row.tokenHash = digest(secret);
+  row.expiresAt = new Date(Date.now() + config.REFRESH_TOKEN_TTL_SECONDS * 1000);
+  em.persist(row);
+  return secret;
+}
+
+export function issueTokens(em: EntityManager, user: User, config: PlatformConfig, familyId?: string): IssuedTokens {
+  const refreshToken = stageRefreshToken(em, user, config, familyId);
+  const access = signAccessToken(user, config);
+  return { accessToken: access.token, refreshToken, expiresAt: access.expiresAt, user };
+}
+
+/**
+ * Rotates a refresh token. The row is claimed with a conditional UPDATE so two concurrent
+ * refreshes with one token cannot both succeed; a reused token revokes its family.
+ */
+export async function rotateRefreshToken(em: EntityManager, presented: string, config: PlatformConfig): Promise<IssuedTokens> {
+  const invalid = () => unauthenticated('Invalid or expired refresh token');
+  const row = await em.findOne(RefreshToken, { tokenHash: digest(presented) });
+  if (!row) throw invalid();
+  const claimed = await em.nativeUpdate(
+    RefreshToken,
+    { id: row.id, usedAt: null, revokedAt: null, expiresAt: { $gt: new Date() } },
+    { usedAt: new Date() },
+  );
+  if (claimed !== 1) {
+    if (row.usedAt) await revokeFamily(em, row.familyId);
+    throw invalid();
+  }
+  const user = await em.findOne(User, { id: row.userId });
+  if (!user || !user.active) throw invalid();
+  const tokens = issueTokens(em, user, config, row.familyId);
+  await em.flush();
+  return tokens;
+}
+
+export async function revokeFamily(em: EntityManager, familyId: string): Promise<void> {
+  await em.nativeUpdate(RefreshToken, { familyId, revokedAt: null }, { revokedAt: new Date() });
+}
+
+export async function revokeAllFor(em: EntityManager, userId: string): Promise<number> {
+  return em.nativeUpdate(RefreshToken, { userId, revokedAt: null }, { revokedAt: new Date() });
+}
