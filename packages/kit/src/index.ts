@@ -16,3 +16,5 @@ export * from './events/inbox';
 export * from './events/relay';
 export * from './events/consumer';
 export * from './events';
+export * from './batch';
+export * from './testing';

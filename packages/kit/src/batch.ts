@@ -1,0 +1,112 @@
+/**
+ * Batched connections for list-valued entity fields (Customer.tasks, User.customers, …): one SQL
+ * statement for all parents of a request, whatever their number, via a window function. Used
+ * through `connectionLoaders`, which gives one DataLoader per distinct argument set per request.
+ */
+import DataLoader from 'dataloader';
+import type { EntityManager, EntityName, FilterQuery } from '@mikro-orm/postgresql';
+import { decodeCursor, pageSize, toConnection, type Connection, type PageArgs } from './pagination';
+
+type Row = { id: string; createdAt: Date };
+
+/** One page per parent: rows of `entity` whose `parentProp` is one of `parentIds`, newest first. */
+export async function pagesByParent<T extends Row>(
+  em: EntityManager,
+  entity: EntityName<T>,
+  parentProp: string,
+  parentIds: readonly string[],
+  where: FilterQuery<T>,
+  args: PageArgs,
+): Promise<Map<string, Connection<T>>> {
+  const first = pageSize(args.first);
+  const cursor = decodeCursor(args.after);
+  const meta = em.getMetadata().get(typeof entity === 'string' ? entity : (entity as { name: string }).name);
+  const parentColumn = meta.properties[parentProp as keyof typeof meta.properties]?.fieldNames[0];
+  if (!parentColumn) throw new Error(`${meta.className} has no property ${parentProp}`);
+  const knex = em.getKnex();
+  const scope = { $and: [{ [parentProp]: { $in: [...parentIds] } }, where] } as FilterQuery<T>;
+  // count over the unpaged scope, row numbers over the rows after the cursor
+  const inner = em
+    .createQueryBuilder(entity, 't')
+    .select([
+      't.*',
+      knex.raw('count(*) over (partition by ??) as __total', [`t.${parentColumn}`]) as never,
+    ])
+    .where(scope)
+    .getKnexQuery();
+  const paged = knex
+    .select('*', knex.raw('row_number() over (partition by ?? order by created_at desc, id desc) as __rn', [parentColumn]))
+    .from(inner.as('s'));
+  if (cursor) paged.whereRaw('(created_at, id) < (?, ?)', [cursor.createdAt, cursor.id]);
+  const rows = (await em.getConnection().execute(knex.select('*').from(paged.as('p')).where('__rn', '<=', first + 1))) as Record<string, unknown>[];
+  const grouped = new Map<string, { rows: T[]; total: number }>();
+  for (const raw of rows) {
+    const parent = String(raw[parentColumn]);
+    const total = Number(raw.__total);
+    delete raw.__total;
+    delete raw.__rn;
+    const entry = grouped.get(parent) ?? { rows: [], total };
+    entry.rows.push(em.map(entity, raw as never) as T);
+    grouped.set(parent, entry);
+  }
+  // Parents whose rows are all before the cursor still need their total: count them apart only then.
+  const out = new Map<string, Connection<T>>();
+  for (const id of parentIds) {
+    const entry = grouped.get(id);
+    out.set(id, toConnection(entry?.rows ?? [], first, entry?.total ?? 0));
+  }
+  if (cursor) {
+    const missing = parentIds.filter((id) => !grouped.has(id));
+    if (missing.length > 0) {
+      const counts = (await em
+        .createQueryBuilder(entity, 't')
+        .select([`t.${parentColumn} as parent`, knex.raw('count(*) as n') as never])
+        .where({ $and: [{ [parentProp]: { $in: missing } }, where] } as FilterQuery<T>)
+        .groupBy(`t.${parentColumn}`)
+        .execute('all', false)) as { parent: string; n: string }[];
+      for (const c of counts) out.set(c.parent, toConnection([], first, Number(c.n)));
+    }
+  }
+  return out;
+}
+
+/**
+ * Per-request loaders for a list-valued field: `load(args)(parentId)`. Parents asked with the
+ * same arguments are batched into one pagesByParent call.
+ */
+export function connectionLoaders<T extends Row>(
+  batch: (parentIds: readonly string[], args: PageArgs & Record<string, unknown>) => Promise<Map<string, Connection<T>>>,
+) {
+  const byArgs = new Map<string, DataLoader<string, Connection<T>>>();
+  return (args: PageArgs & Record<string, unknown>) => {
+    const key = JSON.stringify(args, Object.keys(args).sort());
+    let loader = byArgs.get(key);
+    if (!loader) {
+      loader = new DataLoader(async (ids: readonly string[]) => {
+        const pages = await batch(ids, args);
+        return ids.map((id) => pages.get(id) ?? toConnection([], pageSize(args.first), 0));
+      });
+      byArgs.set(key, loader);
+    }
+    return loader;
+  };
+}
+
+/** A DataLoader that fetches rows by a key in one query and groups them (1:N, unpaged). */
+export function groupLoader<K extends string, V>(fetch: (keys: readonly K[]) => Promise<V[]>, keyOf: (v: V) => K): DataLoader<K, V[]> {
+  return new DataLoader(async (keys: readonly K[]) => {
+    const rows = await fetch(keys);
+    const groups = new Map<K, V[]>();
+    for (const row of rows) groups.set(keyOf(row), [...(groups.get(keyOf(row)) ?? []), row]);
+    return keys.map((k) => groups.get(k) ?? []);
+  });
+}
+
+/** A DataLoader of entities by id (one `IN` query per batch). */
+export function byIdLoader<T extends { id: string }>(em: EntityManager, entity: EntityName<T>, scope: FilterQuery<T> = {} as FilterQuery<T>): DataLoader<string, T | null> {
+  return new DataLoader(async (ids: readonly string[]) => {
+    const rows = await em.find(entity, { $and: [{ id: { $in: [...ids] } }, scope] } as FilterQuery<T>);
+    const map = new Map(rows.map((r) => [r.id, r]));
+    return ids.map((id) => map.get(id) ?? null);
+  });
+}
