@@ -63,7 +63,8 @@ log() { printf '[kafka.sh] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 usage() {
-  sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  # the header comment block (line 2 up to the first non-comment line)
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
 }
 
 # ---------------------------------------------------------------- helpers
@@ -85,7 +86,9 @@ is_our_broker() {
   local pid="$1"
   kill -0 "$pid" 2>/dev/null || return 1
   if [[ -r "/proc/$pid/cmdline" ]]; then
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$BROKER_CLASS $CONFIG_FILE" || return 1
+    local cmdline
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ "$cmdline" == *"$BROKER_CLASS $CONFIG_FILE"* ]] || return 1
   fi
   return 0
 }
@@ -284,8 +287,14 @@ metadata_ok() {
   run_tool "$TOPIC_COMMAND_CLASS" --bootstrap-server "$HOST:$PORT" --list >/dev/null 2>&1
 }
 
+# Broker says it finished starting (saves useless client JVM launches while it boots;
+# after 15 s we probe regardless, so a changed log config can't block readiness).
+broker_logged_started() { # start_seconds
+  grep -q 'Kafka Server started' "$OUT_FILE" 2>/dev/null || ((SECONDS - $1 > 15))
+}
+
 wait_ready() { # pid
-  local pid="$1" deadline=$((SECONDS + START_TIMEOUT))
+  local pid="$1" t0=$SECONDS deadline=$((SECONDS + START_TIMEOUT))
   while ((SECONDS < deadline)); do
     if ! kill -0 "$pid" 2>/dev/null; then
       log "broker process $pid exited during startup; last log lines:"
@@ -293,10 +302,10 @@ wait_ready() { # pid
       rm -f "$PID_FILE"
       exit 1
     fi
-    if port_open "$HOST" "$PORT" && metadata_ok; then
+    if port_open "$HOST" "$PORT" && broker_logged_started "$t0" && metadata_ok; then
       return 0
     fi
-    sleep 1
+    sleep 0.5
   done
   log "broker not ready after ${START_TIMEOUT}s; last log lines:"
   tail -n 60 "$OUT_FILE" >&2 || true
@@ -328,6 +337,8 @@ cmd_start() {
   write_config
   format_storage
 
+  # keep the previous run's log, start a fresh one (readiness greps it)
+  [[ -f "$OUT_FILE" ]] && mv -f "$OUT_FILE" "$OUT_FILE.prev"
   log "starting broker on $HOST:$PORT (controller $CONTROLLER_PORT), data in $DATA_DIR"
   # shellcheck disable=SC2086  # HEAP_OPTS is intentionally word-split
   # 9>&- : don't let the broker inherit the flock fd (it would hold the lock forever)
@@ -338,20 +349,14 @@ cmd_start() {
   echo "$pid" >"$PID_FILE"
 
   if ! wait_ready "$pid"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    rm -f "$PID_FILE"
+    stop_pid "$pid"
     exit 1
   fi
   echo "kafka started (pid $pid) on $HOST:$PORT in ${SECONDS}s; log: $OUT_FILE"
 }
 
-cmd_stop() {
-  local pid
-  if ! pid="$(running_pid)"; then
-    rm -f "$PID_FILE"
-    echo "kafka not running"
-    return 0
-  fi
+stop_pid() { # pid : SIGTERM, bounded wait, SIGKILL; removes the pid file
+  local pid="$1"
   log "stopping kafka (pid $pid)"
   kill -TERM "$pid" 2>/dev/null || true
   local deadline=$((SECONDS + STOP_TIMEOUT))
@@ -364,6 +369,16 @@ cmd_stop() {
     while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
   fi
   rm -f "$PID_FILE"
+}
+
+cmd_stop() {
+  local pid
+  if ! pid="$(running_pid)"; then
+    rm -f "$PID_FILE"
+    echo "kafka not running"
+    return 0
+  fi
+  stop_pid "$pid"
   echo "kafka stopped"
 }
 
