@@ -16,7 +16,7 @@
 //
 // Everything listens on and talks to 127.0.0.1 only.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -114,6 +114,7 @@ const children = new Set();
 function start(name, cmd, args, { env = {}, cwd = HERE, log }) {
   const out = log ? openLog(log) : 'ignore';
   const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', out, out], detached: true });
+  if (typeof out === 'number') closeSync(out);
   child.exitPromise = new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
   child.label = name;
   children.add(child);
@@ -121,10 +122,9 @@ function start(name, cmd, args, { env = {}, cwd = HERE, log }) {
   return child;
 }
 function openLog(file) {
-  return ['pipe'].includes(file) ? 'pipe' : (mkdirSync(path.dirname(file), { recursive: true }), fsOpen(file));
+  mkdirSync(path.dirname(file), { recursive: true });
+  return openSync(file, 'w');
 }
-import { openSync as fsOpenSync } from 'node:fs';
-function fsOpen(file) { return fsOpenSync(file, 'w'); }
 
 async function stop(child) {
   if (child.exitCode !== null || child.signalCode !== null) return;
@@ -343,6 +343,7 @@ for (const name of ORDER) {
     console.log(`   correct (${r.responseBytes} B, ${r.subgraphFetchesPerRequest} subgraph requests, up in ${r.startupMs} ms); idle RSS ${(treeRssBytes(child.pid) / 2 ** 20).toFixed(0)} MB`);
     r.idleRssBytes = treeRssBytes(child.pid);
 
+    r.loadavgBefore = os.loadavg().map((x) => +x.toFixed(2));
     const sampler = rssSampler(child.pid);
     if (WARMUP > 0) {
       const w = await load(WARMUP);
@@ -418,11 +419,13 @@ lines.push(`| Gateway | Workers | req/s | vs crm | p50 ms | p99 ms | errors | no
 lines.push(`| :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | :-- |`);
 for (const r of results) {
   if (r.status === 'ok' || r.status === 'incorrect-after-load') {
-    lines.push(`| ${r.name} | ${r.workers} | ${r.requestsPerSec} | ${ratio(r)} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.errors + r.timeouts} | ${r.non2xx} | ${fmtMB(r.peakRssBytes)} | ${r.gatewayCpuPercent} | ${r.subgraphFetchesPerRequest} | ${r.status} |`);
+    lines.push(`| ${r.name} | ${r.workers} | ${r.requestsPerSec} | ${ratio(r)} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.errors}${r.timeouts ? ` (${r.timeouts} timeouts)` : ''} | ${r.non2xx} | ${fmtMB(r.peakRssBytes)} | ${r.gatewayCpuPercent} | ${r.subgraphFetchesPerRequest} | ${r.status} |`);
   } else {
     lines.push(`| ${r.name} | ${r.workers} | – | – | – | – | – | – | – | – | ${r.subgraphFetchesPerRequest ?? '–'} | ${r.status}: ${String(r.note ?? '').replace(/\|/g, '\\|')} |`);
   }
 }
+lines.push('');
+lines.push('errors: socket errors and timeouts (60 s, as k6\'s default) counted by autocannon. gateway CPU %: CPU time of the gateway process tree during the measured window / wall time (100 = one full core). subgraph req per query: HTTP requests the subgraphs received for one query (Apollo\'s plan has ' + plan.fetches + ' fetches; Hive Gateway batches entity fetches).');
 lines.push('');
 lines.push('"vs crm" is req/s relative to this repository\'s gateway (above 1 = faster than crm)' + (crm ? '.' : '; crm did not run, so there is no ratio.'));
 lines.push('');
