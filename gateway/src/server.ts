@@ -4,11 +4,10 @@
  * wires them.
  */
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApolloGateway } from '@apollo/gateway';
-import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
-import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
+import { ApolloServer } from '@apollo/server';
+import type { GraphQLSchema } from 'graphql';
 import {
   closeServer, createGraphQLHandler, createLogger, listen, maskError, sendJson,
   type Logger, type PlatformConfig,
@@ -16,6 +15,7 @@ import {
 import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
 import { SignedDataSource, type GatewayContext } from './datasource';
 import { subgraphUrls } from './compose';
+import { gatewayFeatures } from './features';
 
 export interface GatewayOptions {
   config: PlatformConfig;
@@ -66,11 +66,11 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     },
   });
 
-  const plugins: ApolloServerPlugin<GatewayContext>[] = [
-    config.sandbox
-      ? ApolloServerPluginLandingPageLocalDefault({ embed: true, includeCookies: false })
-      : ApolloServerPluginLandingPageDisabled(),
-  ];
+  const features = gatewayFeatures({ config, logger });
+  let apiSchema: GraphQLSchema | undefined;
+  gateway.onSchemaLoadOrUpdate(({ apiSchema: schema }) => {
+    apiSchema = schema;
+  });
 
   const apollo = new ApolloServer<GatewayContext>({
     gateway,
@@ -79,16 +79,18 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     formatError: maskError(config.production) as never,
     csrfPrevention: true,
     logger,
-    plugins,
+    plugins: features.flatMap((f) => f.apolloPlugins ?? []),
   });
   await apollo.start();
 
-  const context = async (req: IncomingMessage): Promise<GatewayContext> => {
+  const contextFor = async (_req: IncomingMessage | undefined, identity: GatewayContext['identity']): Promise<GatewayContext> => ({ identity });
+  const context = async (req: IncomingMessage, res: ServerResponse): Promise<GatewayContext> => {
     const header = req.headers.authorization;
     const token = bearerToken(header);
     if (header && !token) throw unauthenticated('Authorization must be "Bearer <access token>"');
-    if (!token) return { identity: null };
-    return { identity: verifyAccessToken(token, config).identity };
+    const ctx = await contextFor(req, token ? verifyAccessToken(token, config).identity : null);
+    for (const f of features) await f.extendContext?.(req, res, ctx);
+    return ctx;
   };
 
   const handler = createGraphQLHandler({
@@ -96,11 +98,16 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     context,
     maxBodyBytes: config.MAX_BODY_BYTES,
     onError: (err) => logger.error({ err }, 'request failed'),
+    before: async (req, res) => {
+      for (const f of features) if (f.before && (await f.before(req, res))) return true;
+      return false;
+    },
     routes: {
       '/health': (_req, res) => sendJson(res, 200, { status: 'ok', service: 'gateway' }),
       '/ready': async (_req, res) => {
         const subgraphs = await checkSubgraphs(currentSdl);
-        const checks = { supergraph: currentSdl.length > 0, ...subgraphs };
+        const extra = await Promise.all(features.map((f) => f.ready?.() ?? Promise.resolve({})));
+        const checks: Record<string, boolean> = { supergraph: currentSdl.length > 0, ...subgraphs, ...Object.assign({}, ...extra) };
         const ok = Object.values(checks).every(Boolean);
         sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', service: 'gateway', checks });
       },
@@ -108,12 +115,14 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   });
 
   const { server, port } = await listen(handler, options.port ?? config.PORT, options.host ?? config.HOST);
+  for (const f of features) await f.attach?.(server, { config, logger, apollo, gateway, apiSchema: () => apiSchema, contextFor });
   const url = `http://127.0.0.1:${port}/graphql`;
   logger.info({ url }, 'gateway ready');
   return {
     url,
     port,
     async stop() {
+      for (const f of [...features].reverse()) await f.stop?.();
       await closeServer(server);
       await apollo.stop();
     },

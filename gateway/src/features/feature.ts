@@ -1,0 +1,36 @@
+/**
+ * A gateway feature is a small `useX(options)` factory (the Guild's plugin style) returning the
+ * hooks it needs: Apollo plugins, an HTTP step before GraphQL, context additions, something to
+ * attach to the listening server (WebSocket), readiness checks and shutdown. server.ts only
+ * wires the list from ./index.ts.
+ */
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { ApolloGateway } from '@apollo/gateway';
+import type { ApolloServer, ApolloServerPlugin } from '@apollo/server';
+import type { GraphQLSchema } from 'graphql';
+import type { Logger, PlatformConfig } from '@crm/kit';
+import type { GatewayContext } from '../datasource';
+
+export interface GatewayDeps {
+  config: PlatformConfig;
+  logger: Logger;
+  apollo: ApolloServer<GatewayContext>;
+  gateway: ApolloGateway;
+  /** The API schema clients see (current supergraph), for validating operations outside HTTP. */
+  apiSchema(): GraphQLSchema | undefined;
+  /** Builds the context for an identity the same way HTTP requests get it. */
+  contextFor(req: IncomingMessage | undefined, identity: GatewayContext['identity']): Promise<GatewayContext>;
+}
+
+export interface GatewayFeature {
+  name: string;
+  apolloPlugins?: ApolloServerPlugin<GatewayContext>[];
+  /** Runs before GraphQL for every HTTP request; return true when it answered the request itself. */
+  before?(req: IncomingMessage, res: ServerResponse): boolean | Promise<boolean>;
+  /** Adds to (or refuses) the per-request context after authentication. */
+  extendContext?(req: IncomingMessage, res: ServerResponse, context: GatewayContext): void | Promise<void>;
+  /** Called once the HTTP server listens (e.g. to add a WebSocket server on it). */
+  attach?(server: Server, deps: GatewayDeps): void | Promise<void>;
+  ready?(): Promise<Record<string, boolean>>;
+  stop?(): Promise<void>;
+}
