@@ -4,6 +4,7 @@ import { entities } from './entities';
 import { migrations } from '../migrations';
 import { createLoaders, resolvers, type AuthLoaders } from './resolvers';
 import { ensureAdmin } from './bootstrap';
+import { auditHandlers } from './events/audit-handlers';
 
 export const authSubgraph: SubgraphDefinition<AuthLoaders> = {
   name: 'auth',
@@ -12,6 +13,7 @@ export const authSubgraph: SubgraphDefinition<AuthLoaders> = {
   entities,
   migrations,
   createLoaders,
+  consumes: auditHandlers,
   onStart: ensureAdmin,
 };
 

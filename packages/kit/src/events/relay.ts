@@ -53,7 +53,8 @@ export function startRelay({ orm, bus, logger, pollMs }: RelayOptions): Relay {
           value: typeof r.envelope === 'string' ? r.envelope : JSON.stringify(r.envelope),
         })),
       );
-      await tx.execute('UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY(?::uuid[])', [rows.map((r) => r.id)]);
+      const ids = rows.map((r) => r.id);
+      await tx.execute(`UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id IN (${ids.map(() => '?').join(', ')})`, ids);
       return rows.length;
     });
   };
