@@ -10,7 +10,7 @@ import { ApolloServer } from '@apollo/server';
 import type { GraphQLSchema } from 'graphql';
 import {
   closeServer, createGraphQLHandler, createLogger, listen, maskError, sendJson,
-  type Logger, type PlatformConfig,
+  type EventBus, type Logger, type PlatformConfig,
 } from '@crm/kit';
 import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
 import { SignedDataSource, type GatewayContext } from './datasource';
@@ -24,6 +24,8 @@ export interface GatewayOptions {
   /** Or the supergraph itself (tests, benchmarks). */
   supergraphSdl?: string;
   logger?: Logger;
+  /** The event bus (live subscriptions, the deleted-user denylist); none: those features stay off. */
+  bus?: EventBus;
   port?: number;
   host?: string;
 }
@@ -66,7 +68,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     },
   });
 
-  const features = gatewayFeatures({ config, logger });
+  const features = gatewayFeatures({ config, logger, bus: options.bus });
   let apiSchema: GraphQLSchema | undefined;
   gateway.onSchemaLoadOrUpdate(({ apiSchema: schema }) => {
     apiSchema = schema;

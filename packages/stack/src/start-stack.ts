@@ -68,9 +68,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
           writeFileSync(`${path}.tmp`, supergraphSdl);
           renameSync(`${path}.tmp`, path);
         }
-        gateway = await startGateway({ config, supergraphPath: path, logger: logger.child({ service: 'gateway' }) });
+        gateway = await startGateway({ config, bus, supergraphPath: path, logger: logger.child({ service: 'gateway' }) });
       } else {
-        gateway = await startGateway({ config, supergraphSdl, port: fixed ? config.PORT : 0, host: '127.0.0.1', logger: logger.child({ service: 'gateway' }) });
+        gateway = await startGateway({ config, bus, supergraphSdl, port: fixed ? config.PORT : 0, host: '127.0.0.1', logger: logger.child({ service: 'gateway' }) });
       }
     }
     return {
