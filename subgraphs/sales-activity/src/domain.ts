@@ -1,0 +1,87 @@
+/**
+ * Task and meeting rules shared by resolvers, event handlers and the due-soon job: the status
+ * state machine, event payloads and the customer directory look-up.
+ */
+import { randomUUID } from 'node:crypto';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { conflict, notFound, type EventData, type Identity } from '@crm/kit';
+import { CustomerRef, Meeting, Task, type TaskPriority, type TaskStatus } from './entities';
+
+/**
+ * Allowed status moves. TODO → COMPLETED is allowed on purpose (completeTask on a task nobody
+ * started is what users expect); the contract's TODO → IN_PROGRESS → COMPLETED is the usual path.
+ * COMPLETED and CANCELLED are final.
+ */
+export const TRANSITIONS: Record<TaskStatus, readonly TaskStatus[]> = {
+  TODO: ['IN_PROGRESS', 'COMPLETED', 'CANCELLED'],
+  IN_PROGRESS: ['COMPLETED', 'CANCELLED'],
+  COMPLETED: [],
+  CANCELLED: [],
+};
+
+export const isOpen = (status: TaskStatus) => status === 'TODO' || status === 'IN_PROGRESS';
+
+/** Moves `task` to `to` or throws CONFLICT; sets completedAt only on completion. */
+export function transition(task: Task, to: TaskStatus, now = new Date()): void {
+  if (!TRANSITIONS[task.status].includes(to)) {
+    throw conflict(`A ${task.status} task cannot become ${to}`);
+  }
+  task.status = to;
+  if (to === 'COMPLETED') task.completedAt = now;
+}
+
+export function taskEventData(task: Task): EventData<'task.created'> {
+  return {
+    taskId: task.id,
+    title: task.title,
+    assigneeId: task.assigneeId,
+    customerId: task.customerId,
+    status: task.status,
+    priority: task.priority,
+    dueAt: task.dueAt ? task.dueAt.toISOString() : null,
+  };
+}
+
+export function meetingEventData(m: Meeting): EventData<'meeting.created'> {
+  return { meetingId: m.id, customerId: m.customerId, repId: m.repId, startsAt: m.startsAt.toISOString(), summary: m.summary };
+}
+
+export interface NewTask {
+  title: string;
+  description?: string | null;
+  priority?: TaskPriority;
+  dueAt?: Date | null;
+  customerId?: string | null;
+  assigneeId: string;
+  createdById: string | null;
+}
+
+export function newTask(em: EntityManager, data: NewTask): Task {
+  const task = new Task();
+  task.id = randomUUID();
+  task.title = data.title;
+  task.description = data.description ?? null;
+  task.priority = data.priority ?? 'MEDIUM';
+  task.dueAt = data.dueAt ?? null;
+  task.customerId = data.customerId ?? null;
+  task.assigneeId = data.assigneeId;
+  task.createdById = data.createdById;
+  em.persist(task);
+  return task;
+}
+
+/**
+ * The customer a write names, from the local directory: unknown or deleted → NOT_FOUND; a SALES
+ * caller must be its assigned rep (else the same NOT_FOUND: its existence is not revealed).
+ */
+export async function requireCustomer(em: EntityManager, me: Identity, customerId: string): Promise<CustomerRef> {
+  const ref = await em.findOne(CustomerRef, { id: customerId });
+  if (!ref || ref.deleted || (me.role === 'SALES' && ref.assignedRepId !== me.userId)) {
+    const err = notFound('Customer', customerId);
+    (err.extensions as Record<string, unknown>).field = 'customerId';
+    throw err;
+  }
+  return ref;
+}
+
+export const DAY_MS = 86_400_000;

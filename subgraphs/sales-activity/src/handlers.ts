@@ -1,0 +1,132 @@
+/**
+ * What sales-activity does when other domains change: keep the local customer directory, open
+ * onboarding and follow-up tasks, and take its steps in the deletion sagas. Every write goes
+ * through the handler's `em` (the inbox transaction); follow-up events through `emit`.
+ */
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { EventData, EventHandlers, HandlerContext } from '@crm/kit';
+import { Meeting, OPEN_STATUSES, Task } from './entities';
+import { DAY_MS, newTask, taskEventData, transition } from './domain';
+
+type CustomerData = EventData<'customer.created'>;
+
+/**
+ * Upserts the directory row from an event's customer snapshot. `deleted` undefined keeps the stored
+ * flag. An older event never overwrites a newer one (updated_at = the event's occurredAt).
+ */
+async function upsertCustomerRef(em: EntityManager, data: CustomerData, at: string, deleted: boolean | undefined): Promise<void> {
+  await em.execute(
+    `INSERT INTO customer_refs (id, name, assigned_rep_id, deleted, updated_at) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT (id) DO UPDATE SET name = excluded.name, assigned_rep_id = excluded.assigned_rep_id,
+       deleted = ${deleted === undefined ? 'customer_refs.deleted' : 'excluded.deleted'}, updated_at = excluded.updated_at
+     WHERE customer_refs.updated_at <= excluded.updated_at`,
+    [data.customerId, data.name, data.assignedRepId, deleted ?? false, at],
+  );
+}
+
+const plusDays = (iso: string, days: number) => new Date(new Date(iso).getTime() + days * DAY_MS);
+
+export const handlers: EventHandlers = {
+  'customer.created': async ({ event, em, emit }) => {
+    await upsertCustomerRef(em, event.data, event.occurredAt, false);
+    // onboarding: a first-contact task for the assigned rep (none while unassigned)
+    const repId = event.data.assignedRepId;
+    if (!repId) return;
+    const task = newTask(em, {
+      title: `First contact: ${event.data.name}`,
+      priority: 'HIGH',
+      dueAt: plusDays(event.occurredAt, 2),
+      customerId: event.data.customerId,
+      assigneeId: repId,
+      createdById: event.actorId,
+    });
+    emit('task.created', task.id, taskEventData(task));
+  },
+  'customer.updated': async ({ event, em }) => {
+    await upsertCustomerRef(em, event.data, event.occurredAt, undefined);
+  },
+  'customer.reassigned': async ({ event, em }) => {
+    await upsertCustomerRef(em, event.data, event.occurredAt, undefined);
+  },
+  'customer.deleted': async (ctx) => removeCustomerActivities(ctx),
+  'customer.restored': async (ctx) => restoreCustomerActivities(ctx),
+  'user.deleted': async (ctx) => removeUserActivities(ctx),
+  'approval.approved': async ({ event, em, emit }) => {
+    const task = newTask(em, {
+      title: `Follow up: ${event.data.title}`,
+      priority: 'MEDIUM',
+      dueAt: plusDays(event.occurredAt, 3),
+      customerId: event.data.customerId,
+      assigneeId: event.data.requesterId,
+      createdById: event.actorId,
+    });
+    emit('task.created', task.id, taskEventData(task));
+  },
+};
+
+/** customer-deletion step 2: hide the customer's meetings and tasks, remembering the saga that did it. */
+async function removeCustomerActivities({ event, em, emit }: HandlerContext<'customer.deleted'>): Promise<void> {
+  const { customerId, sagaId } = event.data;
+  await upsertCustomerRef(em, event.data, event.occurredAt, true);
+  const meetings = await em.execute<{ id: string }[]>(
+    'UPDATE meetings SET removed_by_saga = ? WHERE customer_id = ? AND removed_by_saga IS NULL RETURNING id',
+    [sagaId, customerId],
+  );
+  // version + 1: a transition racing with the removal loses (CONFLICT) instead of changing a hidden task
+  const tasks = await em.execute<{ id: string }[]>(
+    'UPDATE tasks SET removed_by_saga = ?, version = version + 1 WHERE customer_id = ? AND removed_by_saga IS NULL RETURNING id',
+    [sagaId, customerId],
+  );
+  emit('sales-activity.saga_step', sagaId, {
+    sagaId,
+    sagaType: 'customer-deletion',
+    subjectId: customerId,
+    step: 'sales-activity.remove-activities',
+    status: 'DONE',
+    detail: `${meetings.length} meetings and ${tasks.length} tasks removed`,
+    ends: null,
+  });
+}
+
+/** customer-deletion compensation: bring back exactly what that saga removed. */
+async function restoreCustomerActivities({ event, em, emit }: HandlerContext<'customer.restored'>): Promise<void> {
+  const { customerId, sagaId } = event.data;
+  await upsertCustomerRef(em, event.data, event.occurredAt, false);
+  const meetings = await em.execute<{ id: string }[]>(
+    'UPDATE meetings SET removed_by_saga = NULL WHERE removed_by_saga = ? AND customer_id = ? RETURNING id',
+    [sagaId, customerId],
+  );
+  const tasks = await em.execute<{ id: string }[]>(
+    'UPDATE tasks SET removed_by_saga = NULL, version = version + 1 WHERE removed_by_saga = ? AND customer_id = ? RETURNING id',
+    [sagaId, customerId],
+  );
+  emit('sales-activity.saga_step', sagaId, {
+    sagaId,
+    sagaType: 'customer-deletion',
+    subjectId: customerId,
+    step: 'sales-activity.restore-activities',
+    status: 'COMPENSATED',
+    detail: `${meetings.length} meetings and ${tasks.length} tasks restored`,
+    ends: 'COMPENSATED',
+  });
+}
+
+/** user-deletion step 3: cancel the user's open tasks and delete their future meetings. */
+async function removeUserActivities({ event, em, emit }: HandlerContext<'user.deleted'>): Promise<void> {
+  const { userId, sagaId } = event.data;
+  const open = await em.find(Task, { assigneeId: userId, status: { $in: OPEN_STATUSES } }, { orderBy: { createdAt: 'asc', id: 'asc' } });
+  for (const task of open) {
+    transition(task, 'CANCELLED');
+    emit('task.cancelled', task.id, taskEventData(task));
+  }
+  const meetings = await em.nativeDelete(Meeting, { repId: userId, startsAt: { $gt: new Date(event.occurredAt) } });
+  emit('sales-activity.saga_step', sagaId, {
+    sagaId,
+    sagaType: 'user-deletion',
+    subjectId: userId,
+    step: 'sales-activity.remove-activities',
+    status: 'DONE',
+    detail: `${open.length} tasks cancelled, ${meetings} future meetings deleted`,
+    ends: null,
+  });
+}

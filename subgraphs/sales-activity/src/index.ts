@@ -1,0 +1,21 @@
+import { join } from 'node:path';
+import type { SubgraphDefinition } from '@crm/kit';
+import { entities } from './entities';
+import { migrations } from '../migrations';
+import { createLoaders, resolvers, type SalesActivityLoaders } from './resolvers';
+import { handlers } from './handlers';
+import { dueSoonJob, runDueSoon } from './due-soon';
+
+export const salesActivitySubgraph: SubgraphDefinition<SalesActivityLoaders> = {
+  name: 'sales-activity',
+  schemaPath: join(__dirname, 'schema.graphql'),
+  resolvers: resolvers as SubgraphDefinition<SalesActivityLoaders>['resolvers'],
+  entities,
+  migrations,
+  createLoaders,
+  consumes: handlers,
+  jobs: [dueSoonJob],
+};
+
+export { runDueSoon, dueSoonJob };
+export default salesActivitySubgraph;

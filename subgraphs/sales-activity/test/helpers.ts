@@ -1,0 +1,51 @@
+import { randomUUID } from 'node:crypto';
+import { buildEnvelope, eventually, signIdentity, type EventData, type Identity } from '@crm/kit';
+import type { TestStack, TestUser } from '@crm/stack';
+
+export const SA = 'sales-activity';
+export const code = (r: { errors?: { extensions?: { code?: string } }[] }) => r.errors?.[0]?.extensions?.code;
+
+/** Raw SQL on the sales-activity database (reads for assertions only). */
+export async function sql<T = Record<string, unknown>>(stack: TestStack, query: string, params: unknown[] = []): Promise<T[]> {
+  return (await stack.subgraphs[SA]!.db.orm.em.fork().getConnection().execute(query, params)) as T[];
+}
+
+type CustomerEvent = 'customer.created' | 'customer.updated' | 'customer.reassigned' | 'customer.deleted' | 'customer.restored';
+
+/** Publishes a customer.* envelope as the customer subgraph would (until/besides the real one). */
+export async function publishCustomerEvent<T extends CustomerEvent>(
+  stack: TestStack, type: T, data: EventData<T>, actorId: string | null, correlationId?: string,
+): Promise<void> {
+  const env = buildEnvelope('customer', type, data.customerId, data, { actorId, ...(correlationId ? { correlationId } : {}) });
+  await stack.bus.publish([{ topic: 'customer.events', key: data.customerId, value: JSON.stringify(env) }]);
+}
+
+export function customerData(name: string, assignedRepId: string | null, customerId = randomUUID()): EventData<'customer.created'> {
+  return { customerId, name, assignedRepId, size: null, investmentProfile: null };
+}
+
+/** Creates a customer in the local directory (by event) and waits until it is there. */
+export async function seedCustomer(stack: TestStack, name: string, repId: string | null, actorId: string | null = repId): Promise<string> {
+  const data = customerData(name, repId);
+  await publishCustomerEvent(stack, 'customer.created', data, actorId);
+  await eventually(async () => (await sql(stack, 'select id from customer_refs where id = ?', [data.customerId])).length === 1);
+  return data.customerId;
+}
+
+export const identityOf = (u: TestUser): Identity => ({ userId: u.id, role: u.role, email: u.email });
+
+/** A request straight to the sales-activity subgraph, signed as the gateway would sign it. */
+export async function direct(stack: TestStack, who: Identity, query: string, variables: Record<string, unknown> = {}) {
+  const res = await fetch(stack.subgraphs[SA]!.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...signIdentity(who, stack.config.INTERNAL_SECRET) },
+    body: JSON.stringify({ query, variables }),
+  });
+  return (await res.json()) as { data?: any; errors?: { message: string; extensions?: { code?: string } }[] };
+}
+
+export const TASK_FIELDS = 'id title description status priority dueAt completedAt createdAt customer { id } assignee { id }';
+export const CREATE_TASK = `mutation($input: CreateTaskInput!) { createTask(input: $input) { ${TASK_FIELDS} } }`;
+export const UPDATE_TASK = `mutation($id: ID!, $input: UpdateTaskInput!) { updateTask(id: $id, input: $input) { ${TASK_FIELDS} } }`;
+export const COMPLETE_TASK = `mutation($id: ID!) { completeTask(id: $id) { ${TASK_FIELDS} } }`;
+export const RECORD_MEETING = `mutation($input: RecordMeetingInput!) { recordMeeting(input: $input) { id startsAt summary nextAction createdAt customer { id } rep { id } } }`;
