@@ -80,13 +80,22 @@ export class KafkaBus implements EventBus {
     const producer = await this.getProducer();
     const byTopic = new Map<string, BusMessage[]>();
     for (const m of messages) byTopic.set(m.topic, [...(byTopic.get(m.topic) ?? []), m]);
-    await producer.sendBatch({
-      acks: -1,
-      topicMessages: [...byTopic].map(([topic, list]) => ({
-        topic: this.topic(topic),
-        messages: list.map((m) => ({ key: m.key, value: m.value, ...(m.headers ? { headers: m.headers } : {}) })),
-      })),
-    });
+    try {
+      await producer.sendBatch({
+        acks: -1,
+        topicMessages: [...byTopic].map(([topic, list]) => ({
+          topic: this.topic(topic),
+          messages: list.map((m) => ({ key: m.key, value: m.value, ...(m.headers ? { headers: m.headers } : {}) })),
+        })),
+      });
+    } catch (err) {
+      // Start over with a fresh producer next time: after an outage kafkajs may keep a dead one.
+      this.connected = false;
+      this.producerReady = undefined;
+      this.producer = undefined;
+      void producer.disconnect().catch(() => undefined);
+      throw err;
+    }
     this.connected = true;
   }
 
