@@ -1,0 +1,4 @@
+import { Migration20261122000200 } from './Migration20261122000200';
+
+/** Applied in this order on start and by `npm run migrate`. */
+export const migrations = [{ name: 'Migration20261122000200', class: Migration20261122000200 }];

@@ -1,0 +1,53 @@
+/** Customer domain helpers shared by resolvers and event handlers. */
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { EventData } from '@crm/kit';
+import { Customer, Rep } from './entities';
+
+/** The steps that complete the customer-deletion saga (docs/events-and-sagas.md). */
+export const CUSTOMER_DELETION_STEPS = [
+  'customer.soft-delete',
+  'sales-activity.remove-activities',
+  'opportunity.cancel-requests',
+];
+
+export function customerEventData(c: Customer): EventData<'customer.created'> {
+  return {
+    customerId: c.id,
+    name: c.name,
+    assignedRepId: c.assignedRepId,
+    size: c.size,
+    investmentProfile: c.investmentProfile,
+  };
+}
+
+/** Live (not soft-deleted) customer by id, or null. */
+export const findLiveCustomer = (em: EntityManager, id: string) => em.findOne(Customer, { id, deletedAt: null });
+
+/** An active SALES rep of the local directory, or null. */
+export const findActiveRep = (em: EntityManager, id: string) => em.findOne(Rep, { id, active: true });
+
+/** Inserts or refreshes a directory row (used by the user.* handlers). */
+export async function upsertRep(em: EntityManager, rep: { id: string; name: string; email: string; active: boolean }): Promise<void> {
+  await em.execute(
+    `INSERT INTO reps (id, name, email, active, created_at, updated_at) VALUES (?, ?, ?, ?, now(), now())
+     ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, active = excluded.active, updated_at = now()`,
+    [rep.id, rep.name, rep.email, rep.active],
+  );
+}
+
+/**
+ * Active SALES reps other than `excludeId` with their number of live customers, least loaded
+ * first (ties: oldest directory entry first).
+ */
+export async function repLoads(em: EntityManager, excludeId: string): Promise<{ id: string; load: number }[]> {
+  const rows = await em.execute<{ id: string; load: string | number }[]>(
+    `SELECT r.id, count(c.id) AS load
+       FROM reps r
+       LEFT JOIN customers c ON c.assigned_rep_id = r.id AND c.deleted_at IS NULL
+      WHERE r.active AND r.id <> ?
+      GROUP BY r.id, r.created_at
+      ORDER BY count(c.id), r.created_at, r.id`,
+    [excludeId],
+  );
+  return rows.map((r) => ({ id: r.id, load: Number(r.load) }));
+}

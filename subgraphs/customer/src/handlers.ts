@@ -1,0 +1,66 @@
+/**
+ * What the customer subgraph does on other domains' events: the rep directory (user.*), step 2 of
+ * the user-deletion saga (user.deleted → reassign), and the compensation of a refused
+ * customer-deletion (opportunity.saga_step REFUSED → restore). Writes only through the handler's em.
+ */
+import type { EventHandlers } from '@crm/kit';
+import { Customer } from './entities';
+import { customerEventData, repLoads, upsertRep } from './customers';
+
+type UserData = { userId: string; name: string; email: string; role: string; active: boolean };
+const repFromUser = (u: UserData) => ({ id: u.userId, name: u.name, email: u.email, active: u.role === 'SALES' && u.active });
+
+export const handlers: EventHandlers = {
+  'user.created': async ({ event, em }) => {
+    await upsertRep(em, repFromUser(event.data));
+  },
+  'user.updated': async ({ event, em }) => {
+    await upsertRep(em, repFromUser(event.data));
+  },
+  'user.deleted': async ({ event, em, emit }) => {
+    const { userId, sagaId } = event.data;
+    await upsertRep(em, { ...repFromUser(event.data), active: false });
+    const owned = await em.find(Customer, { assignedRepId: userId, deletedAt: null }, { orderBy: { createdAt: 'asc', id: 'asc' } });
+    // least-loaded first, ties to the oldest rep; re-sorted as customers are handed out one by one
+    const candidates = (owned.length > 0 ? await repLoads(em, userId) : []).map((r, rank) => ({ ...r, rank }));
+    for (const customer of owned) {
+      const target = candidates[0];
+      customer.assignedRepId = target?.id ?? null;
+      if (target) {
+        target.load += 1;
+        candidates.sort((a, b) => a.load - b.load || a.rank - b.rank);
+      }
+      emit('customer.reassigned', customer.id, { ...customerEventData(customer), fromRepId: userId, sagaId });
+    }
+    const moved = owned.filter((c) => c.assignedRepId !== null).length;
+    emit('customer.saga_step', sagaId, {
+      sagaId,
+      sagaType: 'user-deletion',
+      subjectId: userId,
+      step: 'customer.reassign-customers',
+      status: 'DONE',
+      detail: `${moved} customers reassigned${owned.length > moved ? `, ${owned.length - moved} left unassigned (no active SALES rep)` : ''}`,
+      ends: null,
+    });
+    await em.flush();
+  },
+  'opportunity.saga_step': async ({ event, em, emit }) => {
+    const step = event.data;
+    if (step.status !== 'REFUSED' || step.sagaType !== 'customer-deletion') return;
+    const customer = await em.findOne(Customer, { id: step.subjectId, deletedBySaga: step.sagaId });
+    if (!customer || !customer.deletedAt) return; // already restored (or never deleted by this saga)
+    customer.deletedAt = null;
+    customer.deletedBySaga = null;
+    emit('customer.restored', customer.id, { ...customerEventData(customer), sagaId: step.sagaId });
+    emit('customer.saga_step', step.sagaId, {
+      sagaId: step.sagaId,
+      sagaType: 'customer-deletion',
+      subjectId: customer.id,
+      step: 'customer.restore',
+      status: 'COMPENSATED',
+      detail: step.detail ? `customer restored: ${step.detail}` : 'customer restored',
+      ends: null,
+    });
+    await em.flush();
+  },
+};
