@@ -1,0 +1,4 @@
+import { Migration20261122000400 } from './Migration20261122000400';
+
+/** Applied in this order on start and by `npm run migrate`. */
+export const migrations = [{ name: 'Migration20261122000400', class: Migration20261122000400 }];

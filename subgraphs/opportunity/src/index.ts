@@ -1,0 +1,18 @@
+import { join } from 'node:path';
+import type { SubgraphDefinition } from '@crm/kit';
+import { entities } from './entities';
+import { migrations } from '../migrations';
+import { createLoaders, resolvers, type OpportunityLoaders } from './resolvers';
+import { handlers } from './handlers';
+
+export const opportunitySubgraph: SubgraphDefinition<OpportunityLoaders> = {
+  name: 'opportunity',
+  schemaPath: join(__dirname, 'schema.graphql'),
+  resolvers: resolvers as SubgraphDefinition<OpportunityLoaders>['resolvers'],
+  entities,
+  migrations,
+  createLoaders,
+  consumes: handlers,
+};
+
+export default opportunitySubgraph;

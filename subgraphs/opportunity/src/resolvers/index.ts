@@ -1,0 +1,180 @@
+import { randomUUID } from 'node:crypto';
+import DataLoader from 'dataloader';
+import { z } from 'zod';
+import { OptimisticLockError, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
+import {
+  byIdLoader, conflict, forbidden, groupLoader, notFound, paginate, parseInput, requireRole, requireUser, requireWriter,
+  scalarResolvers, seesAll, type Identity, type RequestContext,
+} from '@crm/kit';
+import { APPROVAL_STATUSES, ApprovalRequest, CustomerRef, type ApprovalStatus } from '../entities';
+import { approvalData } from '../approvals';
+
+export interface OpportunityLoaders {
+  /** Requests by id, already scoped to what the caller may see. */
+  request: DataLoader<string, ApprovalRequest | null>;
+  /** Requests per customer (one statement per batch), scoped, optionally by status. */
+  byCustomer(status: ApprovalStatus | null): DataLoader<string, ApprovalRequest[]>;
+}
+
+/** SALES see only the requests they made; everyone else (MANAGER, ADMIN, COMPLIANCE) sees all. */
+function visibleScope(identity: Identity | null): FilterQuery<ApprovalRequest> {
+  if (!identity) return { id: { $in: [] } };
+  return seesAll(identity) ? {} : { requesterId: identity.userId };
+}
+
+export function createLoaders(em: EntityManager, identity: Identity | null): OpportunityLoaders {
+  const scope = visibleScope(identity);
+  const groups = new Map<string, DataLoader<string, ApprovalRequest[]>>();
+  return {
+    request: byIdLoader(em, ApprovalRequest, scope),
+    byCustomer(status) {
+      const key = status ?? '*';
+      let loader = groups.get(key);
+      if (!loader) {
+        loader = groupLoader<string, ApprovalRequest>(
+          (customerIds) =>
+            em.find(
+              ApprovalRequest,
+              { $and: [{ customerId: { $in: [...customerIds] } }, status ? { status } : {}, scope] } as FilterQuery<ApprovalRequest>,
+              { orderBy: { createdAt: 'desc', id: 'desc' } },
+            ),
+          (r) => r.customerId,
+        );
+        groups.set(key, loader);
+      }
+      return loader;
+    },
+  };
+}
+
+type Ctx = RequestContext<OpportunityLoaders>;
+
+const uuid = z.string().uuid();
+const isUuid = (id: string) => uuid.safeParse(id).success;
+
+const requestApprovalInput = z.object({
+  customerId: z.string().uuid('must be a valid id'),
+  title: z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
+  description: z
+    .string()
+    .max(5000, 'must be at most 5000 characters')
+    .nullish()
+    .transform((v) => (v && v.trim() ? v : null)),
+  amount: z.number().finite().min(0, 'must not be negative').nullish().transform((v) => v ?? null),
+});
+const decisionInput = z.object({
+  comment: z
+    .string()
+    .max(5000, 'must be at most 5000 characters')
+    .nullish()
+    .transform((v) => (v && v.trim() ? v.trim() : null)),
+});
+
+/** NOT_FOUND for a customer the caller may not name (unknown, deleted, or not theirs), with the field. */
+function customerNotFound(id: string) {
+  const err = notFound('Customer', id);
+  Object.assign(err.extensions, { field: 'customerId' });
+  return err;
+}
+
+/** Loads a request the caller may see, or NOT_FOUND (SALES: someone else's request does not exist for them). */
+async function findVisible(ctx: Ctx, me: Identity, id: string): Promise<ApprovalRequest> {
+  const req = isUuid(id) ? await ctx.em.findOne(ApprovalRequest, { $and: [{ id }, visibleScope(me)] } as FilterQuery<ApprovalRequest>) : null;
+  if (!req) throw notFound('ApprovalRequest', id);
+  return req;
+}
+
+function requirePending(req: ApprovalRequest) {
+  if (req.status !== 'PENDING') throw conflict(`Approval request is ${req.status}; only a PENDING request can change`);
+}
+
+/** The single flush of a state change; a lost optimistic-lock race is a CONFLICT (the other change won). */
+async function flushOrConflict(ctx: Ctx) {
+  try {
+    await ctx.em.flush();
+  } catch (err) {
+    if (err instanceof OptimisticLockError) throw conflict('Approval request was changed concurrently; only a PENDING request can change');
+    throw err;
+  }
+}
+
+async function decide(ctx: Ctx, args: { id: string; comment?: string | null }, to: 'APPROVED' | 'REJECTED') {
+  const me = requireRole(ctx.identity, 'MANAGER', 'ADMIN');
+  const { comment } = parseInput(decisionInput, { comment: args.comment });
+  const req = await findVisible(ctx, me, args.id);
+  if (req.requesterId === me.userId) throw forbidden('You cannot decide your own approval request');
+  requirePending(req);
+  req.status = to;
+  req.approverId = me.userId;
+  req.decisionComment = comment;
+  req.decidedAt = new Date();
+  ctx.emit(to === 'APPROVED' ? 'approval.approved' : 'approval.rejected', req.id, approvalData(req));
+  await flushOrConflict(ctx);
+  return req;
+}
+
+export const resolvers = {
+  ...scalarResolvers,
+  Query: {
+    approvalRequest: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
+      requireUser(ctx.identity);
+      return isUuid(id) ? ctx.loaders.request.load(id) : null;
+    },
+    pendingApprovals: async (_: unknown, args: { first?: number | null; after?: string | null }, ctx: Ctx) => {
+      const me = requireUser(ctx.identity);
+      // MANAGER, ADMIN and COMPLIANCE (who reads everything) see every pending request; SALES their own.
+      const where = { $and: [{ status: 'PENDING' }, visibleScope(me)] } as FilterQuery<ApprovalRequest>;
+      return paginate(ctx.em, ApprovalRequest, where, args);
+    },
+  },
+  Mutation: {
+    requestApproval: async (_: unknown, args: { input: unknown }, ctx: Ctx) => {
+      const me = requireWriter(ctx.identity);
+      const input = parseInput(requestApprovalInput, args.input);
+      const customer = await ctx.em.findOne(CustomerRef, { id: input.customerId });
+      if (!customer || customer.deleted) throw customerNotFound(input.customerId);
+      if (me.role === 'SALES' && customer.assignedRepId !== me.userId) throw customerNotFound(input.customerId);
+      const req = new ApprovalRequest();
+      req.id = randomUUID();
+      req.customerId = customer.id;
+      req.requesterId = me.userId;
+      req.title = input.title;
+      req.description = input.description;
+      req.amount = input.amount;
+      ctx.em.persist(req);
+      ctx.emit('approval.requested', req.id, approvalData(req));
+      await ctx.em.flush();
+      return req;
+    },
+    approveRequest: (_: unknown, args: { id: string; comment?: string | null }, ctx: Ctx) => decide(ctx, args, 'APPROVED'),
+    rejectRequest: (_: unknown, args: { id: string; comment?: string | null }, ctx: Ctx) => decide(ctx, args, 'REJECTED'),
+    recallRequest: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
+      const me = requireWriter(ctx.identity);
+      const req = await findVisible(ctx, me, id);
+      if (req.requesterId !== me.userId) throw forbidden('Only the requester may recall an approval request');
+      requirePending(req);
+      req.status = 'RECALLED';
+      ctx.emit('approval.recalled', req.id, approvalData(req));
+      await flushOrConflict(ctx);
+      return req;
+    },
+  },
+  ApprovalRequest: {
+    __resolveReference: async (ref: { id: string }, ctx: Ctx) => {
+      requireUser(ctx.identity);
+      return isUuid(ref.id) ? ctx.loaders.request.load(ref.id) : null;
+    },
+    customer: (r: ApprovalRequest) => ({ id: r.customerId }),
+    requester: (r: ApprovalRequest) => ({ id: r.requesterId }),
+    approver: (r: ApprovalRequest) => (r.approverId ? { id: r.approverId } : null),
+  },
+  Customer: {
+    __resolveReference: (ref: { id: string }) => ({ id: ref.id }),
+    approvalRequests: async (customer: { id: string }, args: { status?: ApprovalStatus | null }, ctx: Ctx) => {
+      requireUser(ctx.identity);
+      if (!isUuid(customer.id)) return [];
+      const status = args.status && (APPROVAL_STATUSES as readonly string[]).includes(args.status) ? args.status : null;
+      return ctx.loaders.byCustomer(status).load(customer.id);
+    },
+  },
+};
