@@ -18,3 +18,4 @@ export * from './events/consumer';
 export * from './events';
 export * from './batch';
 export * from './testing';
+export * from './cache';

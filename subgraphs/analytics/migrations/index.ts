@@ -1,0 +1,4 @@
+import { Migration20261122000500 } from './Migration20261122000500';
+
+/** Applied in this order on start and by `npm run migrate`. */
+export const migrations = [{ name: 'Migration20261122000500', class: Migration20261122000500 }];

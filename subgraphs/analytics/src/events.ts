@@ -1,0 +1,285 @@
+/**
+ * Analytics consumes every event type of the catalogue. Each handler runs in the consumer's
+ * transaction (inbox + effects commit together) and writes only through its `em`:
+ *  - event_metrics: one count per event type, for every event;
+ *  - projections (customer/meeting/task/approval facts) for the reports, and a bump of the
+ *    report_versions row of each changed projection in the same transaction (the report cache
+ *    keys include those versions, so a committed change is never hidden by a cached result);
+ *  - user_refs (the user directory, to find managers);
+ *  - notifications (one per recipient and source event) and the saga read model.
+ * Our own analytics.saga_step is applied directly in the transaction that emits it; consuming it
+ * back (notification.events) re-applies it, which is a no-op (all writes are upserts).
+ */
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { EVENTS, type EventHandlers, type EventType, type HandlerContext, type SagaStepData } from '@crm/kit';
+import { isUuid, managers, notify } from './notify';
+import { applySagaStep, upsertSaga } from './sagas';
+
+export type Projection = 'customers' | 'meetings' | 'tasks' | 'approvals';
+
+async function bump(em: EntityManager, ...names: Projection[]): Promise<void> {
+  await em.execute(`UPDATE report_versions SET version = version + 1 WHERE name = ANY(string_to_array(?, ','))`, [names.join(',')]);
+}
+
+const at = (ctx: { event: { occurredAt: string } }) => new Date(ctx.event.occurredAt);
+
+// ---------------------------------------------------------------- users
+
+async function upsertUser(ctx: HandlerContext<'user.created' | 'user.updated' | 'user.deleted'>, active: boolean) {
+  const d = ctx.event.data;
+  await ctx.em.execute(
+    `INSERT INTO user_refs (id, name, role, active, updated_at) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role, active = EXCLUDED.active AND user_refs.active,
+       updated_at = EXCLUDED.updated_at`,
+    [d.userId, d.name, d.role, active && d.active, at(ctx)],
+  );
+}
+
+// ---------------------------------------------------------------- customers
+
+type CustomerCtx = HandlerContext<'customer.created' | 'customer.updated' | 'customer.deleted' | 'customer.restored' | 'customer.reassigned'>;
+
+async function upsertCustomer(ctx: CustomerCtx, deleted: boolean | null) {
+  const d = ctx.event.data;
+  await ctx.em.execute(
+    `INSERT INTO customer_facts (id, size, investment_profile, assigned_rep_id, deleted, created_at) VALUES (?, ?, ?, ?, ?, ?)
+     ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size, investment_profile = EXCLUDED.investment_profile,
+       assigned_rep_id = EXCLUDED.assigned_rep_id, deleted = COALESCE(?::boolean, customer_facts.deleted)`,
+    [d.customerId, d.size, d.investmentProfile, d.assignedRepId, deleted ?? false, at(ctx), deleted],
+  );
+  await bump(ctx.em, 'customers');
+}
+
+async function customerAssigned(ctx: HandlerContext<'customer.created' | 'customer.reassigned'>, repId: string) {
+  const d = ctx.event.data;
+  await notify(ctx.em, ctx.emit, {
+    recipientId: repId,
+    type: 'CUSTOMER_ASSIGNED',
+    title: `Customer assigned to you: ${d.name}`,
+    body: null,
+    entityType: 'Customer',
+    entityId: d.customerId,
+    sourceEventId: ctx.event.id,
+  });
+}
+
+// ---------------------------------------------------------------- tasks
+
+type TaskCtx = HandlerContext<'task.created' | 'task.updated' | 'task.completed' | 'task.cancelled' | 'task.due_soon'>;
+
+async function upsertTask(ctx: TaskCtx, completedAt: Date | null) {
+  const d = ctx.event.data;
+  const done = d.status === 'COMPLETED';
+  await ctx.em.execute(
+    `INSERT INTO task_facts (id, assignee_id, status, created_at, completed_at) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT (id) DO UPDATE SET assignee_id = EXCLUDED.assignee_id, status = EXCLUDED.status,
+       completed_at = CASE WHEN EXCLUDED.status = 'COMPLETED' THEN COALESCE(EXCLUDED.completed_at, task_facts.completed_at) ELSE NULL END`,
+    [d.taskId, d.assigneeId, d.status, at(ctx), done ? (completedAt ?? at(ctx)) : null],
+  );
+  await bump(ctx.em, 'tasks');
+}
+
+// ---------------------------------------------------------------- approvals
+
+type ApprovalCtx = HandlerContext<'approval.requested' | 'approval.approved' | 'approval.rejected' | 'approval.recalled' | 'approval.cancelled'>;
+
+async function upsertApproval(ctx: ApprovalCtx) {
+  const d = ctx.event.data;
+  const decided = d.status === 'PENDING' ? null : d.decidedAt ? new Date(d.decidedAt) : at(ctx);
+  await ctx.em.execute(
+    `INSERT INTO approval_facts (id, requester_id, status, amount, requested_at, decided_at) VALUES (?, ?, ?, ?, ?, ?)
+     ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, amount = EXCLUDED.amount,
+       requested_at = EXCLUDED.requested_at, decided_at = EXCLUDED.decided_at`,
+    [d.requestId, d.requesterId, d.status, d.amount, new Date(d.requestedAt), decided],
+  );
+  await bump(ctx.em, 'approvals');
+}
+
+async function approvalDecided(ctx: HandlerContext<'approval.approved' | 'approval.rejected'>) {
+  await upsertApproval(ctx);
+  const d = ctx.event.data;
+  const verdict = ctx.event.type === 'approval.approved' ? 'approved' : 'rejected';
+  await notify(ctx.em, ctx.emit, {
+    recipientId: d.requesterId,
+    type: 'APPROVAL_DECIDED',
+    title: `Your request "${d.title}" was ${verdict}`,
+    body: d.comment,
+    entityType: 'ApprovalRequest',
+    entityId: d.requestId,
+    sourceEventId: ctx.event.id,
+  });
+}
+
+// ---------------------------------------------------------------- sagas
+
+type StepCtx = HandlerContext<'user.saga_step' | 'customer.saga_step' | 'sales-activity.saga_step' | 'opportunity.saga_step' | 'analytics.saga_step'>;
+
+async function sagaStep(ctx: StepCtx) {
+  const step = ctx.event.data as SagaStepData;
+  await applySagaStep(ctx.em, ctx.event, step);
+  if (step.status === 'REFUSED' && step.sagaType === 'customer-deletion') {
+    // Remember the refusal: if customer.deleted (with requestedBy) has not arrived yet, its
+    // handler sends the notification; else we send it now. Same source event either way.
+    const rows = await ctx.em.execute<{ requested_by: string | null; refused_event_id: string; refused_detail: string | null; subject_id: string }[]>(
+      `UPDATE sagas SET refused_event_id = COALESCE(refused_event_id, ?), refused_detail = COALESCE(refused_detail, ?)
+       WHERE id = ? RETURNING requested_by, refused_event_id, refused_detail, subject_id`,
+      [ctx.event.id, step.detail, step.sagaId],
+    );
+    const saga = rows[0];
+    if (saga?.requested_by) await deletionRefused(ctx, saga.requested_by, saga);
+  }
+}
+
+async function deletionRefused(
+  ctx: HandlerContext<EventType>,
+  recipientId: string,
+  saga: { refused_event_id: string; refused_detail: string | null; subject_id: string },
+) {
+  await notify(ctx.em, ctx.emit, {
+    recipientId,
+    type: 'SYSTEM',
+    title: 'Customer deletion refused; the customer was restored',
+    body: saga.refused_detail,
+    entityType: 'Customer',
+    entityId: saga.subject_id,
+    sourceEventId: saga.refused_event_id,
+  });
+}
+
+// ---------------------------------------------------------------- the handlers
+
+const specific: EventHandlers = {
+  'user.created': (ctx) => upsertUser(ctx, true),
+  'user.updated': (ctx) => upsertUser(ctx, true),
+  'user.deleted': async (ctx) => {
+    await upsertUser(ctx, false);
+    const d = ctx.event.data;
+    const archived = await ctx.em.execute<{ id: string }[]>(
+      'UPDATE notifications SET archived_at = ? WHERE recipient_id::text = ? AND archived_at IS NULL RETURNING id',
+      [at(ctx), d.userId],
+    );
+    await upsertSaga(ctx.em, { id: d.sagaId, type: 'user-deletion', subjectId: d.userId, at: at(ctx) });
+    const step: SagaStepData = {
+      sagaId: d.sagaId,
+      sagaType: 'user-deletion',
+      subjectId: d.userId,
+      step: 'analytics.archive-notifications',
+      status: 'DONE',
+      detail: `${archived.length} notifications archived`,
+      ends: null,
+    };
+    const envelope = ctx.emit('analytics.saga_step', d.sagaId, step);
+    await applySagaStep(ctx.em, envelope, step);
+  },
+
+  'customer.created': async (ctx) => {
+    await upsertCustomer(ctx, false);
+    if (ctx.event.data.assignedRepId) await customerAssigned(ctx, ctx.event.data.assignedRepId);
+  },
+  'customer.updated': (ctx) => upsertCustomer(ctx, null),
+  'customer.restored': (ctx) => upsertCustomer(ctx, false),
+  'customer.reassigned': async (ctx) => {
+    await upsertCustomer(ctx, null);
+    const d = ctx.event.data;
+    if (d.assignedRepId && d.assignedRepId !== d.fromRepId) await customerAssigned(ctx, d.assignedRepId);
+  },
+  'customer.deleted': async (ctx) => {
+    await upsertCustomer(ctx, true);
+    const d = ctx.event.data;
+    const requestedBy = d.requestedBy ?? ctx.event.actorId;
+    const saga = await upsertSaga(ctx.em, { id: d.sagaId, type: 'customer-deletion', subjectId: d.customerId, at: at(ctx), requestedBy });
+    if (saga.refused_event_id && requestedBy) {
+      await deletionRefused(ctx, requestedBy, { ...saga, refused_event_id: saga.refused_event_id });
+    }
+  },
+
+  'meeting.created': async (ctx) => {
+    const d = ctx.event.data;
+    await ctx.em.execute(
+      `INSERT INTO meeting_facts (id, customer_id, rep_id, starts_at, created_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET starts_at = EXCLUDED.starts_at`,
+      [d.meetingId, d.customerId, d.repId, new Date(d.startsAt), at(ctx)],
+    );
+    await bump(ctx.em, 'meetings');
+  },
+
+  'task.created': async (ctx) => {
+    await upsertTask(ctx, null);
+    const d = ctx.event.data;
+    if (d.assigneeId !== ctx.event.actorId) {
+      await notify(ctx.em, ctx.emit, {
+        recipientId: d.assigneeId,
+        type: 'TASK_ASSIGNED',
+        title: `New task for you: ${d.title}`,
+        body: d.dueAt ? `Due ${d.dueAt}` : null,
+        entityType: 'Task',
+        entityId: d.taskId,
+        sourceEventId: ctx.event.id,
+      });
+    }
+  },
+  'task.updated': (ctx) => upsertTask(ctx, null),
+  'task.completed': (ctx) => upsertTask(ctx, new Date(ctx.event.data.completedAt)),
+  'task.cancelled': (ctx) => upsertTask(ctx, null),
+  'task.due_soon': async (ctx) => {
+    const d = ctx.event.data;
+    await notify(ctx.em, ctx.emit, {
+      recipientId: d.assigneeId,
+      type: 'TASK_DUE_SOON',
+      title: `Task due soon: ${d.title}`,
+      body: `Due ${d.dueAt}`,
+      entityType: 'Task',
+      entityId: d.taskId,
+      sourceEventId: ctx.event.id,
+    });
+  },
+
+  'approval.requested': async (ctx) => {
+    await upsertApproval(ctx);
+    const d = ctx.event.data;
+    const amount = d.amount === null ? '' : ` (${d.amount})`;
+    for (const recipientId of await managers(ctx.em, d.requesterId)) {
+      await notify(ctx.em, ctx.emit, {
+        recipientId,
+        type: 'APPROVAL_REQUESTED',
+        title: `Approval requested: ${d.title}${amount}`,
+        body: null,
+        entityType: 'ApprovalRequest',
+        entityId: d.requestId,
+        sourceEventId: ctx.event.id,
+      });
+    }
+  },
+  'approval.approved': approvalDecided,
+  'approval.rejected': approvalDecided,
+  'approval.recalled': upsertApproval,
+  'approval.cancelled': upsertApproval,
+
+  'user.saga_step': sagaStep,
+  'customer.saga_step': sagaStep,
+  'sales-activity.saga_step': sagaStep,
+  'opportunity.saga_step': sagaStep,
+  'analytics.saga_step': sagaStep,
+};
+
+async function countEvent(em: EntityManager, type: string, occurredAt: Date) {
+  await em.execute(
+    `INSERT INTO event_metrics (type, count, last_at) VALUES (?, 1, ?)
+     ON CONFLICT (type) DO UPDATE SET count = event_metrics.count + 1, last_at = GREATEST(event_metrics.last_at, EXCLUDED.last_at)`,
+    [type, occurredAt],
+  );
+}
+
+/** A handler for every event type of the catalogue: its specific effect, then the metric. */
+export const handlers: EventHandlers = Object.fromEntries(
+  (Object.keys(EVENTS) as EventType[]).map((type) => [
+    type,
+    async (ctx: HandlerContext<EventType>) => {
+      const own = specific[type] as ((c: HandlerContext<EventType>) => Promise<void>) | undefined;
+      if (own) await own(ctx);
+      await countEvent(ctx.em, type, at(ctx));
+    },
+  ]),
+) as EventHandlers;
+
+export { isUuid };

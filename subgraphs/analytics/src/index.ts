@@ -1,0 +1,29 @@
+import { join } from 'node:path';
+import type { SubgraphDefinition } from '@crm/kit';
+import { entities } from './entities';
+import { migrations } from '../migrations';
+import { createLoaders, resolvers, type AnalyticsLoaders } from './resolvers';
+import { handlers } from './events';
+import { cacheFor, closeCache } from './reports';
+
+export const analyticsSubgraph: SubgraphDefinition<AnalyticsLoaders> = {
+  name: 'analytics',
+  schemaPath: join(__dirname, 'schema.graphql'),
+  resolvers: resolvers as SubgraphDefinition<AnalyticsLoaders>['resolvers'],
+  entities,
+  migrations,
+  createLoaders,
+  consumes: handlers,
+  async onStart(runtime) {
+    // The report cache lives as long as this subgraph instance: Redis when REDIS_URL is set.
+    const cache = cacheFor(runtime.config, runtime.logger);
+    runtime.logger.info({ cache: cache.kind }, 'report cache');
+    const stop = runtime.stop.bind(runtime);
+    runtime.stop = async () => {
+      await stop();
+      await closeCache(runtime.config);
+    };
+  },
+};
+
+export default analyticsSubgraph;

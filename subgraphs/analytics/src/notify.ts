@@ -1,0 +1,57 @@
+/**
+ * Notifications from events: one row per (source event, recipient), inserted with ON CONFLICT DO
+ * NOTHING so a redelivered or repeated event never notifies twice; each new row stages
+ * notification.created in the handler's transaction.
+ */
+import { randomUUID } from 'node:crypto';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { HandlerContext, EventType } from '@crm/kit';
+import type { NotificationType } from './entities';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const isUuid = (s: string | null | undefined): s is string => typeof s === 'string' && UUID.test(s);
+
+export interface NewNotification {
+  recipientId: string;
+  type: NotificationType;
+  title: string;
+  body?: string | null;
+  entityType?: string | null;
+  entityId?: string | null;
+  /** The event it comes from: with recipientId, the idempotency key. */
+  sourceEventId: string;
+}
+
+type Emit = HandlerContext<EventType>['emit'];
+
+/** Inserts the notification unless it exists; returns its id when it was created now. */
+export async function notify(em: EntityManager, emit: Emit, n: NewNotification): Promise<string | null> {
+  if (!isUuid(n.recipientId)) return null; // users are UUIDs; anything else cannot log in to read it
+  const id = randomUUID();
+  // created_at from JS (millisecond precision) so keyset cursors compare exactly
+  const rows = await em.execute<{ id: string }[]>(
+    `INSERT INTO notifications (id, recipient_id, type, title, body, entity_type, entity_id, source_event_id, created_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+     ON CONFLICT (source_event_id, recipient_id) DO NOTHING RETURNING id`,
+    [id, n.recipientId, n.type, n.title, n.body ?? null, n.entityType ?? null, n.entityId ?? null, n.sourceEventId, new Date()],
+  );
+  if (rows.length === 0) return null;
+  emit('notification.created', id, {
+    notificationId: id,
+    recipientId: n.recipientId,
+    type: n.type,
+    title: n.title,
+    entityType: n.entityType ?? null,
+    entityId: n.entityId ?? null,
+  });
+  return id;
+}
+
+/** Active MANAGER and ADMIN users of the local directory (user_refs). */
+export async function managers(em: EntityManager, except: string | null): Promise<string[]> {
+  const rows = await em.execute<{ id: string }[]>(
+    `SELECT id FROM user_refs WHERE active AND role IN ('MANAGER', 'ADMIN') AND id <> ? ORDER BY id`,
+    [except ?? ''],
+  );
+  return rows.map((r) => r.id);
+}

@@ -1,0 +1,141 @@
+import DataLoader from 'dataloader';
+import { z } from 'zod';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import {
+  byIdLoader, groupLoader, notFound, paginate, parseInput, requireRole, requireUser, scalarResolvers,
+  type Identity, type RequestContext, type Role,
+} from '@crm/kit';
+import { Notification, Saga, SagaStep } from '../entities';
+import { isUuid } from '../notify';
+import {
+  approvalStats, cacheFor, cachedReport, customerStats, eventMetrics, salesSummary, taskCompletion,
+} from '../reports';
+
+export interface AnalyticsLoaders {
+  /** The caller's own, not archived, notifications by id (others' are null). */
+  notification: DataLoader<string, Notification | null>;
+  saga: DataLoader<string, Saga | null>;
+  sagaSteps: DataLoader<string, SagaStep[]>;
+}
+
+export function createLoaders(em: EntityManager, identity: Identity | null): AnalyticsLoaders {
+  return {
+    notification: byIdLoader(em, Notification, { recipientId: identity?.userId ?? '00000000-0000-0000-0000-000000000000', archivedAt: null }),
+    saga: byIdLoader(em, Saga),
+    sagaSteps: groupLoader(
+      (ids: readonly string[]) => em.find(SagaStep, { sagaId: { $in: [...ids] } }, { orderBy: { at: 'asc', name: 'asc', status: 'asc' } }),
+      (s) => s.sagaId,
+    ),
+  };
+}
+
+type Ctx = RequestContext<AnalyticsLoaders>;
+
+/** Who may read reports and sagas. */
+const READERS: Role[] = ['ADMIN', 'MANAGER', 'COMPLIANCE'];
+
+const dateArg = z.coerce.date();
+const window = z
+  .object({ from: dateArg.nullish(), to: dateArg.nullish() })
+  .refine((w) => !w.from || !w.to || w.from <= w.to, { message: 'must not be before from', path: ['to'] });
+const requiredWindow = z
+  .object({ from: dateArg, to: dateArg })
+  .refine((w) => w.from <= w.to, { message: 'must not be before from', path: ['to'] });
+const taskArgs = z.object({
+  from: dateArg.nullish(),
+  to: dateArg.nullish(),
+  assigneeId: z.string().trim().min(1).max(100).nullish(),
+}).refine((w) => !w.from || !w.to || w.from <= w.to, { message: 'must not be before from', path: ['to'] });
+
+const isoOrNull = (d: Date | null | undefined) => (d ? d.toISOString() : null);
+
+export const resolvers = {
+  ...scalarResolvers,
+  Query: {
+    myNotifications: async (_: unknown, args: { unreadOnly?: boolean | null; first?: number | null; after?: string | null }, ctx: Ctx) => {
+      const me = requireUser(ctx.identity);
+      const where: Record<string, unknown> = { recipientId: me.userId, archivedAt: null };
+      if (args.unreadOnly) where.readAt = null;
+      return paginate(ctx.em, Notification, where, args);
+    },
+    unreadNotificationCount: async (_: unknown, __: unknown, ctx: Ctx) => {
+      const me = requireUser(ctx.identity);
+      return ctx.em.count(Notification, { recipientId: me.userId, archivedAt: null, readAt: null });
+    },
+    salesSummary: async (_: unknown, args: { from: unknown; to: unknown }, ctx: Ctx) => {
+      requireRole(ctx.identity, ...READERS);
+      const w = parseInput(requiredWindow, args);
+      return cachedReport(ctx.em, cacheFor(ctx.config, ctx.logger), 'salesSummary', ['customers', 'meetings', 'tasks', 'approvals'],
+        { from: w.from.toISOString(), to: w.to.toISOString() }, () => salesSummary(ctx.em, w.from, w.to));
+    },
+    customerStats: async (_: unknown, __: unknown, ctx: Ctx) => {
+      requireRole(ctx.identity, ...READERS);
+      return cachedReport(ctx.em, cacheFor(ctx.config, ctx.logger), 'customerStats', ['customers'], {}, () => customerStats(ctx.em));
+    },
+    approvalStats: async (_: unknown, args: { from?: unknown; to?: unknown }, ctx: Ctx) => {
+      requireRole(ctx.identity, ...READERS);
+      const w = parseInput(window, args);
+      return cachedReport(ctx.em, cacheFor(ctx.config, ctx.logger), 'approvalStats', ['approvals'],
+        { from: isoOrNull(w.from), to: isoOrNull(w.to) }, () => approvalStats(ctx.em, w.from ?? null, w.to ?? null));
+    },
+    taskCompletionRate: async (_: unknown, args: { from?: unknown; to?: unknown; assigneeId?: unknown }, ctx: Ctx) => {
+      requireRole(ctx.identity, ...READERS);
+      const w = parseInput(taskArgs, args);
+      return cachedReport(ctx.em, cacheFor(ctx.config, ctx.logger), 'taskCompletionRate', ['tasks'],
+        { from: isoOrNull(w.from), to: isoOrNull(w.to), assigneeId: w.assigneeId ?? null },
+        () => taskCompletion(ctx.em, w.from ?? null, w.to ?? null, w.assigneeId ?? null));
+    },
+    eventMetrics: async (_: unknown, __: unknown, ctx: Ctx) => {
+      requireRole(ctx.identity, ...READERS);
+      return eventMetrics(ctx.em);
+    },
+    saga: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
+      requireRole(ctx.identity, ...READERS);
+      return ctx.loaders.saga.load(id);
+    },
+  },
+  Mutation: {
+    markNotificationRead: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
+      const me = requireUser(ctx.identity);
+      const n = isUuid(id) ? await ctx.em.findOne(Notification, { id, recipientId: me.userId, archivedAt: null }) : null;
+      if (!n) throw notFound('Notification', id);
+      if (!n.readAt) {
+        n.readAt = new Date();
+        await ctx.em.flush();
+      }
+      return n;
+    },
+    markAllNotificationsRead: async (_: unknown, __: unknown, ctx: Ctx) => {
+      const me = requireUser(ctx.identity);
+      return ctx.em.nativeUpdate(Notification, { recipientId: me.userId, archivedAt: null, readAt: null }, { readAt: new Date() });
+    },
+  },
+  Notification: {
+    __resolveReference: async (ref: { id: string }, ctx: Ctx) => {
+      requireUser(ctx.identity);
+      return isUuid(ref.id) ? ctx.loaders.notification.load(ref.id) : null;
+    },
+    recipient: (n: Notification) => ({ __typename: 'User', id: n.recipientId }),
+  },
+  Saga: {
+    /**
+     * The owner of a saga id (auth's deleteUser, customer's deleteCustomer) returns `{ id }` before
+     * any step has reached this read model: a known-valid id then resolves to a RUNNING saga with
+     * no steps (type "unknown", subjectId "" until the first event arrives). Readers only.
+     */
+    __resolveReference: async (ref: { id: string }, ctx: Ctx) => {
+      if (!ctx.identity || !READERS.includes(ctx.identity.role)) return null;
+      const saga = await ctx.loaders.saga.load(ref.id);
+      if (saga) return saga;
+      const pending = new Saga();
+      pending.id = ref.id;
+      pending.type = 'unknown';
+      pending.subjectId = '';
+      pending.status = 'RUNNING';
+      pending.startedAt = new Date();
+      return pending;
+    },
+    steps: (saga: Saga, _: unknown, ctx: Ctx) => ctx.loaders.sagaSteps.load(saga.id),
+  },
+};
+

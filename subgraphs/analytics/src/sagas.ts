@@ -1,0 +1,67 @@
+/**
+ * The saga read model behind Query.saga: `sagas` + `saga_steps`, from every *.saga_step event.
+ * Steps come from different topics, so in any order: the saga row is upserted by whichever step
+ * (or customer.deleted / user.deleted) arrives first; expectedSteps is kept from the step that
+ * carries it; after each step the status is recomputed (COMPLETED when every expected step has a
+ * DONE row; the `ends` of a step wins and is final). All writes are upserts: replays change nothing.
+ */
+import { randomUUID } from 'node:crypto';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Envelope, SagaStepData } from '@crm/kit';
+
+export interface SagaRow {
+  id: string;
+  type: string;
+  subject_id: string;
+  status: string;
+  requested_by: string | null;
+  refused_event_id: string | null;
+  refused_detail: string | null;
+}
+
+/** Creates the saga row if missing (RUNNING) and returns its current state (locked until commit). */
+export async function upsertSaga(
+  em: EntityManager,
+  saga: { id: string; type: string; subjectId: string; at: Date; expectedSteps?: string[] | null; requestedBy?: string | null },
+): Promise<SagaRow> {
+  const rows = await em.execute<SagaRow[]>(
+    `INSERT INTO sagas (id, type, subject_id, status, started_at, expected_steps, requested_by, created_at)
+     VALUES (?, ?, ?, 'RUNNING', ?, ?::jsonb, ?, ?)
+     ON CONFLICT (id) DO UPDATE SET
+       expected_steps = COALESCE(sagas.expected_steps, EXCLUDED.expected_steps),
+       requested_by = COALESCE(sagas.requested_by, EXCLUDED.requested_by),
+       started_at = LEAST(sagas.started_at, EXCLUDED.started_at)
+     RETURNING id, type, subject_id, status, requested_by, refused_event_id, refused_detail`,
+    [
+      saga.id, saga.type, saga.subjectId, saga.at,
+      saga.expectedSteps ? JSON.stringify(saga.expectedSteps) : null, saga.requestedBy ?? null, new Date(),
+    ],
+  );
+  return rows[0]!;
+}
+
+/** Records one step and recomputes the saga's status. */
+export async function applySagaStep(em: EntityManager, event: Envelope, step: SagaStepData): Promise<SagaRow> {
+  const at = new Date(event.occurredAt);
+  const saga = await upsertSaga(em, { id: step.sagaId, type: step.sagaType, subjectId: step.subjectId, at, expectedSteps: step.expectedSteps ?? null });
+  await em.execute(
+    `INSERT INTO saga_steps (id, saga_id, name, status, at, detail, ends, created_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (saga_id, name, status) DO NOTHING`,
+    [randomUUID(), step.sagaId, step.step, step.status, at, step.detail, step.ends, new Date()],
+  );
+  await em.execute(
+    `UPDATE sagas s SET
+       status = COALESCE(e.ends, 'COMPLETED'),
+       ended_at = COALESCE(e.at, (SELECT max(at) FROM saga_steps d WHERE d.saga_id = s.id AND d.status = 'DONE'))
+     FROM (SELECT
+             (SELECT ends FROM saga_steps x WHERE x.saga_id = ? AND x.ends IS NOT NULL ORDER BY at, id LIMIT 1) AS ends,
+             (SELECT at FROM saga_steps x WHERE x.saga_id = ? AND x.ends IS NOT NULL ORDER BY at, id LIMIT 1) AS at) e
+     WHERE s.id = ? AND s.status = 'RUNNING' AND (
+       e.ends IS NOT NULL OR (
+         s.expected_steps IS NOT NULL AND NOT EXISTS (
+           SELECT 1 FROM jsonb_array_elements_text(s.expected_steps) AS want(name)
+           WHERE NOT EXISTS (SELECT 1 FROM saga_steps d WHERE d.saga_id = s.id AND d.name = want.name AND d.status = 'DONE'))))`,
+    [step.sagaId, step.sagaId, step.sagaId],
+  );
+  return saga;
+}

@@ -1,0 +1,95 @@
+import { randomUUID } from 'node:crypto';
+import {
+  EVENTS, buildEnvelope, eventually, signIdentity, type Envelope, type EventData, type EventType, type Identity,
+} from '@crm/kit';
+import { gqlRequest, type TestStack, type TestUser } from '@crm/stack';
+
+export const code = (r: { errors?: { extensions?: { code?: string } }[] }) => r.errors?.[0]?.extensions?.code;
+
+const SOURCES: Record<string, string> = {
+  'user.events': 'auth',
+  'customer.events': 'customer',
+  'sales-activity.events': 'sales-activity',
+  'opportunity.events': 'opportunity',
+  'notification.events': 'analytics',
+};
+
+export interface PublishOptions {
+  actorId?: string | null;
+  correlationId?: string;
+  occurredAt?: string;
+}
+
+/** Builds an envelope as its producing subgraph would, and publishes it to the stack's bus. */
+export function publisher(stack: TestStack) {
+  const build = <T extends EventType>(type: T, aggregateId: string, data: EventData<T>, o: PublishOptions = {}): Envelope<T> => {
+    const topic = EVENTS[type].topic;
+    const env = buildEnvelope(SOURCES[topic] ?? 'test', type, aggregateId, data, {
+      actorId: o.actorId ?? null,
+      ...(o.correlationId ? { correlationId: o.correlationId } : {}),
+    });
+    if (o.occurredAt) env.occurredAt = o.occurredAt;
+    return env;
+  };
+  const send = async (...envs: Envelope[]) => {
+    await stack.bus.publish(envs.map((e) => ({ topic: EVENTS[e.type].topic, key: e.aggregateId, value: JSON.stringify(e) })));
+  };
+  const publish = async <T extends EventType>(type: T, aggregateId: string, data: EventData<T>, o: PublishOptions = {}) => {
+    const env = build(type, aggregateId, data, o);
+    await send(env);
+    return env;
+  };
+  return { build, send, publish };
+}
+
+/** Runs SQL on the analytics database (test-side inspection only). */
+export async function sql<T = Record<string, unknown>>(stack: TestStack, query: string, params: unknown[] = []): Promise<T[]> {
+  return stack.subgraphs.analytics!.fork().getConnection().execute(query, params) as Promise<T[]>;
+}
+
+/** Waits until analytics' user directory knows these users with their current role. */
+export async function directoryKnows(stack: TestStack, ...users: TestUser[]) {
+  await eventually(async () => {
+    const rows = await sql<{ id: string; role: string }>(stack, `SELECT id, role FROM user_refs WHERE id = ANY(string_to_array(?, ','))`, [users.map((u) => u.id).join(',')]);
+    return users.every((u) => rows.some((r) => r.id === u.id && r.role === u.role));
+  });
+}
+
+/** Waits until analytics has consumed the event with this id (it is in the inbox). */
+export async function consumed(stack: TestStack, ...events: Envelope[]) {
+  await eventually(async () => {
+    const rows = await sql<{ n: number }>(stack, `SELECT count(*)::int AS n FROM inbox WHERE consumer = 'analytics' AND event_id::text = ANY(string_to_array(?, ','))`, [events.map((e) => e.id).join(',')]);
+    return Number(rows[0]?.n) === events.length;
+  });
+}
+
+/** A request straight to the analytics subgraph, signed as the gateway would sign it. */
+export async function direct(stack: TestStack, identity: Identity | null, query: string, variables?: Record<string, unknown>) {
+  const headers = signIdentity(identity, stack.config.INTERNAL_SECRET);
+  const res = await fetch(stack.subgraphs.analytics!.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ query, variables }),
+  });
+  return (await res.json()) as { data?: any; errors?: { message: string; extensions?: { code?: string } }[] };
+}
+
+export const identityOf = (u: TestUser): Identity => ({ userId: u.id, role: u.role, email: u.email });
+
+export const MY_NOTIFICATIONS = `query($unreadOnly: Boolean, $first: Int, $after: String) {
+  myNotifications(unreadOnly: $unreadOnly, first: $first, after: $after) {
+    totalCount pageInfo { hasNextPage endCursor }
+    edges { cursor node { id type title body entityType entityId readAt createdAt recipient { id } } }
+  }
+}`;
+
+export async function notificationsOf(u: TestUser, unreadOnly = false) {
+  const r = await u.gql(MY_NOTIFICATIONS, { unreadOnly, first: 100 });
+  if (r.errors) throw new Error(JSON.stringify(r.errors));
+  return r.data.myNotifications.edges.map((e: { node: any }) => e.node) as {
+    id: string; type: string; title: string; body: string | null; entityType: string | null; entityId: string | null; readAt: string | null;
+    recipient: { id: string };
+  }[];
+}
+
+export { randomUUID, gqlRequest };

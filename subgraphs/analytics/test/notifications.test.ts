@@ -1,0 +1,234 @@
+/**
+ * Notifications from events: who gets what, exactly once, and only the recipient can see or
+ * change them. Events are published to the stack's bus as their producers would.
+ */
+import { eventually } from '@crm/kit';
+import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import {
+  code, consumed, direct, directoryKnows, identityOf, notificationsOf, publisher, randomUUID, sql, MY_NOTIFICATIONS,
+} from './helpers';
+
+let stack: TestStack;
+let bus: ReturnType<typeof publisher>;
+let admin: TestUser;
+let m1: TestUser;
+let m2: TestUser;
+let compliance: TestUser;
+let s1: TestUser;
+let s2: TestUser;
+
+beforeAll(async () => {
+  stack = await startTestStack({ only: ['auth', 'analytics'] });
+  bus = publisher(stack);
+  admin = await stack.admin();
+  m1 = await stack.user('MANAGER');
+  m2 = await stack.user('MANAGER');
+  compliance = await stack.user('COMPLIANCE');
+  s1 = await stack.user('SALES');
+  s2 = await stack.user('SALES');
+  await directoryKnows(stack, admin, m1, m2, compliance, s1, s2);
+});
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const approval = (requestId: string, requesterId: string, status: 'PENDING' | 'APPROVED' | 'REJECTED', extra: Partial<{ approverId: string; comment: string }> = {}) => ({
+  requestId,
+  customerId: randomUUID(),
+  requesterId,
+  approverId: extra.approverId ?? null,
+  title: 'Discount for Acme',
+  amount: 1200,
+  status,
+  comment: extra.comment ?? null,
+  requestedAt: new Date().toISOString(),
+  decidedAt: status === 'PENDING' ? null : new Date().toISOString(),
+});
+
+const customer = (customerId: string, repId: string | null) => ({ customerId, name: 'Acme Corp', assignedRepId: repId, size: 'SMALL', investmentProfile: 'GROWTH' });
+const task = (taskId: string, assigneeId: string, title = 'Call back') => ({
+  taskId, title, assigneeId, customerId: null, status: 'TODO', priority: 'HIGH', dueAt: new Date(Date.now() + 3600_000).toISOString(),
+});
+
+const about = (entityId: string) => async (u: TestUser) => (await notificationsOf(u)).filter((n) => n.entityId === entityId);
+
+test('approval.requested notifies every active MANAGER and ADMIN except the requester, once each', async () => {
+  const requestId = randomUUID();
+  const env = bus.build('approval.requested', requestId, approval(requestId, m2.id, 'PENDING'), { actorId: m2.id });
+  await bus.send(env);
+  await bus.send(env); // redelivery: no second notification
+  const of = about(requestId);
+  await eventually(async () => (await of(m1)).length === 1 && (await of(admin)).length === 1);
+  const marker = bus.build('approval.requested', requestId, approval(requestId, m2.id, 'PENDING'), { actorId: m2.id });
+  // a later event on the same key proves the duplicate was consumed before counting
+  await bus.send(marker);
+  await consumed(stack, marker);
+  const mine = await of(m1);
+  expect(mine.filter((n) => n.title.includes('Discount')).length).toBeGreaterThanOrEqual(1);
+  const byEnvelope = await sql<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM notifications WHERE source_event_id = ?', [env.id]);
+  // m1 and the admin (m2 requested; SALES and COMPLIANCE are not approvers)
+  expect(Number(byEnvelope[0]!.n)).toBe(2);
+  expect(mine[0]).toMatchObject({ type: 'APPROVAL_REQUESTED', entityType: 'ApprovalRequest', entityId: requestId, readAt: null, recipient: { id: m1.id } });
+  expect(await of(m2)).toEqual([]);
+  expect(await of(s1)).toEqual([]);
+  expect(await of(compliance)).toEqual([]);
+});
+
+test('approval.approved / rejected notify the requester (APPROVAL_DECIDED)', async () => {
+  const approved = randomUUID();
+  const rejected = randomUUID();
+  await bus.publish('approval.approved', approved, approval(approved, s1.id, 'APPROVED', { approverId: m1.id, comment: 'ok' }), { actorId: m1.id });
+  await bus.publish('approval.rejected', rejected, approval(rejected, s1.id, 'REJECTED', { approverId: m1.id, comment: 'too much' }), { actorId: m1.id });
+  await eventually(async () => (await about(approved)(s1)).length === 1 && (await about(rejected)(s1)).length === 1);
+  const [a] = await about(approved)(s1);
+  const [r] = await about(rejected)(s1);
+  expect(a).toMatchObject({ type: 'APPROVAL_DECIDED', body: 'ok' });
+  expect(a!.title).toMatch(/approved/);
+  expect(r!.title).toMatch(/rejected/);
+  expect(await about(approved)(m1)).toEqual([]);
+});
+
+test('customer.created with a rep and customer.reassigned to a new rep notify that rep (CUSTOMER_ASSIGNED)', async () => {
+  const c = randomUUID();
+  const unassigned = randomUUID();
+  await bus.publish('customer.created', c, customer(c, s1.id), { actorId: m1.id });
+  await bus.publish('customer.created', unassigned, customer(unassigned, null), { actorId: m1.id });
+  await eventually(async () => (await about(c)(s1)).length === 1);
+  expect((await about(c)(s1))[0]).toMatchObject({ type: 'CUSTOMER_ASSIGNED', entityType: 'Customer', entityId: c });
+
+  const same = bus.build('customer.reassigned', c, { ...customer(c, s1.id), fromRepId: s1.id, sagaId: null }, { actorId: m1.id });
+  const moved = bus.build('customer.reassigned', c, { ...customer(c, s2.id), fromRepId: s1.id, sagaId: null }, { actorId: m1.id });
+  await bus.send(same, moved);
+  await eventually(async () => (await about(c)(s2)).length === 1);
+  await consumed(stack, same, moved);
+  expect((await about(c)(s1)).length).toBe(1); // "reassigned" to the same rep: nothing new
+  const rows = await sql<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM notifications WHERE entity_id = ?', [unassigned]);
+  expect(Number(rows[0]!.n)).toBe(0);
+});
+
+test('task.created for someone else → TASK_ASSIGNED; for oneself → nothing; task.due_soon → TASK_DUE_SOON', async () => {
+  const forOther = randomUUID();
+  const forSelf = randomUUID();
+  await bus.publish('task.created', forSelf, task(forSelf, s2.id), { actorId: s2.id });
+  await bus.publish('task.created', forOther, task(forOther, s2.id), { actorId: m1.id });
+  const dueSoon = await bus.publish('task.due_soon', forSelf, task(forSelf, s2.id), { actorId: null });
+  await eventually(async () => (await about(forOther)(s2)).length === 1 && (await about(forSelf)(s2)).length === 1);
+  await consumed(stack, dueSoon);
+  expect((await about(forOther)(s2))[0]).toMatchObject({ type: 'TASK_ASSIGNED', entityType: 'Task' });
+  expect((await about(forSelf)(s2)).map((n) => n.type)).toEqual(['TASK_DUE_SOON']);
+});
+
+test('myNotifications pages newest first; unread count, markNotificationRead and markAllNotificationsRead', async () => {
+  const u = await stack.user('SALES');
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t = randomUUID();
+    ids.push(t);
+    await bus.publish('task.due_soon', t, task(t, u.id, `Task ${i}`));
+  }
+  await eventually(async () => (await u.gql('{ unreadNotificationCount }')).data?.unreadNotificationCount === 5);
+
+  const p1 = await u.gql(MY_NOTIFICATIONS, { first: 2 });
+  expect(p1.data.myNotifications.totalCount).toBe(5);
+  expect(p1.data.myNotifications.pageInfo.hasNextPage).toBe(true);
+  const p2 = await u.gql(MY_NOTIFICATIONS, { first: 10, after: p1.data.myNotifications.pageInfo.endCursor });
+  expect(p2.data.myNotifications.edges).toHaveLength(3);
+  expect(p2.data.myNotifications.pageInfo.hasNextPage).toBe(false);
+  const seen = [...p1.data.myNotifications.edges, ...p2.data.myNotifications.edges].map((e: { node: { entityId: string } }) => e.node.entityId);
+  expect(new Set(seen).size).toBe(5);
+  expect(seen.slice().sort()).toEqual(ids.slice().sort());
+  const big = await u.gql(MY_NOTIFICATIONS, { first: 101 });
+  expect(code(big)).toBe('BAD_USER_INPUT');
+
+  const target = p1.data.myNotifications.edges[0].node.id as string;
+  const read = await u.gql(`mutation($id: ID!) { markNotificationRead(id: $id) { id readAt } }`, { id: target });
+  expect(read.errors).toBeUndefined();
+  expect(read.data.markNotificationRead.readAt).toBeTruthy();
+  expect((await u.gql('{ unreadNotificationCount }')).data.unreadNotificationCount).toBe(4);
+  const unread = await u.gql(MY_NOTIFICATIONS, { unreadOnly: true });
+  expect(unread.data.myNotifications.totalCount).toBe(4);
+  expect(unread.data.myNotifications.edges.map((e: { node: { id: string } }) => e.node.id)).not.toContain(target);
+
+  // someone else's notification: NOT_FOUND, never its data; through _entities: null
+  const other = await s1.gql(`mutation($id: ID!) { markNotificationRead(id: $id) { id title } }`, { id: target });
+  expect(code(other)).toBe('NOT_FOUND');
+  const bogus = await u.gql(`mutation { markNotificationRead(id: "not-a-uuid") { id } }`);
+  expect(code(bogus)).toBe('NOT_FOUND');
+  const ENTITIES = `query($r: [_Any!]!) { _entities(representations: $r) { ... on Notification { id title } } }`;
+  const rep = [{ __typename: 'Notification', id: target }];
+  const stranger = await direct(stack, identityOf(s1), ENTITIES, { r: rep });
+  expect(stranger.errors).toBeUndefined();
+  expect(stranger.data._entities).toEqual([null]);
+  const owner = await direct(stack, identityOf(u), ENTITIES, { r: rep });
+  expect(owner.data._entities[0]).toMatchObject({ id: target });
+  const unsigned = await fetch(stack.subgraphs.analytics!.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ unreadNotificationCount }' }) });
+  expect(unsigned.status).toBe(401);
+
+  const all = await u.gql('mutation { markAllNotificationsRead }');
+  expect(all.data.markAllNotificationsRead).toBe(4);
+  expect((await u.gql('{ unreadNotificationCount }')).data.unreadNotificationCount).toBe(0);
+  expect((await u.gql('mutation { markAllNotificationsRead }')).data.markAllNotificationsRead).toBe(0);
+  expect(code(await stack.gql('{ unreadNotificationCount }'))).toBe('UNAUTHENTICATED');
+});
+
+test('deleteUser archives the user\'s notifications and reports analytics.archive-notifications on the saga', async () => {
+  const victim = await stack.user('SALES');
+  const t = randomUUID();
+  await bus.publish('task.due_soon', t, task(t, victim.id));
+  await eventually(async () => (await notificationsOf(victim)).length === 1);
+  const notificationId = (await notificationsOf(victim))[0]!.id;
+
+  const del = await admin.gql(`mutation($id: ID!) { deleteUser(id: $id) { id status type steps { name } } }`, { id: victim.id });
+  expect(del.errors).toBeUndefined();
+  const sagaId = del.data.deleteUser.id as string;
+  expect(del.data.deleteUser.status).toBe('RUNNING'); // RUNNING whether or not a step has arrived yet
+
+  const SAGA = `query($id: ID!) { saga(id: $id) { id type status subjectId startedAt endedAt steps { name status at detail } } }`;
+  const saga = await eventually(async () => {
+    const r = await m1.gql(SAGA, { id: sagaId });
+    const s = r.data?.saga;
+    return s && s.steps.some((x: { name: string }) => x.name === 'analytics.archive-notifications') && s.steps.length >= 2 ? s : null;
+  });
+  expect(saga).toMatchObject({ id: sagaId, type: 'user-deletion', subjectId: victim.id, status: 'RUNNING', endedAt: null });
+  expect(saga.steps.find((x: { name: string }) => x.name === 'analytics.archive-notifications')).toMatchObject({ status: 'DONE', detail: '1 notifications archived' });
+  expect(saga.steps.map((x: { name: string }) => x.name)).toContain('auth.deactivate-user');
+
+  // archived: hidden from every read (checked in the database: a deleted user can no longer call the API)
+  const rows = await sql<{ archived_at: Date | null }>(stack, 'SELECT archived_at FROM notifications WHERE id = ?', [notificationId]);
+  expect(rows[0]!.archived_at).not.toBeNull();
+  const again = await direct(stack, identityOf(victim), '{ unreadNotificationCount myNotifications { totalCount } }');
+  expect(again.data).toEqual({ unreadNotificationCount: 0, myNotifications: { totalCount: 0 } });
+  // the deleted user is no longer a recipient of approval requests
+  const requestId = randomUUID();
+  const ev = await bus.publish('approval.requested', requestId, approval(requestId, s1.id, 'PENDING'), { actorId: s1.id });
+  await consumed(stack, ev);
+  expect((await about(requestId)(m1)).length).toBe(1);
+});
+
+test('_entities for Notification is batched: the same statements for 5 and 50 representations', async () => {
+  const u = await stack.user('SALES');
+  const events = [];
+  for (let i = 0; i < 50; i++) {
+    const t = randomUUID();
+    events.push(bus.build('task.due_soon', t, task(t, u.id, `Batch ${i}`)));
+  }
+  await bus.send(...events);
+  await eventually(async () => (await u.gql('{ unreadNotificationCount }')).data?.unreadNotificationCount === 50);
+  const ids = (await notificationsOf(u)).map((n) => n.id);
+  const ENTITIES = `query($r: [_Any!]!) { _entities(representations: $r) { ... on Notification { id title recipient { id } } } }`;
+  const db = stack.subgraphs.analytics!.db;
+  // the outbox relay polls in the background: the fewest statements over a few runs is the request's own
+  const count = async (n: number) => {
+    let fewest = Infinity;
+    for (let i = 0; i < 5; i++) {
+      const before = db.statementCount();
+      const r = await direct(stack, identityOf(u), ENTITIES, { r: ids.slice(0, n).map((id) => ({ __typename: 'Notification', id })) });
+      expect(r.data._entities.filter(Boolean)).toHaveLength(n);
+      fewest = Math.min(fewest, db.statementCount() - before);
+    }
+    return fewest;
+  };
+  const five = await count(5);
+  const fifty = await count(50);
+  expect(fifty).toBe(five);
+});
