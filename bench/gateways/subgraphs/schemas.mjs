@@ -126,8 +126,8 @@ export function buildSchemas() {
   return out;
 }
 
-// Port layout: BASE+1..BASE+4 (default 4201..4204).
-export function subgraphPorts(base = Number(process.env.SUBGRAPH_BASE_PORT ?? 4200)) {
+// Port layout: BASE+1..BASE+4 (default 4591..4594).
+export function subgraphPorts(base = Number(process.env.SUBGRAPH_BASE_PORT ?? 4590)) {
   return Object.fromEntries(SUBGRAPH_NAMES.map((n, i) => [n, base + 1 + i]));
 }
 export function subgraphUrls(base) {

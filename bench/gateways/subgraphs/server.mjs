@@ -1,5 +1,5 @@
 // One process serving the four subgraphs on raw node:http, one port each
-// (SUBGRAPH_BASE_PORT+1..+4, default 4201..4204), 127.0.0.1 only.
+// (SUBGRAPH_BASE_PORT+1..+4, default 4591..4594), 127.0.0.1 only.
 //
 // Each response is cached by request body (Map<body string, Buffer>) so that
 // the subgraphs are never the bottleneck: after warm-up every subgraph request

@@ -6,7 +6,7 @@
 // Default: composes from the subgraph SDL in subgraphs/schemas.mjs.
 // --from-subgraphs: fetches `_service { sdl }` from the running subgraphs
 // (127.0.0.1, SUBGRAPH_BASE_PORT+1..+4) instead.
-// Routing URLs are http://127.0.0.1:<port>/graphql (SUBGRAPH_BASE_PORT, default 4200).
+// Routing URLs are http://127.0.0.1:<port>/graphql (SUBGRAPH_BASE_PORT, default 4590).
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'graphql';
