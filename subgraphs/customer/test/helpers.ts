@@ -2,7 +2,7 @@ import { eventually, signIdentity, type Identity } from '@crm/kit';
 import type { GraphQLResult, TestStack, TestUser } from '@crm/stack';
 
 export const code = (r: { errors?: { extensions?: { code?: string } }[] }) => r.errors?.[0]?.extensions?.code;
-export const field = (r: { errors?: { extensions?: { field?: unknown } }[] }) => r.errors?.[0]?.extensions?.field;
+export const field = (r: { errors?: { extensions?: Record<string, unknown> }[] }) => r.errors?.[0]?.extensions?.field;
 
 export const CUSTOMER_FIELDS = 'id name email phone industry size investmentProfile riskTolerance createdAt updatedAt assignedRep { id }';
 export const CREATE = `mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { ${CUSTOMER_FIELDS} } }`;
@@ -53,14 +53,14 @@ const BACKGROUND = /\b(outbox|inbox|pg_try_advisory_xact_lock)\b|^\s*(begin|comm
  * Statements `subgraphs` send while `run` runs, leaving out the relay's and consumers' background
  * polling (which db.statementCount() also counts, at its own pace).
  */
-export async function countStatements(stack: TestStack, subgraphs: string[], run: () => Promise<void>): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
+export async function countStatements<K extends string>(stack: TestStack, subgraphs: K[], run: () => Promise<void>): Promise<Record<K, number>> {
+  const counts = {} as Record<K, number>;
   const detach: (() => void)[] = [];
   for (const name of subgraphs) {
     counts[name] = 0;
     const knex = stack.subgraphs[name]!.db.orm.em.getConnection().getKnex();
     const listener = (q: { sql?: string }) => {
-      if (!BACKGROUND.test(q.sql ?? '')) counts[name]! += 1;
+      if (!BACKGROUND.test(q.sql ?? '')) counts[name] += 1;
     };
     knex.on('query', listener);
     detach.push(() => knex.removeListener('query', listener));
