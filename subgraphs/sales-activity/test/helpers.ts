@@ -20,7 +20,7 @@ export async function publishCustomerEvent<T extends CustomerEvent>(
   await stack.bus.publish([{ topic: 'customer.events', key: data.customerId, value: JSON.stringify(env) }]);
 }
 
-export function customerData(name: string, assignedRepId: string | null, customerId = randomUUID()): EventData<'customer.created'> {
+export function customerData(name: string, assignedRepId: string | null, customerId: string = randomUUID()): EventData<'customer.created'> {
   return { customerId, name, assignedRepId, size: null, investmentProfile: null };
 }
 

@@ -1,0 +1,142 @@
+/**
+ * The entity side of the subgraph, called as the gateway calls it (signed identity straight to the
+ * subgraph): `_entities` for Meeting, Task and the Customer / User extensions, filtered per caller,
+ * and batched so a query over 50 customers costs the same SQL statements as one over 5.
+ */
+import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { eventually } from '@crm/kit';
+import { CREATE_TASK, RECORD_MEETING, SA, customerData, direct, identityOf, publishCustomerEvent, seedCustomer, sql } from './helpers';
+
+let stack: TestStack;
+let repA: TestUser;
+let repB: TestUser;
+let manager: TestUser;
+let compliance: TestUser;
+
+beforeAll(async () => {
+  // Long job interval: the due-soon job stays out of the statement counts.
+  stack = await startTestStack({ only: ['auth', 'sales-activity'], env: { OUTBOX_POLL_MS: '600000', DUE_SOON_INTERVAL_MS: '3600000' } });
+  repA = await stack.user('SALES');
+  repB = await stack.user('SALES');
+  manager = await stack.user('MANAGER');
+  compliance = await stack.user('COMPLIANCE');
+});
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const ENTITIES = `query($r: [_Any!]!) { _entities(representations: $r) {
+  __typename
+  ... on Task { id title status assignee { id } customer { id } }
+  ... on Meeting { id summary rep { id } meetingCustomer: customer { id } }
+  ... on Customer { id tasks { totalCount edges { node { id title } } } meetings { totalCount edges { node { id } } } }
+  ... on User { id tasks { totalCount } }
+} }`;
+
+test('_entities: Task, Meeting, Customer and User filtered per caller', async () => {
+  const customerId = await seedCustomer(stack, 'Initech', repA.id);
+  // the onboarding task of repA is the first task on the customer
+  await eventually(async () => (await sql(stack, 'select id from tasks where customer_id = ?', [customerId])).length === 1);
+  const taskA = (await repA.gql(CREATE_TASK, { input: { title: 'A task', customerId } })).data.createTask.id as string;
+  const taskB = (await manager.gql(CREATE_TASK, { input: { title: 'B task', customerId, assigneeId: repB.id } })).data.createTask.id as string;
+  const meetingA = (await repA.gql(RECORD_MEETING, { input: { customerId, startsAt: '2026-11-02T10:00:00Z', summary: 'Kick-off' } })).data.recordMeeting.id as string;
+
+  const reps = [
+    { __typename: 'Task', id: taskA },
+    { __typename: 'Meeting', id: meetingA },
+    { __typename: 'Customer', id: customerId },
+    { __typename: 'User', id: repA.id },
+    { __typename: 'Task', id: 'not-a-uuid' },
+  ];
+
+  const asA = await direct(stack, identityOf(repA), ENTITIES, { r: reps });
+  expect(asA.errors).toBeUndefined();
+  const [task, meeting, customer, user, junk] = asA.data._entities;
+  expect(task).toMatchObject({ __typename: 'Task', id: taskA, title: 'A task', assignee: { id: repA.id }, customer: { id: customerId } });
+  expect(meeting).toMatchObject({ __typename: 'Meeting', id: meetingA, summary: 'Kick-off', rep: { id: repA.id } });
+  expect(customer.tasks.totalCount).toBe(2); // onboarding + "A task"; not B's
+  expect(customer.tasks.edges.map((e: any) => e.node.id)).not.toContain(taskB);
+  expect(customer.meetings.totalCount).toBe(1);
+  expect(user.tasks.totalCount).toBe(2);
+  expect(junk).toBeNull();
+
+  // repB: none of repA's things, only their own task on the customer; repA's task list is empty
+  const asB = await direct(stack, identityOf(repB), ENTITIES, { r: reps });
+  expect(asB.errors).toBeUndefined();
+  const [bTask, bMeeting, bCustomer, bUser] = asB.data._entities;
+  expect(bTask).toBeNull();
+  expect(bMeeting).toBeNull();
+  expect(bCustomer.tasks.totalCount).toBe(1);
+  expect(bCustomer.tasks.edges.map((e: any) => e.node.id)).toEqual([taskB]);
+  expect(bCustomer.meetings.totalCount).toBe(0);
+  expect(bUser.tasks.totalCount).toBe(0);
+
+  // a SALES user with nothing on the customer gets none of its tasks
+  const stranger = await stack.user('SALES');
+  const none = await direct(stack, identityOf(stranger), `query($r: [_Any!]!) { _entities(representations: $r) { ... on Customer { tasks { totalCount edges { node { id } } } meetings { totalCount } } } }`, { r: [{ __typename: 'Customer', id: customerId }] });
+  expect(none.errors).toBeUndefined();
+  expect(none.data._entities[0]).toEqual({ tasks: { totalCount: 0, edges: [] }, meetings: { totalCount: 0 } });
+
+  for (const reader of [manager, compliance]) {
+    const all = await direct(stack, identityOf(reader), ENTITIES, { r: reps });
+    expect(all.errors).toBeUndefined();
+    expect(all.data._entities[0].id).toBe(taskA);
+    expect(all.data._entities[1].id).toBe(meetingA);
+    expect(all.data._entities[2].tasks.totalCount).toBe(3);
+    expect(all.data._entities[2].meetings.totalCount).toBe(1);
+  }
+
+  // the same through the gateway: Customer.tasks reached from a Task
+  const viaGateway = await repB.gql(`query($id: ID!) { task(id: $id) { customer { tasks { totalCount } meetings { totalCount } } } }`, { id: taskB });
+  expect(viaGateway.data.task.customer).toEqual({ tasks: { totalCount: 1 }, meetings: { totalCount: 0 } });
+});
+
+test('unsigned or forged calls to the subgraph are refused', async () => {
+  const res = await fetch(stack.subgraphs[SA]!.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query: '{ myTasks { totalCount } }' }),
+  });
+  expect(res.status).toBe(401);
+});
+
+test('statement count of _entities Customer { meetings tasks } is the same for 5 and 50 customers', async () => {
+  const ids: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    const data = customerData(`Batch ${i}`, repA.id);
+    await publishCustomerEvent(stack, 'customer.created', data, repA.id);
+    ids.push(data.customerId);
+  }
+  await eventually(async () => (await sql(stack, 'select count(*)::int as n from tasks where customer_id = any(?::uuid[])', [`{${ids.join(',')}}`]))[0]?.n === 50);
+  for (const id of ids.slice(0, 50).filter((_, i) => i % 5 === 0)) {
+    expect((await repA.gql(RECORD_MEETING, { input: { customerId: id, startsAt: '2026-11-03T10:00:00Z', summary: 'Visit' } })).errors).toBeUndefined();
+  }
+  const db = stack.subgraphs[SA]!.db;
+  const knex = db.orm.em.getConnection().getKnex();
+  // The kit's outbox relay runs its (empty) poll transaction in the background on the same database,
+  // so db.statementCount() moves on its own; the request's own statements are the ones that are
+  // not the relay's (outbox, advisory lock, BEGIN/COMMIT — a read request opens no transaction).
+  const isRelay = (q: string) => /outbox|pg_try_advisory_xact_lock|^(begin|commit|rollback)/i.test(q.trim());
+  const Q = `query($r: [_Any!]!) { _entities(representations: $r) { ... on Customer { meetings { totalCount } tasks { edges { node { title } } } } } }`;
+  const measure = async (n: number, who: TestUser) => {
+    const seen: string[] = [];
+    const listener = (q: { sql: string }) => seen.push(q.sql);
+    knex.on('query', listener);
+    const before = db.statementCount();
+    const r = await direct(stack, identityOf(who), Q, { r: ids.slice(0, n).map((id) => ({ __typename: 'Customer', id })) });
+    const raw = db.statementCount() - before;
+    knex.off('query', listener);
+    expect(r.errors).toBeUndefined();
+    expect(r.data._entities).toHaveLength(n);
+    expect(r.data._entities.every((c: any) => c.tasks.edges[0]?.node.title.startsWith('First contact: Batch'))).toBe(true);
+    return { own: seen.filter((q) => !isRelay(q)).length, raw };
+  };
+  for (const who of [manager, repA]) {
+    const five = await measure(5, who);
+    const fifty = await measure(50, who);
+    // eslint-disable-next-line no-console
+    console.log(`_entities Customer{meetings tasks} statements (${who.role}): 5 → ${five.own} (statementCount delta ${five.raw}), 50 → ${fifty.own} (delta ${fifty.raw})`);
+    expect(fifty.own).toBe(five.own);
+    expect(five.own).toBe(2); // one windowed query for meetings, one for tasks
+  }
+});
