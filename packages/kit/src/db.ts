@@ -3,6 +3,7 @@
  * missing) or, in embedded mode, on PGlite served over a local socket so that the ordinary
  * Postgres driver — the production code path — talks to it. Migrations run on open.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -19,10 +20,19 @@ export interface MigrationEntry {
   class: MigrationClass;
 }
 
+/**
+ * Work the service does on its own (outbox relay, event consumers, jobs) runs inside this
+ * context, so statement counts can tell it apart from the statements a request caused.
+ */
+export const backgroundWork = new AsyncLocalStorage<string>();
+export const inBackground = <T>(name: string, fn: () => Promise<T>): Promise<T> => backgroundWork.run(name, fn);
+
 export interface Database {
   orm: MikroORM;
-  /** Statements sent since start; tests compare counts to prove batching. */
+  /** Statements caused by requests since start (not the relay's, consumers' or jobs'); tests compare counts to prove batching. */
   statementCount(): number;
+  /** Statements of background work (relay, consumers, jobs). */
+  backgroundStatementCount(): number;
   embedded: boolean;
   close(): Promise<void>;
 }
@@ -71,8 +81,10 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   };
   const orm = await MikroORM.init(ormOptions);
   let statements = 0;
+  let background = 0;
   orm.em.getConnection().getKnex().on('query', () => {
-    statements += 1;
+    if (backgroundWork.getStore()) background += 1;
+    else statements += 1;
   });
   const migrator = orm.getMigrator();
   const ran = await migrator.up();
@@ -81,6 +93,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     orm,
     embedded: Boolean(closeEmbedded),
     statementCount: () => statements,
+    backgroundStatementCount: () => background,
     async close() {
       await orm.close(true);
       if (closeEmbedded) await closeEmbedded();

@@ -13,7 +13,7 @@ import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
 import { GraphQLError, parse, type DocumentNode } from 'graphql';
 import type { EntityManager, EntitySchema } from '@mikro-orm/postgresql';
 import type { PlatformConfig } from './config';
-import { openDatabase, type Database, type MigrationEntry } from './db';
+import { inBackground, openDatabase, type Database, type MigrationEntry } from './db';
 import { maskError } from './errors';
 import { closeServer, createGraphQLHandler, listen, sendJson } from './http';
 import { IDENTITY_HEADER, SIGNATURE_HEADER, verifyIdentity, type Identity } from './identity';
@@ -192,7 +192,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
   if (def.onStart) await def.onStart(runtime);
   for (const job of def.jobs ?? []) {
     const tick = () =>
-      job.run(runtime).catch((err: unknown) => logger.error({ err, job: job.name }, 'job failed'));
+      inBackground(`job:${job.name}`, () => job.run(runtime)).catch((err: unknown) => logger.error({ err, job: job.name }, 'job failed'));
     timers.push(setInterval(tick, job.intervalMs(config)));
   }
   logger.info({ url: runtime.url }, 'subgraph ready');

@@ -6,6 +6,7 @@
  */
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { PlatformConfig } from '../config';
+import { inBackground } from '../db';
 import type { Logger } from '../logger';
 import type { SubgraphRuntime } from '../subgraph';
 import type { DeliveredMessage, EventBus, Subscription } from './bus';
@@ -110,7 +111,11 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
     }
   };
 
-  let subscription: Subscription | undefined = await bus.subscribe({ groupId: consumerGroup(name), topics, handle });
+  let subscription: Subscription | undefined = await bus.subscribe({
+    groupId: consumerGroup(name),
+    topics,
+    handle: (message) => inBackground(`consumer:${name}`, () => handle(message)),
+  });
   logger.info({ topics, group: consumerGroup(name) }, 'consuming events');
   return {
     running: () => subscription !== undefined,

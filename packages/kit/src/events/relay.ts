@@ -6,6 +6,7 @@
  * unsent and are retried with backoff, so nothing committed is lost while the broker is down.
  */
 import type { MikroORM } from '@mikro-orm/postgresql';
+import { inBackground } from '../db';
 import type { Logger } from '../logger';
 import type { EventBus } from './bus';
 import { OutboxMessage } from './outbox';
@@ -104,7 +105,7 @@ export function startRelay({ orm, bus, logger, pollMs }: RelayOptions): Relay {
     },
   });
 
-  const done = loop();
+  const done = inBackground('outbox-relay', loop);
   return {
     poke: () => wake?.(),
     drain: async () => {
