@@ -16,6 +16,8 @@ import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
 import { SignedDataSource, type GatewayContext } from './datasource';
 import { subgraphUrls } from './compose';
 import { gatewayFeatures } from './features';
+import { bindRequest } from './request-info';
+import { createGatewayRedis } from './redis';
 
 export interface GatewayOptions {
   config: PlatformConfig;
@@ -68,7 +70,8 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     },
   });
 
-  const features = gatewayFeatures({ config, logger, bus: options.bus });
+  const redis = createGatewayRedis(config, logger);
+  const features = gatewayFeatures({ config, logger, bus: options.bus, redis });
   let apiSchema: GraphQLSchema | undefined;
   gateway.onSchemaLoadOrUpdate(({ apiSchema: schema }) => {
     apiSchema = schema;
@@ -82,6 +85,8 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     csrfPrevention: true,
     logger,
     plugins: features.flatMap((f) => f.apolloPlugins ?? []),
+    validationRules: features.flatMap((f) => f.validationRules ?? []),
+    ...Object.assign({}, ...features.map((f) => f.apolloOptions ?? {})),
   });
   await apollo.start();
 
@@ -91,6 +96,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     const token = bearerToken(header);
     if (header && !token) throw unauthenticated('Authorization must be "Bearer <access token>"');
     const ctx = await contextFor(req, token ? verifyAccessToken(token, config).identity : null);
+    bindRequest(ctx, req, res, config.TRUST_PROXY_HOPS);
     for (const f of features) await f.extendContext?.(req, res, ctx);
     return ctx;
   };
@@ -127,6 +133,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
       for (const f of [...features].reverse()) await f.stop?.();
       await closeServer(server);
       await apollo.stop();
+      redis?.disconnect();
     },
   };
 }

@@ -6,8 +6,8 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { ApolloGateway } from '@apollo/gateway';
-import type { ApolloServer, ApolloServerPlugin } from '@apollo/server';
-import type { GraphQLSchema } from 'graphql';
+import type { ApolloServer, ApolloServerOptions, ApolloServerPlugin } from '@apollo/server';
+import type { GraphQLSchema, ValidationRule } from 'graphql';
 import type { Logger, PlatformConfig } from '@crm/kit';
 import type { GatewayContext } from '../datasource';
 
@@ -25,6 +25,10 @@ export interface GatewayDeps {
 export interface GatewayFeature {
   name: string;
   apolloPlugins?: ApolloServerPlugin<GatewayContext>[];
+  /** Validation rules added to GraphQL's (every feature's are concatenated). */
+  validationRules?: ValidationRule[];
+  /** Apollo Server options this feature owns (later features win on the same key). */
+  apolloOptions?: Partial<Pick<ApolloServerOptions<GatewayContext>, 'parseOptions' | 'persistedQueries' | 'allowBatchedHttpRequests'>>;
   /** Runs before GraphQL for every HTTP request; return true when it answered the request itself. */
   before?(req: IncomingMessage, res: ServerResponse): boolean | Promise<boolean>;
   /** Adds to (or refuses) the per-request context after authentication. */

@@ -71,6 +71,26 @@ const envSchema = z.object({
   MAX_DEPTH: z.coerce.number().int().min(1).default(12),
   MAX_ALIASES: z.coerce.number().int().min(1).default(30),
   TRUSTED_DOCUMENTS: z.enum(['off', 'allow', 'only']).default('off'),
+  /** Gateway protection (docs/gateway-protection.md). Rate limits: on unless NODE_ENV=test; set to force. */
+  RATE_LIMIT_ENABLED: z.enum(['true', 'false', '1', '0', 'yes', 'no']).optional(),
+  /** Redis key prefix for rate limits and the token denylist (KAFKA_NAMESPACE is appended). */
+  RATE_LIMIT_PREFIX: z.string().default('crm:gw:'),
+  /** Estimated cost units per rate-limit point: points = max(1, ceil(cost / RATE_LIMIT_COST_PER_POINT)). */
+  RATE_LIMIT_COST_PER_POINT: z.coerce.number().int().min(1).default(50),
+  MAX_DIRECTIVES: z.coerce.number().int().min(1).default(20),
+  MAX_TOKENS: z.coerce.number().int().min(100).default(2000),
+  /** Failed logins per account (email) and IP in LOGIN_FAILS_WINDOW_SECONDS before a LOGIN_BLOCK_SECONDS block. */
+  LOGIN_FAILS_PER_ACCOUNT_IP: z.coerce.number().int().min(1).default(5),
+  LOGIN_FAILS_WINDOW_SECONDS: z.coerce.number().int().min(1).default(900),
+  /** Failed logins per IP per day (any accounts) before a one-day block of that IP's logins. */
+  LOGIN_FAILS_PER_IP_PER_DAY: z.coerce.number().int().min(1).default(100),
+  /** Consecutive failed logins of one account (any IP; reset by a success) before a LOGIN_BLOCK_SECONDS block. */
+  LOGIN_CONSECUTIVE_FAILS_PER_ACCOUNT: z.coerce.number().int().min(1).default(20),
+  LOGIN_BLOCK_SECONDS: z.coerce.number().int().min(1).max(86_400).default(900),
+  /** The trusted-documents manifest: { "<sha256>": "<query>" } (GraphQL Code Generator persistedDocuments). */
+  TRUSTED_DOCUMENTS_PATH: z.string().default('clients/persisted-operations.json'),
+  /** Reverse proxies in front of the gateway: the client IP is the X-Forwarded-For entry this many hops from the right. */
+  TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -1,0 +1,120 @@
+/**
+ * Login brute-force protection at the gateway (rate-limiter-flexible's "login endpoint
+ * protection" recipe). The login resolver lives in the auth subgraph, so the gateway finds the
+ * `login` field in the operation and its email (inline or variable), refuses it while one of
+ * these is blocked, and learns the outcome from the response:
+ * - per account+IP: LOGIN_FAILS_PER_ACCOUNT_IP failures in LOGIN_FAILS_WINDOW_SECONDS;
+ * - per IP: LOGIN_FAILS_PER_IP_PER_DAY failures a day (any accounts), blocked for a day;
+ * - per account (any IP): LOGIN_CONSECUTIVE_FAILS_PER_ACCOUNT consecutive failures, reset by a
+ *   success, blocked for LOGIN_BLOCK_SECONDS.
+ * A failure (login answered UNAUTHENTICATED) consumes a point of each; reaching a limit blocks that
+ * key for a bounded time (the block expires: nobody can lock a victim out for good, at worst for
+ * LOGIN_BLOCK_SECONDS at a time). A success clears the account+IP and the account counters. One
+ * login per operation (aliases would multiply guesses per request).
+ */
+import { GraphQLError, Kind, type FragmentDefinitionNode, type OperationDefinitionNode, type SelectionSetNode } from 'graphql';
+import { createLimiter, RateLimiterRes } from '../limiter';
+import { redisPrefix } from '../redis';
+import { requestOf } from '../request-info';
+import type { GatewayFeature } from './feature';
+import type { FeatureOptions } from '.';
+
+interface LoginCall {
+  responseKey: string;
+  email: string | undefined;
+}
+
+function loginCalls(operation: OperationDefinitionNode, fragments: Record<string, FragmentDefinitionNode>, variables: Record<string, unknown>): LoginCall[] {
+  if (operation.operation !== 'mutation') return [];
+  const calls: LoginCall[] = [];
+  const walk = (set: SelectionSetNode, seen: Set<string>) => {
+    for (const sel of set.selections) {
+      if (sel.kind === Kind.INLINE_FRAGMENT) walk(sel.selectionSet, seen);
+      else if (sel.kind === Kind.FRAGMENT_SPREAD) {
+        const frag = fragments[sel.name.value];
+        if (frag && !seen.has(sel.name.value)) walk(frag.selectionSet, new Set(seen).add(sel.name.value));
+      } else if (sel.name.value === 'login') {
+        const arg = sel.arguments?.find((a) => a.name.value === 'email')?.value;
+        let email: unknown;
+        if (arg?.kind === Kind.STRING) email = arg.value;
+        else if (arg?.kind === Kind.VARIABLE) email = variables[arg.name.value];
+        calls.push({ responseKey: sel.alias?.value ?? 'login', email: typeof email === 'string' ? email.trim().toLowerCase() : undefined });
+      }
+    }
+  };
+  walk(operation.selectionSet, new Set());
+  return calls;
+}
+
+export function useLoginProtection({ config, redis }: FeatureOptions): GatewayFeature {
+  const prefix = `${redisPrefix(config)}login`;
+  const block = config.LOGIN_BLOCK_SECONDS;
+  const byAccountIp = createLimiter(redis, { keyPrefix: `${prefix}:acct-ip`, points: config.LOGIN_FAILS_PER_ACCOUNT_IP, duration: config.LOGIN_FAILS_WINDOW_SECONDS });
+  const byIp = createLimiter(redis, { keyPrefix: `${prefix}:ip`, points: config.LOGIN_FAILS_PER_IP_PER_DAY, duration: 86_400 });
+  const byAccount = createLimiter(redis, { keyPrefix: `${prefix}:acct`, points: config.LOGIN_CONSECUTIVE_FAILS_PER_ACCOUNT, duration: 86_400 });
+  const limits = [
+    { limiter: byAccountIp, blockSeconds: block, key: (email: string, ip: string) => `${email}|${ip}` },
+    { limiter: byIp, blockSeconds: 86_400, key: (_email: string, ip: string) => ip },
+    { limiter: byAccount, blockSeconds: block, key: (email: string) => email },
+  ];
+
+  return {
+    name: 'login-protection',
+    apolloPlugins: [
+      {
+        async requestDidStart({ contextValue }) {
+          const ip = requestOf(contextValue)?.ip ?? 'unknown';
+          let call: LoginCall | undefined;
+          return {
+            async didResolveOperation({ operation, document, request }) {
+              if (!operation) return;
+              const fragments: Record<string, FragmentDefinitionNode> = {};
+              for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments[d.name.value] = d;
+              const calls = loginCalls(operation, fragments, request.variables ?? {});
+              if (calls.length === 0) return;
+              if (calls.length > 1) {
+                throw new GraphQLError('At most one login per request', { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } });
+              }
+              call = calls[0];
+              if (!call?.email) return;
+              const email = call.email;
+              const states = await Promise.all(limits.map((l) => l.limiter.get(l.key(email, ip)).catch(() => null)));
+              let retry = 0;
+              states.forEach((s, i) => {
+                if (s && s.consumedPoints >= limits[i]!.limiter.points) retry = Math.max(retry, s.msBeforeNext);
+              });
+              if (retry > 0) {
+                const seconds = Math.max(1, Math.ceil(retry / 1000));
+                call = undefined; // refused: not an attempt
+                throw new GraphQLError(`Too many failed login attempts; retry in ${seconds} s`, {
+                  extensions: { code: 'RATE_LIMITED', retryAfter: seconds, http: { status: 429, headers: new Map([['retry-after', String(seconds)]]) } },
+                });
+              }
+            },
+            async willSendResponse({ response }) {
+              const email = call?.email;
+              if (!call || !email || response.body.kind !== 'single') return;
+              const { data, errors } = response.body.singleResult;
+              const failed = errors?.some((e) => e.extensions?.code === 'UNAUTHENTICATED' && (e.path?.[0] ?? call!.responseKey) === call!.responseKey);
+              if (data && data[call.responseKey]) {
+                await Promise.all([byAccountIp.delete(`${email}|${ip}`), byAccount.delete(email)]).catch(() => undefined);
+              } else if (failed) {
+                await Promise.all(
+                  limits.map(async (l) => {
+                    const key = l.key(email, ip);
+                    try {
+                      const res = await l.limiter.consume(key, 1);
+                      if (res.consumedPoints >= l.limiter.points) await l.limiter.block(key, l.blockSeconds);
+                    } catch (err) {
+                      if (!(err instanceof RateLimiterRes)) throw err;
+                    }
+                  }),
+                ).catch(() => undefined);
+              }
+            },
+          };
+        },
+      },
+    ],
+  };
+}

@@ -1,0 +1,95 @@
+/**
+ * Automatic persisted queries and trusted documents.
+ * - APQ (Apollo Server's own): in memory (Apollo's InMemoryLRUCache) without Redis; with
+ *   REDIS_URL, a tiny KeyValueCache over the shared ioredis connection so every replica knows
+ *   every registered hash (a Redis failure is a cache miss: the client resends the query).
+ * - TRUSTED_DOCUMENTS=allow|only loads the manifest TRUSTED_DOCUMENTS_PATH ({ "<sha256>": "<query>" },
+ *   GraphQL Code Generator's client-preset persistedDocuments output). A request may send only
+ *   extensions.persistedQuery.sha256Hash; a hash in the manifest gets its query from there.
+ *   With `only`, nothing else runs: an unknown hash gets PERSISTED_QUERY_NOT_FOUND (400) and a
+ *   query text that is not in the manifest gets FORBIDDEN (403). With `allow`, anything else
+ *   goes through as usual (APQ included). The manifest is read at start (restart to change it).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Redis } from 'ioredis';
+import { GraphQLError } from 'graphql';
+import { redisPrefix } from '../redis';
+import type { GatewayFeature } from './feature';
+import type { FeatureOptions } from '.';
+
+/** Apollo's KeyValueCache contract (@apollo/utils.keyvaluecache), over ioredis. */
+export class RedisKeyValueCache {
+  constructor(private readonly redis: Redis, private readonly prefix: string) {}
+  async get(key: string): Promise<string | undefined> {
+    if (this.redis.status !== 'ready') return undefined;
+    return (await this.redis.get(this.prefix + key).catch(() => null)) ?? undefined;
+  }
+  async set(key: string, value: string, options?: { ttl?: number | null }): Promise<void> {
+    if (this.redis.status !== 'ready') return;
+    const ttl = options?.ttl;
+    await (ttl ? this.redis.set(this.prefix + key, value, 'EX', ttl) : this.redis.set(this.prefix + key, value)).catch(() => undefined);
+  }
+  async delete(key: string): Promise<boolean | void> {
+    if (this.redis.status !== 'ready') return;
+    await this.redis.del(this.prefix + key).catch(() => undefined);
+  }
+}
+
+export function loadManifest(path: string): Map<string, string> {
+  const raw = JSON.parse(readFileSync(path, 'utf8')) as unknown;
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`${path}: expected { "<sha256>": "<query>" }`);
+  const manifest = new Map<string, string>();
+  for (const [hash, query] of Object.entries(raw as Record<string, unknown>)) {
+    if (typeof query !== 'string') throw new Error(`${path}: the value of ${hash} is not a query string`);
+    const actual = createHash('sha256').update(query).digest('hex');
+    if (actual !== hash.toLowerCase()) throw new Error(`${path}: ${hash} is not the sha256 of its query (${actual})`);
+    manifest.set(actual, query);
+  }
+  return manifest;
+}
+
+export function usePersistedDocuments({ config, logger, redis }: FeatureOptions): GatewayFeature {
+  const mode = config.TRUSTED_DOCUMENTS;
+  let manifest = new Map<string, string>();
+  if (mode !== 'off') {
+    const path = resolve(config.TRUSTED_DOCUMENTS_PATH);
+    if (existsSync(path)) manifest = loadManifest(path);
+    else if (mode === 'only') throw new Error(`TRUSTED_DOCUMENTS=only but the manifest ${path} does not exist`);
+    else logger.warn({ path }, 'TRUSTED_DOCUMENTS=allow: no manifest; only APQ and plain queries');
+    logger.info({ mode, documents: manifest.size }, 'trusted documents');
+  }
+  const sha256 = (q: string) => createHash('sha256').update(q).digest('hex');
+
+  return {
+    name: 'persisted-documents',
+    apolloOptions: redis ? { persistedQueries: { cache: new RedisKeyValueCache(redis, `${redisPrefix(config)}apq:`), ttl: 86_400 } } : {},
+    apolloPlugins:
+      mode === 'off'
+        ? []
+        : [
+            {
+              async requestDidStart({ request }) {
+                const pq = request.extensions?.persistedQuery as { sha256Hash?: unknown } | undefined;
+                const hash = typeof pq?.sha256Hash === 'string' ? pq.sha256Hash.toLowerCase() : undefined;
+                if (request.query === undefined && hash && manifest.has(hash)) {
+                  request.query = manifest.get(hash);
+                  return;
+                }
+                if (mode !== 'only') return;
+                if (request.query === undefined) {
+                  throw new GraphQLError('PersistedQueryNotFound: this hash is not a trusted document (TRUSTED_DOCUMENTS=only)', {
+                    extensions: { code: 'PERSISTED_QUERY_NOT_FOUND', http: { status: 400 } },
+                  });
+                }
+                if (!manifest.has(sha256(request.query))) {
+                  throw new GraphQLError('Only trusted documents are accepted (TRUSTED_DOCUMENTS=only): this operation is not in the manifest', {
+                    extensions: { code: 'FORBIDDEN', http: { status: 403 } },
+                  });
+                }
+              },
+            },
+          ],
+  };
+}
