@@ -4,7 +4,8 @@ module.exports = {
   transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }] },
   testMatch: ['<rootDir>/{packages,gateway,subgraphs}/**/test/**/*.test.ts', '<rootDir>/e2e/**/*.test.ts'],
   testPathIgnorePatterns: ['/node_modules/', '/bench/'],
-  testTimeout: 90_000,
+  // generous: a whole embedded stack (five PGlite databases) starts slowly on a busy 2-core machine
+  testTimeout: 180_000,
   maxWorkers: 2,
   // Stacks hold sockets and timers until stopped; a stuck test must not hang CI.
   forceExit: true,
