@@ -22,10 +22,10 @@ beforeAll(async () => {
   manager = await stack.user('MANAGER');
   otherManager = await stack.user('MANAGER');
   compliance = await stack.user('COMPLIANCE');
-});
+}, 240_000); // embedded PGlite start-up is slow on a busy machine
 afterAll(async () => {
   await stack?.stop();
-});
+}, 60_000);
 
 type Result = { data?: any; errors?: { message: string; extensions?: Record<string, unknown> }[] };
 const code = (r: Result) => r.errors?.[0]?.extensions?.code;

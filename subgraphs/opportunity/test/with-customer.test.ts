@@ -14,10 +14,10 @@ beforeAll(async () => {
   stack = await startTestStack({ only: ['auth', 'customer', 'opportunity'], env: { RATE_LIMIT_POINTS: '1000000' } });
   sales = await stack.user('SALES');
   manager = await stack.user('MANAGER');
-});
+}, 240_000); // embedded PGlite start-up is slow on a busy machine
 afterAll(async () => {
   await stack?.stop();
-});
+}, 60_000);
 
 const REQUEST = `mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id status customer { id name assignedRep { id } } } }`;
 const code = (r: { errors?: { extensions?: Record<string, unknown> }[] }) => r.errors?.[0]?.extensions?.code;
