@@ -6,8 +6,9 @@
  * - TRUSTED_DOCUMENTS=allow|only loads the manifest TRUSTED_DOCUMENTS_PATH ({ "<sha256>": "<query>" },
  *   GraphQL Code Generator's client-preset persistedDocuments output). A request may send only
  *   extensions.persistedQuery.sha256Hash; a hash in the manifest gets its query from there.
- *   With `only`, nothing else runs: an unknown hash gets PERSISTED_QUERY_NOT_FOUND (400) and a
- *   query text that is not in the manifest gets FORBIDDEN (403). With `allow`, anything else
+ *   With `only`, nothing else runs: an unknown hash gets PERSISTED_QUERY_NOT_FOUND and a query
+ *   text that is not in the manifest gets FORBIDDEN (403) — after parsing and validation (bounded
+ *   by the operation limits), before any execution, and never registered as an APQ. With `allow`, anything else
  *   goes through as usual (APQ included). The manifest is read at start (restart to change it).
  */
 import { createHash } from 'node:crypto';
@@ -60,7 +61,6 @@ export function usePersistedDocuments({ config, logger, redis }: FeatureOptions)
     else logger.warn({ path }, 'TRUSTED_DOCUMENTS=allow: no manifest; only APQ and plain queries');
     logger.info({ mode, documents: manifest.size }, 'trusted documents');
   }
-  const sha256 = (q: string) => createHash('sha256').update(q).digest('hex');
 
   return {
     name: 'persisted-documents',
@@ -73,21 +73,21 @@ export function usePersistedDocuments({ config, logger, redis }: FeatureOptions)
               async requestDidStart({ request }) {
                 const pq = request.extensions?.persistedQuery as { sha256Hash?: unknown } | undefined;
                 const hash = typeof pq?.sha256Hash === 'string' ? pq.sha256Hash.toLowerCase() : undefined;
-                if (request.query === undefined && hash && manifest.has(hash)) {
-                  request.query = manifest.get(hash);
-                  return;
-                }
+                // A manifest hash without its query: the query comes from the manifest. Unknown
+                // hashes fall through to APQ, which answers PERSISTED_QUERY_NOT_FOUND.
+                if (request.query === undefined && hash && manifest.has(hash)) request.query = manifest.get(hash);
                 if (mode !== 'only') return;
-                if (request.query === undefined) {
-                  throw new GraphQLError('PersistedQueryNotFound: this hash is not a trusted document (TRUSTED_DOCUMENTS=only)', {
-                    extensions: { code: 'PERSISTED_QUERY_NOT_FOUND', http: { status: 400 } },
-                  });
-                }
-                if (!manifest.has(sha256(request.query))) {
-                  throw new GraphQLError('Only trusted documents are accepted (TRUSTED_DOCUMENTS=only): this operation is not in the manifest', {
-                    extensions: { code: 'FORBIDDEN', http: { status: 403 } },
-                  });
-                }
+                return {
+                  // Errors thrown from requestDidStart become 500s in Apollo Server; here they are
+                  // answered as they are. queryHash is the sha256 of the query (APQ or not).
+                  async didResolveOperation({ queryHash }) {
+                    if (!manifest.has(queryHash)) {
+                      throw new GraphQLError('Only trusted documents are accepted (TRUSTED_DOCUMENTS=only): this operation is not in the manifest', {
+                        extensions: { code: 'FORBIDDEN', http: { status: 403 } },
+                      });
+                    }
+                  },
+                };
               },
             },
           ],
