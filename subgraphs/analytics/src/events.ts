@@ -154,10 +154,12 @@ const specific: EventHandlers = {
   'user.deleted': async (ctx) => {
     await upsertUser(ctx, false);
     const d = ctx.event.data;
-    const archived = await ctx.em.execute<{ id: string }[]>(
-      'UPDATE notifications SET archived_at = ? WHERE recipient_id::text = ? AND archived_at IS NULL RETURNING id',
-      [at(ctx), d.userId],
-    );
+    const archived = isUuid(d.userId)
+      ? await ctx.em.execute<{ id: string }[]>(
+        'UPDATE notifications SET archived_at = ? WHERE recipient_id = ? AND archived_at IS NULL RETURNING id',
+        [at(ctx), d.userId],
+      )
+      : [];
     await upsertSaga(ctx.em, { id: d.sagaId, type: 'user-deletion', subjectId: d.userId, at: at(ctx) });
     const step: SagaStepData = {
       sagaId: d.sagaId,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import {
-  EVENTS, buildEnvelope, eventually, signIdentity, type Envelope, type EventData, type EventType, type Identity,
+  EVENTS, buildEnvelope, eventually as kitEventually, signIdentity, type Envelope, type EventData, type EventType, type Identity,
 } from '@crm/kit';
 import { gqlRequest, type TestStack, type TestUser } from '@crm/stack';
 
@@ -19,6 +19,9 @@ export interface PublishOptions {
   correlationId?: string;
   occurredAt?: string;
 }
+
+/** The kit's eventually with more patience: the test machine is shared and often loaded. */
+export const eventually = <T>(check: () => Promise<T | undefined | null | false>) => kitEventually(check, { timeoutMs: 60_000 });
 
 /** Builds an envelope as its producing subgraph would, and publishes it to the stack's bus. */
 export function publisher(stack: TestStack) {
@@ -93,3 +96,26 @@ export async function notificationsOf(u: TestUser, unreadOnly = false) {
 }
 
 export { randomUUID, gqlRequest };
+
+const RELAY = /^(BEGIN|COMMIT|ROLLBACK)|pg_try_advisory_xact_lock|FROM outbox|UPDATE outbox/i;
+
+/**
+ * The SELECT statements analytics runs while `run` (a read) runs, without those of the outbox
+ * relay, which polls in the background, and the writes of event handlers still catching up
+ * (db.statementCount() counts all of them; they are filtered out here).
+ */
+export async function statementsOf(stack: TestStack, run: () => Promise<void>): Promise<string[]> {
+  const knex = stack.subgraphs.analytics!.db.orm.em.getConnection().getKnex();
+  const seen: string[] = [];
+  const listener = (q: { sql: string }) => {
+    const sql = q.sql.trim();
+    if (/^select/i.test(sql) && !RELAY.test(sql)) seen.push(sql);
+  };
+  knex.on('query', listener);
+  try {
+    await run();
+  } finally {
+    knex.off('query', listener);
+  }
+  return seen;
+}

@@ -52,6 +52,10 @@ const isoOrNull = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 export const resolvers = {
   ...scalarResolvers,
   Query: {
+    notification: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
+      requireUser(ctx.identity);
+      return isUuid(id) ? ctx.loaders.notification.load(id) : null;
+    },
     myNotifications: async (_: unknown, args: { unreadOnly?: boolean | null; first?: number | null; after?: string | null }, ctx: Ctx) => {
       const me = requireUser(ctx.identity);
       const where: Record<string, unknown> = { recipientId: me.userId, archivedAt: null };
