@@ -10,6 +10,7 @@ import { usePersistedDocuments } from './persisted-documents';
 import { useTokenDenylist } from './token-denylist';
 import { useRateLimits } from './rate-limit';
 import { useLoginProtection } from './login-protection';
+import { useSubscriptions } from './subscriptions';
 
 export interface FeatureOptions {
   config: PlatformConfig;
@@ -29,6 +30,7 @@ export function gatewayFeatures(options: FeatureOptions): GatewayFeature[] {
     useTokenDenylist(options),
     useRateLimits(options),
     useLoginProtection(options),
+    useSubscriptions(options),
   ];
 }
 

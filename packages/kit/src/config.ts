@@ -52,6 +52,13 @@ const envSchema = z.object({
   KAFKA_TOPIC_RETENTION_MS: z.coerce.number().int().min(60_000).default(7 * 86_400_000),
   /** Force the in-process bus even when KAFKA_BROKERS is set. */
   EVENT_BUS: z.enum(['auto', 'kafka', 'memory']).default('auto'),
+  /** Live subscriptions (docs/subscriptions.md): events pending per subscription before the client is closed as too slow. */
+  SUBSCRIPTION_QUEUE_LIMIT: z.coerce.number().int().min(1).default(100),
+  /** Bytes buffered on a subscriber's socket beyond which it is closed as too slow. */
+  SUBSCRIPTION_MAX_BUFFERED_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
+  SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(1).default(20),
+  /** Entity resolutions (federated queries) run at once for one event. */
+  SUBSCRIPTION_RESOLVE_CONCURRENCY: z.coerce.number().int().min(1).default(16),
 
   REDIS_URL: optionalString,
 

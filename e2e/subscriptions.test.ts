@@ -1,0 +1,226 @@
+/**
+ * Live subscriptions through the gateway (graphql-ws), fed by the bus (real Kafka in CI), resolved
+ * through federation with each subscriber's identity: notifications reach their recipient only,
+ * approval decisions reach who may see them, bad tokens are refused, every replica delivers, and
+ * a thousand subscribers on one gateway all get the event. Outcomes only, never timings.
+ */
+import { randomUUID } from 'node:crypto';
+import jwt from 'jsonwebtoken';
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
+import { eventually } from '@crm/kit';
+import { startGateway, type GatewayRuntime } from '@crm/gateway';
+import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+
+let stack: TestStack;
+const clients: Client[] = [];
+beforeAll(async () => {
+  stack = await startTestStack();
+}, 180_000);
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.dispose()));
+  await stack?.stop();
+});
+
+const wsUrl = (httpUrl: string) => httpUrl.replace(/^http/, 'ws');
+const statsUrl = (httpUrl: string) => httpUrl.replace(/\/graphql$/, '/graphql/live-stats');
+
+interface Live<T = any> {
+  results: T[];
+  errors: unknown[];
+  completed: boolean;
+  closed?: { code: number; reason: string };
+}
+
+function connect(httpUrl: string, token: string | undefined, closed?: (e: { code: number; reason: string }) => void): Client {
+  const client = createClient({
+    url: wsUrl(httpUrl),
+    webSocketImpl: WebSocket,
+    lazy: true,
+    retryAttempts: 0,
+    connectionParams: token === undefined ? {} : { authorization: `Bearer ${token}` },
+    on: { closed: (e) => closed?.(e as { code: number; reason: string }) },
+  });
+  clients.push(client);
+  return client;
+}
+
+function live<T = any>(httpUrl: string, token: string | undefined, query: string, variables?: Record<string, unknown>): Live<T> & { client: Client } {
+  const state: Live<T> & { client: Client } = { results: [], errors: [], completed: false, client: undefined as unknown as Client };
+  state.client = connect(httpUrl, token, (e) => {
+    state.closed = { code: e.code, reason: e.reason };
+  });
+  state.client.subscribe<T>(
+    { query, ...(variables ? { variables } : {}) },
+    {
+      next: (r) => (r.errors ? state.errors.push(r.errors) : state.results.push(r.data as T)),
+      error: (e) => state.errors.push(e),
+      complete: () => {
+        state.completed = true;
+      },
+    },
+  );
+  return state;
+}
+
+async function liveStats(httpUrl: string): Promise<{ subscriptions: number; groups: number; connections: number; consumer: boolean }> {
+  const res = await fetch(statsUrl(httpUrl));
+  return (await res.json()) as { subscriptions: number; groups: number; connections: number; consumer: boolean };
+}
+
+/** Subscribing has no acknowledgement in graphql-ws: wait until the gateway has registered them. */
+const registered = (httpUrl: string, n: number) => eventually(async () => (await liveStats(httpUrl)).subscriptions >= n, { timeoutMs: 30_000 });
+const drained = (httpUrl: string) => eventually(async () => (await liveStats(httpUrl)).subscriptions === 0, { timeoutMs: 30_000 });
+
+async function closeAll(...lives: { client: Client }[]) {
+  await Promise.all(lives.map((l) => l.client.dispose()));
+}
+
+async function customerOf(rep: TestUser, name: string): Promise<string> {
+  const r = await rep.gql(`mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }`, { input: { name } });
+  if (!r.data?.createCustomer) throw new Error(`createCustomer failed: ${JSON.stringify(r.errors)}`);
+  return r.data.createCustomer.id;
+}
+
+/** The opportunity subgraph learns of the customer by event: retry until it knows it. */
+async function requestApproval(rep: TestUser, customerId: string, title: string): Promise<string> {
+  return eventually(async () => {
+    const r = await rep.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id status } }`, { input: { customerId, title, amount: 1000 } });
+    return r.data?.requestApproval?.id as string | undefined;
+  }, { timeoutMs: 30_000, intervalMs: 200 });
+}
+
+afterEach(async () => {
+  await drained(stack.gatewayUrl);
+});
+
+test('a MANAGER gets the APPROVAL_REQUESTED notification, resolved across subgraphs; another SALES user gets nothing', async () => {
+  const sales = await stack.user('SALES', 'Sam Seller');
+  const other = await stack.user('SALES', 'Olga Other');
+  const manager = await stack.user('MANAGER', 'Mia Manager');
+  const NOTIFICATIONS = 'subscription { notificationAdded { type title recipient { name } } }';
+  const mine = live(stack.gatewayUrl, manager.token, NOTIFICATIONS);
+  const theirs = live(stack.gatewayUrl, other.token, NOTIFICATIONS);
+  await registered(stack.gatewayUrl, 2);
+
+  const customerId = await customerOf(sales, `Live Co ${randomUUID().slice(0, 6)}`);
+  const title = `Discount ${randomUUID().slice(0, 6)}`;
+  await requestApproval(sales, customerId, title);
+
+  const got = await eventually(async () => mine.results.find((r) => r.notificationAdded.type === 'APPROVAL_REQUESTED'), { timeoutMs: 30_000 });
+  expect(got.notificationAdded.recipient).toEqual({ name: 'Mia Manager' });
+  expect(got.notificationAdded.title).toContain(title);
+  expect(mine.errors).toEqual([]);
+  // The event was fanned out to every group at once (filter first), so by now `other` was skipped.
+  expect(theirs.results).toEqual([]);
+  expect(theirs.errors).toEqual([]);
+  await closeAll(mine, theirs);
+});
+
+test('approvalStatusChanged delivers the decision with fields of other subgraphs, to who may see it', async () => {
+  const sales = await stack.user('SALES', 'Rita Rep');
+  const other = await stack.user('SALES', 'Nina Nosy');
+  const manager = await stack.user('MANAGER', 'Max Manager');
+  const customerName = `Decided Ltd ${randomUUID().slice(0, 6)}`;
+  const customerId = await customerOf(sales, customerName);
+  const requestId = await requestApproval(sales, customerId, 'Big deal');
+
+  const CHANGES = `subscription Changes { change: approvalStatusChanged { id status ...Who } }
+    fragment Who on ApprovalRequest { customer { name assignedRep { name } } requester { name } }`;
+  const managerLive = live(stack.gatewayUrl, manager.token, CHANGES);
+  const requesterLive = live(stack.gatewayUrl, sales.token, CHANGES);
+  const otherLive = live(stack.gatewayUrl, other.token, CHANGES);
+  await registered(stack.gatewayUrl, 3);
+
+  const decided = await manager.gql(`mutation($id: ID!) { approveRequest(id: $id, comment: "ok") { id status } }`, { id: requestId });
+  expect(decided.data?.approveRequest.status).toBe('APPROVED');
+
+  const approved = (l: Live) => l.results.find((r) => r.change.id === requestId && r.change.status === 'APPROVED');
+  const seen = await eventually(async () => approved(managerLive), { timeoutMs: 30_000 });
+  expect(seen.change).toEqual({
+    id: requestId,
+    status: 'APPROVED',
+    customer: { name: customerName, assignedRep: { name: 'Rita Rep' } },
+    requester: { name: 'Rita Rep' },
+  });
+  await eventually(async () => approved(requesterLive), { timeoutMs: 30_000 });
+  expect(otherLive.results.filter((r) => r.change.id === requestId)).toEqual([]);
+  expect([managerLive.errors, requesterLive.errors, otherLive.errors]).toEqual([[], [], []]);
+  await closeAll(managerLive, requesterLive, otherLive);
+});
+
+test('a missing, invalid or expired token is refused at connect (4401); a token that expires closes the socket', async () => {
+  const u = await stack.user('SALES');
+  const { JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE } = stack.config;
+  const expired = jwt.sign({ role: 'SALES', email: u.email, exp: Math.floor(Date.now() / 1000) - 10 }, JWT_SECRET, { subject: u.id, issuer: JWT_ISSUER, audience: JWT_AUDIENCE });
+  const Q = 'subscription { notificationAdded { id } }';
+  const cases = [live(stack.gatewayUrl, 'garbage', Q), live(stack.gatewayUrl, undefined, Q), live(stack.gatewayUrl, expired, Q)];
+  await eventually(async () => cases.every((c) => c.closed));
+  expect(cases.map((c) => c.closed)).toEqual([
+    { code: 4401, reason: 'Invalid access token' },
+    { code: 4401, reason: 'Missing access token' },
+    { code: 4401, reason: 'Access token expired' },
+  ]);
+  expect(cases.map((c) => c.results)).toEqual([[], [], []]);
+
+  const shortLived = jwt.sign({ role: 'SALES', email: u.email }, JWT_SECRET, { subject: u.id, issuer: JWT_ISSUER, audience: JWT_AUDIENCE, expiresIn: 2 });
+  const ending = live(stack.gatewayUrl, shortLived, Q);
+  await eventually(async () => ending.closed, { timeoutMs: 20_000 });
+  expect(ending.closed).toEqual({ code: 4401, reason: 'Token expired' });
+});
+
+test('operations are validated against the API schema and limits', async () => {
+  const u = await stack.user('SALES');
+  const unknown = live(stack.gatewayUrl, u.token, 'subscription { notificationAdded { nope } }');
+  const query = live(stack.gatewayUrl, u.token, '{ __typename }');
+  await eventually(async () => unknown.errors.length > 0 && query.errors.length > 0);
+  expect(JSON.stringify(unknown.errors)).toMatch(/Cannot query field .{0,4}nope/);
+  expect(JSON.stringify(query.errors)).toContain('Only subscriptions are served over WebSocket');
+  await closeAll(unknown, query);
+});
+
+test('two gateway replicas both deliver (each its own consumer group)', async () => {
+  let second: GatewayRuntime | undefined;
+  try {
+    second = await startGateway({ config: stack.config, bus: stack.bus, supergraphSdl: stack.supergraphSdl, port: 0, host: '127.0.0.1' });
+    const sales = await stack.user('SALES');
+    const manager = await stack.user('MANAGER');
+    const Q = 'subscription { approvalStatusChanged { id status requester { id } } }';
+    const one = live(stack.gatewayUrl, manager.token, Q);
+    const two = live(second.url, manager.token, Q);
+    await registered(stack.gatewayUrl, 1);
+    await registered(second.url, 1);
+    const customerId = await customerOf(sales, 'Replicated Inc');
+    const requestId = await requestApproval(sales, customerId, 'Replica check');
+    const pending = (l: Live) => l.results.find((r) => r.approvalStatusChanged.id === requestId);
+    const [a, b] = await Promise.all([eventually(async () => pending(one), { timeoutMs: 30_000 }), eventually(async () => pending(two), { timeoutMs: 30_000 })]);
+    expect(a).toEqual({ approvalStatusChanged: { id: requestId, status: 'PENDING', requester: { id: sales.id } } });
+    expect(b).toEqual(a);
+    await closeAll(one, two);
+  } finally {
+    await second?.stop();
+  }
+});
+
+test('1,000 concurrent subscribers on one gateway all receive the event', async () => {
+  const N = 1000;
+  const sales = await stack.user('SALES');
+  const manager = await stack.user('MANAGER');
+  const admin = await stack.admin();
+  const Q = 'subscription { approvalStatusChanged { id status customer { name } } }';
+  const lives: ReturnType<typeof live>[] = [];
+  // Connected in batches (a burst of 1,000 handshakes overflows the listen backlog); all held at once.
+  for (let batch = 0; batch < N / 100; batch++) {
+    for (let i = 0; i < 100; i++) lives.push(live(stack.gatewayUrl, (i % 2 ? admin : manager).token, Q));
+    await registered(stack.gatewayUrl, lives.length);
+  }
+  const stats = await liveStats(stack.gatewayUrl);
+  expect(stats.groups).toBe(2); // identical subscriptions share one resolution per event
+  const customerId = await customerOf(sales, 'Crowd Corp');
+  const requestId = await requestApproval(sales, customerId, 'For everyone');
+  const received = () => lives.filter((l) => l.results.some((r) => r.approvalStatusChanged.id === requestId)).length;
+  await eventually(async () => received() === N, { timeoutMs: 60_000, intervalMs: 250 });
+  expect(received()).toBe(N);
+  expect(lives.every((l) => l.errors.length === 0)).toBe(true);
+  await closeAll(...lives);
+}, 180_000);

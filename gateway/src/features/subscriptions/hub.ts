@@ -1,0 +1,135 @@
+/**
+ * The fan-out hub: one bus consumer per gateway replica (its own consumer group, from the latest
+ * offset), fanned out in memory to every matching subscriber.
+ *
+ * For each event: the live fields it fires (./topics) → the subscriber groups of each field →
+ * the audience filter per group (cheap, before any query) → one resolution per group (identical
+ * document + variables + identity share it) → pushed to each member's bounded queue (./queue).
+ * Events are handled one at a time, in partition order; the resolutions of one event run
+ * concurrently (SUBSCRIPTION_RESOLVE_CONCURRENCY). The hub never waits for a client.
+ */
+import { randomUUID } from 'node:crypto';
+import { parseEnvelope, type DeliveredMessage, type EventBus, type Identity, type Logger, type Subscription } from '@crm/kit';
+import type { ExecutionResult } from 'graphql';
+import { entityIdOf, fieldsFor, liveTopics, mayReceive, type LiveField } from './topics';
+import type { LiveOperation } from './operation';
+import type { LiveQueue } from './queue';
+
+export type Resolver = (op: LiveOperation, identity: Identity, entityId: string) => Promise<ExecutionResult | null>;
+
+interface Group {
+  op: LiveOperation;
+  identity: Identity;
+  members: Set<LiveQueue>;
+}
+
+export interface HubStats {
+  consumer: boolean;
+  subscriptions: number;
+  groups: number;
+  events: number;
+  deliveries: number;
+  dropped: number;
+}
+
+export class LiveHub {
+  private readonly groups = new Map<string, Map<string, Group>>(); // field → shareKey → group
+  private subscription: Subscription | undefined;
+  private readonly stats = { events: 0, deliveries: 0, dropped: 0 };
+
+  constructor(
+    private readonly bus: EventBus,
+    private readonly resolve: Resolver,
+    private readonly logger: Logger,
+    private readonly concurrency: number,
+    private readonly fields: readonly LiveField[],
+  ) {}
+
+  async start(): Promise<void> {
+    this.subscription = await this.bus.subscribe({
+      groupId: `gateway-live-${randomUUID()}`,
+      topics: liveTopics(this.fields),
+      fromLatest: true,
+      handle: (message) => this.handle(message),
+    });
+  }
+
+  async stop(): Promise<void> {
+    const sub = this.subscription;
+    this.subscription = undefined;
+    await sub?.stop();
+  }
+
+  add(op: LiveOperation, identity: Identity, queue: LiveQueue): () => void {
+    let byKey = this.groups.get(op.field.field);
+    if (!byKey) this.groups.set(op.field.field, (byKey = new Map()));
+    let group = byKey.get(op.shareKey);
+    if (!group) byKey.set(op.shareKey, (group = { op, identity, members: new Set() }));
+    group.members.add(queue);
+    const g = group;
+    return () => {
+      g.members.delete(queue);
+      if (g.members.size === 0 && byKey.get(op.shareKey) === g) byKey.delete(op.shareKey);
+    };
+  }
+
+  snapshot(): HubStats {
+    let subscriptions = 0;
+    let groups = 0;
+    for (const byKey of this.groups.values()) {
+      groups += byKey.size;
+      for (const g of byKey.values()) subscriptions += g.members.size;
+    }
+    return { consumer: this.subscription !== undefined, subscriptions, groups, ...this.stats };
+  }
+
+  /** Never throws: a bad or unresolvable event must not block the partition. */
+  private async handle(message: DeliveredMessage): Promise<void> {
+    let event;
+    try {
+      event = parseEnvelope(message.value);
+    } catch {
+      return; // the domain consumers dead-letter bad messages; a live feed just skips them
+    }
+    const fields = fieldsFor(message.topic, event.type, this.fields);
+    if (fields.length === 0) return;
+    this.stats.events += 1;
+    const work: (() => Promise<void>)[] = [];
+    for (const field of fields) {
+      const entityId = entityIdOf(field, event.data);
+      const byKey = this.groups.get(field.field);
+      if (!entityId || !byKey) continue;
+      for (const group of byKey.values()) {
+        if (group.members.size === 0 || !mayReceive(field, event.data, group.identity)) continue;
+        work.push(() => this.deliver(group, entityId, event.id));
+      }
+    }
+    await runLimited(work, this.concurrency);
+  }
+
+  private async deliver(group: Group, entityId: string, eventId: string): Promise<void> {
+    let result: ExecutionResult | null;
+    try {
+      result = await this.resolve(group.op, group.identity, entityId);
+    } catch (err) {
+      this.logger.error({ err, eventId, field: group.op.field.field }, 'live: resolving an event failed');
+      return;
+    }
+    if (!result) return;
+    for (const queue of [...group.members]) {
+      if (queue.push(result)) this.stats.deliveries += 1;
+      else this.stats.dropped += 1;
+    }
+  }
+}
+
+async function runLimited(tasks: (() => Promise<void>)[], limit: number): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) {
+      const task = tasks[next++]!;
+      await task();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
+}

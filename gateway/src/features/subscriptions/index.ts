@@ -1,0 +1,204 @@
+/**
+ * Live subscriptions over graphql-ws on the gateway's HTTP server (same /graphql path), fed by the
+ * event bus (Kafka, or the in-process bus embedded) and resolved through the federated query plan.
+ * @apollo/gateway executes no subscriptions; this feature does. See docs/subscriptions.md.
+ *
+ *   ./connection  token on connection_init, close codes, expiry
+ *   ./operation   validation (API schema, depth, cost) and the entity query built per subscription
+ *   ./topics      field ← topic mapping (configuration)
+ *   ./hub         the bus consumer and the in-memory fan-out
+ *   ./resolve     one resolution through Apollo with the subscriber's identity
+ *   ./queue       per-subscription bounded queue (backpressure)
+ */
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { GraphQLError, type ExecutionArgs, type GraphQLSchema } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { sendJson, type Identity } from '@crm/kit';
+import type { GatewayDeps, GatewayFeature } from '../feature';
+import type { FeatureOptions } from '..';
+import { CLOSE, authenticateConnection } from './connection';
+import { LiveHub } from './hub';
+import { prepareLiveOperation, type LiveOperation } from './operation';
+import { LiveQueue } from './queue';
+import { resolveEntity } from './resolve';
+import { LIVE_FIELDS } from './topics';
+
+const PATH = '/graphql';
+/** Where a development gateway reports live counts (on when introspection is on). */
+export const LIVE_STATS_PATH = '/graphql/live-stats';
+/** Client messages are small (subscribe documents); bigger frames close the socket (1009). */
+const MAX_CLIENT_FRAME_BYTES = 128 * 1024;
+/** After a close frame, a client that does not answer is cut off. */
+const CLOSE_GRACE_MS = 3_000;
+/** Longest timer node accepts (~24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+interface ConnectionState {
+  identity: Identity;
+  expiry: NodeJS.Timeout;
+  queues: Set<LiveQueue>;
+}
+
+interface LiveContext {
+  live: LiveOperation;
+  identity: Identity;
+  socket: WebSocket;
+}
+
+export function useSubscriptions({ config, logger, bus }: FeatureOptions): GatewayFeature {
+  const log = logger.child({ feature: 'subscriptions' });
+  const connections = new Map<WebSocket, ConnectionState>();
+  let wss: WebSocketServer | undefined;
+  let hub: LiveHub | undefined;
+  let httpServer: Server | undefined;
+  let dispose: (() => void | Promise<void>) | undefined;
+  let stopping = false;
+
+  const closeSocket = (socket: WebSocket, code: number, reason: string) => {
+    if (socket.readyState === socket.CLOSED) return;
+    socket.close(code, reason);
+    setTimeout(() => socket.terminate(), CLOSE_GRACE_MS).unref();
+  };
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const path = (req.url ?? '').split('?')[0];
+    if (!wss || path !== PATH || stopping) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    const server = wss;
+    server.handleUpgrade(req, socket, head, (ws) => server.emit('connection', ws, req));
+  };
+
+  return {
+    name: 'subscriptions',
+
+    before(req, res) {
+      if (!config.introspection || req.method !== 'GET' || (req.url ?? '').split('?')[0] !== LIVE_STATS_PATH) return false;
+      sendJson(res, 200, { connections: connections.size, ...(hub?.snapshot() ?? { consumer: false }) });
+      return true;
+    },
+
+    async attach(server: Server, deps: GatewayDeps) {
+      if (!bus) {
+        log.warn('no event bus: live subscriptions are off');
+        return;
+      }
+      httpServer = server;
+      hub = new LiveHub(
+        bus,
+        (op, identity, entityId) => resolveEntity(deps, op, identity, entityId),
+        log,
+        config.SUBSCRIPTION_RESOLVE_CONCURRENCY,
+        LIVE_FIELDS,
+      );
+      await hub.start();
+      const liveHub = hub;
+      wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CLIENT_FRAME_BYTES });
+      server.on('upgrade', onUpgrade);
+
+      const disposable = useServer(
+        {
+          isProd: config.production,
+          onConnect: (ctx) => {
+            const socket = ctx.extra.socket;
+            const auth = authenticateConnection(ctx.connectionParams, ctx.extra.request, config);
+            if (!auth.ok) {
+              closeSocket(socket, auth.code, auth.reason);
+              return false;
+            }
+            const expiry = setTimeout(() => closeSocket(socket, CLOSE.unauthorized, 'Token expired'), Math.min(Math.max(auth.expiresAt - Date.now(), 0), MAX_TIMER_MS));
+            expiry.unref();
+            connections.set(socket, { identity: auth.identity, expiry, queues: new Set() });
+            return true;
+          },
+          onSubscribe: (ctx, _id, payload) => {
+            const state = connections.get(ctx.extra.socket);
+            if (!state) return [new GraphQLError('Unauthorized', { extensions: { code: 'UNAUTHENTICATED' } })];
+            if (state.queues.size >= config.SUBSCRIPTIONS_PER_CONNECTION) {
+              return [new GraphQLError(`At most ${config.SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection (SUBSCRIPTIONS_PER_CONNECTION)`, { extensions: { code: 'BAD_USER_INPUT' } })];
+            }
+            const schema: GraphQLSchema | undefined = deps.apiSchema();
+            if (!schema) return [new GraphQLError('The supergraph is not loaded yet', { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
+            const live = prepareLiveOperation(schema, payload, state.identity, {
+              maxDepth: config.MAX_DEPTH,
+              maxCost: config.MAX_COST,
+              maxTokens: config.MAX_TOKENS,
+            });
+            if (!('document' in live)) return live as GraphQLError[];
+            const { document, ...op } = live;
+            const contextValue: LiveContext = { live: op, identity: state.identity, socket: ctx.extra.socket };
+            const args: ExecutionArgs = {
+              schema,
+              document,
+              variableValues: payload.variables ?? {},
+              operationName: payload.operationName ?? null,
+              contextValue,
+            };
+            return args;
+          },
+          subscribe: (args) => {
+            const { live, identity, socket } = args.contextValue as LiveContext;
+            const state = connections.get(socket);
+            let unregister = () => {};
+            const queue = new LiveQueue({
+              limit: config.SUBSCRIPTION_QUEUE_LIMIT,
+              maxBufferedBytes: config.SUBSCRIPTION_MAX_BUFFERED_BYTES,
+              buffered: () => socket.bufferedAmount,
+              onOverflow: (why) => {
+                log.warn({ userId: identity.userId, field: live.field.field, why }, 'live: subscriber too slow; closing it');
+                closeSocket(socket, CLOSE.tooSlow, 'Subscriber too slow');
+              },
+              onEnd: () => {
+                unregister();
+                state?.queues.delete(queue);
+              },
+            });
+            if (!state || stopping) {
+              queue.end();
+              return queue;
+            }
+            state.queues.add(queue);
+            unregister = liveHub.add(live, identity, queue);
+            return queue;
+          },
+          onClose: (ctx) => {
+            const state = connections.get(ctx.extra.socket);
+            if (!state) return;
+            clearTimeout(state.expiry);
+            for (const q of [...state.queues]) q.end();
+            connections.delete(ctx.extra.socket);
+          },
+        },
+        wss,
+      );
+      dispose = () => disposable.dispose();
+      log.info({ path: PATH, fields: LIVE_FIELDS.map((f) => f.field) }, 'live subscriptions ready');
+    },
+
+    async ready(): Promise<Record<string, boolean>> {
+      if (!bus) return {};
+      return { subscriptions: hub?.snapshot().consumer ?? false };
+    },
+
+    async stop() {
+      stopping = true;
+      httpServer?.off('upgrade', onUpgrade);
+      // 1. the consumer leaves its group: no new events
+      await hub?.stop().catch((err: unknown) => log.warn({ err }, 'live: stopping the consumer failed'));
+      // 2. every subscription completes (graphql-ws sends `complete`), then the socket closes 1001
+      for (const state of connections.values()) for (const q of [...state.queues]) q.end();
+      await new Promise((r) => setTimeout(r, 50));
+      for (const socket of connections.keys()) closeSocket(socket, CLOSE.goingAway, 'Going away');
+      for (const socket of wss?.clients ?? []) closeSocket(socket, CLOSE.goingAway, 'Going away');
+      const deadline = Date.now() + CLOSE_GRACE_MS + 500;
+      while (wss && wss.clients.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      for (const socket of wss?.clients ?? []) socket.terminate();
+      await Promise.resolve(dispose?.()).catch((err: unknown) => log.warn({ err }, 'live: closing the WebSocket server failed'));
+      for (const state of connections.values()) clearTimeout(state.expiry);
+      connections.clear();
+    },
+  };
+}

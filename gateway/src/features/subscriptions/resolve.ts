@@ -1,0 +1,36 @@
+/**
+ * Resolution: one event's entity, the subscriber's whole selection, through the federated query
+ * plan, with the subscriber's own identity (so every subgraph applies its own access rules).
+ * `null` means "do not deliver": the entity query returned null (not visible to this identity,
+ * e.g. someone else's notification) or the caller may not read it (FORBIDDEN / NOT_FOUND).
+ */
+import { GraphQLError, type ExecutionResult } from 'graphql';
+import type { Identity } from '@crm/kit';
+import type { GatewayDeps } from '../feature';
+import { ENTITY_ID_VAR, type LiveOperation } from './operation';
+
+const HIDDEN = new Set(['FORBIDDEN', 'NOT_FOUND', 'UNAUTHENTICATED']);
+
+export async function resolveEntity(
+  deps: Pick<GatewayDeps, 'apollo' | 'contextFor'>,
+  op: Pick<LiveOperation, 'query' | 'variables' | 'responseKey'>,
+  identity: Identity,
+  entityId: string,
+): Promise<ExecutionResult | null> {
+  const response = await deps.apollo.executeOperation(
+    { query: op.query, variables: { ...op.variables, [ENTITY_ID_VAR]: entityId } },
+    { contextValue: await deps.contextFor(undefined, identity) },
+  );
+  if (response.body.kind !== 'single') {
+    return { errors: [new GraphQLError('Incremental delivery is not supported in subscriptions')] };
+  }
+  const { data, errors } = response.body.singleResult;
+  const value = data?.[op.responseKey];
+  if (value === null || value === undefined) {
+    if (!errors?.length || errors.every((e) => HIDDEN.has(String(e.extensions?.code)))) return null;
+  }
+  return {
+    data: (data ?? null) as ExecutionResult['data'],
+    ...(errors?.length ? { errors: errors.map((e) => new GraphQLError(e.message, { extensions: e.extensions ?? {}, ...(e.path ? { path: e.path } : {}) })) } : {}),
+  };
+}
