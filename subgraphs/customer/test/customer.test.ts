@@ -21,7 +21,7 @@ beforeAll(async () => {
   compliance = await stack.user('COMPLIANCE', 'Cleo Compliance');
   alice = await stack.user('SALES', 'Alice Sales');
   bob = await stack.user('SALES', 'Bob Sales');
-});
+}, 240_000); // a stack starts in seconds, slower on a loaded machine
 afterAll(async () => {
   await stack?.stop();
 });
@@ -53,7 +53,7 @@ describe('batching', () => {
     expect(at5.customer).toBe(2);
     // eslint-disable-next-line no-console
     console.log(`statements for customers(first: 50): at 5 → ${JSON.stringify(at5)}, at 50 → ${JSON.stringify(at50)}`);
-  });
+  }, 240_000);
 
   test('User.customers is batched: statements do not grow with the number of users', async () => {
     const Q = (n: number) => `{ users(role: SALES, first: ${n}) { edges { node { id customers(first: 5) { totalCount edges { node { id } } } } } } }`;
