@@ -208,7 +208,7 @@ test('1,000 concurrent subscribers on one gateway all receive the event', async 
   const manager = await stack.user('MANAGER');
   const admin = await stack.admin();
   const Q = 'subscription { approvalStatusChanged { id status customer { name } } }';
-  const lives: ReturnType<typeof live>[] = [];
+  const lives: (Live & { client: Client })[] = [];
   // Connected in batches (a burst of 1,000 handshakes overflows the listen backlog); all held at once.
   for (let batch = 0; batch < N / 100; batch++) {
     for (let i = 0; i < 100; i++) lives.push(live(stack.gatewayUrl, (i % 2 ? admin : manager).token, Q));
