@@ -18,7 +18,7 @@ beforeAll(async () => {
   stack = await startTestStack({ only: ['auth', 'sales-activity'], env: { DUE_SOON_INTERVAL_MS: '3600000' } });
   rep = await stack.user('SALES');
   manager = await stack.user('MANAGER');
-});
+}, 300_000); // a loaded shared machine can take minutes to start a stack
 afterAll(async () => {
   await stack?.stop();
 });

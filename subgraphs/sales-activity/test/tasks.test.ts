@@ -26,7 +26,7 @@ beforeAll(async () => {
   admin = await stack.admin();
   customerId = await seedCustomer(stack, 'Acme', sales.id);
   otherCustomerId = await seedCustomer(stack, 'Globex', otherSales.id);
-});
+}, 300_000); // a loaded shared machine can take minutes to start a stack
 afterAll(async () => {
   await stack?.stop();
 });
