@@ -1,0 +1,71 @@
+/**
+ * The live hub without sockets: audience filter before resolution, one resolution per group of
+ * identical subscriptions, and backpressure — a client that does not read is dropped at its queue
+ * bound (or socket buffer bound) while the others keep receiving everything.
+ */
+import { randomUUID } from 'node:crypto';
+import type { ExecutionResult } from 'graphql';
+import { MemoryBus, buildEnvelope, createLogger, eventually } from '@crm/kit';
+import { LiveHub } from '../gateway/src/features/subscriptions/hub';
+import { LiveQueue } from '../gateway/src/features/subscriptions/queue';
+import { LIVE_FIELDS } from '../gateway/src/features/subscriptions/topics';
+import type { LiveOperation } from '../gateway/src/features/subscriptions/operation';
+
+const notificationAdded = LIVE_FIELDS.find((f) => f.field === 'notificationAdded')!;
+const me = { userId: randomUUID(), role: 'SALES' as const, email: 'me@test.local' };
+const op: LiveOperation = { field: notificationAdded, responseKey: 'notificationAdded', query: 'unused', variables: {}, shareKey: 'same' };
+
+const notification = (recipientId: string) => {
+  const notificationId = randomUUID();
+  const env = buildEnvelope('analytics', 'notification.created', notificationId, { notificationId, recipientId, type: 'SYSTEM', title: 't', entityType: null, entityId: null }, { actorId: null });
+  return { topic: 'notification.events', key: notificationId, value: JSON.stringify(env) };
+};
+
+async function drain(queue: LiveQueue, into: ExecutionResult[]) {
+  for await (const r of queue) into.push(r);
+}
+
+test('a slow subscriber is closed at its bound; the others get every event; identical subscriptions share one resolution', async () => {
+  const bus = new MemoryBus();
+  let resolutions = 0;
+  const hub = new LiveHub(bus, async (_op, _identity, entityId) => {
+    resolutions += 1;
+    return { data: { notificationAdded: { id: entityId } } };
+  }, createLogger('test', 'silent'), 4, LIVE_FIELDS);
+  await hub.start();
+  const overflows: string[] = [];
+  const queue = (limit: number, buffered = 0) => {
+    let unregister = () => {};
+    const q = new LiveQueue({ limit, maxBufferedBytes: 1_000_000, buffered: () => buffered, onOverflow: (why) => overflows.push(why), onEnd: () => unregister() });
+    unregister = hub.add(op, me, q);
+    return q;
+  };
+  const fast = queue(5);
+  const slow = queue(5); // never read
+  const fastResults: ExecutionResult[] = [];
+  const reading = drain(fast, fastResults);
+
+  await bus.publish([notification(randomUUID())]); // someone else's: filtered before any resolution
+  const mine = Array.from({ length: 20 }, () => notification(me.userId));
+  for (const m of mine) await bus.publish([m]);
+
+  await eventually(async () => fastResults.length === 20);
+  expect(fastResults.map((r) => (r.data as { notificationAdded: { id: string } }).notificationAdded.id)).toEqual(mine.map((m) => m.key));
+  expect(overflows).toEqual(['queue']);
+  expect(slow.closed).toBe(true);
+  expect(resolutions).toBe(20); // one per event for both members of the group, none for the other user's
+  expect(hub.snapshot()).toMatchObject({ subscriptions: 1, groups: 1, dropped: 1 });
+
+  // a socket with too many bytes buffered is dropped too, at its first queued event
+  const buffered = queue(100, 2_000_000);
+  await bus.publish([notification(me.userId), notification(me.userId)]);
+  await eventually(async () => buffered.closed);
+  expect(overflows).toEqual(['queue', 'buffer']);
+  await eventually(async () => fastResults.length === 22);
+
+  fast.end();
+  await reading;
+  expect(hub.snapshot().subscriptions).toBe(0);
+  await hub.stop();
+  await bus.close();
+});
