@@ -6,7 +6,7 @@
  * unsent and are retried with backoff, so nothing committed is lost while the broker is down.
  */
 import type { MikroORM } from '@mikro-orm/postgresql';
-import { inBackground } from '../db';
+import { backgroundWork, inBackground } from '../db';
 import type { Logger } from '../logger';
 import type { EventBus } from './bus';
 import { OutboxMessage } from './outbox';
@@ -14,6 +14,7 @@ import { OutboxMessage } from './outbox';
 const BATCH = 200;
 const RELAY_LOCK = 727_001; // advisory lock key shared by the relays of one database
 const MAX_BACKOFF_MS = 10_000;
+const RELAY_CONTEXT = 'outbox-relay';
 
 export interface Relay {
   /** Publish soon (after a commit that wrote outbox rows). */
@@ -39,6 +40,9 @@ export function startRelay({ orm, bus, logger, pollMs }: RelayOptions): Relay {
 
   const publishBatch = async (): Promise<number> => {
     const em = orm.em.fork();
+    // Idle polls cost one index-only statement; the locking transaction runs only when there is work.
+    const pending = await em.execute<{ id: string }[]>('SELECT id FROM outbox WHERE sent_at IS NULL LIMIT 1');
+    if (pending.length === 0) return 0;
     return em.transactional(async (tx) => {
       const [lock] = await tx.execute<{ ok: boolean }[]>('SELECT pg_try_advisory_xact_lock(?) AS ok', [RELAY_LOCK]);
       if (!lock?.ok) return 0;
@@ -94,18 +98,19 @@ export function startRelay({ orm, bus, logger, pollMs }: RelayOptions): Relay {
     }
   };
 
-  // Commits that wrote outbox rows wake the relay at once instead of waiting for the next poll.
+  // Commits that may have written outbox rows wake the relay at once instead of waiting for the
+  // next poll — except the relay's own commits, which would otherwise wake it in a busy loop.
+  const wakeSoon = () => {
+    if (backgroundWork.getStore() !== RELAY_CONTEXT) setImmediate(() => wake?.());
+  };
   orm.em.getEventManager().registerSubscriber({
     afterFlush: (args) => {
-      if (args.uow.getChangeSets().some((cs) => cs.entity instanceof OutboxMessage)) setImmediate(() => wake?.());
-      return undefined;
+      if (args.uow.getChangeSets().some((cs) => cs.entity instanceof OutboxMessage)) wakeSoon();
     },
-    afterTransactionCommit: () => {
-      setImmediate(() => wake?.());
-    },
+    afterTransactionCommit: wakeSoon,
   });
 
-  const done = inBackground('outbox-relay', loop);
+  const done = inBackground(RELAY_CONTEXT, loop);
   return {
     poke: () => wake?.(),
     drain: async () => {
