@@ -19,7 +19,8 @@ export async function resolveEntity(
 ): Promise<ExecutionResult | null> {
   const response = await deps.apollo.executeOperation(
     { query: op.query, variables: { ...op.variables, [ENTITY_ID_VAR]: entityId } },
-    { contextValue: await deps.contextFor(undefined, identity) },
+    // `liveSubscription` marks internal resolutions, for plugins that treat them differently (e.g. rate limits).
+    { contextValue: Object.assign(await deps.contextFor(undefined, identity), { liveSubscription: true }) },
   );
   if (response.body.kind !== 'single') {
     return { errors: [new GraphQLError('Incremental delivery is not supported in subscriptions')] };
