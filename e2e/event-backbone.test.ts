@@ -84,6 +84,8 @@ test('a rolled-back mutation publishes nothing; a committed one is published onc
   await eventually(async () => seen.some(markerCreated));
   const created = seen.filter((m) => m.topic === 'user.events' && m.value?.toString().includes(`"type":"user.created"`) && m.value.toString().toLowerCase().includes(email));
   expect(created).toHaveLength(1);
-  const [rows] = await stack.subgraphs.auth!.db.orm.em.fork().getConnection().execute<{ n: string }[]>(`SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL`);
-  expect(Number(rows?.n ?? 0)).toBe(0);
+  // and the outbox holds exactly the committed row for that email: the rolled-back one left nothing
+  const [rows] = await stack.subgraphs.auth!.db.orm.em.fork().getConnection().execute<{ n: string }[]>(
+    `SELECT count(*) AS n FROM outbox WHERE type = 'user.created' AND lower(envelope::text) LIKE ?`, [`%${email}%`]);
+  expect(Number(rows?.n ?? 0)).toBe(1);
 });
