@@ -1,0 +1,64 @@
+/* eslint-disable */
+import * as types from './graphql';
+import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-node/core';
+
+/**
+ * Map of all GraphQL operations in the project.
+ *
+ * This map has several performance disadvantages:
+ * 1. It is not tree-shakeable, so it will include all operations in the project.
+ * 2. It is not minifiable, so the string of a GraphQL query will be multiple times inside the bundle.
+ * 3. It does not support dead code elimination, so it will add unused operations.
+ *
+ * Therefore it is highly recommended to use the babel or swc plugin for production.
+ * Learn more about it here: https://the-guild.dev/graphql/codegen/plugins/presets/preset-client#reducing-bundle-size
+ */
+type Documents = {
+    "mutation RequestApproval($input: RequestApprovalInput!) {\n  requestApproval(input: $input) {\n    id\n    title\n    amount\n    status\n    createdAt\n    customer {\n      id\n      name\n    }\n    requester {\n      id\n      name\n    }\n  }\n}": typeof types.RequestApprovalDocument,
+    "mutation Login($email: String!, $password: String!) {\n  login(email: $email, password: $password) {\n    accessToken\n    refreshToken\n    expiresAt\n    user {\n      id\n      email\n      name\n      role\n    }\n  }\n}": typeof types.LoginDocument,
+    "query Customers($search: String, $first: Int, $after: String) {\n  customers(search: $search, first: $first, after: $after) {\n    totalCount\n    pageInfo {\n      hasNextPage\n      endCursor\n    }\n    edges {\n      node {\n        id\n        name\n        email\n        industry\n        assignedRep {\n          id\n          name\n        }\n      }\n    }\n  }\n}\n\nmutation CreateCustomer($input: CreateCustomerInput!) {\n  createCustomer(input: $input) {\n    id\n    name\n  }\n}": typeof types.CustomersDocument,
+    "subscription NotificationAdded {\n  notificationAdded {\n    id\n    type\n    title\n    body\n    entityType\n    entityId\n    createdAt\n    recipient {\n      id\n      name\n    }\n  }\n}": typeof types.NotificationAddedDocument,
+};
+const documents: Documents = {
+    "mutation RequestApproval($input: RequestApprovalInput!) {\n  requestApproval(input: $input) {\n    id\n    title\n    amount\n    status\n    createdAt\n    customer {\n      id\n      name\n    }\n    requester {\n      id\n      name\n    }\n  }\n}": types.RequestApprovalDocument,
+    "mutation Login($email: String!, $password: String!) {\n  login(email: $email, password: $password) {\n    accessToken\n    refreshToken\n    expiresAt\n    user {\n      id\n      email\n      name\n      role\n    }\n  }\n}": types.LoginDocument,
+    "query Customers($search: String, $first: Int, $after: String) {\n  customers(search: $search, first: $first, after: $after) {\n    totalCount\n    pageInfo {\n      hasNextPage\n      endCursor\n    }\n    edges {\n      node {\n        id\n        name\n        email\n        industry\n        assignedRep {\n          id\n          name\n        }\n      }\n    }\n  }\n}\n\nmutation CreateCustomer($input: CreateCustomerInput!) {\n  createCustomer(input: $input) {\n    id\n    name\n  }\n}": types.CustomersDocument,
+    "subscription NotificationAdded {\n  notificationAdded {\n    id\n    type\n    title\n    body\n    entityType\n    entityId\n    createdAt\n    recipient {\n      id\n      name\n    }\n  }\n}": types.NotificationAddedDocument,
+};
+
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ *
+ *
+ * @example
+ * ```ts
+ * const query = graphql(`query GetUser($id: ID!) { user(id: $id) { name } }`);
+ * ```
+ *
+ * The query argument is unknown!
+ * Please regenerate the types.
+ */
+export function graphql(source: string): unknown;
+
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation RequestApproval($input: RequestApprovalInput!) {\n  requestApproval(input: $input) {\n    id\n    title\n    amount\n    status\n    createdAt\n    customer {\n      id\n      name\n    }\n    requester {\n      id\n      name\n    }\n  }\n}"): (typeof documents)["mutation RequestApproval($input: RequestApprovalInput!) {\n  requestApproval(input: $input) {\n    id\n    title\n    amount\n    status\n    createdAt\n    customer {\n      id\n      name\n    }\n    requester {\n      id\n      name\n    }\n  }\n}"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation Login($email: String!, $password: String!) {\n  login(email: $email, password: $password) {\n    accessToken\n    refreshToken\n    expiresAt\n    user {\n      id\n      email\n      name\n      role\n    }\n  }\n}"): (typeof documents)["mutation Login($email: String!, $password: String!) {\n  login(email: $email, password: $password) {\n    accessToken\n    refreshToken\n    expiresAt\n    user {\n      id\n      email\n      name\n      role\n    }\n  }\n}"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "query Customers($search: String, $first: Int, $after: String) {\n  customers(search: $search, first: $first, after: $after) {\n    totalCount\n    pageInfo {\n      hasNextPage\n      endCursor\n    }\n    edges {\n      node {\n        id\n        name\n        email\n        industry\n        assignedRep {\n          id\n          name\n        }\n      }\n    }\n  }\n}\n\nmutation CreateCustomer($input: CreateCustomerInput!) {\n  createCustomer(input: $input) {\n    id\n    name\n  }\n}"): (typeof documents)["query Customers($search: String, $first: Int, $after: String) {\n  customers(search: $search, first: $first, after: $after) {\n    totalCount\n    pageInfo {\n      hasNextPage\n      endCursor\n    }\n    edges {\n      node {\n        id\n        name\n        email\n        industry\n        assignedRep {\n          id\n          name\n        }\n      }\n    }\n  }\n}\n\nmutation CreateCustomer($input: CreateCustomerInput!) {\n  createCustomer(input: $input) {\n    id\n    name\n  }\n}"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "subscription NotificationAdded {\n  notificationAdded {\n    id\n    type\n    title\n    body\n    entityType\n    entityId\n    createdAt\n    recipient {\n      id\n      name\n    }\n  }\n}"): (typeof documents)["subscription NotificationAdded {\n  notificationAdded {\n    id\n    type\n    title\n    body\n    entityType\n    entityId\n    createdAt\n    recipient {\n      id\n      name\n    }\n  }\n}"];
+
+export function graphql(source: string) {
+  return (documents as any)[source] ?? {};
+}
+
+export type DocumentType<TDocumentNode extends DocumentNode<any, any>> = TDocumentNode extends DocumentNode<  infer TType,  any>  ? TType  : never;

@@ -1,0 +1,83 @@
+/**
+ * Apollo Sandbox: in development GET /graphql with Accept: text/html serves the embedded Sandbox,
+ * preset to this gateway's endpoint and its graphql-ws subscription endpoint; with
+ * NODE_ENV=production nothing of it is served. The page's own script is run against a stand-in
+ * `window` to read the endpoints the Sandbox would open with.
+ */
+import { runInNewContext } from 'node:vm';
+import { startTestStack, type TestStack } from '@crm/stack';
+
+const html = (url: string) => fetch(url, { headers: { accept: 'text/html' } });
+
+/** Runs the page's inline scripts with a fake window at `pageUrl`; returns what EmbeddedSandbox got. */
+function sandboxConfig(page: string, pageUrl: string): Record<string, unknown> {
+  const scripts = [...page.matchAll(/<script nonce="[^"]*">([\s\S]*?)<\/script>/g)].map((m) => m[1]!);
+  let captured: Record<string, unknown> | undefined;
+  const url = new URL(pageUrl);
+  const window = {
+    location: { href: url.href, origin: url.origin, pathname: url.pathname, protocol: url.protocol },
+    EmbeddedSandbox: function EmbeddedSandbox(config: Record<string, unknown>) {
+      captured = config;
+    },
+  };
+  for (const script of scripts) runInNewContext(script, { window });
+  if (!captured) throw new Error('the page never created the EmbeddedSandbox');
+  return captured;
+}
+
+describe('in development', () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startTestStack({ only: ['auth'] });
+  }, 180_000);
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  test('GET /graphql (text/html) serves the embedded Sandbox preset to the gateway and its subscriptions', async () => {
+    const res = await html(`${stack.gatewayUrl}?from=browser#top`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('text/html');
+    const page = await res.text();
+    expect(page).toContain('embeddable-sandbox.cdn.apollographql.com');
+
+    const config = sandboxConfig(page, `${stack.gatewayUrl}?from=browser#top`);
+    expect(config.initialEndpoint).toBe(stack.gatewayUrl);
+    expect(config.initialSubscriptionEndpoint).toBe(stack.gatewayUrl.replace(/^http:/, 'ws:'));
+    expect(config.endpointIsEditable).toBe(false);
+    expect(config.runTelemetry).toBe(false);
+    expect(config.initialState).toMatchObject({ includeCookies: false, pollForSchemaUpdates: true });
+    expect(String((config.initialState as { document?: string }).document)).toContain('mutation Login');
+  });
+
+  test('behind TLS the subscription endpoint is wss://', async () => {
+    const page = await (await html(stack.gatewayUrl)).text();
+    const config = sandboxConfig(page, 'https://crm.example.com/graphql');
+    expect(config.initialEndpoint).toBe('https://crm.example.com/graphql');
+    expect(config.initialSubscriptionEndpoint).toBe('wss://crm.example.com/graphql');
+  });
+
+  test('GraphQL over GET still answers JSON', async () => {
+    const res = await fetch(`${stack.gatewayUrl}?query=${encodeURIComponent('{ __typename }')}`, { headers: { accept: 'application/json', 'apollo-require-preflight': 'true' } });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ data: { __typename: 'Query' } });
+  });
+});
+
+describe('with NODE_ENV=production', () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startTestStack({ only: ['auth'], env: { NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(40), INTERNAL_SECRET: 'y'.repeat(40) } });
+  }, 180_000);
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  test('no Sandbox page is served', async () => {
+    const res = await html(stack.gatewayUrl);
+    const body = await res.text();
+    expect(res.headers.get('content-type') ?? '').not.toContain('text/html');
+    expect(body).not.toContain('EmbeddedSandbox');
+    expect(body).not.toContain('apollographql.com');
+  });
+});
