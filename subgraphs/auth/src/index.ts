@@ -9,7 +9,7 @@ import { auditHandlers } from './events/audit-handlers';
 export const authSubgraph: SubgraphDefinition<AuthLoaders> = {
   name: 'auth',
   schemaPath: join(__dirname, 'schema.graphql'),
-  resolvers: resolvers as SubgraphDefinition<AuthLoaders>['resolvers'],
+  resolvers,
   entities,
   migrations,
   createLoaders,

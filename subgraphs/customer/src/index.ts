@@ -8,7 +8,7 @@ import { handlers } from './handlers';
 export const customerSubgraph: SubgraphDefinition<CustomerLoaders> = {
   name: 'customer',
   schemaPath: join(__dirname, 'schema.graphql'),
-  resolvers: resolvers as SubgraphDefinition<CustomerLoaders>['resolvers'],
+  resolvers,
   entities,
   migrations,
   createLoaders,

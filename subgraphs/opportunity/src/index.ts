@@ -8,7 +8,7 @@ import { handlers } from './handlers';
 export const opportunitySubgraph: SubgraphDefinition<OpportunityLoaders> = {
   name: 'opportunity',
   schemaPath: join(__dirname, 'schema.graphql'),
-  resolvers: resolvers as SubgraphDefinition<OpportunityLoaders>['resolvers'],
+  resolvers,
   entities,
   migrations,
   createLoaders,

@@ -9,7 +9,7 @@ import { dueSoonJob, runDueSoon } from './due-soon';
 export const salesActivitySubgraph: SubgraphDefinition<SalesActivityLoaders> = {
   name: 'sales-activity',
   schemaPath: join(__dirname, 'schema.graphql'),
-  resolvers: resolvers as SubgraphDefinition<SalesActivityLoaders>['resolvers'],
+  resolvers,
   entities,
   migrations,
   createLoaders,

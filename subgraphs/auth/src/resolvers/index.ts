@@ -11,6 +11,7 @@ import { stageAudit } from '../audit';
 import { issueTokens, revokeAllFor, rotateRefreshToken } from '../tokens';
 import { timingDummyHash, verifyPassword } from '../passwords';
 import { createUser, findByEmail, userEventData } from '../users';
+import type { Resolvers } from '../generated/resolvers-types';
 
 export interface AuthLoaders {
   user: DataLoader<string, User | null>;
@@ -41,7 +42,7 @@ const updateUserInput = z.object({
 
 const isUuid = (id: string) => uuid.safeParse(id).success;
 
-export const resolvers = {
+export const resolvers: Resolvers = {
   ...scalarResolvers,
   Query: {
     me: async (_: unknown, __: unknown, ctx: Ctx) => {

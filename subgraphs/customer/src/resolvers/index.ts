@@ -9,6 +9,7 @@ import {
 } from '@crm/kit';
 import { COMPANY_SIZES, Customer, INVESTMENT_PROFILES, RISK_TOLERANCES, Rep } from '../entities';
 import { CUSTOMER_DELETION_STEPS, customerEventData, findActiveRep, findLiveCustomer } from '../customers';
+import type { Resolvers } from '../generated/resolvers-types';
 
 export interface CustomerLoaders {
   /** Live customers by id (soft-deleted ones load as null). */
@@ -130,7 +131,7 @@ const UPDATABLE = ['name', 'email', 'phone', 'industry', 'size', 'investmentProf
 
 // ------------------------------------------------------------------ resolvers
 
-export const resolvers = {
+export const resolvers: Resolvers = {
   DateTime: scalarResolvers.DateTime,
   Query: {
     customer: (_: unknown, { id }: { id: string }, ctx: Ctx) => loadVisible(ctx, id),

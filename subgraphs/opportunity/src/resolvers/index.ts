@@ -8,6 +8,7 @@ import {
 } from '@crm/kit';
 import { APPROVAL_STATUSES, ApprovalRequest, CustomerRef, type ApprovalStatus } from '../entities';
 import { approvalData } from '../approvals';
+import type { Resolvers } from '../generated/resolvers-types';
 
 export interface OpportunityLoaders {
   /** Requests by id, already scoped to what the caller may see. */
@@ -113,7 +114,7 @@ async function decide(ctx: Ctx, args: { id: string; comment?: string | null }, t
   return req;
 }
 
-export const resolvers = {
+export const resolvers: Resolvers = {
   ...scalarResolvers,
   Query: {
     approvalRequest: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {

@@ -8,6 +8,7 @@ import {
 } from '@crm/kit';
 import { Meeting, Task, TASK_PRIORITIES, TASK_STATUSES, type TaskStatus } from '../entities';
 import { isOpen, meetingEventData, newTask, requireCustomer, taskEventData, transition } from '../domain';
+import type { Resolvers } from '../generated/resolvers-types';
 
 type ListArgs = PageArgs & Record<string, unknown> & { status?: TaskStatus | null };
 
@@ -111,7 +112,7 @@ function stageTaskChange(ctx: Ctx, task: Task, statusChanged: boolean) {
   }
 }
 
-export const resolvers = {
+export const resolvers: Resolvers = {
   ...scalarResolvers,
   Query: {
     task: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
