@@ -179,7 +179,7 @@ test('operations are validated against the API schema and limits', async () => {
   await closeAll(unknown, query);
 });
 
-test('two gateway replicas both deliver (each its own consumer group)', async () => {
+test('two gateway replicas both deliver (each its own consumer group); a stopped replica completes its subscriptions', async () => {
   let second: GatewayRuntime | undefined;
   try {
     second = await startGateway({ config: stack.config, bus: stack.bus, supergraphSdl: stack.supergraphSdl, port: 0, host: '127.0.0.1' });
@@ -196,6 +196,12 @@ test('two gateway replicas both deliver (each its own consumer group)', async ()
     const [a, b] = await Promise.all([eventually(async () => pending(one), { timeoutMs: 30_000 }), eventually(async () => pending(two), { timeoutMs: 30_000 })]);
     expect(a).toEqual({ approvalStatusChanged: { id: requestId, status: 'PENDING', requester: { id: sales.id } } });
     expect(b).toEqual(a);
+
+    // clean shutdown of a replica: its subscribers get `complete`, then the socket closes
+    await second.stop();
+    second = undefined;
+    await eventually(async () => two.completed && two.closed);
+    expect(two.errors).toEqual([]);
     await closeAll(one, two);
   } finally {
     await second?.stop();
