@@ -1,4 +1,7 @@
-# One image for every service: SERVICE=gateway or SERVICE=<subgraph name>.
+# One image for every service: SERVICE=gateway or SERVICE=<subgraph name> (docker-compose.yml).
+# Two stages: dependencies are installed (production only) in the first; the runtime stage gets
+# them and the sources, owned by root and read-only to the unprivileged `node` user it runs as.
+
 FROM node:20-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -10,14 +13,17 @@ COPY subgraphs/customer/package.json subgraphs/customer/
 COPY subgraphs/sales-activity/package.json subgraphs/sales-activity/
 COPY subgraphs/opportunity/package.json subgraphs/opportunity/
 COPY subgraphs/analytics/package.json subgraphs/analytics/
-RUN npm ci --omit=dev --no-audit --no-fund
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
-FROM node:20-bookworm-slim
+FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
-COPY --from=deps /app/node_modules ./node_modules
+# The whole install (root and any workspace node_modules, workspace links), then the sources
+# (.dockerignore keeps node_modules, .data and .git out).
+COPY --from=deps /app ./
 COPY . .
-RUN chown -R node:node /app
 USER node
-# The gateway composes nothing at run time: compose-then-serve is the entrypoint's job.
-CMD ["sh", "-c", "if [ \"$SERVICE\" = gateway ]; then npx tsx gateway/src/compose-cli.ts supergraph.yaml /tmp/supergraph.graphql && SUPERGRAPH_PATH=/tmp/supergraph.graphql exec npx tsx gateway/src/main.ts; else exec npx tsx packages/stack/src/run-subgraph.ts \"$SERVICE\"; fi"]
+EXPOSE 4000 4001 4002 4003 4004 4005
+# The gateway composes supergraph.yaml (with the <NAME>_URL routing of the environment) into /tmp
+# and serves it; a subgraph runs alone through run-subgraph.ts. Nothing is written under /app.
+CMD ["sh", "-c", "if [ \"$SERVICE\" = gateway ]; then node_modules/.bin/tsx gateway/src/compose-cli.ts supergraph.yaml /tmp/supergraph.graphql && SUPERGRAPH_PATH=/tmp/supergraph.graphql exec node_modules/.bin/tsx gateway/src/main.ts; elif [ -n \"$SERVICE\" ]; then exec node_modules/.bin/tsx packages/stack/src/run-subgraph.ts \"$SERVICE\"; else echo 'set SERVICE=gateway or SERVICE=<subgraph>' >&2; exit 64; fi"]

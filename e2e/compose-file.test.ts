@@ -1,0 +1,150 @@
+/**
+ * docker-compose.yml, docker/postgres-init.sql and the Dockerfile kept in step with the code:
+ * every subgraph of SUBGRAPHS and the gateway is a service built from this repo, with a health
+ * check, the dependencies it needs (healthy), the port of supergraph.yaml, only variables the
+ * configuration knows; the infrastructure (Kafka in KRaft mode, Postgres with a database per
+ * subgraph, Redis, Kafka UI) is there and healthy-checked. Reads files only; runs no container.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { readConfig } from '@crm/kit';
+import { readSupergraphConfig } from '@crm/gateway';
+import { SUBGRAPHS } from '@crm/stack';
+
+const ROOT = join(__dirname, '..');
+const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');
+
+interface Service {
+  image?: string;
+  build?: unknown;
+  command?: unknown;
+  environment?: Record<string, string | number | boolean | null>;
+  depends_on?: Record<string, { condition?: string }> | string[];
+  healthcheck?: { test?: string[] | string; disable?: boolean };
+  ports?: string[];
+  volumes?: string[];
+}
+
+const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, Service> };
+const services = compose.services;
+const envName = (subgraph: string) => subgraph.toUpperCase().replace(/-/g, '_');
+const routing = Object.fromEntries(readSupergraphConfig(join(ROOT, 'supergraph.yaml'), {}).map((s) => [s.name, new URL(s.url)]));
+const names = SUBGRAPHS.map((s) => s.name);
+/** Every key of the config schema (readConfig returns each one, defaulted or undefined). */
+const configKeys = new Set(Object.keys(readConfig({})).filter((k) => k === k.toUpperCase()));
+/** Compose's interpolation with an empty shell: `${VAR:-default}` → default. */
+const interpolate = (v: string) => v.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}/g, (_m, _name: string, dflt?: string) => dflt ?? '');
+const env = (service: string): Record<string, string> =>
+  Object.fromEntries(Object.entries(services[service]?.environment ?? {}).map(([k, v]) => [k, v === null ? '' : interpolate(String(v))]));
+const dependsOn = (service: string) => {
+  const deps = services[service]?.depends_on ?? {};
+  return Array.isArray(deps) ? Object.fromEntries(deps.map((d) => [d, {}])) : deps;
+};
+const ownServices = ['gateway', ...names];
+
+test('supergraph.yaml and SUBGRAPHS name the same subgraphs', () => {
+  expect(Object.keys(routing).sort()).toEqual([...names].sort());
+});
+
+describe.each(names)('subgraph %s', (name) => {
+  test('is a service built from this repo, with its own SERVICE and the PORT of supergraph.yaml', () => {
+    const svc = services[name];
+    expect(svc).toBeDefined();
+    expect(svc!.build).toBeDefined();
+    expect(env(name).SERVICE).toBe(name);
+    expect(env(name).PORT).toBe(routing[name]!.port);
+  });
+
+  test('has a health check on its /ready and waits for healthy Postgres, Kafka and Redis', () => {
+    const check = [services[name]!.healthcheck?.test ?? []].flat().join(' ');
+    expect(services[name]!.healthcheck?.disable).not.toBe(true);
+    expect(check).toContain('/ready');
+    for (const dep of ['postgres', 'kafka', 'redis']) expect(dependsOn(name)[dep]).toEqual({ condition: 'service_healthy' });
+  });
+
+  test('gets the shared secrets, its database server, the brokers and Redis', () => {
+    const e = env(name);
+    for (const key of ['NODE_ENV', 'INTERNAL_SECRET', 'JWT_SECRET', 'KAFKA_BROKERS', 'REDIS_URL']) expect(e[key]).toBeTruthy();
+    expect(e.POSTGRES_URL || e[`${envName(name)}_DATABASE_URL`]).toBeTruthy();
+  });
+});
+
+describe('gateway', () => {
+  test('is a service with SERVICE=gateway, a published port and a /ready health check', () => {
+    const e = env('gateway');
+    expect(services.gateway!.build).toBeDefined();
+    expect(e.SERVICE).toBe('gateway');
+    expect(services.gateway!.ports).toContain(`${e.PORT}:${e.PORT}`);
+    expect([services.gateway!.healthcheck?.test ?? []].flat().join(' ')).toContain('/ready');
+  });
+
+  test('routes to every subgraph by its service name and port (<NAME>_URL)', () => {
+    const e = env('gateway');
+    for (const name of names) {
+      const url = new URL(e[`${envName(name)}_URL`] ?? 'http://missing');
+      expect(`${name}: ${url.hostname}:${url.port}${url.pathname}`).toBe(`${name}: ${name}:${routing[name]!.port}${routing[name]!.pathname}`);
+    }
+  });
+
+  test('starts once every subgraph is healthy (and the infrastructure)', () => {
+    for (const dep of [...names, 'kafka', 'redis']) expect([dep, dependsOn('gateway')[dep]]).toEqual([dep, { condition: 'service_healthy' }]);
+  });
+
+  test('shares the secrets of the subgraphs', () => {
+    for (const name of names) {
+      expect(env('gateway').INTERNAL_SECRET).toBe(env(name).INTERNAL_SECRET);
+      expect(env('gateway').JWT_SECRET).toBe(env(name).JWT_SECRET);
+    }
+  });
+});
+
+test('every variable given to our services is one the configuration knows', () => {
+  const allowed = (key: string) =>
+    configKeys.has(key) || key === 'SERVICE' || names.some((n) => key === `${envName(n)}_URL` || key === `${envName(n)}_DATABASE_URL`);
+  const unknown = ownServices.flatMap((s) => Object.keys(env(s)).filter((k) => !allowed(k)).map((k) => `${s}: ${k}`));
+  expect(unknown).toEqual([]);
+  // …and every value is one the configuration accepts.
+  for (const s of ownServices) expect(() => readConfig(env(s))).not.toThrow();
+});
+
+test('Kafka runs in KRaft mode (apache/kafka), healthy-checked', () => {
+  const kafka = services.kafka!;
+  expect(kafka.image).toMatch(/^apache\/kafka:/);
+  expect(String(env('kafka').KAFKA_PROCESS_ROLES)).toContain('controller');
+  expect(env('kafka').KAFKA_CONTROLLER_QUORUM_VOTERS).toBeTruthy();
+  expect(kafka.healthcheck?.test).toBeDefined();
+  // The brokers our services use are the ones Kafka advertises inside the network.
+  const internal = env('kafka').KAFKA_ADVERTISED_LISTENERS!.split(',').map((l) => l.replace(/^[A-Z_]+:\/\//, ''));
+  for (const s of ownServices) for (const b of env(s).KAFKA_BROKERS!.split(',')) expect(internal).toContain(b);
+});
+
+test('Postgres creates a database per subgraph; Redis and Kafka UI are there, all healthy-checked', () => {
+  const pg = services.postgres!;
+  expect(pg.image).toMatch(/^postgres:/);
+  expect(pg.healthcheck?.test).toBeDefined();
+  expect(pg.volumes?.some((v) => v.startsWith('./docker/postgres-init.sql:/docker-entrypoint-initdb.d/'))).toBe(true);
+  const created = [...read('docker/postgres-init.sql').matchAll(/CREATE DATABASE\s+"?([a-z0-9_]+)"?/gi)].map((m) => m[1]);
+  for (const name of names) {
+    const prefix = env(name).DATABASE_PREFIX || 'crm_';
+    expect(created).toContain(`${prefix}${name.replace(/-/g, '_')}`);
+  }
+  expect(services.redis?.image).toMatch(/^redis:/);
+  expect(services.redis?.healthcheck?.test).toBeDefined();
+  expect(services['kafka-ui']?.image).toMatch(/kafka-ui/);
+  expect(services['kafka-ui']?.healthcheck?.test).toBeDefined();
+  expect(dependsOn('kafka-ui').kafka).toEqual({ condition: 'service_healthy' });
+});
+
+test('the Dockerfile is multi-stage, runs as a non-root user and starts the service named by SERVICE', () => {
+  const dockerfile = read('Dockerfile');
+  expect(dockerfile.match(/^FROM /gm)?.length).toBeGreaterThanOrEqual(2);
+  const users = [...dockerfile.matchAll(/^USER\s+(\S+)/gm)].map((m) => m[1]);
+  expect(users.length).toBeGreaterThan(0);
+  expect(['root', '0']).not.toContain(users.at(-1));
+  expect(dockerfile).toContain('run-subgraph.ts');
+  expect(dockerfile).toContain('gateway/src/main.ts');
+  expect(dockerfile).toMatch(/SERVICE/);
+  // every workspace's package.json reaches `npm ci` (else its dependencies are missing)
+  for (const name of names) expect(dockerfile).toContain(`COPY subgraphs/${name}/package.json`);
+});
