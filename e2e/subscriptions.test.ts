@@ -169,6 +169,38 @@ test('a missing, invalid or expired token is refused at connect (4401); a token 
   expect(ending.closed).toEqual({ code: 4401, reason: 'Token expired' });
 });
 
+test('the token may come in the upgrade request\'s Authorization header; two tokens of different users get 4403', async () => {
+  const a = await stack.user('SALES');
+  const b = await stack.user('SALES');
+  const withHeader = (token: string) =>
+    class extends WebSocket {
+      constructor(url: string, protocols?: string | string[]) {
+        super(url, protocols, { headers: { authorization: `Bearer ${token}` } });
+      }
+    };
+  const track = (client: Client, into: { closed?: { code: number; reason: string }; errors: unknown[] }) => {
+    client.on('closed', (e) => {
+      into.closed = { code: (e as { code: number }).code, reason: (e as { reason: string }).reason };
+    });
+    client.subscribe({ query: 'subscription { notificationAdded { id } }' }, { next: () => {}, error: (e) => into.errors.push(e), complete: () => {} });
+  };
+  const before = (await liveStats(stack.gatewayUrl)).subscriptions;
+  const headerOnly = { errors: [] as unknown[] } as { closed?: { code: number; reason: string }; errors: unknown[] };
+  const ok = createClient({ url: wsUrl(stack.gatewayUrl), webSocketImpl: withHeader(a.token), retryAttempts: 0, lazy: true });
+  clients.push(ok);
+  track(ok, headerOnly);
+  await registered(stack.gatewayUrl, before + 1);
+  expect(headerOnly.closed).toBeUndefined();
+
+  const conflicting = { errors: [] as unknown[] } as { closed?: { code: number; reason: string }; errors: unknown[] };
+  const bad = createClient({ url: wsUrl(stack.gatewayUrl), webSocketImpl: withHeader(a.token), retryAttempts: 0, lazy: true, connectionParams: { authorization: `Bearer ${b.token}` } });
+  clients.push(bad);
+  track(bad, conflicting);
+  await eventually(async () => conflicting.closed);
+  expect(conflicting.closed).toEqual({ code: 4403, reason: 'Conflicting credentials' });
+  await Promise.all([ok.dispose(), bad.dispose()]);
+});
+
 test('operations are validated against the API schema and limits', async () => {
   const u = await stack.user('SALES');
   const unknown = live(stack.gatewayUrl, u.token, 'subscription { notificationAdded { nope } }');
