@@ -11,6 +11,8 @@
 //   GATEWAYS=a,b    subset/order (default: ceiling,apollo-gateway,hive-gateway,
 //                   hive-gateway-router-runtime,crm; opt-in: hive-gateway-guild-config)
 //   PIN=0           do not pin with taskset
+//   QUIET_WAIT=S    before each gateway's load, wait up to S seconds until other
+//                   processes leave the gateway's CPU(s) (< 10% busy); default 0
 //   GATEWAY_PORT=4580, SUBGRAPH_BASE_PORT=4590 (subgraphs on +1..+4)
 //   RESULTS_DIR     default <repo>/bench/results
 //
@@ -41,6 +43,7 @@ const { composeSupergraph } = await import('./supergraph/compose.mjs');
 const DURATION = Number(process.env.DURATION ?? 30);
 const WARMUP = Number(process.env.WARMUP ?? 5);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 50);
+const QUIET_WAIT = Number(process.env.QUIET_WAIT ?? 0);
 const GATEWAY_PORT = Number(process.env.GATEWAY_PORT ?? 4580);
 const SUBGRAPH_BASE_PORT = Number(process.env.SUBGRAPH_BASE_PORT ?? 4590);
 const URL_ = `http://127.0.0.1:${GATEWAY_PORT}/graphql`;
@@ -206,6 +209,33 @@ function treeCpuSeconds(root) {
   }
   return ticks / CLK_TCK;
 }
+// Busy/total ticks of a set of CPUs from /proc/stat.
+function cpuTicks(cpus) {
+  let busy = 0, total = 0;
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const m = /^cpu(\d+)\s+(.*)$/.exec(line);
+    if (!m || !cpus.includes(Number(m[1]))) continue;
+    const v = m[2].trim().split(/\s+/).map(Number);
+    const idle = v[3] + (v[4] ?? 0);
+    const sum = v.slice(0, 8).reduce((a, b) => a + b, 0);
+    busy += sum - idle; total += sum;
+  }
+  return { busy, total };
+}
+// Waits (up to maxSec) until the gateway's CPUs are < 10% busy over 2 s while
+// the gateway is idle, i.e. other processes of the shared machine left them.
+async function waitQuiet(maxSec) {
+  const t0 = Date.now();
+  let busy = 100;
+  while ((Date.now() - t0) / 1000 < maxSec) {
+    const a = cpuTicks(GATEWAY_CPUS);
+    await sleep(2000);
+    const b = cpuTicks(GATEWAY_CPUS);
+    busy = Math.round(((b.busy - a.busy) / Math.max(1, b.total - a.total)) * 100);
+    if (busy < 10) return { quiet: true, busy, seconds: Math.round((Date.now() - t0) / 1000) };
+  }
+  return { quiet: false, busy, seconds: Math.round((Date.now() - t0) / 1000) };
+}
 function rssSampler(pid) {
   let peak = 0;
   const tick = () => { peak = Math.max(peak, treeRssBytes(pid)); };
@@ -343,6 +373,11 @@ for (const name of ORDER) {
     console.log(`   correct (${r.responseBytes} B, ${r.subgraphFetchesPerRequest} subgraph requests, up in ${r.startupMs} ms); idle RSS ${(treeRssBytes(child.pid) / 2 ** 20).toFixed(0)} MB`);
     r.idleRssBytes = treeRssBytes(child.pid);
 
+    if (QUIET_WAIT > 0 && HAS_TASKSET) {
+      const waited = await waitQuiet(QUIET_WAIT);
+      r.quietWaitSec = waited.seconds;
+      console.log(`   gateway CPU(s) ${waited.quiet ? 'quiet' : `still ${waited.busy}% busy`} after ${waited.seconds} s`);
+    }
     r.loadavgBefore = os.loadavg().map((x) => +x.toFixed(2));
     const sampler = rssSampler(child.pid);
     if (WARMUP > 0) {
@@ -350,12 +385,18 @@ for (const name of ORDER) {
       console.log(`   warm-up: ${w.requests.average.toFixed(0)} req/s`);
     }
     const cpu0 = treeCpuSeconds(child.pid);
+    const ticks0 = cpuTicks(GATEWAY_CPUS);
     const tStart = process.hrtime.bigint();
     const a = await load(DURATION);
     const wall = Number(process.hrtime.bigint() - tStart) / 1e9;
     const cpu1 = treeCpuSeconds(child.pid);
+    const ticks1 = cpuTicks(GATEWAY_CPUS);
     r.peakRssBytes = sampler.stop();
     r.gatewayCpuPercent = +(((cpu1 - cpu0) / wall) * 100).toFixed(0);
+    // CPU time other processes took on the gateway's CPUs (shared machine): busy
+    // time of those CPUs minus the gateway's own, as % of one CPU.
+    const busyPct = ((ticks1.busy - ticks0.busy) / CLK_TCK / wall) * 100;
+    r.otherCpuOnGatewayCpusPercent = HAS_TASKSET ? Math.max(0, +(busyPct - r.gatewayCpuPercent).toFixed(0)) : null;
     r.requestsPerSec = +a.requests.average.toFixed(1);
     r.requestsTotal = a.requests.total;
     r.latencyMs = { p50: a.latency.p50, p90: a.latency.p90, p99: a.latency.p99, avg: +a.latency.average.toFixed(2), max: a.latency.max };
@@ -368,7 +409,7 @@ for (const name of ORDER) {
     const post2 = await post(URL_, REQUEST_BODY);
     r.correctAfterLoad = post2.status === 200 && isDeepStrictEqual(JSON.parse(post2.text), expected);
     if (!r.correctAfterLoad) { r.status = 'incorrect-after-load'; r.note = 'response differed from the expected result after the load'; }
-    console.log(`   ${r.requestsPerSec} req/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, errors ${r.errors}, timeouts ${r.timeouts}, non-2xx ${r.non2xx}, peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MB, gateway CPU ${r.gatewayCpuPercent}%`);
+    console.log(`   ${r.requestsPerSec} req/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, errors ${r.errors}, timeouts ${r.timeouts}, non-2xx ${r.non2xx}, peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MB, gateway CPU ${r.gatewayCpuPercent}%, others on its CPU ${r.otherCpuOnGatewayCpusPercent ?? '?'}%`);
   } catch (err) {
     r.status = 'failed';
     r.note = String(err?.message ?? err);
@@ -415,17 +456,18 @@ lines.push(HAS_TASKSET
 lines.push('- Subgraphs: Node `node:http` + `@apollo/subgraph`, responses cached by request body (never the bottleneck)');
 lines.push('- Every gateway\'s response is checked deep-equal to the independently computed expected result before and after the load');
 lines.push('');
-lines.push(`| Gateway | Workers | req/s | vs crm | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | gateway CPU % | subgraph req per query | status |`);
-lines.push(`| :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | :-- |`);
+lines.push(`| Gateway | Workers | req/s | vs crm | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | gateway CPU % | others on its CPU % | subgraph req per query | status |`);
+lines.push(`| :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | :-- |`);
 for (const r of results) {
   if (r.status === 'ok' || r.status === 'incorrect-after-load') {
-    lines.push(`| ${r.name} | ${r.workers} | ${r.requestsPerSec} | ${ratio(r)} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.errors}${r.timeouts ? ` (${r.timeouts} timeouts)` : ''} | ${r.non2xx} | ${fmtMB(r.peakRssBytes)} | ${r.gatewayCpuPercent} | ${r.subgraphFetchesPerRequest} | ${r.status} |`);
+    lines.push(`| ${r.name} | ${r.workers} | ${r.requestsPerSec} | ${ratio(r)} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.errors}${r.timeouts ? ` (${r.timeouts} timeouts)` : ''} | ${r.non2xx} | ${fmtMB(r.peakRssBytes)} | ${r.gatewayCpuPercent} | ${r.otherCpuOnGatewayCpusPercent ?? '–'} | ${r.subgraphFetchesPerRequest} | ${r.status} |`);
   } else {
-    lines.push(`| ${r.name} | ${r.workers} | – | – | – | – | – | – | – | – | ${r.subgraphFetchesPerRequest ?? '–'} | ${r.status}: ${String(r.note ?? '').replace(/\|/g, '\\|')} |`);
+    const note = String(r.note ?? '').replace(/\s+/g, ' ').trim().slice(0, 200).replace(/\|/g, '\\|');
+    lines.push(`| ${r.name} | ${r.workers} | – | – | – | – | – | – | – | – | – | ${r.subgraphFetchesPerRequest ?? '–'} | ${r.status}: ${note} |`);
   }
 }
 lines.push('');
-lines.push('errors: socket errors and timeouts (60 s, as k6\'s default) counted by autocannon. gateway CPU %: CPU time of the gateway process tree during the measured window / wall time (100 = one full core). subgraph req per query: HTTP requests the subgraphs received for one query (Apollo\'s plan has ' + plan.fetches + ' fetches; Hive Gateway batches entity fetches).');
+lines.push('errors: socket errors and timeouts (60 s, as k6\'s default) counted by autocannon. gateway CPU %: CPU time of the gateway process tree during the measured window / wall time (100 = one full core). others on its CPU %: CPU time that other processes of the (shared) machine took on the gateway\'s pinned CPU(s) in that window; well above 0 means the figures are disturbed. subgraph req per query: HTTP requests the subgraphs received for one query (Apollo\'s plan has ' + plan.fetches + ' fetches; Hive Gateway batches entity fetches).');
 lines.push('');
 lines.push('"vs crm" is req/s relative to this repository\'s gateway (above 1 = faster than crm)' + (crm ? '.' : '; crm did not run, so there is no ratio.'));
 lines.push('');

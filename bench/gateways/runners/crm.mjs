@@ -31,10 +31,12 @@
 //
 //   config is built with `readConfig(process.env, overrides)` from @crm/kit
 //   when that package exports it, with NODE_ENV=production (like every other
-//   gateway in the benchmark), LOG_LEVEL=warn, throwaway 32+ char secrets and
+//   gateway in the benchmark), LOG_LEVEL=warn, throwaway 32+ char secrets,
 //   RATE_LIMIT_POINTS raised so the rate limiter does not turn the load test
-//   into 429s. Add or change any config variable with CRM_ENV_<NAME>=value
-//   (e.g. CRM_ENV_MAX_COST=100000). No Authorization header is ever sent.
+//   into 429s, and MAX_COST raised so the cost limit accepts the benchmark
+//   query (estimated cost ~350k). The limiter and cost estimate still run.
+//   Add or change any config variable with CRM_ENV_<NAME>=value (e.g.
+//   CRM_ENV_RATE_LIMIT_ENABLED=false). No Authorization header is ever sent.
 //
 // Modes:
 //   node runners/crm.mjs --probe   exit 0 if the gateway is importable and has
@@ -133,6 +135,9 @@ async function buildConfig(gw) {
     INTERNAL_SECRET: secret,
     JWT_SECRET: secret,
     RATE_LIMIT_POINTS: '1000000000',
+    // The benchmark query's estimated cost (~350k) is far above the default
+    // MAX_COST; the estimate is still computed on every request.
+    MAX_COST: '1000000000',
     PORT: String(port),
     HOST: host,
     SUPERGRAPH_PATH: process.env.SUPERGRAPH_FILE,
