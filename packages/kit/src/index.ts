@@ -19,3 +19,4 @@ export * from './events';
 export * from './batch';
 export * from './testing';
 export * from './cache';
+export * from './directories/customer-directory';

@@ -4,28 +4,14 @@
  * goes through the handler's `em` (the inbox transaction); follow-ups are staged with `emit`.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { EventData, EventHandlers, HandlerContext } from '@crm/kit';
+import { upsertCustomerRef, type EventHandlers, type HandlerContext } from '@crm/kit';
 import { ApprovalRequest, type ApprovalStatus } from './entities';
 import { approvalData } from './approvals';
 
 export const CANCEL_STEP = 'opportunity.cancel-requests';
 const RECENT_APPROVAL_DAYS = 30;
 
-type CustomerData = EventData<'customer.created'>;
 
-/**
- * Upserts a directory row. `deleted` null keeps the current flag. An event older than the row
- * (by occurredAt) changes nothing, so a late redelivery cannot roll the directory back.
- */
-async function upsertCustomerRef(em: EntityManager, data: CustomerData, occurredAt: string, deleted: boolean | null) {
-  await em.execute(
-    `INSERT INTO customer_refs (id, name, assigned_rep_id, deleted, updated_at) VALUES (?, ?, ?, ?, ?)
-     ON CONFLICT (id) DO UPDATE SET name = excluded.name, assigned_rep_id = excluded.assigned_rep_id,
-       deleted = ${deleted === null ? 'customer_refs.deleted' : 'excluded.deleted'}, updated_at = excluded.updated_at
-     WHERE customer_refs.updated_at <= excluded.updated_at`,
-    [data.customerId, data.name, data.assignedRepId, deleted ?? false, occurredAt],
-  );
-}
 
 interface RawRequest {
   id: string;
@@ -79,8 +65,8 @@ const plural = (n: number) => `${n} pending request${n === 1 ? '' : 's'} cancell
 
 export const handlers: EventHandlers = {
   'customer.created': async ({ event, em }) => upsertCustomerRef(em, event.data, event.occurredAt, false),
-  'customer.updated': async ({ event, em }) => upsertCustomerRef(em, event.data, event.occurredAt, null),
-  'customer.reassigned': async ({ event, em }) => upsertCustomerRef(em, event.data, event.occurredAt, null),
+  'customer.updated': async ({ event, em }) => upsertCustomerRef(em, event.data, event.occurredAt),
+  'customer.reassigned': async ({ event, em }) => upsertCustomerRef(em, event.data, event.occurredAt),
   'customer.restored': async ({ event, em }) => upsertCustomerRef(em, event.data, event.occurredAt, false),
 
   /** customer-deletion step 3: refuse if an APPROVED request was decided in the last 30 days, else cancel PENDING ones. */

@@ -3,26 +3,11 @@
  * onboarding and follow-up tasks, and take its steps in the deletion sagas. Every write goes
  * through the handler's `em` (the inbox transaction); follow-up events through `emit`.
  */
-import type { EntityManager } from '@mikro-orm/postgresql';
-import type { EventData, EventHandlers, HandlerContext } from '@crm/kit';
+import { upsertCustomerRef, type EventHandlers, type HandlerContext } from '@crm/kit';
 import { Meeting, OPEN_STATUSES, Task } from './entities';
 import { DAY_MS, newTask, taskEventData, transition } from './domain';
 
-type CustomerData = EventData<'customer.created'>;
 
-/**
- * Upserts the directory row from an event's customer snapshot. `deleted` undefined keeps the stored
- * flag. An older event never overwrites a newer one (updated_at = the event's occurredAt).
- */
-async function upsertCustomerRef(em: EntityManager, data: CustomerData, at: string, deleted: boolean | undefined): Promise<void> {
-  await em.execute(
-    `INSERT INTO customer_refs (id, name, assigned_rep_id, deleted, updated_at) VALUES (?, ?, ?, ?, ?)
-     ON CONFLICT (id) DO UPDATE SET name = excluded.name, assigned_rep_id = excluded.assigned_rep_id,
-       deleted = ${deleted === undefined ? 'customer_refs.deleted' : 'excluded.deleted'}, updated_at = excluded.updated_at
-     WHERE customer_refs.updated_at <= excluded.updated_at`,
-    [data.customerId, data.name, data.assignedRepId, deleted ?? false, at],
-  );
-}
 
 const plusDays = (iso: string, days: number) => new Date(new Date(iso).getTime() + days * DAY_MS);
 
@@ -43,10 +28,10 @@ export const handlers: EventHandlers = {
     emit('task.created', task.id, taskEventData(task));
   },
   'customer.updated': async ({ event, em }) => {
-    await upsertCustomerRef(em, event.data, event.occurredAt, undefined);
+    await upsertCustomerRef(em, event.data, event.occurredAt);
   },
   'customer.reassigned': async ({ event, em }) => {
-    await upsertCustomerRef(em, event.data, event.occurredAt, undefined);
+    await upsertCustomerRef(em, event.data, event.occurredAt);
   },
   'customer.deleted': async (ctx) => removeCustomerActivities(ctx),
   'customer.restored': async (ctx) => restoreCustomerActivities(ctx),
