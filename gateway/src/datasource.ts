@@ -7,6 +7,8 @@ import { signIdentity, type Identity } from '@crm/kit';
 
 export interface GatewayContext {
   identity: Identity | null;
+  /** Set on the gateway's own resolution of a subscription event for a subscriber (not a client request). */
+  liveSubscription?: boolean;
 }
 
 export class SignedDataSource extends RemoteGraphQLDataSource<GatewayContext> {

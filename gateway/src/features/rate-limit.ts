@@ -55,6 +55,9 @@ export function useRateLimits({ config, logger, redis }: FeatureOptions): Gatewa
     apolloPlugins: [
       {
         async requestDidStart({ contextValue }) {
+          // Subscription deliveries are the gateway's own work for an operation already validated
+          // and cost-checked when the client subscribed: they do not spend the subscriber's budget.
+          if (contextValue.liveSubscription) return {};
           const info = requestOf(contextValue);
           const key = contextValue.identity ? `u:${contextValue.identity.userId}` : `ip:${info?.ip ?? 'unknown'}`;
           const setHeader = (name: string, value: string) => {

@@ -20,7 +20,7 @@ export async function resolveEntity(
   const response = await deps.apollo.executeOperation(
     { query: op.query, variables: { ...op.variables, [ENTITY_ID_VAR]: entityId } },
     // `liveSubscription` marks internal resolutions, for plugins that treat them differently (e.g. rate limits).
-    { contextValue: Object.assign(await deps.contextFor(undefined, identity), { liveSubscription: true }) },
+    { contextValue: { ...(await deps.contextFor(undefined, identity)), liveSubscription: true } },
   );
   if (response.body.kind !== 'single') {
     return { errors: [new GraphQLError('Incremental delivery is not supported in subscriptions')] };
