@@ -63,8 +63,10 @@ test('log in, create and list customers, request an approval; the manager hears 
   expect(note.title).toContain('Typed discount');
   expect(errors).toEqual([]);
 
-  // Every operation went by hash alone: the gateway found each one in the generated manifest.
-  expect(client.stats).toEqual({ byHash: 4, withText: 0 });
+  // Every operation went by hash alone (a retried requestApproval counts again): the gateway found
+  // each one in the generated manifest and never needed the text.
+  expect(client.stats.withText).toBe(0);
+  expect(client.stats.byHash).toBeGreaterThanOrEqual(4);
 });
 
 test('the CLI logs in, lists and requests an approval', async () => {
