@@ -5,6 +5,8 @@
  * `window` to read the endpoints the Sandbox would open with.
  */
 import { runInNewContext } from 'node:vm';
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
 import { startTestStack, type TestStack } from '@crm/stack';
 
 const html = (url: string) => fetch(url, { headers: { accept: 'text/html' } });
@@ -48,6 +50,28 @@ describe('in development', () => {
     expect(config.runTelemetry).toBe(false);
     expect(config.initialState).toMatchObject({ includeCookies: false, pollForSchemaUpdates: true });
     expect(String((config.initialState as { document?: string }).document)).toContain('mutation Login');
+  });
+
+  test('the preset subscription endpoint is where graphql-ws answers', async () => {
+    const page = await (await html(stack.gatewayUrl)).text();
+    const { initialSubscriptionEndpoint } = sandboxConfig(page, stack.gatewayUrl);
+    const admin = await stack.admin();
+    const client = createClient({
+      url: String(initialSubscriptionEndpoint),
+      webSocketImpl: WebSocket,
+      lazy: false,
+      retryAttempts: 0,
+      connectionParams: { authorization: `Bearer ${admin.token}` },
+    });
+    try {
+      const acknowledged = await new Promise<boolean>((resolve) => {
+        client.on('connected', () => resolve(true));
+        client.on('closed', () => resolve(false));
+      });
+      expect(acknowledged).toBe(true);
+    } finally {
+      await client.dispose();
+    }
   });
 
   test('behind TLS the subscription endpoint is wss://', async () => {
