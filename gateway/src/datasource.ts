@@ -1,8 +1,17 @@
 /**
- * Every subgraph fetch carries the caller's identity, signed with INTERNAL_SECRET; subgraphs
- * refuse anything unsigned, so the gateway is the only door.
+ * How the gateway calls subgraphs. Every fetch carries the caller's identity, signed with
+ * INTERNAL_SECRET; subgraphs refuse anything unsigned, so the gateway is the only door.
+ *
+ * This replaces Apollo's RemoteGraphQLDataSource on the hot path (measured in bench/gateways):
+ * - one pooled keep-alive undici client per subgraph instead of node-fetch;
+ * - the signature is computed once per identity and reused while fresh, not per fetch;
+ * - identical query fetches in flight at once (same subgraph, document, variables and identity)
+ *   share one HTTP round trip; each caller parses its own copy of the body. Mutations never share.
  */
-import { RemoteGraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
+import type { GraphQLDataSource, GraphQLDataSourceProcessOptions } from '@apollo/gateway';
+import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
+import { GraphQLError } from 'graphql';
+import { Agent } from 'undici';
 import { signIdentity, type Identity } from '@crm/kit';
 
 export interface GatewayContext {
@@ -11,13 +20,86 @@ export interface GatewayContext {
   liveSubscription?: boolean;
 }
 
-export class SignedDataSource extends RemoteGraphQLDataSource<GatewayContext> {
-  constructor(url: string, private readonly secret: string) {
-    super({ url });
+const SIGNATURE_REUSE_MS = 60_000; // subgraphs accept signatures up to 300 s old
+
+interface SubgraphResponse {
+  status: number;
+  contentType: string;
+  body: string;
+}
+
+export interface SubgraphClientOptions {
+  secret: string;
+  /** Share identical in-flight query fetches (SUBGRAPH_DEDUPE). */
+  dedupe: boolean;
+  agent: Agent;
+}
+
+export function createSubgraphAgent(): Agent {
+  return new Agent({ connections: 128, pipelining: 1, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 60_000 });
+}
+
+export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
+  private readonly inFlight = new Map<string, Promise<SubgraphResponse>>();
+  private readonly signatures = new Map<string, { headers: Record<string, string>; at: number }>();
+
+  constructor(readonly url: string, private readonly options: SubgraphClientOptions) {}
+
+  async process({ request, context }: GraphQLDataSourceProcessOptions<GatewayContext>): Promise<GatewayGraphQLResponse> {
+    if (!request.query) throw new Error('Missing query');
+    const identity = (context as Partial<GatewayContext>).identity ?? null;
+    const body = JSON.stringify({ query: request.query, variables: request.variables, operationName: request.operationName });
+    const identityKey = identity ? `${identity.userId}|${identity.role}|${identity.email}` : '';
+    const shareable = this.options.dedupe && !/^\s*mutation\b/.test(request.query);
+    const key = shareable ? `${identityKey}\n${body}` : undefined;
+
+    let pending = key ? this.inFlight.get(key) : undefined;
+    if (!pending) {
+      pending = this.send(body, this.signed(identityKey, identity));
+      if (key) {
+        this.inFlight.set(key, pending);
+        void pending.finally(() => this.inFlight.delete(key)).catch(() => undefined);
+      }
+    }
+    return toGraphQLResponse(await pending);
   }
 
-  override willSendRequest({ request, context }: GraphQLDataSourceProcessOptions<GatewayContext>): void {
-    const headers = signIdentity((context as Partial<GatewayContext>).identity ?? null, this.secret);
-    for (const [name, value] of Object.entries(headers)) request.http?.headers.set(name, value);
+  private signed(key: string, identity: Identity | null): Record<string, string> {
+    const now = Date.now();
+    const cached = this.signatures.get(key);
+    if (cached && now - cached.at < SIGNATURE_REUSE_MS) return cached.headers;
+    const headers = signIdentity(identity, this.options.secret, now);
+    if (this.signatures.size > 10_000) this.signatures.clear();
+    this.signatures.set(key, { headers, at: now });
+    return headers;
   }
+
+  private async send(body: string, identityHeaders: Record<string, string>): Promise<SubgraphResponse> {
+    const res = await this.options.agent.request({
+      origin: new URL(this.url).origin,
+      path: new URL(this.url).pathname,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json', ...identityHeaders },
+      body,
+    });
+    const text = await res.body.text();
+    const contentType = String(res.headers['content-type'] ?? '');
+    return { status: res.statusCode, contentType, body: text };
+  }
+}
+
+function toGraphQLResponse(res: SubgraphResponse): GatewayGraphQLResponse {
+  let parsed: unknown;
+  if (res.contentType.startsWith('application/json') || res.contentType.startsWith('application/graphql-response+json')) {
+    try {
+      parsed = JSON.parse(res.body);
+    } catch {
+      parsed = undefined;
+    }
+  }
+  // A subgraph's own GraphQL errors (also on 4xx, e.g. a refused signature) pass through with their codes.
+  if (typeof parsed === 'object' && parsed !== null && ('data' in parsed || 'errors' in parsed)) return parsed as GatewayGraphQLResponse;
+  throw new GraphQLError(`${res.status}: subgraph answered without a GraphQL response`, {
+    extensions: { code: res.status === 401 ? 'UNAUTHENTICATED' : res.status === 403 ? 'FORBIDDEN' : 'INTERNAL_SERVER_ERROR' },
+  });
 }

@@ -13,7 +13,7 @@ import {
   type EventBus, type Logger, type PlatformConfig,
 } from '@crm/kit';
 import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
-import { SignedDataSource, type GatewayContext } from './datasource';
+import { createSubgraphAgent, SubgraphClient, type GatewayContext } from './datasource';
 import { subgraphUrls } from './compose';
 import { gatewayFeatures } from './features';
 import { bindRequest } from './request-info';
@@ -44,9 +44,10 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   let currentSdl = '';
   let watcher: FSWatcher | undefined;
 
+  const subgraphAgent = createSubgraphAgent();
   const gateway = new ApolloGateway({
     logger,
-    buildService: ({ url }) => new SignedDataSource(url ?? '', config.INTERNAL_SECRET),
+    buildService: ({ url }) => new SubgraphClient(url ?? '', { secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent }),
     supergraphSdl: async ({ update }) => {
       if (options.supergraphSdl) {
         currentSdl = options.supergraphSdl;
@@ -133,6 +134,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
       for (const f of [...features].reverse()) await f.stop?.();
       await closeServer(server);
       await apollo.stop();
+      await subgraphAgent.close();
       redis?.disconnect();
     },
   };

@@ -8,6 +8,12 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
   .optional()
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
+/** A boolean variable with a default when unset or empty. */
+const flag = (dflt: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+    .optional()
+    .transform((v) => (v === undefined || v === '' ? dflt : v === 'true' || v === '1' || v === 'yes'));
 const optionalString = z
   .string()
   .optional()
@@ -69,6 +75,8 @@ const envSchema = z.object({
   CORS_ORIGINS: list,
   INTROSPECTION: optionalString,
   SANDBOX: optionalString,
+  /** Share identical in-flight subgraph query fetches (same document, variables and identity). */
+  SUBGRAPH_DEDUPE: flag(true),
   MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
   OUTBOX_POLL_MS: z.coerce.number().int().min(10).default(500),
   DUE_SOON_INTERVAL_MS: z.coerce.number().int().min(100).default(60_000),
