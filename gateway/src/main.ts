@@ -1,11 +1,21 @@
-/** The gateway on its own (containers, real services): serves SUPERGRAPH_PATH on PORT. */
-import { readConfig } from '@crm/kit';
+/**
+ * The gateway on its own (containers, real services): serves SUPERGRAPH_PATH on PORT, with the
+ * event bus (Kafka when KAFKA_BROKERS is set) for live subscriptions and the deleted-user denylist.
+ */
+import { ALL_TOPICS, createBus, createLogger, readConfig } from '@crm/kit';
 import { startGateway } from './server';
 
 async function main() {
   const config = readConfig();
-  const gateway = await startGateway({ config });
-  const shutdown = () => void gateway.stop().then(() => process.exit(0));
+  const logger = createLogger('gateway', config.LOG_LEVEL);
+  const bus = createBus(config, 'crm-gateway', logger);
+  await bus.ensureTopics(ALL_TOPICS);
+  const gateway = await startGateway({ config, bus, logger });
+  const shutdown = () =>
+    void gateway
+      .stop()
+      .then(() => bus.close())
+      .then(() => process.exit(0));
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
 }
