@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
-import { readConfig, type PlatformConfig, type Role } from '@crm/kit';
+import { readConfig, signIdentity, type Identity, type PlatformConfig, type Role } from '@crm/kit';
 import { startStack, type Stack, type StackOptions } from './start-stack';
 
 export const ADMIN = { email: 'admin@test.local', password: 'admin-password-123' };
@@ -28,6 +28,10 @@ export interface TestUser {
 
 export interface TestStack extends Stack {
   gql<T = any>(query: string, variables?: Record<string, unknown>, token?: string): Promise<GraphQLResult<T>>;
+  /** A request straight to one subgraph, signed as the gateway would sign `identity` (IDOR and `_entities` tests). */
+  signed<T = any>(subgraph: string, identity: Identity | null, query: string, variables?: Record<string, unknown>): Promise<GraphQLResult<T>>;
+  /** Raw SQL on one subgraph's own database, for assertions. */
+  sql<T = Record<string, unknown>>(subgraph: string, query: string, params?: unknown[]): Promise<T[]>;
   admin(): Promise<TestUser>;
   /** Registers a new user and, for roles other than SALES, has the admin grant the role. */
   user(role?: Role, name?: string): Promise<TestUser>;
@@ -58,20 +62,25 @@ export function testConfig(id: string, env: Record<string, string> = {}): Platfo
   });
 }
 
-export async function gqlRequest<T = any>(url: string, query: string, variables?: Record<string, unknown>, token?: string): Promise<GraphQLResult<T>> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify({ query, variables }),
-  });
+export function gqlRequest<T = any>(url: string, query: string, variables?: Record<string, unknown>, token?: string): Promise<GraphQLResult<T>> {
+  return postJson<T>(url, { query, variables }, token ? { authorization: `Bearer ${token}` } : {});
+}
+
+/** The first error's extensions.code of a result. */
+export const errorCode = (r: { errors?: { extensions?: { code?: string } }[] }) => r.errors?.[0]?.extensions?.code;
+/** The identity the gateway would forward for a test user. */
+export const identityOf = (u: Pick<TestUser, 'id' | 'role' | 'email'>): Identity => ({ userId: u.id, role: u.role, email: u.email });
+
+async function postJson<T>(url: string, body: unknown, headers: Record<string, string>): Promise<GraphQLResult<T>> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
   const text = await res.text();
-  let body: { data?: T; errors?: GraphQLResult['errors'] } = {};
+  let parsed: { data?: T; errors?: GraphQLResult['errors'] } = {};
   try {
-    body = JSON.parse(text);
+    parsed = JSON.parse(text);
   } catch {
-    body = { errors: [{ message: text }] };
+    parsed = { errors: [{ message: text }] };
   }
-  return { status: res.status, headers: res.headers, ...body };
+  return { status: res.status, headers: res.headers, ...parsed };
 }
 
 const LOGIN = `mutation($email: String!, $password: String!) { login(email: $email, password: $password) { accessToken refreshToken user { id role } } }`;
@@ -99,6 +108,9 @@ function decorate(stack: Stack, config: PlatformConfig): TestStack {
   return {
     ...stack,
     gql,
+    signed: (subgraph, identity, query, variables) =>
+      postJson(stack.subgraphs[subgraph]!.url, { query, variables }, signIdentity(identity, config.INTERNAL_SECRET)),
+    sql: async (subgraph, query, params = []) => (await stack.subgraphs[subgraph]!.fork().getConnection().execute(query, params)) as never,
     admin: () => (adminUser ??= login(ADMIN.email, ADMIN.password, 'ADMIN')),
     async user(role: Role = 'SALES', name?: string) {
       counter += 1;

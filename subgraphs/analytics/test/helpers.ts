@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import {
-  EVENTS, buildEnvelope, eventually as kitEventually, signIdentity, type Envelope, type EventData, type EventType, type Identity,
+  EVENTS, buildEnvelope, eventually as kitEventually, type Envelope, type EventData, type EventType, type Identity,
 } from '@crm/kit';
 import { gqlRequest, type TestStack, type TestUser } from '@crm/stack';
 
-export const code = (r: { errors?: { extensions?: { code?: string } }[] }) => r.errors?.[0]?.extensions?.code;
+export { errorCode as code, identityOf } from '@crm/stack';
 
 const SOURCES: Record<string, string> = {
   'user.events': 'auth',
@@ -46,9 +46,7 @@ export function publisher(stack: TestStack) {
 }
 
 /** Runs SQL on the analytics database (test-side inspection only). */
-export async function sql<T = Record<string, unknown>>(stack: TestStack, query: string, params: unknown[] = []): Promise<T[]> {
-  return stack.subgraphs.analytics!.fork().getConnection().execute(query, params) as Promise<T[]>;
-}
+export const sql = <T = Record<string, unknown>>(stack: TestStack, query: string, params: unknown[] = []) => stack.sql<T>('analytics', query, params);
 
 /** Waits until analytics' user directory knows these users with their current role. */
 export async function directoryKnows(stack: TestStack, ...users: TestUser[]) {
@@ -67,17 +65,9 @@ export async function consumed(stack: TestStack, ...events: Envelope[]) {
 }
 
 /** A request straight to the analytics subgraph, signed as the gateway would sign it. */
-export async function direct(stack: TestStack, identity: Identity | null, query: string, variables?: Record<string, unknown>) {
-  const headers = signIdentity(identity, stack.config.INTERNAL_SECRET);
-  const res = await fetch(stack.subgraphs.analytics!.url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify({ query, variables }),
-  });
-  return (await res.json()) as { data?: any; errors?: { message: string; extensions?: { code?: string } }[] };
-}
+export const direct = (stack: TestStack, identity: Identity | null, query: string, variables?: Record<string, unknown>) =>
+  stack.signed('analytics', identity, query, variables);
 
-export const identityOf = (u: TestUser): Identity => ({ userId: u.id, role: u.role, email: u.email });
 
 export const MY_NOTIFICATIONS = `query($unreadOnly: Boolean, $first: Int, $after: String) {
   myNotifications(unreadOnly: $unreadOnly, first: $first, after: $after) {

@@ -1,7 +1,7 @@
-import { eventually, signIdentity, type Identity } from '@crm/kit';
+import { eventually, type Identity } from '@crm/kit';
 import type { GraphQLResult, TestStack, TestUser } from '@crm/stack';
 
-export const code = (r: { errors?: { extensions?: { code?: string } }[] }) => r.errors?.[0]?.extensions?.code;
+export { errorCode as code, identityOf } from '@crm/stack';
 export const field = (r: { errors?: { extensions?: Record<string, unknown> }[] }) => r.errors?.[0]?.extensions?.field;
 
 export const CUSTOMER_FIELDS = 'id name email phone industry size investmentProfile riskTolerance createdAt updatedAt assignedRep { id }';
@@ -35,40 +35,12 @@ export function createFor(user: TestUser, repId: string, input: Record<string, u
 }
 
 /** A GraphQL request straight to a subgraph, signed as the gateway would sign `identity`. */
-export async function signedCall(stack: TestStack, subgraph: string, identity: Identity, query: string, variables?: Record<string, unknown>) {
-  const res = await fetch(stack.subgraphs[subgraph]!.url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...signIdentity(identity, stack.config.INTERNAL_SECRET) },
-    body: JSON.stringify({ query, variables }),
-  });
-  return (await res.json()) as GraphQLResult;
-}
+export const signedCall = (stack: TestStack, subgraph: string, identity: Identity, query: string, variables?: Record<string, unknown>) =>
+  stack.signed(subgraph, identity, query, variables);
 
-export const identityOf = (u: TestUser): Identity => ({ userId: u.id, role: u.role, email: u.email });
-
-/** SQL the outbox relay and the event consumers send on their own timers, not on behalf of a query. */
-const BACKGROUND = /\b(outbox|inbox|pg_try_advisory_xact_lock)\b|^\s*(begin|commit|rollback|savepoint|release)\b/i;
-
-/**
- * Statements `subgraphs` send while `run` runs, leaving out the relay's and consumers' background
- * polling (which db.statementCount() also counts, at its own pace).
- */
+/** Statements each of `subgraphs` sends on behalf of `run` (the kit leaves background work out of statementCount()). */
 export async function countStatements<K extends string>(stack: TestStack, subgraphs: K[], run: () => Promise<void>): Promise<Record<K, number>> {
-  const counts = {} as Record<K, number>;
-  const detach: (() => void)[] = [];
-  for (const name of subgraphs) {
-    counts[name] = 0;
-    const knex = stack.subgraphs[name]!.db.orm.em.getConnection().getKnex();
-    const listener = (q: { sql?: string }) => {
-      if (!BACKGROUND.test(q.sql ?? '')) counts[name] += 1;
-    };
-    knex.on('query', listener);
-    detach.push(() => knex.removeListener('query', listener));
-  }
-  try {
-    await run();
-  } finally {
-    for (const d of detach) d();
-  }
-  return counts;
+  const before = subgraphs.map((name) => stack.subgraphs[name]!.db.statementCount());
+  await run();
+  return Object.fromEntries(subgraphs.map((name, i) => [name, stack.subgraphs[name]!.db.statementCount() - before[i]!])) as Record<K, number>;
 }

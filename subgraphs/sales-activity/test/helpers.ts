@@ -1,14 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { buildEnvelope, eventually, signIdentity, type EventData, type Identity } from '@crm/kit';
-import type { TestStack, TestUser } from '@crm/stack';
+import { buildEnvelope, eventually, type EventData, type Identity } from '@crm/kit';
+import type { TestStack } from '@crm/stack';
 
 export const SA = 'sales-activity';
-export const code = (r: { errors?: { extensions?: { code?: string } }[] }) => r.errors?.[0]?.extensions?.code;
+export { errorCode as code, identityOf } from '@crm/stack';
 
 /** Raw SQL on the sales-activity database (reads for assertions only). */
-export async function sql<T = Record<string, unknown>>(stack: TestStack, query: string, params: unknown[] = []): Promise<T[]> {
-  return (await stack.subgraphs[SA]!.db.orm.em.fork().getConnection().execute(query, params)) as T[];
-}
+export const sql = <T = Record<string, unknown>>(stack: TestStack, query: string, params: unknown[] = []) => stack.sql<T>(SA, query, params);
 
 type CustomerEvent = 'customer.created' | 'customer.updated' | 'customer.reassigned' | 'customer.deleted' | 'customer.restored';
 
@@ -32,17 +30,9 @@ export async function seedCustomer(stack: TestStack, name: string, repId: string
   return data.customerId;
 }
 
-export const identityOf = (u: TestUser): Identity => ({ userId: u.id, role: u.role, email: u.email });
 
 /** A request straight to the sales-activity subgraph, signed as the gateway would sign it. */
-export async function direct(stack: TestStack, who: Identity, query: string, variables: Record<string, unknown> = {}) {
-  const res = await fetch(stack.subgraphs[SA]!.url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...signIdentity(who, stack.config.INTERNAL_SECRET) },
-    body: JSON.stringify({ query, variables }),
-  });
-  return (await res.json()) as { data?: any; errors?: { message: string; extensions?: { code?: string } }[] };
-}
+export const direct = (stack: TestStack, who: Identity, query: string, variables: Record<string, unknown> = {}) => stack.signed(SA, who, query, variables);
 
 export const TASK_FIELDS = 'id title description status priority dueAt completedAt createdAt customer { id } assignee { id }';
 export const CREATE_TASK = `mutation($input: CreateTaskInput!) { createTask(input: $input) { ${TASK_FIELDS} } }`;
