@@ -1,0 +1,403 @@
+/**
+ * Benchmark 2: the CRM itself, through the gateway, against real Postgres, Kafka and Redis.
+ *
+ *   npm run bench:crm                                  # defaults below
+ *   DURATION=5 WARMUP=2 CONNECTIONS=20 npm run bench:crm   # short run
+ *   node --cpu-prof --cpu-prof-dir=.tmp/prof --import tsx bench/crm.ts   # profile (SCENARIOS=customers)
+ *
+ * 1. Starts the whole platform in this process (startTestStack: throwaway databases t<id>_*, Kafka
+ *    namespace t<id>., Redis keys under it; all dropped / deleted at the end) with production settings:
+ *    NODE_ENV=production (errors masked, no introspection/Sandbox/suggestions, graphql-js production
+ *    mode), random 32+ char secrets, LOG_LEVEL=warn, OUTBOX_POLL_MS 500 (the default), and
+ *    RATE_LIMIT_ENABLED=false (the per-user budget of 100 points / 15 min would refuse the load).
+ * 2. Users through the API (ADMIN, MANAGERS managers, REPS SALES reps), then SEED_CUSTOMERS customers
+ *    with meetings, tasks and approval requests by bulk SQL into each subgraph's own database plus
+ *    the projections its events would have produced (customer_refs in sales-activity and
+ *    opportunity; customer/meeting/task/approval facts in analytics, report versions bumped), and a
+ *    row-count consistency check across the databases (bench/crm/seed.ts).
+ * 3. autocannon in a child process (bench/crm/load.mjs): WARMUP s, then DURATION s at CONNECTIONS
+ *    for login, the customer list, the dashboard and createCustomer.
+ * 4. Saga completion time (SAGAS deleteCustomer sagas, polled every 20 ms) and event-to-subscriber
+ *    latency (SUB_N graphql-ws subscribers, SUB_EVENTS events, as bench/subscriptions.ts).
+ * Writes bench/results/crm.md and crm.json (RESULTS_DIR). Not part of `npm test`.
+ */
+import { execSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestStack, TestUser } from '@crm/stack';
+
+const DEFAULT_SERVICES = {
+  POSTGRES_URL: 'postgresql://postgres@127.0.0.1:5432/postgres',
+  KAFKA_BROKERS: '127.0.0.1:9092',
+  REDIS_URL: 'redis://127.0.0.1:6379',
+};
+for (const [k, v] of Object.entries(DEFAULT_SERVICES)) {
+  if (!process.env[k]) {
+    process.env[k] = v;
+    console.log(`${k} not set: using ${v}`);
+  }
+}
+// Before anything imports graphql-js / Apollo: their production code paths.
+process.env.NODE_ENV = 'production';
+
+const num = (name: string, dflt: number) => (process.env[name] ? Number(process.env[name]) : dflt);
+const DURATION = num('DURATION', 20);
+const WARMUP = num('WARMUP', 5);
+const CONNECTIONS = num('CONNECTIONS', 20);
+const SEED_CUSTOMERS = num('SEED_CUSTOMERS', 10_000);
+const REPS = num('REPS', 20);
+const MANAGERS = num('MANAGERS', 5);
+const SAGAS = num('SAGAS', 20);
+const SUB_N = num('SUB_N', 50);
+const SUB_EVENTS = num('SUB_EVENTS', 5);
+const SCENARIOS = (process.env.SCENARIOS ?? 'login,customers,dashboard,createCustomer,saga,subscriptions').split(',');
+const RESULTS_DIR = process.env.RESULTS_DIR ?? join(__dirname, 'results');
+const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'warn';
+
+const CUSTOMERS_QUERY = `query CustomerList { customers(first: 50) { edges { node { id name assignedRep { name } meetings { totalCount } tasks { edges { node { title } } } approvalRequests { status } } } } }`;
+const DASHBOARD_QUERY = `query Dashboard($from: DateTime!, $to: DateTime!) {
+  salesSummary(from: $from, to: $to) { customersCreated meetingsHeld tasksCreated tasksCompleted approvalsRequested approvalsApproved approvedAmount }
+  customerStats { total unassigned bySize { key count } byInvestmentProfile { key count } }
+  approvalStats { pending approved rejected recalled cancelled meanDecisionSeconds }
+  taskCompletionRate { total completed rate }
+}`;
+const LOGIN = `mutation Login($email: String!, $password: String!) { login(email: $email, password: $password) { accessToken } }`;
+const CREATE = `mutation Create($input: CreateCustomerInput!) { createCustomer(input: $input) { id name } }`;
+
+/** The predecessor's targets (seconds → ms) and the goal (p99 < 25 ms for list and dashboard). */
+const TARGETS: Record<string, { target: number; goal?: number }> = {
+  login: { target: 100 },
+  customers: { target: 200, goal: 25 },
+  dashboard: { target: 500, goal: 25 },
+  createCustomer: { target: NaN },
+};
+
+type Load = {
+  requests: number; rps: number; latency: { p50: number; p90: number; p99: number; max: number; mean: number };
+  errors: number; timeouts: number; non2xx: number; gqlErrors: number; sampleError: string | null; duration: number;
+};
+type Dist = { n: number; p50: number; p99: number; max: number };
+
+const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
+const dist = (values: number[]): Dist => {
+  const s = [...values].sort((a, b) => a - b);
+  return { n: s.length, p50: pct(s, 50), p99: pct(s, 99), max: s[s.length - 1] ?? NaN };
+};
+const ms = (v: number) => (Number.isFinite(v) ? `${v.toFixed(1)} ms` : '–');
+const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
+const uptime = () => loadavg().map((l) => Number(l.toFixed(2)));
+
+async function runLoad(url: string, entries: { body: string; authorization?: string }[], connections = CONNECTIONS): Promise<Load> {
+  const dir = mkdtempSync(join(tmpdir(), 'crm-bench-'));
+  const spec = join(dir, 'spec.json');
+  writeFileSync(spec, JSON.stringify({ url, connections, duration: DURATION, warmup: WARMUP, entries }));
+  try {
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn(process.execPath, [join(__dirname, 'crm', 'load.mjs'), spec], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        // The load generator is not profiled even when this process is.
+        env: { ...process.env, NODE_OPTIONS: '' },
+      });
+      let text = '';
+      child.stdout.on('data', (d) => (text += d));
+      child.on('error', reject);
+      child.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`load generator exited with ${code}`))));
+    });
+    return (JSON.parse(out.trim().split('\n').pop()!) as { measured: Load }).measured;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main() {
+  const started = new Date();
+  const loadBefore = uptime();
+  console.log(`load average before: ${loadBefore.join(' / ')}`);
+  const { startTestStack } = await import('@crm/stack');
+  const { eventually } = await import('@crm/kit');
+  const { seedBulk, checkConsistency } = await import('./crm/seed');
+
+  const t0 = performance.now();
+  const stack: TestStack = await startTestStack({
+    env: {
+      NODE_ENV: 'production',
+      JWT_SECRET: randomBytes(32).toString('hex'),
+      INTERNAL_SECRET: randomBytes(32).toString('hex'),
+      LOG_LEVEL,
+      RATE_LIMIT_ENABLED: 'false',
+      OUTBOX_POLL_MS: '500',
+      ACCESS_TOKEN_TTL_SECONDS: '7200',
+    },
+  });
+  console.log(`stack up in ${((performance.now() - t0) / 1000).toFixed(1)} s (${stack.bus.kind}, prefix ${stack.config.DATABASE_PREFIX}) at ${stack.gatewayUrl}`);
+  const results: Record<string, unknown> = {};
+  try {
+    // ------------------------------------------------------------------ users (through the API)
+    const admin = await stack.admin();
+    const managers: TestUser[] = [];
+    for (let i = 0; i < MANAGERS; i++) managers.push(await stack.user('MANAGER', `Manager ${i + 1}`));
+    const reps: TestUser[] = [];
+    for (let i = 0; i < REPS; i++) reps.push(await stack.user('SALES', `Rep ${String(i + 1).padStart(2, '0')}`));
+    // The reps' user.created events must have reached customer (rep directory) and analytics.
+    const customerDb = stack.subgraphs.customer!.fork();
+    await eventually(async () => {
+      const [row] = await customerDb.getConnection().execute<{ n: number }[]>('SELECT count(*)::int AS n FROM reps');
+      return row!.n >= REPS + MANAGERS + 1;
+    }, { timeoutMs: 60_000, intervalMs: 200 });
+
+    // ------------------------------------------------------------------ bulk seed
+    const ts = performance.now();
+    const seeded = await seedBulk(stack, { customers: SEED_CUSTOMERS, reps: reps.map((r) => r.id), managers: managers.map((m) => m.id) });
+    const seedSeconds = (performance.now() - ts) / 1000;
+    console.log(`seeded in ${seedSeconds.toFixed(1)} s: ${JSON.stringify(seeded)}`);
+    const consistency = await checkConsistency(stack);
+    if (!consistency.ok) throw new Error(`projections inconsistent after the seed: ${JSON.stringify(consistency)}`);
+    const manager = managers[0]!;
+    // Sanity: the list sees nested data, the dashboard sees the seed.
+    const list = await manager.gql(CUSTOMERS_QUERY);
+    if (list.errors || list.data.customers.edges.length !== 50) throw new Error(`customer list: ${JSON.stringify(list.errors ?? list.data)}`);
+    const nested = list.data.customers.edges.map((e: any) => e.node);
+    const sanity = {
+      withRep: nested.filter((c: any) => c.assignedRep?.name).length,
+      meetings: nested.reduce((a: number, c: any) => a + c.meetings.totalCount, 0),
+      tasks: nested.reduce((a: number, c: any) => a + c.tasks.edges.length, 0),
+      approvals: nested.reduce((a: number, c: any) => a + c.approvalRequests.length, 0),
+    };
+    const to = new Date();
+    const from = new Date(to.getTime() - 30 * 86_400_000);
+    const dashVars = { from: from.toISOString(), to: to.toISOString() };
+    const dash = await manager.gql(DASHBOARD_QUERY, dashVars);
+    if (dash.errors || dash.data.customerStats.total !== SEED_CUSTOMERS) throw new Error(`dashboard: ${JSON.stringify(dash.errors ?? dash.data)}`);
+    console.log(`first page of 50: ${JSON.stringify(sanity)}; customerStats.total ${dash.data.customerStats.total}`);
+
+    // ------------------------------------------------------------------ load
+    const url = stack.gatewayUrl;
+    const bearer = (u: TestUser) => `Bearer ${u.token}`;
+    const loads: Record<string, Load> = {};
+    const scenario = async (name: string, entries: { body: string; authorization?: string }[]) => {
+      if (!SCENARIOS.includes(name)) return;
+      const before = uptime();
+      console.log(`${name}: ${WARMUP} s warm-up + ${DURATION} s at ${CONNECTIONS} connections (load ${before.join(' / ')})…`);
+      const r = await runLoad(url, entries);
+      loads[name] = { ...r, loadavgBefore: before } as Load;
+      console.log(`  ${r.rps.toFixed(0)} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, errors ${r.errors}, non-2xx ${r.non2xx}, GraphQL errors ${r.gqlErrors}${r.sampleError ? ` (${r.sampleError})` : ''}`);
+    };
+    await scenario('login', reps.map((r) => ({ body: JSON.stringify({ query: LOGIN, variables: { email: r.email, password: 'password-1234' } }) })));
+    await scenario('customers', managers.map((m) => ({ body: JSON.stringify({ query: CUSTOMERS_QUERY }), authorization: bearer(m) })));
+    await scenario('dashboard', managers.map((m) => ({ body: JSON.stringify({ query: DASHBOARD_QUERY, variables: dashVars }), authorization: bearer(m) })));
+    await scenario('createCustomer', reps.map((r, i) => ({
+      body: JSON.stringify({ query: CREATE, variables: { input: { name: `Bench Load __N__`, email: `load__N__@bench.example`, size: ['SMALL', 'MEDIUM', 'LARGE', 'ENTERPRISE'][i % 4], investmentProfile: 'MODERATE' } } }),
+      authorization: bearer(r),
+    })));
+    results.loads = loads;
+
+    // Event-driven projections catch up with the createCustomer load.
+    if (loads.createCustomer) {
+      const tc = performance.now();
+      const c = await eventually(async () => {
+        const r = await checkConsistency(stack);
+        return r.ok ? r : undefined;
+      }, { timeoutMs: 300_000, intervalMs: 500 }).catch(async () => checkConsistency(stack));
+      results.projectionCatchUp = { seconds: Number(((performance.now() - tc) / 1000).toFixed(1)), consistent: c.ok, counts: c.counts };
+      console.log(`projections after the createCustomer load: ${JSON.stringify(results.projectionCatchUp)}`);
+    }
+
+    // ------------------------------------------------------------------ sagas
+    if (SCENARIOS.includes('saga')) {
+      const targets: string[] = [];
+      for (let i = 0; i < SAGAS; i++) {
+        const rep = reps[i % reps.length]!;
+        const c = await rep.gql(CREATE, { input: { name: `Saga Co ${i}` } });
+        const id = c.data?.createCustomer?.id as string;
+        if (!id) throw new Error(`createCustomer: ${JSON.stringify(c.errors)}`);
+        await eventually(async () => (await rep.gql(`mutation($input: RecordMeetingInput!) { recordMeeting(input: $input) { id } }`, { input: { customerId: id, startsAt: new Date().toISOString(), summary: 'Intro' } })).data?.recordMeeting, { timeoutMs: 30_000, intervalMs: 100 });
+        await eventually(async () => (await rep.gql(`mutation($input: CreateTaskInput!) { createTask(input: $input) { id } }`, { input: { customerId: id, title: 'Follow up' } })).data?.createTask, { timeoutMs: 30_000, intervalMs: 100 });
+        targets.push(id);
+      }
+      await sleep(1000);
+      const times: number[] = [];
+      const outcomes: Record<string, number> = {};
+      for (const id of targets) {
+        const t = performance.now();
+        const d = await manager.gql(`mutation($id: ID!) { deleteCustomer(id: $id) { id } }`, { id });
+        const sagaId = d.data?.deleteCustomer?.id as string;
+        if (!sagaId) throw new Error(`deleteCustomer: ${JSON.stringify(d.errors)}`);
+        let status = 'RUNNING';
+        while (performance.now() - t < 60_000) {
+          const s = await manager.gql(`query($id: ID!) { saga(id: $id) { status } }`, { id: sagaId });
+          status = s.data?.saga?.status ?? 'RUNNING';
+          if (status !== 'RUNNING') break;
+          await sleep(20);
+        }
+        outcomes[status] = (outcomes[status] ?? 0) + 1;
+        if (status === 'COMPLETED') times.push(performance.now() - t);
+      }
+      results.saga = { ...dist(times), outcomes };
+      console.log(`sagas: ${JSON.stringify(results.saga)}`);
+    }
+
+    // ------------------------------------------------------------------ subscriptions
+    if (SCENARIOS.includes('subscriptions')) results.subscriptions = await subscriptions(stack, admin, manager, reps[0]!, eventually);
+
+    // ------------------------------------------------------------------ report
+    const cpu = cpus();
+    const machine = {
+      nproc: Number(execSync('nproc').toString().trim()) || cpu.length,
+      cpu: cpu[0]?.model ?? 'unknown',
+      node: process.version,
+      loadavgBefore: loadBefore,
+      loadavgAtEnd: uptime(),
+    };
+    const run = {
+      date: started.toISOString(),
+      mode: `${stack.bus.kind === 'kafka' ? 'Kafka' : 'in-process bus'} + Postgres + ${stack.config.REDIS_URL ? 'Redis' : 'memory cache'}`,
+      settings: { DURATION, WARMUP, CONNECTIONS, SEED_CUSTOMERS, REPS, MANAGERS, SAGAS, SUB_N, SUB_EVENTS, NODE_ENV: 'production', RATE_LIMIT_ENABLED: false, LOG_LEVEL, OUTBOX_POLL_MS: 500 },
+      machine,
+      seed: { ...seeded, seconds: Number(seedSeconds.toFixed(1)), firstPage: sanity, consistency: consistency.counts },
+      ...results,
+    };
+    mkdirSync(RESULTS_DIR, { recursive: true });
+    if (process.env.NO_REPORT !== '1') {
+      writeFileSync(join(RESULTS_DIR, 'crm.json'), `${JSON.stringify(run, null, 2)}\n`);
+      writeFileSync(join(RESULTS_DIR, 'crm.md'), render(run as any));
+      console.log(`→ ${join(RESULTS_DIR, 'crm.md')}`);
+    }
+  } finally {
+    await stack.stop();
+    await deleteTopics(stack).catch((err) => console.error('could not delete the Kafka topics', err));
+  }
+}
+
+async function subscriptions(stack: TestStack, admin: TestUser, manager: TestUser, sales: TestUser, eventually: typeof import('@crm/kit').eventually) {
+  const { createClient } = await import('graphql-ws');
+  const { default: WebSocket } = await import('ws');
+  const QUERY = 'subscription { approvalStatusChanged { id status customer { name } requester { name } } }';
+  const arrivals: Map<string, number>[] = [];
+  const clients = [];
+  try {
+    for (let i = 0; i < SUB_N; i++) {
+      const got = new Map<string, number>();
+      arrivals.push(got);
+      const client = createClient({ url: stack.gatewayUrl.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${(i % 2 ? admin : manager).token}` } });
+      clients.push(client);
+      client.subscribe<{ approvalStatusChanged: { id: string } }>({ query: QUERY }, {
+        next: (r) => {
+          const id = r.data?.approvalStatusChanged.id;
+          if (id && !got.has(id)) got.set(id, performance.now());
+        },
+        error: (e) => console.error('subscriber error', e),
+        complete: () => {},
+      });
+    }
+    // NODE_ENV=production turns the gateway's live-stats endpoint off (it follows introspection), so
+    // "registered" is observed instead: warm-up events until every subscriber has received one.
+    const c = await sales.gql(`mutation { createCustomer(input: { name: "Subscription Co" }) { id } }`);
+    const customerId = c.data.createCustomer.id as string;
+    const request = (title: string) => sales.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId, title } });
+    const warmIds: string[] = [];
+    await eventually(async () => {
+      const id = (await request('warm-up')).data?.requestApproval?.id as string | undefined;
+      if (id) warmIds.push(id);
+      await sleep(1000);
+      return arrivals.every((a) => warmIds.some((w) => a.has(w)));
+    }, { timeoutMs: 90_000, intervalMs: 100 });
+    const last: number[] = [];
+    const median: number[] = [];
+    for (let e = 0; e < SUB_EVENTS + 1; e++) {
+      const r = await request(`bench ${e}`);
+      const committed = performance.now();
+      const id = r.data?.requestApproval?.id as string | undefined;
+      if (!id) throw new Error(`requestApproval failed: ${JSON.stringify(r.errors)}`);
+      await eventually(async () => arrivals.every((a) => a.has(id)), { timeoutMs: 120_000, intervalMs: 20 });
+      const d = dist(arrivals.map((a) => a.get(id)! - committed));
+      if (e === 0) continue; // warms the entity query's plan
+      last.push(d.max);
+      median.push(d.p50);
+      await sleep(200);
+    }
+    const out = { subscribers: SUB_N, events: last.length, lastClient: dist(last), medianClient: dist(median) };
+    console.log(`subscriptions: ${JSON.stringify(out)}`);
+    return out;
+  } finally {
+    await Promise.all(clients.map((c) => c.dispose()));
+  }
+}
+
+/** The bench's own Kafka topics (namespace t<id>.) — startTestStack leaves them, tests too. */
+async function deleteTopics(stack: TestStack) {
+  const ns = stack.config.KAFKA_NAMESPACE;
+  if (stack.bus.kind !== 'kafka' || !/^t[0-9a-f]{8}\.$/.test(ns)) return;
+  const { Kafka, logLevel } = await import('kafkajs');
+  const admin = new Kafka({ clientId: 'crm-bench-cleanup', brokers: ([] as string[]).concat(stack.config.KAFKA_BROKERS as unknown as string | string[]).flatMap((b) => b.split(',')), logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    const topics = (await admin.listTopics()).filter((t) => t.startsWith(ns));
+    if (topics.length) await admin.deleteTopics({ topics });
+    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(ns));
+    if (groups.length) await admin.deleteGroups(groups).catch(() => undefined);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+type Run = {
+  date: string; mode: string; settings: Record<string, unknown>;
+  machine: { nproc: number; cpu: string; node: string; loadavgBefore: number[]; loadavgAtEnd: number[] };
+  seed: { customers: number; meetings: number; tasks: number; approvals: number; seconds: number };
+  loads?: Record<string, Load & { loadavgBefore: number[] }>;
+  projectionCatchUp?: { seconds: number; consistent: boolean };
+  saga?: Dist & { outcomes: Record<string, number> };
+  subscriptions?: { subscribers: number; events: number; lastClient: Dist; medianClient: Dist };
+};
+
+function render(r: Run): string {
+  const label: Record<string, string> = {
+    login: '`login` (SALES reps, rotating)',
+    customers: '`customers(first: 50)` + rep, meetings, tasks, approvals (MANAGER)',
+    dashboard: 'dashboard: 4 reports in one operation (MANAGER)',
+    createCustomer: '`createCustomer` (SALES reps, rotating)',
+  };
+  const verdict = (name: string, l: Load) => {
+    const t = TARGETS[name]!;
+    const parts: string[] = [];
+    if (Number.isFinite(t.target)) parts.push(`target ${t.target} ms: ${l.latency.p99 <= t.target ? 'met' : 'not met'}`);
+    if (t.goal) parts.push(`goal p99 < ${t.goal} ms: ${l.latency.p99 < t.goal ? 'met' : '**not met**'}`);
+    return parts.join('; ') || '–';
+  };
+  const out = [
+    '# Benchmark 2: the CRM through the gateway (real services)',
+    '',
+    `${r.date} · ${r.mode} · whole platform (gateway + 5 subgraphs) in one Node process · autocannon in a child process`,
+    `Machine: ${r.machine.nproc} CPUs (${r.machine.cpu}), Node ${r.machine.node}; load average before the run ${r.machine.loadavgBefore.join(' / ')}, at the end ${r.machine.loadavgAtEnd.join(' / ')} (shared machine: Postgres, Kafka, Redis and other work on the same 2 cores).`,
+    `Settings: NODE_ENV=production, RATE_LIMIT_ENABLED=false, LOG_LEVEL=${r.settings.LOG_LEVEL}, ${r.settings.CONNECTIONS} connections, ${r.settings.WARMUP} s warm-up + ${r.settings.DURATION} s measured per row.`,
+    `Data: ${r.seed.customers} customers over ${r.settings.REPS} SALES reps, ${r.seed.meetings} meetings, ${r.seed.tasks} tasks, ${r.seed.approvals} approval requests (bulk SQL, ${r.seed.seconds} s; see below).`,
+    '',
+    '| scenario | req/s | p50 | p99 | max | errors | non-2xx | GraphQL errors | targets (p99) |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const [name, l] of Object.entries(r.loads ?? {})) {
+    out.push(`| ${label[name] ?? name} | ${l.rps.toFixed(0)} | ${ms(l.latency.p50)} | ${ms(l.latency.p99)} | ${ms(l.latency.max)} | ${l.errors + l.timeouts} | ${l.non2xx} | ${l.gqlErrors} | ${verdict(name, l)} |`);
+  }
+  out.push('');
+  if (r.saga) out.push(`**Saga completion** (deleteCustomer → \`saga(id).status\` COMPLETED, polled every 20 ms, ${r.saga.n} sagas one at a time, each customer with a meeting and a task): p50 ${ms(r.saga.p50)}, p99 ${ms(r.saga.p99)}, max ${ms(r.saga.max)}; outcomes ${JSON.stringify(r.saga.outcomes)}.`, '');
+  if (r.subscriptions) {
+    const s = r.subscriptions;
+    out.push(`**Event to subscriber** (as bench/subscriptions.ts, ${s.subscribers} graphql-ws subscribers, ${s.events} \`approvalStatusChanged\` events, from the \`requestApproval\` response): last client p50 ${ms(s.lastClient.p50)}, max ${ms(s.lastClient.max)}; median client p50 ${ms(s.medianClient.p50)}. (1000 subscribers: see bench/results/subscriptions.md.)`, '');
+  }
+  if (r.projectionCatchUp) out.push(`**Projections after the createCustomer load**: customer_refs (sales-activity, opportunity) and analytics customer_facts matched the customer table ${r.projectionCatchUp.seconds} s after the load ended (consistent: ${r.projectionCatchUp.consistent}).`, '');
+  out.push(
+    'Per-row load averages before each scenario are in crm.json. Run: `npm run bench:crm` (DURATION, WARMUP, CONNECTIONS, SEED_CUSTOMERS, REPS, MANAGERS, SAGAS, SUB_N, SUB_EVENTS, SCENARIOS env vars).',
+    '',
+  );
+  return out.join('\n');
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
