@@ -84,17 +84,22 @@ export function loadTypeDefs(schemaPath: string): DocumentNode {
   return parse(readFileSync(schemaPath, 'utf8'));
 }
 
-export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: StartSubgraphOptions): Promise<SubgraphRuntime> {
-  const { config } = options;
-  const logger = options.logger ?? createLogger(def.name, config.LOG_LEVEL);
-  const db = await openDatabase({
+/** A subgraph's own database with the kit's tables (outbox, inbox); opening it applies pending migrations. */
+export function openSubgraphDatabase(def: Pick<SubgraphDefinition<unknown>, 'name' | 'entities' | 'migrations'>, config: PlatformConfig, logger: Logger, url?: string): Promise<Database> {
+  return openDatabase({
     subgraph: def.name,
     config,
     entities: [OutboxMessageSchema, InboxRecordSchema, ...def.entities],
     migrations: [...kitMigrations, ...def.migrations],
     logger,
-    ...(options.databaseUrl ? { url: options.databaseUrl } : {}),
+    ...(url ? { url } : {}),
   });
+}
+
+export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: StartSubgraphOptions): Promise<SubgraphRuntime> {
+  const { config } = options;
+  const logger = options.logger ?? createLogger(def.name, config.LOG_LEVEL);
+  const db = await openSubgraphDatabase(def, config, logger, options.databaseUrl);
   const orm = db.orm;
   const emitAs = <T extends EventType>(em: EntityManager, type: T, aggregateId: string, data: EventData<T>, cause: EventCause) =>
     stageEvent(em, def.name, type, aggregateId, data, cause);
