@@ -3,7 +3,7 @@ import type { SubgraphDefinition } from '@crm/kit';
 import { entities } from './entities';
 import { migrations } from '../migrations';
 import { createLoaders, resolvers, type AnalyticsLoaders } from './resolvers';
-import { handlers } from './events';
+import { handlers } from './events/handlers';
 import { cacheFor, closeCache } from './reports';
 
 export const analyticsSubgraph: SubgraphDefinition<AnalyticsLoaders> = {

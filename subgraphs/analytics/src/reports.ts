@@ -7,7 +7,7 @@
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { createCache, type Cache, type Logger, type PlatformConfig } from '@crm/kit';
-import type { Projection } from './events';
+import type { Projection } from './events/handlers';
 
 export const REPORT_TTL_SECONDS = 300;
 

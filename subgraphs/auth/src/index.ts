@@ -4,7 +4,7 @@ import { entities } from './entities';
 import { migrations } from '../migrations';
 import { createLoaders, resolvers, type AuthLoaders } from './resolvers';
 import { ensureAdmin } from './bootstrap';
-import { auditHandlers } from './events/audit-handlers';
+import { auditHandlers } from './events/handlers';
 
 export const authSubgraph: SubgraphDefinition<AuthLoaders> = {
   name: 'auth',

@@ -3,7 +3,7 @@ import type { SubgraphDefinition } from '@crm/kit';
 import { entities } from './entities';
 import { migrations } from '../migrations';
 import { createLoaders, resolvers, type OpportunityLoaders } from './resolvers';
-import { handlers } from './handlers';
+import { handlers } from './events/handlers';
 
 export const opportunitySubgraph: SubgraphDefinition<OpportunityLoaders> = {
   name: 'opportunity',

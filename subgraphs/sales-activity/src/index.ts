@@ -3,7 +3,7 @@ import type { SubgraphDefinition } from '@crm/kit';
 import { entities } from './entities';
 import { migrations } from '../migrations';
 import { createLoaders, resolvers, type SalesActivityLoaders } from './resolvers';
-import { handlers } from './handlers';
+import { handlers } from './events/handlers';
 import { dueSoonJob, runDueSoon } from './due-soon';
 
 export const salesActivitySubgraph: SubgraphDefinition<SalesActivityLoaders> = {

@@ -5,8 +5,8 @@
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { upsertCustomerRef, type EventHandlers, type HandlerContext } from '@crm/kit';
-import { ApprovalRequest, type ApprovalStatus } from './entities';
-import { approvalData } from './approvals';
+import { ApprovalRequest, type ApprovalStatus } from '../entities';
+import { approvalData } from '../approvals';
 
 export const CANCEL_STEP = 'opportunity.cancel-requests';
 const RECENT_APPROVAL_DAYS = 30;

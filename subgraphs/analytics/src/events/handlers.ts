@@ -12,8 +12,8 @@
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { EVENTS, type EventHandlers, type EventType, type HandlerContext, type SagaStepData } from '@crm/kit';
-import { isUuid, managers, notify } from './notify';
-import { applySagaStep, upsertSaga } from './sagas';
+import { isUuid, managers, notify } from '../notify';
+import { applySagaStep, upsertSaga } from '../sagas';
 
 export type Projection = 'customers' | 'meetings' | 'tasks' | 'approvals';
 

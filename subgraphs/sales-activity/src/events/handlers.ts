@@ -4,8 +4,8 @@
  * through the handler's `em` (the inbox transaction); follow-up events through `emit`.
  */
 import { upsertCustomerRef, type EventHandlers, type HandlerContext } from '@crm/kit';
-import { Meeting, OPEN_STATUSES, Task } from './entities';
-import { DAY_MS, newTask, taskEventData, transition } from './domain';
+import { Meeting, OPEN_STATUSES, Task } from '../entities';
+import { DAY_MS, newTask, taskEventData, transition } from '../domain';
 
 
 

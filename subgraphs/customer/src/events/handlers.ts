@@ -4,8 +4,8 @@
  * customer-deletion (opportunity.saga_step REFUSED → restore). Writes only through the handler's em.
  */
 import type { EventHandlers } from '@crm/kit';
-import { Customer } from './entities';
-import { customerEventData, repLoads, upsertRep } from './customers';
+import { Customer } from '../entities';
+import { customerEventData, repLoads, upsertRep } from '../customers';
 
 type UserData = { userId: string; name: string; email: string; role: string; active: boolean };
 const repFromUser = (u: UserData) => ({ id: u.userId, name: u.name, email: u.email, active: u.role === 'SALES' && u.active });
