@@ -9,12 +9,15 @@
 //   CONNECTIONS=50  concurrent keep-alive connections (the "VUs")
 //   WORKERS=N       worker processes of every gateway (default: CPUs given to the gateway)
 //   GATEWAYS=a,b    subset/order (default: ceiling,apollo-gateway,hive-gateway,
-//                   hive-gateway-router-runtime,crm; opt-in: hive-gateway-guild-config)
+//                   hive-gateway-router-runtime,crm; opt-in: hive-gateway-guild-config,
+//                   crm-no-dedupe)
 //   PIN=0           do not pin with taskset
 //   QUIET_WAIT=S    before each gateway's load, wait up to S seconds until other
 //                   processes leave the gateway's CPU(s) (< 10% busy); default 0
 //   GATEWAY_PORT=4580, SUBGRAPH_BASE_PORT=4590 (subgraphs on +1..+4)
 //   RESULTS_DIR     default <repo>/bench/results
+//   MERGE=1         replace only the re-measured rows of the existing report
+//                   (same DURATION/WARMUP/CONNECTIONS/WORKERS), keep the others
 //
 // Everything listens on and talks to 127.0.0.1 only.
 import { spawn, spawnSync } from 'node:child_process';
@@ -100,6 +103,13 @@ const GATEWAYS = {
     cmd: (f) => [NODE, [path.join(HERE, 'runners', 'crm.mjs')]],
     cwd: REPO_ROOT,
     probe: true,
+  },
+  'crm-no-dedupe': {
+    label: 'crm with SUBGRAPH_DEDUPE=false (no in-flight dedupe of identical subgraph fetches)',
+    cmd: (f) => [NODE, [path.join(HERE, 'runners', 'crm.mjs')]],
+    cwd: REPO_ROOT,
+    probe: true,
+    env: { CRM_ENV_SUBGRAPH_DEDUPE: 'false' },
   },
 };
 const DEFAULT_ORDER = ['ceiling', 'apollo-gateway', 'hive-gateway', 'hive-gateway-router-runtime', 'crm'];
@@ -311,7 +321,7 @@ console.log(`supergraph composed (${supergraphSdl.length} B); Apollo query plan:
 const results = [];
 for (const name of ORDER) {
   const g = GATEWAYS[name];
-  const r = { name, label: g.label, workers: WORKERS, status: 'ok' };
+  const r = { name, label: g.label, workers: WORKERS, status: 'ok', measuredAt: new Date().toISOString() };
   results.push(r);
   console.log(`\n== ${name}: ${g.label}`);
 
@@ -339,6 +349,7 @@ for (const name of ORDER) {
       WORKERS: String(WORKERS),
       SUPERGRAPH_FILE: supergraphFile,
       EXPECTED_FILE: expectedFile,
+      ...g.env,
     },
   });
 
@@ -384,6 +395,7 @@ for (const name of ORDER) {
       const w = await load(WARMUP);
       console.log(`   warm-up: ${w.requests.average.toFixed(0)} req/s`);
     }
+    const sg0 = await subgraphStats();
     const cpu0 = treeCpuSeconds(child.pid);
     const ticks0 = cpuTicks(GATEWAY_CPUS);
     const tStart = process.hrtime.bigint();
@@ -391,6 +403,7 @@ for (const name of ORDER) {
     const wall = Number(process.hrtime.bigint() - tStart) / 1e9;
     const cpu1 = treeCpuSeconds(child.pid);
     const ticks1 = cpuTicks(GATEWAY_CPUS);
+    const sg1 = await subgraphStats();
     r.peakRssBytes = sampler.stop();
     r.gatewayCpuPercent = +(((cpu1 - cpu0) / wall) * 100).toFixed(0);
     // CPU time other processes took on the gateway's CPUs (shared machine): busy
@@ -403,6 +416,8 @@ for (const name of ORDER) {
     r.errors = a.errors;
     r.timeouts = a.timeouts;
     r.non2xx = a.non2xx;
+    // Includes the requests still in flight when the load stopped: an estimate.
+    r.subgraphRequestsPerQueryUnderLoad = a.requests.total ? +((sg1.requests - sg0.requests) / a.requests.total).toFixed(1) : null;
     r.bytesPerResponse = a.requests.total ? Math.round(a.throughput.total / a.requests.total) : 0;
 
     // Re-check after the load.
@@ -425,6 +440,22 @@ await stop(subgraphs);
 // ---------------------------------------------------------------- report
 const m = machine();
 const date = new Date().toISOString();
+// MERGE=1: re-measure some gateways (e.g. ones disturbed by other processes)
+// and keep the other rows of the previous report, if its settings match.
+const reportFile = path.join(RESULTS_DIR, 'gateways.json');
+if (process.env.MERGE === '1' && existsSync(reportFile)) {
+  const prev = JSON.parse(readFileSync(reportFile, 'utf8'));
+  const same = prev.settings && prev.settings.durationSec === DURATION && prev.settings.connections === CONNECTIONS && prev.settings.workers === WORKERS && prev.settings.warmupSec === WARMUP;
+  if (same) {
+    const fresh = new Map(results.map((r) => [r.name, r]));
+    const merged = prev.results.map((r) => fresh.get(r.name) ?? r);
+    for (const r of results) if (!prev.results.some((p) => p.name === r.name)) merged.push(r);
+    results.splice(0, results.length, ...merged);
+    console.log(`merged into the previous report (${prev.date}): re-measured ${[...fresh.keys()].join(', ')}`);
+  } else {
+    console.log('MERGE=1 ignored: the previous report used other settings');
+  }
+}
 const crm = results.find((r) => r.name === 'crm' && r.status === 'ok');
 const report = {
   benchmark: 'federation gateways, constant connections (modeled on graphql-hive/graphql-gateways-benchmark "constant-vus-over-time")',
@@ -438,7 +469,7 @@ const report = {
   query: { expectedResponseBytes: expectedBuf.length, apolloPlanFetches: plan.fetches, apolloPlanFetchesPerSubgraph: plan.perService },
   results,
 };
-writeFileSync(path.join(RESULTS_DIR, 'gateways.json'), JSON.stringify(report, null, 2) + '\n');
+writeFileSync(reportFile, JSON.stringify(report, null, 2) + '\n');
 
 const fmtMB = (b) => (b ? (b / 2 ** 20).toFixed(0) : '–');
 const ratio = (r) => (crm && r.requestsPerSec ? `${(r.requestsPerSec / crm.requestsPerSec).toFixed(2)}×` : '–');
@@ -456,23 +487,26 @@ lines.push(HAS_TASKSET
 lines.push('- Subgraphs: Node `node:http` + `@apollo/subgraph`, responses cached by request body (never the bottleneck)');
 lines.push('- Every gateway\'s response is checked deep-equal to the independently computed expected result before and after the load');
 lines.push('');
-lines.push(`| Gateway | Workers | req/s | vs crm | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | gateway CPU % | others on its CPU % | subgraph req per query | status |`);
+lines.push(`| Gateway | Workers | req/s | vs crm | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | gateway CPU % | others on its CPU % | subgraph req per query (alone / under load) | status |`);
 lines.push(`| :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | :-- |`);
 for (const r of results) {
   if (r.status === 'ok' || r.status === 'incorrect-after-load') {
-    lines.push(`| ${r.name} | ${r.workers} | ${r.requestsPerSec} | ${ratio(r)} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.errors}${r.timeouts ? ` (${r.timeouts} timeouts)` : ''} | ${r.non2xx} | ${fmtMB(r.peakRssBytes)} | ${r.gatewayCpuPercent} | ${r.otherCpuOnGatewayCpusPercent ?? '–'} | ${r.subgraphFetchesPerRequest} | ${r.status} |`);
+    lines.push(`| ${r.name} | ${r.workers} | ${r.requestsPerSec} | ${ratio(r)} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.errors}${r.timeouts ? ` (${r.timeouts} timeouts)` : ''} | ${r.non2xx} | ${fmtMB(r.peakRssBytes)} | ${r.gatewayCpuPercent} | ${r.otherCpuOnGatewayCpusPercent ?? '–'} | ${r.subgraphFetchesPerRequest} / ${r.subgraphRequestsPerQueryUnderLoad ?? '–'} | ${r.status} |`);
   } else {
     const note = String(r.note ?? '').replace(/\s+/g, ' ').trim().slice(0, 200).replace(/\|/g, '\\|');
     lines.push(`| ${r.name} | ${r.workers} | – | – | – | – | – | – | – | – | – | ${r.subgraphFetchesPerRequest ?? '–'} | ${r.status}: ${note} |`);
   }
 }
 lines.push('');
-lines.push('errors: socket errors and timeouts (60 s, as k6\'s default) counted by autocannon. gateway CPU %: CPU time of the gateway process tree during the measured window / wall time (100 = one full core). others on its CPU %: CPU time that other processes of the (shared) machine took on the gateway\'s pinned CPU(s) in that window; well above 0 means the figures are disturbed. subgraph req per query: HTTP requests the subgraphs received for one query (Apollo\'s plan has ' + plan.fetches + ' fetches; Hive Gateway batches entity fetches).');
+lines.push('errors: socket errors and timeouts (60 s, as k6\'s default) counted by autocannon. gateway CPU %: CPU time of the gateway process tree during the measured window / wall time (100 = one full core). others on its CPU %: CPU time that other processes of the (shared) machine took on the gateway\'s pinned CPU(s) in that window; well above 0 means the figures are disturbed. subgraph req per query: HTTP requests the subgraphs received for one query sent alone (Apollo\'s plan has ' + plan.fetches + ' fetches; Hive Gateway batches entity fetches) / per query during the measured load (below the first figure when a gateway deduplicates identical concurrent requests or subgraph fetches).');
 lines.push('');
 lines.push('"vs crm" is req/s relative to this repository\'s gateway (above 1 = faster than crm)' + (crm ? '.' : '; crm did not run, so there is no ratio.'));
 lines.push('');
 lines.push('Gateways:');
-for (const r of results) lines.push(`- **${r.name}**: ${r.label}${r.loadavgBefore ? ` (machine load average before its run: ${r.loadavgBefore.join(' / ')})` : ''}`);
+for (const r of results) {
+  const extra = [r.measuredAt && `measured ${r.measuredAt}`, r.loadavgBefore && `machine load average before: ${r.loadavgBefore.join(' / ')}`].filter(Boolean).join('; ');
+  lines.push(`- **${r.name}**: ${r.label}${extra ? ` (${extra})` : ''}`);
+}
 lines.push('');
 lines.push('The machine is shared: other processes (e.g. brokers, test suites) may run during the benchmark; the load averages above show how busy it was.');
 lines.push('');
