@@ -16,6 +16,7 @@ import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
 import { createSubgraphAgent, SubgraphClient, type GatewayContext } from './datasource';
 import { subgraphUrls } from './compose';
 import { gatewayFeatures } from './features';
+import { inboundDedupeKey } from './inbound-dedupe';
 import { bindRequest } from './request-info';
 import { createGatewayRedis } from './redis';
 
@@ -105,6 +106,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   const handler = createGraphQLHandler({
     apollo,
     context,
+    ...(config.INBOUND_DEDUPE ? { dedupeKey: inboundDedupeKey } : {}),
     maxBodyBytes: config.MAX_BODY_BYTES,
     onError: (err) => logger.error({ err }, 'request failed'),
     before: async (req, res) => {
