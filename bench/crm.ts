@@ -161,6 +161,16 @@ async function main() {
   });
   console.log(`stack up in ${((performance.now() - t0) / 1000).toFixed(1)} s (${stack.bus.kind}, prefix ${stack.config.DATABASE_PREFIX}) at ${stack.gatewayUrl}`);
   const results: Record<string, unknown> = {};
+  // Ctrl-C / SIGTERM: still drop the throwaway databases and topics.
+  let stopping = false;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      if (stopping) return;
+      stopping = true;
+      console.error(`${sig}: stopping the stack and dropping its databases and topics…`);
+      void stack.stop().then(() => deleteTopics(stack)).catch(() => undefined).finally(() => process.exit(130));
+    });
+  }
   try {
     // ------------------------------------------------------------------ users (through the API)
     const admin = await stack.admin();
