@@ -33,6 +33,20 @@ export function kafkaConfigFrom(config: PlatformConfig, clientId: string, logger
   };
 }
 
+/** Runs `fn` until it succeeds, for at most ~30 s, with growing pauses; the last error is rethrown. */
+async function retrying(what: string, logger: Logger | undefined, fn: () => Promise<void>): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      logger?.warn({ err: (err as Error).message, attempt }, `kafka: ${what} not ready yet; retrying`);
+      await new Promise((r) => setTimeout(r, Math.min(2000, 200 * attempt)));
+    }
+  }
+}
+
 export class KafkaBus implements EventBus {
   readonly kind = 'kafka' as const;
   private readonly kafka: Kafka;
@@ -120,8 +134,11 @@ export class KafkaBus implements EventBus {
           setTimeout(() => void start().catch((err: unknown) => this.logger?.error({ err }, 'kafka consumer restart failed')), 2000);
         }
       });
-      await c.connect();
-      await c.subscribe({ topics: options.topics.map(this.topic), fromBeginning: !options.fromLatest });
+      // A just-created topic can be briefly unknown to the broker that answers (UNKNOWN_TOPIC_OR_PARTITION): retry.
+      await retrying(`subscribe ${options.groupId}`, this.logger, async () => {
+        await c.connect();
+        await c.subscribe({ topics: options.topics.map(this.topic), fromBeginning: !options.fromLatest });
+      });
       await c.run({
         autoCommit: true,
         eachMessage: async ({ topic, partition, message }) => {
@@ -168,6 +185,13 @@ export class KafkaBus implements EventBus {
         })),
       });
       this.logger?.info({ topics: wanted }, 'kafka topics created');
+      // New topics take a moment to reach every client's metadata; wait until each partition has a leader.
+      const all = [...new Set(topics.flatMap((t) => [t, dlqOf(t)]))].map(this.topic);
+      await retrying('topic metadata', this.logger, async () => {
+        const { topics: meta } = await admin.fetchTopicMetadata({ topics: all });
+        const missing = all.filter((t) => !meta.some((m) => m.name === t && m.partitions.length > 0 && m.partitions.every((p) => p.leader >= 0)));
+        if (missing.length > 0) throw new Error(`no leader yet for ${missing.join(', ')}`);
+      });
     } finally {
       await admin.disconnect();
     }
