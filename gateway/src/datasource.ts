@@ -43,7 +43,14 @@ export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
   private readonly inFlight = new Map<string, Promise<SubgraphResponse>>();
   private readonly signatures = new Map<string, { headers: Record<string, string>; at: number }>();
 
-  constructor(readonly url: string, private readonly options: SubgraphClientOptions) {}
+  private readonly origin: string;
+  private readonly path: string;
+
+  constructor(readonly url: string, private readonly options: SubgraphClientOptions) {
+    const parsed = new URL(url);
+    this.origin = parsed.origin;
+    this.path = parsed.pathname;
+  }
 
   async process({ request, context }: GraphQLDataSourceProcessOptions<GatewayContext>): Promise<GatewayGraphQLResponse> {
     if (!request.query) throw new Error('Missing query');
@@ -76,8 +83,8 @@ export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
 
   private async send(body: string, identityHeaders: Record<string, string>): Promise<SubgraphResponse> {
     const res = await this.options.agent.request({
-      origin: new URL(this.url).origin,
-      path: new URL(this.url).pathname,
+      origin: this.origin,
+      path: this.path,
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json', ...identityHeaders },
       body,
