@@ -99,27 +99,27 @@ const GATEWAYS = {
     cwd: hiveCwd,
   },
   crm: {
-    label: 'crm (this repo: gateway/)',
+    label: 'crm (this repo: gateway/, defaults: inbound dedupe off, subgraph fetch dedupe on)',
     cmd: (f) => [NODE, [path.join(HERE, 'runners', 'crm.mjs')]],
     cwd: REPO_ROOT,
     probe: true,
   },
-  'crm-no-inbound-dedupe': {
-    label: 'crm with INBOUND_DEDUPE=false (identical concurrent client requests each run; subgraph fetch dedupe on)',
+  'crm-inbound-dedupe': {
+    label: 'crm with INBOUND_DEDUPE=true (opt-in: identical concurrent client requests share one execution; not comparable)',
     cmd: (f) => [NODE, [path.join(HERE, 'runners', 'crm.mjs')]],
     cwd: REPO_ROOT,
     probe: true,
-    env: { CRM_ENV_INBOUND_DEDUPE: 'false' },
+    env: { CRM_ENV_INBOUND_DEDUPE: 'true' },
   },
   'crm-no-dedupe': {
-    label: 'crm with INBOUND_DEDUPE=false and SUBGRAPH_DEDUPE=false (no deduplication at all)',
+    label: 'crm with SUBGRAPH_DEDUPE=false (no deduplication at all)',
     cmd: (f) => [NODE, [path.join(HERE, 'runners', 'crm.mjs')]],
     cwd: REPO_ROOT,
     probe: true,
     env: { CRM_ENV_INBOUND_DEDUPE: 'false', CRM_ENV_SUBGRAPH_DEDUPE: 'false' },
   },
 };
-const DEFAULT_ORDER = ['ceiling', 'apollo-gateway', 'hive-gateway', 'hive-gateway-router-runtime', 'hive-gateway-guild-config', 'crm', 'crm-no-inbound-dedupe', 'crm-no-dedupe'];
+const DEFAULT_ORDER = ['ceiling', 'apollo-gateway', 'hive-gateway', 'hive-gateway-router-runtime', 'hive-gateway-guild-config', 'crm', 'crm-inbound-dedupe', 'crm-no-dedupe'];
 const ORDER = (process.env.GATEWAYS ? process.env.GATEWAYS.split(',') : DEFAULT_ORDER).map((s) => s.trim()).filter(Boolean);
 for (const g of ORDER) if (!GATEWAYS[g]) { console.error(`unknown gateway "${g}"; known: ${Object.keys(GATEWAYS).join(', ')}`); process.exit(1); }
 

@@ -16,7 +16,6 @@ import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
 import { createSubgraphAgent, SubgraphClient, type GatewayContext } from './datasource';
 import { subgraphUrls } from './compose';
 import { gatewayFeatures } from './features';
-import { inboundDedupeKey } from './inbound-dedupe';
 import { bindRequest } from './request-info';
 import { createGatewayRedis } from './redis';
 
@@ -106,7 +105,6 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   const handler = createGraphQLHandler({
     apollo,
     context,
-    ...(config.INBOUND_DEDUPE ? { dedupeKey: inboundDedupeKey } : {}),
     maxBodyBytes: config.MAX_BODY_BYTES,
     onError: (err) => logger.error({ err }, 'request failed'),
     before: async (req, res) => {

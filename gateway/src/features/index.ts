@@ -11,6 +11,7 @@ import { useTokenDenylist } from './token-denylist';
 import { useRateLimits } from './rate-limit';
 import { useLoginProtection } from './login-protection';
 import { useSubscriptions } from './subscriptions';
+import { useInboundDedupe } from './inbound-dedupe';
 
 export interface FeatureOptions {
   config: PlatformConfig;
@@ -31,6 +32,7 @@ export function gatewayFeatures(options: FeatureOptions): GatewayFeature[] {
     useRateLimits(options),
     useLoginProtection(options),
     useSubscriptions(options),
+    useInboundDedupe(options),
   ];
 }
 

@@ -77,8 +77,8 @@ const envSchema = z.object({
   SANDBOX: optionalString,
   /** Share identical in-flight subgraph query fetches (same document, variables and identity). */
   SUBGRAPH_DEDUPE: flag(true),
-  /** Identical read-only requests of one caller in flight at once share one execution (gateway). */
-  INBOUND_DEDUPE: flag(true),
+  /** Opt-in: identical queries of one caller in flight at once share one execution (gateway, after every check). */
+  INBOUND_DEDUPE: flag(false),
   MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
   OUTBOX_POLL_MS: z.coerce.number().int().min(10).default(500),
   DUE_SOON_INTERVAL_MS: z.coerce.number().int().min(100).default(60_000),

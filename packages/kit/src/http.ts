@@ -17,17 +17,6 @@ export interface GraphQLHttpOptions<C extends BaseContext> {
   /** Runs before every request; return true when it has answered the request itself. */
   before?: (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>;
   onError?: (err: unknown) => void;
-  /**
-   * Inbound deduplication: identical requests in flight at once share one execution. Returns the
-   * key for a request (raw body and the headers that decide the answer), or undefined to run it alone.
-   */
-  dedupeKey?: (req: IncomingMessage, rawBody: string) => string | undefined;
-}
-
-interface FinishedResponse {
-  status: number;
-  headers: [string, string | number | string[]][];
-  body: string;
 }
 
 export class HttpError extends Error {
@@ -73,7 +62,6 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
 
 export function createGraphQLHandler<C extends BaseContext>(options: GraphQLHttpOptions<C>) {
   const path = options.path ?? '/graphql';
-  const inFlight = new Map<string, Promise<FinishedResponse | undefined>>();
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       if (options.before && (await options.before(req, res))) return;
@@ -87,20 +75,8 @@ export function createGraphQLHandler<C extends BaseContext>(options: GraphQLHttp
         if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
       }
       let body: unknown = undefined;
-      let shareKey: string | undefined;
       if (req.method === 'POST') {
         const raw = await readBody(req, options.maxBodyBytes);
-        shareKey = options.dedupeKey?.(req, raw);
-        if (shareKey !== undefined) {
-          const leader = inFlight.get(shareKey);
-          const finished = leader ? await leader : undefined;
-          if (finished) {
-            for (const [key, value] of finished.headers) res.setHeader(key, value);
-            res.statusCode = finished.status;
-            res.end(finished.body);
-            return;
-          }
-        }
         const type = headers.get('content-type') ?? '';
         if (type.includes('application/json') || type.includes('application/graphql-response+json')) {
           try {
@@ -112,36 +88,12 @@ export function createGraphQLHandler<C extends BaseContext>(options: GraphQLHttp
           body = raw;
         }
       }
-      const execute = () =>
-        options.apollo.executeHTTPGraphQLRequest({
-          httpGraphQLRequest: { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body },
-          context: () => options.context(req, res),
-        });
-      let response: Awaited<ReturnType<typeof execute>>;
-      if (shareKey !== undefined && !inFlight.has(shareKey)) {
-        // Lead: run it, and hand the finished answer (status, headers, body) to identical followers.
-        let settle: (r: FinishedResponse | undefined) => void = () => undefined;
-        const key = shareKey;
-        inFlight.set(key, new Promise((resolve) => (settle = resolve)));
-        try {
-          response = await execute();
-        } catch (err) {
-          settle(undefined);
-          inFlight.delete(key);
-          throw err;
-        }
-        for (const [k, value] of response.headers) res.setHeader(k, value);
-        res.statusCode = response.status ?? 200;
-        const finished = response.body.kind === 'complete'
-          ? { status: res.statusCode, headers: Object.entries(res.getHeaders()) as FinishedResponse['headers'], body: response.body.string }
-          : undefined;
-        inFlight.delete(key);
-        settle(finished);
-      } else {
-        response = await execute();
-        for (const [key, value] of response.headers) res.setHeader(key, value);
-        res.statusCode = response.status ?? 200;
-      }
+      const response = await options.apollo.executeHTTPGraphQLRequest({
+        httpGraphQLRequest: { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body },
+        context: () => options.context(req, res),
+      });
+      for (const [key, value] of response.headers) res.setHeader(key, value);
+      res.statusCode = response.status ?? 200;
       if (response.body.kind === 'complete') {
         res.end(response.body.string);
       } else {
