@@ -16,6 +16,7 @@ import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
 import { createSubgraphAgent, SubgraphClient, type GatewayContext } from './datasource';
 import { subgraphUrls } from './compose';
 import { gatewayFeatures } from './features';
+import { installPlanExecutor } from './engine/plan-executor';
 import { bindRequest } from './request-info';
 import { createGatewayRedis } from './redis';
 
@@ -30,6 +31,8 @@ export interface GatewayOptions {
   bus?: EventBus;
   port?: number;
   host?: string;
+  /** Who executes query plans: the gateway's engine (default), or Apollo Gateway's own executor (comparison tests). */
+  executor?: 'engine' | 'apollo';
 }
 
 export interface GatewayRuntime {
@@ -70,6 +73,8 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
       return { supergraphSdl: currentSdl, cleanup: async () => watcher?.close() };
     },
   });
+
+  if (options.executor !== 'apollo') installPlanExecutor(gateway);
 
   const redis = createGatewayRedis(config, logger);
   const features = gatewayFeatures({ config, logger, bus: options.bus, redis });

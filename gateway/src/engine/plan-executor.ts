@@ -1,0 +1,330 @@
+/**
+ * The gateway's execution engine. Apollo Gateway still loads the supergraph, composes it and
+ * builds the query plans; this replaces only its executor (what Apollo Server calls with a
+ * parsed, validated operation):
+ * - everything that depends on the document alone is prepared once per document hash and
+ *   operation name (operation context, query plan, the API-schema operation, the shaping program)
+ *   instead of per request (Apollo re-derives the operation from the document on every request);
+ * - the plan runs on our own interpreter: fetches through the gateway's subgraph clients (the
+ *   pooled, signing SubgraphClient of ../datasource.ts), results merged in place, no tracing objects;
+ * - the response is shaped by a program compiled per operation (./shape.ts) with the same output,
+ *   null propagation and errors as Apollo's result shaping.
+ * Errors, nulls and `extensions` come out as Apollo Gateway's executor makes them: the same plan
+ * semantics (Sequence, Parallel, Flatten, Fetch, Condition), the same subgraph error mapping and
+ * paths. Operations with schema introspection (`__schema`, `__type`) go to Apollo's own executor.
+ */
+import { buildOperationContext, executeQueryPlan, type ApolloGateway, type GraphQLDataSource } from '@apollo/gateway';
+import { GraphQLDataSourceRequestKind } from '@apollo/gateway/dist/datasources/types';
+import { applyRewrites, isObjectOfType } from '@apollo/gateway/dist/dataRewrites';
+import { deepMerge } from '@apollo/gateway/dist/utilities/deepMerge';
+import { generateHydratedPaths } from '@apollo/gateway/dist/executeQueryPlan';
+import { ERRORS, errorCodeDef, operationFromDocument, type Operation, type Schema } from '@apollo/federation-internals';
+import { evaluateCondition, getResponseName, type FetchNode, type PlanNode, type QueryPlan, type QueryPlanSelectionNode, type ResponsePath } from '@apollo/query-planner';
+import type { GatewayExecutionResult, GatewayGraphQLRequestContext } from '@apollo/server-gateway-interface';
+import { GraphQLError, Kind, visit, type GraphQLSchema } from 'graphql';
+import { compileShape, shapeResponse, type ShapeProgram } from './shape';
+
+type OperationContext = ReturnType<typeof buildOperationContext>;
+type RequestContext = GatewayGraphQLRequestContext;
+type Executor = (requestContext: RequestContext) => Promise<GatewayExecutionResult>;
+
+/** The parts of ApolloGateway the engine reads (private in its typings, stable across 2.x). */
+interface GatewayInternals {
+  schema?: GraphQLSchema;
+  apiSchema?: Schema;
+  supergraphSchema?: GraphQLSchema;
+  serviceMap: Record<string, { dataSource: GraphQLDataSource }>;
+  queryPlanner?: { buildQueryPlan(operation: Operation, options: Record<string, boolean>): QueryPlan };
+  recursiveSelectionsLimitDisabled: boolean;
+  nonLocalSelectionsLimitDisabled: boolean;
+  config: { telemetry?: unknown };
+  validateIncomingRequest(requestContext: RequestContext, operationContext: OperationContext): GraphQLError[];
+  executor: Executor;
+}
+
+/** Everything about one document (and operation name) under one schema. */
+interface Prepared {
+  operationContext: OperationContext;
+  /** Set once the first request passed variable validation (the plan is built lazily, as Apollo does). */
+  planned?: {
+    plan: QueryPlan;
+    /** The operation against the API schema, or the error Apollo would answer with. */
+    operation: Operation | GraphQLError;
+    shape?: ShapeProgram;
+    introspection: boolean;
+  };
+}
+
+const MAX_PREPARED = 2000;
+
+interface Cursor {
+  path: ResponsePath;
+  data: unknown;
+  fullResult: Record<string, unknown>;
+}
+
+interface Execution {
+  rc: RequestContext;
+  operation: Operation;
+  services: Record<string, GraphQLDataSource>;
+  supergraphSchema: GraphQLSchema;
+  errors: GraphQLError[];
+}
+
+export interface PlanExecutorStats {
+  /** Requests executed by the engine, and those handed to Apollo's executor (introspection). */
+  engine: number;
+  apollo: number;
+  prepared: number;
+}
+
+/** Replaces the gateway's executor with the engine; call before Apollo Server starts. */
+export function installPlanExecutor(gateway: ApolloGateway): PlanExecutorStats {
+  const gw = gateway as unknown as GatewayInternals;
+  const stats: PlanExecutorStats = { engine: 0, apollo: 0, prepared: 0 };
+  let prepared = new Map<string, Prepared>();
+  let services: Record<string, GraphQLDataSource> = {};
+  gateway.onSchemaLoadOrUpdate(() => {
+    prepared = new Map();
+    services = {};
+  });
+
+  gw.executor = async (rc) => {
+    const { request, document, queryHash } = rc;
+    const key = request.operationName ? `${queryHash}\n${request.operationName}` : queryHash;
+    let entry = prepared.get(key);
+    if (!entry) {
+      entry = { operationContext: buildOperationContext({ schema: gw.schema!, operationDocument: document, operationName: request.operationName }) };
+      if (prepared.size >= MAX_PREPARED) prepared.delete(prepared.keys().next().value!);
+      prepared.set(key, entry);
+      stats.prepared += 1;
+    }
+    const validationErrors = gw.validateIncomingRequest(rc, entry.operationContext);
+    if (validationErrors.length > 0) return { errors: validationErrors };
+
+    let planned = entry.planned;
+    if (!planned) {
+      const plan = gw.queryPlanner!.buildQueryPlan(operationFromDocument(gw.apiSchema!, document, { operationName: request.operationName }), {
+        recursiveSelectionsLimitDisabled: gw.recursiveSelectionsLimitDisabled,
+        nonLocalSelectionsLimitDisabled: gw.nonLocalSelectionsLimitDisabled,
+      });
+      planned = entry.planned = { plan, ...shapeFor(gw.apiSchema!, entry.operationContext) };
+    }
+    if (Object.keys(services).length === 0) {
+      for (const [name, { dataSource }] of Object.entries(gw.serviceMap)) services[name] = dataSource;
+    }
+    if (planned.introspection) {
+      stats.apollo += 1;
+      return executeQueryPlan(planned.plan, services, rc, entry.operationContext, gw.supergraphSchema!, gw.apiSchema!, gw.config.telemetry as never);
+    }
+    stats.engine += 1;
+    if (planned.operation instanceof GraphQLError) return { errors: [planned.operation] };
+    return execute(planned.plan, planned.shape!, { rc, operation: planned.operation, services, supergraphSchema: gw.supergraphSchema!, errors: [] });
+  };
+  return stats;
+}
+
+function shapeFor(apiSchema: Schema, operationContext: OperationContext): Omit<NonNullable<Prepared['planned']>, 'plan'> {
+  const introspection = usesSchemaIntrospection(operationContext);
+  let operation: Operation;
+  try {
+    operation = operationFromDocument(apiSchema, { kind: Kind.DOCUMENT, definitions: [operationContext.operation, ...Object.values(operationContext.fragments)] }, { validate: false });
+  } catch (err) {
+    if (err instanceof GraphQLError) return { operation: err, introspection };
+    throw err;
+  }
+  return { operation, shape: introspection ? undefined : compileShape(operation), introspection };
+}
+
+function usesSchemaIntrospection(operationContext: OperationContext): boolean {
+  let found = false;
+  const check = { Field: (node: { name: { value: string } }) => { if (node.name.value === '__schema' || node.name.value === '__type') found = true; } };
+  visit(operationContext.operation, check);
+  for (const fragment of Object.values(operationContext.fragments)) visit(fragment, check);
+  return found;
+}
+
+async function execute(plan: QueryPlan, shape: ShapeProgram, x: Execution): Promise<GatewayExecutionResult> {
+  const unfiltered: Record<string, unknown> = Object.create(null);
+  if (plan.node?.kind === 'Subscription') throw new Error('Execution of subscriptions not supported by gateway');
+  if (plan.node) await executeNode(x, plan.node, { path: [], data: unfiltered, fullResult: unfiltered });
+  const { errors } = x;
+  let data: Record<string, unknown> | null | undefined;
+  try {
+    const shaped = shapeResponse(shape, x.rc.request.variables, unfiltered);
+    data = shaped.data;
+    if (errors.length === 0 && shaped.errors.length > 0) return { extensions: { valueCompletion: shaped.errors }, data };
+  } catch (error) {
+    if (error instanceof GraphQLError) return { errors: [error] };
+    if (error instanceof Error) return { errors: [new GraphQLError(error.message, { originalError: error })] };
+    return { errors: [new GraphQLError('Unexpected error during query plan execution')] };
+  }
+  return errors.length === 0 ? { data } : { errors, data };
+}
+
+async function executeNode(x: Execution, node: PlanNode, cursor: Cursor | undefined): Promise<void> {
+  if (!cursor) return;
+  switch (node.kind) {
+    case 'Sequence':
+      for (const child of node.nodes) await executeNode(x, child, cursor);
+      return;
+    case 'Parallel':
+      await Promise.all(node.nodes.map((child) => executeNode(x, child, cursor)));
+      return;
+    case 'Flatten':
+      return executeNode(x, node.node, moveIntoCursor(cursor, node.path));
+    case 'Fetch':
+      try {
+        await executeFetch(x, node, cursor);
+      } catch (error) {
+        x.errors.push(error as GraphQLError);
+      }
+      return;
+    case 'Condition': {
+      const branch = evaluateCondition(node, x.operation.variableDefinitions, x.rc.request.variables) ? node.ifClause : node.elseClause;
+      if (branch) await executeNode(x, branch, cursor);
+      return;
+    }
+    case 'Defer':
+      throw new Error('@defer support is not available in the gateway');
+  }
+}
+
+async function executeFetch(x: Execution, fetch: FetchNode, cursor: Cursor): Promise<void> {
+  const service = x.services[fetch.serviceName];
+  if (!service) throw new Error(`Couldn't find service with name "${fetch.serviceName}"`);
+  const entities = (Array.isArray(cursor.data) ? cursor.data.filter((e) => e !== null && e !== undefined) : [cursor.data]) as Record<string, unknown>[];
+  if (entities.length < 1) return;
+
+  const variables: Record<string, unknown> = Object.create(null);
+  const provided = x.rc.request.variables;
+  if (fetch.variableUsages && provided) {
+    for (const name of fetch.variableUsages) {
+      if (Object.prototype.hasOwnProperty.call(provided, name) && provided[name] !== undefined) variables[name] = provided[name];
+    }
+  }
+
+  if (!fetch.requires) {
+    const received = await send(x, fetch, cursor, variables);
+    if (received) applyRewrites(x.supergraphSchema, fetch.outputRewrites, received);
+    for (const entity of entities) deepMerge(entity, received);
+    return;
+  }
+
+  const representations: Record<string, unknown>[] = [];
+  const representationToEntity: number[] = [];
+  entities.forEach((entity, index) => {
+    const representation = selectRepresentation(x.supergraphSchema, entity, fetch.requires!);
+    if (representation && representation.__typename) {
+      applyRewrites(x.supergraphSchema, fetch.inputRewrites, representation);
+      representations.push(representation);
+      representationToEntity.push(index);
+    }
+  });
+  if (representations.length < 1) return;
+  if ('representations' in variables) throw new Error(`Variables cannot contain key "representations"`);
+  const received = await send(x, fetch, cursor, { ...variables, representations });
+  if (!received) return;
+  const receivedEntities = received._entities;
+  if (!Array.isArray(receivedEntities)) throw new Error(`Expected "data._entities" in response to be an array`);
+  if (receivedEntities.length !== representations.length) throw new Error(`Expected "data._entities" to contain ${representations.length} elements`);
+  // Apollo iterates over `entities.length` here; indexes past the representations merge nothing.
+  for (let i = 0; i < entities.length; i++) {
+    const receivedEntity = receivedEntities[i] as Record<string, unknown> | null | undefined;
+    const existing = entities[representationToEntity[i]!];
+    if (receivedEntity && !receivedEntity.__typename) receivedEntity.__typename = existing?.__typename;
+    applyRewrites(x.supergraphSchema, fetch.outputRewrites, receivedEntity as Record<string, unknown>);
+    deepMerge(existing as Record<string, unknown>, receivedEntity);
+  }
+}
+
+async function send(x: Execution, fetch: FetchNode, cursor: Cursor, variables: Record<string, unknown>): Promise<Record<string, unknown> | null | undefined> {
+  const response = await x.services[fetch.serviceName]!.process({
+    kind: GraphQLDataSourceRequestKind.INCOMING_OPERATION,
+    request: { query: fetch.operation, variables, operationName: fetch.operationName },
+    incomingRequestContext: x.rc,
+    context: x.rc.context,
+    document: fetch.operationDocumentNode,
+    pathInIncomingRequest: cursor.path as never,
+  });
+  if (response.errors) {
+    const pathOf = errorPathGenerator(fetch, cursor);
+    for (const error of response.errors) x.errors.push(downstreamServiceError(error, fetch.serviceName, pathOf));
+    if (!response.extensions?.ftv1) {
+      const metrics = x.rc.metrics as { nonFtv1ErrorPaths?: { subgraph: string; path: unknown }[] };
+      const paths = response.errors.map((error) => ({ subgraph: fetch.serviceName, path: error.path }));
+      if (metrics.nonFtv1ErrorPaths) metrics.nonFtv1ErrorPaths.push(...paths);
+      else metrics.nonFtv1ErrorPaths = paths;
+    }
+  }
+  return response.data as Record<string, unknown> | null | undefined;
+}
+
+function errorPathGenerator(fetch: FetchNode, cursor: Cursor): (path: ReadonlyArray<string | number> | undefined) => ResponsePath | undefined {
+  let hydrated: ResponsePath[] | undefined;
+  return (errorPath) => {
+    if (fetch.requires && typeof errorPath?.[1] === 'number') {
+      if (!hydrated) {
+        hydrated = [];
+        generateHydratedPaths([], cursor.path, cursor.fullResult, hydrated);
+      }
+      return [...(hydrated[errorPath[1]] ?? []), ...errorPath.slice(2)];
+    }
+    return errorPath ? [...cursor.path, ...errorPath] : undefined;
+  };
+}
+
+function downstreamServiceError(
+  original: { message?: string; path?: ReadonlyArray<string | number>; extensions?: Record<string, unknown> },
+  serviceName: string,
+  pathOf: (path: ReadonlyArray<string | number> | undefined) => ResponsePath | undefined,
+): GraphQLError {
+  const message = original.message || `Error while fetching subquery from service "${serviceName}"`;
+  const options = { originalError: original as Error, path: pathOf(original.path), extensions: { ...original.extensions, serviceName } };
+  const codeDef = errorCodeDef(original as GraphQLError);
+  if (!codeDef && original.extensions?.code) return new GraphQLError(message, options);
+  return (codeDef ?? ERRORS.DOWNSTREAM_SERVICE_ERROR).err(message, options);
+}
+
+/** The representation of an entity for a fetch's `requires` selection (null when a required field is missing). */
+function selectRepresentation(schema: GraphQLSchema, source: unknown, selections: QueryPlanSelectionNode[]): Record<string, unknown> | null {
+  if (source === null) return null;
+  const from = source as Record<string, unknown>;
+  const result: Record<string, unknown> = Object.create(null);
+  for (const selection of selections) {
+    if (selection.kind === Kind.FIELD) {
+      const name = getResponseName(selection);
+      const value = Object.prototype.hasOwnProperty.call(from, name) ? from[name] : undefined;
+      if (value === undefined) return null;
+      const sub = selection.selections;
+      if (Array.isArray(value)) result[name] = value.map((v) => (sub ? selectRepresentation(schema, v, sub) : v));
+      else result[name] = sub ? selectRepresentation(schema, value, sub) : value;
+    } else if (selection.typeCondition && source && isObjectOfType(schema, from, selection.typeCondition)) {
+      deepMerge(result, selectRepresentation(schema, source, selection.selections));
+    }
+  }
+  return result;
+}
+
+function moveIntoCursor(cursor: Cursor, path: ResponsePath): Cursor | undefined {
+  const data = flattenResultsAtPath(cursor.data, path, 0);
+  return data ? { path: cursor.path.concat(path), data, fullResult: cursor.fullResult } : undefined;
+}
+
+function flattenResultsAtPath(value: unknown, path: ResponsePath, from: number): unknown {
+  if (from === path.length || value === undefined || value === null) return value;
+  const current = path[from];
+  if (current === '@') {
+    const out: unknown[] = [];
+    for (const element of value as unknown[]) {
+      const inner = flattenResultsAtPath(element, path, from + 1);
+      if (Array.isArray(inner)) for (const item of inner) out.push(item);
+      else out.push(inner);
+    }
+    return out;
+  }
+  if (typeof current !== 'string') throw new Error(`Unexpected ${typeof current} found in path`);
+  if (Array.isArray(value)) throw new Error(`Unexpected array in result for path element ${current}`);
+  const obj = value as Record<string, unknown>;
+  return flattenResultsAtPath(Object.prototype.hasOwnProperty.call(obj, current) ? obj[current] : undefined, path, from + 1);
+}
