@@ -7,7 +7,8 @@
 // Env:
 //   DURATION=30     measured seconds per gateway     WARMUP=5      warm-up seconds
 //   CONNECTIONS=50  concurrent keep-alive connections (the "VUs")
-//   WORKERS=N       worker processes of every gateway (default: CPUs given to the gateway)
+//   WORKERS=N       worker processes of every gateway (default: CPUs given to the gateway);
+//                   WORKERS=1,2 runs every gateway with 1, then with 2 workers
 //   GATEWAYS=a,b    subset/order (default: ceiling,apollo-gateway,hive-gateway,
 //                   hive-gateway-router-runtime,crm; opt-in: hive-gateway-guild-config,
 //                   crm-no-dedupe)
@@ -62,7 +63,9 @@ const HAS_TASKSET = process.env.PIN !== '0' && NPROC >= 2 && spawnSync('taskset'
 const half = Math.floor(NPROC / 2);
 const GATEWAY_CPUS = HAS_TASKSET ? range(half, NPROC) : range(0, NPROC);
 const LOAD_CPUS = HAS_TASKSET ? range(0, half) : range(0, NPROC);
-const WORKERS = Number(process.env.WORKERS ?? GATEWAY_CPUS.length);
+// WORKERS=1,2 measures every gateway with 1 worker, then every gateway with 2.
+const WORKER_COUNTS = String(process.env.WORKERS ?? GATEWAY_CPUS.length).split(',').map((s) => Number(s.trim())).filter((n) => n >= 1);
+const WORKERS = WORKER_COUNTS.join(',');
 function range(a, b) { return Array.from({ length: b - a }, (_, i) => a + i); }
 function pinned(cpus, cmd, args) {
   return HAS_TASKSET ? ['taskset', ['-c', cpus.join(','), cmd, ...args]] : [cmd, args];
@@ -72,7 +75,7 @@ if (HAS_TASKSET) spawnSync('taskset', ['-a', '-p', '-c', LOAD_CPUS.join(','), St
 // ---------------------------------------------------------------- gateways
 const hiveBin = path.join(HERE, 'node_modules', '@graphql-hive', 'gateway', 'dist', 'bin.js');
 const hiveCwd = path.join(TMP, 'hive-cwd'); // empty dir: no stray gateway.config.* is picked up
-const hiveArgs = (file) => [hiveBin, 'supergraph', file, '--host', '127.0.0.1', '--port', String(GATEWAY_PORT), '--fork', String(WORKERS)];
+const hiveArgs = (file, workers) => [hiveBin, 'supergraph', file, '--host', '127.0.0.1', '--port', String(GATEWAY_PORT), '--fork', String(workers)];
 
 const GATEWAYS = {
   ceiling: {
@@ -85,17 +88,17 @@ const GATEWAYS = {
   },
   'hive-gateway': {
     label: `Hive Gateway ${pkgVersion('@graphql-hive/gateway')} (CLI, default JS planner)`,
-    cmd: (f) => [NODE, hiveArgs(f)],
+    cmd: (f, w) => [NODE, hiveArgs(f, w)],
     cwd: hiveCwd,
   },
   'hive-gateway-router-runtime': {
     label: `Hive Gateway ${pkgVersion('@graphql-hive/gateway')} + router-runtime ${pkgVersion('@graphql-hive/router-runtime')} (Rust planner)`,
-    cmd: (f) => [NODE, [...hiveArgs(f), '--hive-router-runtime']],
+    cmd: (f, w) => [NODE, [...hiveArgs(f, w), '--hive-router-runtime']],
     cwd: hiveCwd,
   },
   'hive-gateway-guild-config': {
     label: `Hive Gateway ${pkgVersion('@graphql-hive/gateway')} as configured by the public benchmark (--jit, inbound request dedup)`,
-    cmd: (f) => [NODE, [...hiveArgs(f), '-c', path.join(HERE, 'runners', 'hive-gateway.guild.config.mjs')]],
+    cmd: (f, w) => [NODE, [...hiveArgs(f, w), '-c', path.join(HERE, 'runners', 'hive-gateway.guild.config.mjs')]],
     cwd: hiveCwd,
   },
   crm: {
@@ -326,11 +329,11 @@ const plan = planFetchCount(supergraphSdl);
 console.log(`supergraph composed (${supergraphSdl.length} B); Apollo query plan: ${plan.fetches} fetches ${JSON.stringify(plan.perService)}; expected response ${expectedBuf.length} B`);
 
 const results = [];
-for (const name of ORDER) {
+for (const workers of WORKER_COUNTS) for (const name of ORDER) {
   const g = GATEWAYS[name];
-  const r = { name, label: g.label, workers: WORKERS, status: 'ok', measuredAt: new Date().toISOString() };
+  const r = { name, label: g.label, workers, status: 'ok', measuredAt: new Date().toISOString() };
   results.push(r);
-  console.log(`\n== ${name}: ${g.label}`);
+  console.log(`\n== ${name} (${workers} worker${workers > 1 ? 's' : ''}): ${g.label}`);
 
   if (g.probe) {
     const p = spawnSync(NODE, [path.join(HERE, 'runners', 'crm.mjs'), '--probe'], { cwd: g.cwd, encoding: 'utf8', timeout: 120_000 });
@@ -343,7 +346,7 @@ for (const name of ORDER) {
     console.log(`   ${p.stdout.trim()}`);
   }
 
-  const [cmd0, args0] = g.cmd(supergraphFile);
+  const [cmd0, args0] = g.cmd(supergraphFile, workers);
   const [cmd, args] = pinned(GATEWAY_CPUS, cmd0, args0);
   const logFile = path.join(TMP, `${name}.log`);
   const child = start(name, cmd, args, {
@@ -353,7 +356,7 @@ for (const name of ORDER) {
       NODE_ENV: 'production',
       PORT: String(GATEWAY_PORT),
       HOST: '127.0.0.1',
-      WORKERS: String(WORKERS),
+      WORKERS: String(workers),
       SUPERGRAPH_FILE: supergraphFile,
       EXPECTED_FILE: expectedFile,
       ...g.env,
@@ -454,16 +457,18 @@ if (process.env.MERGE === '1' && existsSync(reportFile)) {
   const prev = JSON.parse(readFileSync(reportFile, 'utf8'));
   const same = prev.settings && prev.settings.durationSec === DURATION && prev.settings.connections === CONNECTIONS && prev.settings.workers === WORKERS && prev.settings.warmupSec === WARMUP;
   if (same) {
-    const fresh = new Map(results.map((r) => [r.name, r]));
-    const merged = prev.results.map((r) => fresh.get(r.name) ?? r);
-    for (const r of results) if (!prev.results.some((p) => p.name === r.name)) merged.push(r);
+    const id = (r) => `${r.name}/${r.workers}`;
+    const fresh = new Map(results.map((r) => [id(r), r]));
+    const merged = prev.results.map((r) => fresh.get(id(r)) ?? r);
+    for (const r of results) if (!prev.results.some((p) => id(p) === id(r))) merged.push(r);
     results.splice(0, results.length, ...merged);
     console.log(`merged into the previous report (${prev.date}): re-measured ${[...fresh.keys()].join(', ')}`);
   } else {
     console.log('MERGE=1 ignored: the previous report used other settings');
   }
 }
-const crm = results.find((r) => r.name === 'crm' && r.status === 'ok');
+const crmWith = (workers) => results.find((r) => r.name === 'crm' && r.workers === workers && r.status === 'ok');
+const crm = crmWith(WORKER_COUNTS[0]);
 const report = {
   benchmark: 'federation gateways, constant connections (modeled on graphql-hive/graphql-gateways-benchmark "constant-vus-over-time")',
   date,
@@ -479,7 +484,7 @@ const report = {
 writeFileSync(reportFile, JSON.stringify(report, null, 2) + '\n');
 
 const fmtMB = (b) => (b ? (b / 2 ** 20).toFixed(0) : '–');
-const ratio = (r) => (crm && r.requestsPerSec ? `${(r.requestsPerSec / crm.requestsPerSec).toFixed(2)}×` : '–');
+const ratio = (r) => (crmWith(r.workers) && r.requestsPerSec ? `${(r.requestsPerSec / crmWith(r.workers).requestsPerSec).toFixed(2)}×` : '–');
 const lines = [];
 lines.push('# Federation gateway benchmark (Benchmark 1)');
 lines.push('');
@@ -487,7 +492,7 @@ lines.push(`Generated by \`bench/gateways/run.mjs\` on ${date}.`);
 lines.push('');
 lines.push(`- Machine: ${m.nproc} CPUs, ${m.cpuModel}, ${m.memGiB} GiB RAM, Node ${m.node}, ${m.platform}`);
 lines.push(`- Load: autocannon, ${CONNECTIONS} keep-alive connections, ${WARMUP} s warm-up then ${DURATION} s measured, one query (${expectedBuf.length} B response, ${plan.fetches} subgraph fetches in Apollo's plan)`);
-lines.push(`- Workers: ${WORKERS} per gateway (same for all)`);
+lines.push(`- Workers: ${WORKERS} per gateway (every gateway at each count; ratios are to crm with the same count)`);
 lines.push(HAS_TASKSET
   ? `- Pinning (taskset): gateway on cpu ${GATEWAY_CPUS.join(',')}; load generator + subgraphs on cpu ${LOAD_CPUS.join(',')}`
   : '- Pinning: none');
@@ -507,7 +512,7 @@ for (const r of results) {
 lines.push('');
 lines.push('errors: socket errors and timeouts (60 s, as k6\'s default) counted by autocannon. gateway CPU %: CPU time of the gateway process tree during the measured window / wall time (100 = one full core). others on its CPU %: CPU time that other processes of the (shared) machine took on the gateway\'s pinned CPU(s) in that window; well above 0 means the figures are disturbed. subgraph req per query: HTTP requests the subgraphs received for one query sent alone (Apollo\'s plan has ' + plan.fetches + ' fetches; Hive Gateway batches entity fetches) / per query during the measured load (below the first figure when a gateway deduplicates identical concurrent requests or subgraph fetches).');
 lines.push('');
-lines.push('"vs crm" is req/s relative to this repository\'s gateway (above 1 = faster than crm)' + (crm ? '.' : '; crm did not run, so there is no ratio.'));
+lines.push('"vs crm" is req/s relative to this repository\'s gateway with the same number of workers (above 1 = faster than crm)' + (crm ? '.' : '; crm did not run, so there is no ratio.'));
 lines.push('');
 lines.push('Gateways:');
 for (const r of results) {
