@@ -15,7 +15,7 @@ import type { EntityManager, EntitySchema } from '@mikro-orm/postgresql';
 import type { PlatformConfig } from './config';
 import { inBackground, openDatabase, type Database, type MigrationEntry } from './db';
 import { maskError } from './errors';
-import { closeServer, createGraphQLHandler, listen, sendJson } from './http';
+import { closeServer, createGraphQLHandler, listen, sendJson, sendReadiness } from './http';
 import { IDENTITY_HEADER, SIGNATURE_HEADER, verifyIdentity, type Identity } from './identity';
 import { createLogger, type Logger } from './logger';
 import type { EventBus } from './events/bus';
@@ -153,13 +153,11 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     routes: {
       '/health': (_req, res) => sendJson(res, 200, { status: 'ok', service: def.name }),
       '/ready': async (_req, res) => {
-        const checks = {
-          database: await orm.isConnected(),
-          events: bus ? await bus.healthy() : true,
-          consumers: consumers.every((c) => c.running()),
-        };
-        const ok = Object.values(checks).every(Boolean);
-        sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', service: def.name, checks });
+        // Only the database decides readiness: without Kafka a subgraph still reads and writes
+        // (events wait in the outbox), so it reports itself degraded rather than leaving service.
+        const database = await orm.isConnected();
+        const events = { events: bus ? await bus.healthy() : true, consumers: consumers.every((c) => c.running()) };
+        sendReadiness(res, def.name, { database }, events);
       },
     },
   });

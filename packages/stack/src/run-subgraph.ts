@@ -9,7 +9,7 @@ async function main() {
   const config = readConfig();
   const logger = createLogger(name, config.LOG_LEVEL);
   const bus = createBus(config, `crm-${name}`, logger);
-  await bus.ensureTopics(ALL_TOPICS);
+  await bus.prepare(ALL_TOPICS);
   const runtime = await startSubgraph(def, { config, port: config.PORT, host: config.HOST, bus, logger });
   const shutdown = () => void runtime.stop().then(() => bus.close()).then(() => process.exit(0));
   process.once('SIGTERM', shutdown);

@@ -43,7 +43,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const sources = readSupergraphConfig(SUPERGRAPH_CONFIG);
   const wanted = SUBGRAPHS.filter((s) => !options.only || options.only.includes(s.name));
   const bus = options.bus ?? createBus(config, 'crm-stack', logger);
-  await bus.ensureTopics(ALL_TOPICS);
+  await bus.prepare(ALL_TOPICS);
 
   const subgraphs: Record<string, SubgraphRuntime> = {};
   try {
