@@ -304,6 +304,16 @@ const expectedBuf = Buffer.from(JSON.stringify(expected));
 const expectedFile = path.join(TMP, 'expected.json');
 writeFileSync(expectedFile, expectedBuf);
 
+// REPORT_ONLY=1: rewrite gateways.md from gateways.json (e.g. after a change to the table), measuring nothing.
+const REPORT_ONLY = process.env.REPORT_ONLY === '1';
+let plan;
+let reported; // REPORT_ONLY: the report being rewritten
+const results = [];
+if (REPORT_ONLY) {
+  const prev = (reported = JSON.parse(readFileSync(path.join(RESULTS_DIR, 'gateways.json'), 'utf8')));
+  results.push(...prev.results);
+  plan = { fetches: prev.query.apolloPlanFetches, perService: prev.query.apolloPlanFetchesPerSubgraph };
+} else {
 for (const port of [GATEWAY_PORT, ...[1, 2, 3, 4].map((i) => SUBGRAPH_BASE_PORT + i)]) {
   if (!(await portFree(port))) { console.error(`port ${port} on 127.0.0.1 is in use; set GATEWAY_PORT / SUBGRAPH_BASE_PORT`); process.exit(1); }
 }
@@ -325,10 +335,10 @@ for (let i = 0; ; i++) {
 const supergraphSdl = await composeSupergraph({ fromSubgraphs: true, basePort: SUBGRAPH_BASE_PORT });
 const supergraphFile = path.join(TMP, 'supergraph.graphql');
 writeFileSync(supergraphFile, supergraphSdl);
-const plan = planFetchCount(supergraphSdl);
+plan = planFetchCount(supergraphSdl);
 console.log(`supergraph composed (${supergraphSdl.length} B); Apollo query plan: ${plan.fetches} fetches ${JSON.stringify(plan.perService)}; expected response ${expectedBuf.length} B`);
 
-const results = [];
+
 for (const workers of WORKER_COUNTS) for (const name of ORDER) {
   const g = GATEWAYS[name];
   const r = { name, label: g.label, workers, status: 'ok', measuredAt: new Date().toISOString() };
@@ -446,14 +456,15 @@ for (const workers of WORKER_COUNTS) for (const name of ORDER) {
 }
 
 await stop(subgraphs);
+}
 
 // ---------------------------------------------------------------- report
-const m = machine();
-const date = new Date().toISOString();
+const m = reported?.machine ?? machine();
+const date = reported?.date ?? new Date().toISOString();
 // MERGE=1: re-measure some gateways (e.g. ones disturbed by other processes)
 // and keep the other rows of the previous report, if its settings match.
 const reportFile = path.join(RESULTS_DIR, 'gateways.json');
-if (process.env.MERGE === '1' && existsSync(reportFile)) {
+if (!REPORT_ONLY && process.env.MERGE === '1' && existsSync(reportFile)) {
   const prev = JSON.parse(readFileSync(reportFile, 'utf8'));
   const same = prev.settings && prev.settings.durationSec === DURATION && prev.settings.connections === CONNECTIONS && prev.settings.workers === WORKERS && prev.settings.warmupSec === WARMUP;
   if (same) {
@@ -481,9 +492,11 @@ const report = {
   query: { expectedResponseBytes: expectedBuf.length, apolloPlanFetches: plan.fetches, apolloPlanFetchesPerSubgraph: plan.perService },
   results,
 };
-writeFileSync(reportFile, JSON.stringify(report, null, 2) + '\n');
+if (!REPORT_ONLY) writeFileSync(reportFile, JSON.stringify(report, null, 2) + '\n');
 
 const fmtMB = (b) => (b ? (b / 2 ** 20).toFixed(0) : '–');
+// Requests per second of the gateway's own CPU time: less sensitive to what else runs on its core.
+const perCpu = (r) => (r.gatewayCpuPercent ? (r.requestsPerSec / (r.gatewayCpuPercent / 100)).toFixed(0) : '–');
 const ratio = (r) => (crmWith(r.workers) && r.requestsPerSec ? `${(r.requestsPerSec / crmWith(r.workers).requestsPerSec).toFixed(2)}×` : '–');
 const lines = [];
 lines.push('# Federation gateway benchmark (Benchmark 1)');
@@ -499,18 +512,18 @@ lines.push(HAS_TASKSET
 lines.push('- Subgraphs: Node `node:http` + `@apollo/subgraph`, responses cached by request body (never the bottleneck)');
 lines.push('- Every gateway\'s response is checked deep-equal to the independently computed expected result before and after the load');
 lines.push('');
-lines.push(`| Gateway | Workers | req/s | vs crm | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | gateway CPU % | others on its CPU % | subgraph req per query (alone / under load) | status |`);
-lines.push(`| :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | :-- |`);
+lines.push(`| Gateway | Workers | req/s | vs crm | req per gateway CPU-second | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | gateway CPU % | others on its CPU % | subgraph req per query (alone / under load) | status |`);
+lines.push(`| :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | :-- |`);
 for (const r of results) {
   if (r.status === 'ok' || r.status === 'incorrect-after-load') {
-    lines.push(`| ${r.name} | ${r.workers} | ${r.requestsPerSec} | ${ratio(r)} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.errors}${r.timeouts ? ` (${r.timeouts} timeouts)` : ''} | ${r.non2xx} | ${fmtMB(r.peakRssBytes)} | ${r.gatewayCpuPercent} | ${r.otherCpuOnGatewayCpusPercent ?? '–'} | ${r.subgraphFetchesPerRequest} / ${r.subgraphRequestsPerQueryUnderLoad ?? '–'} | ${r.status} |`);
+    lines.push(`| ${r.name} | ${r.workers} | ${r.requestsPerSec} | ${ratio(r)} | ${perCpu(r)} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.errors}${r.timeouts ? ` (${r.timeouts} timeouts)` : ''} | ${r.non2xx} | ${fmtMB(r.peakRssBytes)} | ${r.gatewayCpuPercent} | ${r.otherCpuOnGatewayCpusPercent ?? '–'} | ${r.subgraphFetchesPerRequest} / ${r.subgraphRequestsPerQueryUnderLoad ?? '–'} | ${r.status} |`);
   } else {
     const note = String(r.note ?? '').replace(/\s+/g, ' ').trim().slice(0, 200).replace(/\|/g, '\\|');
-    lines.push(`| ${r.name} | ${r.workers} | – | – | – | – | – | – | – | – | – | ${r.subgraphFetchesPerRequest ?? '–'} | ${r.status}: ${note} |`);
+    lines.push(`| ${r.name} | ${r.workers} | – | – | – | – | – | – | – | – | – | – | ${r.subgraphFetchesPerRequest ?? '–'} | ${r.status}: ${note} |`);
   }
 }
 lines.push('');
-lines.push('errors: socket errors and timeouts (60 s, as k6\'s default) counted by autocannon. gateway CPU %: CPU time of the gateway process tree during the measured window / wall time (100 = one full core). others on its CPU %: CPU time that other processes of the (shared) machine took on the gateway\'s pinned CPU(s) in that window; well above 0 means the figures are disturbed. subgraph req per query: HTTP requests the subgraphs received for one query sent alone (Apollo\'s plan has ' + plan.fetches + ' fetches; Hive Gateway batches entity fetches) / per query during the measured load (below the first figure when a gateway deduplicates identical concurrent requests or subgraph fetches).');
+lines.push('req per gateway CPU-second: req/s divided by the gateway\'s CPU time per second (a share of a core taken by other processes lowers req/s, much less this). errors: socket errors and timeouts (60 s, as k6\'s default) counted by autocannon. gateway CPU %: CPU time of the gateway process tree during the measured window / wall time (100 = one full core). others on its CPU %: CPU time that other processes of the (shared) machine took on the gateway\'s pinned CPU(s) in that window; well above 0 means the figures are disturbed. subgraph req per query: HTTP requests the subgraphs received for one query sent alone (Apollo\'s plan has ' + plan.fetches + ' fetches; Hive Gateway batches entity fetches) / per query during the measured load (below the first figure when a gateway deduplicates identical concurrent requests or subgraph fetches).');
 lines.push('');
 lines.push('"vs crm" is req/s relative to this repository\'s gateway with the same number of workers (above 1 = faster than crm)' + (crm ? '.' : '; crm did not run, so there is no ratio.'));
 lines.push('');
