@@ -6,6 +6,7 @@
  *   npx tsx bench/subscriptions.ts                 # embedded (PGlite, in-process bus)
  *   POSTGRES_URL=… KAFKA_BROKERS=… REDIS_URL=… npx tsx bench/subscriptions.ts   # real services
  *   N=1000 EVENTS=10 npx tsx bench/subscriptions.ts
+ *   N=10000 PER_CONNECTION=10 EVENTS=5 npx tsx bench/subscriptions.ts   # 10,000 subscriptions on 1,000 sockets
  *
  * Writes bench/results/subscriptions.md and .json. Not part of `npm test`.
  * Clients, gateway and subgraphs share this one process (and the machine's cores).
@@ -22,6 +23,8 @@ import { startTestStack } from '@crm/stack';
 const N = Number(process.env.N ?? 1000);
 const EVENTS = Number(process.env.EVENTS ?? 10);
 const BATCH = 100;
+/** Subscriptions per graphql-ws connection (the gateway allows SUBSCRIPTIONS_PER_CONNECTION): one process holds both ends of every socket, so 10,000 subscribers need PER_CONNECTION > 1 under a 20,000 open-files limit. */
+const PER_CONNECTION = Number(process.env.PER_CONNECTION ?? 1);
 const QUERY = 'subscription { approvalStatusChanged { id status customer { name } requester { name } } }';
 
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
@@ -48,14 +51,16 @@ async function main() {
       for (let i = b; i < Math.min(N, b + BATCH); i++) {
         const got = new Map<string, number>();
         arrivals.push(got);
-        const client = createClient({
-          url: stack.gatewayUrl.replace(/^http/, 'ws'),
-          webSocketImpl: WebSocket,
-          retryAttempts: 0,
-          connectionParams: { authorization: `Bearer ${(i % 2 ? admin : manager).token}` },
-        });
-        clients.push(client);
-        client.subscribe<{ approvalStatusChanged: { id: string } }>({ query: QUERY }, {
+        const connection = Math.floor(i / PER_CONNECTION);
+        if (i % PER_CONNECTION === 0) {
+          clients.push(createClient({
+            url: stack.gatewayUrl.replace(/^http/, 'ws'),
+            webSocketImpl: WebSocket,
+            retryAttempts: 0,
+            connectionParams: { authorization: `Bearer ${(connection % 2 ? admin : manager).token}` },
+          }));
+        }
+        clients[connection]!.subscribe<{ approvalStatusChanged: { id: string } }>({ query: QUERY }, {
           next: (r) => {
             const id = r.data?.approvalStatusChanged.id;
             if (id && !got.has(id)) got.set(id, performance.now());
@@ -95,11 +100,15 @@ async function main() {
       cpu: cpu[0]?.model ?? 'unknown',
       node: process.version,
       loadavgAtEnd: loadavg().map((l) => Number(l.toFixed(2))),
+      // The whole process: N clients, the gateway and five subgraphs.
+      rssMB: Math.round(process.memoryUsage().rss / 2 ** 20),
+      heapUsedMB: Math.round(process.memoryUsage().heapUsed / 2 ** 20),
     };
     const result: Run = {
       date: started.toISOString(),
       mode,
       subscribers: N,
+      connections: clients.length,
       events: rows.length,
       outboxPollMs: stack.config.OUTBOX_POLL_MS,
       machine,
@@ -117,7 +126,7 @@ async function main() {
     } catch {
       runs = {};
     }
-    runs[stack.bus.kind] = result;
+    runs[`${stack.bus.kind}-${N}`] = result; // one run per mode and subscriber count
     writeFileSync(jsonPath, `${JSON.stringify({ runs }, null, 2)}\n`);
     writeFileSync(join(dir, 'subscriptions.md'), render(Object.values(runs)));
     console.log(`last client: p50 ${ms(last.p50)}, p99 ${ms(last.p99)}, max ${ms(last.max)} → bench/results/subscriptions.md`);
@@ -128,8 +137,8 @@ async function main() {
 }
 
 type Run = {
-  date: string; mode: string; subscribers: number; events: number; outboxPollMs: number;
-  machine: { nproc: number; cpu: string; node: string; loadavgAtEnd: number[] };
+  date: string; mode: string; subscribers: number; connections?: number; events: number; outboxPollMs: number;
+  machine: { nproc: number; cpu: string; node: string; loadavgAtEnd: number[]; rssMB?: number; heapUsedMB?: number };
   lastClient: ReturnType<typeof summary>; medianClient: ReturnType<typeof summary>;
   perEvent: { event: number; first: number; p50: number; p99: number; last: number }[];
 };
@@ -146,10 +155,11 @@ function render(runs: Run[]): string {
   ];
   for (const r of runs) {
     out.push(
-      `## ${r.mode}`,
+      `## ${r.mode}, ${r.subscribers} subscribers`,
       '',
-      `${r.date} · ${r.subscribers} subscribers · ${r.events} events · OUTBOX_POLL_MS ${r.outboxPollMs}`,
-      `Machine: ${r.machine.nproc} CPUs (${r.machine.cpu}), Node ${r.machine.node}, load average at the end ${r.machine.loadavgAtEnd.join(' / ')} (shared machine).`,
+      `${r.date} · ${r.subscribers} subscribers${r.connections && r.connections !== r.subscribers ? ` on ${r.connections} connections` : ''} · ${r.events} events · OUTBOX_POLL_MS ${r.outboxPollMs}`,
+      `Machine: ${r.machine.nproc} CPUs (${r.machine.cpu}), Node ${r.machine.node}, load average at the end ${r.machine.loadavgAtEnd.join(' / ')} (shared machine).`
+        + (r.machine.rssMB ? ` Memory at the end (one process: clients, gateway, subgraphs): RSS ${r.machine.rssMB} MB, heap ${r.machine.heapUsedMB} MB.` : ''),
       '',
       '| over events | p50 | p99 | max |',
       '|---|---|---|---|',
@@ -162,7 +172,7 @@ function render(runs: Run[]): string {
       '',
     );
   }
-  out.push('Run: `npx tsx bench/subscriptions.ts` (embedded) or with POSTGRES_URL, KAFKA_BROKERS, REDIS_URL set (real services); N and EVENTS env vars.', '');
+  out.push('Run: `npx tsx bench/subscriptions.ts` (embedded) or with POSTGRES_URL, KAFKA_BROKERS, REDIS_URL set (real services); N, EVENTS and PER_CONNECTION (subscriptions per connection) env vars.', '');
   return out.join('\n');
 }
 

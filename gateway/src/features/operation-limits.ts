@@ -26,9 +26,16 @@ function hasNul(value: unknown, depth = 0): boolean {
   return Object.entries(value).some(([k, v]) => k.includes('\u0000') || hasNul(v, depth + 1));
 }
 
+// Apollo Server hands the same DocumentNode for the same document hash (its document store): look once.
+const nulInDocument = new WeakMap<DocumentNode, boolean>();
+
 function documentHasNul(document: DocumentNode): boolean {
-  let found = false;
-  visit(document, { StringValue: (node) => { if (node.value.includes('\u0000')) found = true; } });
+  let found = nulInDocument.get(document);
+  if (found === undefined) {
+    found = false;
+    visit(document, { StringValue: (node) => { if (node.value.includes('\u0000')) found = true; } });
+    nulInDocument.set(document, found);
+  }
   return found;
 }
 
