@@ -254,3 +254,9 @@ test('a subgraph that cannot be reached: its fields are null, the error says whi
     servers.pop();
   }
 });
+
+test('response names that exist on Object.prototype (aliases constructor, toString, __proto__) are plain fields', async () => {
+  const r = await both('{ me { constructor: name toString: id __proto__: email hasOwnProperty: name } }');
+  expect(r.errors).toBeUndefined();
+  expect(JSON.stringify(r.data)).toBe('{"me":{"constructor":"Ada","toString":"u1","__proto__":"ada@x.io","hasOwnProperty":"Ada"}}');
+});
