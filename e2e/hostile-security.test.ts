@@ -6,6 +6,7 @@
  * Request-shaped refusals live in hostile-input.test.ts; this file holds the stories.
  */
 import { randomBytes } from 'node:crypto';
+import { eventually, readConfig } from '@crm/kit';
 import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
 
 interface Row {
@@ -52,6 +53,25 @@ async function call(query: string, options: { variables?: Record<string, unknown
 const code = (r: Raw) => r.body.errors?.[0]?.extensions?.code;
 const ip = () => `10.${randomBytes(1)[0]}.${randomBytes(1)[0]}.${randomBytes(1)[0]! % 250 + 1}`;
 
+const gqlOk = async (u: TestUser, query: string, variables?: Record<string, unknown>) => {
+  const r = await u.gql(query, variables);
+  if (r.errors) throw new Error(`${query}: ${JSON.stringify(r.errors)}`);
+  return r.data;
+};
+const approve = (u: TestUser) => gqlOk(admin, 'mutation($id: ID!) { approveUser(id: $id) { id approved } }', { id: u.id });
+const REGISTER = 'mutation($i: RegisterInput!) { register(input: $i) { accessToken user { id } } }';
+const registration = () => ({ email: `reg-${randomBytes(4).toString('hex')}@test.local`, password: 'password-1234', name: 'Newcomer' });
+
+/** A second, auth-only stack with other settings (registration policies). */
+async function withAuthStack(env: Record<string, string>, run: (s: TestStack) => Promise<void>): Promise<void> {
+  const s = await startTestStack({ only: ['auth'], env });
+  try {
+    await run(s);
+  } finally {
+    await s.stop();
+  }
+}
+
 const rows: Row[] = [
   {
     finding: 'H1',
@@ -67,6 +87,80 @@ const rows: Row[] = [
       // …and the block holds for the usual inline form too (same counter).
       const inline = await call(`mutation { login(email: "${victim.email}", password: "password-1234") { accessToken } }`, { ip: from });
       expect(inline.status).toBe(429);
+    },
+  },
+  {
+    finding: 'H2',
+    name: 'self-registered accounts never receive a departing rep\'s customers; they stay unassigned and managers are notified',
+    async run() {
+      const manager = await stack.user('MANAGER');
+      const leaving = await stack.user('SALES', 'Rep Leaving');
+      const customer = (await gqlOk(leaving, 'mutation { createCustomer(input: { name: "Precious Client", email: "vip@client.example" }) { id } }')).createCustomer;
+      // The attacker registers fresh accounts before the rep leaves (and lets the directory learn them).
+      const squatters = [await stack.user('SALES', 'Squatter A'), await stack.user('SALES', 'Squatter B')];
+      for (const q of squatters) await gqlOk(q, 'mutation { createCustomer(input: { name: "Own" }) { id } }');
+      await gqlOk(admin, 'mutation($id: ID!) { deleteUser(id: $id) { id } }', { id: leaving.id });
+      const note = await eventually(async () => {
+        const r = await gqlOk(manager, '{ myNotifications(first: 20) { edges { node { type title entityId } } } }');
+        return r.myNotifications.edges.map((e: any) => e.node).find((n: any) => n.entityId === customer.id);
+      }, { timeoutMs: 30_000 });
+      expect(note).toMatchObject({ type: 'SYSTEM', title: expect.stringMatching(/unassigned/) });
+      const seen = await gqlOk(admin, 'query($id: ID!) { customer(id: $id) { assignedRep { id } } }', { id: customer.id });
+      expect(seen.customer.assignedRep).toBeNull();
+      for (const q of squatters) expect((await q.gql('query($id: ID!) { customer(id: $id) { id name } }', { id: customer.id })).data?.customer ?? null).toBeNull();
+    },
+  },
+  {
+    finding: 'H2',
+    name: 'an approved rep does receive them (reassignment still works)',
+    async run() {
+      const leaving = await stack.user('SALES', 'Rep Leaving Too');
+      const heir = await stack.user('SALES', 'Rep Approved');
+      await approve(heir);
+      const customer = (await gqlOk(leaving, 'mutation { createCustomer(input: { name: "Handed Over" }) { id } }')).createCustomer;
+      await gqlOk(admin, 'mutation($id: ID!) { deleteUser(id: $id) { id } }', { id: leaving.id });
+      await eventually(async () => (await gqlOk(admin, 'query($id: ID!) { customer(id: $id) { assignedRep { id } } }', { id: customer.id })).customer.assignedRep?.id === heir.id, { timeoutMs: 30_000 });
+      // leave no approved SALES rep behind for other rows
+      await gqlOk(admin, 'mutation($id: ID!) { deleteUser(id: $id) { id } }', { id: heir.id });
+    },
+  },
+  {
+    finding: 'H2',
+    name: 'REGISTRATION_POLICY=approval (the production default): a registration cannot sign in until an ADMIN approves it',
+    async run() {
+      expect(readConfig({ NODE_ENV: 'production', JWT_SECRET: 'j'.repeat(40) + randomBytes(8).toString('hex'), INTERNAL_SECRET: 'i'.repeat(40) + randomBytes(8).toString('hex') }).registrationPolicy).toBe('approval');
+      await withAuthStack({ REGISTRATION_POLICY: 'approval' }, async (s) => {
+        const input = registration();
+        const r = await s.gql(REGISTER, { i: input });
+        expect(r.data?.register ?? null).toBeNull();
+        expect(r.errors?.[0]?.extensions?.code).toBe('PENDING_APPROVAL');
+        // the same answer for an email that already has an account (no account discovery)
+        const again = await s.gql(REGISTER, { i: { ...input, name: 'Twin' } });
+        expect([again.errors?.[0]?.extensions?.code, again.errors?.[0]?.message]).toEqual(['PENDING_APPROVAL', r.errors?.[0]?.message]);
+        const login = 'mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken user { id approved } } }';
+        expect((await s.gql(login, { e: input.email, p: input.password })).errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+        const a = await s.admin();
+        const pending = await a.gql('query { users(first: 100) { edges { node { id email active approved } } } }');
+        const row = pending.data.users.edges.map((e: any) => e.node).find((u: any) => u.email === input.email);
+        expect(row).toMatchObject({ active: false, approved: false });
+        const manager = await s.user('MANAGER');
+        expect((await manager.gql('mutation($id: ID!) { approveUser(id: $id) { id } }', { id: row.id })).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+        expect((await a.gql('mutation($id: ID!) { approveUser(id: $id) { active approved } }', { id: row.id })).data.approveUser).toEqual({ active: true, approved: true });
+        expect((await s.gql(login, { e: input.email, p: input.password })).data.login.user).toEqual({ id: row.id, approved: true });
+      });
+    },
+  },
+  {
+    finding: 'H2',
+    name: 'REGISTRATION_POLICY=closed: register is refused; an ADMIN creates accounts',
+    async run() {
+      await withAuthStack({ REGISTRATION_POLICY: 'closed' }, async (s) => {
+        const r = await s.gql(REGISTER, { i: registration() });
+        expect(r.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+        expect(r.errors?.[0]?.message).toMatch(/REGISTRATION_POLICY=closed/);
+        const u = await s.user('SALES');
+        expect((await u.gql('{ me { role approved active } }')).data.me).toEqual({ role: 'SALES', approved: true, active: true });
+      });
     },
   },
 ];

@@ -36,6 +36,12 @@ const envSchema = z.object({
   JWT_AUDIENCE: z.string().default('crm-api'),
   ACCESS_TOKEN_TTL_SECONDS: z.coerce.number().int().min(10).max(86_400).default(900),
   REFRESH_TOKEN_TTL_SECONDS: z.coerce.number().int().min(60).default(30 * 86_400),
+  /**
+   * Who may create an account with `register`: open (anyone; development), approval (the account
+   * stays inactive until an ADMIN approves it; the production default), closed (refused: an ADMIN
+   * creates accounts with createUser).
+   */
+  REGISTRATION_POLICY: z.enum(['open', 'approval', 'closed']).optional(),
   ADMIN_EMAIL: optionalString,
   ADMIN_PASSWORD: optionalString,
 
@@ -114,6 +120,8 @@ export type Env = z.infer<typeof envSchema>;
 
 export interface PlatformConfig extends Env {
   production: boolean;
+  /** REGISTRATION_POLICY, defaulted: open outside production, approval in production. */
+  registrationPolicy: 'open' | 'approval' | 'closed';
   introspection: boolean;
   sandbox: boolean;
 }
@@ -132,7 +140,13 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     throw new ConfigError('INTERNAL_SECRET and JWT_SECRET must be set (32+ characters) in production');
   }
   const flag = (v: string | undefined, dflt: boolean) => (v === undefined ? dflt : ['true', '1', 'yes'].includes(v));
-  return { ...c, production, introspection: flag(c.INTROSPECTION, !production), sandbox: flag(c.SANDBOX, !production) };
+  return {
+    ...c,
+    production,
+    introspection: flag(c.INTROSPECTION, !production),
+    sandbox: flag(c.SANDBOX, !production),
+    registrationPolicy: c.REGISTRATION_POLICY ?? (production ? 'approval' : 'open'),
+  };
 }
 
 /** Per-subgraph database URL: <NAME>_DATABASE_URL wins, else POSTGRES_URL with database <prefix><name>. */

@@ -116,11 +116,18 @@ function decorate(stack: Stack, config: PlatformConfig): TestStack {
       counter += 1;
       const email = `${role.toLowerCase()}${counter}-${randomBytes(3).toString('hex')}@test.local`;
       const password = 'password-1234';
-      const r = await gql(REGISTER, { input: { email, password, name: name ?? `${role} ${counter}` } });
+      const input = { email, password, name: name ?? `${role} ${counter}` };
+      const admin = () => this.admin();
+      // REGISTRATION_POLICY=approval/closed: the ADMIN creates the account (approved, active at once).
+      if (config.registrationPolicy !== 'open') {
+        const made = await (await admin()).gql(`mutation($input: CreateUserInput!) { createUser(input: $input) { id } }`, { input: { ...input, role } });
+        if (made.errors) throw new Error(`createUser failed: ${JSON.stringify(made.errors)}`);
+        return login(email, password, role);
+      }
+      const r = await gql(REGISTER, { input });
       if (!r.data?.register) throw new Error(`register failed: ${JSON.stringify(r.errors)}`);
       if (role === 'SALES') return asUser(email, role, r.data.register);
-      const admin = await this.admin();
-      const up = await admin.gql(`mutation($id: ID!, $role: Role!) { updateUser(id: $id, input: { role: $role }) { id role } }`, { id: r.data.register.user.id, role });
+      const up = await (await admin()).gql(`mutation($id: ID!, $role: Role!) { updateUser(id: $id, input: { role: $role }) { id role } }`, { id: r.data.register.user.id, role });
       if (up.errors) throw new Error(`role change failed: ${JSON.stringify(up.errors)}`);
       return login(email, password, role);
     },

@@ -20,7 +20,13 @@ const role = z.enum(['ADMIN', 'MANAGER', 'SALES', 'COMPLIANCE']);
 const isoDate = z.string().datetime({ offset: true });
 const sagaType = z.enum(['user-deletion', 'customer-deletion', 'onboarding', 'approval']);
 
-const user = z.object({ userId: id, email: z.string(), name: z.string(), role, active: z.boolean() });
+const user = z.object({
+  userId: id, email: z.string(), name: z.string(), role, active: z.boolean(),
+  /** Approved by an ADMIN or MANAGER: may receive customers by automatic reassignment (absent in older events: false). */
+  approved: z.boolean().optional(),
+  /** Access tokens carrying a lower `tv` claim are revoked (role or active status changed, logout). */
+  tokenVersion: z.number().int().min(0).optional(),
+});
 const customer = z.object({
   customerId: id,
   name: z.string(),
@@ -73,7 +79,7 @@ export const EVENTS = {
   'user.updated': event(TOPICS.user, user.extend({ changes: z.array(z.string()) })),
   'user.deleted': event(TOPICS.user, user.extend({ sagaId: id })),
   'user.login': event(TOPICS.user, z.object({ userId: id, email: z.string() })),
-  'user.logout': event(TOPICS.user, z.object({ userId: id })),
+  'user.logout': event(TOPICS.user, z.object({ userId: id, tokenVersion: z.number().int().min(0).optional() })),
   'user.saga_step': event(TOPICS.user, sagaStep),
 
   'customer.created': event(TOPICS.customer, customer),

@@ -7,8 +7,8 @@ import type { EventHandlers } from '@crm/kit';
 import { Customer } from '../entities';
 import { customerEventData, repLoads, upsertRep } from '../customers';
 
-type UserData = { userId: string; name: string; email: string; role: string; active: boolean };
-const repFromUser = (u: UserData) => ({ id: u.userId, name: u.name, email: u.email, active: u.role === 'SALES' && u.active });
+type UserData = { userId: string; name: string; email: string; role: string; active: boolean; approved?: boolean };
+const repFromUser = (u: UserData) => ({ id: u.userId, name: u.name, email: u.email, active: u.role === 'SALES' && u.active, approved: u.approved ?? false });
 
 export const handlers: EventHandlers = {
   'user.created': async ({ event, em }) => {
@@ -39,7 +39,7 @@ export const handlers: EventHandlers = {
       subjectId: userId,
       step: 'customer.reassign-customers',
       status: 'DONE',
-      detail: `${moved} customers reassigned${owned.length > moved ? `, ${owned.length - moved} left unassigned (no active SALES rep)` : ''}`,
+      detail: `${moved} customers reassigned${owned.length > moved ? `, ${owned.length - moved} left unassigned (no active, approved SALES rep; managers notified)` : ''}`,
       ends: null,
     });
     await em.flush();
