@@ -163,6 +163,23 @@ const rows: Row[] = [
       });
     },
   },
+  {
+    finding: 'H3',
+    name: 'production refuses the old compose fallback secrets, repetitive ones and JWT_SECRET = INTERNAL_SECRET (compose-file.test.ts: no defaults, no public infra ports)',
+    async run() {
+      const good = { NODE_ENV: 'production', JWT_SECRET: randomBytes(32).toString('hex'), INTERNAL_SECRET: randomBytes(32).toString('hex') };
+      expect(readConfig(good).production).toBe(true);
+      for (const bad of [
+        { JWT_SECRET: 'change-me-jwt-secret-0123456789abcdefghij' },
+        { INTERNAL_SECRET: 'change-me-internal-secret-0123456789abcdef' },
+        { JWT_SECRET: 'z'.repeat(64) },
+        { JWT_SECRET: good.INTERNAL_SECRET },
+        { ADMIN_PASSWORD: 'change-me-admin-password' },
+      ]) {
+        expect(() => readConfig({ ...good, ...bad })).toThrow(/production configuration/);
+      }
+    },
+  },
 ];
 
 test.each(rows.map((r) => [r.finding, r.name, r] as const))('%s: %s', async (_f, _n, row) => {

@@ -136,9 +136,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   }
   const c = parsed.data;
   const production = c.NODE_ENV === 'production';
-  if (production && (c.INTERNAL_SECRET === DEV_SECRET || c.JWT_SECRET === DEV_SECRET)) {
-    throw new ConfigError('INTERNAL_SECRET and JWT_SECRET must be set (32+ characters) in production');
-  }
+  if (production) checkProductionSecrets(c);
   const flag = (v: string | undefined, dflt: boolean) => (v === undefined ? dflt : ['true', '1', 'yes'].includes(v));
   return {
     ...c,
@@ -147,6 +145,33 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     sandbox: flag(c.SANDBOX, !production),
     registrationPolicy: c.REGISTRATION_POLICY ?? (production ? 'approval' : 'open'),
   };
+}
+
+/** Words that mark a value someone was meant to replace (compose files, READMEs, examples). */
+const PLACEHOLDER = /change.?me|changeme|dev.?only|placeholder|example|default|secret|passw(or)?d|todo|xxx|replace|insecure|123456/i;
+/** A random secret of 32+ characters has far more distinct characters than this. */
+const MIN_DISTINCT_CHARS = 10;
+
+function placeholderLike(value: string): boolean {
+  return PLACEHOLDER.test(value) || new Set(value).size < MIN_DISTINCT_CHARS;
+}
+
+/**
+ * Production refuses secrets anyone could guess: unset (the development default), placeholder-looking
+ * (e.g. compose's old `change-me-…` fallbacks) or repetitive, and one key used for two purposes
+ * (whoever holds INTERNAL_SECRET could otherwise mint access tokens, and the reverse).
+ */
+function checkProductionSecrets(c: Env): void {
+  const problems: string[] = [];
+  for (const key of ['INTERNAL_SECRET', 'JWT_SECRET'] as const) {
+    if (c[key] === DEV_SECRET) problems.push(`${key} must be set (32+ random characters) in production`);
+    else if (placeholderLike(c[key])) problems.push(`${key} looks like a placeholder or is not random; use 32+ random characters (e.g. openssl rand -hex 32)`);
+  }
+  if (c.INTERNAL_SECRET === c.JWT_SECRET) problems.push('INTERNAL_SECRET and JWT_SECRET must differ');
+  if (c.ADMIN_PASSWORD && (PLACEHOLDER.test(c.ADMIN_PASSWORD) || c.ADMIN_PASSWORD.length < 12)) {
+    problems.push('ADMIN_PASSWORD looks like a placeholder or is shorter than 12 characters');
+  }
+  if (problems.length > 0) throw new ConfigError(`Invalid production configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
 }
 
 /** Per-subgraph database URL: <NAME>_DATABASE_URL wins, else POSTGRES_URL with database <prefix><name>. */

@@ -8,7 +8,7 @@ import { Client } from 'pg';
 import { readConfig, signIdentity, type Identity, type PlatformConfig, type Role } from '@crm/kit';
 import { startStack, type Stack, type StackOptions } from './start-stack';
 
-export const ADMIN = { email: 'admin@test.local', password: 'admin-password-123' };
+export const ADMIN = { email: 'admin@test.local', password: 'admin-Pw-test-7q4k2z' };
 
 export interface GraphQLResult<T = any> {
   status: number;
