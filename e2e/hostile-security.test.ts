@@ -6,7 +6,10 @@
  * Request-shaped refusals live in hostile-input.test.ts; this file holds the stories.
  */
 import { randomBytes } from 'node:crypto';
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
 import { eventually, readConfig } from '@crm/kit';
+import { startGateway } from '@crm/gateway';
 import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
 
 interface Row {
@@ -27,8 +30,13 @@ beforeAll(async () => {
   });
   admin = await stack.admin();
 });
+const figures: Record<string, number[]> = {};
+const measure = (what: string, ms: number) => (figures[what] ??= []).push(ms);
 afterAll(async () => {
+  for (const c of sockets) await c.dispose();
   await stack?.stop();
+  // Figures for the closing note (not assertions): how long the gateway took to act on a change.
+  if (Object.keys(figures).length > 0) console.log(`hostile-security figures (ms): ${JSON.stringify(figures)}`);
 });
 
 interface Raw {
@@ -71,6 +79,56 @@ async function withAuthStack(env: Record<string, string>, run: (s: TestStack) =>
     await s.stop();
   }
 }
+
+// ------------------------------------------------------------------ WebSocket
+
+const sockets: Client[] = [];
+interface LiveSocket {
+  results: unknown[];
+  errors: unknown[];
+  closed?: { code: number; reason: string; at: number };
+  client: Client;
+}
+/** A graphql-ws subscription through the gateway; `closed` is filled when the server closes the socket. */
+function subscribe(token: string, query = 'subscription { notificationAdded { id type } }', variables?: Record<string, unknown>, url = stack.gatewayUrl): LiveSocket {
+  const state: LiveSocket = { results: [], errors: [], client: undefined as unknown as Client };
+  state.client = createClient({
+    url: url.replace(/^http/, 'ws'),
+    webSocketImpl: WebSocket,
+    lazy: true,
+    retryAttempts: 0,
+    connectionParams: { authorization: `Bearer ${token}` },
+    on: { closed: (e) => (state.closed ??= { code: (e as { code: number }).code, reason: (e as { reason: string }).reason, at: Date.now() }) },
+  });
+  sockets.push(state.client);
+  state.client.subscribe({ query, ...(variables ? { variables } : {}) }, {
+    next: (r) => (r.errors ? state.errors.push(r.errors) : state.results.push(r.data)),
+    error: (e) => state.errors.push(e),
+    complete: () => undefined,
+  });
+  return state;
+}
+const liveStats = async (url = stack.gatewayUrl) =>
+  (await (await fetch(url.replace(/\/graphql$/, '/graphql/live-stats'))).json()) as { subscriptions: number; connections: number; groups: number; deliveries: number };
+/** Subscribing has no acknowledgement in graphql-ws: wait until the gateway counts `n` more. */
+const registered = (before: number, n = 1) => eventually(async () => (await liveStats()).subscriptions >= before + n, { timeoutMs: 30_000 });
+/** The socket is closed by the server with 4403; returns ms from `since`. */
+const closedWith4403 = async (live: LiveSocket, since: number) => {
+  const closed = await eventually(async () => live.closed, { timeoutMs: 15_000, intervalMs: 20 });
+  expect([closed.code, closed.reason]).toEqual([4403, expect.stringMatching(/revoked/)]);
+  return closed.at - since;
+};
+/** HTTP with this token is refused (401) — a background effect of the change, so polled. */
+const refused = async (token: string, since: number, url = stack.gatewayUrl) => {
+  const r = await eventually(async () => {
+    const res = await call('{ me { id } }', { token, url });
+    return res.status === 401 ? res : undefined;
+  }, { timeoutMs: 15_000, intervalMs: 20 });
+  expect(code(r)).toBe('UNAUTHENTICATED');
+  expect(r.body.errors?.[0]?.message).toMatch(/revoked/);
+  return Date.now() - since;
+};
+const setRole = (id: string, role: string) => gqlOk(admin, 'mutation($id: ID!, $r: Role!) { updateUser(id: $id, input: { role: $r }) { id role } }', { id, r: role });
 
 const rows: Row[] = [
   {
@@ -180,6 +238,75 @@ const rows: Row[] = [
       }
     },
   },
+  {
+    finding: 'M4',
+    name: 'a demoted ADMIN\'s earlier token cannot promote itself back, on this replica and on one started after the demotion',
+    async run() {
+      const boss = await stack.user('ADMIN', 'Demoted Boss');
+      const before = await call('{ me { role } }', { token: boss.token });
+      expect(before.body.data.me.role).toBe('ADMIN');
+      const t0 = Date.now();
+      await setRole(boss.id, 'SALES');
+      measure('revoked over HTTP after demotion', await refused(boss.token, t0));
+      const promote = await call('mutation($id: ID!) { updateUser(id: $id, input: { role: ADMIN }) { role } }', { token: boss.token, variables: { id: boss.id } });
+      expect([promote.status, code(promote)]).toEqual([401, 'UNAUTHENTICATED']);
+      expect((await gqlOk(admin, 'query($id: ID!) { user(id: $id) { role } }', { id: boss.id })).user.role).toBe('SALES');
+      // A replica started after the change knows it too (shared store, or user.events from the beginning).
+      const late = await startGateway({ config: stack.config, supergraphSdl: stack.supergraphSdl, bus: stack.bus, port: 0, host: '127.0.0.1' });
+      try {
+        await refused(boss.token, Date.now(), late.url);
+      } finally {
+        await late.stop();
+      }
+      // A new sign-in gets a token with the new role that works.
+      const again = await call('mutation($e: String!) { login(email: $e, password: "password-1234") { accessToken } }', { variables: { e: boss.email }, ip: ip() });
+      expect((await call('{ me { role } }', { token: again.body.data.login.accessToken })).body.data.me.role).toBe('SALES');
+    },
+  },
+  {
+    finding: 'M4',
+    name: 'a deleted user\'s token is refused by a replica started after the deletion',
+    async run() {
+      const victim = await stack.user('SALES', 'Deleted Early');
+      const t0 = Date.now();
+      await gqlOk(admin, 'mutation($id: ID!) { deleteUser(id: $id) { id } }', { id: victim.id });
+      measure('revoked over HTTP after deletion', await refused(victim.token, t0));
+      const late = await startGateway({ config: stack.config, supergraphSdl: stack.supergraphSdl, bus: stack.bus, port: 0, host: '127.0.0.1' });
+      try {
+        await refused(victim.token, Date.now(), late.url);
+      } finally {
+        await late.stop();
+      }
+    },
+  },
+  {
+    finding: 'M5',
+    name: 'a deleted user\'s token cannot open a socket (4403 at connection_init)',
+    async run() {
+      const victim = await stack.user('SALES', 'Deleted Socket');
+      await gqlOk(admin, 'mutation($id: ID!) { deleteUser(id: $id) { id } }', { id: victim.id });
+      await refused(victim.token, Date.now());
+      const live = subscribe(victim.token);
+      const closed = await eventually(async () => live.closed, { timeoutMs: 15_000 });
+      expect(closed.code).toBe(4403);
+    },
+  },
+  ...(['deletion', 'demotion', 'logout'] as const).map((change): Row => ({
+    finding: 'M5',
+    name: `open sockets are closed 4403 on ${change} and deliver nothing more`,
+    async run() {
+      const victim = await stack.user(change === 'demotion' ? 'MANAGER' : 'SALES', `Socket ${change}`);
+      const n = (await liveStats()).subscriptions;
+      const live = subscribe(victim.token);
+      await registered(n);
+      const t0 = Date.now();
+      if (change === 'deletion') await gqlOk(admin, 'mutation($id: ID!) { deleteUser(id: $id) { id } }', { id: victim.id });
+      else if (change === 'logout') await gqlOk(victim, 'mutation { logout }');
+      else await setRole(victim.id, 'SALES');
+      measure(`socket closed after ${change}`, await closedWith4403(live, t0));
+      expect(live.results).toEqual([]);
+    },
+  })),
 ];
 
 test.each(rows.map((r) => [r.finding, r.name, r] as const))('%s: %s', async (_f, _n, row) => {

@@ -1,6 +1,7 @@
 /** The gateway's features, in order. Each is its own module; add one line per feature here. */
 import type { Redis } from 'ioredis';
 import type { EventBus, Logger, PlatformConfig } from '@crm/kit';
+import { Revocations } from '../revocations';
 import type { GatewayFeature } from './feature';
 import { useLandingPage } from './landing-page';
 import { useSecurityHeaders } from './security-headers';
@@ -18,9 +19,12 @@ export interface FeatureOptions {
   bus: EventBus | undefined;
   /** Shared Redis connection when REDIS_URL is set (outage policy in ../redis.ts). */
   redis?: Redis;
+  /** Revoked access tokens, shared by HTTP (token-denylist) and WebSocket (subscriptions). */
+  revocations: Revocations;
 }
 
-export function gatewayFeatures(options: FeatureOptions): GatewayFeature[] {
+export function gatewayFeatures(base: Omit<FeatureOptions, 'revocations'>): GatewayFeature[] {
+  const options: FeatureOptions = { ...base, revocations: new Revocations(base.config, base.logger, base.redis) };
   return [
     useSecurityHeaders(options),
     useCors(options),

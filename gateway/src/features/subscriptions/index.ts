@@ -37,6 +37,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 interface ConnectionState {
   identity: Identity;
+  tokenVersion: number;
   expiry: NodeJS.Timeout;
   queues: Set<LiveQueue>;
 }
@@ -47,7 +48,7 @@ interface LiveContext {
   socket: WebSocket;
 }
 
-export function useSubscriptions({ config, logger, bus }: FeatureOptions): GatewayFeature {
+export function useSubscriptions({ config, logger, bus, revocations }: FeatureOptions): GatewayFeature {
   const log = logger.child({ feature: 'subscriptions' });
   const connections = new Map<WebSocket, ConnectionState>();
   let wss: WebSocketServer | undefined;
@@ -61,6 +62,18 @@ export function useSubscriptions({ config, logger, bus }: FeatureOptions): Gatew
     socket.close(code, reason);
     setTimeout(() => socket.terminate(), CLOSE_GRACE_MS).unref();
   };
+
+  // A revoked token ends its sockets at once, on every replica (each consumes user.events).
+  const stopRevocations = revocations.onRevoke((userId) => {
+    for (const [socket, state] of connections) {
+      if (state.identity.userId !== userId) continue;
+      const revoked = revocations.revokedLocally(userId, state.tokenVersion);
+      if (revoked) {
+        for (const q of [...state.queues]) q.end();
+        closeSocket(socket, CLOSE.forbidden, revoked);
+      }
+    }
+  });
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const path = (req.url ?? '').split('?')[0];
@@ -102,16 +115,21 @@ export function useSubscriptions({ config, logger, bus }: FeatureOptions): Gatew
       const disposable = useServer(
         {
           isProd: config.production,
-          onConnect: (ctx) => {
+          onConnect: async (ctx) => {
             const socket = ctx.extra.socket;
             const auth = authenticateConnection(ctx.connectionParams, ctx.extra.request, config);
             if (!auth.ok) {
               closeSocket(socket, auth.code, auth.reason);
               return false;
             }
+            const revoked = await revocations.revoked(auth.identity.userId, auth.tokenVersion);
+            if (revoked) {
+              closeSocket(socket, CLOSE.forbidden, revoked);
+              return false;
+            }
             const expiry = setTimeout(() => closeSocket(socket, CLOSE.unauthorized, 'Token expired'), Math.min(Math.max(auth.expiresAt - Date.now(), 0), MAX_TIMER_MS));
             expiry.unref();
-            connections.set(socket, { identity: auth.identity, expiry, queues: new Set() });
+            connections.set(socket, { identity: auth.identity, tokenVersion: auth.tokenVersion, expiry, queues: new Set() });
             return true;
           },
           onSubscribe: (ctx, _id, payload) => {
@@ -147,6 +165,7 @@ export function useSubscriptions({ config, logger, bus }: FeatureOptions): Gatew
               limit: config.SUBSCRIPTION_QUEUE_LIMIT,
               maxBufferedBytes: config.SUBSCRIPTION_MAX_BUFFERED_BYTES,
               buffered: () => socket.bufferedAmount,
+              admit: () => !state || revocations.revokedLocally(identity.userId, state.tokenVersion) === null,
               onOverflow: (why) => {
                 log.warn({ userId: identity.userId, field: live.field.field, why }, 'live: subscriber too slow; closing it');
                 closeSocket(socket, CLOSE.tooSlow, 'Subscriber too slow');
@@ -185,6 +204,7 @@ export function useSubscriptions({ config, logger, bus }: FeatureOptions): Gatew
 
     async stop() {
       stopping = true;
+      stopRevocations();
       httpServer?.off('upgrade', onUpgrade);
       // 1. the consumer leaves its group: no new events
       await hub?.stop().catch((err: unknown) => log.warn({ err }, 'live: stopping the consumer failed'));
