@@ -48,7 +48,8 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   const subgraphAgent = createSubgraphAgent();
   const gateway = new ApolloGateway({
     logger,
-    buildService: ({ url }) => new SubgraphClient(url ?? '', { secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent }),
+    buildService: ({ name, url }) =>
+      new SubgraphClient(url ?? '', { subgraph: name, secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent }),
     supergraphSdl: async ({ update }) => {
       if (options.supergraphSdl) {
         currentSdl = options.supergraphSdl;

@@ -71,8 +71,12 @@ export const errorCode = (r: { errors?: { extensions?: { code?: string } }[] }) 
 /** The identity the gateway would forward for a test user. */
 export const identityOf = (u: Pick<TestUser, 'id' | 'role' | 'email'>): Identity => ({ userId: u.id, role: u.role, email: u.email });
 
-async function postJson<T>(url: string, body: unknown, headers: Record<string, string>): Promise<GraphQLResult<T>> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+function postJson<T>(url: string, body: unknown, headers: Record<string, string>): Promise<GraphQLResult<T>> {
+  return postRaw<T>(url, JSON.stringify(body), headers);
+}
+
+async function postRaw<T>(url: string, body: string, headers: Record<string, string>): Promise<GraphQLResult<T>> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
   const text = await res.text();
   let parsed: { data?: T; errors?: GraphQLResult['errors'] } = {};
   try {
@@ -108,8 +112,10 @@ function decorate(stack: Stack, config: PlatformConfig): TestStack {
   return {
     ...stack,
     gql,
-    signed: (subgraph, identity, query, variables) =>
-      postJson(stack.subgraphs[subgraph]!.url, { query, variables }, signIdentity(identity, config.INTERNAL_SECRET)),
+    signed: (subgraph, identity, query, variables) => {
+      const body = JSON.stringify({ query, variables });
+      return postRaw(stack.subgraphs[subgraph]!.url, body, signIdentity(identity, config.INTERNAL_SECRET, { subgraph, method: 'POST', body }));
+    },
     sql: async (subgraph, query, params = []) => (await stack.subgraphs[subgraph]!.fork().getConnection().execute(query, params)) as never,
     admin: () => (adminUser ??= login(ADMIN.email, ADMIN.password, 'ADMIN')),
     async user(role: Role = 'SALES', name?: string) {
