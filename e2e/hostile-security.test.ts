@@ -91,28 +91,52 @@ interface LiveSocket {
   client: Client;
 }
 /** A graphql-ws subscription through the gateway; `closed` is filled when the server closes the socket. */
-function subscribe(token: string, query = 'subscription { notificationAdded { id type } }', variables?: Record<string, unknown>, url = stack.gatewayUrl): LiveSocket {
+function subscribe(
+  token: string,
+  query = 'subscription { notificationAdded { id type } }',
+  variables?: Record<string, unknown>,
+  url = stack.gatewayUrl,
+  headers: Record<string, string> = {},
+): LiveSocket {
   const state: LiveSocket = { results: [], errors: [], client: undefined as unknown as Client };
+  class WithHeaders extends WebSocket {
+    constructor(address: string, protocols?: string | string[]) {
+      super(address, protocols, { headers });
+    }
+  }
   state.client = createClient({
     url: url.replace(/^http/, 'ws'),
-    webSocketImpl: WebSocket,
+    webSocketImpl: WithHeaders,
     lazy: true,
     retryAttempts: 0,
     connectionParams: { authorization: `Bearer ${token}` },
     on: { closed: (e) => (state.closed ??= { code: (e as { code: number }).code, reason: (e as { reason: string }).reason, at: Date.now() }) },
   });
   sockets.push(state.client);
+  more(state, query, variables);
+  return state;
+}
+/** Another subscription on the same socket. */
+function more(state: LiveSocket, query: string, variables?: Record<string, unknown>): void {
   state.client.subscribe({ query, ...(variables ? { variables } : {}) }, {
     next: (r) => (r.errors ? state.errors.push(r.errors) : state.results.push(r.data)),
     error: (e) => state.errors.push(e),
     complete: () => undefined,
   });
-  return state;
 }
 const liveStats = async (url = stack.gatewayUrl) =>
-  (await (await fetch(url.replace(/\/graphql$/, '/graphql/live-stats'))).json()) as { subscriptions: number; connections: number; groups: number; deliveries: number };
+  (await (await fetch(url.replace(/\/graphql$/, '/graphql/live-stats'))).json()) as { subscriptions: number; connections: number; groups: number; deliveries: number; dropped: number };
 /** Subscribing has no acknowledgement in graphql-ws: wait until the gateway counts `n` more. */
-const registered = (before: number, n = 1) => eventually(async () => (await liveStats()).subscriptions >= before + n, { timeoutMs: 30_000 });
+const registered = (before: number, n = 1, url = stack.gatewayUrl) => eventually(async () => (await liveStats(url)).subscriptions >= before + n, { timeoutMs: 30_000 });
+/** A gateway replica of this stack with other settings (its own caps and budgets). */
+async function withReplica(overrides: Record<string, unknown>, run: (url: string) => Promise<void>): Promise<void> {
+  const g = await startGateway({ config: { ...stack.config, ...overrides } as typeof stack.config, supergraphSdl: stack.supergraphSdl, bus: stack.bus, port: 0, host: '127.0.0.1' });
+  try {
+    await run(g.url);
+  } finally {
+    await g.stop();
+  }
+}
 /** The socket is closed by the server with 4403; returns ms from `since`. */
 const closedWith4403 = async (live: LiveSocket, since: number) => {
   const closed = await eventually(async () => live.closed, { timeoutMs: 15_000, intervalMs: 20 });
@@ -396,6 +420,84 @@ const rows: Row[] = [
       }
     },
   })),
+  {
+    finding: 'M6',
+    name: 'a subscribe with variables the operation does not declare is refused',
+    async run() {
+      const u = await stack.user('SALES');
+      const live = subscribe(u.token, 'subscription { notificationAdded { id } }', { junk: randomBytes(8).toString('hex') });
+      const err = await eventually(async () => live.errors[0], { timeoutMs: 15_000 });
+      expect(JSON.stringify(err)).toMatch(/BAD_USER_INPUT.*not declared|not declared.*BAD_USER_INPUT/);
+      await live.client.dispose();
+    },
+  },
+  {
+    finding: 'M6',
+    name: 'WebSocket connections are capped per user and per client IP (4429)',
+    async run() {
+      const u = await stack.user('SALES');
+      await withReplica({ SUBSCRIPTION_CONNECTIONS_PER_USER: 2, SUBSCRIPTION_CONNECTIONS_PER_IP: 3, TRUST_PROXY_HOPS: 1 }, async (url) => {
+        const open: LiveSocket[] = [];
+        for (let i = 0; i < 2; i++) {
+          const before = (await liveStats(url)).subscriptions;
+          open.push(subscribe(u.token, undefined, undefined, url, { 'x-forwarded-for': ip() }));
+          await registered(before, 1, url);
+        }
+        const third = subscribe(u.token, undefined, undefined, url, { 'x-forwarded-for': ip() });
+        expect((await eventually(async () => third.closed, { timeoutMs: 15_000 })).code).toBe(4429);
+        // per IP: three users from one address, a fourth is refused
+        const shared = ip();
+        const others = [await stack.user('SALES'), await stack.user('SALES'), await stack.user('SALES'), await stack.user('SALES')];
+        for (const o of others.slice(0, 3)) {
+          const before = (await liveStats(url)).subscriptions;
+          open.push(subscribe(o.token, undefined, undefined, url, { 'x-forwarded-for': shared }));
+          await registered(before, 1, url);
+        }
+        const fourth = subscribe(others[3]!.token, undefined, undefined, url, { 'x-forwarded-for': shared });
+        expect((await eventually(async () => fourth.closed, { timeoutMs: 15_000 })).code).toBe(4429);
+        for (const l of open) expect(l.closed).toBeUndefined();
+        for (const l of open) await l.client.dispose();
+      });
+    },
+  },
+  {
+    finding: 'M6',
+    name: 'subscribe operations spend the rate-limit budget',
+    async run() {
+      const u = await stack.user('SALES');
+      await withReplica({ RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_POINTS: 3 }, async (url) => {
+        const before = (await liveStats(url)).subscriptions;
+        const live = subscribe(u.token, 'subscription { a: notificationAdded { id } }', undefined, url);
+        for (const alias of ['b', 'c', 'd', 'e']) more(live, `subscription { ${alias}: notificationAdded { id } }`);
+        const err = await eventually(async () => live.errors[0], { timeoutMs: 15_000 });
+        expect(JSON.stringify(err)).toMatch(/RATE_LIMITED/);
+        await registered(before, 1, url);
+        expect((await liveStats(url)).subscriptions - before).toBeLessThanOrEqual(3);
+        await live.client.dispose();
+      });
+    },
+  },
+  {
+    finding: 'M6',
+    name: 'one event resolves a bounded number of one user\'s distinct subscriptions',
+    async run() {
+      const rep = await stack.user('SALES', 'Many Subscriptions');
+      await withReplica({ SUBSCRIPTION_RESOLUTIONS_PER_USER_PER_EVENT: 2 }, async (url) => {
+        const start = await liveStats(url);
+        const live = subscribe(rep.token, 'subscription { s0: notificationAdded { id } }', undefined, url);
+        for (let i = 1; i < 6; i++) more(live, `subscription { s${i}: notificationAdded { id } }`);
+        await registered(start.subscriptions, 6, url);
+        // A notification for the rep: a customer assigned to them (once the directory knows them).
+        await eventually(async () => (await admin.gql('mutation($r: ID!) { createCustomer(input: { name: "Fan-out", assignedRepId: $r }) { id } }', { r: rep.id })).data?.createCustomer, { timeoutMs: 30_000 });
+        const after = await eventually(async () => {
+          const s = await liveStats(url);
+          return s.deliveries + s.dropped - (start.deliveries + start.dropped) >= 6 ? s : undefined;
+        }, { timeoutMs: 30_000 });
+        expect(after.deliveries - start.deliveries).toBe(2);
+        await live.client.dispose();
+      });
+    },
+  },
 ];
 
 test.each(rows.map((r) => [r.finding, r.name, r] as const))('%s: %s', async (_f, _n, row) => {

@@ -1,5 +1,6 @@
 /** The gateway's features, in order. Each is its own module; add one line per feature here. */
 import type { Redis } from 'ioredis';
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { EventBus, Logger, PlatformConfig } from '@crm/kit';
 import { Revocations } from '../revocations';
 import type { GatewayFeature } from './feature';
@@ -9,7 +10,7 @@ import { useCors } from './cors';
 import { useOperationLimits } from './operation-limits';
 import { usePersistedDocuments } from './persisted-documents';
 import { useTokenDenylist } from './token-denylist';
-import { useRateLimits } from './rate-limit';
+import { createRateBudget, useRateLimits } from './rate-limit';
 import { useLoginProtection } from './login-protection';
 import { useSubscriptions } from './subscriptions';
 
@@ -21,10 +22,16 @@ export interface FeatureOptions {
   redis?: Redis;
   /** Revoked access tokens, shared by HTTP (token-denylist) and WebSocket (subscriptions). */
   revocations: Revocations;
+  /** The rate-limit budget, charged by HTTP operations and by WebSocket subscribes. */
+  rateBudget: RateLimiterAbstract;
 }
 
-export function gatewayFeatures(base: Omit<FeatureOptions, 'revocations'>): GatewayFeature[] {
-  const options: FeatureOptions = { ...base, revocations: new Revocations(base.config, base.logger, base.redis) };
+export function gatewayFeatures(base: Omit<FeatureOptions, 'revocations' | 'rateBudget'>): GatewayFeature[] {
+  const options: FeatureOptions = {
+    ...base,
+    revocations: new Revocations(base.config, base.logger, base.redis),
+    rateBudget: createRateBudget(base.config, base.redis),
+  };
   return [
     useSecurityHeaders(options),
     useCors(options),

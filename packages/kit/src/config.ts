@@ -69,6 +69,11 @@ const envSchema = z.object({
   /** Bytes buffered on a subscriber's socket beyond which it is closed as too slow. */
   SUBSCRIPTION_MAX_BUFFERED_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
   SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(1).default(20),
+  /** WebSocket connections one user (SUBSCRIPTION_CONNECTIONS_PER_USER) or one client IP may hold open on a gateway replica. */
+  SUBSCRIPTION_CONNECTIONS_PER_USER: z.coerce.number().int().min(1).default(10),
+  SUBSCRIPTION_CONNECTIONS_PER_IP: z.coerce.number().int().min(1).default(100),
+  /** Distinct subscriptions of one user resolved for one event; beyond it the event is not delivered to the rest. */
+  SUBSCRIPTION_RESOLUTIONS_PER_USER_PER_EVENT: z.coerce.number().int().min(1).default(20),
   /** Entity resolutions (federated queries) run at once for one event. */
   SUBSCRIPTION_RESOLVE_CONCURRENCY: z.coerce.number().int().min(1).default(16),
 

@@ -10,6 +10,8 @@
  *                        header carry tokens of different users, or the token is revoked (the
  *                        user was deleted, deactivated, changed role or signed out) — at
  *                        connection_init, or on an open connection as soon as the gateway learns it.
+ *   4429 Too many     — the subscriber is too slow, or the user or address already holds
+ *                        SUBSCRIPTION_CONNECTIONS_PER_USER / _PER_IP connections on this replica.
  * graphql-ws clients treat both as fatal (no automatic retry).
  */
 import type { IncomingMessage } from 'node:http';
@@ -21,6 +23,8 @@ export const CLOSE = {
   unauthorized: 4401,
   forbidden: 4403,
   tooSlow: 4429,
+  /** Over SUBSCRIPTION_CONNECTIONS_PER_USER or SUBSCRIPTION_CONNECTIONS_PER_IP. */
+  tooMany: 4429,
   goingAway: 1001,
 } as const;
 

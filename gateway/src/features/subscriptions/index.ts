@@ -18,6 +18,10 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { sendJson, type Identity } from '@crm/kit';
 import type { GatewayDeps, GatewayFeature } from '../feature';
 import type { FeatureOptions } from '..';
+import { pointsFor } from '../../cost';
+import { RateLimiterRes } from '../../limiter';
+import { clientIp } from '../../request-info';
+import { rateLimitsEnabled } from '../rate-limit';
 import { CLOSE, authenticateConnection } from './connection';
 import { LiveHub } from './hub';
 import { prepareLiveOperation, type LiveOperation } from './operation';
@@ -38,6 +42,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 interface ConnectionState {
   identity: Identity;
   tokenVersion: number;
+  ip: string;
   expiry: NodeJS.Timeout;
   queues: Set<LiveQueue>;
 }
@@ -48,8 +53,9 @@ interface LiveContext {
   socket: WebSocket;
 }
 
-export function useSubscriptions({ config, logger, bus, revocations }: FeatureOptions): GatewayFeature {
+export function useSubscriptions({ config, logger, bus, revocations, rateBudget }: FeatureOptions): GatewayFeature {
   const log = logger.child({ feature: 'subscriptions' });
+  const chargeSubscribes = rateLimitsEnabled(config);
   const connections = new Map<WebSocket, ConnectionState>();
   let wss: WebSocketServer | undefined;
   let hub: LiveHub | undefined;
@@ -106,6 +112,7 @@ export function useSubscriptions({ config, logger, bus, revocations }: FeatureOp
         log,
         config.SUBSCRIPTION_RESOLVE_CONCURRENCY,
         LIVE_FIELDS,
+        config.SUBSCRIPTION_RESOLUTIONS_PER_USER_PER_EVENT,
       );
       await hub.start();
       const liveHub = hub;
@@ -127,12 +134,25 @@ export function useSubscriptions({ config, logger, bus, revocations }: FeatureOp
               closeSocket(socket, CLOSE.forbidden, revoked);
               return false;
             }
+            // Connection caps (per replica): one user or one address cannot hold unbounded sockets.
+            const ip = ctx.extra.request ? clientIp(ctx.extra.request, config.TRUST_PROXY_HOPS) : 'unknown';
+            let ofUser = 0;
+            let ofIp = 0;
+            for (const c of connections.values()) {
+              if (c.identity.userId === auth.identity.userId) ofUser += 1;
+              if (c.ip === ip) ofIp += 1;
+            }
+            if (ofUser >= config.SUBSCRIPTION_CONNECTIONS_PER_USER || ofIp >= config.SUBSCRIPTION_CONNECTIONS_PER_IP) {
+              const which = ofUser >= config.SUBSCRIPTION_CONNECTIONS_PER_USER ? 'SUBSCRIPTION_CONNECTIONS_PER_USER' : 'SUBSCRIPTION_CONNECTIONS_PER_IP';
+              closeSocket(socket, CLOSE.tooMany, `Too many connections (${which})`);
+              return false;
+            }
             const expiry = setTimeout(() => closeSocket(socket, CLOSE.unauthorized, 'Token expired'), Math.min(Math.max(auth.expiresAt - Date.now(), 0), MAX_TIMER_MS));
             expiry.unref();
-            connections.set(socket, { identity: auth.identity, tokenVersion: auth.tokenVersion, expiry, queues: new Set() });
+            connections.set(socket, { identity: auth.identity, tokenVersion: auth.tokenVersion, ip, expiry, queues: new Set() });
             return true;
           },
-          onSubscribe: (ctx, _id, payload) => {
+          onSubscribe: async (ctx, _id, payload) => {
             const state = connections.get(ctx.extra.socket);
             if (!state) return [new GraphQLError('Unauthorized', { extensions: { code: 'UNAUTHENTICATED' } })];
             if (state.queues.size >= config.SUBSCRIPTIONS_PER_CONNECTION) {
@@ -146,7 +166,17 @@ export function useSubscriptions({ config, logger, bus, revocations }: FeatureOp
               maxTokens: config.MAX_TOKENS,
             });
             if (!('document' in live)) return live as GraphQLError[];
-            const { document, ...op } = live;
+            const { document, cost, ...op } = live;
+            // A subscribe is an operation like any other: it spends the caller's rate-limit budget.
+            if (chargeSubscribes) {
+              try {
+                await rateBudget.consume(`u:${state.identity.userId}`, Math.min(pointsFor(cost, config.RATE_LIMIT_COST_PER_POINT), config.RATE_LIMIT_POINTS));
+              } catch (err) {
+                if (!(err instanceof RateLimiterRes)) throw err;
+                const retryAfter = Math.max(1, Math.ceil(err.msBeforeNext / 1000));
+                return [new GraphQLError(`Rate limit exceeded: ${config.RATE_LIMIT_POINTS} points per ${config.RATE_LIMIT_WINDOW_SECONDS} s (RATE_LIMIT_POINTS); retry in ${retryAfter} s`, { extensions: { code: 'RATE_LIMITED', retryAfter } })];
+              }
+            }
             const contextValue: LiveContext = { live: op, identity: state.identity, socket: ctx.extra.socket };
             const args: ExecutionArgs = {
               schema,
