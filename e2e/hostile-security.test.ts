@@ -9,7 +9,7 @@ import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { eventually, readConfig } from '@crm/kit';
+import { buildEnvelope, eventually, readConfig, type DeliveredMessage } from '@crm/kit';
 import { startGateway } from '@crm/gateway';
 import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
 
@@ -496,6 +496,38 @@ const rows: Row[] = [
         expect(after.deliveries - start.deliveries).toBe(2);
         await live.client.dispose();
       });
+    },
+  },
+  {
+    finding: 'L8',
+    name: 'an event on the wrong topic, or from a service that does not produce it, is dead-lettered, not applied',
+    async run() {
+      const seen: DeliveredMessage[] = [];
+      const observer = await stack.bus.subscribe({ groupId: `observer-${randomBytes(4).toString('hex')}`, topics: ['customer.events.dlq'], handle: async (m) => void seen.push(m) });
+      try {
+        const victim = await stack.user('SALES', 'Forged Deletion Target');
+        const own = (await gqlOk(victim, 'mutation { createCustomer(input: { name: "Still Mine" }) { id } }')).createCustomer;
+        const forgedDeletion = buildEnvelope('customer', 'user.deleted', victim.id, {
+          userId: victim.id, email: victim.email, name: 'x', role: 'SALES', active: false, sagaId: randomBytes(16).toString('hex'),
+        }, { actorId: null });
+        const customerId = randomBytes(16).toString('hex');
+        const forgedProducer = buildEnvelope('analytics', 'customer.created', customerId, { customerId, name: 'Forged', assignedRepId: victim.id, size: null, investmentProfile: null }, { actorId: null });
+        await stack.bus.publish([
+          { topic: 'customer.events', key: victim.id, value: JSON.stringify(forgedDeletion) },
+          { topic: 'customer.events', key: customerId, value: JSON.stringify(forgedProducer) },
+        ]);
+        const dead = await eventually(async () => {
+          const mine = seen.filter((m) => m.key === victim.id || m.key === customerId);
+          return mine.length >= 2 ? mine : undefined;
+        }, { timeoutMs: 30_000 });
+        const errors = dead.map((m) => String(m.headers['x-error'])).join(' | ');
+        expect(errors).toMatch(/user.deleted belongs to user.events/);
+        expect(errors).toMatch(/source analytics is not the producer of customer.events/);
+        // not applied: the victim still has their customer and can still work
+        expect((await gqlOk(victim, 'query($id: ID!) { customer(id: $id) { id } }', { id: own.id })).customer.id).toBe(own.id);
+      } finally {
+        await observer.stop();
+      }
     },
   },
 ];
