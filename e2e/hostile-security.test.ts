@@ -6,7 +6,9 @@
  * Request-shaped refusals live in hostile-input.test.ts; this file holds the stories.
  */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { buildEnvelope, eventually, readConfig, type DeliveredMessage } from '@crm/kit';
@@ -528,6 +530,28 @@ const rows: Row[] = [
       } finally {
         await observer.stop();
       }
+    },
+  },
+  {
+    finding: 'L9',
+    name: 'production WebSocket: validation errors carry no "Did you mean" hints; TRUSTED_DOCUMENTS=only holds for subscribe',
+    async run() {
+      const u = await stack.user('SALES');
+      const manifest = join(__dirname, '..', 'clients', 'persisted-operations.json');
+      const trustedSubscription = Object.values(JSON.parse(readFileSync(manifest, 'utf8')) as Record<string, string>).find((q) => q.startsWith('subscription'))!;
+      await withReplica({ NODE_ENV: 'production', production: true, introspection: true, TRUSTED_DOCUMENTS: 'only', TRUSTED_DOCUMENTS_PATH: manifest }, async (url) => {
+        const typo = subscribe(u.token, 'subscription { notificationAded { id } }', undefined, url);
+        const err = JSON.stringify(await eventually(async () => typo.errors[0], { timeoutMs: 15_000 }));
+        expect(err).toMatch(/notificationAded/);
+        expect(err).not.toMatch(/Did you mean/);
+        const untrusted = subscribe(u.token, 'subscription { notificationAdded { id title } }', undefined, url);
+        expect(JSON.stringify(await eventually(async () => untrusted.errors[0], { timeoutMs: 15_000 }))).toMatch(/FORBIDDEN|trusted documents/);
+        const before = (await liveStats(url)).subscriptions;
+        const ok = subscribe(u.token, trustedSubscription, undefined, url);
+        await registered(before, 1, url);
+        expect(ok.errors).toEqual([]);
+        for (const l of [typo, untrusted, ok]) await l.client.dispose();
+      });
     },
   },
 ];

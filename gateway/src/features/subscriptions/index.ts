@@ -10,7 +10,9 @@
  *   ./resolve     one resolution through Apollo with the subscriber's identity
  *   ./queue       per-subscription bounded queue (backpressure)
  */
+import { createHash } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
+import { resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { GraphQLError, type ExecutionArgs, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
@@ -21,6 +23,7 @@ import type { FeatureOptions } from '..';
 import { pointsFor } from '../../cost';
 import { RateLimiterRes } from '../../limiter';
 import { clientIp } from '../../request-info';
+import { loadManifest } from '../persisted-documents';
 import { rateLimitsEnabled } from '../rate-limit';
 import { CLOSE, authenticateConnection } from './connection';
 import { LiveHub } from './hub';
@@ -53,9 +56,16 @@ interface LiveContext {
   socket: WebSocket;
 }
 
+/** As HTTP in production (ApolloServerPluginDisableSuggestions): no "Did you mean …" hints about the schema. */
+function withoutSuggestions(err: GraphQLError): GraphQLError {
+  const message = err.message.replace(/ ?Did you mean(.+?)\?$/, '');
+  return message === err.message ? err : new GraphQLError(message, { extensions: err.extensions });
+}
+
 export function useSubscriptions({ config, logger, bus, revocations, rateBudget }: FeatureOptions): GatewayFeature {
   const log = logger.child({ feature: 'subscriptions' });
   const chargeSubscribes = rateLimitsEnabled(config);
+  const trusted = config.TRUSTED_DOCUMENTS === 'only' ? loadManifest(resolve(config.TRUSTED_DOCUMENTS_PATH)) : undefined;
   const connections = new Map<WebSocket, ConnectionState>();
   let wss: WebSocketServer | undefined;
   let hub: LiveHub | undefined;
@@ -165,7 +175,11 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
               maxCost: config.MAX_COST,
               maxTokens: config.MAX_TOKENS,
             });
-            if (!('document' in live)) return live as GraphQLError[];
+            if (!('document' in live)) return config.production ? live.map(withoutSuggestions) : (live as GraphQLError[]);
+            // TRUSTED_DOCUMENTS=only holds for subscribe messages too (checked after validation, as over HTTP).
+            if (trusted && !trusted.has(createHash('sha256').update(payload.query).digest('hex'))) {
+              return [new GraphQLError('Only trusted documents are accepted (TRUSTED_DOCUMENTS=only): this operation is not in the manifest', { extensions: { code: 'FORBIDDEN' } })];
+            }
             const { document, cost, ...op } = live;
             // A subscribe is an operation like any other: it spends the caller's rate-limit budget.
             if (chargeSubscribes) {
