@@ -13,6 +13,7 @@ import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { buildEnvelope, eventually, readConfig, type DeliveredMessage } from '@crm/kit';
 import { startGateway } from '@crm/gateway';
+import { clientIp } from '../gateway/src/request-info';
 import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
 
 interface Row {
@@ -552,6 +553,60 @@ const rows: Row[] = [
         expect(ok.errors).toEqual([]);
         for (const l of [typo, untrusted, ok]) await l.client.dispose();
       });
+    },
+  },
+  {
+    finding: 'L10',
+    name: 'SALES see a colleague\'s name, not their email, role or status',
+    async run() {
+      const sales = await stack.user('SALES', 'Curious Rep');
+      const colleague = await stack.user('SALES', 'Private Colleague');
+      const name = await sales.gql('query($id: ID!) { user(id: $id) { id name } }', { id: colleague.id });
+      expect(name.data.user).toEqual({ id: colleague.id, name: 'Private Colleague' });
+      for (const field of ['email', 'role', 'active', 'approved']) {
+        const r = await sales.gql(`query($id: ID!) { user(id: $id) { name ${field} } }`, { id: colleague.id });
+        expect([field, r.errors?.[0]?.extensions?.code, r.data?.user ?? null]).toEqual([field, 'FORBIDDEN', null]);
+      }
+      const adminView = await gqlOk(admin, 'query($id: ID!) { user(id: $id) { email role } }', { id: colleague.id });
+      expect(adminView.user).toEqual({ email: colleague.email, role: 'SALES' });
+      expect((await gqlOk(sales, '{ me { email role active } }')).me).toEqual({ email: sales.email, role: 'SALES', active: true });
+    },
+  },
+  {
+    finding: 'L11',
+    name: 'the client IP is never a client-written X-Forwarded-For entry',
+    async run() {
+      const req = (xff: string) => ({ socket: { remoteAddress: '10.9.9.9' }, headers: { 'x-forwarded-for': xff } }) as never;
+      expect(clientIp(req('6.6.6.6'), 2)).toBe('10.9.9.9'); // one entry, two proxies expected: the client wrote it
+      expect(clientIp(req('6.6.6.6, 1.2.3.4, 10.0.0.1'), 2)).toBe('1.2.3.4');
+      expect(clientIp(req('1.2.3.4'), 1)).toBe('1.2.3.4');
+    },
+  },
+  {
+    finding: 'L11',
+    name: 'Customer.approvalRequests (unpaged) returns at most the 20 the cost estimate counts',
+    async run() {
+      const rep = await stack.user('SALES', 'Many Requests');
+      const customer = (await gqlOk(rep, 'mutation { createCustomer(input: { name: "Busy Customer" }) { id } }')).createCustomer;
+      const ask = (i: number) => rep.gql('mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }', { input: { customerId: customer.id, title: `Ask ${i}`, amount: 10 + i } });
+      await eventually(async () => (await ask(0)).data?.requestApproval, { timeoutMs: 30_000 });
+      for (let i = 1; i < 23; i++) expect((await ask(i)).errors).toBeUndefined();
+      const list = await gqlOk(rep, 'query($id: ID!) { customer(id: $id) { approvalRequests { id title } } }', { id: customer.id });
+      expect(list.customer.approvalRequests).toHaveLength(20);
+      expect(list.customer.approvalRequests[0].title).toBe('Ask 22'); // the newest
+    },
+  },
+  {
+    finding: 'L11',
+    name: 'a failed login\'s audit entry does not store what was typed as the email',
+    async run() {
+      const typed = `hunter2-${randomBytes(4).toString('hex')}`;
+      const r = await call('mutation($e: String!) { login(email: $e, password: "whatever-1234") { accessToken } }', { variables: { e: typed }, ip: ip() });
+      expect(code(r)).toBe('UNAUTHENTICATED');
+      const log = await gqlOk(admin, '{ auditLog(entityType: "User", first: 100) { edges { node { action details } } } }');
+      const failed = log.auditLog.edges.map((e: any) => e.node).filter((n: any) => n.action === 'user.login_failed');
+      expect(failed.length).toBeGreaterThan(0);
+      expect(JSON.stringify(failed)).not.toContain(typed);
     },
   },
 ];

@@ -60,7 +60,8 @@ function loginCalls(schema: GraphQLSchema, operation: OperationDefinitionNode, f
   return calls;
 }
 
-export function useLoginProtection({ config, redis }: FeatureOptions): GatewayFeature {
+export function useLoginProtection({ config, logger, redis }: FeatureOptions): GatewayFeature {
+  let proxyWarned = false;
   const prefix = `${redisPrefix(config)}login`;
   const block = config.LOGIN_BLOCK_SECONDS;
   const byAccountIp = createLimiter(redis, { keyPrefix: `${prefix}:acct-ip`, points: config.LOGIN_FAILS_PER_ACCOUNT_IP, duration: config.LOGIN_FAILS_WINDOW_SECONDS });
@@ -77,7 +78,12 @@ export function useLoginProtection({ config, redis }: FeatureOptions): GatewayFe
     apolloPlugins: [
       {
         async requestDidStart({ contextValue }) {
-          const ip = requestOf(contextValue)?.ip ?? 'unknown';
+          const info = requestOf(contextValue);
+          const ip = info?.ip ?? 'unknown';
+          if (!proxyWarned && config.TRUST_PROXY_HOPS === 0 && info?.req.headers['x-forwarded-for']) {
+            proxyWarned = true;
+            logger.warn('requests carry X-Forwarded-For but TRUST_PROXY_HOPS=0: behind a proxy every client shares one IP bucket (one day of per-IP login blocks for all); set TRUST_PROXY_HOPS');
+          }
           let call: LoginCall | undefined;
           return {
             async didResolveOperation({ operation, document, request, schema }) {

@@ -184,6 +184,10 @@ export type UpdateUserInput = {
   role?: InputMaybe<Role>;
 };
 
+/**
+ * A user. SALES callers see other users' id and name only: email, role, active and approved are for the
+ * user themself and for ADMIN, MANAGER and COMPLIANCE (FORBIDDEN otherwise).
+ */
 export type User = {
   __typename?: 'User';
   /** false once the user is deleted (deactivated); a deleted user can no longer log in */

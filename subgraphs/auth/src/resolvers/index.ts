@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import DataLoader from 'dataloader';
 import { z } from 'zod';
 import type { EntityManager } from '@mikro-orm/postgresql';
@@ -102,7 +102,12 @@ export const resolvers: Resolvers = {
           action: 'user.login_failed',
           entityType: 'User',
           entityId: user?.id ?? null,
-          details: { email: args.email.slice(0, 254), reason: user && ok && !user.active ? 'inactive' : 'bad credentials' },
+          // Never the typed email: it can be a password typed into the wrong box. A known account is
+          // identified by entityId; an unknown one by a short hash (to correlate attempts).
+          details: {
+            ...(user ? {} : { emailSha256: createHash('sha256').update(args.email.trim().toLowerCase()).digest('hex').slice(0, 16) }),
+            reason: user && ok && !user.active ? 'inactive' : 'bad credentials',
+          },
         });
         await ctx.em.flush();
         // Same message for unknown email, wrong password and deactivated user.
@@ -194,12 +199,34 @@ export const resolvers: Resolvers = {
       requireUser(ctx.identity);
       return isUuid(ref.id) ? ctx.loaders.user.load(ref.id) : null;
     },
+    // Colleagues' names are everyone's business; their email, role and status are not (SALES).
+    email: (u: User, _: unknown, ctx: Ctx) => personal(u, ctx).email,
+    role: (u: User, _: unknown, ctx: Ctx) => personal(u, ctx).role,
+    active: (u: User, _: unknown, ctx: Ctx) => personal(u, ctx).active,
+    approved: (u: User, _: unknown, ctx: Ctx) => personal(u, ctx).approved,
+  },
+  AuthPayload: {
+    user: (payload: { user: User }) => {
+      signedIn.add(payload.user);
+      return payload.user;
+    },
   },
   AuditEntry: {
     at: (entry: AuditEntry) => entry.createdAt,
     actor: (entry: AuditEntry, _: unknown, ctx: Ctx) => (entry.actorId ? ctx.loaders.user.load(entry.actorId) : null),
   },
 };
+
+/** Users just signed in (an AuthPayload's user): the caller is that user, before any token exists. */
+const signedIn = new WeakSet<User>();
+
+/** A user's personal fields: for the user themself and for ADMIN, MANAGER and COMPLIANCE; FORBIDDEN for others. */
+function personal(user: User, ctx: Ctx): User {
+  if (signedIn.has(user)) return user;
+  const me = requireUser(ctx.identity);
+  if (me.userId === user.id || me.role !== 'SALES') return user;
+  throw forbidden('Only the user, ADMIN, MANAGER and COMPLIANCE may see a user\'s email, role and status');
+}
 
 /** Deactivates a user, revokes their sessions and starts the user-deletion saga (one commit). */
 async function deactivateUser(em: EntityManager, user: User, actor: Identity, ctx: Ctx) {
