@@ -6,9 +6,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { Client } from 'pg';
-import { databaseUrlFor, readConfig, signIdentity, startSubgraph, type SubgraphRuntime } from '@crm/kit';
-import { SUBGRAPHS } from '@crm/stack';
+import { readConfig, signIdentity, startSubgraph, type SubgraphRuntime } from '@crm/kit';
+import { dropTestDatabases, SUBGRAPHS } from '@crm/stack';
 
 const describeWithPostgres = process.env.POSTGRES_URL ? describe : describe.skip;
 const customer = SUBGRAPHS.find((s) => s.name === 'customer')!;
@@ -26,18 +25,11 @@ function recordingLogger(lines: string[]) {
 
 describeWithPostgres('replicas starting at once', () => {
   const config = readConfig(process.env, { NODE_ENV: 'test', DATABASE_PREFIX: `t${randomBytes(4).toString('hex')}_`, EVENT_BUS: 'memory' });
-  const url = databaseUrlFor(config, 'customer')!;
   const replicas: SubgraphRuntime[] = [];
 
   afterAll(async () => {
     await Promise.all(replicas.map((r) => r.stop().catch(() => undefined)));
-    const admin = new URL(url);
-    const name = admin.pathname.slice(1);
-    admin.pathname = '/postgres';
-    const client = new Client({ connectionString: admin.toString() });
-    await client.connect();
-    await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    await client.end();
+    await dropTestDatabases(config);
   });
 
   test('migrate an empty database once and both serve', async () => {

@@ -12,7 +12,8 @@ import type { EventBus } from './bus';
 import { OutboxMessage } from './outbox';
 
 const BATCH = 200;
-const RELAY_LOCK = 727_001; // advisory lock key shared by the relays of one database
+/** Advisory lock key the relays of one database take turns with (a test holds it to keep rows unsent). */
+export const RELAY_LOCK = 727_001;
 const MAX_BACKOFF_MS = 10_000;
 const RELAY_CONTEXT = 'outbox-relay';
 
