@@ -173,6 +173,14 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
       for (const path of ['/ready', '/health']) expect(source).toContain(`'${path}': `);
     });
 
+    test('reaches every subgraph by its Service name and the port of supergraph.yaml (<NAME>_URL: read-through, routing)', () => {
+      const env = environment(objects, container);
+      for (const peer of names) {
+        const url = new URL(env[`${envName(peer)}_URL`] ?? 'http://missing');
+        expect(`${peer}: ${url.hostname}:${url.port}${url.pathname}`).toBe(`${peer}: ${peer}:${routing[peer]!.port}${routing[peer]!.pathname}`);
+      }
+    });
+
     test('has CPU and memory requests and limits', () => {
       const { requests, limits } = container.resources as { requests: Record<string, string>; limits: Record<string, string> };
       for (const r of ['cpu', 'memory']) {
@@ -189,7 +197,7 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
 
     test('every variable is one the configuration knows, and the whole environment passes readConfig', () => {
       const env = environment(objects, container);
-      const own = service === 'gateway' ? [] : [`${envName(service)}_DATABASE_URL`];
+      const own = [...names.map((n) => `${envName(n)}_URL`), ...(service === 'gateway' ? [] : [`${envName(service)}_DATABASE_URL`])];
       const unknown = Object.keys(env).filter((k) => !configKeys.has(k) && !own.includes(k));
       expect(unknown).toEqual([]);
       const config = readConfig(env);

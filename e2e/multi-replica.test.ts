@@ -19,7 +19,7 @@ import { Client } from 'pg';
 import { createClient, type Client as WsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { composeSupergraph, readSupergraphConfig } from '@crm/gateway';
-import { consumerGroup, databaseUrlFor, eventually, EVENTS, KafkaBus, readConfig, RELAY_LOCK, signIdentity, type EventType, type Identity } from '@crm/kit';
+import { consumerGroup, databaseUrlFor, eventually, EVENTS, freePort, KafkaBus, readConfig, RELAY_LOCK, signIdentity, type EventType, type Identity } from '@crm/kit';
 import { ADMIN, dropTestDatabases, ROOT, subgraphByName, SUPERGRAPH_CONFIG, type GraphQLResult } from '@crm/stack';
 import { balancer, startService, waitFor, type Balancer, type ServiceProcess } from './support/replicas';
 
@@ -106,23 +106,29 @@ describeReal('many replicas on one Kafka', () => {
 
   beforeAll(async () => {
     const started = Date.now();
-    const start = (service: string, label: string) => startService(service, label, env, logDir).then((p) => (processes.push(p), p));
+    // A Service in front of the replicas of each subgraph (empty until they start): the gateways
+    // route to it and the subgraphs read through to their peers by it.
+    customers = [];
+    analytics = [];
+    const lbCustomer = await balancer(customers);
+    const lbAnalytics = await balancer(analytics);
+    balancers.push(lbCustomer, lbAnalytics);
+    const authPort = await freePort();
+    const nobody = `http://127.0.0.1:${await freePort()}/graphql`; // subgraphs this story does not run
+    const urls: Record<string, string> = { auth: `http://127.0.0.1:${authPort}/graphql`, customer: lbCustomer.url, analytics: lbAnalytics.url };
+    Object.assign(env, { AUTH_URL: urls.auth!, CUSTOMER_URL: urls.customer!, ANALYTICS_URL: urls.analytics!, SALES_ACTIVITY_URL: nobody, OPPORTUNITY_URL: nobody });
+    const start = (service: string, label: string, port?: number) => startService(service, label, env, logDir, port).then((p) => (processes.push(p), p));
     // Every replica at once, on empty databases: the migration lock lets one of each pair migrate.
     const [auth, c1, c2, a1, a2] = await Promise.all([
-      start('auth', 'auth'),
+      start('auth', 'auth', authPort),
       start('customer', 'customer-1'),
       start('customer', 'customer-2'),
       start('analytics', 'analytics-1'),
       start('analytics', 'analytics-2'),
     ]);
-    customers = [c1!, c2!];
-    analytics = [a1!, a2!];
+    customers.push(c1!, c2!);
+    analytics.push(a1!, a2!);
     await Promise.all([auth, ...customers, ...analytics].map((p) => waitFor(p!, '/ready')));
-    // A Service in front of the replicas of each subgraph; the gateways route to it.
-    const lbCustomer = await balancer(customers);
-    const lbAnalytics = await balancer(analytics);
-    balancers.push(lbCustomer, lbAnalytics);
-    const urls: Record<string, string> = { auth: auth!.url, customer: lbCustomer.url, analytics: lbAnalytics.url };
     const sources = readSupergraphConfig(SUPERGRAPH_CONFIG, {}).filter((s) => urls[s.name]).map((s) => ({ ...s, url: urls[s.name]! }));
     mkdirSync(logDir, { recursive: true });
     const supergraphPath = join(logDir, 'supergraph.graphql');
@@ -294,8 +300,27 @@ describeReal('many replicas on one Kafka', () => {
       }),
     );
     const one = await measure();
+
+    // Scale back out: a new replica of each joins, the partitions are split again.
+    const replacements = await Promise.all(
+      [['customer', 'customer-3', customers], ['analytics', 'analytics-3', analytics]].map(async ([service, label, list]) => {
+        const p = await startService(service as string, label as string, env, logDir);
+        processes.push(p);
+        (list as ServiceProcess[]).push(p); // the balancer in front of them sees it
+        await waitFor(p, '/ready');
+        return p;
+      }),
+    );
+    for (const name of ['customer', 'analytics']) {
+      await eventually(async () => {
+        const m = await groupMembers(name);
+        return m.length === 2 && m.every((x) => x.partitions > 0);
+      }, { timeoutMs: 120_000, intervalMs: 500 });
+    }
+    const twoAgain = await measure();
     stop = true;
     await Promise.all(load);
+    expect(replacements.every((p) => p.alive())).toBe(true);
 
     // Quiescence (background effects): every committed customer and user reached analytics.
     const committed = async () => (await sql<{ id: string }>('customer', 'SELECT id FROM customers')).map((r) => r.id);
@@ -322,7 +347,11 @@ describeReal('many replicas on one Kafka', () => {
       takeoverSeconds: takeover,
       twoReplicas: two,
       oneReplica: one,
-      ratioTwoToOne: { reqPerSecond: two.reqPerSecond / one.reqPerSecond, eventsPerSecond: two.eventsPerSecond / one.eventsPerSecond },
+      twoReplicasAgain: twoAgain,
+      ratioTwoToOne: {
+        reqPerSecond: (two.reqPerSecond + twoAgain.reqPerSecond) / 2 / one.reqPerSecond,
+        eventsPerSecond: (two.eventsPerSecond + twoAgain.eventsPerSecond) / 2 / one.eventsPerSecond,
+      },
     });
 
     expect({ lost, doubled }).toEqual({ lost: 0, doubled: 0 });
@@ -334,5 +363,23 @@ describeReal('many replicas on one Kafka', () => {
     expect(await metric('user.created')).toBe(userCount);
     expect(await count('customer', 'SELECT count(*) AS n FROM reps')).toBe(userCount);
     expect(customers[1]!.alive() && analytics[1]!.alive()).toBe(true);
+  });
+
+  test('SIGTERM (a rolling update): the replica leaves its group, exits 0, the other takes over without a session timeout', async () => {
+    const leaving = analytics[1]!;
+    const sentAt = Date.now();
+    leaving.kill('SIGTERM');
+    expect(await leaving.exited).toBe(0);
+    await eventually(async () => {
+      const m = await groupMembers('analytics');
+      return m.length === 1 && m[0]!.partitions === partitionsOf('analytics');
+    }, { timeoutMs: 60_000, intervalMs: 250 });
+    figures.gracefulTakeoverSeconds = (Date.now() - sentAt) / 1000;
+    // …and it consumes: a new customer reaches analytics once.
+    const res = await post(gateways[0]!, CREATE, { input: { name: 'After the rollout' } }, { authorization: `Bearer ${reps[2]!.token}` });
+    const customerId = ((await res.json()) as GraphQLResult).data!.createCustomer.id as string;
+    const notifications = () => count('analytics', "SELECT count(*) AS n FROM notifications WHERE type = 'CUSTOMER_ASSIGNED' AND entity_id = $1", [customerId]);
+    await eventually(async () => (await notifications()) > 0, { timeoutMs: 60_000 });
+    expect(await notifications()).toBe(1);
   });
 });

@@ -22,9 +22,9 @@ export interface ServiceProcess {
   kill(signal: NodeJS.Signals): void;
 }
 
-/** Starts `gateway` or a subgraph by name on a free port; its output goes to `<logDir>/<label>.log`. */
-export async function startService(service: string, label: string, env: Record<string, string>, logDir: string): Promise<ServiceProcess> {
-  const port = await freePort();
+/** Starts `gateway` or a subgraph by name (on `port`, or a free one); its output goes to `<logDir>/<label>.log`. */
+export async function startService(service: string, label: string, env: Record<string, string>, logDir: string, port?: number): Promise<ServiceProcess> {
+  port ??= await freePort();
   const entry = service === 'gateway' ? ['gateway/src/main.ts'] : ['packages/stack/src/run-subgraph.ts', service];
   mkdirSync(logDir, { recursive: true });
   const log = createWriteStream(join(logDir, `${label}.log`));
