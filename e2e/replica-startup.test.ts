@@ -24,7 +24,7 @@ function recordingLogger(lines: string[]) {
 }
 
 describeWithPostgres('replicas starting at once', () => {
-  const config = readConfig(process.env, { NODE_ENV: 'test', DATABASE_PREFIX: `t${randomBytes(4).toString('hex')}_`, EVENT_BUS: 'memory' });
+  const config = readConfig(process.env, { NODE_ENV: 'test', DATABASE_PREFIX: `t${randomBytes(4).toString('hex')}_`, EVENT_BUS: 'memory', DATABASE_POOL_MAX: '3' });
   const replicas: SubgraphRuntime[] = [];
 
   afterAll(async () => {
@@ -47,6 +47,9 @@ describeWithPostgres('replicas starting at once', () => {
     const names = rows.map((r) => r.name);
     expect(new Set(names).size).toBe(names.length);
     expect(names.length).toBe(customer.migrations.length + 1); // + the kit's outbox/inbox migration
+
+    // Each keeps at most DATABASE_POOL_MAX connections (what sizing against max_connections counts).
+    for (const replica of replicas) expect(replica.db.orm.config.get('pool')).toMatchObject({ max: 3 });
 
     // Both serve: ready, and answer a signed query from the same tables.
     const identity = { userId: randomUUID(), role: 'ADMIN' as const, email: 'admin@test.local' };
