@@ -37,6 +37,8 @@ const env: Record<string, string> = {
   KAFKA_NAMESPACE: `t${id}.`,
   KAFKA_TOPIC_PARTITIONS: String(PARTITIONS),
   OUTBOX_POLL_MS: '200',
+  // seven subgraph processes beside other suites: stay well inside Postgres' max_connections
+  DATABASE_POOL_MAX: '3',
   ADMIN_EMAIL: ADMIN.email,
   ADMIN_PASSWORD: ADMIN.password,
   RATE_LIMIT_ENABLED: 'true',

@@ -43,8 +43,6 @@ const envSchema = z.object({
   POSTGRES_URL: optionalString,
   /** Database name prefix (tests use a unique one per run). */
   DATABASE_PREFIX: z.string().regex(/^[a-z][a-z0-9_]*$/).default('crm_'),
-  /** Connections each service process keeps to its database at most (size replicas × this against max_connections). */
-  DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
   /** Where embedded PGlite databases are kept; "memory" keeps them in memory. */
   DATA_DIR: z.string().default('.data'),
 
