@@ -1,5 +1,5 @@
 /** One subgraph as its own process (containers, real services): `tsx run-subgraph.ts <name>`. */
-import { createBus, createLogger, readConfig, startSubgraph, ALL_TOPICS } from '@crm/kit';
+import { setupTelemetry, createBus, createLogger, readConfig, startSubgraph, ALL_TOPICS } from '@crm/kit';
 import { subgraphByName } from './subgraphs';
 
 async function main() {
@@ -7,11 +7,12 @@ async function main() {
   if (!name) throw new Error('usage: run-subgraph <name>');
   const def = subgraphByName(name);
   const config = readConfig();
+  const telemetry = setupTelemetry({ serviceName: `crm-${name}`, config });
   const logger = createLogger(name, config.LOG_LEVEL);
   const bus = createBus(config, `crm-${name}`, logger);
   await bus.ensureTopics(ALL_TOPICS);
   const runtime = await startSubgraph(def, { config, port: config.PORT, host: config.HOST, bus, logger });
-  const shutdown = () => void runtime.stop().then(() => bus.close()).then(() => process.exit(0));
+  const shutdown = () => void runtime.stop().then(() => bus.close()).then(() => telemetry.shutdown()).then(() => process.exit(0));
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
 }

@@ -14,10 +14,10 @@ import type { DeliveredMessage, EventBus } from '../events/bus';
 import type { KafkaBus } from '../events/kafka-bus';
 import type { MemoryBus } from '../events/memory-bus';
 import {
-  consumerLag, deadLetters, eventHandlingDuration, eventRetries, eventsHandled, outboxBacklog, outboxOldestAge,
+  consumerLag, deadLetters, eventHandlingDuration, eventToDelivery, wsDeliveries, wsDropped, eventRetries, eventsHandled, outboxBacklog, outboxOldestAge,
   outboxPublished, sagaDuration, sagasFinished,
 } from './metrics';
-import { contextFromTraceparent, currentTraceparent, failSpan, tracer, withEventNote } from './tracing';
+import { contextFromTraceparent, currentTraceparent, failSpan, tracer, withEventNote, withSpan } from './tracing';
 
 export { currentTraceparent as outboxTraceparent } from './tracing';
 
@@ -179,4 +179,22 @@ export function watchConsumerLag(bus: EventBus, namespace: string, group: string
       void shared.admin.then((a) => a.disconnect()).catch(() => undefined);
     }
   };
+}
+
+// ---------------------------------------------------------------- live subscriptions (gateway)
+
+/** One event's payload resolved and pushed to a group of subscribers, in a span of the event's trace. */
+export function traceDelivery<T>(field: string, subscribers: number, deliver: () => Promise<T>): Promise<T> {
+  return withSpan(`deliver ${field}`, { attributes: { 'graphql.subscription.field': field, 'crm.subscribers': subscribers } }, deliver);
+}
+
+/** A payload queued to one subscriber (`ok`) or dropped; latency from the event's occurredAt. */
+export function subscriptionDelivered(field: string, occurredAt: string, ok: boolean): void {
+  if (!ok) {
+    wsDropped.inc({ field });
+    return;
+  }
+  wsDeliveries.inc({ field });
+  const at = Date.parse(occurredAt);
+  if (Number.isFinite(at)) eventToDelivery.observe({ field }, Math.max(0, Date.now() - at) / 1000);
 }

@@ -48,10 +48,14 @@ function childSpan(name: string, parent: Span | undefined): (err?: unknown) => v
   };
 }
 
-/** Apollo Server plugin: operation metrics, and the operation on the request's server span. */
-export function graphqlTelemetryPlugin<C extends BaseContext>(service: string): ApolloServerPlugin<C> {
+/**
+ * Apollo Server plugin: operation metrics, and the operation on the request's server span.
+ * `internal` marks operations the service runs for itself (not counted, no spans of their own).
+ */
+export function graphqlTelemetryPlugin<C extends BaseContext>(service: string, internal?: (context: C) => boolean): ApolloServerPlugin<C> {
   return {
-    async requestDidStart() {
+    async requestDidStart({ contextValue }) {
+      if (internal?.(contextValue)) return {};
       const started = performance.now();
       const span = trace.getActiveSpan();
       let type = 'unknown';
