@@ -114,6 +114,9 @@ const envSchema = z.object({
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalString,
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: optionalString,
   OTEL_SERVICE_NAME: optionalString,
+  /** Read by the OpenTelemetry SDK itself (listed so they are known and checked): always_on, parentbased_traceidratio, … */
+  OTEL_TRACES_SAMPLER: optionalString,
+  OTEL_TRACES_SAMPLER_ARG: optionalString,
 });
 
 export type Env = z.infer<typeof envSchema>;
