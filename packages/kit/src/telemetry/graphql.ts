@@ -22,7 +22,8 @@ export function inServerSpan(
   serve: () => Promise<void>,
 ): Promise<void> {
   ensureTraceContext();
-  if ((req.url ?? '').split('?')[0] !== path) return serve();
+  // Nothing to record and no trace to continue: no span, no context switch.
+  if ((!parent && !tracingEnabled()) || (req.url ?? '').split('?')[0] !== path) return serve();
   return tracer().startActiveSpan(
     `${req.method ?? 'GET'} ${path}`,
     { kind: SpanKind.SERVER, attributes: { 'http.request.method': req.method ?? 'GET', 'url.path': path, 'crm.service': service } },
@@ -79,8 +80,9 @@ export function graphqlTelemetryPlugin<C extends BaseContext>(service: string, i
         },
         async willSendResponse({ response, errors }) {
           const labels = { service, operation_type: type, operation_name: name };
-          graphqlRequests.inc(labels);
-          graphqlDuration.observe(labels, (performance.now() - started) / 1000);
+          const series = seriesOf(labels);
+          series.requests.inc();
+          series.duration.observe((performance.now() - started) / 1000);
           const bodyErrors = response.body.kind === 'single' ? response.body.singleResult.errors : undefined;
           const first = errors?.[0] ?? bodyErrors?.[0];
           if (first) {
@@ -92,6 +94,15 @@ export function graphqlTelemetryPlugin<C extends BaseContext>(service: string, i
       };
     },
   };
+}
+
+/** Bound children of the request counter and histogram per label set (prom-client hashes labels on every call otherwise). */
+const bound = new Map<string, { requests: { inc(): void }; duration: { observe(v: number): void } }>();
+function seriesOf(labels: { service: string; operation_type: string; operation_name: string }) {
+  const key = `${labels.service}\0${labels.operation_type}\0${labels.operation_name}`;
+  let series = bound.get(key);
+  if (!series) bound.set(key, (series = { requests: graphqlRequests.labels(labels), duration: graphqlDuration.labels(labels) }));
+  return series;
 }
 
 type ResolverFn = (parent: unknown, args: unknown, context: unknown, info: unknown) => unknown;
