@@ -7,8 +7,8 @@ export type Logger = pino.Logger;
  * One JSON logger per service; secrets are redacted wherever they appear by name. Lines written
  * inside a traced request or event carry trace_id, span_id and the event's correlation_id.
  */
-export function createLogger(service: string, level: string): Logger {
-  return pino({
+export function createLogger(service: string, level: string, destination?: pino.DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     name: service,
     level,
     mixin: logContext,
@@ -16,5 +16,6 @@ export function createLogger(service: string, level: string): Logger {
       paths: ['password', '*.password', 'authorization', '*.authorization', 'refreshToken', '*.refreshToken', 'accessToken', '*.accessToken'],
       censor: '[redacted]',
     },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

@@ -67,6 +67,8 @@ export function ensureTraceContext(): void {
   propagation.setGlobalPropagator(propagator);
   contextReady = true;
 }
+// On import: every service using the kit (its logger, HTTP server, consumers) gets trace context.
+ensureTraceContext();
 
 /** Once per process, before serving: registers the tracer provider when an exporter is configured. */
 export function setupTelemetry(options: TelemetryOptions): Telemetry {
