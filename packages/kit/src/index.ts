@@ -21,3 +21,4 @@ export * from './testing';
 export * from './cache';
 export * from './directories/customer-directory';
 export * from './telemetry';
+export * from './peers';
