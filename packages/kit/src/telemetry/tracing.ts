@@ -60,6 +60,13 @@ export function tracesExporterFrom(config: PlatformConfig): 'otlp' | 'console' |
   return config.OTEL_EXPORTER_OTLP_ENDPOINT || config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || wanted === 'otlp' ? 'otlp' : undefined;
 }
 
+/** OTLP/HTTP traces URL: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as is, or OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces (the spec's rule). */
+export function otlpTracesUrl(config: PlatformConfig): string | undefined {
+  if (config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+  if (config.OTEL_EXPORTER_OTLP_ENDPOINT) return `${config.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`;
+  return undefined;
+}
+
 /** The context manager and propagator (idempotent); enough for trace ids in logs and propagation. */
 export function ensureTraceContext(): void {
   if (contextReady) return;
@@ -75,7 +82,7 @@ export function setupTelemetry(options: TelemetryOptions): Telemetry {
   ensureTraceContext();
   const kind = options.spanExporter ? 'given' : tracesExporterFrom(options.config);
   if (!kind || provider) return { tracing: provider !== undefined, shutdown: async () => undefined };
-  const exporter = options.spanExporter ?? (kind === 'console' ? new ConsoleSpanExporter() : new OTLPTraceExporter());
+  const exporter = options.spanExporter ?? (kind === 'console' ? new ConsoleSpanExporter() : new OTLPTraceExporter({ url: otlpTracesUrl(options.config) }));
   const own = new NodeTracerProvider({
     resource: resourceFromAttributes({ 'service.name': options.config.OTEL_SERVICE_NAME ?? options.serviceName }),
     spanProcessors: [kind === 'otlp' ? new BatchSpanProcessor(exporter) : new SimpleSpanProcessor(exporter)],
