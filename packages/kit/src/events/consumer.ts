@@ -86,6 +86,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
           'x-origin-partition': String(message.partition),
           'x-origin-offset': message.offset,
           'x-consumer': name,
+          ...(message.headers.traceparent ? { traceparent: message.headers.traceparent } : {}),
         },
       },
     ]);
