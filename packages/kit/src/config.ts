@@ -112,6 +112,15 @@ const envSchema = z.object({
   TRUSTED_DOCUMENTS_PATH: z.string().default('clients/persisted-operations.json'),
   /** Reverse proxies in front of the gateway: the client IP is the X-Forwarded-For entry this many hops from the right. */
   TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
+  /** Telemetry (README "Telemetry"): spans are exported only when an OTLP endpoint (or OTEL_TRACES_EXPORTER=console) is set. */
+  OTEL_SDK_DISABLED: bool,
+  OTEL_TRACES_EXPORTER: z.enum(['otlp', 'console', 'none', '']).default(''),
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalString,
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: optionalString,
+  OTEL_SERVICE_NAME: optionalString,
+  /** Read by the OpenTelemetry SDK itself (listed so they are known and checked): always_on, parentbased_traceidratio, … */
+  OTEL_TRACES_SAMPLER: optionalString,
+  OTEL_TRACES_SAMPLER_ARG: optionalString,
 });
 
 export type Env = z.infer<typeof envSchema>;
