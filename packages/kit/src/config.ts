@@ -83,7 +83,7 @@ const envSchema = z.object({
   /** Connections per subgraph database (per process): mind Postgres max_connections × replicas. */
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
   /** Read-through calls to another subgraph (read-your-writes across domains): timeout per call. */
-  PEER_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(2000),
+  PEER_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(5000),
   OUTBOX_POLL_MS: z.coerce.number().int().min(10).default(500),
   DUE_SOON_INTERVAL_MS: z.coerce.number().int().min(100).default(60_000),
   RATE_LIMIT_POINTS: z.coerce.number().int().min(1).default(100),
