@@ -9,7 +9,7 @@ import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
 import type { GraphQLSchema } from 'graphql';
 import {
-  closeServer, createGraphQLHandler, createLogger, listen, maskError, sendJson,
+  closeServer, createGraphQLHandler, createLogger, listen, maskError, sendJson, sendReadiness,
   type EventBus, type Logger, type PlatformConfig,
 } from '@crm/kit';
 import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
@@ -48,8 +48,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   const subgraphAgent = createSubgraphAgent();
   const gateway = new ApolloGateway({
     logger,
-    buildService: ({ name, url }) =>
-      new SubgraphClient(url ?? '', { subgraph: name, secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent }),
+    buildService: ({ name, url }) => new SubgraphClient(url ?? '', { name, secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent }),
     supergraphSdl: async ({ update }) => {
       if (options.supergraphSdl) {
         currentSdl = options.supergraphSdl;
@@ -111,6 +110,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     context,
     ...(config.INBOUND_DEDUPE ? { dedupeKey: inboundDedupeKey } : {}),
     maxBodyBytes: config.MAX_BODY_BYTES,
+    service: 'gateway',
     onError: (err) => logger.error({ err }, 'request failed'),
     before: async (req, res) => {
       for (const f of features) if (f.before && (await f.before(req, res))) return true;
@@ -121,9 +121,8 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
       '/ready': async (_req, res) => {
         const subgraphs = await checkSubgraphs(currentSdl);
         const extra = await Promise.all(features.map((f) => f.ready?.() ?? Promise.resolve({})));
-        const checks: Record<string, boolean> = { supergraph: currentSdl.length > 0, ...subgraphs, ...Object.assign({}, ...extra) };
-        const ok = Object.values(checks).every(Boolean);
-        sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', service: 'gateway', checks });
+        // Subgraphs and the supergraph decide readiness; features (event stream, Redis) only degrade it.
+        sendReadiness(res, 'gateway', { supergraph: currentSdl.length > 0, ...subgraphs }, Object.assign({}, ...extra) as Record<string, boolean>);
       },
     },
   });

@@ -13,6 +13,7 @@ import { useTokenDenylist } from './token-denylist';
 import { createRateBudget, useRateLimits } from './rate-limit';
 import { useLoginProtection } from './login-protection';
 import { useSubscriptions } from './subscriptions';
+import { useTelemetry } from './telemetry';
 
 export interface FeatureOptions {
   config: PlatformConfig;
@@ -33,6 +34,7 @@ export function gatewayFeatures(base: Omit<FeatureOptions, 'revocations' | 'rate
     rateBudget: createRateBudget(base.config, base.redis),
   };
   return [
+    useTelemetry(),
     useSecurityHeaders(options),
     useCors(options),
     useLandingPage(options),

@@ -48,7 +48,7 @@ export function useTokenDenylist({ logger, bus, redis, revocations }: FeatureOpt
       if (revoked) throw unauthenticated(revoked);
     },
     async ready(): Promise<Record<string, boolean>> {
-      return bus ? { denylist: subscription !== undefined } : {};
+      return bus ? { denylist: subscription?.active() ?? false } : {};
     },
     async stop() {
       await subscription?.stop();

@@ -5,6 +5,9 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { HeaderMap, type ApolloServer, type BaseContext } from '@apollo/server';
+import type { Context } from '@opentelemetry/api';
+import { inServerSpan } from './telemetry/graphql';
+import { METRICS_PATH, serveMetrics } from './telemetry/metrics';
 
 export type Route = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
@@ -22,6 +25,10 @@ export interface GraphQLHttpOptions<C extends BaseContext> {
    * key for a request (raw body and the headers that decide the answer), or undefined to run it alone.
    */
   dedupeKey?: (req: IncomingMessage, rawBody: string) => string | undefined;
+  /** Names the server spans (telemetry). */
+  service?: string;
+  /** The trace context a request continues (subgraphs: the gateway's, when signed); none: a new trace. */
+  traceContext?: (req: IncomingMessage) => Context | undefined;
 }
 
 interface FinishedResponse {
@@ -40,6 +47,17 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   const payload = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(payload), ...headers });
   res.end(payload);
+}
+
+/**
+ * `/ready`: 503 "not ready" when a `required` check fails; 200 "degraded" when only an `optional`
+ * one does (e.g. Kafka away: the service still serves); 200 "ready" otherwise. Every check is listed.
+ */
+export function sendReadiness(res: ServerResponse, service: string, required: Record<string, boolean>, optional: Record<string, boolean>): void {
+  const ok = Object.values(required).every(Boolean);
+  const whole = Object.values(optional).every(Boolean);
+  const status = !ok ? 'not ready' : whole ? 'ready' : 'degraded';
+  sendJson(res, ok ? 200 : 503, { status, service, checks: { ...required, ...optional } });
 }
 
 export function sendGraphQLError(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
@@ -81,11 +99,14 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
 export function createGraphQLHandler<C extends BaseContext>(options: GraphQLHttpOptions<C>) {
   const path = options.path ?? '/graphql';
   const inFlight = new Map<string, Promise<FinishedResponse | undefined>>();
-  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const service = options.service ?? 'graphql';
+  return (req: IncomingMessage, res: ServerResponse): Promise<void> =>
+    inServerSpan(req, res, service, path, options.traceContext?.(req), () => handle(req, res));
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       if (options.before && (await options.before(req, res))) return;
       const url = new URL(req.url ?? '/', 'http://localhost');
-      const route = options.routes?.[url.pathname];
+      const route = options.routes?.[url.pathname] ?? (url.pathname === METRICS_PATH ? serveMetrics : undefined);
       if (route) return void (await route(req, res));
       if (url.pathname !== path) return sendJson(res, 404, { error: 'not found' });
 
@@ -162,7 +183,7 @@ export function createGraphQLHandler<C extends BaseContext>(options: GraphQLHttp
       if (!res.headersSent) sendGraphQLError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error');
       else res.end();
     }
-  };
+  }
 }
 
 export async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void, port: number, host: string): Promise<{ server: Server; port: number }> {

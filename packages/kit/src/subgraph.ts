@@ -15,16 +15,21 @@ import type { EntityManager, EntitySchema } from '@mikro-orm/postgresql';
 import type { PlatformConfig } from './config';
 import { inBackground, openDatabase, type Database, type MigrationEntry } from './db';
 import { maskError } from './errors';
-import { closeServer, createGraphQLHandler, listen, rawBodyOf, sendJson } from './http';
+import { closeServer, createGraphQLHandler, listen, rawBodyOf, sendJson, sendReadiness } from './http';
 import { IDENTITY_HEADER, SIGNATURE_HEADER, verifyIdentity, type Identity } from './identity';
 import { createLogger, type Logger } from './logger';
+import { createPeers, type Peers } from './peers';
 import type { EventBus } from './events/bus';
 import type { Envelope, EventData, EventType } from './events/catalogue';
 import { InboxRecordSchema } from './events/inbox';
 import { OutboxMessageSchema, stageEvent, type EventCause } from './events/outbox';
 import { kitMigrations } from './kit-migration';
 import { startRelay, type Relay } from './events/relay';
-import { startConsumer, type Consumer, type EventHandlers } from './events/consumer';
+import { consumerGroup, startConsumer, type Consumer, type EventHandlers } from './events/consumer';
+import { EVENTS } from './events/catalogue';
+import { graphqlTelemetryPlugin, traceResolvers } from './telemetry/graphql';
+import { watchConsumerLag, watchOutbox } from './telemetry/events';
+import { signedTraceContext } from './telemetry/tracing';
 
 export interface RequestContext<L = unknown> {
   identity: Identity | null;
@@ -32,6 +37,8 @@ export interface RequestContext<L = unknown> {
   loaders: L;
   logger: Logger;
   config: PlatformConfig;
+  /** Synchronous read-through to the subgraphs that own other domains' entities. */
+  peers: Peers;
   /** Stages a domain event in this request's unit of work; it commits with the next flush. */
   emit<T extends EventType>(type: T, aggregateId: string, data: EventData<T>, cause?: Partial<EventCause>): Envelope<T>;
 }
@@ -64,6 +71,7 @@ export interface SubgraphRuntime {
   db: Database;
   bus: EventBus | undefined;
   relay: Relay | undefined;
+  peers: Peers;
   /** A fresh EntityManager for work outside a request (jobs, start-up). */
   fork(): EntityManager;
   /** Stages an event on `em` as this subgraph. */
@@ -78,6 +86,8 @@ export interface StartSubgraphOptions {
   bus?: EventBus;
   logger?: Logger;
   databaseUrl?: string;
+  /** Where the other subgraphs answer (read-through); looked up at call time. */
+  peerUrl?: (subgraph: string) => string | null | undefined;
 }
 
 export function loadTypeDefs(schemaPath: string): DocumentNode {
@@ -104,14 +114,21 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
   const emitAs = <T extends EventType>(em: EntityManager, type: T, aggregateId: string, data: EventData<T>, cause: EventCause) =>
     stageEvent(em, def.name, type, aggregateId, data, cause);
 
+  const peers = createPeers({
+    secret: config.INTERNAL_SECRET,
+    timeoutMs: config.PEER_TIMEOUT_MS,
+    urlOf: options.peerUrl ?? (() => undefined),
+    logger,
+  });
+
   const apollo = new ApolloServer<RequestContext<L>>({
-    schema: buildSubgraphSchema([{ typeDefs: loadTypeDefs(def.schemaPath), resolvers: def.resolvers as never }]),
+    schema: buildSubgraphSchema([{ typeDefs: loadTypeDefs(def.schemaPath), resolvers: traceResolvers(def.name, def.resolvers) as never }]),
     introspection: !config.production,
     includeStacktraceInErrorResponses: !config.production,
     formatError: maskError(config.production) as never,
     csrfPrevention: false, // only the gateway (which signs every request) may call a subgraph
     logger,
-    plugins: [ApolloServerPluginInlineTraceDisabled()],
+    plugins: [ApolloServerPluginInlineTraceDisabled(), graphqlTelemetryPlugin(def.name)],
   });
   await apollo.start();
 
@@ -135,6 +152,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
       loaders: def.createLoaders ? def.createLoaders(em, identity) : (undefined as L),
       logger,
       config,
+      peers,
       emit: (type, aggregateId, data, cause) =>
         emitAs(em, type, aggregateId, data, { actorId: identity?.userId ?? null, ...cause }),
     };
@@ -144,23 +162,24 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
   const consumers: Consumer[] = [];
   let server: Server | undefined;
   const timers: NodeJS.Timeout[] = [];
+  const unwatch: (() => void)[] = [];
   const bus = options.bus;
 
   const handler = createGraphQLHandler({
     apollo,
     context,
     maxBodyBytes: config.MAX_BODY_BYTES,
+    service: def.name,
+    traceContext: (req) => signedTraceContext(req, config.INTERNAL_SECRET),
     onError: (err) => logger.error({ err }, 'request failed'),
     routes: {
       '/health': (_req, res) => sendJson(res, 200, { status: 'ok', service: def.name }),
       '/ready': async (_req, res) => {
-        const checks = {
-          database: await orm.isConnected(),
-          events: bus ? await bus.healthy() : true,
-          consumers: consumers.every((c) => c.running()),
-        };
-        const ok = Object.values(checks).every(Boolean);
-        sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', service: def.name, checks });
+        // Only the database decides readiness: without Kafka a subgraph still reads and writes
+        // (events wait in the outbox), so it reports itself degraded rather than leaving service.
+        const database = await orm.isConnected();
+        const events = { events: bus ? await bus.healthy() : true, consumers: consumers.every((c) => c.running()) };
+        sendReadiness(res, def.name, { database }, events);
       },
     },
   });
@@ -176,10 +195,12 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     db,
     bus,
     relay: undefined,
+    peers,
     fork: () => orm.em.fork(),
     emit: emitAs,
     async stop() {
       for (const t of timers) clearInterval(t);
+      for (const off of unwatch) off();
       if (server) await closeServer(server);
       await Promise.all(consumers.map((c) => c.stop()));
       if (relay) await relay.stop();
@@ -193,7 +214,10 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     runtime.relay = relay;
     if (def.consumes && Object.keys(def.consumes).length > 0) {
       consumers.push(await startConsumer({ name: def.name, orm, bus, logger, handlers: def.consumes, config, runtime }));
+      const topics = [...new Set(Object.keys(def.consumes).map((t) => EVENTS[t as EventType].topic))];
+      unwatch.push(watchConsumerLag(bus, config.KAFKA_NAMESPACE, consumerGroup(def.name), topics));
     }
+    unwatch.push(watchOutbox(def.name, orm));
   }
   if (def.onStart) await def.onStart(runtime);
   for (const job of def.jobs ?? []) {

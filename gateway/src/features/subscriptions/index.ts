@@ -17,7 +17,7 @@ import type { Duplex } from 'node:stream';
 import { GraphQLError, type ExecutionArgs, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { sendJson, type Identity } from '@crm/kit';
+import { sendJson, wsConnections, wsSubscriptions, type Identity } from '@crm/kit';
 import type { GatewayDeps, GatewayFeature } from '../feature';
 import type { FeatureOptions } from '..';
 import { pointsFor } from '../../cost';
@@ -72,6 +72,7 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
   let httpServer: Server | undefined;
   let dispose: (() => void | Promise<void>) | undefined;
   let stopping = false;
+  const unwatch: (() => void)[] = [];
 
   const closeSocket = (socket: WebSocket, code: number, reason: string) => {
     if (socket.readyState === socket.CLOSED) return;
@@ -126,6 +127,10 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
       );
       await hub.start();
       const liveHub = hub;
+      unwatch.push(
+        wsConnections.add((g) => g.set(connections.size)),
+        wsSubscriptions.add((g) => g.set(liveHub.snapshot().subscriptions)),
+      );
       wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CLIENT_FRAME_BYTES });
       server.on('upgrade', onUpgrade);
 
@@ -167,6 +172,10 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
             if (!state) return [new GraphQLError('Unauthorized', { extensions: { code: 'UNAUTHENTICATED' } })];
             if (state.queues.size >= config.SUBSCRIPTIONS_PER_CONNECTION) {
               return [new GraphQLError(`At most ${config.SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection (SUBSCRIPTIONS_PER_CONNECTION)`, { extensions: { code: 'BAD_USER_INPUT' } })];
+            }
+            if (!liveHub.consuming()) {
+              // Kafka is away: say so at once instead of leaving the client waiting for nothing.
+              return [new GraphQLError('Live updates are unavailable right now: the event stream cannot be reached. Try again shortly.', { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
             }
             const schema: GraphQLSchema | undefined = deps.apiSchema();
             if (!schema) return [new GraphQLError('The supergraph is not loaded yet', { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
@@ -249,6 +258,7 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
     async stop() {
       stopping = true;
       stopRevocations();
+      for (const off of unwatch.splice(0)) off();
       httpServer?.off('upgrade', onUpgrade);
       // 1. the consumer leaves its group: no new events
       await hub?.stop().catch((err: unknown) => log.warn({ err }, 'live: stopping the consumer failed'));
