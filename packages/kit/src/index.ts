@@ -17,6 +17,7 @@ export * from './events/relay';
 export * from './events/consumer';
 export * from './events';
 export * from './batch';
+export * from './lean';
 export * from './testing';
 export * from './cache';
 export * from './directories/customer-directory';
