@@ -21,3 +21,4 @@ export * from './lean';
 export * from './testing';
 export * from './cache';
 export * from './directories/customer-directory';
+export * from './cluster';

@@ -10,11 +10,10 @@
  * (the OS spreads connections over them), a worker that dies is replaced, and the primary only
  * relays bus messages between its workers and the launcher.
  */
-import cluster, { type Worker } from 'node:cluster';
 import { readFileSync } from 'node:fs';
-import { createBus, createLogger, readConfig, startSubgraph, type EventBus, type Logger, type PlatformConfig } from '@crm/kit';
+import { createBus, createLogger, isClusterPrimary, readConfig, startSubgraph, startWorkers, type EventBus, type Logger, type PlatformConfig } from '@crm/kit';
 import { startGateway } from '@crm/gateway';
-import { IpcBus, READY, isReady, type IpcLink, type ReadyMessage } from './ipc-bus';
+import { IpcBus, READY, type IpcLink, type ReadyMessage } from './ipc-bus';
 import { subgraphByName } from './subgraphs';
 
 const HOST = '127.0.0.1';
@@ -73,7 +72,7 @@ async function gatewayWorker(port: number, supergraphPath: string) {
   process.send?.({ [READY]: { url: gateway.url, port: gateway.port } } satisfies ReadyMessage);
 }
 
-/** The cluster primary of GATEWAY_WORKERS gateway workers (same file and arguments, node:cluster). */
+/** The cluster primary of GATEWAY_WORKERS gateway workers (same file and arguments, kit cluster.ts). */
 async function gatewayPrimary(workers: number) {
   const config = readConfig();
   const logger = createLogger('gateway', config.LOG_LEVEL);
@@ -81,33 +80,12 @@ async function gatewayPrimary(workers: number) {
   const relay = probe.kind === 'kafka' ? undefined : new IpcBus(logger);
   await probe.close();
   relay?.link(parent);
-  let stopping = false;
-  const live = new Set<Worker>();
-  const fork = () =>
-    new Promise<ReadyMessage[typeof READY]>((resolve, reject) => {
-      const worker = cluster.fork();
-      live.add(worker);
-      relay?.link(worker);
-      worker.on('message', (m) => isReady(m) && resolve(m[READY]));
-      worker.once('exit', (code) => {
-        live.delete(worker);
-        reject(new Error(`gateway worker exited with ${code} before it was ready`));
-        if (!stopping) {
-          logger.error({ code }, 'gateway worker exited; starting another');
-          fork().catch((err: unknown) => logger.error({ err }, 'replacement gateway worker failed'));
-        }
-      });
-    });
-  const ready = await Promise.all(Array.from({ length: workers }, fork));
+  const pool = await startWorkers(workers, logger, (w) => relay?.link(w));
   onShutdown(async () => {
-    stopping = true;
-    await Promise.all([...live].map((w) => new Promise((r) => {
-      w.once('exit', r);
-      w.kill('SIGTERM');
-    })));
+    await pool.stop();
     await relay?.close();
   }, logger);
-  process.send?.({ [READY]: ready[0]! } satisfies ReadyMessage);
+  process.send?.({ [READY]: { url: `http://${HOST}:${pool.port}/graphql`, port: pool.port } } satisfies ReadyMessage);
 }
 
 async function main() {
@@ -115,7 +93,7 @@ async function main() {
   if (role === 'subgraph') return subgraph(args[0]!, Number(args[1]));
   if (role === 'gateway') {
     const workers = readConfig().GATEWAY_WORKERS;
-    if (workers > 1 && cluster.isPrimary) return gatewayPrimary(workers);
+    if (workers > 1 && isClusterPrimary()) return gatewayPrimary(workers);
     return gatewayWorker(Number(args[0]), args[1]!);
   }
   throw new Error('usage: service-process subgraph <name> <port> | gateway <port> <supergraph file>');
