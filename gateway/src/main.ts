@@ -17,7 +17,7 @@ async function main() {
     return;
   }
   const bus = createBus(config, 'crm-gateway', logger);
-  await bus.ensureTopics(ALL_TOPICS);
+  await bus.prepare(ALL_TOPICS);
   const gateway = await startGateway({ config, bus, logger });
   const shutdown = () =>
     void gateway

@@ -88,6 +88,8 @@ const envSchema = z.object({
   /** Identical read-only requests of one caller in flight at once share one execution (gateway). */
   INBOUND_DEDUPE: flag(true),
   MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
+  /** Read-through calls to another subgraph (read-your-writes across domains): timeout per call. */
+  PEER_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(2000),
   OUTBOX_POLL_MS: z.coerce.number().int().min(10).default(500),
   DUE_SOON_INTERVAL_MS: z.coerce.number().int().min(100).default(60_000),
   RATE_LIMIT_POINTS: z.coerce.number().int().min(1).default(100),

@@ -22,3 +22,4 @@ export * from './testing';
 export * from './cache';
 export * from './directories/customer-directory';
 export * from './cluster';
+export * from './peers';

@@ -90,6 +90,16 @@ export function gqlRequest<T = any>(url: string, query: string, variables?: Reco
   return postJson<T>(url, { query, variables }, token ? { authorization: `Bearer ${token}` } : {});
 }
 
+/**
+ * `data[field]` of a result that must succeed as it is (a user-facing action: no retry), or an
+ * error naming the field and the result's errors.
+ */
+export function dataOf<T = any>(r: { data?: any; errors?: unknown }, field: string): T {
+  const value = r.data?.[field];
+  if (value === undefined || value === null) throw new Error(`${field} failed: ${JSON.stringify(r.errors)}`);
+  return value as T;
+}
+
 /** The first error's extensions.code of a result. */
 export const errorCode = (r: { errors?: { extensions?: { code?: string } }[] }) => r.errors?.[0]?.extensions?.code;
 /** The identity the gateway would forward for a test user. */

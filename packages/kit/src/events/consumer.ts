@@ -118,7 +118,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
   });
   logger.info({ topics, group: consumerGroup(name) }, 'consuming events');
   return {
-    running: () => subscription !== undefined,
+    running: () => subscription?.active() ?? false,
     async stop() {
       await subscription?.stop();
       subscription = undefined;
