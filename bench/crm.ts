@@ -179,6 +179,7 @@ async function main() {
     ? await startProcessTestStack({ env, execArgv: process.env.CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CPU_PROF}`] : [] })
     : await startTestStack({ env });
   console.log(`stack up in ${((performance.now() - t0) / 1000).toFixed(1)} s (${STACK === 'multi' ? `a process per service, ${stack.config.GATEWAY_WORKERS} gateway worker(s)` : 'one process'}, ${stack.bus.kind}, prefix ${stack.config.DATABASE_PREFIX}) at ${stack.gatewayUrl}`);
+  if ('pids' in stack) console.log(`process ids (CPU profiles are named by them): ${JSON.stringify(stack.pids)}`);
   const results: Record<string, unknown> = {};
   // Ctrl-C / SIGTERM: still drop the throwaway databases and topics.
   let stopping = false;

@@ -20,6 +20,11 @@ export const READY = 'crm-ready';
 export type ReadyMessage = { [READY]: { url: string; port: number } };
 export const isReady = (m: unknown): m is ReadyMessage => typeof m === 'object' && m !== null && READY in m;
 
+/** The launcher tells each subgraph where its peers answer (read-through), once all are up. */
+export const PEERS = 'crm-peers';
+export type PeersMessage = { [PEERS]: Record<string, string> };
+export const isPeers = (m: unknown): m is PeersMessage => typeof m === 'object' && m !== null && PEERS in m;
+
 const TAG = 'crm-bus';
 type Envelope = { [TAG]: BusMessage[] };
 const isEnvelope = (m: unknown): m is Envelope => typeof m === 'object' && m !== null && Array.isArray((m as Envelope)[TAG]);
@@ -65,6 +70,10 @@ export class IpcBus implements EventBus {
 
   ensureTopics(topics: string[]): Promise<void> {
     return this.local.ensureTopics(topics);
+  }
+
+  prepare(topics: string[]): Promise<'ready' | 'degraded'> {
+    return this.local.prepare(topics);
   }
 
   healthy(): Promise<boolean> {

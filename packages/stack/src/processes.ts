@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ALL_TOPICS, createBus, createLogger, readConfig, type Logger, type PlatformConfig } from '@crm/kit';
 import { composeSupergraph, readSupergraphConfig } from '@crm/gateway';
-import { IpcBus, isReady } from './ipc-bus';
+import { IpcBus, PEERS, isReady, type PeersMessage } from './ipc-bus';
 import { SUPERGRAPH_CONFIG } from './start-stack';
 import { SUBGRAPHS } from './subgraphs';
 
@@ -57,10 +57,10 @@ export async function startProcessStack(options: ProcessStackOptions = {}): Prom
   const loader = process.execArgv.some((a) => a.includes('tsx')) ? process.execArgv : ['--import', 'tsx'];
   const execArgv = [...loader, ...(options.execArgv ?? [])];
 
-  // Topics once here, not racing from six processes; without Kafka this process is the bus's hub.
+  // Topics once here first, not racing from six processes; without Kafka this process is the bus's hub.
   const probe = createBus(config, 'crm-stack', logger);
   const kind = probe.kind;
-  if (kind === 'kafka') await probe.ensureTopics(ALL_TOPICS);
+  if (kind === 'kafka') await probe.prepare(ALL_TOPICS);
   await probe.close();
   const hub = kind === 'memory' ? new IpcBus(logger) : undefined;
 
@@ -103,6 +103,7 @@ export async function startProcessStack(options: ProcessStackOptions = {}): Prom
       }),
     );
     const subgraphUrls = Object.fromEntries(subgraphs.map((s) => [s.name, s.url]));
+    for (const s of subgraphs) s.child.send({ [PEERS]: subgraphUrls } satisfies PeersMessage);
     const supergraphSdl = composeSupergraph(sources.map((s) => ({ ...s, url: subgraphUrls[s.name]! })));
     let path: string;
     if (fixed && config.DATA_DIR !== 'memory') {

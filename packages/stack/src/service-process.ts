@@ -11,18 +11,21 @@
  * relays bus messages between its workers and the launcher.
  */
 import { readFileSync } from 'node:fs';
-import { createBus, createLogger, isClusterPrimary, readConfig, startSubgraph, startWorkers, type EventBus, type Logger, type PlatformConfig } from '@crm/kit';
+import { ALL_TOPICS, createBus, createLogger, isClusterPrimary, readConfig, startSubgraph, startWorkers, type EventBus, type Logger, type PlatformConfig } from '@crm/kit';
 import { startGateway } from '@crm/gateway';
-import { IpcBus, READY, type IpcLink, type ReadyMessage } from './ipc-bus';
+import { IpcBus, READY, isPeers, type IpcLink, type ReadyMessage } from './ipc-bus';
 import { subgraphByName } from './subgraphs';
 
 const HOST = '127.0.0.1';
 const parent = process as unknown as IpcLink;
 
-/** Kafka when configured (topics were made by the launcher); else the in-process bus bridged over IPC. */
-function busFor(config: PlatformConfig, clientId: string, logger: Logger): EventBus {
+/** Kafka when configured (topics provisioned, or in the background while the broker is away); else the in-process bus bridged over IPC. */
+async function busFor(config: PlatformConfig, clientId: string, logger: Logger): Promise<EventBus> {
   const bus = createBus(config, clientId, logger);
-  if (bus.kind === 'kafka') return bus;
+  if (bus.kind === 'kafka') {
+    await bus.prepare(ALL_TOPICS);
+    return bus;
+  }
   void bus.close();
   const ipc = new IpcBus(logger);
   ipc.link(parent);
@@ -51,8 +54,11 @@ function onShutdown(stop: () => Promise<void>, logger: Logger) {
 async function subgraph(name: string, port: number) {
   const config = readConfig();
   const logger = createLogger(name, config.LOG_LEVEL);
-  const bus = busFor(config, `crm-${name}`, logger);
-  const runtime = await startSubgraph(subgraphByName(name), { config, port, host: HOST, bus, logger });
+  const bus = await busFor(config, `crm-${name}`, logger);
+  // Peers (read-through) answer where the launcher says once every subgraph is up; until then: unknown.
+  const peers = new Map<string, string>();
+  process.on('message', (m) => isPeers(m) && Object.entries(m['crm-peers']).forEach(([n, url]) => peers.set(n, url)));
+  const runtime = await startSubgraph(subgraphByName(name), { config, port, host: HOST, bus, logger, peerUrl: (n) => peers.get(n) });
   onShutdown(async () => {
     await runtime.stop();
     await bus.close();
@@ -63,7 +69,7 @@ async function subgraph(name: string, port: number) {
 async function gatewayWorker(port: number, supergraphPath: string) {
   const config = readConfig();
   const logger = createLogger('gateway', config.LOG_LEVEL);
-  const bus = busFor(config, 'crm-gateway', logger);
+  const bus = await busFor(config, 'crm-gateway', logger);
   const gateway = await startGateway({ config, bus, supergraphSdl: readFileSync(supergraphPath, 'utf8'), port, host: HOST, logger });
   onShutdown(async () => {
     await gateway.stop();
