@@ -96,6 +96,8 @@ const TARGETS: Record<string, { target: number; goal?: number }> = {
 const SEARCH_TERMS = ['Harbor', 'Summit Capital', 'labs', 'Group', 'zzz-no-match'];
 
 type Load = {
+  /** CPU time of the platform's processes (not Postgres, Kafka, Redis) per request, warm-up included. */
+  cpuMsPerRequest?: number;
   requests: number; rps: number; latency: { p50: number; p90: number; p99: number; max: number; mean: number };
   errors: number; timeouts: number; non2xx: number; gqlErrors: number; sampleError: string | null; duration: number; connections?: number;
 };
@@ -109,8 +111,17 @@ const dist = (values: number[]): Dist => {
 const ms = (v: number) => (Number.isFinite(v) ? `${v.toFixed(1)} ms` : '–');
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
 const uptime = () => loadavg().map((l) => Number(l.toFixed(2)));
+/**
+ * CPU time (user + system, ms) the given processes have used so far, from /proc/<pid>/stat (clock
+ * ticks of 10 ms): a per-request cost that a busy shared machine distorts far less than latency.
+ */
+const cpuMs = (pids: number[]) =>
+  pids.reduce((sum, pid) => {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return sum + (Number(fields[11]) + Number(fields[12])) * 10;
+  }, 0);
 
-async function runLoad(url: string, entries: { body: string; authorization?: string }[], connections = CONNECTIONS): Promise<Load> {
+async function runLoad(url: string, entries: { body: string; authorization?: string }[], connections = CONNECTIONS): Promise<Load & { sent: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'crm-bench-'));
   const spec = join(dir, 'spec.json');
   writeFileSync(spec, JSON.stringify({ url, connections, duration: DURATION, warmup: WARMUP, entries }));
@@ -126,7 +137,10 @@ async function runLoad(url: string, entries: { body: string; authorization?: str
       child.on('error', reject);
       child.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`load generator exited with ${code}`))));
     });
-    return (JSON.parse(out.trim().split('\n').pop()!) as { measured: Load }).measured;
+    const last = out.trim().split('\n').pop() ?? '';
+    if (!last.startsWith('{')) throw new Error(`load generator printed no result: ${JSON.stringify(out.slice(-300))}`);
+    const { warmup, measured } = JSON.parse(last) as { warmup: Load | null; measured: Load };
+    return { ...measured, sent: measured.requests + (warmup?.requests ?? 0) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -180,6 +194,8 @@ async function main() {
     : await startTestStack({ env });
   console.log(`stack up in ${((performance.now() - t0) / 1000).toFixed(1)} s (${STACK === 'multi' ? `a process per service, ${stack.config.GATEWAY_WORKERS} gateway worker(s)` : 'one process'}, ${stack.bus.kind}, prefix ${stack.config.DATABASE_PREFIX}) at ${stack.gatewayUrl}`);
   if ('pids' in stack) console.log(`process ids (CPU profiles are named by them): ${JSON.stringify(stack.pids)}`);
+  // Gateway workers (GATEWAY_WORKERS > 1) are the gateway process's children: not counted then.
+  const servicePids = 'pids' in stack ? Object.values(stack.pids) : [process.pid];
   const results: Record<string, unknown> = {};
   // Ctrl-C / SIGTERM: still drop the throwaway databases and topics.
   let stopping = false;
@@ -248,14 +264,15 @@ async function main() {
     type Entries = { body: string; authorization?: string }[];
     const record = (name: string, r: Load, connections: number, before: number[]) => {
       (rounds[name] ??= []).push({ ...r, connections, loadavgBefore: before } as Load);
-      console.log(`  ${name}: ${r.rps.toFixed(0)} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, errors ${r.errors}, non-2xx ${r.non2xx}, GraphQL errors ${r.gqlErrors}${r.sampleError ? ` (${r.sampleError})` : ''}`);
+      console.log(`  ${name}: ${r.cpuMsPerRequest !== undefined ? `${r.cpuMsPerRequest} ms CPU/request, ` : ''}${r.rps.toFixed(0)} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, errors ${r.errors}, non-2xx ${r.non2xx}, GraphQL errors ${r.gqlErrors}${r.sampleError ? ` (${r.sampleError})` : ''}`);
     };
     const scenario = async (name: string, entries: Entries, connections = CONNECTIONS) => {
       if (!SCENARIOS.includes(name.replace(/@1$/, ''))) return;
       const before = uptime();
       console.log(`[round ${round + 1}/${ROUNDS}] ${name}: ${WARMUP} s warm-up + ${DURATION} s at ${connections} connection(s) (load ${before.join(' / ')})…`);
+      const cpu0 = cpuMs(servicePids);
       const r = await profiled(round ? `${name}-${round + 1}` : name, () => runLoad(url, entries, connections));
-      record(name, r, connections, before);
+      record(name, { ...r, cpuMsPerRequest: Number(((cpuMs(servicePids) - cpu0) / r.sent).toFixed(2)) }, connections, before);
     };
     /** Two loads at once (each its own autocannon process): login's p99 next to the list's. */
     const together = async (name: string, a: [string, Entries, number], b: [string, Entries, number]) => {
@@ -307,6 +324,7 @@ async function main() {
     const loads: Record<string, Load & { rounds: Load[] }> = {};
     for (const [name, rs] of Object.entries(rounds)) {
       loads[name] = {
+        ...(rs[0]!.cpuMsPerRequest !== undefined ? { cpuMsPerRequest: med(rs.map((r) => r.cpuMsPerRequest!)) } : {}),
         requests: med(rs.map((r) => r.requests)),
         rps: med(rs.map((r) => r.rps)),
         latency: {
@@ -515,13 +533,13 @@ function render(r: Run): string {
     '',
     `Figures are medians over ${r.settings.ROUNDS} rounds (each round runs every row once, in this order); errors are totals; the p99 of each round is in the last column.`,
     '',
-    '| scenario | conns | req/s | p50 | p99 | max | errors | non-2xx | GraphQL errors | targets (p99) | p99 per round |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| scenario | conns | req/s | p50 | p99 | max | CPU ms / request ¹ | errors | non-2xx | GraphQL errors | targets (p99) | p99 per round |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const [name, l] of Object.entries(r.loads ?? {})) {
-    out.push(`| ${label[name] ?? name} | ${l.connections ?? r.settings.CONNECTIONS} | ${l.rps.toFixed(0)} | ${ms(l.latency.p50)} | ${ms(l.latency.p99)} | ${ms(l.latency.max)} | ${l.errors + l.timeouts} | ${l.non2xx} | ${l.gqlErrors} | ${verdict(name, l)} | ${(l.rounds ?? []).map((x) => x.latency.p99).join(' / ')} |`);
+    out.push(`| ${label[name] ?? name} | ${l.connections ?? r.settings.CONNECTIONS} | ${l.rps.toFixed(0)} | ${ms(l.latency.p50)} | ${ms(l.latency.p99)} | ${ms(l.latency.max)} | ${l.cpuMsPerRequest ?? '–'} | ${l.errors + l.timeouts} | ${l.non2xx} | ${l.gqlErrors} | ${verdict(name, l)} | ${(l.rounds ?? []).map((x) => x.latency.p99).join(' / ')} |`);
   }
-  out.push('');
+  out.push('', '¹ CPU time (user + system) of the platform\'s own processes — the one process, or the gateway and the five subgraph processes — per request sent (warm-up included), from /proc/<pid>/stat; Postgres, Kafka and Redis not included. Far less distorted by other work on a shared machine than latencies are.', '');
   if (r.saga) out.push(`**Saga completion** (deleteCustomer → \`saga(id).status\` COMPLETED, polled every 20 ms, ${r.saga.n} sagas one at a time, each customer with a meeting and a task): p50 ${ms(r.saga.p50)}, p99 ${ms(r.saga.p99)}, max ${ms(r.saga.max)}; outcomes ${JSON.stringify(r.saga.outcomes)}.`, '');
   if (r.subscriptions) {
     const s = r.subscriptions;
