@@ -135,7 +135,8 @@ async function runLoad(url: string, entries: { body: string; authorization?: str
       let text = '';
       child.stdout.on('data', (d) => (text += d));
       child.on('error', reject);
-      child.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`load generator exited with ${code}`))));
+      // 'close', not 'exit': the output may still be unread when the process has exited
+      child.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`load generator exited with ${code}`))));
     });
     const last = out.trim().split('\n').pop() ?? '';
     if (!last.startsWith('{')) throw new Error(`load generator printed no result: ${JSON.stringify(out.slice(-300))}`);
