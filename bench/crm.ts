@@ -189,6 +189,8 @@ async function main() {
     RATE_LIMIT_ENABLED: 'false',
     OUTBOX_POLL_MS: '500',
     ACCESS_TOKEN_TTL_SECONDS: '7200',
+    // the production default, not the test stacks' smaller pools (the runs in bench/results used 10)
+    DATABASE_POOL_MAX: process.env.DATABASE_POOL_MAX ?? '10',
   };
   const stack: BenchStack = STACK === 'multi'
     ? await startProcessTestStack({ env, execArgv: process.env.CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CPU_PROF}`] : [] })

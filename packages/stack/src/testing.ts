@@ -66,6 +66,8 @@ export function testOverrides(id: string, env: Record<string, string> = {}): Rec
     DATABASE_PREFIX: `t${id}_`,
     KAFKA_NAMESPACE: `t${id}.`,
     OUTBOX_POLL_MS: '100',
+    // two suites run at once, five subgraphs each: stay well inside Postgres' max_connections (100)
+    DATABASE_POOL_MAX: '4',
     ADMIN_EMAIL: ADMIN.email,
     ADMIN_PASSWORD: ADMIN.password,
     ...env,
