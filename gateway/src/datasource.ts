@@ -12,7 +12,7 @@ import type { GraphQLDataSource, GraphQLDataSourceProcessOptions } from '@apollo
 import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
 import { GraphQLError } from 'graphql';
 import { Agent } from 'undici';
-import { signIdentity, type Identity } from '@crm/kit';
+import { signIdentity, signedTraceHeaders, subgraphFetchDuration, subgraphFetchErrors, type Identity } from '@crm/kit';
 
 export interface GatewayContext {
   identity: Identity | null;
@@ -29,6 +29,8 @@ interface SubgraphResponse {
 }
 
 export interface SubgraphClientOptions {
+  /** The subgraph's name (metrics). */
+  name?: string;
   secret: string;
   /** Share identical in-flight query fetches (SUBGRAPH_DEDUPE). */
   dedupe: boolean;
@@ -62,13 +64,26 @@ export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
 
     let pending = key ? this.inFlight.get(key) : undefined;
     if (!pending) {
-      pending = this.send(body, this.signed(identityKey, identity));
+      // The trace context (the gateway.fetch span) goes with its own signature: see kit telemetry/tracing.ts.
+      pending = this.send(body, { ...this.signed(identityKey, identity), ...signedTraceHeaders(this.options.secret) });
       if (key) {
         this.inFlight.set(key, pending);
         void pending.finally(() => this.inFlight.delete(key)).catch(() => undefined);
       }
     }
-    return toGraphQLResponse(await pending);
+    const subgraph = this.options.name ?? 'unknown';
+    const started = performance.now();
+    let response: GatewayGraphQLResponse;
+    try {
+      response = toGraphQLResponse(await pending);
+    } catch (err) {
+      subgraphFetchErrors.inc({ subgraph, kind: 'network' });
+      throw err;
+    } finally {
+      subgraphFetchDuration.observe({ subgraph }, (performance.now() - started) / 1000);
+    }
+    if (response.errors?.length) subgraphFetchErrors.inc({ subgraph, kind: 'graphql' });
+    return response;
   }
 
   private signed(key: string, identity: Identity | null): Record<string, string> {

@@ -3,15 +3,16 @@
  * event bus (Kafka when KAFKA_BROKERS is set) for live subscriptions and the deleted-user denylist.
  * GATEWAY_WORKERS=N > 1: this process is a node:cluster primary and N workers serve the one port.
  */
-import { ALL_TOPICS, createBus, createLogger, isClusterPrimary, readConfig, startWorkers } from '@crm/kit';
+import { setupTelemetry, ALL_TOPICS, createBus, createLogger, isClusterPrimary, readConfig, startWorkers } from '@crm/kit';
 import { startGateway } from './server';
 
 async function main() {
   const config = readConfig();
+  const telemetry = setupTelemetry({ serviceName: 'crm-gateway', config });
   const logger = createLogger('gateway', config.LOG_LEVEL);
   if (config.GATEWAY_WORKERS > 1 && isClusterPrimary()) {
     const pool = await startWorkers(config.GATEWAY_WORKERS, logger);
-    const stop = () => void pool.stop().then(() => process.exit(0));
+    const stop = () => void pool.stop().then(() => telemetry.shutdown()).then(() => process.exit(0));
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
     return;
@@ -23,6 +24,7 @@ async function main() {
     void gateway
       .stop()
       .then(() => bus.close())
+      .then(() => telemetry.shutdown())
       .then(() => process.exit(0));
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);

@@ -48,7 +48,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   const subgraphAgent = createSubgraphAgent();
   const gateway = new ApolloGateway({
     logger,
-    buildService: ({ url }) => new SubgraphClient(url ?? '', { secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent }),
+    buildService: ({ name, url }) => new SubgraphClient(url ?? '', { name, secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent }),
     supergraphSdl: async ({ update }) => {
       if (options.supergraphSdl) {
         currentSdl = options.supergraphSdl;
@@ -108,6 +108,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     context,
     ...(config.INBOUND_DEDUPE ? { dedupeKey: inboundDedupeKey } : {}),
     maxBodyBytes: config.MAX_BODY_BYTES,
+    service: 'gateway',
     onError: (err) => logger.error({ err }, 'request failed'),
     before: async (req, res) => {
       for (const f of features) if (f.before && (await f.before(req, res))) return true;

@@ -11,6 +11,7 @@ import { useTokenDenylist } from './token-denylist';
 import { useRateLimits } from './rate-limit';
 import { useLoginProtection } from './login-protection';
 import { useSubscriptions } from './subscriptions';
+import { useTelemetry } from './telemetry';
 
 export interface FeatureOptions {
   config: PlatformConfig;
@@ -22,6 +23,7 @@ export interface FeatureOptions {
 
 export function gatewayFeatures(options: FeatureOptions): GatewayFeature[] {
   return [
+    useTelemetry(),
     useSecurityHeaders(options),
     useCors(options),
     useLandingPage(options),

@@ -12,6 +12,7 @@
  * limit is always on.
  */
 import { GraphQLError } from 'graphql';
+import { gatewayRefusals } from '@crm/kit';
 import { estimateCost, pointsFor } from '../cost';
 import { createLimiter, rateLimitHeaders, RateLimiterRes } from '../limiter';
 import { redisPrefix } from '../redis';
@@ -40,6 +41,7 @@ export function useRateLimits({ config, logger, redis }: FeatureOptions): Gatewa
         return;
       }
       const headers = rateLimitHeaders(limit, err, true);
+      gatewayRefusals.inc({ reason: 'rate_limited' });
       for (const [n, v] of Object.entries(headers)) setHeader(n, v);
       throw new GraphQLError(`Rate limit exceeded: ${limit} points per ${config.RATE_LIMIT_WINDOW_SECONDS} s (RATE_LIMIT_POINTS); retry in ${headers['Retry-After']} s`, {
         extensions: { code: 'RATE_LIMITED', retryAfter: Number(headers['Retry-After']), http: { status: 429, headers: new Map(Object.entries(headers)) } },
@@ -69,6 +71,7 @@ export function useRateLimits({ config, logger, redis }: FeatureOptions): Gatewa
               const cost = operation ? estimateCost(schema, document, operation, request.variables ?? {}) : 0;
               if (cost > config.MAX_COST) {
                 charged = true; // refused before running: no points
+                gatewayRefusals.inc({ reason: 'cost_limit' });
                 throw new GraphQLError(`Operation cost ${cost} exceeds the limit of ${config.MAX_COST} (MAX_COST)`, {
                   extensions: { code: 'COST_LIMIT_EXCEEDED', cost, maxCost: config.MAX_COST, http: { status: 400 } },
                 });

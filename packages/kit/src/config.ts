@@ -91,7 +91,7 @@ const envSchema = z.object({
   /** Connections per subgraph database (per process): mind Postgres max_connections × replicas. */
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
   /** Read-through calls to another subgraph (read-your-writes across domains): timeout per call. */
-  PEER_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(2000),
+  PEER_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(5000),
   OUTBOX_POLL_MS: z.coerce.number().int().min(10).default(500),
   DUE_SOON_INTERVAL_MS: z.coerce.number().int().min(100).default(60_000),
   RATE_LIMIT_POINTS: z.coerce.number().int().min(1).default(100),
@@ -120,6 +120,15 @@ const envSchema = z.object({
   TRUSTED_DOCUMENTS_PATH: z.string().default('clients/persisted-operations.json'),
   /** Reverse proxies in front of the gateway: the client IP is the X-Forwarded-For entry this many hops from the right. */
   TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
+  /** Telemetry (README "Telemetry"): spans are exported only when an OTLP endpoint (or OTEL_TRACES_EXPORTER=console) is set. */
+  OTEL_SDK_DISABLED: bool,
+  OTEL_TRACES_EXPORTER: z.enum(['otlp', 'console', 'none', '']).default(''),
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalString,
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: optionalString,
+  OTEL_SERVICE_NAME: optionalString,
+  /** Read by the OpenTelemetry SDK itself (listed so they are known and checked): always_on, parentbased_traceidratio, … */
+  OTEL_TRACES_SAMPLER: optionalString,
+  OTEL_TRACES_SAMPLER_ARG: optionalString,
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -22,4 +22,5 @@ export * from './testing';
 export * from './cache';
 export * from './directories/customer-directory';
 export * from './cluster';
+export * from './telemetry';
 export * from './peers';

@@ -24,4 +24,14 @@ export class KitMigration20261122000000 extends Migration {
   }
 }
 
-export const kitMigrations = [{ name: 'Kit20261122000000', class: KitMigration20261122000000 }];
+/** The outbox keeps the W3C traceparent of the span that staged each event (telemetry). */
+export class KitMigration20261129000000 extends Migration {
+  override async up(): Promise<void> {
+    this.addSql('ALTER TABLE outbox ADD COLUMN IF NOT EXISTS traceparent text');
+  }
+}
+
+export const kitMigrations = [
+  { name: 'Kit20261122000000', class: KitMigration20261122000000 },
+  { name: 'Kit20261129000000', class: KitMigration20261129000000 },
+];

@@ -8,6 +8,7 @@
  */
 import { unavailable } from './errors';
 import { signIdentity, type Identity } from './identity';
+import { signedTraceHeaders } from './telemetry/tracing';
 import type { Logger } from './logger';
 
 /** Who the read-through calls as: the platform itself, with every read right of an ADMIN. */
@@ -46,7 +47,7 @@ export function createPeers(options: PeersOptions): Peers {
       try {
         const res = await fetch(url, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', ...signIdentity(SYSTEM_IDENTITY, options.secret) },
+          headers: { 'content-type': 'application/json', ...signIdentity(SYSTEM_IDENTITY, options.secret), ...signedTraceHeaders(options.secret) },
           body: JSON.stringify({ query, variables: { r: [{ __typename: typename, id }] } }),
           signal: AbortSignal.timeout(options.timeoutMs),
         });

@@ -25,7 +25,11 @@ import { InboxRecordSchema } from './events/inbox';
 import { OutboxMessageSchema, stageEvent, type EventCause } from './events/outbox';
 import { kitMigrations } from './kit-migration';
 import { startRelay, type Relay } from './events/relay';
-import { startConsumer, type Consumer, type EventHandlers } from './events/consumer';
+import { consumerGroup, startConsumer, type Consumer, type EventHandlers } from './events/consumer';
+import { EVENTS } from './events/catalogue';
+import { graphqlTelemetryPlugin, traceResolvers } from './telemetry/graphql';
+import { watchConsumerLag, watchOutbox } from './telemetry/events';
+import { signedTraceContext } from './telemetry/tracing';
 
 export interface RequestContext<L = unknown> {
   identity: Identity | null;
@@ -118,13 +122,13 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
   });
 
   const apollo = new ApolloServer<RequestContext<L>>({
-    schema: buildSubgraphSchema([{ typeDefs: loadTypeDefs(def.schemaPath), resolvers: def.resolvers as never }]),
+    schema: buildSubgraphSchema([{ typeDefs: loadTypeDefs(def.schemaPath), resolvers: traceResolvers(def.name, def.resolvers) as never }]),
     introspection: !config.production,
     includeStacktraceInErrorResponses: !config.production,
     formatError: maskError(config.production) as never,
     csrfPrevention: false, // only the gateway (which signs every request) may call a subgraph
     logger,
-    plugins: [ApolloServerPluginInlineTraceDisabled()],
+    plugins: [ApolloServerPluginInlineTraceDisabled(), graphqlTelemetryPlugin(def.name)],
   });
   await apollo.start();
 
@@ -157,12 +161,15 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
   const consumers: Consumer[] = [];
   let server: Server | undefined;
   const timers: NodeJS.Timeout[] = [];
+  const unwatch: (() => void)[] = [];
   const bus = options.bus;
 
   const handler = createGraphQLHandler({
     apollo,
     context,
     maxBodyBytes: config.MAX_BODY_BYTES,
+    service: def.name,
+    traceContext: (req) => signedTraceContext(req, config.INTERNAL_SECRET),
     onError: (err) => logger.error({ err }, 'request failed'),
     routes: {
       '/health': (_req, res) => sendJson(res, 200, { status: 'ok', service: def.name }),
@@ -192,6 +199,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     emit: emitAs,
     async stop() {
       for (const t of timers) clearInterval(t);
+      for (const off of unwatch) off();
       if (server) await closeServer(server);
       await Promise.all(consumers.map((c) => c.stop()));
       if (relay) await relay.stop();
@@ -205,7 +213,10 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     runtime.relay = relay;
     if (def.consumes && Object.keys(def.consumes).length > 0) {
       consumers.push(await startConsumer({ name: def.name, orm, bus, logger, handlers: def.consumes, config, runtime }));
+      const topics = [...new Set(Object.keys(def.consumes).map((t) => EVENTS[t as EventType].topic))];
+      unwatch.push(watchConsumerLag(bus, config.KAFKA_NAMESPACE, consumerGroup(def.name), topics));
     }
+    unwatch.push(watchOutbox(def.name, orm));
   }
   if (def.onStart) await def.onStart(runtime);
   for (const job of def.jobs ?? []) {

@@ -4,12 +4,14 @@
  * Embedded by default (PGlite under .data/, in-process bus, in-memory limits); POSTGRES_URL,
  * KAFKA_BROKERS and REDIS_URL switch each part to the real service.
  */
-import { readConfig } from '@crm/kit';
+import { setupTelemetry, readConfig } from '@crm/kit';
 import { startProcessStack } from './processes';
 import { startStack } from './start-stack';
 
 async function main() {
   const config = readConfig();
+  // multi: each service process sets up its own telemetry (service-process.ts); this one only launches them
+  const telemetry = setupTelemetry({ serviceName: 'crm', config });
   const stack = config.STACK_PROCESSES === 'multi' ? await startProcessStack({ ports: 'fixed' }) : await startStack({ config, ports: 'fixed' });
   const mode = [
     config.POSTGRES_URL ? 'Postgres' : `PGlite in ${config.DATA_DIR}/`,
@@ -23,7 +25,7 @@ async function main() {
     if (stopping) return;
     stopping = true;
     console.log(`${signal}: shutting down`);
-    stack.stop().then(() => process.exit(0), (err: unknown) => {
+    stack.stop().then(() => telemetry.shutdown()).then(() => process.exit(0), (err: unknown) => {
       console.error(err);
       process.exit(1);
     });

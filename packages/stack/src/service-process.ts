@@ -11,7 +11,10 @@
  * relays bus messages between its workers and the launcher.
  */
 import { readFileSync } from 'node:fs';
-import { ALL_TOPICS, createBus, createLogger, isClusterPrimary, readConfig, startSubgraph, startWorkers, type EventBus, type Logger, type PlatformConfig } from '@crm/kit';
+import {
+  ALL_TOPICS, createBus, createLogger, isClusterPrimary, readConfig, setupTelemetry, startSubgraph, startWorkers,
+  type EventBus, type Logger, type PlatformConfig,
+} from '@crm/kit';
 import { startGateway } from '@crm/gateway';
 import { IpcBus, READY, isPeers, type IpcLink, type ReadyMessage } from './ipc-bus';
 import { subgraphByName } from './subgraphs';
@@ -53,6 +56,7 @@ function onShutdown(stop: () => Promise<void>, logger: Logger) {
 
 async function subgraph(name: string, port: number) {
   const config = readConfig();
+  const telemetry = setupTelemetry({ serviceName: `crm-${name}`, config });
   const logger = createLogger(name, config.LOG_LEVEL);
   const bus = await busFor(config, `crm-${name}`, logger);
   // Peers (read-through) answer where the launcher says once every subgraph is up; until then: unknown.
@@ -62,18 +66,21 @@ async function subgraph(name: string, port: number) {
   onShutdown(async () => {
     await runtime.stop();
     await bus.close();
+    await telemetry.shutdown();
   }, logger);
   process.send?.({ [READY]: { url: runtime.url, port: runtime.port } } satisfies ReadyMessage);
 }
 
 async function gatewayWorker(port: number, supergraphPath: string) {
   const config = readConfig();
+  const telemetry = setupTelemetry({ serviceName: 'crm-gateway', config });
   const logger = createLogger('gateway', config.LOG_LEVEL);
   const bus = await busFor(config, 'crm-gateway', logger);
   const gateway = await startGateway({ config, bus, supergraphSdl: readFileSync(supergraphPath, 'utf8'), port, host: HOST, logger });
   onShutdown(async () => {
     await gateway.stop();
     await bus.close();
+    await telemetry.shutdown();
   }, logger);
   process.send?.({ [READY]: { url: gateway.url, port: gateway.port } } satisfies ReadyMessage);
 }

@@ -173,7 +173,7 @@ function decorate(stack: Stack, config: PlatformConfig): TestStack {
 }
 
 /** Drops the databases a test stack created on a real Postgres (prefix t<id>_). */
-async function dropTestDatabases(config: PlatformConfig): Promise<void> {
+export async function dropTestDatabases(config: PlatformConfig): Promise<void> {
   if (!config.POSTGRES_URL || !/^t[0-9a-f]{8}_$/.test(config.DATABASE_PREFIX)) return;
   const admin = new URL(config.POSTGRES_URL);
   admin.pathname = '/postgres';

@@ -15,7 +15,7 @@ import type { Duplex } from 'node:stream';
 import { GraphQLError, type ExecutionArgs, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { sendJson, type Identity } from '@crm/kit';
+import { sendJson, wsConnections, wsSubscriptions, type Identity } from '@crm/kit';
 import type { GatewayDeps, GatewayFeature } from '../feature';
 import type { FeatureOptions } from '..';
 import { CLOSE, authenticateConnection } from './connection';
@@ -55,6 +55,7 @@ export function useSubscriptions({ config, logger, bus }: FeatureOptions): Gatew
   let httpServer: Server | undefined;
   let dispose: (() => void | Promise<void>) | undefined;
   let stopping = false;
+  const unwatch: (() => void)[] = [];
 
   const closeSocket = (socket: WebSocket, code: number, reason: string) => {
     if (socket.readyState === socket.CLOSED) return;
@@ -96,6 +97,10 @@ export function useSubscriptions({ config, logger, bus }: FeatureOptions): Gatew
       );
       await hub.start();
       const liveHub = hub;
+      unwatch.push(
+        wsConnections.add((g) => g.set(connections.size)),
+        wsSubscriptions.add((g) => g.set(liveHub.snapshot().subscriptions)),
+      );
       wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CLIENT_FRAME_BYTES });
       server.on('upgrade', onUpgrade);
 
@@ -189,6 +194,7 @@ export function useSubscriptions({ config, logger, bus }: FeatureOptions): Gatew
 
     async stop() {
       stopping = true;
+      for (const off of unwatch.splice(0)) off();
       httpServer?.off('upgrade', onUpgrade);
       // 1. the consumer leaves its group: no new events
       await hub?.stop().catch((err: unknown) => log.warn({ err }, 'live: stopping the consumer failed'));

@@ -12,6 +12,8 @@ import type { SubgraphRuntime } from '../subgraph';
 import type { DeliveredMessage, EventBus, Subscription } from './bus';
 import { EVENTS, InvalidEventError, dlqOf, parseEnvelope, type Envelope, type EventData, type EventType } from './catalogue';
 import { stageEvent } from './outbox';
+import { eventDeadLettered, eventOutcome, eventRetried, traceConsume } from '../telemetry/events';
+import { noteCorrelation } from '../telemetry/tracing';
 
 export interface HandlerContext<T extends EventType> {
   event: Envelope<T>;
@@ -72,6 +74,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
 
   const deadLetter = async (message: DeliveredMessage, error: string) => {
     logger.error({ topic: message.topic, partition: message.partition, offset: message.offset, error }, 'event dead-lettered');
+    eventDeadLettered(consumerGroup(name), message.topic);
     await bus.publish([
       {
         topic: dlqOf(message.topic),
@@ -83,6 +86,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
           'x-origin-partition': String(message.partition),
           'x-origin-offset': message.offset,
           'x-consumer': name,
+          ...(message.headers.traceparent ? { traceparent: message.headers.traceparent } : {}),
         },
       },
     ]);
@@ -97,14 +101,21 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
       throw err;
     }
     if (!handlers[event.type]) return;
+    noteCorrelation(event.correlationId);
+    const started = performance.now();
     for (let attempt = 1; ; attempt++) {
       try {
         const outcome = await apply(event);
         if (outcome === 'duplicate') logger.debug({ id: event.id, type: event.type }, 'duplicate event skipped');
+        eventOutcome(consumerGroup(name), message.topic, event.type, outcome, started);
         return;
       } catch (err) {
         const msg = err instanceof Error ? err.message : String(err);
-        if (attempt >= maxAttempts) return deadLetter(message, `${event.type} failed after ${attempt} attempts: ${msg}`);
+        if (attempt >= maxAttempts) {
+          eventOutcome(consumerGroup(name), message.topic, event.type, 'dead_lettered', started);
+          return deadLetter(message, `${event.type} failed after ${attempt} attempts: ${msg}`);
+        }
+        eventRetried(consumerGroup(name), event.type);
         logger.warn({ type: event.type, id: event.id, attempt, err: msg }, 'event handler failed; retrying');
         await new Promise((r) => setTimeout(r, baseDelay * 2 ** (attempt - 1)));
       }
@@ -114,7 +125,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
   let subscription: Subscription | undefined = await bus.subscribe({
     groupId: consumerGroup(name),
     topics,
-    handle: (message) => inBackground(`consumer:${name}`, () => handle(message)),
+    handle: (message) => inBackground(`consumer:${name}`, () => traceConsume(consumerGroup(name), message, () => handle(message))),
   });
   logger.info({ topics, group: consumerGroup(name) }, 'consuming events');
   return {

@@ -18,6 +18,8 @@ const KEEP = 10_000;
 export class MemoryBus implements EventBus {
   readonly kind = 'memory' as const;
   private readonly logs = new Map<string, Log>();
+  /** Next offset per consumer group and topic (for lag). */
+  private readonly positions = new Map<string, Map<string, number>>();
   private closed = false;
 
   constructor(private readonly logger?: Logger) {}
@@ -54,9 +56,13 @@ export class MemoryBus implements EventBus {
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
     let running = true;
     const stopWaiters = new Set<() => void>();
+    let positions = this.positions.get(options.groupId);
+    if (!positions) this.positions.set(options.groupId, (positions = new Map()));
+    const at = positions;
     const loops = options.topics.map(async (topic) => {
       const log = this.log(topic);
       let next = options.fromLatest ? log.base + log.messages.length : log.base;
+      at.set(topic, next);
       while (running && !this.closed) {
         const index = next - log.base;
         const message = log.messages[Math.max(index, 0)];
@@ -75,6 +81,7 @@ export class MemoryBus implements EventBus {
         try {
           await options.handle(message);
           next += 1;
+          at.set(topic, next);
         } catch (err) {
           // Like Kafka without a commit: the same message comes again.
           this.logger?.error({ err, topic, group: options.groupId }, 'handler threw; redelivering');
@@ -103,6 +110,16 @@ export class MemoryBus implements EventBus {
 
   async healthy(): Promise<boolean> {
     return !this.closed;
+  }
+
+  /** Messages of `topics` a group has not handled yet (one partition per topic). */
+  lag(groupId: string, topics: string[]): { topic: string; partition: number; lag: number }[] {
+    const at = this.positions.get(groupId);
+    return topics.map((topic) => {
+      const log = this.log(topic);
+      const end = log.base + log.messages.length;
+      return { topic, partition: 0, lag: Math.max(0, end - (at?.get(topic) ?? log.base)) };
+    });
   }
 
   /** Messages currently kept on a topic (tests, status). */

@@ -8,11 +8,13 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import { backgroundWork, inBackground } from '../db';
 import type { Logger } from '../logger';
+import { tracePublish } from '../telemetry/events';
 import type { EventBus } from './bus';
 import { OutboxMessage } from './outbox';
 
 const BATCH = 200;
-const RELAY_LOCK = 727_001; // advisory lock key shared by the relays of one database
+/** Advisory lock key the relays of one database take turns with (a test holds it to keep rows unsent). */
+export const RELAY_LOCK = 727_001;
 const MAX_BACKOFF_MS = 10_000;
 const RELAY_CONTEXT = 'outbox-relay';
 
@@ -46,17 +48,20 @@ export function startRelay({ orm, bus, logger, pollMs }: RelayOptions): Relay {
     return em.transactional(async (tx) => {
       const [lock] = await tx.execute<{ ok: boolean }[]>('SELECT pg_try_advisory_xact_lock(?) AS ok', [RELAY_LOCK]);
       if (!lock?.ok) return 0;
-      const rows = await tx.execute<{ id: string; topic: string; key: string; envelope: unknown }[]>(
-        'SELECT id, topic, key, envelope FROM outbox WHERE sent_at IS NULL ORDER BY created_at, id LIMIT ? FOR UPDATE SKIP LOCKED',
+      const rows = await tx.execute<{ id: string; topic: string; key: string; envelope: unknown; traceparent: string | null }[]>(
+        'SELECT id, topic, key, envelope, traceparent FROM outbox WHERE sent_at IS NULL ORDER BY created_at, id LIMIT ? FOR UPDATE SKIP LOCKED',
         [BATCH],
       );
       if (rows.length === 0) return 0;
-      await bus.publish(
-        rows.map((r) => ({
-          topic: r.topic,
-          key: r.key,
-          value: typeof r.envelope === 'string' ? r.envelope : JSON.stringify(r.envelope),
-        })),
+      await tracePublish(rows, (headers) =>
+        bus.publish(
+          rows.map((r, i) => ({
+            topic: r.topic,
+            key: r.key,
+            value: typeof r.envelope === 'string' ? r.envelope : JSON.stringify(r.envelope),
+            headers: headers[i]!,
+          })),
+        ),
       );
       const ids = rows.map((r) => r.id);
       await tx.execute(`UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id IN (${ids.map(() => '?').join(', ')})`, ids);
