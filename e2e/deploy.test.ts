@@ -8,6 +8,7 @@
  * Reads files only; needs no cluster.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -26,7 +27,17 @@ const envName = (subgraph: string) => subgraph.toUpperCase().replace(/-/g, '_');
 const routing = Object.fromEntries(readSupergraphConfig(join(ROOT, 'supergraph.yaml'), {}).map((s) => [s.name, new URL(s.url)]));
 const configKeys = new Set(Object.keys(readConfig({})).filter((k) => k === k.toUpperCase()));
 const secretExample = readManifests(join(DEPLOY_DIR, 'secrets.example.yaml'))[0]!;
-const secretValues = (secretExample as unknown as { stringData: Record<string, string> }).stringData;
+const exampleValues = (secretExample as unknown as { stringData: Record<string, string> }).stringData;
+/**
+ * What an operator puts in the Secret: the example's keys, with real values for the ones production
+ * checks (its placeholders are refused: see the test below).
+ */
+const secretValues: Record<string, string> = {
+  ...exampleValues,
+  JWT_SECRET: randomBytes(32).toString('base64'),
+  INTERNAL_SECRET: randomBytes(32).toString('base64'),
+  ADMIN_PASSWORD: `Adm1n-${randomBytes(12).toString('base64url')}`,
+};
 
 type Model = { validate(): void };
 /** The kubernetes-models class of an object's apiVersion and kind (every built-in type). */
@@ -79,6 +90,12 @@ function environment(objects: K8sObject[], c: Container): Record<string, string>
 
 test('the supergraph ConfigMap is what supergraph.yaml composes to (run `npm run codegen`)', () => {
   expect(readFileSync(SUPERGRAPH_CONFIGMAP, 'utf8')).toBe(supergraphConfigMap());
+});
+
+test('the Secret example\'s placeholder secrets are refused in production (issue 15)', () => {
+  const env = { NODE_ENV: 'production', ...secretValues };
+  expect(() => readConfig(env)).not.toThrow();
+  for (const key of ['JWT_SECRET', 'INTERNAL_SECRET', 'ADMIN_PASSWORD']) expect(() => readConfig({ ...env, [key]: exampleValues[key] })).toThrow(new RegExp(key));
 });
 
 test('the Secret example is a valid Secret with every key the manifests read', () => {

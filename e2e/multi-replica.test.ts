@@ -290,10 +290,11 @@ describeReal('many replicas on one Kafka', () => {
     const victim = customers[0]!;
     const stranded: string[] = [];
     for (let i = 0; i < 5; i++) {
+      const body = JSON.stringify({ query: CREATE, variables: { input: { name: `Stranded ${i}` } } });
       const res = await fetch(victim.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...signIdentity(reps[1]!.identity, config.INTERNAL_SECRET) },
-        body: JSON.stringify({ query: CREATE, variables: { input: { name: `Stranded ${i}` } } }),
+        headers: { 'content-type': 'application/json', ...signIdentity(reps[1]!.identity, config.INTERNAL_SECRET, { subgraph: 'customer', method: 'POST', body }) },
+        body,
       });
       stranded.push(((await res.json()) as GraphQLResult).data!.createCustomer.id);
     }

@@ -36,6 +36,8 @@ const sagaEnds = (id: string, status: string) =>
 test('deleting a SALES user reassigns their customers, removes their open tasks, cancels their pending requests', async () => {
   const leaving = await stack.user('SALES', 'Lea Leaving');
   const staying = await stack.user('SALES', 'Sam Staying');
+  // only reps an ADMIN or MANAGER approved receive other reps' customers
+  expect((await admin.gql(`mutation($id: ID!) { approveUser(id: $id) { approved } }`, { id: staying.id })).data.approveUser.approved).toBe(true);
   const customerId = await createCustomer(leaving, 'Globex');
   const task = dataOf(await leaving.gql(`mutation($input: CreateTaskInput!) { createTask(input: $input) { id } }`, { input: { title: 'Call Globex', customerId } }), 'createTask');
   const request = dataOf(await leaving.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId, title: 'Bundle deal', amount: 500 } }), 'requestApproval');

@@ -4,7 +4,8 @@
  *
  * This replaces Apollo's RemoteGraphQLDataSource on the hot path (measured in bench/gateways):
  * - one pooled keep-alive undici client per subgraph instead of node-fetch;
- * - the signature is computed once per identity and reused while fresh, not per fetch;
+ * - every fetch is signed for this subgraph, the method and the exact body (kit identity.ts: a
+ *   header captured on the way cannot be replayed elsewhere or with another operation);
  * - identical query fetches in flight at once (same subgraph, document, variables and identity)
  *   share one HTTP round trip; each caller parses its own copy of the body. Mutations never share.
  */
@@ -16,11 +17,11 @@ import { signIdentity, signedTraceHeaders, subgraphFetchDuration, subgraphFetchE
 
 export interface GatewayContext {
   identity: Identity | null;
+  /** The access token's `tv` claim (revocation checks). */
+  tokenVersion?: number;
   /** Set on the gateway's own resolution of a subscription event for a subscriber (not a client request). */
   liveSubscription?: boolean;
 }
-
-const SIGNATURE_REUSE_MS = 60_000; // subgraphs accept signatures up to 300 s old
 
 interface SubgraphResponse {
   status: number;
@@ -29,8 +30,8 @@ interface SubgraphResponse {
 }
 
 export interface SubgraphClientOptions {
-  /** The subgraph's name (metrics). */
-  name?: string;
+  /** The subgraph's name (supergraph.yaml): metrics, and signatures are bound to it. */
+  name: string;
   secret: string;
   /** Share identical in-flight query fetches (SUBGRAPH_DEDUPE). */
   dedupe: boolean;
@@ -43,7 +44,6 @@ export function createSubgraphAgent(): Agent {
 
 export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
   private readonly inFlight = new Map<string, Promise<SubgraphResponse>>();
-  private readonly signatures = new Map<string, { headers: Record<string, string>; at: number }>();
 
   private readonly origin: string;
   private readonly path: string;
@@ -65,7 +65,7 @@ export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
     let pending = key ? this.inFlight.get(key) : undefined;
     if (!pending) {
       // The trace context (the gateway.fetch span) goes with its own signature: see kit telemetry/tracing.ts.
-      pending = this.send(body, { ...this.signed(identityKey, identity), ...signedTraceHeaders(this.options.secret) });
+      pending = this.send(body, { ...signIdentity(identity, this.options.secret, { subgraph: this.options.name, method: 'POST', body }), ...signedTraceHeaders(this.options.secret) });
       if (key) {
         this.inFlight.set(key, pending);
         void pending.finally(() => this.inFlight.delete(key)).catch(() => undefined);
@@ -84,16 +84,6 @@ export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
     }
     if (response.errors?.length) subgraphFetchErrors.inc({ subgraph, kind: 'graphql' });
     return response;
-  }
-
-  private signed(key: string, identity: Identity | null): Record<string, string> {
-    const now = Date.now();
-    const cached = this.signatures.get(key);
-    if (cached && now - cached.at < SIGNATURE_REUSE_MS) return cached.headers;
-    const headers = signIdentity(identity, this.options.secret, now);
-    if (this.signatures.size > 10_000) this.signatures.clear();
-    this.signatures.set(key, { headers, at: now });
-    return headers;
   }
 
   private async send(body: string, identityHeaders: Record<string, string>): Promise<SubgraphResponse> {

@@ -97,7 +97,9 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     const header = req.headers.authorization;
     const token = bearerToken(header);
     if (header && !token) throw unauthenticated('Authorization must be "Bearer <access token>"');
-    const ctx = await contextFor(req, token ? verifyAccessToken(token, config).identity : null);
+    const verified = token ? verifyAccessToken(token, config) : undefined;
+    const ctx = await contextFor(req, verified?.identity ?? null);
+    if (verified) ctx.tokenVersion = verified.tokenVersion;
     bindRequest(ctx, req, res, config.TRUST_PROXY_HOPS);
     for (const f of features) await f.extendContext?.(req, res, ctx);
     return ctx;

@@ -14,6 +14,7 @@
 import { GraphQLError } from 'graphql';
 import { gatewayRefusals } from '@crm/kit';
 import { estimateCost, pointsFor } from '../cost';
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { createLimiter, rateLimitHeaders, RateLimiterRes } from '../limiter';
 import { redisPrefix } from '../redis';
 import { requestOf } from '../request-info';
@@ -25,10 +26,14 @@ export function rateLimitsEnabled(config: FeatureOptions['config']): boolean {
   return v === undefined ? config.NODE_ENV !== 'test' : ['true', '1', 'yes'].includes(v);
 }
 
-export function useRateLimits({ config, logger, redis }: FeatureOptions): GatewayFeature {
+/** The per-user / per-IP budget; one instance shared by HTTP operations and WebSocket subscribes. */
+export function createRateBudget(config: FeatureOptions['config'], redis: FeatureOptions['redis']): RateLimiterAbstract {
+  return createLimiter(redis, { keyPrefix: `${redisPrefix(config)}rl`, points: config.RATE_LIMIT_POINTS, duration: config.RATE_LIMIT_WINDOW_SECONDS });
+}
+
+export function useRateLimits({ config, logger, redis, rateBudget: limiter }: FeatureOptions): GatewayFeature {
   const enabled = rateLimitsEnabled(config);
   const limit = config.RATE_LIMIT_POINTS;
-  const limiter = createLimiter(redis, { keyPrefix: `${redisPrefix(config)}rl`, points: limit, duration: config.RATE_LIMIT_WINDOW_SECONDS });
 
   const consume = async (key: string, points: number, setHeader: (name: string, value: string) => void): Promise<void> => {
     try {

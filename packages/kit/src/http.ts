@@ -64,6 +64,13 @@ export function sendGraphQLError(res: ServerResponse, status: number, code: stri
   sendJson(res, status, { errors: [{ message, extensions: { code } }] }, headers);
 }
 
+const rawBodies = new WeakMap<IncomingMessage, string>();
+
+/** The raw body of a request the GraphQL handler has read ('' before that, or for GET). */
+export function rawBodyOf(req: IncomingMessage): string {
+  return rawBodies.get(req) ?? '';
+}
+
 export function readBody(req: IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0);
@@ -111,6 +118,7 @@ export function createGraphQLHandler<C extends BaseContext>(options: GraphQLHttp
       let shareKey: string | undefined;
       if (req.method === 'POST') {
         const raw = await readBody(req, options.maxBodyBytes);
+        rawBodies.set(req, raw); // signature checks bind to the exact body (identity.ts)
         shareKey = options.dedupeKey?.(req, raw);
         if (shareKey !== undefined) {
           const leader = inFlight.get(shareKey);

@@ -15,7 +15,7 @@ import type { EntityManager, EntitySchema } from '@mikro-orm/postgresql';
 import type { PlatformConfig } from './config';
 import { inBackground, openDatabase, type Database, type MigrationEntry } from './db';
 import { maskError } from './errors';
-import { closeServer, createGraphQLHandler, listen, sendJson, sendReadiness } from './http';
+import { closeServer, createGraphQLHandler, listen, rawBodyOf, sendJson, sendReadiness } from './http';
 import { IDENTITY_HEADER, SIGNATURE_HEADER, verifyIdentity, type Identity } from './identity';
 import { createLogger, type Logger } from './logger';
 import { createPeers, type Peers } from './peers';
@@ -137,6 +137,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
       header(req, IDENTITY_HEADER),
       header(req, SIGNATURE_HEADER),
       config.INTERNAL_SECRET,
+      { subgraph: def.name, method: req.method ?? 'GET', body: rawBodyOf(req) },
     );
     if (!verified.ok) {
       throw new GraphQLError(`Refused: ${verified.reason}; subgraphs only answer the gateway`, {

@@ -9,7 +9,7 @@ import { readConfig, signIdentity, type Identity, type PlatformConfig, type Role
 import { startProcessStack, type ProcessStack } from './processes';
 import { startStack, type Stack, type StackOptions } from './start-stack';
 
-export const ADMIN = { email: 'admin@test.local', password: 'admin-password-123' };
+export const ADMIN = { email: 'admin@test.local', password: 'admin-Pw-test-7q4k2z' };
 
 export interface GraphQLResult<T = any> {
   status: number;
@@ -80,7 +80,7 @@ export async function startProcessTestStack(options: { env?: Record<string, stri
   const stack = await startProcessStack({ overrides: testOverrides(id, options.env), ports: 'random', execArgv: options.execArgv });
   return {
     ...stack,
-    ...testClient(stack.gatewayUrl),
+    ...testClient(stack.gatewayUrl, stack.config),
     async stop() {
       await stack.stop();
       await dropTestDatabases(stack.config);
@@ -107,8 +107,12 @@ export const errorCode = (r: { errors?: { extensions?: { code?: string } }[] }) 
 /** The identity the gateway would forward for a test user. */
 export const identityOf = (u: Pick<TestUser, 'id' | 'role' | 'email'>): Identity => ({ userId: u.id, role: u.role, email: u.email });
 
-async function postJson<T>(url: string, body: unknown, headers: Record<string, string>): Promise<GraphQLResult<T>> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+function postJson<T>(url: string, body: unknown, headers: Record<string, string>): Promise<GraphQLResult<T>> {
+  return postRaw<T>(url, JSON.stringify(body), headers);
+}
+
+async function postRaw<T>(url: string, body: string, headers: Record<string, string>): Promise<GraphQLResult<T>> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
   const text = await res.text();
   let parsed: { data?: T; errors?: GraphQLResult['errors'] } = {};
   try {
@@ -122,7 +126,7 @@ async function postJson<T>(url: string, body: unknown, headers: Record<string, s
 const LOGIN = `mutation($email: String!, $password: String!) { login(email: $email, password: $password) { accessToken refreshToken user { id role } } }`;
 const REGISTER = `mutation($input: RegisterInput!) { register(input: $input) { accessToken refreshToken user { id role } } }`;
 
-function testClient(url: string): TestClient {
+function testClient(url: string, config: PlatformConfig): TestClient {
   const gql = <T = any>(query: string, variables?: Record<string, unknown>, token?: string) => gqlRequest<T>(url, query, variables, token);
   const asUser = (email: string, role: Role, payload: { accessToken: string; refreshToken: string; user: { id: string } }): TestUser => ({
     id: payload.user.id,
@@ -147,7 +151,14 @@ function testClient(url: string): TestClient {
       counter += 1;
       const email = `${role.toLowerCase()}${counter}-${randomBytes(3).toString('hex')}@test.local`;
       const password = 'password-1234';
-      const r = await gql(REGISTER, { input: { email, password, name: name ?? `${role} ${counter}` } });
+      const input = { email, password, name: name ?? `${role} ${counter}` };
+      // REGISTRATION_POLICY=approval/closed: the ADMIN creates the account (approved, active at once).
+      if (config.registrationPolicy !== 'open') {
+        const made = await (await admin()).gql(`mutation($input: CreateUserInput!) { createUser(input: $input) { id } }`, { input: { ...input, role } });
+        if (made.errors) throw new Error(`createUser failed: ${JSON.stringify(made.errors)}`);
+        return login(email, password, role);
+      }
+      const r = await gql(REGISTER, { input });
       if (!r.data?.register) throw new Error(`register failed: ${JSON.stringify(r.errors)}`);
       if (role === 'SALES') return asUser(email, role, r.data.register);
       const up = await (await admin()).gql(`mutation($id: ID!, $role: Role!) { updateUser(id: $id, input: { role: $role }) { id role } }`, { id: r.data.register.user.id, role });
@@ -161,9 +172,11 @@ function decorate(stack: Stack, config: PlatformConfig): TestStack {
   const stop = stack.stop.bind(stack);
   return {
     ...stack,
-    ...testClient(stack.gatewayUrl),
-    signed: (subgraph, identity, query, variables) =>
-      postJson(stack.subgraphs[subgraph]!.url, { query, variables }, signIdentity(identity, config.INTERNAL_SECRET)),
+    ...testClient(stack.gatewayUrl, config),
+    signed: (subgraph, identity, query, variables) => {
+      const body = JSON.stringify({ query, variables });
+      return postRaw(stack.subgraphs[subgraph]!.url, body, signIdentity(identity, config.INTERNAL_SECRET, { subgraph, method: 'POST', body }));
+    },
     sql: async (subgraph, query, params = []) => (await stack.subgraphs[subgraph]!.fork().getConnection().execute(query, params)) as never,
     async stop() {
       await stop();

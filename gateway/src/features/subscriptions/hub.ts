@@ -43,6 +43,8 @@ export class LiveHub {
     private readonly logger: Logger,
     private readonly concurrency: number,
     private readonly fields: readonly LiveField[],
+    /** Distinct subscriptions (groups) of one user resolved per event; the rest are skipped (counted as dropped). */
+    private readonly perUserPerEvent = Number.POSITIVE_INFINITY,
   ) {}
 
   async start(): Promise<void> {
@@ -101,12 +103,20 @@ export class LiveHub {
     noteCorrelation(event.correlationId);
     this.stats.events += 1;
     const work: (() => Promise<void>)[] = [];
+    const perUser = new Map<string, number>();
     for (const field of fields) {
       const entityId = entityIdOf(field, event.data);
       const byKey = this.groups.get(field.field);
       if (!entityId || !byKey) continue;
       for (const group of byKey.values()) {
         if (group.members.size === 0 || !mayReceive(field, event.data, group.identity)) continue;
+        const n = (perUser.get(group.identity.userId) ?? 0) + 1;
+        perUser.set(group.identity.userId, n);
+        if (n > this.perUserPerEvent) {
+          this.stats.dropped += group.members.size;
+          if (n === this.perUserPerEvent + 1) this.logger.warn({ userId: group.identity.userId, eventId: event.id }, 'live: too many distinct subscriptions of one user for one event; the rest skipped');
+          continue;
+        }
         work.push(() => this.deliver(group, entityId, event));
       }
     }

@@ -10,7 +10,7 @@ import { inBackground } from '../db';
 import type { Logger } from '../logger';
 import type { SubgraphRuntime } from '../subgraph';
 import type { DeliveredMessage, EventBus, Subscription } from './bus';
-import { EVENTS, InvalidEventError, dlqOf, parseEnvelope, type Envelope, type EventData, type EventType } from './catalogue';
+import { EVENTS, InvalidEventError, dlqOf, misrouted, parseEnvelope, type Envelope, type EventData, type EventType } from './catalogue';
 import { stageEvent } from './outbox';
 import { eventDeadLettered, eventOutcome, eventRetried, traceConsume } from '../telemetry/events';
 import { noteCorrelation } from '../telemetry/tracing';
@@ -100,6 +100,8 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
       if (err instanceof InvalidEventError) return deadLetter(message, err.message);
       throw err;
     }
+    const wrong = misrouted(event, message.topic);
+    if (wrong) return deadLetter(message, wrong);
     if (!handlers[event.type]) return;
     noteCorrelation(event.correlationId);
     const started = performance.now();

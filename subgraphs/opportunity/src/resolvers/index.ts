@@ -21,6 +21,8 @@ export interface OpportunityLoaders {
 
 /** GraphQL fields of ApprovalRequest that read other columns than their own name. */
 const REQUEST_NEEDS = { customer: ['customerId'], requester: ['requesterId'], approver: ['approverId'] };
+/** The bound of the unpaged Customer.approvalRequests, equal to the gateway's DEFAULT_LIST_SIZE. */
+const APPROVAL_REQUESTS_PER_CUSTOMER = 20;
 
 /** SALES see only the requests they made; everyone else (MANAGER, ADMIN, COMPLIANCE) sees all. */
 function visibleScope(identity: Identity | null): FilterQuery<ApprovalRequest> {
@@ -175,7 +177,9 @@ export const resolvers: Resolvers = {
       requireUser(ctx.identity);
       if (!isUuid(customer.id)) return [];
       const status = args.status && (APPROVAL_STATUSES as readonly string[]).includes(args.status) ? args.status : null;
-      return ctx.loaders.byCustomer(status, propsFor(ctx.em, ApprovalRequest, selectedFields(info), REQUEST_NEEDS)).load(customer.id);
+      // Unpaged: at most the newest APPROVAL_REQUESTS_PER_CUSTOMER (the gateway's cost estimate counts an unpaged list as that many).
+      const props = propsFor(ctx.em, ApprovalRequest, selectedFields(info), REQUEST_NEEDS);
+      return (await ctx.loaders.byCustomer(status, props).load(customer.id)).slice(0, APPROVAL_REQUESTS_PER_CUSTOMER);
     },
   },
 };
