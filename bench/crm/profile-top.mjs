@@ -4,6 +4,11 @@
  *   node bench/crm/profile-top.mjs <file.cpuprofile> [top=25]
  */
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+// This checkout's root (file URLs in the profile start with it), whichever worktree it is.
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 const [file, topArg] = process.argv.slice(2);
 const top = Number(topArg ?? 25);
@@ -19,14 +24,14 @@ const where = (url) => {
   if (url.startsWith('node:')) return 'node: internals';
   const m = url.match(/node_modules\/((?:@[^/]+\/)?[^/]+)/);
   if (m) return m[1];
-  const r = url.match(/\/work\/main\/([^/]+\/[^/]+)/);
+  const r = url.replace(/^file:\/\//, '').match(new RegExp(`^${esc(ROOT)}([^/]+/[^/]+)`));
   return r ? r[1] : url;
 };
 for (const [id, t] of self) {
   const n = byId.get(id);
   const cf = n.callFrame;
   const name = cf.functionName || '(anonymous)';
-  const key = ['(idle)', '(program)', '(garbage collector)'].includes(name) ? name : `${name} ${cf.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/\/work\/main\//, '')}:${cf.lineNumber + 1}`;
+  const key = ['(idle)', '(program)', '(garbage collector)'].includes(name) ? name : `${name} ${cf.url.replace(/^.*node_modules\//, '').replace(new RegExp(`^file://${esc(ROOT)}`), '')}:${cf.lineNumber + 1}`;
   fns.set(key, (fns.get(key) ?? 0) + t);
   const pk = ['(idle)', '(program)', '(garbage collector)'].includes(name) ? name : where(cf.url);
   pkgs.set(pk, (pkgs.get(pk) ?? 0) + t);

@@ -26,7 +26,7 @@ const PROFILES = ['CONSERVATIVE', 'MODERATE', 'AGGRESSIVE'] as const;
 const RISKS = ['LOW', 'MEDIUM', 'HIGH'] as const;
 const PRIORITIES = ['LOW', 'MEDIUM', 'HIGH', 'URGENT'] as const;
 
-async function withDb<T>(stack: TestStack, subgraph: string, fn: (c: Client) => Promise<T>): Promise<T> {
+export async function withDb<T>(stack: Pick<TestStack, 'config'>, subgraph: string, fn: (c: Client) => Promise<T>): Promise<T> {
   const url = databaseUrlFor(stack.config, subgraph);
   if (!url) throw new Error('bench/crm needs POSTGRES_URL');
   const client = new Client({ connectionString: url });
@@ -51,7 +51,7 @@ async function bulk(c: Client, table: string, cols: [string, string][], rows: un
   }
 }
 
-export async function seedBulk(stack: TestStack, o: { customers: number; reps: string[]; managers: string[] }) {
+export async function seedBulk(stack: Pick<TestStack, 'config'>, o: { customers: number; reps: string[]; managers: string[] }) {
   const now = Date.now();
   const iso = (t: number) => new Date(t).toISOString();
   const customers: unknown[][] = [];
@@ -139,7 +139,7 @@ export async function seedBulk(stack: TestStack, o: { customers: number; reps: s
 }
 
 /** Row counts per database: every customer, meeting, task and approval has its projections. */
-export async function checkConsistency(stack: TestStack) {
+export async function checkConsistency(stack: Pick<TestStack, 'config'>) {
   const one = async (sub: string, sql: string) => withDb(stack, sub, async (c) => Number((await c.query<{ n: string }>(sql)).rows[0]!.n));
   const counts = {
     customers: await one('customer', 'SELECT count(*) AS n FROM customers WHERE deleted_at IS NULL'),

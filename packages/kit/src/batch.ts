@@ -6,10 +6,15 @@
 import DataLoader from 'dataloader';
 import type { EntityManager, EntityName, FilterQuery } from '@mikro-orm/postgresql';
 import { decodeCursor, pageSize, toConnection, type Connection, type PageArgs } from './pagination';
+import { columnOf, countsByParent, findRows, plainRows, selectList } from './lean';
 
 type Row = { id: string; createdAt: Date };
 
-/** One page per parent: rows of `entity` whose `parentProp` is one of `parentIds`, newest first. */
+/**
+ * One page per parent: plain rows (lean.ts) of `entity` whose `parentProp` is one of `parentIds`,
+ * newest first, with only `props` (id, createdAt and the parent property are always read; all
+ * columns when undefined). One statement; a second only for parents whose rows all precede the cursor.
+ */
 export async function pagesByParent<T extends Row>(
   em: EntityManager,
   entity: EntityName<T>,
@@ -17,54 +22,48 @@ export async function pagesByParent<T extends Row>(
   parentIds: readonly string[],
   where: FilterQuery<T>,
   args: PageArgs,
+  props?: readonly string[],
 ): Promise<Map<string, Connection<T>>> {
   const first = pageSize(args.first);
   const cursor = decodeCursor(args.after);
-  const meta = em.getMetadata().get(typeof entity === 'string' ? entity : (entity as { name: string }).name);
-  const parentColumn = meta.properties[parentProp as keyof typeof meta.properties]?.fieldNames[0];
-  if (!parentColumn) throw new Error(`${meta.className} has no property ${parentProp}`);
+  const parentColumn = columnOf(em, entity, parentProp);
   const knex = em.getKnex();
   const scope = { $and: [{ [parentProp]: { $in: [...parentIds] } }, where] } as FilterQuery<T>;
+  const wanted = props ? [...new Set([...props, 'id', 'createdAt', parentProp])] : undefined;
   // count over the unpaged scope, row numbers over the rows after the cursor
   const inner = em
     .createQueryBuilder(entity, 't')
     .select([
-      't.*',
-      knex.raw('count(*) over (partition by ??) as __total', [`t.${parentColumn}`]) as never,
-    ])
+      ...selectList(em, entity, wanted),
+      knex.raw('count(*) over (partition by ??) as __total', [`t.${parentColumn}`]),
+    ] as never)
     .where(scope)
     .getKnexQuery();
   const paged = knex
-    .select('*', knex.raw('row_number() over (partition by ?? order by created_at desc, id desc) as __rn', [parentColumn]))
+    .select('*', knex.raw('row_number() over (partition by ?? order by ?? desc, id desc) as __rn', [parentProp, 'createdAt']))
     .from(inner.as('s'));
-  if (cursor) paged.whereRaw('(created_at, id) < (?, ?)', [cursor.createdAt, cursor.id]);
-  const rows = (await em.getConnection().execute(knex.select('*').from(paged.as('p')).where('__rn', '<=', first + 1))) as Record<string, unknown>[];
+  if (cursor) paged.whereRaw('(??, id) < (?, ?)', ['createdAt', cursor.createdAt, cursor.id]);
+  const rows = plainRows<Record<string, unknown>>(em, entity, await em.getConnection().execute(knex.select('*').from(paged.as('p')).where('__rn', '<=', first + 1)));
   const grouped = new Map<string, { rows: T[]; total: number }>();
   for (const raw of rows) {
-    const parent = String(raw[parentColumn]);
+    const parent = String(raw[parentProp]);
     const total = Number(raw.__total);
     delete raw.__total;
     delete raw.__rn;
     const entry = grouped.get(parent) ?? { rows: [], total };
-    entry.rows.push(em.map(entity, raw as never) as T);
+    entry.rows.push(raw as T);
     grouped.set(parent, entry);
   }
-  // Parents whose rows are all before the cursor still need their total: count them apart only then.
   const out = new Map<string, Connection<T>>();
   for (const id of parentIds) {
     const entry = grouped.get(id);
     out.set(id, toConnection(entry?.rows ?? [], first, entry?.total ?? 0));
   }
+  // Parents whose rows are all before the cursor still need their total: count them apart only then.
   if (cursor) {
     const missing = parentIds.filter((id) => !grouped.has(id));
     if (missing.length > 0) {
-      const counts = (await em
-        .createQueryBuilder(entity, 't')
-        .select([`t.${parentColumn} as parent`, knex.raw('count(*) as n') as never])
-        .where({ $and: [{ [parentProp]: { $in: missing } }, where] } as FilterQuery<T>)
-        .groupBy(`t.${parentColumn}`)
-        .execute('all', false)) as { parent: string; n: string }[];
-      for (const c of counts) out.set(c.parent, toConnection([], first, Number(c.n)));
+      for (const [parent, n] of await countsByParent(em, entity, parentProp, missing, where)) out.set(parent, toConnection([], first, n));
     }
   }
   return out;
@@ -92,6 +91,14 @@ export function connectionLoaders<T extends Row>(
   };
 }
 
+/** Per-request `count(*)` per parent (countsByParent), batched: for a connection asked only for totalCount. */
+export function countLoader(batch: (parentIds: readonly string[]) => Promise<Map<string, number>>): DataLoader<string, number> {
+  return new DataLoader(async (ids: readonly string[]) => {
+    const counts = await batch(ids);
+    return ids.map((id) => counts.get(id) ?? 0);
+  });
+}
+
 /** A DataLoader that fetches rows by a key in one query and groups them (1:N, unpaged). */
 export function groupLoader<K extends string, V>(fetch: (keys: readonly K[]) => Promise<V[]>, keyOf: (v: V) => K): DataLoader<K, V[]> {
   return new DataLoader(async (keys: readonly K[]) => {
@@ -102,10 +109,19 @@ export function groupLoader<K extends string, V>(fetch: (keys: readonly K[]) => 
   });
 }
 
-/** A DataLoader of entities by id (one `IN` query per batch). */
-export function byIdLoader<T extends { id: string }>(em: EntityManager, entity: EntityName<T>, scope: FilterQuery<T> = {} as FilterQuery<T>): DataLoader<string, T | null> {
+/**
+ * A DataLoader by id (one `IN` query per batch): managed entities, or plain rows with
+ * `{ lean: true }` (lean.ts; read-only callers).
+ */
+export function byIdLoader<T extends { id: string }>(
+  em: EntityManager,
+  entity: EntityName<T>,
+  scope: FilterQuery<T> = {} as FilterQuery<T>,
+  options: { lean?: boolean } = {},
+): DataLoader<string, T | null> {
   return new DataLoader(async (ids: readonly string[]) => {
-    const rows = await em.find(entity, { $and: [{ id: { $in: [...ids] } }, scope] } as FilterQuery<T>);
+    const where = { $and: [{ id: { $in: [...ids] } }, scope] } as FilterQuery<T>;
+    const rows = options.lean ? await findRows<T>(em, entity, where) : await em.find(entity, where);
     const map = new Map(rows.map((r) => [r.id, r]));
     return ids.map((id) => map.get(id) ?? null);
   });

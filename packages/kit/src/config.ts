@@ -79,6 +79,14 @@ const envSchema = z.object({
 
   REDIS_URL: optionalString,
 
+  /**
+   * `npm start`: "multi" runs the gateway and each subgraph in a process of its own (every core in
+   * use, packages/stack/src/processes.ts); "single" runs them all on one event loop.
+   */
+  STACK_PROCESSES: z.enum(['single', 'multi']).default('multi'),
+  /** Gateway worker processes sharing its port (node:cluster); 1 = the gateway process serves itself. */
+  GATEWAY_WORKERS: z.coerce.number().int().min(1).max(64).default(1),
+
   PORT: z.coerce.number().int().min(0).max(65535).default(4000),
   HOST: z.string().default('0.0.0.0'),
   /** Where the gateway reads the composed supergraph (watched for changes). */

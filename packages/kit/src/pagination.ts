@@ -4,6 +4,7 @@
  */
 import type { EntityManager, EntityName, FilterQuery } from '@mikro-orm/postgresql';
 import { badInput } from './errors';
+import { findRows } from './lean';
 
 export const DEFAULT_PAGE = 20;
 export const MAX_PAGE = 100;
@@ -61,19 +62,32 @@ export function toConnection<T extends { createdAt: Date; id: string }>(rows: T[
   };
 }
 
-/** One page of `entity` matching `where`: a keyset query and a count. */
+/**
+ * One page of `entity` matching `where`: a keyset query and a count. Managed entities, or with
+ * `{ lean: true }` plain rows of only `props` (lean.ts; id and createdAt always) for read-only callers.
+ * `count: false` skips the count when the caller's selection has no totalCount.
+ */
 export async function paginate<T extends { createdAt: Date; id: string }>(
   em: EntityManager,
   entity: EntityName<T>,
   where: FilterQuery<T>,
   args: PageArgs,
+  options: { lean?: boolean; props?: readonly string[]; count?: boolean } = {},
 ): Promise<Connection<T>> {
   const first = pageSize(args.first);
   const cursor = decodeCursor(args.after);
   const scoped = { $and: [where, afterCursor(cursor)] } as FilterQuery<T>;
-  const [rows, totalCount] = await Promise.all([
-    first === 0 ? Promise.resolve([] as T[]) : em.find(entity, scoped, { orderBy: { createdAt: 'desc', id: 'desc' } as never, limit: first + 1 }),
-    em.count(entity, where),
+  const orderBy = { createdAt: 'desc', id: 'desc' } as const;
+  const props = options.props ? [...new Set([...options.props, 'id', 'createdAt'])] : undefined;
+  const rows = (): Promise<T[]> =>
+    options.lean
+      ? findRows<T>(em, entity, scoped, { props, orderBy, limit: first + 1 })
+      : (em.find(entity, scoped, { orderBy: orderBy as never, limit: first + 1 }) as Promise<T[]>);
+  // count: false when the selection has no totalCount (wantsTotalCount): NaN then, which GraphQL
+  // would refuse to serialise as an Int, so a wrong `count: false` fails loudly instead of lying.
+  const [page, totalCount] = await Promise.all([
+    first === 0 ? Promise.resolve([] as T[]) : rows(),
+    options.count === false ? Promise.resolve(Number.NaN) : em.count(entity, where),
   ]);
-  return toConnection(rows as T[], first, totalCount);
+  return toConnection(page, first, totalCount);
 }

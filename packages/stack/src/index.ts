@@ -1,4 +1,5 @@
 export * from './start-stack';
 export * from './subgraphs';
 export * from './testing';
+export * from './processes';
 export * from './test-broker';

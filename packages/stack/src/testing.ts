@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import { readConfig, signIdentity, type Identity, type PlatformConfig, type Role } from '@crm/kit';
+import { startProcessStack, type ProcessStack } from './processes';
 import { startStack, type Stack, type StackOptions } from './start-stack';
 
 export const ADMIN = { email: 'admin@test.local', password: 'admin-Pw-test-7q4k2z' };
@@ -26,15 +27,19 @@ export interface TestUser {
   gql<T = any>(query: string, variables?: Record<string, unknown>): Promise<GraphQLResult<T>>;
 }
 
-export interface TestStack extends Stack {
+/** GraphQL through a stack's gateway, and users to make requests as. */
+export interface TestClient {
   gql<T = any>(query: string, variables?: Record<string, unknown>, token?: string): Promise<GraphQLResult<T>>;
+  admin(): Promise<TestUser>;
+  /** Registers a new user and, for roles other than SALES, has the admin grant the role. */
+  user(role?: Role, name?: string): Promise<TestUser>;
+}
+
+export interface TestStack extends Stack, TestClient {
   /** A request straight to one subgraph, signed as the gateway would sign `identity` (IDOR and `_entities` tests). */
   signed<T = any>(subgraph: string, identity: Identity | null, query: string, variables?: Record<string, unknown>): Promise<GraphQLResult<T>>;
   /** Raw SQL on one subgraph's own database, for assertions. */
   sql<T = Record<string, unknown>>(subgraph: string, query: string, params?: unknown[]): Promise<T[]>;
-  admin(): Promise<TestUser>;
-  /** Registers a new user and, for roles other than SALES, has the admin grant the role. */
-  user(role?: Role, name?: string): Promise<TestUser>;
 }
 
 export interface TestStackOptions extends Omit<StackOptions, 'config'> {
@@ -49,7 +54,12 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
 }
 
 export function testConfig(id: string, env: Record<string, string> = {}): PlatformConfig {
-  return readConfig(process.env, {
+  return readConfig(process.env, testOverrides(id, env));
+}
+
+/** The settings a test stack puts on top of the environment: throwaway names, quiet logs, embedded unless configured. */
+export function testOverrides(id: string, env: Record<string, string> = {}): Record<string, string> {
+  return {
     NODE_ENV: 'test',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     DATA_DIR: 'memory',
@@ -61,7 +71,21 @@ export function testConfig(id: string, env: Record<string, string> = {}): Platfo
     ADMIN_EMAIL: ADMIN.email,
     ADMIN_PASSWORD: ADMIN.password,
     ...env,
-  });
+  };
+}
+
+/** The platform in processes of its own (processes.ts) with throwaway databases, plus the test client. */
+export async function startProcessTestStack(options: { env?: Record<string, string>; execArgv?: string[] } = {}): Promise<ProcessStack & TestClient> {
+  const id = randomBytes(4).toString('hex');
+  const stack = await startProcessStack({ overrides: testOverrides(id, options.env), ports: 'random', execArgv: options.execArgv });
+  return {
+    ...stack,
+    ...testClient(stack.gatewayUrl, stack.config),
+    async stop() {
+      await stack.stop();
+      await dropTestDatabases(stack.config);
+    },
+  };
 }
 
 export function gqlRequest<T = any>(url: string, query: string, variables?: Record<string, unknown>, token?: string): Promise<GraphQLResult<T>> {
@@ -102,8 +126,7 @@ async function postRaw<T>(url: string, body: string, headers: Record<string, str
 const LOGIN = `mutation($email: String!, $password: String!) { login(email: $email, password: $password) { accessToken refreshToken user { id role } } }`;
 const REGISTER = `mutation($input: RegisterInput!) { register(input: $input) { accessToken refreshToken user { id role } } }`;
 
-function decorate(stack: Stack, config: PlatformConfig): TestStack {
-  const url = stack.gatewayUrl;
+function testClient(url: string, config: PlatformConfig): TestClient {
   const gql = <T = any>(query: string, variables?: Record<string, unknown>, token?: string) => gqlRequest<T>(url, query, variables, token);
   const asUser = (email: string, role: Role, payload: { accessToken: string; refreshToken: string; user: { id: string } }): TestUser => ({
     id: payload.user.id,
@@ -120,22 +143,15 @@ function decorate(stack: Stack, config: PlatformConfig): TestStack {
   };
   let adminUser: Promise<TestUser> | undefined;
   let counter = 0;
-  const stop = stack.stop.bind(stack);
+  const admin = () => (adminUser ??= login(ADMIN.email, ADMIN.password, 'ADMIN'));
   return {
-    ...stack,
     gql,
-    signed: (subgraph, identity, query, variables) => {
-      const body = JSON.stringify({ query, variables });
-      return postRaw(stack.subgraphs[subgraph]!.url, body, signIdentity(identity, config.INTERNAL_SECRET, { subgraph, method: 'POST', body }));
-    },
-    sql: async (subgraph, query, params = []) => (await stack.subgraphs[subgraph]!.fork().getConnection().execute(query, params)) as never,
-    admin: () => (adminUser ??= login(ADMIN.email, ADMIN.password, 'ADMIN')),
+    admin,
     async user(role: Role = 'SALES', name?: string) {
       counter += 1;
       const email = `${role.toLowerCase()}${counter}-${randomBytes(3).toString('hex')}@test.local`;
       const password = 'password-1234';
       const input = { email, password, name: name ?? `${role} ${counter}` };
-      const admin = () => this.admin();
       // REGISTRATION_POLICY=approval/closed: the ADMIN creates the account (approved, active at once).
       if (config.registrationPolicy !== 'open') {
         const made = await (await admin()).gql(`mutation($input: CreateUserInput!) { createUser(input: $input) { id } }`, { input: { ...input, role } });
@@ -149,6 +165,19 @@ function decorate(stack: Stack, config: PlatformConfig): TestStack {
       if (up.errors) throw new Error(`role change failed: ${JSON.stringify(up.errors)}`);
       return login(email, password, role);
     },
+  };
+}
+
+function decorate(stack: Stack, config: PlatformConfig): TestStack {
+  const stop = stack.stop.bind(stack);
+  return {
+    ...stack,
+    ...testClient(stack.gatewayUrl, config),
+    signed: (subgraph, identity, query, variables) => {
+      const body = JSON.stringify({ query, variables });
+      return postRaw(stack.subgraphs[subgraph]!.url, body, signIdentity(identity, config.INTERNAL_SECRET, { subgraph, method: 'POST', body }));
+    },
+    sql: async (subgraph, query, params = []) => (await stack.subgraphs[subgraph]!.fork().getConnection().execute(query, params)) as never,
     async stop() {
       await stop();
       await dropTestDatabases(config);

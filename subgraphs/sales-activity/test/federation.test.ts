@@ -128,6 +128,8 @@ test('statement count of _entities Customer { meetings tasks } is the same for 5
     expect(r.errors).toBeUndefined();
     expect(r.data._entities).toHaveLength(n);
     expect(r.data._entities.every((c: any) => c.tasks.edges[0]?.node.title.startsWith('First contact: Batch'))).toBe(true);
+    // meetings { totalCount } alone is a count(*) per customer, in the caller's scope: every 5th customer has one meeting by repA
+    expect(r.data._entities.map((c: any) => c.meetings.totalCount)).toEqual(ids.slice(0, n).map((_, i) => (i % 5 === 0 ? 1 : 0)));
     return { own: seen.filter((q) => !isRelay(q)).length, raw };
   };
   for (const who of [manager, repA]) {

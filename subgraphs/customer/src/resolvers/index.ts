@@ -1,30 +1,36 @@
 import { randomUUID } from 'node:crypto';
 import type DataLoader from 'dataloader';
+import type { GraphQLResolveInfo } from 'graphql';
 import { z } from 'zod';
 import { UniqueConstraintViolationException, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
 import {
-  badInput, byIdLoader, connectionLoaders, forbidden, notFound, paginate, pageSize, pagesByParent, parseInput,
-  requireRole, requireUser, requireWriter, scalarResolvers, seesAll, toConnection,
+  badInput, byIdLoader, connectionLoaders, connectionProps, forbidden, notFound, paginate, pageSize, pagesByParent, parseInput,
+  requireRole, requireUser, requireWriter, scalarResolvers, seesAll, toConnection, wantsTotalCount,
   type Connection, type Identity, type PageArgs, type RequestContext,
 } from '@crm/kit';
 import { COMPANY_SIZES, Customer, INVESTMENT_PROFILES, RISK_TOLERANCES, Rep } from '../entities';
 import { CUSTOMER_DELETION_STEPS, customerEventData, findLiveCustomer, requireActiveRep } from '../customers';
 import type { Resolvers } from '../generated/resolvers-types';
 
+type PageWithProps = PageArgs & { props?: string[] };
+
 export interface CustomerLoaders {
-  /** Live customers by id (soft-deleted ones load as null). */
+  /** Live customers by id (soft-deleted ones load as null), as plain rows (read-only). */
   customer: DataLoader<string, Customer | null>;
-  /** User.customers pages, batched over every user of the request with the same arguments. */
-  customersOfRep: (args: PageArgs & Record<string, unknown>) => DataLoader<string, Connection<Customer>>;
+  /** User.customers pages (plain rows of the selected columns), batched over every user of the request with the same arguments. */
+  customersOfRep: (args: PageWithProps & Record<string, unknown>) => DataLoader<string, Connection<Customer>>;
 }
 
 export function createLoaders(em: EntityManager): CustomerLoaders {
   return {
-    customer: byIdLoader(em, Customer, { deletedAt: null }),
+    customer: byIdLoader(em, Customer, { deletedAt: null }, { lean: true }),
     customersOfRep: connectionLoaders<Customer>((repIds, args) =>
-      pagesByParent(em, Customer, 'assignedRepId', repIds, { deletedAt: null }, args)),
+      pagesByParent(em, Customer, 'assignedRepId', repIds, { deletedAt: null }, args, (args as PageWithProps).props)),
   };
 }
+
+/** GraphQL fields of Customer that read other columns than their own name. */
+const CUSTOMER_NEEDS = { assignedRep: ['assignedRepId'] };
 
 type Ctx = RequestContext<CustomerLoaders>;
 
@@ -139,6 +145,7 @@ export const resolvers: Resolvers = {
       _: unknown,
       args: { search?: string | null; assignedRepId?: string | null; first?: number | null; after?: string | null },
       ctx: Ctx,
+      info: GraphQLResolveInfo,
     ) => {
       const me = requireUser(ctx.identity);
       const and: FilterQuery<Customer>[] = [{ deletedAt: null }];
@@ -153,7 +160,9 @@ export const resolvers: Resolvers = {
         const pattern = likePattern(search);
         and.push({ $or: [{ name: { $ilike: pattern } }, { email: { $ilike: pattern } }, { phone: { $ilike: pattern } }] });
       }
-      return paginate(ctx.em, Customer, { $and: and }, args);
+      return paginate(ctx.em, Customer, { $and: and }, args, {
+        lean: true, props: connectionProps(ctx.em, Customer, info, CUSTOMER_NEEDS), count: wantsTotalCount(info),
+      });
     },
   },
   Mutation: {
@@ -223,9 +232,9 @@ export const resolvers: Resolvers = {
   },
   User: {
     __resolveReference: (ref: { id: string }) => ({ id: ref.id }),
-    customers: (user: { id: string }, args: PageArgs, ctx: Ctx) => {
+    customers: (user: { id: string }, args: PageArgs, ctx: Ctx, info: GraphQLResolveInfo) => {
       const me = requireUser(ctx.identity);
-      const page = { first: args.first ?? null, after: args.after ?? null };
+      const page = { first: args.first ?? null, after: args.after ?? null, props: connectionProps(ctx.em, Customer, info, CUSTOMER_NEEDS) };
       if (!seesAll(me) && user.id !== me.userId) return toConnection([], pageSize(page.first), 0);
       if (!isUuid(user.id)) return toConnection([], pageSize(page.first), 0);
       return ctx.loaders.customersOfRep(page).load(user.id);

@@ -1,22 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import DataLoader from 'dataloader';
+import type { GraphQLResolveInfo } from 'graphql';
 import { z } from 'zod';
 import { OptimisticLockError, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
 import {
-  byIdLoader, conflict, forbidden, groupLoader, notFound, paginate, parseInput, requireCustomerRef, requireRole, requireUser, requireWriter,
-  scalarResolvers, seesAll, type Identity, type RequestContext,
+  byIdLoader, conflict, connectionProps, findRows, forbidden, groupLoader, notFound, paginate, parseInput, propsFor, requireCustomerRef,
+  requireRole, requireUser, requireWriter, scalarResolvers, seesAll, selectedFields, wantsTotalCount, type Identity, type RequestContext,
 } from '@crm/kit';
 import { APPROVAL_STATUSES, ApprovalRequest, type ApprovalStatus } from '../entities';
 import { approvalData } from '../approvals';
 import type { Resolvers } from '../generated/resolvers-types';
 
+/** Read-only loaders: plain rows (kit lean.ts), never managed entities. */
 export interface OpportunityLoaders {
   /** Requests by id, already scoped to what the caller may see. */
   request: DataLoader<string, ApprovalRequest | null>;
-  /** Requests per customer (one statement per batch), scoped, optionally by status. */
-  byCustomer(status: ApprovalStatus | null): DataLoader<string, ApprovalRequest[]>;
+  /** Requests per customer (one statement per batch), scoped, optionally by status; only `props` (+ id, createdAt, customerId). */
+  byCustomer(status: ApprovalStatus | null, props?: string[]): DataLoader<string, ApprovalRequest[]>;
 }
 
+/** GraphQL fields of ApprovalRequest that read other columns than their own name. */
+const REQUEST_NEEDS = { customer: ['customerId'], requester: ['requesterId'], approver: ['approverId'] };
 /** The bound of the unpaged Customer.approvalRequests, equal to the gateway's DEFAULT_LIST_SIZE. */
 const APPROVAL_REQUESTS_PER_CUSTOMER = 20;
 
@@ -30,17 +34,18 @@ export function createLoaders(em: EntityManager, identity: Identity | null): Opp
   const scope = visibleScope(identity);
   const groups = new Map<string, DataLoader<string, ApprovalRequest[]>>();
   return {
-    request: byIdLoader(em, ApprovalRequest, scope),
-    byCustomer(status) {
-      const key = status ?? '*';
+    request: byIdLoader(em, ApprovalRequest, scope, { lean: true }),
+    byCustomer(status, props) {
+      const key = `${status ?? '*'} ${props?.join(',') ?? '*'}`;
       let loader = groups.get(key);
       if (!loader) {
         loader = groupLoader<string, ApprovalRequest>(
           (customerIds) =>
-            em.find(
+            findRows<ApprovalRequest>(
+              em,
               ApprovalRequest,
-              { $and: [{ customerId: { $in: [...customerIds] } }, status ? { status } : {}, scope] } as FilterQuery<ApprovalRequest>,
-              { orderBy: { createdAt: 'desc', id: 'desc' } },
+              { $and: [{ customerId: { $in: [...customerIds] } }, status ? { status } : {}, scope] },
+              { props: props && [...props, 'customerId'], orderBy: { createdAt: 'desc', id: 'desc' } },
             ),
           (r) => r.customerId,
         );
@@ -118,11 +123,13 @@ export const resolvers: Resolvers = {
       requireUser(ctx.identity);
       return isUuid(id) ? ctx.loaders.request.load(id) : null;
     },
-    pendingApprovals: async (_: unknown, args: { first?: number | null; after?: string | null }, ctx: Ctx) => {
+    pendingApprovals: async (_: unknown, args: { first?: number | null; after?: string | null }, ctx: Ctx, info: GraphQLResolveInfo) => {
       const me = requireUser(ctx.identity);
       // MANAGER, ADMIN and COMPLIANCE (who reads everything) see every pending request; SALES their own.
       const where = { $and: [{ status: 'PENDING' }, visibleScope(me)] } as FilterQuery<ApprovalRequest>;
-      return paginate(ctx.em, ApprovalRequest, where, args);
+      return paginate(ctx.em, ApprovalRequest, where, args, {
+        lean: true, props: connectionProps(ctx.em, ApprovalRequest, info, REQUEST_NEEDS), count: wantsTotalCount(info),
+      });
     },
   },
   Mutation: {
@@ -166,12 +173,13 @@ export const resolvers: Resolvers = {
   },
   Customer: {
     __resolveReference: (ref: { id: string }) => ({ id: ref.id }),
-    approvalRequests: async (customer: { id: string }, args: { status?: ApprovalStatus | null }, ctx: Ctx) => {
+    approvalRequests: async (customer: { id: string }, args: { status?: ApprovalStatus | null }, ctx: Ctx, info: GraphQLResolveInfo) => {
       requireUser(ctx.identity);
       if (!isUuid(customer.id)) return [];
       const status = args.status && (APPROVAL_STATUSES as readonly string[]).includes(args.status) ? args.status : null;
       // Unpaged: at most the newest APPROVAL_REQUESTS_PER_CUSTOMER (the gateway's cost estimate counts an unpaged list as that many).
-      return (await ctx.loaders.byCustomer(status).load(customer.id)).slice(0, APPROVAL_REQUESTS_PER_CUSTOMER);
+      const props = propsFor(ctx.em, ApprovalRequest, selectedFields(info), REQUEST_NEEDS);
+      return (await ctx.loaders.byCustomer(status, props).load(customer.id)).slice(0, APPROVAL_REQUESTS_PER_CUSTOMER);
     },
   },
 };

@@ -1,24 +1,35 @@
 import type DataLoader from 'dataloader';
+import type { GraphQLResolveInfo } from 'graphql';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { OptimisticLockError, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
 import {
-  byIdLoader, conflict, connectionLoaders, forbidden, notFound, pageSize, pagesByParent, paginate, parseInput,
-  requireCustomerRef, requireUser, requireWriter, scalarResolvers, toConnection, type Connection, type Identity, type PageArgs, type RequestContext,
+  byIdLoader, conflict, connectionLoaders, connectionProps, countLoader, countsByParent, forbidden, notFound, onlyTotalCount,
+  pageSize, pagesByParent, paginate, parseInput, requireCustomerRef, requireUser, requireWriter, scalarResolvers, toConnection,
+  wantsTotalCount, type Connection, type Identity, type PageArgs, type RequestContext,
 } from '@crm/kit';
 import { Meeting, Task, TASK_PRIORITIES, TASK_STATUSES, type TaskStatus } from '../entities';
 import { isOpen, meetingEventData, newTask, taskEventData, transition } from '../domain';
 import type { Resolvers } from '../generated/resolvers-types';
 
-type ListArgs = PageArgs & Record<string, unknown> & { status?: TaskStatus | null };
+/** List arguments, plus the properties the selection needs (lean rows; part of the loader key). */
+type ListArgs = PageArgs & Record<string, unknown> & { status?: TaskStatus | null; props?: string[] };
 
+/** Read-only loaders: plain rows (kit lean.ts), never managed entities. */
 export interface SalesActivityLoaders {
   task: DataLoader<string, Task | null>;
   meeting: DataLoader<string, Meeting | null>;
   customerMeetings: (args: ListArgs) => DataLoader<string, Connection<Meeting>>;
   customerTasks: (args: ListArgs) => DataLoader<string, Connection<Task>>;
   userTasks: (args: ListArgs) => DataLoader<string, Connection<Task>>;
+  /** count(*) per customer, one statement per batch: `meetings { totalCount }` reads no rows. */
+  customerMeetingCounts: DataLoader<string, number>;
+  customerTaskCounts: (status: TaskStatus | null) => DataLoader<string, number>;
 }
+
+/** GraphQL fields that read other columns than their own name. */
+const MEETING_NEEDS = { customer: ['customerId'], rep: ['repId'] };
+const TASK_NEEDS = { customer: ['customerId'], assignee: ['assigneeId'] };
 
 /** What a caller may read: SALES only their own tasks / meetings; never what a saga removed. */
 export function taskScope(identity: Identity | null): Record<string, unknown> {
@@ -36,15 +47,26 @@ const pageArgs = (args: ListArgs): PageArgs => ({ first: args.first ?? null, aft
 export function createLoaders(em: EntityManager, identity: Identity | null): SalesActivityLoaders {
   const tasks = taskScope(identity);
   const meetings = meetingScope(identity);
+  const taskCounts = new Map<string, DataLoader<string, number>>();
   return {
-    task: byIdLoader(em, Task, tasks as FilterQuery<Task>),
-    meeting: byIdLoader(em, Meeting, meetings as FilterQuery<Meeting>),
+    task: byIdLoader(em, Task, tasks as FilterQuery<Task>, { lean: true }),
+    meeting: byIdLoader(em, Meeting, meetings as FilterQuery<Meeting>, { lean: true }),
     customerMeetings: connectionLoaders<Meeting>((ids, args) =>
-      pagesByParent(em, Meeting, 'customerId', ids, meetings as FilterQuery<Meeting>, pageArgs(args))),
+      pagesByParent(em, Meeting, 'customerId', ids, meetings as FilterQuery<Meeting>, pageArgs(args), (args as ListArgs).props)),
     customerTasks: connectionLoaders<Task>((ids, args) =>
-      pagesByParent(em, Task, 'customerId', ids, withStatus(tasks, (args as ListArgs).status), pageArgs(args))),
+      pagesByParent(em, Task, 'customerId', ids, withStatus(tasks, (args as ListArgs).status), pageArgs(args), (args as ListArgs).props)),
     userTasks: connectionLoaders<Task>((ids, args) =>
-      pagesByParent(em, Task, 'assigneeId', ids, withStatus(tasks, (args as ListArgs).status), pageArgs(args))),
+      pagesByParent(em, Task, 'assigneeId', ids, withStatus(tasks, (args as ListArgs).status), pageArgs(args), (args as ListArgs).props)),
+    customerMeetingCounts: countLoader((ids) => countsByParent(em, Meeting, 'customerId', ids, meetings)),
+    customerTaskCounts(status) {
+      const key = status ?? '*';
+      let loader = taskCounts.get(key);
+      if (!loader) {
+        loader = countLoader((ids) => countsByParent(em, Task, 'customerId', ids, withStatus(tasks, status)));
+        taskCounts.set(key, loader);
+      }
+      return loader;
+    },
   };
 }
 
@@ -77,11 +99,13 @@ const updateTaskInput = z.object({
   status: z.enum(TASK_STATUSES).nullish(),
 });
 
-/** Normalises list args and sorts keys so equal argument sets share one loader. */
-function listArgs(args: ListArgs): ListArgs {
+/** Normalises list args (plus the selection's properties) so equal argument sets share one loader. */
+function listArgs(args: ListArgs, props?: string[]): ListArgs {
   pageSize(args.first);
-  return { first: args.first ?? null, after: args.after ?? null, status: args.status ?? null };
+  return { first: args.first ?? null, after: args.after ?? null, status: args.status ?? null, props };
 }
+/** A connection whose selection is only totalCount: no edges are read (onlyTotalCount). */
+const countOnly = <T extends { id: string; createdAt: Date }>(a: ListArgs, n: number): Connection<T> => toConnection<T>([], pageSize(a.first), n);
 const emptyPage = <T extends { id: string; createdAt: Date }>(args: PageArgs): Connection<T> => toConnection<T>([], pageSize(args.first), 0);
 
 /** The task as the caller may change it: invisible → NOT_FOUND; closed → CONFLICT. */
@@ -123,10 +147,10 @@ export const resolvers: Resolvers = {
       requireUser(ctx.identity);
       return isUuid(id) ? ctx.loaders.meeting.load(id) : null;
     },
-    myTasks: async (_: unknown, args: ListArgs, ctx: Ctx) => {
+    myTasks: async (_: unknown, args: ListArgs, ctx: Ctx, info: GraphQLResolveInfo) => {
       const me = requireUser(ctx.identity);
       const where = withStatus({ assigneeId: me.userId, removedBySaga: null }, args.status);
-      return paginate(ctx.em, Task, where, args);
+      return paginate(ctx.em, Task, where, args, { lean: true, props: connectionProps(ctx.em, Task, info, TASK_NEEDS), count: wantsTotalCount(info) });
     },
   },
   Mutation: {
@@ -228,15 +252,19 @@ export const resolvers: Resolvers = {
       requireUser(ctx.identity);
       return { id: ref.id };
     },
-    meetings: async (c: { id: string }, args: ListArgs, ctx: Ctx) => {
+    meetings: async (c: { id: string }, args: ListArgs, ctx: Ctx, info: GraphQLResolveInfo) => {
       requireUser(ctx.identity);
-      const a = listArgs(args);
-      return isUuid(c.id) ? ctx.loaders.customerMeetings({ first: a.first, after: a.after }).load(c.id) : emptyPage<Meeting>(a);
+      const a = listArgs(args, connectionProps(ctx.em, Meeting, info, MEETING_NEEDS));
+      if (!isUuid(c.id)) return emptyPage<Meeting>(a);
+      if (onlyTotalCount(info)) return countOnly<Meeting>(a, await ctx.loaders.customerMeetingCounts.load(c.id));
+      return ctx.loaders.customerMeetings({ first: a.first, after: a.after, props: a.props }).load(c.id);
     },
-    tasks: async (c: { id: string }, args: ListArgs, ctx: Ctx) => {
+    tasks: async (c: { id: string }, args: ListArgs, ctx: Ctx, info: GraphQLResolveInfo) => {
       requireUser(ctx.identity);
-      const a = listArgs(args);
-      return isUuid(c.id) ? ctx.loaders.customerTasks(a).load(c.id) : emptyPage<Task>(a);
+      const a = listArgs(args, connectionProps(ctx.em, Task, info, TASK_NEEDS));
+      if (!isUuid(c.id)) return emptyPage<Task>(a);
+      if (onlyTotalCount(info)) return countOnly<Task>(a, await ctx.loaders.customerTaskCounts(a.status ?? null).load(c.id));
+      return ctx.loaders.customerTasks(a).load(c.id);
     },
   },
   User: {
@@ -244,9 +272,9 @@ export const resolvers: Resolvers = {
       requireUser(ctx.identity);
       return { id: ref.id };
     },
-    tasks: async (u: { id: string }, args: ListArgs, ctx: Ctx) => {
+    tasks: async (u: { id: string }, args: ListArgs, ctx: Ctx, info: GraphQLResolveInfo) => {
       const me = requireUser(ctx.identity);
-      const a = listArgs(args);
+      const a = listArgs(args, connectionProps(ctx.em, Task, info, TASK_NEEDS));
       // SALES see only their own tasks: another user's list is empty (no query at all).
       if (!isUuid(u.id) || (me.role === 'SALES' && u.id !== me.userId)) return emptyPage<Task>(a);
       return ctx.loaders.userTasks(a).load(u.id);
