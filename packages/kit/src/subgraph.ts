@@ -159,7 +159,9 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
           consumers: consumers.every((c) => c.running()),
         };
         const ok = Object.values(checks).every(Boolean);
-        sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', service: def.name, checks });
+        // A consumer held by an infrastructure failure shows here (stalled: since, error), without failing readiness.
+        const events = { consumers: consumers.map((c) => c.health()), parkedOutboxRows: relay?.parked() ?? 0 };
+        sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', service: def.name, checks, events });
       },
     },
   });
@@ -188,7 +190,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
   };
 
   if (bus) {
-    relay = startRelay({ orm, bus, logger, pollMs: config.OUTBOX_POLL_MS, namespace: config.KAFKA_NAMESPACE });
+    relay = startRelay({ orm, bus, logger, pollMs: config.OUTBOX_POLL_MS, namespace: config.KAFKA_NAMESPACE, maxEventBytes: config.EVENT_MAX_BYTES });
     runtime.relay = relay;
     if (def.consumes && Object.keys(def.consumes).length > 0) {
       consumers.push(await startConsumer({ name: def.name, orm, bus, logger, handlers: def.consumes, config, runtime }));

@@ -42,10 +42,13 @@ type CustomerCtx = HandlerContext<'customer.created' | 'customer.updated' | 'cus
 async function upsertCustomer(ctx: CustomerCtx, deleted: boolean | null) {
   const d = ctx.event.data;
   await ctx.em.execute(
-    `INSERT INTO customer_facts (id, size, investment_profile, assigned_rep_id, deleted, created_at) VALUES (?, ?, ?, ?, ?, ?)
+    // Only a newer version of the customer (the owner's aggregate version) changes the facts.
+    `INSERT INTO customer_facts (id, size, investment_profile, assigned_rep_id, deleted, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?)
      ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size, investment_profile = EXCLUDED.investment_profile,
-       assigned_rep_id = EXCLUDED.assigned_rep_id, deleted = COALESCE(?::boolean, customer_facts.deleted)`,
-    [d.customerId, d.size, d.investmentProfile, d.assignedRepId, deleted ?? false, at(ctx), deleted],
+       assigned_rep_id = EXCLUDED.assigned_rep_id, deleted = COALESCE(?::boolean, customer_facts.deleted),
+       version = COALESCE(EXCLUDED.version, customer_facts.version)
+     WHERE EXCLUDED.version IS NULL OR customer_facts.version IS NULL OR customer_facts.version < EXCLUDED.version`,
+    [d.customerId, d.size, d.investmentProfile, d.assignedRepId, deleted ?? false, at(ctx), ctx.event.aggregateVersion ?? null, deleted],
   );
   await bump(ctx.em, 'customers');
 }
