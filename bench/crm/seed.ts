@@ -26,7 +26,7 @@ const PROFILES = ['CONSERVATIVE', 'MODERATE', 'AGGRESSIVE'] as const;
 const RISKS = ['LOW', 'MEDIUM', 'HIGH'] as const;
 const PRIORITIES = ['LOW', 'MEDIUM', 'HIGH', 'URGENT'] as const;
 
-async function withDb<T>(stack: TestStack, subgraph: string, fn: (c: Client) => Promise<T>): Promise<T> {
+export async function withDb<T>(stack: TestStack, subgraph: string, fn: (c: Client) => Promise<T>): Promise<T> {
   const url = databaseUrlFor(stack.config, subgraph);
   if (!url) throw new Error('bench/crm needs POSTGRES_URL');
   const client = new Client({ connectionString: url });

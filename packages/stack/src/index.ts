@@ -1,3 +1,4 @@
 export * from './start-stack';
 export * from './subgraphs';
 export * from './testing';
+export * from './kafka-dlq';

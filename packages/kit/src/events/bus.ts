@@ -32,6 +32,8 @@ export interface SubscribeOptions {
    */
   handleBatch?: (messages: DeliveredMessage[], control: BatchControl) => Promise<void>;
   batchSize?: number;
+  /** With handleBatch: how many partitions' batches may be handled at the same time (Kafka). */
+  partitionsConcurrently?: number;
 }
 
 /** What a batch handler may do while it works (a long retry keeps the group membership alive). */

@@ -29,6 +29,11 @@ export interface HandlerContext<T extends EventType> {
   runtime: SubgraphRuntime;
   /** Stages a follow-up event in the same transaction, caused by this one (same correlation id). */
   emit<U extends EventType>(type: U, aggregateId: string, data: EventData<U>): Envelope<U>;
+  /**
+   * Runs `fn` once at the end of the batch's transaction, however many of its events ask with the
+   * same `key` (in key order): e.g. one bump of a hot counter row per batch instead of per event.
+   */
+  beforeCommit(key: string, fn: (em: EntityManager) => Promise<void>): void;
 }
 
 export type EventHandlers = { [T in EventType]?: (ctx: HandlerContext<T>) => Promise<void> };
@@ -118,6 +123,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
         ids.flatMap((id) => [name, id]),
       );
       const fresh = new Set(inserted.map((r) => r.event_id));
+      const atCommit = new Map<string, (em: EntityManager) => Promise<void>>();
       let handled = 0;
       for (const event of events) {
         if (!fresh.delete(event.id)) continue; // seen before (or twice in this batch)
@@ -129,11 +135,15 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
           runtime,
           emit: (type, aggregateId, data) =>
             stageEvent(em, name, type, aggregateId, data, { actorId: event.actorId, correlationId: event.correlationId, causationId: event.id }),
+          beforeCommit: (key, fn) => void (atCommit.has(key) || atCommit.set(key, fn)),
         });
-        // Flush each event's writes before the next handler reads (raw SQL does not auto-flush).
+        // Flush each event's writes before the next handler reads (raw SQL does not auto-flush),
+        // and forget its entities: the next flush then looks at the next event's entities only.
         await em.flush();
+        em.clear();
         handled += 1;
       }
+      for (const key of [...atCommit.keys()].sort()) await atCommit.get(key)!(em);
       return handled;
     });
 
@@ -197,7 +207,9 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
     }
     if (work.length === 0) return;
     try {
+      const started = performance.now();
       const n = await untilAvailable('batch', () => applyAll(work.map((w) => w.event)), control);
+      logger.debug({ consumer: name, events: work.length, handled: n, ms: Math.round(performance.now() - started) }, 'batch applied');
       health.handled += n;
       health.duplicates += work.length - n;
     } catch (err) {
@@ -211,6 +223,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
     groupId: consumerGroup(name),
     topics,
     batchSize: options.batchSize ?? 500,
+    partitionsConcurrently: options.config.KAFKA_TOPIC_PARTITIONS,
     handleBatch: (messages, control) => inBackground(`consumer:${name}`, () => handleBatch(messages, control)),
   });
   logger.info({ topics, group: consumerGroup(name) }, 'consuming events');

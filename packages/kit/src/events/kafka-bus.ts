@@ -152,6 +152,8 @@ export class KafkaBus implements EventBus {
         await c.run({
           autoCommit: true,
           eachBatchAutoResolve: false,
+          // Partitions are independent (order is per key, so per partition): work on them at once.
+          partitionsConsumedConcurrently: options.partitionsConcurrently ?? 1,
           eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }) => {
             const control = { heartbeat, active: () => !stopped && isRunning() && !isStale() };
             for (let i = 0; i < batch.messages.length && control.active(); i += size) {
