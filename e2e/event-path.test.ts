@@ -6,7 +6,7 @@
  * version is checked; the outbox refuses and parks oversized events and versions each aggregate.
  */
 import { randomUUID } from 'node:crypto';
-import { buildEnvelope, eventually, startConsumer, type Consumer, type DeliveredMessage, type EventHandlers } from '@crm/kit';
+import { buildEnvelope, eventually, pruneEventTables, startConsumer, type Consumer, type DeliveredMessage, type EventHandlers } from '@crm/kit';
 import { errorCode, startTestStack, type TestStack } from '@crm/stack';
 
 let stack: TestStack;
@@ -158,4 +158,32 @@ test('the outbox refuses an oversized event at write time, parks an oversized ro
   expect(rows[0]!.last_error).toMatch(/over EVENT_MAX_BYTES 4096/);
   expect(rows.slice(1).every((r) => r.sent_at !== null && r.failed_at === null)).toBe(true);
   expect(runtime.relay!.parked()).toBe(1);
+});
+
+test('retention deletes old sent outbox rows and old inbox rows, never unsent or parked ones', async () => {
+  const runtime = stack.subgraphs.auth!;
+  const old = "now() - interval '400 days'";
+  const mk = () => buildEnvelope('auth', 'user.logout', randomUUID(), { userId: randomUUID() }, { actorId: null });
+  const [sent, unsent, parked, recent] = [mk(), mk(), mk(), mk()];
+  const insert = (e: ReturnType<typeof mk>, cols: string) =>
+    stack.sql('auth', `INSERT INTO outbox (id, topic, key, type, envelope, created_at, sent_at, failed_at) VALUES (?, 'user.events', ?, 'user.logout', ?, ${old}, ${cols})`, [e.id, e.aggregateId, JSON.stringify(e)]);
+  await stack.sql('auth', 'ALTER TABLE outbox DISABLE TRIGGER outbox_stamp'); // keep these rows out of the relay's way: no seq
+  try {
+    await insert(sent, `${old}, NULL`);
+    await insert(unsent, 'NULL, NULL');
+    await insert(parked, `NULL, ${old}`);
+    await insert(recent, 'now(), NULL');
+  } finally {
+    await stack.sql('auth', 'ALTER TABLE outbox ENABLE TRIGGER outbox_stamp');
+  }
+  const [oldInbox, newInbox] = [randomUUID(), randomUUID()];
+  await stack.sql('auth', `INSERT INTO inbox (consumer, event_id, handled_at) VALUES ('probe-retention', ?, ${old}), ('probe-retention', ?, now())`, [oldInbox, newInbox]);
+
+  const pruned = await pruneEventTables(runtime);
+  expect(pruned.outbox).toBeGreaterThanOrEqual(1);
+  expect(pruned.inbox).toBeGreaterThanOrEqual(1);
+  const left = (await stack.sql<{ id: string }>('auth', 'SELECT id FROM outbox WHERE id IN (?, ?, ?, ?)', [sent.id, unsent.id, parked.id, recent.id])).map((r) => r.id).sort();
+  expect(left).toEqual([unsent.id, parked.id, recent.id].sort());
+  const inbox = (await stack.sql<{ event_id: string }>('auth', `SELECT event_id FROM inbox WHERE consumer = 'probe-retention'`)).map((r) => r.event_id);
+  expect(inbox).toEqual([newInbox]);
 });

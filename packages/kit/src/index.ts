@@ -16,6 +16,7 @@ export * from './events/inbox';
 export * from './events/relay';
 export * from './events/consumer';
 export * from './events/failures';
+export * from './events/retention';
 export * from './events';
 export * from './batch';
 export * from './testing';

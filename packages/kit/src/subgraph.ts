@@ -25,6 +25,7 @@ import { OutboxMessageSchema, stageEvent, type EventCause } from './events/outbo
 import { kitMigrations } from './kit-migration';
 import { startRelay, type Relay } from './events/relay';
 import { startConsumer, type Consumer, type EventHandlers } from './events/consumer';
+import { eventRetentionJob } from './events/retention';
 
 export interface RequestContext<L = unknown> {
   identity: Identity | null;
@@ -197,7 +198,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     }
   }
   if (def.onStart) await def.onStart(runtime);
-  for (const job of def.jobs ?? []) {
+  for (const job of [...(def.jobs ?? []), ...(bus ? [eventRetentionJob] : [])]) {
     const tick = () =>
       inBackground(`job:${job.name}`, () => job.run(runtime)).catch((err: unknown) => logger.error({ err, job: job.name }, 'job failed'));
     timers.push(setInterval(tick, job.intervalMs(config)));
