@@ -7,6 +7,8 @@ module.exports = {
   // generous: a whole embedded stack (five PGlite databases) starts slowly on a busy 2-core machine
   testTimeout: 180_000,
   maxWorkers: 2,
+  // A real broker is made usable once, before suites race to provision topics on it.
+  globalSetup: '<rootDir>/packages/stack/src/jest-global-setup.ts',
   // Stacks hold sockets and timers until stopped; a stuck test must not hang CI.
   forceExit: true,
 };

@@ -68,6 +68,14 @@ describe.each(names)('subgraph %s', (name) => {
     for (const key of ['NODE_ENV', 'INTERNAL_SECRET', 'JWT_SECRET', 'KAFKA_BROKERS', 'REDIS_URL']) expect(e[key]).toBeTruthy();
     expect(e.POSTGRES_URL || e[`${envName(name)}_DATABASE_URL`]).toBeTruthy();
   });
+
+  test('reaches every other subgraph by its service name (<NAME>_URL, for read-through)', () => {
+    const e = env(name);
+    for (const peer of names.filter((n) => n !== name)) {
+      const url = new URL(e[`${envName(peer)}_URL`] ?? 'http://missing');
+      expect(`${peer}: ${url.hostname}:${url.port}`).toBe(`${peer}: ${peer}:${routing[peer]!.port}`);
+    }
+  });
 });
 
 describe('gateway', () => {

@@ -4,7 +4,7 @@
  * and reports that follow the events.
  */
 import { eventually } from '@crm/kit';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { dataOf, startTestStack, type TestStack, type TestUser } from '@crm/stack';
 
 let stack: TestStack;
 let admin: TestUser;
@@ -23,7 +23,7 @@ const SAGA = `query($id: ID!) { saga(id: $id) { id type status subjectId started
 async function createCustomer(user: TestUser, name: string, assignedRepId?: string): Promise<string> {
   const input: Record<string, unknown> = { name };
   if (assignedRepId) input.assignedRepId = assignedRepId;
-  const r = await eventually(async () => (await user.gql(`mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }`, { input })).data?.createCustomer);
+  const r = dataOf(await user.gql(`mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }`, { input }), 'createCustomer');
   return r.id;
 }
 
@@ -37,10 +37,10 @@ test('deleting a SALES user reassigns their customers, removes their open tasks,
   const leaving = await stack.user('SALES', 'Lea Leaving');
   const staying = await stack.user('SALES', 'Sam Staying');
   const customerId = await createCustomer(leaving, 'Globex');
-  const task = await eventually(async () => (await leaving.gql(`mutation($input: CreateTaskInput!) { createTask(input: $input) { id } }`, { input: { title: 'Call Globex', customerId } })).data?.createTask);
-  const request = await eventually(async () => (await leaving.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId, title: 'Bundle deal', amount: 500 } })).data?.requestApproval);
+  const task = dataOf(await leaving.gql(`mutation($input: CreateTaskInput!) { createTask(input: $input) { id } }`, { input: { title: 'Call Globex', customerId } }), 'createTask');
+  const request = dataOf(await leaving.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId, title: 'Bundle deal', amount: 500 } }), 'requestApproval');
   // the customer subgraph must know Sam as an active rep before the deletion
-  await eventually(async () => (await manager.gql(`mutation($id: ID!, $rep: ID!) { assignCustomer(id: $id, repId: $rep) { id } }`, { id: await createCustomer(manager, 'Probe', staying.id).catch(() => ''), rep: staying.id })).data?.assignCustomer);
+  dataOf(await manager.gql(`mutation($id: ID!, $rep: ID!) { assignCustomer(id: $id, repId: $rep) { id } }`, { id: await createCustomer(manager, 'Probe', staying.id).catch(() => ''), rep: staying.id }), 'assignCustomer');
 
   const del = await admin.gql(`mutation($id: ID!) { deleteUser(id: $id) { id type status subjectId } }`, { id: leaving.id });
   expect(del.errors).toBeUndefined();
@@ -60,8 +60,8 @@ test('deleting a SALES user reassigns their customers, removes their open tasks,
 test('deleting a customer with a recent APPROVED request is refused and compensated: the customer is back', async () => {
   const rep = await stack.user('SALES', 'Cara Comp');
   const customerId = await createCustomer(rep, 'Initech');
-  const meeting = await eventually(async () => (await rep.gql(`mutation($input: RecordMeetingInput!) { recordMeeting(input: $input) { id } }`, { input: { customerId, startsAt: new Date().toISOString(), summary: 'Demo' } })).data?.recordMeeting);
-  const request = await eventually(async () => (await rep.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId, title: 'Pilot', amount: 900 } })).data?.requestApproval);
+  const meeting = dataOf(await rep.gql(`mutation($input: RecordMeetingInput!) { recordMeeting(input: $input) { id } }`, { input: { customerId, startsAt: new Date().toISOString(), summary: 'Demo' } }), 'recordMeeting');
+  const request = dataOf(await rep.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId, title: 'Pilot', amount: 900 } }), 'requestApproval');
   expect((await manager.gql(`mutation($id: ID!) { approveRequest(id: $id) { status } }`, { id: request.id })).data.approveRequest.status).toBe('APPROVED');
 
   const del = await manager.gql(`mutation($id: ID!) { deleteCustomer(id: $id) { id type } }`, { id: customerId });
@@ -95,7 +95,7 @@ test('deleting a customer with a recent APPROVED request is refused and compensa
 test('deleting a customer without recent approvals completes and hides it everywhere', async () => {
   const rep = await stack.user('SALES', 'Dan Delete');
   const customerId = await createCustomer(rep, 'Umbrella');
-  const request = await eventually(async () => (await rep.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId, title: 'Pending one' } })).data?.requestApproval);
+  const request = dataOf(await rep.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId, title: 'Pending one' } }), 'requestApproval');
   const del = await manager.gql(`mutation($id: ID!) { deleteCustomer(id: $id) { id } }`, { id: customerId });
   await sagaEnds(del.data.deleteCustomer.id, 'COMPLETED');
   const r = await manager.gql(`query($id: ID!, $a: ID!) { customer(id: $id) { id } approvalRequest(id: $a) { status } }`, { id: customerId, a: request.id });
@@ -116,7 +116,7 @@ test('onboarding and approvals: first-contact task and notifications follow the 
   expect(due).toBeLessThanOrEqual(2 * 86_400_000);
   await eventually(async () => (await rep.gql(`{ myNotifications { edges { node { type } } } }`)).data?.myNotifications.edges.some((e: { node: { type: string } }) => e.node.type === 'CUSTOMER_ASSIGNED'));
 
-  const request = await eventually(async () => (await rep.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId, title: 'Onboarding discount' } })).data?.requestApproval);
+  const request = dataOf(await rep.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId, title: 'Onboarding discount' } }), 'requestApproval');
   await eventually(async () => (await manager.gql(`{ myNotifications { edges { node { type entityId } } } }`)).data?.myNotifications.edges.some((e: { node: { type: string; entityId: string } }) => e.node.type === 'APPROVAL_REQUESTED' && e.node.entityId === request.id));
   await manager.gql(`mutation($id: ID!) { approveRequest(id: $id) { status } }`, { id: request.id });
   await eventually(async () => (await rep.gql(`{ myNotifications { edges { node { type entityId } } } }`)).data?.myNotifications.edges.some((e: { node: { type: string; entityId: string } }) => e.node.type === 'APPROVAL_DECIDED' && e.node.entityId === request.id));
@@ -136,7 +136,7 @@ test('reports change after the events that feed them', async () => {
 
   const rep = await stack.user('SALES', 'Rex Reports');
   const customerId = await createCustomer(rep, 'Reportable', undefined);
-  const request = await eventually(async () => (await rep.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId, title: 'Big one', amount: 1000 } })).data?.requestApproval);
+  const request = dataOf(await rep.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId, title: 'Big one', amount: 1000 } }), 'requestApproval');
   await manager.gql(`mutation($id: ID!) { approveRequest(id: $id) { status } }`, { id: request.id });
 
   const after = await eventually(async () => {

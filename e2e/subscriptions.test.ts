@@ -10,7 +10,7 @@ import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { eventually } from '@crm/kit';
 import { startGateway, type GatewayRuntime } from '@crm/gateway';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { dataOf, startTestStack, type TestStack, type TestUser } from '@crm/stack';
 
 let stack: TestStack;
 const clients: Client[] = [];
@@ -82,12 +82,10 @@ async function customerOf(rep: TestUser, name: string): Promise<string> {
   return r.data.createCustomer.id;
 }
 
-/** The opportunity subgraph learns of the customer by event: retry until it knows it. */
+/** Right after createCustomer: the opportunity subgraph must accept it at once. */
 async function requestApproval(rep: TestUser, customerId: string, title: string): Promise<string> {
-  return eventually(async () => {
-    const r = await rep.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id status } }`, { input: { customerId, title, amount: 1000 } });
-    return r.data?.requestApproval?.id as string | undefined;
-  }, { timeoutMs: 30_000, intervalMs: 200 });
+  const r = await rep.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id status } }`, { input: { customerId, title, amount: 1000 } });
+  return dataOf<{ id: string }>(r, 'requestApproval').id;
 }
 
 afterEach(async () => {

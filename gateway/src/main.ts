@@ -9,7 +9,7 @@ async function main() {
   const config = readConfig();
   const logger = createLogger('gateway', config.LOG_LEVEL);
   const bus = createBus(config, 'crm-gateway', logger);
-  await bus.ensureTopics(ALL_TOPICS);
+  await bus.prepare(ALL_TOPICS);
   const gateway = await startGateway({ config, bus, logger });
   const shutdown = () =>
     void gateway

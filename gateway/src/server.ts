@@ -9,7 +9,7 @@ import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
 import type { GraphQLSchema } from 'graphql';
 import {
-  closeServer, createGraphQLHandler, createLogger, listen, maskError, sendJson,
+  closeServer, createGraphQLHandler, createLogger, listen, maskError, sendJson, sendReadiness,
   type EventBus, type Logger, type PlatformConfig,
 } from '@crm/kit';
 import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
@@ -118,9 +118,8 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
       '/ready': async (_req, res) => {
         const subgraphs = await checkSubgraphs(currentSdl);
         const extra = await Promise.all(features.map((f) => f.ready?.() ?? Promise.resolve({})));
-        const checks: Record<string, boolean> = { supergraph: currentSdl.length > 0, ...subgraphs, ...Object.assign({}, ...extra) };
-        const ok = Object.values(checks).every(Boolean);
-        sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', service: 'gateway', checks });
+        // Subgraphs and the supergraph decide readiness; features (event stream, Redis) only degrade it.
+        sendReadiness(res, 'gateway', { supergraph: currentSdl.length > 0, ...subgraphs }, Object.assign({}, ...extra) as Record<string, boolean>);
       },
     },
   });

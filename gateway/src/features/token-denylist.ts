@@ -58,7 +58,7 @@ export function useTokenDenylist({ config, logger, bus, redis }: FeatureOptions)
       if (context.identity && (await isDenied(context.identity.userId))) throw unauthenticated('Access token revoked: the user was deleted');
     },
     async ready(): Promise<Record<string, boolean>> {
-      return bus ? { denylist: subscription !== undefined } : {};
+      return bus ? { denylist: subscription?.active() ?? false } : {};
     },
     async stop() {
       await subscription?.stop();

@@ -80,6 +80,10 @@ const envSchema = z.object({
   /** Identical read-only requests of one caller in flight at once share one execution (gateway). */
   INBOUND_DEDUPE: flag(true),
   MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
+  /** Connections per subgraph database (per process): mind Postgres max_connections × replicas. */
+  DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  /** Read-through calls to another subgraph (read-your-writes across domains): timeout per call. */
+  PEER_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(2000),
   OUTBOX_POLL_MS: z.coerce.number().int().min(10).default(500),
   /** Largest event (envelope JSON bytes) accepted at write time; the relay's batches stay below it too. 1 MB: a cloud broker's limit. */
   EVENT_MAX_BYTES: z.coerce.number().int().min(1024).default(1_000_000),

@@ -66,7 +66,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     entities: options.entities,
     extensions: [Migrator],
     // PGlite serves one connection; a bigger pool would interleave transactions.
-    pool: closeEmbedded ? { min: 0, max: 1 } : { min: 0, max: 10 },
+    pool: closeEmbedded ? { min: 0, max: 1 } : { min: 0, max: config.DATABASE_POOL_MAX },
     migrations: {
       migrationsList: options.migrations,
       transactional: true,

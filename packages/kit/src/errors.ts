@@ -11,12 +11,14 @@ export type ErrorCode =
   | 'NOT_FOUND'
   | 'CONFLICT'
   | 'RATE_LIMITED'
+  | 'SERVICE_UNAVAILABLE'
   | 'INTERNAL_SERVER_ERROR';
 
 export const PUBLIC_CODES: ReadonlySet<string> = new Set([
   'UNAUTHENTICATED', 'FORBIDDEN', 'BAD_USER_INPUT', 'NOT_FOUND', 'CONFLICT', 'RATE_LIMITED',
   'GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_REQUEST', 'OPERATION_RESOLUTION_FAILURE',
   'PERSISTED_QUERY_NOT_FOUND', 'PERSISTED_QUERY_NOT_SUPPORTED', 'COST_LIMIT_EXCEEDED', 'PAYLOAD_TOO_LARGE',
+  'SERVICE_UNAVAILABLE',
 ]);
 
 function error(code: ErrorCode, message: string, extra: Record<string, unknown> = {}): GraphQLError {
@@ -28,6 +30,7 @@ export const forbidden = (message = 'Not allowed') => error('FORBIDDEN', message
 export const notFound = (what: string, id?: string) => error('NOT_FOUND', `${what} not found`, id ? { id } : {});
 export const conflict = (message: string) => error('CONFLICT', message);
 export const badInput = (message: string, field?: string) => error('BAD_USER_INPUT', message, field ? { field } : {});
+export const unavailable = (message: string) => error('SERVICE_UNAVAILABLE', message);
 export const rateLimited = (message: string, retryAfterSeconds: number) =>
   error('RATE_LIMITED', message, { retryAfter: retryAfterSeconds });
 

@@ -22,3 +22,4 @@ export * from './batch';
 export * from './testing';
 export * from './cache';
 export * from './directories/customer-directory';
+export * from './peers';

@@ -15,9 +15,10 @@ import type { EntityManager, EntitySchema } from '@mikro-orm/postgresql';
 import type { PlatformConfig } from './config';
 import { inBackground, openDatabase, type Database, type MigrationEntry } from './db';
 import { maskError } from './errors';
-import { closeServer, createGraphQLHandler, listen, sendJson } from './http';
+import { closeServer, createGraphQLHandler, listen, sendJson, sendReadiness } from './http';
 import { IDENTITY_HEADER, SIGNATURE_HEADER, verifyIdentity, type Identity } from './identity';
 import { createLogger, type Logger } from './logger';
+import { createPeers, type Peers } from './peers';
 import type { EventBus } from './events/bus';
 import type { Envelope, EventData, EventType } from './events/catalogue';
 import { InboxRecordSchema } from './events/inbox';
@@ -33,6 +34,8 @@ export interface RequestContext<L = unknown> {
   loaders: L;
   logger: Logger;
   config: PlatformConfig;
+  /** Synchronous read-through to the subgraphs that own other domains' entities. */
+  peers: Peers;
   /** Stages a domain event in this request's unit of work; it commits with the next flush. */
   emit<T extends EventType>(type: T, aggregateId: string, data: EventData<T>, cause?: Partial<EventCause>): Envelope<T>;
 }
@@ -65,6 +68,7 @@ export interface SubgraphRuntime {
   db: Database;
   bus: EventBus | undefined;
   relay: Relay | undefined;
+  peers: Peers;
   /** A fresh EntityManager for work outside a request (jobs, start-up). */
   fork(): EntityManager;
   /** Stages an event on `em` as this subgraph. */
@@ -79,6 +83,8 @@ export interface StartSubgraphOptions {
   bus?: EventBus;
   logger?: Logger;
   databaseUrl?: string;
+  /** Where the other subgraphs answer (read-through); looked up at call time. */
+  peerUrl?: (subgraph: string) => string | null | undefined;
 }
 
 export function loadTypeDefs(schemaPath: string): DocumentNode {
@@ -104,6 +110,13 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
   const orm = db.orm;
   const emitAs = <T extends EventType>(em: EntityManager, type: T, aggregateId: string, data: EventData<T>, cause: EventCause) =>
     stageEvent(em, def.name, type, aggregateId, data, cause);
+
+  const peers = createPeers({
+    secret: config.INTERNAL_SECRET,
+    timeoutMs: config.PEER_TIMEOUT_MS,
+    urlOf: options.peerUrl ?? (() => undefined),
+    logger,
+  });
 
   const apollo = new ApolloServer<RequestContext<L>>({
     schema: buildSubgraphSchema([{ typeDefs: loadTypeDefs(def.schemaPath), resolvers: def.resolvers as never }]),
@@ -135,6 +148,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
       loaders: def.createLoaders ? def.createLoaders(em, identity) : (undefined as L),
       logger,
       config,
+      peers,
       emit: (type, aggregateId, data, cause) =>
         emitAs(em, type, aggregateId, data, { actorId: identity?.userId ?? null, ...cause }),
     };
@@ -154,15 +168,16 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     routes: {
       '/health': (_req, res) => sendJson(res, 200, { status: 'ok', service: def.name }),
       '/ready': async (_req, res) => {
-        const checks = {
-          database: await orm.isConnected(),
+        // Only the database decides readiness: without Kafka a subgraph still reads and writes
+        // (events wait in the outbox), so it reports itself degraded rather than leaving service.
+        // A consumer held by an infrastructure failure (consumersFlowing false) is degraded too.
+        const database = await orm.isConnected();
+        const events = {
           events: bus ? await bus.healthy() : true,
           consumers: consumers.every((c) => c.running()),
+          consumersFlowing: consumers.every((c) => c.health().stalled === null),
         };
-        const ok = Object.values(checks).every(Boolean);
-        // A consumer held by an infrastructure failure shows here (stalled: since, error), without failing readiness.
-        const events = { consumers: consumers.map((c) => c.health()), parkedOutboxRows: relay?.parked() ?? 0 };
-        sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', service: def.name, checks, events });
+        sendReadiness(res, def.name, { database }, events);
       },
     },
   });
@@ -178,6 +193,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     db,
     bus,
     relay: undefined,
+    peers,
     fork: () => orm.em.fork(),
     emit: emitAs,
     async stop() {

@@ -43,7 +43,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const sources = readSupergraphConfig(SUPERGRAPH_CONFIG);
   const wanted = SUBGRAPHS.filter((s) => !options.only || options.only.includes(s.name));
   const bus = options.bus ?? createBus(config, 'crm-stack', logger);
-  await bus.ensureTopics(ALL_TOPICS);
+  await bus.prepare(ALL_TOPICS);
 
   const subgraphs: Record<string, SubgraphRuntime> = {};
   try {
@@ -52,7 +52,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       const source = sources.find((s) => s.name === def.name);
       if (!source) throw new Error(`subgraph "${def.name}" is missing from supergraph.yaml`);
       const port = fixed ? Number(new URL(source.url).port) : 0;
-      subgraphs[def.name] = await startSubgraph(def, { config, port, bus, logger: logger.child({ subgraph: def.name }) });
+      subgraphs[def.name] = await startSubgraph(def, {
+        config, port, bus, logger: logger.child({ subgraph: def.name }),
+        // read-through to the subgraphs of this stack (they start one by one: looked up per call);
+        // null for one this stack does not run at all (`only`)
+        peerUrl: (name) => subgraphs[name]?.url ?? (wanted.some((w) => w.name === name) ? undefined : null),
+      });
     }
     const supergraphSdl = composeSupergraph(
       sources.filter((s) => subgraphs[s.name]).map((s) => ({ ...s, url: subgraphs[s.name]!.url })),

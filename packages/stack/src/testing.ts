@@ -56,6 +56,8 @@ export function testConfig(id: string, env: Record<string, string> = {}): Platfo
     DATABASE_PREFIX: `t${id}_`,
     KAFKA_NAMESPACE: `t${id}.`,
     OUTBOX_POLL_MS: '100',
+    // two suites run at once, five subgraphs each: stay well inside Postgres' max_connections (100)
+    DATABASE_POOL_MAX: '4',
     ADMIN_EMAIL: ADMIN.email,
     ADMIN_PASSWORD: ADMIN.password,
     ...env,
@@ -64,6 +66,16 @@ export function testConfig(id: string, env: Record<string, string> = {}): Platfo
 
 export function gqlRequest<T = any>(url: string, query: string, variables?: Record<string, unknown>, token?: string): Promise<GraphQLResult<T>> {
   return postJson<T>(url, { query, variables }, token ? { authorization: `Bearer ${token}` } : {});
+}
+
+/**
+ * `data[field]` of a result that must succeed as it is (a user-facing action: no retry), or an
+ * error naming the field and the result's errors.
+ */
+export function dataOf<T = any>(r: { data?: any; errors?: unknown }, field: string): T {
+  const value = r.data?.[field];
+  if (value === undefined || value === null) throw new Error(`${field} failed: ${JSON.stringify(r.errors)}`);
+  return value as T;
 }
 
 /** The first error's extensions.code of a result. */

@@ -1,6 +1,6 @@
 /** Customer domain helpers shared by resolvers and event handlers. */
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { EventData } from '@crm/kit';
+import type { EventData, Peers } from '@crm/kit';
 import { Customer, Rep } from './entities';
 
 /** The steps that complete the customer-deletion saga (docs/events-and-sagas.md). */
@@ -25,6 +25,23 @@ export const findLiveCustomer = (em: EntityManager, id: string) => em.findOne(Cu
 
 /** An active SALES rep of the local directory, or null. */
 export const findActiveRep = (em: EntityManager, id: string) => em.findOne(Rep, { id, active: true });
+
+type UserData = { userId: string; name: string; email: string; role: string; active: boolean };
+/** A user snapshot (user.* event or auth's answer) as a directory row: active only for active SALES users. */
+export const repFromUser = (u: UserData) => ({ id: u.userId, name: u.name, email: u.email, active: u.role === 'SALES' && u.active });
+
+/**
+ * An active SALES rep: from the local directory or, when it says otherwise (a rep created or
+ * promoted a moment ago), from auth, the owner, whose answer is stored in the directory.
+ */
+export async function requireActiveRep(em: EntityManager, peers: Peers, id: string): Promise<Rep | null> {
+  const local = await findActiveRep(em, id);
+  if (local) return local;
+  const user = await peers.entity<{ id: string; name: string; email: string; role: string; active: boolean }>('auth', 'User', id, 'id name email role active');
+  if (!user) return null;
+  await upsertRep(em, repFromUser({ ...user, userId: user.id }));
+  return em.findOne(Rep, { id, active: true }, { refresh: true });
+}
 
 /** Inserts or refreshes a directory row (used by the user.* handlers). */
 export async function upsertRep(em: EntityManager, rep: { id: string; name: string; email: string; active: boolean }): Promise<void> {

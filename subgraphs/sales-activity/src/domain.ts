@@ -1,11 +1,11 @@
 /**
  * Task and meeting rules shared by resolvers, event handlers and the due-soon job: the status
- * state machine, event payloads and the customer directory look-up.
+ * state machine and event payloads (the customer directory look-up is the kit's requireCustomerRef).
  */
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { conflict, notFound, type EventData, type Identity } from '@crm/kit';
-import { CustomerRef, Meeting, Task, type TaskPriority, type TaskStatus } from './entities';
+import { conflict, type EventData } from '@crm/kit';
+import { Meeting, Task, type TaskPriority, type TaskStatus } from './entities';
 
 /**
  * Allowed status moves. TODO → COMPLETED is allowed on purpose (completeTask on a task nobody
@@ -68,20 +68,6 @@ export function newTask(em: EntityManager, data: NewTask): Task {
   task.createdById = data.createdById;
   em.persist(task);
   return task;
-}
-
-/**
- * The customer a write names, from the local directory: unknown or deleted → NOT_FOUND; a SALES
- * caller must be its assigned rep (else the same NOT_FOUND: its existence is not revealed).
- */
-export async function requireCustomer(em: EntityManager, me: Identity, customerId: string): Promise<CustomerRef> {
-  const ref = await em.findOne(CustomerRef, { id: customerId });
-  if (!ref || ref.deleted || (me.role === 'SALES' && ref.assignedRepId !== me.userId)) {
-    const err = notFound('Customer', customerId);
-    (err.extensions as Record<string, unknown>).field = 'customerId';
-    throw err;
-  }
-  return ref;
 }
 
 export const DAY_MS = 86_400_000;

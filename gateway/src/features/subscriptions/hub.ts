@@ -73,6 +73,11 @@ export class LiveHub {
     };
   }
 
+  /** Whether events are flowing in (false while the broker is away). */
+  consuming(): boolean {
+    return this.subscription?.active() ?? false;
+  }
+
   snapshot(): HubStats {
     let subscriptions = 0;
     let groups = 0;
@@ -80,7 +85,7 @@ export class LiveHub {
       groups += byKey.size;
       for (const g of byKey.values()) subscriptions += g.members.size;
     }
-    return { consumer: this.subscription !== undefined, subscriptions, groups, ...this.stats };
+    return { consumer: this.consuming(), subscriptions, groups, ...this.stats };
   }
 
   /** Never throws: a bad or unresolvable event must not block the partition. */

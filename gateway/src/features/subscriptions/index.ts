@@ -120,6 +120,10 @@ export function useSubscriptions({ config, logger, bus }: FeatureOptions): Gatew
             if (state.queues.size >= config.SUBSCRIPTIONS_PER_CONNECTION) {
               return [new GraphQLError(`At most ${config.SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection (SUBSCRIPTIONS_PER_CONNECTION)`, { extensions: { code: 'BAD_USER_INPUT' } })];
             }
+            if (!liveHub.consuming()) {
+              // Kafka is away: say so at once instead of leaving the client waiting for nothing.
+              return [new GraphQLError('Live updates are unavailable right now: the event stream cannot be reached. Try again shortly.', { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
+            }
             const schema: GraphQLSchema | undefined = deps.apiSchema();
             if (!schema) return [new GraphQLError('The supergraph is not loaded yet', { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
             const live = prepareLiveOperation(schema, payload, state.identity, {

@@ -44,6 +44,8 @@ export interface BatchControl {
 }
 
 export interface Subscription {
+  /** True while the consumer is joined and receiving (false while the broker is away). */
+  active(): boolean;
   stop(): Promise<void>;
 }
 
@@ -52,8 +54,13 @@ export interface EventBus {
   /** Resolves once the messages are acknowledged by the broker (acks=all for Kafka). */
   publish(messages: BusMessage[]): Promise<void>;
   subscribe(options: SubscribeOptions): Promise<Subscription>;
-  /** Creates topics (and their .dlq) that do not exist yet. */
+  /** Creates topics (and their .dlq) that do not exist yet; fails if the broker does not answer in time. */
   ensureTopics(topics: string[]): Promise<void>;
+  /**
+   * What services call at start: provisions the topics, in the background if the broker is away
+   * ('degraded': reads and writes go on, events wait in the outbox, consumers join once it is back).
+   */
+  prepare(topics: string[]): Promise<'ready' | 'degraded'>;
   healthy(): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -228,7 +228,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
   });
   logger.info({ topics, group: consumerGroup(name) }, 'consuming events');
   return {
-    running: () => subscription !== undefined,
+    running: () => subscription?.active() ?? false,
     health: () => ({ ...health }),
     async stop() {
       stopping = true;

@@ -123,6 +123,7 @@ export class MemoryBus implements EventBus {
       }
     });
     return {
+      active: () => running && !this.closed,
       stop: async () => {
         running = false;
         for (const wake of stopWaiters) wake();
@@ -133,6 +134,11 @@ export class MemoryBus implements EventBus {
 
   async ensureTopics(topics: string[]): Promise<void> {
     for (const t of topics) this.log(t);
+  }
+
+  async prepare(topics: string[]): Promise<'ready'> {
+    await this.ensureTopics(topics);
+    return 'ready';
   }
 
   async healthy(): Promise<boolean> {

@@ -5,10 +5,7 @@
  */
 import type { EventHandlers } from '@crm/kit';
 import { Customer } from '../entities';
-import { customerEventData, repLoads, upsertRep } from '../customers';
-
-type UserData = { userId: string; name: string; email: string; role: string; active: boolean };
-const repFromUser = (u: UserData) => ({ id: u.userId, name: u.name, email: u.email, active: u.role === 'SALES' && u.active });
+import { customerEventData, repFromUser, repLoads, upsertRep } from '../customers';
 
 export const handlers: EventHandlers = {
   'user.created': async ({ event, em }) => {

@@ -8,7 +8,7 @@ import {
   type Connection, type Identity, type PageArgs, type RequestContext,
 } from '@crm/kit';
 import { COMPANY_SIZES, Customer, INVESTMENT_PROFILES, RISK_TOLERANCES, Rep } from '../entities';
-import { CUSTOMER_DELETION_STEPS, customerEventData, findActiveRep, findLiveCustomer } from '../customers';
+import { CUSTOMER_DELETION_STEPS, customerEventData, findLiveCustomer, requireActiveRep } from '../customers';
 import type { Resolvers } from '../generated/resolvers-types';
 
 export interface CustomerLoaders {
@@ -104,12 +104,12 @@ async function createCustomer(ctx: Ctx, me: Identity, input: CreateInput): Promi
       fresh.name = me.email;
       fresh.email = me.email;
       ctx.em.persist(fresh);
-    } else if (!rep.active) {
+    } else if (!rep.active && !(await requireActiveRep(ctx.em, ctx.peers, me.userId))) {
       throw forbidden('Your account is not an active sales rep');
     }
   } else {
     repId = input.assignedRepId ?? null;
-    if (repId && !(await findActiveRep(ctx.em, repId))) throw badInput('assignedRepId is not an active SALES rep', 'assignedRepId');
+    if (repId && !(isUuid(repId) && (await requireActiveRep(ctx.em, ctx.peers, repId)))) throw badInput('assignedRepId is not an active SALES rep', 'assignedRepId');
   }
   const c = new Customer();
   c.id = randomUUID();
@@ -189,7 +189,7 @@ export const resolvers: Resolvers = {
     },
     assignCustomer: async (_: unknown, args: { id: string; repId: string }, ctx: Ctx) => {
       requireRole(ctx.identity, 'MANAGER', 'ADMIN');
-      if (!isUuid(args.repId) || !(await findActiveRep(ctx.em, args.repId))) throw badInput('repId is not an active SALES rep', 'repId');
+      if (!isUuid(args.repId) || !(await requireActiveRep(ctx.em, ctx.peers, args.repId))) throw badInput('repId is not an active SALES rep', 'repId');
       const c = isUuid(args.id) ? await findLiveCustomer(ctx.em, args.id) : null;
       if (!c) throw notFound('Customer', args.id);
       if (c.assignedRepId === args.repId) return c;

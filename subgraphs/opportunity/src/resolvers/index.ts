@@ -3,10 +3,10 @@ import DataLoader from 'dataloader';
 import { z } from 'zod';
 import { OptimisticLockError, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
 import {
-  byIdLoader, conflict, forbidden, groupLoader, notFound, paginate, parseInput, requireRole, requireUser, requireWriter,
+  byIdLoader, conflict, forbidden, groupLoader, notFound, paginate, parseInput, requireCustomerRef, requireRole, requireUser, requireWriter,
   scalarResolvers, seesAll, type Identity, type RequestContext,
 } from '@crm/kit';
-import { APPROVAL_STATUSES, ApprovalRequest, CustomerRef, type ApprovalStatus } from '../entities';
+import { APPROVAL_STATUSES, ApprovalRequest, type ApprovalStatus } from '../entities';
 import { approvalData } from '../approvals';
 import type { Resolvers } from '../generated/resolvers-types';
 
@@ -71,12 +71,6 @@ const decisionInput = z.object({
     .transform((v) => (v && v.trim() ? v.trim() : null)),
 });
 
-/** NOT_FOUND for a customer the caller may not name (unknown, deleted, or not theirs), with the field. */
-function customerNotFound(id: string) {
-  const err = notFound('Customer', id);
-  Object.assign(err.extensions, { field: 'customerId' });
-  return err;
-}
 
 /** Loads a request the caller may see, or NOT_FOUND (SALES: someone else's request does not exist for them). */
 async function findVisible(ctx: Ctx, me: Identity, id: string): Promise<ApprovalRequest> {
@@ -132,9 +126,7 @@ export const resolvers: Resolvers = {
     requestApproval: async (_: unknown, args: { input: unknown }, ctx: Ctx) => {
       const me = requireWriter(ctx.identity);
       const input = parseInput(requestApprovalInput, args.input);
-      const customer = await ctx.em.findOne(CustomerRef, { id: input.customerId });
-      if (!customer || customer.deleted) throw customerNotFound(input.customerId);
-      if (me.role === 'SALES' && customer.assignedRepId !== me.userId) throw customerNotFound(input.customerId);
+      const customer = await requireCustomerRef(ctx.em, ctx.peers, me, input.customerId);
       const req = new ApprovalRequest();
       req.id = randomUUID();
       req.customerId = customer.id;

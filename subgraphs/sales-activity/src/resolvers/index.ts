@@ -4,10 +4,10 @@ import { z } from 'zod';
 import { OptimisticLockError, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
 import {
   byIdLoader, conflict, connectionLoaders, forbidden, notFound, pageSize, pagesByParent, paginate, parseInput,
-  requireUser, requireWriter, scalarResolvers, toConnection, type Connection, type Identity, type PageArgs, type RequestContext,
+  requireCustomerRef, requireUser, requireWriter, scalarResolvers, toConnection, type Connection, type Identity, type PageArgs, type RequestContext,
 } from '@crm/kit';
 import { Meeting, Task, TASK_PRIORITIES, TASK_STATUSES, type TaskStatus } from '../entities';
-import { isOpen, meetingEventData, newTask, requireCustomer, taskEventData, transition } from '../domain';
+import { isOpen, meetingEventData, newTask, taskEventData, transition } from '../domain';
 import type { Resolvers } from '../generated/resolvers-types';
 
 type ListArgs = PageArgs & Record<string, unknown> & { status?: TaskStatus | null };
@@ -133,7 +133,7 @@ export const resolvers: Resolvers = {
     recordMeeting: async (_: unknown, args: { input: unknown }, ctx: Ctx) => {
       const me = requireWriter(ctx.identity);
       const input = parseInput(recordMeetingInput, args.input);
-      await requireCustomer(ctx.em, me, input.customerId);
+      await requireCustomerRef(ctx.em, ctx.peers, me, input.customerId);
       const meeting = new Meeting();
       meeting.id = randomUUID();
       meeting.customerId = input.customerId;
@@ -151,7 +151,7 @@ export const resolvers: Resolvers = {
       const input = parseInput(createTaskInput, args.input);
       const assigneeId = input.assigneeId ?? me.userId;
       if (me.role === 'SALES' && assigneeId !== me.userId) throw forbidden('SALES users may only create tasks for themselves');
-      if (input.customerId) await requireCustomer(ctx.em, me, input.customerId);
+      if (input.customerId) await requireCustomerRef(ctx.em, ctx.peers, me, input.customerId);
       const task = newTask(ctx.em, {
         title: input.title,
         description: input.description || null,
