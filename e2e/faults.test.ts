@@ -105,7 +105,7 @@ describeFaults('faults', () => {
   }
 
   /** Every committed write delivered, every copy equal to its owner, each effect once, no healthy dead letter. */
-  async function settled(label: string, since: number) {
+  async function settled(label: string, since: number, ended: number, backlogIds: string[] = []) {
     const ids = [...committed.keys()];
     say(`${label}: checking ${ids.length} committed writes`);
     let told = Date.now();
@@ -133,7 +133,19 @@ describeFaults('faults', () => {
       return true;
     }
     say(`${label}: copies equal the owner`);
+    if (backlogIds.length > 0) {
+      // every backlog event handled by each consumer of customer.events (none skipped, none dead-lettered)
+      await eventually(async () => {
+        for (const sub of ['auth', 'sales-activity', 'opportunity', 'analytics']) {
+          const [row] = await stack.sql<{ n: string }>(sub, 'SELECT count(*) AS n FROM inbox WHERE event_id = ANY(?::uuid[])', [pgArray(backlogIds)]);
+          if (Number(row!.n) !== backlogIds.length) throw new Error(`${sub}: ${row!.n} of ${backlogIds.length} backlog events handled`);
+        }
+        return true;
+      }, { timeoutMs: 240_000, intervalMs: 1000 });
+      say(`${label}: backlog handled by every consumer`);
+    }
     const seconds = ((Date.now() - since) / 1000).toFixed(1);
+    const afterEnd = ((Date.now() - ended) / 1000).toFixed(1);
     // each effect exactly once: one onboarding task per customer
     const tasks = await stack.sql<{ customer_id: string; n: string }>('sales-activity', `SELECT customer_id, count(*) AS n FROM tasks WHERE title LIKE 'First contact:%' AND customer_id = ANY(?::uuid[]) GROUP BY customer_id`, [pgArray(ids)]);
     expect(tasks).toHaveLength(ids.length);
@@ -143,7 +155,7 @@ describeFaults('faults', () => {
     say(`${label}: ${letters.length} dead letters`);
     expect(letters.filter((l) => !poisonKeys.has(l.key ?? ''))).toEqual([]);
     say(`${label}: settled after ${seconds} s`);
-    figures.push(`${label}: ${ids.length} committed writes so far, all delivered and copies equal ${seconds} s after the fault began; dead letters ${letters.length} (poison only)`);
+    figures.push(`${label}: ${ids.length} committed writes so far, all delivered, copies equal${backlogIds.length ? ' and the backlog handled' : ''} ${afterEnd} s after the fault ended (${seconds} s after it began); dead letters ${letters.length} (poison only)`);
   }
 
   test(`broker SIGSTOP ${BROKER_STOP_S} s under steady writes`, async () => {
@@ -154,10 +166,11 @@ describeFaults('faults', () => {
     process.kill(brokerPid(), 'SIGSTOP');
     await sleep(BROKER_STOP_S * 1000);
     process.kill(brokerPid(), 'SIGCONT');
+    const ended = Date.now();
     await sleep(3000);
     const failed = await stop();
     expect(failed).toBe(0); // the API kept accepting writes: events waited in the outbox
-    await settled(`broker SIGSTOP ${BROKER_STOP_S} s`, t0);
+    await settled(`broker SIGSTOP ${BROKER_STOP_S} s`, t0, ended);
   });
 
   test('broker kill -9 and restart under steady writes', async () => {
@@ -168,10 +181,11 @@ describeFaults('faults', () => {
     process.kill(brokerPid(), 'SIGKILL');
     await sleep(2000);
     await broker('start');
+    const ended = Date.now();
     await sleep(3000);
     const failed = await stop();
     expect(failed).toBe(0);
-    await settled('broker kill -9 + restart', t0);
+    await settled('broker kill -9 + restart', t0, ended);
   });
 
   test(`Postgres stopped ${PG_OUTAGE_S} s while the consumers work through a backlog`, async () => {
@@ -192,7 +206,7 @@ describeFaults('faults', () => {
     await postgres('stop');
     await sleep(PG_OUTAGE_S * 1000);
     await postgres('start');
-    await settled(`Postgres stopped ${PG_OUTAGE_S} s (backlog ${backlog.length} events)`, t0);
+    await settled(`Postgres stopped ${PG_OUTAGE_S} s (backlog ${backlog.length} events)`, t0, Date.now(), backlog.map((m) => JSON.parse(m.value).id as string));
   });
 
   test('a poison event and an oversized outbox row: dead-lettered / parked, the rest flows', async () => {
@@ -205,7 +219,7 @@ describeFaults('faults', () => {
     const stop = steadyWrites();
     await sleep(3000);
     expect(await stop()).toBe(0);
-    await settled('poison event + oversized row', t0);
+    await settled('poison event + oversized row', t0, t0);
     const [parked] = await stack.sql<{ failed_at: Date | null; last_error: string }>('customer', 'SELECT failed_at, last_error FROM outbox WHERE id = ?', [big.id]);
     expect(parked!.failed_at).not.toBeNull();
     expect(parked!.last_error).toMatch(/over EVENT_MAX_BYTES/);
