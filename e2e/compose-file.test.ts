@@ -5,10 +5,11 @@
  * configuration knows; the infrastructure (Kafka in KRaft mode, Postgres with a database per
  * subgraph, Redis, Kafka UI) is there and healthy-checked. Reads files only; runs no container.
  */
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { readConfig } from '@crm/kit';
+import { ConfigError, readConfig } from '@crm/kit';
 import { readSupergraphConfig } from '@crm/gateway';
 import { SUBGRAPHS } from '@crm/stack';
 
@@ -33,10 +34,28 @@ const routing = Object.fromEntries(readSupergraphConfig(join(ROOT, 'supergraph.y
 const names = SUBGRAPHS.map((s) => s.name);
 /** Every key of the config schema (readConfig returns each one, defaulted or undefined). */
 const configKeys = new Set(Object.keys(readConfig({})).filter((k) => k === k.toUpperCase()));
-/** Compose's interpolation with an empty shell: `${VAR:-default}` → default. */
-const interpolate = (v: string) => v.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}/g, (_m, _name: string, dflt?: string) => dflt ?? '');
-const env = (service: string): Record<string, string> =>
-  Object.fromEntries(Object.entries(services[service]?.environment ?? {}).map(([k, v]) => [k, v === null ? '' : interpolate(String(v))]));
+/** What an operator sets before `docker compose up` (the file has no defaults for these). */
+const OPERATOR: Record<string, string> = {
+  INTERNAL_SECRET: randomBytes(32).toString('hex'),
+  JWT_SECRET: randomBytes(32).toString('hex'),
+  POSTGRES_PASSWORD: randomBytes(16).toString('hex'),
+  GRAFANA_ADMIN_PASSWORD: randomBytes(12).toString('hex'),
+  ADMIN_EMAIL: 'ops@crm.example.org',
+  ADMIN_PASSWORD: `Adm1n-${randomBytes(12).toString('base64url')}`,
+};
+class MissingVariable extends Error {}
+/** Compose's interpolation: `${VAR}`, `${VAR:-default}`, and `${VAR:?message}` (an error when VAR is unset or empty). */
+const interpolate = (v: string, shell: Record<string, string> = OPERATOR) =>
+  v.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}/g, (_m, name: string, op?: string, arg?: string) => {
+    const value = shell[name];
+    if (op?.endsWith('?')) {
+      if (!value) throw new MissingVariable(`${name}: ${arg}`);
+      return value;
+    }
+    return value || (arg ?? '');
+  });
+const env = (service: string, shell: Record<string, string> = OPERATOR): Record<string, string> =>
+  Object.fromEntries(Object.entries(services[service]?.environment ?? {}).map(([k, v]) => [k, v === null ? '' : interpolate(String(v), shell)]));
 const dependsOn = (service: string) => {
   const deps = services[service]?.depends_on ?? {};
   return Array.isArray(deps) ? Object.fromEntries(deps.map((d) => [d, {}])) : deps;
@@ -155,4 +174,59 @@ test('the Dockerfile is multi-stage, runs as a non-root user and starts the serv
   expect(dockerfile).toMatch(/SERVICE/);
   // every workspace's package.json reaches `npm ci` (else its dependencies are missing)
   for (const name of names) expect(dockerfile).toContain(`COPY subgraphs/${name}/package.json`);
+});
+
+describe('secrets and exposure (issue 15, finding 3)', () => {
+  const SECRET_NAME = /SECRET|PASSWORD|TOKEN|_KEY$/;
+  const all = Object.keys(services);
+
+  test('no secret has a default: every one is ${VAR:?…}, so compose refuses to start without it', () => {
+    const offending: string[] = [];
+    for (const s of all) {
+      for (const [k, raw] of Object.entries(services[s]!.environment ?? {})) {
+        const v = String(raw ?? '');
+        if (SECRET_NAME.test(k) && !/^\$\{[A-Z_]+:\?[^}]+\}$/.test(v)) offending.push(`${s}: ${k}=${v}`);
+        // credentials inside URLs (user:password@host) come from a required variable too
+        const userinfo = /:\/\/[^:/@]+:([^@]+)@/.exec(v)?.[1];
+        if (userinfo !== undefined && !/^\$\{[A-Z_]+:\?[^}]+\}$/.test(userinfo)) offending.push(`${s}: ${k} has a literal password`);
+      }
+    }
+    expect(offending).toEqual([]);
+    // With an empty shell, interpolation fails (as `docker compose up` does) for every service that needs secrets.
+    for (const s of ['gateway', ...names, 'postgres']) expect(() => env(s, {})).toThrow(MissingVariable);
+  });
+
+  test('the old fallbacks and equal secrets are refused by the services in production', () => {
+    const base = env('gateway');
+    expect(() => readConfig(base)).not.toThrow();
+    const refuse = (overrides: Record<string, string>, message: RegExp) => {
+      let error: unknown;
+      try {
+        readConfig({ ...base, ...overrides });
+      } catch (err) {
+        error = err;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      expect(String((error as Error).message)).toMatch(message);
+    };
+    refuse({ JWT_SECRET: 'change-me-jwt-secret-0123456789abcdefghij' }, /JWT_SECRET looks like a placeholder/);
+    refuse({ INTERNAL_SECRET: 'change-me-internal-secret-0123456789abcdef' }, /INTERNAL_SECRET looks like a placeholder/);
+    refuse({ JWT_SECRET: 'a'.repeat(48) }, /JWT_SECRET looks like a placeholder or is not random/);
+    refuse({ JWT_SECRET: base.INTERNAL_SECRET! }, /must differ/);
+    refuse({ ADMIN_PASSWORD: 'change-me-admin-password' }, /ADMIN_PASSWORD/);
+    refuse({ JWT_SECRET: '' }, /JWT_SECRET/);
+  });
+
+  test('only the gateway is published beyond the host: infrastructure ports bind to 127.0.0.1', () => {
+    const exposed: string[] = [];
+    for (const s of all) {
+      for (const p of services[s]!.ports ?? []) {
+        const parts = String(p).split(':');
+        // "host:container" or "container" publishes on every interface; "127.0.0.1:host:container" does not.
+        if (s !== 'gateway' && !(parts.length === 3 && parts[0] === '127.0.0.1')) exposed.push(`${s}: ${p}`);
+      }
+    }
+    expect(exposed).toEqual([]);
+    for (const s of ['kafka', 'postgres', 'redis', 'kafka-ui']) expect(services[s]!.ports?.every((p) => String(p).startsWith('127.0.0.1:')) ?? true).toBe(true);
+  });
 });

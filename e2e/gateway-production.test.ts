@@ -4,7 +4,7 @@
  * persisted queries and trusted documents (TRUSTED_DOCUMENTS=allow on the stack's gateway, a
  * second gateway with TRUSTED_DOCUMENTS=only).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,8 +27,8 @@ beforeAll(async () => {
     only: ['auth'],
     env: {
       NODE_ENV: 'production',
-      JWT_SECRET: 'x'.repeat(40),
-      INTERNAL_SECRET: 'y'.repeat(40),
+      JWT_SECRET: randomBytes(32).toString('hex'),
+      INTERNAL_SECRET: randomBytes(32).toString('hex'),
       TRUSTED_DOCUMENTS: 'allow',
       TRUSTED_DOCUMENTS_PATH: manifestPath,
       RATE_LIMIT_POINTS: '1000',

@@ -5,42 +5,26 @@
  * and the waiting events are consumed. A second, real broker (scripts/kafka.sh on other ports)
  * that is started only halfway through. Runs where KAFKA_BROKERS is set (CI), skipped otherwise.
  */
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { eventually } from '@crm/kit';
-import { dataOf, ROOT, startTestStack, type TestStack } from '@crm/stack';
+import { dataOf, startTestStack, testBroker, type TestStack } from '@crm/stack';
 
 const enabled = Boolean(process.env.KAFKA_BROKERS);
 const describeWithKafka = enabled ? describe : describe.skip;
 
-const PORT = 19000 + Math.floor(Math.random() * 800);
-const brokerEnv = {
-  ...process.env,
-  KAFKA_PORT: String(PORT),
-  KAFKA_CONTROLLER_PORT: String(PORT + 900),
-  KAFKA_DATA_DIR: `/tmp/crm-kafka-absent-${randomBytes(4).toString('hex')}`,
-};
-const broker = (cmd: 'start' | 'stop') =>
-  execFileSync('bash', [join(ROOT, 'scripts/kafka.sh'), cmd], { env: brokerEnv, stdio: 'pipe', timeout: 150_000 });
+const broker = testBroker('absent');
 
 describeWithKafka('starting without a broker', () => {
   let stack: TestStack;
   jest.setTimeout(300_000);
 
   beforeAll(async () => {
-    stack = await startTestStack({ env: { KAFKA_BROKERS: `127.0.0.1:${PORT}` } });
+    stack = await startTestStack({ env: { KAFKA_BROKERS: broker.brokers } });
   });
   afterAll(async () => {
     await stack?.stop().catch(() => undefined);
-    try {
-      broker('stop');
-    } finally {
-      rmSync(brokerEnv.KAFKA_DATA_DIR, { recursive: true, force: true });
-    }
+    broker.remove();
   });
 
   const ready = async (url: string) => {
@@ -76,7 +60,7 @@ describeWithKafka('starting without a broker', () => {
 
     // The broker arrives: topics are provisioned, consumers join, the outbox drains, and the
     // customer's events are consumed (the onboarding task is sales-activity's effect of customer.created).
-    broker('start');
+    broker.start();
     await eventually(async () => {
       const [row] = await stack.sql<{ n: number }>('customer', 'SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NULL');
       return row!.n === 0;

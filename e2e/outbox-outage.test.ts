@@ -4,41 +4,26 @@
  * outbox), the broker comes back, and the relay publishes every event exactly once.
  * Needs Java and the cached Kafka jars: runs where KAFKA_BROKERS is set (CI), skipped otherwise.
  */
-import { execFileSync } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
 import { eventually, KafkaBus, readConfig } from '@crm/kit';
-import { ROOT, startTestStack, type TestStack } from '@crm/stack';
+import { startTestStack, testBroker, type TestStack } from '@crm/stack';
 
 const enabled = Boolean(process.env.KAFKA_BROKERS);
 const describeWithKafka = enabled ? describe : describe.skip;
 
-const PORT = 19000 + Math.floor(Math.random() * 800);
-const brokerEnv = {
-  ...process.env,
-  KAFKA_PORT: String(PORT),
-  KAFKA_CONTROLLER_PORT: String(PORT + 900),
-  KAFKA_DATA_DIR: `/tmp/crm-kafka-outage-${randomBytes(4).toString('hex')}`,
-};
-const broker = (cmd: 'start' | 'stop') =>
-  execFileSync('bash', [join(ROOT, 'scripts/kafka.sh'), cmd], { env: brokerEnv, stdio: 'pipe', timeout: 150_000 });
+const broker = testBroker('outage');
 
 describeWithKafka('outbox relay across a broker outage', () => {
   let stack: TestStack;
   jest.setTimeout(300_000);
 
   beforeAll(async () => {
-    broker('start');
-    stack = await startTestStack({ only: ['auth'], env: { KAFKA_BROKERS: `127.0.0.1:${PORT}` } });
+    broker.start();
+    stack = await startTestStack({ only: ['auth'], env: { KAFKA_BROKERS: broker.brokers } });
   });
   afterAll(async () => {
     await stack?.stop().catch(() => undefined);
-    try {
-      broker('stop');
-    } finally {
-      rmSync(brokerEnv.KAFKA_DATA_DIR, { recursive: true, force: true });
-    }
+    broker.remove();
   });
 
   const unsent = async () => {
@@ -48,7 +33,7 @@ describeWithKafka('outbox relay across a broker outage', () => {
 
   test('events written while the broker is down are published once it is back', async () => {
     await eventually(async () => (await unsent()) === 0); // the admin's own user.created went out
-    broker('stop');
+    broker.stop();
 
     const emails = [1, 2, 3].map((i) => `outage-${i}-${randomUUID()}@test.local`);
     for (const email of emails) {
@@ -57,11 +42,11 @@ describeWithKafka('outbox relay across a broker outage', () => {
     }
     expect(await unsent()).toBeGreaterThanOrEqual(3);
 
-    broker('start');
+    broker.start();
     await eventually(async () => (await unsent()) === 0, { timeoutMs: 90_000, intervalMs: 500 });
 
     // Read the topic back from the beginning with a fresh group: each event is there exactly once.
-    const reader = new KafkaBus(readConfig(process.env, { KAFKA_BROKERS: `127.0.0.1:${PORT}`, KAFKA_NAMESPACE: stack.config.KAFKA_NAMESPACE }), 'outage-reader');
+    const reader = new KafkaBus(readConfig(process.env, { KAFKA_BROKERS: broker.brokers, KAFKA_NAMESPACE: stack.config.KAFKA_NAMESPACE }), 'outage-reader');
     const seen: string[] = [];
     const sub = await reader.subscribe({ groupId: `reader-${randomUUID()}`, topics: ['user.events'], handle: async (m) => { seen.push(m.value?.toString() ?? ''); } });
     try {

@@ -15,7 +15,9 @@ import { dataOf, startTestStack, type TestStack, type TestUser } from '@crm/stac
 let stack: TestStack;
 const clients: Client[] = [];
 beforeAll(async () => {
-  stack = await startTestStack();
+  // The fan-out test holds 500 sockets for each of two users from one address: above the default
+  // per-user and per-IP caps (hostile-security.test.ts checks those).
+  stack = await startTestStack({ env: { SUBSCRIPTION_CONNECTIONS_PER_USER: '1000', SUBSCRIPTION_CONNECTIONS_PER_IP: '2000' } });
 }, 180_000);
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.dispose()));

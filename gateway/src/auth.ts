@@ -10,6 +10,8 @@ import { ROLES, type Identity, type PlatformConfig } from '@crm/kit';
 export interface VerifiedToken {
   identity: Identity;
   expiresAt: number;
+  /** The `tv` claim: tokens below the user's current version are revoked (../revocations.ts). */
+  tokenVersion: number;
 }
 
 export function bearerToken(header: string | undefined): string | undefined {
@@ -49,8 +51,9 @@ export function verifyAccessToken(token: string, config: PlatformConfig): Verifi
     throw unauthenticated(expired ? 'Access token expired' : 'Invalid access token');
   }
   const role = claims.role as Identity['role'];
-  if (!claims.sub || !ROLES.includes(role) || typeof claims.email !== 'string' || !claims.exp) {
+  const tv = claims.tv ?? 0;
+  if (!claims.sub || !ROLES.includes(role) || typeof claims.email !== 'string' || !claims.exp || !Number.isInteger(tv) || tv < 0) {
     throw unauthenticated('Invalid access token');
   }
-  return { identity: { userId: claims.sub, role, email: claims.email }, expiresAt: claims.exp * 1000 };
+  return { identity: { userId: claims.sub, role, email: claims.email }, expiresAt: claims.exp * 1000, tokenVersion: tv };
 }

@@ -4,7 +4,8 @@
  *
  * This replaces Apollo's RemoteGraphQLDataSource on the hot path (measured in bench/gateways):
  * - one pooled keep-alive undici client per subgraph instead of node-fetch;
- * - the signature is computed once per identity and reused while fresh, not per fetch;
+ * - every fetch is signed for this subgraph, the method and the exact body (kit identity.ts: a
+ *   header captured on the way cannot be replayed elsewhere or with another operation);
  * - identical query fetches in flight at once (same subgraph, document, variables and identity)
  *   share one HTTP round trip; each caller parses its own copy of the body. Mutations never share.
  */
@@ -12,15 +13,15 @@ import type { GraphQLDataSource, GraphQLDataSourceProcessOptions } from '@apollo
 import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
 import { GraphQLError } from 'graphql';
 import { Agent } from 'undici';
-import { signIdentity, type Identity } from '@crm/kit';
+import { signIdentity, signedTraceHeaders, subgraphFetchDuration, subgraphFetchErrors, type Identity } from '@crm/kit';
 
 export interface GatewayContext {
   identity: Identity | null;
+  /** The access token's `tv` claim (revocation checks). */
+  tokenVersion?: number;
   /** Set on the gateway's own resolution of a subscription event for a subscriber (not a client request). */
   liveSubscription?: boolean;
 }
-
-const SIGNATURE_REUSE_MS = 60_000; // subgraphs accept signatures up to 300 s old
 
 interface SubgraphResponse {
   status: number;
@@ -29,6 +30,8 @@ interface SubgraphResponse {
 }
 
 export interface SubgraphClientOptions {
+  /** The subgraph's name (supergraph.yaml): metrics, and signatures are bound to it. */
+  name: string;
   secret: string;
   /** Share identical in-flight query fetches (SUBGRAPH_DEDUPE). */
   dedupe: boolean;
@@ -41,7 +44,6 @@ export function createSubgraphAgent(): Agent {
 
 export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
   private readonly inFlight = new Map<string, Promise<SubgraphResponse>>();
-  private readonly signatures = new Map<string, { headers: Record<string, string>; at: number }>();
 
   private readonly origin: string;
   private readonly path: string;
@@ -62,23 +64,26 @@ export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
 
     let pending = key ? this.inFlight.get(key) : undefined;
     if (!pending) {
-      pending = this.send(body, this.signed(identityKey, identity));
+      // The trace context (the gateway.fetch span) goes with its own signature: see kit telemetry/tracing.ts.
+      pending = this.send(body, { ...signIdentity(identity, this.options.secret, { subgraph: this.options.name, method: 'POST', body }), ...signedTraceHeaders(this.options.secret) });
       if (key) {
         this.inFlight.set(key, pending);
         void pending.finally(() => this.inFlight.delete(key)).catch(() => undefined);
       }
     }
-    return toGraphQLResponse(await pending);
-  }
-
-  private signed(key: string, identity: Identity | null): Record<string, string> {
-    const now = Date.now();
-    const cached = this.signatures.get(key);
-    if (cached && now - cached.at < SIGNATURE_REUSE_MS) return cached.headers;
-    const headers = signIdentity(identity, this.options.secret, now);
-    if (this.signatures.size > 10_000) this.signatures.clear();
-    this.signatures.set(key, { headers, at: now });
-    return headers;
+    const subgraph = this.options.name ?? 'unknown';
+    const started = performance.now();
+    let response: GatewayGraphQLResponse;
+    try {
+      response = toGraphQLResponse(await pending);
+    } catch (err) {
+      subgraphFetchErrors.inc({ subgraph, kind: 'network' });
+      throw err;
+    } finally {
+      subgraphFetchDuration.observe({ subgraph }, (performance.now() - started) / 1000);
+    }
+    if (response.errors?.length) subgraphFetchErrors.inc({ subgraph, kind: 'graphql' });
+    return response;
   }
 
   private async send(body: string, identityHeaders: Record<string, string>): Promise<SubgraphResponse> {

@@ -2,11 +2,12 @@
  * The gateway on its own (containers, real services): serves SUPERGRAPH_PATH on PORT, with the
  * event bus (Kafka when KAFKA_BROKERS is set) for live subscriptions and the deleted-user denylist.
  */
-import { ALL_TOPICS, createBus, createLogger, readConfig } from '@crm/kit';
+import { setupTelemetry, ALL_TOPICS, createBus, createLogger, readConfig } from '@crm/kit';
 import { startGateway } from './server';
 
 async function main() {
   const config = readConfig();
+  const telemetry = setupTelemetry({ serviceName: 'crm-gateway', config });
   const logger = createLogger('gateway', config.LOG_LEVEL);
   const bus = createBus(config, 'crm-gateway', logger);
   await bus.prepare(ALL_TOPICS);
@@ -15,6 +16,7 @@ async function main() {
     void gateway
       .stop()
       .then(() => bus.close())
+      .then(() => telemetry.shutdown())
       .then(() => process.exit(0));
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);

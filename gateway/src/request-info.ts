@@ -31,5 +31,7 @@ export function clientIp(req: IncomingMessage, trustProxyHops: number): string {
   if (trustProxyHops <= 0) return socket;
   const header = req.headers['x-forwarded-for'];
   const hops = (Array.isArray(header) ? header.join(',') : header ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  return hops[hops.length - trustProxyHops] ?? hops[0] ?? socket;
+  // A chain shorter than our proxies means the request did not come through them all: the socket's
+  // address, never the leftmost entry (which the client wrote).
+  return hops.length >= trustProxyHops ? hops[hops.length - trustProxyHops]! : socket;
 }

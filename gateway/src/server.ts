@@ -48,7 +48,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   const subgraphAgent = createSubgraphAgent();
   const gateway = new ApolloGateway({
     logger,
-    buildService: ({ url }) => new SubgraphClient(url ?? '', { secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent }),
+    buildService: ({ name, url }) => new SubgraphClient(url ?? '', { name, secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent }),
     supergraphSdl: async ({ update }) => {
       if (options.supergraphSdl) {
         currentSdl = options.supergraphSdl;
@@ -97,7 +97,9 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     const header = req.headers.authorization;
     const token = bearerToken(header);
     if (header && !token) throw unauthenticated('Authorization must be "Bearer <access token>"');
-    const ctx = await contextFor(req, token ? verifyAccessToken(token, config).identity : null);
+    const verified = token ? verifyAccessToken(token, config) : undefined;
+    const ctx = await contextFor(req, verified?.identity ?? null);
+    if (verified) ctx.tokenVersion = verified.tokenVersion;
     bindRequest(ctx, req, res, config.TRUST_PROXY_HOPS);
     for (const f of features) await f.extendContext?.(req, res, ctx);
     return ctx;
@@ -108,6 +110,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     context,
     ...(config.INBOUND_DEDUPE ? { dedupeKey: inboundDedupeKey } : {}),
     maxBodyBytes: config.MAX_BODY_BYTES,
+    service: 'gateway',
     onError: (err) => logger.error({ err }, 'request failed'),
     before: async (req, res) => {
       for (const f of features) if (f.before && (await f.before(req, res))) return true;

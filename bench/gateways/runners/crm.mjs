@@ -128,12 +128,11 @@ async function buildConfig(gw) {
   }
   if (typeof readConfig !== 'function') return undefined;
   const { port, host } = listenOptions();
-  const secret = randomBytes(24).toString('hex');
   const overrides = {
     NODE_ENV: 'production',
     LOG_LEVEL: 'warn',
-    INTERNAL_SECRET: secret,
-    JWT_SECRET: secret,
+    INTERNAL_SECRET: randomBytes(32).toString('hex'),
+    JWT_SECRET: randomBytes(32).toString('hex'),
     RATE_LIMIT_POINTS: '1000000000',
     // The benchmark query's estimated cost (~350k) is far above the default
     // MAX_COST; the estimate is still computed on every request.

@@ -1,6 +1,8 @@
 /** The gateway's features, in order. Each is its own module; add one line per feature here. */
 import type { Redis } from 'ioredis';
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { EventBus, Logger, PlatformConfig } from '@crm/kit';
+import { Revocations } from '../revocations';
 import type { GatewayFeature } from './feature';
 import { useLandingPage } from './landing-page';
 import { useSecurityHeaders } from './security-headers';
@@ -8,9 +10,10 @@ import { useCors } from './cors';
 import { useOperationLimits } from './operation-limits';
 import { usePersistedDocuments } from './persisted-documents';
 import { useTokenDenylist } from './token-denylist';
-import { useRateLimits } from './rate-limit';
+import { createRateBudget, useRateLimits } from './rate-limit';
 import { useLoginProtection } from './login-protection';
 import { useSubscriptions } from './subscriptions';
+import { useTelemetry } from './telemetry';
 
 export interface FeatureOptions {
   config: PlatformConfig;
@@ -18,10 +21,20 @@ export interface FeatureOptions {
   bus: EventBus | undefined;
   /** Shared Redis connection when REDIS_URL is set (outage policy in ../redis.ts). */
   redis?: Redis;
+  /** Revoked access tokens, shared by HTTP (token-denylist) and WebSocket (subscriptions). */
+  revocations: Revocations;
+  /** The rate-limit budget, charged by HTTP operations and by WebSocket subscribes. */
+  rateBudget: RateLimiterAbstract;
 }
 
-export function gatewayFeatures(options: FeatureOptions): GatewayFeature[] {
+export function gatewayFeatures(base: Omit<FeatureOptions, 'revocations' | 'rateBudget'>): GatewayFeature[] {
+  const options: FeatureOptions = {
+    ...base,
+    revocations: new Revocations(base.config, base.logger, base.redis),
+    rateBudget: createRateBudget(base.config, base.redis),
+  };
   return [
+    useTelemetry(),
     useSecurityHeaders(options),
     useCors(options),
     useLandingPage(options),

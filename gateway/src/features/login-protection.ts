@@ -1,7 +1,8 @@
 /**
  * Login brute-force protection at the gateway (rate-limiter-flexible's "login endpoint
  * protection" recipe). The login resolver lives in the auth subgraph, so the gateway finds the
- * `login` field in the operation and its email (inline or variable), refuses it while one of
+ * `login` field in the operation and its email (the coerced argument: inline, variable or a
+ * variable's default; a login whose email cannot be determined is refused), refuses it while one of
  * these is blocked, and learns the outcome from the response:
  * - per account+IP: LOGIN_FAILS_PER_ACCOUNT_IP failures in LOGIN_FAILS_WINDOW_SECONDS;
  * - per IP: LOGIN_FAILS_PER_IP_PER_DAY failures a day (any accounts), blocked for a day;
@@ -12,7 +13,10 @@
  * LOGIN_BLOCK_SECONDS at a time). A success clears the account+IP and the account counters. One
  * login per operation (aliases would multiply guesses per request).
  */
-import { GraphQLError, Kind, type FragmentDefinitionNode, type OperationDefinitionNode, type SelectionSetNode } from 'graphql';
+import {
+  GraphQLError, Kind, getArgumentValues, getVariableValues, type FragmentDefinitionNode, type GraphQLSchema,
+  type OperationDefinitionNode, type SelectionSetNode,
+} from 'graphql';
 import { createLimiter, RateLimiterRes } from '../limiter';
 import { redisPrefix } from '../redis';
 import { requestOf } from '../request-info';
@@ -24,8 +28,16 @@ interface LoginCall {
   email: string | undefined;
 }
 
-function loginCalls(operation: OperationDefinitionNode, fragments: Record<string, FragmentDefinitionNode>, variables: Record<string, unknown>): LoginCall[] {
+/**
+ * The login fields of a mutation with their email as the resolver will see it: arguments coerced
+ * against the schema with the request's variables (inline values, variables and variable defaults
+ * alike), so no spelling of the operation slips past the counters.
+ */
+function loginCalls(schema: GraphQLSchema, operation: OperationDefinitionNode, fragments: Record<string, FragmentDefinitionNode>, rawVariables: Record<string, unknown>): LoginCall[] {
   if (operation.operation !== 'mutation') return [];
+  const field = schema.getMutationType()?.getFields().login;
+  if (!field) return [];
+  const variables = getVariableValues(schema, operation.variableDefinitions ?? [], rawVariables).coerced ?? {};
   const calls: LoginCall[] = [];
   const walk = (set: SelectionSetNode, seen: Set<string>) => {
     for (const sel of set.selections) {
@@ -34,10 +46,12 @@ function loginCalls(operation: OperationDefinitionNode, fragments: Record<string
         const frag = fragments[sel.name.value];
         if (frag && !seen.has(sel.name.value)) walk(frag.selectionSet, new Set(seen).add(sel.name.value));
       } else if (sel.name.value === 'login') {
-        const arg = sel.arguments?.find((a) => a.name.value === 'email')?.value;
         let email: unknown;
-        if (arg?.kind === Kind.STRING) email = arg.value;
-        else if (arg?.kind === Kind.VARIABLE) email = variables[arg.name.value];
+        try {
+          email = getArgumentValues(field, sel, variables).email;
+        } catch {
+          email = undefined;
+        }
         calls.push({ responseKey: sel.alias?.value ?? 'login', email: typeof email === 'string' ? email.trim().toLowerCase() : undefined });
       }
     }
@@ -46,7 +60,8 @@ function loginCalls(operation: OperationDefinitionNode, fragments: Record<string
   return calls;
 }
 
-export function useLoginProtection({ config, redis }: FeatureOptions): GatewayFeature {
+export function useLoginProtection({ config, logger, redis }: FeatureOptions): GatewayFeature {
+  let proxyWarned = false;
   const prefix = `${redisPrefix(config)}login`;
   const block = config.LOGIN_BLOCK_SECONDS;
   const byAccountIp = createLimiter(redis, { keyPrefix: `${prefix}:acct-ip`, points: config.LOGIN_FAILS_PER_ACCOUNT_IP, duration: config.LOGIN_FAILS_WINDOW_SECONDS });
@@ -63,20 +78,28 @@ export function useLoginProtection({ config, redis }: FeatureOptions): GatewayFe
     apolloPlugins: [
       {
         async requestDidStart({ contextValue }) {
-          const ip = requestOf(contextValue)?.ip ?? 'unknown';
+          const info = requestOf(contextValue);
+          const ip = info?.ip ?? 'unknown';
+          if (!proxyWarned && config.TRUST_PROXY_HOPS === 0 && info?.req.headers['x-forwarded-for']) {
+            proxyWarned = true;
+            logger.warn('requests carry X-Forwarded-For but TRUST_PROXY_HOPS=0: behind a proxy every client shares one IP bucket (one day of per-IP login blocks for all); set TRUST_PROXY_HOPS');
+          }
           let call: LoginCall | undefined;
           return {
-            async didResolveOperation({ operation, document, request }) {
+            async didResolveOperation({ operation, document, request, schema }) {
               if (!operation) return;
               const fragments: Record<string, FragmentDefinitionNode> = {};
               for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments[d.name.value] = d;
-              const calls = loginCalls(operation, fragments, request.variables ?? {});
+              const calls = loginCalls(schema, operation, fragments, request.variables ?? {});
               if (calls.length === 0) return;
               if (calls.length > 1) {
                 throw new GraphQLError('At most one login per request', { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } });
               }
               call = calls[0];
-              if (!call?.email) return;
+              if (!call?.email) {
+                call = undefined;
+                throw new GraphQLError('The login email could not be determined', { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } });
+              }
               const email = call.email;
               const states = await Promise.all(limits.map((l) => l.limiter.get(l.key(email, ip)).catch(() => null)));
               let retry = 0;

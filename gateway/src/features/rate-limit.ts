@@ -12,7 +12,9 @@
  * limit is always on.
  */
 import { GraphQLError } from 'graphql';
+import { gatewayRefusals } from '@crm/kit';
 import { estimateCost, pointsFor } from '../cost';
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { createLimiter, rateLimitHeaders, RateLimiterRes } from '../limiter';
 import { redisPrefix } from '../redis';
 import { requestOf } from '../request-info';
@@ -24,10 +26,14 @@ export function rateLimitsEnabled(config: FeatureOptions['config']): boolean {
   return v === undefined ? config.NODE_ENV !== 'test' : ['true', '1', 'yes'].includes(v);
 }
 
-export function useRateLimits({ config, logger, redis }: FeatureOptions): GatewayFeature {
+/** The per-user / per-IP budget; one instance shared by HTTP operations and WebSocket subscribes. */
+export function createRateBudget(config: FeatureOptions['config'], redis: FeatureOptions['redis']): RateLimiterAbstract {
+  return createLimiter(redis, { keyPrefix: `${redisPrefix(config)}rl`, points: config.RATE_LIMIT_POINTS, duration: config.RATE_LIMIT_WINDOW_SECONDS });
+}
+
+export function useRateLimits({ config, logger, redis, rateBudget: limiter }: FeatureOptions): GatewayFeature {
   const enabled = rateLimitsEnabled(config);
   const limit = config.RATE_LIMIT_POINTS;
-  const limiter = createLimiter(redis, { keyPrefix: `${redisPrefix(config)}rl`, points: limit, duration: config.RATE_LIMIT_WINDOW_SECONDS });
 
   const consume = async (key: string, points: number, setHeader: (name: string, value: string) => void): Promise<void> => {
     try {
@@ -40,6 +46,7 @@ export function useRateLimits({ config, logger, redis }: FeatureOptions): Gatewa
         return;
       }
       const headers = rateLimitHeaders(limit, err, true);
+      gatewayRefusals.inc({ reason: 'rate_limited' });
       for (const [n, v] of Object.entries(headers)) setHeader(n, v);
       throw new GraphQLError(`Rate limit exceeded: ${limit} points per ${config.RATE_LIMIT_WINDOW_SECONDS} s (RATE_LIMIT_POINTS); retry in ${headers['Retry-After']} s`, {
         extensions: { code: 'RATE_LIMITED', retryAfter: Number(headers['Retry-After']), http: { status: 429, headers: new Map(Object.entries(headers)) } },
@@ -69,6 +76,7 @@ export function useRateLimits({ config, logger, redis }: FeatureOptions): Gatewa
               const cost = operation ? estimateCost(schema, document, operation, request.variables ?? {}) : 0;
               if (cost > config.MAX_COST) {
                 charged = true; // refused before running: no points
+                gatewayRefusals.inc({ reason: 'cost_limit' });
                 throw new GraphQLError(`Operation cost ${cost} exceeds the limit of ${config.MAX_COST} (MAX_COST)`, {
                   extensions: { code: 'COST_LIMIT_EXCEEDED', cost, maxCost: config.MAX_COST, http: { status: 400 } },
                 });

@@ -1,36 +1,22 @@
 /**
- * Deleted users' access tokens stop working at once instead of when they expire. Every gateway
- * replica consumes user.events with its own consumer group (from the latest offset) and, on
- * user.deleted, denies that user id for ACCESS_TOKEN_TTL_SECONDS (by then every token issued
- * before the deletion has expired): in memory, and in Redis when REDIS_URL is set so a replica
- * started later also knows. A request with a denied user's token gets UNAUTHENTICATED (401).
+ * Revoked access tokens stop working at once instead of when they expire. Every gateway replica
+ * consumes user.events with its own consumer group and records in ../revocations.ts:
+ *  - user.deleted: every token of the user;
+ *  - user.updated / user.logout with a `tokenVersion`: tokens with a lower `tv` claim (a role or
+ *    active-status change, a logout).
+ * With Redis the records are shared (a replica started later reads them) and the consumer starts
+ * at the latest offset; without Redis it reads user.events from the beginning (retention is far
+ * longer than ACCESS_TOKEN_TTL_SECONDS). A request with a revoked token gets UNAUTHENTICATED (401);
+ * the subscriptions feature closes the user's sockets (4403).
  */
 import { randomUUID } from 'node:crypto';
 import { TOPICS, isEvent, parseEnvelope, type Subscription } from '@crm/kit';
 import { unauthenticated } from '../auth';
-import { redisPrefix } from '../redis';
 import type { GatewayFeature } from './feature';
 import type { FeatureOptions } from '.';
 
-export function useTokenDenylist({ config, logger, bus, redis }: FeatureOptions): GatewayFeature {
-  const ttl = config.ACCESS_TOKEN_TTL_SECONDS;
-  const prefix = `${redisPrefix(config)}deny:`;
-  const denied = new Map<string, number>();
+export function useTokenDenylist({ logger, bus, redis, revocations }: FeatureOptions): GatewayFeature {
   let subscription: Subscription | undefined;
-
-  const deny = async (userId: string) => {
-    const now = Date.now();
-    for (const [id, until] of denied) if (until <= now) denied.delete(id);
-    denied.set(userId, now + ttl * 1000);
-    if (redis) await redis.set(prefix + userId, '1', 'EX', ttl).catch((err: Error) => logger.warn({ err: err.message }, 'denylist: redis write failed'));
-  };
-
-  const isDenied = async (userId: string): Promise<boolean> => {
-    const until = denied.get(userId);
-    if (until !== undefined && until > Date.now()) return true;
-    if (!redis || redis.status !== 'ready') return false;
-    return (await redis.exists(prefix + userId).catch(() => 0)) === 1;
-  };
 
   return {
     name: 'token-denylist',
@@ -39,7 +25,7 @@ export function useTokenDenylist({ config, logger, bus, redis }: FeatureOptions)
       subscription = await bus.subscribe({
         groupId: `gateway-denylist-${randomUUID()}`,
         topics: [TOPICS.user],
-        fromLatest: true,
+        fromLatest: redis !== undefined,
         handle: async (message) => {
           let event;
           try {
@@ -48,14 +34,18 @@ export function useTokenDenylist({ config, logger, bus, redis }: FeatureOptions)
             return; // not ours to dead-letter: the domain consumers do
           }
           if (isEvent(event, 'user.deleted')) {
-            await deny(event.data.userId);
-            logger.info({ userId: event.data.userId }, 'denylist: access tokens of a deleted user refused');
+            await revocations.revoke(event.data.userId, { deleted: true });
+            logger.info({ userId: event.data.userId }, 'revocations: access tokens of a deleted user refused');
+          } else if ((isEvent(event, 'user.updated') || isEvent(event, 'user.logout')) && event.data.tokenVersion !== undefined) {
+            await revocations.revoke(event.data.userId, { minVersion: event.data.tokenVersion });
           }
         },
       });
     },
     async extendContext(_req, _res, context) {
-      if (context.identity && (await isDenied(context.identity.userId))) throw unauthenticated('Access token revoked: the user was deleted');
+      if (!context.identity) return;
+      const revoked = await revocations.revoked(context.identity.userId, context.tokenVersion ?? 0);
+      if (revoked) throw unauthenticated(revoked);
     },
     async ready(): Promise<Record<string, boolean>> {
       return bus ? { denylist: subscription?.active() ?? false } : {};

@@ -36,6 +36,12 @@ const envSchema = z.object({
   JWT_AUDIENCE: z.string().default('crm-api'),
   ACCESS_TOKEN_TTL_SECONDS: z.coerce.number().int().min(10).max(86_400).default(900),
   REFRESH_TOKEN_TTL_SECONDS: z.coerce.number().int().min(60).default(30 * 86_400),
+  /**
+   * Who may create an account with `register`: open (anyone; development), approval (the account
+   * stays inactive until an ADMIN approves it; the production default), closed (refused: an ADMIN
+   * creates accounts with createUser).
+   */
+  REGISTRATION_POLICY: z.enum(['open', 'approval', 'closed']).optional(),
   ADMIN_EMAIL: optionalString,
   ADMIN_PASSWORD: optionalString,
 
@@ -63,6 +69,11 @@ const envSchema = z.object({
   /** Bytes buffered on a subscriber's socket beyond which it is closed as too slow. */
   SUBSCRIPTION_MAX_BUFFERED_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
   SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(1).default(20),
+  /** WebSocket connections one user (SUBSCRIPTION_CONNECTIONS_PER_USER) or one client IP may hold open on a gateway replica. */
+  SUBSCRIPTION_CONNECTIONS_PER_USER: z.coerce.number().int().min(1).default(10),
+  SUBSCRIPTION_CONNECTIONS_PER_IP: z.coerce.number().int().min(1).default(100),
+  /** Distinct subscriptions of one user resolved for one event; beyond it the event is not delivered to the rest. */
+  SUBSCRIPTION_RESOLUTIONS_PER_USER_PER_EVENT: z.coerce.number().int().min(1).default(20),
   /** Entity resolutions (federated queries) run at once for one event. */
   SUBSCRIPTION_RESOLVE_CONCURRENCY: z.coerce.number().int().min(1).default(16),
 
@@ -83,7 +94,7 @@ const envSchema = z.object({
   /** Connections per subgraph database (per process): mind Postgres max_connections × replicas. */
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
   /** Read-through calls to another subgraph (read-your-writes across domains): timeout per call. */
-  PEER_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(2000),
+  PEER_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(5000),
   OUTBOX_POLL_MS: z.coerce.number().int().min(10).default(500),
   /** Largest event (envelope JSON bytes) accepted at write time; the relay's batches stay below it too. 1 MB: a cloud broker's limit. */
   EVENT_MAX_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
@@ -121,12 +132,23 @@ const envSchema = z.object({
   TRUSTED_DOCUMENTS_PATH: z.string().default('clients/persisted-operations.json'),
   /** Reverse proxies in front of the gateway: the client IP is the X-Forwarded-For entry this many hops from the right. */
   TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
+  /** Telemetry (README "Telemetry"): spans are exported only when an OTLP endpoint (or OTEL_TRACES_EXPORTER=console) is set. */
+  OTEL_SDK_DISABLED: bool,
+  OTEL_TRACES_EXPORTER: z.enum(['otlp', 'console', 'none', '']).default(''),
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalString,
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: optionalString,
+  OTEL_SERVICE_NAME: optionalString,
+  /** Read by the OpenTelemetry SDK itself (listed so they are known and checked): always_on, parentbased_traceidratio, … */
+  OTEL_TRACES_SAMPLER: optionalString,
+  OTEL_TRACES_SAMPLER_ARG: optionalString,
 });
 
 export type Env = z.infer<typeof envSchema>;
 
 export interface PlatformConfig extends Env {
   production: boolean;
+  /** REGISTRATION_POLICY, defaulted: open outside production, approval in production. */
+  registrationPolicy: 'open' | 'approval' | 'closed';
   introspection: boolean;
   sandbox: boolean;
 }
@@ -141,11 +163,42 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   }
   const c = parsed.data;
   const production = c.NODE_ENV === 'production';
-  if (production && (c.INTERNAL_SECRET === DEV_SECRET || c.JWT_SECRET === DEV_SECRET)) {
-    throw new ConfigError('INTERNAL_SECRET and JWT_SECRET must be set (32+ characters) in production');
-  }
+  if (production) checkProductionSecrets(c);
   const flag = (v: string | undefined, dflt: boolean) => (v === undefined ? dflt : ['true', '1', 'yes'].includes(v));
-  return { ...c, production, introspection: flag(c.INTROSPECTION, !production), sandbox: flag(c.SANDBOX, !production) };
+  return {
+    ...c,
+    production,
+    introspection: flag(c.INTROSPECTION, !production),
+    sandbox: flag(c.SANDBOX, !production),
+    registrationPolicy: c.REGISTRATION_POLICY ?? (production ? 'approval' : 'open'),
+  };
+}
+
+/** Words that mark a value someone was meant to replace (compose files, READMEs, examples). */
+const PLACEHOLDER = /change.?me|changeme|dev.?only|placeholder|example|default|secret|passw(or)?d|todo|xxx|replace|insecure|123456/i;
+/** A random secret of 32+ characters has far more distinct characters than this. */
+const MIN_DISTINCT_CHARS = 10;
+
+function placeholderLike(value: string): boolean {
+  return PLACEHOLDER.test(value) || new Set(value).size < MIN_DISTINCT_CHARS;
+}
+
+/**
+ * Production refuses secrets anyone could guess: unset (the development default), placeholder-looking
+ * (e.g. compose's old `change-me-…` fallbacks) or repetitive, and one key used for two purposes
+ * (whoever holds INTERNAL_SECRET could otherwise mint access tokens, and the reverse).
+ */
+function checkProductionSecrets(c: Env): void {
+  const problems: string[] = [];
+  for (const key of ['INTERNAL_SECRET', 'JWT_SECRET'] as const) {
+    if (c[key] === DEV_SECRET) problems.push(`${key} must be set (32+ random characters) in production`);
+    else if (placeholderLike(c[key])) problems.push(`${key} looks like a placeholder or is not random; use 32+ random characters (e.g. openssl rand -hex 32)`);
+  }
+  if (c.INTERNAL_SECRET === c.JWT_SECRET) problems.push('INTERNAL_SECRET and JWT_SECRET must differ');
+  if (c.ADMIN_PASSWORD && (PLACEHOLDER.test(c.ADMIN_PASSWORD) || c.ADMIN_PASSWORD.length < 12)) {
+    problems.push('ADMIN_PASSWORD looks like a placeholder or is shorter than 12 characters');
+  }
+  if (problems.length > 0) throw new ConfigError(`Invalid production configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
 }
 
 /** Per-subgraph database URL: <NAME>_DATABASE_URL wins, else POSTGRES_URL with database <prefix><name>. */

@@ -1,7 +1,8 @@
 /**
  * One initORM for every subgraph: its own database, on real Postgres (crm_<name>, created if
  * missing) or, in embedded mode, on PGlite served over a local socket so that the ordinary
- * Postgres driver — the production code path — talks to it. Migrations run on open.
+ * Postgres driver — the production code path — talks to it. Migrations run on open, under a
+ * Postgres advisory lock, so replicas starting at once against an empty database migrate once.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
@@ -87,7 +88,8 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     else statements += 1;
   });
   const migrator = orm.getMigrator();
-  const ran = await migrator.up();
+  // PGlite serves this process alone; on a shared Postgres the replicas of a subgraph take turns.
+  const ran = closeEmbedded ? await migrator.up() : await withMigrationLock(clientUrl, logger, () => migrator.up());
   if (ran.length > 0) logger.info({ migrations: ran.map((m) => m.name) }, 'migrations applied');
   return {
     orm,
@@ -99,6 +101,30 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
       if (closeEmbedded) await closeEmbedded();
     },
   };
+}
+
+/** Advisory lock key of migrations; advisory locks are per database, so one key serves every subgraph. */
+export const MIGRATION_LOCK = 727_000;
+
+/**
+ * Runs `fn` holding a session-level advisory lock on the database of `url`, taken on a connection
+ * of its own: a replica that starts while another migrates waits, then finds nothing pending.
+ */
+export async function withMigrationLock<T>(url: string, logger: Logger, fn: () => Promise<T>): Promise<T> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    const [first] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [MIGRATION_LOCK])).rows;
+    if (!first?.ok) {
+      logger.info('another replica is migrating this database; waiting for it');
+      await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    }
+    return await fn();
+  } finally {
+    // Closing the session releases the lock too; unlock first so the next replica goes at once.
+    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+    await client.end().catch(() => undefined);
+  }
 }
 
 /** CREATE DATABASE when missing; concurrent starters may race, so "already exists" is fine. */

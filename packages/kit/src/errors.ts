@@ -11,11 +11,12 @@ export type ErrorCode =
   | 'NOT_FOUND'
   | 'CONFLICT'
   | 'RATE_LIMITED'
+  | 'PENDING_APPROVAL'
   | 'SERVICE_UNAVAILABLE'
   | 'INTERNAL_SERVER_ERROR';
 
 export const PUBLIC_CODES: ReadonlySet<string> = new Set([
-  'UNAUTHENTICATED', 'FORBIDDEN', 'BAD_USER_INPUT', 'NOT_FOUND', 'CONFLICT', 'RATE_LIMITED',
+  'UNAUTHENTICATED', 'FORBIDDEN', 'BAD_USER_INPUT', 'NOT_FOUND', 'CONFLICT', 'RATE_LIMITED', 'PENDING_APPROVAL',
   'GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_REQUEST', 'OPERATION_RESOLUTION_FAILURE',
   'PERSISTED_QUERY_NOT_FOUND', 'PERSISTED_QUERY_NOT_SUPPORTED', 'COST_LIMIT_EXCEEDED', 'PAYLOAD_TOO_LARGE',
   'SERVICE_UNAVAILABLE',
@@ -29,6 +30,8 @@ export const unauthenticated = (message = 'Authentication required') => error('U
 export const forbidden = (message = 'Not allowed') => error('FORBIDDEN', message);
 export const notFound = (what: string, id?: string) => error('NOT_FOUND', `${what} not found`, id ? { id } : {});
 export const conflict = (message: string) => error('CONFLICT', message);
+/** A registration received under REGISTRATION_POLICY=approval: the account waits for an ADMIN. */
+export const pendingApproval = (message: string) => error('PENDING_APPROVAL', message);
 export const badInput = (message: string, field?: string) => error('BAD_USER_INPUT', message, field ? { field } : {});
 export const unavailable = (message: string) => error('SERVICE_UNAVAILABLE', message);
 export const rateLimited = (message: string, retryAfterSeconds: number) =>

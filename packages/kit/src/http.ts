@@ -5,6 +5,9 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { HeaderMap, type ApolloServer, type BaseContext } from '@apollo/server';
+import type { Context } from '@opentelemetry/api';
+import { inServerSpan } from './telemetry/graphql';
+import { METRICS_PATH, serveMetrics } from './telemetry/metrics';
 
 export type Route = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
@@ -22,6 +25,10 @@ export interface GraphQLHttpOptions<C extends BaseContext> {
    * key for a request (raw body and the headers that decide the answer), or undefined to run it alone.
    */
   dedupeKey?: (req: IncomingMessage, rawBody: string) => string | undefined;
+  /** Names the server spans (telemetry). */
+  service?: string;
+  /** The trace context a request continues (subgraphs: the gateway's, when signed); none: a new trace. */
+  traceContext?: (req: IncomingMessage) => Context | undefined;
 }
 
 interface FinishedResponse {
@@ -57,6 +64,13 @@ export function sendGraphQLError(res: ServerResponse, status: number, code: stri
   sendJson(res, status, { errors: [{ message, extensions: { code } }] }, headers);
 }
 
+const rawBodies = new WeakMap<IncomingMessage, string>();
+
+/** The raw body of a request the GraphQL handler has read ('' before that, or for GET). */
+export function rawBodyOf(req: IncomingMessage): string {
+  return rawBodies.get(req) ?? '';
+}
+
 export function readBody(req: IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0);
@@ -85,11 +99,14 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
 export function createGraphQLHandler<C extends BaseContext>(options: GraphQLHttpOptions<C>) {
   const path = options.path ?? '/graphql';
   const inFlight = new Map<string, Promise<FinishedResponse | undefined>>();
-  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const service = options.service ?? 'graphql';
+  return (req: IncomingMessage, res: ServerResponse): Promise<void> =>
+    inServerSpan(req, res, service, path, options.traceContext?.(req), () => handle(req, res));
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       if (options.before && (await options.before(req, res))) return;
       const url = new URL(req.url ?? '/', 'http://localhost');
-      const route = options.routes?.[url.pathname];
+      const route = options.routes?.[url.pathname] ?? (url.pathname === METRICS_PATH ? serveMetrics : undefined);
       if (route) return void (await route(req, res));
       if (url.pathname !== path) return sendJson(res, 404, { error: 'not found' });
 
@@ -101,6 +118,7 @@ export function createGraphQLHandler<C extends BaseContext>(options: GraphQLHttp
       let shareKey: string | undefined;
       if (req.method === 'POST') {
         const raw = await readBody(req, options.maxBodyBytes);
+        rawBodies.set(req, raw); // signature checks bind to the exact body (identity.ts)
         shareKey = options.dedupeKey?.(req, raw);
         if (shareKey !== undefined) {
           const leader = inFlight.get(shareKey);
@@ -165,7 +183,7 @@ export function createGraphQLHandler<C extends BaseContext>(options: GraphQLHttp
       if (!res.headersSent) sendGraphQLError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error');
       else res.end();
     }
-  };
+  }
 }
 
 export async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void, port: number, host: string): Promise<{ server: Server; port: number }> {

@@ -22,4 +22,5 @@ export * from './batch';
 export * from './testing';
 export * from './cache';
 export * from './directories/customer-directory';
+export * from './telemetry';
 export * from './peers';

@@ -24,6 +24,13 @@ export class KitMigration20261122000000 extends Migration {
   }
 }
 
+/** The outbox keeps the W3C traceparent of the span that staged each event (telemetry). */
+export class KitMigration20261129000000 extends Migration {
+  override async up(): Promise<void> {
+    this.addSql('ALTER TABLE outbox ADD COLUMN IF NOT EXISTS traceparent text');
+  }
+}
+
 /**
  * Order and versions from the database: each outbox row gets, when inserted, the next version of
  * its aggregate (topic + key; the counter row is locked until commit, so one aggregate's versions
@@ -31,7 +38,7 @@ export class KitMigration20261122000000 extends Migration {
  * The version is also written into the envelope (aggregateVersion). Rows that can never be
  * published are parked (failed_at) and skipped; attempts and last_error say why.
  */
-export class KitMigration20261129000000 extends Migration {
+export class KitMigration20261129000100 extends Migration {
   override async up(): Promise<void> {
     this.addSql('CREATE SEQUENCE IF NOT EXISTS outbox_seq');
     this.addSql('ALTER TABLE outbox ADD COLUMN IF NOT EXISTS seq bigint, ADD COLUMN IF NOT EXISTS aggregate_version bigint, ADD COLUMN IF NOT EXISTS failed_at timestamptz');
@@ -65,4 +72,5 @@ export class KitMigration20261129000000 extends Migration {
 export const kitMigrations = [
   { name: 'Kit20261122000000', class: KitMigration20261122000000 },
   { name: 'Kit20261129000000', class: KitMigration20261129000000 },
+  { name: 'Kit20261129000100', class: KitMigration20261129000100 },
 ];

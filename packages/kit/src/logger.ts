@@ -1,15 +1,21 @@
 import pino from 'pino';
+import { logContext } from './telemetry/tracing';
 
 export type Logger = pino.Logger;
 
-/** One JSON logger per service; secrets are redacted wherever they appear by name. */
-export function createLogger(service: string, level: string): Logger {
-  return pino({
+/**
+ * One JSON logger per service; secrets are redacted wherever they appear by name. Lines written
+ * inside a traced request or event carry trace_id, span_id and the event's correlation_id.
+ */
+export function createLogger(service: string, level: string, destination?: pino.DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     name: service,
     level,
+    mixin: logContext,
     redact: {
       paths: ['password', '*.password', 'authorization', '*.authorization', 'refreshToken', '*.refreshToken', 'accessToken', '*.accessToken'],
       censor: '[redacted]',
     },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

@@ -8,6 +8,7 @@
  */
 import { unavailable } from './errors';
 import { signIdentity, type Identity } from './identity';
+import { signedTraceHeaders } from './telemetry/tracing';
 import type { Logger } from './logger';
 
 /** Who the read-through calls as: the platform itself, with every read right of an ADMIN. */
@@ -44,10 +45,15 @@ export function createPeers(options: PeersOptions): Peers {
       const started = Date.now();
       let body: { data?: { _entities?: (T | null)[] }; errors?: { message: string }[] };
       try {
+        const payload = JSON.stringify({ query, variables: { r: [{ __typename: typename, id }] } });
         const res = await fetch(url, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', ...signIdentity(SYSTEM_IDENTITY, options.secret) },
-          body: JSON.stringify({ query, variables: { r: [{ __typename: typename, id }] } }),
+          headers: {
+            'content-type': 'application/json',
+            ...signIdentity(SYSTEM_IDENTITY, options.secret, { subgraph, method: 'POST', body: payload }),
+            ...signedTraceHeaders(options.secret),
+          },
+          body: payload,
           signal: AbortSignal.timeout(options.timeoutMs),
         });
         body = (await res.json()) as typeof body;

@@ -15,7 +15,7 @@ import type { EntityManager, EntitySchema } from '@mikro-orm/postgresql';
 import type { PlatformConfig } from './config';
 import { inBackground, openDatabase, type Database, type MigrationEntry } from './db';
 import { maskError } from './errors';
-import { closeServer, createGraphQLHandler, listen, sendJson, sendReadiness } from './http';
+import { closeServer, createGraphQLHandler, listen, rawBodyOf, sendJson, sendReadiness } from './http';
 import { IDENTITY_HEADER, SIGNATURE_HEADER, verifyIdentity, type Identity } from './identity';
 import { createLogger, type Logger } from './logger';
 import { createPeers, type Peers } from './peers';
@@ -25,7 +25,11 @@ import { InboxRecordSchema } from './events/inbox';
 import { OutboxMessageSchema, stageEvent, type EventCause } from './events/outbox';
 import { kitMigrations } from './kit-migration';
 import { startRelay, type Relay } from './events/relay';
-import { startConsumer, type Consumer, type EventHandlers } from './events/consumer';
+import { consumerGroup, startConsumer, type Consumer, type EventHandlers } from './events/consumer';
+import { EVENTS } from './events/catalogue';
+import { graphqlTelemetryPlugin, traceResolvers } from './telemetry/graphql';
+import { watchConsumerLag, watchOutbox } from './telemetry/events';
+import { signedTraceContext } from './telemetry/tracing';
 import { eventRetentionJob } from './events/retention';
 
 export interface RequestContext<L = unknown> {
@@ -119,13 +123,13 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
   });
 
   const apollo = new ApolloServer<RequestContext<L>>({
-    schema: buildSubgraphSchema([{ typeDefs: loadTypeDefs(def.schemaPath), resolvers: def.resolvers as never }]),
+    schema: buildSubgraphSchema([{ typeDefs: loadTypeDefs(def.schemaPath), resolvers: traceResolvers(def.name, def.resolvers) as never }]),
     introspection: !config.production,
     includeStacktraceInErrorResponses: !config.production,
     formatError: maskError(config.production) as never,
     csrfPrevention: false, // only the gateway (which signs every request) may call a subgraph
     logger,
-    plugins: [ApolloServerPluginInlineTraceDisabled()],
+    plugins: [ApolloServerPluginInlineTraceDisabled(), graphqlTelemetryPlugin(def.name)],
   });
   await apollo.start();
 
@@ -134,6 +138,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
       header(req, IDENTITY_HEADER),
       header(req, SIGNATURE_HEADER),
       config.INTERNAL_SECRET,
+      { subgraph: def.name, method: req.method ?? 'GET', body: rawBodyOf(req) },
     );
     if (!verified.ok) {
       throw new GraphQLError(`Refused: ${verified.reason}; subgraphs only answer the gateway`, {
@@ -158,12 +163,15 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
   const consumers: Consumer[] = [];
   let server: Server | undefined;
   const timers: NodeJS.Timeout[] = [];
+  const unwatch: (() => void)[] = [];
   const bus = options.bus;
 
   const handler = createGraphQLHandler({
     apollo,
     context,
     maxBodyBytes: config.MAX_BODY_BYTES,
+    service: def.name,
+    traceContext: (req) => signedTraceContext(req, config.INTERNAL_SECRET),
     onError: (err) => logger.error({ err }, 'request failed'),
     routes: {
       '/health': (_req, res) => sendJson(res, 200, { status: 'ok', service: def.name }),
@@ -198,6 +206,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     emit: emitAs,
     async stop() {
       for (const t of timers) clearInterval(t);
+      for (const off of unwatch) off();
       if (server) await closeServer(server);
       await Promise.all(consumers.map((c) => c.stop()));
       if (relay) await relay.stop();
@@ -211,7 +220,10 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     runtime.relay = relay;
     if (def.consumes && Object.keys(def.consumes).length > 0) {
       consumers.push(await startConsumer({ name: def.name, orm, bus, logger, handlers: def.consumes, config, runtime }));
+      const topics = [...new Set(Object.keys(def.consumes).map((t) => EVENTS[t as EventType].topic))];
+      unwatch.push(watchConsumerLag(bus, config.KAFKA_NAMESPACE, consumerGroup(def.name), topics));
     }
+    unwatch.push(watchOutbox(def.name, orm));
   }
   if (def.onStart) await def.onStart(runtime);
   for (const job of [...(def.jobs ?? []), ...(bus ? [eventRetentionJob] : [])]) {

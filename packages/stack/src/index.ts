@@ -2,3 +2,4 @@ export * from './start-stack';
 export * from './subgraphs';
 export * from './testing';
 export * from './kafka-dlq';
+export * from './test-broker';

@@ -3,11 +3,12 @@
  * in-process bus, in-memory limits); POSTGRES_URL, KAFKA_BROKERS and REDIS_URL switch each
  * part to the real service.
  */
-import { readConfig } from '@crm/kit';
+import { setupTelemetry, readConfig } from '@crm/kit';
 import { startStack } from './start-stack';
 
 async function main() {
   const config = readConfig();
+  const telemetry = setupTelemetry({ serviceName: 'crm', config });
   const stack = await startStack({ config, ports: 'fixed' });
   const mode = [
     config.POSTGRES_URL ? 'Postgres' : `PGlite in ${config.DATA_DIR}/`,
@@ -20,7 +21,7 @@ async function main() {
     if (stopping) return;
     stopping = true;
     console.log(`${signal}: shutting down`);
-    stack.stop().then(() => process.exit(0), (err: unknown) => {
+    stack.stop().then(() => telemetry.shutdown()).then(() => process.exit(0), (err: unknown) => {
       console.error(err);
       process.exit(1);
     });

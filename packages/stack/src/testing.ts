@@ -8,7 +8,7 @@ import { Client } from 'pg';
 import { readConfig, signIdentity, type Identity, type PlatformConfig, type Role } from '@crm/kit';
 import { startStack, type Stack, type StackOptions } from './start-stack';
 
-export const ADMIN = { email: 'admin@test.local', password: 'admin-password-123' };
+export const ADMIN = { email: 'admin@test.local', password: 'admin-Pw-test-7q4k2z' };
 
 export interface GraphQLResult<T = any> {
   status: number;
@@ -83,8 +83,12 @@ export const errorCode = (r: { errors?: { extensions?: { code?: string } }[] }) 
 /** The identity the gateway would forward for a test user. */
 export const identityOf = (u: Pick<TestUser, 'id' | 'role' | 'email'>): Identity => ({ userId: u.id, role: u.role, email: u.email });
 
-async function postJson<T>(url: string, body: unknown, headers: Record<string, string>): Promise<GraphQLResult<T>> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+function postJson<T>(url: string, body: unknown, headers: Record<string, string>): Promise<GraphQLResult<T>> {
+  return postRaw<T>(url, JSON.stringify(body), headers);
+}
+
+async function postRaw<T>(url: string, body: string, headers: Record<string, string>): Promise<GraphQLResult<T>> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
   const text = await res.text();
   let parsed: { data?: T; errors?: GraphQLResult['errors'] } = {};
   try {
@@ -120,19 +124,28 @@ function decorate(stack: Stack, config: PlatformConfig): TestStack {
   return {
     ...stack,
     gql,
-    signed: (subgraph, identity, query, variables) =>
-      postJson(stack.subgraphs[subgraph]!.url, { query, variables }, signIdentity(identity, config.INTERNAL_SECRET)),
+    signed: (subgraph, identity, query, variables) => {
+      const body = JSON.stringify({ query, variables });
+      return postRaw(stack.subgraphs[subgraph]!.url, body, signIdentity(identity, config.INTERNAL_SECRET, { subgraph, method: 'POST', body }));
+    },
     sql: async (subgraph, query, params = []) => (await stack.subgraphs[subgraph]!.fork().getConnection().execute(query, params)) as never,
     admin: () => (adminUser ??= login(ADMIN.email, ADMIN.password, 'ADMIN')),
     async user(role: Role = 'SALES', name?: string) {
       counter += 1;
       const email = `${role.toLowerCase()}${counter}-${randomBytes(3).toString('hex')}@test.local`;
       const password = 'password-1234';
-      const r = await gql(REGISTER, { input: { email, password, name: name ?? `${role} ${counter}` } });
+      const input = { email, password, name: name ?? `${role} ${counter}` };
+      const admin = () => this.admin();
+      // REGISTRATION_POLICY=approval/closed: the ADMIN creates the account (approved, active at once).
+      if (config.registrationPolicy !== 'open') {
+        const made = await (await admin()).gql(`mutation($input: CreateUserInput!) { createUser(input: $input) { id } }`, { input: { ...input, role } });
+        if (made.errors) throw new Error(`createUser failed: ${JSON.stringify(made.errors)}`);
+        return login(email, password, role);
+      }
+      const r = await gql(REGISTER, { input });
       if (!r.data?.register) throw new Error(`register failed: ${JSON.stringify(r.errors)}`);
       if (role === 'SALES') return asUser(email, role, r.data.register);
-      const admin = await this.admin();
-      const up = await admin.gql(`mutation($id: ID!, $role: Role!) { updateUser(id: $id, input: { role: $role }) { id role } }`, { id: r.data.register.user.id, role });
+      const up = await (await admin()).gql(`mutation($id: ID!, $role: Role!) { updateUser(id: $id, input: { role: $role }) { id role } }`, { id: r.data.register.user.id, role });
       if (up.errors) throw new Error(`role change failed: ${JSON.stringify(up.errors)}`);
       return login(email, password, role);
     },
@@ -144,7 +157,7 @@ function decorate(stack: Stack, config: PlatformConfig): TestStack {
 }
 
 /** Drops the databases a test stack created on a real Postgres (prefix t<id>_). */
-async function dropTestDatabases(config: PlatformConfig): Promise<void> {
+export async function dropTestDatabases(config: PlatformConfig): Promise<void> {
   if (!config.POSTGRES_URL || !/^t[0-9a-f]{8}_$/.test(config.DATABASE_PREFIX)) return;
   const admin = new URL(config.POSTGRES_URL);
   admin.pathname = '/postgres';

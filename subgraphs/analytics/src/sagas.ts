@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { Envelope, Job, PlatformConfig, SagaStepData, SubgraphRuntime } from '@crm/kit';
+import { sagaFinished, type Envelope, type Job, type PlatformConfig, type SagaStepData, type SubgraphRuntime } from '@crm/kit';
 
 export interface SagaRow {
   id: string;
@@ -51,7 +51,7 @@ export async function applySagaStep(em: EntityManager, event: Envelope, step: Sa
      VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (saga_id, name, status) DO NOTHING`,
     [randomUUID(), step.sagaId, step.step, step.status, at, step.detail, step.ends, new Date()],
   );
-  await em.execute(
+  const finished = await em.execute<{ type: string; status: string; seconds: number | string | null }[]>(
     `UPDATE sagas s SET
        status = COALESCE(e.ends, 'COMPLETED'),
        ended_at = COALESCE(e.at, (SELECT max(at) FROM saga_steps d WHERE d.saga_id = s.id AND d.status = 'DONE'))
@@ -62,9 +62,12 @@ export async function applySagaStep(em: EntityManager, event: Envelope, step: Sa
        e.ends IS NOT NULL OR (
          s.expected_steps IS NOT NULL AND NOT EXISTS (
            SELECT 1 FROM jsonb_array_elements_text(s.expected_steps) AS want(name)
-           WHERE NOT EXISTS (SELECT 1 FROM saga_steps d WHERE d.saga_id = s.id AND d.name = want.name AND d.status = 'DONE'))))`,
+           WHERE NOT EXISTS (SELECT 1 FROM saga_steps d WHERE d.saga_id = s.id AND d.name = want.name AND d.status = 'DONE'))))
+     RETURNING s.type, s.status, EXTRACT(EPOCH FROM s.ended_at - s.started_at)::float8 AS seconds`,
     [step.sagaId, step.sagaId, step.sagaId],
   );
+  // A saga reaches its final status once (status = 'RUNNING' guards the update): count it then.
+  for (const f of finished) sagaFinished(f.type, f.status, Number(f.seconds ?? 0));
   return saga;
 }
 

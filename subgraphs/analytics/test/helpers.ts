@@ -1,18 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import {
-  EVENTS, buildEnvelope, eventually as kitEventually, type Envelope, type EventData, type EventType, type Identity,
+  EVENTS, PRODUCERS, buildEnvelope, eventually as kitEventually, type Envelope, type EventData, type EventType, type Identity,
 } from '@crm/kit';
 import { gqlRequest, type TestStack, type TestUser } from '@crm/stack';
 
 export { errorCode as code, identityOf } from '@crm/stack';
 
-const SOURCES: Record<string, string> = {
-  'user.events': 'auth',
-  'customer.events': 'customer',
-  'sales-activity.events': 'sales-activity',
-  'opportunity.events': 'opportunity',
-  'notification.events': 'analytics',
-};
 
 export interface PublishOptions {
   actorId?: string | null;
@@ -27,7 +20,7 @@ export const eventually = <T>(check: () => Promise<T | undefined | null | false>
 export function publisher(stack: TestStack) {
   const build = <T extends EventType>(type: T, aggregateId: string, data: EventData<T>, o: PublishOptions = {}): Envelope<T> => {
     const topic = EVENTS[type].topic;
-    const env = buildEnvelope(SOURCES[topic] ?? 'test', type, aggregateId, data, {
+    const env = buildEnvelope(PRODUCERS[topic], type, aggregateId, data, {
       actorId: o.actorId ?? null,
       ...(o.correlationId ? { correlationId: o.correlationId } : {}),
     });

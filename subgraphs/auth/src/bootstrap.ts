@@ -7,6 +7,6 @@ export async function ensureAdmin(runtime: SubgraphRuntime): Promise<void> {
   if (!email || !password) return;
   const em = runtime.fork();
   if (await findByEmail(em, email)) return;
-  await createUser(em, { email, password, name: 'Administrator', role: 'ADMIN' }, null);
+  await createUser(em, { email, password, name: 'Administrator', role: 'ADMIN' }, null, { approved: true });
   runtime.logger.info({ email }, 'created the initial ADMIN user');
 }

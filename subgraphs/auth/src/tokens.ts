@@ -17,7 +17,7 @@ export interface IssuedTokens {
 
 export function signAccessToken(user: User, config: PlatformConfig): { token: string; expiresAt: Date } {
   const expiresAt = new Date(Date.now() + config.ACCESS_TOKEN_TTL_SECONDS * 1000);
-  const token = jwt.sign({ role: user.role, email: user.email }, config.JWT_SECRET, {
+  const token = jwt.sign({ role: user.role, email: user.email, tv: user.tokenVersion }, config.JWT_SECRET, {
     algorithm: 'HS256',
     subject: user.id,
     issuer: config.JWT_ISSUER,

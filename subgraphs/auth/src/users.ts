@@ -12,7 +12,7 @@ export const findByEmail = (em: EntityManager, email: string) =>
   em.findOne(User, { email: normalizeEmail(email) });
 
 export function userEventData(user: User) {
-  return { userId: user.id, email: user.email, name: user.name, role: user.role, active: user.active };
+  return { userId: user.id, email: user.email, name: user.name, role: user.role, active: user.active, approved: user.approved, tokenVersion: user.tokenVersion };
 }
 
 /** Creates a user, its audit entry and its user.created event in one flush. */
@@ -20,6 +20,7 @@ export async function createUser(
   em: EntityManager,
   input: { email: string; password: string; name: string; role: Role },
   actorId: string | null,
+  status: { approved: boolean; pendingApproval?: boolean } = { approved: false },
 ): Promise<User> {
   if (await findByEmail(em, input.email)) throw conflict('A user with this email already exists');
   const user = new User();
@@ -27,9 +28,12 @@ export async function createUser(
   user.email = normalizeEmail(input.email);
   user.name = input.name.trim();
   user.role = input.role;
+  user.approved = status.approved;
+  user.pendingApproval = status.pendingApproval ?? false;
+  user.active = !user.pendingApproval;
   user.passwordHash = await hashPassword(input.password);
   em.persist(user);
-  stageAudit(em, { actorId: actorId ?? user.id, action: 'user.created', entityType: 'User', entityId: user.id, details: { role: user.role } });
+  stageAudit(em, { actorId: actorId ?? user.id, action: 'user.created', entityType: 'User', entityId: user.id, details: { role: user.role, approved: user.approved, pendingApproval: user.pendingApproval } });
   stageEvent(em, 'auth', 'user.created', user.id, userEventData(user), { actorId: actorId ?? user.id });
   try {
     await em.flush();

@@ -15,7 +15,8 @@ const ENTITIES = `query($r: [_Any!]!) { _entities(representations: $r) { ... on 
 test('_entities resolves User references in order, null for unknown ids', async () => {
   const [a, b] = [await stack.user('SALES', 'Ada'), await stack.user('MANAGER', 'Bob')];
   const missing = randomUUID();
-  const r = await stack.signed('auth', identityOf(a), ENTITIES, {
+  // as the MANAGER: a SALES caller sees other users' id and name only (hostile-security.test.ts, L10)
+  const r = await stack.signed('auth', identityOf(b), ENTITIES, {
     r: [{ __typename: 'User', id: b.id }, { __typename: 'User', id: missing }, { __typename: 'User', id: a.id }],
   });
   expect(r.errors).toBeUndefined();

@@ -1,4 +1,8 @@
 import { Migration20261122000200 } from './Migration20261122000200';
+import { Migration20261129000200 } from './Migration20261129000200';
 
 /** Applied in this order on start and by `npm run migrate`. */
-export const migrations = [{ name: 'Migration20261122000200', class: Migration20261122000200 }];
+export const migrations = [
+  { name: 'Migration20261122000200', class: Migration20261122000200 },
+  { name: 'Migration20261129000200', class: Migration20261129000200 },
+];

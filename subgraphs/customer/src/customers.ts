@@ -26,9 +26,12 @@ export const findLiveCustomer = (em: EntityManager, id: string) => em.findOne(Cu
 /** An active SALES rep of the local directory, or null. */
 export const findActiveRep = (em: EntityManager, id: string) => em.findOne(Rep, { id, active: true });
 
-type UserData = { userId: string; name: string; email: string; role: string; active: boolean };
-/** A user snapshot (user.* event or auth's answer) as a directory row: active only for active SALES users. */
-export const repFromUser = (u: UserData) => ({ id: u.userId, name: u.name, email: u.email, active: u.role === 'SALES' && u.active });
+type UserData = { userId: string; name: string; email: string; role: string; active: boolean; approved?: boolean };
+/**
+ * A user snapshot (user.* event or auth's answer) as a directory row: active only for active SALES
+ * users; approved as an ADMIN or MANAGER approved them (older events lack it: not approved).
+ */
+export const repFromUser = (u: UserData) => ({ id: u.userId, name: u.name, email: u.email, active: u.role === 'SALES' && u.active, approved: u.approved ?? false });
 
 /**
  * An active SALES rep: from the local directory or, when it says otherwise (a rep created or
@@ -37,31 +40,33 @@ export const repFromUser = (u: UserData) => ({ id: u.userId, name: u.name, email
 export async function requireActiveRep(em: EntityManager, peers: Peers, id: string): Promise<Rep | null> {
   const local = await findActiveRep(em, id);
   if (local) return local;
-  const user = await peers.entity<{ id: string; name: string; email: string; role: string; active: boolean }>('auth', 'User', id, 'id name email role active');
+  const user = await peers.entity<{ id: string; name: string; email: string; role: string; active: boolean; approved: boolean }>('auth', 'User', id, 'id name email role active approved');
   if (!user) return null;
   await upsertRep(em, repFromUser({ ...user, userId: user.id }));
   return em.findOne(Rep, { id, active: true }, { refresh: true });
 }
 
 /** Inserts or refreshes a directory row (used by the user.* handlers). */
-export async function upsertRep(em: EntityManager, rep: { id: string; name: string; email: string; active: boolean }): Promise<void> {
+export async function upsertRep(em: EntityManager, rep: { id: string; name: string; email: string; active: boolean; approved: boolean }): Promise<void> {
   await em.execute(
-    `INSERT INTO reps (id, name, email, active, created_at, updated_at) VALUES (?, ?, ?, ?, now(), now())
-     ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, active = excluded.active, updated_at = now()`,
-    [rep.id, rep.name, rep.email, rep.active],
+    `INSERT INTO reps (id, name, email, active, approved, created_at, updated_at) VALUES (?, ?, ?, ?, ?, now(), now())
+     ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, active = excluded.active,
+       approved = excluded.approved, updated_at = now()`,
+    [rep.id, rep.name, rep.email, rep.active, rep.approved],
   );
 }
 
 /**
- * Active SALES reps other than `excludeId` with their number of live customers, least loaded
- * first (ties: oldest directory entry first).
+ * Active, approved SALES reps other than `excludeId` with their number of live customers, least
+ * loaded first (ties: oldest directory entry first). Self-registered accounts nobody approved never
+ * receive another rep's customers.
  */
 export async function repLoads(em: EntityManager, excludeId: string): Promise<{ id: string; load: number }[]> {
   const rows = await em.execute<{ id: string; load: string | number }[]>(
     `SELECT r.id, count(c.id) AS load
        FROM reps r
        LEFT JOIN customers c ON c.assigned_rep_id = r.id AND c.deleted_at IS NULL
-      WHERE r.active AND r.id <> ?
+      WHERE r.active AND r.approved AND r.id <> ?
       GROUP BY r.id, r.created_at
       ORDER BY count(c.id), r.created_at, r.id`,
     [excludeId],

@@ -31,6 +31,8 @@ describe('user-deletion saga, step 2', () => {
   test('a deleted rep\'s customers go to the least-loaded other rep, then unassigned when none is left', async () => {
     const ann = await stack.user('SALES', 'Ann Leaving');
     const ben = await stack.user('SALES', 'Ben Staying');
+    // only reps an ADMIN or MANAGER approved receive other reps' customers
+    expect((await admin.gql(`mutation($id: ID!) { approveUser(id: $id) { approved } }`, { id: ben.id })).data.approveUser.approved).toBe(true);
     const annCustomers = [await create(ann, { name: 'Ann 1' }), await create(ann, { name: 'Ann 2' }), await create(ann, { name: 'Ann 3' })];
     const benCustomer = await create(ben, { name: 'Ben 1' });
 
@@ -79,6 +81,7 @@ describe('user-deletion saga, step 2', () => {
     const leaving = await stack.user('SALES', 'Leaving Rep');
     const busy = await stack.user('SALES', 'Busy Rep');
     const idle = await stack.user('SALES', 'Idle Rep');
+    for (const rep of [busy, idle]) await admin.gql(`mutation($id: ID!) { approveUser(id: $id) { id } }`, { id: rep.id });
     await create(busy, { name: 'Busy 1' });
     await create(busy, { name: 'Busy 2' });
     const mine: { id: string }[] = [];

@@ -95,10 +95,11 @@ const identity = (u: TestUser): Identity => ({ userId: u.id, role: u.role, email
 
 /** A call straight to the subgraph, signed as the gateway would sign it for `user`. */
 async function direct(user: TestUser, query: string, variables: Record<string, unknown>): Promise<Result> {
+  const body = JSON.stringify({ query, variables });
   const res = await fetch(stack.subgraphs.opportunity!.url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...signIdentity(identity(user), stack.config.INTERNAL_SECRET) },
-    body: JSON.stringify({ query, variables }),
+    headers: { 'content-type': 'application/json', ...signIdentity(identity(user), stack.config.INTERNAL_SECRET, { subgraph: 'opportunity', method: 'POST', body }) },
+    body,
   });
   return (await res.json()) as Result;
 }

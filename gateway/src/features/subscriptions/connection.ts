@@ -7,7 +7,11 @@
  *                        (the client must (re)authenticate: log in or refresh, then reconnect);
  *                        also when the token expires on an open connection ('Token expired').
  *   4403 Forbidden    — a valid token, but the connection may not proceed: the payload and the
- *                        header carry tokens of different users.
+ *                        header carry tokens of different users, or the token is revoked (the
+ *                        user was deleted, deactivated, changed role or signed out) — at
+ *                        connection_init, or on an open connection as soon as the gateway learns it.
+ *   4429 Too many     — the subscriber is too slow, or the user or address already holds
+ *                        SUBSCRIPTION_CONNECTIONS_PER_USER / _PER_IP connections on this replica.
  * graphql-ws clients treat both as fatal (no automatic retry).
  */
 import type { IncomingMessage } from 'node:http';
@@ -19,11 +23,13 @@ export const CLOSE = {
   unauthorized: 4401,
   forbidden: 4403,
   tooSlow: 4429,
+  /** Over SUBSCRIPTION_CONNECTIONS_PER_USER or SUBSCRIPTION_CONNECTIONS_PER_IP. */
+  tooMany: 4429,
   goingAway: 1001,
 } as const;
 
 export type ConnectionAuth =
-  | { ok: true; identity: Identity; expiresAt: number }
+  | { ok: true; identity: Identity; expiresAt: number; tokenVersion: number }
   | { ok: false; code: number; reason: string };
 
 const refuse = (code: number, reason: string): ConnectionAuth => ({ ok: false, code, reason });
@@ -50,5 +56,6 @@ export function authenticateConnection(
   const [first, second] = verified;
   if (second && second.identity.userId !== first!.identity.userId) return refuse(CLOSE.forbidden, 'Conflicting credentials');
   const expiresAt = Math.min(...verified.map((v) => v.expiresAt));
-  return { ok: true, identity: first!.identity, expiresAt };
+  const tokenVersion = Math.min(...verified.map((v) => v.tokenVersion));
+  return { ok: true, identity: first!.identity, expiresAt, tokenVersion };
 }

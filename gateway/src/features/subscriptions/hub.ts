@@ -9,7 +9,7 @@
  * concurrently (SUBSCRIPTION_RESOLVE_CONCURRENCY). The hub never waits for a client.
  */
 import { randomUUID } from 'node:crypto';
-import { parseEnvelope, type DeliveredMessage, type EventBus, type Identity, type Logger, type Subscription } from '@crm/kit';
+import { noteCorrelation, parseEnvelope, subscriptionDelivered, traceConsume, traceDelivery, type DeliveredMessage, type EventBus, type Identity, type Logger, type Subscription } from '@crm/kit';
 import type { ExecutionResult } from 'graphql';
 import { entityIdOf, fieldsFor, liveTopics, mayReceive, type LiveField } from './topics';
 import type { LiveOperation } from './operation';
@@ -43,6 +43,8 @@ export class LiveHub {
     private readonly logger: Logger,
     private readonly concurrency: number,
     private readonly fields: readonly LiveField[],
+    /** Distinct subscriptions (groups) of one user resolved per event; the rest are skipped (counted as dropped). */
+    private readonly perUserPerEvent = Number.POSITIVE_INFINITY,
   ) {}
 
   async start(): Promise<void> {
@@ -50,7 +52,7 @@ export class LiveHub {
       groupId: `gateway-live-${randomUUID()}`,
       topics: liveTopics(this.fields),
       fromLatest: true,
-      handle: (message) => this.handle(message),
+      handle: (message) => traceConsume('gateway-live', message, () => this.handle(message)),
     });
   }
 
@@ -98,21 +100,34 @@ export class LiveHub {
     }
     const fields = fieldsFor(message.topic, event.type, this.fields);
     if (fields.length === 0) return;
+    noteCorrelation(event.correlationId);
     this.stats.events += 1;
     const work: (() => Promise<void>)[] = [];
+    const perUser = new Map<string, number>();
     for (const field of fields) {
       const entityId = entityIdOf(field, event.data);
       const byKey = this.groups.get(field.field);
       if (!entityId || !byKey) continue;
       for (const group of byKey.values()) {
         if (group.members.size === 0 || !mayReceive(field, event.data, group.identity)) continue;
-        work.push(() => this.deliver(group, entityId, event.id));
+        const n = (perUser.get(group.identity.userId) ?? 0) + 1;
+        perUser.set(group.identity.userId, n);
+        if (n > this.perUserPerEvent) {
+          this.stats.dropped += group.members.size;
+          if (n === this.perUserPerEvent + 1) this.logger.warn({ userId: group.identity.userId, eventId: event.id }, 'live: too many distinct subscriptions of one user for one event; the rest skipped');
+          continue;
+        }
+        work.push(() => this.deliver(group, entityId, event));
       }
     }
     await runLimited(work, this.concurrency);
   }
 
-  private async deliver(group: Group, entityId: string, eventId: string): Promise<void> {
+  private deliver(group: Group, entityId: string, event: { id: string; occurredAt: string }): Promise<void> {
+    return traceDelivery(group.op.field.field, group.members.size, () => this.resolveAndPush(group, entityId, event.id, event.occurredAt));
+  }
+
+  private async resolveAndPush(group: Group, entityId: string, eventId: string, occurredAt: string): Promise<void> {
     let result: ExecutionResult | null;
     try {
       result = await this.resolve(group.op, group.identity, entityId);
@@ -122,8 +137,10 @@ export class LiveHub {
     }
     if (!result) return;
     for (const queue of [...group.members]) {
-      if (queue.push(result)) this.stats.deliveries += 1;
+      const ok = queue.push(result);
+      if (ok) this.stats.deliveries += 1;
       else this.stats.dropped += 1;
+      subscriptionDelivered(group.op.field.field, occurredAt, ok);
     }
   }
 }

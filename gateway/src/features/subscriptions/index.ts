@@ -10,14 +10,21 @@
  *   ./resolve     one resolution through Apollo with the subscriber's identity
  *   ./queue       per-subscription bounded queue (backpressure)
  */
+import { createHash } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
+import { resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { GraphQLError, type ExecutionArgs, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { sendJson, type Identity } from '@crm/kit';
+import { sendJson, wsConnections, wsSubscriptions, type Identity } from '@crm/kit';
 import type { GatewayDeps, GatewayFeature } from '../feature';
 import type { FeatureOptions } from '..';
+import { pointsFor } from '../../cost';
+import { RateLimiterRes } from '../../limiter';
+import { clientIp } from '../../request-info';
+import { loadManifest } from '../persisted-documents';
+import { rateLimitsEnabled } from '../rate-limit';
 import { CLOSE, authenticateConnection } from './connection';
 import { LiveHub } from './hub';
 import { prepareLiveOperation, type LiveOperation } from './operation';
@@ -37,6 +44,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 interface ConnectionState {
   identity: Identity;
+  tokenVersion: number;
+  ip: string;
   expiry: NodeJS.Timeout;
   queues: Set<LiveQueue>;
 }
@@ -47,20 +56,41 @@ interface LiveContext {
   socket: WebSocket;
 }
 
-export function useSubscriptions({ config, logger, bus }: FeatureOptions): GatewayFeature {
+/** As HTTP in production (ApolloServerPluginDisableSuggestions): no "Did you mean …" hints about the schema. */
+function withoutSuggestions(err: GraphQLError): GraphQLError {
+  const message = err.message.replace(/ ?Did you mean(.+?)\?$/, '');
+  return message === err.message ? err : new GraphQLError(message, { extensions: err.extensions });
+}
+
+export function useSubscriptions({ config, logger, bus, revocations, rateBudget }: FeatureOptions): GatewayFeature {
   const log = logger.child({ feature: 'subscriptions' });
+  const chargeSubscribes = rateLimitsEnabled(config);
+  const trusted = config.TRUSTED_DOCUMENTS === 'only' ? loadManifest(resolve(config.TRUSTED_DOCUMENTS_PATH)) : undefined;
   const connections = new Map<WebSocket, ConnectionState>();
   let wss: WebSocketServer | undefined;
   let hub: LiveHub | undefined;
   let httpServer: Server | undefined;
   let dispose: (() => void | Promise<void>) | undefined;
   let stopping = false;
+  const unwatch: (() => void)[] = [];
 
   const closeSocket = (socket: WebSocket, code: number, reason: string) => {
     if (socket.readyState === socket.CLOSED) return;
     socket.close(code, reason);
     setTimeout(() => socket.terminate(), CLOSE_GRACE_MS).unref();
   };
+
+  // A revoked token ends its sockets at once, on every replica (each consumes user.events).
+  const stopRevocations = revocations.onRevoke((userId) => {
+    for (const [socket, state] of connections) {
+      if (state.identity.userId !== userId) continue;
+      const revoked = revocations.revokedLocally(userId, state.tokenVersion);
+      if (revoked) {
+        for (const q of [...state.queues]) q.end();
+        closeSocket(socket, CLOSE.forbidden, revoked);
+      }
+    }
+  });
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const path = (req.url ?? '').split('?')[0];
@@ -93,28 +123,51 @@ export function useSubscriptions({ config, logger, bus }: FeatureOptions): Gatew
         log,
         config.SUBSCRIPTION_RESOLVE_CONCURRENCY,
         LIVE_FIELDS,
+        config.SUBSCRIPTION_RESOLUTIONS_PER_USER_PER_EVENT,
       );
       await hub.start();
       const liveHub = hub;
+      unwatch.push(
+        wsConnections.add((g) => g.set(connections.size)),
+        wsSubscriptions.add((g) => g.set(liveHub.snapshot().subscriptions)),
+      );
       wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CLIENT_FRAME_BYTES });
       server.on('upgrade', onUpgrade);
 
       const disposable = useServer(
         {
           isProd: config.production,
-          onConnect: (ctx) => {
+          onConnect: async (ctx) => {
             const socket = ctx.extra.socket;
             const auth = authenticateConnection(ctx.connectionParams, ctx.extra.request, config);
             if (!auth.ok) {
               closeSocket(socket, auth.code, auth.reason);
               return false;
             }
+            const revoked = await revocations.revoked(auth.identity.userId, auth.tokenVersion);
+            if (revoked) {
+              closeSocket(socket, CLOSE.forbidden, revoked);
+              return false;
+            }
+            // Connection caps (per replica): one user or one address cannot hold unbounded sockets.
+            const ip = ctx.extra.request ? clientIp(ctx.extra.request, config.TRUST_PROXY_HOPS) : 'unknown';
+            let ofUser = 0;
+            let ofIp = 0;
+            for (const c of connections.values()) {
+              if (c.identity.userId === auth.identity.userId) ofUser += 1;
+              if (c.ip === ip) ofIp += 1;
+            }
+            if (ofUser >= config.SUBSCRIPTION_CONNECTIONS_PER_USER || ofIp >= config.SUBSCRIPTION_CONNECTIONS_PER_IP) {
+              const which = ofUser >= config.SUBSCRIPTION_CONNECTIONS_PER_USER ? 'SUBSCRIPTION_CONNECTIONS_PER_USER' : 'SUBSCRIPTION_CONNECTIONS_PER_IP';
+              closeSocket(socket, CLOSE.tooMany, `Too many connections (${which})`);
+              return false;
+            }
             const expiry = setTimeout(() => closeSocket(socket, CLOSE.unauthorized, 'Token expired'), Math.min(Math.max(auth.expiresAt - Date.now(), 0), MAX_TIMER_MS));
             expiry.unref();
-            connections.set(socket, { identity: auth.identity, expiry, queues: new Set() });
+            connections.set(socket, { identity: auth.identity, tokenVersion: auth.tokenVersion, ip, expiry, queues: new Set() });
             return true;
           },
-          onSubscribe: (ctx, _id, payload) => {
+          onSubscribe: async (ctx, _id, payload) => {
             const state = connections.get(ctx.extra.socket);
             if (!state) return [new GraphQLError('Unauthorized', { extensions: { code: 'UNAUTHENTICATED' } })];
             if (state.queues.size >= config.SUBSCRIPTIONS_PER_CONNECTION) {
@@ -131,8 +184,22 @@ export function useSubscriptions({ config, logger, bus }: FeatureOptions): Gatew
               maxCost: config.MAX_COST,
               maxTokens: config.MAX_TOKENS,
             });
-            if (!('document' in live)) return live as GraphQLError[];
-            const { document, ...op } = live;
+            if (!('document' in live)) return config.production ? live.map(withoutSuggestions) : (live as GraphQLError[]);
+            // TRUSTED_DOCUMENTS=only holds for subscribe messages too (checked after validation, as over HTTP).
+            if (trusted && !trusted.has(createHash('sha256').update(payload.query).digest('hex'))) {
+              return [new GraphQLError('Only trusted documents are accepted (TRUSTED_DOCUMENTS=only): this operation is not in the manifest', { extensions: { code: 'FORBIDDEN' } })];
+            }
+            const { document, cost, ...op } = live;
+            // A subscribe is an operation like any other: it spends the caller's rate-limit budget.
+            if (chargeSubscribes) {
+              try {
+                await rateBudget.consume(`u:${state.identity.userId}`, Math.min(pointsFor(cost, config.RATE_LIMIT_COST_PER_POINT), config.RATE_LIMIT_POINTS));
+              } catch (err) {
+                if (!(err instanceof RateLimiterRes)) throw err;
+                const retryAfter = Math.max(1, Math.ceil(err.msBeforeNext / 1000));
+                return [new GraphQLError(`Rate limit exceeded: ${config.RATE_LIMIT_POINTS} points per ${config.RATE_LIMIT_WINDOW_SECONDS} s (RATE_LIMIT_POINTS); retry in ${retryAfter} s`, { extensions: { code: 'RATE_LIMITED', retryAfter } })];
+              }
+            }
             const contextValue: LiveContext = { live: op, identity: state.identity, socket: ctx.extra.socket };
             const args: ExecutionArgs = {
               schema,
@@ -151,6 +218,7 @@ export function useSubscriptions({ config, logger, bus }: FeatureOptions): Gatew
               limit: config.SUBSCRIPTION_QUEUE_LIMIT,
               maxBufferedBytes: config.SUBSCRIPTION_MAX_BUFFERED_BYTES,
               buffered: () => socket.bufferedAmount,
+              admit: () => !state || revocations.revokedLocally(identity.userId, state.tokenVersion) === null,
               onOverflow: (why) => {
                 log.warn({ userId: identity.userId, field: live.field.field, why }, 'live: subscriber too slow; closing it');
                 closeSocket(socket, CLOSE.tooSlow, 'Subscriber too slow');
@@ -189,6 +257,8 @@ export function useSubscriptions({ config, logger, bus }: FeatureOptions): Gatew
 
     async stop() {
       stopping = true;
+      stopRevocations();
+      for (const off of unwatch.splice(0)) off();
       httpServer?.off('upgrade', onUpgrade);
       // 1. the consumer leaves its group: no new events
       await hub?.stop().catch((err: unknown) => log.warn({ err }, 'live: stopping the consumer failed'));

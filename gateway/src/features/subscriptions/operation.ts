@@ -11,6 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import {
+  getVariableValues,
   GraphQLError, Kind, getOperationAST, parse, print, specifiedRules, validate,
   type DefinitionNode, type DocumentNode, type FieldNode, type FragmentDefinitionNode, type GraphQLSchema,
   type OperationDefinitionNode, type SelectionSetNode, type ValidationRule,
@@ -34,7 +35,7 @@ export interface LiveOperation {
   /** The entity query, printed once. */
   query: string;
   variables: Record<string, unknown>;
-  /** Identical subscriptions (same document, variables and identity) share this key and one resolution per event. */
+  /** Identical subscriptions (same document, coerced variables and identity) share this key and one resolution per event. */
   shareKey: string;
 }
 
@@ -63,7 +64,7 @@ export function prepareLiveOperation(
   payload: SubscribePayload,
   identity: Identity,
   limits: Limits,
-): (LiveOperation & { document: DocumentNode }) | readonly GraphQLError[] {
+): (LiveOperation & { document: DocumentNode; /** estimated cost, charged when subscribing */ cost: number }) | readonly GraphQLError[] {
   let cache = compiledCache.get(schema);
   if (!cache) compiledCache.set(schema, (cache = new Map()));
   const cacheKey = JSON.stringify([payload.query, payload.operationName ?? null, limits.maxDepth, limits.maxTokens ?? null]);
@@ -78,12 +79,20 @@ export function prepareLiveOperation(
   if (!('document' in compiled)) return compiled;
 
   const variables = payload.variables ?? {};
+  // Only declared variables: junk ones would otherwise give each subscription its own share key
+  // (and its own resolution per event).
+  const definitions = compiled.operation.variableDefinitions ?? [];
+  const declared = new Set(definitions.map((d) => d.variable.name.value));
+  const undeclared = Object.keys(variables).filter((k) => !declared.has(k));
+  if (undeclared.length > 0) return bad(`Variables not declared by the operation: ${undeclared.map((k) => `$${k}`).join(', ')}`);
+  const coerced = getVariableValues(schema, definitions, variables);
+  if (coerced.errors) return coerced.errors;
   const cost = estimateCost(schema, compiled.document, compiled.operation, variables);
   if (cost > limits.maxCost) return bad(`Operation cost ${cost} exceeds the limit of ${limits.maxCost} (MAX_COST)`);
   const shareKey = createHash('sha256')
-    .update(JSON.stringify([compiled.query, variables, identity.userId, identity.role, identity.email]))
+    .update(JSON.stringify([compiled.query, definitions.map((d) => coerced.coerced[d.variable.name.value] ?? null), identity.userId, identity.role, identity.email]))
     .digest('base64url');
-  return { field: compiled.field, responseKey: compiled.responseKey, query: compiled.query, variables, shareKey, document: compiled.document };
+  return { field: compiled.field, responseKey: compiled.responseKey, query: compiled.query, variables, shareKey, cost, document: compiled.document };
 }
 
 function compile(schema: GraphQLSchema, payload: SubscribePayload, limits: Limits): Compiled | readonly GraphQLError[] {

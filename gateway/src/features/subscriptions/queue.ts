@@ -8,6 +8,8 @@
 import type { ExecutionResult } from 'graphql';
 
 export interface QueueOptions {
+  /** Checked before every delivery: false ends the subscription (e.g. the subscriber's token was revoked). */
+  admit?: () => boolean;
   limit: number;
   maxBufferedBytes: number;
   /** Bytes buffered on the socket (ws bufferedAmount). */
@@ -36,6 +38,10 @@ export class LiveQueue implements AsyncIterableIterator<ExecutionResult> {
   /** Never blocks. Returns false when the client was dropped as too slow. */
   push(result: ExecutionResult): boolean {
     if (this.done) return false;
+    if (this.options.admit && !this.options.admit()) {
+      this.end();
+      return false;
+    }
     if (this.waiting) {
       const resolve = this.waiting;
       this.waiting = undefined;

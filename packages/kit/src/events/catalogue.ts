@@ -14,13 +14,27 @@ export const TOPICS = {
 export type Topic = (typeof TOPICS)[keyof typeof TOPICS];
 export const ALL_TOPICS: Topic[] = Object.values(TOPICS);
 export const dlqOf = (topic: string) => `${topic}.dlq`;
+/** The one service that publishes each topic (the envelope's `source`). */
+export const PRODUCERS: Record<Topic, string> = {
+  'user.events': 'auth',
+  'customer.events': 'customer',
+  'sales-activity.events': 'sales-activity',
+  'opportunity.events': 'opportunity',
+  'notification.events': 'analytics',
+};
 
 const id = z.string().min(1);
 const role = z.enum(['ADMIN', 'MANAGER', 'SALES', 'COMPLIANCE']);
 const isoDate = z.string().datetime({ offset: true });
 const sagaType = z.enum(['user-deletion', 'customer-deletion', 'onboarding', 'approval']);
 
-const user = z.object({ userId: id, email: z.string(), name: z.string(), role, active: z.boolean() });
+const user = z.object({
+  userId: id, email: z.string(), name: z.string(), role, active: z.boolean(),
+  /** Approved by an ADMIN or MANAGER: may receive customers by automatic reassignment (absent in older events: false). */
+  approved: z.boolean().optional(),
+  /** Access tokens carrying a lower `tv` claim are revoked (role or active status changed, logout). */
+  tokenVersion: z.number().int().min(0).optional(),
+});
 const customer = z.object({
   customerId: id,
   name: z.string(),
@@ -73,7 +87,7 @@ export const EVENTS = {
   'user.updated': event(TOPICS.user, user.extend({ changes: z.array(z.string()) })),
   'user.deleted': event(TOPICS.user, user.extend({ sagaId: id })),
   'user.login': event(TOPICS.user, z.object({ userId: id, email: z.string() })),
-  'user.logout': event(TOPICS.user, z.object({ userId: id })),
+  'user.logout': event(TOPICS.user, z.object({ userId: id, tokenVersion: z.number().int().min(0).optional() })),
   'user.saga_step': event(TOPICS.user, sagaStep),
 
   'customer.created': event(TOPICS.customer, customer),
@@ -208,6 +222,18 @@ function setAt(value: unknown, path: Path, leaf: unknown): unknown {
 }
 /** The validated payload with the producer's unknown enum values put back. */
 const withValuesAt = (parsed: unknown, original: unknown, paths: Path[]) => paths.reduce((d, p) => setAt(d, p, getAt(original, p)), parsed);
+
+/**
+ * Why an event must not be applied from `topic` (to be dead-lettered), or null: its type belongs to
+ * another topic, or its source is not that topic's producer (a forged or misrouted event).
+ */
+export function misrouted(event: Envelope, topic: string): string | null {
+  const expected = EVENTS[event.type].topic;
+  if (expected !== topic) return `event type ${event.type} belongs to ${expected}, not ${topic}`;
+  const producer = PRODUCERS[expected];
+  if (event.source !== producer) return `source ${event.source} is not the producer of ${topic} (${producer})`;
+  return null;
+}
 
 export function isEvent<T extends EventType>(e: Envelope, type: T): e is Envelope<T> {
   return e.type === type;

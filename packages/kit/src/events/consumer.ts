@@ -18,9 +18,11 @@ import { inBackground } from '../db';
 import type { Logger } from '../logger';
 import type { SubgraphRuntime } from '../subgraph';
 import type { BatchControl, DeliveredMessage, EventBus, Subscription } from './bus';
-import { EVENTS, InvalidEventError, UnknownEventTypeError, dlqOf, parseEnvelope, type Envelope, type EventData, type EventType } from './catalogue';
+import { EVENTS, InvalidEventError, UnknownEventTypeError, dlqOf, misrouted, parseEnvelope, type Envelope, type EventData, type EventType } from './catalogue';
 import { errorText, isTransient } from './failures';
 import { stageEvent } from './outbox';
+import { eventDeadLettered, eventOutcome, eventRetried } from '../telemetry/events';
+import { noteCorrelation } from '../telemetry/tracing';
 
 export interface HandlerContext<T extends EventType> {
   event: Envelope<T>;
@@ -115,8 +117,9 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
   };
 
   /** One transaction: inbox rows for all, then each new event's handler in order. */
-  const applyAll = (events: Envelope[]) =>
+  const applyAll = (events: Envelope[], applied = new Set<string>()) =>
     orm.em.fork().transactional(async (em) => {
+      applied.clear();
       const ids = [...new Set(events.map((e) => e.id))];
       const inserted = await em.execute<{ event_id: string }[]>(
         `INSERT INTO inbox (consumer, event_id) VALUES ${ids.map(() => '(?, ?)').join(', ')} ON CONFLICT DO NOTHING RETURNING event_id`,
@@ -141,6 +144,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
         // and forget its entities: the next flush then looks at the next event's entities only.
         await em.flush();
         em.clear();
+        applied.add(event.id);
         handled += 1;
       }
       for (const key of [...atCommit.keys()].sort()) await atCommit.get(key)!(em);
@@ -149,6 +153,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
 
   const deadLetter = async (message: DeliveredMessage, error: string, control: BatchControl) => {
     logger.error({ consumer: name, topic: message.topic, partition: message.partition, offset: message.offset, error }, 'event dead-lettered');
+    eventDeadLettered(consumerGroup(name), message.topic);
     await untilAvailable(
       'dead-letter',
       () =>
@@ -164,6 +169,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
               'x-origin-offset': message.offset,
               'x-consumer': name,
               'x-dead-lettered-at': new Date().toISOString(),
+              ...(message.headers.traceparent ? { traceparent: message.headers.traceparent } : {}),
             },
           },
         ]),
@@ -174,15 +180,21 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
 
   /** The slow path: one event in its own transaction, permanent failures dead-lettered after maxAttempts. */
   const applyOne = async (message: DeliveredMessage, event: Envelope, control: BatchControl) => {
+    const started = performance.now();
     for (let attempt = 1; ; attempt++) {
       try {
         const n = await untilAvailable(event.type, () => applyAll([event]), control);
         if (n === 0) health.duplicates += 1;
         health.handled += n;
+        eventOutcome(consumerGroup(name), message.topic, event.type, n === 0 ? 'duplicate' : 'handled', started);
         return;
       } catch (err) {
         if (err instanceof Stopped) throw err;
-        if (attempt >= maxAttempts) return deadLetter(message, `${event.type} failed after ${attempt} attempts: ${errorText(err)}`, control);
+        if (attempt >= maxAttempts) {
+          eventOutcome(consumerGroup(name), message.topic, event.type, 'dead_lettered', started);
+          return deadLetter(message, `${event.type} failed after ${attempt} attempts: ${errorText(err)}`, control);
+        }
+        eventRetried(consumerGroup(name), event.type);
         logger.warn({ consumer: name, type: event.type, id: event.id, attempt, err: errorText(err) }, 'event handler failed; retrying');
         await pause(baseDelay * 2 ** (attempt - 1), control);
       }
@@ -194,8 +206,12 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
     for (const message of messages) {
       try {
         const event = parseEnvelope(message.value);
-        if (handlers[event.type]) work.push({ message, event });
-        else health.ignored += 1;
+        const wrong = misrouted(event, message.topic);
+        if (wrong) await deadLetter(message, wrong, control);
+        else if (handlers[event.type]) {
+          noteCorrelation(event.correlationId);
+          work.push({ message, event });
+        } else health.ignored += 1;
       } catch (err) {
         if (err instanceof UnknownEventTypeError) {
           health.ignored += 1;
@@ -208,7 +224,9 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
     if (work.length === 0) return;
     try {
       const started = performance.now();
-      const n = await untilAvailable('batch', () => applyAll(work.map((w) => w.event)), control);
+      const fresh = new Set<string>();
+      const n = await untilAvailable('batch', () => applyAll(work.map((w) => w.event), fresh), control);
+      for (const { message, event } of work) eventOutcome(consumerGroup(name), message.topic, event.type, fresh.has(event.id) ? 'handled' : 'duplicate', started);
       logger.debug({ consumer: name, events: work.length, handled: n, ms: Math.round(performance.now() - started) }, 'batch applied');
       health.handled += n;
       health.duplicates += work.length - n;

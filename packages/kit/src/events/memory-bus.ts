@@ -29,6 +29,8 @@ export class BusBackpressureError extends Error {
 export class MemoryBus implements EventBus {
   readonly kind = 'memory' as const;
   private readonly logs = new Map<string, Log>();
+  /** Next offset per consumer group and topic (for lag). */
+  private readonly positions = new Map<string, Map<string, number>>();
   private closed = false;
 
   constructor(private readonly logger?: Logger, private readonly maxBacklog = 100_000) {}
@@ -87,12 +89,16 @@ export class MemoryBus implements EventBus {
     let running = true;
     const stopWaiters = new Set<() => void>();
     const batchSize = handleBatch ? (options.batchSize ?? 500) : 1;
+    let positions = this.positions.get(options.groupId);
+    if (!positions) this.positions.set(options.groupId, (positions = new Map()));
+    const at = positions;
     const control = { heartbeat: async () => undefined, active: () => running && !this.closed };
     const loops = options.topics.map(async (topic) => {
       const log = this.log(topic);
       const reader = { group: options.groupId, next: options.fromLatest ? log.base + log.messages.length : log.base };
       const token = {};
       log.readers.set(token, reader);
+      at.set(topic, reader.next);
       try {
         while (running && !this.closed) {
           const index = reader.next - log.base;
@@ -112,6 +118,7 @@ export class MemoryBus implements EventBus {
             if (handleBatch) await handleBatch(batch, control);
             else await handle!(batch[0]!);
             reader.next += batch.length;
+            at.set(topic, reader.next);
           } catch (err) {
             // Like Kafka without a commit: the same messages come again.
             if (running) this.logger?.error({ err, topic, group: options.groupId }, 'handler threw; redelivering');
@@ -143,6 +150,16 @@ export class MemoryBus implements EventBus {
 
   async healthy(): Promise<boolean> {
     return !this.closed;
+  }
+
+  /** Messages of `topics` a group has not handled yet (one partition per topic). */
+  lag(groupId: string, topics: string[]): { topic: string; partition: number; lag: number }[] {
+    const at = this.positions.get(groupId);
+    return topics.map((topic) => {
+      const log = this.log(topic);
+      const end = log.base + log.messages.length;
+      return { topic, partition: 0, lag: Math.max(0, end - (at?.get(topic) ?? log.base)) };
+    });
   }
 
   /** Messages currently kept on a topic (tests, status). */

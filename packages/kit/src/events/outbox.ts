@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EntitySchema, type EntityManager } from '@mikro-orm/postgresql';
+import { outboxTraceparent } from '../telemetry/events';
 import { ENVELOPE_VERSION, EVENTS, type Envelope, type EventData, type EventType } from './catalogue';
 
 export class OutboxMessage {
@@ -16,6 +17,8 @@ export class OutboxMessage {
   sentAt: Date | null = null;
   attempts = 0;
   lastError: string | null = null;
+  /** W3C traceparent of the span that staged the event (the relay continues that trace). */
+  traceparent: string | null = null;
 }
 
 export const OutboxMessageSchema = new EntitySchema<OutboxMessage>({
@@ -31,6 +34,7 @@ export const OutboxMessageSchema = new EntitySchema<OutboxMessage>({
     sentAt: { type: 'datetime', nullable: true, fieldName: 'sent_at' },
     attempts: { type: 'integer' },
     lastError: { type: 'text', nullable: true, fieldName: 'last_error' },
+    traceparent: { type: 'text', nullable: true },
   },
 });
 
@@ -80,6 +84,7 @@ export function stageEvent<T extends EventType>(
   row.key = aggregateId;
   row.type = type;
   row.envelope = envelope;
+  row.traceparent = outboxTraceparent();
   em.persist(row);
   return envelope;
 }

@@ -15,12 +15,14 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import { GraphQLError } from 'graphql';
 import { backgroundWork, inBackground } from '../db';
 import type { Logger } from '../logger';
+import { tracePublish } from '../telemetry/events';
 import type { EventBus } from './bus';
 import { errorText } from './failures';
 import { OutboxMessage } from './outbox';
 
 const BATCH = 200;
-const RELAY_LOCK = 727_001; // advisory lock key shared by the relays of one database
+/** Advisory lock key the relays of one database take turns with (a test holds it to keep rows unsent). */
+export const RELAY_LOCK = 727_001;
 const MAX_BACKOFF_MS = 10_000;
 const RELAY_CONTEXT = 'outbox-relay';
 /** Per-message overhead in a Kafka record batch (key, headers, varints): generous. */
@@ -66,7 +68,10 @@ export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000
   let current: Promise<number> = Promise.resolve(0);
   const batchBytes = Math.max(maxEventBytes, 64 * 1024);
 
-  type Row = { id: string; topic: string; key: string; envelope: unknown };
+  type Row = { id: string; topic: string; key: string; envelope: unknown; traceparent: string | null };
+  /** Publishes rows, each in a PRODUCER span continuing the trace that staged it (telemetry). */
+  const send = (rows: Row[]) =>
+    tracePublish(rows, (headers) => bus.publish(rows.map((r, i) => ({ topic: r.topic, key: r.key, value: valueOf(r), headers: headers[i]! }))));
   const valueOf = (r: Row) => (typeof r.envelope === 'string' ? r.envelope : JSON.stringify(r.envelope));
 
   const park = async (em: { execute: MikroORM['em']['execute'] }, parked: { row: Row; reason: string }[]) => {
@@ -90,7 +95,7 @@ export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000
         const [lock] = await tx.execute<{ ok: boolean }[]>('SELECT pg_try_advisory_xact_lock(?) AS ok', [RELAY_LOCK]);
         if (!lock?.ok) return 0;
         const rows = await tx.execute<Row[]>(
-          'SELECT id, topic, key, envelope FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED',
+          'SELECT id, topic, key, envelope, traceparent FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED',
           [BATCH],
         );
         // Cap the batch by bytes; a row over the event limit is parked, never sent.
@@ -109,7 +114,7 @@ export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000
         }
         attempted = batch;
         if (batch.length > 0) {
-          await bus.publish(batch.map((r) => ({ topic: r.topic, key: r.key, value: valueOf(r) })));
+          await send(batch);
           const ids = batch.map((r) => r.id);
           await tx.execute(`UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id IN (${ids.map(() => '?').join(', ')})`, ids);
         }
@@ -126,7 +131,7 @@ export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000
       // The broker refuses something in this batch for good: publish one by one, park what fails.
       for (const r of attempted) {
         try {
-          await bus.publish([{ topic: r.topic, key: r.key, value: valueOf(r) }]);
+          await send([r]);
           await em.execute('UPDATE outbox SET sent_at = now() WHERE id = ?', [r.id]);
         } catch (one) {
           if (!unpublishable(one)) throw one;

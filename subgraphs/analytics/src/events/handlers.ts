@@ -69,6 +69,22 @@ async function customerAssigned(ctx: HandlerContext<'customer.created' | 'custom
   });
 }
 
+/** No approved rep could take a departing rep's customer: every MANAGER and ADMIN is told. */
+async function customerUnassigned(ctx: HandlerContext<'customer.reassigned'>) {
+  const d = ctx.event.data;
+  for (const recipientId of await managers(ctx.em, null)) {
+    await notify(ctx.em, ctx.emit, {
+      recipientId,
+      type: 'SYSTEM',
+      title: `Customer left unassigned: ${d.name}`,
+      body: 'Its rep left and no approved SALES rep was available; assign it (approveUser makes a rep eligible).',
+      entityType: 'Customer',
+      entityId: d.customerId,
+      sourceEventId: ctx.event.id,
+    });
+  }
+}
+
 // ---------------------------------------------------------------- tasks
 
 type TaskCtx = HandlerContext<'task.created' | 'task.updated' | 'task.completed' | 'task.cancelled' | 'task.due_soon'>;
@@ -190,6 +206,7 @@ const specific: EventHandlers = {
     await upsertCustomer(ctx, null);
     const d = ctx.event.data;
     if (d.assignedRepId && d.assignedRepId !== d.fromRepId) await customerAssigned(ctx, d.assignedRepId);
+    if (!d.assignedRepId && d.fromRepId) await customerUnassigned(ctx);
   },
   'customer.deleted': async (ctx) => {
     await upsertCustomer(ctx, true);

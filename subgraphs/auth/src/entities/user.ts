@@ -7,6 +7,12 @@ export class User {
   name!: string;
   role!: Role;
   active = true;
+  /** Approved by an ADMIN or MANAGER (may receive customers by automatic reassignment). */
+  approved = false;
+  /** Registered under REGISTRATION_POLICY=approval: inactive until an ADMIN approves. */
+  pendingApproval = false;
+  /** Access tokens with a lower `tv` claim are revoked. */
+  tokenVersion = 0;
   passwordHash!: string;
   createdAt: Date = new Date();
   updatedAt: Date = new Date();
@@ -21,6 +27,9 @@ export const UserSchema = new EntitySchema<User>({
     name: { type: 'text' },
     role: { type: 'text' },
     active: { type: 'boolean' },
+    approved: { type: 'boolean' },
+    pendingApproval: { type: 'boolean', fieldName: 'pending_approval' },
+    tokenVersion: { type: 'integer', fieldName: 'token_version' },
     passwordHash: { type: 'text', fieldName: 'password_hash', hidden: true, lazy: false },
     createdAt: { type: 'datetime', fieldName: 'created_at' },
     updatedAt: { type: 'datetime', fieldName: 'updated_at', onUpdate: () => new Date() },

@@ -56,17 +56,44 @@ export type AuthPayload = {
   user: User;
 };
 
+export type CreateUserInput = {
+  email: Scalars['String']['input'];
+  name: Scalars['String']['input'];
+  /** at least 10 characters */
+  password: Scalars['String']['input'];
+  role: Role;
+};
+
 export type Mutation = {
   __typename?: 'Mutation';
+  /** ADMIN, MANAGER: approves a user (may then receive customers by automatic reassignment); activating a registration pending approval is ADMIN only */
+  approveUser: User;
+  /** ADMIN: creates an approved account with a role (the way in when REGISTRATION_POLICY=closed) */
+  createUser: User;
   /** ADMIN; deactivates the user and starts the user-deletion saga; returns the saga */
   deleteUser: Saga;
   login: AuthPayload;
   /** revokes the caller's refresh tokens */
   logout: Scalars['Boolean']['output'];
   refreshToken: AuthPayload;
+  /**
+   * Creates a SALES account, per REGISTRATION_POLICY: open — signed in at once; approval — the account
+   * stays inactive until an ADMIN approves it (error PENDING_APPROVAL, also for an email that already has
+   * an account); closed — refused (FORBIDDEN): an ADMIN creates accounts with createUser
+   */
   register: AuthPayload;
   /** self (name only) or ADMIN */
   updateUser: User;
+};
+
+
+export type MutationApproveUserArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+export type MutationCreateUserArgs = {
+  input: CreateUserInput;
 };
 
 
@@ -157,10 +184,16 @@ export type UpdateUserInput = {
   role?: InputMaybe<Role>;
 };
 
+/**
+ * A user. SALES callers see other users' id and name only: email, role, active and approved are for the
+ * user themself and for ADMIN, MANAGER and COMPLIANCE (FORBIDDEN otherwise).
+ */
 export type User = {
   __typename?: 'User';
   /** false once the user is deleted (deactivated); a deleted user can no longer log in */
   active: Scalars['Boolean']['output'];
+  /** approved by an ADMIN or MANAGER: only approved SALES reps receive customers by automatic reassignment */
+  approved: Scalars['Boolean']['output'];
   createdAt: Scalars['DateTime']['output'];
   email: Scalars['String']['output'];
   id: Scalars['ID']['output'];
@@ -283,6 +316,7 @@ export type ResolversTypes = ResolversObject<{
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
   AuditEntryEdge: ResolverTypeWrapper<Omit<AuditEntryEdge, 'node'> & { node: ResolversTypes['AuditEntry'] }>;
   AuthPayload: ResolverTypeWrapper<Omit<AuthPayload, 'user'> & { user: ResolversTypes['User'] }>;
+  CreateUserInput: CreateUserInput;
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
   JSON: ResolverTypeWrapper<Scalars['JSON']['output']>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
@@ -307,6 +341,7 @@ export type ResolversParentTypes = ResolversObject<{
   Int: Scalars['Int']['output'];
   AuditEntryEdge: Omit<AuditEntryEdge, 'node'> & { node: ResolversParentTypes['AuditEntry'] };
   AuthPayload: Omit<AuthPayload, 'user'> & { user: ResolversParentTypes['User'] };
+  CreateUserInput: CreateUserInput;
   DateTime: Scalars['DateTime']['output'];
   JSON: Scalars['JSON']['output'];
   Mutation: Record<PropertyKey, never>;
@@ -358,6 +393,8 @@ export interface JsonScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes
 }
 
 export type MutationResolvers<ContextType = RequestContext<AuthLoaders>, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
+  approveUser?: Resolver<ResolversTypes['User'], ParentType, ContextType, RequireFields<MutationApproveUserArgs, 'id'>>;
+  createUser?: Resolver<ResolversTypes['User'], ParentType, ContextType, RequireFields<MutationCreateUserArgs, 'input'>>;
   deleteUser?: Resolver<ResolversTypes['Saga'], ParentType, ContextType, RequireFields<MutationDeleteUserArgs, 'id'>>;
   login?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationLoginArgs, 'email' | 'password'>>;
   logout?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
@@ -385,6 +422,7 @@ export type SagaResolvers<ContextType = RequestContext<AuthLoaders>, ParentType 
 export type UserResolvers<ContextType = RequestContext<AuthLoaders>, ParentType extends ResolversParentTypes['User'] = ResolversParentTypes['User'], FederationReferenceType extends FederationReferenceTypes['User'] = FederationReferenceTypes['User']> = ResolversObject<{
   __resolveReference?: ReferenceResolver<Maybe<ResolversTypes['User']> | FederationReferenceType, FederationReferenceType, ContextType>;
   active?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  approved?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   email?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;

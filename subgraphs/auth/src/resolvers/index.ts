@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import DataLoader from 'dataloader';
 import { z } from 'zod';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import {
-  ROLES, badInput, conflict, forbidden, notFound, paginate, parseInput, requireRole, requireUser,
+  ROLES, badInput, conflict, forbidden, notFound, paginate, parseInput, pendingApproval, requireRole, requireUser,
   scalarResolvers, unauthenticated, type Identity, type RequestContext,
 } from '@crm/kit';
 import { AuditEntry, User } from '../entities';
@@ -35,6 +35,7 @@ const registerInput = z.object({
   password: z.string().min(10, 'must be at least 10 characters').max(200),
   name: z.string().trim().min(1, 'must not be empty').max(200),
 });
+const createUserInput = registerInput.extend({ role: z.enum(ROLES) });
 const updateUserInput = z.object({
   name: z.string().trim().min(1, 'must not be empty').max(200).nullish(),
   role: z.enum(ROLES).nullish(),
@@ -75,7 +76,18 @@ export const resolvers: Resolvers = {
   },
   Mutation: {
     register: async (_: unknown, { input }: { input: unknown }, ctx: Ctx) => {
+      const policy = ctx.config.registrationPolicy;
+      if (policy === 'closed') throw forbidden('Registration is closed: an ADMIN creates accounts (REGISTRATION_POLICY=closed)');
       const data = parseInput(registerInput, input);
+      if (policy === 'approval') {
+        // The same answer whether or not the email already has an account (no account discovery).
+        if (!(await findByEmail(ctx.em, data.email))) {
+          await createUser(ctx.em, { ...data, role: 'SALES' }, null, { approved: false, pendingApproval: true }).catch((err: unknown) => {
+            if ((err as { extensions?: { code?: unknown } }).extensions?.code !== 'CONFLICT') throw err; // a concurrent twin
+          });
+        }
+        throw pendingApproval('Registration received: the account can sign in once an ADMIN approves it');
+      }
       const user = await createUser(ctx.em, { ...data, role: 'SALES' }, null);
       const tokens = issueTokens(ctx.em, user, ctx.config);
       await ctx.em.flush();
@@ -90,7 +102,12 @@ export const resolvers: Resolvers = {
           action: 'user.login_failed',
           entityType: 'User',
           entityId: user?.id ?? null,
-          details: { email: args.email.slice(0, 254), reason: user && ok && !user.active ? 'inactive' : 'bad credentials' },
+          // Never the typed email: it can be a password typed into the wrong box. A known account is
+          // identified by entityId; an unknown one by a short hash (to correlate attempts).
+          details: {
+            ...(user ? {} : { emailSha256: createHash('sha256').update(args.email.trim().toLowerCase()).digest('hex').slice(0, 16) }),
+            reason: user && ok && !user.active ? 'inactive' : 'bad credentials',
+          },
         });
         await ctx.em.flush();
         // Same message for unknown email, wrong password and deactivated user.
@@ -107,8 +124,11 @@ export const resolvers: Resolvers = {
     logout: async (_: unknown, __: unknown, ctx: Ctx) => {
       const me = requireUser(ctx.identity);
       await revokeAllFor(ctx.em, me.userId);
+      // Signing out ends every access token of the user too (and the sockets opened with them).
+      const user = await ctx.em.findOne(User, { id: me.userId });
+      if (user) user.tokenVersion += 1;
       stageAudit(ctx.em, { actorId: me.userId, action: 'user.logout', entityType: 'User', entityId: me.userId });
-      ctx.emit('user.logout', me.userId, { userId: me.userId });
+      ctx.emit('user.logout', me.userId, { userId: me.userId, ...(user ? { tokenVersion: user.tokenVersion } : {}) });
       await ctx.em.flush();
       return true;
     },
@@ -129,6 +149,9 @@ export const resolvers: Resolvers = {
       if (input.role && input.role !== user.role) {
         stageAudit(ctx.em, { actorId: me.userId, action: 'user.role_changed', entityType: 'User', entityId: user.id, details: { from: user.role, to: input.role } });
         user.role = input.role;
+        // An ADMIN granting a role vouches for the user; earlier access tokens carry the old role.
+        user.approved = true;
+        user.tokenVersion += 1;
         changes.push('role');
       }
       if (changes.length > 0) {
@@ -137,6 +160,30 @@ export const resolvers: Resolvers = {
       }
       await ctx.em.flush();
       return user;
+    },
+    approveUser: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
+      const me = requireRole(ctx.identity, 'ADMIN', 'MANAGER');
+      const user = isUuid(id) ? await ctx.em.findOne(User, { id }) : null;
+      if (!user) throw notFound('User', id);
+      if (user.pendingApproval) {
+        if (me.role !== 'ADMIN') throw forbidden('Only an ADMIN may activate a registration pending approval');
+        user.pendingApproval = false;
+        user.active = true;
+        user.tokenVersion += 1;
+      } else if (!user.active) {
+        throw conflict('User is deactivated');
+      }
+      if (user.approved && user.active) return user;
+      user.approved = true;
+      stageAudit(ctx.em, { actorId: me.userId, action: 'user.approved', entityType: 'User', entityId: user.id });
+      ctx.emit('user.updated', user.id, { ...userEventData(user), changes: ['approved'] });
+      await ctx.em.flush();
+      return user;
+    },
+    createUser: async (_: unknown, { input }: { input: unknown }, ctx: Ctx) => {
+      const me = requireRole(ctx.identity, 'ADMIN');
+      const data = parseInput(createUserInput, input);
+      return createUser(ctx.em, data, me.userId, { approved: true });
     },
     deleteUser: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
       const me = requireRole(ctx.identity, 'ADMIN');
@@ -152,6 +199,17 @@ export const resolvers: Resolvers = {
       requireUser(ctx.identity);
       return isUuid(ref.id) ? ctx.loaders.user.load(ref.id) : null;
     },
+    // Colleagues' names are everyone's business; their email, role and status are not (SALES).
+    email: (u: User, _: unknown, ctx: Ctx) => personal(u, ctx).email,
+    role: (u: User, _: unknown, ctx: Ctx) => personal(u, ctx).role,
+    active: (u: User, _: unknown, ctx: Ctx) => personal(u, ctx).active,
+    approved: (u: User, _: unknown, ctx: Ctx) => personal(u, ctx).approved,
+  },
+  AuthPayload: {
+    user: (payload: { user: User }) => {
+      signedIn.add(payload.user);
+      return payload.user;
+    },
   },
   AuditEntry: {
     at: (entry: AuditEntry) => entry.createdAt,
@@ -159,10 +217,23 @@ export const resolvers: Resolvers = {
   },
 };
 
+/** Users just signed in (an AuthPayload's user): the caller is that user, before any token exists. */
+const signedIn = new WeakSet<User>();
+
+/** A user's personal fields: for the user themself and for ADMIN, MANAGER and COMPLIANCE; FORBIDDEN for others. */
+function personal(user: User, ctx: Ctx): User {
+  if (signedIn.has(user)) return user;
+  const me = requireUser(ctx.identity);
+  if (me.userId === user.id || me.role !== 'SALES') return user;
+  throw forbidden('Only the user, ADMIN, MANAGER and COMPLIANCE may see a user\'s email, role and status');
+}
+
 /** Deactivates a user, revokes their sessions and starts the user-deletion saga (one commit). */
 async function deactivateUser(em: EntityManager, user: User, actor: Identity, ctx: Ctx) {
   const sagaId = randomUUID();
   user.active = false;
+  user.pendingApproval = false;
+  user.tokenVersion += 1;
   await revokeAllFor(em, user.id);
   stageAudit(em, { actorId: actor.userId, action: 'user.deleted', entityType: 'User', entityId: user.id, details: { sagaId } });
   const cause = { actorId: actor.userId, correlationId: sagaId };

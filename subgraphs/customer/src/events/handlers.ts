@@ -36,7 +36,7 @@ export const handlers: EventHandlers = {
       subjectId: userId,
       step: 'customer.reassign-customers',
       status: 'DONE',
-      detail: `${moved} customers reassigned${owned.length > moved ? `, ${owned.length - moved} left unassigned (no active SALES rep)` : ''}`,
+      detail: `${moved} customers reassigned${owned.length > moved ? `, ${owned.length - moved} left unassigned (no active, approved SALES rep; managers notified)` : ''}`,
       ends: null,
     });
     await em.flush();

@@ -59,7 +59,7 @@ export type ApprovalStatus =
 
 export type Customer = {
   __typename?: 'Customer';
-  /** opportunity subgraph; SALES see only the requests they made */
+  /** opportunity subgraph; SALES see only the requests they made; the 20 newest (use pendingApprovals or approvalRequest for more) */
   approvalRequests: Array<ApprovalRequest>;
   id: Scalars['ID']['output'];
 };

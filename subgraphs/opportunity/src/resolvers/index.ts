@@ -17,6 +17,9 @@ export interface OpportunityLoaders {
   byCustomer(status: ApprovalStatus | null): DataLoader<string, ApprovalRequest[]>;
 }
 
+/** The bound of the unpaged Customer.approvalRequests, equal to the gateway's DEFAULT_LIST_SIZE. */
+const APPROVAL_REQUESTS_PER_CUSTOMER = 20;
+
 /** SALES see only the requests they made; everyone else (MANAGER, ADMIN, COMPLIANCE) sees all. */
 function visibleScope(identity: Identity | null): FilterQuery<ApprovalRequest> {
   if (!identity) return { id: { $in: [] } };
@@ -167,7 +170,8 @@ export const resolvers: Resolvers = {
       requireUser(ctx.identity);
       if (!isUuid(customer.id)) return [];
       const status = args.status && (APPROVAL_STATUSES as readonly string[]).includes(args.status) ? args.status : null;
-      return ctx.loaders.byCustomer(status).load(customer.id);
+      // Unpaged: at most the newest APPROVAL_REQUESTS_PER_CUSTOMER (the gateway's cost estimate counts an unpaged list as that many).
+      return (await ctx.loaders.byCustomer(status).load(customer.id)).slice(0, APPROVAL_REQUESTS_PER_CUSTOMER);
     },
   },
 };
