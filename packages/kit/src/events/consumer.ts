@@ -21,7 +21,7 @@ import type { BatchControl, DeliveredMessage, EventBus, Subscription } from './b
 import { EVENTS, InvalidEventError, UnknownEventTypeError, dlqOf, misrouted, parseEnvelope, type Envelope, type EventData, type EventType } from './catalogue';
 import { errorText, isTransient } from './failures';
 import { stageEvent } from './outbox';
-import { eventDeadLettered, eventOutcome, eventRetried } from '../telemetry/events';
+import { eventDeadLettered, eventOutcome, eventRetried, traceConsume } from '../telemetry/events';
 import { noteCorrelation } from '../telemetry/tracing';
 
 export interface HandlerContext<T extends EventType> {
@@ -117,10 +117,10 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
   };
 
   /** One transaction: inbox rows for all, then each new event's handler in order. */
-  const applyAll = (events: Envelope[], applied = new Set<string>()) =>
+  const applyAll = (items: { message: DeliveredMessage; event: Envelope }[], applied = new Set<string>()) =>
     orm.em.fork().transactional(async (em) => {
       applied.clear();
-      const ids = [...new Set(events.map((e) => e.id))];
+      const ids = [...new Set(items.map((w) => w.event.id))];
       const inserted = await em.execute<{ event_id: string }[]>(
         `INSERT INTO inbox (consumer, event_id) VALUES ${ids.map(() => '(?, ?)').join(', ')} ON CONFLICT DO NOTHING RETURNING event_id`,
         ids.flatMap((id) => [name, id]),
@@ -128,10 +128,14 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
       const fresh = new Set(inserted.map((r) => r.event_id));
       const atCommit = new Map<string, (em: EntityManager) => Promise<void>>();
       let handled = 0;
-      for (const event of events) {
+      for (const { message, event } of items) {
         if (!fresh.delete(event.id)) continue; // seen before (or twice in this batch)
         const handler = handlers[event.type] as (ctx: HandlerContext<EventType>) => Promise<void>;
-        await handler({
+        // each event in its own CONSUMER span, continuing the producer's trace (telemetry)
+        await traceConsume(consumerGroup(name), message, async () => {
+          const started = performance.now();
+          noteCorrelation(event.correlationId);
+          await handler({
           event,
           em,
           logger,
@@ -139,6 +143,9 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
           emit: (type, aggregateId, data) =>
             stageEvent(em, name, type, aggregateId, data, { actorId: event.actorId, correlationId: event.correlationId, causationId: event.id }),
           beforeCommit: (key, fn) => void (atCommit.has(key) || atCommit.set(key, fn)),
+          });
+          // (a batch that rolls back and is re-applied one at a time counts its events again)
+          eventOutcome(consumerGroup(name), message.topic, event.type, 'handled', started);
         });
         // Flush each event's writes before the next handler reads (raw SQL does not auto-flush),
         // and forget its entities: the next flush then looks at the next event's entities only.
@@ -183,10 +190,10 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
     const started = performance.now();
     for (let attempt = 1; ; attempt++) {
       try {
-        const n = await untilAvailable(event.type, () => applyAll([event]), control);
+        const n = await untilAvailable(event.type, () => applyAll([{ message, event }]), control);
         if (n === 0) health.duplicates += 1;
         health.handled += n;
-        eventOutcome(consumerGroup(name), message.topic, event.type, n === 0 ? 'duplicate' : 'handled', started);
+        if (n === 0) eventOutcome(consumerGroup(name), message.topic, event.type, 'duplicate', started);
         return;
       } catch (err) {
         if (err instanceof Stopped) throw err;
@@ -208,10 +215,8 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
         const event = parseEnvelope(message.value);
         const wrong = misrouted(event, message.topic);
         if (wrong) await deadLetter(message, wrong, control);
-        else if (handlers[event.type]) {
-          noteCorrelation(event.correlationId);
-          work.push({ message, event });
-        } else health.ignored += 1;
+        else if (handlers[event.type]) work.push({ message, event });
+        else health.ignored += 1;
       } catch (err) {
         if (err instanceof UnknownEventTypeError) {
           health.ignored += 1;
@@ -225,8 +230,8 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
     try {
       const started = performance.now();
       const fresh = new Set<string>();
-      const n = await untilAvailable('batch', () => applyAll(work.map((w) => w.event), fresh), control);
-      for (const { message, event } of work) eventOutcome(consumerGroup(name), message.topic, event.type, fresh.has(event.id) ? 'handled' : 'duplicate', started);
+      const n = await untilAvailable('batch', () => applyAll(work, fresh), control);
+      for (const { message, event } of work) if (!fresh.has(event.id)) eventOutcome(consumerGroup(name), message.topic, event.type, 'duplicate', started);
       logger.debug({ consumer: name, events: work.length, handled: n, ms: Math.round(performance.now() - started) }, 'batch applied');
       health.handled += n;
       health.duplicates += work.length - n;
