@@ -62,7 +62,8 @@ const SAGAS = num('SAGAS', 20);
 const ROUNDS = num('ROUNDS', 3);
 const SUB_N = num('SUB_N', 50);
 const SUB_EVENTS = num('SUB_EVENTS', 5);
-const SCENARIOS = (process.env.SCENARIOS ?? 'login,customers,customers-varied,dashboard,login+list,createCustomer,saga,subscriptions').split(',');
+const SCENARIOS = (process.env.SCENARIOS ?? 'login,customers,customers-varied,dashboard,login+list,createCustomer,backlog,saga,subscriptions').split(',');
+const BACKLOG = num('BACKLOG', 10_000);
 const STACK = process.env.STACK ?? 'multi';
 if (STACK !== 'multi' && STACK !== 'single') throw new Error('STACK must be multi or single');
 const RESULTS_DIR = process.env.RESULTS_DIR ?? join(__dirname, 'results');
@@ -179,6 +180,7 @@ async function main() {
   const { startTestStack, startProcessTestStack } = await import('@crm/stack');
   const { eventually } = await import('@crm/kit');
   const { seedBulk, checkConsistency, withDb } = await import('./crm/seed');
+  const { dbNow, drainBacklog, handledSince } = await import('./crm/consumers');
 
   const t0 = performance.now();
   const env = {
@@ -286,7 +288,7 @@ async function main() {
       record(`${name}:${a[0]}`, ra, a[2], before);
       record(`${name}:${b[0]}`, rb, b[2], before);
     };
-    const catchUps: { seconds: number; consistent: boolean; counts: unknown }[] = [];
+    const catchUps: { seconds: number; consistent: boolean; counts: unknown; handled: Record<string, { events: number; seconds: number }> }[] = [];
     for (round = 0; round < ROUNDS; round++) {
     const loginEntries = reps.map((r) => ({ body: JSON.stringify({ query: LOGIN, variables: { email: r.email, password: 'password-1234' } }) }));
     await scenario('login', loginEntries);
@@ -306,6 +308,7 @@ async function main() {
     // argon2id runs on libuv's thread pool (@node-rs/argon2's async hash/verify), not the event loop:
     // logins at 5 connections must not stall the list at 20.
     await together('login+list', ['login', loginEntries, 5], ['list', variedEntries, CONNECTIONS]);
+    const loadStart = SCENARIOS.includes('createCustomer') ? await dbNow(stack) : '';
     await scenario('createCustomer', reps.map((r, i) => ({
       body: JSON.stringify({ query: CREATE, variables: { input: { name: `Bench Load __N__`, email: `load__N__@bench.example`, size: ['SMALL', 'MEDIUM', 'LARGE', 'ENTERPRISE'][i % 4], investmentProfile: 'MODERATE' } } }),
       authorization: bearer(r),
@@ -318,7 +321,7 @@ async function main() {
         const r = await checkConsistency(stack);
         return r.ok ? r : undefined;
       }, { timeoutMs: 300_000, intervalMs: 500 }).catch(async () => checkConsistency(stack));
-      catchUps.push({ seconds: Number(((performance.now() - tc) / 1000).toFixed(1)), consistent: c.ok, counts: c.counts });
+      catchUps.push({ seconds: Number(((performance.now() - tc) / 1000).toFixed(1)), consistent: c.ok, counts: c.counts, handled: await handledSince(stack, loadStart) });
       console.log(`projections after the createCustomer load: ${JSON.stringify(catchUps[catchUps.length - 1])}`);
     }
     }
@@ -347,6 +350,15 @@ async function main() {
     results.loads = loads;
     if (catchUps.length) {
       results.projectionCatchUp = { seconds: med(catchUps.map((c) => c.seconds)), consistent: catchUps.every((c) => c.consistent), rounds: catchUps };
+    }
+
+    // ------------------------------------------------------------------ consumer capacity
+    if (SCENARIOS.includes('backlog')) {
+      console.log(`backlog: ${BACKLOG} customer.updated events published at once…`);
+      results.backlog = await drainBacklog(stack, BACKLOG);
+      console.log(`backlog: ${JSON.stringify(results.backlog)}`);
+      const after = await checkConsistency(stack);
+      if (!after.ok) throw new Error(`projections inconsistent after the backlog: ${JSON.stringify(after)}`);
     }
 
     // ------------------------------------------------------------------ sagas
@@ -501,7 +513,8 @@ type Run = {
   machine: { nproc: number; cpu: string; node: string; loadavgBefore: number[]; loadavgAtEnd: number[] };
   seed: { customers: number; meetings: number; tasks: number; approvals: number; seconds: number };
   loads?: Record<string, Load & { rounds?: Load[] }>;
-  projectionCatchUp?: { seconds: number; consistent: boolean };
+  projectionCatchUp?: { seconds: number; consistent: boolean; rounds?: { handled: Record<string, { events: number; seconds: number }> }[] };
+  backlog?: { events: number; publishSeconds: number; perConsumer: Record<string, { events: number; seconds: number; eventsPerSecond: number }> };
   saga?: Dist & { outcomes: Record<string, number> };
   subscriptions?: { subscribers: number; events: number; lastClient: Dist; medianClient: Dist };
 };
@@ -548,7 +561,16 @@ function render(r: Run): string {
     const s = r.subscriptions;
     out.push(`**Event to subscriber** (as bench/subscriptions.ts, ${s.subscribers} graphql-ws subscribers, ${s.events} \`approvalStatusChanged\` events, from the \`requestApproval\` response): last client p50 ${ms(s.lastClient.p50)}, max ${ms(s.lastClient.max)}; median client p50 ${ms(s.medianClient.p50)}. (1000 subscribers: see bench/results/subscriptions.md.)`, '');
   }
-  if (r.projectionCatchUp) out.push(`**Projections after the createCustomer load**: customer_refs (sales-activity, opportunity) and analytics customer_facts matched the customer table ${r.projectionCatchUp.seconds} s (median over rounds) after each 25 s createCustomer load ended (consistent: ${r.projectionCatchUp.consistent}): the consumers process customer.created (with its onboarding task) more slowly than the gateway accepts createCustomer.`, '');
+  if (r.projectionCatchUp) {
+    out.push(`**Projections after the createCustomer load**: customer_refs (sales-activity, opportunity) and analytics customer_facts matched the customer table ${r.projectionCatchUp.seconds} s (median over rounds; the check polls every 0.5 s) after each ${WARMUP + DURATION} s createCustomer load ended (consistent: ${r.projectionCatchUp.consistent}).`, '');
+    const last = r.projectionCatchUp.rounds?.[r.projectionCatchUp.rounds.length - 1]?.handled;
+    if (last) out.push(`Events handled per consuming subgraph from the start of the last round's load until consistent (paced by the load): ${Object.entries(last).map(([k, v]) => `${k} ${v.events} in ${v.seconds} s`).join(', ')}.`, '');
+  }
+  if (r.backlog) {
+    out.push(`**Consumer capacity** (a backlog of ${r.backlog.events} customer.updated events published at once in ${r.backlog.publishSeconds} s; time until each consumer had all of them in its inbox):`, '',
+      '| consumer | seconds | events/s |', '|---|---|---|',
+      ...Object.entries(r.backlog.perConsumer).map(([k, v]) => `| ${k} | ${v.seconds} | ${v.eventsPerSecond} |`), '');
+  }
   out.push(
     'Per-row load averages before each scenario are in crm.json. Run: `npm run bench:crm` (STACK=multi|single, GATEWAY_WORKERS, INBOUND_DEDUPE, DURATION, WARMUP, CONNECTIONS, SEED_CUSTOMERS, REPS, MANAGERS, SAGAS, SUB_N, SUB_EVENTS, ROUNDS, SINGLE=0, SCENARIOS env vars).',
     '',

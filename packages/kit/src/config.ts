@@ -104,6 +104,15 @@ const envSchema = z.object({
   /** Read-through calls to another subgraph (read-your-writes across domains): timeout per call. */
   PEER_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(5000),
   OUTBOX_POLL_MS: z.coerce.number().int().min(10).default(500),
+  /** Largest event (envelope JSON bytes) accepted at write time; the relay's batches stay below it too. 1 MB: a cloud broker's limit. */
+  EVENT_MAX_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
+  /** Dead letters are kept this long (DLQ topics' retention.ms). */
+  KAFKA_DLQ_RETENTION_MS: z.coerce.number().int().min(60_000).default(30 * 86_400_000),
+  /** A saga not finished within this time is marked TIMED_OUT (it still finishes if its steps arrive). */
+  SAGA_TIMEOUT_MS: z.coerce.number().int().min(1000).default(15 * 60_000),
+  /** Sent outbox rows are deleted after this age; inbox rows after INBOX_RETENTION_MS (keep it above Kafka retention + the DLQ replay window). */
+  OUTBOX_RETENTION_MS: z.coerce.number().int().min(60_000).default(3 * 86_400_000),
+  INBOX_RETENTION_MS: z.coerce.number().int().min(60_000).default(45 * 86_400_000),
   DUE_SOON_INTERVAL_MS: z.coerce.number().int().min(100).default(60_000),
   RATE_LIMIT_POINTS: z.coerce.number().int().min(1).default(100),
   RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().min(1).default(900),

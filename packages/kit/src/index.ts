@@ -15,6 +15,8 @@ export * from './events/outbox';
 export * from './events/inbox';
 export * from './events/relay';
 export * from './events/consumer';
+export * from './events/failures';
+export * from './events/retention';
 export * from './events';
 export * from './batch';
 export * from './lean';

@@ -31,7 +31,46 @@ export class KitMigration20261129000000 extends Migration {
   }
 }
 
+/**
+ * Order and versions from the database: each outbox row gets, when inserted, the next version of
+ * its aggregate (topic + key; the counter row is locked until commit, so one aggregate's versions
+ * follow its commit order) and then its place in a sequence, which the relay publishes by.
+ * The version is also written into the envelope (aggregateVersion). Rows that can never be
+ * published are parked (failed_at) and skipped; attempts and last_error say why.
+ */
+export class KitMigration20261129000100 extends Migration {
+  override async up(): Promise<void> {
+    this.addSql('CREATE SEQUENCE IF NOT EXISTS outbox_seq');
+    this.addSql('ALTER TABLE outbox ADD COLUMN IF NOT EXISTS seq bigint, ADD COLUMN IF NOT EXISTS aggregate_version bigint, ADD COLUMN IF NOT EXISTS failed_at timestamptz');
+    this.addSql(`UPDATE outbox o SET seq = s.n FROM (SELECT id, nextval('outbox_seq') AS n FROM (SELECT id FROM outbox ORDER BY created_at, id) ordered) s WHERE o.id = s.id`);
+    this.addSql(`CREATE TABLE IF NOT EXISTS aggregate_versions (
+      topic text NOT NULL,
+      key text NOT NULL,
+      version bigint NOT NULL,
+      PRIMARY KEY (topic, key)
+    )`);
+    this.addSql(`CREATE OR REPLACE FUNCTION outbox_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE v bigint;
+      BEGIN
+        INSERT INTO aggregate_versions AS a (topic, key, version) VALUES (NEW.topic, NEW.key, 1)
+          ON CONFLICT (topic, key) DO UPDATE SET version = a.version + 1
+          RETURNING a.version INTO v;
+        NEW.aggregate_version := v;
+        NEW.seq := nextval('outbox_seq');
+        NEW.envelope := jsonb_set(NEW.envelope, '{aggregateVersion}', to_jsonb(v));
+        RETURN NEW;
+      END $$`);
+    this.addSql('DROP TRIGGER IF EXISTS outbox_stamp ON outbox');
+    this.addSql('CREATE TRIGGER outbox_stamp BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION outbox_stamp()');
+    this.addSql('DROP INDEX IF EXISTS outbox_unsent');
+    this.addSql('CREATE INDEX outbox_unsent ON outbox (seq) WHERE sent_at IS NULL AND failed_at IS NULL');
+    this.addSql('CREATE INDEX IF NOT EXISTS outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL');
+    this.addSql('CREATE INDEX IF NOT EXISTS inbox_handled ON inbox (handled_at)');
+  }
+}
+
 export const kitMigrations = [
   { name: 'Kit20261122000000', class: KitMigration20261122000000 },
   { name: 'Kit20261129000000', class: KitMigration20261129000000 },
+  { name: 'Kit20261129000100', class: KitMigration20261129000100 },
 ];

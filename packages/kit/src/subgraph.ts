@@ -30,6 +30,7 @@ import { EVENTS } from './events/catalogue';
 import { graphqlTelemetryPlugin, traceResolvers } from './telemetry/graphql';
 import { watchConsumerLag, watchOutbox } from './telemetry/events';
 import { signedTraceContext } from './telemetry/tracing';
+import { eventRetentionJob } from './events/retention';
 
 export interface RequestContext<L = unknown> {
   identity: Identity | null;
@@ -177,8 +178,13 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
       '/ready': async (_req, res) => {
         // Only the database decides readiness: without Kafka a subgraph still reads and writes
         // (events wait in the outbox), so it reports itself degraded rather than leaving service.
+        // A consumer held by an infrastructure failure (consumersFlowing false) is degraded too.
         const database = await orm.isConnected();
-        const events = { events: bus ? await bus.healthy() : true, consumers: consumers.every((c) => c.running()) };
+        const events = {
+          events: bus ? await bus.healthy() : true,
+          consumers: consumers.every((c) => c.running()),
+          consumersFlowing: consumers.every((c) => c.health().stalled === null),
+        };
         sendReadiness(res, def.name, { database }, events);
       },
     },
@@ -210,7 +216,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
   };
 
   if (bus) {
-    relay = startRelay({ orm, bus, logger, pollMs: config.OUTBOX_POLL_MS, namespace: config.KAFKA_NAMESPACE });
+    relay = startRelay({ orm, bus, logger, pollMs: config.OUTBOX_POLL_MS, namespace: config.KAFKA_NAMESPACE, maxEventBytes: config.EVENT_MAX_BYTES });
     runtime.relay = relay;
     if (def.consumes && Object.keys(def.consumes).length > 0) {
       consumers.push(await startConsumer({ name: def.name, orm, bus, logger, handlers: def.consumes, config, runtime }));
@@ -220,7 +226,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     unwatch.push(watchOutbox(def.name, orm));
   }
   if (def.onStart) await def.onStart(runtime);
-  for (const job of def.jobs ?? []) {
+  for (const job of [...(def.jobs ?? []), ...(bus ? [eventRetentionJob] : [])]) {
     const tick = () =>
       inBackground(`job:${job.name}`, () => job.run(runtime)).catch((err: unknown) => logger.error({ err, job: job.name }, 'job failed'));
     timers.push(setInterval(tick, job.intervalMs(config)));

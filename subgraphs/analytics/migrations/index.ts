@@ -1,4 +1,8 @@
 import { Migration20261122000500 } from './Migration20261122000500';
+import { Migration20261129000500 } from './Migration20261129000500';
 
 /** Applied in this order on start and by `npm run migrate`. */
-export const migrations = [{ name: 'Migration20261122000500', class: Migration20261122000500 }];
+export const migrations = [
+  { name: 'Migration20261122000500', class: Migration20261122000500 },
+  { name: 'Migration20261129000500', class: Migration20261129000500 },
+];

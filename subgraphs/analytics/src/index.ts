@@ -5,6 +5,7 @@ import { migrations } from '../migrations';
 import { createLoaders, resolvers, type AnalyticsLoaders } from './resolvers';
 import { handlers } from './events/handlers';
 import { cacheFor, closeCache } from './reports';
+import { sagaTimeoutJob } from './sagas';
 
 export const analyticsSubgraph: SubgraphDefinition<AnalyticsLoaders> = {
   name: 'analytics',
@@ -14,6 +15,7 @@ export const analyticsSubgraph: SubgraphDefinition<AnalyticsLoaders> = {
   migrations,
   createLoaders,
   consumes: handlers,
+  jobs: [sagaTimeoutJob],
   async onStart(runtime) {
     // The report cache lives as long as this subgraph instance: Redis when REDIS_URL is set.
     const cache = cacheFor(runtime.config, runtime.logger);

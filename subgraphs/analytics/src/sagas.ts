@@ -4,10 +4,12 @@
  * (or customer.deleted / user.deleted) arrives first; expectedSteps is kept from the step that
  * carries it; after each step the status is recomputed (COMPLETED when every expected step has a
  * DONE row; the `ends` of a step wins and is final). All writes are upserts: replays change nothing.
+ * A saga still RUNNING after SAGA_TIMEOUT_MS is marked TIMED_OUT by a job (logged as an error with
+ * its missing steps); a late step still finishes it.
  */
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { sagaFinished, type Envelope, type SagaStepData } from '@crm/kit';
+import { sagaFinished, type Envelope, type Job, type PlatformConfig, type SagaStepData, type SubgraphRuntime } from '@crm/kit';
 
 export interface SagaRow {
   id: string;
@@ -56,7 +58,7 @@ export async function applySagaStep(em: EntityManager, event: Envelope, step: Sa
      FROM (SELECT
              (SELECT ends FROM saga_steps x WHERE x.saga_id = ? AND x.ends IS NOT NULL ORDER BY at, id LIMIT 1) AS ends,
              (SELECT at FROM saga_steps x WHERE x.saga_id = ? AND x.ends IS NOT NULL ORDER BY at, id LIMIT 1) AS at) e
-     WHERE s.id = ? AND s.status = 'RUNNING' AND (
+     WHERE s.id = ? AND s.status IN ('RUNNING', 'TIMED_OUT') AND (
        e.ends IS NOT NULL OR (
          s.expected_steps IS NOT NULL AND NOT EXISTS (
            SELECT 1 FROM jsonb_array_elements_text(s.expected_steps) AS want(name)
@@ -68,3 +70,29 @@ export async function applySagaStep(em: EntityManager, event: Envelope, step: Sa
   for (const f of finished) sagaFinished(f.type, f.status, Number(f.seconds ?? 0));
   return saga;
 }
+
+/** Marks RUNNING sagas older than `timeoutMs` TIMED_OUT; returns them with their missing steps. */
+export async function timeOutSagas(em: EntityManager, timeoutMs: number): Promise<{ id: string; type: string; subject_id: string; missing: string[] | null }[]> {
+  return em.execute(
+    `UPDATE sagas s SET status = 'TIMED_OUT', timed_out_at = now()
+     WHERE s.status = 'RUNNING' AND s.started_at < now() - make_interval(secs => ?)
+     RETURNING s.id, s.type, s.subject_id,
+       (SELECT jsonb_agg(want.name) FROM jsonb_array_elements_text(s.expected_steps) AS want(name)
+        WHERE NOT EXISTS (SELECT 1 FROM saga_steps d WHERE d.saga_id = s.id AND d.name = want.name AND d.status = 'DONE')) AS missing`,
+    [timeoutMs / 1000],
+  );
+}
+
+export const sagaTimeoutJob: Job = {
+  name: 'saga-timeout',
+  intervalMs: (config: PlatformConfig) => Math.max(1000, Math.min(30_000, Math.floor(config.SAGA_TIMEOUT_MS / 4))),
+  async run(runtime: SubgraphRuntime) {
+    const timedOut = await timeOutSagas(runtime.fork(), runtime.config.SAGA_TIMEOUT_MS);
+    for (const s of timedOut) {
+      runtime.logger.error(
+        { sagaId: s.id, sagaType: s.type, subjectId: s.subject_id, missingSteps: s.missing ?? 'unknown', timeoutMs: runtime.config.SAGA_TIMEOUT_MS },
+        'saga timed out: its missing steps have not arrived (it still finishes if they do)',
+      );
+    }
+  },
+};

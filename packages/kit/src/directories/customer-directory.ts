@@ -32,22 +32,28 @@ export const CustomerRefSchema = new EntitySchema<CustomerRef>({
 
 /**
  * Upserts a directory row from an event's customer snapshot. `deleted` undefined keeps the stored
- * flag. An event older than the row (by occurredAt) changes nothing, so a late redelivery cannot
- * roll the directory back.
+ * flag. Only a newer aggregate version (the owner's, from its outbox) changes the row; without
+ * versions (older events) the later occurredAt wins. So a late redelivery or a replayed dead
+ * letter cannot roll the directory back. Resolves false when the event was older than the row.
  */
 export async function upsertCustomerRef(
   em: EntityManager,
   data: EventData<'customer.created'>,
   occurredAt: string,
   deleted?: boolean,
-): Promise<void> {
-  await em.execute(
-    `INSERT INTO customer_refs (id, name, assigned_rep_id, deleted, updated_at) VALUES (?, ?, ?, ?, ?)
+  version?: number | null,
+): Promise<boolean> {
+  const applied = await em.execute<{ id: string }[]>(
+    `INSERT INTO customer_refs (id, name, assigned_rep_id, deleted, updated_at, version) VALUES (?, ?, ?, ?, ?, ?)
      ON CONFLICT (id) DO UPDATE SET name = excluded.name, assigned_rep_id = excluded.assigned_rep_id,
-       deleted = ${deleted === undefined ? 'customer_refs.deleted' : 'excluded.deleted'}, updated_at = excluded.updated_at
-     WHERE customer_refs.updated_at <= excluded.updated_at`,
-    [data.customerId, data.name, data.assignedRepId, deleted ?? false, occurredAt],
+       deleted = ${deleted === undefined ? 'customer_refs.deleted' : 'excluded.deleted'}, updated_at = excluded.updated_at,
+       version = COALESCE(excluded.version, customer_refs.version)
+     WHERE CASE WHEN excluded.version IS NOT NULL AND customer_refs.version IS NOT NULL THEN customer_refs.version < excluded.version
+                ELSE customer_refs.updated_at <= excluded.updated_at END
+     RETURNING id`,
+    [data.customerId, data.name, data.assignedRepId, deleted ?? false, occurredAt, version ?? null],
   );
+  return applied.length > 0;
 }
 
 interface OwnedCustomer {

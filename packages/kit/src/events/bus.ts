@@ -25,7 +25,22 @@ export interface SubscribeOptions {
   /** Start from the latest offset for a new group (live feeds) instead of the earliest. */
   fromLatest?: boolean;
   /** Called for each message in partition order; a throw is retried by the bus's caller, not here. */
-  handle: (message: DeliveredMessage) => Promise<void>;
+  handle?: (message: DeliveredMessage) => Promise<void>;
+  /**
+   * Instead of `handle`: called with consecutive messages of one partition (at most `batchSize`),
+   * in order. Returning commits past the last one; a throw redelivers the whole batch.
+   */
+  handleBatch?: (messages: DeliveredMessage[], control: BatchControl) => Promise<void>;
+  batchSize?: number;
+  /** With handleBatch: how many partitions' batches may be handled at the same time (Kafka). */
+  partitionsConcurrently?: number;
+}
+
+/** What a batch handler may do while it works (a long retry keeps the group membership alive). */
+export interface BatchControl {
+  heartbeat(): Promise<void>;
+  /** False once the subscription is stopping or the partition was taken away: give up the batch. */
+  active(): boolean;
 }
 
 export interface Subscription {

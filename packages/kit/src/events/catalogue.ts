@@ -134,6 +134,7 @@ export type EventData<T extends EventType> = z.infer<(typeof EVENTS)[T]['schema'
 export type SagaStepData = z.infer<typeof sagaStep>;
 export type SagaType = z.infer<typeof sagaType>;
 
+/** The envelope format consumers understand; a newer one is not guessed at (dead-lettered, re-drivable). */
 export const ENVELOPE_VERSION = 1;
 
 export interface Envelope<T extends EventType = EventType> {
@@ -146,6 +147,11 @@ export interface Envelope<T extends EventType = EventType> {
   actorId: string | null;
   correlationId: string;
   causationId: string | null;
+  /**
+   * The aggregate's version after this change, assigned by the owner's database when the outbox
+   * row is written (1, 2, 3… per topic and key, in commit order). Copies apply only a newer one.
+   */
+  aggregateVersion?: number | null;
   data: EventData<T>;
 }
 
@@ -159,6 +165,7 @@ const envelopeSchema = z.object({
   actorId: z.string().nullable(),
   correlationId: z.string().min(1),
   causationId: z.string().nullable(),
+  aggregateVersion: z.number().int().nullable().optional(),
   data: z.unknown(),
 });
 
@@ -166,7 +173,18 @@ export class InvalidEventError extends Error {
   override readonly name = 'InvalidEventError';
 }
 
-/** Parses raw bytes into a typed envelope, or throws InvalidEventError (not retriable). */
+/** A well-formed event of a type this build does not know (a newer producer): ignored, counted. */
+export class UnknownEventTypeError extends InvalidEventError {
+  constructor(readonly type: string) {
+    super(`unknown event type ${type}`);
+  }
+}
+
+/**
+ * Parses raw bytes into a typed envelope, or throws InvalidEventError (not retriable). Tolerant
+ * where a newer producer may differ: unknown fields are dropped, and a value outside an enum this
+ * build knows is passed through as is (the handler does not act on it) instead of failing.
+ */
 export function parseEnvelope(raw: Buffer | string | null): Envelope {
   if (raw === null) throw new InvalidEventError('empty message');
   let json: unknown;
@@ -177,12 +195,33 @@ export function parseEnvelope(raw: Buffer | string | null): Envelope {
   }
   const env = envelopeSchema.safeParse(json);
   if (!env.success) throw new InvalidEventError(`bad envelope: ${env.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
+  if (env.data.version < 1 || env.data.version > ENVELOPE_VERSION)
+    throw new InvalidEventError(`envelope version ${env.data.version} is not supported (this build reads ${ENVELOPE_VERSION})`);
   const def = (EVENTS as Record<string, { schema: z.ZodTypeAny } | undefined>)[env.data.type];
-  if (!def) throw new InvalidEventError(`unknown event type ${env.data.type}`);
+  if (!def) throw new UnknownEventTypeError(env.data.type);
   const data = def.schema.safeParse(env.data.data);
-  if (!data.success) throw new InvalidEventError(`bad ${env.data.type} payload: ${data.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
-  return { ...env.data, data: data.data } as Envelope;
+  if (data.success) return { ...env.data, data: data.data } as Envelope;
+  if (data.error.issues.every((i) => i.code === 'invalid_value')) {
+    // Only enum values this build does not know: validate the rest with a known value standing in,
+    // then hand the handler the payload with the producer's values.
+    const stand = data.error.issues.map((i) => ({ path: i.path, known: (i as { values?: unknown[] }).values?.[0] }));
+    const lenient = def.schema.safeParse(stand.reduce((d, { path, known }) => setAt(d, path, known), env.data.data));
+    if (lenient.success) return { ...env.data, data: withValuesAt(lenient.data, env.data.data, data.error.issues.map((i) => i.path)) } as Envelope;
+  }
+  throw new InvalidEventError(`bad ${env.data.type} payload: ${data.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
 }
+
+type Path = PropertyKey[];
+const getAt = (value: unknown, path: Path): unknown => path.reduce<unknown>((v, k) => (v as Record<PropertyKey, unknown> | null)?.[k], value);
+function setAt(value: unknown, path: Path, leaf: unknown): unknown {
+  if (path.length === 0) return leaf;
+  const [head, ...rest] = path as [PropertyKey, ...PropertyKey[]];
+  const copy = (Array.isArray(value) ? [...value] : { ...(value as object) }) as Record<PropertyKey, unknown>;
+  copy[head] = setAt(copy[head], rest, leaf);
+  return copy;
+}
+/** The validated payload with the producer's unknown enum values put back. */
+const withValuesAt = (parsed: unknown, original: unknown, paths: Path[]) => paths.reduce((d, p) => setAt(d, p, getAt(original, p)), parsed);
 
 /**
  * Why an event must not be applied from `topic` (to be dead-lettered), or null: its type belongs to

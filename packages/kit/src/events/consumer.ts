@@ -1,16 +1,25 @@
 /**
- * The one consumer runner: parse and validate the envelope, then in one transaction record the
- * event id in the inbox and apply the handler — a redelivered event finds its inbox row and
- * changes nothing. Failures are retried with backoff; what still fails, or does not parse,
- * goes to <topic>.dlq with the error and its origin, and the partition moves on.
+ * The one consumer runner. Messages come in batches of one partition, in order. A batch is
+ * applied in ONE transaction: one multi-row inbox insert records the event ids (a redelivered id
+ * finds its row and its handler is skipped), then each new event's handler runs, in order,
+ * flushed one after the other. If the batch fails for a reason of its own, it is retried one
+ * event at a time to isolate the failing event.
+ *
+ * Failures are told apart (./failures.ts): an infrastructure failure (database or broker away)
+ * holds the partition — nothing committed, nothing dead-lettered — and is retried with capped
+ * backoff for as long as it takes, shown by `health()` and in the logs. Only permanent failures go
+ * to <topic>.dlq with the error and their origin: an envelope that does not parse, or an event
+ * whose handler still fails after `maxAttempts`. Event types this build has no handler for (or
+ * does not know) are skipped and counted.
  */
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { PlatformConfig } from '../config';
 import { inBackground } from '../db';
 import type { Logger } from '../logger';
 import type { SubgraphRuntime } from '../subgraph';
-import type { DeliveredMessage, EventBus, Subscription } from './bus';
-import { EVENTS, InvalidEventError, dlqOf, misrouted, parseEnvelope, type Envelope, type EventData, type EventType } from './catalogue';
+import type { BatchControl, DeliveredMessage, EventBus, Subscription } from './bus';
+import { EVENTS, InvalidEventError, UnknownEventTypeError, dlqOf, misrouted, parseEnvelope, type Envelope, type EventData, type EventType } from './catalogue';
+import { errorText, isTransient } from './failures';
 import { stageEvent } from './outbox';
 import { eventDeadLettered, eventOutcome, eventRetried, traceConsume } from '../telemetry/events';
 import { noteCorrelation } from '../telemetry/tracing';
@@ -22,12 +31,28 @@ export interface HandlerContext<T extends EventType> {
   runtime: SubgraphRuntime;
   /** Stages a follow-up event in the same transaction, caused by this one (same correlation id). */
   emit<U extends EventType>(type: U, aggregateId: string, data: EventData<U>): Envelope<U>;
+  /**
+   * Runs `fn` once at the end of the batch's transaction, however many of its events ask with the
+   * same `key` (in key order): e.g. one bump of a hot counter row per batch instead of per event.
+   */
+  beforeCommit(key: string, fn: (em: EntityManager) => Promise<void>): void;
 }
 
 export type EventHandlers = { [T in EventType]?: (ctx: HandlerContext<T>) => Promise<void> };
 
+export interface ConsumerHealth {
+  /** Set while an infrastructure failure holds the consumer: since when and the last error. */
+  stalled: { since: string; error: string; retries: number } | null;
+  handled: number;
+  duplicates: number;
+  /** Events of types without a handler here (or unknown to this build), skipped. */
+  ignored: number;
+  deadLettered: number;
+}
+
 export interface Consumer {
   running(): boolean;
+  health(): ConsumerHealth;
   stop(): Promise<void>;
 }
 
@@ -39,100 +64,197 @@ export interface ConsumerOptions {
   handlers: EventHandlers;
   config: PlatformConfig;
   runtime: SubgraphRuntime;
+  /** Attempts for an event whose handler fails for a reason of its own, before the DLQ. */
   maxAttempts?: number;
   baseDelayMs?: number;
+  /** Longest pause between retries of an infrastructure failure. */
+  maxDelayMs?: number;
+  batchSize?: number;
 }
 
 export const consumerGroup = (name: string) => `crm-${name}`;
+
+class Stopped extends Error {
+  override readonly name = 'Stopped';
+}
 
 export async function startConsumer(options: ConsumerOptions): Promise<Consumer> {
   const { name, orm, bus, logger, handlers, runtime } = options;
   const maxAttempts = options.maxAttempts ?? 5;
   const baseDelay = options.baseDelayMs ?? 100;
+  const maxDelay = options.maxDelayMs ?? 10_000;
   const topics = [...new Set(Object.keys(handlers).map((t) => EVENTS[t as EventType].topic))];
+  const health: ConsumerHealth = { stalled: null, handled: 0, duplicates: 0, ignored: 0, deadLettered: 0 };
+  let stopping = false;
 
-  const apply = async (event: Envelope): Promise<'handled' | 'duplicate'> => {
-    const handler = handlers[event.type] as ((ctx: HandlerContext<EventType>) => Promise<void>) | undefined;
-    if (!handler) return 'handled';
-    return orm.em.fork().transactional(async (em) => {
-      const inserted = await em.execute<{ event_id: string }[]>(
-        'INSERT INTO inbox (consumer, event_id) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING event_id',
-        [name, event.id],
-      );
-      if (inserted.length === 0) return 'duplicate';
-      await handler({
-        event,
-        em,
-        logger,
-        runtime,
-        emit: (type, aggregateId, data) =>
-          stageEvent(em, name, type, aggregateId, data, { actorId: event.actorId, correlationId: event.correlationId, causationId: event.id }),
-      });
-      return 'handled';
-    });
-  };
-
-  const deadLetter = async (message: DeliveredMessage, error: string) => {
-    logger.error({ topic: message.topic, partition: message.partition, offset: message.offset, error }, 'event dead-lettered');
-    eventDeadLettered(consumerGroup(name), message.topic);
-    await bus.publish([
-      {
-        topic: dlqOf(message.topic),
-        key: message.key ?? '',
-        value: message.value?.toString() ?? '',
-        headers: {
-          'x-error': error.slice(0, 2000),
-          'x-origin-topic': message.topic,
-          'x-origin-partition': String(message.partition),
-          'x-origin-offset': message.offset,
-          'x-consumer': name,
-          ...(message.headers.traceparent ? { traceparent: message.headers.traceparent } : {}),
-        },
-      },
-    ]);
-  };
-
-  const handle = async (message: DeliveredMessage): Promise<void> => {
-    let event: Envelope;
-    try {
-      event = parseEnvelope(message.value);
-    } catch (err) {
-      if (err instanceof InvalidEventError) return deadLetter(message, err.message);
-      throw err;
+  const pause = async (ms: number, control: BatchControl) => {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      if (stopping || !control.active()) throw new Stopped('consumer stopping');
+      await new Promise((r) => setTimeout(r, Math.min(1000, until - Date.now())));
+      await control.heartbeat(); // stay in the group while we wait
     }
-    const wrong = misrouted(event, message.topic);
-    if (wrong) return deadLetter(message, wrong);
-    if (!handlers[event.type]) return;
-    noteCorrelation(event.correlationId);
+  };
+
+  /** Runs `fn` until it succeeds or fails permanently; infrastructure failures wait and retry. */
+  const untilAvailable = async <T>(what: string, fn: () => Promise<T>, control: BatchControl): Promise<T> => {
+    for (let retry = 0; ; retry++) {
+      try {
+        const result = await fn();
+        if (health.stalled) {
+          logger.info({ consumer: name, retries: health.stalled.retries, since: health.stalled.since }, 'consumer recovered');
+          health.stalled = null;
+        }
+        return result;
+      } catch (err) {
+        if (!isTransient(err)) throw err;
+        const delay = Math.min(maxDelay, baseDelay * 2 ** Math.min(retry, 16));
+        health.stalled = { since: health.stalled?.since ?? new Date().toISOString(), error: errorText(err), retries: retry + 1 };
+        logger.warn({ consumer: name, what, err: errorText(err), retry: retry + 1, retryInMs: delay }, 'infrastructure failure; holding the partition and retrying');
+        await pause(delay, control);
+      }
+    }
+  };
+
+  /** One transaction: inbox rows for all, then each new event's handler in order. */
+  const applyAll = (items: { message: DeliveredMessage; event: Envelope }[], applied = new Set<string>()) =>
+    orm.em.fork().transactional(async (em) => {
+      applied.clear();
+      const ids = [...new Set(items.map((w) => w.event.id))];
+      const inserted = await em.execute<{ event_id: string }[]>(
+        `INSERT INTO inbox (consumer, event_id) VALUES ${ids.map(() => '(?, ?)').join(', ')} ON CONFLICT DO NOTHING RETURNING event_id`,
+        ids.flatMap((id) => [name, id]),
+      );
+      const fresh = new Set(inserted.map((r) => r.event_id));
+      const atCommit = new Map<string, (em: EntityManager) => Promise<void>>();
+      let handled = 0;
+      for (const { message, event } of items) {
+        if (!fresh.delete(event.id)) continue; // seen before (or twice in this batch)
+        const handler = handlers[event.type] as (ctx: HandlerContext<EventType>) => Promise<void>;
+        // each event in its own CONSUMER span, continuing the producer's trace (telemetry)
+        await traceConsume(consumerGroup(name), message, async () => {
+          const started = performance.now();
+          noteCorrelation(event.correlationId);
+          await handler({
+          event,
+          em,
+          logger,
+          runtime,
+          emit: (type, aggregateId, data) =>
+            stageEvent(em, name, type, aggregateId, data, { actorId: event.actorId, correlationId: event.correlationId, causationId: event.id }),
+          beforeCommit: (key, fn) => void (atCommit.has(key) || atCommit.set(key, fn)),
+          });
+          // (a batch that rolls back and is re-applied one at a time counts its events again)
+          eventOutcome(consumerGroup(name), message.topic, event.type, 'handled', started);
+        });
+        // Flush each event's writes before the next handler reads (raw SQL does not auto-flush),
+        // and forget its entities: the next flush then looks at the next event's entities only.
+        await em.flush();
+        em.clear();
+        applied.add(event.id);
+        handled += 1;
+      }
+      for (const key of [...atCommit.keys()].sort()) await atCommit.get(key)!(em);
+      return handled;
+    });
+
+  const deadLetter = async (message: DeliveredMessage, error: string, control: BatchControl) => {
+    logger.error({ consumer: name, topic: message.topic, partition: message.partition, offset: message.offset, error }, 'event dead-lettered');
+    eventDeadLettered(consumerGroup(name), message.topic);
+    await untilAvailable(
+      'dead-letter',
+      () =>
+        bus.publish([
+          {
+            topic: dlqOf(message.topic),
+            key: message.key ?? '',
+            value: message.value?.toString() ?? '',
+            headers: {
+              'x-error': error.slice(0, 2000),
+              'x-origin-topic': message.topic,
+              'x-origin-partition': String(message.partition),
+              'x-origin-offset': message.offset,
+              'x-consumer': name,
+              'x-dead-lettered-at': new Date().toISOString(),
+              ...(message.headers.traceparent ? { traceparent: message.headers.traceparent } : {}),
+            },
+          },
+        ]),
+      control,
+    );
+    health.deadLettered += 1;
+  };
+
+  /** The slow path: one event in its own transaction, permanent failures dead-lettered after maxAttempts. */
+  const applyOne = async (message: DeliveredMessage, event: Envelope, control: BatchControl) => {
     const started = performance.now();
     for (let attempt = 1; ; attempt++) {
       try {
-        const outcome = await apply(event);
-        if (outcome === 'duplicate') logger.debug({ id: event.id, type: event.type }, 'duplicate event skipped');
-        eventOutcome(consumerGroup(name), message.topic, event.type, outcome, started);
+        const n = await untilAvailable(event.type, () => applyAll([{ message, event }]), control);
+        if (n === 0) health.duplicates += 1;
+        health.handled += n;
+        if (n === 0) eventOutcome(consumerGroup(name), message.topic, event.type, 'duplicate', started);
         return;
       } catch (err) {
-        const msg = err instanceof Error ? err.message : String(err);
+        if (err instanceof Stopped) throw err;
         if (attempt >= maxAttempts) {
           eventOutcome(consumerGroup(name), message.topic, event.type, 'dead_lettered', started);
-          return deadLetter(message, `${event.type} failed after ${attempt} attempts: ${msg}`);
+          return deadLetter(message, `${event.type} failed after ${attempt} attempts: ${errorText(err)}`, control);
         }
         eventRetried(consumerGroup(name), event.type);
-        logger.warn({ type: event.type, id: event.id, attempt, err: msg }, 'event handler failed; retrying');
-        await new Promise((r) => setTimeout(r, baseDelay * 2 ** (attempt - 1)));
+        logger.warn({ consumer: name, type: event.type, id: event.id, attempt, err: errorText(err) }, 'event handler failed; retrying');
+        await pause(baseDelay * 2 ** (attempt - 1), control);
       }
+    }
+  };
+
+  const handleBatch = async (messages: DeliveredMessage[], control: BatchControl): Promise<void> => {
+    const work: { message: DeliveredMessage; event: Envelope }[] = [];
+    for (const message of messages) {
+      try {
+        const event = parseEnvelope(message.value);
+        const wrong = misrouted(event, message.topic);
+        if (wrong) await deadLetter(message, wrong, control);
+        else if (handlers[event.type]) work.push({ message, event });
+        else health.ignored += 1;
+      } catch (err) {
+        if (err instanceof UnknownEventTypeError) {
+          health.ignored += 1;
+          logger.debug({ consumer: name, type: err.type }, 'event type unknown to this build; ignored');
+        } else if (err instanceof InvalidEventError) {
+          await deadLetter(message, err.message, control);
+        } else throw err;
+      }
+    }
+    if (work.length === 0) return;
+    try {
+      const started = performance.now();
+      const fresh = new Set<string>();
+      const n = await untilAvailable('batch', () => applyAll(work, fresh), control);
+      for (const { message, event } of work) if (!fresh.has(event.id)) eventOutcome(consumerGroup(name), message.topic, event.type, 'duplicate', started);
+      logger.debug({ consumer: name, events: work.length, handled: n, ms: Math.round(performance.now() - started) }, 'batch applied');
+      health.handled += n;
+      health.duplicates += work.length - n;
+    } catch (err) {
+      if (err instanceof Stopped) throw err;
+      logger.warn({ consumer: name, events: work.length, err: errorText(err) }, 'batch failed; applying its events one at a time');
+      for (const { message, event } of work) await applyOne(message, event, control);
     }
   };
 
   let subscription: Subscription | undefined = await bus.subscribe({
     groupId: consumerGroup(name),
     topics,
-    handle: (message) => inBackground(`consumer:${name}`, () => traceConsume(consumerGroup(name), message, () => handle(message))),
+    batchSize: options.batchSize ?? 500,
+    partitionsConcurrently: options.config.KAFKA_TOPIC_PARTITIONS,
+    handleBatch: (messages, control) => inBackground(`consumer:${name}`, () => handleBatch(messages, control)),
   });
   logger.info({ topics, group: consumerGroup(name) }, 'consuming events');
   return {
     running: () => subscription?.active() ?? false,
+    health: () => ({ ...health }),
     async stop() {
+      stopping = true;
       await subscription?.stop();
       subscription = undefined;
     },

@@ -14,3 +14,4 @@ export function createBus(config: PlatformConfig, clientId: string, logger?: Log
   return new MemoryBus(logger);
 }
 export { KafkaBus, MemoryBus };
+export { BusBackpressureError } from './memory-bus';

@@ -4,7 +4,7 @@
  * SSL/SASL from the environment for cloud brokers. A consumer that kafkajs will not restart
  * itself is rebuilt here, loudly, instead of staying dead.
  */
-import { Kafka, Partitioners, logLevel, type Consumer, type KafkaConfig, type Producer, type SASLOptions } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type Consumer, type KafkaConfig, type KafkaMessage, type Producer, type SASLOptions } from 'kafkajs';
 import type { PlatformConfig } from '../config';
 import type { Logger } from '../logger';
 import type { BusMessage, DeliveredMessage, EventBus, SubscribeOptions, Subscription } from './bus';
@@ -206,22 +206,35 @@ export class KafkaBus implements EventBus {
         if (stopped) throw new Error('stopped');
         consumer = c;
         this.consumers.add(c);
-        await c.run({
-          autoCommit: true,
-          eachMessage: async ({ topic, partition, message }) => {
-            const headers: Record<string, string> = {};
-            for (const [k, v] of Object.entries(message.headers ?? {})) if (v !== undefined) headers[k] = v.toString();
-            const delivered: DeliveredMessage = {
-              topic: this.logical(topic),
-              partition,
-              offset: message.offset,
-              key: message.key?.toString() ?? null,
-              value: message.value,
-              headers,
-            };
-            await options.handle(delivered);
-          },
-        });
+        const deliver = (topic: string, partition: number, message: KafkaMessage): DeliveredMessage => {
+          const headers: Record<string, string> = {};
+          for (const [k, v] of Object.entries(message.headers ?? {})) if (v !== undefined) headers[k] = v.toString();
+          return { topic: this.logical(topic), partition, offset: message.offset, key: message.key?.toString() ?? null, value: message.value, headers };
+        };
+        const { handle, handleBatch } = options;
+        if (handleBatch) {
+          const size = options.batchSize ?? 500;
+          // Chunks of one partition's fetch, in order; the offset moves (and is committed) only
+          // after a chunk's handler returned, so a crash redelivers at most one chunk.
+          await c.run({
+            autoCommit: true,
+            eachBatchAutoResolve: false,
+            // Partitions are independent (order is per key, so per partition): work on them at once.
+            partitionsConsumedConcurrently: options.partitionsConcurrently ?? 1,
+            eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }) => {
+              const control = { heartbeat, active: () => !stopped && isRunning() && !isStale() };
+              for (let i = 0; i < batch.messages.length && control.active(); i += size) {
+                const chunk = batch.messages.slice(i, i + size);
+                await handleBatch(chunk.map((m) => deliver(batch.topic, batch.partition, m)), control);
+                resolveOffset(chunk[chunk.length - 1]!.offset);
+                await commitOffsetsIfNecessary();
+                await heartbeat();
+              }
+            },
+          });
+        } else if (handle) {
+          await c.run({ autoCommit: true, eachMessage: async ({ topic, partition, message }) => handle(deliver(topic, partition, message)) });
+        } else throw new Error('subscribe needs handle or handleBatch');
         active = true;
       } catch (err) {
         this.consumers.delete(c);
@@ -276,9 +289,12 @@ export class KafkaBus implements EventBus {
             waitForLeaders: false,
             topics: wanted.map((topic) => ({
               topic,
-              numPartitions: topic.endsWith('.dlq') ? 1 : this.config.KAFKA_TOPIC_PARTITIONS,
+              // A DLQ has the partitions of its source (keys keep their partition) and its own, longer retention.
+              numPartitions: this.config.KAFKA_TOPIC_PARTITIONS,
               replicationFactor: -1,
-              configEntries: [{ name: 'retention.ms', value: String(this.config.KAFKA_TOPIC_RETENTION_MS) }],
+              configEntries: [
+                { name: 'retention.ms', value: String(topic.endsWith('.dlq') ? this.config.KAFKA_DLQ_RETENTION_MS : this.config.KAFKA_TOPIC_RETENTION_MS) },
+              ],
             })),
           });
         } catch (err) {

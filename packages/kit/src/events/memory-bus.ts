@@ -3,6 +3,10 @@
  * consumer group with its own offset and strictly sequential delivery (like one partition).
  * Not durable across a crash of the process: events already handed to it but not yet handled
  * are lost then (the Kafka path has no such gap).
+ *
+ * Memory is bounded without skipping anyone: a log drops only what every subscriber has handled,
+ * and once a lagging subscriber leaves more than `maxBacklog` messages unhandled, publish fails
+ * loudly (the outbox relay then keeps its rows and retries: backpressure, nothing lost).
  */
 import type { Logger } from '../logger';
 import type { BusMessage, DeliveredMessage, EventBus, SubscribeOptions, Subscription } from './bus';
@@ -11,9 +15,16 @@ interface Log {
   base: number; // offset of messages[0]
   messages: DeliveredMessage[];
   waiters: Set<() => void>;
+  /** Next offset of each active subscriber (group) of this topic. */
+  readers: Map<object, { group: string; next: number }>;
 }
 
+/** Handled messages kept for groups that subscribe later. */
 const KEEP = 10_000;
+
+export class BusBackpressureError extends Error {
+  override readonly name = 'BusBackpressureError';
+}
 
 export class MemoryBus implements EventBus {
   readonly kind = 'memory' as const;
@@ -22,19 +33,41 @@ export class MemoryBus implements EventBus {
   private readonly positions = new Map<string, Map<string, number>>();
   private closed = false;
 
-  constructor(private readonly logger?: Logger) {}
+  constructor(private readonly logger?: Logger, private readonly maxBacklog = 100_000) {}
 
   private log(topic: string): Log {
     let log = this.logs.get(topic);
     if (!log) {
-      log = { base: 0, messages: [], waiters: new Set() };
+      log = { base: 0, messages: [], waiters: new Set(), readers: new Map() };
       this.logs.set(topic, log);
     }
     return log;
   }
 
+  /** Drops handled messages beyond KEEP; never one a subscriber has not handled yet. */
+  private trim(log: Log): void {
+    let slowest = log.base + log.messages.length;
+    for (const r of log.readers.values()) slowest = Math.min(slowest, r.next);
+    const drop = Math.min(slowest - log.base, log.messages.length - KEEP);
+    if (drop >= KEEP) {
+      log.messages.splice(0, drop);
+      log.base += drop;
+    }
+  }
+
   async publish(messages: BusMessage[]): Promise<void> {
     if (this.closed) throw new Error('bus is closed');
+    for (const topic of new Set(messages.map((m) => m.topic))) {
+      const log = this.log(topic);
+      const end = log.base + log.messages.length;
+      for (const r of log.readers.values()) {
+        if (end - r.next >= this.maxBacklog) {
+          const msg = `in-process bus: consumer group ${r.group} is ${end - r.next} messages behind on ${topic}; publishing waits for it`;
+          this.logger?.error({ topic, group: r.group, behind: end - r.next }, msg);
+          throw new BusBackpressureError(msg);
+        }
+      }
+    }
     for (const m of messages) {
       const log = this.log(m.topic);
       log.messages.push({
@@ -45,48 +78,55 @@ export class MemoryBus implements EventBus {
         value: Buffer.from(m.value),
         headers: m.headers ?? {},
       });
-      if (log.messages.length > KEEP * 2) {
-        log.messages.splice(0, KEEP);
-        log.base += KEEP;
-      }
+      this.trim(log);
       for (const wake of log.waiters) wake();
     }
   }
 
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
+    const { handle, handleBatch } = options;
+    if (!handle && !handleBatch) throw new Error('subscribe needs handle or handleBatch');
     let running = true;
     const stopWaiters = new Set<() => void>();
+    const batchSize = handleBatch ? (options.batchSize ?? 500) : 1;
     let positions = this.positions.get(options.groupId);
     if (!positions) this.positions.set(options.groupId, (positions = new Map()));
     const at = positions;
+    const control = { heartbeat: async () => undefined, active: () => running && !this.closed };
     const loops = options.topics.map(async (topic) => {
       const log = this.log(topic);
-      let next = options.fromLatest ? log.base + log.messages.length : log.base;
-      at.set(topic, next);
-      while (running && !this.closed) {
-        const index = next - log.base;
-        const message = log.messages[Math.max(index, 0)];
-        if (index < 0) next = log.base; // trimmed past us
-        if (!message || index < 0) {
-          await new Promise<void>((resolve) => {
-            const wake = () => {
-              log.waiters.delete(wake);
-              resolve();
-            };
-            log.waiters.add(wake);
-            stopWaiters.add(wake);
-          });
-          continue;
+      const reader = { group: options.groupId, next: options.fromLatest ? log.base + log.messages.length : log.base };
+      const token = {};
+      log.readers.set(token, reader);
+      at.set(topic, reader.next);
+      try {
+        while (running && !this.closed) {
+          const index = reader.next - log.base;
+          const batch = log.messages.slice(index, index + batchSize);
+          if (batch.length === 0) {
+            await new Promise<void>((resolve) => {
+              const wake = () => {
+                log.waiters.delete(wake);
+                resolve();
+              };
+              log.waiters.add(wake);
+              stopWaiters.add(wake);
+            });
+            continue;
+          }
+          try {
+            if (handleBatch) await handleBatch(batch, control);
+            else await handle!(batch[0]!);
+            reader.next += batch.length;
+            at.set(topic, reader.next);
+          } catch (err) {
+            // Like Kafka without a commit: the same messages come again.
+            if (running) this.logger?.error({ err, topic, group: options.groupId }, 'handler threw; redelivering');
+            await new Promise((r) => setTimeout(r, 500));
+          }
         }
-        try {
-          await options.handle(message);
-          next += 1;
-          at.set(topic, next);
-        } catch (err) {
-          // Like Kafka without a commit: the same message comes again.
-          this.logger?.error({ err, topic, group: options.groupId }, 'handler threw; redelivering');
-          await new Promise((r) => setTimeout(r, 500));
-        }
+      } finally {
+        log.readers.delete(token);
       }
     });
     return {

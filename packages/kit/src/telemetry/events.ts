@@ -116,7 +116,7 @@ export function sagaFinished(sagaType: string, status: string, seconds: number):
 export function watchOutbox(service: string, orm: MikroORM): () => void {
   const query = async () => {
     const [row] = await orm.em.fork().execute<{ n: number; age: number | string }[]>(
-      'SELECT count(*)::int AS n, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS age FROM outbox WHERE sent_at IS NULL',
+      'SELECT count(*)::int AS n, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS age FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL',
     );
     return { n: Number(row?.n ?? 0), age: Number(row?.age ?? 0) };
   };

@@ -1,6 +1,6 @@
 import { EntitySchema } from '@mikro-orm/postgresql';
 
-export type SagaStatus = 'RUNNING' | 'COMPLETED' | 'COMPENSATED' | 'FAILED';
+export type SagaStatus = 'RUNNING' | 'COMPLETED' | 'COMPENSATED' | 'FAILED' | 'TIMED_OUT';
 
 /** The read model of one saga, built from the *.saga_step events of every subgraph. */
 export class Saga {

@@ -17,8 +17,11 @@ import { applySagaStep, upsertSaga } from '../sagas';
 
 export type Projection = 'customers' | 'meetings' | 'tasks' | 'approvals';
 
-async function bump(em: EntityManager, ...names: Projection[]): Promise<void> {
-  await em.execute(`UPDATE report_versions SET version = version + 1 WHERE name = ANY(string_to_array(?, ','))`, [names.join(',')]);
+/** Bumps a projection's report version once per consumed batch (a hot row: one update, at the end of the transaction). */
+function bump(ctx: { beforeCommit: HandlerContext<EventType>['beforeCommit'] }, name: Projection): void {
+  ctx.beforeCommit(`bump:${name}`, async (em: EntityManager) => {
+    await em.execute('UPDATE report_versions SET version = version + 1 WHERE name = ?', [name]);
+  });
 }
 
 const at = (ctx: { event: { occurredAt: string } }) => new Date(ctx.event.occurredAt);
@@ -42,12 +45,15 @@ type CustomerCtx = HandlerContext<'customer.created' | 'customer.updated' | 'cus
 async function upsertCustomer(ctx: CustomerCtx, deleted: boolean | null) {
   const d = ctx.event.data;
   await ctx.em.execute(
-    `INSERT INTO customer_facts (id, size, investment_profile, assigned_rep_id, deleted, created_at) VALUES (?, ?, ?, ?, ?, ?)
+    // Only a newer version of the customer (the owner's aggregate version) changes the facts.
+    `INSERT INTO customer_facts (id, size, investment_profile, assigned_rep_id, deleted, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?)
      ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size, investment_profile = EXCLUDED.investment_profile,
-       assigned_rep_id = EXCLUDED.assigned_rep_id, deleted = COALESCE(?::boolean, customer_facts.deleted)`,
-    [d.customerId, d.size, d.investmentProfile, d.assignedRepId, deleted ?? false, at(ctx), deleted],
+       assigned_rep_id = EXCLUDED.assigned_rep_id, deleted = COALESCE(?::boolean, customer_facts.deleted),
+       version = COALESCE(EXCLUDED.version, customer_facts.version)
+     WHERE EXCLUDED.version IS NULL OR customer_facts.version IS NULL OR customer_facts.version < EXCLUDED.version`,
+    [d.customerId, d.size, d.investmentProfile, d.assignedRepId, deleted ?? false, at(ctx), ctx.event.aggregateVersion ?? null, deleted],
   );
-  await bump(ctx.em, 'customers');
+  bump(ctx, 'customers');
 }
 
 async function customerAssigned(ctx: HandlerContext<'customer.created' | 'customer.reassigned'>, repId: string) {
@@ -92,7 +98,7 @@ async function upsertTask(ctx: TaskCtx, completedAt: Date | null) {
        completed_at = CASE WHEN EXCLUDED.status = 'COMPLETED' THEN COALESCE(EXCLUDED.completed_at, task_facts.completed_at) ELSE NULL END`,
     [d.taskId, d.assigneeId, d.status, at(ctx), done ? (completedAt ?? at(ctx)) : null],
   );
-  await bump(ctx.em, 'tasks');
+  bump(ctx, 'tasks');
 }
 
 // ---------------------------------------------------------------- approvals
@@ -108,7 +114,7 @@ async function upsertApproval(ctx: ApprovalCtx) {
        requested_at = EXCLUDED.requested_at, decided_at = EXCLUDED.decided_at`,
     [d.requestId, d.requesterId, d.status, d.amount, new Date(d.requestedAt), decided],
   );
-  await bump(ctx.em, 'approvals');
+  bump(ctx, 'approvals');
 }
 
 async function approvalDecided(ctx: HandlerContext<'approval.approved' | 'approval.rejected'>) {
@@ -219,7 +225,7 @@ const specific: EventHandlers = {
        ON CONFLICT (id) DO UPDATE SET starts_at = EXCLUDED.starts_at`,
       [d.meetingId, d.customerId, d.repId, new Date(d.startsAt), at(ctx)],
     );
-    await bump(ctx.em, 'meetings');
+    bump(ctx, 'meetings');
   },
 
   'task.created': async (ctx) => {

@@ -161,6 +161,8 @@ export type Saga = {
   __typename?: 'Saga';
   endedAt?: Maybe<Scalars['DateTime']['output']>;
   id: Scalars['ID']['output'];
+  /** expected steps that have not succeeded (yet); empty when none are known to be missing */
+  missingSteps: Array<Scalars['String']['output']>;
   startedAt: Scalars['DateTime']['output'];
   status: SagaStatus;
   steps: Array<SagaStep>;
@@ -175,7 +177,9 @@ export type SagaStatus =
   | 'COMPENSATED'
   | 'COMPLETED'
   | 'FAILED'
-  | 'RUNNING';
+  | 'RUNNING'
+  /** not finished within the saga timeout (SAGA_TIMEOUT_MS); missingSteps lists what has not arrived; a late step still finishes it */
+  | 'TIMED_OUT';
 
 export type SagaStep = {
   __typename?: 'SagaStep';
@@ -442,6 +446,7 @@ export type SagaResolvers<ContextType = RequestContext<AnalyticsLoaders>, Parent
   __resolveReference?: ReferenceResolver<Maybe<ResolversTypes['Saga']> | FederationReferenceType, FederationReferenceType, ContextType>;
   endedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  missingSteps?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
   startedAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   status?: Resolver<ResolversTypes['SagaStatus'], ParentType, ContextType>;
   steps?: Resolver<Array<ResolversTypes['SagaStep']>, ParentType, ContextType>;

@@ -140,6 +140,11 @@ export const resolvers = {
       return pending;
     },
     steps: (saga: Saga, _: unknown, ctx: Ctx) => ctx.loaders.sagaSteps.load(saga.id),
+    missingSteps: async (saga: Saga, _: unknown, ctx: Ctx) => {
+      if (!saga.expectedSteps) return [];
+      const done = new Set((await ctx.loaders.sagaSteps.load(saga.id)).filter((s) => s.status === 'DONE').map((s) => s.name));
+      return saga.expectedSteps.filter((name) => !done.has(name));
+    },
   },
 };
 

@@ -64,16 +64,17 @@ async function cancelPending(
 const plural = (n: number) => `${n} pending request${n === 1 ? '' : 's'} cancelled`;
 
 export const handlers: EventHandlers = {
-  'customer.created': async ({ event, em }) => upsertCustomerRef(em, event.data, event.occurredAt, false),
-  'customer.updated': async ({ event, em }) => upsertCustomerRef(em, event.data, event.occurredAt),
-  'customer.reassigned': async ({ event, em }) => upsertCustomerRef(em, event.data, event.occurredAt),
-  'customer.restored': async ({ event, em }) => upsertCustomerRef(em, event.data, event.occurredAt, false),
+  'customer.created': async ({ event, em }) => void (await upsertCustomerRef(em, event.data, event.occurredAt, false, event.aggregateVersion)),
+  'customer.updated': async ({ event, em }) => void (await upsertCustomerRef(em, event.data, event.occurredAt, undefined, event.aggregateVersion)),
+  'customer.reassigned': async ({ event, em }) => void (await upsertCustomerRef(em, event.data, event.occurredAt, undefined, event.aggregateVersion)),
+  'customer.restored': async ({ event, em }) => void (await upsertCustomerRef(em, event.data, event.occurredAt, false, event.aggregateVersion)),
 
   /** customer-deletion step 3: refuse if an APPROVED request was decided in the last 30 days, else cancel PENDING ones. */
   'customer.deleted': async ({ event, em, emit }) => {
     const { data } = event;
     // The directory mirrors the owner: the customer is deleted (and restored again by compensation).
-    await upsertCustomerRef(em, data, event.occurredAt, true);
+    // A replayed deletion older than the directory (e.g. after customer.restored) changes nothing.
+    if (!(await upsertCustomerRef(em, data, event.occurredAt, true, event.aggregateVersion))) return;
     const step = {
       sagaId: data.sagaId,
       sagaType: 'customer-deletion' as const,

@@ -7,13 +7,11 @@ import { upsertCustomerRef, type EventHandlers, type HandlerContext } from '@crm
 import { Meeting, OPEN_STATUSES, Task } from '../entities';
 import { DAY_MS, newTask, taskEventData, transition } from '../domain';
 
-
-
 const plusDays = (iso: string, days: number) => new Date(new Date(iso).getTime() + days * DAY_MS);
 
 export const handlers: EventHandlers = {
   'customer.created': async ({ event, em, emit }) => {
-    await upsertCustomerRef(em, event.data, event.occurredAt, false);
+    await upsertCustomerRef(em, event.data, event.occurredAt, false, event.aggregateVersion);
     // onboarding: a first-contact task for the assigned rep (none while unassigned)
     const repId = event.data.assignedRepId;
     if (!repId) return;
@@ -28,10 +26,10 @@ export const handlers: EventHandlers = {
     emit('task.created', task.id, taskEventData(task));
   },
   'customer.updated': async ({ event, em }) => {
-    await upsertCustomerRef(em, event.data, event.occurredAt);
+    await upsertCustomerRef(em, event.data, event.occurredAt, undefined, event.aggregateVersion);
   },
   'customer.reassigned': async ({ event, em }) => {
-    await upsertCustomerRef(em, event.data, event.occurredAt);
+    await upsertCustomerRef(em, event.data, event.occurredAt, undefined, event.aggregateVersion);
   },
   'customer.deleted': async (ctx) => removeCustomerActivities(ctx),
   'customer.restored': async (ctx) => restoreCustomerActivities(ctx),
@@ -52,7 +50,8 @@ export const handlers: EventHandlers = {
 /** customer-deletion step 2: hide the customer's meetings and tasks, remembering the saga that did it. */
 async function removeCustomerActivities({ event, em, emit }: HandlerContext<'customer.deleted'>): Promise<void> {
   const { customerId, sagaId } = event.data;
-  await upsertCustomerRef(em, event.data, event.occurredAt, true);
+  // A replayed deletion older than the directory (e.g. after customer.restored) changes nothing.
+  if (!(await upsertCustomerRef(em, event.data, event.occurredAt, true, event.aggregateVersion))) return;
   const meetings = await em.execute<{ id: string }[]>(
     'UPDATE meetings SET removed_by_saga = ? WHERE customer_id = ? AND removed_by_saga IS NULL RETURNING id',
     [sagaId, customerId],
@@ -76,7 +75,7 @@ async function removeCustomerActivities({ event, em, emit }: HandlerContext<'cus
 /** customer-deletion compensation: bring back exactly what that saga removed. */
 async function restoreCustomerActivities({ event, em, emit }: HandlerContext<'customer.restored'>): Promise<void> {
   const { customerId, sagaId } = event.data;
-  await upsertCustomerRef(em, event.data, event.occurredAt, false);
+  if (!(await upsertCustomerRef(em, event.data, event.occurredAt, false, event.aggregateVersion))) return;
   const meetings = await em.execute<{ id: string }[]>(
     'UPDATE meetings SET removed_by_saga = NULL WHERE removed_by_saga = ? AND customer_id = ? RETURNING id',
     [sagaId, customerId],

@@ -1,0 +1,189 @@
+/**
+ * The event path's failure handling, on whichever bus and database the environment gives (real
+ * Kafka and Postgres in CI): an infrastructure failure is held and retried, never dead-lettered;
+ * a handler's own failure is isolated from the rest of its batch and dead-lettered; events from
+ * a newer producer (unknown type, unknown enum value, unknown field) are tolerated; the envelope
+ * version is checked; the outbox refuses and parks oversized events and versions each aggregate.
+ */
+import { randomUUID } from 'node:crypto';
+import { buildEnvelope, eventually, pruneEventTables, startConsumer, type Consumer, type DeliveredMessage, type EventHandlers } from '@crm/kit';
+import { errorCode, startTestStack, type TestStack } from '@crm/stack';
+
+let stack: TestStack;
+const dead: DeliveredMessage[] = [];
+const consumers: Consumer[] = [];
+
+beforeAll(async () => {
+  stack = await startTestStack({ only: ['auth'], env: { EVENT_MAX_BYTES: '4096' } });
+  await stack.sql('auth', 'CREATE TABLE probe_effects (consumer text NOT NULL, event_id uuid NOT NULL, detail text)');
+  await stack.bus.subscribe({
+    groupId: `dlq-observer-${randomUUID()}`,
+    topics: ['customer.events.dlq', 'user.events.dlq'],
+    handle: async (m) => {
+      dead.push(m);
+    },
+  });
+});
+afterAll(async () => {
+  await Promise.all(consumers.map((c) => c.stop()));
+  await stack?.stop();
+});
+
+async function probe(handlers: EventHandlers, maxAttempts = 3): Promise<{ name: string; consumer: Consumer }> {
+  const runtime = stack.subgraphs.auth!;
+  const name = `probe-${randomUUID().slice(0, 8)}`;
+  const consumer = await startConsumer({
+    name,
+    orm: runtime.db.orm,
+    bus: stack.bus,
+    logger: runtime.logger,
+    config: runtime.config,
+    runtime,
+    handlers,
+    maxAttempts,
+    baseDelayMs: 10,
+    maxDelayMs: 50,
+  });
+  consumers.push(consumer);
+  return { name, consumer };
+}
+
+const effects = (name: string) => stack.sql<{ event_id: string; detail: string | null }>('auth', 'SELECT event_id, detail FROM probe_effects WHERE consumer = ?', [name]);
+const record = (name: string, eventId: string, detail: string | null = null) => async ({ em }: { em: { execute: (q: string, p: unknown[]) => Promise<unknown> } }) => {
+  await em.execute('INSERT INTO probe_effects (consumer, event_id, detail) VALUES (?, ?, ?)', [name, eventId, detail]);
+};
+const customerCreated = (customerId: string, name = 'Acme') =>
+  buildEnvelope('customer', 'customer.created', customerId, { customerId, name, assignedRepId: null, size: null, investmentProfile: null }, { actorId: null });
+const publish = (topic: string, ...values: unknown[]) =>
+  stack.bus.publish(values.map((v) => ({ topic, key: randomUUID(), value: typeof v === 'string' ? v : JSON.stringify(v) })));
+
+test('an infrastructure failure holds the event and retries past maxAttempts: handled once, never dead-lettered', async () => {
+  let failures = 0;
+  let sawStalled = false;
+  const { name, consumer } = await probe({
+    'customer.created': async (ctx) => {
+      if (ctx.event.data.name !== 'transient') return;
+      if (failures < 8) {
+        failures += 1;
+        if (failures > 2) sawStalled ||= consumer.health().stalled !== null;
+        throw Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
+      }
+      await record(name, ctx.event.id)(ctx);
+    },
+  });
+  const event = customerCreated(randomUUID(), 'transient');
+  await publish('customer.events', event);
+  await eventually(async () => (await effects(name)).length === 1, { timeoutMs: 30_000 });
+  expect(failures).toBe(8); // more than maxAttempts (3): a transient failure is not counted against the event
+  expect(sawStalled).toBe(true);
+  expect(consumer.health().stalled).toBeNull();
+  expect(consumer.health().deadLettered).toBe(0);
+  expect(dead.filter((m) => m.headers['x-consumer'] === name)).toHaveLength(0);
+});
+
+test("a handler's own failure is isolated from its batch: the others are applied once, the failing one is dead-lettered", async () => {
+  const { name } = await probe({
+    'customer.created': async (ctx) => {
+      if (ctx.event.data.name === 'poison') throw new Error('domain rule refuses this customer');
+      await record(name, ctx.event.id)(ctx);
+    },
+  });
+  const [a, poison, c] = [customerCreated(randomUUID()), customerCreated(randomUUID(), 'poison'), customerCreated(randomUUID())];
+  await stack.bus.publish([a!, poison!, c!].map((e) => ({ topic: 'customer.events', key: 'same-key', value: JSON.stringify(e) })));
+  const ours = async () => (await effects(name)).map((e) => e.event_id).filter((id) => [a!.id, poison!.id, c!.id].includes(id));
+  await eventually(async () => (await ours()).length === 2, { timeoutMs: 30_000 });
+  const letters = await eventually(async () => {
+    const mine = dead.filter((m) => m.headers['x-consumer'] === name);
+    return mine.length > 0 ? mine : undefined;
+  });
+  expect(letters).toHaveLength(1);
+  expect(letters[0]!.headers['x-error']).toMatch(/customer.created failed after 3 attempts: domain rule refuses/);
+  expect(JSON.parse(letters[0]!.value!.toString()).id).toBe(poison!.id);
+  expect((await ours()).sort()).toEqual([a!.id, c!.id].sort());
+});
+
+test('events from a newer producer: unknown type ignored and counted, unknown enum value and field tolerated, newer envelope dead-lettered', async () => {
+  const { name, consumer } = await probe({
+    'user.created': async (ctx) => record(name, ctx.event.id, ctx.event.data.role)(ctx),
+  });
+  const userId = randomUUID();
+  const known = buildEnvelope('auth', 'user.created', userId, { userId, email: 'e@x.test', name: 'N', role: 'SALES', active: true }, { actorId: null });
+  const futureEnum = { ...known, id: randomUUID(), data: { ...known.data, role: 'AUDITOR', nickname: 'future field' } };
+  const futureType = { ...known, id: randomUUID(), type: 'user.merged', data: { into: userId } };
+  const futureEnvelope = { ...known, id: randomUUID(), version: 2 };
+  const marker = { ...known, id: randomUUID() };
+  await publish('user.events', futureType, futureEnum, futureEnvelope, marker);
+  await eventually(async () => (await effects(name)).some((e) => e.event_id === marker.id), { timeoutMs: 30_000 });
+  const rows = await effects(name);
+  expect(rows.find((e) => e.event_id === futureEnum.id)?.detail).toBe('AUDITOR');
+  expect(rows.some((e) => e.event_id === futureEnvelope.id)).toBe(false);
+  expect(consumer.health().ignored).toBeGreaterThanOrEqual(1);
+  const letters = await eventually(async () => {
+    const mine = dead.filter((m) => m.headers['x-consumer'] === name);
+    return mine.length > 0 ? mine : undefined;
+  });
+  expect(letters).toHaveLength(1); // only the envelope this build cannot read
+  expect(letters[0]!.headers['x-error']).toMatch(/envelope version 2 is not supported/);
+});
+
+test('the outbox refuses an oversized event at write time, parks an oversized row, and versions each aggregate', async () => {
+  const runtime = stack.subgraphs.auth!;
+  const em = runtime.fork();
+  const userId = randomUUID();
+  runtime.emit(em, 'user.login', userId, { userId, email: 'x'.repeat(5000) }, { actorId: null });
+  const refused = await em.flush().then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(errorCode({ errors: [refused as { extensions?: { code?: string } }] })).toBe('PAYLOAD_TOO_LARGE');
+  expect(String((refused as Error).message)).toMatch(/over the 4096-byte limit \(EVENT_MAX_BYTES\)/);
+
+  // A row over the limit that is already in the outbox (written before the limit was lowered) is parked; the rest flow on.
+  const big = buildEnvelope('auth', 'user.login', userId, { userId, email: 'y'.repeat(5000) }, { actorId: null });
+  await stack.sql('auth', `INSERT INTO outbox (id, topic, key, type, envelope) VALUES (?, 'user.events', ?, 'user.login', ?)`, [big.id, userId, JSON.stringify(big)]);
+  const em2 = runtime.fork();
+  const versions = [1, 2, 3].map(() => runtime.emit(em2, 'user.logout', userId, { userId }, { actorId: null }));
+  await em2.flush();
+  type OutboxRow = { id: string; sent_at: Date | null; failed_at: Date | null; last_error: string | null; aggregate_version: string; envelope: { aggregateVersion: number } };
+  const rows = await eventually(async () => {
+    const all = await stack.sql<OutboxRow>('auth', 'SELECT id, sent_at, failed_at, last_error, aggregate_version, envelope FROM outbox WHERE key = ? ORDER BY seq', [userId]);
+    return all.length === 4 && all.every((r) => r.sent_at || r.failed_at) ? all : undefined; // the relay runs in the background
+  });
+  expect(rows.map((r) => [r.id, r.aggregate_version, r.envelope.aggregateVersion])).toEqual([
+    [big.id, '1', 1],
+    ...versions.map((v, i) => [v.id, String(i + 2), i + 2]),
+  ]);
+  expect(rows[0]!.failed_at).not.toBeNull();
+  expect(rows[0]!.sent_at).toBeNull();
+  expect(rows[0]!.last_error).toMatch(/over EVENT_MAX_BYTES 4096/);
+  expect(rows.slice(1).every((r) => r.sent_at !== null && r.failed_at === null)).toBe(true);
+  expect(runtime.relay!.parked()).toBe(1);
+});
+
+test('retention deletes old sent outbox rows and old inbox rows, never unsent or parked ones', async () => {
+  const runtime = stack.subgraphs.auth!;
+  const old = "now() - interval '400 days'";
+  const mk = () => buildEnvelope('auth', 'user.logout', randomUUID(), { userId: randomUUID() }, { actorId: null });
+  const [sent, unsent, parked, recent] = [mk(), mk(), mk(), mk()];
+  const insert = (e: ReturnType<typeof mk>, cols: string) =>
+    stack.sql('auth', `INSERT INTO outbox (id, topic, key, type, envelope, created_at, sent_at, failed_at) VALUES (?, 'user.events', ?, 'user.logout', ?, ${old}, ${cols})`, [e.id, e.aggregateId, JSON.stringify(e)]);
+  await stack.sql('auth', 'ALTER TABLE outbox DISABLE TRIGGER outbox_stamp'); // keep these rows out of the relay's way: no seq
+  try {
+    await insert(sent, `${old}, NULL`);
+    await insert(unsent, 'NULL, NULL');
+    await insert(parked, `NULL, ${old}`);
+    await insert(recent, 'now(), NULL');
+  } finally {
+    await stack.sql('auth', 'ALTER TABLE outbox ENABLE TRIGGER outbox_stamp');
+  }
+  const [oldInbox, newInbox] = [randomUUID(), randomUUID()];
+  await stack.sql('auth', `INSERT INTO inbox (consumer, event_id, handled_at) VALUES ('probe-retention', ?, ${old}), ('probe-retention', ?, now())`, [oldInbox, newInbox]);
+
+  const pruned = await pruneEventTables(runtime);
+  expect(pruned.outbox).toBeGreaterThanOrEqual(1);
+  expect(pruned.inbox).toBeGreaterThanOrEqual(1);
+  const left = (await stack.sql<{ id: string }>('auth', 'SELECT id FROM outbox WHERE id IN (?, ?, ?, ?)', [sent.id, unsent.id, parked.id, recent.id])).map((r) => r.id).sort();
+  expect(left).toEqual([unsent.id, parked.id, recent.id].sort());
+  const inbox = (await stack.sql<{ event_id: string }>('auth', `SELECT event_id FROM inbox WHERE consumer = 'probe-retention'`)).map((r) => r.event_id);
+  expect(inbox).toEqual([newInbox]);
+});

@@ -1,0 +1,36 @@
+/**
+ * Transient versus permanent failures. A transient one is the infrastructure's (the database or
+ * broker unreachable, restarting, overloaded; a serialization or deadlock victim): the same event
+ * will succeed later, so it is retried for as long as it takes and never dead-lettered. Anything
+ * else is the event's or the handler's, and is dead-lettered after a few attempts.
+ */
+
+/** Postgres SQLSTATEs that say "try again": connection exceptions (08…), shutdown (57P01–03), serialization (40001), deadlock (40P01), resources (53…). */
+const PG_TRANSIENT = /^(08...|57P0[123]|40001|40P01|53...)$/;
+const NODE_TRANSIENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED']);
+const MESSAGE_TRANSIENT = [
+  /connection terminated/i,
+  /timeout exceeded when trying to connect/i,
+  /timeout acquiring a connection/i,
+  /connection (?:is )?(?:closed|ended|refused|reset)/i,
+  /the database system is (?:starting up|shutting down|in recovery mode)/i,
+  /terminating connection/i,
+  /Client has encountered a connection error/i,
+  /too many clients/i,
+  /KafkaJS/i, // publishing a dead letter while the broker is away
+];
+const NAME_TRANSIENT = /^(ConnectionException|DeadlockException|LockWaitTimeoutException|KafkaJS\w*Error|BusBackpressureError)$/;
+
+export function isTransient(err: unknown, depth = 0): boolean {
+  if (!err || typeof err !== 'object' || depth > 5) return false;
+  const e = err as { code?: unknown; sqlState?: unknown; name?: unknown; message?: unknown; cause?: unknown; errors?: unknown };
+  for (const code of [e.code, e.sqlState]) {
+    if (typeof code === 'string' && (PG_TRANSIENT.test(code) || NODE_TRANSIENT.has(code))) return true;
+  }
+  if (typeof e.name === 'string' && NAME_TRANSIENT.test(e.name)) return true;
+  if (typeof e.message === 'string' && MESSAGE_TRANSIENT.some((re) => re.test(e.message as string))) return true;
+  if (Array.isArray(e.errors) && e.errors.some((x) => isTransient(x, depth + 1))) return true; // AggregateError (connect to each address)
+  return isTransient(e.cause, depth + 1);
+}
+
+export const errorText = (err: unknown) => (err instanceof Error ? err.message || err.name : String(err));

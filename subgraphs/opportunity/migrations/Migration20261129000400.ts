@@ -1,0 +1,8 @@
+import { Migration } from '@mikro-orm/migrations';
+
+/** The owner's aggregate version on the customer directory: only a newer customer.* event changes a row. */
+export class Migration20261129000400 extends Migration {
+  override async up(): Promise<void> {
+    this.addSql('ALTER TABLE customer_refs ADD COLUMN IF NOT EXISTS version bigint');
+  }
+}
