@@ -4,6 +4,7 @@
  * NODE_ENV=production nothing of it is served. The page's own script is run against a stand-in
  * `window` to read the endpoints the Sandbox would open with.
  */
+import { randomBytes } from 'node:crypto';
 import { runInNewContext } from 'node:vm';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
@@ -91,7 +92,7 @@ describe('in development', () => {
 describe('with NODE_ENV=production', () => {
   let stack: TestStack;
   beforeAll(async () => {
-    stack = await startTestStack({ only: ['auth'], env: { NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(40), INTERNAL_SECRET: 'y'.repeat(40) } });
+    stack = await startTestStack({ only: ['auth'], env: { NODE_ENV: 'production', JWT_SECRET: randomBytes(32).toString('hex'), INTERNAL_SECRET: randomBytes(32).toString('hex') } });
   }, 180_000);
   afterAll(async () => {
     await stack?.stop();

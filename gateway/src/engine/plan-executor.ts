@@ -22,6 +22,7 @@ import { ERRORS, errorCodeDef, operationFromDocument, type Operation, type Schem
 import { evaluateCondition, getResponseName, type FetchNode, type PlanNode, type QueryPlan, type QueryPlanSelectionNode, type ResponsePath } from '@apollo/query-planner';
 import type { GatewayExecutionResult, GatewayGraphQLRequestContext } from '@apollo/server-gateway-interface';
 import { GraphQLError, Kind, visit, type GraphQLSchema } from 'graphql';
+import { SpanStatusCode, trace } from '@opentelemetry/api';
 import { compileShape, shapeResponse, type ShapeProgram } from './shape';
 
 type OperationContext = ReturnType<typeof buildOperationContext>;
@@ -79,6 +80,25 @@ export interface PlanExecutorStats {
 }
 
 /** Replaces the gateway's executor with the engine; call before Apollo Server starts. */
+/**
+ * The spans Apollo Gateway's own executor emits (gateway.request → gateway.plan, gateway.execute →
+ * gateway.fetch per subgraph call), kept under the same names so traces and dashboards read the same
+ * with this engine. Non-recording (near free) when no tracer provider is registered.
+ */
+const tracer = trace.getTracer('@apollo/gateway');
+function inSpan<T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  return tracer.startActiveSpan(name, { attributes }, async (span) => {
+    try {
+      return await fn();
+    } catch (err) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+      throw err;
+    } finally {
+      span.end();
+    }
+  });
+}
+
 export function installPlanExecutor(gateway: ApolloGateway): PlanExecutorStats {
   const gw = gateway as unknown as GatewayInternals;
   const stats: PlanExecutorStats = { engine: 0, apollo: 0, prepared: 0 };
@@ -89,7 +109,8 @@ export function installPlanExecutor(gateway: ApolloGateway): PlanExecutorStats {
     services = {};
   });
 
-  gw.executor = async (rc) => {
+  gw.executor = (rc) => inSpan('gateway.request', rc.request.operationName ? { operationName: rc.request.operationName } : {}, () => run(rc));
+  const run = async (rc: GatewayGraphQLRequestContext): Promise<GatewayExecutionResult> => {
     const { request, document, queryHash } = rc;
     const key = request.operationName ? `${queryHash}\n${request.operationName}` : queryHash;
     let entry = prepared.get(key);
@@ -102,14 +123,14 @@ export function installPlanExecutor(gateway: ApolloGateway): PlanExecutorStats {
     const validationErrors = gw.validateIncomingRequest(rc, entry.operationContext);
     if (validationErrors.length > 0) return { errors: validationErrors };
 
-    let planned = entry.planned;
-    if (!planned) {
+    const cached = entry;
+    const planned = cached.planned ?? (await inSpan('gateway.plan', {}, async () => {
       const plan = gw.queryPlanner!.buildQueryPlan(operationFromDocument(gw.apiSchema!, document, { operationName: request.operationName }), {
         recursiveSelectionsLimitDisabled: gw.recursiveSelectionsLimitDisabled,
         nonLocalSelectionsLimitDisabled: gw.nonLocalSelectionsLimitDisabled,
       });
-      planned = entry.planned = { plan, ...shapeFor(gw.apiSchema!, entry.operationContext) };
-    }
+      return (cached.planned = { plan, ...shapeFor(gw.apiSchema!, cached.operationContext) });
+    }));
     if (Object.keys(services).length === 0) {
       for (const [name, { dataSource }] of Object.entries(gw.serviceMap)) services[name] = dataSource;
     }
@@ -119,7 +140,8 @@ export function installPlanExecutor(gateway: ApolloGateway): PlanExecutorStats {
     }
     stats.engine += 1;
     if (planned.operation instanceof GraphQLError) return { errors: [planned.operation] };
-    return execute(planned.plan, planned.shape!, { rc, operation: planned.operation, services, supergraphSchema: gw.supergraphSchema!, errors: [] });
+    const { plan, shape, operation } = planned;
+    return inSpan('gateway.execute', {}, () => execute(plan, shape!, { rc, operation, services, supergraphSchema: gw.supergraphSchema!, errors: [] }));
   };
   return stats;
 }
@@ -239,14 +261,14 @@ async function executeFetch(x: Execution, fetch: FetchNode, cursor: Cursor): Pro
 }
 
 async function send(x: Execution, fetch: FetchNode, cursor: Cursor, variables: Record<string, unknown>): Promise<Record<string, unknown> | null | undefined> {
-  const response = await x.services[fetch.serviceName]!.process({
+  const response = await inSpan('gateway.fetch', { service: fetch.serviceName }, () => x.services[fetch.serviceName]!.process({
     kind: GraphQLDataSourceRequestKind.INCOMING_OPERATION,
     request: { query: fetch.operation, variables, operationName: fetch.operationName },
     incomingRequestContext: x.rc,
     context: x.rc.context,
     document: fetch.operationDocumentNode,
     pathInIncomingRequest: cursor.path as never,
-  });
+  }));
   if (response.errors) {
     const pathOf = errorPathGenerator(fetch, cursor);
     for (const error of response.errors) x.errors.push(downstreamServiceError(error, fetch.serviceName, pathOf));
