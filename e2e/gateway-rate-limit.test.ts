@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { startGateway, type GatewayRuntime } from '@crm/gateway';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { rawGraphQL, startTestStack, type RawResult, type TestStack, type TestUser } from '@crm/stack';
 
 const POINTS = 20;
 
@@ -88,24 +88,8 @@ afterAll(async () => {
   for (const t of throwaways) t.stop();
 });
 
-interface Result {
-  status: number;
-  headers: Headers;
-  body: { data?: any; errors?: { message: string; extensions?: Record<string, unknown> }[] };
-}
-
-async function call(url: string, query: string, options: { variables?: Record<string, unknown>; token?: string; ip?: string } = {}): Promise<Result> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-      ...(options.ip ? { 'x-forwarded-for': options.ip } : {}),
-    },
-    body: JSON.stringify({ query, variables: options.variables }),
-  });
-  return { status: res.status, headers: res.headers, body: (await res.json()) as Result['body'] };
-}
+type Result = RawResult;
+const call = rawGraphQL;
 
 const code = (r: Result) => r.body.errors?.[0]?.extensions?.code;
 const ME = '{ me { id } }';

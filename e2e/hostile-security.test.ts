@@ -14,7 +14,7 @@ import WebSocket from 'ws';
 import { buildEnvelope, eventually, readConfig, type DeliveredMessage } from '@crm/kit';
 import { startGateway } from '@crm/gateway';
 import { clientIp } from '../gateway/src/request-info';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { rawGraphQL, startTestStack, type RawResult, type TestStack, type TestUser } from '@crm/stack';
 
 interface Row {
   finding: string;
@@ -43,25 +43,9 @@ afterAll(async () => {
   if (Object.keys(figures).length > 0) console.log(`hostile-security figures (ms): ${JSON.stringify(figures)}`);
 });
 
-interface Raw {
-  status: number;
-  headers: Headers;
-  body: { data?: any; errors?: { message: string; extensions?: Record<string, any> }[] };
-}
-
-async function call(query: string, options: { variables?: Record<string, unknown>; token?: string; ip?: string; url?: string } = {}): Promise<Raw> {
-  const res = await fetch(options.url ?? stack.gatewayUrl, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-      ...(options.ip ? { 'x-forwarded-for': options.ip } : {}),
-    },
-    body: JSON.stringify({ query, variables: options.variables }),
-  });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, body: JSON.parse(text) };
-}
+type Raw = RawResult;
+const call = (query: string, options: { variables?: Record<string, unknown>; token?: string; ip?: string; url?: string } = {}): Promise<Raw> =>
+  rawGraphQL(options.url ?? stack.gatewayUrl, query, options);
 const code = (r: Raw) => r.body.errors?.[0]?.extensions?.code;
 const ip = () => `10.${randomBytes(1)[0]}.${randomBytes(1)[0]}.${randomBytes(1)[0]! % 250 + 1}`;
 
