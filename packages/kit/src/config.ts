@@ -76,6 +76,8 @@ const envSchema = z.object({
   SUBSCRIPTION_RESOLUTIONS_PER_USER_PER_EVENT: z.coerce.number().int().min(1).default(20),
   /** Entity resolutions (federated queries) run at once for one event. */
   SUBSCRIPTION_RESOLVE_CONCURRENCY: z.coerce.number().int().min(1).default(16),
+  /** One live resolution (an event's entity through the subgraphs) not answered within this time is skipped. */
+  SUBSCRIPTION_RESOLVE_TIMEOUT_MS: z.coerce.number().int().min(1).default(10_000),
 
   REDIS_URL: optionalString,
 
