@@ -114,6 +114,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     context,
     maxBodyBytes: config.MAX_BODY_BYTES,
     service: 'gateway',
+    metrics: { token: config.METRICS_TOKEN, production: config.production },
     onError: (err) => logger.error({ err }, 'request failed'),
     before: async (req, res) => {
       for (const f of features) if (f.before && (await f.before(req, res))) return true;

@@ -79,6 +79,9 @@ const envSchema = z.object({
   /** One live resolution (an event's entity through the subgraphs) not answered within this time is skipped. */
   SUBSCRIPTION_RESOLVE_TIMEOUT_MS: z.coerce.number().int().min(1).default(10_000),
 
+  /** Bearer token Prometheus sends for /metrics. Unset: /metrics is open outside production and off in production. */
+  METRICS_TOKEN: optionalString,
+
   REDIS_URL: optionalString,
 
   /**
@@ -205,6 +208,8 @@ function checkProductionSecrets(c: Env): void {
     else if (placeholderLike(c[key])) problems.push(`${key} looks like a placeholder or is not random; use 32+ random characters (e.g. openssl rand -hex 32)`);
   }
   if (c.INTERNAL_SECRET === c.JWT_SECRET) problems.push('INTERNAL_SECRET and JWT_SECRET must differ');
+  if (c.METRICS_TOKEN !== undefined && (c.METRICS_TOKEN.length < 24 || placeholderLike(c.METRICS_TOKEN))) problems.push('METRICS_TOKEN looks like a placeholder or is shorter than 24 characters');
+  if (c.METRICS_TOKEN !== undefined && (c.METRICS_TOKEN === c.JWT_SECRET || c.METRICS_TOKEN === c.INTERNAL_SECRET)) problems.push('METRICS_TOKEN must differ from JWT_SECRET and INTERNAL_SECRET');
   if (c.ADMIN_PASSWORD && (PLACEHOLDER.test(c.ADMIN_PASSWORD) || c.ADMIN_PASSWORD.length < 12)) {
     problems.push('ADMIN_PASSWORD looks like a placeholder or is shorter than 12 characters');
   }

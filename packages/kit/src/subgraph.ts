@@ -171,6 +171,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     context,
     maxBodyBytes: config.MAX_BODY_BYTES,
     service: def.name,
+    metrics: { token: config.METRICS_TOKEN, production: config.production },
     traceContext: (req) => signedTraceContext(req, config.INTERNAL_SECRET),
     onError: (err) => logger.error({ err }, 'request failed'),
     routes: {
