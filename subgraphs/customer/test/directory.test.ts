@@ -148,7 +148,7 @@ describe('customer-deletion saga compensation', () => {
     expect((await rep.gql(GET, { id: c.id })).data.customer).toBeNull();
 
     const env = await refuse(sagaId, c.id);
-    await customer.redeliver(env); // redelivery: no second effect
+    await customer.deliver(env); // redelivery: no second effect
     await eventually(async () => (await rep.gql(GET, { id: c.id })).data.customer?.id === c.id);
     expect((await rep.gql(GET, { id: c.id })).data.customer).toMatchObject({ name: 'Phoenix Ltd', assignedRep: { id: rep.id } });
 

@@ -30,7 +30,7 @@ const TASKS_OF = `query($id: ID!) { task(id: $id) { id status } }`;
 test('customer.created → directory row and a HIGH "First contact" task for the rep due in 2 days; redelivery changes nothing', async () => {
   const data = customerData('Umbrella Corp', rep.id);
   const env = await sa.publish('customer.created', data.customerId, data, { actorId: manager.id });
-  await sa.redeliver(env); // redelivered: the inbox skips it
+  await sa.deliver(env); // redelivered: the inbox skips it
   const Q = `{ _: myTasks { edges { node { id title priority status dueAt customer { id tasks { totalCount } } assignee { id } } } } }`;
   const task = await eventually(async () => {
     const r = await rep.gql(Q);

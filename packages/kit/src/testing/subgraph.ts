@@ -52,10 +52,12 @@ export interface TestSubgraph {
   call<T = any>(identity: Identity | null, query: string, variables?: Record<string, unknown>): Promise<GraphQLResult<T>>;
   /** A new made-up user of `role` (random id and email); nothing is written anywhere. */
   user(role?: Role, name?: string): TestCaller;
-  /** Publishes an event as its owning domain would (envelope builder, source = the topic's producer). */
+  /** An event as its owning domain builds it (the kit's envelope builder; source = the topic's producer). */
+  envelope<T extends EventType>(type: T, aggregateId: string, data: EventData<T>, cause?: Partial<EventCause>): Envelope<T>;
+  /** Publishes envelopes as they are, in order (several at once, or one again: a redelivery). */
+  deliver(...envelopes: Envelope[]): Promise<void>;
+  /** Builds an event as its owning domain would and publishes it. */
   publish<T extends EventType>(type: T, aggregateId: string, data: EventData<T>, cause?: Partial<EventCause>): Promise<Envelope<T>>;
-  /** Publishes an envelope again as it is (a redelivery). */
-  redeliver(envelope: Envelope): Promise<void>;
   /** Raw SQL on the subgraph's database, for assertions. */
   sql<T = Record<string, unknown>>(query: string, params?: unknown[]): Promise<T[]>;
   stop(): Promise<void>;
@@ -99,8 +101,10 @@ export async function startTestSubgraph<L>(def: SubgraphDefinition<L>, options: 
     const body = JSON.stringify({ query, variables });
     return post<T>(runtime.url, body, signIdentity(identity, config.INTERNAL_SECRET, { subgraph: def.name, method: 'POST', body }));
   };
-  const deliver = (envelope: Envelope) =>
-    bus.publish([{ topic: EVENTS[envelope.type].topic, key: envelope.aggregateId, value: JSON.stringify(envelope) }]);
+  const envelope = <T extends EventType>(type: T, aggregateId: string, data: EventData<T>, cause: Partial<EventCause> = {}) =>
+    buildEnvelope(PRODUCERS[EVENTS[type].topic], type, aggregateId, data, { actorId: null, ...cause });
+  const deliver = (...envelopes: Envelope[]) =>
+    bus.publish(envelopes.map((e) => ({ topic: EVENTS[e.type].topic, key: e.aggregateId, value: JSON.stringify(e) })));
   let users = 0;
 
   return {
@@ -116,12 +120,13 @@ export async function startTestSubgraph<L>(def: SubgraphDefinition<L>, options: 
       const identity: Identity = { userId: randomUUID(), role, email: `${role.toLowerCase()}${users}-${randomBytes(3).toString('hex')}@test.local` };
       return { id: identity.userId, name: name ?? `${role} ${users}`, email: identity.email, role, identity, gql: (q, v) => call(identity, q, v) };
     },
-    async publish(type, aggregateId, data, cause = {}) {
-      const envelope = buildEnvelope(PRODUCERS[EVENTS[type].topic], type, aggregateId, data, { actorId: null, ...cause });
-      await deliver(envelope);
-      return envelope;
+    envelope,
+    deliver,
+    async publish(type, aggregateId, data, cause) {
+      const built = envelope(type, aggregateId, data, cause);
+      await deliver(built);
+      return built;
     },
-    redeliver: deliver,
     sql: async (query, params = []) => (await runtime.fork().getConnection().execute(query, params)) as never,
     async stop() {
       try {
