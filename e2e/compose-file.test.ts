@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { ConfigError, readConfig } from '@crm/kit';
 import { readSupergraphConfig } from '@crm/gateway';
-import { SUBGRAPHS } from '@crm/stack';
+import { SUBGRAPHS } from '@crm/platform';
 
 const ROOT = join(__dirname, '..');
 const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');

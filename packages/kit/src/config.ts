@@ -81,7 +81,7 @@ const envSchema = z.object({
 
   /**
    * `npm start`: "multi" runs the gateway and each subgraph in a process of its own (every core in
-   * use, packages/stack/src/processes.ts); "single" runs them all on one event loop.
+   * use, apps/platform/src/processes.ts); "single" runs them all on one event loop.
    */
   STACK_PROCESSES: z.enum(['single', 'multi']).default('multi'),
   /** Gateway worker processes sharing its port (node:cluster); 1 = the gateway process serves itself. */

@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import {
   EVENTS, PRODUCERS, buildEnvelope, eventually as kitEventually, type Envelope, type EventData, type EventType, type Identity,
 } from '@crm/kit';
-import { gqlRequest, type TestStack, type TestUser } from '@crm/stack';
+import { gqlRequest, type TestStack, type TestUser } from '@crm/platform';
 
-export { errorCode as code, identityOf } from '@crm/stack';
+export { errorCode as code, identityOf } from '@crm/platform';
 
 
 export interface PublishOptions {

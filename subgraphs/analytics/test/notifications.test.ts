@@ -2,7 +2,7 @@
  * Notifications from events: who gets what, exactly once, and only the recipient can see or
  * change them. Events are published to the stack's bus as their producers would.
  */
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 import {
   eventually, code, consumed, direct, statementsOf, directoryKnows, identityOf, notificationsOf, publisher, randomUUID, sql, MY_NOTIFICATIONS,
 } from './helpers';

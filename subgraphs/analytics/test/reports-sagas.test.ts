@@ -4,7 +4,7 @@
  * completion, compensation with the SYSTEM notification to the requester of the deletion).
  */
 import type { SagaStepData } from '@crm/kit';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 import { eventually, code, consumed, direct, statementsOf, directoryKnows, identityOf, notificationsOf, publisher, randomUUID } from './helpers';
 
 let stack: TestStack;

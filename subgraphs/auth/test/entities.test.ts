@@ -1,6 +1,6 @@
 /** The User entity through `_entities`, as the gateway calls it: signed, batched, authenticated only. */
 import { randomUUID } from 'node:crypto';
-import { startTestStack, errorCode, identityOf, type TestStack } from '@crm/stack';
+import { startTestStack, errorCode, identityOf, type TestStack } from '@crm/platform';
 
 let stack: TestStack;
 beforeAll(async () => {

@@ -2,7 +2,7 @@
  * The customer subgraph through the gateway: CRUD and validation, search, the authorization
  * matrix, soft delete, federation (_entities, User.customers) and batching.
  */
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 import {
   ASSIGN, CREATE, DELETE, GET, LIST, UPDATE, code, countStatements, create, createFor, field, identityOf, ids, signedCall,
 } from './helpers';

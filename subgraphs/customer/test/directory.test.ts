@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { buildEnvelope, eventually, TOPICS } from '@crm/kit';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 import { ASSIGN, CREATE, DELETE, GET, LIST, code, create, field, ids, signedCall } from './helpers';
 
 let stack: TestStack;

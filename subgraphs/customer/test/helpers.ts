@@ -1,7 +1,7 @@
 import { eventually, type Identity } from '@crm/kit';
-import type { GraphQLResult, TestStack, TestUser } from '@crm/stack';
+import type { GraphQLResult, TestStack, TestUser } from '@crm/platform';
 
-export { errorCode as code, identityOf } from '@crm/stack';
+export { errorCode as code, identityOf } from '@crm/platform';
 export const field = (r: { errors?: { extensions?: Record<string, unknown> }[] }) => r.errors?.[0]?.extensions?.field;
 
 export const CUSTOMER_FIELDS = 'id name email phone industry size investmentProfile riskTolerance createdAt updatedAt assignedRep { id }';

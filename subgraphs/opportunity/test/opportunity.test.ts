@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { buildEnvelope, eventually, signIdentity, type EventData, type Identity } from '@crm/kit';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 let stack: TestStack;
 let sales: TestUser;

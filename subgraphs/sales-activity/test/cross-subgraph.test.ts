@@ -4,7 +4,7 @@
  * hides its activities (saga step); reassigning moves who may use it.
  */
 import { eventually } from '@crm/kit';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 import { CREATE_TASK, RECORD_MEETING, code, sql } from './helpers';
 
 let stack: TestStack;

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { buildEnvelope, eventually, type Envelope, type EventData } from '@crm/kit';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 import { runDueSoon } from '../src/due-soon';
 import {
   COMPLETE_TASK, CREATE_TASK, RECORD_MEETING, SA, UPDATE_TASK, code, customerData, publishCustomerEvent, seedCustomer, sql,

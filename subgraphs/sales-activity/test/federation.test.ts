@@ -3,7 +3,7 @@
  * subgraph): `_entities` for Meeting, Task and the Customer / User extensions, filtered per caller,
  * and batched so a query over 50 customers costs the same SQL statements as one over 5.
  */
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 import { eventually } from '@crm/kit';
 import { CREATE_TASK, RECORD_MEETING, SA, customerData, direct, identityOf, publishCustomerEvent, seedCustomer, sql } from './helpers';
 

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { buildEnvelope, eventually, type EventData, type Identity } from '@crm/kit';
-import type { TestStack } from '@crm/stack';
+import type { TestStack } from '@crm/platform';
 
 export const SA = 'sales-activity';
-export { errorCode as code, identityOf } from '@crm/stack';
+export { errorCode as code, identityOf } from '@crm/platform';
 
 /** Raw SQL on the sales-activity database (reads for assertions only). */
 export const sql = <T = Record<string, unknown>>(stack: TestStack, query: string, params: unknown[] = []) => stack.sql<T>(SA, query, params);

@@ -3,7 +3,7 @@
  * CONFLICT), a race of two completions, and who may see and change what.
  */
 import { randomUUID } from 'node:crypto';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 import {
   COMPLETE_TASK, CREATE_TASK, RECORD_MEETING, UPDATE_TASK, code, publishCustomerEvent, customerData, seedCustomer, sql,
 } from './helpers';
