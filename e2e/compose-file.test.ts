@@ -169,7 +169,7 @@ test('the Dockerfile is multi-stage, runs as a non-root user and starts the serv
   const users = [...dockerfile.matchAll(/^USER\s+(\S+)/gm)].map((m) => m[1]);
   expect(users.length).toBeGreaterThan(0);
   expect(['root', '0']).not.toContain(users.at(-1));
-  expect(dockerfile).toContain('run-subgraph.ts');
+  expect(dockerfile).toContain('subgraphs/$SERVICE/src/main.ts');
   expect(dockerfile).toContain('gateway/src/main.ts');
   expect(dockerfile).toMatch(/SERVICE/);
   // every workspace's package.json reaches `npm ci` (else its dependencies are missing)

@@ -176,7 +176,7 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
       const command = container.command as string[];
       for (const arg of command.filter((a) => a.endsWith('.ts') || a.includes('/'))) expect(existsSync(join(ROOT, arg))).toBe(true);
       expect(command).toEqual(
-        service === 'gateway' ? ['node_modules/.bin/tsx', 'gateway/src/main.ts'] : ['node_modules/.bin/tsx', 'apps/platform/src/run-subgraph.ts', service],
+        service === 'gateway' ? ['node_modules/.bin/tsx', 'gateway/src/main.ts'] : ['node_modules/.bin/tsx', `subgraphs/${service}/src/main.ts`],
       );
     });
 
