@@ -3,7 +3,7 @@
  * and of User.customers, and the federated reads that join both (moved from the customer
  * subgraph's own tests, which start that subgraph alone).
  */
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 import { create, createFor } from '../subgraphs/customer/test/helpers';
 
 let stack: TestStack;

@@ -15,7 +15,7 @@ import { parseAllDocuments } from 'yaml';
 import * as models from 'kubernetes-models';
 import { readConfig } from '@crm/kit';
 import { readSupergraphConfig } from '@crm/gateway';
-import { SUBGRAPHS } from '@crm/stack';
+import { SUBGRAPHS } from '@crm/platform';
 import { containersOf, DEPLOY_DIR, podSpecOf, readManifests, renderKustomization, type Container, type K8sObject } from '../deploy/tools/kustomize';
 import { SUPERGRAPH_CONFIGMAP, supergraphConfigMap } from '../deploy/tools/supergraph';
 
@@ -177,7 +177,7 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
       const command = container.command as string[];
       for (const arg of command.filter((a) => a.endsWith('.ts') || a.includes('/'))) expect(existsSync(join(ROOT, arg))).toBe(true);
       expect(command).toEqual(
-        service === 'gateway' ? ['node_modules/.bin/tsx', 'gateway/src/main.ts'] : ['node_modules/.bin/tsx', 'packages/stack/src/run-subgraph.ts', service],
+        service === 'gateway' ? ['node_modules/.bin/tsx', 'gateway/src/main.ts'] : ['node_modules/.bin/tsx', `subgraphs/${service}/src/main.ts`],
       );
     });
 
@@ -246,7 +246,7 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
   test('the migrations Job migrates every subgraph\'s database with migrate-cli', () => {
     const job = byKind(objects, 'Job', 'crm-migrate')!;
     const container = containersOf(job)[0]!;
-    expect(container.command).toEqual(['node_modules/.bin/tsx', 'packages/stack/src/migrate-cli.ts']);
+    expect(container.command).toEqual(['node_modules/.bin/tsx', 'apps/platform/src/migrate-cli.ts']);
     const env = environment(objects, container);
     for (const name of names) expect(env[`${envName(name)}_DATABASE_URL`]).toMatch(/^postgresql:\/\//);
     expect(() => readConfig(env)).not.toThrow();

@@ -9,7 +9,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGateway, type GatewayRuntime } from '@crm/gateway';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 const TRUSTED_ME = 'query Me { me { id name } }';

@@ -6,7 +6,7 @@
  * gateway-production.test.ts.
  */
 import jwt from 'jsonwebtoken';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 interface RawResult {
   status: number;

@@ -14,7 +14,7 @@ import WebSocket from 'ws';
 import { buildEnvelope, eventually, readConfig, type DeliveredMessage } from '@crm/kit';
 import { startGateway } from '@crm/gateway';
 import { clientIp } from '../gateway/src/request-info';
-import { rawGraphQL, startTestStack, type RawResult, type TestStack, type TestUser } from '@crm/stack';
+import { rawGraphQL, startTestStack, type RawResult, type TestStack, type TestUser } from '@crm/platform';
 
 interface Row {
   finding: string;

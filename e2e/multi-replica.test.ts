@@ -21,7 +21,7 @@ import { createClient, type Client as WsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { composeSupergraph, readSupergraphConfig } from '@crm/gateway';
 import { consumerGroup, databaseUrlFor, eventually, EVENTS, freePort, KafkaBus, readConfig, RELAY_LOCK, signIdentity, type EventType, type Identity } from '@crm/kit';
-import { ADMIN, dropTestDatabases, ROOT, subgraphByName, SUPERGRAPH_CONFIG, type GraphQLResult } from '@crm/stack';
+import { ADMIN, dropTestDatabases, ROOT, subgraphByName, SUPERGRAPH_CONFIG, type GraphQLResult } from '@crm/platform';
 import { balancer, startService, waitFor, type Balancer, type ServiceProcess } from './support/replicas';
 
 const enabled = Boolean(process.env.POSTGRES_URL && process.env.KAFKA_BROKERS && process.env.REDIS_URL);

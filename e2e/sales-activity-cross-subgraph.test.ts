@@ -4,7 +4,7 @@
  * hides its activities (saga step); reassigning moves who may use it.
  */
 import { eventually } from '@crm/kit';
-import { errorCode as code, startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { errorCode as code, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 import { CREATE_TASK, RECORD_MEETING } from '../subgraphs/sales-activity/test/helpers';
 
 const sql = (stack: TestStack, query: string, params: unknown[]) => stack.sql('sales-activity', query, params);

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { print } from 'graphql';
 import { eventually } from '@crm/kit';
-import { startTestStack, type TestStack } from '@crm/stack';
+import { startTestStack, type TestStack } from '@crm/platform';
 import {
   createCustomer, crmClient, listCustomers, login, main, requestApproval, subscribeNotifications,
   type NotificationEvent, type Subscription,

@@ -89,6 +89,8 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     includeStacktraceInErrorResponses: !config.production,
     formatError: maskError(config.production) as never,
     csrfPrevention: true,
+    // The service stops itself (runtime.stop); Apollo's own handler would kill the process mid-way.
+    stopOnTerminationSignals: false,
     logger,
     plugins: features.flatMap((f) => f.apolloPlugins ?? []),
     validationRules: features.flatMap((f) => f.validationRules ?? []),

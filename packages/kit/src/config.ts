@@ -86,9 +86,15 @@ const envSchema = z.object({
 
   /**
    * `npm start`: "multi" runs the gateway and each subgraph in a process of its own (every core in
-   * use, packages/stack/src/processes.ts); "single" runs them all on one event loop.
+   * use, apps/platform/src/processes.ts); "single" runs them all on one event loop.
    */
   STACK_PROCESSES: z.enum(['single', 'multi']).default('multi'),
+  /**
+   * What started this service: "none" (a container, a terminal) or "ipc" (the platform launcher's
+   * multi-process mode forked it: it reports readiness and learns its peers over the IPC channel,
+   * and without Kafka its bus is bridged to the other processes over it; kit launcher-link.ts).
+   */
+  LAUNCHER: z.enum(['none', 'ipc']).default('none'),
   /** Gateway worker processes sharing its port (node:cluster); 1 = the gateway process serves itself. */
   GATEWAY_WORKERS: z.coerce.number().int().min(1).max(64).default(1),
 

@@ -26,3 +26,7 @@ export * from './directories/customer-directory';
 export * from './cluster';
 export * from './telemetry';
 export * from './peers';
+export * from './supergraph-config';
+export * from './launcher-link';
+export * from './run-subgraph';
+export { IpcBus, type IpcLink } from './events/ipc-bus';

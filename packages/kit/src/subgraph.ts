@@ -128,6 +128,8 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     includeStacktraceInErrorResponses: !config.production,
     formatError: maskError(config.production) as never,
     csrfPrevention: false, // only the gateway (which signs every request) may call a subgraph
+    // The service stops itself (runtime.stop: relay, consumers, database); Apollo's own handler would kill the process mid-way.
+    stopOnTerminationSignals: false,
     logger,
     plugins: [ApolloServerPluginInlineTraceDisabled(), graphqlTelemetryPlugin(def.name)],
   });

@@ -6,10 +6,10 @@
 import { randomUUID } from 'node:crypto';
 import type { ExecutionResult } from 'graphql';
 import { MemoryBus, buildEnvelope, createLogger, eventually } from '@crm/kit';
-import { LiveHub } from '../gateway/src/features/subscriptions/hub';
-import { LiveQueue } from '../gateway/src/features/subscriptions/queue';
-import { LIVE_FIELDS } from '../gateway/src/features/subscriptions/topics';
-import type { LiveOperation } from '../gateway/src/features/subscriptions/operation';
+import { LiveHub } from '../src/features/subscriptions/hub';
+import { LiveQueue } from '../src/features/subscriptions/queue';
+import { LIVE_FIELDS } from '../src/features/subscriptions/topics';
+import type { LiveOperation } from '../src/features/subscriptions/operation';
 
 const notificationAdded = LIVE_FIELDS.find((f) => f.field === 'notificationAdded')!;
 const me = { userId: randomUUID(), role: 'SALES' as const, email: 'me@test.local' };
