@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
-import { readConfig, signIdentity, type Identity, type PlatformConfig, type Role } from '@crm/kit';
+import { readConfig, signIdentity, testSettings, type Identity, type PlatformConfig, type Role } from '@crm/kit';
 import { startProcessStack, type ProcessStack } from './processes';
 import { startStack, type Stack, type StackOptions } from './start-stack';
 
@@ -59,19 +59,7 @@ export function testConfig(id: string, env: Record<string, string> = {}): Platfo
 
 /** The settings a test stack puts on top of the environment: throwaway names, quiet logs, embedded unless configured. */
 export function testOverrides(id: string, env: Record<string, string> = {}): Record<string, string> {
-  return {
-    NODE_ENV: 'test',
-    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
-    DATA_DIR: 'memory',
-    DATABASE_PREFIX: `t${id}_`,
-    KAFKA_NAMESPACE: `t${id}.`,
-    OUTBOX_POLL_MS: '100',
-    // two suites run at once, five subgraphs each: stay well inside Postgres' max_connections (100)
-    DATABASE_POOL_MAX: '4',
-    ADMIN_EMAIL: ADMIN.email,
-    ADMIN_PASSWORD: ADMIN.password,
-    ...env,
-  };
+  return testSettings(id, { ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, ...env });
 }
 
 /** The platform in processes of its own (processes.ts) with throwaway databases, plus the test client. */
