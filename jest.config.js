@@ -9,6 +9,6 @@ module.exports = {
   maxWorkers: 2,
   // A real broker is made usable once, before suites race to provision topics on it.
   globalSetup: '<rootDir>/apps/platform/src/jest-global-setup.ts',
-  // Stacks hold sockets and timers until stopped; a stuck test must not hang CI.
-  forceExit: true,
+  // No forceExit: a suite closes what it opens (stack.stop() closes servers, pools, buses, timers),
+  // so jest exits by itself; `--detectOpenHandles` names whatever is left open.
 };

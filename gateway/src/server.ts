@@ -1,7 +1,8 @@
 /**
  * The gateway: Apollo Gateway (query planning over the supergraph) on Apollo Server, served on
- * plain node:http with /health and /ready. Features are plugins (see ./plugins); this file only
- * wires them.
+ * plain node:http with /health and /ready. Everything else is a feature (./features: rate and
+ * cost limits, operation limits, subscriptions, Sandbox, …; the shape is features/feature.ts,
+ * the list features/index.ts); this file only wires them.
  */
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
