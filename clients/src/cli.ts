@@ -60,7 +60,12 @@ export interface CrmClient {
   request<R, V extends Record<string, unknown>>(doc: TypedDocumentNode<R, V>, variables: V): Promise<R>;
 }
 
-export function crmClient(url = DEFAULT_URL, token?: string): CrmClient {
+export interface CrmClientOptions {
+  /** Sees every HTTP response (status and headers, e.g. RateLimit-Limit) before its body is read. */
+  onResponse?: (response: { status: number; headers: Headers }) => void;
+}
+
+export function crmClient(url = DEFAULT_URL, token?: string, options: CrmClientOptions = {}): CrmClient {
   const client: CrmClient = {
     url,
     token,
@@ -78,6 +83,7 @@ export function crmClient(url = DEFAULT_URL, token?: string): CrmClient {
             ...(hash ? { extensions: { persistedQuery: { version: 1, sha256Hash: hash } } } : {}),
           }),
         });
+        options.onResponse?.(res);
         const text = await res.text();
         let body: { data?: R | null; errors?: GraphQLRequestError['errors'] };
         try {
