@@ -14,7 +14,7 @@ import WebSocket from 'ws';
 import { buildEnvelope, eventually, readConfig, type DeliveredMessage } from '@crm/kit';
 import { startGateway } from '@crm/gateway';
 import { clientIp } from '../gateway/src/request-info';
-import { rawGraphQL, startTestStack, type RawResult, type TestStack, type TestUser } from '@crm/stack';
+import { rawGraphQL, rawRequest, startTestStack, type RawResult, type TestStack, type TestUser } from '@crm/stack';
 
 interface Row {
   finding: string;
@@ -178,10 +178,7 @@ async function capturingGateway(run: (gatewayUrl: string, captured: Captured[]) 
   }
 }
 /** Straight to a subgraph with the given identity headers. */
-async function direct(subgraph: string, headers: Record<string, string>, body: string): Promise<Raw> {
-  const res = await fetch(stack.subgraphs[subgraph]!.url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
-  return { status: res.status, headers: res.headers, body: JSON.parse(await res.text()) };
-}
+const direct = (subgraph: string, headers: Record<string, string>, body: string): Promise<Raw> => rawRequest(stack.subgraphs[subgraph]!.url, body, { headers });
 /** A header signed with INTERNAL_SECRET around an arbitrary payload (a signer bug, or a leaked key's limits). */
 function crafted(payload: Record<string, unknown>): Record<string, string> {
   const encoded = Buffer.from(JSON.stringify(payload)).toString('base64url');

@@ -27,4 +27,5 @@ export * from './directories/customer-directory';
 export * from './cluster';
 export * from './telemetry';
 export * from './peers';
+export * from './subgraph-call';
 export * from './retry';

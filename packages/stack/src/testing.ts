@@ -105,21 +105,51 @@ export function dataOf<T = any>(r: { data?: any; errors?: unknown }, field: stri
 export interface RawResult {
   status: number;
   headers: Headers;
+  /** The body as sent (for answers that are not JSON). */
+  text: string;
+  /** The body parsed as JSON, or undefined when it is not JSON. */
   body: { data?: any; errors?: { message: string; extensions?: Record<string, any> }[] };
 }
 
-/** A GraphQL POST with the raw response kept (status, headers, body), as a client behind `ip` would send it. */
-export async function rawGraphQL(url: string, query: string, options: { variables?: Record<string, unknown>; token?: string; ip?: string } = {}): Promise<RawResult> {
-  const res = await fetch(url, {
-    method: 'POST',
+/** Any HTTP request to a gateway or subgraph URL (hostile bodies, methods, paths), the raw response kept. */
+export async function rawRequest(url: string, body: string | undefined, options: { method?: string; headers?: Record<string, string>; path?: string; search?: string } = {}): Promise<RawResult> {
+  const target = new URL(url);
+  if (options.path) target.pathname = options.path;
+  if (options.search) target.search = options.search;
+  const res = await fetch(target, {
+    method: options.method ?? 'POST',
+    headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...options.headers },
+    body,
+  });
+  const text = await res.text();
+  let parsed: RawResult['body'];
+  try {
+    parsed = JSON.parse(text) as RawResult['body'];
+  } catch {
+    parsed = undefined as unknown as RawResult['body'];
+  }
+  return { status: res.status, headers: res.headers, text, body: parsed };
+}
+
+export interface RawGraphQLOptions {
+  variables?: Record<string, unknown>;
+  token?: string;
+  /** The client's address, as a proxy in front of the gateway would report it (X-Forwarded-For). */
+  ip?: string;
+  /** More request fields: extensions (persisted queries), operationName. */
+  extra?: Record<string, unknown>;
+  headers?: Record<string, string>;
+}
+
+/** The one GraphQL POST of the tests, with the raw response kept (status, headers, body). `query` may be left out (persisted queries). */
+export function rawGraphQL(url: string, query: string | undefined, options: RawGraphQLOptions = {}): Promise<RawResult> {
+  return rawRequest(url, JSON.stringify({ query, variables: options.variables, ...options.extra }), {
     headers: {
-      'content-type': 'application/json',
       ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
       ...(options.ip ? { 'x-forwarded-for': options.ip } : {}),
+      ...options.headers,
     },
-    body: JSON.stringify({ query, variables: options.variables }),
   });
-  return { status: res.status, headers: res.headers, body: JSON.parse(await res.text()) as RawResult['body'] };
 }
 
 /** The first error's extensions.code of a result. */

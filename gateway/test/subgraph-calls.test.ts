@@ -1,0 +1,120 @@
+/**
+ * What the gateway sends to a subgraph and how long it waits, and how it stops. One small
+ * subgraph of our own on node:http records every request's headers and answers `ping` at once,
+ * `slow` after a moment and `hang` never.
+ * - A hostile client's own headers (a forged x-crm-identity, Cookie, Authorization, anything else)
+ *   never reach the subgraph: only the kit's allow-list does, with the identity the gateway signed.
+ * - A subgraph that hangs gives the operation SERVICE_UNAVAILABLE (reason SUBGRAPH_TIMEOUT) after
+ *   SUBGRAPH_TIMEOUT_MS (tiny here), not after undici's 300 s.
+ * - stop(): a request in flight finishes with its answer; a new connection is refused.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import { composeServices } from '@apollo/composition';
+import { parse } from 'graphql';
+import jwt from 'jsonwebtoken';
+import { IDENTITY_HEADER, SIGNATURE_HEADER, SUBGRAPH_CALL_HEADERS, verifyIdentity, type PlatformConfig } from '@crm/kit';
+import { rawGraphQL, testConfig } from '@crm/stack';
+import { startGateway, type GatewayRuntime } from '../src/server';
+
+const TYPE_DEFS = `extend schema @link(url: "https://specs.apollo.dev/federation/v2.3", import: ["@key"])
+  type Query { ping: String, slow: String, hang: String }`;
+const TIMEOUT_MS = 300;
+
+let subgraph: Server;
+let subgraphUrl: string;
+const received: { headers: IncomingHttpHeaders; body: string }[] = [];
+const hanging: ServerResponse[] = [];
+let config: PlatformConfig;
+let gateway: GatewayRuntime;
+let gatewayStopped: Promise<void> | undefined;
+
+beforeAll(async () => {
+  subgraph = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      received.push({ headers: req.headers, body });
+      const answer = (data: Record<string, unknown>) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ data }));
+      };
+      const { query } = JSON.parse(body) as { query: string };
+      if (query.includes('hang')) hanging.push(res);
+      else if (query.includes('slow')) setTimeout(() => answer({ slow: 'finished' }), 500);
+      else answer({ ping: 'pong' });
+    });
+  });
+  await new Promise<void>((r) => subgraph.listen(0, '127.0.0.1', () => r()));
+  subgraphUrl = `http://127.0.0.1:${(subgraph.address() as { port: number }).port}/graphql`;
+  const composed = composeServices([{ name: 'probe', typeDefs: parse(TYPE_DEFS), url: subgraphUrl }]);
+  if (!composed.supergraphSdl) throw new Error(`composition failed: ${composed.errors?.map((e) => e.message).join('; ')}`);
+  config = testConfig(randomBytes(4).toString('hex'), { SUBGRAPH_TIMEOUT_MS: String(TIMEOUT_MS), SHUTDOWN_GRACE_MS: '5000' });
+  gateway = await startGateway({ config, supergraphSdl: composed.supergraphSdl, port: 0, host: '127.0.0.1' });
+});
+
+afterAll(async () => {
+  await (gatewayStopped ?? gateway?.stop());
+  for (const res of hanging) res.destroy();
+  subgraph.closeAllConnections();
+  await new Promise((r) => subgraph.close(r));
+});
+
+test('only the allow-listed headers reach a subgraph; the identity is the one the gateway signed', async () => {
+  const user = { id: randomUUID(), role: 'SALES', email: 'rep@test.local' };
+  const token = jwt.sign({ role: user.role, email: user.email, tv: 0 }, config.JWT_SECRET, {
+    algorithm: 'HS256', subject: user.id, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, expiresIn: 60,
+  });
+  const forged = Buffer.from(JSON.stringify({ u: { userId: 'attacker', role: 'ADMIN', email: 'x@x' } })).toString('base64url');
+  const before = received.length;
+  const r = await rawGraphQL(gateway.url, '{ ping }', {
+    token,
+    headers: {
+      [IDENTITY_HEADER]: forged,
+      [SIGNATURE_HEADER]: 'forged',
+      cookie: 'session=secret-cookie',
+      'x-api-key': 'client-key',
+      'x-forwarded-host': 'evil.example',
+      'proxy-authorization': 'Basic Zm9vOmJhcg==',
+    },
+  });
+  expect(r.body).toEqual({ data: { ping: 'pong' } });
+  const call = received[before]!;
+  // node:http adds host, content-length and connection; everything else must be on the allow-list.
+  const transport = ['host', 'content-length', 'connection'];
+  const extra = Object.keys(call.headers).filter((h) => !transport.includes(h) && !(SUBGRAPH_CALL_HEADERS as readonly string[]).includes(h));
+  expect(extra).toEqual([]);
+  expect(call.headers.authorization).toBeUndefined();
+  expect(call.headers.cookie).toBeUndefined();
+  expect(call.headers[IDENTITY_HEADER]).not.toBe(forged);
+  const verified = verifyIdentity(String(call.headers[IDENTITY_HEADER]), String(call.headers[SIGNATURE_HEADER]), config.INTERNAL_SECRET, { subgraph: 'probe', method: 'POST', body: call.body });
+  expect(verified).toEqual({ ok: true, identity: { userId: user.id, role: 'SALES', email: user.email } });
+});
+
+test('a subgraph that hangs: the operation gets SERVICE_UNAVAILABLE (SUBGRAPH_TIMEOUT) once SUBGRAPH_TIMEOUT_MS is over', async () => {
+  const hung = hanging.length;
+  const r = await rawGraphQL(gateway.url, '{ hang }');
+  expect(hanging.length).toBe(hung + 1); // the subgraph did get the fetch, and never answered
+  expect(r.status).toBe(200);
+  expect(r.body.data).toEqual({ hang: null });
+  expect(r.body.errors?.[0]).toMatchObject({
+    message: `The probe service did not answer within ${TIMEOUT_MS} ms; try again`,
+    extensions: { code: 'SERVICE_UNAVAILABLE', reason: 'SUBGRAPH_TIMEOUT', service: 'probe', timeoutMs: TIMEOUT_MS },
+  });
+});
+
+test('stop(): a request in flight finishes with its answer; a new connection is refused', async () => {
+  const before = received.length;
+  const slow = rawGraphQL(gateway.url, '{ slow }');
+  while (received.length === before) await new Promise((r) => setTimeout(r, 10)); // the fetch is in flight
+  const stopped = (gatewayStopped = gateway.stop());
+  const refused = await new Promise<string>((resolve) => {
+    const req = httpRequest(gateway.url, { method: 'POST', headers: { 'content-type': 'application/json' } }, () => resolve('answered'));
+    req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    req.end('{"query":"{ ping }"}');
+  });
+  expect(refused).toBe('ECONNREFUSED');
+  expect((await slow).body).toEqual({ data: { slow: 'finished' } });
+  await stopped;
+});
