@@ -1,7 +1,7 @@
 /**
  * What the gateway sends to a subgraph and how long it waits, and how it stops. One small
  * subgraph of our own on node:http records every request's headers and answers `ping` at once,
- * `slow` after a moment and `hang` never.
+ * `slow` when the test says so and `hang` never.
  * - A hostile client's own headers (a forged x-crm-identity, Cookie, Authorization, anything else)
  *   never reach the subgraph: only the kit's allow-list does, with the identity the gateway signed.
  * - A subgraph that hangs gives the operation SERVICE_UNAVAILABLE (reason SUBGRAPH_TIMEOUT) after
@@ -25,9 +25,10 @@ let subgraph: Server;
 let subgraphUrl: string;
 const received: { headers: IncomingHttpHeaders; body: string }[] = [];
 const hanging: ServerResponse[] = [];
+const slowAnswers: (() => void)[] = [];
 let config: PlatformConfig;
 let gateway: GatewayRuntime;
-let gatewayStopped: Promise<void> | undefined;
+let supergraphSdl: string;
 
 beforeAll(async () => {
   subgraph = createServer((req, res) => {
@@ -42,7 +43,7 @@ beforeAll(async () => {
       };
       const { query } = JSON.parse(body) as { query: string };
       if (query.includes('hang')) hanging.push(res);
-      else if (query.includes('slow')) setTimeout(() => answer({ slow: 'finished' }), 500);
+      else if (query.includes('slow')) slowAnswers.push(() => answer({ slow: 'finished' }));
       else answer({ ping: 'pong' });
     });
   });
@@ -50,12 +51,13 @@ beforeAll(async () => {
   subgraphUrl = `http://127.0.0.1:${(subgraph.address() as { port: number }).port}/graphql`;
   const composed = composeServices([{ name: 'probe', typeDefs: parse(TYPE_DEFS), url: subgraphUrl }]);
   if (!composed.supergraphSdl) throw new Error(`composition failed: ${composed.errors?.map((e) => e.message).join('; ')}`);
-  config = testConfig(randomBytes(4).toString('hex'), { SUBGRAPH_TIMEOUT_MS: String(TIMEOUT_MS), SHUTDOWN_GRACE_MS: '5000' });
-  gateway = await startGateway({ config, supergraphSdl: composed.supergraphSdl, port: 0, host: '127.0.0.1' });
+  supergraphSdl = composed.supergraphSdl;
+  config = testConfig(randomBytes(4).toString('hex'), { SUBGRAPH_TIMEOUT_MS: String(TIMEOUT_MS) });
+  gateway = await startGateway({ config, supergraphSdl, port: 0, host: '127.0.0.1' });
 });
 
 afterAll(async () => {
-  await (gatewayStopped ?? gateway?.stop());
+  await gateway?.stop();
   for (const res of hanging) res.destroy();
   subgraph.closeAllConnections();
   await new Promise((r) => subgraph.close(r));
@@ -105,16 +107,17 @@ test('a subgraph that hangs: the operation gets SERVICE_UNAVAILABLE (SUBGRAPH_TI
 });
 
 test('stop(): a request in flight finishes with its answer; a new connection is refused', async () => {
-  const before = received.length;
-  const slow = rawGraphQL(gateway.url, '{ slow }');
-  while (received.length === before) await new Promise((r) => setTimeout(r, 10)); // the fetch is in flight
-  const stopped = (gatewayStopped = gateway.stop());
+  const draining = await startGateway({ config: testConfig(randomBytes(4).toString('hex'), { SHUTDOWN_GRACE_MS: '30000' }), supergraphSdl, port: 0, host: '127.0.0.1' });
+  const slow = rawGraphQL(draining.url, '{ slow }');
+  while (slowAnswers.length === 0) await new Promise((r) => setTimeout(r, 10)); // the fetch is at the subgraph
+  const stopped = draining.stop();
   const refused = await new Promise<string>((resolve) => {
-    const req = httpRequest(gateway.url, { method: 'POST', headers: { 'content-type': 'application/json' } }, () => resolve('answered'));
+    const req = httpRequest(draining.url, { method: 'POST', headers: { 'content-type': 'application/json' } }, () => resolve('answered'));
     req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
     req.end('{"query":"{ ping }"}');
   });
   expect(refused).toBe('ECONNREFUSED');
+  slowAnswers.shift()!(); // the subgraph answers only now, while the gateway is stopping
   expect((await slow).body).toEqual({ data: { slow: 'finished' } });
   await stopped;
 });
