@@ -9,11 +9,11 @@
  * - stop(): a request in flight finishes with its answer; a new connection is refused.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import { request as httpRequest, type ServerResponse } from 'node:http';
 import { composeServices } from '@apollo/composition';
 import { parse } from 'graphql';
 import jwt from 'jsonwebtoken';
-import { IDENTITY_HEADER, SIGNATURE_HEADER, SUBGRAPH_CALL_HEADERS, verifyIdentity, type PlatformConfig } from '@crm/kit';
+import { answerData, IDENTITY_HEADER, SIGNATURE_HEADER, startRecordingServer, SUBGRAPH_CALL_HEADERS, verifyIdentity, type PlatformConfig } from '@crm/kit';
 import { rawGraphQL, testConfig } from '@crm/stack';
 import { startGateway, type GatewayRuntime } from '../src/server';
 
@@ -21,9 +21,7 @@ const TYPE_DEFS = `extend schema @link(url: "https://specs.apollo.dev/federation
   type Query { ping: String, slow: String, hang: String }`;
 const TIMEOUT_MS = 300;
 
-let subgraph: Server;
-let subgraphUrl: string;
-const received: { headers: IncomingHttpHeaders; body: string }[] = [];
+let subgraph: Awaited<ReturnType<typeof startRecordingServer>>;
 const hanging: ServerResponse[] = [];
 const slowAnswers: (() => void)[] = [];
 let config: PlatformConfig;
@@ -31,24 +29,13 @@ let gateway: GatewayRuntime;
 let supergraphSdl: string;
 
 beforeAll(async () => {
-  subgraph = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks).toString('utf8');
-      received.push({ headers: req.headers, body });
-      const answer = (data: Record<string, unknown>) => {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ data }));
-      };
-      const { query } = JSON.parse(body) as { query: string };
-      if (query.includes('hang')) hanging.push(res);
-      else if (query.includes('slow')) slowAnswers.push(() => answer({ slow: 'finished' }));
-      else answer({ ping: 'pong' });
-    });
+  subgraph = await startRecordingServer(({ body }, res) => {
+    const { query } = JSON.parse(body) as { query: string };
+    if (query.includes('hang')) hanging.push(res);
+    else if (query.includes('slow')) slowAnswers.push(() => answerData(res, { slow: 'finished' }));
+    else answerData(res, { ping: 'pong' });
   });
-  await new Promise<void>((r) => subgraph.listen(0, '127.0.0.1', () => r()));
-  subgraphUrl = `http://127.0.0.1:${(subgraph.address() as { port: number }).port}/graphql`;
+  const subgraphUrl = subgraph.url;
   const composed = composeServices([{ name: 'probe', typeDefs: parse(TYPE_DEFS), url: subgraphUrl }]);
   if (!composed.supergraphSdl) throw new Error(`composition failed: ${composed.errors?.map((e) => e.message).join('; ')}`);
   supergraphSdl = composed.supergraphSdl;
@@ -59,8 +46,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await gateway?.stop();
   for (const res of hanging) res.destroy();
-  subgraph.closeAllConnections();
-  await new Promise((r) => subgraph.close(r));
+  await subgraph.close();
 });
 
 test('only the allow-listed headers reach a subgraph; the identity is the one the gateway signed', async () => {
@@ -69,7 +55,7 @@ test('only the allow-listed headers reach a subgraph; the identity is the one th
     algorithm: 'HS256', subject: user.id, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, expiresIn: 60,
   });
   const forged = Buffer.from(JSON.stringify({ u: { userId: 'attacker', role: 'ADMIN', email: 'x@x' } })).toString('base64url');
-  const before = received.length;
+  const before = subgraph.received.length;
   const r = await rawGraphQL(gateway.url, '{ ping }', {
     token,
     headers: {
@@ -82,7 +68,7 @@ test('only the allow-listed headers reach a subgraph; the identity is the one th
     },
   });
   expect(r.body).toEqual({ data: { ping: 'pong' } });
-  const call = received[before]!;
+  const call = subgraph.received[before]!;
   // node:http adds host, content-length and connection; everything else must be on the allow-list.
   const transport = ['host', 'content-length', 'connection'];
   const extra = Object.keys(call.headers).filter((h) => !transport.includes(h) && !(SUBGRAPH_CALL_HEADERS as readonly string[]).includes(h));
