@@ -243,7 +243,7 @@ const rows: Row[] = [
     finding: 'H2',
     name: 'REGISTRATION_POLICY=approval (the production default): a registration cannot sign in until an ADMIN approves it',
     async run() {
-      expect(readConfig({ NODE_ENV: 'production', JWT_SECRET: 'j'.repeat(40) + randomBytes(8).toString('hex'), INTERNAL_SECRET: 'i'.repeat(40) + randomBytes(8).toString('hex') }).registrationPolicy).toBe('approval');
+      expect(readConfig({ NODE_ENV: 'production', JWT_SECRET: randomBytes(24).toString('hex'), INTERNAL_SECRET: randomBytes(24).toString('hex') }).registrationPolicy).toBe('approval');
       await withAuthStack({ REGISTRATION_POLICY: 'approval' }, async (s) => {
         const input = registration();
         const r = await s.gql(REGISTER, { i: input });
