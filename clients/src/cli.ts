@@ -63,6 +63,8 @@ export interface CrmClient {
 export interface CrmClientOptions {
   /** Sees every HTTP response (status and headers, e.g. RateLimit-Limit) before its body is read. */
   onResponse?: (response: { status: number; headers: Headers }) => void;
+  /** Turns a refused request's error into the caller's own (e.g. one that says what to do). */
+  mapError?: (error: GraphQLRequestError) => Error;
 }
 
 export function crmClient(url = DEFAULT_URL, token?: string, options: CrmClientOptions = {}): CrmClient {
@@ -102,7 +104,10 @@ export function crmClient(url = DEFAULT_URL, token?: string, options: CrmClientO
       } else {
         client.stats.withText += 1;
       }
-      if (body.errors?.length || !body.data) throw new GraphQLRequestError(name, body.errors ?? [{ message: `HTTP ${status}: no data` }], status);
+      if (body.errors?.length || !body.data) {
+        const error = new GraphQLRequestError(name, body.errors ?? [{ message: `HTTP ${status}: no data` }], status);
+        throw options.mapError ? options.mapError(error) : error;
+      }
       return body.data;
     },
   };

@@ -62,24 +62,16 @@ export class SeedError extends Error {}
  * (RateLimit-Limit) and turns RATE_LIMITED into a SeedError that says what to do.
  */
 function seedClient(url: string, limits: { rateLimit?: number }): CrmClient {
-  const client = crmClient(url, undefined, {
+  return crmClient(url, undefined, {
     onResponse: ({ headers }) => {
       const limit = headers.get('ratelimit-limit');
       if (limit) limits.rateLimit = Number(limit);
     },
+    mapError: (err) =>
+      err.code === 'RATE_LIMITED'
+        ? new SeedError(`${err.message}.\nThe seed spreads its work to stay within RATE_LIMIT_POINTS per user; this budget was spent (an earlier run?). Wait ${String(err.errors[0]?.extensions?.retryAfter ?? '?')} s, or seed a gateway started with RATE_LIMIT_ENABLED=false (development only).`)
+        : err,
   });
-  const request = client.request.bind(client);
-  client.request = async (doc, variables) => {
-    try {
-      return await request(doc, variables);
-    } catch (err) {
-      if (err instanceof GraphQLRequestError && err.code === 'RATE_LIMITED') {
-        throw new SeedError(`${err.message}.\nThe seed spreads its work to stay within RATE_LIMIT_POINTS per user; this budget was spent (an earlier run?). Wait ${String(err.errors[0]?.extensions?.retryAfter ?? '?')} s, or seed a gateway started with RATE_LIMIT_ENABLED=false (development only).`);
-      }
-      throw err;
-    }
-  };
-  return client;
 }
 
 /** The first attempts of a write may find a domain that has not yet heard of the customer (events). */
