@@ -17,7 +17,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildEnvelope, eventually, KafkaBus } from '@crm/kit';
-import { readDeadLetters, ROOT, startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { readDeadLetters, ROOT, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 const PG_BIN = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').sort().map((v) => `/usr/lib/postgresql/${v}/bin`).pop() : undefined;
 const enabled = Boolean(process.env.KAFKA_BROKERS) && Boolean(PG_BIN && existsSync(join(PG_BIN, 'pg_ctl'))) && process.env.FAULTS !== '0';

@@ -6,7 +6,8 @@
  * gateway-production.test.ts.
  */
 import jwt from 'jsonwebtoken';
-import { rawGraphQL, rawRequest, startTestStack, type RawResult, type TestStack, type TestUser } from '@crm/stack';
+import { rawGraphQL, rawRequest, type RawResult } from '@crm/kit';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 interface Expect {
   status: number | number[];

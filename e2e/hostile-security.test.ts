@@ -11,10 +11,10 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { buildEnvelope, eventually, readConfig, type DeliveredMessage } from '@crm/kit';
+import { buildEnvelope, eventually, rawGraphQL, rawRequest, readConfig, type DeliveredMessage, type RawResult } from '@crm/kit';
 import { startGateway } from '@crm/gateway';
 import { clientIp } from '../gateway/src/request-info';
-import { rawGraphQL, rawRequest, startTestStack, type RawResult, type TestStack, type TestUser } from '@crm/stack';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 interface Row {
   finding: string;

@@ -20,8 +20,8 @@ import { Client } from 'pg';
 import { createClient, type Client as WsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { composeSupergraph, readSupergraphConfig } from '@crm/gateway';
-import { consumerGroup, databaseUrlFor, eventually, EVENTS, freePort, KafkaBus, readConfig, RELAY_LOCK, signIdentity, type EventType, type Identity } from '@crm/kit';
-import { ADMIN, dropTestDatabases, rawGraphQL, rawRequest, ROOT, subgraphByName, SUPERGRAPH_CONFIG, type RawResult } from '@crm/stack';
+import { consumerGroup, databaseUrlFor, eventually, EVENTS, freePort, KafkaBus, rawGraphQL, rawRequest, readConfig, RELAY_LOCK, signIdentity, type EventType, type Identity, type RawResult } from '@crm/kit';
+import { ADMIN, dropTestDatabases, ROOT, subgraphByName, SUPERGRAPH_CONFIG } from '@crm/platform';
 import { balancer, startService, waitFor, type Balancer, type ServiceProcess } from './support/replicas';
 
 const enabled = Boolean(process.env.POSTGRES_URL && process.env.KAFKA_BROKERS && process.env.REDIS_URL);

@@ -9,8 +9,8 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { print } from 'graphql';
 import { eventually } from '@crm/kit';
-import { ADMIN, startTestStack, type TestStack } from '@crm/stack';
-import { seed } from '../packages/stack/src/seed';
+import { ADMIN, startTestStack, type TestStack } from '@crm/platform';
+import { seed } from '../apps/platform/src/seed';
 import {
   createCustomer, crmClient, listCustomers, login, main, requestApproval, subscribeNotifications,
   type NotificationEvent, type Subscription,

@@ -89,6 +89,8 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     includeStacktraceInErrorResponses: !config.production,
     formatError: maskError(config.production) as never,
     csrfPrevention: true,
+    // The service stops itself (runtime.stop); Apollo's own handler would kill the process mid-way.
+    stopOnTerminationSignals: false,
     logger,
     plugins: features.flatMap((f) => f.apolloPlugins ?? []),
     validationRules: features.flatMap((f) => f.validationRules ?? []),
@@ -114,6 +116,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     context,
     maxBodyBytes: config.MAX_BODY_BYTES,
     service: 'gateway',
+    metrics: { token: config.METRICS_TOKEN, production: config.production },
     onError: (err) => logger.error({ err }, 'request failed'),
     before: async (req, res) => {
       for (const f of features) if (f.before && (await f.before(req, res))) return true;

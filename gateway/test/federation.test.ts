@@ -11,7 +11,7 @@ import { startStandaloneServer } from '@apollo/server/standalone';
 import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
 import { composeServices } from '@apollo/composition';
 import { GraphQLError, parse } from 'graphql';
-import { rawGraphQL, testConfig } from '@crm/stack';
+import { rawGraphQL, readConfig } from '@crm/kit';
 import { startGateway, type GatewayRuntime } from '../src/server';
 
 const LINK = 'extend schema @link(url: "https://specs.apollo.dev/federation/v2.3", import: ["@key", "@shareable", "@external", "@requires", "@provides", "@interfaceObject"])';
@@ -128,7 +128,7 @@ beforeAll(async () => {
   }
   const composed = composeServices(services);
   if (composed.errors) throw new Error(composed.errors.map((e) => e.message).join('\n'));
-  const config = testConfig('fed00000');
+  const config = readConfig(process.env, { NODE_ENV: 'test', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const options = { config, supergraphSdl: composed.supergraphSdl, port: 0, host: '127.0.0.1' };
   engine = await startGateway(options);
   apollo = await startGateway({ ...options, executor: 'apollo' });

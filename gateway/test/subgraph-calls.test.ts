@@ -13,13 +13,16 @@ import { request as httpRequest, type ServerResponse } from 'node:http';
 import { composeServices } from '@apollo/composition';
 import { parse } from 'graphql';
 import jwt from 'jsonwebtoken';
-import { answerData, IDENTITY_HEADER, SIGNATURE_HEADER, startRecordingServer, SUBGRAPH_CALL_HEADERS, verifyIdentity, type PlatformConfig } from '@crm/kit';
-import { rawGraphQL, testConfig } from '@crm/stack';
+import {
+  answerData, IDENTITY_HEADER, rawGraphQL, readConfig, SIGNATURE_HEADER, startRecordingServer, SUBGRAPH_CALL_HEADERS, testSettings, verifyIdentity,
+  type PlatformConfig,
+} from '@crm/kit';
 import { startGateway, type GatewayRuntime } from '../src/server';
 
 const TYPE_DEFS = `extend schema @link(url: "https://specs.apollo.dev/federation/v2.3", import: ["@key"])
   type Query { ping: String, slow: String, hang: String }`;
 const TIMEOUT_MS = 300;
+const gatewayConfig = (env: Record<string, string>) => readConfig(process.env, testSettings(randomBytes(4).toString('hex'), env));
 
 let subgraph: Awaited<ReturnType<typeof startRecordingServer>>;
 const hanging: ServerResponse[] = [];
@@ -39,7 +42,7 @@ beforeAll(async () => {
   const composed = composeServices([{ name: 'probe', typeDefs: parse(TYPE_DEFS), url: subgraphUrl }]);
   if (!composed.supergraphSdl) throw new Error(`composition failed: ${composed.errors?.map((e) => e.message).join('; ')}`);
   supergraphSdl = composed.supergraphSdl;
-  config = testConfig(randomBytes(4).toString('hex'), { SUBGRAPH_TIMEOUT_MS: String(TIMEOUT_MS) });
+  config = gatewayConfig({ SUBGRAPH_TIMEOUT_MS: String(TIMEOUT_MS) });
   gateway = await startGateway({ config, supergraphSdl, port: 0, host: '127.0.0.1' });
 });
 
@@ -93,7 +96,7 @@ test('a subgraph that hangs: the operation gets SERVICE_UNAVAILABLE (SUBGRAPH_TI
 });
 
 test('stop(): a request in flight finishes with its answer; a new connection is refused', async () => {
-  const draining = await startGateway({ config: testConfig(randomBytes(4).toString('hex'), { SHUTDOWN_GRACE_MS: '30000' }), supergraphSdl, port: 0, host: '127.0.0.1' });
+  const draining = await startGateway({ config: gatewayConfig({ SHUTDOWN_GRACE_MS: '30000' }), supergraphSdl, port: 0, host: '127.0.0.1' });
   const slow = rawGraphQL(draining.url, '{ slow }');
   while (slowAnswers.length === 0) await new Promise((r) => setTimeout(r, 10)); // the fetch is at the subgraph
   const stopped = draining.stop();

@@ -73,14 +73,25 @@ const envSchema = z.object({
   SUBSCRIPTION_RESOLUTIONS_PER_USER_PER_EVENT: z.coerce.number().int().min(1).default(20),
   /** Entity resolutions (federated queries) run at once for one event. */
   SUBSCRIPTION_RESOLVE_CONCURRENCY: z.coerce.number().int().min(1).default(16),
+  /** One live resolution (an event's entity through the subgraphs) not answered within this time is skipped. */
+  SUBSCRIPTION_RESOLVE_TIMEOUT_MS: z.coerce.number().int().min(1).default(10_000),
+
+  /** Bearer token Prometheus sends for /metrics. Unset: /metrics is open outside production and off in production. */
+  METRICS_TOKEN: optionalString,
 
   REDIS_URL: optionalString,
 
   /**
    * `npm start`: "multi" runs the gateway and each subgraph in a process of its own (every core in
-   * use, packages/stack/src/processes.ts); "single" runs them all on one event loop.
+   * use, apps/platform/src/processes.ts); "single" runs them all on one event loop.
    */
   STACK_PROCESSES: z.enum(['single', 'multi']).default('multi'),
+  /**
+   * What started this service: "none" (a container, a terminal) or "ipc" (the platform launcher's
+   * multi-process mode forked it: it reports readiness and learns its peers over the IPC channel,
+   * and without Kafka its bus is bridged to the other processes over it; kit launcher-link.ts).
+   */
+  LAUNCHER: z.enum(['none', 'ipc']).default('none'),
   /** Gateway worker processes sharing its port (node:cluster); 1 = the gateway process serves itself. */
   GATEWAY_WORKERS: z.coerce.number().int().min(1).max(64).default(1),
 
@@ -204,6 +215,8 @@ function checkProductionSecrets(c: Env): void {
     else if (placeholderLike(c[key])) problems.push(`${key} looks like a placeholder or is not random; use 32+ random characters (e.g. openssl rand -hex 32)`);
   }
   if (c.INTERNAL_SECRET === c.JWT_SECRET) problems.push('INTERNAL_SECRET and JWT_SECRET must differ');
+  if (c.METRICS_TOKEN !== undefined && (c.METRICS_TOKEN.length < 24 || placeholderLike(c.METRICS_TOKEN))) problems.push('METRICS_TOKEN looks like a placeholder or is shorter than 24 characters');
+  if (c.METRICS_TOKEN !== undefined && (c.METRICS_TOKEN === c.JWT_SECRET || c.METRICS_TOKEN === c.INTERNAL_SECRET)) problems.push('METRICS_TOKEN must differ from JWT_SECRET and INTERNAL_SECRET');
   if (c.ADMIN_PASSWORD && (PLACEHOLDER.test(c.ADMIN_PASSWORD) || c.ADMIN_PASSWORD.length < 12)) {
     problems.push('ADMIN_PASSWORD looks like a placeholder or is shorter than 12 characters');
   }

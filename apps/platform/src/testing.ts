@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
-import { readConfig, signIdentity, type Identity, type PlatformConfig, type Role } from '@crm/kit';
+import { readConfig, signIdentity, testSettings, type Identity, type PlatformConfig, type Role } from '@crm/kit';
 import { startProcessStack, type ProcessStack } from './processes';
 import { startStack, type Stack, type StackOptions } from './start-stack';
 
@@ -59,19 +59,7 @@ export function testConfig(id: string, env: Record<string, string> = {}): Platfo
 
 /** The settings a test stack puts on top of the environment: throwaway names, quiet logs, embedded unless configured. */
 export function testOverrides(id: string, env: Record<string, string> = {}): Record<string, string> {
-  return {
-    NODE_ENV: 'test',
-    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
-    DATA_DIR: 'memory',
-    DATABASE_PREFIX: `t${id}_`,
-    KAFKA_NAMESPACE: `t${id}.`,
-    OUTBOX_POLL_MS: '100',
-    // two suites run at once, five subgraphs each: stay well inside Postgres' max_connections (100)
-    DATABASE_POOL_MAX: '4',
-    ADMIN_EMAIL: ADMIN.email,
-    ADMIN_PASSWORD: ADMIN.password,
-    ...env,
-  };
+  return testSettings(id, { ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, ...env });
 }
 
 /** The platform in processes of its own (processes.ts) with throwaway databases, plus the test client. */
@@ -100,56 +88,6 @@ export function dataOf<T = any>(r: { data?: any; errors?: unknown }, field: stri
   const value = r.data?.[field];
   if (value === undefined || value === null) throw new Error(`${field} failed: ${JSON.stringify(r.errors)}`);
   return value as T;
-}
-
-export interface RawResult {
-  status: number;
-  headers: Headers;
-  /** The body as sent (for answers that are not JSON). */
-  text: string;
-  /** The body parsed as JSON, or undefined when it is not JSON. */
-  body: { data?: any; errors?: { message: string; extensions?: Record<string, any> }[] };
-}
-
-/** Any HTTP request to a gateway or subgraph URL (hostile bodies, methods, paths), the raw response kept. */
-export async function rawRequest(url: string, body: string | undefined, options: { method?: string; headers?: Record<string, string>; path?: string; search?: string } = {}): Promise<RawResult> {
-  const target = new URL(url);
-  if (options.path) target.pathname = options.path;
-  if (options.search) target.search = options.search;
-  const res = await fetch(target, {
-    method: options.method ?? 'POST',
-    headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...options.headers },
-    body,
-  });
-  const text = await res.text();
-  let parsed: RawResult['body'];
-  try {
-    parsed = JSON.parse(text) as RawResult['body'];
-  } catch {
-    parsed = undefined as unknown as RawResult['body'];
-  }
-  return { status: res.status, headers: res.headers, text, body: parsed };
-}
-
-export interface RawGraphQLOptions {
-  variables?: Record<string, unknown>;
-  token?: string;
-  /** The client's address, as a proxy in front of the gateway would report it (X-Forwarded-For). */
-  ip?: string;
-  /** More request fields: extensions (persisted queries), operationName. */
-  extra?: Record<string, unknown>;
-  headers?: Record<string, string>;
-}
-
-/** The one GraphQL POST of the tests, with the raw response kept (status, headers, body). `query` may be left out (persisted queries). */
-export function rawGraphQL(url: string, query: string | undefined, options: RawGraphQLOptions = {}): Promise<RawResult> {
-  return rawRequest(url, JSON.stringify({ query, variables: options.variables, ...options.extra }), {
-    headers: {
-      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-      ...(options.ip ? { 'x-forwarded-for': options.ip } : {}),
-      ...options.headers,
-    },
-  });
 }
 
 /** The first error's extensions.code of a result. */
