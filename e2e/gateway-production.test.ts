@@ -9,6 +9,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGateway, type GatewayRuntime } from '@crm/gateway';
+import { rawGraphQL, type RawResult } from '@crm/kit';
 import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -41,22 +42,9 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-interface Result {
-  status: number;
-  headers: Headers;
-  text: string;
-  body: { data?: any; errors?: { message: string; extensions?: Record<string, unknown> }[] };
-}
-
-async function send(url: string, payload: unknown, token?: string): Promise<Result> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify(payload),
-  });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, text, body: JSON.parse(text) };
-}
+type Result = RawResult;
+/** A GraphQL request as a client sends it: `payload` is the body ({ query?, variables?, extensions? }). */
+const send = (url: string, { query, ...extra }: { query?: string; extensions?: unknown }, token?: string) => rawGraphQL(url, query, { token, extra });
 
 const code = (r: Result) => r.body.errors?.[0]?.extensions?.code;
 const LEAKS = /stacktrace|node_modules|\.ts:\d+|ECONNREFUSED|127\.0\.0\.1|localhost|SELECT |INSERT |postgres/i;

@@ -90,26 +90,6 @@ export function dataOf<T = any>(r: { data?: any; errors?: unknown }, field: stri
   return value as T;
 }
 
-export interface RawResult {
-  status: number;
-  headers: Headers;
-  body: { data?: any; errors?: { message: string; extensions?: Record<string, any> }[] };
-}
-
-/** A GraphQL POST with the raw response kept (status, headers, body), as a client behind `ip` would send it. */
-export async function rawGraphQL(url: string, query: string, options: { variables?: Record<string, unknown>; token?: string; ip?: string } = {}): Promise<RawResult> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-      ...(options.ip ? { 'x-forwarded-for': options.ip } : {}),
-    },
-    body: JSON.stringify({ query, variables: options.variables }),
-  });
-  return { status: res.status, headers: res.headers, body: JSON.parse(await res.text()) as RawResult['body'] };
-}
-
 /** The first error's extensions.code of a result. */
 export const errorCode = (r: { errors?: { extensions?: { code?: string } }[] }) => r.errors?.[0]?.extensions?.code;
 /** The identity the gateway would forward for a test user. */

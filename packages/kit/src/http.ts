@@ -151,9 +151,26 @@ export async function listen(handler: (req: IncomingMessage, res: ServerResponse
   return { server, port: typeof address === 'object' && address ? address.port : port };
 }
 
-export function closeServer(server: Server): Promise<void> {
+/**
+ * Graceful stop: the server stops accepting connections at once (a new one is refused), requests
+ * in flight finish — up to `graceMs` — and each keep-alive connection is closed as soon as it is
+ * idle; whatever is still open after the grace period is cut.
+ */
+export function closeServer(server: Server, graceMs = 10_000): Promise<void> {
   return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections?.();
+    let sweep: NodeJS.Timeout | undefined;
+    let cut: NodeJS.Timeout | undefined;
+    server.close(() => {
+      clearInterval(sweep);
+      clearTimeout(cut);
+      resolve();
+    });
+    server.closeIdleConnections();
+    // A connection whose response just ended stays open (keep-alive) until swept.
+    sweep = setInterval(() => server.closeIdleConnections(), 50);
+    cut = setTimeout(() => {
+      clearInterval(sweep);
+      server.closeAllConnections();
+    }, graceMs);
   });
 }

@@ -210,7 +210,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     async stop() {
       for (const t of timers) clearInterval(t);
       for (const off of unwatch) off();
-      if (server) await closeServer(server);
+      if (server) await closeServer(server, config.SHUTDOWN_GRACE_MS);
       await Promise.all(consumers.map((c) => c.stop()));
       if (relay) await relay.stop();
       await apollo.stop();

@@ -24,7 +24,7 @@ export const graphqlDuration = new Histogram({ name: 'crm_graphql_request_durati
 
 // ---------------------------------------------------------------- gateway
 export const subgraphFetchDuration = new Histogram({ name: 'crm_gateway_subgraph_fetch_duration_seconds', help: 'Gateway to subgraph fetch latency', labelNames: ['subgraph'], buckets: LATENCY_BUCKETS, registers });
-export const subgraphFetchErrors = new Counter({ name: 'crm_gateway_subgraph_fetch_errors_total', help: 'Subgraph fetches that failed (network) or answered with errors (graphql)', labelNames: ['subgraph', 'kind'], registers });
+export const subgraphFetchErrors = new Counter({ name: 'crm_gateway_subgraph_fetch_errors_total', help: 'Subgraph fetches that failed (network), ran out of time (timeout) or answered with errors (graphql)', labelNames: ['subgraph', 'kind'], registers });
 export const gatewayRefusals = new Counter({ name: 'crm_gateway_refusals_total', help: 'Operations refused by the rate limit or the cost limit', labelNames: ['reason'], registers });
 
 // ---------------------------------------------------------------- live subscriptions
