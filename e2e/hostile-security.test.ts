@@ -473,10 +473,12 @@ const rows: Row[] = [
         await registered(start.subscriptions, 6, url);
         // A notification for the rep: a customer assigned to them (once the directory knows them).
         await eventually(async () => (await admin.gql('mutation($r: ID!) { createCustomer(input: { name: "Fan-out", assignedRepId: $r }) { id } }', { r: rep.id })).data?.createCustomer, { timeoutMs: 30_000 });
-        await eventually(async () => {
+        const settled = await eventually(async () => {
           const s = await liveStats(url);
           return s.deliveries + s.dropped - (start.deliveries + start.dropped) >= 6 ? s : undefined;
         }, { timeoutMs: 30_000 });
+        // The server's deliveries reach the client asynchronously: wait until it holds all of them.
+        await eventually(async () => live.results.length >= settled.deliveries - start.deliveries, { timeoutMs: 15_000 });
         // Per notification, how many of the six subscriptions got it: at most the bound.
         const perNotification = new Map<string, number>();
         for (const r of live.results as Record<string, { id: string }>[]) for (const v of Object.values(r)) perNotification.set(v.id, (perNotification.get(v.id) ?? 0) + 1);
