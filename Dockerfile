@@ -2,7 +2,7 @@
 # Two stages: dependencies are installed (production only) in the first; the runtime stage gets
 # them and the sources, owned by root and read-only to the unprivileged `node` user it runs as.
 
-FROM node:20-bookworm-slim AS deps
+FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY packages/kit/package.json packages/kit/
@@ -15,7 +15,7 @@ COPY subgraphs/opportunity/package.json subgraphs/opportunity/
 COPY subgraphs/analytics/package.json subgraphs/analytics/
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 # The whole install (root and any workspace node_modules, workspace links), then the sources

@@ -40,6 +40,7 @@ const OPERATOR: Record<string, string> = {
   JWT_SECRET: randomBytes(32).toString('hex'),
   POSTGRES_PASSWORD: randomBytes(16).toString('hex'),
   GRAFANA_ADMIN_PASSWORD: randomBytes(12).toString('hex'),
+  METRICS_TOKEN: randomBytes(24).toString('hex'),
   ADMIN_EMAIL: 'ops@crm.example.org',
   ADMIN_PASSWORD: `Adm1n-${randomBytes(12).toString('base64url')}`,
 };

@@ -37,6 +37,7 @@ const secretValues: Record<string, string> = {
   JWT_SECRET: randomBytes(32).toString('base64'),
   INTERNAL_SECRET: randomBytes(32).toString('base64'),
   ADMIN_PASSWORD: `Adm1n-${randomBytes(12).toString('base64url')}`,
+  METRICS_TOKEN: randomBytes(24).toString('hex'),
 };
 
 type Model = { validate(): void };
@@ -95,7 +96,7 @@ test('the supergraph ConfigMap is what supergraph.yaml composes to (run `npm run
 test('the Secret example\'s placeholder secrets are refused in production (issue 15)', () => {
   const env = { NODE_ENV: 'production', ...secretValues };
   expect(() => readConfig(env)).not.toThrow();
-  for (const key of ['JWT_SECRET', 'INTERNAL_SECRET', 'ADMIN_PASSWORD']) expect(() => readConfig({ ...env, [key]: exampleValues[key] })).toThrow(new RegExp(key));
+  for (const key of ['JWT_SECRET', 'INTERNAL_SECRET', 'ADMIN_PASSWORD', 'METRICS_TOKEN']) expect(() => readConfig({ ...env, [key]: exampleValues[key] })).toThrow(new RegExp(key));
 });
 
 test('the Secret example is a valid Secret with every key the manifests read', () => {

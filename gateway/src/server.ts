@@ -10,7 +10,7 @@ import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
 import type { GraphQLSchema } from 'graphql';
 import {
-  closeServer, createGraphQLHandler, createLogger, listen, maskError, sendJson, sendReadiness,
+  closeRedis, closeServer, createGraphQLHandler, createLogger, listen, maskError, sendJson, sendReadiness,
   type EventBus, type Logger, type PlatformConfig,
 } from '@crm/kit';
 import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
@@ -51,7 +51,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   const subgraphAgent = createSubgraphAgent();
   const gateway = new ApolloGateway({
     logger,
-    buildService: ({ name, url }) => new SubgraphClient(url ?? '', { name, secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent }),
+    buildService: ({ name, url }) => new SubgraphClient(url ?? '', { name, secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent, timeoutMs: config.SUBGRAPH_TIMEOUT_MS }),
     supergraphSdl: async ({ update }) => {
       if (options.supergraphSdl) {
         currentSdl = options.supergraphSdl;
@@ -117,6 +117,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     context,
     maxBodyBytes: config.MAX_BODY_BYTES,
     service: 'gateway',
+    metrics: { token: config.METRICS_TOKEN, production: config.production },
     onError: (err) => logger.error({ err }, 'request failed'),
     before: async (req, res) => {
       for (const f of features) if (f.before && (await f.before(req, res))) return true;
@@ -141,11 +142,14 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     url,
     port,
     async stop() {
+      // New connections are refused from here on; requests in flight finish (SHUTDOWN_GRACE_MS),
+      // while the features stop (live subscriptions: every socket closed with 1001 Going away).
+      const drained = closeServer(server, config.SHUTDOWN_GRACE_MS);
       for (const f of [...features].reverse()) await f.stop?.();
-      await closeServer(server);
+      await drained;
       await apollo.stop();
       await subgraphAgent.close();
-      redis?.disconnect();
+      if (redis) await closeRedis(redis);
     },
   };
 }

@@ -6,7 +6,7 @@
  * the expected answer, and the same answer from both (errors included: message, path, code, service).
  */
 import { GraphQLError } from 'graphql';
-import { readConfig } from '@crm/kit';
+import { rawGraphQL, readConfig } from '@crm/kit';
 import { startGateway, type GatewayRuntime } from '../src/server';
 import { FEDERATION_LINK as LINK, startStubSubgraphs, type StubSubgraphs } from './support/stub-subgraphs';
 
@@ -130,8 +130,7 @@ interface Result {
 }
 
 async function post(url: string, query: string, variables?: Record<string, unknown>): Promise<Result> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
-  const body = (await res.json()) as Result;
+  const body = (await rawGraphQL(url, query, { variables })).body as Result;
   // Stack traces (test mode) differ by executor; everything else must not.
   for (const e of body.errors ?? []) delete e.extensions?.stacktrace;
   return body;

@@ -28,10 +28,17 @@ async function drain(queue: LiveQueue, into: ExecutionResult[]) {
 test('a slow subscriber is closed at its bound; the others get every event; identical subscriptions share one resolution', async () => {
   const bus = new MemoryBus();
   let resolutions = 0;
-  const hub = new LiveHub(bus, async (_op, _identity, entityId) => {
-    resolutions += 1;
-    return { data: { notificationAdded: { id: entityId } } };
-  }, createLogger('test', 'silent'), 4, LIVE_FIELDS);
+  const hub = new LiveHub({
+    bus,
+    resolve: async (_op, _identity, entityId) => {
+      resolutions += 1;
+      return { data: { notificationAdded: { id: entityId } } };
+    },
+    logger: createLogger('test', 'silent'),
+    concurrency: 4,
+    resolveTimeoutMs: 10_000,
+    fields: LIVE_FIELDS,
+  });
   await hub.start();
   const overflows: string[] = [];
   const queue = (limit: number, buffered = 0) => {

@@ -173,6 +173,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     context,
     maxBodyBytes: config.MAX_BODY_BYTES,
     service: def.name,
+    metrics: { token: config.METRICS_TOKEN, production: config.production },
     traceContext: (req) => signedTraceContext(req, config.INTERNAL_SECRET),
     onError: (err) => logger.error({ err }, 'request failed'),
     routes: {
@@ -209,7 +210,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     async stop() {
       for (const t of timers) clearInterval(t);
       for (const off of unwatch) off();
-      if (server) await closeServer(server);
+      if (server) await closeServer(server, config.SHUTDOWN_GRACE_MS);
       await Promise.all(consumers.map((c) => c.stop()));
       if (relay) await relay.stop();
       await apollo.stop();
