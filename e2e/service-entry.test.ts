@@ -5,10 +5,9 @@
  * Not NODE_ENV=test on purpose: the signal handling is the one production gets.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IDENTITY_HEADER, SIGNATURE_HEADER, readConfig, signIdentity } from '@crm/kit';
+import { IDENTITY_HEADER, SIGNATURE_HEADER, answerData, readConfig, signIdentity, startRecordingServer } from '@crm/kit';
 import { dropTestDatabases, testOverrides } from '@crm/platform';
 import { startService, waitFor, type ServiceProcess } from './support/replicas';
 
@@ -17,29 +16,20 @@ const env = testOverrides(randomBytes(4).toString('hex'), { NODE_ENV: 'developme
 const repId = randomUUID();
 
 /** Stands in for auth: answers the read-through for one SALES user, and keeps what it was asked. */
-const asked: { body: string; signed: boolean }[] = [];
-let auth: Server;
+let auth: Awaited<ReturnType<typeof startRecordingServer>>;
 let customer: ServiceProcess;
 
 beforeAll(async () => {
-  auth = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      asked.push({ body, signed: Boolean(req.headers[IDENTITY_HEADER] && req.headers[SIGNATURE_HEADER]) });
-      res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ data: { _entities: [{ id: repId, name: 'Stub Rep', email: 'stub.rep@test.local', role: 'SALES', active: true, approved: true }] } }));
-    });
-  });
-  await new Promise<void>((resolve) => auth.listen(0, '127.0.0.1', resolve));
-  const authUrl = `http://127.0.0.1:${(auth.address() as { port: number }).port}/graphql`;
-  customer = await startService('customer', 'customer-entry', { ...env, AUTH_URL: authUrl }, join(tmpdir(), 'crm-service-entry'));
+  auth = await startRecordingServer((_req, res) =>
+    answerData(res, { _entities: [{ id: repId, name: 'Stub Rep', email: 'stub.rep@test.local', role: 'SALES', active: true, approved: true }] }),
+  );
+  customer = await startService('customer', 'customer-entry', { ...env, AUTH_URL: auth.url }, join(tmpdir(), 'crm-service-entry'));
   await waitFor(customer, '/ready');
 });
 
 afterAll(async () => {
   customer?.kill('SIGKILL');
-  await new Promise((resolve) => auth?.close(resolve));
+  await auth?.close();
   await dropTestDatabases(readConfig(process.env, env));
 });
 
@@ -55,10 +45,12 @@ test('serves alone and reads through to its peer where <NAME>_URL routes it', as
   expect(result.errors).toBeUndefined();
   expect(result.data.createCustomer).toEqual({ name: 'Entry Co', assignedRep: { id: repId } });
   // the rep was unknown locally: customer asked auth (the stub) for it, signed
-  expect(asked).toHaveLength(1);
-  expect(asked[0]!.body).toContain('_entities');
-  expect(asked[0]!.body).toContain(repId);
-  expect(asked[0]!.signed).toBe(true);
+  expect(auth.received).toHaveLength(1);
+  const [asked] = auth.received;
+  expect(asked!.body).toContain('_entities');
+  expect(asked!.body).toContain(repId);
+  expect(asked!.headers[IDENTITY_HEADER]).toBeTruthy();
+  expect(asked!.headers[SIGNATURE_HEADER]).toBeTruthy();
 });
 
 test('SIGTERM stops it cleanly: exit code 0', async () => {

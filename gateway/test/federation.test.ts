@@ -5,16 +5,10 @@
  * supergraph: one with the engine, one with Apollo Gateway's own executor. Every query must give
  * the expected answer, and the same answer from both (errors included: message, path, code, service).
  */
-import { buildSubgraphSchema } from '@apollo/subgraph';
-import { ApolloServer } from '@apollo/server';
-import { startStandaloneServer } from '@apollo/server/standalone';
-import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
-import { composeServices } from '@apollo/composition';
-import { GraphQLError, parse } from 'graphql';
+import { GraphQLError } from 'graphql';
 import { rawGraphQL, readConfig } from '@crm/kit';
 import { startGateway, type GatewayRuntime } from '../src/server';
-
-const LINK = 'extend schema @link(url: "https://specs.apollo.dev/federation/v2.3", import: ["@key", "@shareable", "@external", "@requires", "@provides", "@interfaceObject"])';
+import { FEDERATION_LINK as LINK, startStubSubgraphs, type StubSubgraphs } from './support/stub-subgraphs';
 
 const users = [
   { id: 'u1', name: 'Ada', email: 'ada@x.io' },
@@ -111,25 +105,14 @@ const subgraphs = {
   },
 };
 
-const servers: ApolloServer[] = [];
+let stubs: StubSubgraphs;
 let engine: GatewayRuntime;
 let apollo: GatewayRuntime;
 
 beforeAll(async () => {
-  const services = [];
-  for (const [name, { typeDefs, resolvers }] of Object.entries(subgraphs)) {
-    const server = new ApolloServer({
-      schema: buildSubgraphSchema({ typeDefs: parse(typeDefs), resolvers: resolvers as never }),
-      plugins: [ApolloServerPluginInlineTraceDisabled(), { async requestDidStart() { received[name] = (received[name] ?? 0) + 1; } }],
-    });
-    servers.push(server);
-    const { url } = await startStandaloneServer(server, { listen: { port: 0, host: '127.0.0.1' } });
-    services.push({ name, url, typeDefs: parse(typeDefs) });
-  }
-  const composed = composeServices(services);
-  if (composed.errors) throw new Error(composed.errors.map((e) => e.message).join('\n'));
+  stubs = await startStubSubgraphs(subgraphs, (name) => (received[name] = (received[name] ?? 0) + 1));
   const config = readConfig(process.env, { NODE_ENV: 'test', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  const options = { config, supergraphSdl: composed.supergraphSdl, port: 0, host: '127.0.0.1' };
+  const options = { config, supergraphSdl: stubs.supergraphSdl, port: 0, host: '127.0.0.1' };
   engine = await startGateway(options);
   apollo = await startGateway({ ...options, executor: 'apollo' });
 });
@@ -137,7 +120,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await engine?.stop();
   await apollo?.stop();
-  await Promise.all(servers.map((s) => s.stop()));
+  await stubs?.stop();
 });
 
 interface Result {
@@ -243,15 +226,10 @@ test('a non-null field that fails at the root subgraph: the nullable root field 
 });
 
 test('a subgraph that cannot be reached: its fields are null, the error says which subgraph', async () => {
-  const inventory = servers[3]!;
-  await inventory.stop();
-  try {
-    const r = await both('{ products { upc inStock } }');
-    expect(r.data).toBeNull(); // inStock is Boolean! in a [Product!]! list: null bubbles to the root
-    expect(r.errors?.length).toBeGreaterThan(0);
-  } finally {
-    servers.pop();
-  }
+  await stubs.stop('inventory');
+  const r = await both('{ products { upc inStock } }');
+  expect(r.data).toBeNull(); // inStock is Boolean! in a [Product!]! list: null bubbles to the root
+  expect(r.errors?.length).toBeGreaterThan(0);
 });
 
 test('response names that exist on Object.prototype (aliases constructor, toString, __proto__) are plain fields', async () => {

@@ -10,7 +10,7 @@
  * not the Sandbox's `initialSubscriptionEndpoint`, so the rendered page gets it added next to
  * `initialEndpoint`, derived in the browser from the page's URL (right behind proxies too). If an
  * Apollo Server upgrade changes that page, the gateway refuses to start rather than silently
- * losing the preset (and e2e/sandbox.test.ts says so).
+ * losing the preset (and gateway/test/sandbox.test.ts says so).
  */
 import type { ApolloServerPlugin, BaseContext, GraphQLServerListener, LandingPage } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
