@@ -1,4 +1,4 @@
-import { backoffDelay, retry, type RetryInfo } from '@crm/kit';
+import { backoffDelay, isTransient, retry, type RetryInfo } from '@crm/kit';
 
 const noWait = async () => undefined;
 
@@ -52,4 +52,14 @@ test('pauses grow by factor up to the cap; jitter only shortens them', () => {
     expect(d).toBeGreaterThanOrEqual(200);
     expect(d).toBeLessThanOrEqual(400);
   }
+});
+
+test('an infrastructure failure is retried for as long as it lasts (isTransient as shouldRetry, wrapped errors)', async () => {
+  // A refused connection, wrapped twice (driver → ORM), failing 20 times before the database is back.
+  const refused = () => Object.assign(new Error('wrapped'), { cause: Object.assign(new Error('driver'), { cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }) }) });
+  const result = await retry(async (attempt) => {
+    if (attempt <= 20) throw refused();
+    return attempt;
+  }, { shouldRetry: isTransient, wait: noWait });
+  expect(result).toBe(21);
 });

@@ -21,7 +21,12 @@ const MESSAGE_TRANSIENT = [
 ];
 const NAME_TRANSIENT = /^(ConnectionException|DeadlockException|LockWaitTimeoutException|KafkaJS\w*Error|BusBackpressureError)$/;
 
-export function isTransient(err: unknown, depth = 0): boolean {
+/** Whether `err` (or what it wraps) is an infrastructure failure that will pass. */
+export function isTransient(err: unknown): boolean {
+  return transient(err, 0);
+}
+
+function transient(err: unknown, depth: number): boolean {
   if (!err || typeof err !== 'object' || depth > 5) return false;
   const e = err as { code?: unknown; sqlState?: unknown; name?: unknown; message?: unknown; cause?: unknown; errors?: unknown };
   for (const code of [e.code, e.sqlState]) {
@@ -29,8 +34,8 @@ export function isTransient(err: unknown, depth = 0): boolean {
   }
   if (typeof e.name === 'string' && NAME_TRANSIENT.test(e.name)) return true;
   if (typeof e.message === 'string' && MESSAGE_TRANSIENT.some((re) => re.test(e.message as string))) return true;
-  if (Array.isArray(e.errors) && e.errors.some((x) => isTransient(x, depth + 1))) return true; // AggregateError (connect to each address)
-  return isTransient(e.cause, depth + 1);
+  if (Array.isArray(e.errors) && e.errors.some((x) => transient(x, depth + 1))) return true; // AggregateError (connect to each address)
+  return transient(e.cause, depth + 1);
 }
 
 export const errorText = (err: unknown) => (err instanceof Error ? err.message || err.name : String(err));
