@@ -4,7 +4,7 @@
  * SSL/SASL from the environment for cloud brokers. A consumer that kafkajs will not restart
  * itself is rebuilt here, loudly, instead of staying dead.
  */
-import { Kafka, Partitioners, logLevel, type Consumer, type KafkaConfig, type KafkaMessage, type Producer, type SASLOptions } from 'kafkajs';
+import { ConfigResourceTypes, Kafka, Partitioners, logLevel, type Consumer, type KafkaConfig, type KafkaMessage, type Producer, type SASLOptions } from 'kafkajs';
 import type { PlatformConfig } from '../config';
 import type { Logger } from '../logger';
 import type { BusMessage, DeliveredMessage, EventBus, SubscribeOptions, Subscription } from './bus';
@@ -318,6 +318,26 @@ export class KafkaBus implements EventBus {
     if (this.connected) return true;
     if (!this.closed) void this.getProducer().catch(() => undefined);
     return false;
+  }
+
+  /** Partitions and retention of existing topics (logical names), for the status command and tests. */
+  async describeTopics(topics: string[]): Promise<{ topic: string; partitions: number; retentionMs: number }[]> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      const { topics: meta } = await admin.fetchTopicMetadata({ topics: topics.map(this.topic) });
+      const { resources } = await admin.describeConfigs({
+        includeSynonyms: false,
+        resources: topics.map((t) => ({ type: ConfigResourceTypes.TOPIC, name: this.topic(t), configNames: ['retention.ms'] })),
+      });
+      return topics.map((t) => ({
+        topic: t,
+        partitions: meta.find((m) => m.name === this.topic(t))?.partitions.length ?? 0,
+        retentionMs: Number(resources.find((r) => r.resourceName === this.topic(t))?.configEntries.find((c) => c.configName === 'retention.ms')?.configValue),
+      }));
+    } finally {
+      await admin.disconnect();
+    }
   }
 
   /** The admin client, for the status command and tests. */
