@@ -275,7 +275,8 @@ describe.each(adapters)('EventBus contract: $name', ({ name, bus: make }) => {
     const b = bus();
     await b.ensureTopics(['crash']);
     await b.publish([{ topic: 'crash', key: 'k', value: 'must-not-be-lost' }]);
-    const child = spawn(process.execPath, [require.resolve('tsx/cli'), join(__dirname, 'fixtures/crash-consumer.ts')], {
+    // tsx as a loader in this one process (its CLI would run the script in a child that SIGKILL misses)
+    const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures/crash-consumer.ts')], {
       env: { ...process.env, KAFKA_NAMESPACE: ns, KAFKA_TOPIC_PARTITIONS: String(PARTITIONS), GROUP: 'crashing', TOPIC: 'crash' },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
