@@ -111,6 +111,17 @@ describe.each(adapters)('EventBus contract: $name', ({ name, bus: make }) => {
     expect(await b.healthy()).toBe(true);
   });
 
+  test('publishes at the same time (relay, dead letters of several consumers) all arrive', async () => {
+    const b = bus();
+    await b.ensureTopics(['together']);
+    const seen: string[] = [];
+    await subscribe(b, { groupId: 'g', topics: ['together'], handle: async (m) => void seen.push(text(m)) });
+    await Promise.all(Array.from({ length: 20 }, (_, i) => b.publish([{ topic: 'together', key: 'same-key', value: String(i) }])));
+    await eventually(async () => seen.length >= 20, { timeoutMs: 60_000 });
+    expect([...seen].sort((x, y) => Number(x) - Number(y))).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
+    expect(seen.map(Number)).toEqual(Array.from({ length: 20 }, (_, i) => i)); // and in the order they were called
+  });
+
   test('batches: consecutive messages of one partition, at most batchSize, in order; heartbeat and active() while handling', async () => {
     const b = bus();
     await b.ensureTopics(['batches']);

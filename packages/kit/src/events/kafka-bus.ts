@@ -115,7 +115,20 @@ export class KafkaBus implements EventBus {
     void old?.close().catch(() => undefined);
   }
 
-  async publish(messages: BusMessage[]): Promise<void> {
+  /**
+   * One send at a time (kafkajs: maxInFlightRequests 1). The client's idempotent producer advances
+   * a partition's sequence number only when a send's answer arrives, so two sends at once to one
+   * partition carry the same sequence and the broker drops the second as a duplicate, silently.
+   */
+  publish(messages: BusMessage[]): Promise<void> {
+    const turn = this.sending.then(() => this.send(messages));
+    this.sending = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private sending: Promise<unknown> = Promise.resolve();
+
+  private async send(messages: BusMessage[]): Promise<void> {
     if (messages.length === 0) return;
     if (this.closed) throw new Error('bus is closed');
     const producer = this.getProducer();
