@@ -1,7 +1,12 @@
 /** One jest run over every workspace: unit tests beside each package, e2e stories in e2e/. */
 module.exports = {
   testEnvironment: 'node',
-  transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }] },
+  transform: {
+    '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }],
+    '/node_modules/@platformatic/.+\\.js$': '<rootDir>/jest.esm-transform.js',
+  },
+  // the Kafka client ships ES modules only (see jest.esm-transform.js)
+  transformIgnorePatterns: ['/node_modules/(?!@platformatic/)'],
   testMatch: ['<rootDir>/{packages,apps,gateway,subgraphs}/**/test/**/*.test.ts', '<rootDir>/e2e/**/*.test.ts'],
   testPathIgnorePatterns: ['/node_modules/', '/bench/'],
   // generous: a whole embedded stack (five PGlite databases) starts slowly on a busy 2-core machine

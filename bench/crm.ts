@@ -495,16 +495,13 @@ async function subscriptions(stack: BenchStack, admin: TestUser, manager: TestUs
 async function deleteTopics(stack: BenchStack) {
   const ns = stack.config.KAFKA_NAMESPACE;
   if (stack.bus.kind !== 'kafka' || !/^t[0-9a-f]{8}\.$/.test(ns)) return;
-  const { Kafka, logLevel } = await import('kafkajs');
-  const admin = new Kafka({ clientId: 'crm-bench-cleanup', brokers: ([] as string[]).concat(stack.config.KAFKA_BROKERS as unknown as string | string[]).flatMap((b) => b.split(',')), logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
+  const { KafkaBus } = await import('@crm/kit');
+  const admin = new KafkaBus(stack.config, 'crm-bench-cleanup').admin();
   try {
-    const topics = (await admin.listTopics()).filter((t) => t.startsWith(ns));
-    if (topics.length) await admin.deleteTopics({ topics });
-    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(ns));
-    if (groups.length) await admin.deleteGroups(groups).catch(() => undefined);
+    await admin.deleteTopics((await admin.listTopics()).filter((t) => t.startsWith(ns)));
+    await admin.deleteGroups((await admin.listGroups()).filter((g) => g.startsWith(ns))).catch(() => undefined);
   } finally {
-    await admin.disconnect();
+    await admin.close();
   }
 }
 

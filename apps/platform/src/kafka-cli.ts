@@ -25,7 +25,6 @@ async function main() {
 
 export async function kafkaStatus(bus: KafkaBus, namespace: string): Promise<string> {
   const admin = bus.admin();
-  await admin.connect();
   try {
     const wanted = ALL_TOPICS.flatMap((t) => [t, dlqOf(t)]).map((t) => namespace + t);
     const existing = new Set(await admin.listTopics());
@@ -36,29 +35,29 @@ export async function kafkaStatus(bus: KafkaBus, namespace: string): Promise<str
         lines.push(`${topic.padEnd(40)} MISSING (run npm run kafka:topics)`);
         continue;
       }
-      const offsets = await admin.fetchTopicOffsets(topic);
-      ends.set(topic, new Map(offsets.map((o) => [o.partition, BigInt(o.high)])));
-      const count = offsets.reduce((n, o) => n + BigInt(o.high) - BigInt(o.low), 0n);
+      const offsets = await admin.topicOffsets(topic);
+      ends.set(topic, new Map(offsets.map((o) => [o.partition, o.high])));
+      const count = offsets.reduce((n, o) => n + o.high - o.low, 0n);
       lines.push(`${topic.padEnd(40)} ${String(offsets.length).padStart(10)}  ${String(count).padStart(8)}${topic.endsWith('.dlq') && count > 0n ? '  ← dead letters' : ''}`);
     }
     lines.push('', 'consumer group                          topic                          lag');
-    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(namespace)).sort();
+    const groups = (await admin.listGroups()).filter((g) => g.startsWith(namespace)).sort();
     for (const groupId of groups) {
-      const committed = await admin.fetchOffsets({ groupId, topics: [...ends.keys()] });
-      for (const t of committed) {
-        const high = ends.get(t.topic);
-        if (!high) continue;
-        const lag = t.partitions.reduce((n, p) => {
-          const end = high.get(p.partition) ?? 0n;
-          const at = p.offset === '-1' ? 0n : BigInt(p.offset);
-          return n + (end > at ? end - at : 0n);
+      const committed = await admin.committedOffsets(groupId, [...ends.keys()]);
+      for (const [topic, partitions] of committed) {
+        const high = ends.get(topic)!;
+        if (![...partitions.values()].some((o) => o >= 0n)) continue;
+        const lag = [...high].reduce((n, [partition, end]) => {
+          const at = partitions.get(partition) ?? -1n;
+          const from = at < 0n ? 0n : at;
+          return n + (end > from ? end - from : 0n);
         }, 0n);
-        if (t.partitions.some((p) => p.offset !== '-1')) lines.push(`${groupId.padEnd(40)} ${t.topic.padEnd(30)} ${lag}`);
+        lines.push(`${groupId.padEnd(40)} ${topic.padEnd(30)} ${lag}`);
       }
     }
     return lines.join('\n');
   } finally {
-    await admin.disconnect();
+    await admin.close();
   }
 }
 

@@ -29,13 +29,12 @@ const dlqTopics = (only?: string) => (only ? [dlqOf(only)] : ALL_TOPICS.map(dlqO
 /** Reads the DLQ topics from their start to their current end, without committing anything. */
 export async function readDeadLetters(bus: KafkaBus, namespace: string, only?: string): Promise<DeadLetter[]> {
   const admin = bus.admin();
-  await admin.connect();
   const groupId = `dlq-reader-${randomUUID()}`;
   try {
     const existing = new Set(await admin.listTopics());
     const topics = dlqTopics(only).filter((t) => existing.has(namespace + t));
     let expected = 0;
-    for (const t of topics) for (const o of await admin.fetchTopicOffsets(namespace + t)) expected += Number(BigInt(o.high) - BigInt(o.low));
+    for (const t of topics) for (const o of await admin.topicOffsets(namespace + t)) expected += Number(o.high - o.low);
     if (expected === 0) return [];
     const seen: DeliveredMessage[] = [];
     let done!: () => void;
@@ -76,7 +75,7 @@ export async function readDeadLetters(bus: KafkaBus, namespace: string, only?: s
     });
   } finally {
     await admin.deleteGroups([namespace + groupId]).catch(() => undefined);
-    await admin.disconnect();
+    await admin.close();
   }
 }
 
@@ -90,18 +89,17 @@ export async function replayDeadLetters(bus: KafkaBus, letters: DeadLetter[]): P
 /** Deletes every dead letter kept now (per partition, up to its current end). */
 export async function purgeDeadLetters(bus: KafkaBus, namespace: string, only?: string): Promise<number> {
   const admin = bus.admin();
-  await admin.connect();
   try {
     const existing = new Set(await admin.listTopics());
     let purged = 0;
     for (const t of dlqTopics(only).filter((x) => existing.has(namespace + x))) {
-      const offsets = await admin.fetchTopicOffsets(namespace + t);
-      purged += offsets.reduce((n, o) => n + Number(BigInt(o.high) - BigInt(o.low)), 0);
-      await admin.deleteTopicRecords({ topic: namespace + t, partitions: offsets.map((o) => ({ partition: o.partition, offset: o.high })) });
+      const offsets = await admin.topicOffsets(namespace + t);
+      purged += offsets.reduce((n, o) => n + Number(o.high - o.low), 0);
+      await admin.deleteRecords(namespace + t, offsets.map((o) => ({ partition: o.partition, offset: o.high })));
     }
     return purged;
   } finally {
-    await admin.disconnect();
+    await admin.close();
   }
 }
 

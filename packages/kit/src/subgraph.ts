@@ -224,7 +224,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     if (def.consumes && Object.keys(def.consumes).length > 0) {
       consumers.push(await startConsumer({ name: def.name, orm, bus, logger, handlers: def.consumes, config, runtime }));
       const topics = [...new Set(Object.keys(def.consumes).map((t) => EVENTS[t as EventType].topic))];
-      unwatch.push(watchConsumerLag(bus, config.KAFKA_NAMESPACE, consumerGroup(def.name), topics));
+      unwatch.push(watchConsumerLag(bus, consumerGroup(def.name), topics));
     }
     unwatch.push(watchOutbox(def.name, orm));
   }

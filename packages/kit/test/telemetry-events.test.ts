@@ -20,7 +20,7 @@ test('a poison message keeps its traceparent in the DLQ and is counted', async (
     config: readConfig({}),
     handlers: { 'customer.created': async () => undefined },
   });
-  const unwatch = watchConsumerLag(bus, '', 'crm-telemetry-test', ['customer.events']);
+  const unwatch = watchConsumerLag(bus, 'crm-telemetry-test', ['customer.events']);
   const counted = async () => (await deadLetters.get()).values.find((v) => v.labels.group === 'crm-telemetry-test')?.value ?? 0;
   const before = await counted();
   await bus.publish([{ topic: 'customer.events', key: 'k', value: 'this is not json', headers: { traceparent } }]);

@@ -1,5 +1,5 @@
 /**
- * The port every subgraph and the gateway use for events. Two adapters: Kafka (kafkajs) and
+ * The port every subgraph and the gateway use for events. Two adapters: Kafka (@platformatic/kafka) and
  * an in-process bus for embedded mode. Both carry the same envelope bytes, keyed by aggregate id.
  */
 export interface BusMessage {

@@ -17,9 +17,10 @@ const MESSAGE_TRANSIENT = [
   /terminating connection/i,
   /Client has encountered a connection error/i,
   /too many clients/i,
-  /KafkaJS/i, // publishing a dead letter while the broker is away
 ];
-const NAME_TRANSIENT = /^(ConnectionException|DeadlockException|LockWaitTimeoutException|KafkaJS\w*Error|BusBackpressureError)$/;
+const NAME_TRANSIENT = /^(ConnectionException|DeadlockException|LockWaitTimeoutException|BusBackpressureError)$/;
+/** The Kafka client's codes for a broker out of reach or too slow (publishing a dead letter while it is away). */
+const KAFKA_TRANSIENT = new Set(['PLT_KFK_NETWORK', 'PLT_KFK_TIMEOUT']);
 
 /** Whether `err` (or what it wraps) is an infrastructure failure that will pass. */
 export function isTransient(err: unknown): boolean {
@@ -30,7 +31,7 @@ function transient(err: unknown, depth: number): boolean {
   if (!err || typeof err !== 'object' || depth > 5) return false;
   const e = err as { code?: unknown; sqlState?: unknown; name?: unknown; message?: unknown; cause?: unknown; errors?: unknown };
   for (const code of [e.code, e.sqlState]) {
-    if (typeof code === 'string' && (PG_TRANSIENT.test(code) || NODE_TRANSIENT.has(code))) return true;
+    if (typeof code === 'string' && (PG_TRANSIENT.test(code) || NODE_TRANSIENT.has(code) || KAFKA_TRANSIENT.has(code))) return true;
   }
   if (typeof e.name === 'string' && NAME_TRANSIENT.test(e.name)) return true;
   if (typeof e.message === 'string' && MESSAGE_TRANSIENT.some((re) => re.test(e.message as string))) return true;

@@ -1,35 +1,40 @@
 /**
- * The Kafka adapter (kafkajs): an idempotent producer with acks=all, one consumer per group that
- * commits an offset only after its handler finished, topics provisioned with their .dlq, and
- * SSL/SASL from the environment for cloud brokers. A consumer that kafkajs will not restart
- * itself is rebuilt here, loudly, instead of staying dead.
+ * The Kafka adapter (@platformatic/kafka): an idempotent producer with acks=all and Java's murmur2
+ * partitioner, consumers that commit an offset only after the handler finished, topics provisioned
+ * with their .dlq, and SSL/SASL from the environment for cloud brokers. A consumer whose stream
+ * fails (broker away, group error) is rebuilt here, loudly, instead of staying dead.
+ *
+ * The client streams messages one by one; this adapter gives handlers what the port promises:
+ * batches of consecutive messages of one partition (partitions handled at the same time up to
+ * `partitionsConcurrently`), a commit after each batch, the batch again after a throw, and after a
+ * rebalance a fresh stream from the committed offsets (batches of the old assignment are given up).
  */
-import { Kafka, Partitioners, logLevel, type Consumer, type KafkaConfig, type KafkaMessage, type Producer, type SASLOptions } from 'kafkajs';
+import { Consumer, Producer, compatibilityPartitioner, stringSerializers, type BaseOptions, type Message, type MessagesStream, type SASLOptions } from '@platformatic/kafka';
 import type { PlatformConfig } from '../config';
 import type { Logger } from '../logger';
-import type { BusMessage, DeliveredMessage, EventBus, SubscribeOptions, Subscription } from './bus';
+import type { BatchControl, BusMessage, DeliveredMessage, EventBus, SubscribeOptions, Subscription } from './bus';
 import { dlqOf } from './catalogue';
+import { KafkaAdmin } from './kafka-admin';
 
-export function kafkaConfigFrom(config: PlatformConfig, clientId: string, logger?: Logger): KafkaConfig {
+const MECHANISMS = { plain: 'PLAIN', 'scram-sha-256': 'SCRAM-SHA-256', 'scram-sha-512': 'SCRAM-SHA-512' } as const;
+
+/** Connection options of every client: brokers, TLS and SASL from the config. */
+export function kafkaOptionsFrom(config: PlatformConfig, clientId: string): BaseOptions {
   let sasl: SASLOptions | undefined;
   if (config.KAFKA_SASL_MECHANISM) {
     if (!config.KAFKA_USERNAME || !config.KAFKA_PASSWORD) throw new Error('KAFKA_USERNAME and KAFKA_PASSWORD are required with KAFKA_SASL_MECHANISM');
-    sasl = { mechanism: config.KAFKA_SASL_MECHANISM, username: config.KAFKA_USERNAME, password: config.KAFKA_PASSWORD } as SASLOptions;
+    sasl = { mechanism: MECHANISMS[config.KAFKA_SASL_MECHANISM], username: config.KAFKA_USERNAME, password: config.KAFKA_PASSWORD };
   }
   return {
     clientId: config.KAFKA_CLIENT_ID ?? clientId,
-    brokers: config.KAFKA_BROKERS,
-    ssl: config.KAFKA_SSL,
+    bootstrapBrokers: config.KAFKA_BROKERS,
+    // TLS with Node's defaults (system CAs, host name checked), as kafkajs' `ssl: true` did
+    ...(config.KAFKA_SSL ? { tls: {} } : {}),
     ...(sasl ? { sasl } : {}),
-    connectionTimeout: 5000,
-    retry: { retries: 5, initialRetryTime: 200 },
-    logLevel: logLevel.WARN,
-    logCreator: () => ({ level, log }) => {
-      const { message, ...extra } = log;
-      if (!logger) return;
-      if (level <= logLevel.ERROR) logger.error(extra, `kafka: ${message}`);
-      else logger.warn(extra, `kafka: ${message}`);
-    },
+    connectTimeout: 5000,
+    timeout: 10_000,
+    retries: 3,
+    retryDelay: 300,
   };
 }
 
@@ -65,79 +70,84 @@ async function retrying<T>(what: string, logger: Logger | undefined, fn: () => P
   }
 }
 
+/** Leaves the group and closes without waiting for streams to drain. */
+const closeNow = (c: Consumer) => (c as unknown as { close(force: boolean): Promise<void> }).close(true);
+
 /** A broker that cannot be reached at all (as opposed to one that answers with an error). */
-export function isUnreachable(err: unknown): boolean {
-  for (let e = err as { name?: string; cause?: unknown; originalError?: unknown } | undefined; e; e = (e.cause ?? e.originalError) as typeof e) {
-    if (e.name === 'KafkaJSConnectionError' || e.name === 'KafkaJSBrokerNotFound' || e.name === 'KafkaJSRequestTimeoutError') return true;
-  }
-  return false;
+export function isUnreachable(err: unknown, depth = 0): boolean {
+  if (!err || typeof err !== 'object' || depth > 5) return false;
+  const e = err as { code?: unknown; cause?: unknown; errors?: unknown };
+  if (e.code === 'PLT_KFK_NETWORK' || e.code === 'PLT_KFK_TIMEOUT' || e.code === 'ECONNREFUSED' || e.code === 'ETIMEDOUT' || e.code === 'EHOSTUNREACH' || e.code === 'ENOTFOUND') return true;
+  if (Array.isArray(e.errors) && e.errors.some((x) => isUnreachable(x, depth + 1))) return true;
+  return isUnreachable(e.cause, depth + 1);
 }
 
 export class KafkaBus implements EventBus {
   readonly kind = 'kafka' as const;
-  private readonly kafka: Kafka;
-  private producer: Producer | undefined;
-  private producerReady: Promise<Producer> | undefined;
-  private readonly consumers = new Set<Consumer>();
+  private readonly options: BaseOptions;
+  private producer: Producer<string, string, string, string> | undefined;
+  private readonly consumers = new Set<{ close(): Promise<void> }>();
   private connected = false;
   private closed = false;
   /** Set by prepare(): resolves once the topics exist with a leader for every partition. */
   private provisioned: Promise<void> | undefined;
   private provisionedDone = false;
   private readonly ns: string;
+  private sharedAdmin: KafkaAdmin | undefined;
 
   constructor(private readonly config: PlatformConfig, clientId: string, private readonly logger?: Logger) {
-    this.kafka = new Kafka(kafkaConfigFrom(config, clientId, logger));
+    this.options = kafkaOptionsFrom(config, clientId);
     this.ns = config.KAFKA_NAMESPACE;
   }
 
   private topic = (logical: string) => `${this.ns}${logical}`;
   private logical = (physical: string) => (this.ns && physical.startsWith(this.ns) ? physical.slice(this.ns.length) : physical);
 
-  private getProducer(): Promise<Producer> {
-    if (!this.producerReady) {
-      const producer = this.kafka.producer({
-        idempotent: true,
-        maxInFlightRequests: 1,
-        createPartitioner: Partitioners.DefaultPartitioner,
-      });
-      producer.on(producer.events.DISCONNECT, () => {
-        this.connected = false;
-      });
-      this.producerReady = producer.connect().then(
-        () => {
-          this.producer = producer;
-          this.connected = true;
-          return producer;
-        },
-        (err: unknown) => {
-          this.producerReady = undefined;
-          throw err;
-        },
-      );
-    }
-    return this.producerReady;
+  private getProducer(): Producer<string, string, string, string> {
+    this.producer ??= new Producer({
+      ...this.options,
+      idempotent: true,
+      acks: -1,
+      // Java's partitioner: toPositive(murmur2(key)) % partitions, as kafkajs' default did (the
+      // client's own default takes murmur2 >>> 0, which puts some keys on other partitions).
+      partitioner: compatibilityPartitioner,
+      serializers: stringSerializers,
+      autocreateTopics: false,
+    });
+    return this.producer;
   }
 
-  async publish(messages: BusMessage[]): Promise<void> {
+  /** Drops the producer (a fresh one next time: its idempotence sequence starts over). */
+  private resetProducer(): void {
+    const old = this.producer;
+    this.producer = undefined;
+    this.connected = false;
+    void old?.close().catch(() => undefined);
+  }
+
+  /**
+   * One send at a time (kafkajs: maxInFlightRequests 1). The client's idempotent producer advances
+   * a partition's sequence number only when a send's answer arrives, so two sends at once to one
+   * partition carry the same sequence and the broker drops the second as a duplicate, silently.
+   */
+  publish(messages: BusMessage[]): Promise<void> {
+    const turn = this.sending.then(() => this.send(messages));
+    this.sending = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private sending: Promise<unknown> = Promise.resolve();
+
+  private async send(messages: BusMessage[]): Promise<void> {
     if (messages.length === 0) return;
-    const producer = await this.getProducer();
-    const byTopic = new Map<string, BusMessage[]>();
-    for (const m of messages) byTopic.set(m.topic, [...(byTopic.get(m.topic) ?? []), m]);
+    if (this.closed) throw new Error('bus is closed');
+    const producer = this.getProducer();
     try {
-      await producer.sendBatch({
-        acks: -1,
-        topicMessages: [...byTopic].map(([topic, list]) => ({
-          topic: this.topic(topic),
-          messages: list.map((m) => ({ key: m.key, value: m.value, ...(m.headers ? { headers: m.headers } : {}) })),
-        })),
+      await producer.send({
+        messages: messages.map((m) => ({ topic: this.topic(m.topic), key: m.key, value: m.value, ...(m.headers ? { headers: m.headers } : {}) })),
       });
     } catch (err) {
-      // Start over with a fresh producer next time: after an outage kafkajs may keep a dead one.
-      this.connected = false;
-      this.producerReady = undefined;
-      this.producer = undefined;
-      void producer.disconnect().catch(() => undefined);
+      this.resetProducer();
       throw err;
     }
     this.connected = true;
@@ -182,76 +192,158 @@ export class KafkaBus implements EventBus {
 
   /**
    * Starts a consumer and keeps it started: it joins as soon as the topics are provisioned and the
-   * broker answers, and is rebuilt if kafkajs gives up on it. Returns at once when the broker is
+   * broker answers, and is rebuilt whenever its stream fails. Returns at once when the broker is
    * known to be away; otherwise once the consumer has joined (or after 60 s, still trying).
    */
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
+    const { handle, handleBatch } = options;
+    if (!handle && !handleBatch) throw new Error('subscribe needs handle or handleBatch');
+    const size = handleBatch ? (options.batchSize ?? 500) : 100;
+    const concurrency = handleBatch ? Math.max(1, options.partitionsConcurrently ?? 1) : 1;
+    const run = handleBatch ?? (async (messages: DeliveredMessage[]) => {
+      for (const m of messages) await handle!(m);
+    });
     let stopped = false;
-    let active = false;
     let consumer: Consumer | undefined;
+    /** Bumped for each new stream (start, rebalance): batches of an older one are given up, not committed. */
+    let epoch = 0;
+    const workers = new Set<Promise<void>>();
+
+    const deliver = (m: Message): DeliveredMessage => {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of m.headers) if (v !== undefined) headers[k.toString()] = v.toString();
+      return { topic: this.logical(m.topic), partition: m.partition, offset: String(m.offset), key: m.key?.toString() ?? null, value: m.value ?? null, headers };
+    };
+
+    /** Reads one stream: messages queued per partition, each partition's queue worked in batches, in order. */
+    const pump = (c: Consumer, stream: MessagesStream<Buffer, Buffer, Buffer, Buffer>, mine: number) => {
+      const queues = new Map<string, Message[]>();
+      const busy = new Set<string>();
+      let queued = 0;
+      const limit = Math.max(size * 2, 1000);
+      const current = () => !stopped && !this.closed && epoch === mine;
+      const control: BatchControl = { heartbeat: async () => undefined, active: current };
+
+      const work = async (key: string) => {
+        const queue = queues.get(key)!;
+        while (queue.length > 0 && current()) {
+          const chunk = queue.splice(0, size);
+          queued -= chunk.length;
+          if (stream.isPaused() && queued < limit / 2) stream.resume();
+          const batch = chunk.map(deliver);
+          for (let attempt = 1; ; attempt++) {
+            try {
+              await run(batch, control);
+              break;
+            } catch (err) {
+              if (!current()) return;
+              // like a consumer that did not commit: the same batch again
+              this.logger?.error({ err, group: options.groupId, topic: batch[0]!.topic, partition: batch[0]!.partition, attempt }, 'kafka: batch handler threw; redelivering');
+              await sleep(backoff(attempt));
+              if (!current()) return;
+            }
+          }
+          if (!current()) return; // partitions may have moved: the next owner starts from the last commit
+          try {
+            await chunk[chunk.length - 1]!.commit();
+          } catch (err) {
+            this.logger?.warn({ err: (err as Error).message, group: options.groupId }, 'kafka: offset commit failed (the batch may come again)');
+          }
+        }
+      };
+      const schedule = () => {
+        for (const key of queues.keys()) {
+          if (busy.size >= concurrency) return;
+          if (busy.has(key) || queues.get(key)!.length === 0) continue;
+          busy.add(key);
+          const w = work(key).finally(() => {
+            busy.delete(key);
+            workers.delete(w);
+            if (current()) schedule();
+          });
+          workers.add(w);
+        }
+      };
+      stream.on('data', (m: Message) => {
+        if (!current()) return;
+        const key = `${m.topic}:${m.partition}`;
+        let queue = queues.get(key);
+        if (!queue) queues.set(key, (queue = []));
+        queue.push(m);
+        queued += 1;
+        if (queued >= limit) stream.pause();
+        schedule();
+      });
+      stream.on('error', (err) => {
+        if (epoch !== mine || stopped || this.closed) return;
+        this.logger?.error({ err: err.message, group: options.groupId }, 'kafka consumer stream failed; rebuilding the consumer');
+        void rebuild(c);
+      });
+    };
+
+    const openStream = async (c: Consumer) => {
+      const stream = await c.consume({
+        topics: options.topics.map(this.topic),
+        mode: 'committed',
+        fallbackMode: options.fromLatest ? 'latest' : 'earliest',
+        autocommit: false,
+        maxWaitTime: 500,
+        highWaterMark: Math.max(size, 1024),
+      });
+      epoch += 1;
+      pump(c, stream, epoch);
+      return stream;
+    };
+
     const startOnce = async (): Promise<void> => {
-      const c = this.kafka.consumer({
+      const c = new Consumer({
+        ...this.options,
         groupId: this.topic(options.groupId),
         sessionTimeout: 30_000,
+        rebalanceTimeout: 60_000,
         heartbeatInterval: 3_000,
-        retry: { retries: 8, initialRetryTime: 300 },
+        autocommit: false,
       });
-      c.on(c.events.CRASH, (event) => {
-        const { error, restart } = event.payload;
-        this.logger?.error({ err: error.message, group: options.groupId, restart }, 'kafka consumer crashed');
-        if (!restart && !stopped && consumer === c) {
-          active = false;
-          this.consumers.delete(c);
-          // kafkajs gave up on it: rebuild it after a pause rather than stay dead silently.
-          setTimeout(() => void keepStarting(), 2000);
-        }
-      });
-      c.on(c.events.GROUP_JOIN, () => {
-        if (consumer === c) active = true;
-      });
+      const entry = { close: () => closeNow(c) };
       try {
-        await c.connect();
-        await c.subscribe({ topics: options.topics.map(this.topic), fromBeginning: !options.fromLatest });
-        if (stopped) throw new Error('stopped');
+        let stream = await openStream(c);
+        if (stopped || this.closed) throw new Error('stopped');
         consumer = c;
-        this.consumers.add(c);
-        const deliver = (topic: string, partition: number, message: KafkaMessage): DeliveredMessage => {
-          const headers: Record<string, string> = {};
-          for (const [k, v] of Object.entries(message.headers ?? {})) if (v !== undefined) headers[k] = v.toString();
-          return { topic: this.logical(topic), partition, offset: message.offset, key: message.key?.toString() ?? null, value: message.value, headers };
-        };
-        const { handle, handleBatch } = options;
-        if (handleBatch) {
-          const size = options.batchSize ?? 500;
-          // Chunks of one partition's fetch, in order; the offset moves (and is committed) only
-          // after a chunk's handler returned, so a crash redelivers at most one chunk.
-          await c.run({
-            autoCommit: true,
-            eachBatchAutoResolve: false,
-            // Partitions are independent (order is per key, so per partition): work on them at once.
-            partitionsConsumedConcurrently: options.partitionsConcurrently ?? 1,
-            eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }) => {
-              const control = { heartbeat, active: () => !stopped && isRunning() && !isStale() };
-              for (let i = 0; i < batch.messages.length && control.active(); i += size) {
-                const chunk = batch.messages.slice(i, i + size);
-                await handleBatch(chunk.map((m) => deliver(batch.topic, batch.partition, m)), control);
-                resolveOffset(chunk[chunk.length - 1]!.offset);
-                await commitOffsetsIfNecessary();
-                await heartbeat();
-              }
-            },
+        this.consumers.add(entry);
+        // After a rebalance, read again from the committed offsets with a fresh stream (the old
+        // one may still hand over messages fetched for the previous assignment).
+        c.on('consumer:group:join', () => {
+          if (consumer !== c || stopped) return;
+          const old = stream;
+          void openStream(c).then((s) => {
+            stream = s;
+            void old.close().catch(() => undefined);
+          }, (err: unknown) => {
+            this.logger?.error({ err: (err as Error).message, group: options.groupId }, 'kafka consumer could not resume after a rebalance; rebuilding it');
+            void rebuild(c);
           });
-        } else if (handle) {
-          await c.run({ autoCommit: true, eachMessage: async ({ topic, partition, message }) => handle(deliver(topic, partition, message)) });
-        } else throw new Error('subscribe needs handle or handleBatch');
-        active = true;
+        });
+        c.on('error', (err: Error) => {
+          if (consumer !== c || stopped) return;
+          this.logger?.error({ err: err.message, group: options.groupId }, 'kafka consumer failed; rebuilding it');
+          void rebuild(c);
+        });
       } catch (err) {
-        this.consumers.delete(c);
+        this.consumers.delete(entry);
         if (consumer === c) consumer = undefined;
-        await c.disconnect().catch(() => undefined);
+        await closeNow(c).catch(() => undefined);
         throw err;
       }
     };
+
+    const rebuild = async (c: Consumer) => {
+      if (consumer !== c) return;
+      consumer = undefined;
+      epoch += 1;
+      await closeNow(c).catch(() => undefined);
+      if (!stopped && !this.closed) setTimeout(() => void keepStarting(), 2000);
+    };
+
     const keepStarting = (): Promise<void> =>
       retrying(`consumer ${options.groupId}`, this.logger, startOnce, Infinity, () => stopped || this.closed).catch((err: unknown) => {
         if (!stopped && !this.closed) this.logger?.error({ err, group: options.groupId }, 'kafka consumer could not start');
@@ -261,14 +353,13 @@ export class KafkaBus implements EventBus {
       await orAfter(started, 60_000, undefined);
     }
     return {
-      active: () => active && !stopped,
+      active: () => !stopped && !this.closed && consumer !== undefined && consumer.isActive(),
       stop: async () => {
         stopped = true;
-        active = false;
-        if (consumer) {
-          this.consumers.delete(consumer);
-          await consumer.disconnect();
-        }
+        await Promise.all([...workers]); // the batches in hand see active() false and return
+        const c = consumer;
+        consumer = undefined;
+        if (c) await closeNow(c).catch(() => undefined);
       },
     };
   }
@@ -281,69 +372,83 @@ export class KafkaBus implements EventBus {
   /**
    * Creates the topics (and their .dlq) that do not exist yet and waits until every partition has
    * a leader. Safe on a brand-new broker, where a just-created topic is briefly unknown to the
-   * broker that answers ("This server does not host this topic-partition"): kafkajs'
-   * `waitForLeaders` does not retry that code, so this does its own bounded wait.
+   * broker that answers: this does its own bounded wait rather than trust one metadata answer.
    */
   async ensureTopics(topics: string[], deadlineMs = 60_000): Promise<void> {
     const all = [...new Set(topics.flatMap((t) => [t, dlqOf(t)]))].map(this.topic);
-    const admin = this.kafka.admin();
-    await admin.connect();
+    const admin = this.admin();
     try {
+      await admin.listTopics(); // a broker out of reach fails here at once (prepare() then says 'degraded')
       await retrying('topic creation', this.logger, async () => {
         const existing = new Set(await admin.listTopics());
         const wanted = all.filter((t) => !existing.has(t));
         if (wanted.length === 0) return;
-        try {
-          await admin.createTopics({
-            waitForLeaders: false,
-            topics: wanted.map((topic) => ({
-              topic,
-              // A DLQ has the partitions of its source (keys keep their partition) and its own, longer retention.
-              numPartitions: this.config.KAFKA_TOPIC_PARTITIONS,
-              replicationFactor: -1,
-              configEntries: [
-                { name: 'retention.ms', value: String(topic.endsWith('.dlq') ? this.config.KAFKA_DLQ_RETENTION_MS : this.config.KAFKA_TOPIC_RETENTION_MS) },
-              ],
-            })),
-          });
-        } catch (err) {
-          // Another client created some of them meanwhile: the next round sees them in listTopics.
-          if (!isTopicExists(err)) throw err;
-        }
+        await admin.createTopics(wanted.map((topic) => ({
+          topic,
+          // A DLQ has the partitions of its source (keys keep their partition) and its own, longer retention.
+          partitions: this.config.KAFKA_TOPIC_PARTITIONS,
+          retentionMs: topic.endsWith('.dlq') ? this.config.KAFKA_DLQ_RETENTION_MS : this.config.KAFKA_TOPIC_RETENTION_MS,
+        })));
         this.logger?.info({ topics: wanted }, 'kafka topics created');
       }, deadlineMs);
       await retrying('topic leaders', this.logger, async () => {
-        const { topics: meta } = await admin.fetchTopicMetadata({ topics: all });
-        const missing = all.filter((t) => !meta.some((m) => m.name === t && m.partitions.length > 0 && m.partitions.every((p) => p.leader >= 0)));
+        const missing = await admin.withoutLeaders(all);
         if (missing.length > 0) throw new Error(`no leader yet for ${missing.join(', ')}`);
       }, deadlineMs);
     } finally {
-      await admin.disconnect();
+      await admin.close().catch(() => undefined);
     }
   }
 
   /** Answers at once from what the producer last saw; a down broker is re-tried in the background. */
   async healthy(): Promise<boolean> {
     if (this.connected) return true;
-    if (!this.closed) void this.getProducer().catch(() => undefined);
+    if (!this.closed) {
+      void this.getProducer().metadata({ topics: [] }).then(
+        () => void (this.connected = !this.closed),
+        () => undefined,
+      );
+    }
     return false;
   }
 
-  /** The admin client, for the status command and tests. */
-  admin() {
-    return this.kafka.admin();
+  /** Partitions and retention of existing topics (logical names), for the status command and tests. */
+  async describeTopics(topics: string[]): Promise<{ topic: string; partitions: number; retentionMs: number }[]> {
+    const admin = this.admin();
+    try {
+      return (await admin.describeTopics(topics.map(this.topic))).map((t) => ({ ...t, topic: this.logical(t.topic) }));
+    } finally {
+      await admin.close().catch(() => undefined);
+    }
+  }
+
+  /** Messages of `topics` (logical) that `group` has not committed yet, per partition (lag metrics). */
+  async lag(group: string, topics: string[]): Promise<{ topic: string; partition: number; lag: number }[]> {
+    this.sharedAdmin ??= this.admin();
+    const admin = this.sharedAdmin;
+    const physical = topics.map(this.topic);
+    const committed = await admin.committedOffsets(this.topic(group), physical);
+    const out: { topic: string; partition: number; lag: number }[] = [];
+    for (const topic of physical) {
+      for (const { partition, low, high } of await admin.topicOffsets(topic)) {
+        const done = committed.get(topic)?.get(partition) ?? -1n;
+        const from = done >= 0n ? done : low;
+        out.push({ topic: this.logical(topic), partition, lag: Math.max(0, Number(high - from)) });
+      }
+    }
+    return out;
+  }
+
+  /** An admin client (physical names) for the status and dead-letter commands and tests; close() it. */
+  admin(): KafkaAdmin {
+    return new KafkaAdmin(this.options);
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.consumers].map((c) => c.disconnect().catch(() => undefined)));
+    await Promise.all([...this.consumers].map((c) => c.close().catch(() => undefined)));
     this.consumers.clear();
-    if (this.producer) await this.producer.disconnect().catch(() => undefined);
+    await this.sharedAdmin?.close().catch(() => undefined);
+    if (this.producer) await this.producer.close().catch(() => undefined);
   }
-}
-
-function isTopicExists(err: unknown): boolean {
-  const e = err as { type?: string; errors?: { type?: string }[] };
-  if (e.type === 'TOPIC_ALREADY_EXISTS') return true;
-  return Array.isArray(e.errors) && e.errors.length > 0 && e.errors.every((x) => x.type === 'TOPIC_ALREADY_EXISTS');
 }

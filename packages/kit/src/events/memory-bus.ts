@@ -95,7 +95,10 @@ export class MemoryBus implements EventBus {
     const control = { heartbeat: async () => undefined, active: () => running && !this.closed };
     const loops = options.topics.map(async (topic) => {
       const log = this.log(topic);
-      const reader = { group: options.groupId, next: options.fromLatest ? log.base + log.messages.length : log.base };
+      // A group that consumed here before resumes after what it handled (like a committed offset).
+      const committed = at.get(topic);
+      const start = committed !== undefined ? Math.max(committed, log.base) : options.fromLatest ? log.base + log.messages.length : log.base;
+      const reader = { group: options.groupId, next: start };
       const token = {};
       log.readers.set(token, reader);
       at.set(topic, reader.next);

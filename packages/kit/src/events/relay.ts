@@ -55,10 +55,11 @@ export const envelopeBytes = (envelope: unknown) => Buffer.byteLength(typeof env
 const UNPUBLISHABLE = /MESSAGE_TOO_LARGE|RECORD_LIST_TOO_LARGE|INVALID_RECORD|CORRUPT_MESSAGE|INVALID_TOPIC_EXCEPTION|too large/i;
 function unpublishable(err: unknown, depth = 0): boolean {
   if (!err || typeof err !== 'object' || depth > 5) return false;
-  const e = err as { type?: unknown; message?: unknown; cause?: unknown; originalError?: unknown };
-  if (typeof e.type === 'string' && UNPUBLISHABLE.test(e.type)) return true;
+  const e = err as { apiId?: unknown; message?: unknown; cause?: unknown; errors?: unknown };
+  if (typeof e.apiId === 'string' && UNPUBLISHABLE.test(e.apiId)) return true;
   if (typeof e.message === 'string' && UNPUBLISHABLE.test(e.message)) return true;
-  return unpublishable(e.cause ?? e.originalError, depth + 1);
+  if (Array.isArray(e.errors) && e.errors.some((x) => unpublishable(x, depth + 1))) return true; // the client's MultipleErrors
+  return unpublishable(e.cause, depth + 1);
 }
 
 export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000 }: RelayOptions): Relay {

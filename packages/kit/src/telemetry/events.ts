@@ -8,7 +8,6 @@
  *   per group/partition lag and the outbox backlog sampled at scrape time.
  */
 import { context, ROOT_CONTEXT, SpanKind, trace, type Link } from '@opentelemetry/api';
-import type { Admin } from 'kafkajs';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { DeliveredMessage, EventBus } from '../events/bus';
 import type { KafkaBus } from '../events/kafka-bus';
@@ -127,58 +126,12 @@ export function watchOutbox(service: string, orm: MikroORM): () => void {
   return () => offs.forEach((off) => off());
 }
 
-const admins = new WeakMap<EventBus, { admin: Promise<Admin>; users: number }>();
-
-function connectAdmin(bus: KafkaBus): Promise<Admin> {
-  const admin = bus.admin();
-  const connected = admin.connect().then(() => admin);
-  connected.catch(() => undefined);
-  return connected;
-}
-
 /** Lag of `group` on `topics` per partition (Kafka: high watermark − committed offset; memory bus: unread messages). */
-export function watchConsumerLag(bus: EventBus, namespace: string, group: string, topics: string[]): () => void {
-  let shared = admins.get(bus);
-  if (bus.kind === 'kafka') {
-    if (!shared) {
-      shared = { admin: connectAdmin(bus as KafkaBus), users: 0 };
-      admins.set(bus, shared);
-    }
-    shared.users += 1;
-  }
-  const off = consumerLag.add(async (gauge) => {
-    if (bus.kind === 'memory') {
-      for (const { topic, partition, lag } of (bus as MemoryBus).lag(group, topics)) gauge.set({ group, topic, partition: String(partition) }, lag);
-      return;
-    }
-    let a: Admin;
-    try {
-      a = await shared!.admin;
-    } catch (err) {
-      shared!.admin = connectAdmin(bus as KafkaBus); // the broker was away: try again next scrape
-      throw err;
-    }
-    const physical = topics.map((t) => `${namespace}${t}`);
-    const committed = await a.fetchOffsets({ groupId: `${namespace}${group}`, topics: physical });
-    await Promise.all(
-      committed.map(async ({ topic, partitions }) => {
-        const ends = await a.fetchTopicOffsets(topic);
-        const logical = topic.slice(namespace.length);
-        for (const end of ends) {
-          const done = partitions.find((p) => p.partition === end.partition);
-          const from = done && Number(done.offset) >= 0 ? Number(done.offset) : Number(end.low);
-          gauge.set({ group, topic: logical, partition: String(end.partition) }, Math.max(0, Number(end.high) - from));
-        }
-      }),
-    );
+export function watchConsumerLag(bus: EventBus, group: string, topics: string[]): () => void {
+  return consumerLag.add(async (gauge) => {
+    const lags = bus.kind === 'memory' ? (bus as MemoryBus).lag(group, topics) : await (bus as KafkaBus).lag(group, topics);
+    for (const { topic, partition, lag } of lags) gauge.set({ group, topic, partition: String(partition) }, lag);
   });
-  return () => {
-    off();
-    if (shared && --shared.users === 0) {
-      admins.delete(bus);
-      void shared.admin.then((a) => a.disconnect()).catch(() => undefined);
-    }
-  };
 }
 
 // ---------------------------------------------------------------- live subscriptions (gateway)

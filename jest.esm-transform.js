@@ -1,0 +1,18 @@
+/**
+ * Jest (before Node 24.9) cannot require an ES module. @platformatic/kafka and its @platformatic
+ * helpers ship ESM only (Node itself loads them through require(esm)): under jest, compile them to
+ * CommonJS with swc, turning import.meta.url (which CommonJS has no syntax for) into the file URL.
+ */
+const { createTransformer } = require('@swc/jest');
+
+const swc = createTransformer({ jsc: { parser: { syntax: 'ecmascript' }, target: 'es2022' }, module: { type: 'commonjs' } });
+const metaUrl = '("file://" + __filename)'; // no require(): a module may declare its own `require`
+
+module.exports = {
+  process(source, path, options) {
+    return swc.process(source.replaceAll('import.meta.url', metaUrl), path, options);
+  },
+  getCacheKey(source, path, options) {
+    return swc.getCacheKey(source.replaceAll('import.meta.url', metaUrl), path, options);
+  },
+};
