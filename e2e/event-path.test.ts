@@ -104,15 +104,17 @@ test("a handler's own failure is isolated from its batch: the others are applied
 
 test('a batch handler gets the runs of new events in partition order; a failing event of a run is isolated and dead-lettered, a redelivery applies nothing', async () => {
   const runs: string[][] = [];
+  const key = randomUUID();
   const copies: BatchHandler<'customer.created' | 'customer.updated'> = {
-    async applyBatch(events, { em }) {
+    async applyBatch(all, { em }) {
+      const events = all.filter((e) => e.aggregateId === key); // (the topic holds other tests' events too)
+      if (events.length === 0) return;
       runs.push(events.map((e) => e.data.name));
       if (events.some((e) => e.data.name === 'poison')) throw new Error('domain rule refuses this customer');
       await em.execute(`INSERT INTO probe_effects (consumer, event_id, detail) VALUES ${events.map(() => '(?, ?, ?)').join(', ')}`, events.flatMap((e) => [name, e.id, e.data.name]));
     },
   };
   const { name, consumer } = await probe({ 'customer.created': copies, 'customer.updated': copies });
-  const key = randomUUID();
   const names = ['a', 'b', 'poison', 'c', 'd'];
   const events = names.map((n, i) => (i % 2 ? buildEnvelope('customer', 'customer.updated', key, { customerId: key, name: n, assignedRepId: null, size: null, investmentProfile: null, changes: [] }, { actorId: null }) : customerCreated(key, n)));
   const send = (es: typeof events) => stack.bus.publish(es.map((e) => ({ topic: 'customer.events', key, value: JSON.stringify(e) })));
@@ -129,8 +131,9 @@ test('a batch handler gets the runs of new events in partition order; a failing 
   });
   expect(letters.map((m) => JSON.parse(m.value!.toString()).id)).toEqual([events[2]!.id]);
   // redelivered (without the poison): all duplicates, nothing applied again
+  const duplicates = consumer.health().duplicates;
   await send(events.filter((e) => e.data.name !== 'poison'));
-  await eventually(async () => consumer.health().duplicates >= 4, { timeoutMs: 30_000 });
+  await eventually(async () => consumer.health().duplicates >= duplicates + 4, { timeoutMs: 30_000 });
   expect((await applied()).sort()).toEqual(['a', 'b', 'c', 'd']);
 });
 

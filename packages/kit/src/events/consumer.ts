@@ -174,7 +174,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
         if (!fresh.delete(event.id)) continue; // seen before (or twice in this batch)
         const handler = handlers[event.type] as EventHandler<EventType>;
         const started = performance.now();
-        let run = [{ message, event }];
+        const run = [{ message, event }];
         if (typeof handler === 'function') {
           // each event in its own CONSUMER span, continuing the producer's trace (telemetry)
           await traceConsume(consumerGroup(name), message, async () => {
@@ -188,13 +188,16 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
                 stageEvent(em, name, type, aggregateId, data, { actorId: event.actorId, correlationId: event.correlationId, causationId: event.id }),
               beforeCommit,
             });
+            // (a batch that rolls back and is re-applied one at a time counts its events again)
+            eventOutcome(consumerGroup(name), message.topic, event.type, 'handled', started);
           });
         } else {
           // the following new events with the same batch handler join the run
           for (; i < items.length && handlers[items[i]!.event.type] === handler; i++) if (fresh.delete(items[i]!.event.id)) run.push(items[i]!);
           const emitted: OutboxMessage[] = [];
-          await traceConsume(consumerGroup(name), run.map((w) => w.message), () =>
-            handler.applyBatch(run.map((w) => w.event), {
+          await traceConsume(consumerGroup(name), run.map((w) => w.message), async () => {
+            if (run.length === 1) noteCorrelation(event.correlationId);
+            await handler.applyBatch(run.map((w) => w.event), {
               em,
               logger,
               runtime,
@@ -204,19 +207,16 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
                 return row.envelope;
               },
               beforeCommit,
-            }),
-          );
+            });
+            for (const w of run) eventOutcome(consumerGroup(name), w.message.topic, w.event.type, 'handled', started);
+          });
           if (emitted.length > 0) await em.insertMany(OutboxMessage, emitted);
         }
         // Flush each event's (or run's) writes before the next handler reads (raw SQL does not
         // auto-flush), and forget its entities: the next flush looks at the next event's only.
         await em.flush();
         em.clear();
-        for (const w of run) {
-          // (a batch that rolls back and is re-applied one at a time counts its events again)
-          eventOutcome(consumerGroup(name), w.message.topic, w.event.type, 'handled', started);
-          applied.add(w.event.id);
-        }
+        for (const w of run) applied.add(w.event.id);
         handled += run.length;
       }
       for (const key of [...atCommit.keys()].sort()) await atCommit.get(key)!(em);
