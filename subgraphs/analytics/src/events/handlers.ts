@@ -123,19 +123,41 @@ async function customerUnassigned(ctx: Pick<HandlerContext<'customer.reassigned'
 
 // ---------------------------------------------------------------- tasks
 
-type TaskCtx = HandlerContext<'task.created' | 'task.updated' | 'task.completed' | 'task.cancelled' | 'task.due_soon'>;
+type FactType = 'task.created' | 'task.updated' | 'task.completed' | 'task.cancelled';
 
-async function upsertTask(ctx: TaskCtx, completedAt: Date | null) {
-  const d = ctx.event.data;
-  const done = d.status === 'COMPLETED';
-  await ctx.em.execute(
-    `INSERT INTO task_facts (id, assignee_id, status, created_at, completed_at) VALUES (?, ?, ?, ?, ?)
-     ON CONFLICT (id) DO UPDATE SET assignee_id = EXCLUDED.assignee_id, status = EXCLUDED.status,
-       completed_at = CASE WHEN EXCLUDED.status = 'COMPLETED' THEN COALESCE(EXCLUDED.completed_at, task_facts.completed_at) ELSE NULL END`,
-    [d.taskId, d.assigneeId, d.status, at(ctx), done ? (completedAt ?? at(ctx)) : null],
-  );
-  bump(ctx, 'tasks');
-}
+/**
+ * The task facts of a run of task events: per round (each task once, in order) one multi-row
+ * upsert; the assignees' TASK_ASSIGNED notifications (a task someone else gave them) with one
+ * insert; one report-version bump for the batch.
+ */
+const taskFacts: BatchHandler<FactType> = {
+  async applyBatch(events, ctx) {
+    for (const round of roundsByKey(events, (e) => e.data.taskId)) {
+      await ctx.em.execute(
+        `INSERT INTO task_facts (id, assignee_id, status, created_at, completed_at) VALUES ${round.map(() => '(?, ?, ?, ?, ?)').join(', ')}
+         ON CONFLICT (id) DO UPDATE SET assignee_id = EXCLUDED.assignee_id, status = EXCLUDED.status,
+           completed_at = CASE WHEN EXCLUDED.status = 'COMPLETED' THEN COALESCE(EXCLUDED.completed_at, task_facts.completed_at) ELSE NULL END`,
+        round.flatMap((e) => {
+          const completedAt = isEvent(e, 'task.completed') ? new Date(e.data.completedAt) : new Date(e.occurredAt);
+          return [e.data.taskId, e.data.assigneeId, e.data.status, new Date(e.occurredAt), e.data.status === 'COMPLETED' ? completedAt : null];
+        }),
+      );
+    }
+    bump(ctx, 'tasks');
+    const notices = events.filter((e) => e.type === 'task.created' && e.data.assigneeId !== e.actorId).map((e): NewNotification => ({
+      recipientId: e.data.assigneeId,
+      type: 'TASK_ASSIGNED',
+      title: `New task for you: ${e.data.title}`,
+      body: e.data.dueAt ? `Due ${e.data.dueAt}` : null,
+      entityType: 'Task',
+      entityId: e.data.taskId,
+      sourceEventId: e.id,
+    }));
+    for (const n of await notifyAll(ctx.em, notices)) {
+      ctx.emit(events.find((e) => e.id === n.sourceEventId)!, 'notification.created', n.id, notificationCreated(n));
+    }
+  },
+};
 
 // ---------------------------------------------------------------- approvals
 
@@ -256,24 +278,10 @@ const specific: EventHandlers = {
     bump(ctx, 'meetings');
   },
 
-  'task.created': async (ctx) => {
-    await upsertTask(ctx, null);
-    const d = ctx.event.data;
-    if (d.assigneeId !== ctx.event.actorId) {
-      await notify(ctx.em, ctx.emit, {
-        recipientId: d.assigneeId,
-        type: 'TASK_ASSIGNED',
-        title: `New task for you: ${d.title}`,
-        body: d.dueAt ? `Due ${d.dueAt}` : null,
-        entityType: 'Task',
-        entityId: d.taskId,
-        sourceEventId: ctx.event.id,
-      });
-    }
-  },
-  'task.updated': (ctx) => upsertTask(ctx, null),
-  'task.completed': (ctx) => upsertTask(ctx, new Date(ctx.event.data.completedAt)),
-  'task.cancelled': (ctx) => upsertTask(ctx, null),
+  'task.created': taskFacts,
+  'task.updated': taskFacts,
+  'task.completed': taskFacts,
+  'task.cancelled': taskFacts,
   'task.due_soon': async (ctx) => {
     const d = ctx.event.data;
     await notify(ctx.em, ctx.emit, {
