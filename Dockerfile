@@ -2,11 +2,11 @@
 # Two stages: dependencies are installed (production only) in the first; the runtime stage gets
 # them and the sources, owned by root and read-only to the unprivileged `node` user it runs as.
 
-FROM node:20-bookworm-slim AS deps
+FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY packages/kit/package.json packages/kit/
-COPY packages/stack/package.json packages/stack/
+COPY apps/platform/package.json apps/platform/
 COPY gateway/package.json gateway/
 COPY subgraphs/auth/package.json subgraphs/auth/
 COPY subgraphs/customer/package.json subgraphs/customer/
@@ -15,7 +15,7 @@ COPY subgraphs/opportunity/package.json subgraphs/opportunity/
 COPY subgraphs/analytics/package.json subgraphs/analytics/
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 # The whole install (root and any workspace node_modules, workspace links), then the sources
@@ -25,5 +25,6 @@ COPY . .
 USER node
 EXPOSE 4000 4001 4002 4003 4004 4005
 # The gateway composes supergraph.yaml (with the <NAME>_URL routing of the environment) into /tmp
-# and serves it; a subgraph runs alone through run-subgraph.ts. Nothing is written under /app.
-CMD ["sh", "-c", "if [ \"$SERVICE\" = gateway ]; then node_modules/.bin/tsx gateway/src/compose-cli.ts supergraph.yaml /tmp/supergraph.graphql && SUPERGRAPH_PATH=/tmp/supergraph.graphql exec node_modules/.bin/tsx gateway/src/main.ts; elif [ -n \"$SERVICE\" ]; then exec node_modules/.bin/tsx packages/stack/src/run-subgraph.ts \"$SERVICE\"; else echo 'set SERVICE=gateway or SERVICE=<subgraph>' >&2; exit 64; fi"]
+# and serves it; a subgraph runs its own entry, subgraphs/$SERVICE/src/main.ts, which loads only that
+# subgraph. Nothing is written under /app.
+CMD ["sh", "-c", "if [ \"$SERVICE\" = gateway ]; then node_modules/.bin/tsx gateway/src/compose-cli.ts supergraph.yaml /tmp/supergraph.graphql && SUPERGRAPH_PATH=/tmp/supergraph.graphql exec node_modules/.bin/tsx gateway/src/main.ts; elif [ -n \"$SERVICE\" ]; then exec node_modules/.bin/tsx \"subgraphs/$SERVICE/src/main.ts\"; else echo 'set SERVICE=gateway or SERVICE=<subgraph>' >&2; exit 64; fi"]

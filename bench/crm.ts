@@ -32,7 +32,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ProcessStack, TestClient, TestStack, TestUser } from '@crm/stack';
+import type { ProcessStack, TestClient, TestStack, TestUser } from '@crm/platform';
 
 /** What the benchmark needs of either kind of stack. */
 type BenchStack = (TestStack | (ProcessStack & TestClient)) & Pick<TestStack, 'config' | 'gatewayUrl' | 'stop'> & { bus: { kind: 'kafka' | 'memory' } };
@@ -177,7 +177,7 @@ async function main() {
   const started = new Date();
   const loadBefore = uptime();
   console.log(`load average before: ${loadBefore.join(' / ')}`);
-  const { startTestStack, startProcessTestStack } = await import('@crm/stack');
+  const { startTestStack, startProcessTestStack } = await import('@crm/platform');
   const { eventually } = await import('@crm/kit');
   const { seedBulk, checkConsistency, withDb } = await import('./crm/seed');
   const { dbNow, drainBacklog, handledSince } = await import('./crm/consumers');

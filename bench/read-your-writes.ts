@@ -12,7 +12,7 @@
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { TestStack, TestUser } from '@crm/stack';
+import type { TestStack, TestUser } from '@crm/platform';
 
 export interface RoundOutcome {
   ok: boolean;
@@ -71,7 +71,7 @@ export async function runRounds(rounds: number, stack: TestStack): Promise<{ cus
 }
 
 async function main() {
-  const { startTestStack } = await import('@crm/stack');
+  const { startTestStack } = await import('@crm/platform');
   const rounds = Number(process.env.ROUNDS ?? 100);
   const stack = await startTestStack({ env: { RATE_LIMIT_ENABLED: 'false' } });
   const mode = stack.bus.kind === 'kafka' ? 'Kafka + Postgres' : 'embedded (PGlite, in-process bus)';

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { eventually } from '@crm/kit';
-import { startTestStack } from '@crm/stack';
+import { startTestStack } from '@crm/platform';
 
 const N = Number(process.env.N ?? 1000);
 const EVENTS = Number(process.env.EVENTS ?? 10);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { ConfigError, readConfig } from '@crm/kit';
 import { readSupergraphConfig } from '@crm/gateway';
-import { SUBGRAPHS } from '@crm/stack';
+import { SUBGRAPHS } from '@crm/platform';
 
 const ROOT = join(__dirname, '..');
 const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');
@@ -40,6 +40,7 @@ const OPERATOR: Record<string, string> = {
   JWT_SECRET: randomBytes(32).toString('hex'),
   POSTGRES_PASSWORD: randomBytes(16).toString('hex'),
   GRAFANA_ADMIN_PASSWORD: randomBytes(12).toString('hex'),
+  METRICS_TOKEN: randomBytes(24).toString('hex'),
   ADMIN_EMAIL: 'ops@crm.example.org',
   ADMIN_PASSWORD: `Adm1n-${randomBytes(12).toString('base64url')}`,
 };
@@ -169,7 +170,7 @@ test('the Dockerfile is multi-stage, runs as a non-root user and starts the serv
   const users = [...dockerfile.matchAll(/^USER\s+(\S+)/gm)].map((m) => m[1]);
   expect(users.length).toBeGreaterThan(0);
   expect(['root', '0']).not.toContain(users.at(-1));
-  expect(dockerfile).toContain('run-subgraph.ts');
+  expect(dockerfile).toContain('subgraphs/$SERVICE/src/main.ts');
   expect(dockerfile).toContain('gateway/src/main.ts');
   expect(dockerfile).toMatch(/SERVICE/);
   // every workspace's package.json reaches `npm ci` (else its dependencies are missing)

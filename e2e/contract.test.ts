@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildSchema, findBreakingChanges } from 'graphql';
-import { ROOT } from '@crm/stack';
+import { ROOT } from '@crm/platform';
 
 const CONTRACT = join(ROOT, '../shared/contract/api.graphql');
 

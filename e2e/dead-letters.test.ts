@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { buildEnvelope, eventually, KafkaBus } from '@crm/kit';
-import { purgeDeadLetters, readDeadLetters, replayDeadLetters, startTestStack, type TestStack } from '@crm/stack';
+import { purgeDeadLetters, readDeadLetters, replayDeadLetters, startTestStack, type TestStack } from '@crm/platform';
 
 const describeWithKafka = process.env.KAFKA_BROKERS ? describe : describe.skip;
 

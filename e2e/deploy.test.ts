@@ -15,7 +15,7 @@ import { parseAllDocuments } from 'yaml';
 import * as models from 'kubernetes-models';
 import { readConfig } from '@crm/kit';
 import { readSupergraphConfig } from '@crm/gateway';
-import { SUBGRAPHS } from '@crm/stack';
+import { SUBGRAPHS } from '@crm/platform';
 import { containersOf, DEPLOY_DIR, podSpecOf, readManifests, renderKustomization, type Container, type K8sObject } from '../deploy/tools/kustomize';
 import { SUPERGRAPH_CONFIGMAP, supergraphConfigMap } from '../deploy/tools/supergraph';
 
@@ -37,6 +37,7 @@ const secretValues: Record<string, string> = {
   JWT_SECRET: randomBytes(32).toString('base64'),
   INTERNAL_SECRET: randomBytes(32).toString('base64'),
   ADMIN_PASSWORD: `Adm1n-${randomBytes(12).toString('base64url')}`,
+  METRICS_TOKEN: randomBytes(24).toString('hex'),
 };
 
 type Model = { validate(): void };
@@ -95,7 +96,7 @@ test('the supergraph ConfigMap is what supergraph.yaml composes to (run `npm run
 test('the Secret example\'s placeholder secrets are refused in production (issue 15)', () => {
   const env = { NODE_ENV: 'production', ...secretValues };
   expect(() => readConfig(env)).not.toThrow();
-  for (const key of ['JWT_SECRET', 'INTERNAL_SECRET', 'ADMIN_PASSWORD']) expect(() => readConfig({ ...env, [key]: exampleValues[key] })).toThrow(new RegExp(key));
+  for (const key of ['JWT_SECRET', 'INTERNAL_SECRET', 'ADMIN_PASSWORD', 'METRICS_TOKEN']) expect(() => readConfig({ ...env, [key]: exampleValues[key] })).toThrow(new RegExp(key));
 });
 
 test('the Secret example is a valid Secret with every key the manifests read', () => {
@@ -176,7 +177,7 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
       const command = container.command as string[];
       for (const arg of command.filter((a) => a.endsWith('.ts') || a.includes('/'))) expect(existsSync(join(ROOT, arg))).toBe(true);
       expect(command).toEqual(
-        service === 'gateway' ? ['node_modules/.bin/tsx', 'gateway/src/main.ts'] : ['node_modules/.bin/tsx', 'packages/stack/src/run-subgraph.ts', service],
+        service === 'gateway' ? ['node_modules/.bin/tsx', 'gateway/src/main.ts'] : ['node_modules/.bin/tsx', `subgraphs/${service}/src/main.ts`],
       );
     });
 
@@ -245,7 +246,7 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
   test('the migrations Job migrates every subgraph\'s database with migrate-cli', () => {
     const job = byKind(objects, 'Job', 'crm-migrate')!;
     const container = containersOf(job)[0]!;
-    expect(container.command).toEqual(['node_modules/.bin/tsx', 'packages/stack/src/migrate-cli.ts']);
+    expect(container.command).toEqual(['node_modules/.bin/tsx', 'apps/platform/src/migrate-cli.ts']);
     const env = environment(objects, container);
     for (const name of names) expect(env[`${envName(name)}_DATABASE_URL`]).toMatch(/^postgresql:\/\//);
     expect(() => readConfig(env)).not.toThrow();

@@ -3,7 +3,7 @@
  * one query returns the customer with its rep, meetings, tasks and approvals, another rep sees none
  * of it, and the SQL a federated list query costs does not grow with the number of customers.
  */
-import { dataOf, startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { dataOf, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 let stack: TestStack;
 let rep: TestUser;

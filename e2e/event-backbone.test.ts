@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { buildEnvelope, eventually, type DeliveredMessage } from '@crm/kit';
-import { startTestStack, type TestStack } from '@crm/stack';
+import { startTestStack, type TestStack } from '@crm/platform';
 
 let stack: TestStack;
 const seen: DeliveredMessage[] = [];

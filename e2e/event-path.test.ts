@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { buildEnvelope, eventually, pruneEventTables, startConsumer, type BatchHandler, type Consumer, type DeliveredMessage, type EventHandlers } from '@crm/kit';
-import { errorCode, startTestStack, type TestStack } from '@crm/stack';
+import { errorCode, startTestStack, type TestStack } from '@crm/platform';
 
 let stack: TestStack;
 const dead: DeliveredMessage[] = [];

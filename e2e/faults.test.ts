@@ -21,7 +21,7 @@ import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } f
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { buildEnvelope, databaseUrlFor, eventually, KafkaBus } from '@crm/kit';
-import { dataOf, readDeadLetters, ROOT, startProcessTestStack, startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { dataOf, readDeadLetters, ROOT, startProcessTestStack, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 const PG_BIN = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').sort().map((v) => `/usr/lib/postgresql/${v}/bin`).pop() : undefined;
 const enabled = Boolean(process.env.KAFKA_BROKERS) && Boolean(PG_BIN && existsSync(join(PG_BIN, 'pg_ctl'))) && process.env.FAULTS !== '0';

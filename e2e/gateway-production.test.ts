@@ -9,7 +9,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGateway, type GatewayRuntime } from '@crm/gateway';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { rawGraphQL, type RawResult } from '@crm/kit';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 const TRUSTED_ME = 'query Me { me { id name } }';
@@ -41,22 +42,9 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-interface Result {
-  status: number;
-  headers: Headers;
-  text: string;
-  body: { data?: any; errors?: { message: string; extensions?: Record<string, unknown> }[] };
-}
-
-async function send(url: string, payload: unknown, token?: string): Promise<Result> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify(payload),
-  });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, text, body: JSON.parse(text) };
-}
+type Result = RawResult;
+/** A GraphQL request as a client sends it: `payload` is the body ({ query?, variables?, extensions? }). */
+const send = (url: string, { query, ...extra }: { query?: string; extensions?: unknown }, token?: string) => rawGraphQL(url, query, { token, extra });
 
 const code = (r: Result) => r.body.errors?.[0]?.extensions?.code;
 const LEAKS = /stacktrace|node_modules|\.ts:\d+|ECONNREFUSED|127\.0\.0\.1|localhost|SELECT |INSERT |postgres/i;
@@ -139,4 +127,20 @@ test('TRUSTED_DOCUMENTS=only: only manifest documents run', async () => {
   expect(code(smuggle)).toBe('FORBIDDEN');
   const again = await send(g.url, { extensions: { persistedQuery: { version: 1, sha256Hash: sha256(q) } } }, user.token);
   expect(code(again)).toBe('PERSISTED_QUERY_NOT_FOUND');
+});
+
+test('production: /metrics is not public — off without METRICS_TOKEN, and with it only for the bearer of the token', async () => {
+  // The stack runs in production without METRICS_TOKEN: neither the public gateway port nor a subgraph serves metrics.
+  expect((await fetch(new URL('/metrics', stack.gatewayUrl))).status).toBe(404);
+  expect((await fetch(new URL('/metrics', stack.subgraphs.auth!.url))).status).toBe(404);
+
+  const token = randomBytes(24).toString('hex');
+  const g = await startGateway({ config: { ...stack.config, METRICS_TOKEN: token }, supergraphSdl: stack.supergraphSdl, port: 0, host: '127.0.0.1' });
+  gateways.push(g);
+  const metrics = (authorization?: string) => fetch(new URL('/metrics', g.url), authorization ? { headers: { authorization } } : {});
+  expect((await metrics()).status).toBe(401);
+  expect((await metrics(`Bearer ${token.slice(0, -1)}x`)).status).toBe(401);
+  const ok = await metrics(`Bearer ${token}`);
+  expect(ok.status).toBe(200);
+  expect(await ok.text()).toMatch(/^# HELP /m);
 });

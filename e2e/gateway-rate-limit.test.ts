@@ -7,7 +7,8 @@
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { startGateway, type GatewayRuntime } from '@crm/gateway';
-import { rawGraphQL, startTestStack, type RawResult, type TestStack, type TestUser } from '@crm/stack';
+import { rawGraphQL, type RawResult } from '@crm/kit';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 const POINTS = 20;
 

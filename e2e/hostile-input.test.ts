@@ -6,14 +6,8 @@
  * gateway-production.test.ts.
  */
 import jwt from 'jsonwebtoken';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
-
-interface RawResult {
-  status: number;
-  headers: Headers;
-  text: string;
-  body: { data?: any; errors?: { message: string; extensions?: Record<string, unknown> }[] } | undefined;
-}
+import { rawGraphQL, rawRequest, type RawResult } from '@crm/kit';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 interface Expect {
   status: number | number[];
@@ -45,27 +39,9 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-async function raw(body: string | undefined, options: { method?: string; headers?: Record<string, string>; path?: string; search?: string } = {}): Promise<RawResult> {
-  const url = new URL(stack.gatewayUrl);
-  if (options.path) url.pathname = options.path;
-  if (options.search) url.search = options.search;
-  const res = await fetch(url, {
-    method: options.method ?? 'POST',
-    headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...options.headers },
-    body,
-  });
-  const text = await res.text();
-  let parsed: RawResult['body'];
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, body: parsed };
-}
-
-const post = (query: string, variables?: unknown, token?: string, extra: Record<string, unknown> = {}) =>
-  raw(JSON.stringify({ query, variables, ...extra }), { headers: token ? { authorization: `Bearer ${token}` } : {} });
+const raw = (body: string | undefined, options: Parameters<typeof rawRequest>[2] = {}) => rawRequest(stack.gatewayUrl, body, options);
+const post = (query: string, variables?: Record<string, unknown>, token?: string, extra: Record<string, unknown> = {}) =>
+  rawGraphQL(stack.gatewayUrl, query, { variables, token, extra });
 
 function check(c: HostileCase, r: RawResult): void {
   const statuses = Array.isArray(c.expect.status) ? c.expect.status : [c.expect.status];

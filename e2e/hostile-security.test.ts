@@ -11,10 +11,10 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { buildEnvelope, eventually, readConfig, type DeliveredMessage } from '@crm/kit';
+import { buildEnvelope, eventually, rawGraphQL, rawRequest, readConfig, type DeliveredMessage, type RawResult } from '@crm/kit';
 import { startGateway } from '@crm/gateway';
 import { clientIp } from '../gateway/src/request-info';
-import { rawGraphQL, startTestStack, type RawResult, type TestStack, type TestUser } from '@crm/stack';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 interface Row {
   finding: string;
@@ -178,10 +178,7 @@ async function capturingGateway(run: (gatewayUrl: string, captured: Captured[]) 
   }
 }
 /** Straight to a subgraph with the given identity headers. */
-async function direct(subgraph: string, headers: Record<string, string>, body: string): Promise<Raw> {
-  const res = await fetch(stack.subgraphs[subgraph]!.url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
-  return { status: res.status, headers: res.headers, body: JSON.parse(await res.text()) };
-}
+const direct = (subgraph: string, headers: Record<string, string>, body: string): Promise<Raw> => rawRequest(stack.subgraphs[subgraph]!.url, body, { headers });
 /** A header signed with INTERNAL_SECRET around an arbitrary payload (a signer bug, or a leaked key's limits). */
 function crafted(payload: Record<string, unknown>): Record<string, string> {
   const encoded = Buffer.from(JSON.stringify(payload)).toString('base64url');
@@ -246,7 +243,7 @@ const rows: Row[] = [
     finding: 'H2',
     name: 'REGISTRATION_POLICY=approval (the production default): a registration cannot sign in until an ADMIN approves it',
     async run() {
-      expect(readConfig({ NODE_ENV: 'production', JWT_SECRET: 'j'.repeat(40) + randomBytes(8).toString('hex'), INTERNAL_SECRET: 'i'.repeat(40) + randomBytes(8).toString('hex') }).registrationPolicy).toBe('approval');
+      expect(readConfig({ NODE_ENV: 'production', JWT_SECRET: randomBytes(24).toString('hex'), INTERNAL_SECRET: randomBytes(24).toString('hex') }).registrationPolicy).toBe('approval');
       await withAuthStack({ REGISTRATION_POLICY: 'approval' }, async (s) => {
         const input = registration();
         const r = await s.gql(REGISTER, { i: input });

@@ -8,7 +8,7 @@
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { eventually } from '@crm/kit';
-import { dataOf, startTestStack, testBroker, type TestStack } from '@crm/stack';
+import { dataOf, startTestStack, testBroker, type TestStack } from '@crm/platform';
 
 const enabled = Boolean(process.env.KAFKA_BROKERS);
 const describeWithKafka = enabled ? describe : describe.skip;

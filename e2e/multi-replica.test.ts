@@ -20,8 +20,8 @@ import { Client } from 'pg';
 import { createClient, type Client as WsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { composeSupergraph, readSupergraphConfig } from '@crm/gateway';
-import { consumerGroup, databaseUrlFor, eventually, EVENTS, freePort, KafkaBus, readConfig, RELAY_LOCK, signIdentity, type EventType, type Identity } from '@crm/kit';
-import { ADMIN, dropTestDatabases, ROOT, subgraphByName, SUPERGRAPH_CONFIG, type GraphQLResult } from '@crm/stack';
+import { consumerGroup, databaseUrlFor, eventually, EVENTS, freePort, KafkaBus, rawGraphQL, rawRequest, readConfig, RELAY_LOCK, signIdentity, type EventType, type Identity, type RawResult } from '@crm/kit';
+import { ADMIN, dropTestDatabases, ROOT, subgraphByName, SUPERGRAPH_CONFIG } from '@crm/platform';
 import { balancer, startService, waitFor, type Balancer, type ServiceProcess } from './support/replicas';
 
 const enabled = Boolean(process.env.POSTGRES_URL && process.env.KAFKA_BROKERS && process.env.REDIS_URL);
@@ -77,14 +77,14 @@ describeReal('many replicas on one Kafka', () => {
   const nextIp = () => `10.${(ipCounter >> 8) & 255}.${ipCounter++ & 255}.7`;
 
   const post = (gateway: ServiceProcess, query: string, variables: Record<string, unknown>, headers: Record<string, string> = {}) =>
-    fetch(gateway.url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ query, variables }) });
+    rawGraphQL(gateway.url, query, { variables, headers });
   const sql = async <T>(subgraph: string, text: string, params: unknown[] = []) => (await pg[subgraph]!.query(text, params)).rows as T[];
   const count = async (subgraph: string, text: string, params: unknown[] = []) => Number((await sql<{ n: string }>(subgraph, text, params))[0]!.n);
 
   async function register(gateway: ServiceProcess): Promise<Rep> {
     const email = `mr-${randomUUID()}@test.local`;
     const res = await post(gateway, REGISTER, { input: { email, password: 'password-1234', name: 'Replica rep' } }, { 'x-forwarded-for': nextIp() });
-    const body = (await res.json()) as GraphQLResult;
+    const { body } = res;
     if (!body.data?.register) throw new Error(`register failed: ${JSON.stringify(body.errors)}`);
     const { accessToken, user } = body.data.register;
     return { identity: { userId: user.id, role: user.role, email: user.email }, token: accessToken };
@@ -212,7 +212,7 @@ describeReal('many replicas on one Kafka', () => {
       return stats.subscriptions === 1;
     });
     const res = await post(gateways[1]!, CREATE, { input: { name: `Live ${randomUUID()}` } }, { authorization: `Bearer ${rep.token}` });
-    const customerId = ((await res.json()) as GraphQLResult).data!.createCustomer.id as string;
+    const customerId = res.body.data!.createCustomer.id as string;
     await eventually(async () => received.some((n) => n.entityId === customerId), { timeoutMs: 60_000 });
     expect(received.find((n) => n.entityId === customerId)?.type).toBe('CUSTOMER_ASSIGNED');
   });
@@ -222,10 +222,9 @@ describeReal('many replicas on one Kafka', () => {
     // 20 × users(first: 100): charged by its estimated cost before auth refuses it (SALES).
     const costly = `{ ${Array.from({ length: 20 }, (_, i) => `u${i}: users(first: 100) { edges { node { id } } }`).join(' ')} }`;
     const remaining: number[] = [];
-    let refused: Response | undefined;
+    let refused: RawResult | undefined;
     for (let i = 0; i < 200 && !refused; i++) {
       const res = await post(gateways[i % 2]!, costly, {}, { authorization: `Bearer ${user.token}` });
-      await res.text();
       if (res.status === 429) refused = res;
       else remaining.push(Number(res.headers.get('ratelimit-remaining')));
     }
@@ -250,7 +249,7 @@ describeReal('many replicas on one Kafka', () => {
         const gateway = gateways[seq++ % 2]!;
         try {
           const res = await post(gateway, CREATE, { input: { name: `Load ${w}-${seq}` } }, { authorization: `Bearer ${rep.token}` });
-          const body = (await res.json()) as GraphQLResult;
+          const { body } = res;
           if (body.data?.createCustomer) acknowledged.push(body.data.createCustomer.id);
           else failed += 1;
         } catch {
@@ -291,12 +290,8 @@ describeReal('many replicas on one Kafka', () => {
     const stranded: string[] = [];
     for (let i = 0; i < 5; i++) {
       const body = JSON.stringify({ query: CREATE, variables: { input: { name: `Stranded ${i}` } } });
-      const res = await fetch(victim.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...signIdentity(reps[1]!.identity, config.INTERNAL_SECRET, { subgraph: 'customer', method: 'POST', body }) },
-        body,
-      });
-      stranded.push(((await res.json()) as GraphQLResult).data!.createCustomer.id);
+      const res = await rawRequest(victim.url, body, { headers: signIdentity(reps[1]!.identity, config.INTERNAL_SECRET, { subgraph: 'customer', method: 'POST', body }) });
+      stranded.push(res.body.data!.createCustomer.id);
     }
     expect(await count('customer', 'SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL AND key = ANY($1)', [stranded])).toBe(5);
     const killedAt = Date.now();
@@ -395,7 +390,7 @@ describeReal('many replicas on one Kafka', () => {
     figures.gracefulTakeoverSeconds = (Date.now() - sentAt) / 1000;
     // …and it consumes: a new customer reaches analytics once.
     const res = await post(gateways[0]!, CREATE, { input: { name: 'After the rollout' } }, { authorization: `Bearer ${reps[2]!.token}` });
-    const customerId = ((await res.json()) as GraphQLResult).data!.createCustomer.id as string;
+    const customerId = res.body.data!.createCustomer.id as string;
     const notifications = () => count('analytics', "SELECT count(*) AS n FROM notifications WHERE type = 'CUSTOMER_ASSIGNED' AND entity_id = $1", [customerId]);
     await eventually(async () => (await notifications()) > 0, { timeoutMs: 60_000 });
     expect(await notifications()).toBe(1);

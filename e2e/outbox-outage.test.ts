@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { eventually, KafkaBus, readConfig } from '@crm/kit';
-import { startTestStack, testBroker, type TestStack } from '@crm/stack';
+import { startTestStack, testBroker, type TestStack } from '@crm/platform';
 
 const enabled = Boolean(process.env.KAFKA_BROKERS);
 const describeWithKafka = enabled ? describe : describe.skip;

@@ -4,7 +4,7 @@
  * user made a SALES rep a moment ago can be assigned a customer. The local copies lag the owner;
  * the read-through to the owner covers the gap (packages/kit/src/peers.ts).
  */
-import { startTestStack, type TestStack } from '@crm/stack';
+import { startTestStack, type TestStack } from '@crm/platform';
 import { runRounds } from '../bench/read-your-writes';
 
 let stack: TestStack;

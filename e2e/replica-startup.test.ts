@@ -7,7 +7,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { readConfig, signIdentity, startSubgraph, type SubgraphRuntime } from '@crm/kit';
-import { dropTestDatabases, SUBGRAPHS } from '@crm/stack';
+import { dropTestDatabases, SUBGRAPHS } from '@crm/platform';
 import { kitMigrations } from '../packages/kit/src/kit-migration';
 
 const describeWithPostgres = process.env.POSTGRES_URL ? describe : describe.skip;

@@ -4,7 +4,7 @@
  * customer-deletion saga's opportunity.cancel-requests step does not come until the test sends it.
  */
 import { buildEnvelope, eventually } from '@crm/kit';
-import { startTestStack, type TestStack } from '@crm/stack';
+import { startTestStack, type TestStack } from '@crm/platform';
 
 let stack: TestStack;
 beforeAll(async () => {

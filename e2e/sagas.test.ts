@@ -4,7 +4,7 @@
  * and reports that follow the events.
  */
 import { eventually } from '@crm/kit';
-import { dataOf, startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { dataOf, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 let stack: TestStack;
 let admin: TestUser;

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { runInNewContext } from 'node:vm';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { startTestStack, type TestStack } from '@crm/stack';
+import { startTestStack, type TestStack } from '@crm/platform';
 
 const html = (url: string) => fetch(url, { headers: { accept: 'text/html' } });
 

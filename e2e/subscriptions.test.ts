@@ -10,7 +10,7 @@ import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { eventually } from '@crm/kit';
 import { startGateway, type GatewayRuntime } from '@crm/gateway';
-import { dataOf, startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { dataOf, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 let stack: TestStack;
 const clients: Client[] = [];

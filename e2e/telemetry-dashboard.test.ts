@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { registry } from '@crm/kit';
-import { SUBGRAPHS } from '@crm/stack';
+import { SUBGRAPHS } from '@crm/platform';
 
 const ROOT = join(__dirname, '..');
 const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');

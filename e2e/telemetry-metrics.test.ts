@@ -8,7 +8,7 @@ import { Client as PgClient } from 'pg';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { databaseUrlFor, eventually } from '@crm/kit';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 let stack: TestStack;
 let ws: Client | undefined;

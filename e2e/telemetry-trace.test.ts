@@ -11,7 +11,7 @@ import WebSocket from 'ws';
 import { context, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { eventually, readConfig, setupTelemetry, signedTraceContext, signedTraceHeaders, TRACE_SIGNATURE_HEADER, type Telemetry } from '@crm/kit';
-import { startTestStack, type TestStack } from '@crm/stack';
+import { startTestStack, type TestStack } from '@crm/platform';
 
 const exporter = new InMemorySpanExporter();
 let telemetry: Telemetry;

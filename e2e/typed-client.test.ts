@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { print } from 'graphql';
 import { eventually } from '@crm/kit';
-import { startTestStack, type TestStack } from '@crm/stack';
+import { ADMIN, startTestStack, type TestStack } from '@crm/platform';
+import { seed } from '../apps/platform/src/seed';
 import {
   createCustomer, crmClient, listCustomers, login, main, requestApproval, subscribeNotifications,
   type NotificationEvent, type Subscription,
@@ -94,4 +95,26 @@ test('a document the manifest lacks goes by APQ: the text once, then the hash al
   const second = await client.request(unlisted, { first: 1 });
   expect(client.stats).toEqual({ byHash: 1, withText: 1 });
   expect(second.customers.totalCount).toBe(first.customers.totalCount);
+});
+
+test('the seed runs on the typed client: users of every role, customers with activities, decided approvals', async () => {
+  const lines: string[] = [];
+  const summary = await seed(
+    { url: stack.gatewayUrl, adminEmail: ADMIN.email, adminPassword: ADMIN.password, customers: 6, password: 'seed-password-1234', domain: 'seed-test.local' },
+    (l) => lines.push(l),
+  );
+  expect(summary).toMatchObject({ customers: 6, meetings: 6, tasks: 6, tasksCompleted: 6, approvals: 5, approved: 5, rejected: 0 });
+  expect(summary.users.MANAGER).toHaveLength(3);
+  expect(summary.users.COMPLIANCE).toHaveLength(2);
+  expect(summary.users.SALES).toHaveLength(5);
+  // What the seed reported is what the platform holds: its users with their roles, its customers.
+  const admin = await stack.admin();
+  const users = await admin.gql('{ users(first: 100) { edges { node { email role } } } }');
+  const seeded = users.data.users.edges.map((e: { node: { email: string; role: string } }) => e.node).filter((u: { email: string }) => u.email.endsWith('@seed-test.local'));
+  expect(seeded).toHaveLength(10);
+  expect(seeded.filter((u: { role: string }) => u.role === 'MANAGER')).toHaveLength(3);
+  const rep = crmClient(stack.gatewayUrl);
+  await login(rep, summary.users.SALES[0]!, 'seed-password-1234');
+  expect((await listCustomers(rep, { first: 50 })).customers.length).toBeGreaterThan(0);
+  expect(lines[0]).toMatch(/^seeding .+: 6 customers over 5 SALES reps/);
 });

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { buildEnvelope, KafkaBus, type EventBus } from '@crm/kit';
-import type { TestStack } from '@crm/stack';
+import type { TestStack } from '@crm/platform';
 import { withDb } from './seed';
 
 export const CONSUMING = ['auth', 'customer', 'sales-activity', 'opportunity', 'analytics'] as const;

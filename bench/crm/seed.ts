@@ -14,7 +14,7 @@
 import { randomInt, randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { databaseUrlFor } from '@crm/kit';
-import type { TestStack } from '@crm/stack';
+import type { TestStack } from '@crm/platform';
 
 const DAY = 86_400_000;
 const pick = <T>(xs: readonly T[]): T => xs[randomInt(xs.length)]!;

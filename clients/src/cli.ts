@@ -60,7 +60,14 @@ export interface CrmClient {
   request<R, V extends Record<string, unknown>>(doc: TypedDocumentNode<R, V>, variables: V): Promise<R>;
 }
 
-export function crmClient(url = DEFAULT_URL, token?: string): CrmClient {
+export interface CrmClientOptions {
+  /** Sees every HTTP response (status and headers, e.g. RateLimit-Limit) before its body is read. */
+  onResponse?: (response: { status: number; headers: Headers }) => void;
+  /** Turns a refused request's error into the caller's own (e.g. one that says what to do). */
+  mapError?: (error: GraphQLRequestError) => Error;
+}
+
+export function crmClient(url = DEFAULT_URL, token?: string, options: CrmClientOptions = {}): CrmClient {
   const client: CrmClient = {
     url,
     token,
@@ -78,6 +85,7 @@ export function crmClient(url = DEFAULT_URL, token?: string): CrmClient {
             ...(hash ? { extensions: { persistedQuery: { version: 1, sha256Hash: hash } } } : {}),
           }),
         });
+        options.onResponse?.(res);
         const text = await res.text();
         let body: { data?: R | null; errors?: GraphQLRequestError['errors'] };
         try {
@@ -96,7 +104,10 @@ export function crmClient(url = DEFAULT_URL, token?: string): CrmClient {
       } else {
         client.stats.withText += 1;
       }
-      if (body.errors?.length || !body.data) throw new GraphQLRequestError(name, body.errors ?? [{ message: `HTTP ${status}: no data` }], status);
+      if (body.errors?.length || !body.data) {
+        const error = new GraphQLRequestError(name, body.errors ?? [{ message: `HTTP ${status}: no data` }], status);
+        throw options.mapError ? options.mapError(error) : error;
+      }
       return body.data;
     },
   };

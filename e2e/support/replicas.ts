@@ -1,6 +1,6 @@
 /**
  * Services as separate processes, as a cluster runs them: one subgraph per process
- * (packages/stack/src/run-subgraph.ts) or the gateway (gateway/src/main.ts), each a single node
+ * (subgraphs/<name>/src/main.ts) or the gateway (gateway/src/main.ts), each a single node
  * process (tsx as an --import hook, so `kill -9` kills the service itself), and a round-robin TCP
  * balancer in front of the replicas of one subgraph, as a Kubernetes Service is: a connection
  * goes to the next live replica; a refused one is retried on the next.
@@ -10,7 +10,7 @@ import { createWriteStream, mkdirSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { freePort } from '@crm/kit';
-import { ROOT } from '@crm/stack';
+import { ROOT } from '@crm/platform';
 
 export interface ServiceProcess {
   name: string;
@@ -25,7 +25,7 @@ export interface ServiceProcess {
 /** Starts `gateway` or a subgraph by name (on `port`, or a free one); its output goes to `<logDir>/<label>.log`. */
 export async function startService(service: string, label: string, env: Record<string, string>, logDir: string, port?: number): Promise<ServiceProcess> {
   port ??= await freePort();
-  const entry = service === 'gateway' ? ['gateway/src/main.ts'] : ['packages/stack/src/run-subgraph.ts', service];
+  const entry = service === 'gateway' ? ['gateway/src/main.ts'] : [`subgraphs/${service}/src/main.ts`];
   mkdirSync(logDir, { recursive: true });
   const log = createWriteStream(join(logDir, `${label}.log`));
   const child = spawn(process.execPath, ['--import', 'tsx', ...entry], {

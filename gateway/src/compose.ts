@@ -3,23 +3,9 @@
  * the subgraph and the message and fail loudly; nothing half-composed is ever written.
  */
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
 import { composeServices } from '@apollo/composition';
 import { parse } from 'graphql';
-import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
-import { routingUrlOverride } from '@crm/kit';
-
-const supergraphConfigSchema = z.object({
-  federation_version: z.string().optional(),
-  subgraphs: z.record(
-    z.string(),
-    z.object({
-      routing_url: z.string().url(),
-      schema: z.object({ file: z.string() }),
-    }),
-  ),
-});
+import { readSubgraphRoutes } from '@crm/kit';
 
 export interface SubgraphSource {
   name: string;
@@ -29,16 +15,9 @@ export interface SubgraphSource {
 
 export class CompositionError extends Error {}
 
+/** Each subgraph of supergraph.yaml (kit supergraph-config.ts) with its schema's text. */
 export function readSupergraphConfig(configPath: string, env: NodeJS.ProcessEnv = process.env): SubgraphSource[] {
-  const raw = parseYaml(readFileSync(configPath, 'utf8')) as unknown;
-  const parsed = supergraphConfigSchema.safeParse(raw);
-  if (!parsed.success) throw new CompositionError(`${configPath}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  const base = dirname(resolve(configPath));
-  return Object.entries(parsed.data.subgraphs).map(([name, sg]) => ({
-    name,
-    url: routingUrlOverride(name, env) ?? sg.routing_url,
-    typeDefs: readFileSync(resolve(base, sg.schema.file), 'utf8'),
-  }));
+  return readSubgraphRoutes(configPath, env).map((r) => ({ name: r.name, url: r.url, typeDefs: readFileSync(r.schemaFile, 'utf8') }));
 }
 
 export function composeSupergraph(subgraphs: SubgraphSource[]): string {

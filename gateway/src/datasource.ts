@@ -5,7 +5,10 @@
  * This replaces Apollo's RemoteGraphQLDataSource on the hot path (measured in bench/gateways):
  * - one pooled keep-alive undici client per subgraph instead of node-fetch;
  * - every fetch is signed for this subgraph, the method and the exact body (kit identity.ts: a
- *   header captured on the way cannot be replayed elsewhere or with another operation);
+ *   header captured on the way cannot be replayed elsewhere or with another operation), and
+ *   carries only the kit's allow-listed headers (kit subgraph-call.ts), none of the client's;
+ * - every fetch has a deadline (SUBGRAPH_TIMEOUT_MS): a subgraph that hangs gives the operation a
+ *   SERVICE_UNAVAILABLE error (reason SUBGRAPH_TIMEOUT) instead of holding it for undici's 300 s;
  * - identical query fetches in flight at once (same subgraph, document, variables and identity)
  *   share one HTTP round trip; each caller parses its own copy of the body. Mutations never share.
  */
@@ -13,7 +16,7 @@ import type { GraphQLDataSource, GraphQLDataSourceProcessOptions } from '@apollo
 import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
 import { GraphQLError } from 'graphql';
 import { Agent } from 'undici';
-import { signIdentity, signedTraceHeaders, subgraphFetchDuration, subgraphFetchErrors, type Identity } from '@crm/kit';
+import { isTimeout, subgraphCallHeaders, subgraphFetchDuration, subgraphFetchErrors, subgraphTimeout, type Identity } from '@crm/kit';
 
 export interface GatewayContext {
   identity: Identity | null;
@@ -36,6 +39,8 @@ export interface SubgraphClientOptions {
   /** Share identical in-flight query fetches (SUBGRAPH_DEDUPE). */
   dedupe: boolean;
   agent: Agent;
+  /** Longest wait for one fetch (SUBGRAPH_TIMEOUT_MS); then the operation gets SERVICE_UNAVAILABLE (reason SUBGRAPH_TIMEOUT). */
+  timeoutMs: number;
 }
 
 export function createSubgraphAgent(): Agent {
@@ -65,7 +70,8 @@ export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
     let pending = key ? this.inFlight.get(key) : undefined;
     if (!pending) {
       // The trace context (the gateway.fetch span) goes with its own signature: see kit telemetry/tracing.ts.
-      pending = this.send(body, { ...signIdentity(identity, this.options.secret, { subgraph: this.options.name, method: 'POST', body }), ...signedTraceHeaders(this.options.secret) });
+      // The allow-listed headers only (kit subgraph-call.ts): nothing of the client's own request.
+      pending = this.send(body, subgraphCallHeaders(identity, this.options.secret, this.options.name, body));
       if (key) {
         this.inFlight.set(key, pending);
         void pending.finally(() => this.inFlight.delete(key)).catch(() => undefined);
@@ -77,7 +83,7 @@ export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
     try {
       response = toGraphQLResponse(await pending);
     } catch (err) {
-      subgraphFetchErrors.inc({ subgraph, kind: 'network' });
+      subgraphFetchErrors.inc({ subgraph, kind: err instanceof GraphQLError && err.extensions.reason === 'SUBGRAPH_TIMEOUT' ? 'timeout' : 'network' });
       throw err;
     } finally {
       subgraphFetchDuration.observe({ subgraph }, (performance.now() - started) / 1000);
@@ -86,17 +92,16 @@ export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
     return response;
   }
 
-  private async send(body: string, identityHeaders: Record<string, string>): Promise<SubgraphResponse> {
-    const res = await this.options.agent.request({
-      origin: this.origin,
-      path: this.path,
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json', ...identityHeaders },
-      body,
-    });
-    const text = await res.body.text();
-    const contentType = String(res.headers['content-type'] ?? '');
-    return { status: res.statusCode, contentType, body: text };
+  private async send(body: string, headers: Record<string, string>): Promise<SubgraphResponse> {
+    const { timeoutMs, name } = this.options;
+    try {
+      const res = await this.options.agent.request({ origin: this.origin, path: this.path, method: 'POST', headers, body, signal: AbortSignal.timeout(timeoutMs) });
+      const text = await res.body.text();
+      const contentType = String(res.headers['content-type'] ?? '');
+      return { status: res.statusCode, contentType, body: text };
+    } catch (err) {
+      throw isTimeout(err) ? subgraphTimeout(name, timeoutMs) : err;
+    }
   }
 }
 

@@ -1,9 +1,13 @@
 /**
- * The gateway on its own (containers, real services): serves SUPERGRAPH_PATH on PORT, with the
- * event bus (Kafka when KAFKA_BROKERS is set) for live subscriptions and the deleted-user denylist.
- * GATEWAY_WORKERS=N > 1: this process is a node:cluster primary and N workers serve the one port.
+ * The gateway as a service of its own (its container's entry; the launcher's multi-process mode
+ * forks it too): serves SUPERGRAPH_PATH (watched) on PORT, with the event bus (Kafka when
+ * KAFKA_BROKERS is set) for live subscriptions and the deleted-user denylist.
+ * GATEWAY_WORKERS=N > 1: this process is a node:cluster primary and N workers serve the one port;
+ * under the launcher without Kafka, the primary relays bus messages between its workers and it.
  */
-import { setupTelemetry, ALL_TOPICS, createBus, createLogger, isClusterPrimary, readConfig, startWorkers } from '@crm/kit';
+import {
+  announceReady, busKind, createLogger, IpcBus, isClusterPrimary, launcherLink, onShutdown, readConfig, serviceBus, setupTelemetry, startWorkers,
+} from '@crm/kit';
 import { startGateway } from './server';
 
 async function main() {
@@ -11,23 +15,26 @@ async function main() {
   const telemetry = setupTelemetry({ serviceName: 'crm-gateway', config });
   const logger = createLogger('gateway', config.LOG_LEVEL);
   if (config.GATEWAY_WORKERS > 1 && isClusterPrimary()) {
-    const pool = await startWorkers(config.GATEWAY_WORKERS, logger);
-    const stop = () => void pool.stop().then(() => telemetry.shutdown()).then(() => process.exit(0));
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+    const link = launcherLink(config);
+    const relay = link && busKind(config) === 'memory' ? new IpcBus(logger) : undefined;
+    if (link) relay?.link(link);
+    const pool = await startWorkers(config.GATEWAY_WORKERS, logger, (w) => relay?.link(w));
+    onShutdown(async () => {
+      await pool.stop();
+      await relay?.close();
+      await telemetry.shutdown();
+    }, logger);
+    announceReady(config, `http://127.0.0.1:${pool.port}/graphql`, pool.port);
     return;
   }
-  const bus = createBus(config, 'crm-gateway', logger);
-  await bus.prepare(ALL_TOPICS);
+  const bus = await serviceBus(config, 'crm-gateway', logger);
   const gateway = await startGateway({ config, bus, logger });
-  const shutdown = () =>
-    void gateway
-      .stop()
-      .then(() => bus.close())
-      .then(() => telemetry.shutdown())
-      .then(() => process.exit(0));
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
+  onShutdown(async () => {
+    await gateway.stop();
+    await bus.close();
+    await telemetry.shutdown();
+  }, logger);
+  announceReady(config, gateway.url, gateway.port);
 }
 
 main().catch((err: unknown) => {

@@ -12,7 +12,7 @@
  * A token is refused when its user is deleted or its `tv` is below the newest version seen.
  */
 import type { Redis } from 'ioredis';
-import type { Logger, PlatformConfig } from '@crm/kit';
+import { orFallback, type Logger, type PlatformConfig } from '@crm/kit';
 import { redisPrefix } from './redis';
 
 interface Entry {
@@ -69,8 +69,8 @@ export class Revocations {
   /** Why a token of this user and version is revoked (memory, then the shared store), or null. */
   async revoked(userId: string, tokenVersion: number): Promise<string | null> {
     const local = this.revokedLocally(userId, tokenVersion);
-    if (local || !this.redis || this.redis.status !== 'ready') return local;
-    const stored = await this.redis.get(this.prefix + userId).catch(() => null);
+    if (local || !this.redis) return local;
+    const stored = await orFallback(this.redis, (r) => r.get(this.prefix + userId), null);
     return stored === null ? null : reason(Number(stored), tokenVersion);
   }
 

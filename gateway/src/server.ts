@@ -1,7 +1,8 @@
 /**
  * The gateway: Apollo Gateway (query planning over the supergraph) on Apollo Server, served on
- * plain node:http with /health and /ready. Features are plugins (see ./plugins); this file only
- * wires them.
+ * plain node:http with /health and /ready. Everything else is a feature (./features: rate and
+ * cost limits, operation limits, subscriptions, Sandbox, …; the shape is features/feature.ts,
+ * the list features/index.ts); this file only wires them.
  */
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -9,7 +10,7 @@ import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
 import type { GraphQLSchema } from 'graphql';
 import {
-  closeServer, createGraphQLHandler, createLogger, listen, maskError, sendJson, sendReadiness,
+  closeRedis, closeServer, createGraphQLHandler, createLogger, listen, maskError, sendJson, sendReadiness,
   type EventBus, type Logger, type PlatformConfig,
 } from '@crm/kit';
 import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
@@ -50,7 +51,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   const subgraphAgent = createSubgraphAgent();
   const gateway = new ApolloGateway({
     logger,
-    buildService: ({ name, url }) => new SubgraphClient(url ?? '', { name, secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent }),
+    buildService: ({ name, url }) => new SubgraphClient(url ?? '', { name, secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent, timeoutMs: config.SUBGRAPH_TIMEOUT_MS }),
     supergraphSdl: async ({ update }) => {
       if (options.supergraphSdl) {
         currentSdl = options.supergraphSdl;
@@ -89,6 +90,8 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     includeStacktraceInErrorResponses: !config.production,
     formatError: maskError(config.production) as never,
     csrfPrevention: true,
+    // The service stops itself (runtime.stop); Apollo's own handler would kill the process mid-way.
+    stopOnTerminationSignals: false,
     logger,
     plugins: features.flatMap((f) => f.apolloPlugins ?? []),
     validationRules: features.flatMap((f) => f.validationRules ?? []),
@@ -114,6 +117,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     context,
     maxBodyBytes: config.MAX_BODY_BYTES,
     service: 'gateway',
+    metrics: { token: config.METRICS_TOKEN, production: config.production },
     onError: (err) => logger.error({ err }, 'request failed'),
     before: async (req, res) => {
       for (const f of features) if (f.before && (await f.before(req, res))) return true;
@@ -138,11 +142,14 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     url,
     port,
     async stop() {
+      // New connections are refused from here on; requests in flight finish (SHUTDOWN_GRACE_MS),
+      // while the features stop (live subscriptions: every socket closed with 1001 Going away).
+      const drained = closeServer(server, config.SHUTDOWN_GRACE_MS);
       for (const f of [...features].reverse()) await f.stop?.();
-      await closeServer(server);
+      await drained;
       await apollo.stop();
       await subgraphAgent.close();
-      redis?.disconnect();
+      if (redis) await closeRedis(redis);
     },
   };
 }

@@ -11,7 +11,7 @@ import { startStandaloneServer } from '@apollo/server/standalone';
 import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
 import { composeServices } from '@apollo/composition';
 import { GraphQLError, parse } from 'graphql';
-import { testConfig } from '@crm/stack';
+import { rawGraphQL, readConfig } from '@crm/kit';
 import { startGateway, type GatewayRuntime } from '../src/server';
 
 const LINK = 'extend schema @link(url: "https://specs.apollo.dev/federation/v2.3", import: ["@key", "@shareable", "@external", "@requires", "@provides", "@interfaceObject"])';
@@ -128,7 +128,7 @@ beforeAll(async () => {
   }
   const composed = composeServices(services);
   if (composed.errors) throw new Error(composed.errors.map((e) => e.message).join('\n'));
-  const config = testConfig('fed00000');
+  const config = readConfig(process.env, { NODE_ENV: 'test', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const options = { config, supergraphSdl: composed.supergraphSdl, port: 0, host: '127.0.0.1' };
   engine = await startGateway(options);
   apollo = await startGateway({ ...options, executor: 'apollo' });
@@ -147,8 +147,7 @@ interface Result {
 }
 
 async function post(url: string, query: string, variables?: Record<string, unknown>): Promise<Result> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
-  const body = (await res.json()) as Result;
+  const body = (await rawGraphQL(url, query, { variables })).body as Result;
   // Stack traces (test mode) differ by executor; everything else must not.
   for (const e of body.errors ?? []) delete e.extensions?.stacktrace;
   return body;

@@ -16,25 +16,23 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import { GraphQLError } from 'graphql';
+import { orFallback } from '@crm/kit';
 import { redisPrefix } from '../redis';
 import type { GatewayFeature } from './feature';
 import type { FeatureOptions } from '.';
 
-/** Apollo's KeyValueCache contract (@apollo/utils.keyvaluecache), over ioredis. */
+/** Apollo's KeyValueCache contract (@apollo/utils.keyvaluecache) over the gateway's Redis: a failure is a miss. */
 export class RedisKeyValueCache {
   constructor(private readonly redis: Redis, private readonly prefix: string) {}
   async get(key: string): Promise<string | undefined> {
-    if (this.redis.status !== 'ready') return undefined;
-    return (await this.redis.get(this.prefix + key).catch(() => null)) ?? undefined;
+    return (await orFallback(this.redis, (r) => r.get(this.prefix + key), null)) ?? undefined;
   }
   async set(key: string, value: string, options?: { ttl?: number | null }): Promise<void> {
-    if (this.redis.status !== 'ready') return;
     const ttl = options?.ttl;
-    await (ttl ? this.redis.set(this.prefix + key, value, 'EX', ttl) : this.redis.set(this.prefix + key, value)).catch(() => undefined);
+    await orFallback(this.redis, (r) => (ttl ? r.set(this.prefix + key, value, 'EX', ttl) : r.set(this.prefix + key, value)), undefined);
   }
-  async delete(key: string): Promise<boolean | void> {
-    if (this.redis.status !== 'ready') return;
-    await this.redis.del(this.prefix + key).catch(() => undefined);
+  async delete(key: string): Promise<void> {
+    await orFallback(this.redis, (r) => r.del(this.prefix + key), undefined);
   }
 }
 

@@ -22,8 +22,7 @@ import type { GatewayFeature } from './feature';
 import type { FeatureOptions } from '.';
 
 export function rateLimitsEnabled(config: FeatureOptions['config']): boolean {
-  const v = config.RATE_LIMIT_ENABLED;
-  return v === undefined ? config.NODE_ENV !== 'test' : ['true', '1', 'yes'].includes(v);
+  return config.RATE_LIMIT_ENABLED ?? config.NODE_ENV !== 'test';
 }
 
 /** The per-user / per-IP budget; one instance shared by HTTP operations and WebSocket subscribes. */

@@ -1,13 +1,14 @@
 /**
  * A small cache port with two adapters: Redis (ioredis) when REDIS_URL is set, an in-memory TTL
  * map otherwise. Keys are namespaced by KAFKA_NAMESPACE + DATABASE_PREFIX + the caller's
- * namespace, so parallel stacks sharing one Redis never collide. A cache is an optimisation:
- * every Redis failure is logged and answered as a miss (get) or ignored (set/delete), so callers
- * compute without it when Redis is down.
+ * namespace, so parallel stacks sharing one Redis never collide. A cache is an optimisation: on
+ * the kit's one Redis policy (./redis.ts), a Redis failure is a miss (get) or ignored
+ * (set/delete), so callers compute without it when Redis is down.
  */
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { PlatformConfig } from './config';
 import type { Logger } from './logger';
+import { closeRedis, createRedis, orFallback } from './redis';
 
 export interface Cache {
   readonly kind: 'redis' | 'memory';
@@ -82,26 +83,15 @@ export class MemoryCache implements Cache {
 export class RedisCache implements Cache {
   readonly kind = 'redis' as const;
   private readonly redis: Redis;
-  private readonly timeoutMs: number;
-  private readonly logger: Logger | undefined;
-  private lastWarn = 0;
 
   constructor(url: string, private readonly prefix: string, options: CacheOptions = {}) {
-    this.logger = options.logger;
-    this.timeoutMs = options.timeoutMs ?? 250;
-    this.redis = new Redis(url, {
-      // Fail fast while disconnected instead of queueing: the caller computes without the cache.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      connectTimeout: 2000,
-      retryStrategy: (times) => Math.min(times * 200, 5000),
-    });
-    this.redis.on('error', (err: Error) => this.warn('redis cache error', err));
+    // The kit's one Redis policy (./redis.ts); a cache answers a miss within timeoutMs.
+    this.redis = createRedis(url, { name: `cache ${prefix}`, commandTimeoutMs: options.timeoutMs ?? 250, ...(options.logger ? { logger: options.logger } : {}) });
   }
 
   async get<T>(key: string): Promise<T | undefined> {
-    const raw = await this.guard(() => this.redis.get(this.prefix + key));
-    if (raw === undefined || raw === null) return undefined;
+    const raw = await orFallback(this.redis, (r) => r.get(this.prefix + key), null);
+    if (raw === null) return undefined;
     try {
       return JSON.parse(raw) as T;
     } catch {
@@ -110,57 +100,31 @@ export class RedisCache implements Cache {
   }
 
   async set(key: string, value: unknown, ttlSeconds: number): Promise<void> {
-    await this.guard(() => this.redis.set(this.prefix + key, JSON.stringify(value), 'EX', Math.max(1, Math.ceil(ttlSeconds))));
+    await orFallback(this.redis, (r) => r.set(this.prefix + key, JSON.stringify(value), 'EX', Math.max(1, Math.ceil(ttlSeconds))), undefined);
   }
 
   async del(key: string): Promise<void> {
-    await this.guard(() => this.redis.del(this.prefix + key));
+    await orFallback(this.redis, (r) => r.del(this.prefix + key), undefined);
   }
 
   async delByPrefix(prefix: string): Promise<void> {
     const pattern = `${escapeGlob(this.prefix + prefix)}*`;
-    await this.guard(async () => {
-      let cursor = '0';
-      do {
-        const [next, keys] = await this.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-        cursor = next;
-        if (keys.length > 0) await this.redis.del(...keys);
-      } while (cursor !== '0');
-      return null;
-    }, this.timeoutMs * 8);
+    await orFallback(
+      this.redis,
+      async (r) => {
+        let cursor = '0';
+        do {
+          const [next, keys] = await r.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+          cursor = next;
+          if (keys.length > 0) await r.del(...keys);
+        } while (cursor !== '0');
+      },
+      undefined,
+    );
   }
 
-  async close(): Promise<void> {
-    try {
-      await this.redis.quit();
-    } catch {
-      this.redis.disconnect();
-    }
-  }
-
-  private async guard<R>(op: () => Promise<R>, timeoutMs = this.timeoutMs): Promise<R | undefined> {
-    if (this.redis.status !== 'ready') return undefined;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      return await Promise.race([
-        op(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`redis cache timed out after ${timeoutMs} ms`)), timeoutMs);
-        }),
-      ]);
-    } catch (err) {
-      this.warn('redis cache unavailable; computing without it', err);
-      return undefined;
-    } finally {
-      if (timer) clearTimeout(timer);
-    }
-  }
-
-  private warn(message: string, err: unknown): void {
-    const now = Date.now();
-    if (now - this.lastWarn < 10_000) return; // one line per 10 s while Redis is down
-    this.lastWarn = now;
-    this.logger?.warn({ err: err instanceof Error ? err.message : String(err) }, message);
+  close(): Promise<void> {
+    return closeRedis(this.redis);
   }
 }
 

@@ -4,16 +4,13 @@
  */
 import { z } from 'zod';
 
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
-  .optional()
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
-/** A boolean variable with a default when unset or empty. */
-const flag = (dflt: boolean) =>
-  z
-    .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
-    .optional()
-    .transform((v) => (v === undefined || v === '' ? dflt : v === 'true' || v === '1' || v === 'yes'));
+/**
+ * The one way a boolean is read from the environment: zod's stringbool (true/1/yes/on/y/enabled or
+ * false/0/no/off/n/disabled, any case); anything else is a configuration error naming the
+ * variable. Unset or empty: `dflt` (undefined: "not set", the caller decides).
+ */
+const optionalFlag = z.preprocess((v) => (v === '' ? undefined : v), z.stringbool().optional());
+const flag = (dflt: boolean) => optionalFlag.transform((v) => v ?? dflt);
 const optionalString = z
   .string()
   .optional()
@@ -54,7 +51,7 @@ const envSchema = z.object({
 
   KAFKA_BROKERS: list,
   KAFKA_CLIENT_ID: optionalString,
-  KAFKA_SSL: bool,
+  KAFKA_SSL: flag(false),
   KAFKA_SASL_MECHANISM: z.enum(['plain', 'scram-sha-256', 'scram-sha-512', '']).default(''),
   KAFKA_USERNAME: optionalString,
   KAFKA_PASSWORD: optionalString,
@@ -76,14 +73,25 @@ const envSchema = z.object({
   SUBSCRIPTION_RESOLUTIONS_PER_USER_PER_EVENT: z.coerce.number().int().min(1).default(20),
   /** Entity resolutions (federated queries) run at once for one event. */
   SUBSCRIPTION_RESOLVE_CONCURRENCY: z.coerce.number().int().min(1).default(16),
+  /** One live resolution (an event's entity through the subgraphs) not answered within this time is skipped. */
+  SUBSCRIPTION_RESOLVE_TIMEOUT_MS: z.coerce.number().int().min(1).default(10_000),
+
+  /** Bearer token Prometheus sends for /metrics. Unset: /metrics is open outside production and off in production. */
+  METRICS_TOKEN: optionalString,
 
   REDIS_URL: optionalString,
 
   /**
    * `npm start`: "multi" runs the gateway and each subgraph in a process of its own (every core in
-   * use, packages/stack/src/processes.ts); "single" runs them all on one event loop.
+   * use, apps/platform/src/processes.ts); "single" runs them all on one event loop.
    */
   STACK_PROCESSES: z.enum(['single', 'multi']).default('multi'),
+  /**
+   * What started this service: "none" (a container, a terminal) or "ipc" (the platform launcher's
+   * multi-process mode forked it: it reports readiness and learns its peers over the IPC channel,
+   * and without Kafka its bus is bridged to the other processes over it; kit launcher-link.ts).
+   */
+  LAUNCHER: z.enum(['none', 'ipc']).default('none'),
   /** Gateway worker processes sharing its port (node:cluster); 1 = the gateway process serves itself. */
   GATEWAY_WORKERS: z.coerce.number().int().min(1).max(64).default(1),
 
@@ -92,8 +100,9 @@ const envSchema = z.object({
   /** Where the gateway reads the composed supergraph (watched for changes). */
   SUPERGRAPH_PATH: z.string().default('supergraph.graphql'),
   CORS_ORIGINS: list,
-  INTROSPECTION: optionalString,
-  SANDBOX: optionalString,
+  /** Introspection and the Apollo Sandbox page: on unless NODE_ENV=production; set to force. */
+  INTROSPECTION: optionalFlag,
+  SANDBOX: optionalFlag,
   /** Share identical in-flight subgraph query fetches (same document, variables and identity). */
   SUBGRAPH_DEDUPE: flag(true),
   /** Opt-in: identical queries of one caller in flight at once share one execution (gateway, after every check). */
@@ -101,6 +110,10 @@ const envSchema = z.object({
   MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
   /** Connections per subgraph database (per process): mind Postgres max_connections × replicas. */
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  /** Gateway → subgraph: longest wait for one fetch before the operation gets a SUBGRAPH_TIMEOUT error (undici's own default is 300 s). */
+  SUBGRAPH_TIMEOUT_MS: z.coerce.number().int().min(1).max(600_000).default(30_000),
+  /** Stopping a server: requests in flight get this long to finish before their connections are cut. */
+  SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
   /** Read-through calls to another subgraph (read-your-writes across domains): timeout per call. */
   PEER_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(5000),
   OUTBOX_POLL_MS: z.coerce.number().int().min(10).default(500),
@@ -121,7 +134,7 @@ const envSchema = z.object({
   MAX_ALIASES: z.coerce.number().int().min(1).default(30),
   TRUSTED_DOCUMENTS: z.enum(['off', 'allow', 'only']).default('off'),
   /** Gateway protection (docs/gateway-protection.md). Rate limits: on unless NODE_ENV=test; set to force. */
-  RATE_LIMIT_ENABLED: z.enum(['true', 'false', '1', '0', 'yes', 'no']).optional(),
+  RATE_LIMIT_ENABLED: optionalFlag,
   /** Redis key prefix for rate limits and the token denylist (KAFKA_NAMESPACE is appended). */
   RATE_LIMIT_PREFIX: z.string().default('crm:gw:'),
   /** Estimated cost units per rate-limit point: points = max(1, ceil(cost / RATE_LIMIT_COST_PER_POINT)). */
@@ -141,7 +154,7 @@ const envSchema = z.object({
   /** Reverse proxies in front of the gateway: the client IP is the X-Forwarded-For entry this many hops from the right. */
   TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
   /** Telemetry (README "Telemetry"): spans are exported only when an OTLP endpoint (or OTEL_TRACES_EXPORTER=console) is set. */
-  OTEL_SDK_DISABLED: bool,
+  OTEL_SDK_DISABLED: flag(false),
   OTEL_TRACES_EXPORTER: z.enum(['otlp', 'console', 'none', '']).default(''),
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalString,
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: optionalString,
@@ -172,12 +185,11 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   const c = parsed.data;
   const production = c.NODE_ENV === 'production';
   if (production) checkProductionSecrets(c);
-  const flag = (v: string | undefined, dflt: boolean) => (v === undefined ? dflt : ['true', '1', 'yes'].includes(v));
   return {
     ...c,
     production,
-    introspection: flag(c.INTROSPECTION, !production),
-    sandbox: flag(c.SANDBOX, !production),
+    introspection: c.INTROSPECTION ?? !production,
+    sandbox: c.SANDBOX ?? !production,
     registrationPolicy: c.REGISTRATION_POLICY ?? (production ? 'approval' : 'open'),
   };
 }
@@ -203,6 +215,8 @@ function checkProductionSecrets(c: Env): void {
     else if (placeholderLike(c[key])) problems.push(`${key} looks like a placeholder or is not random; use 32+ random characters (e.g. openssl rand -hex 32)`);
   }
   if (c.INTERNAL_SECRET === c.JWT_SECRET) problems.push('INTERNAL_SECRET and JWT_SECRET must differ');
+  if (c.METRICS_TOKEN !== undefined && (c.METRICS_TOKEN.length < 24 || placeholderLike(c.METRICS_TOKEN))) problems.push('METRICS_TOKEN looks like a placeholder or is shorter than 24 characters');
+  if (c.METRICS_TOKEN !== undefined && (c.METRICS_TOKEN === c.JWT_SECRET || c.METRICS_TOKEN === c.INTERNAL_SECRET)) problems.push('METRICS_TOKEN must differ from JWT_SECRET and INTERNAL_SECRET');
   if (c.ADMIN_PASSWORD && (PLACEHOLDER.test(c.ADMIN_PASSWORD) || c.ADMIN_PASSWORD.length < 12)) {
     problems.push('ADMIN_PASSWORD looks like a placeholder or is shorter than 12 characters');
   }

@@ -129,20 +129,31 @@ export async function withMigrationLock<T>(url: string, logger: Logger, fn: () =
 
 /** CREATE DATABASE when missing; concurrent starters may race, so "already exists" is fine. */
 async function ensureDatabase(url: string): Promise<void> {
-  const target = new URL(url);
-  const name = decodeURIComponent(target.pathname.replace(/^\//, ''));
-  if (!/^[a-zA-Z0-9_]+$/.test(name)) throw new Error(`Refusing to create database with unusual name "${name}"`);
-  const admin = new URL(url);
-  admin.pathname = '/postgres';
-  const client = new Client({ connectionString: admin.toString() });
-  await client.connect();
-  try {
+  await onServerOf(url, async (client, name) => {
     const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (found.rowCount === 0) {
       await client.query(`CREATE DATABASE "${name}"`).catch((err: { code?: string }) => {
         if (err.code !== '42P04' && err.code !== '23505') throw err;
       });
     }
+  });
+}
+
+/** DROP DATABASE of `url` (a throwaway test database), closing its remaining sessions. */
+export async function dropDatabase(url: string): Promise<void> {
+  await onServerOf(url, (client, name) => client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`));
+}
+
+/** Runs `fn` on the server's `postgres` database with the (checked) name of the database of `url`. */
+async function onServerOf(url: string, fn: (client: Client, name: string) => Promise<unknown>): Promise<void> {
+  const name = decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+  if (!/^[a-zA-Z0-9_]+$/.test(name)) throw new Error(`Refusing to create or drop database with unusual name "${name}"`);
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const client = new Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    await fn(client, name);
   } finally {
     await client.end();
   }

@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { HeaderMap, type ApolloServer, type BaseContext } from '@apollo/server';
 import type { Context } from '@opentelemetry/api';
 import { inServerSpan } from './telemetry/graphql';
-import { METRICS_PATH, serveMetrics } from './telemetry/metrics';
+import { METRICS_PATH, metricsRoute, type MetricsAccess } from './telemetry/metrics';
 
 export type Route = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
@@ -24,6 +24,8 @@ export interface GraphQLHttpOptions<C extends BaseContext> {
   service?: string;
   /** The trace context a request continues (subgraphs: the gateway's, when signed); none: a new trace. */
   traceContext?: (req: IncomingMessage) => Context | undefined;
+  /** Who may read /metrics (METRICS_TOKEN; closed in production without one). */
+  metrics?: MetricsAccess;
 }
 
 export class HttpError extends Error {
@@ -88,6 +90,7 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
 export function createGraphQLHandler<C extends BaseContext>(options: GraphQLHttpOptions<C>) {
   const path = options.path ?? '/graphql';
   const service = options.service ?? 'graphql';
+  const serveMetrics = metricsRoute(options.metrics);
   return (req: IncomingMessage, res: ServerResponse): Promise<void> =>
     inServerSpan(req, res, service, path, options.traceContext?.(req), () => handle(req, res));
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -148,9 +151,26 @@ export async function listen(handler: (req: IncomingMessage, res: ServerResponse
   return { server, port: typeof address === 'object' && address ? address.port : port };
 }
 
-export function closeServer(server: Server): Promise<void> {
+/**
+ * Graceful stop: the server stops accepting connections at once (a new one is refused), requests
+ * in flight finish — up to `graceMs` — and each keep-alive connection is closed as soon as it is
+ * idle; whatever is still open after the grace period is cut.
+ */
+export function closeServer(server: Server, graceMs = 10_000): Promise<void> {
   return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections?.();
+    let sweep: NodeJS.Timeout | undefined;
+    let cut: NodeJS.Timeout | undefined;
+    server.close(() => {
+      clearInterval(sweep);
+      clearTimeout(cut);
+      resolve();
+    });
+    server.closeIdleConnections();
+    // A connection whose response just ended stays open (keep-alive) until swept.
+    sweep = setInterval(() => server.closeIdleConnections(), 50);
+    cut = setTimeout(() => {
+      clearInterval(sweep);
+      server.closeAllConnections();
+    }, graceMs);
   });
 }

@@ -7,8 +7,8 @@
  * fresh; this covers the gap between a write in one domain and the next request in another.
  */
 import { unavailable } from './errors';
-import { signIdentity, type Identity } from './identity';
-import { signedTraceHeaders } from './telemetry/tracing';
+import type { Identity } from './identity';
+import { isTimeout, subgraphCallHeaders, subgraphTimeout } from './subgraph-call';
 import type { Logger } from './logger';
 
 /** Who the read-through calls as: the platform itself, with every read right of an ADMIN. */
@@ -48,17 +48,14 @@ export function createPeers(options: PeersOptions): Peers {
         const payload = JSON.stringify({ query, variables: { r: [{ __typename: typename, id }] } });
         const res = await fetch(url, {
           method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            ...signIdentity(SYSTEM_IDENTITY, options.secret, { subgraph, method: 'POST', body: payload }),
-            ...signedTraceHeaders(options.secret),
-          },
+          headers: subgraphCallHeaders(SYSTEM_IDENTITY, options.secret, subgraph, payload),
           body: payload,
           signal: AbortSignal.timeout(options.timeoutMs),
         });
         body = (await res.json()) as typeof body;
       } catch (err) {
         options.logger?.warn({ err: (err as Error).message, subgraph, typename, id }, 'read-through failed');
+        if (isTimeout(err)) throw subgraphTimeout(subgraph, options.timeoutMs);
         throw unavailable(`Could not confirm ${typename} ${id} with the ${subgraph} service; try again`);
       }
       if (body.errors?.length && !body.data?._entities) {

@@ -128,6 +128,8 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     includeStacktraceInErrorResponses: !config.production,
     formatError: maskError(config.production) as never,
     csrfPrevention: false, // only the gateway (which signs every request) may call a subgraph
+    // The service stops itself (runtime.stop: relay, consumers, database); Apollo's own handler would kill the process mid-way.
+    stopOnTerminationSignals: false,
     logger,
     plugins: [ApolloServerPluginInlineTraceDisabled(), graphqlTelemetryPlugin(def.name)],
   });
@@ -171,6 +173,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     context,
     maxBodyBytes: config.MAX_BODY_BYTES,
     service: def.name,
+    metrics: { token: config.METRICS_TOKEN, production: config.production },
     traceContext: (req) => signedTraceContext(req, config.INTERNAL_SECRET),
     onError: (err) => logger.error({ err }, 'request failed'),
     routes: {
@@ -207,7 +210,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     async stop() {
       for (const t of timers) clearInterval(t);
       for (const off of unwatch) off();
-      if (server) await closeServer(server);
+      if (server) await closeServer(server, config.SHUTDOWN_GRACE_MS);
       await Promise.all(consumers.map((c) => c.stop()));
       if (relay) await relay.stop();
       await apollo.stop();

@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import {
-  EVENTS, PRODUCERS, buildEnvelope, eventually as kitEventually, type Envelope, type EventData, type EventType, type Identity,
+  eventually as kitEventually, userData, type Envelope, type EventData, type EventType, type Role, type TestCaller, type TestSubgraph,
 } from '@crm/kit';
-import { gqlRequest, type TestStack, type TestUser } from '@crm/stack';
 
-export { errorCode as code, identityOf } from '@crm/stack';
-
+/** The first error's extensions.code of a result. */
+export const code = (r: { errors?: { extensions?: { code?: string } }[] }) => r.errors?.[0]?.extensions?.code;
 
 export interface PublishOptions {
   actorId?: string | null;
@@ -16,20 +15,14 @@ export interface PublishOptions {
 /** The kit's eventually with more patience: the test machine is shared and often loaded. */
 export const eventually = <T>(check: () => Promise<T | undefined | null | false>) => kitEventually(check, { timeoutMs: 60_000 });
 
-/** Builds an envelope as its producing subgraph would, and publishes it to the stack's bus. */
-export function publisher(stack: TestStack) {
+/** Builds an envelope as its producing subgraph would, and publishes it to the subgraph's bus. */
+export function publisher(analytics: TestSubgraph) {
   const build = <T extends EventType>(type: T, aggregateId: string, data: EventData<T>, o: PublishOptions = {}): Envelope<T> => {
-    const topic = EVENTS[type].topic;
-    const env = buildEnvelope(PRODUCERS[topic], type, aggregateId, data, {
-      actorId: o.actorId ?? null,
-      ...(o.correlationId ? { correlationId: o.correlationId } : {}),
-    });
+    const env = analytics.envelope(type, aggregateId, data, { actorId: o.actorId ?? null, ...(o.correlationId ? { correlationId: o.correlationId } : {}) });
     if (o.occurredAt) env.occurredAt = o.occurredAt;
     return env;
   };
-  const send = async (...envs: Envelope[]) => {
-    await stack.bus.publish(envs.map((e) => ({ topic: EVENTS[e.type].topic, key: e.aggregateId, value: JSON.stringify(e) })));
-  };
+  const send = (...envs: Envelope[]) => analytics.deliver(...envs);
   const publish = async <T extends EventType>(type: T, aggregateId: string, data: EventData<T>, o: PublishOptions = {}) => {
     const env = build(type, aggregateId, data, o);
     await send(env);
@@ -39,27 +32,31 @@ export function publisher(stack: TestStack) {
 }
 
 /** Runs SQL on the analytics database (test-side inspection only). */
-export const sql = <T = Record<string, unknown>>(stack: TestStack, query: string, params: unknown[] = []) => stack.sql<T>('analytics', query, params);
+export const sql = <T = Record<string, unknown>>(analytics: TestSubgraph, query: string, params: unknown[] = []) => analytics.sql<T>(query, params);
 
 /** Waits until analytics' user directory knows these users with their current role. */
-export async function directoryKnows(stack: TestStack, ...users: TestUser[]) {
+export async function directoryKnows(analytics: TestSubgraph, ...users: TestCaller[]) {
   await eventually(async () => {
-    const rows = await sql<{ id: string; role: string }>(stack, `SELECT id, role FROM user_refs WHERE id = ANY(string_to_array(?, ','))`, [users.map((u) => u.id).join(',')]);
+    const rows = await sql<{ id: string; role: string }>(analytics, `SELECT id, role FROM user_refs WHERE id = ANY(string_to_array(?, ','))`, [users.map((u) => u.id).join(',')]);
     return users.every((u) => rows.some((r) => r.id === u.id && r.role === u.role));
   });
 }
 
+/** Made-up users that auth announced (user.created), once analytics' user directory has them. */
+export async function newUsers(analytics: TestSubgraph, ...roles: Role[]): Promise<TestCaller[]> {
+  const users = roles.map((role) => analytics.user(role));
+  await analytics.deliver(...users.map((u) => analytics.envelope('user.created', u.id, userData(u), { actorId: u.id })));
+  await directoryKnows(analytics, ...users);
+  return users;
+}
+
 /** Waits until analytics has consumed the event with this id (it is in the inbox). */
-export async function consumed(stack: TestStack, ...events: Envelope[]) {
+export async function consumed(analytics: TestSubgraph, ...events: Envelope[]) {
   await eventually(async () => {
-    const rows = await sql<{ n: number }>(stack, `SELECT count(*)::int AS n FROM inbox WHERE consumer = 'analytics' AND event_id::text = ANY(string_to_array(?, ','))`, [events.map((e) => e.id).join(',')]);
+    const rows = await sql<{ n: number }>(analytics, `SELECT count(*)::int AS n FROM inbox WHERE consumer = 'analytics' AND event_id::text = ANY(string_to_array(?, ','))`, [events.map((e) => e.id).join(',')]);
     return Number(rows[0]?.n) === events.length;
   });
 }
-
-/** A request straight to the analytics subgraph, signed as the gateway would sign it. */
-export const direct = (stack: TestStack, identity: Identity | null, query: string, variables?: Record<string, unknown>) =>
-  stack.signed('analytics', identity, query, variables);
 
 
 export const MY_NOTIFICATIONS = `query($unreadOnly: Boolean, $first: Int, $after: String) {
@@ -69,7 +66,7 @@ export const MY_NOTIFICATIONS = `query($unreadOnly: Boolean, $first: Int, $after
   }
 }`;
 
-export async function notificationsOf(u: TestUser, unreadOnly = false) {
+export async function notificationsOf(u: TestCaller, unreadOnly = false) {
   const r = await u.gql(MY_NOTIFICATIONS, { unreadOnly, first: 100 });
   if (r.errors) throw new Error(JSON.stringify(r.errors));
   return r.data.myNotifications.edges.map((e: { node: any }) => e.node) as {
@@ -78,7 +75,7 @@ export async function notificationsOf(u: TestUser, unreadOnly = false) {
   }[];
 }
 
-export { randomUUID, gqlRequest };
+export { randomUUID };
 
 const RELAY = /^(BEGIN|COMMIT|ROLLBACK)|pg_try_advisory_xact_lock|FROM outbox|UPDATE outbox/i;
 
@@ -87,8 +84,8 @@ const RELAY = /^(BEGIN|COMMIT|ROLLBACK)|pg_try_advisory_xact_lock|FROM outbox|UP
  * relay, which polls in the background, and the writes of event handlers still catching up
  * (db.statementCount() counts all of them; they are filtered out here).
  */
-export async function statementsOf(stack: TestStack, run: () => Promise<void>): Promise<string[]> {
-  const knex = stack.subgraphs.analytics!.db.orm.em.getConnection().getKnex();
+export async function statementsOf(analytics: TestSubgraph, run: () => Promise<void>): Promise<string[]> {
+  const knex = analytics.db.orm.em.getConnection().getKnex();
   const seen: string[] = [];
   const listener = (q: { sql: string }) => {
     const sql = q.sql.trim();

@@ -1,34 +1,30 @@
 /**
  * Notifications from events: who gets what, exactly once, and only the recipient can see or
- * change them. Events are published to the stack's bus as their producers would.
+ * change them. The analytics subgraph alone: events (users included) are published to its bus as
+ * their producers would.
  */
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { startTestSubgraph, userData, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { analyticsSubgraph } from '../src';
 import {
-  eventually, code, consumed, direct, statementsOf, directoryKnows, identityOf, notificationsOf, publisher, randomUUID, sql, MY_NOTIFICATIONS,
+  eventually, code, consumed, statementsOf, newUsers, notificationsOf, publisher, randomUUID, sql, MY_NOTIFICATIONS,
 } from './helpers';
 
-let stack: TestStack;
+let an: TestSubgraph;
 let bus: ReturnType<typeof publisher>;
-let admin: TestUser;
-let m1: TestUser;
-let m2: TestUser;
-let compliance: TestUser;
-let s1: TestUser;
-let s2: TestUser;
+let admin: TestCaller;
+let m1: TestCaller;
+let m2: TestCaller;
+let compliance: TestCaller;
+let s1: TestCaller;
+let s2: TestCaller;
 
 beforeAll(async () => {
-  stack = await startTestStack({ only: ['auth', 'analytics'] });
-  bus = publisher(stack);
-  admin = await stack.admin();
-  m1 = await stack.user('MANAGER');
-  m2 = await stack.user('MANAGER');
-  compliance = await stack.user('COMPLIANCE');
-  s1 = await stack.user('SALES');
-  s2 = await stack.user('SALES');
-  await directoryKnows(stack, admin, m1, m2, compliance, s1, s2);
-}, 300_000); // a whole stack on a shared 2-core machine can take a while to start
+  an = await startTestSubgraph(analyticsSubgraph);
+  bus = publisher(an);
+  [admin, m1, m2, compliance, s1, s2] = await newUsers(an, 'ADMIN', 'MANAGER', 'MANAGER', 'COMPLIANCE', 'SALES', 'SALES') as [TestCaller, TestCaller, TestCaller, TestCaller, TestCaller, TestCaller];
+}, 300_000); // a shared 2-core machine can take a while to start a subgraph
 afterAll(async () => {
-  await stack?.stop();
+  await an?.stop();
 });
 
 const approval = (requestId: string, requesterId: string, status: 'PENDING' | 'APPROVED' | 'REJECTED', extra: Partial<{ approverId: string; comment: string }> = {}) => ({
@@ -49,7 +45,7 @@ const task = (taskId: string, assigneeId: string, title = 'Call back') => ({
   taskId, title, assigneeId, customerId: null, status: 'TODO', priority: 'HIGH', dueAt: new Date(Date.now() + 3600_000).toISOString(),
 });
 
-const about = (entityId: string) => async (u: TestUser) => (await notificationsOf(u)).filter((n) => n.entityId === entityId);
+const about = (entityId: string) => async (u: TestCaller) => (await notificationsOf(u)).filter((n) => n.entityId === entityId);
 
 test('approval.requested notifies every active MANAGER and ADMIN except the requester, once each', async () => {
   const requestId = randomUUID();
@@ -61,10 +57,10 @@ test('approval.requested notifies every active MANAGER and ADMIN except the requ
   const marker = bus.build('approval.requested', requestId, approval(requestId, m2.id, 'PENDING'), { actorId: m2.id });
   // a later event on the same key proves the duplicate was consumed before counting
   await bus.send(marker);
-  await consumed(stack, marker);
+  await consumed(an, marker);
   const mine = await of(m1);
   expect(mine.filter((n) => n.title.includes('Discount')).length).toBeGreaterThanOrEqual(1);
-  const byEnvelope = await sql<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM notifications WHERE source_event_id = ?', [env.id]);
+  const byEnvelope = await sql<{ n: number }>(an, 'SELECT count(*)::int AS n FROM notifications WHERE source_event_id = ?', [env.id]);
   // m1 and the admin (m2 requested; SALES and COMPLIANCE are not approvers)
   expect(Number(byEnvelope[0]!.n)).toBe(2);
   expect(mine[0]).toMatchObject({ type: 'APPROVAL_REQUESTED', entityType: 'ApprovalRequest', entityId: requestId, readAt: null, recipient: { id: m1.id } });
@@ -99,9 +95,9 @@ test('customer.created with a rep and customer.reassigned to a new rep notify th
   const moved = bus.build('customer.reassigned', c, { ...customer(c, s2.id), fromRepId: s1.id, sagaId: null }, { actorId: m1.id });
   await bus.send(same, moved);
   await eventually(async () => (await about(c)(s2)).length === 1);
-  await consumed(stack, same, moved);
+  await consumed(an, same, moved);
   expect((await about(c)(s1)).length).toBe(1); // "reassigned" to the same rep: nothing new
-  const rows = await sql<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM notifications WHERE entity_id = ?', [unassigned]);
+  const rows = await sql<{ n: number }>(an, 'SELECT count(*)::int AS n FROM notifications WHERE entity_id = ?', [unassigned]);
   expect(Number(rows[0]!.n)).toBe(0);
 });
 
@@ -112,13 +108,13 @@ test('task.created for someone else → TASK_ASSIGNED; for oneself → nothing; 
   await bus.publish('task.created', forOther, task(forOther, s2.id), { actorId: m1.id });
   const dueSoon = await bus.publish('task.due_soon', forSelf, task(forSelf, s2.id), { actorId: null });
   await eventually(async () => (await about(forOther)(s2)).length === 1 && (await about(forSelf)(s2)).length === 1);
-  await consumed(stack, dueSoon);
+  await consumed(an, dueSoon);
   expect((await about(forOther)(s2))[0]).toMatchObject({ type: 'TASK_ASSIGNED', entityType: 'Task' });
   expect((await about(forSelf)(s2)).map((n) => n.type)).toEqual(['TASK_DUE_SOON']);
 });
 
 test('myNotifications pages newest first; unread count, markNotificationRead and markAllNotificationsRead', async () => {
-  const u = await stack.user('SALES');
+  const [u] = (await newUsers(an, 'SALES')) as [TestCaller];
   const ids: string[] = [];
   for (let i = 0; i < 5; i++) {
     const t = randomUUID();
@@ -155,32 +151,40 @@ test('myNotifications pages newest first; unread count, markNotificationRead and
   expect(code(bogus)).toBe('NOT_FOUND');
   const ENTITIES = `query($r: [_Any!]!) { _entities(representations: $r) { ... on Notification { id title } } }`;
   const rep = [{ __typename: 'Notification', id: target }];
-  const stranger = await direct(stack, identityOf(s1), ENTITIES, { r: rep });
+  const stranger = await an.call(s1.identity, ENTITIES, { r: rep });
   expect(stranger.errors).toBeUndefined();
   expect(stranger.data._entities).toEqual([null]);
-  const owner = await direct(stack, identityOf(u), ENTITIES, { r: rep });
+  const owner = await an.call(u.identity, ENTITIES, { r: rep });
   expect(owner.data._entities[0]).toMatchObject({ id: target });
-  const unsigned = await fetch(stack.subgraphs.analytics!.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ unreadNotificationCount }' }) });
+  const unsigned = await fetch(an.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ unreadNotificationCount }' }) });
   expect(unsigned.status).toBe(401);
 
   const all = await u.gql('mutation { markAllNotificationsRead }');
   expect(all.data.markAllNotificationsRead).toBe(4);
   expect((await u.gql('{ unreadNotificationCount }')).data.unreadNotificationCount).toBe(0);
   expect((await u.gql('mutation { markAllNotificationsRead }')).data.markAllNotificationsRead).toBe(0);
-  expect(code(await stack.gql('{ unreadNotificationCount }'))).toBe('UNAUTHENTICATED');
+  expect(code(await an.call(null, '{ unreadNotificationCount }'))).toBe('UNAUTHENTICATED');
 });
 
-test('deleteUser archives the user\'s notifications and reports analytics.archive-notifications on the saga', async () => {
-  const victim = await stack.user('SALES');
+test('user.deleted archives the user\'s notifications and reports analytics.archive-notifications on the saga', async () => {
+  const [victim] = (await newUsers(an, 'SALES')) as [TestCaller];
   const t = randomUUID();
   await bus.publish('task.due_soon', t, task(t, victim.id));
   await eventually(async () => (await notificationsOf(victim)).length === 1);
   const notificationId = (await notificationsOf(victim))[0]!.id;
 
-  const del = await admin.gql(`mutation($id: ID!) { deleteUser(id: $id) { id status type steps { name } } }`, { id: victim.id });
+  // an ADMIN deletes the user in auth: user.deleted and auth's own saga step, as auth publishes them
+  const sagaId = randomUUID();
+  const cause = { actorId: admin.id, correlationId: sagaId };
+  await bus.publish('user.deleted', victim.id, { ...userData(victim, { active: false, tokenVersion: 1 }), sagaId }, cause);
+  await bus.publish('user.saga_step', sagaId, {
+    sagaId, sagaType: 'user-deletion', subjectId: victim.id, step: 'auth.deactivate-user', status: 'DONE', detail: null, ends: null,
+    expectedSteps: ['auth.deactivate-user', 'customer.reassign-customers', 'sales-activity.remove-activities', 'opportunity.cancel-requests', 'analytics.archive-notifications'],
+  }, cause);
+  // deleteUser's result is this Saga entity (the gateway asks analytics): RUNNING whether or not a step has arrived yet
+  const del = await admin.gql(`query($r: [_Any!]!) { _entities(representations: $r) { ... on Saga { id status type steps { name } } } }`, { r: [{ __typename: 'Saga', id: sagaId }] });
   expect(del.errors).toBeUndefined();
-  const sagaId = del.data.deleteUser.id as string;
-  expect(del.data.deleteUser.status).toBe('RUNNING'); // RUNNING whether or not a step has arrived yet
+  expect(del.data._entities[0]).toMatchObject({ id: sagaId, status: 'RUNNING' });
 
   const SAGA = `query($id: ID!) { saga(id: $id) { id type status subjectId startedAt endedAt steps { name status at detail } } }`;
   const saga = await eventually(async () => {
@@ -193,19 +197,19 @@ test('deleteUser archives the user\'s notifications and reports analytics.archiv
   expect(saga.steps.map((x: { name: string }) => x.name)).toContain('auth.deactivate-user');
 
   // archived: hidden from every read (checked in the database: a deleted user can no longer call the API)
-  const rows = await sql<{ archived_at: Date | null }>(stack, 'SELECT archived_at FROM notifications WHERE id = ?', [notificationId]);
+  const rows = await sql<{ archived_at: Date | null }>(an, 'SELECT archived_at FROM notifications WHERE id = ?', [notificationId]);
   expect(rows[0]!.archived_at).not.toBeNull();
-  const again = await direct(stack, identityOf(victim), '{ unreadNotificationCount myNotifications { totalCount } }');
+  const again = await an.call(victim.identity, '{ unreadNotificationCount myNotifications { totalCount } }');
   expect(again.data).toEqual({ unreadNotificationCount: 0, myNotifications: { totalCount: 0 } });
   // the deleted user is no longer a recipient of approval requests
   const requestId = randomUUID();
   const ev = await bus.publish('approval.requested', requestId, approval(requestId, s1.id, 'PENDING'), { actorId: s1.id });
-  await consumed(stack, ev);
+  await consumed(an, ev);
   expect((await about(requestId)(m1)).length).toBe(1);
 });
 
 test('_entities for Notification is batched: the same statements for 5 and 50 representations', async () => {
-  const u = await stack.user('SALES');
+  const [u] = (await newUsers(an, 'SALES')) as [TestCaller];
   const events = [];
   for (let i = 0; i < 50; i++) {
     const t = randomUUID();
@@ -215,8 +219,8 @@ test('_entities for Notification is batched: the same statements for 5 and 50 re
   await eventually(async () => (await u.gql('{ unreadNotificationCount }')).data?.unreadNotificationCount === 50);
   const ids = (await notificationsOf(u)).map((n) => n.id);
   const ENTITIES = `query($r: [_Any!]!) { _entities(representations: $r) { ... on Notification { id title recipient { id } } } }`;
-  const count = async (n: number) => (await statementsOf(stack, async () => {
-    const r = await direct(stack, identityOf(u), ENTITIES, { r: ids.slice(0, n).map((id) => ({ __typename: 'Notification', id })) });
+  const count = async (n: number) => (await statementsOf(an, async () => {
+    const r = await an.call(u.identity, ENTITIES, { r: ids.slice(0, n).map((id) => ({ __typename: 'Notification', id })) });
     expect(r.data._entities.filter(Boolean)).toHaveLength(n);
   })).length;
   const five = await count(5);

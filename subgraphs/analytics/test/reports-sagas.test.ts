@@ -3,28 +3,24 @@
  * them), who may read them, event metrics, and the saga read model (out-of-order steps,
  * completion, compensation with the SYSTEM notification to the requester of the deletion).
  */
-import type { SagaStepData } from '@crm/kit';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
-import { eventually, code, consumed, direct, statementsOf, directoryKnows, identityOf, notificationsOf, publisher, randomUUID } from './helpers';
+import { startTestSubgraph, type SagaStepData, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { analyticsSubgraph } from '../src';
+import { eventually, code, consumed, statementsOf, newUsers, notificationsOf, publisher, randomUUID } from './helpers';
 
-let stack: TestStack;
+let an: TestSubgraph;
 let bus: ReturnType<typeof publisher>;
-let manager: TestUser;
-let compliance: TestUser;
-let sales: TestUser;
-let admin: TestUser;
+let manager: TestCaller;
+let compliance: TestCaller;
+let sales: TestCaller;
+let admin: TestCaller;
 
 beforeAll(async () => {
-  stack = await startTestStack({ only: ['auth', 'analytics'] });
-  bus = publisher(stack);
-  admin = await stack.admin();
-  manager = await stack.user('MANAGER');
-  compliance = await stack.user('COMPLIANCE');
-  sales = await stack.user('SALES');
-  await directoryKnows(stack, admin, manager, compliance, sales);
-}, 300_000); // a whole stack on a shared 2-core machine can take a while to start
+  an = await startTestSubgraph(analyticsSubgraph);
+  bus = publisher(an);
+  [admin, manager, compliance, sales] = await newUsers(an, 'ADMIN', 'MANAGER', 'COMPLIANCE', 'SALES') as [TestCaller, TestCaller, TestCaller, TestCaller];
+}, 300_000); // a shared 2-core machine can take a while to start a subgraph
 afterAll(async () => {
-  await stack?.stop();
+  await an?.stop();
 });
 
 const customer = (customerId: string, size: string | null, profile: string | null, repId: string | null = null) =>
@@ -71,7 +67,7 @@ test('salesSummary counts within [from, to) and shows new events after a cached 
   };
   // events of different aggregates may be consumed in any order (Kafka partitions): wait for all
   await eventually(async () => JSON.stringify((await manager.gql(SUMMARY, { from, to })).data?.salesSummary) === JSON.stringify(expected));
-  await consumed(stack, outside);
+  await consumed(an, outside);
   expect((await manager.gql(SUMMARY, { from, to })).data.salesSummary).toEqual(expected);
   // COMPLIANCE and ADMIN read reports too; SALES may not; to before from is bad input
   expect((await compliance.gql(SUMMARY, { from, to })).data.salesSummary.customersCreated).toBe(1);
@@ -155,7 +151,7 @@ test('taskCompletionRate by created window and assignee; cancelled tasks do not 
   sent.push(await bus.publish('task.updated', ids[1]!, task(ids[1]!, sales.id, 'IN_PROGRESS')));
   sent.push(await bus.publish('task.cancelled', ids[2]!, task(ids[2]!, sales.id, 'CANCELLED')));
   // tasks are different aggregates (Kafka partitions): wait until every event is in
-  await consumed(stack, ...sent);
+  await consumed(an, ...sent);
   const rate = (await manager.gql(RATE, { from, to, a: sales.id })).data.taskCompletionRate;
   expect(rate).toMatchObject({ total: 3, completed: 1 });
   expect(rate.rate).toBeCloseTo(1 / 3);
@@ -168,7 +164,7 @@ test('eventMetrics counts every consumed event by type', async () => {
   const before = (await admin.gql(METRICS)).data.eventMetrics as { key: string; count: number }[];
   const n = (list: { key: string; count: number }[]) => list.find((m) => m.key === 'user.login')?.count ?? 0;
   const ev = await bus.publish('user.login', sales.id, { userId: sales.id, email: sales.email }, { actorId: sales.id });
-  await consumed(stack, ev);
+  await consumed(an, ev);
   expect(n((await admin.gql(METRICS)).data.eventMetrics)).toBe(n(before) + 1);
   expect(code(await sales.gql(METRICS))).toBe('FORBIDDEN');
 });
@@ -189,7 +185,7 @@ test('saga read model: steps in any order; COMPLETED once every expected step is
   expect(early.steps).toEqual([expect.objectContaining({ name: 'sales-activity.remove-activities', status: 'DONE', detail: '2 removed' })]);
 
   const first = await bus.publish('customer.saga_step', sagaId, step(sagaId, 'customer-deletion', subject, 'customer.soft-delete', 'DONE', { expectedSteps }), cause);
-  await consumed(stack, first);
+  await consumed(an, first);
   expect((await manager.gql(SAGA, { id: sagaId })).data.saga.status).toBe('RUNNING');
   const dup = bus.build('opportunity.saga_step', sagaId, step(sagaId, 'customer-deletion', subject, 'opportunity.cancel-requests', 'DONE'), cause);
   await bus.send(dup, dup);
@@ -205,16 +201,15 @@ test('saga read model: steps in any order; COMPLETED once every expected step is
   // _entities (how deleteUser / deleteCustomer results are resolved): readers only; an unknown id is RUNNING with no steps
   const ENTITIES = `query($r: [_Any!]!) { _entities(representations: $r) { ... on Saga { id type status steps { name } } } }`;
   const unknown = randomUUID();
-  const r = await direct(stack, identityOf(manager), ENTITIES, { r: [{ __typename: 'Saga', id: sagaId }, { __typename: 'Saga', id: unknown }] });
+  const r = await an.call(manager.identity, ENTITIES, { r: [{ __typename: 'Saga', id: sagaId }, { __typename: 'Saga', id: unknown }] });
   expect(r.data._entities[0]).toMatchObject({ id: sagaId, status: 'COMPLETED' });
   expect(r.data._entities[1]).toEqual({ id: unknown, type: 'unknown', status: 'RUNNING', steps: [] });
-  const forSales = await direct(stack, identityOf(sales), ENTITIES, { r: [{ __typename: 'Saga', id: sagaId }] });
+  const forSales = await an.call(sales.identity, ENTITIES, { r: [{ __typename: 'Saga', id: sagaId }] });
   expect(forSales.data._entities).toEqual([null]);
 });
 
 test('customer-deletion refused → COMPENSATED, and a SYSTEM notification to the requester (whatever the order)', async () => {
-  const requester = await stack.user('MANAGER');
-  await directoryKnows(stack, requester);
+  const [requester] = (await newUsers(an, 'MANAGER')) as [TestCaller];
   const run = async (refusalFirst: boolean) => {
     const sagaId = randomUUID();
     const customerId = randomUUID();
@@ -223,12 +218,12 @@ test('customer-deletion refused → COMPENSATED, and a SYSTEM notification to th
     const refused = bus.build('opportunity.saga_step', sagaId, step(sagaId, 'customer-deletion', customerId, 'opportunity.cancel-requests', 'REFUSED', { detail: 'approved request within 30 days' }), cause);
     if (refusalFirst) {
       await bus.send(refused);
-      await consumed(stack, refused);
+      await consumed(an, refused);
       expect((await notificationsOf(requester)).filter((n) => n.entityId === customerId)).toEqual([]);
       await bus.send(deleted);
     } else {
       await bus.send(deleted);
-      await consumed(stack, deleted);
+      await consumed(an, deleted);
       await bus.send(refused);
     }
     await bus.publish('customer.saga_step', sagaId, step(sagaId, 'customer-deletion', customerId, 'customer.soft-delete', 'DONE', {
@@ -250,7 +245,7 @@ test('customer-deletion refused → COMPENSATED, and a SYSTEM notification to th
     expect(notes[0]).toMatchObject({ type: 'SYSTEM', entityType: 'Customer', body: 'approved request within 30 days' });
     // a late DONE step does not reopen a finished saga
     const late = await bus.publish('sales-activity.saga_step', sagaId, step(sagaId, 'customer-deletion', customerId, 'sales-activity.remove-activities', 'DONE'), cause);
-    await consumed(stack, late);
+    await consumed(an, late);
     expect((await manager.gql(SAGA, { id: sagaId })).data.saga.status).toBe('COMPENSATED');
   };
   await run(false);
@@ -260,7 +255,7 @@ test('customer-deletion refused → COMPENSATED, and a SYSTEM notification to th
 test('reports are served from the cache while nothing changes; Saga references and steps are batched', async () => {
   // warm: only the projection-version lookup reaches the database, not the aggregation
   await manager.gql('{ customerStats { total } }');
-  const warm = await statementsOf(stack, async () => {
+  const warm = await statementsOf(an, async () => {
     expect((await manager.gql('{ customerStats { total } }')).errors).toBeUndefined();
   });
   expect(warm).toHaveLength(1);
@@ -274,10 +269,10 @@ test('reports are served from the cache while nothing changes; Saga references a
     steps.push(bus.build('user.saga_step', sagaId, step(sagaId, 'user-deletion', randomUUID(), 'auth.deactivate-user', 'DONE', { expectedSteps: ['auth.deactivate-user', 'x.y'] }), { correlationId: sagaId, actorId: null }));
   }
   await bus.send(...steps);
-  await consumed(stack, ...steps);
+  await consumed(an, ...steps);
   const ENTITIES = `query($r: [_Any!]!) { _entities(representations: $r) { ... on Saga { id status steps { name status } } } }`;
-  const at = async (n: number) => (await statementsOf(stack, async () => {
-    const r = await direct(stack, identityOf(manager), ENTITIES, { r: ids.slice(0, n).map((id) => ({ __typename: 'Saga', id })) });
+  const at = async (n: number) => (await statementsOf(an, async () => {
+    const r = await an.call(manager.identity, ENTITIES, { r: ids.slice(0, n).map((id) => ({ __typename: 'Saga', id })) });
     expect(r.data._entities.filter((s: { steps: unknown[] } | null) => s && s.steps.length === 1)).toHaveLength(n);
   })).length;
   const five = await at(5);

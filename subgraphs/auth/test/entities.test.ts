@@ -1,22 +1,37 @@
 /** The User entity through `_entities`, as the gateway calls it: signed, batched, authenticated only. */
 import { randomUUID } from 'node:crypto';
-import { startTestStack, errorCode, identityOf, type TestStack } from '@crm/stack';
+import { startTestSubgraph, type Identity, type Role, type TestSubgraph } from '@crm/kit';
+import { authSubgraph } from '../src';
 
-let stack: TestStack;
+const ADMIN = { email: 'admin@test.local', password: 'admin-Pw-test-7q4k2z' };
+
+let auth: TestSubgraph;
+let admin: Identity;
 beforeAll(async () => {
-  stack = await startTestStack({ only: ['auth'] });
+  auth = await startTestSubgraph(authSubgraph, { env: { ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password } });
+  const login = await auth.call(null, `mutation($e: String!, $p: String!) { login(email: $e, password: $p) { user { id } } }`, { e: ADMIN.email, p: ADMIN.password });
+  admin = { userId: login.data.login.user.id, role: 'ADMIN', email: ADMIN.email };
 });
 afterAll(async () => {
-  await stack?.stop();
+  await auth?.stop();
 });
 
+const errorCode = (r: { errors?: { extensions?: { code?: string } }[] }) => r.errors?.[0]?.extensions?.code;
 const ENTITIES = `query($r: [_Any!]!) { _entities(representations: $r) { ... on User { id name email role active } } }`;
 
+/** An account in the auth subgraph, made by the ADMIN; its identity as the gateway would forward it. */
+async function user(role: Role = 'SALES', name = `${role} user`): Promise<Identity & { id: string }> {
+  const email = `${role.toLowerCase()}-${randomUUID().slice(0, 8)}@test.local`;
+  const r = await auth.call(admin, `mutation($input: CreateUserInput!) { createUser(input: $input) { id } }`, { input: { email, password: 'password-1234', name, role } });
+  if (!r.data?.createUser) throw new Error(`createUser failed: ${JSON.stringify(r.errors)}`);
+  return { id: r.data.createUser.id, userId: r.data.createUser.id, role, email };
+}
+
 test('_entities resolves User references in order, null for unknown ids', async () => {
-  const [a, b] = [await stack.user('SALES', 'Ada'), await stack.user('MANAGER', 'Bob')];
+  const [a, b] = [await user('SALES', 'Ada'), await user('MANAGER', 'Bob')];
   const missing = randomUUID();
   // as the MANAGER: a SALES caller sees other users' id and name only (hostile-security.test.ts, L10)
-  const r = await stack.signed('auth', identityOf(b), ENTITIES, {
+  const r = await auth.call(b, ENTITIES, {
     r: [{ __typename: 'User', id: b.id }, { __typename: 'User', id: missing }, { __typename: 'User', id: a.id }],
   });
   expect(r.errors).toBeUndefined();
@@ -28,10 +43,10 @@ test('_entities resolves User references in order, null for unknown ids', async 
 });
 
 test('_entities needs an authenticated identity and the gateway signature', async () => {
-  const a = await stack.user();
-  const anonymous = await stack.signed('auth', null, ENTITIES, { r: [{ __typename: 'User', id: a.id }] });
+  const a = await user();
+  const anonymous = await auth.call(null, ENTITIES, { r: [{ __typename: 'User', id: a.id }] });
   expect(errorCode(anonymous)).toBe('UNAUTHENTICATED');
-  const unsigned = await fetch(stack.subgraphs.auth!.url, {
+  const unsigned = await fetch(auth.url, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ query: ENTITIES, variables: { r: [{ __typename: 'User', id: a.id }] } }),
@@ -40,10 +55,9 @@ test('_entities needs an authenticated identity and the gateway signature', asyn
 });
 
 test('User references of many users cost one statement', async () => {
-  const users = await Promise.all([1, 2, 3, 4, 5, 6].map(() => stack.user()));
-  const db = stack.subgraphs.auth!.db;
-  const before = db.statementCount();
-  const r = await stack.signed('auth', identityOf(users[0]!), ENTITIES, { r: users.map((u) => ({ __typename: 'User', id: u.id })) });
+  const users = await Promise.all([1, 2, 3, 4, 5, 6].map(() => user()));
+  const before = auth.db.statementCount();
+  const r = await auth.call(users[0]!, ENTITIES, { r: users.map((u) => ({ __typename: 'User', id: u.id })) });
   expect(r.data._entities).toHaveLength(6);
-  expect(db.statementCount() - before).toBe(1);
+  expect(auth.db.statementCount() - before).toBe(1);
 });

@@ -1,83 +1,30 @@
 /**
- * The customer subgraph through the gateway: CRUD and validation, search, the authorization
- * matrix, soft delete, federation (_entities, User.customers) and batching.
+ * The customer subgraph alone, called as the gateway calls it (signed identities): CRUD and
+ * validation, search, the authorization matrix, soft delete and _entities. Reps come from user.*
+ * events as auth publishes them. The federated reads and batching across auth are in
+ * e2e/customer-federation.test.ts.
  */
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
-import {
-  ASSIGN, CREATE, DELETE, GET, LIST, UPDATE, code, countStatements, create, createFor, field, identityOf, ids, signedCall,
-} from './helpers';
+import { startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { customerSubgraph } from '../src';
+import { ASSIGN, CREATE, DELETE, GET, LIST, UPDATE, code, create, createFor, field, ids, newUser } from './helpers';
 
-let stack: TestStack;
-let admin: TestUser;
-let manager: TestUser;
-let compliance: TestUser;
-let alice: TestUser; // SALES
-let bob: TestUser; // SALES
+let customer: TestSubgraph;
+let admin: TestCaller;
+let manager: TestCaller;
+let compliance: TestCaller;
+let alice: TestCaller; // SALES
+let bob: TestCaller; // SALES
 
 beforeAll(async () => {
-  stack = await startTestStack({ only: ['auth', 'customer'] });
-  admin = await stack.admin();
-  manager = await stack.user('MANAGER', 'Mia Manager');
-  compliance = await stack.user('COMPLIANCE', 'Cleo Compliance');
-  alice = await stack.user('SALES', 'Alice Sales');
-  bob = await stack.user('SALES', 'Bob Sales');
-}, 240_000); // a stack starts in seconds, slower on a loaded machine
+  customer = await startTestSubgraph(customerSubgraph);
+  admin = await newUser(customer, 'ADMIN');
+  manager = await newUser(customer, 'MANAGER', 'Mia Manager');
+  compliance = await newUser(customer, 'COMPLIANCE', 'Cleo Compliance');
+  alice = await newUser(customer, 'SALES', 'Alice Sales');
+  bob = await newUser(customer, 'SALES', 'Bob Sales');
+}, 240_000); // a subgraph starts in seconds, slower on a loaded machine
 afterAll(async () => {
-  await stack?.stop();
-});
-
-describe('batching', () => {
-  const QUERY = '{ customers(first: 50) { edges { node { id name assignedRep { name } } } } }';
-
-  /** Statements the customer and auth subgraphs run for QUERY as the MANAGER. */
-  async function measure(expected: number) {
-    const raw = stack.subgraphs.customer!.db.statementCount();
-    const counts = await countStatements(stack, ['customer', 'auth'], async () => {
-      const r = await manager.gql(QUERY);
-      expect(r.errors).toBeUndefined();
-      expect(r.data.customers.edges).toHaveLength(expected);
-      for (const e of r.data.customers.edges) expect(e.node.assignedRep.name).toMatch(/^Rep /);
-    });
-    return { ...counts, rawCustomerDelta: stack.subgraphs.customer!.db.statementCount() - raw };
-  }
-
-  test('customers(first: 50) with assignedRep { name } runs as many statements at 5 customers as at 50', async () => {
-    // Runs first in this file: the MANAGER sees every customer, so these are all there are.
-    const reps = await Promise.all([1, 2, 3, 4, 5].map((i) => stack.user('SALES', `Rep ${i}`)));
-    for (let i = 0; i < 5; i++) await createFor(manager, reps[i]!.id, { name: `Batch ${i}` });
-    const at5 = await measure(5);
-    for (let i = 5; i < 50; i++) await createFor(manager, reps[i % 5]!.id, { name: `Batch ${i}` });
-    const at50 = await measure(50);
-    expect({ customer: at50.customer, auth: at50.auth }).toEqual({ customer: at5.customer, auth: at5.auth });
-    // one page query in the customer subgraph (QUERY selects no totalCount, so nothing is counted)
-    expect(at5.customer).toBe(1);
-    // eslint-disable-next-line no-console
-    console.log(`statements for customers(first: 50): at 5 → ${JSON.stringify(at5)}, at 50 → ${JSON.stringify(at50)}`);
-  }, 240_000);
-
-  test('totalCount is counted (one more statement) only when the selection asks for it', async () => {
-    // The 50 customers of the test above are all there are.
-    const counts = await countStatements(stack, ['customer'], async () => {
-      const r = await manager.gql('{ customers(first: 2) { totalCount pageInfo { hasNextPage } edges { node { id } } } }');
-      expect(r.errors).toBeUndefined();
-      expect(r.data.customers).toMatchObject({ totalCount: 50, pageInfo: { hasNextPage: true } });
-      expect(r.data.customers.edges).toHaveLength(2);
-    });
-    expect(counts.customer).toBe(2);
-  });
-
-  test('User.customers is batched: statements do not grow with the number of users', async () => {
-    const Q = (n: number) => `{ users(role: SALES, first: ${n}) { edges { node { id customers(first: 5) { totalCount edges { node { id } } } } } } }`;
-    const count = async (n: number) =>
-      (await countStatements(stack, ['customer'], async () => {
-        const r = await manager.gql(Q(n));
-        expect(r.errors).toBeUndefined();
-        expect(r.data.users.edges.length).toBeGreaterThan(n === 1 ? 0 : 5);
-      })).customer;
-    const one = await count(1);
-    const many = await count(7);
-    expect(many).toBe(one);
-  });
+  await customer?.stop();
 });
 
 describe('CRUD and validation', () => {
@@ -90,8 +37,9 @@ describe('CRUD and validation', () => {
       name: 'Acme Corp', email: 'info@acme.test', phone: '+1 (555) 123-4567', industry: 'Manufacturing',
       size: 'LARGE', investmentProfile: 'MODERATE', riskTolerance: 'LOW', assignedRep: { id: alice.id },
     });
-    const read = await alice.gql(`query($id: ID!) { customer(id: $id) { id name assignedRep { id name email } } }`, { id: c.id });
-    expect(read.data.customer).toEqual({ id: c.id, name: 'Acme Corp', assignedRep: { id: alice.id, name: 'Alice Sales', email: alice.email } });
+    // (the rep's name and email are auth's: e2e/customer-federation.test.ts)
+    const read = await alice.gql(`query($id: ID!) { customer(id: $id) { id name assignedRep { id } } }`, { id: c.id });
+    expect(read.data.customer).toEqual({ id: c.id, name: 'Acme Corp', assignedRep: { id: alice.id } });
 
     const up = await alice.gql(UPDATE, { id: c.id, input: { name: 'Acme Corporation', email: null, size: 'ENTERPRISE' } });
     expect(up.errors).toBeUndefined();
@@ -99,7 +47,7 @@ describe('CRUD and validation', () => {
     expect(new Date(up.data.updateCustomer.updatedAt).getTime()).toBeGreaterThanOrEqual(new Date(c.createdAt as string).getTime());
 
     // the events are staged in the same transaction, with the changed fields
-    const em = stack.subgraphs.customer!.fork();
+    const em = customer.runtime.fork();
     const rows = await em.execute<{ type: string; envelope: { data: { changes?: string[] } } }[]>(
       `SELECT type, envelope FROM outbox WHERE key = ? ORDER BY created_at`, [c.id]);
     expect(rows.map((r) => r.type)).toEqual(['customer.created', 'customer.updated']);
@@ -165,7 +113,7 @@ describe('CRUD and validation', () => {
   });
 
   test('pagination: first/after walk the list without overlap; first is bounded', async () => {
-    const carol = await stack.user('SALES', 'Carol Pages');
+    const carol = await newUser(customer, 'SALES', 'Carol Pages');
     for (let i = 0; i < 5; i++) await create(carol, { name: `Page ${i}` });
     const p1 = await carol.gql(LIST, { first: 2 });
     expect(p1.data.customers.totalCount).toBe(5);
@@ -182,10 +130,10 @@ describe('CRUD and validation', () => {
 });
 
 describe('search', () => {
-  let dana: TestUser;
+  let dana: TestCaller;
   const made: Record<string, string> = {};
   beforeAll(async () => {
-    dana = await stack.user('SALES', 'Dana Search');
+    dana = await newUser(customer, 'SALES', 'Dana Search');
     made.globex = (await create(dana, { name: 'Globex Holdings', email: 'Contact@GLOBEX.example', phone: '+1 (555) 010-9999' })).id;
     made.initech = (await create(dana, { name: 'Initech', email: 'peter@initech.example', phone: '020 7946 0018' })).id;
     made.umbrella = (await create(dana, { name: 'Umbrella 100% Corp', email: 'info@umbrella.example' })).id;
@@ -275,7 +223,7 @@ describe('authorization matrix', () => {
     expect(forSelf.data.createCustomer.assignedRep.id).toBe(alice.id);
     expect((await createFor(admin, alice.id, { name: 'By admin' })).assignedRep).toEqual({ id: alice.id });
     expect(code(await compliance.gql(CREATE, { input: { name: 'Nope' } }))).toBe('FORBIDDEN');
-    expect(code(await stack.gql(CREATE, { input: { name: 'Anonymous' } }))).toBe('UNAUTHENTICATED');
+    expect(code(await customer.call(null, CREATE, { input: { name: 'Anonymous' } }))).toBe('UNAUTHENTICATED');
   });
 
   test('updateCustomer: SALES only their own; MANAGER/ADMIN any; COMPLIANCE never', async () => {
@@ -303,7 +251,7 @@ describe('authorization matrix', () => {
     const back = await admin.gql(ASSIGN, { id: c.id, repId: alice.id });
     expect(back.data.assignCustomer.assignedRep.id).toBe(alice.id);
     expect(code(await manager.gql(ASSIGN, { id: '00000000-0000-4000-8000-000000000000', repId: bob.id }))).toBe('NOT_FOUND');
-    const em = stack.subgraphs.customer!.fork();
+    const em = customer.runtime.fork();
     const events = await em.execute<{ envelope: { data: { fromRepId: string; assignedRepId: string } } }[]>(
       `SELECT envelope FROM outbox WHERE key = ? AND type = 'customer.reassigned' ORDER BY created_at`, [c.id]);
     expect(events.map((e) => [e.envelope.data.fromRepId, e.envelope.data.assignedRepId])).toEqual([[alice.id, bob.id], [bob.id, alice.id]]);
@@ -328,9 +276,12 @@ describe('soft delete', () => {
 
     for (const u of [alice, manager, compliance]) expect((await u.gql(GET, { id: c.id })).data.customer).toBeNull();
     expect(ids(await manager.gql(LIST, { search: 'vanish', first: 100 }))).toEqual([]);
-    const mine = await alice.gql(`{ me { id customers(first: 100) { edges { node { id } } } } }`);
-    expect(mine.data.me.customers.edges.map((e: { node: { id: string } }) => e.node.id)).not.toContain(c.id);
-    const ent = await signedCall(stack, 'customer', identityOf(manager), `query($r: [_Any!]!) { _entities(representations: $r) { ... on Customer { id name } } }`, {
+    // User.customers of the caller, as the gateway asks for it (`me` is auth's)
+    const mine = await alice.gql(`query($r: [_Any!]!) { _entities(representations: $r) { ... on User { id customers(first: 100) { edges { node { id } } } } } }`, {
+      r: [{ __typename: 'User', id: alice.id }],
+    });
+    expect(mine.data._entities[0].customers.edges.map((e: { node: { id: string } }) => e.node.id)).not.toContain(c.id);
+    const ent = await customer.call(manager.identity, `query($r: [_Any!]!) { _entities(representations: $r) { ... on Customer { id name } } }`, {
       r: [{ __typename: 'Customer', id: c.id }],
     });
     expect(ent.errors).toBeUndefined();
@@ -341,7 +292,7 @@ describe('soft delete', () => {
     expect(code(await manager.gql(DELETE, { id: c.id }))).toBe('NOT_FOUND');
 
     // customer.deleted and the first saga step carry the saga id as correlation id
-    const em = stack.subgraphs.customer!.fork();
+    const em = customer.runtime.fork();
     const rows = await em.execute<{ type: string; key: string; envelope: { correlationId: string; actorId: string; data: Record<string, unknown> } }[]>(
       `SELECT type, key, envelope FROM outbox WHERE envelope->>'correlationId' = ? ORDER BY created_at, type`, [sagaId]);
     const byType = Object.fromEntries(rows.map((r) => [r.type, r]));
@@ -357,40 +308,16 @@ describe('soft delete', () => {
 });
 
 describe('federation', () => {
-  test('a federated query resolves assignedRep through the auth subgraph', async () => {
-    const erin = await stack.user('SALES', 'Erin Federated');
-    await create(erin, { name: 'Fed Co' });
-    const r = await erin.gql('{ customers { edges { node { name assignedRep { name email role } } } } }');
-    expect(r.errors).toBeUndefined();
-    expect(r.data.customers.edges).toEqual([{ node: { name: 'Fed Co', assignedRep: { name: 'Erin Federated', email: erin.email, role: 'SALES' } } }]);
-    const unassigned = await create(manager, { name: 'Orphan Inc' });
-    const o = await manager.gql(`query($id: ID!) { customer(id: $id) { assignedRep { name } } }`, { id: unassigned.id });
-    expect(o.data.customer.assignedRep).toBeNull();
-  });
-
   test('_entities: the owner and MANAGER get the customer, another SALES user gets null', async () => {
     const c = await create(alice, { name: 'Entity Ltd' });
     const Q = `query($r: [_Any!]!) { _entities(representations: $r) { ... on Customer { id name assignedRep { id } } } }`;
     const reps = [{ __typename: 'Customer', id: c.id }, { __typename: 'Customer', id: 'not-a-uuid' }];
-    const asAlice = await signedCall(stack, 'customer', identityOf(alice), Q, { r: reps });
+    const asAlice = await customer.call(alice.identity, Q, { r: reps });
     expect(asAlice.data._entities).toEqual([{ id: c.id, name: 'Entity Ltd', assignedRep: { id: alice.id } }, null]);
-    const asBob = await signedCall(stack, 'customer', identityOf(bob), Q, { r: reps });
+    const asBob = await customer.call(bob.identity, Q, { r: reps });
     expect(asBob.errors).toBeUndefined();
     expect(asBob.data._entities).toEqual([null, null]);
-    const asManager = await signedCall(stack, 'customer', identityOf(manager), Q, { r: reps.slice(0, 1) });
+    const asManager = await customer.call(manager.identity, Q, { r: reps.slice(0, 1) });
     expect(asManager.data._entities[0].id).toBe(c.id);
-  });
-
-  test('User.customers: own list for SALES, empty for another user; everyone\'s for MANAGER', async () => {
-    const frank = await stack.user('SALES', 'Frank Owner');
-    const c1 = await create(frank, { name: 'Frank 1' });
-    const c2 = await create(frank, { name: 'Frank 2' });
-    const Q = `query($id: ID!) { user(id: $id) { id customers(first: 10) { totalCount edges { node { id name } } } } }`;
-    const own = await frank.gql(Q, { id: frank.id });
-    expect(own.data.user.customers.edges.map((e: { node: { id: string } }) => e.node.id)).toEqual([c2.id, c1.id]);
-    const peek = await alice.gql(Q, { id: frank.id });
-    expect(peek.errors).toBeUndefined();
-    expect(peek.data.user.customers).toEqual({ totalCount: 0, edges: [] });
-    for (const u of [manager, compliance]) expect((await u.gql(Q, { id: frank.id })).data.user.customers.totalCount).toBe(2);
   });
 });

@@ -1,44 +1,43 @@
 /**
  * The event side of the customer subgraph: the rep directory fed by user.* events, step 2 of the
  * user-deletion saga (reassignment to the least-loaded rep), and the compensation of a refused
- * customer-deletion saga.
+ * customer-deletion saga. The customer subgraph alone: user.* and opportunity.saga_step arrive as
+ * auth and opportunity publish them.
  */
 import { randomUUID } from 'node:crypto';
-import { buildEnvelope, eventually, TOPICS } from '@crm/kit';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
-import { ASSIGN, CREATE, DELETE, GET, LIST, code, create, field, ids, signedCall } from './helpers';
+import { eventually, startTestSubgraph, userData, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { customerSubgraph } from '../src';
+import { ASSIGN, CREATE, DELETE, GET, LIST, code, create, deleteUser, field, ids, newUser, updateUser } from './helpers';
 
-let stack: TestStack;
-let admin: TestUser;
+let customer: TestSubgraph;
+let admin: TestCaller;
 
 beforeAll(async () => {
-  stack = await startTestStack({ only: ['auth', 'customer'] });
-  admin = await stack.admin();
-}, 240_000); // a stack starts in seconds, slower on a loaded machine
+  customer = await startTestSubgraph(customerSubgraph);
+  admin = await newUser(customer, 'ADMIN');
+}, 240_000); // a subgraph starts in seconds, slower on a loaded machine
 afterAll(async () => {
-  await stack?.stop();
+  await customer?.stop();
 });
 
 type OutboxRow = { type: string; key: string; envelope: { correlationId: string; causationId: string | null; data: Record<string, any> } };
 const outbox = (where: string, params: unknown[]) =>
-  stack.subgraphs.customer!.fork().execute<OutboxRow[]>(`SELECT type, key, envelope FROM outbox WHERE ${where} ORDER BY created_at, id`, params);
+  customer.runtime.fork().execute<OutboxRow[]>(`SELECT type, key, envelope FROM outbox WHERE ${where} ORDER BY created_at, id`, params);
 
-const repOf = async (viewer: TestUser, id: string) =>
+const repOf = async (viewer: TestCaller, id: string) =>
   ((await viewer.gql(`query($id: ID!) { customer(id: $id) { assignedRep { id } } }`, { id })).data.customer?.assignedRep?.id ?? null) as string | null;
 
 describe('user-deletion saga, step 2', () => {
-  // Runs first, while the only SALES users of this stack are the ones it makes.
+  // Runs first, while the only SALES users in the directory are the ones it makes.
   test('a deleted rep\'s customers go to the least-loaded other rep, then unassigned when none is left', async () => {
-    const ann = await stack.user('SALES', 'Ann Leaving');
-    const ben = await stack.user('SALES', 'Ben Staying');
+    const ann = await newUser(customer, 'SALES', 'Ann Leaving');
+    const ben = await newUser(customer, 'SALES', 'Ben Staying');
     // only reps an ADMIN or MANAGER approved receive other reps' customers
-    expect((await admin.gql(`mutation($id: ID!) { approveUser(id: $id) { approved } }`, { id: ben.id })).data.approveUser.approved).toBe(true);
+    await updateUser(customer, ben, { approved: true });
     const annCustomers = [await create(ann, { name: 'Ann 1' }), await create(ann, { name: 'Ann 2' }), await create(ann, { name: 'Ann 3' })];
     const benCustomer = await create(ben, { name: 'Ben 1' });
 
-    const del = await admin.gql(`mutation($id: ID!) { deleteUser(id: $id) { id } }`, { id: ann.id });
-    expect(del.errors).toBeUndefined();
-    const sagaId = del.data.deleteUser.id as string;
+    const sagaId = await deleteUser(customer, admin, ann);
     await eventually(async () => {
       for (const c of annCustomers) if ((await repOf(admin, c.id)) !== ben.id) return false;
       return true;
@@ -59,13 +58,12 @@ describe('user-deletion saga, step 2', () => {
     });
 
     // Ann is out of the directory: a MANAGER can no longer assign to her
-    const manager = await stack.user('MANAGER');
+    const manager = await newUser(customer, 'MANAGER');
     const toAnn = await manager.gql(ASSIGN, { id: benCustomer.id, repId: ann.id });
     expect(field(toAnn)).toBe('repId');
 
     // Now Ben goes too, and no SALES rep is left: his four customers become unassigned
-    const del2 = await admin.gql(`mutation($id: ID!) { deleteUser(id: $id) { id } }`, { id: ben.id });
-    const saga2 = del2.data.deleteUser.id as string;
+    const saga2 = await deleteUser(customer, admin, ben, { approved: true });
     await eventually(async () => {
       for (const c of [...annCustomers, benCustomer]) if ((await repOf(admin, c.id)) !== null) return false;
       return true;
@@ -78,15 +76,15 @@ describe('user-deletion saga, step 2', () => {
   });
 
   test('least-loaded: customers are spread over the other reps by their load, ties to the oldest', async () => {
-    const leaving = await stack.user('SALES', 'Leaving Rep');
-    const busy = await stack.user('SALES', 'Busy Rep');
-    const idle = await stack.user('SALES', 'Idle Rep');
-    for (const rep of [busy, idle]) await admin.gql(`mutation($id: ID!) { approveUser(id: $id) { id } }`, { id: rep.id });
+    const leaving = await newUser(customer, 'SALES', 'Leaving Rep');
+    const busy = await newUser(customer, 'SALES', 'Busy Rep');
+    const idle = await newUser(customer, 'SALES', 'Idle Rep');
+    for (const rep of [busy, idle]) await updateUser(customer, rep, { approved: true });
     await create(busy, { name: 'Busy 1' });
     await create(busy, { name: 'Busy 2' });
     const mine: { id: string }[] = [];
     for (let i = 0; i < 4; i++) mine.push(await create(leaving, { name: `Spread ${i}` }));
-    await admin.gql(`mutation($id: ID!) { deleteUser(id: $id) { id } }`, { id: leaving.id });
+    await deleteUser(customer, admin, leaving);
     // idle (0) takes two, then busy and idle alternate at 2 each → idle 3, busy 1 (ties go to busy, the older rep)
     const owners = await eventually(async () => {
       const got = await Promise.all(mine.map((c) => repOf(admin, c.id)));
@@ -99,20 +97,19 @@ describe('user-deletion saga, step 2', () => {
 
 describe('rep directory', () => {
   test('new SALES users join the directory; a role change takes them out', async () => {
-    const manager = await stack.user('MANAGER');
-    const rep = await stack.user('SALES', 'Directory Rep');
+    const manager = await newUser(customer, 'MANAGER');
+    const rep = await newUser(customer, 'SALES', 'Directory Rep');
     // eventually assignable (user.created reached the directory)
     const c = await eventually(async () => {
       const r = await manager.gql(CREATE, { input: { name: 'Dir Co', assignedRepId: rep.id } });
       return r.errors ? false : (r.data.createCustomer as { id: string });
     });
-    const promote = await admin.gql(`mutation($id: ID!) { updateUser(id: $id, input: { role: MANAGER }) { role } }`, { id: rep.id });
-    expect(promote.errors).toBeUndefined();
+    await customer.publish('user.updated', rep.id, { ...userData(rep, { role: 'MANAGER' }), changes: ['role'] }, { actorId: admin.id });
     await eventually(async () => {
       const r = await manager.gql(CREATE, { input: { name: 'Dir Co 2', assignedRepId: rep.id } });
       return code(r) === 'BAD_USER_INPUT' && field(r) === 'assignedRepId';
     });
-    const other = await stack.user('SALES');
+    const other = await newUser(customer, 'SALES');
     await eventually(async () => !(await manager.gql(ASSIGN, { id: c.id, repId: other.id })).errors);
     expect(code(await manager.gql(ASSIGN, { id: c.id, repId: rep.id }))).toBe('BAD_USER_INPUT');
   });
@@ -120,41 +117,38 @@ describe('rep directory', () => {
   test('a SALES user the directory does not know yet may still create for themselves', async () => {
     // A signed identity of a SALES user whose user.created has not arrived (here: never will).
     const ghost = { userId: randomUUID(), role: 'SALES' as const, email: 'ghost@test.local' };
-    const r = await signedCall(stack, 'customer', ghost, `mutation { createCustomer(input: { name: "Early Bird" }) { id name assignedRep { id } } }`);
+    const r = await customer.call(ghost, `mutation { createCustomer(input: { name: "Early Bird" }) { id name assignedRep { id } } }`);
     expect(r.errors).toBeUndefined();
     expect(r.data.createCustomer).toMatchObject({ name: 'Early Bird', assignedRep: { id: ghost.userId } });
-    const again = await signedCall(stack, 'customer', ghost, `mutation { createCustomer(input: { name: "Second" }) { id } }`);
+    const again = await customer.call(ghost, `mutation { createCustomer(input: { name: "Second" }) { id } }`);
     expect(again.errors).toBeUndefined();
     // ...but a deactivated SALES user (still holding an access token) may not
-    const gone = await stack.user('SALES');
+    const gone = await newUser(customer, 'SALES');
     await eventually(async () => !(await gone.gql(CREATE, { input: { name: 'Before' } })).errors);
-    await admin.gql(`mutation($id: ID!) { deleteUser(id: $id) { id } }`, { id: gone.id });
-    // (called with a signed identity: the gateway may already refuse the token of a deleted user)
-    const goneIdentity = { userId: gone.id, role: 'SALES' as const, email: gone.email };
-    await eventually(async () => code(await signedCall(stack, 'customer', goneIdentity, CREATE, { input: { name: 'After' } })) === 'FORBIDDEN');
+    await deleteUser(customer, admin, gone);
+    // (the gateway may already refuse the token of a deleted user; the subgraph refuses the identity too)
+    await eventually(async () => code(await gone.gql(CREATE, { input: { name: 'After' } })) === 'FORBIDDEN');
   });
 });
 
 describe('customer-deletion saga compensation', () => {
-  const refuse = (sagaId: string, customerId: string) => {
-    const env = buildEnvelope('opportunity', 'opportunity.saga_step', sagaId, {
+  /** opportunity.saga_step REFUSED, as the opportunity subgraph publishes it. */
+  const refuse = (sagaId: string, customerId: string) =>
+    customer.publish('opportunity.saga_step', sagaId, {
       sagaId, sagaType: 'customer-deletion', subjectId: customerId, step: 'opportunity.cancel-requests', status: 'REFUSED',
       detail: 'customer has an APPROVED request from the last 30 days', ends: null,
     }, { actorId: null, correlationId: sagaId });
-    return { env, publish: () => stack.bus.publish([{ topic: TOPICS.opportunity, key: sagaId, value: JSON.stringify(env) }]) };
-  };
 
   test('opportunity refuses → the customer is restored, customer.restored and customer.restore COMPENSATED (once)', async () => {
-    const manager = await stack.user('MANAGER');
-    const rep = await stack.user('SALES', 'Restore Rep');
+    const manager = await newUser(customer, 'MANAGER');
+    const rep = await newUser(customer, 'SALES', 'Restore Rep');
     const c = await create(rep, { name: 'Phoenix Ltd' });
     const del = await manager.gql(DELETE, { id: c.id });
     const sagaId = del.data.deleteCustomer.id as string;
     expect((await rep.gql(GET, { id: c.id })).data.customer).toBeNull();
 
-    const { env, publish } = refuse(sagaId, c.id);
-    await publish();
-    await publish(); // redelivery: no second effect
+    const env = await refuse(sagaId, c.id);
+    await customer.deliver(env); // redelivery: no second effect
     await eventually(async () => (await rep.gql(GET, { id: c.id })).data.customer?.id === c.id);
     expect((await rep.gql(GET, { id: c.id })).data.customer).toMatchObject({ name: 'Phoenix Ltd', assignedRep: { id: rep.id } });
 
@@ -168,9 +162,8 @@ describe('customer-deletion saga compensation', () => {
     // a refusal for some other saga restores nothing
     const c2 = await create(rep, { name: 'Stays Deleted' });
     await manager.gql(DELETE, { id: c2.id });
-    const stray = refuse(randomUUID(), c2.id);
-    await stray.publish();
-    await eventually(async () => (await stack.subgraphs.customer!.fork().execute(`SELECT 1 FROM inbox WHERE event_id = ?`, [stray.env.id])).length === 1);
+    const stray = await refuse(randomUUID(), c2.id);
+    await eventually(async () => (await customer.sql(`SELECT 1 FROM inbox WHERE event_id = ?`, [stray.id])).length === 1);
     expect((await rep.gql(GET, { id: c2.id })).data.customer).toBeNull();
   });
 });

@@ -1,38 +1,38 @@
 /**
- * The opportunity subgraph through the gateway: approval requests from request to decision,
+ * The opportunity subgraph alone, called as the gateway calls it (signed identities): approval requests from request to decision,
  * every forbidden and conflicting move, concurrent decisions, visibility per role, entity
  * resolution for direct (signed) calls, the local customer directory, the two saga steps, and
- * batching of Customer.approvalRequests.
+ * batching of Customer.approvalRequests. Customers and user deletions arrive as the customer and
+ * auth subgraphs publish them.
  */
 import { randomUUID } from 'node:crypto';
-import { buildEnvelope, eventually, signIdentity, type EventData, type Identity } from '@crm/kit';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { eventually, startTestSubgraph, userData, type EventData, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { opportunitySubgraph } from '../src';
 
-let stack: TestStack;
-let sales: TestUser;
-let otherSales: TestUser;
-let manager: TestUser;
-let otherManager: TestUser;
-let compliance: TestUser;
+let opp: TestSubgraph;
+let sales: TestCaller;
+let otherSales: TestCaller;
+let manager: TestCaller;
+let otherManager: TestCaller;
+let compliance: TestCaller;
 
 beforeAll(async () => {
-  stack = await startTestStack({ only: ['auth', 'opportunity'], env: { RATE_LIMIT_POINTS: '1000000' } });
-  sales = await stack.user('SALES');
-  otherSales = await stack.user('SALES');
-  manager = await stack.user('MANAGER');
-  otherManager = await stack.user('MANAGER');
-  compliance = await stack.user('COMPLIANCE');
+  opp = await startTestSubgraph(opportunitySubgraph);
+  sales = opp.user('SALES');
+  otherSales = opp.user('SALES');
+  manager = opp.user('MANAGER');
+  otherManager = opp.user('MANAGER');
+  compliance = opp.user('COMPLIANCE');
 }, 240_000); // embedded PGlite start-up is slow on a busy machine
 afterAll(async () => {
-  await stack?.stop();
+  await opp?.stop();
 }, 60_000);
 
 type Result = { data?: any; errors?: { message: string; extensions?: Record<string, unknown> }[] };
 const code = (r: Result) => r.errors?.[0]?.extensions?.code;
 const field = (r: Result) => r.errors?.[0]?.extensions?.field;
 
-const sql = <T = any>(query: string, params: unknown[] = []): Promise<T[]> =>
-  stack.subgraphs.opportunity!.db.orm.em.fork().getConnection().execute(query, params) as Promise<T[]>;
+const sql = <T = any>(query: string, params: unknown[] = []): Promise<T[]> => opp.sql<T>(query, params);
 
 /** Envelopes this subgraph staged in its outbox (what the relay publishes). */
 async function outbox(type: string, where: (data: any) => boolean = () => true) {
@@ -46,9 +46,7 @@ async function publishCustomerEvent<T extends 'customer.created' | 'customer.upd
   data: EventData<T>,
   cause: { actorId: string | null; correlationId?: string } = { actorId: null },
 ) {
-  const envelope = buildEnvelope('customer', type, customerId, data, cause);
-  await stack.bus.publish([{ topic: 'customer.events', key: customerId, value: JSON.stringify(envelope) }]);
-  return envelope;
+  return opp.publish(type, customerId, data, cause);
 }
 
 const customerData = (id: string, repId: string | null, name = 'Acme') => ({
@@ -68,7 +66,7 @@ async function newCustomer(repId: string | null, name = 'Acme') {
   return id;
 }
 
-async function deleteCustomer(id: string, repId: string | null, by: TestUser) {
+async function deleteCustomer(id: string, repId: string | null, by: TestCaller) {
   const sagaId = randomUUID();
   await publishCustomerEvent('customer.deleted', id, { ...customerData(id, repId), sagaId, requestedBy: by.id }, { actorId: by.id, correlationId: sagaId });
   return sagaId;
@@ -82,7 +80,7 @@ const RECALL = `mutation($id: ID!) { recallRequest(id: $id) { ${FIELDS} } }`;
 const GET = `query($id: ID!) { approvalRequest(id: $id) { ${FIELDS} } }`;
 const PENDING = `query($first: Int, $after: String) { pendingApprovals(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { cursor node { id status requester { id } } } } }`;
 
-async function request(user: TestUser, customerId: string, title = 'Discount 10%', extra: Record<string, unknown> = {}) {
+async function request(user: TestCaller, customerId: string, title = 'Discount 10%', extra: Record<string, unknown> = {}) {
   const r = await user.gql(REQUEST, { input: { customerId, title, ...extra } });
   if (r.errors) throw new Error(`requestApproval failed: ${JSON.stringify(r.errors)}`);
   return r.data.requestApproval as { id: string; status: string };
@@ -91,18 +89,8 @@ async function request(user: TestUser, customerId: string, title = 'Discount 10%
 /** SQL the outbox relay and the event consumer send on their own timers, not for a query. */
 const BACKGROUND = /\b(outbox|inbox|pg_try_advisory_xact_lock)\b|^\s*(begin|commit|rollback|savepoint|release)\b/i;
 
-const identity = (u: TestUser): Identity => ({ userId: u.id, role: u.role, email: u.email });
-
 /** A call straight to the subgraph, signed as the gateway would sign it for `user`. */
-async function direct(user: TestUser, query: string, variables: Record<string, unknown>): Promise<Result> {
-  const body = JSON.stringify({ query, variables });
-  const res = await fetch(stack.subgraphs.opportunity!.url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...signIdentity(identity(user), stack.config.INTERNAL_SECRET, { subgraph: 'opportunity', method: 'POST', body }) },
-    body,
-  });
-  return (await res.json()) as Result;
-}
+const direct = (user: TestCaller, query: string, variables: Record<string, unknown>): Promise<Result> => user.gql(query, variables);
 
 test('lifecycle: request → approve, with the decision recorded and the events staged', async () => {
   const customerId = await newCustomer(sales.id, 'Lifecycle Ltd');
@@ -114,9 +102,9 @@ test('lifecycle: request → approve, with the decision recorded and the events 
     customer: { id: customerId }, requester: { id: sales.id }, approver: null, decidedAt: null, decisionComment: null,
   });
 
-  // requester and approver are User references the auth subgraph resolves
-  const read = await sales.gql(`query($id: ID!) { approvalRequest(id: $id) { id requester { id name role } } }`, { id: req.id });
-  expect(read.data.approvalRequest).toMatchObject({ id: req.id, requester: { id: sales.id, role: 'SALES' } });
+  // requester and approver are User references (auth resolves their name and role: e2e/domains.test.ts)
+  const read = await sales.gql(`query($id: ID!) { approvalRequest(id: $id) { id requester { id } } }`, { id: req.id });
+  expect(read.data.approvalRequest).toMatchObject({ id: req.id, requester: { id: sales.id } });
 
   const approved = await manager.gql(APPROVE, { id: req.id, comment: 'Go ahead' });
   expect(approved.errors).toBeUndefined();
@@ -188,7 +176,7 @@ test('input validation names the field; customers must be known, alive and (for 
   expect(code(await compliance.gql(REQUEST, { input: { customerId, title: 'ok' } }))).toBe('FORBIDDEN');
 
   // unauthenticated
-  expect(code(await stack.gql(REQUEST, { input: { customerId, title: 'ok' } }))).toBe('UNAUTHENTICATED');
+  expect(code(await opp.call(null, REQUEST, { input: { customerId, title: 'ok' } }))).toBe('UNAUTHENTICATED');
 });
 
 test('forbidden moves: self-approval, SALES or COMPLIANCE deciding, recall by someone else', async () => {
@@ -217,7 +205,7 @@ test('forbidden moves: self-approval, SALES or COMPLIANCE deciding, recall by so
   expect(await outbox('approval.approved', (d) => d.requestId === req.id || d.requestId === own.id)).toHaveLength(0);
 
   // an ADMIN may decide someone else's request
-  const admin = await stack.admin();
+  const admin = opp.user('ADMIN');
   const byAdmin = await admin.gql(APPROVE, { id: own.id });
   expect(byAdmin.data.approveRequest).toMatchObject({ status: 'APPROVED', approver: { id: admin.id } });
   expect(code(await manager.gql(APPROVE, { id: randomUUID() }))).toBe('NOT_FOUND');
@@ -274,8 +262,8 @@ test('concurrent approve and reject: exactly one wins, the other is a CONFLICT',
 });
 
 test('pendingApprovals: MANAGER, ADMIN and COMPLIANCE see every pending request; SALES their own', async () => {
-  const s1 = await stack.user('SALES');
-  const s2 = await stack.user('SALES');
+  const s1 = opp.user('SALES');
+  const s2 = opp.user('SALES');
   const c1 = await newCustomer(s1.id);
   const c2 = await newCustomer(s2.id);
   const mine = [await request(s1, c1, 'p1'), await request(s1, c1, 'p2'), await request(s1, c1, 'p3')];
@@ -289,7 +277,7 @@ test('pendingApprovals: MANAGER, ADMIN and COMPLIANCE see every pending request;
   expect(ids(own).sort()).toEqual(mine.map((m) => m.id).sort());
   expect(own.data.pendingApprovals.edges.every((e: any) => e.node.status === 'PENDING' && e.node.requester.id === s1.id)).toBe(true);
 
-  const admin = await stack.admin();
+  const admin = opp.user('ADMIN');
   for (const who of [manager, admin, compliance]) {
     const all = await who.gql(PENDING, { first: 100 });
     expect(all.errors).toBeUndefined();
@@ -314,8 +302,8 @@ test('pendingApprovals: MANAGER, ADMIN and COMPLIANCE see every pending request;
 });
 
 test('_entities: ApprovalRequest and Customer.approvalRequests show a SALES user only their own', async () => {
-  const s1 = await stack.user('SALES');
-  const s2 = await stack.user('SALES');
+  const s1 = opp.user('SALES');
+  const s2 = opp.user('SALES');
   const customerId = await newCustomer(s1.id);
   const req = await request(s1, customerId, 'Entity');
   const byManager = await request(manager, customerId, 'Manager on same customer');
@@ -341,26 +329,26 @@ test('_entities: ApprovalRequest and Customer.approvalRequests show a SALES user
   expect(managerView.data._entities[0].approved).toEqual([{ id: byManager.id }]);
 
   // an unsigned direct call is refused
-  const unsigned = await fetch(stack.subgraphs.opportunity!.url, {
+  const unsigned = await fetch(opp.url, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: ENTITY, variables: { r: rep } }),
   });
   expect(unsigned.status).toBe(401);
 });
 
 test('Customer.approvalRequests is batched: the same statement count for 5 and 50 customers', async () => {
-  const s1 = await stack.user('SALES');
+  const s1 = opp.user('SALES');
   const customers: string[] = [];
   for (let i = 0; i < 50; i++) customers.push(await newCustomer(s1.id, `Batch ${i}`));
   for (const c of customers.slice(0, 8)) await request(s1, c, `Batch request ${c.slice(0, 4)}`);
   const QUERY = `query($r: [_Any!]!) { _entities(representations: $r) { ... on Customer { id approvalRequests { id status requester { id } } } } }`;
-  const db = stack.subgraphs.opportunity!.db;
+  const db = opp.db;
   const knex = db.orm.em.getConnection().getKnex();
   /**
    * Statements a query sends: db.statementCount() also counts the outbox relay's and the consumer's
    * polling on their own timers, so we take (a) the fewest raw statements over a few runs and
    * (b) the statements seen during one run leaving out that background SQL.
    */
-  const measure = async (ids: string[], who: TestUser) => {
+  const measure = async (ids: string[], who: TestCaller) => {
     let fewestRaw = Infinity;
     let own = 0;
     let data: { approvalRequests: unknown[] }[] = [];
@@ -408,8 +396,8 @@ test('Customer.approvalRequests is batched: the same statement count for 5 and 5
 });
 
 test('customer directory follows customer events: updated, reassigned, deleted, restored', async () => {
-  const s1 = await stack.user('SALES');
-  const s2 = await stack.user('SALES');
+  const s1 = opp.user('SALES');
+  const s2 = opp.user('SALES');
   const id = await newCustomer(s1.id, 'Before');
   await publishCustomerEvent('customer.updated', id, { ...customerData(id, s1.id, 'After'), changes: ['name'] });
   await eventually(async () => (await refOf(id))?.name === 'After');
@@ -485,7 +473,7 @@ test('customer-deletion saga: a request APPROVED within 30 days refuses the step
 });
 
 test('user-deletion saga: the deleted user\'s pending requests are cancelled, step DONE with the saga id', async () => {
-  const doomed = await stack.user('SALES');
+  const doomed = opp.user('SALES');
   const customerId = await newCustomer(doomed.id);
   const p1 = await request(doomed, customerId, 'u1');
   const p2 = await request(doomed, customerId, 'u2');
@@ -493,10 +481,10 @@ test('user-deletion saga: the deleted user\'s pending requests are cancelled, st
   await manager.gql(APPROVE, { id: decided.id });
   const someoneElse = await request(manager, customerId, 'manager pending');
 
-  const admin = await stack.admin();
-  const del = await admin.gql(`mutation($id: ID!) { deleteUser(id: $id) { id } }`, { id: doomed.id });
-  expect(del.errors).toBeUndefined();
-  const sagaId = del.data.deleteUser.id as string;
+  const admin = opp.user('ADMIN');
+  // user.deleted as auth publishes it when the ADMIN deletes the user
+  const sagaId = randomUUID();
+  await opp.publish('user.deleted', doomed.id, { ...userData(doomed, { active: false, tokenVersion: 1 }), sagaId }, { actorId: admin.id, correlationId: sagaId });
   const [step] = await eventually(async () => {
     const steps = await outbox('opportunity.saga_step', (d) => d.sagaId === sagaId);
     return steps.length > 0 ? steps : null;

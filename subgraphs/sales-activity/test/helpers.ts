@@ -1,21 +1,20 @@
 import { randomUUID } from 'node:crypto';
-import { buildEnvelope, eventually, type EventData, type Identity } from '@crm/kit';
-import type { TestStack } from '@crm/stack';
+import { eventually, type EventData, type TestSubgraph } from '@crm/kit';
 
 export const SA = 'sales-activity';
-export { errorCode as code, identityOf } from '@crm/stack';
+/** The first error's extensions.code of a result. */
+export const code = (r: { errors?: { extensions?: { code?: string } }[] }) => r.errors?.[0]?.extensions?.code;
 
 /** Raw SQL on the sales-activity database (reads for assertions only). */
-export const sql = <T = Record<string, unknown>>(stack: TestStack, query: string, params: unknown[] = []) => stack.sql<T>(SA, query, params);
+export const sql = <T = Record<string, unknown>>(sa: TestSubgraph, query: string, params: unknown[] = []) => sa.sql<T>(query, params);
 
 type CustomerEvent = 'customer.created' | 'customer.updated' | 'customer.reassigned' | 'customer.deleted' | 'customer.restored';
 
-/** Publishes a customer.* envelope as the customer subgraph would (until/besides the real one). */
+/** Publishes a customer.* event as the customer subgraph would. */
 export async function publishCustomerEvent<T extends CustomerEvent>(
-  stack: TestStack, type: T, data: EventData<T>, actorId: string | null, correlationId?: string,
+  sa: TestSubgraph, type: T, data: EventData<T>, actorId: string | null, correlationId?: string,
 ): Promise<void> {
-  const env = buildEnvelope('customer', type, data.customerId, data, { actorId, ...(correlationId ? { correlationId } : {}) });
-  await stack.bus.publish([{ topic: 'customer.events', key: data.customerId, value: JSON.stringify(env) }]);
+  await sa.publish(type, data.customerId, data, { actorId, ...(correlationId ? { correlationId } : {}) });
 }
 
 export function customerData(name: string, assignedRepId: string | null, customerId: string = randomUUID()): EventData<'customer.created'> {
@@ -23,16 +22,12 @@ export function customerData(name: string, assignedRepId: string | null, custome
 }
 
 /** Creates a customer in the local directory (by event) and waits until it is there. */
-export async function seedCustomer(stack: TestStack, name: string, repId: string | null, actorId: string | null = repId): Promise<string> {
+export async function seedCustomer(sa: TestSubgraph, name: string, repId: string | null, actorId: string | null = repId): Promise<string> {
   const data = customerData(name, repId);
-  await publishCustomerEvent(stack, 'customer.created', data, actorId);
-  await eventually(async () => (await sql(stack, 'select id from customer_refs where id = ?', [data.customerId])).length === 1);
+  await publishCustomerEvent(sa, 'customer.created', data, actorId);
+  await eventually(async () => (await sql(sa, 'select id from customer_refs where id = ?', [data.customerId])).length === 1);
   return data.customerId;
 }
-
-
-/** A request straight to the sales-activity subgraph, signed as the gateway would sign it. */
-export const direct = (stack: TestStack, who: Identity, query: string, variables: Record<string, unknown> = {}) => stack.signed(SA, who, query, variables);
 
 export const TASK_FIELDS = 'id title description status priority dueAt completedAt createdAt customer { id } assignee { id }';
 export const CREATE_TASK = `mutation($input: CreateTaskInput!) { createTask(input: $input) { ${TASK_FIELDS} } }`;

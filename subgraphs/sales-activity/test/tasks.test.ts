@@ -1,40 +1,42 @@
 /**
- * Meetings and tasks through the gateway: recording and reading, the task state machine (every
- * CONFLICT), a race of two completions, and who may see and change what.
+ * Meetings and tasks, called as the gateway calls the subgraph (signed identities): recording and
+ * reading, the task state machine (every CONFLICT), a race of two completions, and who may see and
+ * change what.
  */
 import { randomUUID } from 'node:crypto';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { salesActivitySubgraph } from '../src';
 import {
   COMPLETE_TASK, CREATE_TASK, RECORD_MEETING, UPDATE_TASK, code, publishCustomerEvent, customerData, seedCustomer, sql,
 } from './helpers';
 
-let stack: TestStack;
-let sales: TestUser;
-let otherSales: TestUser;
-let manager: TestUser;
-let admin: TestUser;
-let compliance: TestUser;
+let sa: TestSubgraph;
+let sales: TestCaller;
+let otherSales: TestCaller;
+let manager: TestCaller;
+let admin: TestCaller;
+let compliance: TestCaller;
 let customerId: string; // assigned to `sales`
 let otherCustomerId: string; // assigned to `otherSales`
 
 beforeAll(async () => {
-  stack = await startTestStack({ only: ['auth', 'sales-activity'] });
-  sales = await stack.user('SALES');
-  otherSales = await stack.user('SALES');
-  manager = await stack.user('MANAGER');
-  compliance = await stack.user('COMPLIANCE');
-  admin = await stack.admin();
-  customerId = await seedCustomer(stack, 'Acme', sales.id);
-  otherCustomerId = await seedCustomer(stack, 'Globex', otherSales.id);
-}, 300_000); // a loaded shared machine can take minutes to start a stack
+  sa = await startTestSubgraph(salesActivitySubgraph);
+  sales = sa.user('SALES');
+  otherSales = sa.user('SALES');
+  manager = sa.user('MANAGER');
+  compliance = sa.user('COMPLIANCE');
+  admin = sa.user('ADMIN');
+  customerId = await seedCustomer(sa, 'Acme', sales.id);
+  otherCustomerId = await seedCustomer(sa, 'Globex', otherSales.id);
+}, 300_000); // a loaded shared machine can take minutes to start a subgraph
 afterAll(async () => {
-  await stack?.stop();
+  await sa?.stop();
 });
 
-const createTask = (u: TestUser, input: Record<string, unknown>) => u.gql(CREATE_TASK, { input });
-const updateTask = (u: TestUser, id: string, input: Record<string, unknown>) => u.gql(UPDATE_TASK, { id, input });
-const completeTask = (u: TestUser, id: string) => u.gql(COMPLETE_TASK, { id });
-async function newTaskId(u: TestUser, input: Record<string, unknown> = {}): Promise<string> {
+const createTask = (u: TestCaller, input: Record<string, unknown>) => u.gql(CREATE_TASK, { input });
+const updateTask = (u: TestCaller, id: string, input: Record<string, unknown>) => u.gql(UPDATE_TASK, { id, input });
+const completeTask = (u: TestCaller, id: string) => u.gql(COMPLETE_TASK, { id });
+async function newTaskId(u: TestCaller, input: Record<string, unknown> = {}): Promise<string> {
   const r = await createTask(u, { title: 'Call back', ...input });
   expect(r.errors).toBeUndefined();
   return r.data.createTask.id;
@@ -51,7 +53,7 @@ describe('meetings', () => {
     expect(read.errors).toBeUndefined();
     expect(read.data.meeting.customer.meetings.totalCount).toBe(1);
     expect(read.data.meeting.customer.meetings.edges[0].node.id).toBe(m.id);
-    const events = await sql<{ type: string }>(stack, `select type from outbox where key = ?`, [m.id]);
+    const events = await sql<{ type: string }>(sa, `select type from outbox where key = ?`, [m.id]);
     expect(events.map((e) => e.type)).toEqual(['meeting.created']);
   });
 
@@ -71,10 +73,10 @@ describe('meetings', () => {
     expect(badId.errors?.[0]?.extensions?.field).toBe('customerId');
 
     const gone = customerData('Gone Inc', sales.id);
-    await publishCustomerEvent(stack, 'customer.created', gone, sales.id);
-    await publishCustomerEvent(stack, 'customer.deleted', { ...gone, sagaId: randomUUID(), requestedBy: manager.id }, manager.id);
+    await publishCustomerEvent(sa, 'customer.created', gone, sales.id);
+    await publishCustomerEvent(sa, 'customer.deleted', { ...gone, sagaId: randomUUID(), requestedBy: manager.id }, manager.id);
     await import('@crm/kit').then(({ eventually }) =>
-      eventually(async () => (await sql<{ deleted: boolean }>(stack, 'select deleted from customer_refs where id = ?', [gone.customerId]))[0]?.deleted === true));
+      eventually(async () => (await sql<{ deleted: boolean }>(sa, 'select deleted from customer_refs where id = ?', [gone.customerId]))[0]?.deleted === true));
     const deleted = await manager.gql(RECORD_MEETING, { input: { ...base, customerId: gone.customerId } });
     expect(code(deleted)).toBe('NOT_FOUND');
     const task = await manager.gql(CREATE_TASK, { input: { title: 't', customerId: gone.customerId } });
@@ -91,7 +93,7 @@ describe('task lifecycle', () => {
       title: 'Prepare offer', status: 'TODO', priority: 'MEDIUM', dueAt: '2026-12-01T09:00:00.000Z', completedAt: null,
       customer: { id: customerId }, assignee: { id: sales.id },
     });
-    const events = await sql<{ type: string }>(stack, 'select type from outbox where key = ?', [r.data.createTask.id]);
+    const events = await sql<{ type: string }>(sa, 'select type from outbox where key = ?', [r.data.createTask.id]);
     expect(events.map((e) => e.type)).toEqual(['task.created']);
   });
 
@@ -104,7 +106,7 @@ describe('task lifecycle', () => {
     expect(done.errors).toBeUndefined();
     expect(done.data.completeTask.status).toBe('COMPLETED');
     expect(new Date(done.data.completeTask.completedAt).getTime()).toBeGreaterThan(0);
-    const events = await sql<{ type: string }>(stack, 'select type from outbox where key = ? order by created_at', [id]);
+    const events = await sql<{ type: string }>(sa, 'select type from outbox where key = ? order by created_at', [id]);
     expect(events.map((e) => e.type)).toEqual(['task.created', 'task.updated', 'task.completed']);
   });
 
@@ -124,7 +126,7 @@ describe('task lifecycle', () => {
     const b = await newTaskId(sales);
     await updateTask(sales, b, { status: 'IN_PROGRESS' });
     expect((await updateTask(sales, b, { status: 'CANCELLED' })).data.updateTask.status).toBe('CANCELLED');
-    const events = await sql<{ type: string }>(stack, 'select type from outbox where key = ? order by created_at', [b]);
+    const events = await sql<{ type: string }>(sa, 'select type from outbox where key = ? order by created_at', [b]);
     expect(events.map((e) => e.type)).toEqual(['task.created', 'task.updated', 'task.cancelled']);
   });
 
@@ -154,7 +156,7 @@ describe('task lifecycle', () => {
       const r = await attempt();
       expect([name, code(r)]).toEqual([name, 'CONFLICT']);
     }
-    const rows = await sql<{ id: string; status: string; title: string }>(stack, 'select id, status, title from tasks where id in (?, ?, ?)', [completed, cancelled, inProgress]);
+    const rows = await sql<{ id: string; status: string; title: string }>(sa, 'select id, status, title from tasks where id in (?, ?, ?)', [completed, cancelled, inProgress]);
     const byId = new Map(rows.map((r) => [r.id, r]));
     expect(byId.get(completed)).toMatchObject({ status: 'COMPLETED', title: 'Call back' });
     expect(byId.get(cancelled)?.status).toBe('CANCELLED');
@@ -169,7 +171,7 @@ describe('task lifecycle', () => {
       const failed = results.filter((r) => r.errors);
       expect(ok).toHaveLength(1);
       expect(failed.map(code)).toEqual(['CONFLICT']);
-      const events = await sql<{ type: string }>(stack, `select type from outbox where key = ? and type = 'task.completed'`, [id]);
+      const events = await sql<{ type: string }>(sa, `select type from outbox where key = ? and type = 'task.completed'`, [id]);
       expect(events).toHaveLength(1);
     }
   });
@@ -187,7 +189,7 @@ describe('task lifecycle', () => {
   });
 
   test('myTasks pages with opaque cursors and filters by status', async () => {
-    const u = await stack.user('SALES');
+    const u = sa.user('SALES');
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push(await newTaskId(u, { title: `T${i}` }));
     await completeTask(u, ids[0]!);
@@ -260,7 +262,7 @@ describe('authorization', () => {
   });
 
   test('anonymous callers are refused', async () => {
-    const r = await stack.gql(`{ myTasks { totalCount } }`);
+    const r = await sa.call(null, `{ myTasks { totalCount } }`);
     expect(code(r)).toBe('UNAUTHENTICATED');
   });
 });

@@ -5,8 +5,12 @@
  * For each event: the live fields it fires (./topics) → the subscriber groups of each field →
  * the audience filter per group (cheap, before any query) → one resolution per group (identical
  * document + variables + identity share it) → pushed to each member's bounded queue (./queue).
- * Events are handled one at a time, in partition order; the resolutions of one event run
- * concurrently (SUBSCRIPTION_RESOLVE_CONCURRENCY). The hub never waits for a client.
+ * Each topic is a lane: its events are handled one at a time, in order, while the lanes of different
+ * topics run concurrently (a slow approval resolution does not hold back a notification). The
+ * resolutions of one event run concurrently (SUBSCRIPTION_RESOLVE_CONCURRENCY), each bounded by
+ * SUBSCRIPTION_RESOLVE_TIMEOUT_MS: a resolution that does not answer in time is skipped (logged,
+ * counted) so one stuck subgraph cannot stall the feed. A lane holds at most `maxPendingPerTopic`
+ * events; beyond that the bus consumer waits for it. The hub never waits for a client.
  */
 import { randomUUID } from 'node:crypto';
 import { noteCorrelation, parseEnvelope, subscriptionDelivered, traceConsume, traceDelivery, type DeliveredMessage, type EventBus, type Identity, type Logger, type Subscription } from '@crm/kit';
@@ -30,29 +34,53 @@ export interface HubStats {
   events: number;
   deliveries: number;
   dropped: number;
+  /** Resolutions skipped because they did not answer within the timeout. */
+  timedOut: number;
 }
+
+export interface HubOptions {
+  bus: EventBus;
+  resolve: Resolver;
+  logger: Logger;
+  fields: readonly LiveField[];
+  /** Resolutions of one event running at the same time. */
+  concurrency: number;
+  /** A resolution not answered within this time is skipped. */
+  resolveTimeoutMs: number;
+  /** Distinct subscriptions (groups) of one user resolved per event; the rest are skipped (counted as dropped). */
+  perUserPerEvent?: number;
+  /** Events one topic's lane may hold before the consumer waits for it. */
+  maxPendingPerTopic?: number;
+}
+
+interface Lane {
+  tail: Promise<void>;
+  pending: number;
+}
+
+class ResolveTimeout extends Error {}
 
 export class LiveHub {
   private readonly groups = new Map<string, Map<string, Group>>(); // field → shareKey → group
   private subscription: Subscription | undefined;
-  private readonly stats = { events: 0, deliveries: 0, dropped: 0 };
+  private readonly stats = { events: 0, deliveries: 0, dropped: 0, timedOut: 0 };
+  private readonly lanes = new Map<string, Lane>();
+  private readonly logger: Logger;
+  private readonly perUserPerEvent: number;
+  private readonly maxPendingPerTopic: number;
 
-  constructor(
-    private readonly bus: EventBus,
-    private readonly resolve: Resolver,
-    private readonly logger: Logger,
-    private readonly concurrency: number,
-    private readonly fields: readonly LiveField[],
-    /** Distinct subscriptions (groups) of one user resolved per event; the rest are skipped (counted as dropped). */
-    private readonly perUserPerEvent = Number.POSITIVE_INFINITY,
-  ) {}
+  constructor(private readonly options: HubOptions) {
+    this.logger = options.logger;
+    this.perUserPerEvent = options.perUserPerEvent ?? Number.POSITIVE_INFINITY;
+    this.maxPendingPerTopic = options.maxPendingPerTopic ?? 256;
+  }
 
   async start(): Promise<void> {
-    this.subscription = await this.bus.subscribe({
+    this.subscription = await this.options.bus.subscribe({
       groupId: `gateway-live-${randomUUID()}`,
-      topics: liveTopics(this.fields),
+      topics: liveTopics(this.options.fields),
       fromLatest: true,
-      handle: (message) => traceConsume('gateway-live', message, () => this.handle(message)),
+      handle: (message) => this.enqueue(message),
     });
   }
 
@@ -60,6 +88,7 @@ export class LiveHub {
     const sub = this.subscription;
     this.subscription = undefined;
     await sub?.stop();
+    await Promise.all([...this.lanes.values()].map((lane) => lane.tail));
   }
 
   add(op: LiveOperation, identity: Identity, queue: LiveQueue): () => void {
@@ -90,6 +119,21 @@ export class LiveHub {
     return { consumer: this.consuming(), subscriptions, groups, ...this.stats };
   }
 
+  /** Queues the message on its topic's lane; waits only while that lane is full. */
+  private async enqueue(message: DeliveredMessage): Promise<void> {
+    let lane = this.lanes.get(message.topic);
+    if (!lane) this.lanes.set(message.topic, (lane = { tail: Promise.resolve(), pending: 0 }));
+    const current = lane;
+    current.pending += 1;
+    current.tail = current.tail
+      .then(() => traceConsume('gateway-live', message, () => this.handle(message)))
+      .catch((err: unknown) => this.logger.error({ err, topic: message.topic }, 'live: handling an event failed'))
+      .finally(() => {
+        current.pending -= 1;
+      });
+    if (current.pending >= this.maxPendingPerTopic) await current.tail;
+  }
+
   /** Never throws: a bad or unresolvable event must not block the partition. */
   private async handle(message: DeliveredMessage): Promise<void> {
     let event;
@@ -98,7 +142,7 @@ export class LiveHub {
     } catch {
       return; // the domain consumers dead-letter bad messages; a live feed just skips them
     }
-    const fields = fieldsFor(message.topic, event.type, this.fields);
+    const fields = fieldsFor(message.topic, event.type, this.options.fields);
     if (fields.length === 0) return;
     noteCorrelation(event.correlationId);
     this.stats.events += 1;
@@ -120,7 +164,7 @@ export class LiveHub {
         work.push(() => this.deliver(group, entityId, event));
       }
     }
-    await runLimited(work, this.concurrency);
+    await runLimited(work, this.options.concurrency);
   }
 
   private deliver(group: Group, entityId: string, event: { id: string; occurredAt: string }): Promise<void> {
@@ -130,9 +174,14 @@ export class LiveHub {
   private async resolveAndPush(group: Group, entityId: string, eventId: string, occurredAt: string): Promise<void> {
     let result: ExecutionResult | null;
     try {
-      result = await this.resolve(group.op, group.identity, entityId);
+      result = await withTimeout(this.options.resolve(group.op, group.identity, entityId), this.options.resolveTimeoutMs);
     } catch (err) {
-      this.logger.error({ err, eventId, field: group.op.field.field }, 'live: resolving an event failed');
+      if (err instanceof ResolveTimeout) {
+        this.stats.timedOut += 1;
+        this.logger.warn({ eventId, field: group.op.field.field, timeoutMs: this.options.resolveTimeoutMs }, 'live: resolving an event timed out; skipped');
+      } else {
+        this.logger.error({ err, eventId, field: group.op.field.field }, 'live: resolving an event failed');
+      }
       return;
     }
     if (!result) return;
@@ -143,6 +192,14 @@ export class LiveHub {
       subscriptionDelivered(group.op.field.field, occurredAt, ok);
     }
   }
+}
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ResolveTimeout()), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
 async function runLimited(tasks: (() => Promise<void>)[], limit: number): Promise<void> {

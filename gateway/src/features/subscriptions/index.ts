@@ -117,14 +117,15 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
         return;
       }
       httpServer = server;
-      hub = new LiveHub(
+      hub = new LiveHub({
         bus,
-        (op, identity, entityId) => resolveEntity(deps, op, identity, entityId),
-        log,
-        config.SUBSCRIPTION_RESOLVE_CONCURRENCY,
-        LIVE_FIELDS,
-        config.SUBSCRIPTION_RESOLUTIONS_PER_USER_PER_EVENT,
-      );
+        resolve: (op, identity, entityId) => resolveEntity(deps, op, identity, entityId),
+        logger: log,
+        fields: LIVE_FIELDS,
+        concurrency: config.SUBSCRIPTION_RESOLVE_CONCURRENCY,
+        resolveTimeoutMs: config.SUBSCRIPTION_RESOLVE_TIMEOUT_MS,
+        perUserPerEvent: config.SUBSCRIPTION_RESOLUTIONS_PER_USER_PER_EVENT,
+      });
       await hub.start();
       const liveHub = hub;
       unwatch.push(

@@ -24,6 +24,7 @@ import { errorText, isTransient } from './failures';
 import { OutboxMessage, outboxRow, stageEvent } from './outbox';
 import { eventDeadLettered, eventOutcome, eventRetried, traceConsume } from '../telemetry/events';
 import { noteCorrelation } from '../telemetry/tracing';
+import { retry } from '../retry';
 
 export interface HandlerContext<T extends EventType> {
   event: Envelope<T>;
@@ -138,22 +139,21 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
 
   /** Runs `fn` until it succeeds or fails permanently; infrastructure failures wait and retry. */
   const untilAvailable = async <T>(what: string, fn: () => Promise<T>, control: BatchControl): Promise<T> => {
-    for (let retry = 0; ; retry++) {
-      try {
-        const result = await fn();
-        if (health.stalled) {
-          logger.info({ consumer: name, retries: health.stalled.retries, since: health.stalled.since }, 'consumer recovered');
-          health.stalled = null;
-        }
-        return result;
-      } catch (err) {
-        if (!isTransient(err)) throw err;
-        const delay = Math.min(maxDelay, baseDelay * 2 ** Math.min(retry, 16));
-        health.stalled = { since: health.stalled?.since ?? new Date().toISOString(), error: errorText(err), retries: retry + 1 };
-        logger.warn({ consumer: name, what, err: errorText(err), retry: retry + 1, retryInMs: delay }, 'infrastructure failure; holding the partition and retrying');
-        await pause(delay, control);
-      }
+    const result = await retry(fn, {
+      baseDelayMs: baseDelay,
+      maxDelayMs: maxDelay,
+      shouldRetry: isTransient,
+      wait: (ms) => pause(ms, control),
+      onRetry: ({ error, attempt, delayMs }) => {
+        health.stalled = { since: health.stalled?.since ?? new Date().toISOString(), error: errorText(error), retries: attempt };
+        logger.warn({ consumer: name, what, err: errorText(error), retry: attempt, retryInMs: delayMs }, 'infrastructure failure; holding the partition and retrying');
+      },
+    });
+    if (health.stalled) {
+      logger.info({ consumer: name, retries: health.stalled.retries, since: health.stalled.since }, 'consumer recovered');
+      health.stalled = null;
     }
+    return result;
   };
 
   /** One transaction: inbox rows for all, then each new event's handler in order. */
@@ -253,23 +253,32 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
   /** The slow path: one event in its own transaction, permanent failures dead-lettered after maxAttempts. */
   const applyOne = async (message: DeliveredMessage, event: Envelope, control: BatchControl) => {
     const started = performance.now();
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const n = await untilAvailable(event.type, () => applyAll([{ message, event }]), control);
-        if (n === 0) health.duplicates += 1;
-        health.handled += n;
-        if (n === 0) eventOutcome(consumerGroup(name), message.topic, event.type, 'duplicate', started);
-        return;
-      } catch (err) {
-        if (err instanceof Stopped) throw err;
-        if (attempt >= maxAttempts) {
-          eventOutcome(consumerGroup(name), message.topic, event.type, 'dead_lettered', started);
-          return deadLetter(message, `${event.type} failed after ${attempt} attempts: ${errorText(err)}`, control);
-        }
-        eventRetried(consumerGroup(name), event.type);
-        logger.warn({ consumer: name, type: event.type, id: event.id, attempt, err: errorText(err) }, 'event handler failed; retrying');
-        await pause(baseDelay * 2 ** (attempt - 1), control);
-      }
+    let attempts = 0;
+    try {
+      const n = await retry(
+        (attempt) => {
+          attempts = attempt;
+          return untilAvailable(event.type, () => applyAll([{ message, event }]), control);
+        },
+        {
+          retries: maxAttempts - 1,
+          baseDelayMs: baseDelay,
+          maxDelayMs: maxDelay,
+          shouldRetry: (err) => !(err instanceof Stopped),
+          wait: (ms) => pause(ms, control),
+          onRetry: ({ error, attempt }) => {
+            eventRetried(consumerGroup(name), event.type);
+            logger.warn({ consumer: name, type: event.type, id: event.id, attempt, err: errorText(error) }, 'event handler failed; retrying');
+          },
+        },
+      );
+      if (n === 0) health.duplicates += 1;
+      health.handled += n;
+      if (n === 0) eventOutcome(consumerGroup(name), message.topic, event.type, 'duplicate', started);
+    } catch (err) {
+      if (err instanceof Stopped) throw err;
+      eventOutcome(consumerGroup(name), message.topic, event.type, 'dead_lettered', started);
+      return deadLetter(message, `${event.type} failed after ${attempts} attempts: ${errorText(err)}`, control);
     }
   };
 

@@ -35,6 +35,16 @@ export function kafkaConfigFrom(config: PlatformConfig, clientId: string, logger
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** `promise`, or `fallback` once `ms` have passed; the timer is cleared either way, so it never holds the process open. */
+async function orAfter<T, F>(promise: Promise<T>, ms: number, fallback: F): Promise<T | F> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<F>((resolve) => (timer = setTimeout(() => resolve(fallback), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Growing pauses between attempts: 200 ms, 400 ms, … capped at `capMs`. */
 const backoff = (attempt: number, capMs = 5000) => Math.min(capMs, 200 * 2 ** Math.min(attempt - 1, 10));
 
@@ -161,12 +171,11 @@ export class KafkaBus implements EventBus {
       });
       this.unreachableAtStart = failedOnce.then((err) => isUnreachable(err));
     }
-    const outcome = await Promise.race([
+    const settled = Promise.race([
       this.provisioned.then(() => 'ready' as const, () => 'degraded' as const),
       this.unreachableAtStart!.then((down) => (down ? ('degraded' as const) : new Promise<never>(() => undefined))),
-      sleep(waitMs).then(() => 'degraded' as const),
     ]);
-    return outcome;
+    return orAfter(settled, waitMs, 'degraded' as const);
   }
 
   private unreachableAtStart: Promise<boolean> | undefined;
@@ -249,7 +258,7 @@ export class KafkaBus implements EventBus {
       });
     const started = (this.provisioned ?? Promise.resolve()).then(keepStarting, keepStarting);
     if (!(this.provisioned && !this.provisionedDone && (await this.knownUnreachable()))) {
-      await Promise.race([started, sleep(60_000)]);
+      await orAfter(started, 60_000, undefined);
     }
     return {
       active: () => active && !stopped,

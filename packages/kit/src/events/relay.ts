@@ -19,6 +19,7 @@ import { tracePublish } from '../telemetry/events';
 import type { EventBus } from './bus';
 import { errorText } from './failures';
 import { OutboxMessage } from './outbox';
+import { retry } from '../retry';
 
 const BATCH = 200;
 /** Advisory lock key the relays of one database take turns with (a test holds it to keep rows unsent). */
@@ -62,6 +63,7 @@ function unpublishable(err: unknown, depth = 0): boolean {
 
 export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000 }: RelayOptions): Relay {
   let running = true;
+  const stopping = new AbortController();
   let wake: (() => void) | undefined;
   let failures = 0;
   let parkedCount = 0;
@@ -151,28 +153,37 @@ export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000
     }
   };
 
+  /** A pause that a commit (wake) or stop() ends early. */
+  const nap = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    }).finally(() => (wake = undefined));
+
   const loop = async () => {
     while (running) {
-      let delay = pollMs;
       try {
-        current = drain();
-        const sent = await current;
+        // Drain until it succeeds: a failing broker or database is retried with capped backoff.
+        const sent = await retry(() => (current = drain()), {
+          baseDelayMs: pollMs,
+          maxDelayMs: MAX_BACKOFF_MS,
+          signal: stopping.signal,
+          wait: nap,
+          onRetry: ({ error, attempt, delayMs }) => {
+            failures = attempt;
+            logger.warn({ err: errorText(error), failures, retryInMs: delayMs }, 'outbox relay could not publish; will retry');
+          },
+        });
         if (failures > 0) logger.info({ sent }, 'outbox relay recovered');
         failures = 0;
-      } catch (err) {
-        failures += 1;
-        delay = Math.min(MAX_BACKOFF_MS, pollMs * 2 ** Math.min(failures, 10));
-        if (running) logger.warn({ err: errorText(err), failures, retryInMs: delay }, 'outbox relay could not publish; will retry');
+      } catch {
+        break; // stopping
       }
       if (!running) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delay);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      wake = undefined;
+      await nap(pollMs);
     }
   };
 
@@ -210,6 +221,7 @@ export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000
     parked: () => parkedCount,
     async stop() {
       running = false;
+      stopping.abort(new Error('outbox relay stopping'));
       wake?.();
       await done;
     },

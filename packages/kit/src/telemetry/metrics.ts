@@ -4,6 +4,7 @@
  * by their `service`/`group` labels). Label values are bounded: names come from code (subgraphs,
  * topics, event types, saga types) or, for client operation names, pass through `bounded()`.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type GaugeConfiguration } from 'prom-client';
 
@@ -23,7 +24,7 @@ export const graphqlDuration = new Histogram({ name: 'crm_graphql_request_durati
 
 // ---------------------------------------------------------------- gateway
 export const subgraphFetchDuration = new Histogram({ name: 'crm_gateway_subgraph_fetch_duration_seconds', help: 'Gateway to subgraph fetch latency', labelNames: ['subgraph'], buckets: LATENCY_BUCKETS, registers });
-export const subgraphFetchErrors = new Counter({ name: 'crm_gateway_subgraph_fetch_errors_total', help: 'Subgraph fetches that failed (network) or answered with errors (graphql)', labelNames: ['subgraph', 'kind'], registers });
+export const subgraphFetchErrors = new Counter({ name: 'crm_gateway_subgraph_fetch_errors_total', help: 'Subgraph fetches that failed (network), ran out of time (timeout) or answered with errors (graphql)', labelNames: ['subgraph', 'kind'], registers });
 export const gatewayRefusals = new Counter({ name: 'crm_gateway_refusals_total', help: 'Operations refused by the rate limit or the cost limit', labelNames: ['reason'], registers });
 
 // ---------------------------------------------------------------- live subscriptions
@@ -107,9 +108,30 @@ export function bounded(label: string, value: string | null | undefined, fallbac
   return value;
 }
 
-/** GET /metrics in the Prometheus text exposition format. */
-export async function serveMetrics(_req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const body = await registry.metrics();
-  res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' });
-  res.end(body);
+/** Who may read /metrics: with a token, only its bearer; without one, everyone outside production and no one in it. */
+export interface MetricsAccess {
+  token?: string | undefined;
+  production: boolean;
+}
+
+/** GET /metrics in the Prometheus text exposition format, behind `access`. */
+export function metricsRoute(access: MetricsAccess = { production: false }) {
+  const expected = access.token ? createHash('sha256').update(access.token).digest() : undefined;
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (!expected) {
+      if (access.production) return deny(res, 404, 'not found');
+    } else {
+      const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+      if (!timingSafeEqual(createHash('sha256').update(given).digest(), expected)) return deny(res, 401, 'unauthorized', { 'www-authenticate': 'Bearer' });
+    }
+    const body = await registry.metrics();
+    res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' });
+    res.end(body);
+  };
+}
+
+function deny(res: ServerResponse, status: number, error: string, headers: Record<string, string> = {}): void {
+  const payload = JSON.stringify({ error });
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(payload), ...headers });
+  res.end(payload);
 }

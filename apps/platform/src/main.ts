@@ -10,7 +10,7 @@ import { startStack } from './start-stack';
 
 async function main() {
   const config = readConfig();
-  // multi: each service process sets up its own telemetry (service-process.ts); this one only launches them
+  // multi: each service process sets up its own telemetry (its entry's main.ts); this one only launches them
   const telemetry = setupTelemetry({ serviceName: 'crm', config });
   const stack = config.STACK_PROCESSES === 'multi' ? await startProcessStack({ ports: 'fixed' }) : await startStack({ config, ports: 'fixed' });
   const mode = [

@@ -4,8 +4,10 @@
  * hides its activities (saga step); reassigning moves who may use it.
  */
 import { eventually } from '@crm/kit';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
-import { CREATE_TASK, RECORD_MEETING, code, sql } from './helpers';
+import { errorCode as code, startTestStack, type TestStack, type TestUser } from '@crm/platform';
+import { CREATE_TASK, RECORD_MEETING } from '../subgraphs/sales-activity/test/helpers';
+
+const sql = (stack: TestStack, query: string, params: unknown[]) => stack.sql('sales-activity', query, params);
 
 let stack: TestStack;
 let rep: TestUser;

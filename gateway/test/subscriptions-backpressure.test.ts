@@ -6,10 +6,10 @@
 import { randomUUID } from 'node:crypto';
 import type { ExecutionResult } from 'graphql';
 import { MemoryBus, buildEnvelope, createLogger, eventually } from '@crm/kit';
-import { LiveHub } from '../gateway/src/features/subscriptions/hub';
-import { LiveQueue } from '../gateway/src/features/subscriptions/queue';
-import { LIVE_FIELDS } from '../gateway/src/features/subscriptions/topics';
-import type { LiveOperation } from '../gateway/src/features/subscriptions/operation';
+import { LiveHub } from '../src/features/subscriptions/hub';
+import { LiveQueue } from '../src/features/subscriptions/queue';
+import { LIVE_FIELDS } from '../src/features/subscriptions/topics';
+import type { LiveOperation } from '../src/features/subscriptions/operation';
 
 const notificationAdded = LIVE_FIELDS.find((f) => f.field === 'notificationAdded')!;
 const me = { userId: randomUUID(), role: 'SALES' as const, email: 'me@test.local' };
@@ -28,10 +28,17 @@ async function drain(queue: LiveQueue, into: ExecutionResult[]) {
 test('a slow subscriber is closed at its bound; the others get every event; identical subscriptions share one resolution', async () => {
   const bus = new MemoryBus();
   let resolutions = 0;
-  const hub = new LiveHub(bus, async (_op, _identity, entityId) => {
-    resolutions += 1;
-    return { data: { notificationAdded: { id: entityId } } };
-  }, createLogger('test', 'silent'), 4, LIVE_FIELDS);
+  const hub = new LiveHub({
+    bus,
+    resolve: async (_op, _identity, entityId) => {
+      resolutions += 1;
+      return { data: { notificationAdded: { id: entityId } } };
+    },
+    logger: createLogger('test', 'silent'),
+    concurrency: 4,
+    resolveTimeoutMs: 10_000,
+    fields: LIVE_FIELDS,
+  });
   await hub.start();
   const overflows: string[] = [];
   const queue = (limit: number, buffered = 0) => {

@@ -3,7 +3,7 @@
  * formula documented in docs/gateway-protection.md, on a small schema with nested connections.
  */
 import { buildSchema, parse, type OperationDefinitionNode } from 'graphql';
-import { estimateCost, pointsFor } from '../gateway/src/cost';
+import { estimateCost, pointsFor } from '../src/cost';
 
 const schema = buildSchema(`
   type PageInfo { hasNextPage: Boolean! endCursor: String }

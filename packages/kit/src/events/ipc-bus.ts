@@ -7,23 +7,15 @@
  * services → gateway workers) floods it once to everyone. Same guarantees as MemoryBus: ordered
  * per publisher, not durable across a crash. With Kafka configured no process uses this.
  */
-import { MemoryBus, type BusMessage, type EventBus, type Logger, type SubscribeOptions, type Subscription } from '@crm/kit';
+import type { Logger } from '../logger';
+import type { BusMessage, EventBus, SubscribeOptions, Subscription } from './bus';
+import { MemoryBus } from './memory-bus';
 
 /** A process's IPC channel: `process` in a child, a ChildProcess or a cluster Worker in its parent. */
 export interface IpcLink {
   send(message: unknown): unknown;
   on(event: 'message', listener: (message: unknown) => void): unknown;
 }
-
-/** What a service process sends its parent once it serves (service-process.ts). */
-export const READY = 'crm-ready';
-export type ReadyMessage = { [READY]: { url: string; port: number } };
-export const isReady = (m: unknown): m is ReadyMessage => typeof m === 'object' && m !== null && READY in m;
-
-/** The launcher tells each subgraph where its peers answer (read-through), once all are up. */
-export const PEERS = 'crm-peers';
-export type PeersMessage = { [PEERS]: Record<string, string> };
-export const isPeers = (m: unknown): m is PeersMessage => typeof m === 'object' && m !== null && PEERS in m;
 
 const TAG = 'crm-bus';
 type Envelope = { [TAG]: BusMessage[] };

@@ -19,78 +19,89 @@
  *   SEED_CUSTOMERS (300), SEED_PASSWORD (seed-password-1234), SEED_EMAIL_DOMAIN (seed.crm.local).
  */
 import { randomInt } from 'node:crypto';
+import { retry } from '@crm/kit';
+import {
+  ApproveRequestDocument, CompleteTaskDocument, CreateCustomerDocument, CreateTaskDocument, LoginDocument, MeDocument,
+  RecordMeetingDocument, RegisterDocument, RejectRequestDocument, RequestApprovalDocument, SetUserRoleDocument,
+  type CompanySize, type InvestmentProfile, type LoginMutation, type RiskTolerance, type TaskPriority,
+} from '../../../clients/src/gql/graphql';
+import { crmClient, GraphQLRequestError, type CrmClient } from '../../../clients/src/cli';
 
 type Role = 'ADMIN' | 'MANAGER' | 'SALES' | 'COMPLIANCE';
-interface GqlError { message: string; extensions?: { code?: string; retryAfter?: number } }
-interface User { id: string; email: string; name: string; role: Role; token: string }
+interface User { id: string; email: string; name: string; role: Role; client: CrmClient }
 
-const URL_ = process.env.GATEWAY_URL ?? 'http://localhost:4000/graphql';
-const ADMIN_EMAIL = process.env.ADMIN_EMAIL;
-const ADMIN_PASSWORD = process.env.ADMIN_PASSWORD;
-const CUSTOMERS = Number(process.env.SEED_CUSTOMERS ?? 300);
-const PASSWORD = process.env.SEED_PASSWORD ?? 'seed-password-1234';
-const DOMAIN = process.env.SEED_EMAIL_DOMAIN ?? 'seed.crm.local';
+export interface SeedOptions {
+  url: string;
+  adminEmail: string | undefined;
+  adminPassword: string | undefined;
+  customers: number;
+  password: string;
+  domain: string;
+}
+
+/** The script's own variables (see above). */
+export function seedOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): SeedOptions {
+  return {
+    url: env.GATEWAY_URL ?? 'http://localhost:4000/graphql',
+    adminEmail: env.ADMIN_EMAIL,
+    adminPassword: env.ADMIN_PASSWORD,
+    customers: Number(env.SEED_CUSTOMERS ?? 300),
+    password: env.SEED_PASSWORD ?? 'seed-password-1234',
+    domain: env.SEED_EMAIL_DOMAIN ?? 'seed.crm.local',
+  };
+}
+
 /** Estimated rate-limit points one customer costs its rep (create, meeting, task, completion, approval, retries). */
 const POINTS_PER_CUSTOMER = 5;
 const CONCURRENCY = 4;
 
 export class SeedError extends Error {}
 
-let rateLimit: number | undefined;
-
-async function gql<T = any>(query: string, variables: Record<string, unknown> = {}, token?: string): Promise<T> {
-  const res = await fetch(URL_, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify({ query, variables }),
+/**
+ * A typed client (clients/) for one seed user. It notes the rate limit the gateway announces
+ * (RateLimit-Limit) and turns RATE_LIMITED into a SeedError that says what to do.
+ */
+function seedClient(url: string, limits: { rateLimit?: number }): CrmClient {
+  return crmClient(url, undefined, {
+    onResponse: ({ headers }) => {
+      const limit = headers.get('ratelimit-limit');
+      if (limit) limits.rateLimit = Number(limit);
+    },
+    mapError: (err) =>
+      err.code === 'RATE_LIMITED'
+        ? new SeedError(`${err.message}.\nThe seed spreads its work to stay within RATE_LIMIT_POINTS per user; this budget was spent (an earlier run?). Wait ${String(err.errors[0]?.extensions?.retryAfter ?? '?')} s, or seed a gateway started with RATE_LIMIT_ENABLED=false (development only).`)
+        : err,
   });
-  const limit = res.headers.get('ratelimit-limit');
-  if (limit) rateLimit = Number(limit);
-  const body = (await res.json().catch(() => ({ errors: [{ message: `HTTP ${res.status}` }] }))) as { data?: T; errors?: GqlError[] };
-  if (body.errors?.length) {
-    const e = body.errors[0]!;
-    if (e.extensions?.code === 'RATE_LIMITED') {
-      throw new SeedError(`${e.message}.\nThe seed spreads its work to stay within RATE_LIMIT_POINTS per user; this budget was spent (an earlier run?). Wait ${e.extensions.retryAfter ?? '?'} s, or seed a gateway started with RATE_LIMIT_ENABLED=false (development only).`);
-    }
-    const err = new Error(`${e.message}${e.extensions?.code ? ` (${e.extensions.code})` : ''}`) as Error & { code?: string };
-    err.code = e.extensions?.code;
-    throw err;
-  }
-  return body.data as T;
 }
 
 /** The first attempts of a write may find a domain that has not yet heard of the customer (events). */
-async function retrying<T>(what: string, fn: () => Promise<T>, attempts = 40): Promise<T> {
-  for (let i = 1; ; i += 1) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof SeedError || i >= attempts) throw new Error(`${what}: ${(err as Error).message}`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
+function retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  return retry(fn, { retries: 30, baseDelayMs: 100, maxDelayMs: 1000, shouldRetry: (err) => !(err instanceof SeedError) }).catch((err: unknown) => {
+    throw err instanceof SeedError ? err : new Error(`${what}: ${(err as Error).message}`);
+  });
 }
 
-const LOGIN = `mutation($email: String!, $password: String!) { login(email: $email, password: $password) { accessToken user { id email name role } } }`;
-const REGISTER = `mutation($input: RegisterInput!) { register(input: $input) { accessToken user { id email name role } } }`;
-
-async function login(email: string, password: string): Promise<User> {
-  const { login: p } = await gql(LOGIN, { email, password });
-  return { ...p.user, token: p.accessToken };
+function asUser(client: CrmClient, payload: LoginMutation['login']): User {
+  client.token = payload.accessToken;
+  return { ...payload.user, client };
 }
 
-async function seedUser(admin: User, role: Exclude<Role, 'ADMIN'>, name: string, email: string): Promise<User> {
+async function login(client: CrmClient, email: string, password: string): Promise<User> {
+  return asUser(client, (await client.request(LoginDocument, { email, password })).login);
+}
+
+async function seedUser(admin: User, o: SeedOptions, limits: { rateLimit?: number }, role: Exclude<Role, 'ADMIN'>, name: string, email: string): Promise<User> {
+  const client = seedClient(o.url, limits);
   let user: User;
   try {
-    const { register: p } = await gql(REGISTER, { input: { email, password: PASSWORD, name } });
-    user = { ...p.user, token: p.accessToken };
+    user = asUser(client, (await client.request(RegisterDocument, { input: { email, password: o.password, name } })).register);
   } catch (err) {
-    if ((err as { code?: string }).code !== 'CONFLICT') throw err;
-    user = await login(email, PASSWORD); // seeded by an earlier run
+    if (!(err instanceof GraphQLRequestError) || err.code !== 'CONFLICT') throw err;
+    user = await login(client, email, o.password); // seeded by an earlier run
   }
   if (user.role === role) return user;
-  await gql(`mutation($id: ID!, $role: Role!) { updateUser(id: $id, input: { role: $role }) { id } }`, { id: user.id, role }, admin.token);
-  return login(email, PASSWORD); // a token carrying the new role
+  await admin.client.request(SetUserRoleDocument, { id: user.id, role });
+  return login(client, email, o.password); // a token carrying the new role
 }
 
 async function pool<T>(items: T[], n: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
@@ -108,10 +119,10 @@ const LAST = ['Adler', 'Brook', 'Costa', 'Dahl', 'Evans', 'Fischer', 'Garcia', '
 const COMPANY_A = ['Blue', 'North', 'Silver', 'Bright', 'Green', 'Iron', 'Clear', 'Swift', 'Grand', 'Prime', 'Alpine', 'Coastal'];
 const COMPANY_B = ['Harbor', 'Ridge', 'Works', 'Capital', 'Foods', 'Logistics', 'Health', 'Energy', 'Labs', 'Partners', 'Textiles', 'Motors'];
 const INDUSTRIES = ['Manufacturing', 'Retail', 'Healthcare', 'Energy', 'Finance', 'Logistics', 'Software', 'Food & Beverage'];
-const SIZES = ['SMALL', 'MEDIUM', 'LARGE', 'ENTERPRISE'];
-const PROFILES = ['CONSERVATIVE', 'MODERATE', 'AGGRESSIVE'];
-const RISKS = ['LOW', 'MEDIUM', 'HIGH'];
-const PRIORITIES = ['LOW', 'MEDIUM', 'HIGH', 'URGENT'];
+const SIZES: CompanySize[] = ['SMALL', 'MEDIUM', 'LARGE', 'ENTERPRISE'];
+const PROFILES: InvestmentProfile[] = ['CONSERVATIVE', 'MODERATE', 'AGGRESSIVE'];
+const RISKS: RiskTolerance[] = ['LOW', 'MEDIUM', 'HIGH'];
+const PRIORITIES: TaskPriority[] = ['LOW', 'MEDIUM', 'HIGH', 'URGENT'];
 const pick = <T>(xs: T[]): T => xs[randomInt(xs.length)]!;
 const personName = (i: number) => `${FIRST[i % FIRST.length]} ${LAST[Math.floor(i / FIRST.length) % LAST.length]}`;
 const days = (n: number) => new Date(Date.now() + n * 86_400_000).toISOString();
@@ -127,23 +138,25 @@ export interface SeedSummary {
   rejected: number;
 }
 
-export async function seed(log: (line: string) => void = console.log): Promise<SeedSummary> {
-  if (!ADMIN_EMAIL || !ADMIN_PASSWORD) throw new SeedError('Set ADMIN_EMAIL and ADMIN_PASSWORD to the values the gateway (npm start) was started with.');
-  if (!Number.isInteger(CUSTOMERS) || CUSTOMERS < 1) throw new SeedError('SEED_CUSTOMERS must be a positive integer');
+export async function seed(o: SeedOptions = seedOptionsFromEnv(), log: (line: string) => void = console.log): Promise<SeedSummary> {
+  if (!o.adminEmail || !o.adminPassword) throw new SeedError('Set ADMIN_EMAIL and ADMIN_PASSWORD to the values the gateway (npm start) was started with.');
+  if (!Number.isInteger(o.customers) || o.customers < 1) throw new SeedError('SEED_CUSTOMERS must be a positive integer');
+  const limits: { rateLimit?: number } = {};
   let admin: User;
   try {
-    admin = await login(ADMIN_EMAIL, ADMIN_PASSWORD);
+    admin = await login(seedClient(o.url, limits), o.adminEmail, o.adminPassword);
   } catch (err) {
     if (err instanceof SeedError) throw err;
-    throw new SeedError(`Cannot log in as ${ADMIN_EMAIL} at ${URL_}: ${(err as Error).message}. Is the gateway running (npm start) with the same ADMIN_EMAIL / ADMIN_PASSWORD?`);
+    throw new SeedError(`Cannot log in as ${o.adminEmail} at ${o.url}: ${(err as Error).message}. Is the gateway running (npm start) with the same ADMIN_EMAIL / ADMIN_PASSWORD?`);
   }
-  if (admin.role !== 'ADMIN') throw new SeedError(`${ADMIN_EMAIL} is not an ADMIN`);
-  await gql('{ me { id } }', {}, admin.token); // reads RateLimit-Limit (absent: rate limits off)
+  if (admin.role !== 'ADMIN') throw new SeedError(`${o.adminEmail} is not an ADMIN`);
+  await admin.client.request(MeDocument, {}); // reads RateLimit-Limit (absent: rate limits off)
 
   // Enough reps that each stays well within its per-user budget (60% of it).
+  const { rateLimit } = limits;
   const budget = rateLimit ?? Infinity;
-  const reps = Math.max(5, Math.ceil((CUSTOMERS * POINTS_PER_CUSTOMER) / (0.6 * budget)));
-  log(`seeding ${URL_}: ${CUSTOMERS} customers over ${reps} SALES reps (rate limit ${rateLimit ? `${rateLimit} points per user` : 'off'})`);
+  const reps = Math.max(5, Math.ceil((o.customers * POINTS_PER_CUSTOMER) / (0.6 * budget)));
+  log(`seeding ${o.url}: ${o.customers} customers over ${reps} SALES reps (rate limit ${rateLimit ? `${rateLimit} points per user` : 'off'})`);
 
   const users: Record<Role, User[]> = { ADMIN: [admin], MANAGER: [], COMPLIANCE: [], SALES: [] };
   const plan: [Exclude<Role, 'ADMIN'>, number][] = [['MANAGER', 3], ['COMPLIANCE', 2], ['SALES', reps]];
@@ -151,7 +164,7 @@ export async function seed(log: (line: string) => void = console.log): Promise<S
   for (const [role, count] of plan) {
     const made = await Promise.all(Array.from({ length: count }, (_, i) => {
       const k = n + i;
-      return seedUser(admin, role, personName(k), `${role.toLowerCase()}${String(i + 1).padStart(2, '0')}@${DOMAIN}`);
+      return seedUser(admin, o, limits, role, personName(k), `${role.toLowerCase()}${String(i + 1).padStart(2, '0')}@${o.domain}`);
     }));
     n += count;
     users[role].push(...made);
@@ -166,40 +179,40 @@ export async function seed(log: (line: string) => void = console.log): Promise<S
   const stamp = Date.now().toString(36).slice(-4);
 
   await pool(users.SALES, CONCURRENCY, async (rep, r) => {
-    const mine = Math.floor(CUSTOMERS / reps) + (r < CUSTOMERS % reps ? 1 : 0);
+    const mine = Math.floor(o.customers / reps) + (r < o.customers % reps ? 1 : 0);
     const ids: string[] = [];
     for (let i = 0; i < mine; i += 1) {
       const name = `${pick(COMPANY_A)} ${pick(COMPANY_B)} ${stamp}-${r + 1}.${i + 1}`;
       const slug = name.toLowerCase().replace(/[^a-z0-9]+/g, '-');
-      const { createCustomer } = await gql(`mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }`, {
+      const { createCustomer } = await rep.client.request(CreateCustomerDocument, {
         input: {
           name, email: `contact@${slug}.example`, phone: `+1 555 ${String(randomInt(1000000)).padStart(7, '0')}`,
           industry: pick(INDUSTRIES), size: pick(SIZES), investmentProfile: pick(PROFILES), riskTolerance: pick(RISKS),
         },
-      }, rep.token);
+      });
       ids.push(createCustomer.id);
       summary.customers += 1;
     }
     // Then the activities: by now the other domains have (mostly) heard of these customers.
     for (const [i, customerId] of ids.entries()) {
       if (i % 10 < 7) {
-        await retrying('recordMeeting', () => gql(`mutation($input: RecordMeetingInput!) { recordMeeting(input: $input) { id } }`, {
+        await retrying('recordMeeting', () => rep.client.request(RecordMeetingDocument, {
           input: { customerId, startsAt: days(-randomInt(1, 60)), summary: pick(['Intro call', 'Portfolio review', 'Quarterly check-in', 'Site visit']), nextAction: pick(['Send proposal', 'Follow up', null]) },
-        }, rep.token));
+        }));
         summary.meetings += 1;
       }
-      const { createTask } = await retrying('createTask', () => gql(`mutation($input: CreateTaskInput!) { createTask(input: $input) { id } }`, {
+      const { createTask } = await retrying('createTask', () => rep.client.request(CreateTaskDocument, {
         input: { customerId, title: pick(['Call back', 'Prepare offer', 'Update KYC documents', 'Schedule review']), priority: pick(PRIORITIES), dueAt: days(randomInt(-5, 30)) },
-      }, rep.token));
+      }));
       summary.tasks += 1;
       if (i % 5 < 2) {
-        await gql(`mutation($id: ID!) { completeTask(id: $id) { id } }`, { id: createTask.id }, rep.token);
+        await rep.client.request(CompleteTaskDocument, { id: createTask.id });
         summary.tasksCompleted += 1;
       }
       if (i % 3 === 0) {
-        const { requestApproval } = await retrying('requestApproval', () => gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, {
+        const { requestApproval } = await retrying('requestApproval', () => rep.client.request(RequestApprovalDocument, {
           input: { customerId, title: pick(['Fee discount', 'Credit line increase', 'Custom mandate', 'Fast-track onboarding']), amount: randomInt(1, 500) * 100 },
-        }, rep.token));
+        }));
         approvals.push(requestApproval.id);
         summary.approvals += 1;
       }
@@ -212,10 +225,10 @@ export async function seed(log: (line: string) => void = console.log): Promise<S
     const manager = users.MANAGER[i % users.MANAGER.length]!;
     const slot = i % 20;
     if (slot < 8) {
-      await gql(`mutation($id: ID!) { approveRequest(id: $id, comment: "Approved (seed)") { id } }`, { id }, manager.token);
+      await manager.client.request(ApproveRequestDocument, { id, comment: 'Approved (seed)' });
       summary.approved += 1;
     } else if (slot < 13) {
-      await gql(`mutation($id: ID!) { rejectRequest(id: $id, comment: "Not this quarter (seed)") { id } }`, { id }, manager.token);
+      await manager.client.request(RejectRequestDocument, { id, comment: 'Not this quarter (seed)' });
       summary.rejected += 1;
     }
   });
@@ -224,12 +237,12 @@ export async function seed(log: (line: string) => void = console.log): Promise<S
   log('\nlogins (every seed user has the password below; the ADMIN keeps ADMIN_PASSWORD):');
   log(`  ADMIN       ${admin.email}`);
   for (const role of ['MANAGER', 'COMPLIANCE', 'SALES'] as const) for (const u of users[role]) log(`  ${role.padEnd(11)} ${u.email}  (${u.name})`);
-  log(`  password    ${PASSWORD}`);
+  log(`  password    ${o.password}`);
   return summary;
 }
 
 if (require.main === module) {
-  seed().catch((err: unknown) => {
+  seed(seedOptionsFromEnv()).catch((err: unknown) => {
     console.error(err instanceof Error ? err.message : err);
     process.exit(1);
   });

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
-import { readConfig, signIdentity, type Identity, type PlatformConfig, type Role } from '@crm/kit';
+import { readConfig, signIdentity, testSettings, type Identity, type PlatformConfig, type Role } from '@crm/kit';
 import { startProcessStack, type ProcessStack } from './processes';
 import { startStack, type Stack, type StackOptions } from './start-stack';
 
@@ -59,19 +59,7 @@ export function testConfig(id: string, env: Record<string, string> = {}): Platfo
 
 /** The settings a test stack puts on top of the environment: throwaway names, quiet logs, embedded unless configured. */
 export function testOverrides(id: string, env: Record<string, string> = {}): Record<string, string> {
-  return {
-    NODE_ENV: 'test',
-    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
-    DATA_DIR: 'memory',
-    DATABASE_PREFIX: `t${id}_`,
-    KAFKA_NAMESPACE: `t${id}.`,
-    OUTBOX_POLL_MS: '100',
-    // two suites run at once, five subgraphs each: stay well inside Postgres' max_connections (100)
-    DATABASE_POOL_MAX: '4',
-    ADMIN_EMAIL: ADMIN.email,
-    ADMIN_PASSWORD: ADMIN.password,
-    ...env,
-  };
+  return testSettings(id, { ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, ...env });
 }
 
 /** The platform in processes of its own (processes.ts) with throwaway databases, plus the test client. */
@@ -100,26 +88,6 @@ export function dataOf<T = any>(r: { data?: any; errors?: unknown }, field: stri
   const value = r.data?.[field];
   if (value === undefined || value === null) throw new Error(`${field} failed: ${JSON.stringify(r.errors)}`);
   return value as T;
-}
-
-export interface RawResult {
-  status: number;
-  headers: Headers;
-  body: { data?: any; errors?: { message: string; extensions?: Record<string, any> }[] };
-}
-
-/** A GraphQL POST with the raw response kept (status, headers, body), as a client behind `ip` would send it. */
-export async function rawGraphQL(url: string, query: string, options: { variables?: Record<string, unknown>; token?: string; ip?: string } = {}): Promise<RawResult> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-      ...(options.ip ? { 'x-forwarded-for': options.ip } : {}),
-    },
-    body: JSON.stringify({ query, variables: options.variables }),
-  });
-  return { status: res.status, headers: res.headers, body: JSON.parse(await res.text()) as RawResult['body'] };
 }
 
 /** The first error's extensions.code of a result. */

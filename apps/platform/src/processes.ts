@@ -1,24 +1,30 @@
 /**
  * The platform with every core in use (STACK_PROCESSES=multi, the `npm start` default): each
- * subgraph and the gateway in a process of its own (service-process.ts), so a list request no
+ * subgraph and the gateway in a process of its own, started by the same entry its container runs
+ * (subgraphs/<name>/src/main.ts, gateway/src/main.ts) with LAUNCHER=ipc, so a list request no
  * longer queues behind five other services on one event loop. Embedded mode works the same way
- * (each subgraph's PGlite lives in its process; the in-process bus is bridged over IPC,
+ * (each subgraph's PGlite lives in its process; the in-process bus is bridged over IPC, kit
  * ipc-bus.ts). The gateway can itself run GATEWAY_WORKERS processes behind its one port.
  *
  * Subgraphs start in parallel; the launcher composes the supergraph from the URLs they report,
- * then starts the gateway. stop() stops the gateway first, then the subgraphs.
+ * tells each subgraph where its peers answer, then starts the gateway. stop() stops the gateway
+ * first, then the subgraphs.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ALL_TOPICS, createBus, createLogger, readConfig, type Logger, type PlatformConfig } from '@crm/kit';
+import {
+  ALL_TOPICS, IpcBus, PEERS, createBus, createLogger, isReady, readConfig, type Logger, type PeersMessage, type PlatformConfig,
+} from '@crm/kit';
 import { composeSupergraph, readSupergraphConfig } from '@crm/gateway';
-import { IpcBus, PEERS, isReady, type PeersMessage } from './ipc-bus';
-import { SUPERGRAPH_CONFIG } from './start-stack';
+import { ROOT, SUPERGRAPH_CONFIG } from './start-stack';
 import { SUBGRAPHS } from './subgraphs';
 
-const ENTRY = join(__dirname, 'service-process.ts');
+/** Each service's own entry, as its container runs it (Dockerfile). */
+const GATEWAY_ENTRY = join(ROOT, 'gateway/src/main.ts');
+const subgraphEntry = (name: string) => join(ROOT, 'subgraphs', name, 'src/main.ts');
+const HOST = '127.0.0.1';
 
 export interface ProcessStackOptions {
   /** Configuration on top of the environment (tests, benchmarks); passed to every process as env. */
@@ -65,9 +71,9 @@ export async function startProcessStack(options: ProcessStackOptions = {}): Prom
   const hub = kind === 'memory' ? new IpcBus(logger) : undefined;
 
   const children: ChildProcess[] = [];
-  const start = (name: string, args: string[]) =>
+  const start = (name: string, entry: string, serviceEnv: Record<string, string>) =>
     new Promise<Service>((resolve, reject) => {
-      const child = fork(ENTRY, args, { env, execArgv, stdio: 'inherit' });
+      const child = fork(entry, [], { env: { ...env, ...serviceEnv, HOST, LAUNCHER: 'ipc' }, execArgv, stdio: 'inherit' });
       children.push(child);
       hub?.link(child);
       const onExit = (code: number | null, signal: string | null) => reject(new Error(`${name} exited (${signal ?? code}) before it was ready`));
@@ -99,7 +105,7 @@ export async function startProcessStack(options: ProcessStackOptions = {}): Prom
       SUBGRAPHS.map((def) => {
         const source = sources.find((s) => s.name === def.name);
         if (!source) throw new Error(`subgraph "${def.name}" is missing from supergraph.yaml`);
-        return start(def.name, ['subgraph', def.name, String(fixed ? Number(new URL(source.url).port) : 0)]);
+        return start(def.name, subgraphEntry(def.name), { PORT: String(fixed ? Number(new URL(source.url).port) : 0) });
       }),
     );
     const subgraphUrls = Object.fromEntries(subgraphs.map((s) => [s.name, s.url]));
@@ -116,7 +122,7 @@ export async function startProcessStack(options: ProcessStackOptions = {}): Prom
       path = join(tmp, 'supergraph.graphql');
       writeFileSync(path, supergraphSdl);
     }
-    const gateway = await start('gateway', ['gateway', String(fixed ? config.PORT : 0), path]);
+    const gateway = await start('gateway', GATEWAY_ENTRY, { PORT: String(fixed ? config.PORT : 0), SUPERGRAPH_PATH: path });
     return {
       config,
       gatewayUrl: gateway.url,

@@ -3,7 +3,7 @@
  * only after each request passed parsing, validation, limits, the denylist and its own rate-limit
  * charge; mutations (however spelled) and other callers never share; off by default.
  */
-import { startTestStack, errorCode, type TestStack } from '@crm/stack';
+import { startTestStack, errorCode, type TestStack } from '@crm/platform';
 
 const authStatements = (stack: TestStack) => stack.subgraphs.auth!.db.statementCount();
 const LIST = '{ users(first: 5) { totalCount edges { node { id } } } }';

@@ -4,7 +4,7 @@
  * saga either cancels pending requests or is refused and compensated (customer restored).
  */
 import { eventually } from '@crm/kit';
-import { startTestStack, type TestStack, type TestUser } from '@crm/stack';
+import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 let stack: TestStack;
 let sales: TestUser;

@@ -1,0 +1,3 @@
+export * from './eventually';
+export * from './subgraph';
+export * from './http';

@@ -1,0 +1,42 @@
+/**
+ * The read-through peers client (kit peers.ts) against a subgraph of our own on node:http: it
+ * sends only the allow-listed headers (subgraph-call.ts) and gives up on a peer that hangs after
+ * its timeout with SERVICE_UNAVAILABLE (reason SUBGRAPH_TIMEOUT).
+ */
+import type { ServerResponse } from 'node:http';
+import { GraphQLError } from 'graphql';
+import { answerData, createPeers, startRecordingServer, SUBGRAPH_CALL_HEADERS, SYSTEM_IDENTITY, verifyIdentity } from '@crm/kit';
+
+const SECRET = 'peers-test-secret-0123456789abcdefghij';
+let peer: Awaited<ReturnType<typeof startRecordingServer>>;
+const hanging: ServerResponse[] = [];
+
+beforeAll(async () => {
+  peer = await startRecordingServer(({ body }, res) => {
+    if (body.includes('hang-id')) hanging.push(res);
+    else answerData(res, { _entities: [{ id: 'c1', name: 'Acme' }] });
+  });
+});
+
+afterAll(async () => {
+  for (const res of hanging) res.destroy();
+  await peer.close();
+});
+
+test('a read-through carries the allow-listed headers only, signed as the platform', async () => {
+  const peers = createPeers({ secret: SECRET, timeoutMs: 5000, urlOf: () => peer.url });
+  expect(await peers.entity('customer', 'Customer', 'c1', 'id name')).toEqual({ id: 'c1', name: 'Acme' });
+  const call = peer.received.at(-1)!;
+  const transport = ['host', 'content-length', 'connection', 'user-agent', 'accept-language', 'sec-fetch-mode', 'accept-encoding'];
+  expect(Object.keys(call.headers).filter((h) => !transport.includes(h) && !(SUBGRAPH_CALL_HEADERS as readonly string[]).includes(h))).toEqual([]);
+  const verified = verifyIdentity(String(call.headers['x-crm-identity']), String(call.headers['x-crm-signature']), SECRET, { subgraph: 'customer', method: 'POST', body: call.body });
+  expect(verified).toEqual({ ok: true, identity: SYSTEM_IDENTITY });
+});
+
+test('a peer that hangs: SERVICE_UNAVAILABLE (SUBGRAPH_TIMEOUT) after the timeout', async () => {
+  const peers = createPeers({ secret: SECRET, timeoutMs: 200, urlOf: () => peer.url });
+  const err = await peers.entity('customer', 'Customer', 'hang-id', 'id').catch((e: unknown) => e);
+  expect(hanging).toHaveLength(1);
+  expect(err).toBeInstanceOf(GraphQLError);
+  expect((err as GraphQLError).extensions).toEqual({ code: 'SERVICE_UNAVAILABLE', reason: 'SUBGRAPH_TIMEOUT', service: 'customer', timeoutMs: 200 });
+});
