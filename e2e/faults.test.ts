@@ -6,7 +6,10 @@
  *  1. broker SIGSTOP for BROKER_STOP_S (30 s) under steady createCustomer writes, then SIGCONT;
  *  2. broker kill -9 and restart under steady writes;
  *  3. Postgres stopped for PG_OUTAGE_S (120 s) while the consumers work through a backlog;
- *  4. a poison event and an oversized outbox row.
+ *  4. a poison event and an oversized outbox row;
+ *  5. one subgraph's PROCESS (sales-activity, in a process-per-service stack on the same broker and
+ *     Postgres) SIGSTOP for SUBGRAPH_STOP_S (30 s) while a customer-deletion saga runs: the saga
+ *     ends TIMED_OUT (SAGA_TIMEOUT_MS 10 s), then COMPLETED once the process is continued.
  * After each: every committed write's events delivered (no unsent outbox row), every copy equal to
  * its owner, each effect exactly once (one onboarding task per customer), and no healthy event in a
  * DLQ (only the poison's). Figures: docs/faults.md.
@@ -16,14 +19,16 @@ import { promisify } from 'node:util';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildEnvelope, eventually, KafkaBus } from '@crm/kit';
-import { readDeadLetters, ROOT, startTestStack, type TestStack, type TestUser } from '@crm/platform';
+import { Client } from 'pg';
+import { buildEnvelope, databaseUrlFor, eventually, KafkaBus } from '@crm/kit';
+import { dataOf, readDeadLetters, ROOT, startProcessTestStack, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 const PG_BIN = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').sort().map((v) => `/usr/lib/postgresql/${v}/bin`).pop() : undefined;
 const enabled = Boolean(process.env.KAFKA_BROKERS) && Boolean(PG_BIN && existsSync(join(PG_BIN, 'pg_ctl'))) && process.env.FAULTS !== '0';
 const describeFaults = enabled ? describe : describe.skip;
 const BROKER_STOP_S = Number(process.env.BROKER_STOP_S ?? 30);
 const PG_OUTAGE_S = Number(process.env.PG_OUTAGE_S ?? 120);
+const SUBGRAPH_STOP_S = Number(process.env.SUBGRAPH_STOP_S ?? 30);
 
 const tag = randomBytes(4).toString('hex');
 const KAFKA_PORT = 21000 + Math.floor(Math.random() * 800);
@@ -44,6 +49,7 @@ const postgres = (cmd: 'start' | 'stop') =>
 const say = (msg: string) => process.stderr.write(`[faults ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pgArray = (ids: string[]) => `{${ids.join(',')}}`;
+const SA = 'sales-activity';
 
 describeFaults('faults', () => {
   let stack: TestStack;
@@ -228,5 +234,80 @@ describeFaults('faults', () => {
       return l.length >= 4 ? l : undefined; // auth, sales-activity, opportunity and analytics consume customer.events
     }, { timeoutMs: 60_000, intervalMs: 1000 });
     expect([...new Set(letters.map((l) => l.consumer))]).toEqual(expect.arrayContaining(['auth', 'sales-activity', 'opportunity', 'analytics']));
+  });
+
+  test(`one subgraph process SIGSTOP ${SUBGRAPH_STOP_S} s mid-saga: TIMED_OUT, then COMPLETED when it returns, each step once`, async () => {
+    // The same broker and Postgres, with each service in a process of its own (the stack above runs in this one).
+    const services = await startProcessTestStack({
+      env: { KAFKA_BROKERS: `127.0.0.1:${KAFKA_PORT}`, POSTGRES_URL: `postgresql://postgres@127.0.0.1:${PG_PORT}/postgres`, SAGA_TIMEOUT_MS: '10000', DATABASE_POOL_MAX: '3' },
+    });
+    const sql = async <T,>(sub: string, query: string, params: unknown[] = []): Promise<T[]> => {
+      const client = new Client({ connectionString: databaseUrlFor(services.config, sub, {}) });
+      await client.connect();
+      try {
+        return (await client.query(query, params)).rows as T[];
+      } finally {
+        await client.end();
+      }
+    };
+    const stopped = services.pids['sales-activity']!;
+    try {
+      const admin = await services.admin();
+      const manager = await services.user('MANAGER', 'Mia Midsaga');
+      const salesRep = await services.user('SALES', 'Sam Stopped');
+      const customerId = (await salesRep.gql(`mutation { createCustomer(input: { name: "Paused Partners" }) { id } }`)).data.createCustomer.id as string;
+      // its onboarding task: what the saga's sales-activity step must hide, once
+      await eventually(async () => (await sql(SA, 'SELECT id FROM tasks WHERE customer_id = $1', [customerId])).length === 1, { timeoutMs: 60_000 });
+
+      say('sales-activity process SIGSTOP');
+      process.kill(stopped, 'SIGSTOP');
+      const t0 = Date.now();
+      const SAGA = `query($id: ID!) { saga(id: $id) { status endedAt missingSteps steps { name status } } }`;
+      const sagaId = dataOf<{ id: string }>(await manager.gql(`mutation($id: ID!) { deleteCustomer(id: $id) { id } }`, { id: customerId }), 'deleteCustomer').id;
+      const timedOut = await eventually(async () => {
+        const saga = (await admin.gql(SAGA, { id: sagaId })).data?.saga;
+        return saga?.status === 'TIMED_OUT' ? saga : undefined;
+      }, { timeoutMs: SUBGRAPH_STOP_S * 1000, intervalMs: 500 });
+      expect(timedOut.missingSteps).toEqual(['sales-activity.remove-activities']);
+      const timedOutAfter = (Date.now() - t0) / 1000;
+      await sleep(Math.max(0, t0 + SUBGRAPH_STOP_S * 1000 - Date.now()));
+      process.kill(stopped, 'SIGCONT');
+      const ended = Date.now();
+      say('sales-activity process SIGCONT');
+      const done = await eventually(async () => {
+        const saga = (await admin.gql(SAGA, { id: sagaId })).data?.saga;
+        return saga?.status === 'COMPLETED' ? saga : undefined;
+      }, { timeoutMs: 240_000, intervalMs: 500 });
+      const completedAfter = (Date.now() - ended) / 1000;
+      expect(done.missingSteps).toEqual([]);
+      expect(done.endedAt).not.toBeNull();
+
+      // each effect exactly once: the task hidden by this saga, one step event per participant (customer's: the deletion)
+      expect(await sql(SA, 'SELECT removed_by_saga FROM tasks WHERE customer_id = $1', [customerId])).toEqual([{ removed_by_saga: sagaId }]);
+      for (const [sub, type] of [[SA, 'sales-activity.saga_step'], ['opportunity', 'opportunity.saga_step'], ['customer', 'customer.saga_step']] as const) {
+        const steps = await sql<{ n: string }>(sub, 'SELECT count(*) AS n FROM outbox WHERE type = $1 AND key = $2', [type, sagaId]);
+        expect(`${type} ${steps[0]!.n}`).toBe(`${type} 1`);
+      }
+      expect(done.steps.map((st: { name: string }) => st.name).sort()).toEqual([...new Set(done.steps.map((st: { name: string }) => st.name))].sort());
+      // every event delivered, none dead-lettered
+      await eventually(async () => {
+        for (const sub of ['auth', 'customer', SA, 'opportunity', 'analytics']) {
+          const [row] = await sql<{ n: string }>(sub, 'SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL');
+          if (Number(row!.n) > 0) throw new Error(`${sub}: ${row!.n} unsent outbox rows`);
+        }
+        return true;
+      }, { timeoutMs: 60_000, intervalMs: 1000 });
+      const letters = await readDeadLetters(stack.bus as KafkaBus, services.config.KAFKA_NAMESPACE);
+      expect(letters).toEqual([]);
+      say(`subgraph SIGSTOP: TIMED_OUT after ${timedOutAfter.toFixed(1)} s, COMPLETED ${completedAfter.toFixed(1)} s after SIGCONT`);
+      figures.push(`sales-activity process SIGSTOP ${SUBGRAPH_STOP_S} s mid-saga: saga TIMED_OUT ${timedOutAfter.toFixed(1)} s after the stop (SAGA_TIMEOUT_MS 10 s), COMPLETED ${completedAfter.toFixed(1)} s after SIGCONT; each step once; dead letters ${letters.length}`);
+    } finally {
+      try {
+        process.kill(stopped, 'SIGCONT');
+      } catch {
+        /* exited */
+      }
+      await services.stop();
+    }
   });
 });

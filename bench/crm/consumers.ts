@@ -54,7 +54,7 @@ export async function drainBacklog(stack: Pick<TestStack, 'config'> & { bus?: Ev
   for (let i = 0; i < messages.length; i += 1000) await bus.publish(messages.slice(i, i + 1000));
   await own?.close();
   const publishSeconds = (performance.now() - t0) / 1000;
-  const done: Record<string, { events: number; seconds: number; eventsPerSecond: number }> = {};
+  const done: Record<string, { events: number; seconds: number; eventsPerSecond: number; workingSeconds?: number; workingEventsPerSecond?: number }> = {};
   const pending = new Set(consumers);
   const deadline = Date.now() + 300_000;
   while (pending.size > 0 && Date.now() < deadline) {
@@ -64,7 +64,14 @@ export async function drainBacklog(stack: Pick<TestStack, 'config'> & { bus?: Ev
       );
       if (have >= ids.length) {
         const seconds = (performance.now() - t0) / 1000;
-        done[sub] = { events: ids.length, seconds: Number(seconds.toFixed(2)), eventsPerSecond: Math.round(ids.length / seconds) };
+        // first to last batch: handled_at is each batch's transaction start
+        const working = await withDb(stack, sub, async (c) =>
+          Number((await c.query<{ s: number }>('SELECT extract(epoch FROM max(handled_at) - min(handled_at))::float AS s FROM inbox WHERE event_id = ANY($1::uuid[])', [ids])).rows[0]!.s),
+        );
+        done[sub] = {
+          events: ids.length, seconds: Number(seconds.toFixed(2)), eventsPerSecond: Math.round(ids.length / seconds),
+          workingSeconds: Number(working.toFixed(2)), workingEventsPerSecond: Math.round(ids.length / Math.max(working, 0.001)),
+        };
         pending.delete(sub);
       }
     }

@@ -140,18 +140,32 @@ export async function seedBulk(stack: Pick<TestStack, 'config'>, o: { customers:
 
 /** Row counts per database: every customer, meeting, task and approval has its projections. */
 export async function checkConsistency(stack: Pick<TestStack, 'config'>) {
-  const one = async (sub: string, sql: string) => withDb(stack, sub, async (c) => Number((await c.query<{ n: string }>(sql)).rows[0]!.n));
+  // one connection per database, all five at once: the check itself adds little to the catch-up it measures
+  const counted = async (sub: string, queries: Record<string, string>) =>
+    withDb(stack, sub, async (c) => {
+      const out: Record<string, number> = {};
+      for (const [k, q] of Object.entries(queries)) out[k] = Number((await c.query<{ n: string }>(q)).rows[0]!.n);
+      return out;
+    });
+  const parts = await Promise.all([
+    counted('customer', { customers: 'SELECT count(*) AS n FROM customers WHERE deleted_at IS NULL' }),
+    counted('sales-activity', {
+      salesActivityRefs: 'SELECT count(*) AS n FROM customer_refs WHERE NOT deleted',
+      meetings: 'SELECT count(*) AS n FROM meetings',
+      tasks: 'SELECT count(*) AS n FROM tasks',
+    }),
+    counted('opportunity', { opportunityRefs: 'SELECT count(*) AS n FROM customer_refs WHERE NOT deleted', approvals: 'SELECT count(*) AS n FROM approval_requests' }),
+    counted('analytics', {
+      customerFacts: 'SELECT count(*) AS n FROM customer_facts WHERE NOT deleted',
+      meetingFacts: 'SELECT count(*) AS n FROM meeting_facts',
+      taskFacts: 'SELECT count(*) AS n FROM task_facts',
+      approvalFacts: 'SELECT count(*) AS n FROM approval_facts',
+    }),
+  ]);
+  const all = Object.assign({}, ...parts) as Record<string, number>;
   const counts = {
-    customers: await one('customer', 'SELECT count(*) AS n FROM customers WHERE deleted_at IS NULL'),
-    salesActivityRefs: await one('sales-activity', 'SELECT count(*) AS n FROM customer_refs WHERE NOT deleted'),
-    opportunityRefs: await one('opportunity', 'SELECT count(*) AS n FROM customer_refs WHERE NOT deleted'),
-    customerFacts: await one('analytics', 'SELECT count(*) AS n FROM customer_facts WHERE NOT deleted'),
-    meetings: await one('sales-activity', 'SELECT count(*) AS n FROM meetings'),
-    meetingFacts: await one('analytics', 'SELECT count(*) AS n FROM meeting_facts'),
-    tasks: await one('sales-activity', 'SELECT count(*) AS n FROM tasks'),
-    taskFacts: await one('analytics', 'SELECT count(*) AS n FROM task_facts'),
-    approvals: await one('opportunity', 'SELECT count(*) AS n FROM approval_requests'),
-    approvalFacts: await one('analytics', 'SELECT count(*) AS n FROM approval_facts'),
+    customers: all.customers!, salesActivityRefs: all.salesActivityRefs!, opportunityRefs: all.opportunityRefs!, customerFacts: all.customerFacts!,
+    meetings: all.meetings!, meetingFacts: all.meetingFacts!, tasks: all.tasks!, taskFacts: all.taskFacts!, approvals: all.approvals!, approvalFacts: all.approvalFacts!,
   };
   const ok = counts.customers === counts.salesActivityRefs && counts.customers === counts.opportunityRefs && counts.customers === counts.customerFacts
     && counts.meetings === counts.meetingFacts && counts.tasks === counts.taskFacts && counts.approvals === counts.approvalFacts;

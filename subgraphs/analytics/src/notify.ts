@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { HandlerContext, EventType } from '@crm/kit';
+import type { EventData, HandlerContext, EventType } from '@crm/kit';
 import type { NotificationType } from './entities';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -26,25 +26,41 @@ type Emit = HandlerContext<EventType>['emit'];
 
 /** Inserts the notification unless it exists; returns its id when it was created now. */
 export async function notify(em: EntityManager, emit: Emit, n: NewNotification): Promise<string | null> {
-  if (!isUuid(n.recipientId)) return null; // users are UUIDs; anything else cannot log in to read it
-  const id = randomUUID();
+  const [created] = await notifyAll(em, [n]);
+  if (!created) return null;
+  emit('notification.created', created.id, notificationCreated(created));
+  return created.id;
+}
+
+/**
+ * Inserts the notifications that do not exist yet with one statement; returns those created now
+ * (with their ids), for the caller to stage notification.created each.
+ */
+export async function notifyAll(em: EntityManager, ns: NewNotification[]): Promise<(NewNotification & { id: string })[]> {
+  const valid = ns.filter((n) => isUuid(n.recipientId)).map((n) => ({ ...n, id: randomUUID() })); // users are UUIDs; anything else cannot log in to read it
+  if (valid.length === 0) return [];
   // created_at from JS (millisecond precision) so keyset cursors compare exactly
+  const now = new Date();
   const rows = await em.execute<{ id: string }[]>(
     `INSERT INTO notifications (id, recipient_id, type, title, body, entity_type, entity_id, source_event_id, created_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+     VALUES ${valid.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}
      ON CONFLICT (source_event_id, recipient_id) DO NOTHING RETURNING id`,
-    [id, n.recipientId, n.type, n.title, n.body ?? null, n.entityType ?? null, n.entityId ?? null, n.sourceEventId, new Date()],
+    valid.flatMap((n) => [n.id, n.recipientId, n.type, n.title, n.body ?? null, n.entityType ?? null, n.entityId ?? null, n.sourceEventId, now]),
   );
-  if (rows.length === 0) return null;
-  emit('notification.created', id, {
-    notificationId: id,
+  const created = new Set(rows.map((r) => r.id));
+  return valid.filter((n) => created.has(n.id));
+}
+
+/** The notification.created event data of a notification created now. */
+export function notificationCreated(n: NewNotification & { id: string }): EventData<'notification.created'> {
+  return {
+    notificationId: n.id,
     recipientId: n.recipientId,
     type: n.type,
     title: n.title,
     entityType: n.entityType ?? null,
     entityId: n.entityId ?? null,
-  });
-  return id;
+  };
 }
 
 /** Active MANAGER and ADMIN users of the local directory (user_refs). */

@@ -14,6 +14,13 @@ export interface AuditInput {
 
 /** Stages an audit entry in the caller's unit of work. */
 export function stageAudit(em: EntityManager, input: AuditInput): AuditEntry {
+  const entry = auditEntry(input);
+  em.persist(entry);
+  return entry;
+}
+
+/** A new audit entry, not yet written (the event consumer inserts a batch's at once). */
+export function auditEntry(input: AuditInput): AuditEntry {
   const entry = new AuditEntry();
   entry.id = randomUUID();
   entry.actorId = input.actorId;
@@ -23,6 +30,5 @@ export function stageAudit(em: EntityManager, input: AuditInput): AuditEntry {
   entry.details = input.details ?? null;
   entry.eventId = input.eventId ?? null;
   if (input.at) entry.createdAt = input.at;
-  em.persist(entry);
   return entry;
 }

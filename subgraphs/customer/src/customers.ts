@@ -46,13 +46,21 @@ export async function requireActiveRep(em: EntityManager, peers: Peers, id: stri
   return em.findOne(Rep, { id, active: true }, { refresh: true });
 }
 
-/** Inserts or refreshes a directory row (used by the user.* handlers). */
-export async function upsertRep(em: EntityManager, rep: { id: string; name: string; email: string; active: boolean; approved: boolean }): Promise<void> {
+type RepRow = { id: string; name: string; email: string; active: boolean; approved: boolean };
+
+/** Inserts or refreshes a directory row. */
+export async function upsertRep(em: EntityManager, rep: RepRow): Promise<void> {
+  await upsertReps(em, [rep]);
+}
+
+/** Inserts or refreshes directory rows with one statement (distinct ids: see `roundsByKey`). */
+export async function upsertReps(em: EntityManager, reps: RepRow[]): Promise<void> {
+  if (reps.length === 0) return;
   await em.execute(
-    `INSERT INTO reps (id, name, email, active, approved, created_at, updated_at) VALUES (?, ?, ?, ?, ?, now(), now())
+    `INSERT INTO reps (id, name, email, active, approved, created_at, updated_at) VALUES ${reps.map(() => '(?, ?, ?, ?, ?, now(), now())').join(', ')}
      ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, active = excluded.active,
        approved = excluded.approved, updated_at = now()`,
-    [rep.id, rep.name, rep.email, rep.active, rep.approved],
+    reps.flatMap((rep) => [rep.id, rep.name, rep.email, rep.active, rep.approved]),
   );
 }
 

@@ -56,7 +56,15 @@ export interface NewTask {
   createdById: string | null;
 }
 
+/** Stages a new task in `em`'s unit of work. */
 export function newTask(em: EntityManager, data: NewTask): Task {
+  const task = taskOf(data);
+  em.persist(task);
+  return task;
+}
+
+/** A new task, not yet written (a batch handler inserts several at once). */
+export function taskOf(data: NewTask): Task {
   const task = new Task();
   task.id = randomUUID();
   task.title = data.title;
@@ -66,7 +74,6 @@ export function newTask(em: EntityManager, data: NewTask): Task {
   task.customerId = data.customerId ?? null;
   task.assigneeId = data.assigneeId;
   task.createdById = data.createdById;
-  em.persist(task);
   return task;
 }
 

@@ -56,6 +56,32 @@ test('customer.created without a rep: directory only, no task', async () => {
   expect(await sql(sa, 'select id from tasks where customer_id = ?', [data.customerId])).toEqual([]);
 });
 
+test('a burst of customer events in one publish (versions out of order, keys repeated): newest version per customer, one task each; replay changes nothing', async () => {
+  const ids = [randomUUID(), randomUUID(), randomUUID()];
+  const versioned = <T extends 'customer.created' | 'customer.updated' | 'customer.reassigned'>(type: T, id: string, name: string, version: number) => ({
+    ...sa.envelope(type, id, { ...customerData(name, rep.id, id), changes: [], fromRepId: null, sagaId: null } as EventData<T>, { actorId: manager.id }),
+    aggregateVersion: version,
+  });
+  // per customer: created (v1), updated (v3), then a late reassigned (v2) that must not win
+  const burst = ids.flatMap((id, i) => [
+    versioned('customer.created', id, `Burst ${i} v1`, 1),
+    versioned('customer.updated', id, `Burst ${i} v3`, 3),
+    versioned('customer.reassigned', id, `Burst ${i} v2`, 2),
+  ]);
+  await sa.deliver(...burst);
+  const refs = () => sql<{ id: string; name: string; version: number }>(sa, 'select id, name, version::int as version from customer_refs where id = any(?::uuid[]) order by name', [`{${ids.join(',')}}`]);
+  await eventually(async () => (await refs()).filter((r) => r.version === 3).length === 3);
+  expect((await refs()).map((r) => r.name)).toEqual(['Burst 0 v3', 'Burst 1 v3', 'Burst 2 v3']);
+  const tasks = () => sql<{ customer_id: string }>(sa, "select customer_id from tasks where customer_id = any(?::uuid[]) and title like 'First contact:%'", [`{${ids.join(',')}}`]);
+  expect((await tasks()).map((t) => t.customer_id).sort()).toEqual([...ids].sort());
+  // the same events again (a redelivery) and a later marker on the same key: nothing changes
+  const marker = versioned('customer.updated', ids[0]!, 'Burst 0 v4', 4);
+  await sa.deliver(...burst, marker);
+  await eventually(async () => (await refs()).some((r) => r.version === 4));
+  expect((await refs()).map((r) => r.name)).toEqual(['Burst 0 v4', 'Burst 1 v3', 'Burst 2 v3']);
+  expect(await tasks()).toHaveLength(3);
+});
+
 test('customer.updated / reassigned keep the directory current: the new rep may use the customer, the old one not', async () => {
   const other = sa.user('SALES');
   const data = customerData('Hooli', rep.id);

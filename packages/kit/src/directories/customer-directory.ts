@@ -5,7 +5,8 @@
  * subgraph's own migration.
  */
 import { EntitySchema, type EntityManager } from '@mikro-orm/postgresql';
-import type { EventData } from '../events/catalogue';
+import type { Envelope, EventData } from '../events/catalogue';
+import { roundsByKey, type BatchHandler } from '../events/consumer';
 import { notFound } from '../errors';
 import type { Identity } from '../identity';
 import type { Peers } from '../peers';
@@ -30,12 +31,35 @@ export const CustomerRefSchema = new EntitySchema<CustomerRef>({
   },
 });
 
+export interface CustomerRefWrite {
+  data: EventData<'customer.created'>;
+  occurredAt: string;
+  version?: number | null;
+}
+
 /**
- * Upserts a directory row from an event's customer snapshot. `deleted` undefined keeps the stored
- * flag. Only a newer aggregate version (the owner's, from its outbox) changes the row; without
- * versions (older events) the later occurredAt wins. So a late redelivery or a replayed dead
- * letter cannot roll the directory back. Resolves false when the event was older than the row.
+ * Upserts directory rows from events' customer snapshots, with ONE statement (the ids must be
+ * distinct: see `roundsByKey`). `deleted` undefined keeps the stored flag. Only a newer aggregate
+ * version (the owner's, from its outbox) changes a row; without versions (older events) the later
+ * occurredAt wins. So a late redelivery or a replayed dead letter cannot roll the directory back.
+ * Resolves the ids whose rows changed (an event older than its row changes nothing).
  */
+export async function upsertCustomerRefs(em: EntityManager, writes: CustomerRefWrite[], deleted?: boolean): Promise<Set<string>> {
+  if (writes.length === 0) return new Set();
+  const applied = await em.execute<{ id: string }[]>(
+    `INSERT INTO customer_refs (id, name, assigned_rep_id, deleted, updated_at, version) VALUES ${writes.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}
+     ON CONFLICT (id) DO UPDATE SET name = excluded.name, assigned_rep_id = excluded.assigned_rep_id,
+       deleted = ${deleted === undefined ? 'customer_refs.deleted' : 'excluded.deleted'}, updated_at = excluded.updated_at,
+       version = COALESCE(excluded.version, customer_refs.version)
+     WHERE CASE WHEN excluded.version IS NOT NULL AND customer_refs.version IS NOT NULL THEN customer_refs.version < excluded.version
+                ELSE customer_refs.updated_at <= excluded.updated_at END
+     RETURNING id`,
+    writes.flatMap((w) => [w.data.customerId, w.data.name, w.data.assignedRepId, deleted ?? false, w.occurredAt, w.version ?? null]),
+  );
+  return new Set(applied.map((r) => r.id));
+}
+
+/** One directory row (see `upsertCustomerRefs`); resolves false when the event was older than the row. */
 export async function upsertCustomerRef(
   em: EntityManager,
   data: EventData<'customer.created'>,
@@ -43,18 +67,39 @@ export async function upsertCustomerRef(
   deleted?: boolean,
   version?: number | null,
 ): Promise<boolean> {
-  const applied = await em.execute<{ id: string }[]>(
-    `INSERT INTO customer_refs (id, name, assigned_rep_id, deleted, updated_at, version) VALUES (?, ?, ?, ?, ?, ?)
-     ON CONFLICT (id) DO UPDATE SET name = excluded.name, assigned_rep_id = excluded.assigned_rep_id,
-       deleted = ${deleted === undefined ? 'customer_refs.deleted' : 'excluded.deleted'}, updated_at = excluded.updated_at,
-       version = COALESCE(excluded.version, customer_refs.version)
-     WHERE CASE WHEN excluded.version IS NOT NULL AND customer_refs.version IS NOT NULL THEN customer_refs.version < excluded.version
-                ELSE customer_refs.updated_at <= excluded.updated_at END
-     RETURNING id`,
-    [data.customerId, data.name, data.assignedRepId, deleted ?? false, occurredAt, version ?? null],
-  );
-  return applied.length > 0;
+  return (await upsertCustomerRefs(em, [{ data, occurredAt, version }], deleted)).size > 0;
 }
+
+type CopiedType = 'customer.created' | 'customer.updated' | 'customer.reassigned' | 'customer.restored';
+/** What each event type does to the directory's `deleted` flag (undefined: keeps it). */
+const DELETED_AFTER: Record<CopiedType, boolean | undefined> = {
+  'customer.created': false,
+  'customer.updated': undefined,
+  'customer.reassigned': undefined,
+  'customer.restored': false,
+};
+
+/**
+ * Applies a run of customer events to the directory as if one after the other: per round (each
+ * customer once, in order) one multi-row upsert per kind of `deleted` change. Resolves the ids of
+ * the events that changed their row.
+ */
+export async function copyCustomerEvents(em: EntityManager, events: Envelope<CopiedType>[]): Promise<Set<string>> {
+  const applied = new Set<string>();
+  for (const round of roundsByKey(events, (e) => e.data.customerId)) {
+    for (const deleted of [false, undefined]) {
+      const part = round.filter((e) => DELETED_AFTER[e.type] === deleted);
+      const changed = await upsertCustomerRefs(em, part.map((e) => ({ data: e.data, occurredAt: e.occurredAt, version: e.aggregateVersion })), deleted);
+      for (const e of part) if (changed.has(e.data.customerId)) applied.add(e.id);
+    }
+  }
+  return applied;
+}
+
+/** The directory's batch handler for the customer events that only copy the snapshot. */
+export const customerCopies: BatchHandler<CopiedType> = {
+  applyBatch: async (events, { em }) => void (await copyCustomerEvents(em, events)),
+};
 
 interface OwnedCustomer {
   id: string;

@@ -2,8 +2,9 @@
  * The one consumer runner. Messages come in batches of one partition, in order. A batch is
  * applied in ONE transaction: one multi-row inbox insert records the event ids (a redelivered id
  * finds its row and its handler is skipped), then each new event's handler runs, in order,
- * flushed one after the other. If the batch fails for a reason of its own, it is retried one
- * event at a time to isolate the failing event.
+ * flushed one after the other. A `BatchHandler` (`applyBatch`) takes a run of consecutive new
+ * events at once instead, for multi-row SQL. If the batch fails for a reason of its own, it is
+ * retried one event at a time to isolate the failing event.
  *
  * Failures are told apart (./failures.ts): an infrastructure failure (database or broker away)
  * holds the partition — nothing committed, nothing dead-lettered — and is retried with capped
@@ -20,7 +21,7 @@ import type { SubgraphRuntime } from '../subgraph';
 import type { BatchControl, DeliveredMessage, EventBus, Subscription } from './bus';
 import { EVENTS, InvalidEventError, UnknownEventTypeError, dlqOf, misrouted, parseEnvelope, type Envelope, type EventData, type EventType } from './catalogue';
 import { errorText, isTransient } from './failures';
-import { stageEvent } from './outbox';
+import { OutboxMessage, outboxRow, stageEvent } from './outbox';
 import { eventDeadLettered, eventOutcome, eventRetried, traceConsume } from '../telemetry/events';
 import { noteCorrelation } from '../telemetry/tracing';
 import { retry } from '../retry';
@@ -39,7 +40,46 @@ export interface HandlerContext<T extends EventType> {
   beforeCommit(key: string, fn: (em: EntityManager) => Promise<void>): void;
 }
 
-export type EventHandlers = { [T in EventType]?: (ctx: HandlerContext<T>) => Promise<void> };
+/** The batch's transaction and helpers, for a handler that applies several events at once. */
+export interface BatchContext {
+  em: EntityManager;
+  logger: Logger;
+  runtime: SubgraphRuntime;
+  /** Stages a follow-up event caused by `cause` (same correlation id), written when the run is applied. */
+  emit<U extends EventType>(cause: Envelope, type: U, aggregateId: string, data: EventData<U>): Envelope<U>;
+  beforeCommit: HandlerContext<EventType>['beforeCommit'];
+}
+
+/**
+ * A handler that applies a run of events at once (e.g. one multi-row upsert): the consecutive new
+ * events of a batch whose types map to this same object, in partition order. It must give the
+ * result of applying them one after the other (the same key may come more than once: see
+ * `roundsByKey`). A failing run fails the batch, which is then retried one event at a time (runs of
+ * one), so a failing event is isolated as with a plain handler.
+ */
+export interface BatchHandler<T extends EventType> {
+  applyBatch(events: Envelope<T>[], ctx: BatchContext): Promise<void>;
+}
+
+export type EventHandler<T extends EventType> = ((ctx: HandlerContext<T>) => Promise<void>) | BatchHandler<T>;
+export type EventHandlers = { [T in EventType]?: EventHandler<T> };
+
+/**
+ * Splits `items` into rounds in which each key appears at most once, in order: round k holds the
+ * k-th event of each key. Applying the rounds one after the other, each as one multi-row statement
+ * (ON CONFLICT cannot touch a row twice in one statement), gives the one-at-a-time result.
+ */
+export function roundsByKey<I>(items: I[], key: (item: I) => string): I[][] {
+  const seen = new Map<string, number>();
+  const rounds: I[][] = [];
+  for (const item of items) {
+    const k = key(item);
+    const n = seen.get(k) ?? 0;
+    seen.set(k, n + 1);
+    (rounds[n] ??= []).push(item);
+  }
+  return rounds;
+}
 
 export interface ConsumerHealth {
   /** Set while an infrastructure failure holds the consumer: since when and the last error. */
@@ -102,7 +142,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
     const result = await retry(fn, {
       baseDelayMs: baseDelay,
       maxDelayMs: maxDelay,
-      shouldRetry: isTransient,
+      shouldRetry: (err) => isTransient(err), // not isTransient(err, attempt): its second parameter is the cause depth
       wait: (ms) => pause(ms, control),
       onRetry: ({ error, attempt, delayMs }) => {
         health.stalled = { since: health.stalled?.since ?? new Date().toISOString(), error: errorText(error), retries: attempt };
@@ -127,32 +167,57 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
       );
       const fresh = new Set(inserted.map((r) => r.event_id));
       const atCommit = new Map<string, (em: EntityManager) => Promise<void>>();
+      const beforeCommit = (key: string, fn: (em: EntityManager) => Promise<void>) => void (atCommit.has(key) || atCommit.set(key, fn));
       let handled = 0;
-      for (const { message, event } of items) {
+      for (let i = 0; i < items.length; ) {
+        const { message, event } = items[i++]!;
         if (!fresh.delete(event.id)) continue; // seen before (or twice in this batch)
-        const handler = handlers[event.type] as (ctx: HandlerContext<EventType>) => Promise<void>;
-        // each event in its own CONSUMER span, continuing the producer's trace (telemetry)
-        await traceConsume(consumerGroup(name), message, async () => {
-          const started = performance.now();
-          noteCorrelation(event.correlationId);
-          await handler({
-          event,
-          em,
-          logger,
-          runtime,
-          emit: (type, aggregateId, data) =>
-            stageEvent(em, name, type, aggregateId, data, { actorId: event.actorId, correlationId: event.correlationId, causationId: event.id }),
-          beforeCommit: (key, fn) => void (atCommit.has(key) || atCommit.set(key, fn)),
+        const handler = handlers[event.type] as EventHandler<EventType>;
+        const started = performance.now();
+        const run = [{ message, event }];
+        if (typeof handler === 'function') {
+          // each event in its own CONSUMER span, continuing the producer's trace (telemetry)
+          await traceConsume(consumerGroup(name), message, async () => {
+            noteCorrelation(event.correlationId);
+            await handler({
+              event,
+              em,
+              logger,
+              runtime,
+              emit: (type, aggregateId, data) =>
+                stageEvent(em, name, type, aggregateId, data, { actorId: event.actorId, correlationId: event.correlationId, causationId: event.id }),
+              beforeCommit,
+            });
+            // (a batch that rolls back and is re-applied one at a time counts its events again)
+            eventOutcome(consumerGroup(name), message.topic, event.type, 'handled', started);
           });
-          // (a batch that rolls back and is re-applied one at a time counts its events again)
-          eventOutcome(consumerGroup(name), message.topic, event.type, 'handled', started);
-        });
-        // Flush each event's writes before the next handler reads (raw SQL does not auto-flush),
-        // and forget its entities: the next flush then looks at the next event's entities only.
+        } else {
+          // the following new events with the same batch handler join the run
+          for (; i < items.length && handlers[items[i]!.event.type] === handler; i++) if (fresh.delete(items[i]!.event.id)) run.push(items[i]!);
+          const emitted: OutboxMessage[] = [];
+          await traceConsume(consumerGroup(name), run.map((w) => w.message), async () => {
+            if (run.length === 1) noteCorrelation(event.correlationId);
+            await handler.applyBatch(run.map((w) => w.event), {
+              em,
+              logger,
+              runtime,
+              emit: (cause, type, aggregateId, data) => {
+                const row = outboxRow(name, type, aggregateId, data, { actorId: cause.actorId, correlationId: cause.correlationId, causationId: cause.id });
+                emitted.push(row);
+                return row.envelope;
+              },
+              beforeCommit,
+            });
+            for (const w of run) eventOutcome(consumerGroup(name), w.message.topic, w.event.type, 'handled', started);
+          });
+          if (emitted.length > 0) await em.insertMany(OutboxMessage, emitted);
+        }
+        // Flush each event's (or run's) writes before the next handler reads (raw SQL does not
+        // auto-flush), and forget its entities: the next flush looks at the next event's only.
         await em.flush();
         em.clear();
-        applied.add(event.id);
-        handled += 1;
+        for (const w of run) applied.add(w.event.id);
+        handled += run.length;
       }
       for (const key of [...atCommit.keys()].sort()) await atCommit.get(key)!(em);
       return handled;

@@ -68,6 +68,19 @@ export function buildEnvelope<T extends EventType>(
   };
 }
 
+/** The outbox row of a new event (not yet written): `stageEvent` persists one, a batch handler's emits are inserted together. */
+export function outboxRow<T extends EventType>(source: string, type: T, aggregateId: string, data: EventData<T>, cause: EventCause): OutboxMessage & { envelope: Envelope<T> } {
+  const envelope = buildEnvelope(source, type, aggregateId, data, cause);
+  const row = new OutboxMessage();
+  row.id = envelope.id;
+  row.topic = EVENTS[type].topic;
+  row.key = aggregateId;
+  row.type = type;
+  row.envelope = envelope;
+  row.traceparent = outboxTraceparent();
+  return row as OutboxMessage & { envelope: Envelope<T> };
+}
+
 /** Stages an event in the outbox of `em`; it is written by the caller's next flush. */
 export function stageEvent<T extends EventType>(
   em: EntityManager,
@@ -77,14 +90,7 @@ export function stageEvent<T extends EventType>(
   data: EventData<T>,
   cause: EventCause,
 ): Envelope<T> {
-  const envelope = buildEnvelope(source, type, aggregateId, data, cause);
-  const row = new OutboxMessage();
-  row.id = envelope.id;
-  row.topic = EVENTS[type].topic;
-  row.key = aggregateId;
-  row.type = type;
-  row.envelope = envelope;
-  row.traceparent = outboxTraceparent();
+  const row = outboxRow(source, type, aggregateId, data, cause);
   em.persist(row);
-  return envelope;
+  return row.envelope;
 }

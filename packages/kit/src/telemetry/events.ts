@@ -57,11 +57,20 @@ function traceparentHeader(traceparent: string | null | undefined): Record<strin
   return traceparent ? { traceparent } : {};
 }
 
-/** Handles one delivered message in a CONSUMER span that continues (and links to) the producer's trace. */
-export function traceConsume<T>(group: string, message: DeliveredMessage, handle: () => Promise<T>): Promise<T> {
+/**
+ * Handles delivered messages in a CONSUMER span. One message: the span continues (and links to) the
+ * producer's trace. Several (a batch handler's run): one span linking every producer (OpenTelemetry's
+ * batch-processing convention), in the first message's trace.
+ */
+export function traceConsume<T>(group: string, delivered: DeliveredMessage | DeliveredMessage[], handle: () => Promise<T>): Promise<T> {
+  const messages = Array.isArray(delivered) ? delivered : [delivered];
+  const message = messages[0]!;
   const parent = contextFromTraceparent(message.headers.traceparent);
-  const producer = trace.getSpanContext(parent);
-  const links: Link[] = producer ? [{ context: producer }] : [];
+  const links: Link[] = [];
+  for (const m of messages) {
+    const producer = trace.getSpanContext(m === message ? parent : contextFromTraceparent(m.headers.traceparent));
+    if (producer) links.push({ context: producer });
+  }
   const span = tracer().startSpan(`process ${message.topic}`, {
     kind: SpanKind.CONSUMER,
     links,
@@ -72,6 +81,7 @@ export function traceConsume<T>(group: string, message: DeliveredMessage, handle
       'messaging.consumer.group.name': group,
       'messaging.destination.partition.id': String(message.partition),
       'messaging.kafka.offset': Number(message.offset),
+      ...(messages.length > 1 ? { 'messaging.batch.message_count': messages.length } : {}),
     },
   }, parent);
   return context.with(withEventNote(trace.setSpan(parent, span)), async () => {

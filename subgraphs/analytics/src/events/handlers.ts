@@ -11,8 +11,8 @@
  * back (notification.events) re-applies it, which is a no-op (all writes are upserts).
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { EVENTS, type EventHandlers, type EventType, type HandlerContext, type SagaStepData } from '@crm/kit';
-import { isUuid, managers, notify } from '../notify';
+import { EVENTS, isEvent, roundsByKey, type BatchHandler, type Envelope, type EventData, type EventHandler, type EventHandlers, type EventType, type HandlerContext, type SagaStepData } from '@crm/kit';
+import { isUuid, managers, notificationCreated, notify, notifyAll, type NewNotification } from '../notify';
 import { applySagaStep, upsertSaga } from '../sagas';
 
 export type Projection = 'customers' | 'meetings' | 'tasks' | 'approvals';
@@ -40,37 +40,73 @@ async function upsertUser(ctx: HandlerContext<'user.created' | 'user.updated' | 
 
 // ---------------------------------------------------------------- customers
 
-type CustomerCtx = HandlerContext<'customer.created' | 'customer.updated' | 'customer.deleted' | 'customer.restored' | 'customer.reassigned'>;
+type CustomerType = 'customer.created' | 'customer.updated' | 'customer.deleted' | 'customer.restored' | 'customer.reassigned';
+type CustomerCtx = HandlerContext<CustomerType>;
 
-async function upsertCustomer(ctx: CustomerCtx, deleted: boolean | null) {
-  const d = ctx.event.data;
-  await ctx.em.execute(
-    // Only a newer version of the customer (the owner's aggregate version) changes the facts.
-    `INSERT INTO customer_facts (id, size, investment_profile, assigned_rep_id, deleted, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?)
+/**
+ * Upserts customer facts with ONE statement (distinct customers: see `roundsByKey`); `deleted`
+ * null keeps the stored flag. Only a newer version of the customer (the owner's aggregate
+ * version) changes the facts.
+ */
+async function upsertCustomerFacts(em: EntityManager, events: Envelope<CustomerType>[], deleted: boolean | null) {
+  if (events.length === 0) return;
+  await em.execute(
+    `INSERT INTO customer_facts (id, size, investment_profile, assigned_rep_id, deleted, created_at, version) VALUES ${events.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}
      ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size, investment_profile = EXCLUDED.investment_profile,
-       assigned_rep_id = EXCLUDED.assigned_rep_id, deleted = COALESCE(?::boolean, customer_facts.deleted),
+       assigned_rep_id = EXCLUDED.assigned_rep_id, deleted = ${deleted === null ? 'customer_facts.deleted' : 'EXCLUDED.deleted'},
        version = COALESCE(EXCLUDED.version, customer_facts.version)
      WHERE EXCLUDED.version IS NULL OR customer_facts.version IS NULL OR customer_facts.version < EXCLUDED.version`,
-    [d.customerId, d.size, d.investmentProfile, d.assignedRepId, deleted ?? false, at(ctx), ctx.event.aggregateVersion ?? null, deleted],
+    events.flatMap((e) => [e.data.customerId, e.data.size, e.data.investmentProfile, e.data.assignedRepId, deleted ?? false, new Date(e.occurredAt), e.aggregateVersion ?? null]),
   );
+}
+
+async function upsertCustomer(ctx: CustomerCtx, deleted: boolean | null) {
+  await upsertCustomerFacts(ctx.em, [ctx.event], deleted);
   bump(ctx, 'customers');
 }
 
-async function customerAssigned(ctx: HandlerContext<'customer.created' | 'customer.reassigned'>, repId: string) {
-  const d = ctx.event.data;
-  await notify(ctx.em, ctx.emit, {
+/** The CUSTOMER_ASSIGNED notification an event gives the customer's new rep, if any. */
+function assignedNotice(event: Envelope<'customer.created' | 'customer.reassigned'>): NewNotification | null {
+  const d = event.data;
+  const repId = d.assignedRepId;
+  if (!repId || (event.type === 'customer.reassigned' && repId === (d as EventData<'customer.reassigned'>).fromRepId)) return null;
+  return {
     recipientId: repId,
     type: 'CUSTOMER_ASSIGNED',
     title: `Customer assigned to you: ${d.name}`,
     body: null,
     entityType: 'Customer',
     entityId: d.customerId,
-    sourceEventId: ctx.event.id,
-  });
+    sourceEventId: event.id,
+  };
 }
 
+/**
+ * The customer copies (created, updated, reassigned, restored) of a run of events: per round (each
+ * customer once, in order) one multi-row upsert per kind of `deleted` change; the new reps'
+ * notifications with one insert; one report-version bump for the batch.
+ */
+const customerFacts: BatchHandler<'customer.created' | 'customer.updated' | 'customer.reassigned' | 'customer.restored'> = {
+  async applyBatch(events, ctx) {
+    for (const round of roundsByKey(events, (e) => e.data.customerId)) {
+      await upsertCustomerFacts(ctx.em, round.filter((e) => e.type === 'customer.created' || e.type === 'customer.restored'), false);
+      await upsertCustomerFacts(ctx.em, round.filter((e) => e.type === 'customer.updated' || e.type === 'customer.reassigned'), null);
+    }
+    bump(ctx, 'customers');
+    const notices = events.flatMap((e) => (isEvent(e, 'customer.created') || isEvent(e, 'customer.reassigned') ? [assignedNotice(e)] : [])).filter((n) => n !== null);
+    for (const n of await notifyAll(ctx.em, notices)) {
+      ctx.emit(events.find((e) => e.id === n.sourceEventId)!, 'notification.created', n.id, notificationCreated(n));
+    }
+    for (const e of events) {
+      if (isEvent(e, 'customer.reassigned') && !e.data.assignedRepId && e.data.fromRepId) {
+        await customerUnassigned({ ...ctx, event: e, emit: (type, id, data) => ctx.emit(e, type, id, data) });
+      }
+    }
+  },
+};
+
 /** No approved rep could take a departing rep's customer: every MANAGER and ADMIN is told. */
-async function customerUnassigned(ctx: HandlerContext<'customer.reassigned'>) {
+async function customerUnassigned(ctx: Pick<HandlerContext<'customer.reassigned'>, 'event' | 'em' | 'emit'>) {
   const d = ctx.event.data;
   for (const recipientId of await managers(ctx.em, null)) {
     await notify(ctx.em, ctx.emit, {
@@ -87,19 +123,41 @@ async function customerUnassigned(ctx: HandlerContext<'customer.reassigned'>) {
 
 // ---------------------------------------------------------------- tasks
 
-type TaskCtx = HandlerContext<'task.created' | 'task.updated' | 'task.completed' | 'task.cancelled' | 'task.due_soon'>;
+type FactType = 'task.created' | 'task.updated' | 'task.completed' | 'task.cancelled';
 
-async function upsertTask(ctx: TaskCtx, completedAt: Date | null) {
-  const d = ctx.event.data;
-  const done = d.status === 'COMPLETED';
-  await ctx.em.execute(
-    `INSERT INTO task_facts (id, assignee_id, status, created_at, completed_at) VALUES (?, ?, ?, ?, ?)
-     ON CONFLICT (id) DO UPDATE SET assignee_id = EXCLUDED.assignee_id, status = EXCLUDED.status,
-       completed_at = CASE WHEN EXCLUDED.status = 'COMPLETED' THEN COALESCE(EXCLUDED.completed_at, task_facts.completed_at) ELSE NULL END`,
-    [d.taskId, d.assigneeId, d.status, at(ctx), done ? (completedAt ?? at(ctx)) : null],
-  );
-  bump(ctx, 'tasks');
-}
+/**
+ * The task facts of a run of task events: per round (each task once, in order) one multi-row
+ * upsert; the assignees' TASK_ASSIGNED notifications (a task someone else gave them) with one
+ * insert; one report-version bump for the batch.
+ */
+const taskFacts: BatchHandler<FactType> = {
+  async applyBatch(events, ctx) {
+    for (const round of roundsByKey(events, (e) => e.data.taskId)) {
+      await ctx.em.execute(
+        `INSERT INTO task_facts (id, assignee_id, status, created_at, completed_at) VALUES ${round.map(() => '(?, ?, ?, ?, ?)').join(', ')}
+         ON CONFLICT (id) DO UPDATE SET assignee_id = EXCLUDED.assignee_id, status = EXCLUDED.status,
+           completed_at = CASE WHEN EXCLUDED.status = 'COMPLETED' THEN COALESCE(EXCLUDED.completed_at, task_facts.completed_at) ELSE NULL END`,
+        round.flatMap((e) => {
+          const completedAt = isEvent(e, 'task.completed') ? new Date(e.data.completedAt) : new Date(e.occurredAt);
+          return [e.data.taskId, e.data.assigneeId, e.data.status, new Date(e.occurredAt), e.data.status === 'COMPLETED' ? completedAt : null];
+        }),
+      );
+    }
+    bump(ctx, 'tasks');
+    const notices = events.filter((e) => e.type === 'task.created' && e.data.assigneeId !== e.actorId).map((e): NewNotification => ({
+      recipientId: e.data.assigneeId,
+      type: 'TASK_ASSIGNED',
+      title: `New task for you: ${e.data.title}`,
+      body: e.data.dueAt ? `Due ${e.data.dueAt}` : null,
+      entityType: 'Task',
+      entityId: e.data.taskId,
+      sourceEventId: e.id,
+    }));
+    for (const n of await notifyAll(ctx.em, notices)) {
+      ctx.emit(events.find((e) => e.id === n.sourceEventId)!, 'notification.created', n.id, notificationCreated(n));
+    }
+  },
+};
 
 // ---------------------------------------------------------------- approvals
 
@@ -196,18 +254,10 @@ const specific: EventHandlers = {
     await applySagaStep(ctx.em, envelope, step);
   },
 
-  'customer.created': async (ctx) => {
-    await upsertCustomer(ctx, false);
-    if (ctx.event.data.assignedRepId) await customerAssigned(ctx, ctx.event.data.assignedRepId);
-  },
-  'customer.updated': (ctx) => upsertCustomer(ctx, null),
-  'customer.restored': (ctx) => upsertCustomer(ctx, false),
-  'customer.reassigned': async (ctx) => {
-    await upsertCustomer(ctx, null);
-    const d = ctx.event.data;
-    if (d.assignedRepId && d.assignedRepId !== d.fromRepId) await customerAssigned(ctx, d.assignedRepId);
-    if (!d.assignedRepId && d.fromRepId) await customerUnassigned(ctx);
-  },
+  'customer.created': customerFacts,
+  'customer.updated': customerFacts,
+  'customer.restored': customerFacts,
+  'customer.reassigned': customerFacts,
   'customer.deleted': async (ctx) => {
     await upsertCustomer(ctx, true);
     const d = ctx.event.data;
@@ -228,24 +278,10 @@ const specific: EventHandlers = {
     bump(ctx, 'meetings');
   },
 
-  'task.created': async (ctx) => {
-    await upsertTask(ctx, null);
-    const d = ctx.event.data;
-    if (d.assigneeId !== ctx.event.actorId) {
-      await notify(ctx.em, ctx.emit, {
-        recipientId: d.assigneeId,
-        type: 'TASK_ASSIGNED',
-        title: `New task for you: ${d.title}`,
-        body: d.dueAt ? `Due ${d.dueAt}` : null,
-        entityType: 'Task',
-        entityId: d.taskId,
-        sourceEventId: ctx.event.id,
-      });
-    }
-  },
-  'task.updated': (ctx) => upsertTask(ctx, null),
-  'task.completed': (ctx) => upsertTask(ctx, new Date(ctx.event.data.completedAt)),
-  'task.cancelled': (ctx) => upsertTask(ctx, null),
+  'task.created': taskFacts,
+  'task.updated': taskFacts,
+  'task.completed': taskFacts,
+  'task.cancelled': taskFacts,
   'task.due_soon': async (ctx) => {
     const d = ctx.event.data;
     await notify(ctx.em, ctx.emit, {
@@ -287,24 +323,54 @@ const specific: EventHandlers = {
   'analytics.saga_step': sagaStep,
 };
 
-async function countEvent(em: EntityManager, type: string, occurredAt: Date) {
+/** Counts events per type with one statement. */
+async function countEvents(em: EntityManager, events: Envelope[]) {
+  const byType = new Map<string, { n: number; last: Date }>();
+  for (const e of events) {
+    const c = byType.get(e.type) ?? { n: 0, last: new Date(e.occurredAt) };
+    c.n += 1;
+    if (new Date(e.occurredAt) > c.last) c.last = new Date(e.occurredAt);
+    byType.set(e.type, c);
+  }
   await em.execute(
-    `INSERT INTO event_metrics (type, count, last_at) VALUES (?, 1, ?)
-     ON CONFLICT (type) DO UPDATE SET count = event_metrics.count + 1, last_at = GREATEST(event_metrics.last_at, EXCLUDED.last_at)`,
-    [type, occurredAt],
+    `INSERT INTO event_metrics (type, count, last_at) VALUES ${[...byType.keys()].map(() => '(?, ?, ?)').join(', ')}
+     ON CONFLICT (type) DO UPDATE SET count = event_metrics.count + EXCLUDED.count, last_at = GREATEST(event_metrics.last_at, EXCLUDED.last_at)`,
+    [...byType].flatMap(([type, c]) => [type, c.n, c.last]),
   );
+}
+
+/** Event types with no effect here but the metric: a run of them is one count statement. */
+const countOnly: BatchHandler<EventType> = { applyBatch: async () => undefined };
+
+const counted = new Map<BatchHandler<EventType>, BatchHandler<EventType>>();
+/** The same batch handler for every type it serves (a run spans them), then the metric. */
+function withCount(own: BatchHandler<EventType>): BatchHandler<EventType> {
+  let wrapped = counted.get(own);
+  if (!wrapped) {
+    wrapped = {
+      async applyBatch(events, ctx) {
+        await own.applyBatch(events, ctx);
+        await countEvents(ctx.em, events);
+      },
+    };
+    counted.set(own, wrapped);
+  }
+  return wrapped;
 }
 
 /** A handler for every event type of the catalogue: its specific effect, then the metric. */
 export const handlers: EventHandlers = Object.fromEntries(
-  (Object.keys(EVENTS) as EventType[]).map((type) => [
-    type,
-    async (ctx: HandlerContext<EventType>) => {
-      const own = specific[type] as ((c: HandlerContext<EventType>) => Promise<void>) | undefined;
-      if (own) await own(ctx);
-      await countEvent(ctx.em, type, at(ctx));
-    },
-  ]),
+  (Object.keys(EVENTS) as EventType[]).map((type) => {
+    const own = (specific[type] ?? countOnly) as EventHandler<EventType>;
+    if (typeof own !== 'function') return [type, withCount(own)];
+    return [
+      type,
+      async (ctx: HandlerContext<EventType>) => {
+        await own(ctx);
+        await countEvents(ctx.em, [ctx.event]);
+      },
+    ];
+  }),
 ) as EventHandlers;
 
 export { isUuid };

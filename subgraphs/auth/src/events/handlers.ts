@@ -2,8 +2,9 @@
  * The audit log records the domain events of every subgraph (who did what). Auth's own actions
  * are audited where they happen; here come the others', one entry per event id.
  */
-import { EVENTS, type EventHandlers, type EventType, type HandlerContext } from '@crm/kit';
-import { stageAudit } from '../audit';
+import { EVENTS, type BatchHandler, type EventHandlers, type EventType } from '@crm/kit';
+import { auditEntry } from '../audit';
+import { AuditEntry } from '../entities';
 
 const ENTITY_OF: Record<string, string> = {
   customer: 'Customer',
@@ -18,17 +19,24 @@ export const AUDITED_TYPES = (Object.keys(EVENTS) as EventType[]).filter((t) => 
   return prefix in ENTITY_OF && !t.endsWith('.saga_step') && t !== 'task.due_soon';
 });
 
-async function audit(ctx: HandlerContext<EventType>): Promise<void> {
-  const { event } = ctx;
-  stageAudit(ctx.em, {
-    actorId: event.actorId,
-    action: event.type,
-    entityType: ENTITY_OF[event.type.split('.')[0] ?? ''] ?? 'Unknown',
-    entityId: event.aggregateId,
-    details: event.data as Record<string, unknown>,
-    eventId: event.id,
-    at: new Date(event.occurredAt),
-  });
-}
+/** One audit entry per event; a run of events is inserted with one multi-row statement. */
+const audit: BatchHandler<EventType> = {
+  async applyBatch(events, { em }) {
+    await em.insertMany(
+      AuditEntry,
+      events.map((event) =>
+        auditEntry({
+          actorId: event.actorId,
+          action: event.type,
+          entityType: ENTITY_OF[event.type.split('.')[0] ?? ''] ?? 'Unknown',
+          entityId: event.aggregateId,
+          details: event.data as Record<string, unknown>,
+          eventId: event.id,
+          at: new Date(event.occurredAt),
+        }),
+      ),
+    );
+  },
+};
 
 export const auditHandlers: EventHandlers = Object.fromEntries(AUDITED_TYPES.map((t) => [t, audit])) as EventHandlers;

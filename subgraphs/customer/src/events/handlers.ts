@@ -3,17 +3,20 @@
  * the user-deletion saga (user.deleted → reassign), and the compensation of a refused
  * customer-deletion (opportunity.saga_step REFUSED → restore). Writes only through the handler's em.
  */
-import type { EventHandlers } from '@crm/kit';
+import { roundsByKey, type BatchHandler, type EventHandlers } from '@crm/kit';
 import { Customer } from '../entities';
-import { customerEventData, repFromUser, repLoads, upsertRep } from '../customers';
+import { customerEventData, repFromUser, repLoads, upsertRep, upsertReps } from '../customers';
+
+/** The rep directory from user.created/updated: a run of them with one multi-row upsert per round. */
+const repCopies: BatchHandler<'user.created' | 'user.updated'> = {
+  async applyBatch(events, { em }) {
+    for (const round of roundsByKey(events, (e) => e.data.userId)) await upsertReps(em, round.map((e) => repFromUser(e.data)));
+  },
+};
 
 export const handlers: EventHandlers = {
-  'user.created': async ({ event, em }) => {
-    await upsertRep(em, repFromUser(event.data));
-  },
-  'user.updated': async ({ event, em }) => {
-    await upsertRep(em, repFromUser(event.data));
-  },
+  'user.created': repCopies,
+  'user.updated': repCopies,
   'user.deleted': async ({ event, em, emit }) => {
     const { userId, sagaId } = event.data;
     await upsertRep(em, { ...repFromUser(event.data), active: false });

@@ -4,7 +4,7 @@
  * goes through the handler's `em` (the inbox transaction); follow-ups are staged with `emit`.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { upsertCustomerRef, type EventHandlers, type HandlerContext } from '@crm/kit';
+import { customerCopies, upsertCustomerRef, type EventHandlers, type HandlerContext } from '@crm/kit';
 import { ApprovalRequest, type ApprovalStatus } from '../entities';
 import { approvalData } from '../approvals';
 
@@ -64,10 +64,11 @@ async function cancelPending(
 const plural = (n: number) => `${n} pending request${n === 1 ? '' : 's'} cancelled`;
 
 export const handlers: EventHandlers = {
-  'customer.created': async ({ event, em }) => void (await upsertCustomerRef(em, event.data, event.occurredAt, false, event.aggregateVersion)),
-  'customer.updated': async ({ event, em }) => void (await upsertCustomerRef(em, event.data, event.occurredAt, undefined, event.aggregateVersion)),
-  'customer.reassigned': async ({ event, em }) => void (await upsertCustomerRef(em, event.data, event.occurredAt, undefined, event.aggregateVersion)),
-  'customer.restored': async ({ event, em }) => void (await upsertCustomerRef(em, event.data, event.occurredAt, false, event.aggregateVersion)),
+  // the directory's copies: a run of them in one multi-row upsert per round
+  'customer.created': customerCopies,
+  'customer.updated': customerCopies,
+  'customer.reassigned': customerCopies,
+  'customer.restored': customerCopies,
 
   /** customer-deletion step 3: refuse if an APPROVED request was decided in the last 30 days, else cancel PENDING ones. */
   'customer.deleted': async ({ event, em, emit }) => {

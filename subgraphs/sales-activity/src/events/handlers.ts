@@ -3,34 +3,43 @@
  * onboarding and follow-up tasks, and take its steps in the deletion sagas. Every write goes
  * through the handler's `em` (the inbox transaction); follow-up events through `emit`.
  */
-import { upsertCustomerRef, type EventHandlers, type HandlerContext } from '@crm/kit';
+import { copyCustomerEvents, upsertCustomerRef, type BatchHandler, type EventHandlers, type HandlerContext } from '@crm/kit';
 import { Meeting, OPEN_STATUSES, Task } from '../entities';
-import { DAY_MS, newTask, taskEventData, transition } from '../domain';
+import { DAY_MS, newTask, taskEventData, taskOf, transition } from '../domain';
 
 const plusDays = (iso: string, days: number) => new Date(new Date(iso).getTime() + days * DAY_MS);
 
+/**
+ * The directory's copies, a run of them with one multi-row upsert per round; and onboarding: a
+ * first-contact task for the assigned rep of each new customer (none while unassigned), all
+ * inserted at once.
+ */
+const customerCopies: BatchHandler<'customer.created' | 'customer.updated' | 'customer.reassigned'> = {
+  async applyBatch(events, { em, emit }) {
+    await copyCustomerEvents(em, events);
+    const tasks: Task[] = [];
+    for (const event of events) {
+      const repId = event.type === 'customer.created' ? event.data.assignedRepId : null;
+      if (!repId) continue;
+      const task = taskOf({
+        title: `First contact: ${event.data.name}`,
+        priority: 'HIGH',
+        dueAt: plusDays(event.occurredAt, 2),
+        customerId: event.data.customerId,
+        assigneeId: repId,
+        createdById: event.actorId,
+      });
+      tasks.push(task);
+      emit(event, 'task.created', task.id, taskEventData(task));
+    }
+    if (tasks.length > 0) await em.insertMany(Task, tasks);
+  },
+};
+
 export const handlers: EventHandlers = {
-  'customer.created': async ({ event, em, emit }) => {
-    await upsertCustomerRef(em, event.data, event.occurredAt, false, event.aggregateVersion);
-    // onboarding: a first-contact task for the assigned rep (none while unassigned)
-    const repId = event.data.assignedRepId;
-    if (!repId) return;
-    const task = newTask(em, {
-      title: `First contact: ${event.data.name}`,
-      priority: 'HIGH',
-      dueAt: plusDays(event.occurredAt, 2),
-      customerId: event.data.customerId,
-      assigneeId: repId,
-      createdById: event.actorId,
-    });
-    emit('task.created', task.id, taskEventData(task));
-  },
-  'customer.updated': async ({ event, em }) => {
-    await upsertCustomerRef(em, event.data, event.occurredAt, undefined, event.aggregateVersion);
-  },
-  'customer.reassigned': async ({ event, em }) => {
-    await upsertCustomerRef(em, event.data, event.occurredAt, undefined, event.aggregateVersion);
-  },
+  'customer.created': customerCopies,
+  'customer.updated': customerCopies,
+  'customer.reassigned': customerCopies,
   'customer.deleted': async (ctx) => removeCustomerActivities(ctx),
   'customer.restored': async (ctx) => restoreCustomerActivities(ctx),
   'user.deleted': async (ctx) => removeUserActivities(ctx),
