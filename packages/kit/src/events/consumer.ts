@@ -142,7 +142,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
     const result = await retry(fn, {
       baseDelayMs: baseDelay,
       maxDelayMs: maxDelay,
-      shouldRetry: (err) => isTransient(err), // not isTransient(err, attempt): its second parameter is the cause depth
+      shouldRetry: (err) => isTransient(err),
       wait: (ms) => pause(ms, control),
       onRetry: ({ error, attempt, delayMs }) => {
         health.stalled = { since: health.stalled?.since ?? new Date().toISOString(), error: errorText(error), retries: attempt };
