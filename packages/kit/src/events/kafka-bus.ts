@@ -15,6 +15,7 @@ import type { Logger } from '../logger';
 import type { BatchControl, BusMessage, DeliveredMessage, EventBus, SubscribeOptions, Subscription } from './bus';
 import { dlqOf } from './catalogue';
 import { KafkaAdmin } from './kafka-admin';
+import { retry } from '../retry';
 
 const MECHANISMS = { plain: 'PLAIN', 'scram-sha-256': 'SCRAM-SHA-256', 'scram-sha-512': 'SCRAM-SHA-512' } as const;
 
@@ -38,8 +39,6 @@ export function kafkaOptionsFrom(config: PlatformConfig, clientId: string): Base
   };
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /** `promise`, or `fallback` once `ms` have passed; the timer is cleared either way, so it never holds the process open. */
 async function orAfter<T, F>(promise: Promise<T>, ms: number, fallback: F): Promise<T | F> {
   let timer: NodeJS.Timeout | undefined;
@@ -50,25 +49,24 @@ async function orAfter<T, F>(promise: Promise<T>, ms: number, fallback: F): Prom
   }
 }
 
-/** Growing pauses between attempts: 200 ms, 400 ms, … capped at `capMs`. */
-const backoff = (attempt: number, capMs = 5000) => Math.min(capMs, 200 * 2 ** Math.min(attempt - 1, 10));
+/** Pauses between attempts: 200 ms, 400 ms, … capped at 5 s (the kit's one retry helper). */
+const BACKOFF = { baseDelayMs: 200, maxDelayMs: 5000 } as const;
 
 /**
  * Runs `fn` until it succeeds or `deadlineMs` passes (then the last error is rethrown); `Infinity`
  * retries until `stopped()` says so. Every failure is logged with its attempt number.
  */
-async function retrying<T>(what: string, logger: Logger | undefined, fn: () => Promise<T>, deadlineMs = 30_000, stopped = () => false): Promise<T> {
+function retrying<T>(what: string, logger: Logger | undefined, fn: () => Promise<T>, deadlineMs = 30_000, stopped = () => false): Promise<T> {
   const deadline = Date.now() + deadlineMs;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline || stopped()) throw err;
-      logger?.warn({ err: (err as Error).message, attempt }, `kafka: ${what} not ready yet; retrying`);
-      await sleep(backoff(attempt));
-    }
-  }
+  return retry(() => fn(), {
+    ...BACKOFF,
+    shouldRetry: () => Date.now() <= deadline && !stopped(),
+    onRetry: ({ error, attempt }) => logger?.warn({ err: (error as Error).message, attempt }, `kafka: ${what} not ready yet; retrying`),
+  });
 }
+
+/** A redelivery that no longer belongs to this consumer (stopped, or the partitions moved). */
+class NotCurrent extends Error {}
 
 /** Leaves the group and closes without waiting for streams to drain. */
 const closeNow = (c: Consumer) => (c as unknown as { close(force: boolean): Promise<void> }).close(true);
@@ -231,19 +229,21 @@ export class KafkaBus implements EventBus {
           queued -= chunk.length;
           if (stream.isPaused() && queued < limit / 2) stream.resume();
           const batch = chunk.map(deliver);
-          for (let attempt = 1; ; attempt++) {
-            try {
+          // like a consumer that did not commit: the same batch again, for as long as it is ours
+          const handled = await retry(
+            async (attempt) => {
+              if (attempt > 1 && !current()) throw new NotCurrent();
               await run(batch, control);
-              break;
-            } catch (err) {
-              if (!current()) return;
-              // like a consumer that did not commit: the same batch again
-              this.logger?.error({ err, group: options.groupId, topic: batch[0]!.topic, partition: batch[0]!.partition, attempt }, 'kafka: batch handler threw; redelivering');
-              await sleep(backoff(attempt));
-              if (!current()) return;
-            }
-          }
-          if (!current()) return; // partitions may have moved: the next owner starts from the last commit
+              return true;
+            },
+            {
+              ...BACKOFF,
+              shouldRetry: (err) => !(err instanceof NotCurrent) && current(),
+              onRetry: ({ error, attempt }) =>
+                this.logger?.error({ err: error, group: options.groupId, topic: batch[0]!.topic, partition: batch[0]!.partition, attempt }, 'kafka: batch handler threw; redelivering'),
+            },
+          ).catch(() => false);
+          if (!handled || !current()) return; // partitions may have moved: the next owner starts from the last commit
           try {
             await chunk[chunk.length - 1]!.commit();
           } catch (err) {
