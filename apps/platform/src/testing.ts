@@ -5,18 +5,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
-import { readConfig, signIdentity, testSettings, type Identity, type PlatformConfig, type Role } from '@crm/kit';
+import { readConfig, signIdentity, testSettings, type GraphQLResult, type Identity, type PlatformConfig, type Role } from '@crm/kit';
 import { startProcessStack, type ProcessStack } from './processes';
 import { startStack, type Stack, type StackOptions } from './start-stack';
 
 export const ADMIN = { email: 'admin@test.local', password: 'admin-Pw-test-7q4k2z' };
 
-export interface GraphQLResult<T = any> {
-  status: number;
-  data?: T;
-  errors?: { message: string; extensions?: { code?: string; [k: string]: unknown } }[];
-  headers: Headers;
-}
+export type { GraphQLResult };
 
 export interface TestUser {
   id: string;
