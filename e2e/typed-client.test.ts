@@ -118,3 +118,18 @@ test('the seed runs on the typed client: users of every role, customers with act
   expect((await listCustomers(rep, { first: 50 })).customers.length).toBeGreaterThan(0);
   expect(lines[0]).toMatch(/^seeding .+: 6 customers over 5 SALES reps/);
 });
+
+test('signing in again after a role change works from the same client (its revoked token is not sent)', async () => {
+  const rep = await stack.user('SALES', 'Rita Promoted');
+  const admin = await stack.admin();
+  const client = crmClient(stack.gatewayUrl);
+  await login(client, rep.email, PASSWORD);
+  const old = client.token!;
+  const promoted = await admin.gql('mutation($id: ID!) { updateUser(id: $id, input: { role: MANAGER }) { id role } }', { id: rep.id });
+  expect(promoted.data?.updateUser?.role).toBe('MANAGER');
+  // the gateway refuses the old token once it has heard of the change
+  await eventually(async () => (await stack.gql('{ me { id } }', {}, old)).errors?.[0]?.extensions?.code === 'UNAUTHENTICATED');
+  const again = await login(client, rep.email, PASSWORD);
+  expect(again.user.role).toBe('MANAGER');
+  expect(client.token).not.toBe(old);
+});

@@ -114,7 +114,9 @@ export function crmClient(url = DEFAULT_URL, token?: string, options: CrmClientO
   return client;
 }
 
+/** Signs in and keeps the new token. The old one is not sent: after a role change or sign-out it is revoked, and the gateway refuses a revoked token on any request. */
 export async function login(client: CrmClient, email: string, password: string): Promise<LoginMutation['login']> {
+  client.token = undefined;
   const { login: payload } = await client.request(LoginDocument, { email, password });
   client.token = payload.accessToken;
   return payload;

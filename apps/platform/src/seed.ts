@@ -21,11 +21,11 @@
 import { randomInt } from 'node:crypto';
 import { retry } from '@crm/kit';
 import {
-  ApproveRequestDocument, CompleteTaskDocument, CreateCustomerDocument, CreateTaskDocument, LoginDocument, MeDocument,
+  ApproveRequestDocument, CompleteTaskDocument, CreateCustomerDocument, CreateTaskDocument, MeDocument,
   RecordMeetingDocument, RegisterDocument, RejectRequestDocument, RequestApprovalDocument, SetUserRoleDocument,
   type CompanySize, type InvestmentProfile, type LoginMutation, type RiskTolerance, type TaskPriority,
 } from '../../../clients/src/gql/graphql';
-import { crmClient, GraphQLRequestError, type CrmClient } from '../../../clients/src/cli';
+import { crmClient, GraphQLRequestError, login as clientLogin, type CrmClient } from '../../../clients/src/cli';
 
 type Role = 'ADMIN' | 'MANAGER' | 'SALES' | 'COMPLIANCE';
 interface User { id: string; email: string; name: string; role: Role; client: CrmClient }
@@ -87,7 +87,7 @@ function asUser(client: CrmClient, payload: LoginMutation['login']): User {
 }
 
 async function login(client: CrmClient, email: string, password: string): Promise<User> {
-  return asUser(client, (await client.request(LoginDocument, { email, password })).login);
+  return asUser(client, await clientLogin(client, email, password));
 }
 
 async function seedUser(admin: User, o: SeedOptions, limits: { rateLimit?: number }, role: Exclude<Role, 'ADMIN'>, name: string, email: string): Promise<User> {
