@@ -21,7 +21,7 @@ import { startGateway, type GatewayRuntime } from '../src/server';
 
 const TYPE_DEFS = `extend schema @link(url: "https://specs.apollo.dev/federation/v2.3", import: ["@key"])
   type Query { ping: String, slow: String, hang: String }`;
-const TIMEOUT_MS = 300;
+const TIMEOUT_MS = 2000; // small, yet long enough for a loaded CI machine to deliver the fetch (300 ms was not)
 const gatewayConfig = (env: Record<string, string>) => readConfig(process.env, testSettings(randomBytes(4).toString('hex'), env));
 
 let subgraph: Awaited<ReturnType<typeof startRecordingServer>>;
