@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EntitySchema } from '@mikro-orm/postgresql';
 import { Migration } from '@mikro-orm/migrations';
-import { createLogger, openDatabase, pagesByParent, readConfig, type Database } from '@crm/kit';
+import { createLogger, databaseUrlFor, dropDatabase, openDatabase, pagesByParent, readConfig, type Database } from '@crm/kit';
 
 class Note {
   id!: string;
@@ -24,9 +24,11 @@ class NotesMigration extends Migration {
 }
 
 let db: Database;
+let dbUrl: string | undefined;
 const owners = [randomUUID(), randomUUID(), randomUUID()];
 beforeAll(async () => {
   const config = readConfig(process.env, { DATA_DIR: 'memory', DATABASE_PREFIX: `tb${Date.now() % 1e6}_`, LOG_LEVEL: 'silent' });
+  dbUrl = databaseUrlFor(config, 'batchtest');
   db = await openDatabase({ subgraph: 'batchtest', config, entities: [NoteSchema], migrations: [{ name: 'notes', class: NotesMigration }], logger: createLogger('t', 'silent') });
   const em = db.orm.em.fork();
   // owner 0: 5 notes, owner 1: 1 note, owner 2: none
@@ -39,6 +41,7 @@ afterAll(async () => {
     await db.orm.em.getConnection().execute('DROP TABLE notes');
     await db.close();
   }
+  if (dbUrl) await dropDatabase(dbUrl); // a throwaway database on a real server
 });
 
 test('one statement pages every parent, with totals and cursors', async () => {
