@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { HeaderMap, type ApolloServer, type BaseContext } from '@apollo/server';
 import type { Context } from '@opentelemetry/api';
 import { inServerSpan } from './telemetry/graphql';
-import { METRICS_PATH, metricsRoute, type MetricsAccess } from './telemetry/metrics';
+import { METRICS_PATH, metricsAccessFor, serveMetrics, type MetricsAccess } from './telemetry/metrics';
 
 export type Route = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
@@ -90,14 +90,20 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
 export function createGraphQLHandler<C extends BaseContext>(options: GraphQLHttpOptions<C>) {
   const path = options.path ?? '/graphql';
   const service = options.service ?? 'graphql';
-  const serveMetrics = metricsRoute(options.metrics);
+  const metricsAccess = metricsAccessFor(options.metrics);
+  const metrics: Route = async (req, res) => {
+    const access = metricsAccess(req.headers.authorization);
+    if (access === 404) return sendJson(res, 404, { error: 'not found' });
+    if (access === 401) return sendJson(res, 401, { error: 'unauthorized' }, { 'www-authenticate': 'Bearer' });
+    await serveMetrics(req, res);
+  };
   return (req: IncomingMessage, res: ServerResponse): Promise<void> =>
     inServerSpan(req, res, service, path, options.traceContext?.(req), () => handle(req, res));
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       if (options.before && (await options.before(req, res))) return;
       const url = new URL(req.url ?? '/', 'http://localhost');
-      const route = options.routes?.[url.pathname] ?? (url.pathname === METRICS_PATH ? serveMetrics : undefined);
+      const route = options.routes?.[url.pathname] ?? (url.pathname === METRICS_PATH ? metrics : undefined);
       if (route) return void (await route(req, res));
       if (url.pathname !== path) return sendJson(res, 404, { error: 'not found' });
 

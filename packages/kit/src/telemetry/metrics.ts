@@ -114,24 +114,19 @@ export interface MetricsAccess {
   production: boolean;
 }
 
-/** GET /metrics in the Prometheus text exposition format, behind `access`. */
-export function metricsRoute(access: MetricsAccess = { production: false }) {
+/** Whether a request may read /metrics under `access`: 'ok', or the HTTP status to refuse it with. */
+export function metricsAccessFor(access: MetricsAccess = { production: false }): (authorization: string | undefined) => 'ok' | 401 | 404 {
   const expected = access.token ? createHash('sha256').update(access.token).digest() : undefined;
-  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    if (!expected) {
-      if (access.production) return deny(res, 404, 'not found');
-    } else {
-      const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
-      if (!timingSafeEqual(createHash('sha256').update(given).digest(), expected)) return deny(res, 401, 'unauthorized', { 'www-authenticate': 'Bearer' });
-    }
-    const body = await registry.metrics();
-    res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' });
-    res.end(body);
+  return (authorization) => {
+    if (!expected) return access.production ? 404 : 'ok';
+    const given = /^Bearer (.+)$/.exec(authorization ?? '')?.[1] ?? '';
+    return timingSafeEqual(createHash('sha256').update(given).digest(), expected) ? 'ok' : 401;
   };
 }
 
-function deny(res: ServerResponse, status: number, error: string, headers: Record<string, string> = {}): void {
-  const payload = JSON.stringify({ error });
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(payload), ...headers });
-  res.end(payload);
+/** GET /metrics in the Prometheus text exposition format. */
+export async function serveMetrics(_req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const body = await registry.metrics();
+  res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' });
+  res.end(body);
 }
