@@ -10,7 +10,8 @@
  * - every fetch has a deadline (SUBGRAPH_TIMEOUT_MS): a subgraph that hangs gives the operation a
  *   SERVICE_UNAVAILABLE error (reason SUBGRAPH_TIMEOUT) instead of holding it for undici's 300 s;
  * - identical query fetches in flight at once (same subgraph, document, variables and identity)
- *   share one HTTP round trip; each caller parses its own copy of the body. Mutations never share.
+ *   share one HTTP round trip, and the engine's callers one parsed answer (copy on write in the
+ *   engine); Apollo's interface (`process`) parses a copy per caller. Mutations never share.
  */
 import type { GraphQLDataSource, GraphQLDataSourceProcessOptions } from '@apollo/gateway';
 import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
@@ -30,6 +31,14 @@ interface SubgraphResponse {
   status: number;
   contentType: string;
   body: string;
+  /** The body parsed once for every caller that promised not to modify it (processShared). */
+  parsed?: GatewayGraphQLResponse;
+}
+
+/** A subgraph's answer, and whether other operations may hold the very same objects (then read-only). */
+export interface SharedResponse {
+  response: GatewayGraphQLResponse;
+  shared: boolean;
 }
 
 export interface SubgraphClientOptions {
@@ -48,7 +57,10 @@ export function createSubgraphAgent(): Agent {
 }
 
 export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
-  private readonly inFlight = new Map<string, Promise<SubgraphResponse>>();
+  /** In-flight shareable fetches by caller identity, then by body (no concatenated key string per fetch). */
+  private readonly inFlight = new Map<string, Map<string, Promise<SubgraphResponse>>>();
+  /** Per query document: the body's JSON around the variables, and whether it may be shared. */
+  private readonly bodies = new Map<string, { head: string; shareable: boolean }>();
 
   private readonly origin: string;
   private readonly path: string;
@@ -59,29 +71,71 @@ export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
     this.path = parsed.pathname;
   }
 
-  async process({ request, context }: GraphQLDataSourceProcessOptions<GatewayContext>): Promise<GatewayGraphQLResponse> {
+  /**
+   * The request body, byte for byte `JSON.stringify({ query, variables, operationName })`; the query's
+   * JSON text (escaped once per document, not per fetch) is kept for the plan's few documents.
+   */
+  private body(query: string, variables: Record<string, unknown> | undefined, operationName: string | undefined): { body: string; shareable: boolean } {
+    let known = this.bodies.get(query);
+    if (!known) {
+      if (this.bodies.size >= 1000) this.bodies.clear();
+      known = { head: `{"query":${JSON.stringify(query)}`, shareable: this.options.dedupe && !/^\s*mutation\b/.test(query) };
+      this.bodies.set(query, known);
+    }
+    const vars = variables === undefined ? undefined : JSON.stringify(variables);
+    const name = operationName === undefined ? undefined : JSON.stringify(operationName);
+    const body = `${known.head}${vars === undefined ? '' : `,"variables":${vars}`}${name === undefined ? '' : `,"operationName":${name}`}}`;
+    return { body, shareable: known.shareable };
+  }
+
+  /** Apollo's interface: every caller gets its own parsed copy, which it may modify. */
+  async process(options: GraphQLDataSourceProcessOptions<GatewayContext>): Promise<GatewayGraphQLResponse> {
+    return (await this.fetch(options, false)).response;
+  }
+
+  /**
+   * For the engine (./engine/plan-executor.ts): the answer of a fetch shared with identical fetches
+   * in flight is parsed once and the same objects go to every caller (`shared: true`); the caller
+   * must not modify them (the engine copies what it writes into). Unshared fetches: a private copy.
+   */
+  processShared(options: GraphQLDataSourceProcessOptions<GatewayContext>): Promise<SharedResponse> {
+    return this.fetch(options, true);
+  }
+
+  private async fetch({ request, context }: GraphQLDataSourceProcessOptions<GatewayContext>, readOnly: boolean): Promise<SharedResponse> {
     if (!request.query) throw new Error('Missing query');
     const identity = (context as Partial<GatewayContext>).identity ?? null;
-    const body = JSON.stringify({ query: request.query, variables: request.variables, operationName: request.operationName });
-    const identityKey = identity ? `${identity.userId}|${identity.role}|${identity.email}` : '';
-    const shareable = this.options.dedupe && !/^\s*mutation\b/.test(request.query);
-    const key = shareable ? `${identityKey}\n${body}` : undefined;
+    const { body, shareable } = this.body(request.query, request.variables, request.operationName);
 
-    let pending = key ? this.inFlight.get(key) : undefined;
+    let pending: Promise<SubgraphResponse> | undefined;
+    let sharing: Map<string, Promise<SubgraphResponse>> | undefined;
+    const identityKey = shareable && identity ? `${identity.userId}|${identity.role}|${identity.email}` : '';
+    if (shareable) {
+      sharing = this.inFlight.get(identityKey);
+      if (!sharing) this.inFlight.set(identityKey, (sharing = new Map()));
+      pending = sharing.get(body);
+    }
     if (!pending) {
       // The trace context (the gateway.fetch span) goes with its own signature: see kit telemetry/tracing.ts.
       // The allow-listed headers only (kit subgraph-call.ts): nothing of the client's own request.
       pending = this.send(body, subgraphCallHeaders(identity, this.options.secret, this.options.name, body));
-      if (key) {
-        this.inFlight.set(key, pending);
-        void pending.finally(() => this.inFlight.delete(key)).catch(() => undefined);
+      if (sharing) {
+        const map = sharing;
+        map.set(body, pending);
+        const done = () => {
+          map.delete(body);
+          if (map.size === 0 && this.inFlight.get(identityKey) === map) this.inFlight.delete(identityKey);
+        };
+        pending.then(done, done);
       }
     }
     const subgraph = this.options.name ?? 'unknown';
     const started = performance.now();
     let response: GatewayGraphQLResponse;
+    const shared = readOnly && sharing !== undefined;
     try {
-      response = toGraphQLResponse(await pending);
+      const answer = await pending;
+      response = shared ? (answer.parsed ??= toGraphQLResponse(answer)) : toGraphQLResponse(answer);
     } catch (err) {
       subgraphFetchErrors.inc({ subgraph, kind: err instanceof GraphQLError && err.extensions.reason === 'SUBGRAPH_TIMEOUT' ? 'timeout' : 'network' });
       throw err;
@@ -89,7 +143,7 @@ export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
       subgraphFetchDuration.observe({ subgraph }, (performance.now() - started) / 1000);
     }
     if (response.errors?.length) subgraphFetchErrors.inc({ subgraph, kind: 'graphql' });
-    return response;
+    return { response, shared };
   }
 
   private async send(body: string, headers: Record<string, string>): Promise<SubgraphResponse> {

@@ -49,6 +49,11 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   let watcher: FSWatcher | undefined;
 
   const subgraphAgent = createSubgraphAgent();
+  // Apollo Gateway sends anonymous usage metrics to Apollo unless APOLLO_TELEMETRY_DISABLED is set, and
+  // first probes ten clouds' metadata endpoints for its resource; that start-up also switches on
+  // Node's promise hooks for the life of the process (a cost on every promise). Nothing leaves this
+  // gateway unless its operator asks for it: off unless the variable says otherwise.
+  process.env.APOLLO_TELEMETRY_DISABLED ??= 'true';
   const gateway = new ApolloGateway({
     logger,
     buildService: ({ name, url }) => new SubgraphClient(url ?? '', { name, secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent, timeoutMs: config.SUBGRAPH_TIMEOUT_MS }),

@@ -31,6 +31,8 @@ const boom = (what: string) => new GraphQLError(`${what} failed`, { extensions: 
 
 /** Subgraph requests received, per subgraph (to see what @provides saves). */
 const received: Record<string, number> = {};
+/** How long each subgraph holds a request (so that identical fetches of concurrent operations overlap). */
+let holdMs = 0;
 
 const subgraphs = {
   accounts: {
@@ -110,7 +112,10 @@ let engine: GatewayRuntime;
 let apollo: GatewayRuntime;
 
 beforeAll(async () => {
-  stubs = await startStubSubgraphs(subgraphs, (name) => (received[name] = (received[name] ?? 0) + 1));
+  stubs = await startStubSubgraphs(subgraphs, async (name) => {
+    received[name] = (received[name] ?? 0) + 1;
+    if (holdMs > 0) await new Promise((resolve) => setTimeout(resolve, holdMs));
+  });
   const config = readConfig(process.env, { NODE_ENV: 'test', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const options = { config, supergraphSdl: stubs.supergraphSdl, port: 0, host: '127.0.0.1' };
   engine = await startGateway(options);
@@ -223,6 +228,45 @@ test('a non-null field that fails at the root subgraph: the nullable root field 
   const r = await both('{ strictMe { id strict } users { id } }');
   expect(r.data).toEqual({ strictMe: null, users: [{ id: 'u1' }, { id: 'u2' }] });
   expect(r.errors?.[0]).toEqual(expect.objectContaining({ message: 'strict failed', path: ['strictMe', 'strict'] }));
+});
+
+test('identical operations at once share subgraph answers, and each still gets its whole, own answer', async () => {
+  // The engine hands one parsed subgraph answer to every operation that shared the fetch and copies
+  // what it merges into (copy on write): no operation may see another's merges, or lose its own.
+  const cases: [string, Record<string, unknown>?][] = [
+    ['{ topReviews { id body product { upc name price inStock } author { id email } } }'],
+    ['{ me { __typename who: name reviews { b: body product { upc reviews { id } } } } }'],
+    ['{ products { upc shippingEstimate } }'],
+    ['query($id: ID!) { node(id: $id) { id __typename ... on User { name reviews { id } } ... on Org { title } } }', { id: 'u2' }],
+    ['{ search(term: "x") { __typename ... on User { name reviews { body } } ... on Org { title } } }'],
+    ['{ accounts { __typename id lastLogin ... on Admin { name } ... on Member { level } } }'],
+    ['{ topReviews { id flaky author { id strict } } }'],
+    // these two share their first two fetches (accounts, then reviews), then merge the same response
+    // name into the same products from different subgraphs
+    ['{ me { reviews { product { x: name shippingEstimate } } } }'],
+    ['{ me { reviews { product { x: inStock } } } }'],
+  ];
+  const expected: Result[] = [];
+  for (const [query, variables] of cases) expected.push(await both(query, variables));
+  const total = () => Object.values(received).reduce((a, b) => a + b, 0);
+  const alone = total();
+  for (const [query, variables] of cases) await post(engine.url, query, variables);
+  const perRound = total() - alone;
+
+  holdMs = 40;
+  try {
+    const before = total();
+    const copies = 8;
+    // every case 8 times, all at once and interleaved, some different operations sharing root fetches
+    const answers = await Promise.all(Array.from({ length: copies * cases.length }, (_, i) => post(engine.url, cases[i % cases.length]![0], cases[i % cases.length]![1])));
+    answers.forEach((answer, i) => expect(answer).toEqual(expected[i % cases.length]));
+    // the fetches were shared (else the subgraphs would have had copies × perRound requests)
+    expect(total() - before).toBeLessThan(copies * perRound);
+  } finally {
+    holdMs = 0;
+  }
+  // and nothing of those operations stayed in the next one's answer
+  for (let i = 0; i < cases.length; i++) expect(await post(engine.url, cases[i]![0], cases[i]![1])).toEqual(expected[i]);
 });
 
 test('a subgraph that cannot be reached: its fields are null, the error says which subgraph', async () => {

@@ -13,16 +13,17 @@
  * semantics (Sequence, Parallel, Flatten, Fetch, Condition), the same subgraph error mapping and
  * paths. Operations with schema introspection (`__schema`, `__type`) go to Apollo's own executor.
  */
-import { buildOperationContext, executeQueryPlan, type ApolloGateway, type GraphQLDataSource } from '@apollo/gateway';
+import { buildOperationContext, executeQueryPlan, type ApolloGateway, type GraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
 import { GraphQLDataSourceRequestKind } from '@apollo/gateway/dist/datasources/types';
 import { applyRewrites, isObjectOfType } from '@apollo/gateway/dist/dataRewrites';
-import { deepMerge } from '@apollo/gateway/dist/utilities/deepMerge';
 import { generateHydratedPaths } from '@apollo/gateway/dist/executeQueryPlan';
 import { ERRORS, errorCodeDef, operationFromDocument, type Operation, type Schema } from '@apollo/federation-internals';
 import { evaluateCondition, getResponseName, type FetchNode, type PlanNode, type QueryPlan, type QueryPlanSelectionNode, type ResponsePath } from '@apollo/query-planner';
 import type { GatewayExecutionResult, GatewayGraphQLRequestContext } from '@apollo/server-gateway-interface';
 import { GraphQLError, Kind, visit, type GraphQLSchema } from 'graphql';
 import { SpanStatusCode, trace } from '@opentelemetry/api';
+import { tracingEnabled } from '@crm/kit';
+import { SubgraphClient, type GatewayContext } from '../datasource';
 import { compileShape, shapeResponse, type ShapeProgram } from './shape';
 
 type OperationContext = ReturnType<typeof buildOperationContext>;
@@ -70,6 +71,19 @@ interface Execution {
   services: Record<string, GraphQLDataSource>;
   supergraphSchema: GraphQLSchema;
   errors: GraphQLError[];
+  /**
+   * Copy on write. Set once an answer shared with other operations (SubgraphClient.processShared)
+   * joins this operation's merged data: from then on every object or list written into must be in
+   * this set (the root, and copies made on the way down); anything else is copied first and the copy
+   * put in its parent's place. Undefined: every object is this operation's own (nothing is copied).
+   */
+  owned?: WeakSet<object>;
+  root: Record<string, unknown>;
+  /**
+   * The entities of the fetches in flight (found, not yet merged into). They were found before copy
+   * on write began, so they are this operation's own: when it begins, they join `owned`.
+   */
+  pending: Set<Record<string, unknown>[]>;
 }
 
 export interface PlanExecutorStats {
@@ -87,6 +101,10 @@ export interface PlanExecutorStats {
  */
 const tracer = trace.getTracer('@apollo/gateway');
 function inSpan<T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  // No tracer provider: the span would be the API's no-op and the active context stays as it is, so
+  // skip the context switch (an AsyncLocalStorage run per request and per fetch, and with it the
+  // promise hooks Node then keeps on for every promise of the process).
+  if (!tracingEnabled()) return fn();
   return tracer.startActiveSpan(name, { attributes }, async (span) => {
     try {
       return await fn();
@@ -141,7 +159,7 @@ export function installPlanExecutor(gateway: ApolloGateway): PlanExecutorStats {
     stats.engine += 1;
     if (planned.operation instanceof GraphQLError) return { errors: [planned.operation] };
     const { plan, shape, operation } = planned;
-    return inSpan('gateway.execute', {}, () => execute(plan, shape!, { rc, operation, services, supergraphSchema: gw.supergraphSchema!, errors: [] }));
+    return inSpan('gateway.execute', {}, () => execute(plan, shape!, { rc, operation, services, supergraphSchema: gw.supergraphSchema!, errors: [], root: Object.create(null), pending: new Set() }));
   };
   return stats;
 }
@@ -167,7 +185,7 @@ function usesSchemaIntrospection(operationContext: OperationContext): boolean {
 }
 
 async function execute(plan: QueryPlan, shape: ShapeProgram, x: Execution): Promise<GatewayExecutionResult> {
-  const unfiltered: Record<string, unknown> = Object.create(null);
+  const unfiltered = x.root;
   if (plan.node?.kind === 'Subscription') throw new Error('Execution of subscriptions not supported by gateway');
   if (plan.node) await executeNode(x, plan.node, { path: [], data: unfiltered, fullResult: unfiltered });
   const { errors } = x;
@@ -194,7 +212,7 @@ async function executeNode(x: Execution, node: PlanNode, cursor: Cursor | undefi
       await Promise.all(node.nodes.map((child) => executeNode(x, child, cursor)));
       return;
     case 'Flatten':
-      return executeNode(x, node.node, moveIntoCursor(cursor, node.path));
+      return executeNode(x, node.node, moveIntoCursor(x, cursor, node.path));
     case 'Fetch':
       try {
         await executeFetch(x, node, cursor);
@@ -217,7 +235,15 @@ async function executeFetch(x: Execution, fetch: FetchNode, cursor: Cursor): Pro
   if (!service) throw new Error(`Couldn't find service with name "${fetch.serviceName}"`);
   const entities = (Array.isArray(cursor.data) ? cursor.data.filter((e) => e !== null && e !== undefined) : [cursor.data]) as Record<string, unknown>[];
   if (entities.length < 1) return;
+  x.pending.add(entities);
+  try {
+    await fetchInto(x, fetch, cursor, entities);
+  } finally {
+    x.pending.delete(entities);
+  }
+}
 
+async function fetchInto(x: Execution, fetch: FetchNode, cursor: Cursor, entities: Record<string, unknown>[]): Promise<void> {
   const variables: Record<string, unknown> = Object.create(null);
   const provided = x.rc.request.variables;
   if (fetch.variableUsages && provided) {
@@ -227,16 +253,17 @@ async function executeFetch(x: Execution, fetch: FetchNode, cursor: Cursor): Pro
   }
 
   if (!fetch.requires) {
-    const received = await send(x, fetch, cursor, variables);
-    if (received) applyRewrites(x.supergraphSchema, fetch.outputRewrites, received);
-    for (const entity of entities) deepMerge(entity, received);
+    const { data: received, shared } = await send(x, fetch, cursor, variables);
+    if (received && !shared) applyRewrites(x.supergraphSchema, fetch.outputRewrites, received);
+    for (const entity of entities) deepMerge(x.owned, entity, received);
     return;
   }
 
+  const requires = representationProgram(fetch.requires);
   const representations: Record<string, unknown>[] = [];
   const representationToEntity: number[] = [];
   entities.forEach((entity, index) => {
-    const representation = selectRepresentation(x.supergraphSchema, entity, fetch.requires!);
+    const representation = selectRepresentation(x.supergraphSchema, entity, requires);
     if (representation && representation.__typename) {
       applyRewrites(x.supergraphSchema, fetch.inputRewrites, representation);
       representations.push(representation);
@@ -245,7 +272,7 @@ async function executeFetch(x: Execution, fetch: FetchNode, cursor: Cursor): Pro
   });
   if (representations.length < 1) return;
   if ('representations' in variables) throw new Error(`Variables cannot contain key "representations"`);
-  const received = await send(x, fetch, cursor, { ...variables, representations });
+  const { data: received, shared } = await send(x, fetch, cursor, { ...variables, representations });
   if (!received) return;
   const receivedEntities = received._entities;
   if (!Array.isArray(receivedEntities)) throw new Error(`Expected "data._entities" in response to be an array`);
@@ -254,21 +281,34 @@ async function executeFetch(x: Execution, fetch: FetchNode, cursor: Cursor): Pro
   for (let i = 0; i < entities.length; i++) {
     const receivedEntity = receivedEntities[i] as Record<string, unknown> | null | undefined;
     const existing = entities[representationToEntity[i]!];
-    if (receivedEntity && !receivedEntity.__typename) receivedEntity.__typename = existing?.__typename;
-    applyRewrites(x.supergraphSchema, fetch.outputRewrites, receivedEntity as Record<string, unknown>);
-    deepMerge(existing as Record<string, unknown>, receivedEntity);
+    if (!shared) {
+      // (A shared answer comes only to fetches without output rewrites: then this __typename, which
+      // only the rewrites read, would merge as the value `existing` already has.)
+      if (receivedEntity && !receivedEntity.__typename) receivedEntity.__typename = existing?.__typename;
+      applyRewrites(x.supergraphSchema, fetch.outputRewrites, receivedEntity as Record<string, unknown>);
+    }
+    deepMerge(x.owned, existing as Record<string, unknown>, receivedEntity);
   }
 }
 
-async function send(x: Execution, fetch: FetchNode, cursor: Cursor, variables: Record<string, unknown>): Promise<Record<string, unknown> | null | undefined> {
-  const response = await inSpan('gateway.fetch', { service: fetch.serviceName }, () => x.services[fetch.serviceName]!.process({
+async function send(x: Execution, fetch: FetchNode, cursor: Cursor, variables: Record<string, unknown>): Promise<{ data: Record<string, unknown> | null | undefined; shared: boolean }> {
+  const service = x.services[fetch.serviceName]!;
+  const options = {
     kind: GraphQLDataSourceRequestKind.INCOMING_OPERATION,
     request: { query: fetch.operation, variables, operationName: fetch.operationName },
     incomingRequestContext: x.rc,
     context: x.rc.context,
     document: fetch.operationDocumentNode,
     pathInIncomingRequest: cursor.path as never,
-  }));
+  } as unknown as GraphQLDataSourceProcessOptions<GatewayContext>;
+  // Output rewrites modify the answer: those fetches take a private copy.
+  const readOnly = service instanceof SubgraphClient && !fetch.outputRewrites?.length;
+  const { response, shared } = await inSpan('gateway.fetch', { service: fetch.serviceName }, async () =>
+    readOnly ? service.processShared(options) : { response: await service.process(options), shared: false });
+  if (shared && !x.owned) {
+    x.owned = new WeakSet([x.root]);
+    for (const entities of x.pending) for (const entity of entities) x.owned.add(entity);
+  }
   if (response.errors) {
     const pathOf = errorPathGenerator(fetch, cursor);
     for (const error of response.errors) x.errors.push(downstreamServiceError(error, fetch.serviceName, pathOf));
@@ -279,7 +319,7 @@ async function send(x: Execution, fetch: FetchNode, cursor: Cursor, variables: R
       else metrics.nonFtv1ErrorPaths = paths;
     }
   }
-  return response.data as Record<string, unknown> | null | undefined;
+  return { data: response.data as Record<string, unknown> | null | undefined, shared };
 }
 
 function errorPathGenerator(fetch: FetchNode, cursor: Cursor): (path: ReadonlyArray<string | number> | undefined) => ResponsePath | undefined {
@@ -308,38 +348,117 @@ function downstreamServiceError(
   return (codeDef ?? ERRORS.DOWNSTREAM_SERVICE_ERROR).err(message, options);
 }
 
+/**
+ * Apollo Gateway's deepMerge, same result (also for keys such as `constructor` that a plain object
+ * inherits: they become own properties first), without its per-key helper calls.
+ */
+function deepMerge(owned: WeakSet<object> | undefined, target: Record<string, unknown>, source: Record<string, unknown> | null | undefined): void {
+  if (source === undefined || source === null) return;
+  for (const key of Object.keys(source)) {
+    const value = source[key];
+    if (value === undefined) continue;
+    if (!hasOwn(target, key) && key in target) Object.defineProperty(target, key, { configurable: true, enumerable: true, value: undefined, writable: true });
+    const existing = target[key];
+    if (existing && isPlainObject(value)) {
+      deepMerge(owned, ownedChild(owned, target, key) as Record<string, unknown>, value);
+    } else if (Array.isArray(value) && Array.isArray(existing) && value.length === existing.length) {
+      const list = ownedChild(owned, target, key) as unknown[];
+      for (let i = 0; i < value.length; i++) {
+        const from = value[i];
+        if (isPlainObject(list[i]) && isPlainObject(from)) deepMerge(owned, ownedChild(owned, list, i) as Record<string, unknown>, from);
+        else list[i] = from;
+      }
+    } else {
+      target[key] = value;
+    }
+  }
+}
+
+/**
+ * `container[key]`, made this operation's own first when copying on write (see Execution.owned):
+ * a shallow copy (own properties in order, as JSON.parse made them) takes the original's place.
+ */
+function ownedChild(owned: WeakSet<object> | undefined, container: Record<string, unknown> | unknown[], key: string | number): unknown {
+  const child = (container as Record<string | number, unknown>)[key];
+  if (owned === undefined || child === null || typeof child !== 'object' || owned.has(child)) return child;
+  const copy = Array.isArray(child) ? child.slice() : { ...(child as Record<string, unknown>) };
+  owned.add(copy);
+  (container as Record<string | number, unknown>)[key] = copy;
+  return copy;
+}
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/**
+ * A fetch's `requires` selection compiled once per plan node: response names resolved, and whether an
+ * inline fragment applies to a __typename memoised (Apollo re-walks the selection nodes per entity).
+ */
+type RepresentationStep =
+  | { field: true; name: string; sub: RepresentationStep[] | undefined }
+  | { field: false; typeCondition: string; sub: RepresentationStep[]; applies: Map<string, boolean> };
+const representationPrograms = new WeakMap<QueryPlanSelectionNode[], RepresentationStep[]>();
+
+function representationProgram(selections: QueryPlanSelectionNode[]): RepresentationStep[] {
+  let program = representationPrograms.get(selections);
+  if (!program) {
+    program = [];
+    for (const selection of selections) {
+      if (selection.kind === Kind.FIELD) {
+        program.push({ field: true, name: getResponseName(selection), sub: selection.selections ? representationProgram(selection.selections) : undefined });
+      } else if (selection.typeCondition) {
+        // An inline fragment without a type condition selects nothing here (as in Apollo's executor).
+        program.push({ field: false, typeCondition: selection.typeCondition, sub: representationProgram(selection.selections), applies: new Map() });
+      }
+    }
+    representationPrograms.set(selections, program);
+  }
+  return program;
+}
+
+const hasOwn = (object: object, key: string) => Object.prototype.hasOwnProperty.call(object, key);
+
 /** The representation of an entity for a fetch's `requires` selection (null when a required field is missing). */
-function selectRepresentation(schema: GraphQLSchema, source: unknown, selections: QueryPlanSelectionNode[]): Record<string, unknown> | null {
+function selectRepresentation(schema: GraphQLSchema, source: unknown, program: RepresentationStep[]): Record<string, unknown> | null {
   if (source === null) return null;
   const from = source as Record<string, unknown>;
   const result: Record<string, unknown> = Object.create(null);
-  for (const selection of selections) {
-    if (selection.kind === Kind.FIELD) {
-      const name = getResponseName(selection);
-      const value = Object.prototype.hasOwnProperty.call(from, name) ? from[name] : undefined;
+  for (const step of program) {
+    if (step.field) {
+      const value = hasOwn(from, step.name) ? from[step.name] : undefined;
       if (value === undefined) return null;
-      const sub = selection.selections;
-      if (Array.isArray(value)) result[name] = value.map((v) => (sub ? selectRepresentation(schema, v, sub) : v));
-      else result[name] = sub ? selectRepresentation(schema, value, sub) : value;
-    } else if (selection.typeCondition && source && isObjectOfType(schema, from, selection.typeCondition)) {
-      deepMerge(result, selectRepresentation(schema, source, selection.selections));
+      const sub = step.sub;
+      if (Array.isArray(value)) result[step.name] = sub ? value.map((v) => selectRepresentation(schema, v, sub)) : value.slice();
+      else result[step.name] = sub ? selectRepresentation(schema, value, sub) : value;
+    } else if (source) {
+      const typename = from.__typename;
+      let applies: boolean | undefined = typeof typename === 'string' ? step.applies.get(typename) : undefined;
+      if (applies === undefined) {
+        applies = isObjectOfType(schema, from, step.typeCondition);
+        if (typeof typename === 'string') step.applies.set(typename, applies);
+      }
+      if (applies) deepMerge(undefined, result, selectRepresentation(schema, source, step.sub));
     }
   }
   return result;
 }
 
-function moveIntoCursor(cursor: Cursor, path: ResponsePath): Cursor | undefined {
-  const data = flattenResultsAtPath(cursor.data, path, 0);
+function moveIntoCursor(x: Execution, cursor: Cursor, path: ResponsePath): Cursor | undefined {
+  const data = flattenResultsAtPath(x.owned, cursor.data, path, 0);
   return data ? { path: cursor.path.concat(path), data, fullResult: cursor.fullResult } : undefined;
 }
 
-function flattenResultsAtPath(value: unknown, path: ResponsePath, from: number): unknown {
+/** The values at `path` (lists flattened); when copying on write, every object on the way is made this operation's own. */
+function flattenResultsAtPath(owned: WeakSet<object> | undefined, value: unknown, path: ResponsePath, from: number): unknown {
   if (from === path.length || value === undefined || value === null) return value;
   const current = path[from];
   if (current === '@') {
     const out: unknown[] = [];
-    for (const element of value as unknown[]) {
-      const inner = flattenResultsAtPath(element, path, from + 1);
+    const list = value as unknown[];
+    let i = 0;
+    for (const element of list) {
+      // (a list's elements are made this operation's own; anything else iterable is read as is)
+      const inner = flattenResultsAtPath(owned, Array.isArray(list) ? ownedChild(owned, list, i) : element, path, from + 1);
+      i += 1;
       if (Array.isArray(inner)) for (const item of inner) out.push(item);
       else out.push(inner);
     }
@@ -348,5 +467,5 @@ function flattenResultsAtPath(value: unknown, path: ResponsePath, from: number):
   if (typeof current !== 'string') throw new Error(`Unexpected ${typeof current} found in path`);
   if (Array.isArray(value)) throw new Error(`Unexpected array in result for path element ${current}`);
   const obj = value as Record<string, unknown>;
-  return flattenResultsAtPath(Object.prototype.hasOwnProperty.call(obj, current) ? obj[current] : undefined, path, from + 1);
+  return flattenResultsAtPath(owned, hasOwn(obj, current) ? ownedChild(owned, obj, current) : undefined, path, from + 1);
 }

@@ -25,8 +25,8 @@ export interface StubSubgraphs {
   stop(name?: string): Promise<void>;
 }
 
-/** Starts each subgraph (`onRequest` is told of every request it receives) and composes them. */
-export async function startStubSubgraphs(subgraphs: Record<string, StubSubgraph>, onRequest?: (subgraph: string) => void): Promise<StubSubgraphs> {
+/** Starts each subgraph (`onRequest` is told of every request it receives, and may hold it) and composes them. */
+export async function startStubSubgraphs(subgraphs: Record<string, StubSubgraph>, onRequest?: (subgraph: string) => void | Promise<void>): Promise<StubSubgraphs> {
   const servers = new Map<string, ApolloServer>();
   const stop = async (name?: string) => {
     const stopping = name ? [name] : [...servers.keys()];
@@ -36,7 +36,7 @@ export async function startStubSubgraphs(subgraphs: Record<string, StubSubgraph>
   try {
     const services = [];
     for (const [name, { typeDefs, resolvers }] of Object.entries(subgraphs)) {
-      const counter: ApolloServerPlugin = { async requestDidStart() { onRequest?.(name); } };
+      const counter: ApolloServerPlugin = { async requestDidStart() { await onRequest?.(name); } };
       const server = new ApolloServer({
         schema: buildSubgraphSchema({ typeDefs: parse(typeDefs), resolvers: resolvers as never }),
         plugins: [ApolloServerPluginInlineTraceDisabled(), counter],
