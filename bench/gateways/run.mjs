@@ -66,6 +66,9 @@ const LOAD_CPUS = HAS_TASKSET ? range(0, half) : range(0, NPROC);
 // WORKERS=1,2 measures every gateway with 1 worker, then every gateway with 2.
 const WORKER_COUNTS = String(process.env.WORKERS ?? GATEWAY_CPUS.length).split(',').map((s) => Number(s.trim())).filter((n) => n >= 1);
 const WORKERS = WORKER_COUNTS.join(',');
+// More workers than the gateway's CPUs: that row's gateway gets every CPU (Hive Gateway refuses to
+// fork more workers than the CPUs it may use), the same for every gateway at that worker count.
+const gatewayCpusFor = (workers) => (HAS_TASKSET && workers > GATEWAY_CPUS.length ? range(0, NPROC) : GATEWAY_CPUS);
 function range(a, b) { return Array.from({ length: b - a }, (_, i) => a + i); }
 function pinned(cpus, cmd, args) {
   return HAS_TASKSET ? ['taskset', ['-c', cpus.join(','), cmd, ...args]] : [cmd, args];
@@ -244,13 +247,13 @@ function cpuTicks(cpus) {
 }
 // Waits (up to maxSec) until the gateway's CPUs are < 10% busy over 2 s while
 // the gateway is idle, i.e. other processes of the shared machine left them.
-async function waitQuiet(maxSec) {
+async function waitQuiet(maxSec, cpus) {
   const t0 = Date.now();
   let busy = 100;
   while ((Date.now() - t0) / 1000 < maxSec) {
-    const a = cpuTicks(GATEWAY_CPUS);
+    const a = cpuTicks(cpus);
     await sleep(2000);
-    const b = cpuTicks(GATEWAY_CPUS);
+    const b = cpuTicks(cpus);
     busy = Math.round(((b.busy - a.busy) / Math.max(1, b.total - a.total)) * 100);
     if (busy < 10) return { quiet: true, busy, seconds: Math.round((Date.now() - t0) / 1000) };
   }
@@ -357,7 +360,9 @@ for (const workers of WORKER_COUNTS) for (const name of ORDER) {
   }
 
   const [cmd0, args0] = g.cmd(supergraphFile, workers);
-  const [cmd, args] = pinned(GATEWAY_CPUS, cmd0, args0);
+  const gatewayCpus = gatewayCpusFor(workers);
+  r.gatewayCpus = HAS_TASKSET ? gatewayCpus : null;
+  const [cmd, args] = pinned(gatewayCpus, cmd0, args0);
   const logFile = path.join(TMP, `${name}.log`);
   const child = start(name, cmd, args, {
     cwd: g.cwd ?? HERE,
@@ -405,7 +410,7 @@ for (const workers of WORKER_COUNTS) for (const name of ORDER) {
     r.idleRssBytes = treeRssBytes(child.pid);
 
     if (QUIET_WAIT > 0 && HAS_TASKSET) {
-      const waited = await waitQuiet(QUIET_WAIT);
+      const waited = await waitQuiet(QUIET_WAIT, gatewayCpus);
       r.quietWaitSec = waited.seconds;
       console.log(`   gateway CPU(s) ${waited.quiet ? 'quiet' : `still ${waited.busy}% busy`} after ${waited.seconds} s`);
     }
@@ -417,12 +422,12 @@ for (const workers of WORKER_COUNTS) for (const name of ORDER) {
     }
     const sg0 = await subgraphStats();
     const cpu0 = treeCpuSeconds(child.pid);
-    const ticks0 = cpuTicks(GATEWAY_CPUS);
+    const ticks0 = cpuTicks(gatewayCpus);
     const tStart = process.hrtime.bigint();
     const a = await load(DURATION);
     const wall = Number(process.hrtime.bigint() - tStart) / 1e9;
     const cpu1 = treeCpuSeconds(child.pid);
-    const ticks1 = cpuTicks(GATEWAY_CPUS);
+    const ticks1 = cpuTicks(gatewayCpus);
     const sg1 = await subgraphStats();
     r.peakRssBytes = sampler.stop();
     r.gatewayCpuPercent = +(((cpu1 - cpu0) / wall) * 100).toFixed(0);
@@ -507,7 +512,8 @@ lines.push(`- Machine: ${m.nproc} CPUs, ${m.cpuModel}, ${m.memGiB} GiB RAM, Node
 lines.push(`- Load: autocannon, ${CONNECTIONS} keep-alive connections, ${WARMUP} s warm-up then ${DURATION} s measured, one query (${expectedBuf.length} B response, ${plan.fetches} subgraph fetches in Apollo's plan)`);
 lines.push(`- Workers: ${WORKERS} per gateway (every gateway at each count; ratios are to crm with the same count)`);
 lines.push(HAS_TASKSET
-  ? `- Pinning (taskset): gateway on cpu ${GATEWAY_CPUS.join(',')}; load generator + subgraphs on cpu ${LOAD_CPUS.join(',')}`
+  ? `- Pinning (taskset): gateway on cpu ${GATEWAY_CPUS.join(',')}; load generator + subgraphs on cpu ${LOAD_CPUS.join(',')}` +
+    (WORKER_COUNTS.some((w) => w > GATEWAY_CPUS.length) ? `; with more workers than that, the gateway may use every CPU (${range(0, NPROC).join(',')}) and shares them with the load generator and subgraphs (every gateway alike)` : '')
   : '- Pinning: none');
 lines.push('- Subgraphs: Node `node:http` + `@apollo/subgraph`, responses cached by request body (never the bottleneck)');
 lines.push('- Every gateway\'s response is checked deep-equal to the independently computed expected result before and after the load');
