@@ -153,10 +153,12 @@ async function main() {
 
     const rows: { event: number; first: number; p50: number; p99: number; last: number }[] = [];
     let cpuAtStart = 0;
+    let clientsCpuAtStart = 0;
     let windowFromUs = 0n;
     for (let e = 0; e < EVENTS + 1; e++) {
       if (e === 1) {
         cpuAtStart = cpuMsOf(gatewayPid);
+        clientsCpuAtStart = cpuMsOf(clients.child.pid!);
         windowFromUs = process.hrtime.bigint() / 1000n;
       }
       const r = await request(`bench ${e}`);
@@ -177,6 +179,7 @@ async function main() {
     // V8's CPU profiles count time on the same clock (CLOCK_MONOTONIC): bench/crm/profile-top.mjs <file> 25 <from> <to>
     console.log(`measured events' window (µs, CLOCK_MONOTONIC): ${windowFromUs} ${process.hrtime.bigint() / 1000n}`);
     const gatewayCpuMsPerEvent = STACK === 'multi' ? Math.round((cpuMsOf(gatewayPid) - cpuAtStart) / EVENTS) : undefined;
+    const clientsCpuMsPerEvent = Math.round((cpuMsOf(clients.child.pid!) - clientsCpuAtStart) / EVENTS);
     const end = memoryOf(gatewayPid);
     const clientMemory = await clients.ask<{ rssMB: number }>({ type: 'memory' }, 'memory');
     const last = summary(rows.map((r) => r.last));
@@ -209,6 +212,7 @@ async function main() {
         ...(gatewayCpuMsPerEvent !== undefined ? { cpuMsPerEvent: gatewayCpuMsPerEvent } : {}),
       },
       clientsRssMB: clientMemory.rssMB,
+      clientsCpuMsPerEvent,
       lastClient: last,
       medianClient: perClientP50,
       perEvent: rows,
@@ -254,6 +258,7 @@ type Run = {
   machine: { nproc: number; cpu: string; node: string; loadavgBefore?: number[]; loadavgAtEnd: number[]; rssMB?: number; heapUsedMB?: number };
   gateway?: { process: string; rssBeforeMB: number; rssSteadyMB: number; rssEndMB: number; rssPeakMB: number; mbPer1000: number; cpuMsPerEvent?: number };
   clientsRssMB?: number;
+  clientsCpuMsPerEvent?: number;
   lastClient: Dist; medianClient: Dist;
   perEvent: { event: number; first: number; p50: number; p99: number; last: number }[];
 };
@@ -282,7 +287,7 @@ function render(all: Record<string, Run>): string {
       `Machine: ${r.machine.nproc} CPUs (${r.machine.cpu}), Node ${r.machine.node}, load average before ${r.machine.loadavgBefore?.join(' / ')}, at the end ${r.machine.loadavgAtEnd.join(' / ')} (shared machine).`,
       `Memory (${g.process} process, RSS): ${g.rssBeforeMB} MB before the subscribers, ${g.rssSteadyMB} MB with all ${r.subscribers} registered (steady), ${g.rssEndMB} MB after the events, peak ${g.rssPeakMB} MB: ${g.mbPer1000} MB per 1,000 subscribers.`
         + (g.cpuMsPerEvent !== undefined ? ` Gateway CPU ${g.cpuMsPerEvent} ms per event (user + system, over the measured events).` : '')
-        + (r.clientsRssMB ? ` Subscriber process RSS ${r.clientsRssMB} MB.` : ''),
+        + (r.clientsRssMB ? ` Subscriber process: RSS ${r.clientsRssMB} MB${r.clientsCpuMsPerEvent !== undefined ? `, CPU ${r.clientsCpuMsPerEvent} ms per event` : ''}.` : ''),
       '',
       '| over events | p50 | p99 | max |',
       '|---|---|---|---|',
