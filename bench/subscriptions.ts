@@ -48,6 +48,9 @@ const PER_CONNECTION = num('PER_CONNECTION', 1);
 const BATCH = num('BATCH', 200);
 const OUTBOX_POLL_MS = num('OUTBOX_POLL_MS', 500);
 const STACK = process.env.STACK ?? 'multi';
+/** The subscribers' client: 'ws' (graphql-transport-ws over ws, lean) or 'graphql-ws' (its createClient). */
+const CLIENT = process.env.CLIENT ?? 'ws';
+if (CLIENT !== 'ws' && CLIENT !== 'graphql-ws') throw new Error('CLIENT must be ws or graphql-ws');
 if (STACK !== 'multi' && STACK !== 'single') throw new Error('STACK must be multi or single');
 const QUERY = 'subscription { approvalStatusChanged { id status customer { name } requester { name } } }';
 
@@ -136,7 +139,7 @@ async function main() {
 
     const t0 = performance.now();
     const { connections } = await clients.ask<{ connections: number }>({
-      type: 'open', url: stack.gatewayUrl.replace(/^http/, 'ws'), tokens: [manager.token, admin.token], n: N, perConnection: PER_CONNECTION, query: QUERY, batch: BATCH,
+      type: 'open', url: stack.gatewayUrl.replace(/^http/, 'ws'), tokens: [manager.token, admin.token], n: N, perConnection: PER_CONNECTION, query: QUERY, batch: BATCH, client: CLIENT,
     }, 'opened');
     console.log(`${connections} connections acknowledged in ${((performance.now() - t0) / 1000).toFixed(1)} s; waiting until all ${N} subscribers receive a warm-up event…`);
     // NODE_ENV=production turns the live-stats endpoint off: "registered" = every subscriber received a warm-up event.
@@ -211,6 +214,7 @@ async function main() {
         mbPer1000: Number((((steady.rssMB - before.rssMB) / N) * 1000).toFixed(1)),
         ...(gatewayCpuMsPerEvent !== undefined ? { cpuMsPerEvent: gatewayCpuMsPerEvent } : {}),
       },
+      client: CLIENT === 'ws' ? 'graphql-transport-ws over ws (bench/subscriptions/clients.mjs)' : 'graphql-ws createClient',
       clientsRssMB: clientMemory.rssMB,
       clientsCpuMsPerEvent,
       lastClient: last,
@@ -230,7 +234,7 @@ async function main() {
     } catch {
       runs = {};
     }
-    runs[`${STACK}-${stack.bus.kind}-${N}-${connections}`] = result;
+    runs[`${STACK}-${stack.bus.kind}-${N}-${connections}-${CLIENT}`] = result;
     writeFileSync(jsonPath, `${JSON.stringify({ runs }, null, 2)}\n`);
     writeFileSync(join(dir, 'subscriptions.md'), render(runs));
     console.log(`last client: p50 ${ms(last.p50)}, p99 ${ms(last.p99)}, max ${ms(last.max)}; gateway RSS ${JSON.stringify(result.gateway)} → bench/results/subscriptions.md`);
@@ -257,6 +261,7 @@ type Run = {
   clock?: string; clockSkewBoundMs?: number;
   machine: { nproc: number; cpu: string; node: string; loadavgBefore?: number[]; loadavgAtEnd: number[]; rssMB?: number; heapUsedMB?: number };
   gateway?: { process: string; rssBeforeMB: number; rssSteadyMB: number; rssEndMB: number; rssPeakMB: number; mbPer1000: number; cpuMsPerEvent?: number };
+  client?: string;
   clientsRssMB?: number;
   clientsCpuMsPerEvent?: number;
   lastClient: Dist; medianClient: Dist;
@@ -278,16 +283,17 @@ function render(all: Record<string, Run>): string {
     'IPC message minus this process\'s clock at sending, an upper bound of the skew plus one IPC hop).',
     '',
   ];
-  for (const r of current.sort((a, b) => a.subscribers - b.subscribers || (a.connections ?? 0) - (b.connections ?? 0))) {
+  const lean = (r: Run) => (r.client?.startsWith('graphql-ws') ? 1 : 0);
+  for (const r of current.sort((a, b) => lean(a) - lean(b) || a.subscribers - b.subscribers || (a.connections ?? 0) - (b.connections ?? 0))) {
     const g = r.gateway!;
     out.push(
-      `## ${r.mode}, ${r.subscribers} subscribers on ${r.connections} sockets`,
+      `## ${r.mode}, ${r.subscribers} subscribers on ${r.connections} sockets${r.client?.startsWith('graphql-ws') ? ' (graphql-ws client)' : ''}`,
       '',
       `${r.date} · ${r.stack} · ${r.subscribers} subscribers on ${r.connections} WebSocket connections · ${r.events} events · OUTBOX_POLL_MS ${r.outboxPollMs} · clock check ${r.clockSkewBoundMs} ms`,
       `Machine: ${r.machine.nproc} CPUs (${r.machine.cpu}), Node ${r.machine.node}, load average before ${r.machine.loadavgBefore?.join(' / ')}, at the end ${r.machine.loadavgAtEnd.join(' / ')} (shared machine).`,
       `Memory (${g.process} process, RSS): ${g.rssBeforeMB} MB before the subscribers, ${g.rssSteadyMB} MB with all ${r.subscribers} registered (steady), ${g.rssEndMB} MB after the events, peak ${g.rssPeakMB} MB: ${g.mbPer1000} MB per 1,000 subscribers.`
         + (g.cpuMsPerEvent !== undefined ? ` Gateway CPU ${g.cpuMsPerEvent} ms per event (user + system, over the measured events).` : '')
-        + (r.clientsRssMB ? ` Subscriber process: RSS ${r.clientsRssMB} MB${r.clientsCpuMsPerEvent !== undefined ? `, CPU ${r.clientsCpuMsPerEvent} ms per event` : ''}.` : ''),
+        + (r.clientsRssMB ? ` Subscriber process (${r.client ?? 'graphql-ws createClient'}): RSS ${r.clientsRssMB} MB${r.clientsCpuMsPerEvent !== undefined ? `, CPU ${r.clientsCpuMsPerEvent} ms per event` : ''}.` : ''),
       '',
       '| over events | p50 | p99 | max |',
       '|---|---|---|---|',
