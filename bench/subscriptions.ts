@@ -280,7 +280,9 @@ function render(all: Record<string, Run>): string {
     'the outbox relay (woken by the commit; OUTBOX_POLL_MS is its idle poll), Kafka and the gateway\'s fan-out.',
     'The subscribers run in a child process (bench/subscriptions/clients.mjs); receipt and commit times are both',
     '`performance.timeOrigin + performance.now()` (the clock check: the subscriber process\'s clock read on receipt of an',
-    'IPC message minus this process\'s clock at sending, an upper bound of the skew plus one IPC hop).',
+    'IPC message minus this process\'s clock at sending, an upper bound of the skew plus one IPC hop). "over events": the',
+    'distribution of the per-event figure over the measured events (with 10 events, p99 is their max). Where the time',
+    'goes, before/after comparisons and the memory budget: bench/results/subscriptions-profile.md.',
     '',
   ];
   const lean = (r: Run) => (r.client?.startsWith('graphql-ws') ? 1 : 0);
