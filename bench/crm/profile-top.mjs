@@ -1,7 +1,9 @@
 /**
  * Summarises a .cpuprofile (V8 / node --cpu-prof / bench/crm.ts CPU_PROF): top functions by self
  * time, and self time per package (node_modules/<pkg>, node: internals, this repo's folders).
- *   node bench/crm/profile-top.mjs <file.cpuprofile> [top=25]
+ *   node bench/crm/profile-top.mjs <file.cpuprofile> [top=25] [fromUs toUs]
+ * fromUs / toUs: only samples in that window of V8's clock (µs, CLOCK_MONOTONIC on Linux: the value of
+ * process.hrtime.bigint() / 1000n in any process of the machine; bench/subscriptions.ts prints its event window).
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -10,12 +12,19 @@ import { fileURLToPath } from 'node:url';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-const [file, topArg] = process.argv.slice(2);
+const [file, topArg, fromArg, toArg] = process.argv.slice(2);
 const top = Number(topArg ?? 25);
+const from = fromArg ? Number(fromArg) : -Infinity;
+const to = toArg ? Number(toArg) : Infinity;
 const p = JSON.parse(readFileSync(file, 'utf8'));
 const byId = new Map(p.nodes.map((n) => [n.id, n]));
 const self = new Map();
-for (let i = 0; i < p.samples.length; i++) self.set(p.samples[i], (self.get(p.samples[i]) ?? 0) + (p.timeDeltas[i] ?? 0));
+let at = p.startTime;
+for (let i = 0; i < p.samples.length; i++) {
+  at += p.timeDeltas[i] ?? 0;
+  if (at < from || at > to) continue;
+  self.set(p.samples[i], (self.get(p.samples[i]) ?? 0) + (p.timeDeltas[i] ?? 0));
+}
 const total = [...self.values()].reduce((a, b) => a + b, 0);
 const fns = new Map();
 const pkgs = new Map();

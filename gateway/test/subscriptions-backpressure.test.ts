@@ -76,3 +76,55 @@ test('a slow subscriber is closed at its bound; the others get every event; iden
   await hub.stop();
   await bus.close();
 });
+
+test('writing to sockets: a group\'s result is serialized once for all its members; a socket that does not take its writes is closed at its bound', async () => {
+  const bus = new MemoryBus();
+  let serialized = 0;
+  const hub = new LiveHub({
+    bus,
+    // toJSON runs once per JSON.stringify of the result: it counts serializations.
+    resolve: async (_op, _identity, entityId) => ({ data: { notificationAdded: { id: entityId, toJSON: () => ((serialized += 1), { id: entityId }) } } }),
+    logger: createLogger('test', 'silent'),
+    concurrency: 4,
+    resolveTimeoutMs: 10_000,
+    fields: LIVE_FIELDS,
+  });
+  await hub.start();
+  const overflows: string[] = [];
+  const writer = (limit: number, takes: boolean) => {
+    const written: string[] = [];
+    let unregister = () => {};
+    const q = new LiveQueue({
+      limit,
+      maxBufferedBytes: 1_000_000,
+      buffered: () => 0,
+      send: (json, done) => {
+        written.push(json);
+        if (takes) done(); // a stuck socket never calls done
+      },
+      onOverflow: (why) => overflows.push(why),
+      onEnd: () => unregister(),
+    });
+    unregister = hub.add(op, me, q);
+    return { q, written };
+  };
+  const members = [writer(3, true), writer(3, true), writer(3, true)];
+  const stuck = writer(3, false);
+
+  const mine = Array.from({ length: 10 }, () => notification(me.userId));
+  for (const m of mine) await bus.publish([m]);
+  await eventually(async () => members.every((w) => w.written.length === 10));
+
+  const expected = mine.map((m) => JSON.stringify({ data: { notificationAdded: { id: m.key } } }));
+  for (const w of members) expect(w.written).toEqual(expected);
+  expect(serialized).toBe(10); // once per event, not once per member
+  // the stuck one: 1 write in flight + 3 queued, then closed at the 5th event
+  expect(stuck.written).toEqual(expected.slice(0, 1));
+  expect(stuck.q.closed).toBe(true);
+  expect(overflows).toEqual(['queue']);
+
+  for (const w of members) w.q.end();
+  expect(hub.snapshot().subscriptions).toBe(0);
+  await hub.stop();
+  await bus.close();
+});

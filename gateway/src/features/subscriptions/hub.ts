@@ -4,7 +4,8 @@
  *
  * For each event: the live fields it fires (./topics) → the subscriber groups of each field →
  * the audience filter per group (cheap, before any query) → one resolution per group (identical
- * document + variables + identity share it) → pushed to each member's bounded queue (./queue).
+ * document + variables + identity share it, and its JSON is built once) → pushed to each member's
+ * bounded queue (./queue), which writes it to the member's socket.
  * Each topic is a lane: its events are handled one at a time, in order, while the lanes of different
  * topics run concurrently (a slow approval resolution does not hold back a notification). The
  * resolutions of one event run concurrently (SUBSCRIPTION_RESOLVE_CONCURRENCY), each bounded by
@@ -17,7 +18,7 @@ import { noteCorrelation, parseEnvelope, subscriptionDelivered, traceConsume, tr
 import type { ExecutionResult } from 'graphql';
 import { entityIdOf, fieldsFor, liveTopics, mayReceive, type LiveField } from './topics';
 import type { LiveOperation } from './operation';
-import type { LiveQueue } from './queue';
+import { LivePayload, type LiveQueue } from './queue';
 
 export type Resolver = (op: LiveOperation, identity: Identity, entityId: string) => Promise<ExecutionResult | null>;
 
@@ -185,8 +186,9 @@ export class LiveHub {
       return;
     }
     if (!result) return;
+    const payload = new LivePayload(result); // serialized once for the whole group
     for (const queue of [...group.members]) {
-      const ok = queue.push(result);
+      const ok = queue.push(payload);
       if (ok) this.stats.deliveries += 1;
       else this.stats.dropped += 1;
       subscriptionDelivered(group.op.field.field, occurredAt, ok);

@@ -54,6 +54,8 @@ interface LiveContext {
   live: LiveOperation;
   identity: Identity;
   socket: WebSocket;
+  /** The client's id of this subscription (graphql-ws `subscribe` message). */
+  id: string;
 }
 
 /** As HTTP in production (ApolloServerPluginDisableSuggestions): no "Did you mean …" hints about the schema. */
@@ -168,7 +170,7 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
             connections.set(socket, { identity: auth.identity, tokenVersion: auth.tokenVersion, ip, expiry, queues: new Set() });
             return true;
           },
-          onSubscribe: async (ctx, _id, payload) => {
+          onSubscribe: async (ctx, id, payload) => {
             const state = connections.get(ctx.extra.socket);
             if (!state) return [new GraphQLError('Unauthorized', { extensions: { code: 'UNAUTHENTICATED' } })];
             if (state.queues.size >= config.SUBSCRIPTIONS_PER_CONNECTION) {
@@ -201,7 +203,7 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
                 return [new GraphQLError(`Rate limit exceeded: ${config.RATE_LIMIT_POINTS} points per ${config.RATE_LIMIT_WINDOW_SECONDS} s (RATE_LIMIT_POINTS); retry in ${retryAfter} s`, { extensions: { code: 'RATE_LIMITED', retryAfter } })];
               }
             }
-            const contextValue: LiveContext = { live: op, identity: state.identity, socket: ctx.extra.socket };
+            const contextValue: LiveContext = { live: op, identity: state.identity, socket: ctx.extra.socket, id };
             const args: ExecutionArgs = {
               schema,
               document,
@@ -212,13 +214,20 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
             return args;
           },
           subscribe: (args) => {
-            const { live, identity, socket } = args.contextValue as LiveContext;
+            const { live, identity, socket, id } = args.contextValue as LiveContext;
             const state = connections.get(socket);
             let unregister = () => {};
+            // graphql-ws's `next` message, written here from the payload's JSON (built once per
+            // resolution group) instead of graphql-ws serializing the same result per subscriber.
+            const head = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
             const queue = new LiveQueue({
               limit: config.SUBSCRIPTION_QUEUE_LIMIT,
               maxBufferedBytes: config.SUBSCRIPTION_MAX_BUFFERED_BYTES,
               buffered: () => socket.bufferedAmount,
+              send: (json, done) => {
+                if (socket.readyState !== socket.OPEN) return done();
+                socket.send(`${head}${json}}`, done);
+              },
               admit: () => !state || revocations.revokedLocally(identity.userId, state.tokenVersion) === null,
               onOverflow: (why) => {
                 log.warn({ userId: identity.userId, field: live.field.field, why }, 'live: subscriber too slow; closing it');

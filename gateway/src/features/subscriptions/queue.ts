@@ -1,11 +1,31 @@
 /**
- * Backpressure: each subscription gets a bounded queue between the hub and graphql-ws, which
- * sends one message at a time and waits for the socket to take it. The hub never waits for a
- * client: it pushes, and when a client's queue is full (or its socket has too many bytes
- * buffered) that client is closed with 4429 'Subscriber too slow' and its queue dropped, so a slow
- * client neither stalls the others nor grows memory without bound.
+ * Backpressure: each subscription gets a bounded queue between the hub and its socket, which
+ * takes one message at a time. The hub never waits for a client: it pushes, and when a client's
+ * queue is full (or its socket has too many bytes buffered) that client is closed with 4429
+ * 'Subscriber too slow' and its queue dropped, so a slow client neither stalls the others nor
+ * grows memory without bound.
+ *
+ * Two ways out of the queue:
+ *   - `send` given (the gateway): each event is written straight to the socket as a graphql-ws
+ *     `next` frame built from the payload's JSON, which the hub serializes once per resolution
+ *     group (LivePayload), not once per subscriber; the next queued event is written when the
+ *     socket took the previous one. The iterator (what graphql-ws consumes) yields nothing and
+ *     ends when the queue ends, so graphql-ws still sends `complete` after the last event.
+ *   - no `send` (tests): the iterator yields each event's ExecutionResult.
  */
 import type { ExecutionResult } from 'graphql';
+
+/** One resolution's result, shared by every member of its group: serialized at most once. */
+export class LivePayload {
+  private text: string | undefined;
+
+  constructor(readonly result: ExecutionResult) {}
+
+  /** The result as JSON (GraphQLErrors by their toJSON, as graphql-ws would serialize them). */
+  get json(): string {
+    return (this.text ??= JSON.stringify(this.result));
+  }
+}
 
 export interface QueueOptions {
   /** Checked before every delivery: false ends the subscription (e.g. the subscriber's token was revoked). */
@@ -14,6 +34,8 @@ export interface QueueOptions {
   maxBufferedBytes: number;
   /** Bytes buffered on the socket (ws bufferedAmount). */
   buffered(): number;
+  /** Writes one payload's JSON to the client; `done` once the socket took it (or failed). */
+  send?: (json: string, done: (err?: Error) => void) => void;
   /** Called once when the client is too slow; closes its socket. */
   onOverflow(reason: 'queue' | 'buffer'): void;
   /** Called once when the iterator ends (client completed, socket closed, or overflow). */
@@ -21,9 +43,11 @@ export interface QueueOptions {
 }
 
 export class LiveQueue implements AsyncIterableIterator<ExecutionResult> {
-  private readonly items: ExecutionResult[] = [];
+  private readonly items: LivePayload[] = [];
   private waiting: ((r: IteratorResult<ExecutionResult>) => void) | undefined;
   private done = false;
+  /** `send` mode: a write the socket has not taken yet. */
+  private writing = false;
 
   constructor(private readonly options: QueueOptions) {}
 
@@ -36,16 +60,14 @@ export class LiveQueue implements AsyncIterableIterator<ExecutionResult> {
   }
 
   /** Never blocks. Returns false when the client was dropped as too slow. */
-  push(result: ExecutionResult): boolean {
+  push(payload: LivePayload): boolean {
     if (this.done) return false;
     if (this.options.admit && !this.options.admit()) {
       this.end();
       return false;
     }
-    if (this.waiting) {
-      const resolve = this.waiting;
-      this.waiting = undefined;
-      resolve({ value: result, done: false });
+    if (this.options.send ? !this.writing : this.waiting) {
+      this.handOver(payload);
       return true;
     }
     const overflow = this.items.length >= this.options.limit ? 'queue' : this.options.buffered() > this.options.maxBufferedBytes ? 'buffer' : undefined;
@@ -54,13 +76,35 @@ export class LiveQueue implements AsyncIterableIterator<ExecutionResult> {
       this.options.onOverflow(overflow);
       return false;
     }
-    this.items.push(result);
+    this.items.push(payload);
     return true;
   }
 
+  private handOver(payload: LivePayload): void {
+    const send = this.options.send;
+    if (!send) {
+      const resolve = this.waiting!;
+      this.waiting = undefined;
+      resolve({ value: payload.result, done: false });
+      return;
+    }
+    this.writing = true;
+    send(payload.json, (err) => {
+      this.writing = false;
+      if (err) {
+        this.end();
+        return;
+      }
+      const next = this.items.shift();
+      if (next && !this.done) this.handOver(next);
+    });
+  }
+
   next(): Promise<IteratorResult<ExecutionResult>> {
-    const item = this.items.shift();
-    if (item) return Promise.resolve({ value: item, done: false });
+    if (!this.options.send) {
+      const item = this.items.shift();
+      if (item) return Promise.resolve({ value: item.result, done: false });
+    }
     if (this.done) return Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve) => {
       this.waiting = resolve;
