@@ -15,6 +15,10 @@ const notificationAdded = LIVE_FIELDS.find((f) => f.field === 'notificationAdded
 const me = { userId: randomUUID(), role: 'SALES' as const, email: 'me@test.local' };
 const op: LiveOperation = { field: notificationAdded, responseKey: 'notificationAdded', query: 'unused', variables: {}, shareKey: 'same' };
 
+/** A hub on `bus` whose resolutions are `resolve`. */
+const liveHub = (bus: MemoryBus, resolve: ConstructorParameters<typeof LiveHub>[0]['resolve']) =>
+  new LiveHub({ bus, resolve, logger: createLogger('test', 'silent'), concurrency: 4, resolveTimeoutMs: 10_000, fields: LIVE_FIELDS });
+
 const notification = (recipientId: string) => {
   const notificationId = randomUUID();
   const env = buildEnvelope('analytics', 'notification.created', notificationId, { notificationId, recipientId, type: 'SYSTEM', title: 't', entityType: null, entityId: null }, { actorId: null });
@@ -28,16 +32,9 @@ async function drain(queue: LiveQueue, into: ExecutionResult[]) {
 test('a slow subscriber is closed at its bound; the others get every event; identical subscriptions share one resolution', async () => {
   const bus = new MemoryBus();
   let resolutions = 0;
-  const hub = new LiveHub({
-    bus,
-    resolve: async (_op, _identity, entityId) => {
-      resolutions += 1;
-      return { data: { notificationAdded: { id: entityId } } };
-    },
-    logger: createLogger('test', 'silent'),
-    concurrency: 4,
-    resolveTimeoutMs: 10_000,
-    fields: LIVE_FIELDS,
+  const hub = liveHub(bus, async (_op, _identity, entityId) => {
+    resolutions += 1;
+    return { data: { notificationAdded: { id: entityId } } };
   });
   await hub.start();
   const overflows: string[] = [];
@@ -80,15 +77,8 @@ test('a slow subscriber is closed at its bound; the others get every event; iden
 test('writing to sockets: a group\'s result is serialized once for all its members; a socket that does not take its writes is closed at its bound', async () => {
   const bus = new MemoryBus();
   let serialized = 0;
-  const hub = new LiveHub({
-    bus,
-    // toJSON runs once per JSON.stringify of the result: it counts serializations.
-    resolve: async (_op, _identity, entityId) => ({ data: { notificationAdded: { id: entityId, toJSON: () => ((serialized += 1), { id: entityId }) } } }),
-    logger: createLogger('test', 'silent'),
-    concurrency: 4,
-    resolveTimeoutMs: 10_000,
-    fields: LIVE_FIELDS,
-  });
+  // toJSON runs once per JSON.stringify of the result: it counts serializations.
+  const hub = liveHub(bus, async (_op, _identity, entityId) => ({ data: { notificationAdded: { id: entityId, toJSON: () => ((serialized += 1), { id: entityId }) } } }));
   await hub.start();
   const overflows: string[] = [];
   const writer = (limit: number, takes: boolean) => {
