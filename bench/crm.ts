@@ -30,9 +30,10 @@
 import { execSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ProcessStack, TestClient, TestStack, TestUser } from '@crm/platform';
+import { cpuMs, dist, ms, num, sleep, uptime, type Dist } from './measure';
 
 /** What the benchmark needs of either kind of stack. */
 type BenchStack = (TestStack | (ProcessStack & TestClient)) & Pick<TestStack, 'config' | 'gatewayUrl' | 'stop'> & { bus: { kind: 'kafka' | 'memory' } };
@@ -51,7 +52,6 @@ for (const [k, v] of Object.entries(DEFAULT_SERVICES)) {
 // Before anything imports graphql-js / Apollo: their production code paths.
 process.env.NODE_ENV = 'production';
 
-const num = (name: string, dflt: number) => (process.env[name] ? Number(process.env[name]) : dflt);
 const DURATION = num('DURATION', 20);
 const WARMUP = num('WARMUP', 5);
 const CONNECTIONS = num('CONNECTIONS', 20);
@@ -102,25 +102,6 @@ type Load = {
   requests: number; rps: number; latency: { p50: number; p90: number; p99: number; max: number; mean: number };
   errors: number; timeouts: number; non2xx: number; gqlErrors: number; sampleError: string | null; duration: number; connections?: number;
 };
-type Dist = { n: number; p50: number; p99: number; max: number };
-
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
-const dist = (values: number[]): Dist => {
-  const s = [...values].sort((a, b) => a - b);
-  return { n: s.length, p50: pct(s, 50), p99: pct(s, 99), max: s[s.length - 1] ?? NaN };
-};
-const ms = (v: number) => (Number.isFinite(v) ? `${v.toFixed(1)} ms` : '–');
-const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
-const uptime = () => loadavg().map((l) => Number(l.toFixed(2)));
-/**
- * CPU time (user + system, ms) the given processes have used so far, from /proc/<pid>/stat (clock
- * ticks of 10 ms): a per-request cost that a busy shared machine distorts far less than latency.
- */
-const cpuMs = (pids: number[]) =>
-  pids.reduce((sum, pid) => {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return sum + (Number(fields[11]) + Number(fields[12])) * 10;
-  }, 0);
 
 async function runLoad(url: string, entries: { body: string; authorization?: string }[], connections = CONNECTIONS): Promise<Load & { sent: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'crm-bench-'));
@@ -275,9 +256,9 @@ async function main() {
       if (!SCENARIOS.includes(name.replace(/@1$/, ''))) return;
       const before = uptime();
       console.log(`[round ${round + 1}/${ROUNDS}] ${name}: ${WARMUP} s warm-up + ${DURATION} s at ${connections} connection(s) (load ${before.join(' / ')})…`);
-      const cpu0 = cpuMs(servicePids);
+      const cpu0 = cpuMs(...servicePids);
       const r = await profiled(round ? `${name}-${round + 1}` : name, () => runLoad(url, entries, connections));
-      record(name, { ...r, cpuMsPerRequest: Number(((cpuMs(servicePids) - cpu0) / r.sent).toFixed(2)) }, connections, before);
+      record(name, { ...r, cpuMsPerRequest: Number(((cpuMs(...servicePids) - cpu0) / r.sent).toFixed(2)) }, connections, before);
     };
     /** Two loads at once (each its own autocannon process): login's p99 next to the list's. */
     const together = async (name: string, a: [string, Entries, number], b: [string, Entries, number]) => {

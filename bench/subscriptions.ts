@@ -28,8 +28,9 @@
 import { execSync, fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { cpuMs, dist, ms, num, sleep, uptime, type Dist } from './measure';
 
 const EMBEDDED = process.env.EMBEDDED === '1';
 if (!EMBEDDED) {
@@ -41,7 +42,6 @@ if (!EMBEDDED) {
 }
 process.env.NODE_ENV = 'production';
 
-const num = (name: string, dflt: number) => (process.env[name] ? Number(process.env[name]) : dflt);
 const N = num('N', 1000);
 const EVENTS = num('EVENTS', 10);
 const PER_CONNECTION = num('PER_CONNECTION', 1);
@@ -54,27 +54,13 @@ if (CLIENT !== 'ws' && CLIENT !== 'graphql-ws') throw new Error('CLIENT must be 
 if (STACK !== 'multi' && STACK !== 'single') throw new Error('STACK must be multi or single');
 const QUERY = 'subscription { approvalStatusChanged { id status customer { name } requester { name } } }';
 
-type Dist = { p50: number; p99: number; max: number; n: number };
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
-const summary = (values: number[]): Dist => {
-  const s = [...values].sort((a, b) => a - b);
-  return { p50: pct(s, 50), p99: pct(s, 99), max: s[s.length - 1] ?? NaN, n: s.length };
-};
-const ms = (v: number) => (Number.isFinite(v) ? `${v.toFixed(1)} ms` : '–');
 const now = () => performance.timeOrigin + performance.now();
-const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
-const uptime = () => loadavg().map((l) => Number(l.toFixed(2)));
 
 /** VmRSS / VmHWM of a process, MB. */
 function memoryOf(pid: number): { rssMB: number; peakMB: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
   return { rssMB: Math.round(kb('VmRSS') / 1024), peakMB: Math.round(kb('VmHWM') / 1024) };
-}
-/** User + system CPU ms of a process so far (/proc/<pid>/stat, 10 ms ticks). */
-function cpuMsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 /** The subscriber process: request/response over its IPC channel, one request at a time. */
@@ -160,8 +146,8 @@ async function main() {
     let windowFromUs = 0n;
     for (let e = 0; e < EVENTS + 1; e++) {
       if (e === 1) {
-        cpuAtStart = cpuMsOf(gatewayPid);
-        clientsCpuAtStart = cpuMsOf(clients.child.pid!);
+        cpuAtStart = cpuMs(gatewayPid);
+        clientsCpuAtStart = cpuMs(clients.child.pid!);
         windowFromUs = process.hrtime.bigint() / 1000n;
       }
       const r = await request(`bench ${e}`);
@@ -171,7 +157,7 @@ async function main() {
       const got = await clients.ask<{ times: (number | null)[]; missing: number }>({ type: 'collect', id, timeoutMs: 120_000 }, 'arrivals');
       if (got.missing > 0) throw new Error(`${got.missing} subscribers did not receive event ${e} within 120 s`);
       const lat = got.times.map((t) => t! - committed);
-      const d = summary(lat);
+      const d = dist(lat);
       const first = Math.min(...lat);
       if (e > 0) { // the first event after the warm-up is not counted
         rows.push({ event: e, first, p50: d.p50, p99: d.p99, last: d.max });
@@ -181,12 +167,12 @@ async function main() {
     }
     // V8's CPU profiles count time on the same clock (CLOCK_MONOTONIC): bench/crm/profile-top.mjs <file> 25 <from> <to>
     console.log(`measured events' window (µs, CLOCK_MONOTONIC): ${windowFromUs} ${process.hrtime.bigint() / 1000n}`);
-    const gatewayCpuMsPerEvent = STACK === 'multi' ? Math.round((cpuMsOf(gatewayPid) - cpuAtStart) / EVENTS) : undefined;
-    const clientsCpuMsPerEvent = Math.round((cpuMsOf(clients.child.pid!) - clientsCpuAtStart) / EVENTS);
+    const gatewayCpuMsPerEvent = STACK === 'multi' ? Math.round((cpuMs(gatewayPid) - cpuAtStart) / EVENTS) : undefined;
+    const clientsCpuMsPerEvent = Math.round((cpuMs(clients.child.pid!) - clientsCpuAtStart) / EVENTS);
     const end = memoryOf(gatewayPid);
     const clientMemory = await clients.ask<{ rssMB: number }>({ type: 'memory' }, 'memory');
-    const last = summary(rows.map((r) => r.last));
-    const perClientP50 = summary(rows.map((r) => r.p50));
+    const last = dist(rows.map((r) => r.last));
+    const perClientP50 = dist(rows.map((r) => r.p50));
     const cpu = cpus();
     const result: Run = {
       date: started.toISOString(),

@@ -88,6 +88,8 @@ const GATEWAYS = {
   'apollo-gateway': {
     label: `@apollo/gateway ${pkgVersion('@apollo/gateway')} + @apollo/server ${pkgVersion('@apollo/server')}`,
     cmd: (f) => [NODE, [path.join(HERE, 'runners', 'apollo-gateway.mjs')]],
+    // As crm runs it: Apollo Gateway's own usage-metrics export (and its start-up cloud probes) off.
+    env: { APOLLO_TELEMETRY_DISABLED: 'true' },
   },
   'hive-gateway': {
     label: `Hive Gateway ${pkgVersion('@graphql-hive/gateway')} (CLI, default JS planner)`,

@@ -21,8 +21,8 @@ import { ERRORS, errorCodeDef, operationFromDocument, type Operation, type Schem
 import { evaluateCondition, getResponseName, type FetchNode, type PlanNode, type QueryPlan, type QueryPlanSelectionNode, type ResponsePath } from '@apollo/query-planner';
 import type { GatewayExecutionResult, GatewayGraphQLRequestContext } from '@apollo/server-gateway-interface';
 import { GraphQLError, Kind, visit, type GraphQLSchema } from 'graphql';
-import { SpanStatusCode, trace } from '@opentelemetry/api';
-import { tracingEnabled } from '@crm/kit';
+import { trace } from '@opentelemetry/api';
+import { withSpan } from '@crm/kit';
 import { SubgraphClient, type GatewayContext } from '../datasource';
 import { compileShape, shapeResponse, type ShapeProgram } from './shape';
 
@@ -93,30 +93,15 @@ export interface PlanExecutorStats {
   prepared: number;
 }
 
-/** Replaces the gateway's executor with the engine; call before Apollo Server starts. */
 /**
  * The spans Apollo Gateway's own executor emits (gateway.request → gateway.plan, gateway.execute →
  * gateway.fetch per subgraph call), kept under the same names so traces and dashboards read the same
- * with this engine. Non-recording (near free) when no tracer provider is registered.
+ * with this engine. Nothing at all when no tracer provider is registered (the kit's withSpan).
  */
 const tracer = trace.getTracer('@apollo/gateway');
-function inSpan<T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-  // No tracer provider: the span would be the API's no-op and the active context stays as it is, so
-  // skip the context switch (an AsyncLocalStorage run per request and per fetch, and with it the
-  // promise hooks Node then keeps on for every promise of the process).
-  if (!tracingEnabled()) return fn();
-  return tracer.startActiveSpan(name, { attributes }, async (span) => {
-    try {
-      return await fn();
-    } catch (err) {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
-      throw err;
-    } finally {
-      span.end();
-    }
-  });
-}
+const inSpan = <T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> => withSpan(name, { attributes }, fn, undefined, tracer);
 
+/** Replaces the gateway's executor with the engine; call before Apollo Server starts. */
 export function installPlanExecutor(gateway: ApolloGateway): PlanExecutorStats {
   const gw = gateway as unknown as GatewayInternals;
   const stats: PlanExecutorStats = { engine: 0, apollo: 0, prepared: 0 };

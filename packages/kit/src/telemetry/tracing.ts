@@ -12,8 +12,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import {
-  context, createContextKey, propagation, ROOT_CONTEXT, trace, SpanStatusCode,
-  type Context, type Span, type SpanOptions,
+  context, createContextKey, INVALID_SPAN_CONTEXT, propagation, ROOT_CONTEXT, trace, SpanStatusCode,
+  type Context, type Span, type SpanOptions, type Tracer,
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -146,9 +146,15 @@ function traceMac(traceparent: string, secret: string): string {
   return createHmac('sha256', secret).update(`trace:${traceparent}`).digest('base64url');
 }
 
-/** Runs `fn` in a new active span; the span ends (with the error recorded) when `fn` settles. */
-export function withSpan<T>(name: string, options: SpanOptions, fn: (span: Span) => Promise<T>, parent: Context = context.active()): Promise<T> {
-  return tracer().startActiveSpan(name, options, parent, async (span) => {
+/**
+ * Runs `fn` in a new active span; the span ends (with the error recorded) when `fn` settles.
+ * Without a tracer provider the span would be the API's no-op carrying the parent's span context, so
+ * when the parent is already the active context nothing is switched: `fn` runs as it is, with the
+ * active span (no AsyncLocalStorage run per call, and no promise hooks switched on for the process).
+ */
+export function withSpan<T>(name: string, options: SpanOptions, fn: (span: Span) => Promise<T>, parent: Context = context.active(), using: Tracer = tracer()): Promise<T> {
+  if (!tracingEnabled() && parent === context.active()) return fn(trace.getSpan(parent) ?? trace.wrapSpanContext(INVALID_SPAN_CONTEXT));
+  return using.startActiveSpan(name, options, parent, async (span) => {
     try {
       return await fn(span);
     } catch (err) {
