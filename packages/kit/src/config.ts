@@ -3,6 +3,7 @@
  * a missing or malformed variable fails at start with its name in the message.
  */
 import { z } from 'zod';
+import { LEGACY_NAMES, LegacyConfigError, translateLegacyNames } from './config-legacy';
 
 /**
  * The one way a boolean is read from the environment: zod's stringbool (true/1/yes/on/y/enabled or
@@ -177,7 +178,14 @@ export interface PlatformConfig extends Env {
 export class ConfigError extends Error {}
 
 export function readConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Record<keyof Env, string>> = {}): PlatformConfig {
-  const parsed = envSchema.safeParse({ ...pickKnown(env), ...overrides });
+  let given: Record<string, string | undefined>;
+  try {
+    given = translateLegacyNames({ ...pickKnown(env), ...overrides });
+  } catch (err) {
+    if (!(err instanceof LegacyConfigError)) throw err;
+    throw new ConfigError(`Invalid configuration:\n${err.message.split('\n').map((l) => `  ${l}`).join('\n')}`);
+  }
+  const parsed = envSchema.safeParse(given);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
@@ -240,6 +248,6 @@ export function routingUrlOverride(subgraph: string, env: NodeJS.ProcessEnv = pr
 
 function pickKnown(env: NodeJS.ProcessEnv): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};
-  for (const key of Object.keys(envSchema.shape)) out[key] = env[key];
+  for (const key of [...Object.keys(envSchema.shape), ...LEGACY_NAMES]) out[key] = env[key];
   return out;
 }
