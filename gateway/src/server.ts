@@ -17,7 +17,7 @@ import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
 import { createSubgraphAgent, SubgraphClient, type GatewayContext } from './datasource';
 import { subgraphUrls } from './compose';
 import { gatewayFeatures } from './features';
-import { installPlanExecutor } from './engine/plan-executor';
+import { withPlanExecutor } from './engine/plan-executor';
 import { bindRequest } from './request-info';
 import { createGatewayRedis } from './redis';
 
@@ -54,9 +54,15 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   // Node's promise hooks for the life of the process (a cost on every promise). Nothing leaves this
   // gateway unless its operator asks for it: off unless the variable says otherwise.
   process.env.APOLLO_TELEMETRY_DISABLED ??= 'true';
+  /** The subgraph clients by name, as Apollo Gateway builds them (for the engine). */
+  const clients = new Map<string, SubgraphClient>();
   const gateway = new ApolloGateway({
     logger,
-    buildService: ({ name, url }) => new SubgraphClient(url ?? '', { name, secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent, timeoutMs: config.SUBGRAPH_TIMEOUT_MS }),
+    buildService: ({ name, url }) => {
+      const client = new SubgraphClient(url ?? '', { name, secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent, timeoutMs: config.SUBGRAPH_TIMEOUT_MS });
+      clients.set(name, client);
+      return client;
+    },
     supergraphSdl: async ({ update }) => {
       if (options.supergraphSdl) {
         currentSdl = options.supergraphSdl;
@@ -80,7 +86,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     },
   });
 
-  if (options.executor !== 'apollo') installPlanExecutor(gateway);
+  const served = options.executor === 'apollo' ? gateway : withPlanExecutor(gateway, clients).gateway;
 
   const redis = createGatewayRedis(config, logger);
   const features = gatewayFeatures({ config, logger, bus: options.bus, redis });
@@ -90,7 +96,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   });
 
   const apollo = new ApolloServer<GatewayContext>({
-    gateway,
+    gateway: served,
     introspection: config.introspection,
     includeStacktraceInErrorResponses: !config.production,
     formatError: maskError(config.production) as never,
