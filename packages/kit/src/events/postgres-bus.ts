@@ -131,7 +131,7 @@ export class PostgresBus implements EventBus {
     this.heartbeatMs = options.heartbeatMs ?? 2_000;
     this.sessionMs = options.sessionMs ?? 15_000;
     this.pollMs = options.pollMs ?? 2_000;
-    this.pool = new Pool({ connectionString: url, max: options.poolMax ?? 4, application_name: `crm-log ${clientId}`.slice(0, 63), idleTimeoutMillis: 30_000 });
+    this.pool = new Pool({ connectionString: url, max: options.poolMax ?? 3, application_name: `crm-log ${clientId}`.slice(0, 63), idleTimeoutMillis: 30_000 });
     this.pool.on('error', (err) => this.logger?.warn({ err: err.message }, 'event log: an idle connection failed'));
   }
 
@@ -618,6 +618,8 @@ class GroupMember {
   private running = true;
   private joined = false;
   private wakeLoop: (() => void) | undefined;
+  /** A wake-up that came while the loop was busy: its next nap returns at once. */
+  private woken = false;
   private rebalanceWanted = true;
   private loopDone: Promise<void> = Promise.resolve();
   private readonly workers = new Set<Promise<void>>();
@@ -643,7 +645,12 @@ class GroupMember {
   /** Wakes the loop; `rebalance`: look at the group's members again. */
   wake(rebalance = false): void {
     if (rebalance) this.rebalanceWanted = true;
-    this.wakeLoop?.();
+    this.poke();
+  }
+
+  private poke(): void {
+    if (this.wakeLoop) this.wakeLoop();
+    else this.woken = true;
   }
 
   /** Messages up to `high` exist on a partition: work it if it is ours. */
@@ -652,7 +659,7 @@ class GroupMember {
     if (!o) return;
     if (high === undefined) o.high = o.position + 1n;
     else if (high > o.high) o.high = high;
-    if (o.high > o.position && !o.busy) this.wakeLoop?.();
+    if (o.high > o.position && !o.busy) this.poke();
   }
 
   /** Runs the member's loop; resolves once it joined the group the first time (or failed to: it goes on trying). */
@@ -702,6 +709,10 @@ class GroupMember {
   }
 
   private nap(ms: number): Promise<void> {
+    if (this.woken || !this.running) {
+      this.woken = false;
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);
       function done() {
@@ -908,7 +919,7 @@ class GroupMember {
     if (!this.running) return;
     this.running = false;
     for (const o of this.owned.values()) o.revoked = true;
-    this.wakeLoop?.();
+    this.poke();
     await Promise.all([...this.workers]);
     await this.loopDone;
     if (!this.joined) return;
