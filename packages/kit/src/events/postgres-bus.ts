@@ -298,6 +298,8 @@ export class PostgresBus implements EventBus {
     const client = await this.connect();
     try {
       await client.query('BEGIN');
+      // durable when publish resolves, whatever the server's default (an outbox row is marked sent then)
+      await client.query('SET LOCAL synchronous_commit TO on');
       const notes: string[] = [];
       for (const g of ordered) {
         const { rows } = await client.query<{ high: string }>(
