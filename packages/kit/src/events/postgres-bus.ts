@@ -133,6 +133,11 @@ export class PostgresBus implements EventBus {
     this.pollMs = options.pollMs ?? 2_000;
     this.pool = new Pool({ connectionString: url, max: options.poolMax ?? 3, application_name: `crm-log ${clientId}`.slice(0, 63), idleTimeoutMillis: 30_000 });
     this.pool.on('error', (err) => this.logger?.warn({ err: err.message }, 'event log: an idle connection failed'));
+    // a connection that breaks between two statements of a checked-out client emits 'error' on that client
+    this.pool.on('connect', (client) => client.on('error', (err) => {
+      this.connected = false;
+      this.logger?.warn({ err: err.message }, 'event log: a connection failed');
+    }));
   }
 
   topic = (logical: string) => `${this.ns}${logical}`;
@@ -317,7 +322,7 @@ export class PostgresBus implements EventBus {
       for (const note of notes) await client.query('SELECT pg_notify($1, $2)', [CHANNEL, note]);
       await client.query('COMMIT');
     } catch (err) {
-      if (isConnectionError(err)) this.connected = false;
+      this.connected = false; // healthy() checks again in the background
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
