@@ -3,7 +3,8 @@
  * pg_ctl on a port of this file's range; the shared server is never touched) is stopped in
  * immediate mode (no shutdown checkpoint: recovery from the WAL, as after a power cut of the
  * server process) while a publisher and a consumer group work, then started again. Every publish
- * that resolved is delivered afterwards, per key in publish order; the consumer resumes by itself.
+ * that resolved is delivered afterwards, per key in publish order; the consumer says it is held
+ * while the server is away (active() false) and resumes by itself.
  * Runs where the Postgres server binaries are installed (as the postgres user when run as root).
  */
 import { execFile, execFileSync } from 'node:child_process';
@@ -78,6 +79,7 @@ const server = (cmd: 'start' | 'crash') =>
     await server('crash');
     await eventually(async () => failed > 0, { timeoutMs: 60_000 }); // publishing refused while it is down
     expect(await bus.healthy()).toBe(false);
+    await eventually(async () => !sub!.active(), { timeoutMs: 60_000 }); // the consumer says it is held
     await server('start');
     const afterRestart = acked.length;
     await eventually(async () => acked.length >= afterRestart + 200, { timeoutMs: 120_000 });
@@ -91,5 +93,6 @@ const server = (cmd: 'start' | 'crash') =>
       expect(firsts.slice(0, published.length)).toEqual(published);
     }
     expect(await bus.healthy()).toBe(true);
+    expect(sub.active()).toBe(true);
   });
 });

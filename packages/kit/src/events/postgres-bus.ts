@@ -146,7 +146,7 @@ export class PostgresBus implements EventBus {
   // ------------------------------------------------------------------ setup
 
   /** Creates the database and the tables (once per bus; retried by callers while the server is away). */
-  private ready(): Promise<void> {
+  ready(): Promise<void> {
     if (!this.setup) {
       this.setup = (async () => {
         await ensureDatabase(this.url);
@@ -624,6 +624,7 @@ class GroupMember {
   private readonly owned = new Map<string, Owned>();
   private running = true;
   private joined = false;
+  private reachable = true;
   private wakeLoop: (() => void) | undefined;
   /** A wake-up that came while the loop was busy: its next nap returns at once. */
   private woken = false;
@@ -645,8 +646,9 @@ class GroupMember {
     this.concurrency = options.handleBatch ? Math.max(1, options.partitionsConcurrently ?? 1) : 1;
   }
 
+  /** Joined, and the log answered the last time the member looked (false while the server is away). */
   active(): boolean {
-    return this.running && this.joined;
+    return this.running && this.joined && this.reachable;
   }
 
   /** Wakes the loop; `rebalance`: look at the group's members again. */
@@ -700,9 +702,11 @@ class GroupMember {
         }
         if (failures > 0) this.logger?.info({ group: this.group }, 'event log: consumer back');
         failures = 0;
+        this.reachable = true;
         this.schedule();
       } catch (err) {
         failures += 1;
+        this.reachable = false;
         joinedOnce(); // subscribe() returns while the server is away; the member joins when it is back
         if (failures === 1 || failures % 10 === 0) {
           this.logger?.warn({ err: (err as Error).message, group: this.group, failures }, 'event log: consumer cannot reach the log; retrying');
@@ -795,7 +799,10 @@ class GroupMember {
     // give up what is no longer ours (after the batch in hand), so its new owner can take it
     let released = false;
     for (const [k, o] of this.owned) {
-      if (target.has(k)) continue;
+      if (target.has(k)) {
+        if (o.revoked && !o.busy && this.running) o.revoked = false; // ours again before we let it go
+        continue;
+      }
       o.revoked = true;
       if (o.busy) continue; // released when its worker is done (schedule() runs again then)
       this.owned.delete(k);
@@ -943,12 +950,18 @@ class GroupMember {
 export class PostgresLogAdmin {
   constructor(private readonly bus: PostgresBus) {}
 
+  /** Every operation on a log that may not exist yet (a fresh server): created first, empty. */
+  private async query<R extends object>(sql: string, params: unknown[] = []): Promise<R[]> {
+    await this.bus.ready();
+    return this.bus.query<R>(sql, params);
+  }
+
   async listTopics(): Promise<string[]> {
-    return (await this.bus.query<{ topic: string }>('SELECT topic FROM log_topics ORDER BY topic')).map((r) => r.topic);
+    return (await this.query<{ topic: string }>('SELECT topic FROM log_topics ORDER BY topic')).map((r) => r.topic);
   }
 
   async describeTopics(topics: string[]): Promise<{ topic: string; partitions: number; retentionMs: number }[]> {
-    const rows = await this.bus.query<{ topic: string; partitions: number; retention_ms: string }>('SELECT topic, partitions, retention_ms::text FROM log_topics WHERE topic = ANY($1)', [topics]);
+    const rows = await this.query<{ topic: string; partitions: number; retention_ms: string }>('SELECT topic, partitions, retention_ms::text FROM log_topics WHERE topic = ANY($1)', [topics]);
     return topics.map((t) => {
       const r = rows.find((x) => x.topic === t);
       return { topic: t, partitions: r?.partitions ?? 0, retentionMs: Number(r?.retention_ms ?? NaN) };
@@ -956,13 +969,13 @@ export class PostgresLogAdmin {
   }
 
   async topicOffsets(topic: string): Promise<PartitionOffsets[]> {
-    const rows = await this.bus.query<{ partition: number; low: string; high: string }>('SELECT partition, low::text, high::text FROM log_partitions WHERE topic = $1 ORDER BY partition', [topic]);
+    const rows = await this.query<{ partition: number; low: string; high: string }>('SELECT partition, low::text, high::text FROM log_partitions WHERE topic = $1 ORDER BY partition', [topic]);
     return rows.map((r) => ({ partition: r.partition, low: BigInt(r.low), high: BigInt(r.high) }));
   }
 
   /** Committed offset of `groupId` per topic and partition (-1n: nothing committed). */
   async committedOffsets(groupId: string, topics: string[]): Promise<Map<string, Map<number, bigint>>> {
-    const rows = await this.bus.query<{ topic: string; partition: number; committed: string | null }>(
+    const rows = await this.query<{ topic: string; partition: number; committed: string | null }>(
       'SELECT topic, partition, committed::text FROM log_offsets WHERE group_id = $1 AND topic = ANY($2)',
       [groupId, topics],
     );
@@ -972,20 +985,20 @@ export class PostgresLogAdmin {
   }
 
   async listGroups(): Promise<string[]> {
-    const rows = await this.bus.query<{ group_id: string }>('SELECT group_id FROM log_offsets UNION SELECT group_id FROM log_members ORDER BY 1');
+    const rows = await this.query<{ group_id: string }>('SELECT group_id FROM log_offsets UNION SELECT group_id FROM log_members ORDER BY 1');
     return rows.map((r) => r.group_id);
   }
 
   async deleteGroups(groups: string[]): Promise<void> {
     if (groups.length === 0) return;
-    await this.bus.query('DELETE FROM log_offsets WHERE group_id = ANY($1)', [groups]);
-    await this.bus.query('DELETE FROM log_members WHERE group_id = ANY($1)', [groups]);
+    await this.query('DELETE FROM log_offsets WHERE group_id = ANY($1)', [groups]);
+    await this.query('DELETE FROM log_members WHERE group_id = ANY($1)', [groups]);
   }
 
   /** Deletes the records of `topic` before `offset` in each partition. */
   async deleteRecords(topic: string, partitions: { partition: number; offset: bigint }[]): Promise<void> {
     for (const { partition, offset } of partitions) {
-      const [p] = await this.bus.query<{ low: string; high: string }>('SELECT low::text, high::text FROM log_partitions WHERE topic = $1 AND partition = $2', [topic, partition]);
+      const [p] = await this.query<{ low: string; high: string }>('SELECT low::text, high::text FROM log_partitions WHERE topic = $1 AND partition = $2', [topic, partition]);
       if (!p) continue;
       const upto = offset < BigInt(p.high) ? offset : BigInt(p.high);
       const client = await this.bus.connect();
