@@ -1,13 +1,14 @@
 /**
- * `npm run kafka:dlq -- list|replay|purge` on a real broker (runs where KAFKA_BROKERS is set):
+ * `npm run kafka:dlq -- list|replay|purge` on a real broker (runs where KAFKA_BROKERS is set; else on
+ * the event log in Postgres where POSTGRES_URL is):
  * a dead letter is listed with its origin and error, replayed through the normal consumer (one
  * effect, even when replayed twice), and purged.
  */
 import { randomUUID } from 'node:crypto';
-import { buildEnvelope, eventually, KafkaBus } from '@crm/kit';
-import { purgeDeadLetters, readDeadLetters, replayDeadLetters, startTestStack, type TestStack } from '@crm/platform';
+import { buildEnvelope, eventually } from '@crm/kit';
+import { purgeDeadLetters, readDeadLetters, replayDeadLetters, startTestStack, type LogBus, type TestStack } from '@crm/platform';
 
-const describeWithKafka = process.env.KAFKA_BROKERS ? describe : describe.skip;
+const describeWithKafka = process.env.KAFKA_BROKERS || process.env.POSTGRES_URL ? describe : describe.skip;
 
 describeWithKafka('dead letters', () => {
   let stack: TestStack;
@@ -20,7 +21,7 @@ describeWithKafka('dead letters', () => {
   });
 
   test('listed with origin and error, replayed through the consumer once, purged', async () => {
-    const bus = stack.bus as KafkaBus;
+    const bus = stack.bus as LogBus;
     const ns = stack.config.KAFKA_NAMESPACE;
     const admin = await stack.admin();
     const customerId = randomUUID();

@@ -8,7 +8,17 @@
  *  - purge:  deletes the dead letters of the DLQ topics (all of them up to now; after a replay).
  */
 import { randomUUID } from 'node:crypto';
-import { ALL_TOPICS, KafkaBus, dlqOf, readConfig, type DeliveredMessage } from '@crm/kit';
+import { ALL_TOPICS, KafkaBus, PostgresBus, busKind, dlqOf, readConfig, type DeliveredMessage, type PlatformConfig } from '@crm/kit';
+
+/** The durable bus these commands work on: Kafka, or the event log in Postgres when Kafka is not configured. */
+export type LogBus = KafkaBus | PostgresBus;
+
+export function logBus(config: PlatformConfig, clientId: string): LogBus {
+  const kind = busKind(config);
+  if (kind === 'kafka') return new KafkaBus(config, clientId);
+  if (kind === 'postgres') return new PostgresBus(config, clientId);
+  throw new Error('neither KAFKA_BROKERS nor POSTGRES_URL is set: the in-process bus keeps no dead letters to work with');
+}
 
 export interface DeadLetter {
   dlqTopic: string;
@@ -27,7 +37,7 @@ export interface DeadLetter {
 const dlqTopics = (only?: string) => (only ? [dlqOf(only)] : ALL_TOPICS.map(dlqOf));
 
 /** Reads the DLQ topics from their start to their current end, without committing anything. */
-export async function readDeadLetters(bus: KafkaBus, namespace: string, only?: string): Promise<DeadLetter[]> {
+export async function readDeadLetters(bus: LogBus, namespace: string, only?: string): Promise<DeadLetter[]> {
   const admin = bus.admin();
   const groupId = `dlq-reader-${randomUUID()}`;
   try {
@@ -80,14 +90,14 @@ export async function readDeadLetters(bus: KafkaBus, namespace: string, only?: s
 }
 
 /** Publishes the dead letters back to their source topics; returns how many. */
-export async function replayDeadLetters(bus: KafkaBus, letters: DeadLetter[]): Promise<number> {
+export async function replayDeadLetters(bus: LogBus, letters: DeadLetter[]): Promise<number> {
   const messages = letters.map((l) => ({ topic: l.originTopic, key: l.key ?? '', value: l.value, headers: { 'x-replayed-from': `${l.dlqTopic}/${l.partition}/${l.offset}` } }));
   for (let i = 0; i < messages.length; i += 200) await bus.publish(messages.slice(i, i + 200));
   return messages.length;
 }
 
 /** Deletes every dead letter kept now (per partition, up to its current end). */
-export async function purgeDeadLetters(bus: KafkaBus, namespace: string, only?: string): Promise<number> {
+export async function purgeDeadLetters(bus: LogBus, namespace: string, only?: string): Promise<number> {
   const admin = bus.admin();
   try {
     const existing = new Set(await admin.listTopics());
@@ -111,10 +121,9 @@ function arg(name: string): string | undefined {
 async function main() {
   const command = process.argv[2];
   const config = readConfig();
-  if (config.KAFKA_BROKERS.length === 0) throw new Error('KAFKA_BROKERS is not set');
   const topic = arg('topic');
   const consumer = arg('consumer');
-  const bus = new KafkaBus(config, 'crm-dlq');
+  const bus = logBus(config, 'crm-dlq');
   try {
     const ns = config.KAFKA_NAMESPACE;
     const pick = (letters: DeadLetter[]) => letters.filter((l) => !consumer || l.consumer === consumer);

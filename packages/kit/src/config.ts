@@ -60,8 +60,8 @@ const envSchema = z.object({
   KAFKA_NAMESPACE: z.string().regex(/^[a-zA-Z0-9._-]*$/).default(''),
   KAFKA_TOPIC_PARTITIONS: z.coerce.number().int().min(1).default(3),
   KAFKA_TOPIC_RETENTION_MS: z.coerce.number().int().min(60_000).default(7 * 86_400_000),
-  /** Force the in-process bus even when KAFKA_BROKERS is set. */
-  EVENT_BUS: z.enum(['auto', 'kafka', 'memory']).default('auto'),
+  /** auto: Kafka when KAFKA_BROKERS is set, else the event log in Postgres when POSTGRES_URL is, else in-process. Or force one. */
+  EVENT_BUS: z.enum(['auto', 'kafka', 'postgres', 'memory']).default('auto'),
   /** Live subscriptions (docs/subscriptions.md): events pending per subscription before the client is closed as too slow. */
   SUBSCRIPTION_QUEUE_LIMIT: z.coerce.number().int().min(1).default(100),
   /** Bytes buffered on a subscriber's socket beyond which it is closed as too slow. */

@@ -1,6 +1,7 @@
 /**
- * The port every subgraph and the gateway use for events. Two adapters: Kafka (@platformatic/kafka) and
- * an in-process bus for embedded mode. Both carry the same envelope bytes, keyed by aggregate id.
+ * The port every subgraph and the gateway use for events. Adapters: Kafka (@platformatic/kafka), the
+ * event log kept in Postgres (no Kafka, a Postgres server: postgres-bus.ts) and an in-process bus
+ * (neither). All carry the same envelope bytes, keyed by aggregate id.
  */
 export interface BusMessage {
   topic: string;
@@ -50,7 +51,7 @@ export interface Subscription {
 }
 
 export interface EventBus {
-  readonly kind: 'kafka' | 'memory';
+  readonly kind: 'kafka' | 'postgres' | 'memory';
   /** Resolves once the messages are acknowledged by the broker (acks=all for Kafka). */
   publish(messages: BusMessage[]): Promise<void>;
   subscribe(options: SubscribeOptions): Promise<Subscription>;
