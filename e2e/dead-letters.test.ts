@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { buildEnvelope, eventually, KafkaBus } from '@crm/kit';
-import { purgeDeadLetters, readDeadLetters, replayDeadLetters, startTestStack, type TestStack } from '@crm/platform';
+import { parkedRows, purgeDeadLetters, readDeadLetters, replayDeadLetters, startTestStack, unparkRows, type TestStack } from '@crm/platform';
 
 const describeWithKafka = process.env.KAFKA_BROKERS ? describe : describe.skip;
 
@@ -64,6 +64,18 @@ describeWithKafka('dead letters', () => {
     expect(left.map((l) => l.eventId)).toEqual([late.id]);
     expect(await purgeDeadLetters(bus, ns, left)).toBe(1);
     expect(await readDeadLetters(bus, ns, 'customer.events')).toHaveLength(0);
+  });
+
+  test('kafka:dlq parked|unpark: a parked outbox row is listed, un-parked, and then sent by the relay', async () => {
+    const userId = randomUUID();
+    const event = buildEnvelope('auth', 'user.logout', userId, { userId }, { actorId: null });
+    // parked as the relay parks a row the broker refused for good
+    await stack.sql('auth', `INSERT INTO outbox (id, topic, key, type, envelope, failed_at, attempts, last_error) VALUES (?, 'user.events', ?, 'user.logout', ?, now(), 1, 'CORRUPT_MESSAGE (test)')`, [event.id, userId, JSON.stringify(event)]);
+    const parked = await parkedRows('auth', stack.config);
+    expect(parked.filter((r) => r.id === event.id)).toEqual([expect.objectContaining({ id: event.id, type: 'user.logout', last_error: 'CORRUPT_MESSAGE (test)' })]);
+    expect(await unparkRows('auth', event.id, stack.config)).toBe(1);
+    await eventually(async () => (await stack.sql<{ sent_at: Date | null }>('auth', 'SELECT sent_at FROM outbox WHERE id = ?', [event.id]))[0]?.sent_at != null, { timeoutMs: 60_000 });
+    expect((await parkedRows('auth', stack.config)).some((r) => r.id === event.id)).toBe(false);
   });
 });
 
