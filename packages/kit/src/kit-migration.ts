@@ -76,7 +76,7 @@ export class KitMigration20261129000100 extends Migration {
  * copy holding version 7 of a key never meets a version 1 of it again). The prune locks the floor
  * row; a new counter reads it FOR SHARE, so a counter created while a prune runs sees the new floor.
  */
-export class KitMigration20261207000000 extends Migration {
+export class KitMigration20261207000100 extends Migration {
   override async up(): Promise<void> {
     this.addSql('ALTER TABLE aggregate_versions ADD COLUMN IF NOT EXISTS touched_at timestamptz NOT NULL DEFAULT now()');
     this.addSql('CREATE INDEX IF NOT EXISTS aggregate_versions_touched ON aggregate_versions (touched_at)');
@@ -108,5 +108,5 @@ export const kitMigrations = [
   { name: 'Kit20261122000000', class: KitMigration20261122000000 },
   { name: 'Kit20261129000000', class: KitMigration20261129000000 },
   { name: 'Kit20261129000100', class: KitMigration20261129000100 },
-  { name: 'Kit20261207000000', class: KitMigration20261207000000 },
+  { name: 'Kit20261207000100', class: KitMigration20261207000100 },
 ];
