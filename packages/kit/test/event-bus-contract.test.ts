@@ -247,6 +247,44 @@ describe.each(adapters)('EventBus contract: $name', ({ name, bus: make }) => {
     expect(seen).not.toContain('old');
   });
 
+  test('a replayed dead letter (x-replay-for) reaches only the group it names; the others skip it and read on', async () => {
+    const b = bus();
+    await b.ensureTopics(['redrive']);
+    const seen: Record<string, string[]> = { failed: [], other: [] };
+    await subscribe(b, { groupId: 'failed', topics: ['redrive'], handle: async (m) => void seen.failed!.push(text(m)) });
+    await subscribe(b, { groupId: 'other', topics: ['redrive'], batchSize: 10, handleBatch: async (ms) => void seen.other!.push(...ms.map(text)) });
+    await b.publish([
+      { topic: 'redrive', key: 'k', value: 'replayed', headers: { 'x-replay-for': 'failed', 'x-replays': '1' } },
+      { topic: 'redrive', key: 'k', value: 'after' },
+    ]);
+    await eventually(async () => seen.failed!.length >= 2 && seen.other!.length >= 1, { timeoutMs: 60_000 });
+    expect(seen).toEqual({ failed: ['replayed', 'after'], other: ['after'] });
+  });
+
+  kafkaOnly('a committed offset out of range (records deleted by retention) is reset by the offset-reset policy instead of failing for ever', async () => {
+    const b = bus() as KafkaBus;
+    await b.ensureTopics(['gone']);
+    await b.publish(Array.from({ length: 10 }, (_, i) => ({ topic: 'gone', key: 'k', value: `a${i}` })));
+    const first: string[] = [];
+    const one = await subscribe(b, { groupId: 'late', topics: ['gone'], handle: async (m) => void first.push(text(m)) });
+    await eventually(async () => first.length >= 10, { timeoutMs: 60_000 });
+    await one.stop();
+    await b.publish(Array.from({ length: 10 }, (_, i) => ({ topic: 'gone', key: 'k', value: `b${i}` })));
+    // retention deletes past the group's committed offset (10): the next fetch is out of range
+    const admin = b.admin();
+    try {
+      const physical = `${ns}gone`;
+      const partition = (await admin.topicOffsets(physical)).find((o) => o.high === 20n)!.partition;
+      await admin.deleteRecords(physical, [{ partition, offset: 15n }]);
+    } finally {
+      await admin.close();
+    }
+    const again: string[] = [];
+    await subscribe(b, { groupId: 'late', topics: ['gone'], handle: async (m) => void again.push(text(m)) });
+    await eventually(async () => again.length >= 5, { timeoutMs: 60_000 });
+    expect(again).toEqual(['b5', 'b6', 'b7', 'b8', 'b9']); // earliest kept (the default policy), nothing kept skipped
+  });
+
   test('dead letters: ensureTopics provisions <topic>.dlq beside each topic; a dead letter keeps key and headers', async () => {
     const b = bus();
     await b.ensureTopics(['source']);

@@ -32,7 +32,7 @@ import { Client, Pool, type PoolClient } from 'pg';
 import { databaseUrlFor, type PlatformConfig } from '../config';
 import type { Logger } from '../logger';
 import { retry } from '../retry';
-import type { BatchControl, BusMessage, DeliveredMessage, EventBus, SubscribeOptions, Subscription } from './bus';
+import { onlyOwnReplays, type BatchControl, type BusMessage, type DeliveredMessage, type EventBus, type SubscribeOptions, type Subscription } from './bus';
 import { dlqOf } from './catalogue';
 import type { PartitionOffsets } from './kafka-admin';
 
@@ -437,7 +437,8 @@ export class PostgresBus implements EventBus {
    * Joins `groupId` as a new member and delivers the partitions it is given. Returns once the
    * member has joined (or at once while the server is away: it joins when the server answers).
    */
-  async subscribe(options: SubscribeOptions): Promise<Subscription> {
+  async subscribe(given: SubscribeOptions): Promise<Subscription> {
+    const options = onlyOwnReplays(given); // a replayed dead letter reaches only the group that failed it
     if (!options.handle && !options.handleBatch) throw new Error('subscribe needs handle or handleBatch');
     if (this.closed) throw new Error('bus is closed');
     const member = new GroupMember(this, options, this.logger, { heartbeatMs: this.heartbeatMs, sessionMs: this.sessionMs });
