@@ -148,7 +148,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     port,
     async stop() {
       // New connections are refused from here on; requests in flight finish (SHUTDOWN_GRACE_MS),
-      // while the features stop (live subscriptions: every socket closed with 1001 Going away).
+      // while the features stop (live subscriptions: every socket closed with 1012 Service restart, which clients retry).
       const drained = closeServer(server, config.SHUTDOWN_GRACE_MS);
       for (const f of [...features].reverse()) await f.stop?.();
       await drained;
