@@ -88,7 +88,8 @@ export const resolvers = {
         from = a.afterSeq!;
       }
       return ctx.em.getConnection().execute<{ id: string; seq: string }[]>(
-        'SELECT id, seq::text AS seq FROM notifications WHERE recipient_id = ? AND archived_at IS NULL AND seq > ?::bigint ORDER BY seq LIMIT ?',
+        // ordered by the bigint column (not the text alias of the same name)
+        'SELECT n.id, n.seq::text AS seq FROM notifications n WHERE n.recipient_id = ? AND n.archived_at IS NULL AND n.seq > ?::bigint ORDER BY n.seq LIMIT ?',
         [me.userId, from, a.first],
       );
     },
