@@ -75,7 +75,6 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
   const connections = new Map<WebSocket, ConnectionState>();
   let wss: WebSocketServer | undefined;
   let hub: LiveHub | undefined;
-  let positions: FetchPositions | undefined;
   let httpServer: Server | undefined;
   let dispose: (() => void | Promise<void>) | undefined;
   let stopping = false;
@@ -135,8 +134,8 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
       });
       await hub.start();
       const liveHub = hub;
-      positions = subgraphPositions(deps.gateway);
-      const fetchPositions = positions;
+      // Resumed subscriptions read their order from the owning subgraph (./resume).
+      const fetchPositions: FetchPositions = subgraphPositions(deps.gateway);
       unwatch.push(
         wsConnections.add((g) => g.set(connections.size)),
         wsSubscriptions.add((g) => g.set(liveHub.snapshot().subscriptions)),
