@@ -64,6 +64,10 @@ test("positions: the caller's own after the one named, oldest first; another's o
   expect(byRep.data.liveNotificationPositions.map((p: { id: string }) => p.id)).toEqual(mine.slice(1, 6).map((n) => n.id));
   const next = await an.call(rep.identity, POSITIONS, { afterSeq: byRep.data.liveNotificationPositions[4].seq, first: 50 });
   expect(next.data.liveNotificationPositions.map((p: { id: string }) => p.id)).toEqual(mine.slice(6).map((n) => n.id));
+  // A cursor that was archived since (e.g. its customer deleted) still marks the place; archived ones are not listed.
+  await sql(an, 'UPDATE notifications SET archived_at = now() WHERE id IN (?, ?)', [mine[0]!.id, mine[2]!.id]);
+  const afterArchived = await an.call(rep.identity, POSITIONS, { after: mine[0]!.id, first: 3 });
+  expect(afterArchived.data.liveNotificationPositions.map((p: { id: string }) => p.id)).toEqual([mine[1]!.id, mine[3]!.id, mine[4]!.id]);
   for (const after of [theirs!.id, randomUUID(), 'nope']) {
     const r = await an.call(rep.identity, POSITIONS, { after, first: 5 });
     expect(code(r)).toBe('BAD_USER_INPUT');

@@ -127,10 +127,11 @@ export class LiveHub {
     };
   }
 
-  /** Counts a resumed subscription's delivery (stats, like the fan-out's). */
-  counted(ok: boolean): void {
+  /** Counts a resumed subscription's delivery (stats and metrics, like the fan-out's; no event-to-delivery latency: a backfill is not an event). */
+  counted(field: string, ok: boolean): void {
     if (ok) this.stats.deliveries += 1;
     else this.stats.dropped += 1;
+    subscriptionDelivered(field, '', ok);
   }
 
   /** Whether events are flowing in (false while the broker is away). */

@@ -276,7 +276,7 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
               positions: fetchPositions,
               resolve: (op, who, entityId) => resolveEntity(deps, op, who, entityId),
               resolveTimeoutMs: config.SUBSCRIPTION_RESOLVE_TIMEOUT_MS,
-              counted: (ok) => liveHub.counted(ok),
+              counted: (ok) => liveHub.counted(live.field.field, ok),
               logger: log,
             });
             // Live first (every event it may receive from now on wakes it), then the backfill: nothing

@@ -77,7 +77,8 @@ export const resolvers = {
       if (a.after != null) {
         const [row] = isUuid(a.after)
           ? await ctx.em.getConnection().execute<{ seq: string }[]>(
-              'SELECT seq::text AS seq FROM notifications WHERE id = ? AND recipient_id = ? AND archived_at IS NULL',
+              // archived ones too (e.g. about a deleted customer): the client received it, so it may resume after it
+              'SELECT seq::text AS seq FROM notifications WHERE id = ? AND recipient_id = ?',
               [a.after, me.userId],
             )
           : [];
