@@ -146,7 +146,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   });
 
   const { server, port } = await listen(handler, options.port ?? config.PORT, options.host ?? config.HOST);
-  for (const f of features) await f.attach?.(server, { config, logger, apollo, gateway, apiSchema: () => apiSchema, contextFor });
+  for (const f of features) await f.attach?.(server, { config, logger, apollo, gateway, subgraphClient: (name) => clients.get(name), apiSchema: () => apiSchema, contextFor });
   const url = `http://127.0.0.1:${port}/graphql`;
   logger.info({ url }, 'gateway ready');
   return {
@@ -154,7 +154,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     port,
     async stop() {
       // New connections are refused from here on; requests in flight finish (SHUTDOWN_GRACE_MS),
-      // while the features stop (live subscriptions: every socket closed with 1001 Going away).
+      // while the features stop (live subscriptions: every socket closed with 1012 Service restart, which clients retry).
       const drained = closeServer(server, config.SHUTDOWN_GRACE_MS);
       for (const f of [...features].reverse()) await f.stop?.();
       await drained;
