@@ -83,7 +83,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   if (options.executor !== 'apollo') installPlanExecutor(gateway);
 
   const redis = createGatewayRedis(config, logger);
-  const features = gatewayFeatures({ config, logger, bus: options.bus, redis });
+  const features = gatewayFeatures({ config, logger, bus: options.bus, redis, supergraphSdl: () => currentSdl });
   let apiSchema: GraphQLSchema | undefined;
   gateway.onSchemaLoadOrUpdate(({ apiSchema: schema }) => {
     apiSchema = schema;
