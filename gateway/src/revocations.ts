@@ -62,7 +62,7 @@ export class Revocations {
     const now = Date.now();
     const known = this.states.get(userId);
     if (known && now - known.at < TOKEN_STATE_CACHE_MS) return { reason: reason(known, tokenVersion), confirmed: true };
-    const fresh = await this.loader.load(userId);
+    const fresh = await this.load(userId);
     if (!(fresh instanceof Error)) return { reason: reason(fresh, tokenVersion), confirmed: true };
     const last = known && now - known.at < this.maxAgeMs ? known : undefined;
     return { reason: last ? reason(last, tokenVersion) : null, confirmed: false };
@@ -120,11 +120,16 @@ export class Revocations {
   private async refreshWatched(): Promise<void> {
     const ids = [...this.watched.keys()];
     if (ids.length === 0) return;
-    const results = await Promise.all(ids.map((id) => this.loader.load(id)));
+    const results = await Promise.all(ids.map((id) => this.load(id)));
     for (const [i, result] of results.entries()) {
       if (result instanceof Error) continue;
       for (const l of this.listeners) l(ids[i]!);
     }
+  }
+
+  /** DataLoader rejects for an Error in the batch's answer: turned back into a value here. */
+  private load(userId: string): Promise<State | Error> {
+    return this.loader.load(userId).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
   }
 
   private async fetch(ids: readonly string[]): Promise<(State | Error)[]> {

@@ -15,7 +15,10 @@ import { unauthenticated } from '../auth';
 import type { GatewayFeature } from './feature';
 import type { FeatureOptions } from '.';
 
-const unconfirmed = new WeakSet<object>();
+/** Set on a request context whose token state auth could not confirm (Apollo clones the context: a property, not a WeakSet). */
+interface Unconfirmed {
+  tokenStateUnconfirmed?: boolean;
+}
 
 export function useTokenDenylist({ logger, revocations, supergraphSdl }: FeatureOptions): GatewayFeature {
   let authMutations = { sdl: '', fields: new Set<string>() };
@@ -31,14 +34,14 @@ export function useTokenDenylist({ logger, revocations, supergraphSdl }: Feature
       if (!context.identity) return;
       const { reason, confirmed } = await revocations.check(context.identity.userId, context.tokenVersion ?? 0);
       if (reason) throw unauthenticated(reason);
-      if (!confirmed) unconfirmed.add(context);
+      if (!confirmed) (context as Unconfirmed).tokenStateUnconfirmed = true;
     },
     apolloPlugins: [
       {
         async requestDidStart({ contextValue }) {
           return {
             async didResolveOperation({ operation }) {
-              if (operation?.operation === 'mutation' && unconfirmed.has(contextValue)) {
+              if (operation?.operation === 'mutation' && (contextValue as Unconfirmed).tokenStateUnconfirmed) {
                 logger.warn({ userId: contextValue.identity?.userId }, 'revocations: mutation refused, token state unconfirmed');
                 throw new GraphQLError('Cannot confirm that this access token is still valid (the auth service does not answer); try again shortly', {
                   extensions: { code: 'SERVICE_UNAVAILABLE', http: { status: 503 } },
