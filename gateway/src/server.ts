@@ -92,7 +92,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   const apollo = new ApolloServer<GatewayContext>({
     gateway,
     introspection: config.introspection,
-    includeStacktraceInErrorResponses: !config.production,
+    includeStacktraceInErrorResponses: config.DEBUG_ERRORS, // an explicit debug setting only (no stack or paths to clients by default)
     formatError: maskError(config.production) as never,
     csrfPrevention: true,
     // The service stops itself (runtime.stop); Apollo's own handler would kill the process mid-way.

@@ -131,7 +131,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
   const apollo = new ApolloServer<RequestContext<L>>({
     schema: buildSubgraphSchema([{ typeDefs: loadTypeDefs(def.schemaPath), resolvers: traceResolvers(def.name, def.resolvers) as never }]),
     introspection: !config.production,
-    includeStacktraceInErrorResponses: !config.production,
+    includeStacktraceInErrorResponses: config.DEBUG_ERRORS, // an explicit debug setting only (no stack or paths to clients by default)
     formatError: maskError(config.production) as never,
     csrfPrevention: false, // only the gateway (which signs every request) may call a subgraph
     // The service stops itself (runtime.stop: relay, consumers, database); Apollo's own handler would kill the process mid-way.

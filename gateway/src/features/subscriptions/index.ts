@@ -123,7 +123,7 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
       httpServer = server;
       hub = new LiveHub({
         bus,
-        resolve: (op, identity, entityId) => resolveEntity(deps, op, identity, entityId),
+        resolve: (op, identity, entityId) => resolveEntity(deps, op, identity, entityId, log),
         logger: log,
         fields: LIVE_FIELDS,
         concurrency: config.SUBSCRIPTION_RESOLVE_CONCURRENCY,
