@@ -74,7 +74,8 @@ describe('cost is estimated on the coerced variables (defaults included)', () =>
       customer { tasks(first: $n) { edges { node { id } } } } } } } } } }`;
     const ws = firstOverWs(stack.gatewayUrl, rep.token, probe);
     try {
-      const first = await ws.result;
+      // Refused at subscribe (an error message at once); accepted, it would wait for events: bounded.
+      const first = await Promise.race([ws.result, new Promise<{ errors: string }>((r) => setTimeout(() => r({ errors: 'accepted: no refusal' }), 30_000).unref())]);
       expect(JSON.stringify(first.errors)).toMatch(/COST_LIMIT_EXCEEDED|exceeds the limit/);
     } finally {
       await ws.dispose();
