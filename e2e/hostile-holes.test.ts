@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { eventually, rawGraphQL, rawRequest, type RawResult } from '@crm/kit';
+import { buildEnvelope, eventually, rawGraphQL, rawRequest, type RawResult } from '@crm/kit';
 import { startGateway } from '@crm/gateway';
 import { ROOT, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
@@ -134,6 +134,23 @@ test('an APQ entry planted in Redis under another query\'s hash is not executed'
     expect(r.body.data?.users).toBeUndefined();
   } finally {
     redis.disconnect();
+  }
+});
+
+test('the gateway\'s live feed refuses an event from a service that does not produce its topic', async () => {
+  const rep = await stack.user('SALES', 'Forged Feed Target');
+  const stats = async () => (await (await fetch(stack.gatewayUrl.replace(/\/graphql$/, '/graphql/live-stats'))).json()) as { subscriptions: number; rejected?: number };
+  const before = await stats();
+  const ws = firstOverWs(stack.gatewayUrl, rep.token, 'subscription { notificationAdded { id title } }');
+  try {
+    await eventually(async () => (await stats()).subscriptions > before.subscriptions, { timeoutMs: 30_000 });
+    const id = crypto.randomUUID();
+    // notification.events is analytics' topic: a notification.created from customer is forged.
+    const forged = buildEnvelope('customer', 'notification.created', id, { notificationId: id, recipientId: rep.id, type: 'SYSTEM', title: 'Forged', entityType: null, entityId: null }, { actorId: null });
+    await stack.bus.publish([{ topic: 'notification.events', key: id, value: JSON.stringify(forged) }]);
+    await eventually(async () => ((await stats()).rejected ?? 0) > (before.rejected ?? 0), { timeoutMs: 15_000 });
+  } finally {
+    await ws.dispose();
   }
 });
 
