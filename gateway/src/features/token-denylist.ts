@@ -20,11 +20,14 @@ interface Unconfirmed {
   tokenStateUnconfirmed?: boolean;
 }
 
+/** Auth mutations that never revoke a token: no reason to forget the cache after them. */
+const NOT_REVOKING = new Set(['login', 'register']);
+
 export function useTokenDenylist({ logger, revocations, supergraphSdl }: FeatureOptions): GatewayFeature {
   let authMutations = { sdl: '', fields: new Set<string>() };
   const authMutationFields = (): Set<string> => {
     const sdl = supergraphSdl?.() ?? '';
-    if (sdl !== authMutations.sdl) authMutations = { sdl, fields: mutationFieldsOf(sdl, 'AUTH') };
+    if (sdl !== authMutations.sdl) authMutations = { sdl, fields: new Set([...mutationFieldsOf(sdl, 'AUTH')].filter((f) => !NOT_REVOKING.has(f))) };
     return authMutations.fields;
   };
 
