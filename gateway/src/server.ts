@@ -89,7 +89,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   const served = options.executor === 'apollo' ? gateway : withPlanExecutor(gateway, clients).gateway;
 
   const redis = createGatewayRedis(config, logger);
-  const features = gatewayFeatures({ config, logger, bus: options.bus, redis });
+  const features = gatewayFeatures({ config, logger, bus: options.bus, redis, supergraphSdl: () => currentSdl });
   let apiSchema: GraphQLSchema | undefined;
   gateway.onSchemaLoadOrUpdate(({ apiSchema: schema }) => {
     apiSchema = schema;
@@ -98,7 +98,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   const apollo = new ApolloServer<GatewayContext>({
     gateway: served,
     introspection: config.introspection,
-    includeStacktraceInErrorResponses: !config.production,
+    includeStacktraceInErrorResponses: config.DEBUG_ERRORS, // an explicit debug setting only (no stack or paths to clients by default)
     formatError: maskError(config.production) as never,
     csrfPrevention: true,
     // The service stops itself (runtime.stop); Apollo's own handler would kill the process mid-way.

@@ -104,6 +104,8 @@ const envSchema = z.object({
   /** Introspection and the Apollo Sandbox page: on unless NODE_ENV=production; set to force. */
   INTROSPECTION: optionalFlag,
   SANDBOX: optionalFlag,
+  /** Stack traces in GraphQL error responses (gateway and subgraphs): only when set, in any mode. */
+  DEBUG_ERRORS: flag(false),
   /** Share identical in-flight subgraph query fetches (same document, variables and identity). */
   SUBGRAPH_DEDUPE: flag(true),
   /** Opt-in: identical queries of one caller in flight at once share one execution (gateway, after every check). */

@@ -5,6 +5,7 @@ import { migrations } from '../migrations';
 import { createLoaders, resolvers, type AuthLoaders } from './resolvers';
 import { ensureAdmin } from './bootstrap';
 import { auditHandlers } from './events/handlers';
+import { tokenStates } from './token-states';
 
 export const authSubgraph: SubgraphDefinition<AuthLoaders> = {
   name: 'auth',
@@ -15,6 +16,7 @@ export const authSubgraph: SubgraphDefinition<AuthLoaders> = {
   createLoaders,
   consumes: auditHandlers,
   onStart: ensureAdmin,
+  internal: { 'token-states': tokenStates },
 };
 
 export default authSubgraph;

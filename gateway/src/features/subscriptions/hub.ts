@@ -14,7 +14,7 @@
  * events; beyond that the bus consumer waits for it. The hub never waits for a client.
  */
 import { randomUUID } from 'node:crypto';
-import { noteCorrelation, parseEnvelope, subscriptionDelivered, traceConsume, traceDelivery, type DeliveredMessage, type EventBus, type Identity, type Logger, type Subscription } from '@crm/kit';
+import { misrouted, noteCorrelation, parseEnvelope, subscriptionDelivered, traceConsume, traceDelivery, type DeliveredMessage, type EventBus, type Identity, type Logger, type Subscription } from '@crm/kit';
 import type { ExecutionResult } from 'graphql';
 import { entityIdOf, fieldsFor, liveTopics, mayReceive, type LiveField } from './topics';
 import type { LiveOperation } from './operation';
@@ -37,6 +37,8 @@ export interface HubStats {
   dropped: number;
   /** Resolutions skipped because they did not answer within the timeout. */
   timedOut: number;
+  /** Events refused as forged or misrouted (wrong topic for their type, or not from that topic's producer). */
+  rejected: number;
 }
 
 export interface HubOptions {
@@ -71,7 +73,7 @@ export class LiveHub {
   /** Resumed subscriptions (./resume.ts): an event they may receive only wakes them; they read their own order. */
   private readonly wakers = new Map<string, Set<Waker>>(); // field → wakers
   private subscription: Subscription | undefined;
-  private readonly stats = { events: 0, deliveries: 0, dropped: 0, timedOut: 0 };
+  private readonly stats = { events: 0, deliveries: 0, dropped: 0, timedOut: 0, rejected: 0 };
   private readonly lanes = new Map<string, Lane>();
   private readonly logger: Logger;
   private readonly perUserPerEvent: number;
@@ -172,6 +174,14 @@ export class LiveHub {
       event = parseEnvelope(message.value);
     } catch {
       return; // the domain consumers dead-letter bad messages; a live feed just skips them
+    }
+    // The same envelope check as the domain consumers (kit catalogue): an event whose type belongs
+    // to another topic, or whose source is not that topic's producer, is forged or misrouted.
+    const wrong = misrouted(event, message.topic);
+    if (wrong) {
+      this.stats.rejected += 1;
+      this.logger.warn({ topic: message.topic, eventId: event.id, type: event.type, source: event.source, why: wrong }, 'live: forged or misrouted event skipped');
+      return;
     }
     const fields = fieldsFor(message.topic, event.type, this.options.fields);
     if (fields.length === 0) return;

@@ -50,6 +50,8 @@ interface ConnectionState {
   ip: string;
   expiry: NodeJS.Timeout;
   queues: Set<LiveQueue>;
+  /** Stops the background re-check of this user's token state (../../revocations.ts). */
+  unwatch: () => void;
 }
 
 interface LiveContext {
@@ -86,7 +88,7 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
     setTimeout(() => socket.terminate(), CLOSE_GRACE_MS).unref();
   };
 
-  // A revoked token ends its sockets at once, on every replica (each consumes user.events).
+  // A revoked token ends its sockets within TOKEN_STATE_CACHE_MS, on every replica (each re-checks the users it holds sockets for).
   const stopRevocations = revocations.onRevoke((userId) => {
     for (const [socket, state] of connections) {
       if (state.identity.userId !== userId) continue;
@@ -125,7 +127,7 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
       httpServer = server;
       hub = new LiveHub({
         bus,
-        resolve: (op, identity, entityId) => resolveEntity(deps, op, identity, entityId),
+        resolve: (op, identity, entityId) => resolveEntity(deps, op, identity, entityId, log),
         logger: log,
         fields: LIVE_FIELDS,
         concurrency: config.SUBSCRIPTION_RESOLVE_CONCURRENCY,
@@ -173,7 +175,7 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
             }
             const expiry = setTimeout(() => closeSocket(socket, CLOSE.unauthorized, 'Token expired'), Math.min(Math.max(auth.expiresAt - Date.now(), 0), MAX_TIMER_MS));
             expiry.unref();
-            connections.set(socket, { identity: auth.identity, tokenVersion: auth.tokenVersion, ip, expiry, queues: new Set() });
+            connections.set(socket, { identity: auth.identity, tokenVersion: auth.tokenVersion, ip, expiry, queues: new Set(), unwatch: revocations.watch(auth.identity.userId) });
             return true;
           },
           onSubscribe: async (ctx, id, payload) => {
@@ -293,6 +295,7 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
             const state = connections.get(ctx.extra.socket);
             if (!state) return;
             clearTimeout(state.expiry);
+            state.unwatch();
             for (const q of [...state.queues]) q.end();
             connections.delete(ctx.extra.socket);
           },
@@ -324,7 +327,10 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
       while (wss && wss.clients.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
       for (const socket of wss?.clients ?? []) socket.terminate();
       await Promise.resolve(dispose?.()).catch((err: unknown) => log.warn({ err }, 'live: closing the WebSocket server failed'));
-      for (const state of connections.values()) clearTimeout(state.expiry);
+      for (const state of connections.values()) {
+        clearTimeout(state.expiry);
+        state.unwatch();
+      }
       connections.clear();
     },
   };

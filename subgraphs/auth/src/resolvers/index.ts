@@ -9,7 +9,7 @@ import {
 import { AuditEntry, User } from '../entities';
 import { stageAudit } from '../audit';
 import { issueTokens, revokeAllFor, rotateRefreshToken } from '../tokens';
-import { timingDummyHash, verifyPassword } from '../passwords';
+import { hashPassword, timingDummyHash, verifyPassword } from '../passwords';
 import { createUser, findByEmail, userEventData } from '../users';
 import type { Resolvers } from '../generated/resolvers-types';
 
@@ -80,8 +80,11 @@ export const resolvers: Resolvers = {
       if (policy === 'closed') throw forbidden('Registration is closed: an ADMIN creates accounts (REGISTRATION_POLICY=closed)');
       const data = parseInput(registerInput, input);
       if (policy === 'approval') {
-        // The same answer whether or not the email already has an account (no account discovery).
-        if (!(await findByEmail(ctx.em, data.email))) {
+        // The same answer whether or not the email already has an account (no account discovery),
+        // in the same time: a taken email hashes the password too (createUser hashes a new one).
+        if (await findByEmail(ctx.em, data.email)) {
+          await hashPassword(data.password);
+        } else {
           await createUser(ctx.em, { ...data, role: 'SALES' }, null, { approved: false, pendingApproval: true }).catch((err: unknown) => {
             if ((err as { extensions?: { code?: unknown } }).extensions?.code !== 'CONFLICT') throw err; // a concurrent twin
           });
@@ -98,7 +101,8 @@ export const resolvers: Resolvers = {
       const ok = user ? await verifyPassword(user.passwordHash, args.password) : await verifyPassword(await timingDummyHash(), args.password) && false;
       if (!user || !ok || !user.active) {
         stageAudit(ctx.em, {
-          actorId: user?.id ?? null,
+          // Anonymous: whoever typed the password is not known to be the account's owner (the victim).
+          actorId: null,
           action: 'user.login_failed',
           entityType: 'User',
           entityId: user?.id ?? null,
@@ -120,7 +124,18 @@ export const resolvers: Resolvers = {
       return tokens;
     },
     refreshToken: async (_: unknown, { refreshToken }: { refreshToken: string }, ctx: Ctx) =>
-      rotateRefreshToken(ctx.em, refreshToken, ctx.config),
+      rotateRefreshToken(ctx.em, refreshToken, ctx.config, {
+        // A used refresh token presented again: one of the two holders stole it. Its family is
+        // revoked (tokens.ts) and so is every access token of the user (token version), audited.
+        onReuse: async (userId) => {
+          const user = await ctx.em.findOne(User, { id: userId });
+          if (!user) return;
+          user.tokenVersion += 1;
+          stageAudit(ctx.em, { actorId: null, action: 'user.refresh_token_reused', entityType: 'User', entityId: user.id, details: { answer: 'family and access tokens revoked' } });
+          ctx.emit('user.logout', user.id, { userId: user.id, tokenVersion: user.tokenVersion });
+          await ctx.em.flush();
+        },
+      }),
     logout: async (_: unknown, __: unknown, ctx: Ctx) => {
       const me = requireUser(ctx.identity);
       // The user's row is locked for the write (loadForWrite): the event's snapshot is what commits.
