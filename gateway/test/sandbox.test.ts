@@ -7,9 +7,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { runInNewContext } from 'node:vm';
 import { createClient } from 'graphql-ws';
-import jwt from 'jsonwebtoken';
 import WebSocket from 'ws';
-import { MemoryBus, readConfig, type PlatformConfig } from '@crm/kit';
+import { MemoryBus, readConfig, signTestAccessToken, type PlatformConfig } from '@crm/kit';
 import { startGateway } from '../src/server';
 import { FEDERATION_LINK, startStubSubgraphs } from './support/stub-subgraphs';
 
@@ -38,9 +37,7 @@ async function startTestGateway(env: Record<string, string> = {}): Promise<TestG
 
 /** An access token as auth issues it (the gateway only verifies it). */
 const accessToken = (config: PlatformConfig) =>
-  jwt.sign({ role: 'ADMIN', email: 'admin@test.local', tv: 0 }, config.JWT_SECRET, {
-    algorithm: 'HS256', subject: randomUUID(), issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, expiresIn: 300,
-  });
+  signTestAccessToken(config, { role: 'ADMIN', email: 'admin@test.local', tv: 0 }, { subject: randomUUID(), expiresIn: 300 });
 
 const html = (url: string) => fetch(url, { headers: { accept: 'text/html' } });
 
