@@ -15,7 +15,8 @@ import { createHash, createHmac, createPrivateKey, randomBytes, type JsonWebKey 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import jwt from 'jsonwebtoken';
-import { rawGraphQL, rawRequest, type RawResult } from '@crm/kit';
+import { generateSigningKey, jwksOf, rawGraphQL, rawRequest, type RawResult } from '@crm/kit';
+import { startGateway } from '@crm/gateway';
 import { startProcessTestStack, type TestUser } from '@crm/platform';
 
 type Stack = Awaited<ReturnType<typeof startProcessTestStack>>;
@@ -100,7 +101,7 @@ function forgedHeaders(value: string, payload: Record<string, unknown>): Record<
   const forms = [{ 'x-crm-identity': encoded, 'x-crm-signature': createHmac('sha256', value).update(encoded).digest('base64url') }];
   const jwk = privateJwk(value);
   if (jwk) {
-    const token = jwt.sign(payload, createPrivateKey({ key: jwk, format: 'jwk' }), { algorithm: 'ES256', noTimestamp: true, ...(jwk.kid ? { keyid: jwk.kid } : {}) });
+    const token = jwt.sign(payload, createPrivateKey({ key: jwk, format: 'jwk' }), { algorithm: 'ES256', ...(jwk.kid ? { keyid: jwk.kid } : {}) });
     const cut = token.lastIndexOf('.');
     forms.push({ 'x-crm-identity': token.slice(0, cut), 'x-crm-signature': token.slice(cut + 1) });
   }
@@ -146,7 +147,7 @@ test("a subgraph's own key is a service principal: a peer answers its _entities 
   const key = createPrivateKey({ key: jwk, format: 'jwk' });
   const asService = (body: string) => {
     const iat = Math.floor(Date.now() / 1000);
-    const token = jwt.sign({ svc: 'customer', iat, exp: iat + 30, sg: 'auth', m: 'POST', bh: bodyHash(body) }, key, { algorithm: 'ES256', keyid: jwk.kid!, noTimestamp: true });
+    const token = jwt.sign({ svc: 'customer', iat, exp: iat + 30, sg: 'auth', m: 'POST', bh: bodyHash(body) }, key, { algorithm: 'ES256', keyid: jwk.kid! });
     const cut = token.lastIndexOf('.');
     return rawRequest(stack.subgraphUrls.auth!, body, { headers: { 'x-crm-identity': token.slice(0, cut), 'x-crm-signature': token.slice(cut + 1) } });
   };
@@ -183,4 +184,36 @@ test('production: a service without its keys refuses to start, naming the variab
   expect(gateway.code).not.toBe(0);
   expect(gateway.output).toMatch(/GATEWAY_SIGNING_KEY must be set in production/);
   expect(gateway.output).toMatch(/AUTH_PUBLIC_KEYS must be set in production/);
+});
+
+test("auth's key rolls without downtime: both keys verify during the roll, the old one stops after it; auth publishes its JWKS", async () => {
+  // auth's published keys: the one its tokens name, public only
+  const jwks = (await (await fetch(new URL('/.well-known/jwks.json', stack.subgraphUrls.auth))).json()) as { keys: (JsonWebKey & { kid: string })[] };
+  const oldKid = jwt.decode(admin.token, { complete: true })!.header.kid!;
+  expect(jwks.keys.map((k) => k.kid)).toContain(oldKid);
+  for (const k of jwks.keys) expect(k).not.toHaveProperty('d');
+
+  // step 1 (publish): a new key pair; a gateway given both public keys (with the stack's own gateway key)
+  const next = generateSigningKey('auth-next');
+  const oldPublic = JSON.parse(environ.gateway!.AUTH_PUBLIC_KEYS!) as { keys: JsonWebKey[] };
+  const claims = jwt.decode(admin.token) as Record<string, unknown>;
+  const nextToken = jwt.sign({ role: claims.role, email: claims.email, tv: claims.tv }, createPrivateKey({ key: JSON.parse(next.privateJwk) as JsonWebKey, format: 'jwk' }), {
+    algorithm: 'ES256', keyid: 'auth-next', subject: admin.id, issuer: ISSUER, audience: AUDIENCE, expiresIn: 300,
+  });
+  const withKeys = (keys: JsonWebKey[]) => ({ ...stack.config, GATEWAY_SIGNING_KEY: environ.gateway!.GATEWAY_SIGNING_KEY!, AUTH_PUBLIC_KEYS: jwksOf(...keys) });
+  const during = await startGateway({ config: withKeys([...oldPublic.keys, next.publicJwk]), supergraphSdl: stack.supergraphSdl, port: 0, host: '127.0.0.1' });
+  try {
+    for (const token of [admin.token, nextToken]) expect((await rawGraphQL(during.url, ME, { token })).body.data?.me).toEqual({ id: admin.id, role: 'ADMIN' });
+  } finally {
+    await during.stop();
+  }
+  // step 3 (retire): the old public key removed; its tokens are refused, the new key's accepted
+  const after = await startGateway({ config: withKeys([next.publicJwk]), supergraphSdl: stack.supergraphSdl, port: 0, host: '127.0.0.1' });
+  try {
+    const old = await rawGraphQL(after.url, ME, { token: admin.token });
+    expect([old.status, old.body.data?.me ?? null]).toEqual([401, null]);
+    expect((await rawGraphQL(after.url, ME, { token: nextToken })).body.data?.me).toEqual({ id: admin.id, role: 'ADMIN' });
+  } finally {
+    await after.stop();
+  }
 });

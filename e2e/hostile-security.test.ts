@@ -183,7 +183,8 @@ const direct = (subgraph: string, headers: Record<string, string>, body: string)
 /** A header signed with the gateway's key around an arbitrary payload (a signer bug, or a leaked key's limits). */
 function crafted(payload: Record<string, unknown>): Record<string, string> {
   const signer = gatewaySigningKey(stack.config);
-  const token = jwt.sign(payload, signer.key, { algorithm: 'ES256', keyid: signer.kid, noTimestamp: true });
+  // noTimestamp only when the payload has no iat (jsonwebtoken would otherwise add one, or drop the given one)
+  const token = jwt.sign(payload, signer.key, { algorithm: 'ES256', keyid: signer.kid, noTimestamp: !('iat' in payload) });
   const cut = token.lastIndexOf('.');
   return { 'x-crm-identity': token.slice(0, cut), 'x-crm-signature': token.slice(cut + 1) };
 }

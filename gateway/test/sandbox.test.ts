@@ -8,7 +8,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { runInNewContext } from 'node:vm';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { MemoryBus, readConfig, signTestAccessToken, type PlatformConfig } from '@crm/kit';
+import { generateKeySet, keyEnvFor, MemoryBus, readConfig, signTestAccessToken, type PlatformConfig } from '@crm/kit';
 import { startGateway } from '../src/server';
 import { FEDERATION_LINK, startStubSubgraphs } from './support/stub-subgraphs';
 
@@ -120,7 +120,8 @@ describe('in development', () => {
 describe('with NODE_ENV=production', () => {
   let stack: TestGateway;
   beforeAll(async () => {
-    stack = await startTestGateway({ NODE_ENV: 'production', JWT_SECRET: randomBytes(32).toString('hex'), INTERNAL_SECRET: randomBytes(32).toString('hex') });
+    // production starts only with the gateway's own keys
+    stack = await startTestGateway({ NODE_ENV: 'production', ...keyEnvFor('gateway', generateKeySet([])) });
   });
   afterAll(async () => {
     await stack?.stop();

@@ -73,7 +73,6 @@ function sign(payload: Pick<SignedPayload, 'u' | 'svc'>, signer: SigningKey, req
   const token = jwt.sign({ ...payload, iat, exp: iat + MAX_AGE_SECONDS, sg: request.subgraph, m: request.method.toUpperCase(), bh: bodyHash(request.body) }, signer.key, {
     algorithm: KEY_ALGORITHM,
     keyid: signer.kid,
-    noTimestamp: true,
   });
   const cut = token.lastIndexOf('.');
   return { [IDENTITY_HEADER]: token.slice(0, cut), [SIGNATURE_HEADER]: token.slice(cut + 1) };

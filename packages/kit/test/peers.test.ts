@@ -9,7 +9,7 @@ import { answerData, createPeers, generateKeySet, gatewayPublicKeys, parseSignin
 
 const KEYS = generateKeySet(['opportunity']);
 const keyConfig = { production: false, DATA_DIR: 'memory', ...KEYS };
-const signer = () => parseSigningKey(KEYS.OPPORTUNITY_SIGNING_KEY!);
+const signer = () => parseSigningKey(KEYS.OPPORTUNITY_SERVICE_KEY!);
 let peer: Awaited<ReturnType<typeof startRecordingServer>>;
 const hanging: ServerResponse[] = [];
 
