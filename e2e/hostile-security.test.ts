@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import jwt from 'jsonwebtoken';
-import { buildEnvelope, eventually, gatewaySigningKey, rawGraphQL, rawRequest, readConfig, type DeliveredMessage, type RawResult } from '@crm/kit';
+import { buildEnvelope, developmentKeySet, eventually, gatewaySigningKey, keyEnvFor, rawGraphQL, rawRequest, readConfig, type DeliveredMessage, type RawResult } from '@crm/kit';
 import { startGateway } from '@crm/gateway';
 import { clientIp } from '../gateway/src/request-info';
 import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
@@ -530,7 +530,7 @@ const rows: Row[] = [
       const u = await stack.user('SALES');
       const manifest = join(__dirname, '..', 'clients', 'persisted-operations.json');
       const trustedSubscription = Object.values(JSON.parse(readFileSync(manifest, 'utf8')) as Record<string, string>).find((q) => q.startsWith('subscription'))!;
-      await withReplica({ NODE_ENV: 'production', production: true, introspection: true, TRUSTED_DOCUMENTS: 'only', TRUSTED_DOCUMENTS_PATH: manifest }, async (url) => {
+      await withReplica({ NODE_ENV: 'production', production: true, ...keyEnvFor('gateway', developmentKeySet(stack.config)), introspection: true, TRUSTED_DOCUMENTS: 'only', TRUSTED_DOCUMENTS_PATH: manifest }, async (url) => {
         const typo = subscribe(u.token, 'subscription { notificationAded { id } }', undefined, url);
         const err = JSON.stringify(await eventually(async () => typo.errors[0], { timeoutMs: 15_000 }));
         expect(err).toMatch(/notificationAded/);
