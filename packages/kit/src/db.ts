@@ -76,6 +76,9 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
       disableForeignKeys: false,
       silent: true,
     },
+    // Every connection carries its timeouts (startup parameters): a frozen or runaway session
+    // cannot hold locks or a transaction open for ever.
+    driverOptions: { connection: sessionTimeouts(config) },
     debug: false,
     allowGlobalContext: false,
     discovery: { warnWhenNoEntities: false },
@@ -101,6 +104,21 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
       if (closeEmbedded) await closeEmbedded();
     },
   };
+}
+
+/**
+ * The timeouts set on every connection of the pool (DATABASE_*_TIMEOUT_MS; 0 leaves one off):
+ * statement_timeout, lock_timeout and idle_in_transaction_session_timeout, as node-postgres
+ * startup parameters. A transaction left open by a frozen process is ended by the server, and its
+ * locks released, after the idle-in-transaction timeout.
+ */
+export function sessionTimeouts(config: Pick<PlatformConfig, 'DATABASE_STATEMENT_TIMEOUT_MS' | 'DATABASE_LOCK_TIMEOUT_MS' | 'DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS'>) {
+  const all = {
+    statement_timeout: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    lock_timeout: config.DATABASE_LOCK_TIMEOUT_MS,
+    idle_in_transaction_session_timeout: config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+  };
+  return Object.fromEntries(Object.entries(all).filter(([, ms]) => ms > 0)) as Partial<typeof all>;
 }
 
 /** Advisory lock key of migrations; advisory locks are per database, so one key serves every subgraph. */
