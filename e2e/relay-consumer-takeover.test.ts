@@ -278,5 +278,26 @@ describeReal('a frozen relay and a crashed consumer replica', () => {
     };
     expect({ lost: outcome.lost, doubled: outcome.doubled, unsent: outcome.unsent }).toEqual({ lost: 0, doubled: 0, unsent: 0 });
     expect(survivor.alive()).toBe(true);
+
+    // The killed replica restarts under its name (static membership) and gets partitions again; then
+    // the other stops with SIGTERM (a rolling update): it leaves the group at once, no session timeout.
+    const restarted = await startService('sales-activity', 'sales-activity-1', { ...env, KAFKA_GROUP_INSTANCE_ID: 'sales-activity-1' }, logDir);
+    processes.push(restarted);
+    await waitFor(restarted, '/ready');
+    await eventually(async () => {
+      const m = await members();
+      return m.length === 2 && m.every((x) => x.partitions > 0);
+    }, { timeoutMs: 120_000, intervalMs: 500 });
+    const leftAt = Date.now();
+    survivor.kill('SIGTERM');
+    expect(await survivor.exited).toBe(0);
+    await eventually(async () => {
+      const m = await members();
+      return m.length === 1 && m[0]!.partitions === salesPartitions;
+    }, { timeoutMs: 120_000, intervalMs: 100 });
+    (figures.consumerKill as Record<string, unknown>).gracefulLeaveTakeoverSeconds = (Date.now() - leftAt) / 1000;
+    const after = await create(customers[1]!, reps[0]!, 'After the rollout');
+    await eventually(async () => (await count('sales-activity', "SELECT count(*) AS n FROM tasks WHERE title LIKE 'First contact:%' AND customer_id = $1", [after])) > 0, { timeoutMs: 60_000 });
+    expect(await count('sales-activity', "SELECT count(*) AS n FROM tasks WHERE title LIKE 'First contact:%' AND customer_id = $1", [after])).toBe(1);
   });
 });
