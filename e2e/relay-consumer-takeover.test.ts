@@ -166,7 +166,9 @@ describeReal('a frozen relay and a crashed consumer replica', () => {
       p.kill('SIGCONT');
       p.kill('SIGTERM');
     }
-    await Promise.race([Promise.all(processes.map((p) => p.exited)), new Promise((r) => setTimeout(r, 20_000))]);
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(processes.map((p) => p.exited)), new Promise((r) => (grace = setTimeout(r, 20_000)))]);
+    clearTimeout(grace);
     for (const p of processes) p.kill('SIGKILL');
     await Promise.all(Object.values(pg).map((c) => c.end()));
     await kafka?.close();

@@ -67,7 +67,8 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     entities: options.entities,
     extensions: [Migrator],
     // PGlite serves one connection; a bigger pool would interleave transactions.
-    pool: closeEmbedded ? { min: 0, max: 1 } : { min: 0, max: config.DATABASE_POOL_MAX },
+    // (PGlite ignores startup parameters: there the timeouts are SET on the connection when it opens.)
+    pool: closeEmbedded ? { min: 0, max: 1, afterCreate: setTimeoutsOn(sessionTimeouts(config)) } : { min: 0, max: config.DATABASE_POOL_MAX },
     migrations: {
       migrationsList: options.migrations,
       transactional: true,
@@ -119,6 +120,15 @@ export function sessionTimeouts(config: Pick<PlatformConfig, 'DATABASE_STATEMENT
     idle_in_transaction_session_timeout: config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
   };
   return Object.fromEntries(Object.entries(all).filter(([, ms]) => ms > 0)) as Partial<typeof all>;
+}
+
+/** A knex pool afterCreate hook that SETs `timeouts` on each new connection (node-postgres client). */
+function setTimeoutsOn(timeouts: Record<string, number | undefined>) {
+  const statements = Object.entries(timeouts).map(([name, ms]) => `SET ${name} = ${Number(ms)}`).join('; ');
+  return (conn: { query(sql: string, cb: (err: Error | null) => void): void }, done: (err: Error | null, conn: unknown) => void) => {
+    if (!statements) return done(null, conn);
+    conn.query(statements, (err) => done(err, conn));
+  };
 }
 
 /** Advisory lock key of migrations; advisory locks are per database, so one key serves every subgraph. */

@@ -115,3 +115,10 @@ test('two relays draining one outbox at once: every row published once, each agg
   const owners = await sql<{ owner: string; n: string }>(`SELECT lease_owner AS owner, count(*) AS n FROM outbox WHERE key IN (${keys.map(() => '?').join(', ')}) GROUP BY lease_owner`, keys);
   console.log(`rows published per relay: ${owners.map((o) => o.n).join(' / ')}`);
 });
+
+test('every database connection carries the statement, lock and idle-in-transaction timeouts (DATABASE_*_TIMEOUT_MS)', async () => {
+  const show = async (name: string) => (await sql<Record<string, string>>(`SHOW ${name}`))[0]![name];
+  expect(await show('statement_timeout')).toBe('30s');
+  expect(await show('lock_timeout')).toBe('10s');
+  expect(await show('idle_in_transaction_session_timeout')).toBe('30s');
+});
