@@ -5,6 +5,7 @@ import type { EventBus, Logger, PlatformConfig } from '@crm/kit';
 import { Revocations } from '../revocations';
 import type { GatewayFeature } from './feature';
 import { useLandingPage } from './landing-page';
+import { useExplorer } from './explorer';
 import { useSecurityHeaders } from './security-headers';
 import { useCors } from './cors';
 import { useOperationLimits } from './operation-limits';
@@ -39,6 +40,7 @@ export function gatewayFeatures(base: Omit<FeatureOptions, 'revocations' | 'rate
     useSecurityHeaders(options),
     useCors(options),
     useLandingPage(options),
+    useExplorer(options),
     useOperationLimits(options),
     usePersistedDocuments(options),
     useTokenDenylist(options),

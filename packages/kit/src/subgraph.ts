@@ -31,6 +31,7 @@ import { graphqlTelemetryPlugin, traceResolvers } from './telemetry/graphql';
 import { watchConsumerLag, watchOutbox } from './telemetry/events';
 import { signedTraceContext } from './telemetry/tracing';
 import { eventRetentionJob } from './events/retention';
+import { writeAggregate } from './events/aggregate';
 
 export interface RequestContext<L = unknown> {
   identity: Identity | null;
@@ -41,6 +42,17 @@ export interface RequestContext<L = unknown> {
   /** Synchronous read-through to the subgraphs that own other domains' entities. */
   peers: Peers;
   /** Stages a domain event in this request's unit of work; it commits with the next flush. */
+  emit<T extends EventType>(type: T, aggregateId: string, data: EventData<T>, cause?: Partial<EventCause>): Envelope<T>;
+  /**
+   * A write that emits: `fn` runs in one transaction (./events/aggregate.ts) with its own `em` (load
+   * the aggregate with `loadForWrite(em, …)`) and an `emit` that stages into that transaction.
+   */
+  write<R>(fn: (tx: WriteContext) => Promise<R>): Promise<R>;
+}
+
+/** The transaction of a `RequestContext.write`. */
+export interface WriteContext {
+  em: EntityManager;
   emit<T extends EventType>(type: T, aggregateId: string, data: EventData<T>, cause?: Partial<EventCause>): Envelope<T>;
 }
 
@@ -158,6 +170,8 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
       peers,
       emit: (type, aggregateId, data, cause) =>
         emitAs(em, type, aggregateId, data, { actorId: identity?.userId ?? null, ...cause }),
+      write: (fn) =>
+        writeAggregate(em, (tx) => fn({ em: tx, emit: (type, aggregateId, data, cause) => emitAs(tx, type, aggregateId, data, { actorId: identity?.userId ?? null, ...cause }) })),
     };
   };
 

@@ -54,6 +54,11 @@ export interface HubOptions {
   maxPendingPerTopic?: number;
 }
 
+interface Waker {
+  identity: Identity;
+  wake: () => void;
+}
+
 interface Lane {
   tail: Promise<void>;
   pending: number;
@@ -63,6 +68,8 @@ class ResolveTimeout extends Error {}
 
 export class LiveHub {
   private readonly groups = new Map<string, Map<string, Group>>(); // field → shareKey → group
+  /** Resumed subscriptions (./resume.ts): an event they may receive only wakes them; they read their own order. */
+  private readonly wakers = new Map<string, Set<Waker>>(); // field → wakers
   private subscription: Subscription | undefined;
   private readonly stats = { events: 0, deliveries: 0, dropped: 0, timedOut: 0 };
   private readonly lanes = new Map<string, Lane>();
@@ -105,6 +112,28 @@ export class LiveHub {
     };
   }
 
+  /**
+   * A resumed subscription: `wake` is called (synchronously, never awaited) for every event of
+   * `field` that `identity` may receive; the subscription then reads what it has not delivered yet.
+   */
+  addWaker(field: LiveField, identity: Identity, wake: () => void): () => void {
+    let set = this.wakers.get(field.field);
+    if (!set) this.wakers.set(field.field, (set = new Set()));
+    const waker: Waker = { identity, wake };
+    set.add(waker);
+    const s = set;
+    return () => {
+      s.delete(waker);
+    };
+  }
+
+  /** Counts a resumed subscription's delivery (stats and metrics, like the fan-out's; no event-to-delivery latency: a backfill is not an event). */
+  counted(field: string, ok: boolean): void {
+    if (ok) this.stats.deliveries += 1;
+    else this.stats.dropped += 1;
+    subscriptionDelivered(field, '', ok);
+  }
+
   /** Whether events are flowing in (false while the broker is away). */
   consuming(): boolean {
     return this.subscription?.active() ?? false;
@@ -117,6 +146,7 @@ export class LiveHub {
       groups += byKey.size;
       for (const g of byKey.values()) subscriptions += g.members.size;
     }
+    for (const set of this.wakers.values()) subscriptions += set.size;
     return { consumer: this.consuming(), subscriptions, groups, ...this.stats };
   }
 
@@ -150,6 +180,9 @@ export class LiveHub {
     const work: (() => Promise<void>)[] = [];
     const perUser = new Map<string, number>();
     for (const field of fields) {
+      for (const waker of this.wakers.get(field.field) ?? []) {
+        if (mayReceive(field, event.data, waker.identity)) waker.wake();
+      }
       const entityId = entityIdOf(field, event.data);
       const byKey = this.groups.get(field.field);
       if (!entityId || !byKey) continue;

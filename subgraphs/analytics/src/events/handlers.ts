@@ -26,15 +26,23 @@ function bump(ctx: { beforeCommit: HandlerContext<EventType>['beforeCommit'] }, 
 
 const at = (ctx: { event: { occurredAt: string } }) => new Date(ctx.event.occurredAt);
 
+/**
+ * The condition of every copy's upsert: only a newer aggregate version (the owner's, stamped by its
+ * outbox) changes a row, so a redelivered or replayed older event changes nothing. Events without
+ * a version (written before versions existed) still apply.
+ */
+const newer = (table: string) => `EXCLUDED.version IS NULL OR ${table}.version IS NULL OR ${table}.version < EXCLUDED.version`;
+
 // ---------------------------------------------------------------- users
 
 async function upsertUser(ctx: HandlerContext<'user.created' | 'user.updated' | 'user.deleted'>, active: boolean) {
   const d = ctx.event.data;
   await ctx.em.execute(
-    `INSERT INTO user_refs (id, name, role, active, updated_at) VALUES (?, ?, ?, ?, ?)
+    `INSERT INTO user_refs (id, name, role, active, updated_at, version) VALUES (?, ?, ?, ?, ?, ?::bigint)
      ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role, active = EXCLUDED.active AND user_refs.active,
-       updated_at = EXCLUDED.updated_at`,
-    [d.userId, d.name, d.role, active && d.active, at(ctx)],
+       updated_at = EXCLUDED.updated_at, version = COALESCE(EXCLUDED.version, user_refs.version)
+     WHERE ${newer('user_refs')}`,
+    [d.userId, d.name, d.role, active && d.active, at(ctx), ctx.event.aggregateVersion ?? null],
   );
 }
 
@@ -134,12 +142,14 @@ const taskFacts: BatchHandler<FactType> = {
   async applyBatch(events, ctx) {
     for (const round of roundsByKey(events, (e) => e.data.taskId)) {
       await ctx.em.execute(
-        `INSERT INTO task_facts (id, assignee_id, status, created_at, completed_at) VALUES ${round.map(() => '(?, ?, ?, ?, ?)').join(', ')}
+        `INSERT INTO task_facts (id, assignee_id, status, created_at, completed_at, version) VALUES ${round.map(() => '(?, ?, ?, ?, ?, ?::bigint)').join(', ')}
          ON CONFLICT (id) DO UPDATE SET assignee_id = EXCLUDED.assignee_id, status = EXCLUDED.status,
-           completed_at = CASE WHEN EXCLUDED.status = 'COMPLETED' THEN COALESCE(EXCLUDED.completed_at, task_facts.completed_at) ELSE NULL END`,
+           completed_at = CASE WHEN EXCLUDED.status = 'COMPLETED' THEN COALESCE(EXCLUDED.completed_at, task_facts.completed_at) ELSE NULL END,
+           version = COALESCE(EXCLUDED.version, task_facts.version)
+         WHERE ${newer('task_facts')}`,
         round.flatMap((e) => {
           const completedAt = isEvent(e, 'task.completed') ? new Date(e.data.completedAt) : new Date(e.occurredAt);
-          return [e.data.taskId, e.data.assigneeId, e.data.status, new Date(e.occurredAt), e.data.status === 'COMPLETED' ? completedAt : null];
+          return [e.data.taskId, e.data.assigneeId, e.data.status, new Date(e.occurredAt), e.data.status === 'COMPLETED' ? completedAt : null, e.aggregateVersion ?? null];
         }),
       );
     }
@@ -167,10 +177,11 @@ async function upsertApproval(ctx: ApprovalCtx) {
   const d = ctx.event.data;
   const decided = d.status === 'PENDING' ? null : d.decidedAt ? new Date(d.decidedAt) : at(ctx);
   await ctx.em.execute(
-    `INSERT INTO approval_facts (id, requester_id, status, amount, requested_at, decided_at) VALUES (?, ?, ?, ?, ?, ?)
+    `INSERT INTO approval_facts (id, requester_id, status, amount, requested_at, decided_at, version) VALUES (?, ?, ?, ?, ?, ?, ?::bigint)
      ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, amount = EXCLUDED.amount,
-       requested_at = EXCLUDED.requested_at, decided_at = EXCLUDED.decided_at`,
-    [d.requestId, d.requesterId, d.status, d.amount, new Date(d.requestedAt), decided],
+       requested_at = EXCLUDED.requested_at, decided_at = EXCLUDED.decided_at, version = COALESCE(EXCLUDED.version, approval_facts.version)
+     WHERE ${newer('approval_facts')}`,
+    [d.requestId, d.requesterId, d.status, d.amount, new Date(d.requestedAt), decided, ctx.event.aggregateVersion ?? null],
   );
   bump(ctx, 'approvals');
 }
@@ -271,9 +282,10 @@ const specific: EventHandlers = {
   'meeting.created': async (ctx) => {
     const d = ctx.event.data;
     await ctx.em.execute(
-      `INSERT INTO meeting_facts (id, customer_id, rep_id, starts_at, created_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET starts_at = EXCLUDED.starts_at`,
-      [d.meetingId, d.customerId, d.repId, new Date(d.startsAt), at(ctx)],
+      `INSERT INTO meeting_facts (id, customer_id, rep_id, starts_at, created_at, version) VALUES (?, ?, ?, ?, ?, ?::bigint)
+       ON CONFLICT (id) DO UPDATE SET starts_at = EXCLUDED.starts_at, version = COALESCE(EXCLUDED.version, meeting_facts.version)
+       WHERE ${newer('meeting_facts')}`,
+      [d.meetingId, d.customerId, d.repId, new Date(d.startsAt), at(ctx), ctx.event.aggregateVersion ?? null],
     );
     bump(ctx, 'meetings');
   },

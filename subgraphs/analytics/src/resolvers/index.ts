@@ -2,7 +2,7 @@ import DataLoader from 'dataloader';
 import { z } from 'zod';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import {
-  byIdLoader, groupLoader, notFound, paginate, parseInput, requireRole, requireUser, scalarResolvers,
+  badInput, byIdLoader, groupLoader, notFound, paginate, parseInput, requireRole, requireUser, scalarResolvers,
   type Identity, type RequestContext, type Role,
 } from '@crm/kit';
 import { Notification, Saga, SagaStep } from '../entities';
@@ -47,6 +47,14 @@ const taskArgs = z.object({
   assigneeId: z.string().trim().min(1).max(100).nullish(),
 }).refine((w) => !w.from || !w.to || w.from <= w.to, { message: 'must not be before from', path: ['to'] });
 
+const livePositionsArgs = z
+  .object({
+    after: z.string().max(100).nullish(),
+    afterSeq: z.string().regex(/^\d{1,18}$/, 'must be a seq this query returned').nullish(),
+    first: z.number().int().min(1).max(500),
+  })
+  .refine((a) => (a.after != null) !== (a.afterSeq != null), { message: 'give exactly one of after and afterSeq', path: ['after'] });
+
 const isoOrNull = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 
 export const resolvers = {
@@ -61,6 +69,30 @@ export const resolvers = {
       const where: Record<string, unknown> = { recipientId: me.userId, archivedAt: null };
       if (args.unreadOnly) where.readAt = null;
       return paginate(ctx.em, Notification, where, args);
+    },
+    liveNotificationPositions: async (_: unknown, args: { after?: string | null; afterSeq?: string | null; first: number }, ctx: Ctx) => {
+      const me = requireUser(ctx.identity);
+      const a = parseInput(livePositionsArgs, args);
+      let from: string;
+      if (a.after != null) {
+        const [row] = isUuid(a.after)
+          ? await ctx.em.getConnection().execute<{ seq: string }[]>(
+              // archived ones too (e.g. about a deleted customer): the client received it, so it may resume after it
+              'SELECT seq::text AS seq FROM notifications WHERE id = ? AND recipient_id = ?',
+              [a.after, me.userId],
+            )
+          : [];
+        // Someone else's and an unknown id answer alike: no one learns which ids exist.
+        if (!row) throw badInput(`after: ${a.after.slice(0, 64)} is not one of your notifications (resume with the id of a notification you received, or subscribe without after)`, 'after');
+        from = row.seq;
+      } else {
+        from = a.afterSeq!;
+      }
+      return ctx.em.getConnection().execute<{ id: string; seq: string }[]>(
+        // ordered by the bigint column (not the text alias of the same name)
+        'SELECT n.id, n.seq::text AS seq FROM notifications n WHERE n.recipient_id = ? AND n.archived_at IS NULL AND n.seq > ?::bigint ORDER BY n.seq LIMIT ?',
+        [me.userId, from, a.first],
+      );
     },
     unreadNotificationCount: async (_: unknown, __: unknown, ctx: Ctx) => {
       const me = requireUser(ctx.identity);

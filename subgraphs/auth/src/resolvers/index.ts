@@ -3,8 +3,8 @@ import DataLoader from 'dataloader';
 import { z } from 'zod';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import {
-  ROLES, badInput, conflict, forbidden, notFound, paginate, parseInput, pendingApproval, requireRole, requireUser,
-  scalarResolvers, unauthenticated, type Identity, type RequestContext,
+  ROLES, badInput, conflict, forbidden, loadForWrite, notFound, paginate, parseInput, pendingApproval, requireRole, requireUser,
+  scalarResolvers, unauthenticated, type Identity, type RequestContext, type WriteContext,
 } from '@crm/kit';
 import { AuditEntry, User } from '../entities';
 import { stageAudit } from '../audit';
@@ -123,14 +123,16 @@ export const resolvers: Resolvers = {
       rotateRefreshToken(ctx.em, refreshToken, ctx.config),
     logout: async (_: unknown, __: unknown, ctx: Ctx) => {
       const me = requireUser(ctx.identity);
-      await revokeAllFor(ctx.em, me.userId);
-      // Signing out ends every access token of the user too (and the sockets opened with them).
-      const user = await ctx.em.findOne(User, { id: me.userId });
-      if (user) user.tokenVersion += 1;
-      stageAudit(ctx.em, { actorId: me.userId, action: 'user.logout', entityType: 'User', entityId: me.userId });
-      ctx.emit('user.logout', me.userId, { userId: me.userId, ...(user ? { tokenVersion: user.tokenVersion } : {}) });
-      await ctx.em.flush();
-      return true;
+      // The user's row is locked for the write (loadForWrite): the event's snapshot is what commits.
+      return ctx.write(async ({ em, emit }) => {
+        await revokeAllFor(em, me.userId);
+        // Signing out ends every access token of the user too (and the sockets opened with them).
+        const user = await loadForWrite(em, User, { id: me.userId });
+        if (user) user.tokenVersion += 1;
+        stageAudit(em, { actorId: me.userId, action: 'user.logout', entityType: 'User', entityId: me.userId });
+        emit('user.logout', me.userId, { userId: me.userId, ...(user ? { tokenVersion: user.tokenVersion } : {}) });
+        return true;
+      });
     },
     updateUser: async (_: unknown, args: { id: string; input: unknown }, ctx: Ctx) => {
       const me = requireUser(ctx.identity);
@@ -138,47 +140,49 @@ export const resolvers: Resolvers = {
       const isAdmin = me.role === 'ADMIN';
       if (!isAdmin && me.userId !== args.id) throw forbidden('You may only update yourself');
       if (!isAdmin && input.role) throw forbidden('Only an ADMIN may change roles');
-      const user = isUuid(args.id) ? await ctx.em.findOne(User, { id: args.id }) : null;
-      if (!user) throw notFound('User', args.id);
-      if (!user.active) throw conflict('User is deactivated');
-      const changes: string[] = [];
-      if (input.name && input.name !== user.name) {
-        user.name = input.name;
-        changes.push('name');
-      }
-      if (input.role && input.role !== user.role) {
-        stageAudit(ctx.em, { actorId: me.userId, action: 'user.role_changed', entityType: 'User', entityId: user.id, details: { from: user.role, to: input.role } });
-        user.role = input.role;
-        // An ADMIN granting a role vouches for the user; earlier access tokens carry the old role.
-        user.approved = true;
-        user.tokenVersion += 1;
-        changes.push('role');
-      }
-      if (changes.length > 0) {
-        stageAudit(ctx.em, { actorId: me.userId, action: 'user.updated', entityType: 'User', entityId: user.id, details: { changes } });
-        ctx.emit('user.updated', user.id, { ...userEventData(user), changes });
-      }
-      await ctx.em.flush();
-      return user;
+      return ctx.write(async ({ em, emit }) => {
+        const user = isUuid(args.id) ? await loadForWrite(em, User, { id: args.id }) : null;
+        if (!user) throw notFound('User', args.id);
+        if (!user.active) throw conflict('User is deactivated');
+        const changes: string[] = [];
+        if (input.name && input.name !== user.name) {
+          user.name = input.name;
+          changes.push('name');
+        }
+        if (input.role && input.role !== user.role) {
+          stageAudit(em, { actorId: me.userId, action: 'user.role_changed', entityType: 'User', entityId: user.id, details: { from: user.role, to: input.role } });
+          user.role = input.role;
+          // An ADMIN granting a role vouches for the user; earlier access tokens carry the old role.
+          user.approved = true;
+          user.tokenVersion += 1;
+          changes.push('role');
+        }
+        if (changes.length > 0) {
+          stageAudit(em, { actorId: me.userId, action: 'user.updated', entityType: 'User', entityId: user.id, details: { changes } });
+          emit('user.updated', user.id, { ...userEventData(user), changes });
+        }
+        return user;
+      });
     },
     approveUser: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
       const me = requireRole(ctx.identity, 'ADMIN', 'MANAGER');
-      const user = isUuid(id) ? await ctx.em.findOne(User, { id }) : null;
-      if (!user) throw notFound('User', id);
-      if (user.pendingApproval) {
-        if (me.role !== 'ADMIN') throw forbidden('Only an ADMIN may activate a registration pending approval');
-        user.pendingApproval = false;
-        user.active = true;
-        user.tokenVersion += 1;
-      } else if (!user.active) {
-        throw conflict('User is deactivated');
-      }
-      if (user.approved && user.active) return user;
-      user.approved = true;
-      stageAudit(ctx.em, { actorId: me.userId, action: 'user.approved', entityType: 'User', entityId: user.id });
-      ctx.emit('user.updated', user.id, { ...userEventData(user), changes: ['approved'] });
-      await ctx.em.flush();
-      return user;
+      return ctx.write(async ({ em, emit }) => {
+        const user = isUuid(id) ? await loadForWrite(em, User, { id }) : null;
+        if (!user) throw notFound('User', id);
+        if (user.pendingApproval) {
+          if (me.role !== 'ADMIN') throw forbidden('Only an ADMIN may activate a registration pending approval');
+          user.pendingApproval = false;
+          user.active = true;
+          user.tokenVersion += 1;
+        } else if (!user.active) {
+          throw conflict('User is deactivated');
+        }
+        if (user.approved && user.active) return user;
+        user.approved = true;
+        stageAudit(em, { actorId: me.userId, action: 'user.approved', entityType: 'User', entityId: user.id });
+        emit('user.updated', user.id, { ...userEventData(user), changes: ['approved'] });
+        return user;
+      });
     },
     createUser: async (_: unknown, { input }: { input: unknown }, ctx: Ctx) => {
       const me = requireRole(ctx.identity, 'ADMIN');
@@ -188,10 +192,12 @@ export const resolvers: Resolvers = {
     deleteUser: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
       const me = requireRole(ctx.identity, 'ADMIN');
       if (me.userId === id) throw conflict('You cannot delete yourself');
-      const user = isUuid(id) ? await ctx.em.findOne(User, { id }) : null;
-      if (!user) throw notFound('User', id);
-      if (!user.active) throw conflict('User is already deleted');
-      return deactivateUser(ctx.em, user, me, ctx);
+      return ctx.write(async ({ em, emit }) => {
+        const user = isUuid(id) ? await loadForWrite(em, User, { id }) : null;
+        if (!user) throw notFound('User', id);
+        if (!user.active) throw conflict('User is already deleted');
+        return deactivateUser(em, user, me, emit);
+      });
     },
   },
   User: {
@@ -228,8 +234,8 @@ function personal(user: User, ctx: Ctx): User {
   throw forbidden('Only the user, ADMIN, MANAGER and COMPLIANCE may see a user\'s email, role and status');
 }
 
-/** Deactivates a user, revokes their sessions and starts the user-deletion saga (one commit). */
-async function deactivateUser(em: EntityManager, user: User, actor: Identity, ctx: Ctx) {
+/** Deactivates a user (its row locked by the caller's write), revokes their sessions and starts the user-deletion saga (one commit). */
+async function deactivateUser(em: EntityManager, user: User, actor: Identity, emit: WriteContext['emit']) {
   const sagaId = randomUUID();
   user.active = false;
   user.pendingApproval = false;
@@ -237,12 +243,11 @@ async function deactivateUser(em: EntityManager, user: User, actor: Identity, ct
   await revokeAllFor(em, user.id);
   stageAudit(em, { actorId: actor.userId, action: 'user.deleted', entityType: 'User', entityId: user.id, details: { sagaId } });
   const cause = { actorId: actor.userId, correlationId: sagaId };
-  ctx.emit('user.deleted', user.id, { ...userEventData(user), sagaId }, cause);
-  ctx.emit('user.saga_step', sagaId, {
+  emit('user.deleted', user.id, { ...userEventData(user), sagaId }, cause);
+  emit('user.saga_step', sagaId, {
     sagaId, sagaType: 'user-deletion', subjectId: user.id, step: 'auth.deactivate-user', status: 'DONE', detail: null, ends: null,
     expectedSteps: USER_DELETION_STEPS,
   }, cause);
-  await em.flush();
   return { id: sagaId };
 }
 

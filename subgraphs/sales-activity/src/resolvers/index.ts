@@ -4,9 +4,9 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { OptimisticLockError, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
 import {
-  byIdLoader, conflict, connectionLoaders, connectionProps, countLoader, countsByParent, forbidden, notFound, onlyTotalCount,
+  byIdLoader, conflict, connectionLoaders, loadForWrite, connectionProps, countLoader, countsByParent, forbidden, notFound, onlyTotalCount,
   pageSize, pagesByParent, paginate, parseInput, requireCustomerRef, requireUser, requireWriter, scalarResolvers, toConnection,
-  wantsTotalCount, type Connection, type Identity, type PageArgs, type RequestContext,
+  wantsTotalCount, type Connection, type Identity, type PageArgs, type RequestContext, type WriteContext,
 } from '@crm/kit';
 import { Meeting, Task, TASK_PRIORITIES, TASK_STATUSES, type TaskStatus } from '../entities';
 import { isOpen, meetingEventData, newTask, taskEventData, transition } from '../domain';
@@ -108,31 +108,35 @@ function listArgs(args: ListArgs, props?: string[]): ListArgs {
 const countOnly = <T extends { id: string; createdAt: Date }>(a: ListArgs, n: number): Connection<T> => toConnection<T>([], pageSize(a.first), n);
 const emptyPage = <T extends { id: string; createdAt: Date }>(args: PageArgs): Connection<T> => toConnection<T>([], pageSize(args.first), 0);
 
-/** The task as the caller may change it: invisible → NOT_FOUND; closed → CONFLICT. */
-async function writableTask(ctx: Ctx, me: Identity, id: string): Promise<Task> {
-  const task = isUuid(id) ? await ctx.em.findOne(Task, { $and: [{ id }, taskScope(me)] } as FilterQuery<Task>) : null;
+/** The task as the caller may change it, locked for the write's transaction `em`: invisible → NOT_FOUND; closed → CONFLICT. */
+async function writableTask(em: EntityManager, me: Identity, id: string): Promise<Task> {
+  const task = isUuid(id) ? await loadForWrite(em, Task, { $and: [{ id }, taskScope(me)] } as FilterQuery<Task>) : null;
   if (!task) throw notFound('Task', id);
   if (!isOpen(task.status)) throw conflict(`The task is ${task.status} and can no longer be changed`);
   return task;
 }
 
-/** Commits; a lost race on the task's version (another transition won) is a CONFLICT, with nothing written. */
-async function flushTask(ctx: Ctx): Promise<void> {
+/**
+ * A task change in one transaction, the task's row locked (loadForWrite) so its event's snapshot is
+ * what commits; a lost race on the task's version (a writer outside this lock) is a CONFLICT, with
+ * nothing written.
+ */
+async function writeTask<R>(ctx: Ctx, fn: (tx: WriteContext) => Promise<R>): Promise<R> {
   try {
-    await ctx.em.flush();
+    return await ctx.write(fn);
   } catch (err) {
     if (err instanceof OptimisticLockError) throw conflict('The task was changed at the same time by another request; reload it');
     throw err;
   }
 }
 
-function stageTaskChange(ctx: Ctx, task: Task, statusChanged: boolean) {
+function stageTaskChange(emit: WriteContext['emit'], task: Task, statusChanged: boolean) {
   if (statusChanged && task.status === 'COMPLETED') {
-    ctx.emit('task.completed', task.id, { ...taskEventData(task), completedAt: (task.completedAt ?? new Date()).toISOString() });
+    emit('task.completed', task.id, { ...taskEventData(task), completedAt: (task.completedAt ?? new Date()).toISOString() });
   } else if (statusChanged && task.status === 'CANCELLED') {
-    ctx.emit('task.cancelled', task.id, taskEventData(task));
+    emit('task.cancelled', task.id, taskEventData(task));
   } else {
-    ctx.emit('task.updated', task.id, taskEventData(task));
+    emit('task.updated', task.id, taskEventData(task));
   }
 }
 
@@ -193,7 +197,8 @@ export const resolvers: Resolvers = {
       const me = requireWriter(ctx.identity);
       const raw = (args.input ?? {}) as Record<string, unknown>;
       const input = parseInput(updateTaskInput, raw);
-      const task = await writableTask(ctx, me, args.id);
+      return writeTask(ctx, async ({ em, emit }) => {
+      const task = await writableTask(em, me, args.id);
       let changed = false;
       if (input.title && input.title !== task.title) {
         task.title = input.title;
@@ -218,17 +223,18 @@ export const resolvers: Resolvers = {
         statusChanged = true;
       }
       if (!changed && !statusChanged) return task;
-      stageTaskChange(ctx, task, statusChanged);
-      await flushTask(ctx);
+      stageTaskChange(emit, task, statusChanged);
       return task;
+      });
     },
     completeTask: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
       const me = requireWriter(ctx.identity);
-      const task = await writableTask(ctx, me, id);
-      transition(task, 'COMPLETED');
-      stageTaskChange(ctx, task, true);
-      await flushTask(ctx);
-      return task;
+      return writeTask(ctx, async ({ em, emit }) => {
+        const task = await writableTask(em, me, id);
+        transition(task, 'COMPLETED');
+        stageTaskChange(emit, task, true);
+        return task;
+      });
     },
   },
   Meeting: {
