@@ -125,6 +125,27 @@ const envSchema = z.object({
   /** Read-through calls to another subgraph (read-your-writes across domains): timeout per call. */
   PEER_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(5000),
   OUTBOX_POLL_MS: z.coerce.number().int().min(10).default(500),
+  /** Outbox rows a relay claims are leased to it this long; a frozen or dead relay's rows go to another replica once it expires. */
+  OUTBOX_LEASE_MS: z.coerce.number().int().min(1000).max(600_000).default(10_000),
+  /** Longest wait for the broker to acknowledge one publish; below OUTBOX_LEASE_MS (the relay refuses to start otherwise). */
+  OUTBOX_SEND_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(5000),
+  /** Set on every database connection: longest statement, longest lock wait, longest idle time inside a transaction (0: off). */
+  DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).default(30_000),
+  DATABASE_LOCK_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
+  DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: z.coerce.number().int().min(0).default(30_000),
+  /**
+   * Kafka consumer group membership: a member that stops heartbeating (crash, kill -9) loses its
+   * partitions after KAFKA_SESSION_TIMEOUT_MS (the broker's group.min.session.timeout.ms, 6 s by
+   * default, is the floor); heartbeats every KAFKA_HEARTBEAT_INTERVAL_MS. See docs/consumer-takeover.md.
+   */
+  KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(1000).max(300_000).default(6000),
+  KAFKA_HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(1000),
+  /**
+   * Static membership (group.instance.id): a stable name of this replica (the pod name, e.g.
+   * from the downward API) — a restart under the same name gets its partitions back without a
+   * rebalance. Unique per replica: two live processes with one name fence each other. Unset: dynamic members.
+   */
+  KAFKA_GROUP_INSTANCE_ID: optionalString,
   /** Largest event (envelope JSON bytes) accepted at write time; the relay's batches stay below it too. 1 MB: a cloud broker's limit. */
   EVENT_MAX_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
   /** Dead letters are kept this long (DLQ topics' retention.ms). */

@@ -283,7 +283,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
 
   self = runtime;
   if (bus) {
-    relay = startRelay({ orm, bus, logger, pollMs: config.OUTBOX_POLL_MS, namespace: config.KAFKA_NAMESPACE, maxEventBytes: config.EVENT_MAX_BYTES });
+    relay = startRelay({ orm, bus, logger, pollMs: config.OUTBOX_POLL_MS, namespace: config.KAFKA_NAMESPACE, maxEventBytes: config.EVENT_MAX_BYTES, leaseMs: config.OUTBOX_LEASE_MS, sendTimeoutMs: config.OUTBOX_SEND_TIMEOUT_MS });
     runtime.relay = relay;
     if (def.consumes && Object.keys(def.consumes).length > 0) {
       consumers.push(await startConsumer({ name: def.name, orm, bus, logger, handlers: def.consumes, config, runtime }));
