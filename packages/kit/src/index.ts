@@ -4,6 +4,7 @@ export * from './errors';
 export * from './identity';
 export * from './authz';
 export * from './db';
+export * from './embedded-postgres';
 export * from './http';
 export * from './pagination';
 export * from './scalars';
