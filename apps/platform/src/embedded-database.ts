@@ -5,7 +5,7 @@
  * process.env.POSTGRES_URL, so every service (in this process or forked) takes the ordinary
  * Postgres path: a database per subgraph, the driver's pool, the same migrations.
  */
-import { mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { removeEmbeddedPostgres, startEmbeddedPostgres, type EmbeddedPostgres, type Logger } from '@crm/kit';
@@ -19,13 +19,20 @@ export interface EmbeddedDatabase {
 
 export async function startEmbeddedDatabase(dataDir: string, logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<EmbeddedDatabase> {
   if (env.POSTGRES_URL) return { server: undefined, stop: async () => undefined };
-  const memory = dataDir === 'memory';
-  const dir = memory ? join(mkdtempSync(join(tmpdir(), 'crm-pg-')), 'postgres') : join(dataDir, 'postgres');
+  const scratch = dataDir === 'memory' ? mkdtempSync(join(tmpdir(), 'crm-pg-')) : undefined;
+  // as root, the server's user must pass through (the cluster inside stays private)
+  if (scratch) chmodSync(scratch, 0o755);
+  const dir = scratch ? join(scratch, 'postgres') : join(dataDir, 'postgres');
+  const remove = () => {
+    if (!scratch) return;
+    removeEmbeddedPostgres(dir);
+    rmSync(scratch, { recursive: true, force: true });
+  };
   let server: EmbeddedPostgres;
   try {
     server = await startEmbeddedPostgres({ dir, logger });
   } catch (err) {
-    if (memory) removeEmbeddedPostgres(join(dir, '..'));
+    remove();
     throw err;
   }
   env.POSTGRES_URL = server.url;
@@ -34,7 +41,7 @@ export async function startEmbeddedDatabase(dataDir: string, logger: Logger, env
     async stop() {
       await server.stop();
       if (env.POSTGRES_URL === server.url) delete env.POSTGRES_URL;
-      if (memory) removeEmbeddedPostgres(join(dir, '..'));
+      remove();
     },
   };
 }

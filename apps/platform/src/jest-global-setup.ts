@@ -9,7 +9,7 @@
  * brand-new KRaft broker answers its port seconds before all of that works.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KafkaBus, readConfig, startEmbeddedPostgres, type EmbeddedPostgres } from '@crm/kit';
@@ -27,6 +27,7 @@ async function startTestPostgres(): Promise<void> {
   if (process.env.POSTGRES_URL) return;
   const started = Date.now();
   const dir = mkdtempSync(join(tmpdir(), 'crm-test-pg-'));
+  chmodSync(dir, 0o755); // as root, the server's user must pass through (the cluster inside stays private)
   const server = await startEmbeddedPostgres({ dir: join(dir, 'postgres') });
   (globalThis as Holder)[EMBEDDED] = { server, dir };
   process.env.POSTGRES_URL = server.url;

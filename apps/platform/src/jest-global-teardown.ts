@@ -1,4 +1,6 @@
 /** After every suite (jest globalTeardown): stops and removes the embedded Postgres globalSetup started, if it did. */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { removeEmbeddedPostgres, type EmbeddedPostgres } from '@crm/kit';
 
 const EMBEDDED = Symbol.for('crm.test.embeddedPostgres');
@@ -9,6 +11,7 @@ export default async function globalTeardown(): Promise<void> {
   if (!embedded) return;
   delete holder[EMBEDDED];
   await embedded.server.stop();
-  removeEmbeddedPostgres(embedded.dir);
+  removeEmbeddedPostgres(join(embedded.dir, 'postgres'));
+  rmSync(embedded.dir, { recursive: true, force: true });
   if (process.env.POSTGRES_URL === embedded.server.url) delete process.env.POSTGRES_URL;
 }

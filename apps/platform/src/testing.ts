@@ -109,7 +109,7 @@ async function postRaw<T>(url: string, body: string, headers: Record<string, str
 const LOGIN = `mutation($email: String!, $password: String!) { login(email: $email, password: $password) { accessToken refreshToken user { id role } } }`;
 const REGISTER = `mutation($input: RegisterInput!) { register(input: $input) { accessToken refreshToken user { id role } } }`;
 
-function testClient(url: string, config: PlatformConfig): TestClient {
+export function testClient(url: string, config: PlatformConfig): TestClient {
   const gql = <T = any>(query: string, variables?: Record<string, unknown>, token?: string) => gqlRequest<T>(url, query, variables, token);
   const asUser = (email: string, role: Role, payload: { accessToken: string; refreshToken: string; user: { id: string } }): TestUser => ({
     id: payload.user.id,
