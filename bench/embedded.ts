@@ -15,7 +15,7 @@
  * The same script measures any checkout (before: PGlite; after: embedded Postgres).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -173,6 +173,7 @@ async function main() {
     let processes = 0;
     for (let i = 0; i < REPS; i++) {
       const dataDir = mkdtempSync(join(tmpdir(), 'crm-bench-embedded-'));
+      chmodSync(dataDir, 0o755); // like a checkout: as root, the server's user passes through (no relocation)
       const ports = await Promise.all(Array.from({ length: 6 }, freePort));
       try {
         let run = await start(dataDir, mode, ports);

@@ -143,15 +143,24 @@ async function settled(p: Platform, label: string) {
   say(`${label}: checking ${ids.length} acknowledged customers and ${sagas.size} sagas`);
   const owner = await sql<{ id: string }>(p, 'customer', 'SELECT id FROM customers WHERE id = ANY($1::uuid[])', [ids]);
   expect(owner.length).toBe(ids.length);
+  let told = Date.now();
   await eventually(async () => {
-    for (const sub of ['auth', 'customer', 'opportunity', 'sales-activity', 'analytics']) {
-      const [row] = await sql<{ n: string }>(p, sub, 'SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL');
-      if (Number(row!.n) > 0) return false;
+    try {
+      for (const sub of ['auth', 'customer', 'opportunity', 'sales-activity', 'analytics']) {
+        const [row] = await sql<{ n: string }>(p, sub, 'SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL');
+        if (Number(row!.n) > 0) throw new Error(`${sub}: ${row!.n} unsent outbox rows`);
+      }
+      // analytics applied each committed customer.created (acknowledged or not: its reply may have been lost)
+      const [{ n: all }] = await sql<{ n: string }>(p, 'customer', 'SELECT count(*) AS n FROM customers') as [{ n: string }];
+      const [metric] = await sql<{ count: number }>(p, 'analytics', `SELECT count FROM event_metrics WHERE type = 'customer.created'`);
+      if (Number(metric?.count ?? 0) < Number(all)) throw new Error(`analytics applied ${metric?.count ?? 0} customer.created events of ${all} committed customers`);
+      const [tasks] = await sql<{ n: string }>(p, 'sales-activity', `SELECT count(DISTINCT customer_id) AS n FROM tasks WHERE title LIKE 'First contact:%'`);
+      if (Number(tasks!.n) < Number(all)) throw new Error(`sales-activity made onboarding tasks for ${tasks!.n} of ${all} committed customers`);
+      return true;
+    } catch (err) {
+      if (Date.now() - told > 30_000) (told = Date.now()), say(`${label}: not yet: ${String(err)}`);
+      throw err;
     }
-    // analytics applied each committed customer.created once (acknowledged or not: its reply may have been lost)
-    const [{ n: all }] = await sql<{ n: string }>(p, 'customer', 'SELECT count(*) AS n FROM customers') as [{ n: string }];
-    const [metric] = await sql<{ count: number }>(p, 'analytics', `SELECT count FROM event_metrics WHERE type = 'customer.created'`);
-    return Number(metric?.count ?? 0) >= Number(all);
   }, { timeoutMs: 240_000, intervalMs: 1000 });
   const [{ n: all }] = await sql<{ n: string }>(p, 'customer', 'SELECT count(*) AS n FROM customers') as [{ n: string }];
   const [metric] = await sql<{ count: number }>(p, 'analytics', `SELECT count FROM event_metrics WHERE type = 'customer.created'`);

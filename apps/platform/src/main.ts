@@ -42,7 +42,7 @@ async function main() {
     stack = config.STACK_PROCESSES === 'multi' ? await startProcessStack({ ports: 'fixed', logger }) : await startStack({ config, ports: 'fixed' });
     const mode = [
       database.server ? `embedded Postgres in ${config.DATA_DIR}/postgres (port ${database.server.port})` : 'Postgres',
-      stack.bus.kind === 'kafka' ? 'Kafka' : 'in-process bus',
+      stack.bus.kind === 'kafka' ? 'Kafka' : stack.bus.kind === 'memory' ? 'in-process bus' : 'event log in Postgres',
       config.REDIS_URL ? 'Redis' : 'in-memory limits',
       config.STACK_PROCESSES === 'multi' ? `a process per service, ${config.GATEWAY_WORKERS} gateway worker(s)` : 'one process',
     ].join(', ');
