@@ -14,6 +14,8 @@
  * exactly once (one onboarding task per customer, analytics' event count equal to the owner's
  * rows, no unsent outbox row); every acknowledged customer-deletion saga COMPLETED.
  *
+ * In CI (.ci/run) the Node 20 pass runs them; EMBEDDED_CRASH=0 skips them (the Node 24 pass).
+ *
  * The "applied exactly once" part needs a durable event log on the embedded default (pglog's
  * Postgres-backed bus): the in-process bus bridged over IPC loses an event sent to a process
  * that is dead or restarting.
@@ -28,6 +30,7 @@ import { eventually, freePort, readConfig, removeEmbeddedPostgres } from '@crm/k
 import { ROOT, testClient, testOverrides, type TestUser } from '@crm/platform';
 
 jest.setTimeout(1_500_000);
+const story = process.env.EMBEDDED_CRASH === '0' ? test.skip : test;
 
 const SERVICES = ['auth', 'customer', 'opportunity', 'sales-activity', 'analytics', 'gateway'];
 const say = (m: string) => console.log(`[embedded-crash ${new Date().toISOString().slice(11, 19)}] ${m}`);
@@ -182,6 +185,7 @@ async function settled(p: Platform, label: string) {
 }
 
 beforeAll(async () => {
+  if (process.env.EMBEDDED_CRASH === '0') return;
   const [gateway, ...subgraphPorts] = await Promise.all(Array.from({ length: 6 }, () => freePort()));
   const ports: Record<string, string> = { PORT: String(gateway) };
   ['AUTH', 'CUSTOMER', 'OPPORTUNITY', 'SALES_ACTIVITY', 'ANALYTICS'].forEach((name, i) => (ports[`${name}_URL`] = `http://127.0.0.1:${subgraphPorts[i]}/graphql`));
@@ -207,7 +211,7 @@ afterAll(async () => {
   if (figures.length) console.log(`\nembedded crash stories:\n${figures.join('\n')}`);
 });
 
-test('kill -9 of each service in turn under steady writes: the launcher stays up, each comes back, nothing acknowledged lost, each event applied once, no saga stuck', async () => {
+story('kill -9 of each service in turn under steady writes: the launcher stays up, each comes back, nothing acknowledged lost, each event applied once, no saga stuck', async () => {
   const p = platform!;
   const stop = steadyWrites();
   await eventually(async () => acked.size >= 5, { timeoutMs: 60_000 });
@@ -236,7 +240,7 @@ test('kill -9 of each service in turn under steady writes: the launcher stays up
   await settled(p, 'each service killed in turn');
 });
 
-test('kill -9 of the whole platform mid-write, then npm start again on the same .data: nothing acknowledged lost, each event applied once, no saga stuck', async () => {
+story('kill -9 of the whole platform mid-write, then npm start again on the same .data: nothing acknowledged lost, each event applied once, no saga stuck', async () => {
   const stop = steadyWrites();
   const written = acked.size;
   await eventually(async () => acked.size >= written + 5, { timeoutMs: 60_000 });

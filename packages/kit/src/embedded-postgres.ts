@@ -353,6 +353,9 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Directories this process has claimed (a second claim from the same process is refused too). */
+const claimed = new Set<string>();
+
 /**
  * This process owns the cluster's directory while it runs. A second `npm start` on the same
  * DATA_DIR is refused (it would otherwise share or stop the first one's server); a claim left by a
@@ -363,11 +366,13 @@ function claimOwner(home: string): { release(): void } {
   for (let i = 0; i < 3; i++) {
     try {
       writeFileSync(path, String(process.pid), { flag: 'wx' });
+      claimed.add(path);
       let released = false;
       return {
         release() {
           if (released) return;
           released = true;
+          claimed.delete(path);
           try {
             if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path);
           } catch {
@@ -378,7 +383,8 @@ function claimOwner(home: string): { release(): void } {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const other = Number(readFileSync(path, 'utf8').trim());
-      if (Number.isInteger(other) && other > 0 && other !== process.pid && alive(other) && isNode(other)) {
+      const ours = other === process.pid && claimed.has(path);
+      if (ours || (Number.isInteger(other) && other > 0 && other !== process.pid && alive(other) && isNode(other))) {
         throw new Error(`Another platform (pid ${other}) is running on ${dirname(home)}/; stop it first, or give this one its own DATA_DIR`);
       }
       rmSync(path, { force: true });
