@@ -9,7 +9,8 @@
  * Writes bench/results/embedded-tests-<LABEL>.json: wall time, jest's result counts, load averages.
  */
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { uptime } from './measure';
 
@@ -27,10 +28,17 @@ for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !/^(POS
 env.NODE_OPTIONS = '--experimental-vm-modules';
 const loadBefore = uptime();
 const t0 = performance.now();
-const run = spawnSync(join(checkout, 'node_modules/.bin/jest'), [...SUITES, '--json', '--outputFile', '/dev/stdout', '--silent'], { cwd: checkout, env, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+const scratch = mkdtempSync(join(tmpdir(), 'crm-bench-tests-'));
+const outputFile = join(scratch, 'jest.json');
+const run = spawnSync(join(checkout, 'node_modules/.bin/jest'), [...SUITES, '--json', '--outputFile', outputFile, '--silent'], { cwd: checkout, env, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
 const seconds = +((performance.now() - t0) / 1000).toFixed(1);
-const json = /\{"numFailedTestSuites".*\}\s*$/s.exec(run.stdout)?.[0];
-const summary = json ? (JSON.parse(json) as { numPassedTests: number; numFailedTests: number; numTotalTestSuites: number }) : undefined;
+let summary: { numPassedTests: number; numFailedTests: number } | undefined;
+try {
+  summary = JSON.parse(readFileSync(outputFile, 'utf8')) as typeof summary;
+} catch {
+  // jest wrote no result
+}
+rmSync(scratch, { recursive: true, force: true });
 const result = {
   checkout, suites: SUITES, seconds, exit: run.status, loadBefore, loadAfter: uptime(), at: new Date().toISOString(),
   passed: summary?.numPassedTests, failed: summary?.numFailedTests,
