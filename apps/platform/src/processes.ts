@@ -3,7 +3,7 @@
  * subgraph and the gateway in a process of its own, started by the same entry its container runs
  * (subgraphs/<name>/src/main.ts, gateway/src/main.ts) with LAUNCHER=ipc, so a list request no
  * longer queues behind five other services on one event loop. Embedded mode works the same way
- * (each subgraph's PGlite lives in its process; the in-process bus is bridged over IPC, kit
+ * (the launcher starts the embedded Postgres first, embedded-database.ts; the in-process bus is bridged over IPC, kit
  * ipc-bus.ts). The gateway can itself run GATEWAY_WORKERS processes behind its one port.
  *
  * Subgraphs start in parallel; the launcher composes the supergraph from the URLs they report,
