@@ -21,8 +21,11 @@ import { gatewaySigningKey, subgraphCallHeaders, SYSTEM_IDENTITY, type Logger, t
 
 /** How long one answer from auth is trusted: the bound on how late a revocation takes effect. */
 export const TOKEN_STATE_CACHE_MS = 500;
-/** How long the gateway waits for auth's answer. */
-const LOOKUP_TIMEOUT_MS = 2_000;
+/**
+ * How long the gateway waits for auth's answer before it refuses a write (fail closed). Generous: on a
+ * loaded machine auth's answer can take seconds, and refusing writes then is an outage of its own.
+ */
+const LOOKUP_TIMEOUT_MS = 5_000;
 
 interface State {
   /** Tokens with a lower `tv` are revoked. */
@@ -43,6 +46,8 @@ export class Revocations {
   private readonly states = new Map<string, State>();
   private readonly listeners = new Set<RevocationListener>();
   private readonly watched = new Map<string, number>();
+  /** One lookup in flight per user: requests that need the same user's state share it (dropped on `forget`). */
+  private readonly inflight = new Map<string, Promise<State | Error>>();
   private readonly loader: DataLoader<string, State | Error>;
   private readonly maxAgeMs: number;
   private timer: NodeJS.Timeout | undefined;
@@ -87,6 +92,8 @@ export class Revocations {
   forget(): void {
     this.generation += 1;
     this.states.clear();
+    // a lookup already in flight may have been answered before the revoking mutation: not shared further
+    this.inflight.clear();
   }
 
   /** Keeps `userId`'s state fresh in the background while watched (open sockets); returns the release. */
@@ -133,7 +140,14 @@ export class Revocations {
 
   /** DataLoader rejects for an Error in the batch's answer: turned back into a value here. */
   private load(userId: string): Promise<State | Error> {
-    return this.loader.load(userId).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+    const shared = this.inflight.get(userId);
+    if (shared) return shared;
+    const lookup = this.loader.load(userId).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+    this.inflight.set(userId, lookup);
+    void lookup.finally(() => {
+      if (this.inflight.get(userId) === lookup) this.inflight.delete(userId);
+    });
+    return lookup;
   }
 
   private async fetch(ids: readonly string[]): Promise<(State | Error)[]> {
