@@ -47,10 +47,17 @@ export type CustomerStats = {
 
 export type Mutation = {
   __typename?: 'Mutation';
+  /** only the recipient (else NOT_FOUND); the notification is gone for good; returns its id */
+  deleteNotification: Scalars['ID']['output'];
   /** returns how many were marked */
   markAllNotificationsRead: Scalars['Int']['output'];
   /** only the recipient (else NOT_FOUND) */
   markNotificationRead: Notification;
+};
+
+
+export type MutationDeleteNotificationArgs = {
+  id: Scalars['ID']['input'];
 };
 
 
@@ -397,6 +404,7 @@ export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversT
 }
 
 export type MutationResolvers<ContextType = RequestContext<AnalyticsLoaders>, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
+  deleteNotification?: Resolver<ResolversTypes['ID'], ParentType, ContextType, RequireFields<MutationDeleteNotificationArgs, 'id'>>;
   markAllNotificationsRead?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   markNotificationRead?: Resolver<ResolversTypes['Notification'], ParentType, ContextType, RequireFields<MutationMarkNotificationReadArgs, 'id'>>;
 }>;

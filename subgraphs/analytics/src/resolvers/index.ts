@@ -113,6 +113,13 @@ export const resolvers = {
       const me = requireUser(ctx.identity);
       return ctx.em.nativeUpdate(Notification, { recipientId: me.userId, archivedAt: null, readAt: null }, { readAt: new Date() });
     },
+    deleteNotification: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
+      const me = requireUser(ctx.identity);
+      // Someone else's, an archived one and an unknown id are alike: NOT_FOUND, nothing deleted.
+      const deleted = isUuid(id) ? await ctx.em.nativeDelete(Notification, { id, recipientId: me.userId, archivedAt: null }) : 0;
+      if (deleted !== 1) throw notFound('Notification', id);
+      return id;
+    },
   },
   Notification: {
     __resolveReference: async (ref: { id: string }, ctx: Ctx) => {
