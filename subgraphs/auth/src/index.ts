@@ -5,6 +5,7 @@ import { migrations } from '../migrations';
 import { createLoaders, resolvers, type AuthLoaders } from './resolvers';
 import { ensureAdmin } from './bootstrap';
 import { auditHandlers } from './events/handlers';
+import { mailJob } from './mail';
 
 export const authSubgraph: SubgraphDefinition<AuthLoaders> = {
   name: 'auth',
@@ -15,6 +16,7 @@ export const authSubgraph: SubgraphDefinition<AuthLoaders> = {
   createLoaders,
   consumes: auditHandlers,
   onStart: ensureAdmin,
+  jobs: [mailJob],
 };
 
 export default authSubgraph;

@@ -9,7 +9,8 @@ import {
 import { AuditEntry, User } from '../entities';
 import { stageAudit } from '../audit';
 import { issueTokens, revokeAllFor, rotateRefreshToken } from '../tokens';
-import { timingDummyHash, verifyPassword } from '../passwords';
+import { hashPassword, timingDummyHash, verifyPassword } from '../passwords';
+import { claimResetToken, stageResetRequest } from '../password-reset';
 import { createUser, findByEmail, userEventData } from '../users';
 import type { Resolvers } from '../generated/resolvers-types';
 
@@ -35,6 +36,8 @@ const registerInput = z.object({
   password: z.string().min(10, 'must be at least 10 characters').max(200),
   name: z.string().trim().min(1, 'must not be empty').max(200),
 });
+const newPassword = registerInput.shape.password;
+const resetRequestInput = z.object({ email: registerInput.shape.email });
 const createUserInput = registerInput.extend({ role: z.enum(ROLES) });
 const updateUserInput = z.object({
   name: z.string().trim().min(1, 'must not be empty').max(200).nullish(),
@@ -132,6 +135,50 @@ export const resolvers: Resolvers = {
       await ctx.em.flush();
       return true;
     },
+    changePassword: async (_: unknown, args: { currentPassword: string; newPassword: string }, ctx: Ctx) => {
+      const me = requireUser(ctx.identity);
+      const password = parseInput(z.object({ newPassword }), { newPassword: args.newPassword }).newPassword;
+      const user = await ctx.em.findOne(User, { id: me.userId });
+      if (!user || !user.active) throw unauthenticated('The account is no longer active');
+      if (!(await verifyPassword(user.passwordHash, args.currentPassword))) {
+        stageAudit(ctx.em, { actorId: me.userId, action: 'user.password_change_failed', entityType: 'User', entityId: me.userId });
+        await ctx.em.flush();
+        // Counted by the gateway's password protection like a failed login (field currentPassword).
+        throw badInput('The current password is not correct', 'currentPassword');
+      }
+      if (await verifyPassword(user.passwordHash, password)) throw badInput('The new password must differ from the current one', 'newPassword');
+      user.passwordHash = await hashPassword(password);
+      await endSessions(ctx, user);
+      stageAudit(ctx.em, { actorId: me.userId, action: 'user.password_changed', entityType: 'User', entityId: me.userId });
+      const tokens = issueTokens(ctx.em, user, ctx.config);
+      await ctx.em.flush();
+      return tokens;
+    },
+    requestPasswordReset: async (_: unknown, args: { email: string }, ctx: Ctx) => {
+      const { email } = parseInput(resetRequestInput, { email: args.email });
+      await stageResetRequest(ctx.em, email, ctx.config);
+      await ctx.em.flush();
+      return true;
+    },
+    resetPassword: async (_: unknown, args: { token: string; newPassword: string }, ctx: Ctx) => {
+      const password = parseInput(z.object({ newPassword }), { newPassword: args.newPassword }).newPassword;
+      if (typeof args.token !== 'string' || args.token.length === 0 || args.token.length > 200) {
+        throw unauthenticated('Invalid or expired password reset token');
+      }
+      await ctx.em.begin();
+      try {
+        const user = await claimResetToken(ctx.em, args.token);
+        user.passwordHash = await hashPassword(password);
+        await endSessions(ctx, user);
+        stageAudit(ctx.em, { actorId: user.id, action: 'user.password_reset', entityType: 'User', entityId: user.id });
+        const tokens = issueTokens(ctx.em, user, ctx.config);
+        await ctx.em.commit();
+        return tokens;
+      } catch (err) {
+        await ctx.em.rollback().catch(() => undefined);
+        throw err;
+      }
+    },
     updateUser: async (_: unknown, args: { id: string; input: unknown }, ctx: Ctx) => {
       const me = requireUser(ctx.identity);
       const input = parseInput(updateUserInput, args.input);
@@ -226,6 +273,17 @@ function personal(user: User, ctx: Ctx): User {
   const me = requireUser(ctx.identity);
   if (me.userId === user.id || me.role !== 'SALES') return user;
   throw forbidden('Only the user, ADMIN, MANAGER and COMPLIANCE may see a user\'s email, role and status');
+}
+
+/**
+ * Ends every session of `user` (a changed or reset password): refresh tokens revoked, token version
+ * bumped and announced in user.updated (the gateway refuses older access tokens and closes their
+ * sockets — the mechanism of logout and deactivation). The caller issues the new session.
+ */
+async function endSessions(ctx: Ctx, user: User): Promise<void> {
+  await revokeAllFor(ctx.em, user.id);
+  user.tokenVersion += 1;
+  ctx.emit('user.updated', user.id, { ...userEventData(user), changes: ['password'] }, { actorId: user.id });
 }
 
 /** Deactivates a user, revokes their sessions and starts the user-deletion saga (one commit). */

@@ -130,7 +130,7 @@ async function withWritableMeeting<T>(ctx: Ctx, id: string, work: (meeting: Meet
     await ctx.em.commit();
     return result;
   } catch (err) {
-    await ctx.em.rollback();
+    await ctx.em.rollback().catch(() => undefined); // the original error is the one to report
     throw err;
   }
 }
