@@ -11,6 +11,7 @@ import { stageAudit } from '../audit';
 import { issueTokens, revokeAllFor, rotateRefreshToken } from '../tokens';
 import { hashPassword, timingDummyHash, verifyPassword } from '../passwords';
 import { claimResetToken, stageResetRequest } from '../password-reset';
+import { stageMail } from '../mail';
 import { createUser, findByEmail, userEventData } from '../users';
 import type { Resolvers } from '../generated/resolvers-types';
 
@@ -148,7 +149,7 @@ export const resolvers: Resolvers = {
       }
       if (await verifyPassword(user.passwordHash, password)) throw badInput('The new password must differ from the current one', 'newPassword');
       user.passwordHash = await hashPassword(password);
-      await endSessions(ctx, user);
+      await endSessions(ctx, user, 'changed');
       stageAudit(ctx.em, { actorId: me.userId, action: 'user.password_changed', entityType: 'User', entityId: me.userId });
       const tokens = issueTokens(ctx.em, user, ctx.config);
       await ctx.em.flush();
@@ -169,7 +170,7 @@ export const resolvers: Resolvers = {
       try {
         const user = await claimResetToken(ctx.em, args.token);
         user.passwordHash = await hashPassword(password);
-        await endSessions(ctx, user);
+        await endSessions(ctx, user, 'reset');
         stageAudit(ctx.em, { actorId: user.id, action: 'user.password_reset', entityType: 'User', entityId: user.id });
         const tokens = issueTokens(ctx.em, user, ctx.config);
         await ctx.em.commit();
@@ -280,10 +281,23 @@ function personal(user: User, ctx: Ctx): User {
  * bumped and announced in user.updated (the gateway refuses older access tokens and closes their
  * sockets — the mechanism of logout and deactivation). The caller issues the new session.
  */
-async function endSessions(ctx: Ctx, user: User): Promise<void> {
+async function endSessions(ctx: Ctx, user: User, how: 'changed' | 'reset'): Promise<void> {
   await revokeAllFor(ctx.em, user.id);
   user.tokenVersion += 1;
   ctx.emit('user.updated', user.id, { ...userEventData(user), changes: ['password'] }, { actorId: user.id });
+  // The account's owner hears of it (in the same transaction: no mail for a change that did not happen).
+  stageMail(ctx.em, {
+    to: user.email,
+    subject: 'Your CRM password was changed',
+    text: [
+      `Hello ${user.name},`,
+      '',
+      `The password of your CRM account was ${how === 'reset' ? 'reset with a link sent to this address' : 'changed'} at ${new Date().toISOString()}.`,
+      'Every other session of your account has been signed out.',
+      '',
+      'If this was not you, ask for a password reset at once and tell your administrator.',
+    ].join('\n'),
+  });
 }
 
 /** Deactivates a user, revokes their sessions and starts the user-deletion saga (one commit). */
