@@ -16,7 +16,7 @@ beforeAll(async () => {
   smtp = await startTestSmtp();
   stack = await startTestStack({
     only: ['auth'],
-    env: { MAIL_URL: smtp.url, MAIL_POLL_MS: '100', MAIL_RETRY_MAX_MS: '500', PASSWORD_RESET_URL: 'https://crm.example.test/reset' },
+    env: { MAIL_URL: smtp.url, MAIL_POLL_MS: '100', MAIL_RETRY_MAX_MS: '500', RESET_PAGE_URL: 'https://crm.example.test/reset' },
   });
 });
 afterAll(async () => {

@@ -53,7 +53,7 @@ const envSchema = z.object({
   /** A password-reset token works once, within this time. */
   PASSWORD_RESET_TTL_SECONDS: z.coerce.number().int().min(60).max(86_400).default(1800),
   /** The page that receives `#token=…` (the fragment never reaches a server's logs). */
-  PASSWORD_RESET_URL: z.string().url().default('http://localhost:4000/reset-password'),
+  RESET_PAGE_URL: z.string().url().default('http://localhost:4000/reset-password'),
   ADMIN_PASSWORD: optionalString,
 
   /** Real Postgres server; each subgraph uses its own database crm_<name> on it. Unset: embedded PGlite. */

@@ -19,7 +19,7 @@ import { findByEmail, normalizeEmail } from './users';
 export const tokenDigest = (token: string) => createHash('sha256').update(token).digest('hex');
 
 export function resetLink(config: PlatformConfig, token: string): string {
-  return `${config.PASSWORD_RESET_URL}#token=${token}`;
+  return `${config.RESET_PAGE_URL}#token=${token}`;
 }
 
 function resetMailText(user: { name: string } | null, link: string, ttlSeconds: number): string {
