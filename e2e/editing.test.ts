@@ -166,7 +166,7 @@ test('deleting a customer archives the notifications about it (its own and its t
   const request = dataOf(await rep.gql('mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }', { input: { customerId: kept, title: 'Pilot', amount: 10 } }), 'requestApproval');
   dataOf(await manager.gql('mutation($id: ID!) { approveRequest(id: $id) { status } }', { id: request.id }), 'approveRequest');
 
-  const about = (list: { entityId: string | null }[], ids: string[]) => list.filter((n) => n.entityId !== null && ids.includes(n.entityId));
+  const about = <N extends { entityId: string | null }>(list: N[], ids: string[]): N[] => list.filter((n) => n.entityId !== null && ids.includes(n.entityId));
   const before = await eventually(async () => {
     const list = await notificationsOf(rep);
     // CUSTOMER_ASSIGNED for both customers, TASK_ASSIGNED for the task, APPROVAL_DECIDED for the request

@@ -227,14 +227,16 @@ test('customer-deletion refused → COMPENSATED, and a SYSTEM notification to th
       await bus.send(refused);
     }
     await bus.publish('customer.saga_step', sagaId, step(sagaId, 'customer-deletion', customerId, 'customer.soft-delete', 'DONE', {
-      expectedSteps: ['customer.soft-delete', 'sales-activity.remove-activities', 'opportunity.cancel-requests'],
+      expectedSteps: ['customer.soft-delete', 'sales-activity.remove-activities', 'opportunity.cancel-requests', 'analytics.archive-notifications'],
     }), cause);
     await bus.publish('customer.saga_step', sagaId, step(sagaId, 'customer-deletion', customerId, 'customer.restore', 'COMPENSATED'), cause);
     await bus.publish('sales-activity.saga_step', sagaId, step(sagaId, 'customer-deletion', customerId, 'sales-activity.restore-activities', 'COMPENSATED', { ends: 'COMPENSATED' }), cause);
     const saga = await eventually(async () => {
       const s = (await manager.gql(SAGA, { id: sagaId })).data?.saga;
-      return s?.status === 'COMPENSATED' && s.steps.length === 4 ? s : null;
+      // the four sent, plus analytics' own archive-notifications (taken on customer.deleted)
+      return s?.status === 'COMPENSATED' && s.steps.length === 5 ? s : null;
     });
+    expect(saga.steps.find((s: { name: string }) => s.name === 'analytics.archive-notifications')).toMatchObject({ status: 'DONE' });
     expect(saga.endedAt).toBeTruthy();
     expect(saga.steps.find((s: { name: string }) => s.name === 'opportunity.cancel-requests')).toMatchObject({ status: 'REFUSED' });
     const notes = await eventually(async () => {
