@@ -136,6 +136,9 @@ export const mailJob: Job = {
       state = { mailer: createMailer(runtime.config, runtime.logger), busy: false, lastCleanup: 0 };
       mailers.set(runtime, state);
       runtime.logger.info({ via: state.mailer.describe() }, 'mail outbox: sending');
+      if (runtime.config.production && !runtime.config.MAIL_URL) {
+        runtime.logger.warn('MAIL_URL is not set: password-reset mails are only written as files under DATA_DIR/mail; set MAIL_URL (smtp[s]://…) to send them');
+      }
     }
     if (state.busy) return; // the previous round is still sending
     state.busy = true;
