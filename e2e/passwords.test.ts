@@ -6,9 +6,12 @@
  * limits like login's.
  */
 import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 import { eventually } from '@crm/kit';
 import { dataOf, errorCode, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 import { startTestSmtp, type TestSmtp } from './support/smtp';
+import { crmClient } from '../clients/src/cli';
+import { LoginDocument, RegisterDocument, RequestPasswordResetDocument, ResetPasswordDocument } from '../clients/src/gql/graphql';
 
 let stack: TestStack;
 let smtp: TestSmtp;
@@ -179,4 +182,24 @@ test('password mutations are limited like login: repeated reset requests and wro
   // blocked now, even with the right password: nothing changes
   expect(errorCode(await u.gql(CHANGE, { c: PASSWORD, n: 'whatever-password-1' }))).toBe('RATE_LIMITED');
   dataOf(await stack.gql(LOGIN, { e: u.email, p: PASSWORD }), 'login');
+});
+
+test('with TRUSTED_DOCUMENTS=only, the typed client\'s generated documents carry the whole reset flow (by hash)', async () => {
+  const only = await startTestStack({
+    only: ['auth'],
+    env: { TRUSTED_DOCUMENTS: 'only', TRUSTED_DOCUMENTS_PATH: join(__dirname, '../clients/persisted-operations.json'), MAIL_URL: smtp.url, MAIL_POLL_MS: '100', RESET_PAGE_URL: 'https://crm.example.test/reset' },
+  });
+  try {
+    const client = crmClient(only.gatewayUrl);
+    const email = `typed-${Date.now()}@test.local`;
+    await client.request(RegisterDocument, { input: { email, password: PASSWORD, name: 'Tess Typed' } });
+    expect(await client.request(RequestPasswordResetDocument, { email })).toEqual({ requestPasswordReset: true });
+    const { token } = linkToken((await smtp.mailTo(email)).text);
+    const reset = await client.request(ResetPasswordDocument, { token, newPassword: 'typed-new-password' });
+    expect(reset.resetPassword.user.email).toBe(email);
+    await client.request(LoginDocument, { email, password: 'typed-new-password' });
+    expect(client.stats).toEqual({ byHash: 4, withText: 0 });
+  } finally {
+    await only.stop();
+  }
 });
