@@ -290,3 +290,23 @@ test('deleteNotification: the recipient\'s own only; gone for good', async () =>
   expect(await sql(an, 'SELECT id FROM notifications WHERE id = ?', [n!.id])).toEqual([]);
   expect(code(await rep.gql(DELETE, { id: n!.id }))).toBe('NOT_FOUND');
 });
+
+test('a stale customer.deleted (older than the restoration already applied) archives nothing', async () => {
+  const [rep] = (await newUsers(an, 'SALES')) as [TestCaller];
+  const customerId = randomUUID();
+  const sagaId = randomUUID();
+  const versioned = <E extends { aggregateVersion?: number | null }>(e: E, v: number): E => Object.assign(e, { aggregateVersion: v });
+  const created = versioned(bus.build('customer.created', customerId, customer(customerId, rep.id), { actorId: m1.id }), 1);
+  const deleted = versioned(bus.build('customer.deleted', customerId, { ...customer(customerId, rep.id), sagaId, requestedBy: m1.id }, { actorId: m1.id, correlationId: sagaId }), 2);
+  const restored = versioned(bus.build('customer.restored', customerId, { ...customer(customerId, rep.id), sagaId }, { actorId: null, correlationId: sagaId }), 3);
+  for (const e of [created, deleted, restored]) {
+    await bus.send(e);
+    await consumed(an, e);
+  }
+  expect((await notificationsOf(rep)).map((n) => n.entityId)).toContain(customerId);
+  // the same deletion again under a new event id (a replay the inbox no longer remembers)
+  const replay = versioned(bus.build('customer.deleted', customerId, { ...customer(customerId, rep.id), sagaId, requestedBy: m1.id }, { actorId: m1.id, correlationId: sagaId }), 2);
+  await bus.send(replay);
+  await consumed(an, replay);
+  expect((await notificationsOf(rep)).map((n) => n.entityId)).toContain(customerId);
+});

@@ -148,6 +148,12 @@ export const ARCHIVE_STEP = 'analytics.archive-notifications';
  */
 async function archiveCustomerNotifications(ctx: HandlerContext<'customer.deleted'>) {
   const d = ctx.event.data;
+  // A replayed deletion older than what the facts already hold (e.g. after customer.restored) archives nothing.
+  const version = ctx.event.aggregateVersion ?? null;
+  if (version !== null) {
+    const [facts] = await ctx.em.execute<{ version: string | number | null }[]>('SELECT version FROM customer_facts WHERE id = ?', [d.customerId]);
+    if (facts?.version !== null && facts?.version !== undefined && Number(facts.version) > version) return;
+  }
   const archived = await ctx.em.execute<{ id: string }[]>(
     'UPDATE notifications SET archived_at = ?, archived_by_saga = ? WHERE customer_id = ? AND archived_at IS NULL RETURNING id',
     [at(ctx), d.sagaId, d.customerId],
