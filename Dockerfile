@@ -18,10 +18,15 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
-# The whole install (root and any workspace node_modules, workspace links), then the sources
-# (.dockerignore keeps node_modules, .data and .git out).
+# The whole install (root and any workspace node_modules, workspace links), then the sources,
+# each named (.dockerignore is an allowlist too: no .env, .npmrc, keys or .data can come along).
 COPY --from=deps /app ./
-COPY . .
+COPY package.json package-lock.json tsconfig.json supergraph.yaml ./
+COPY packages/kit/ packages/kit/
+COPY apps/platform/ apps/platform/
+COPY gateway/ gateway/
+COPY subgraphs/ subgraphs/
+COPY clients/persisted-operations.json clients/
 USER node
 EXPOSE 4000 4001 4002 4003 4004 4005
 # The gateway composes supergraph.yaml (with the <NAME>_URL routing of the environment) into /tmp

@@ -39,6 +39,12 @@ const OPERATOR: Record<string, string> = {
   INTERNAL_SECRET: randomBytes(32).toString('hex'),
   JWT_SECRET: randomBytes(32).toString('hex'),
   POSTGRES_PASSWORD: randomBytes(16).toString('hex'),
+  REDIS_PASSWORD: randomBytes(24).toString('hex'),
+  AUTH_DB_PASSWORD: randomBytes(16).toString('hex'),
+  CUSTOMER_DB_PASSWORD: randomBytes(16).toString('hex'),
+  SALES_ACTIVITY_DB_PASSWORD: randomBytes(16).toString('hex'),
+  OPPORTUNITY_DB_PASSWORD: randomBytes(16).toString('hex'),
+  ANALYTICS_DB_PASSWORD: randomBytes(16).toString('hex'),
   GRAFANA_ADMIN_PASSWORD: randomBytes(12).toString('hex'),
   METRICS_TOKEN: randomBytes(24).toString('hex'),
   ADMIN_EMAIL: 'ops@crm.example.org',
@@ -241,4 +247,31 @@ test('Mailpit catches the mail auth sends: its web UI on 127.0.0.1 only, its SMT
   expect(auth.MAIL_URL).toBe('smtp://mailpit:1025');
   expect(() => readConfig(auth)).not.toThrow();
   expect(readConfig(auth).MAIL_URL).toBe('smtp://mailpit:1025');
+});
+
+describe('least privilege in compose (issue 27 point 7)', () => {
+  test('every subgraph connects as its own Postgres role to its own database, never as the superuser', () => {
+    const roles = new Set<string>();
+    for (const name of names) {
+      const e = env(name);
+      expect(e.POSTGRES_URL ?? '').toBe('');
+      const url = new URL(e[`${envName(name)}_DATABASE_URL`]!);
+      const db = `crm_${name.replace(/-/g, '_')}`;
+      expect([url.username, url.pathname]).toEqual([db, `/${db}`]);
+      expect(url.password).toBe(OPERATOR[`${envName(name)}_DB_PASSWORD`]);
+      roles.add(url.username);
+    }
+    expect(roles.size).toBe(names.length);
+    expect(env('gateway').POSTGRES_URL ?? '').toBe('');
+    const script = read('docker/postgres-roles.sh');
+    expect(script).toMatch(/NOSUPERUSER/);
+    for (const name of names) expect(script).toContain(name.replace(/-/g, '_'));
+    expect(services.postgres!.volumes?.some((v) => v.startsWith('./docker/postgres-roles.sh:/docker-entrypoint-initdb.d/'))).toBe(true);
+  });
+
+  test('Redis requires a password, and every service that uses it sends one', () => {
+    expect(JSON.stringify(services.redis!.command)).toContain('--requirepass');
+    expect(env('redis').REDIS_PASSWORD).toBe(OPERATOR.REDIS_PASSWORD);
+    for (const s of ownServices) expect(new URL(env(s).REDIS_URL!).password).toBe(OPERATOR.REDIS_PASSWORD);
+  });
 });

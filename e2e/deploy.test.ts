@@ -18,6 +18,7 @@ import { readSupergraphConfig } from '@crm/gateway';
 import { SUBGRAPHS } from '@crm/platform';
 import { containersOf, DEPLOY_DIR, podSpecOf, readManifests, renderKustomization, type Container, type K8sObject } from '../deploy/tools/kustomize';
 import { SUPERGRAPH_CONFIGMAP, supergraphConfigMap } from '../deploy/tools/supergraph';
+import type { AlertRule } from './support/promql';
 
 const ROOT = join(__dirname, '..');
 const OVERLAYS = ['staging', 'production'];
@@ -41,8 +42,30 @@ const secretValues: Record<string, string> = {
 };
 
 type Model = { validate(): void };
+
+/** PrometheusRule (a Prometheus Operator CRD, not in kubernetes-models): the fields the operator requires, and what our alerts promise. */
+class PrometheusRuleModel implements Model {
+  constructor(private readonly o: { metadata?: { name?: string }; spec?: { groups?: { name?: string; rules?: AlertRule[] }[] } }) {}
+  validate(): void {
+    const groups = this.o.spec?.groups;
+    if (!this.o.metadata?.name || !Array.isArray(groups) || groups.length === 0) throw new Error('PrometheusRule needs metadata.name and spec.groups');
+    const seen = new Set<string>();
+    for (const g of groups) {
+      if (!g.name || !Array.isArray(g.rules) || g.rules.length === 0) throw new Error('every rule group needs a name and rules');
+      for (const r of g.rules) {
+        if (typeof r.alert !== 'string' || typeof r.expr !== 'string' || !r.expr.trim()) throw new Error(`rule ${JSON.stringify(r)}: alert and expr are required`);
+        if (seen.has(r.alert)) throw new Error(`alert ${r.alert} is declared twice`);
+        seen.add(r.alert);
+        if (r.for !== undefined && !/^\d+(ms|s|m|h|d|w|y)$/.test(r.for)) throw new Error(`${r.alert}: for=${r.for} is not a Prometheus duration`);
+        if (!['page', 'ticket'].includes(r.labels?.severity)) throw new Error(`${r.alert}: severity must be page or ticket`);
+        if (!r.annotations?.summary) throw new Error(`${r.alert}: a summary annotation is required`);
+      }
+    }
+  }
+}
 /** The kubernetes-models class of an object's apiVersion and kind (every built-in type). */
 function modelOf(o: K8sObject): new (data: unknown) => Model {
+  if (o.apiVersion === 'monitoring.coreos.com/v1' && o.kind === 'PrometheusRule') return PrometheusRuleModel as unknown as new (data: unknown) => Model;
   const [group, version] = o.apiVersion.includes('/') ? o.apiVersion.split('/') : ['', o.apiVersion];
   // kubernetes-models exports each API group camel-cased: networking.k8s.io → networkingK8sIo; the core group as v1.
   const groupKey = group!.split('.').map((part, i) => (i === 0 ? part : part[0]!.toUpperCase() + part.slice(1))).join('');
@@ -86,6 +109,9 @@ function environment(objects: K8sObject[], c: Container): Record<string, string>
     const value = ref ? secretValues[ref.key] : e.value;
     if (value !== undefined) env[e.name] = value;
   }
+  // As the Secret example says: Kafka credentials only where the overlay names a SASL mechanism
+  // (credentials without one stop the start: config-legacy.test.ts).
+  if (!env.KAFKA_SASL_MECHANISM) for (const key of ['KAFKA_USERNAME', 'KAFKA_PASSWORD']) delete env[key];
   return env;
 }
 
@@ -94,7 +120,8 @@ test('the supergraph ConfigMap is what supergraph.yaml composes to (run `npm run
 });
 
 test('the Secret example\'s placeholder secrets are refused in production (issue 15)', () => {
-  const env = { NODE_ENV: 'production', ...secretValues };
+  // with the production overlay's SASL mechanism, which the example's Kafka credentials go with
+  const env = { NODE_ENV: 'production', KAFKA_SASL_MECHANISM: 'scram-sha-512', ...secretValues };
   expect(() => readConfig(env)).not.toThrow();
   for (const key of ['JWT_SECRET', 'INTERNAL_SECRET', 'ADMIN_PASSWORD', 'METRICS_TOKEN']) expect(() => readConfig({ ...env, [key]: exampleValues[key] })).toThrow(new RegExp(key));
 });
@@ -230,6 +257,38 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
       for (const e of envOf(container)) if (e.valueFrom?.secretKeyRef) expect(e.valueFrom.secretKeyRef.key).toBe(e.name);
       for (const secret of ['JWT_SECRET', 'INTERNAL_SECRET']) expect(envOf(container).find((e) => e.name === secret)?.valueFrom?.secretKeyRef?.optional).not.toBe(true);
     });
+  });
+
+  test('HTTPS reaches the gateway through an Ingress: TLS from cert-manager, WebSocket-friendly timeouts, its own host', () => {
+    const ingress = byKind(objects, 'Ingress', 'gateway') as unknown as {
+      metadata: { annotations: Record<string, string> };
+      spec: { tls: { hosts: string[]; secretName: string }[]; rules: { host: string; http: { paths: { path: string; backend: { service: { name: string; port: { name: string } } } }[] } }[] };
+    };
+    expect(ingress).toBeDefined();
+    expect(ingress.metadata.annotations['cert-manager.io/cluster-issuer']).toMatch(/^letsencrypt/);
+    expect(Number(ingress.metadata.annotations['nginx.ingress.kubernetes.io/proxy-read-timeout'])).toBeGreaterThanOrEqual(3600);
+    const host = ingress.spec.rules[0]!.host;
+    expect(ingress.spec.tls[0]!.hosts).toEqual([host]);
+    expect(host).toBe(overlay === 'production' ? 'crm.example.com' : 'staging.crm.example.com');
+    const backend = ingress.spec.rules[0]!.http.paths.find((p) => '/graphql'.startsWith(p.path))!.backend.service;
+    expect(backend).toEqual({ name: 'gateway', port: { name: 'http' } });
+    expect(byKind(objects, 'Service', 'gateway')).toBeDefined();
+  });
+
+  test('every HPA scales on CPU (70 %) and memory (80 %)', () => {
+    for (const service of services) {
+      const metrics = (byKind(objects, 'HorizontalPodAutoscaler', service)!.spec as { metrics: { resource: { name: string; target: { averageUtilization: number } } }[] }).metrics;
+      expect([service, metrics.map((m) => [m.resource.name, m.resource.target.averageUtilization])]).toEqual([service, [['cpu', 70], ['memory', 80]]]);
+    }
+  });
+
+  (overlay === 'production' ? test : test.skip)('production carries the alert rules (checked against /metrics by telemetry-metrics.test.ts)', () => {
+    const rule = objects.find((o) => o.kind === 'PrometheusRule');
+    expect(rule?.metadata.namespace).toBe('crm');
+    expect(() => new (modelOf(rule!))(rule).validate()).not.toThrow();
+    const broken = structuredClone(rule!) as unknown as { spec: { groups: { rules: { labels: { severity: string } }[] }[] } };
+    broken.spec.groups[0]!.rules[0]!.labels.severity = 'urgent';
+    expect(() => new (modelOf(rule!))(broken).validate()).toThrow(/severity/);
   });
 
   test('the gateway mounts the supergraph ConfigMap where SUPERGRAPH_PATH points, and has Redis', () => {

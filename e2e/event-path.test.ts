@@ -195,11 +195,11 @@ test('the outbox refuses an oversized event at write time, parks an oversized ro
   expect(runtime.relay!.parked()).toBe(1);
 });
 
-test('retention deletes old sent outbox rows and old inbox rows, never unsent or parked ones', async () => {
+test('retention deletes old sent outbox rows, parked rows older than the DLQ retention, old inbox rows and idle version counters; never unsent rows, and versions never go down', async () => {
   const runtime = stack.subgraphs.auth!;
   const old = "now() - interval '400 days'";
   const mk = () => buildEnvelope('auth', 'user.logout', randomUUID(), { userId: randomUUID() }, { actorId: null });
-  const [sent, unsent, parked, recent] = [mk(), mk(), mk(), mk()];
+  const [sent, unsent, parked, recentParked, recent] = [mk(), mk(), mk(), mk(), mk()];
   const insert = (e: ReturnType<typeof mk>, cols: string) =>
     stack.sql('auth', `INSERT INTO outbox (id, topic, key, type, envelope, created_at, sent_at, failed_at) VALUES (?, 'user.events', ?, 'user.logout', ?, ${old}, ${cols})`, [e.id, e.aggregateId, JSON.stringify(e)]);
   await stack.sql('auth', 'ALTER TABLE outbox DISABLE TRIGGER outbox_stamp'); // keep these rows out of the relay's way: no seq
@@ -207,18 +207,32 @@ test('retention deletes old sent outbox rows and old inbox rows, never unsent or
     await insert(sent, `${old}, NULL`);
     await insert(unsent, 'NULL, NULL');
     await insert(parked, `NULL, ${old}`);
+    await insert(recentParked, 'NULL, now()');
     await insert(recent, 'now(), NULL');
   } finally {
     await stack.sql('auth', 'ALTER TABLE outbox ENABLE TRIGGER outbox_stamp');
   }
   const [oldInbox, newInbox] = [randomUUID(), randomUUID()];
   await stack.sql('auth', `INSERT INTO inbox (consumer, event_id, handled_at) VALUES ('probe-retention', ?, ${old}), ('probe-retention', ?, now())`, [oldInbox, newInbox]);
+  // an aggregate idle for 400 days at version 41
+  const idle = randomUUID();
+  await stack.sql('auth', `INSERT INTO aggregate_versions (topic, key, version, touched_at) VALUES ('user.events', ?, 41, ${old})`, [idle]);
 
   const pruned = await pruneEventTables(runtime);
   expect(pruned.outbox).toBeGreaterThanOrEqual(1);
+  expect(pruned.parked).toBeGreaterThanOrEqual(1);
   expect(pruned.inbox).toBeGreaterThanOrEqual(1);
-  const left = (await stack.sql<{ id: string }>('auth', 'SELECT id FROM outbox WHERE id IN (?, ?, ?, ?)', [sent.id, unsent.id, parked.id, recent.id])).map((r) => r.id).sort();
-  expect(left).toEqual([unsent.id, parked.id, recent.id].sort());
+  expect(pruned.versions).toBeGreaterThanOrEqual(1);
+  const left = (await stack.sql<{ id: string }>('auth', 'SELECT id FROM outbox WHERE id IN (?, ?, ?, ?, ?)', [sent.id, unsent.id, parked.id, recentParked.id, recent.id])).map((r) => r.id).sort();
+  expect(left).toEqual([unsent.id, recentParked.id, recent.id].sort());
   const inbox = (await stack.sql<{ event_id: string }>('auth', `SELECT event_id FROM inbox WHERE consumer = 'probe-retention'`)).map((r) => r.event_id);
   expect(inbox).toEqual([newInbox]);
+  expect(await stack.sql('auth', 'SELECT 1 FROM aggregate_versions WHERE key = ?', [idle])).toHaveLength(0);
+  // the aggregate's next event starts above every version pruned: a copy holding version 41 applies it
+  const em = runtime.fork();
+  runtime.emit(em, 'user.logout', idle, { userId: idle }, { actorId: null });
+  await em.flush();
+  const [row] = await stack.sql<{ aggregate_version: string }>('auth', 'SELECT aggregate_version FROM outbox WHERE key = ? AND failed_at IS NULL', [idle]);
+  expect(Number(row!.aggregate_version)).toBeGreaterThan(41);
+  await stack.sql('auth', 'DELETE FROM outbox WHERE id IN (?, ?, ?)', [unsent.id, recentParked.id, recent.id]); // no seq: not the relay's
 });

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { registry } from '@crm/kit';
 import { SUBGRAPHS } from '@crm/platform';
+import { metricNames, seriesNames } from './support/promql';
 
 const ROOT = join(__dirname, '..');
 const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');
@@ -22,30 +23,7 @@ interface Panel {
 
 /** Every series name the services export (histograms as _bucket, _sum and _count). */
 async function exportedNames(): Promise<Set<string>> {
-  const names = new Set<string>();
-  for (const m of await registry.getMetricsAsJSON()) {
-    const type = String(m.type);
-    if (type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) names.add(`${m.name}${suffix}`);
-    else if (type === 'summary') for (const suffix of ['', '_sum', '_count']) names.add(`${m.name}${suffix}`);
-    else names.add(m.name);
-  }
-  return names;
-}
-
-/** PromQL functions, aggregations and keywords (anything else that is an identifier is a metric name). */
-const PROMQL = new Set([
-  'sum', 'min', 'max', 'avg', 'count', 'topk', 'bottomk', 'quantile', 'stddev', 'rate', 'irate', 'increase', 'delta', 'deriv',
-  'histogram_quantile', 'abs', 'clamp_min', 'clamp_max', 'time', 'vector', 'scalar', 'and', 'or', 'unless', 'offset', 'bool',
-]);
-
-/** Metric names in a PromQL expression: strings, label matchers, ranges and by/without clauses removed, functions left out. */
-function metricNames(expr: string): string[] {
-  const bare = expr
-    .replace(/"(?:[^"\\]|\\.)*"/g, '')
-    .replace(/\{[^}]*\}/g, '')
-    .replace(/\[[^\]]*\]/g, '')
-    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, '');
-  return [...bare.matchAll(/[a-zA-Z_:][a-zA-Z0-9_:]*/g)].map((m) => m[0]).filter((name) => !PROMQL.has(name));
+  return new Set((await registry.getMetricsAsJSON()).flatMap((m) => seriesNames(m.name, String(m.type))));
 }
 
 test('the PromQL reader finds the metric names of an expression', () => {

@@ -4,11 +4,14 @@
  * rises while it is held up and falls once it goes on (real Postgres and Kafka in CI).
  */
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { Client as PgClient } from 'pg';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { databaseUrlFor, eventually } from '@crm/kit';
 import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
+import { readManifests } from '../deploy/tools/kustomize';
+import { alertRules, metricNames, seriesNames, type AlertRule } from './support/promql';
 
 let stack: TestStack;
 let ws: Client | undefined;
@@ -114,6 +117,21 @@ test('the gateway and a subgraph export the series named in the README, and they
   for (const s of after.samples.filter((x) => x.name.startsWith('crm_'))) {
     for (const v of Object.values(s.labels)) expect(v).not.toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-/);
   }
+});
+
+test('every series an alert rule (deploy/monitoring) uses is one the running services export on /metrics', async () => {
+  const exported = new Set<string>();
+  for (const url of [stack.gatewayUrl, ...Object.values(stack.subgraphs).map((s) => s!.url)]) {
+    for (const [name, type] of (await scrape(url)).types) for (const series of seriesNames(name, type)) exported.add(series);
+  }
+  const [rule] = readManifests(join(__dirname, '../deploy/monitoring/prometheus-rules.yaml')) as unknown as [{ spec: { groups: { name: string; rules: AlertRule[] }[] } }];
+  const alerts = alertRules(rule);
+  // consumer lag, outbox age, dead letters, saga timeouts, error rate, p99 (issue 29)
+  for (const name of ['crm_consumer_lag_messages', 'crm_outbox_oldest_unsent_age_seconds', 'crm_events_dead_lettered_total', 'crm_sagas_finished_total', 'crm_graphql_errors_total', 'crm_graphql_request_duration_seconds_bucket']) {
+    expect(alerts.some((a) => metricNames(a.expr).includes(name))).toBe(true);
+  }
+  const unknown = alerts.flatMap((a) => metricNames(a.expr).filter((n) => !exported.has(n)).map((n) => `${a.alert}: ${n}`));
+  expect(unknown).toEqual([]);
 });
 
 test('a saga that ends is counted with its duration', async () => {

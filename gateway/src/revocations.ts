@@ -1,87 +1,171 @@
 /**
- * Which access tokens are revoked before they expire, for HTTP requests and WebSocket connections.
+ * Which access tokens are revoked before they expire, for HTTP requests and WebSocket connections:
+ * revocation at the source (docs/revocation.md).
  *
  * Access tokens carry `tv` (the user's token version, auth's users.token_version). Auth bumps the
- * version when a user's role or active status changes and on logout, and says so in user.updated /
- * user.logout (`tokenVersion`); user.deleted revokes every token of the user. Every gateway replica
- * consumes user.events (../features/token-denylist.ts) and records here:
- *  - in memory (checked first; listeners close the user's sockets at once);
- *  - in Redis when REDIS_URL is set, for ACCESS_TOKEN_TTL_SECONDS (by then every earlier token has
- *    expired), so a replica started after the change knows it too. Without Redis a replica reads
- *    user.events from the beginning instead.
- * A token is refused when its user is deleted or its `tv` is below the newest version seen.
+ * version when a user's role or active status changes, on logout and on a password change, and
+ * deactivates a deleted user — all committed before the mutation answers. The gateway asks auth
+ * for the current state (a signed internal call, POST /internal/token-states, batched) and keeps
+ * each answer for at most TOKEN_STATE_CACHE_MS (< 1 s), so a revocation holds on every replica
+ * within that time of the mutation's answer — with Kafka down, and across a restart (there is no
+ * state to rebuild: nothing is learnt from events). The replica that served a revoking mutation
+ * forgets its cache at once (`forget`).
+ *
+ * When auth cannot be asked: a state learnt within the token's life is used for reads; a write
+ * (mutation) is refused with SERVICE_UNAVAILABLE — the gateway fails closed when it cannot tell.
+ * Users with open sockets are re-checked in the background (`watch`), and listeners close their
+ * sockets when a revocation is found.
  */
-import type { Redis } from 'ioredis';
-import { orFallback, type Logger, type PlatformConfig } from '@crm/kit';
-import { redisPrefix } from './redis';
+import DataLoader from 'dataloader';
+import { subgraphCallHeaders, SYSTEM_IDENTITY, type Logger, type PlatformConfig } from '@crm/kit';
 
-interface Entry {
+/** How long one answer from auth is trusted: the bound on how late a revocation takes effect. */
+export const TOKEN_STATE_CACHE_MS = 500;
+/** How long the gateway waits for auth's answer. */
+const LOOKUP_TIMEOUT_MS = 2_000;
+
+interface State {
   /** Tokens with a lower `tv` are revoked. */
   minVersion: number;
-  deleted: boolean;
-  until: number;
+  /** false: every token of the user is refused (deleted, deactivated, unknown). */
+  active: boolean;
+  at: number;
 }
 
-export type RevocationListener = (userId: string, entry: Readonly<Omit<Entry, 'until'>>) => void;
+export type RevocationListener = (userId: string) => void;
 
-/** Sets KEYS[1] to ARGV[1] (with EX ARGV[2]) unless it holds a higher number: replays never lower it. */
-const RAISE = `local cur = tonumber(redis.call('GET', KEYS[1]) or '-1')
-if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2])) end
-return 1`;
-const DELETED = 2 ** 31 - 1;
+export interface RevocationOptions {
+  /** Auth's GraphQL URL (from the supergraph), looked up per call. */
+  authUrl(): string | undefined;
+}
 
 export class Revocations {
-  private readonly entries = new Map<string, Entry>();
+  private readonly states = new Map<string, State>();
   private readonly listeners = new Set<RevocationListener>();
-  private readonly prefix: string;
-  private readonly ttl: number;
+  private readonly watched = new Map<string, number>();
+  private readonly loader: DataLoader<string, State | Error>;
+  private readonly maxAgeMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private generation = 0;
 
-  constructor(config: PlatformConfig, private readonly logger: Logger, private readonly redis?: Redis) {
-    this.prefix = `${redisPrefix(config)}tv:`;
-    this.ttl = config.ACCESS_TOKEN_TTL_SECONDS;
+  constructor(private readonly config: PlatformConfig, private readonly logger: Logger, private readonly options: RevocationOptions) {
+    this.maxAgeMs = config.ACCESS_TOKEN_TTL_SECONDS * 1000;
+    this.loader = new DataLoader((ids) => this.fetch(ids), { cache: false, maxBatchSize: 500 });
   }
 
-  /** Records that tokens of `userId` below `minVersion` (all of them when deleted) are revoked. */
-  async revoke(userId: string, change: { minVersion?: number; deleted?: boolean }): Promise<void> {
+  /**
+   * Whether a token of this user and version is revoked (`reason`, or null), and whether that was
+   * `confirmed` by auth within TOKEN_STATE_CACHE_MS. When auth cannot answer, the last state learnt
+   * within a token's life decides, unconfirmed (the caller refuses writes then); with none, null.
+   */
+  async check(userId: string, tokenVersion: number): Promise<{ reason: string | null; confirmed: boolean }> {
     const now = Date.now();
-    for (const [id, e] of this.entries) if (e.until <= now) this.entries.delete(id);
-    const prev = this.entries.get(userId);
-    const entry: Entry = {
-      minVersion: Math.max(prev?.minVersion ?? 0, change.deleted ? DELETED : change.minVersion ?? 0),
-      deleted: (prev?.deleted ?? false) || change.deleted === true,
-      until: now + this.ttl * 1000,
-    };
-    this.entries.set(userId, entry);
-    for (const l of this.listeners) l(userId, entry);
-    if (this.redis) {
-      await this.redis
-        .eval(RAISE, 1, this.prefix + userId, String(entry.minVersion), String(this.ttl))
-        .catch((err: Error) => this.logger.warn({ err: err.message }, 'revocations: redis write failed'));
-    }
+    const known = this.states.get(userId);
+    if (known && now - known.at < TOKEN_STATE_CACHE_MS) return { reason: reason(known, tokenVersion), confirmed: true };
+    const fresh = await this.load(userId);
+    if (!(fresh instanceof Error)) return { reason: reason(fresh, tokenVersion), confirmed: true };
+    const last = known && now - known.at < this.maxAgeMs ? known : undefined;
+    return { reason: last ? reason(last, tokenVersion) : null, confirmed: false };
   }
 
-  /** Why a token of this user and version is revoked (memory only: no I/O), or null. */
-  revokedLocally(userId: string, tokenVersion: number): string | null {
-    const e = this.entries.get(userId);
-    return e && e.until > Date.now() ? reason(e.minVersion, tokenVersion) : null;
-  }
-
-  /** Why a token of this user and version is revoked (memory, then the shared store), or null. */
+  /** Why a token of this user and version is revoked, or null (unconfirmed answers included). */
   async revoked(userId: string, tokenVersion: number): Promise<string | null> {
-    const local = this.revokedLocally(userId, tokenVersion);
-    if (local || !this.redis) return local;
-    const stored = await orFallback(this.redis, (r) => r.get(this.prefix + userId), null);
-    return stored === null ? null : reason(Number(stored), tokenVersion);
+    return (await this.check(userId, tokenVersion)).reason;
+  }
+
+  /** Why a token is revoked by what this replica last learnt (no I/O), or null. */
+  revokedLocally(userId: string, tokenVersion: number): string | null {
+    const known = this.states.get(userId);
+    return known ? reason(known, tokenVersion) : null;
+  }
+
+  /** Drops every cached state (this replica served a mutation that may have revoked tokens). */
+  forget(): void {
+    this.generation += 1;
+    this.states.clear();
+  }
+
+  /** Keeps `userId`'s state fresh in the background while watched (open sockets); returns the release. */
+  watch(userId: string): () => void {
+    this.watched.set(userId, (this.watched.get(userId) ?? 0) + 1);
+    if (!this.timer) {
+      this.timer = setInterval(() => void this.refreshWatched(), TOKEN_STATE_CACHE_MS);
+      this.timer.unref();
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.watched.get(userId) ?? 1) - 1;
+      if (n > 0) this.watched.set(userId, n);
+      else this.watched.delete(userId);
+      if (this.watched.size === 0 && this.timer) {
+        clearInterval(this.timer);
+        this.timer = undefined;
+      }
+    };
   }
 
   onRevoke(listener: RevocationListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.watched.clear();
+  }
+
+  private async refreshWatched(): Promise<void> {
+    const ids = [...this.watched.keys()];
+    if (ids.length === 0) return;
+    const results = await Promise.all(ids.map((id) => this.load(id)));
+    for (const [i, result] of results.entries()) {
+      if (result instanceof Error) continue;
+      for (const l of this.listeners) l(ids[i]!);
+    }
+  }
+
+  /** DataLoader rejects for an Error in the batch's answer: turned back into a value here. */
+  private load(userId: string): Promise<State | Error> {
+    return this.loader.load(userId).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+  }
+
+  private async fetch(ids: readonly string[]): Promise<(State | Error)[]> {
+    const generation = this.generation;
+    const url = this.options.authUrl();
+    try {
+      if (!url) throw new Error('the auth service is not in the supergraph');
+      const body = JSON.stringify({ users: ids });
+      const res = await fetch(new URL('/internal/token-states', url), {
+        method: 'POST',
+        headers: subgraphCallHeaders(SYSTEM_IDENTITY, this.config.INTERNAL_SECRET, 'auth', body),
+        body,
+        signal: AbortSignal.timeout(LOOKUP_TIMEOUT_MS),
+      });
+      if (!res.ok) throw new Error(`auth answered ${res.status}`);
+      const { states } = (await res.json()) as { states: Record<string, { minVersion: number; active: boolean }> };
+      const at = Date.now();
+      if (this.states.size > 100_000) for (const [id, s] of this.states) if (at - s.at > this.maxAgeMs) this.states.delete(id);
+      return ids.map((id) => {
+        const s = states[id];
+        if (!s || !Number.isInteger(s.minVersion) || typeof s.active !== 'boolean') return new Error('auth did not answer for this user');
+        const state: State = { minVersion: s.minVersion, active: s.active, at };
+        // An answer that started before a `forget` may predate the revoking mutation: not cached.
+        if (generation === this.generation) this.states.set(id, state);
+        return state;
+      });
+    } catch (err) {
+      const message = (err as Error).message;
+      this.logger.warn({ err: message, users: ids.length }, 'revocations: could not ask auth for token states');
+      return ids.map(() => new Error(message));
+    }
+  }
 }
 
-function reason(minVersion: number, tokenVersion: number): string | null {
-  if (minVersion >= DELETED) return 'Access token revoked: the user was deleted';
-  if (tokenVersion < minVersion) return 'Access token revoked: the user\'s role or status changed, or they signed out; sign in again';
+function reason(state: Pick<State, 'minVersion' | 'active'>, tokenVersion: number): string | null {
+  if (!state.active) return 'Access token revoked: the user is deleted or deactivated';
+  if (tokenVersion < state.minVersion) return 'Access token revoked: the user\'s role or status changed, or they signed out; sign in again';
   return null;
 }

@@ -17,7 +17,7 @@ import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
 import { createSubgraphAgent, SubgraphClient, type GatewayContext } from './datasource';
 import { subgraphUrls } from './compose';
 import { gatewayFeatures } from './features';
-import { installPlanExecutor } from './engine/plan-executor';
+import { withPlanExecutor } from './engine/plan-executor';
 import { bindRequest } from './request-info';
 import { createGatewayRedis } from './redis';
 
@@ -54,9 +54,15 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   // Node's promise hooks for the life of the process (a cost on every promise). Nothing leaves this
   // gateway unless its operator asks for it: off unless the variable says otherwise.
   process.env.APOLLO_TELEMETRY_DISABLED ??= 'true';
+  /** The subgraph clients by name, as Apollo Gateway builds them (for the engine). */
+  const clients = new Map<string, SubgraphClient>();
   const gateway = new ApolloGateway({
     logger,
-    buildService: ({ name, url }) => new SubgraphClient(url ?? '', { name, secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent, timeoutMs: config.SUBGRAPH_TIMEOUT_MS }),
+    buildService: ({ name, url }) => {
+      const client = new SubgraphClient(url ?? '', { name, secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent, timeoutMs: config.SUBGRAPH_TIMEOUT_MS });
+      clients.set(name, client);
+      return client;
+    },
     supergraphSdl: async ({ update }) => {
       if (options.supergraphSdl) {
         currentSdl = options.supergraphSdl;
@@ -80,19 +86,19 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     },
   });
 
-  if (options.executor !== 'apollo') installPlanExecutor(gateway);
+  const served = options.executor === 'apollo' ? gateway : withPlanExecutor(gateway, clients).gateway;
 
   const redis = createGatewayRedis(config, logger);
-  const features = gatewayFeatures({ config, logger, bus: options.bus, redis });
+  const features = gatewayFeatures({ config, logger, bus: options.bus, redis, supergraphSdl: () => currentSdl });
   let apiSchema: GraphQLSchema | undefined;
   gateway.onSchemaLoadOrUpdate(({ apiSchema: schema }) => {
     apiSchema = schema;
   });
 
   const apollo = new ApolloServer<GatewayContext>({
-    gateway,
+    gateway: served,
     introspection: config.introspection,
-    includeStacktraceInErrorResponses: !config.production,
+    includeStacktraceInErrorResponses: config.DEBUG_ERRORS, // an explicit debug setting only (no stack or paths to clients by default)
     formatError: maskError(config.production) as never,
     csrfPrevention: true,
     // The service stops itself (runtime.stop); Apollo's own handler would kill the process mid-way.
@@ -140,7 +146,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   });
 
   const { server, port } = await listen(handler, options.port ?? config.PORT, options.host ?? config.HOST);
-  for (const f of features) await f.attach?.(server, { config, logger, apollo, gateway, apiSchema: () => apiSchema, contextFor });
+  for (const f of features) await f.attach?.(server, { config, logger, apollo, gateway, subgraphClient: (name) => clients.get(name), apiSchema: () => apiSchema, contextFor });
   const url = `http://127.0.0.1:${port}/graphql`;
   logger.info({ url }, 'gateway ready');
   return {
@@ -148,7 +154,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     port,
     async stop() {
       // New connections are refused from here on; requests in flight finish (SHUTDOWN_GRACE_MS),
-      // while the features stop (live subscriptions: every socket closed with 1001 Going away).
+      // while the features stop (live subscriptions: every socket closed with 1012 Service restart, which clients retry).
       const drained = closeServer(server, config.SHUTDOWN_GRACE_MS);
       for (const f of [...features].reverse()) await f.stop?.();
       await drained;

@@ -44,3 +44,18 @@ test('points = max(1, ceil(cost / costPerPoint))', () => {
   expect(pointsFor(201, 50)).toBe(5);
   expect(pointsFor(5000, 50)).toBe(100);
 });
+
+test('a variable default is priced like the value sent (coerced variables)', () => {
+  const q = 'query($n: Int = 100) { users(first: $n) { edges { node { customers(first: $n) { nodes { id } } } } } }';
+  const asSent = cost(q.replace('($n: Int = 100)', '($n: Int)'), { n: 100 });
+  expect(cost(q, {})).toBe(asSent);
+  expect(asSent).toBe(1 + 100 * (1 + 1 + 1 + 100));
+  // a value sent wins over the default
+  expect(cost(q, { n: 2 })).toBe(1 + 2 * (1 + 1 + 1 + 2));
+});
+
+test('absent or null: the default page; unreadable: the maximum page', () => {
+  expect(cost('query($n: Int) { users(first: $n) { edges { node { id } } } }', {})).toBe(1 + 20 * 2);
+  expect(cost('{ users(first: null) { edges { node { id } } } }', {})).toBe(1 + 20 * 2);
+  expect(cost('query($n: Int) { users(first: $n) { edges { node { id } } } }', { n: 'lots' })).toBe(1 + 100 * 2);
+});

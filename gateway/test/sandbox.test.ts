@@ -44,20 +44,30 @@ const accessToken = (config: PlatformConfig) =>
 
 const html = (url: string) => fetch(url, { headers: { accept: 'text/html' } });
 
-/** Runs the page's inline scripts with a fake window at `pageUrl`; returns what EmbeddedSandbox got. */
-function sandboxConfig(page: string, pageUrl: string): Record<string, unknown> {
+/** Runs the page's inline scripts with a fake window at `pageUrl` (the CDN's script loaded or not); returns what the page did. */
+function runPage(page: string, pageUrl: string, cdnLoaded: boolean): { config?: Record<string, unknown>; replacedBy?: string } {
   const scripts = [...page.matchAll(/<script nonce="[^"]*">([\s\S]*?)<\/script>/g)].map((m) => m[1]!);
-  let captured: Record<string, unknown> | undefined;
+  const out: { config?: Record<string, unknown>; replacedBy?: string } = {};
   const url = new URL(pageUrl);
   const window = {
-    location: { href: url.href, origin: url.origin, pathname: url.pathname, protocol: url.protocol },
-    EmbeddedSandbox: function EmbeddedSandbox(config: Record<string, unknown>) {
-      captured = config;
-    },
+    location: { href: url.href, origin: url.origin, pathname: url.pathname, protocol: url.protocol, replace: (to: string) => (out.replacedBy = to) },
+    ...(cdnLoaded
+      ? {
+          EmbeddedSandbox: function EmbeddedSandbox(config: Record<string, unknown>) {
+            out.config = config;
+          },
+        }
+      : {}),
   };
   for (const script of scripts) runInNewContext(script, { window });
-  if (!captured) throw new Error('the page never created the EmbeddedSandbox');
-  return captured;
+  return out;
+}
+
+/** What EmbeddedSandbox got when the CDN's script loaded. */
+function sandboxConfig(page: string, pageUrl: string): Record<string, unknown> {
+  const { config } = runPage(page, pageUrl, true);
+  if (!config) throw new Error('the page never created the EmbeddedSandbox');
+  return config;
 }
 
 describe('in development', () => {
@@ -113,6 +123,22 @@ describe('in development', () => {
     expect(config.initialSubscriptionEndpoint).toBe('wss://crm.example.com/graphql');
   });
 
+  test('offline (the CDN\'s script did not load), the page goes to the self-hosted explorer instead', async () => {
+    const page = await (await html(stack.gatewayUrl)).text();
+    expect(runPage(page, stack.gatewayUrl, false)).toEqual({ replacedBy: '/explorer' });
+    expect(runPage(page, 'https://crm.example.com/graphql', false)).toEqual({ replacedBy: '/explorer' });
+    // `/` leads there through the Sandbox page; the explorer and its assets come from this gateway
+    const root = await fetch(stack.gatewayUrl.replace(/\/graphql$/, '/'), { redirect: 'manual' });
+    expect([root.status, root.headers.get('location')]).toEqual([302, '/graphql']);
+    const explorer = await fetch(stack.gatewayUrl.replace(/\/graphql$/, '/explorer'));
+    const body = await explorer.text();
+    expect(explorer.status).toBe(200);
+    for (const src of [...body.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!)) {
+      expect(src).toMatch(/^\/explorer\/assets\//);
+      expect((await fetch(new URL(src, stack.gatewayUrl))).status).toBe(200);
+    }
+  });
+
   test('GraphQL over GET still answers JSON', async () => {
     const res = await fetch(`${stack.gatewayUrl}?query=${encodeURIComponent('{ __typename }')}`, { headers: { accept: 'application/json', 'apollo-require-preflight': 'true' } });
     expect(res.status).toBe(200);
@@ -135,5 +161,13 @@ describe('with NODE_ENV=production', () => {
     expect(res.headers.get('content-type') ?? '').not.toContain('text/html');
     expect(body).not.toContain('EmbeddedSandbox');
     expect(body).not.toContain('apollographql.com');
+  });
+
+  test('nor the explorer, nor a redirect from /', async () => {
+    const base = stack.gatewayUrl.replace(/\/graphql$/, '');
+    for (const path of ['/explorer', '/explorer/assets/graphiql.js', '/']) {
+      const res = await fetch(`${base}${path}`, { redirect: 'manual' });
+      expect([path, res.status]).toEqual([path, 404]);
+    }
   });
 });

@@ -2,13 +2,13 @@
  * `npm run kafka:topics` provisions every topic and its .dlq (partitions and retention from the
  * config); `npm run kafka:status` shows topics, consumer-group lag and dead-letter counts at a look.
  */
-import { ALL_TOPICS, KafkaBus, dlqOf, readConfig } from '@crm/kit';
+import { ALL_TOPICS, dlqOf, readConfig } from '@crm/kit';
+import { logBus, type LogBus } from './kafka-dlq';
 
 async function main() {
   const command = process.argv[2];
   const config = readConfig();
-  if (config.KAFKA_BROKERS.length === 0) throw new Error('KAFKA_BROKERS is not set');
-  const bus = new KafkaBus(config, 'crm-admin');
+  const bus = logBus(config, 'crm-admin');
   try {
     if (command === 'topics') {
       await bus.ensureTopics(ALL_TOPICS);
@@ -23,7 +23,7 @@ async function main() {
   }
 }
 
-export async function kafkaStatus(bus: KafkaBus, namespace: string): Promise<string> {
+export async function kafkaStatus(bus: LogBus, namespace: string): Promise<string> {
   const admin = bus.admin();
   try {
     const wanted = ALL_TOPICS.flatMap((t) => [t, dlqOf(t)]).map((t) => namespace + t);

@@ -15,7 +15,7 @@ async function main() {
   const stack = config.STACK_PROCESSES === 'multi' ? await startProcessStack({ ports: 'fixed' }) : await startStack({ config, ports: 'fixed' });
   const mode = [
     config.POSTGRES_URL ? 'Postgres' : `PGlite in ${config.DATA_DIR}/`,
-    stack.bus.kind === 'kafka' ? 'Kafka' : 'in-process bus',
+    stack.bus.kind === 'kafka' ? 'Kafka' : stack.bus.kind === 'postgres' ? 'event log in Postgres' : 'in-process bus',
     config.REDIS_URL ? 'Redis' : 'in-memory limits',
     config.STACK_PROCESSES === 'multi' ? `a process per service, ${config.GATEWAY_WORKERS} gateway worker(s)` : 'one process',
   ].join(', ');

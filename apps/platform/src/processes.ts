@@ -40,7 +40,7 @@ export interface ProcessStack {
   config: PlatformConfig;
   gatewayUrl: string;
   subgraphUrls: Record<string, string>;
-  bus: { kind: 'kafka' | 'memory' };
+  bus: { kind: 'kafka' | 'postgres' | 'memory' };
   supergraphSdl: string;
   /** Process ids: gateway and each subgraph. */
   pids: Record<string, number>;
@@ -63,10 +63,10 @@ export async function startProcessStack(options: ProcessStackOptions = {}): Prom
   const loader = process.execArgv.some((a) => a.includes('tsx')) ? process.execArgv : ['--import', 'tsx'];
   const execArgv = [...loader, ...(options.execArgv ?? [])];
 
-  // Topics once here first, not racing from six processes; without Kafka this process is the bus's hub.
+  // Topics once here first, not racing from six processes; with neither Kafka nor Postgres this process is the bus's hub.
   const probe = createBus(config, 'crm-stack', logger);
   const kind = probe.kind;
-  if (kind === 'kafka') await probe.prepare(ALL_TOPICS);
+  if (kind !== 'memory') await probe.prepare(ALL_TOPICS);
   await probe.close();
   const hub = kind === 'memory' ? new IpcBus(logger) : undefined;
 

@@ -1,7 +1,10 @@
 /**
- * The gateway's execution engine. Apollo Gateway still loads the supergraph, composes it and
- * builds the query plans; this replaces only its executor (what Apollo Server calls with a
- * parsed, validated operation):
+ * The gateway's execution engine. Apollo Gateway still loads and reloads the supergraph and builds
+ * the subgraph clients; the engine takes its place as Apollo Server's executor (what Apollo Server
+ * calls with a parsed, validated operation) through public surfaces only: it wraps the gateway in a
+ * GatewayInterface of its own, learns each supergraph from `onSchemaLoadOrUpdate`, builds its own
+ * `Supergraph`, API schema and `QueryPlanner` from it (@apollo/federation-internals,
+ * @apollo/query-planner), and gets the subgraph clients as `buildService` makes them:
  * - everything that depends on the document alone is prepared once per document hash and
  *   operation name (operation context, query plan, the API-schema operation, the shaping program)
  *   instead of per request (Apollo re-derives the operation from the document on every request);
@@ -11,38 +14,41 @@
  *   null propagation and errors as Apollo's result shaping.
  * Errors, nulls and `extensions` come out as Apollo Gateway's executor makes them: the same plan
  * semantics (Sequence, Parallel, Flatten, Fetch, Condition), the same subgraph error mapping and
- * paths. Operations with schema introspection (`__schema`, `__type`) go to Apollo's own executor.
+ * paths. Operations with schema introspection (`__schema`, `__type`) go to Apollo Gateway's own
+ * executor (what `load()` returned). No private member and no unexported file of Apollo Gateway is read
+ * (gateway/test/apollo-versions.test.ts pins the planner and composition versions together).
  */
-import { buildOperationContext, executeQueryPlan, type ApolloGateway, type GraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
-import { GraphQLDataSourceRequestKind } from '@apollo/gateway/dist/datasources/types';
-import { applyRewrites, isObjectOfType } from '@apollo/gateway/dist/dataRewrites';
-import { generateHydratedPaths } from '@apollo/gateway/dist/executeQueryPlan';
-import { ERRORS, errorCodeDef, operationFromDocument, type Operation, type Schema } from '@apollo/federation-internals';
-import { evaluateCondition, getResponseName, type FetchNode, type PlanNode, type QueryPlan, type QueryPlanSelectionNode, type ResponsePath } from '@apollo/query-planner';
-import type { GatewayExecutionResult, GatewayGraphQLRequestContext } from '@apollo/server-gateway-interface';
-import { GraphQLError, Kind, visit, type GraphQLSchema } from 'graphql';
+import { buildOperationContext, type ApolloGateway, type GraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
+import { ERRORS, errorCodeDef, operationFromDocument, Supergraph, type Operation, type Schema } from '@apollo/federation-internals';
+import { evaluateCondition, getResponseName, QueryPlanner, type FetchNode, type PlanNode, type QueryPlan, type QueryPlanSelectionNode, type ResponsePath } from '@apollo/query-planner';
+import type { GatewayExecutionResult, GatewayExecutor, GatewayGraphQLRequestContext, GatewayInterface } from '@apollo/server-gateway-interface';
+import { getVariableValues, GraphQLError, Kind, visit, type GraphQLSchema } from 'graphql';
 import { trace } from '@opentelemetry/api';
 import { withSpan } from '@crm/kit';
 import { SubgraphClient, type GatewayContext } from '../datasource';
+import { applyRewrites, hydratedPaths, isObjectOfType } from './rewrites';
 import { compileShape, shapeResponse, type ShapeProgram } from './shape';
 
 type OperationContext = ReturnType<typeof buildOperationContext>;
 type RequestContext = GatewayGraphQLRequestContext;
-type Executor = (requestContext: RequestContext) => Promise<GatewayExecutionResult>;
 
-/** The parts of ApolloGateway the engine reads (private in its typings, stable across 2.x). */
-interface GatewayInternals {
-  schema?: GraphQLSchema;
-  apiSchema?: Schema;
-  supergraphSchema?: GraphQLSchema;
-  serviceMap: Record<string, { dataSource: GraphQLDataSource }>;
-  queryPlanner?: { buildQueryPlan(operation: Operation, options: Record<string, boolean>): QueryPlan };
-  recursiveSelectionsLimitDisabled: boolean;
-  nonLocalSelectionsLimitDisabled: boolean;
-  config: { telemetry?: unknown };
-  validateIncomingRequest(requestContext: RequestContext, operationContext: OperationContext): GraphQLError[];
-  executor: Executor;
+/** What one supergraph gives the engine, built from its SDL with the public federation APIs. */
+interface SupergraphState {
+  /** The API schema as GraphQL-JS (Apollo Server's, from onSchemaLoadOrUpdate). */
+  schema: GraphQLSchema;
+  apiSchema: Schema;
+  supergraphSchema: GraphQLSchema;
+  planner: QueryPlanner;
 }
+
+function supergraphState(schema: GraphQLSchema, coreSupergraphSdl: string): SupergraphState {
+  // Apollo Gateway validated this SDL before announcing it; build it again for the engine's own planner.
+  const supergraph = Supergraph.build(coreSupergraphSdl, { validateSupergraph: false });
+  return { schema, apiSchema: supergraph.apiSchema(), supergraphSchema: supergraph.schema.toGraphQLJSSchema(), planner: new QueryPlanner(supergraph) };
+}
+
+/** The value of GraphQLDataSourceRequestKind.INCOMING_OPERATION (the enum itself is not exported by @apollo/gateway). */
+const INCOMING_OPERATION = 'incoming operation' as GraphQLDataSourceProcessOptions['kind'];
 
 /** Everything about one document (and operation name) under one schema. */
 interface Prepared {
@@ -68,7 +74,7 @@ interface Cursor {
 interface Execution {
   rc: RequestContext;
   operation: Operation;
-  services: Record<string, GraphQLDataSource>;
+  services: ReadonlyMap<string, GraphQLDataSource>;
   supergraphSchema: GraphQLSchema;
   errors: GraphQLError[];
   /**
@@ -101,52 +107,78 @@ export interface PlanExecutorStats {
 const tracer = trace.getTracer('@apollo/gateway');
 const inSpan = <T>(name: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> => withSpan(name, { attributes }, fn, undefined, tracer);
 
-/** Replaces the gateway's executor with the engine; call before Apollo Server starts. */
-export function installPlanExecutor(gateway: ApolloGateway): PlanExecutorStats {
-  const gw = gateway as unknown as GatewayInternals;
+export interface PlanEngine {
+  /** What Apollo Server is given instead of the ApolloGateway itself. */
+  gateway: GatewayInterface;
+  stats: PlanExecutorStats;
+}
+
+/**
+ * The engine in front of `gateway`: Apollo Server gets the returned GatewayInterface, whose executor
+ * is the engine's. `clients` are the subgraph clients by name, as the gateway's `buildService` made them.
+ */
+export function withPlanExecutor(gateway: ApolloGateway, clients: ReadonlyMap<string, GraphQLDataSource>): PlanEngine {
   const stats: PlanExecutorStats = { engine: 0, apollo: 0, prepared: 0 };
   let prepared = new Map<string, Prepared>();
-  let services: Record<string, GraphQLDataSource> = {};
-  gateway.onSchemaLoadOrUpdate(() => {
+  let state: SupergraphState | undefined;
+  let apolloExecutor: GatewayExecutor | null = null;
+  gateway.onSchemaLoadOrUpdate(({ apiSchema, coreSupergraphSdl }) => {
+    state = supergraphState(apiSchema, coreSupergraphSdl);
     prepared = new Map();
-    services = {};
   });
 
-  gw.executor = (rc) => inSpan('gateway.request', rc.request.operationName ? { operationName: rc.request.operationName } : {}, () => run(rc));
   const run = async (rc: GatewayGraphQLRequestContext): Promise<GatewayExecutionResult> => {
     const { request, document, queryHash } = rc;
+    const current = state;
+    if (!current) throw new Error('the gateway has no supergraph yet');
     const key = request.operationName ? `${queryHash}\n${request.operationName}` : queryHash;
     let entry = prepared.get(key);
     if (!entry) {
-      entry = { operationContext: buildOperationContext({ schema: gw.schema!, operationDocument: document, operationName: request.operationName }) };
+      entry = { operationContext: buildOperationContext({ schema: current.schema, operationDocument: document, operationName: request.operationName }) };
       if (prepared.size >= MAX_PREPARED) prepared.delete(prepared.keys().next().value!);
       prepared.set(key, entry);
       stats.prepared += 1;
     }
-    const validationErrors = gw.validateIncomingRequest(rc, entry.operationContext);
+    const validationErrors = validateVariables(rc, entry.operationContext);
     if (validationErrors.length > 0) return { errors: validationErrors };
 
     const cached = entry;
     const planned = cached.planned ?? (await inSpan('gateway.plan', {}, async () => {
-      const plan = gw.queryPlanner!.buildQueryPlan(operationFromDocument(gw.apiSchema!, document, { operationName: request.operationName }), {
-        recursiveSelectionsLimitDisabled: gw.recursiveSelectionsLimitDisabled,
-        nonLocalSelectionsLimitDisabled: gw.nonLocalSelectionsLimitDisabled,
+      const plan = current.planner.buildQueryPlan(operationFromDocument(current.apiSchema, document, { operationName: request.operationName }), {
+        recursiveSelectionsLimitDisabled: false,
+        nonLocalSelectionsLimitDisabled: false,
       });
-      return (cached.planned = { plan, ...shapeFor(gw.apiSchema!, cached.operationContext) });
+      return (cached.planned = { plan, ...shapeFor(current.apiSchema, cached.operationContext) });
     }));
-    if (Object.keys(services).length === 0) {
-      for (const [name, { dataSource }] of Object.entries(gw.serviceMap)) services[name] = dataSource;
-    }
     if (planned.introspection) {
       stats.apollo += 1;
-      return executeQueryPlan(planned.plan, services, rc, entry.operationContext, gw.supergraphSchema!, gw.apiSchema!, gw.config.telemetry as never);
+      return apolloExecutor!(rc);
     }
     stats.engine += 1;
     if (planned.operation instanceof GraphQLError) return { errors: [planned.operation] };
     const { plan, shape, operation } = planned;
-    return inSpan('gateway.execute', {}, () => execute(plan, shape!, { rc, operation, services, supergraphSchema: gw.supergraphSchema!, errors: [], root: Object.create(null), pending: new Set() }));
+    return inSpan('gateway.execute', {}, () => execute(plan, shape!, { rc, operation, services: clients, supergraphSchema: current.supergraphSchema, errors: [], root: Object.create(null), pending: new Set() }));
   };
-  return stats;
+  const executor: GatewayExecutor = (rc) => inSpan('gateway.request', rc.request.operationName ? { operationName: rc.request.operationName } : {}, () => run(rc));
+
+  return {
+    stats,
+    gateway: {
+      onSchemaLoadOrUpdate: (callback) => gateway.onSchemaLoadOrUpdate(callback),
+      async load(options) {
+        ({ executor: apolloExecutor } = await gateway.load(options));
+        return { executor };
+      },
+      stop: () => gateway.stop(),
+    },
+  };
+}
+
+/** Variable values checked against the operation's definitions (coerced as GraphQL-JS does), as Apollo Gateway's executor does first. */
+function validateVariables(rc: RequestContext, operationContext: OperationContext): ReadonlyArray<GraphQLError> {
+  const definitions = operationContext.operation.variableDefinitions;
+  if (!definitions) return [];
+  return getVariableValues(operationContext.schema, definitions, rc.request.variables ?? {}).errors ?? [];
 }
 
 function shapeFor(apiSchema: Schema, operationContext: OperationContext): Omit<NonNullable<Prepared['planned']>, 'plan'> {
@@ -216,7 +248,7 @@ async function executeNode(x: Execution, node: PlanNode, cursor: Cursor | undefi
 }
 
 async function executeFetch(x: Execution, fetch: FetchNode, cursor: Cursor): Promise<void> {
-  const service = x.services[fetch.serviceName];
+  const service = x.services.get(fetch.serviceName);
   if (!service) throw new Error(`Couldn't find service with name "${fetch.serviceName}"`);
   const entities = (Array.isArray(cursor.data) ? cursor.data.filter((e) => e !== null && e !== undefined) : [cursor.data]) as Record<string, unknown>[];
   if (entities.length < 1) return;
@@ -277,9 +309,9 @@ async function fetchInto(x: Execution, fetch: FetchNode, cursor: Cursor, entitie
 }
 
 async function send(x: Execution, fetch: FetchNode, cursor: Cursor, variables: Record<string, unknown>): Promise<{ data: Record<string, unknown> | null | undefined; shared: boolean }> {
-  const service = x.services[fetch.serviceName]!;
+  const service = x.services.get(fetch.serviceName)!;
   const options = {
-    kind: GraphQLDataSourceRequestKind.INCOMING_OPERATION,
+    kind: INCOMING_OPERATION,
     request: { query: fetch.operation, variables, operationName: fetch.operationName },
     incomingRequestContext: x.rc,
     context: x.rc.context,
@@ -311,10 +343,7 @@ function errorPathGenerator(fetch: FetchNode, cursor: Cursor): (path: ReadonlyAr
   let hydrated: ResponsePath[] | undefined;
   return (errorPath) => {
     if (fetch.requires && typeof errorPath?.[1] === 'number') {
-      if (!hydrated) {
-        hydrated = [];
-        generateHydratedPaths([], cursor.path, cursor.fullResult, hydrated);
-      }
+      hydrated ??= hydratedPaths(cursor.path, cursor.fullResult);
       return [...(hydrated[errorPath[1]] ?? []), ...errorPath.slice(2)];
     }
     return errorPath ? [...cursor.path, ...errorPath] : undefined;

@@ -5,7 +5,7 @@
  * wires the list from ./index.ts.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { ApolloGateway } from '@apollo/gateway';
+import type { ApolloGateway, GraphQLDataSource } from '@apollo/gateway';
 import type { ApolloServer, ApolloServerOptions, ApolloServerPlugin } from '@apollo/server';
 import type { GraphQLSchema, ValidationRule } from 'graphql';
 import type { Logger, PlatformConfig } from '@crm/kit';
@@ -16,6 +16,8 @@ export interface GatewayDeps {
   logger: Logger;
   apollo: ApolloServer<GatewayContext>;
   gateway: ApolloGateway;
+  /** The gateway's client of a subgraph (signed identity, pooling, timeouts), as its query plans use it; undefined until that subgraph is loaded. */
+  subgraphClient(name: string): GraphQLDataSource | undefined;
   /** The API schema clients see (current supergraph), for validating operations outside HTTP. */
   apiSchema(): GraphQLSchema | undefined;
   /** Builds the context for an identity the same way HTTP requests get it. */

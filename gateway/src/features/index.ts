@@ -3,8 +3,10 @@ import type { Redis } from 'ioredis';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { EventBus, Logger, PlatformConfig } from '@crm/kit';
 import { Revocations } from '../revocations';
+import { subgraphUrls } from '../compose';
 import type { GatewayFeature } from './feature';
 import { useLandingPage } from './landing-page';
+import { useExplorer } from './explorer';
 import { useSecurityHeaders } from './security-headers';
 import { useCors } from './cors';
 import { useOperationLimits } from './operation-limits';
@@ -25,6 +27,8 @@ export interface FeatureOptions {
   redis?: Redis;
   /** Revoked access tokens, shared by HTTP (token-denylist) and WebSocket (subscriptions). */
   revocations: Revocations;
+  /** The current supergraph SDL (subgraph URLs, which subgraph resolves which field). */
+  supergraphSdl?: () => string;
   /** The rate-limit budget, charged by HTTP operations and by WebSocket subscribes. */
   rateBudget: RateLimiterAbstract;
 }
@@ -32,7 +36,7 @@ export interface FeatureOptions {
 export function gatewayFeatures(base: Omit<FeatureOptions, 'revocations' | 'rateBudget'>): GatewayFeature[] {
   const options: FeatureOptions = {
     ...base,
-    revocations: new Revocations(base.config, base.logger, base.redis),
+    revocations: new Revocations(base.config, base.logger, { authUrl: () => subgraphUrls(base.supergraphSdl?.() ?? '').auth }),
     rateBudget: createRateBudget(base.config, base.redis),
   };
   return [
@@ -40,6 +44,7 @@ export function gatewayFeatures(base: Omit<FeatureOptions, 'revocations' | 'rate
     useSecurityHeaders(options),
     useCors(options),
     useLandingPage(options),
+    useExplorer(options),
     useOperationLimits(options),
     usePersistedDocuments(options),
     useTokenDenylist(options),

@@ -29,6 +29,22 @@ mutation Login($email: String!, $password: String!) {
 `;
 
 const ENDPOINT_LINE = 'var initialEndpoint = window.location.href;';
+const SANDBOX_CALL = 'new window.EmbeddedSandbox(';
+/** Where the self-hosted GraphiQL is served (explorer.ts). */
+export const EXPLORER_PATH = '/explorer';
+
+/**
+ * Offline (Apollo's CDN unreachable: no EmbeddedSandbox after its script tag failed), the page goes to
+ * the self-hosted GraphiQL (explorer.ts) instead of showing "Apollo Sandbox cannot be loaded".
+ */
+export function withOfflineFallback(html: string): string {
+  if (!html.includes(SANDBOX_CALL)) throw new Error('landing page: the Apollo Sandbox page changed shape; cannot add the offline fallback (gateway/src/features/landing-page.ts)');
+  return html.replace(
+    SANDBOX_CALL,
+    `if (typeof window.EmbeddedSandbox !== 'function') window.location.replace(window.location.pathname.replace(/\\/graphql\\/?$/, '') + '${EXPLORER_PATH}');
+  else ${SANDBOX_CALL}`,
+  );
+}
 const CONFIG_LINE = /(\.\.\.embeddedSandboxConfig,\s*initialEndpoint,)/;
 
 /** Adds `initialSubscriptionEndpoint` (the page's URL, ws/wss, no query or hash) to the Sandbox page. */
@@ -62,10 +78,11 @@ function sandboxPlugin(): ApolloServerPlugin<BaseContext> {
         async renderLandingPage(): Promise<LandingPage> {
           const page = await render();
           const { html } = page;
-          if (typeof html === 'string') return { ...page, html: withSubscriptionEndpoint(html) };
+          const preset = (h: string) => withOfflineFallback(withSubscriptionEndpoint(h));
+          if (typeof html === 'string') return { ...page, html: preset(html) };
           // Per-request HTML (a fresh CSP nonce each time): check the shape once now, then on each page.
-          withSubscriptionEndpoint(await html());
-          return { ...page, html: async () => withSubscriptionEndpoint(await html()) };
+          preset(await html());
+          return { ...page, html: async () => preset(await html()) };
         },
       };
     },

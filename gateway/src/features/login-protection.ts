@@ -8,10 +8,12 @@
  * - per IP: LOGIN_FAILS_PER_IP_PER_DAY failures a day (any accounts), blocked for a day;
  * - per account (any IP): LOGIN_CONSECUTIVE_FAILS_PER_ACCOUNT consecutive failures, reset by a
  *   success, blocked for LOGIN_BLOCK_SECONDS.
- * A failure (login answered UNAUTHENTICATED) consumes a point of each; reaching a limit blocks that
- * key for a bounded time (the block expires: nobody can lock a victim out for good, at worst for
- * LOGIN_BLOCK_SECONDS at a time). A success clears the account+IP and the account counters. One
- * login per operation (aliases would multiply guesses per request).
+ * Every attempt reserves a point of each before it is evaluated (consume first: concurrent attempts
+ * cannot all pass the check); a failure (login answered UNAUTHENTICATED) keeps it, an attempt that
+ * was not evaluated gets it back. Going over a limit blocks that key for a bounded time (the block
+ * expires: nobody can lock a victim out for good, at worst for LOGIN_BLOCK_SECONDS at a time). A
+ * success clears the account+IP and the account counters. One login per operation (aliases would
+ * multiply guesses per request).
  */
 import {
   GraphQLError, Kind, getArgumentValues, getVariableValues, type FragmentDefinitionNode, type GraphQLSchema,
@@ -101,11 +103,22 @@ export function useLoginProtection({ config, logger, redis }: FeatureOptions): G
                 throw new GraphQLError('The login email could not be determined', { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } });
               }
               const email = call.email;
-              const states = await Promise.all(limits.map((l) => l.limiter.get(l.key(email, ip)).catch(() => null)));
-              let retry = 0;
-              states.forEach((s, i) => {
-                if (s && s.consumedPoints >= limits[i]!.limiter.points) retry = Math.max(retry, s.msBeforeNext);
-              });
+              // Reserve first: every attempt consumes a point of each limit before it is evaluated
+              // (atomic in Redis or in memory), so concurrent attempts cannot all pass a check made
+              // before any of them failed. A success gives its points back and resets the account.
+              const results = await Promise.all(limits.map(async (l) => {
+                const key = l.key(email, ip);
+                try {
+                  await l.limiter.consume(key, 1);
+                  return 0;
+                } catch (err) {
+                  if (!(err instanceof RateLimiterRes)) return 0; // a store failure: the insurance limiter answered or nothing can be said
+                  // Over the limit: blocked for blockSeconds from the first refusal (never extended by more attempts).
+                  if (err.msBeforeNext > l.blockSeconds * 1000) await l.limiter.block(key, l.blockSeconds).catch(() => undefined);
+                  return Math.min(err.msBeforeNext, l.blockSeconds * 1000);
+                }
+              }));
+              const retry = Math.max(...results);
               if (retry > 0) {
                 const seconds = Math.max(1, Math.ceil(retry / 1000));
                 call = undefined; // refused: not an attempt
@@ -120,20 +133,13 @@ export function useLoginProtection({ config, logger, redis }: FeatureOptions): G
               const { data, errors } = response.body.singleResult;
               const failed = errors?.some((e) => e.extensions?.code === 'UNAUTHENTICATED' && (e.path?.[0] ?? call!.responseKey) === call!.responseKey);
               if (data && data[call.responseKey]) {
-                await Promise.all([byAccountIp.delete(`${email}|${ip}`), byAccount.delete(email)]).catch(() => undefined);
-              } else if (failed) {
-                await Promise.all(
-                  limits.map(async (l) => {
-                    const key = l.key(email, ip);
-                    try {
-                      const res = await l.limiter.consume(key, 1);
-                      if (res.consumedPoints >= l.limiter.points) await l.limiter.block(key, l.blockSeconds);
-                    } catch (err) {
-                      if (!(err instanceof RateLimiterRes)) throw err;
-                    }
-                  }),
-                ).catch(() => undefined);
+                // A success resets the account's counters and gives back its per-IP point.
+                await Promise.all([byAccountIp.delete(`${email}|${ip}`), byAccount.delete(email), byIp.reward(ip, 1)]).catch(() => undefined);
+              } else if (!failed) {
+                // Not evaluated (auth away, bad input): not an attempt, every point back.
+                await Promise.all(limits.map((l) => l.limiter.reward(l.key(email, ip), 1))).catch(() => undefined);
               }
+              // A failure keeps the points it reserved.
             },
           };
         },

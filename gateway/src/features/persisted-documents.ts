@@ -10,6 +10,8 @@
  *   text that is not in the manifest gets FORBIDDEN (403) — after parsing and validation (bounded
  *   by the operation limits), before any execution, and never registered as an APQ. With `allow`, anything else
  *   goes through as usual (APQ included). The manifest is read at start (restart to change it).
+ *   The gateway's own per-event subscription queries are exempt (the subscribe was checked).
+ * - APQ entries read from Redis are verified (the value must hash to its key).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -24,8 +26,17 @@ import type { FeatureOptions } from '.';
 /** Apollo's KeyValueCache contract (@apollo/utils.keyvaluecache) over the gateway's Redis: a failure is a miss. */
 export class RedisKeyValueCache {
   constructor(private readonly redis: Redis, private readonly prefix: string) {}
+  /**
+   * Entries are verified on read: an APQ key ends with the sha256 of its query, and a value that
+   * does not hash to it (written to Redis by anyone but this gateway) is a miss, and deleted.
+   */
   async get(key: string): Promise<string | undefined> {
-    return (await orFallback(this.redis, (r) => r.get(this.prefix + key), null)) ?? undefined;
+    const value = (await orFallback(this.redis, (r) => r.get(this.prefix + key), null)) ?? undefined;
+    const hash = /([0-9a-f]{64})$/i.exec(key)?.[1]?.toLowerCase();
+    if (value === undefined || !hash) return value;
+    if (createHash('sha256').update(value).digest('hex') === hash) return value;
+    await this.delete(key);
+    return undefined;
   }
   async set(key: string, value: string, options?: { ttl?: number | null }): Promise<void> {
     const ttl = options?.ttl;
@@ -78,7 +89,10 @@ export function usePersistedDocuments({ config, logger, redis }: FeatureOptions)
                 return {
                   // Errors thrown from requestDidStart become 500s in Apollo Server; here they are
                   // answered as they are. queryHash is the sha256 of the query (APQ or not).
-                  async didResolveOperation({ queryHash }) {
+                  async didResolveOperation({ queryHash, contextValue }) {
+                    // The gateway's own per-event resolution of a live subscription (subscriptions/resolve.ts)
+                    // is not a client document: the subscribe itself was checked against the manifest.
+                    if ((contextValue as { liveSubscription?: boolean }).liveSubscription) return;
                     if (!manifest.has(queryHash)) {
                       throw new GraphQLError('Only trusted documents are accepted (TRUSTED_DOCUMENTS=only): this operation is not in the manifest', {
                         extensions: { code: 'FORBIDDEN', http: { status: 403 } },

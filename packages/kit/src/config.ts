@@ -3,6 +3,7 @@
  * a missing or malformed variable fails at start with its name in the message.
  */
 import { z } from 'zod';
+import { LEGACY_NAMES, LegacyConfigError, translateLegacyNames } from './config-legacy';
 
 /**
  * The one way a boolean is read from the environment: zod's stringbool (true/1/yes/on/y/enabled or
@@ -73,8 +74,8 @@ const envSchema = z.object({
   KAFKA_NAMESPACE: z.string().regex(/^[a-zA-Z0-9._-]*$/).default(''),
   KAFKA_TOPIC_PARTITIONS: z.coerce.number().int().min(1).default(3),
   KAFKA_TOPIC_RETENTION_MS: z.coerce.number().int().min(60_000).default(7 * 86_400_000),
-  /** Force the in-process bus even when KAFKA_BROKERS is set. */
-  EVENT_BUS: z.enum(['auto', 'kafka', 'memory']).default('auto'),
+  /** auto: Kafka when KAFKA_BROKERS is set, else the event log in Postgres when POSTGRES_URL is, else in-process. Or force one. */
+  EVENT_BUS: z.enum(['auto', 'kafka', 'postgres', 'memory']).default('auto'),
   /** Live subscriptions (docs/subscriptions.md): events pending per subscription before the client is closed as too slow. */
   SUBSCRIPTION_QUEUE_LIMIT: z.coerce.number().int().min(1).default(100),
   /** Bytes buffered on a subscriber's socket beyond which it is closed as too slow. */
@@ -117,6 +118,8 @@ const envSchema = z.object({
   /** Introspection and the Apollo Sandbox page: on unless NODE_ENV=production; set to force. */
   INTROSPECTION: optionalFlag,
   SANDBOX: optionalFlag,
+  /** Stack traces in GraphQL error responses (gateway and subgraphs): only when set, in any mode. */
+  DEBUG_ERRORS: flag(false),
   /** Share identical in-flight subgraph query fetches (same document, variables and identity). */
   SUBGRAPH_DEDUPE: flag(true),
   /** Opt-in: identical queries of one caller in flight at once share one execution (gateway, after every check). */
@@ -191,7 +194,14 @@ export interface PlatformConfig extends Env {
 export class ConfigError extends Error {}
 
 export function readConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Record<keyof Env, string>> = {}): PlatformConfig {
-  const parsed = envSchema.safeParse({ ...pickKnown(env), ...overrides });
+  let given: Record<string, string | undefined>;
+  try {
+    given = translateLegacyNames({ ...pickKnown(env), ...overrides });
+  } catch (err) {
+    if (!(err instanceof LegacyConfigError)) throw err;
+    throw new ConfigError(`Invalid configuration:\n${err.message.split('\n').map((l) => `  ${l}`).join('\n')}`);
+  }
+  const parsed = envSchema.safeParse(given);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
@@ -254,6 +264,6 @@ export function routingUrlOverride(subgraph: string, env: NodeJS.ProcessEnv = pr
 
 function pickKnown(env: NodeJS.ProcessEnv): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};
-  for (const key of Object.keys(envSchema.shape)) out[key] = env[key];
+  for (const key of [...Object.keys(envSchema.shape), ...LEGACY_NAMES]) out[key] = env[key];
   return out;
 }

@@ -17,6 +17,7 @@ export * from './events/relay';
 export * from './events/consumer';
 export * from './events/failures';
 export * from './events/retention';
+export * from './events/aggregate';
 export * from './events';
 export * from './batch';
 export * from './lean';

@@ -69,8 +69,44 @@ export class KitMigration20261129000100 extends Migration {
   }
 }
 
+/**
+ * Retention of the version counters. A counter untouched for the retention time may be deleted
+ * (events/retention.ts); the largest version ever deleted is kept in aggregate_versions_floor and a
+ * new counter starts above it, so an aggregate's versions only ever grow, even across a prune (a
+ * copy holding version 7 of a key never meets a version 1 of it again). The prune locks the floor
+ * row; a new counter reads it FOR SHARE, so a counter created while a prune runs sees the new floor.
+ */
+export class KitMigration20261207000100 extends Migration {
+  override async up(): Promise<void> {
+    this.addSql('ALTER TABLE aggregate_versions ADD COLUMN IF NOT EXISTS touched_at timestamptz NOT NULL DEFAULT now()');
+    this.addSql('CREATE INDEX IF NOT EXISTS aggregate_versions_touched ON aggregate_versions (touched_at)');
+    this.addSql(`CREATE TABLE IF NOT EXISTS aggregate_versions_floor (
+      one boolean PRIMARY KEY DEFAULT true CHECK (one),
+      version bigint NOT NULL
+    )`);
+    this.addSql('INSERT INTO aggregate_versions_floor (one, version) VALUES (true, 0) ON CONFLICT DO NOTHING');
+    this.addSql(`CREATE OR REPLACE FUNCTION outbox_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE v bigint; floor_v bigint;
+      BEGIN
+        UPDATE aggregate_versions SET version = version + 1, touched_at = now()
+          WHERE topic = NEW.topic AND key = NEW.key RETURNING version INTO v;
+        IF NOT FOUND THEN
+          SELECT version INTO floor_v FROM aggregate_versions_floor FOR SHARE;
+          INSERT INTO aggregate_versions AS a (topic, key, version, touched_at) VALUES (NEW.topic, NEW.key, COALESCE(floor_v, 0) + 1, now())
+            ON CONFLICT (topic, key) DO UPDATE SET version = a.version + 1, touched_at = now()
+            RETURNING a.version INTO v;
+        END IF;
+        NEW.aggregate_version := v;
+        NEW.seq := nextval('outbox_seq');
+        NEW.envelope := jsonb_set(NEW.envelope, '{aggregateVersion}', to_jsonb(v));
+        RETURN NEW;
+      END $$`);
+  }
+}
+
 export const kitMigrations = [
   { name: 'Kit20261122000000', class: KitMigration20261122000000 },
   { name: 'Kit20261129000000', class: KitMigration20261129000000 },
   { name: 'Kit20261129000100', class: KitMigration20261129000100 },
+  { name: 'Kit20261207000100', class: KitMigration20261207000100 },
 ];

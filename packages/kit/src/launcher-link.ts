@@ -29,14 +29,14 @@ export function launcherLink(config: PlatformConfig): IpcLink | undefined {
 }
 
 /**
- * A service's bus: Kafka when configured (topics provisioned, or in the background while the
- * broker is away); else, under the launcher, the in-process bus bridged over IPC; else the
- * in-process bus of this process alone.
+ * A service's bus: Kafka or the Postgres event log when configured (topics provisioned, or in the
+ * background while the broker is away); else, under the launcher, the in-process bus bridged over
+ * IPC; else the in-process bus of this process alone.
  */
 export async function serviceBus(config: PlatformConfig, clientId: string, logger: Logger): Promise<EventBus> {
   const bus = createBus(config, clientId, logger);
   const link = launcherLink(config);
-  if (bus.kind === 'kafka' || !link) {
+  if (bus.kind !== 'memory' || !link) {
     await bus.prepare(ALL_TOPICS);
     return bus;
   }

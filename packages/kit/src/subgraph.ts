@@ -15,7 +15,7 @@ import type { EntityManager, EntitySchema } from '@mikro-orm/postgresql';
 import type { PlatformConfig } from './config';
 import { inBackground, openDatabase, type Database, type MigrationEntry } from './db';
 import { maskError } from './errors';
-import { closeServer, createGraphQLHandler, listen, rawBodyOf, sendJson, sendReadiness } from './http';
+import { closeServer, createGraphQLHandler, listen, rawBodyOf, readBody, sendJson, sendReadiness, type Route } from './http';
 import { IDENTITY_HEADER, SIGNATURE_HEADER, verifyIdentity, type Identity } from './identity';
 import { createLogger, type Logger } from './logger';
 import { createPeers, type Peers } from './peers';
@@ -31,6 +31,7 @@ import { graphqlTelemetryPlugin, traceResolvers } from './telemetry/graphql';
 import { watchConsumerLag, watchOutbox } from './telemetry/events';
 import { signedTraceContext } from './telemetry/tracing';
 import { eventRetentionJob } from './events/retention';
+import { writeAggregate } from './events/aggregate';
 
 export interface RequestContext<L = unknown> {
   identity: Identity | null;
@@ -41,6 +42,17 @@ export interface RequestContext<L = unknown> {
   /** Synchronous read-through to the subgraphs that own other domains' entities. */
   peers: Peers;
   /** Stages a domain event in this request's unit of work; it commits with the next flush. */
+  emit<T extends EventType>(type: T, aggregateId: string, data: EventData<T>, cause?: Partial<EventCause>): Envelope<T>;
+  /**
+   * A write that emits: `fn` runs in one transaction (./events/aggregate.ts) with its own `em` (load
+   * the aggregate with `loadForWrite(em, …)`) and an `emit` that stages into that transaction.
+   */
+  write<R>(fn: (tx: WriteContext) => Promise<R>): Promise<R>;
+}
+
+/** The transaction of a `RequestContext.write`. */
+export interface WriteContext {
+  em: EntityManager;
   emit<T extends EventType>(type: T, aggregateId: string, data: EventData<T>, cause?: Partial<EventCause>): Envelope<T>;
 }
 
@@ -61,6 +73,12 @@ export interface SubgraphDefinition<L = unknown> {
   consumes?: EventHandlers;
   jobs?: Job[];
   onStart?(runtime: SubgraphRuntime): Promise<void>;
+  /**
+   * Internal calls, served at POST /internal/<name>: a JSON body, signed exactly like a GraphQL
+   * call (identity.ts, for this subgraph, method and body), answered with JSON. Not part of the
+   * supergraph: the gateway's own questions (e.g. auth's token states, docs/revocation.md).
+   */
+  internal?: Record<string, (input: unknown, runtime: SubgraphRuntime) => Promise<unknown>>;
 }
 
 export interface SubgraphRuntime {
@@ -125,7 +143,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
   const apollo = new ApolloServer<RequestContext<L>>({
     schema: buildSubgraphSchema([{ typeDefs: loadTypeDefs(def.schemaPath), resolvers: traceResolvers(def.name, def.resolvers) as never }]),
     introspection: !config.production,
-    includeStacktraceInErrorResponses: !config.production,
+    includeStacktraceInErrorResponses: config.DEBUG_ERRORS, // an explicit debug setting only (no stack or paths to clients by default)
     formatError: maskError(config.production) as never,
     csrfPrevention: false, // only the gateway (which signs every request) may call a subgraph
     // The service stops itself (runtime.stop: relay, consumers, database); Apollo's own handler would kill the process mid-way.
@@ -158,6 +176,8 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
       peers,
       emit: (type, aggregateId, data, cause) =>
         emitAs(em, type, aggregateId, data, { actorId: identity?.userId ?? null, ...cause }),
+      write: (fn) =>
+        writeAggregate(em, (tx) => fn({ em: tx, emit: (type, aggregateId, data, cause) => emitAs(tx, type, aggregateId, data, { actorId: identity?.userId ?? null, ...cause }) })),
     };
   };
 
@@ -168,6 +188,32 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
   const unwatch: (() => void)[] = [];
   const bus = options.bus;
 
+  // Internal calls (SubgraphDefinition.internal): the same signature check as GraphQL calls.
+  let self: SubgraphRuntime | undefined;
+  const internalRoutes: Record<string, Route> = {};
+  for (const [name, serve] of Object.entries(def.internal ?? {})) {
+    internalRoutes[`/internal/${name}`] = async (req, res) => {
+      if (req.method !== 'POST') return sendJson(res, 405, { error: 'POST only' });
+      const raw = await readBody(req, config.MAX_BODY_BYTES);
+      const verified = verifyIdentity(header(req, IDENTITY_HEADER), header(req, SIGNATURE_HEADER), config.INTERNAL_SECRET, { subgraph: def.name, method: 'POST', body: raw });
+      if (!verified.ok) return sendJson(res, 401, { error: `Refused: ${verified.reason}` });
+      let input: unknown;
+      try {
+        input = JSON.parse(raw);
+      } catch {
+        return sendJson(res, 400, { error: 'body is not JSON' });
+      }
+      if (!self) return sendJson(res, 503, { error: 'starting' });
+      try {
+        sendJson(res, 200, await serve(input, self));
+      } catch (err) {
+        const status = (err as { extensions?: { code?: string } }).extensions?.code === 'BAD_USER_INPUT' ? 400 : 500;
+        if (status === 500) logger.error({ err, route: name }, 'internal call failed');
+        sendJson(res, status, { error: status === 400 ? (err as Error).message : 'internal error' });
+      }
+    };
+  }
+
   const handler = createGraphQLHandler({
     apollo,
     context,
@@ -177,6 +223,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     traceContext: (req) => signedTraceContext(req, config.INTERNAL_SECRET),
     onError: (err) => logger.error({ err }, 'request failed'),
     routes: {
+      ...internalRoutes,
       '/health': (_req, res) => sendJson(res, 200, { status: 'ok', service: def.name }),
       '/ready': async (_req, res) => {
         // Only the database decides readiness: without Kafka a subgraph still reads and writes
@@ -218,6 +265,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     },
   };
 
+  self = runtime;
   if (bus) {
     relay = startRelay({ orm, bus, logger, pollMs: config.OUTBOX_POLL_MS, namespace: config.KAFKA_NAMESPACE, maxEventBytes: config.EVENT_MAX_BYTES });
     runtime.relay = relay;

@@ -1,28 +1,34 @@
 /**
- * The EventBus port's contract, run against both adapters: the in-process bus always, Kafka when
- * KAFKA_BROKERS is set (each test in a namespace of its own on that broker). What the rest of the
+ * The EventBus port's contract, run against every adapter: the in-process bus always, Kafka when
+ * KAFKA_BROKERS is set (each test in a namespace of its own on that broker), the Postgres event log
+ * when POSTGRES_URL is set (a throwaway database for the file, a namespace per test). What the rest of the
  * code relies on: publish and consume with keys and per-key order, batches of one partition in
  * order (a throw redelivers the batch; control.active() turns false on stop), consumer groups,
  * redelivery after a crash before commit, the .dlq topics, ensureTopics/prepare/healthy.
  *
  * The in-process bus is one process with one member per group and one partition per topic, and
  * is not durable across a crash (see memory-bus.ts): the tests of several members of a group and
- * of a killed consumer are Kafka's only.
+ * of a killed consumer are Kafka's and the Postgres log's only.
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { readConfig } from '../src/config';
+import { dropDatabase } from '../src/db';
 import type { DeliveredMessage, EventBus, Subscription } from '../src/events/bus';
 import { dlqOf } from '../src/events/catalogue';
-import { KafkaBus, MemoryBus } from '../src/events';
+import { KafkaBus, MemoryBus, PostgresBus } from '../src/events';
 import { eventually } from '../src/testing';
 
 const BROKERS = process.env.KAFKA_BROKERS;
+const POSTGRES = process.env.POSTGRES_URL;
 const PARTITIONS = 3;
+/** The Postgres log's database for this file (dropped after it). */
+const LOG_PREFIX = `t${randomBytes(4).toString('hex')}_`;
 
 interface Adapter {
-  name: 'memory' | 'kafka';
+  name: 'memory' | 'kafka' | 'postgres';
   /** A bus in `ns` (buses made with one ns share its topics and groups, like replicas). */
   bus(ns: string, overrides?: Record<string, string>): EventBus;
 }
@@ -36,7 +42,18 @@ const adapters: Adapter[] = [
           new KafkaBus(readConfig(process.env, { KAFKA_NAMESPACE: ns, KAFKA_TOPIC_PARTITIONS: String(PARTITIONS), LOG_LEVEL: 'silent', ...overrides }), 'contract'),
       }]
     : []),
+  ...(POSTGRES
+    ? [{
+        name: 'postgres' as const,
+        bus: (ns: string, overrides: Record<string, string> = {}) =>
+          new PostgresBus(readConfig(process.env, { KAFKA_BROKERS: '', DATABASE_PREFIX: LOG_PREFIX, KAFKA_NAMESPACE: ns, KAFKA_TOPIC_PARTITIONS: String(PARTITIONS), LOG_LEVEL: 'silent', ...overrides }), 'contract'),
+      }]
+    : []),
 ];
+
+afterAll(async () => {
+  if (POSTGRES) await dropDatabase(new PostgresBus(readConfig(process.env, { KAFKA_BROKERS: '', DATABASE_PREFIX: LOG_PREFIX }), 'contract').url);
+});
 
 /**
  * key → [partition of 3, partition of 12] by Kafka's Java DefaultPartitioner: toPositive(murmur2(key)) % n
@@ -61,7 +78,8 @@ const text = (m: DeliveredMessage) => m.value?.toString() ?? '';
 
 describe.each(adapters)('EventBus contract: $name', ({ name, bus: make }) => {
   jest.setTimeout(180_000);
-  const kafkaOnly = name === 'kafka' ? test : test.skip;
+  /** Several members of a group, crashes, partitioning, an unreachable server: not the in-process bus. */
+  const kafkaOnly = name === 'memory' ? test.skip : test;
   let ns: string;
   let opened: EventBus[];
   let subs: Subscription[];
@@ -107,7 +125,7 @@ describe.each(adapters)('EventBus contract: $name', ({ name, bus: make }) => {
       const offsets = mine.map((m) => BigInt(m.offset));
       expect(offsets.every((o, i) => i === 0 || o > offsets[i - 1]!)).toBe(true);
     }
-    if (name === 'kafka') expect(new Set(seen.map((m) => m.partition)).size).toBeGreaterThan(1);
+    if (name !== 'memory') expect(new Set(seen.map((m) => m.partition)).size).toBeGreaterThan(1);
     expect(await b.healthy()).toBe(true);
   });
 
@@ -229,6 +247,44 @@ describe.each(adapters)('EventBus contract: $name', ({ name, bus: make }) => {
     expect(seen).not.toContain('old');
   });
 
+  test('a replayed dead letter (x-replay-for) reaches only the group it names; the others skip it and read on', async () => {
+    const b = bus();
+    await b.ensureTopics(['redrive']);
+    const seen: Record<string, string[]> = { failed: [], other: [] };
+    await subscribe(b, { groupId: 'failed', topics: ['redrive'], handle: async (m) => void seen.failed!.push(text(m)) });
+    await subscribe(b, { groupId: 'other', topics: ['redrive'], batchSize: 10, handleBatch: async (ms) => void seen.other!.push(...ms.map(text)) });
+    await b.publish([
+      { topic: 'redrive', key: 'k', value: 'replayed', headers: { 'x-replay-for': 'failed', 'x-replays': '1' } },
+      { topic: 'redrive', key: 'k', value: 'after' },
+    ]);
+    await eventually(async () => seen.failed!.length >= 2 && seen.other!.length >= 1, { timeoutMs: 60_000 });
+    expect(seen).toEqual({ failed: ['replayed', 'after'], other: ['after'] });
+  });
+
+  kafkaOnly('a committed offset out of range (records deleted by retention) is reset by the offset-reset policy instead of failing for ever', async () => {
+    const b = bus() as KafkaBus;
+    await b.ensureTopics(['gone']);
+    await b.publish(Array.from({ length: 10 }, (_, i) => ({ topic: 'gone', key: 'k', value: `a${i}` })));
+    const first: string[] = [];
+    const one = await subscribe(b, { groupId: 'late', topics: ['gone'], handle: async (m) => void first.push(text(m)) });
+    await eventually(async () => first.length >= 10, { timeoutMs: 60_000 });
+    await one.stop();
+    await b.publish(Array.from({ length: 10 }, (_, i) => ({ topic: 'gone', key: 'k', value: `b${i}` })));
+    // retention deletes past the group's committed offset (10): the next fetch is out of range
+    const admin = b.admin();
+    try {
+      const physical = `${ns}gone`;
+      const partition = (await admin.topicOffsets(physical)).find((o) => o.high === 20n)!.partition;
+      await admin.deleteRecords(physical, [{ partition, offset: 15n }]);
+    } finally {
+      await admin.close();
+    }
+    const again: string[] = [];
+    await subscribe(b, { groupId: 'late', topics: ['gone'], handle: async (m) => void again.push(text(m)) });
+    await eventually(async () => again.length >= 5, { timeoutMs: 60_000 });
+    expect(again).toEqual(['b5', 'b6', 'b7', 'b8', 'b9']); // earliest kept (the default policy), nothing kept skipped
+  });
+
   test('dead letters: ensureTopics provisions <topic>.dlq beside each topic; a dead letter keeps key and headers', async () => {
     const b = bus();
     await b.ensureTopics(['source']);
@@ -239,7 +295,7 @@ describe.each(adapters)('EventBus contract: $name', ({ name, bus: make }) => {
     await eventually(async () => letters.length >= 1, { timeoutMs: 60_000 });
     expect(letters[0]).toMatchObject({ topic: 'source.dlq', key: 'agg-1', headers: { 'x-error': 'boom', 'x-origin-topic': 'source', 'x-origin-offset': '7' } });
     expect(text(letters[0]!)).toBe('{"broken":true}');
-    if (b instanceof KafkaBus) {
+    if (b instanceof KafkaBus || b instanceof PostgresBus) {
       // same partitions as the source (a key keeps its partition), the DLQ's own retention
       const config = readConfig(process.env);
       const info = await b.describeTopics(['source', dlqOf('source')]);
@@ -288,7 +344,7 @@ describe.each(adapters)('EventBus contract: $name', ({ name, bus: make }) => {
     await b.publish([{ topic: 'crash', key: 'k', value: 'must-not-be-lost' }]);
     // tsx as a loader in this one process (its CLI would run the script in a child that SIGKILL misses)
     const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures/crash-consumer.ts')], {
-      env: { ...process.env, KAFKA_NAMESPACE: ns, KAFKA_TOPIC_PARTITIONS: String(PARTITIONS), GROUP: 'crashing', TOPIC: 'crash' },
+      env: { ...process.env, KAFKA_NAMESPACE: ns, KAFKA_TOPIC_PARTITIONS: String(PARTITIONS), GROUP: 'crashing', TOPIC: 'crash', BUS: name, DATABASE_PREFIX: LOG_PREFIX },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -306,10 +362,10 @@ describe.each(adapters)('EventBus contract: $name', ({ name, bus: make }) => {
   });
 
   kafkaOnly('an unreachable broker: prepare() says degraded at once, publish fails, healthy() is false', async () => {
-    const b = bus({ KAFKA_BROKERS: '127.0.0.1:1' });
+    const b = bus(name === 'kafka' ? { KAFKA_BROKERS: '127.0.0.1:1' } : { POSTGRES_URL: 'postgresql://postgres@127.0.0.1:1/postgres' });
     expect(await b.prepare(['nowhere'])).toBe('degraded');
     await expect(b.publish([{ topic: 'nowhere', key: 'k', value: 'v' }])).rejects.toThrow();
     expect(await b.healthy()).toBe(false);
-    await expect((b as KafkaBus).ensureTopics(['nowhere'], 2_000)).rejects.toThrow();
+    await expect((b as KafkaBus | PostgresBus).ensureTopics(['nowhere'], 2_000)).rejects.toThrow();
   });
 });

@@ -1,7 +1,9 @@
 /**
  * Notifications from events: one row per (source event, recipient), inserted with ON CONFLICT DO
  * NOTHING so a redelivered or repeated event never notifies twice; each new row stages
- * notification.created in the handler's transaction.
+ * notification.created in the handler's transaction. Each row gets `seq` (a database sequence) under
+ * its recipient's transaction lock: per recipient, `seq` order is commit order — what
+ * `notificationAdded(after:)` resumes from (docs/subscriptions.md).
  */
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
@@ -41,6 +43,12 @@ export async function notify(em: EntityManager, emit: Emit, n: NewNotification):
 export async function notifyAll(em: EntityManager, ns: NewNotification[]): Promise<(NewNotification & { id: string })[]> {
   const valid = ns.filter((n) => isUuid(n.recipientId)).map((n) => ({ ...n, id: randomUUID() })); // users are UUIDs; anything else cannot log in to read it
   if (valid.length === 0) return [];
+  // One recipient's notifications commit in `seq` order (the resumable live feed reads "after seq N" and must
+  // never see N+1 before N): the recipient's lock is held from before `seq` is drawn until the handler's
+  // transaction ends. Taken in one order (sorted ids) so two handlers never wait on each other in a cycle.
+  for (const recipientId of [...new Set(valid.map((n) => n.recipientId.toLowerCase()))].sort()) {
+    await em.execute(`SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, [`notifications:${recipientId}`]);
+  }
   // created_at from JS (millisecond precision) so keyset cursors compare exactly
   const now = new Date();
   const rows = await em.execute<{ id: string }[]>(

@@ -6,6 +6,7 @@ import { createLoaders, resolvers, type AuthLoaders } from './resolvers';
 import { ensureAdmin } from './bootstrap';
 import { auditHandlers } from './events/handlers';
 import { mailJob } from './mail';
+import { tokenStates } from './token-states';
 
 export const authSubgraph: SubgraphDefinition<AuthLoaders> = {
   name: 'auth',
@@ -17,6 +18,7 @@ export const authSubgraph: SubgraphDefinition<AuthLoaders> = {
   consumes: auditHandlers,
   onStart: ensureAdmin,
   jobs: [mailJob],
+  internal: { 'token-states': tokenStates },
 };
 
 export default authSubgraph;

@@ -10,7 +10,7 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { unauthenticated, type PlatformConfig } from '@crm/kit';
+import { loadForWrite, unauthenticated, type PlatformConfig } from '@crm/kit';
 import { PasswordResetToken, User } from './entities';
 import { stageAudit } from './audit';
 import { stageMail } from './mail';
@@ -60,8 +60,8 @@ export async function stageResetRequest(em: EntityManager, email: string, config
 
 /**
  * Claims a reset token (a conditional UPDATE: of two uses at once only one wins) and returns its
- * user, or throws UNAUTHENTICATED (unknown, used, expired, or its user is no longer active).
- * Runs inside the caller's transaction.
+ * user, locked for the write (loadForWrite), or throws UNAUTHENTICATED (unknown, used, expired, or
+ * its user is no longer active). Runs inside the caller's transaction (RequestContext.write).
  */
 export async function claimResetToken(em: EntityManager, token: string): Promise<User> {
   const invalid = () => unauthenticated('Invalid or expired password reset token');
@@ -73,7 +73,7 @@ export async function claimResetToken(em: EntityManager, token: string): Promise
   );
   const userId = rows[0]?.user_id;
   if (!userId) throw invalid();
-  const user = await em.findOne(User, { id: userId });
+  const user = await loadForWrite(em, User, { id: userId });
   if (!user || !user.active) throw invalid();
   // The user's other outstanding reset tokens die with this one.
   await em.execute('UPDATE password_reset_tokens SET used_at = now() WHERE user_id = ? AND used_at IS NULL', [userId]);

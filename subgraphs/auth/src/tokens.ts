@@ -53,7 +53,12 @@ export function issueTokens(em: EntityManager, user: User, config: PlatformConfi
  * Rotates a refresh token. The row is claimed with a conditional UPDATE so two concurrent
  * refreshes with one token cannot both succeed; a reused token revokes its family.
  */
-export async function rotateRefreshToken(em: EntityManager, presented: string, config: PlatformConfig): Promise<IssuedTokens> {
+export async function rotateRefreshToken(
+  em: EntityManager,
+  presented: string,
+  config: PlatformConfig,
+  options: { onReuse?: (userId: string) => Promise<void> } = {},
+): Promise<IssuedTokens> {
   const invalid = () => unauthenticated('Invalid or expired refresh token');
   const row = await em.findOne(RefreshToken, { tokenHash: digest(presented) });
   if (!row) throw invalid();
@@ -63,7 +68,10 @@ export async function rotateRefreshToken(em: EntityManager, presented: string, c
     { usedAt: new Date() },
   );
   if (claimed !== 1) {
-    if (row.usedAt) await revokeFamily(em, row.familyId);
+    if (row.usedAt) {
+      await revokeFamily(em, row.familyId);
+      await options.onReuse?.(row.userId);
+    }
     throw invalid();
   }
   const user = await em.findOne(User, { id: row.userId });

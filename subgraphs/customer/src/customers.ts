@@ -47,21 +47,28 @@ export async function requireActiveRep(em: EntityManager, peers: Peers, id: stri
   return em.findOne(Rep, { id, active: true }, { refresh: true });
 }
 
-type RepRow = { id: string; name: string; email: string; active: boolean; approved: boolean };
+type RepRow = { id: string; name: string; email: string; active: boolean; approved: boolean; version?: number | null };
 
 /** Inserts or refreshes a directory row. */
 export async function upsertRep(em: EntityManager, rep: RepRow): Promise<void> {
   await upsertReps(em, [rep]);
 }
 
-/** Inserts or refreshes directory rows with one statement (distinct ids: see `roundsByKey`). */
+/**
+ * Inserts or refreshes directory rows with one statement (distinct ids: see `roundsByKey`). A row
+ * from a user.* event carries the user's aggregate version and changes the row only if newer than
+ * the one it holds: a late redelivery or a replayed dead letter cannot roll the directory back
+ * (e.g. list a MANAGER as a SALES rep again). A row without a version (auth's answer to a
+ * read-through, the owner's current state) keeps the stored version.
+ */
 export async function upsertReps(em: EntityManager, reps: RepRow[]): Promise<void> {
   if (reps.length === 0) return;
   await em.execute(
-    `INSERT INTO reps (id, name, email, active, approved, created_at, updated_at) VALUES ${reps.map(() => '(?, ?, ?, ?, ?, now(), now())').join(', ')}
+    `INSERT INTO reps (id, name, email, active, approved, created_at, updated_at, version) VALUES ${reps.map(() => '(?, ?, ?, ?, ?, now(), now(), ?::bigint)').join(', ')}
      ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, active = excluded.active,
-       approved = excluded.approved, updated_at = now()`,
-    reps.flatMap((rep) => [rep.id, rep.name, rep.email, rep.active, rep.approved]),
+       approved = excluded.approved, updated_at = now(), version = COALESCE(excluded.version, reps.version)
+     WHERE excluded.version IS NULL OR reps.version IS NULL OR reps.version < excluded.version`,
+    reps.flatMap((rep) => [rep.id, rep.name, rep.email, rep.active, rep.approved, rep.version ?? null]),
   );
 }
 

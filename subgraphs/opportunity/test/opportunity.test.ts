@@ -548,3 +548,42 @@ test('user-deletion saga: the deleted user\'s pending requests are cancelled, st
   const pendingIds = (await manager.gql(PENDING, { first: 100 })).data.pendingApprovals.edges.map((e: any) => e.node.id);
   expect(pendingIds).not.toContain(p1.id);
 });
+
+// Real Postgres only (embedded PGlite runs one session: nothing can wait on a lock there).
+const onPostgres = process.env.POSTGRES_URL ? test : test.skip;
+
+onPostgres('one lock order: a decision and the user-deletion cancel on the same request never deadlock (row, then version counter)', async () => {
+  const requester = opp.user('SALES');
+  const customerId = await newCustomer(requester.id, 'Lock Order Ltd');
+  const req = await request(requester, customerId, 'lock order');
+  const deadlocks = async () => Number((await sql<{ n: string }>('SELECT deadlocks AS n FROM pg_stat_database WHERE datname = current_database()'))[0]!.n);
+  const waiting = async () => Number((await sql<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`))[0]!.n);
+  const before = await deadlocks();
+
+  // Hold the request's version counter (what an outbox insert takes), so both writers stop at their second lock.
+  const holder = opp.runtime.fork();
+  await holder.begin();
+  try {
+    await holder.execute(`SELECT 1 FROM aggregate_versions WHERE topic = 'opportunity.events' AND key = ? FOR UPDATE`, [req.id]);
+    const approved = manager.gql(APPROVE, { id: req.id });
+    await eventually(async () => (await waiting()) >= 1, { timeoutMs: 30_000 });
+    const sagaId = randomUUID();
+    await opp.publish('user.deleted', requester.id, { ...userData(requester, { active: false, tokenVersion: 1 }), sagaId }, { actorId: null, correlationId: sagaId });
+    await eventually(async () => (await waiting()) >= 2, { timeoutMs: 30_000 });
+    await holder.rollback();
+    const answer = await approved;
+    expect(answer.errors).toBeUndefined();
+    expect(answer.data.approveRequest.status).toBe('APPROVED');
+    const [step] = await eventually(async () => {
+      const steps = await outbox('opportunity.saga_step', (d) => d.sagaId === sagaId);
+      return steps.length > 0 ? steps : null;
+    }, { timeoutMs: 30_000 });
+    // the decision committed first (it held the row); the cancel found nothing PENDING
+    expect(step.data).toMatchObject({ status: 'DONE', detail: '0 pending requests cancelled' });
+    expect(await outbox('approval.cancelled', (d) => d.requestId === req.id)).toHaveLength(0);
+    expect(await outbox('approval.approved', (d) => d.requestId === req.id)).toHaveLength(1);
+    expect(await deadlocks()).toBe(before);
+  } finally {
+    await holder.rollback().catch(() => undefined);
+  }
+});

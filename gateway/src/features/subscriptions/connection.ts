@@ -26,6 +26,11 @@ export const CLOSE = {
   /** Over SUBSCRIPTION_CONNECTIONS_PER_USER or SUBSCRIPTION_CONNECTIONS_PER_IP. */
   tooMany: 4429,
   goingAway: 1001,
+  /**
+   * The gateway is stopping (a deploy, a restart): reconnect. graphql-ws 6 clients retry it (like 1001,
+   * 1006, 1013, 1014) and subscribe again; the gateway sends no `complete` first, which would end them.
+   */
+  restart: 1012,
 } as const;
 
 export type ConnectionAuth =

@@ -14,7 +14,7 @@
  * events; beyond that the bus consumer waits for it. The hub never waits for a client.
  */
 import { randomUUID } from 'node:crypto';
-import { noteCorrelation, parseEnvelope, subscriptionDelivered, traceConsume, traceDelivery, type DeliveredMessage, type EventBus, type Identity, type Logger, type Subscription } from '@crm/kit';
+import { misrouted, noteCorrelation, parseEnvelope, subscriptionDelivered, traceConsume, traceDelivery, type DeliveredMessage, type EventBus, type Identity, type Logger, type Subscription } from '@crm/kit';
 import type { ExecutionResult } from 'graphql';
 import { entityIdOf, fieldsFor, liveTopics, mayReceive, type LiveField } from './topics';
 import type { LiveOperation } from './operation';
@@ -37,6 +37,8 @@ export interface HubStats {
   dropped: number;
   /** Resolutions skipped because they did not answer within the timeout. */
   timedOut: number;
+  /** Events refused as forged or misrouted (wrong topic for their type, or not from that topic's producer). */
+  rejected: number;
 }
 
 export interface HubOptions {
@@ -54,6 +56,11 @@ export interface HubOptions {
   maxPendingPerTopic?: number;
 }
 
+interface Waker {
+  identity: Identity;
+  wake: () => void;
+}
+
 interface Lane {
   tail: Promise<void>;
   pending: number;
@@ -63,8 +70,10 @@ class ResolveTimeout extends Error {}
 
 export class LiveHub {
   private readonly groups = new Map<string, Map<string, Group>>(); // field → shareKey → group
+  /** Resumed subscriptions (./resume.ts): an event they may receive only wakes them; they read their own order. */
+  private readonly wakers = new Map<string, Set<Waker>>(); // field → wakers
   private subscription: Subscription | undefined;
-  private readonly stats = { events: 0, deliveries: 0, dropped: 0, timedOut: 0 };
+  private readonly stats = { events: 0, deliveries: 0, dropped: 0, timedOut: 0, rejected: 0 };
   private readonly lanes = new Map<string, Lane>();
   private readonly logger: Logger;
   private readonly perUserPerEvent: number;
@@ -105,6 +114,28 @@ export class LiveHub {
     };
   }
 
+  /**
+   * A resumed subscription: `wake` is called (synchronously, never awaited) for every event of
+   * `field` that `identity` may receive; the subscription then reads what it has not delivered yet.
+   */
+  addWaker(field: LiveField, identity: Identity, wake: () => void): () => void {
+    let set = this.wakers.get(field.field);
+    if (!set) this.wakers.set(field.field, (set = new Set()));
+    const waker: Waker = { identity, wake };
+    set.add(waker);
+    const s = set;
+    return () => {
+      s.delete(waker);
+    };
+  }
+
+  /** Counts a resumed subscription's delivery (stats and metrics, like the fan-out's; no event-to-delivery latency: a backfill is not an event). */
+  counted(field: string, ok: boolean): void {
+    if (ok) this.stats.deliveries += 1;
+    else this.stats.dropped += 1;
+    subscriptionDelivered(field, '', ok);
+  }
+
   /** Whether events are flowing in (false while the broker is away). */
   consuming(): boolean {
     return this.subscription?.active() ?? false;
@@ -117,6 +148,7 @@ export class LiveHub {
       groups += byKey.size;
       for (const g of byKey.values()) subscriptions += g.members.size;
     }
+    for (const set of this.wakers.values()) subscriptions += set.size;
     return { consumer: this.consuming(), subscriptions, groups, ...this.stats };
   }
 
@@ -143,6 +175,14 @@ export class LiveHub {
     } catch {
       return; // the domain consumers dead-letter bad messages; a live feed just skips them
     }
+    // The same envelope check as the domain consumers (kit catalogue): an event whose type belongs
+    // to another topic, or whose source is not that topic's producer, is forged or misrouted.
+    const wrong = misrouted(event, message.topic);
+    if (wrong) {
+      this.stats.rejected += 1;
+      this.logger.warn({ topic: message.topic, eventId: event.id, type: event.type, source: event.source, why: wrong }, 'live: forged or misrouted event skipped');
+      return;
+    }
     const fields = fieldsFor(message.topic, event.type, this.options.fields);
     if (fields.length === 0) return;
     noteCorrelation(event.correlationId);
@@ -150,6 +190,9 @@ export class LiveHub {
     const work: (() => Promise<void>)[] = [];
     const perUser = new Map<string, number>();
     for (const field of fields) {
+      for (const waker of this.wakers.get(field.field) ?? []) {
+        if (mayReceive(field, event.data, waker.identity)) waker.wake();
+      }
       const entityId = entityIdOf(field, event.data);
       const byKey = this.groups.get(field.field);
       if (!entityId || !byKey) continue;

@@ -9,6 +9,7 @@
  *   ./hub         the bus consumer and the in-memory fan-out
  *   ./resolve     one resolution through Apollo with the subscriber's identity
  *   ./queue       per-subscription bounded queue (backpressure)
+ *   ./resume      a resumed feed (`notificationAdded(after:)`): backfill in order, then live, none twice
  */
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
@@ -30,6 +31,7 @@ import { LiveHub } from './hub';
 import { prepareLiveOperation, type LiveOperation } from './operation';
 import { LiveQueue } from './queue';
 import { resolveEntity } from './resolve';
+import { ResumableFeed, ResumeRefused, subgraphPositions, type Cursor, type FetchPositions } from './resume';
 import { LIVE_FIELDS } from './topics';
 
 const PATH = '/graphql';
@@ -48,6 +50,8 @@ interface ConnectionState {
   ip: string;
   expiry: NodeJS.Timeout;
   queues: Set<LiveQueue>;
+  /** Stops the background re-check of this user's token state (../../revocations.ts). */
+  unwatch: () => void;
 }
 
 interface LiveContext {
@@ -56,6 +60,8 @@ interface LiveContext {
   socket: WebSocket;
   /** The client's id of this subscription (graphql-ws `subscribe` message). */
   id: string;
+  /** A resumed subscription (the field's resume argument given): where its catch-up starts. */
+  resumeFrom?: Cursor;
 }
 
 /** As HTTP in production (ApolloServerPluginDisableSuggestions): no "Did you mean …" hints about the schema. */
@@ -82,7 +88,7 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
     setTimeout(() => socket.terminate(), CLOSE_GRACE_MS).unref();
   };
 
-  // A revoked token ends its sockets at once, on every replica (each consumes user.events).
+  // A revoked token ends its sockets within TOKEN_STATE_CACHE_MS, on every replica (each re-checks the users it holds sockets for).
   const stopRevocations = revocations.onRevoke((userId) => {
     for (const [socket, state] of connections) {
       if (state.identity.userId !== userId) continue;
@@ -121,7 +127,7 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
       httpServer = server;
       hub = new LiveHub({
         bus,
-        resolve: (op, identity, entityId) => resolveEntity(deps, op, identity, entityId),
+        resolve: (op, identity, entityId) => resolveEntity(deps, op, identity, entityId, log),
         logger: log,
         fields: LIVE_FIELDS,
         concurrency: config.SUBSCRIPTION_RESOLVE_CONCURRENCY,
@@ -130,6 +136,8 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
       });
       await hub.start();
       const liveHub = hub;
+      // Resumed subscriptions read their order from the owning subgraph (./resume).
+      const fetchPositions: FetchPositions = subgraphPositions(deps.subgraphClient);
       unwatch.push(
         wsConnections.add((g) => g.set(connections.size)),
         wsSubscriptions.add((g) => g.set(liveHub.snapshot().subscriptions)),
@@ -167,7 +175,7 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
             }
             const expiry = setTimeout(() => closeSocket(socket, CLOSE.unauthorized, 'Token expired'), Math.min(Math.max(auth.expiresAt - Date.now(), 0), MAX_TIMER_MS));
             expiry.unref();
-            connections.set(socket, { identity: auth.identity, tokenVersion: auth.tokenVersion, ip, expiry, queues: new Set() });
+            connections.set(socket, { identity: auth.identity, tokenVersion: auth.tokenVersion, ip, expiry, queues: new Set(), unwatch: revocations.watch(auth.identity.userId) });
             return true;
           },
           onSubscribe: async (ctx, id, payload) => {
@@ -203,7 +211,22 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
                 return [new GraphQLError(`Rate limit exceeded: ${config.RATE_LIMIT_POINTS} points per ${config.RATE_LIMIT_WINDOW_SECONDS} s (RATE_LIMIT_POINTS); retry in ${retryAfter} s`, { extensions: { code: 'RATE_LIMITED', retryAfter } })];
               }
             }
-            const contextValue: LiveContext = { live: op, identity: state.identity, socket: ctx.extra.socket, id };
+            // A resumed subscription: its `after` must name one of the subscriber's own entities (checked
+            // by the owning subgraph; else BAD_USER_INPUT, and nothing is subscribed).
+            let resumeFrom: Cursor | undefined;
+            const resume = op.field.resume;
+            const after = resume ? op.args?.[resume.arg] : undefined;
+            if (resume && after !== undefined && after !== null) {
+              resumeFrom = { after: String(after) };
+              try {
+                await fetchPositions(op.field, state.identity, resumeFrom, 1);
+              } catch (err) {
+                if (err instanceof GraphQLError) return [err instanceof ResumeRefused ? new GraphQLError(err.message, { extensions: err.extensions }) : err];
+                log.warn({ err }, 'live: checking a resume cursor failed');
+                return [new GraphQLError('Resuming the live feed is unavailable right now. Try again shortly.', { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
+              }
+            }
+            const contextValue: LiveContext = { live: op, identity: state.identity, socket: ctx.extra.socket, id, ...(resumeFrom ? { resumeFrom } : {}) };
             const args: ExecutionArgs = {
               schema,
               document,
@@ -214,7 +237,7 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
             return args;
           },
           subscribe: (args) => {
-            const { live, identity, socket, id } = args.contextValue as LiveContext;
+            const { live, identity, socket, id, resumeFrom } = args.contextValue as LiveContext;
             const state = connections.get(socket);
             let unregister = () => {};
             // graphql-ws's `next` message, written here from the payload's JSON (built once per
@@ -243,13 +266,36 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
               return queue;
             }
             state.queues.add(queue);
-            unregister = liveHub.add(live, identity, queue);
+            if (!resumeFrom) {
+              unregister = liveHub.add(live, identity, queue);
+              return queue;
+            }
+            const feed = new ResumableFeed({
+              op: live,
+              identity,
+              queue,
+              cursor: resumeFrom,
+              positions: fetchPositions,
+              resolve: (op, who, entityId) => resolveEntity(deps, op, who, entityId),
+              resolveTimeoutMs: config.SUBSCRIPTION_RESOLVE_TIMEOUT_MS,
+              counted: (ok) => liveHub.counted(live.field.field, ok),
+              logger: log,
+            });
+            // Live first (every event it may receive from now on wakes it), then the backfill: nothing
+            // published in between is missed, and the cursor makes sure nothing is delivered twice.
+            const unwake = liveHub.addWaker(live.field, identity, () => feed.wake());
+            unregister = () => {
+              unwake();
+              feed.close();
+            };
+            feed.wake();
             return queue;
           },
           onClose: (ctx) => {
             const state = connections.get(ctx.extra.socket);
             if (!state) return;
             clearTimeout(state.expiry);
+            state.unwatch();
             for (const q of [...state.queues]) q.end();
             connections.delete(ctx.extra.socket);
           },
@@ -272,16 +318,19 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
       httpServer?.off('upgrade', onUpgrade);
       // 1. the consumer leaves its group: no new events
       await hub?.stop().catch((err: unknown) => log.warn({ err }, 'live: stopping the consumer failed'));
-      // 2. every subscription completes (graphql-ws sends `complete`), then the socket closes 1001
-      for (const state of connections.values()) for (const q of [...state.queues]) q.end();
-      await new Promise((r) => setTimeout(r, 50));
-      for (const socket of connections.keys()) closeSocket(socket, CLOSE.goingAway, 'Going away');
-      for (const socket of wss?.clients ?? []) closeSocket(socket, CLOSE.goingAway, 'Going away');
+      // 2. every socket closes 1012 'Service restart' WITHOUT completing its subscriptions: graphql-ws
+      //    clients retry that code and subscribe again (a resumable one with the last id it got), where
+      //    a `complete` would have ended them for good.
+      for (const socket of connections.keys()) closeSocket(socket, CLOSE.restart, 'Service restart');
+      for (const socket of wss?.clients ?? []) closeSocket(socket, CLOSE.restart, 'Service restart');
       const deadline = Date.now() + CLOSE_GRACE_MS + 500;
       while (wss && wss.clients.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
       for (const socket of wss?.clients ?? []) socket.terminate();
       await Promise.resolve(dispose?.()).catch((err: unknown) => log.warn({ err }, 'live: closing the WebSocket server failed'));
-      for (const state of connections.values()) clearTimeout(state.expiry);
+      for (const state of connections.values()) {
+        clearTimeout(state.expiry);
+        state.unwatch();
+      }
       connections.clear();
     },
   };

@@ -11,10 +11,10 @@
  */
 import { createHash } from 'node:crypto';
 import {
-  getVariableValues,
+  getArgumentValues, getVariableValues,
   GraphQLError, Kind, getOperationAST, parse, print, specifiedRules, validate,
   type DefinitionNode, type DocumentNode, type FieldNode, type FragmentDefinitionNode, type GraphQLSchema,
-  type OperationDefinitionNode, type SelectionSetNode, type ValidationRule,
+  type OperationDefinitionNode, type SelectionSetNode, type ValidationRule, type ValueNode,
 } from 'graphql';
 import type { Identity } from '@crm/kit';
 import { estimateCost } from '../../cost';
@@ -37,6 +37,8 @@ export interface LiveOperation {
   variables: Record<string, unknown>;
   /** Identical subscriptions (same document, coerced variables and identity) share this key and one resolution per event. */
   shareKey: string;
+  /** The root field's arguments, coerced (e.g. notificationAdded's `after`); they are the subscription's, not the entity query's. */
+  args?: Record<string, unknown>;
 }
 
 export interface Limits {
@@ -54,6 +56,10 @@ interface Compiled {
   field: LiveField;
   responseKey: string;
   query: string;
+  /** The root field as written (its arguments are read per subscription, with its variables). */
+  root: FieldNode;
+  /** The variables the entity query declares (the client's, minus those only the root field's arguments used). */
+  entityVariables: readonly string[];
 }
 
 const COMPILED_CACHE_SIZE = 500;
@@ -92,7 +98,17 @@ export function prepareLiveOperation(
   const shareKey = createHash('sha256')
     .update(JSON.stringify([compiled.query, definitions.map((d) => coerced.coerced[d.variable.name.value] ?? null), identity.userId, identity.role, identity.email]))
     .digest('base64url');
-  return { field: compiled.field, responseKey: compiled.responseKey, query: compiled.query, variables, shareKey, cost, document: compiled.document };
+  const fieldDef = schema.getSubscriptionType()?.getFields()[compiled.field.field];
+  let args: Record<string, unknown> = {};
+  if (fieldDef) {
+    try {
+      args = getArgumentValues(fieldDef, compiled.root, coerced.coerced);
+    } catch (err) {
+      return [err instanceof GraphQLError ? err : new GraphQLError(String(err))];
+    }
+  }
+  const entityVariables = Object.fromEntries(compiled.entityVariables.filter((k) => k in variables).map((k) => [k, variables[k]]));
+  return { field: compiled.field, responseKey: compiled.responseKey, query: compiled.query, variables: entityVariables, shareKey, args, cost, document: compiled.document };
 }
 
 function compile(schema: GraphQLSchema, payload: SubscribePayload, limits: Limits): Compiled | readonly GraphQLError[] {
@@ -119,6 +135,7 @@ function compile(schema: GraphQLSchema, payload: SubscribePayload, limits: Limit
     return bad(`Subscription.${field.field} is unavailable: Query.${field.entityQuery} is missing from the supergraph`, 'SERVICE_UNAVAILABLE');
   }
   const responseKey = root.alias?.value ?? root.name.value;
+  // The root field's own arguments (e.g. `after`) belong to the subscription: the entity query takes the id only.
   const entityField: FieldNode = {
     kind: Kind.FIELD,
     alias: { kind: Kind.NAME, value: responseKey },
@@ -127,6 +144,10 @@ function compile(schema: GraphQLSchema, payload: SubscribePayload, limits: Limit
     directives: root.directives ?? [],
     ...(root.selectionSet ? { selectionSet: root.selectionSet } : {}),
   };
+  const used = usedFragments(entityField.selectionSet, fragments);
+  const keptFragments = [...fragments.values()].filter((f) => used.has(f.name.value));
+  // Variables only the root field's arguments used are not the entity query's (an unused variable is invalid).
+  const usedVars = usedVariables([entityField, ...keptFragments]);
   const query: OperationDefinitionNode = {
     kind: Kind.OPERATION_DEFINITION,
     operation: 'query' as OperationDefinitionNode['operation'],
@@ -137,17 +158,42 @@ function compile(schema: GraphQLSchema, payload: SubscribePayload, limits: Limit
         variable: { kind: Kind.VARIABLE, name: { kind: Kind.NAME, value: ENTITY_ID_VAR } },
         type: { kind: Kind.NON_NULL_TYPE, type: { kind: Kind.NAMED_TYPE, name: { kind: Kind.NAME, value: 'ID' } } },
       },
-      ...(operation.variableDefinitions ?? []).filter((v) => v.variable.name.value !== ENTITY_ID_VAR),
+      ...(operation.variableDefinitions ?? []).filter((v) => v.variable.name.value !== ENTITY_ID_VAR && usedVars.has(v.variable.name.value)),
     ],
     directives: [],
     selectionSet: { kind: Kind.SELECTION_SET, selections: [entityField] },
   };
-  const used = usedFragments(entityField.selectionSet, fragments);
-  const definitions: DefinitionNode[] = [query, ...[...fragments.values()].filter((f) => used.has(f.name.value))];
+  const definitions: DefinitionNode[] = [query, ...keptFragments];
   const queryDocument: DocumentNode = { kind: Kind.DOCUMENT, definitions };
   const queryErrors = validate(schema, queryDocument);
   if (queryErrors.length > 0) return queryErrors;
-  return { document, operation, field, responseKey, query: print(queryDocument) };
+  const entityVariables = (query.variableDefinitions ?? []).map((v) => v.variable.name.value).filter((n) => n !== ENTITY_ID_VAR);
+  return { document, operation, field, responseKey, query: print(queryDocument), root, entityVariables };
+}
+
+/** The names of the variables used anywhere in these nodes (field arguments, directives, nested values). */
+function usedVariables(nodes: readonly (FieldNode | FragmentDefinitionNode)[]): Set<string> {
+  const names = new Set<string>();
+  const value = (v: ValueNode) => {
+    if (v.kind === Kind.VARIABLE) names.add(v.name.value);
+    else if (v.kind === Kind.LIST) v.values.forEach(value);
+    else if (v.kind === Kind.OBJECT) v.fields.forEach((f) => value(f.value));
+  };
+  const selections = (set: SelectionSetNode | undefined) => {
+    for (const sel of set?.selections ?? []) {
+      for (const d of sel.directives ?? []) for (const a of d.arguments ?? []) value(a.value);
+      if (sel.kind === Kind.FIELD) {
+        for (const a of sel.arguments ?? []) value(a.value);
+        selections(sel.selectionSet);
+      } else if (sel.kind === Kind.INLINE_FRAGMENT) selections(sel.selectionSet);
+    }
+  };
+  for (const node of nodes) {
+    for (const d of node.directives ?? []) for (const a of d.arguments ?? []) value(a.value);
+    if (node.kind === Kind.FIELD) for (const a of node.arguments ?? []) value(a.value);
+    selections(node.selectionSet);
+  }
+  return names;
 }
 
 /** The one root field of a subscription, looking through root fragments. */

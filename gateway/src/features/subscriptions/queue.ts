@@ -48,6 +48,8 @@ export class LiveQueue implements AsyncIterableIterator<ExecutionResult> {
   private done = false;
   /** `send` mode: a write the socket has not taken yet. */
   private writing = false;
+  /** Waiting for `idle()`. */
+  private idlers: (() => void)[] = [];
 
   constructor(private readonly options: QueueOptions) {}
 
@@ -97,13 +99,32 @@ export class LiveQueue implements AsyncIterableIterator<ExecutionResult> {
       }
       const next = this.items.shift();
       if (next && !this.done) this.handOver(next);
+      else this.settle();
     });
+  }
+
+  /**
+   * Resolves once nothing is pending (every pushed event taken by the socket, or by the iterator's
+   * reader) or the queue ended: a producer that must not overflow the queue (a resumed feed's
+   * backfill) pushes a page, then waits for this.
+   */
+  idle(): Promise<void> {
+    if (this.done || (this.items.length === 0 && !this.writing)) return Promise.resolve();
+    return new Promise((resolve) => this.idlers.push(resolve));
+  }
+
+  private settle(): void {
+    if (!this.done && (this.items.length > 0 || this.writing)) return;
+    for (const resolve of this.idlers.splice(0)) resolve();
   }
 
   next(): Promise<IteratorResult<ExecutionResult>> {
     if (!this.options.send) {
       const item = this.items.shift();
-      if (item) return Promise.resolve({ value: item.result, done: false });
+      if (item) {
+        this.settle();
+        return Promise.resolve({ value: item.result, done: false });
+      }
     }
     if (this.done) return Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve) => {
@@ -133,6 +154,7 @@ export class LiveQueue implements AsyncIterableIterator<ExecutionResult> {
     const resolve = this.waiting;
     this.waiting = undefined;
     resolve?.({ value: undefined, done: true });
+    this.settle();
     this.options.onEnd();
   }
 }

@@ -3,9 +3,10 @@
  * plan, with the subscriber's own identity (so every subgraph applies its own access rules).
  * `null` means "do not deliver": the entity query returned null (not visible to this identity,
  * e.g. someone else's notification) or the caller may not read it (FORBIDDEN / NOT_FOUND).
+ * Any other error is logged (and delivered).
  */
 import { GraphQLError, type ExecutionResult } from 'graphql';
-import type { Identity } from '@crm/kit';
+import type { Identity, Logger } from '@crm/kit';
 import type { GatewayDeps } from '../feature';
 import { ENTITY_ID_VAR, type LiveOperation } from './operation';
 
@@ -16,6 +17,7 @@ export async function resolveEntity(
   op: Pick<LiveOperation, 'query' | 'variables' | 'responseKey'>,
   identity: Identity,
   entityId: string,
+  logger?: Logger,
 ): Promise<ExecutionResult | null> {
   const response = await deps.apollo.executeOperation(
     { query: op.query, variables: { ...op.variables, [ENTITY_ID_VAR]: entityId } },
@@ -29,6 +31,12 @@ export async function resolveEntity(
   const value = data?.[op.responseKey];
   if (value === null || value === undefined) {
     if (!errors?.length || errors.every((e) => HIDDEN.has(String(e.extensions?.code)))) return null;
+  }
+  // Anything but "not visible to this subscriber" is a fault worth seeing (a refusal by a gateway
+  // feature, a subgraph down, a bug): logged, and delivered as the error it is.
+  const faults = errors?.filter((e) => !HIDDEN.has(String(e.extensions?.code))) ?? [];
+  if (faults.length > 0) {
+    logger?.warn({ userId: identity.userId, entityId, errors: faults.map((e) => ({ message: e.message, code: e.extensions?.code })) }, 'live: resolving an event for a subscriber failed');
   }
   return {
     data: (data ?? null) as ExecutionResult['data'],

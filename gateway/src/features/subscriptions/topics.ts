@@ -10,6 +10,10 @@
  *   audience      who may receive the event: `seeAll` roles get every event; anyone else only
  *                 events where data[ownerKey] is their user id. The subgraph's own access check on
  *                 entityQuery (null / error = not delivered) is a second, independent filter.
+ *   resume        (optional) the field can be resumed: a subscription given `arg` (the id of the last
+ *                 entity the client received) is fed from `positionsQuery` of `subgraph` (gateway-internal,
+ *                 @inaccessible: "the caller's entities after this one, in order") instead of the
+ *                 events themselves, which only wake it (./resume.ts).
  */
 import { TOPICS, type EventType, type Identity, type Role } from '@crm/kit';
 
@@ -20,6 +24,7 @@ export interface LiveField {
   entityIdKey: string;
   entityQuery: string;
   audience: { seeAll?: readonly Role[]; ownerKey: string };
+  resume?: { arg: string; subgraph: string; positionsQuery: string };
 }
 
 export const LIVE_FIELDS: readonly LiveField[] = [
@@ -30,6 +35,7 @@ export const LIVE_FIELDS: readonly LiveField[] = [
     entityIdKey: 'notificationId',
     entityQuery: 'notification',
     audience: { ownerKey: 'recipientId' },
+    resume: { arg: 'after', subgraph: 'analytics', positionsQuery: 'liveNotificationPositions' },
   },
   {
     field: 'approvalStatusChanged',

@@ -1,6 +1,7 @@
 /**
- * The port every subgraph and the gateway use for events. Two adapters: Kafka (@platformatic/kafka) and
- * an in-process bus for embedded mode. Both carry the same envelope bytes, keyed by aggregate id.
+ * The port every subgraph and the gateway use for events. Adapters: Kafka (@platformatic/kafka), the
+ * event log kept in Postgres (no Kafka, a Postgres server: postgres-bus.ts) and an in-process bus
+ * (neither). All carry the same envelope bytes, keyed by aggregate id.
  */
 export interface BusMessage {
   topic: string;
@@ -22,7 +23,14 @@ export interface SubscribeOptions {
   /** Consumer group; every group gets every message once (per partition order). */
   groupId: string;
   topics: string[];
-  /** Start from the latest offset for a new group (live feeds) instead of the earliest. */
+  /**
+   * The group's offset-reset policy: where it starts when it has no committed offset (a new group),
+   * and where a committed offset that is out of range (its records deleted by retention) moves to.
+   * false (earliest, the default): from the oldest record still kept — nothing kept is skipped;
+   * right for every consumer whose effects are idempotent (inbox, versioned copies). true (latest):
+   * only what is published from now on — for live feeds that must not replay history. Every bus
+   * applies it the same way (docs/events-and-sagas.md lists each group's policy).
+   */
   fromLatest?: boolean;
   /** Called for each message in partition order; a throw is retried by the bus's caller, not here. */
   handle?: (message: DeliveredMessage) => Promise<void>;
@@ -50,7 +58,7 @@ export interface Subscription {
 }
 
 export interface EventBus {
-  readonly kind: 'kafka' | 'memory';
+  readonly kind: 'kafka' | 'postgres' | 'memory';
   /** Resolves once the messages are acknowledged by the broker (acks=all for Kafka). */
   publish(messages: BusMessage[]): Promise<void>;
   subscribe(options: SubscribeOptions): Promise<Subscription>;
@@ -63,4 +71,36 @@ export interface EventBus {
   prepare(topics: string[]): Promise<'ready' | 'degraded'>;
   healthy(): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/**
+ * A dead letter re-driven by `kafka:dlq replay` goes back to its source topic with this header
+ * naming the one consumer group that failed it (and `x-replays`, how many times it was replayed).
+ * Every other group drops it unseen: a replay is never a second delivery to a group that handled
+ * the event. Each bus adapter applies `onlyOwnReplays` to the options it is given.
+ */
+export const REPLAY_FOR_HEADER = 'x-replay-for';
+export const REPLAYS_HEADER = 'x-replays';
+
+/** Whether `message` is a replayed dead letter meant for another group than `groupId`. */
+export const replayedForOtherGroup = (message: DeliveredMessage, groupId: string): boolean => {
+  const target = message.headers[REPLAY_FOR_HEADER];
+  return target !== undefined && target !== groupId;
+};
+
+/** `options` whose handler never sees a replay meant for another group (those are skipped and committed past). */
+export function onlyOwnReplays(options: SubscribeOptions): SubscribeOptions {
+  const { handle, handleBatch, groupId } = options;
+  return {
+    ...options,
+    ...(handle ? { handle: async (m: DeliveredMessage) => (replayedForOtherGroup(m, groupId) ? undefined : handle(m)) } : {}),
+    ...(handleBatch
+      ? {
+        handleBatch: async (messages: DeliveredMessage[], control: BatchControl) => {
+          const mine = messages.some((m) => replayedForOtherGroup(m, groupId)) ? messages.filter((m) => !replayedForOtherGroup(m, groupId)) : messages;
+          if (mine.length > 0) await handleBatch(mine, control);
+        },
+      }
+      : {}),
+  };
 }

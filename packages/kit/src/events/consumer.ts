@@ -18,7 +18,7 @@ import type { PlatformConfig } from '../config';
 import { inBackground } from '../db';
 import type { Logger } from '../logger';
 import type { SubgraphRuntime } from '../subgraph';
-import type { BatchControl, DeliveredMessage, EventBus, Subscription } from './bus';
+import { REPLAYS_HEADER, type BatchControl, type DeliveredMessage, type EventBus, type Subscription } from './bus';
 import { EVENTS, InvalidEventError, UnknownEventTypeError, dlqOf, misrouted, parseEnvelope, type Envelope, type EventData, type EventType } from './catalogue';
 import { errorText, isTransient } from './failures';
 import { OutboxMessage, outboxRow, stageEvent } from './outbox';
@@ -240,6 +240,9 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
               'x-origin-partition': String(message.partition),
               'x-origin-offset': message.offset,
               'x-consumer': name,
+              // the group a replay goes back to (and only to), and how many replays it already had
+              'x-group': consumerGroup(name),
+              [REPLAYS_HEADER]: message.headers[REPLAYS_HEADER] ?? '0',
               'x-dead-lettered-at': new Date().toISOString(),
               ...(message.headers.traceparent ? { traceparent: message.headers.traceparent } : {}),
             },
@@ -295,9 +298,14 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
         if (err instanceof UnknownEventTypeError) {
           health.ignored += 1;
           logger.debug({ consumer: name, type: err.type }, 'event type unknown to this build; ignored');
-        } else if (err instanceof InvalidEventError) {
-          await deadLetter(message, err.message, control);
-        } else throw err;
+        } else if (err instanceof Stopped || isTransient(err)) {
+          throw err; // stopping, or a dead letter that could not be published yet: the batch comes again
+        } else {
+          // The record's own fault, never the infrastructure's (nothing is read here): an envelope
+          // that does not validate, or bytes that break the parser. Dead-lettered, not redelivered
+          // for ever.
+          await deadLetter(message, err instanceof InvalidEventError ? err.message : `unparseable record: ${errorText(err)}`, control);
+        }
       }
     }
     if (work.length === 0) return;

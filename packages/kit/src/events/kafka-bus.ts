@@ -13,6 +13,7 @@ import { Consumer, Producer, compatibilityPartitioner, stringSerializers, type B
 import type { PlatformConfig } from '../config';
 import type { Logger } from '../logger';
 import type { BatchControl, BusMessage, DeliveredMessage, EventBus, SubscribeOptions, Subscription } from './bus';
+import { onlyOwnReplays } from './bus';
 import { dlqOf } from './catalogue';
 import { KafkaAdmin } from './kafka-admin';
 import { retry } from '../retry';
@@ -70,6 +71,15 @@ class NotCurrent extends Error {}
 
 /** Leaves the group and closes without waiting for streams to drain. */
 const closeNow = (c: Consumer) => (c as unknown as { close(force: boolean): Promise<void> }).close(true);
+
+/** Whether the broker answered with the protocol error `apiId` (e.g. OFFSET_OUT_OF_RANGE) anywhere in `err`. */
+function hasApiError(err: unknown, apiId: string, depth = 0): boolean {
+  if (!err || typeof err !== 'object' || depth > 6) return false;
+  const e = err as { apiId?: unknown; cause?: unknown; errors?: unknown };
+  if (e.apiId === apiId) return true;
+  if (Array.isArray(e.errors) && e.errors.some((x) => hasApiError(x, apiId, depth + 1))) return true;
+  return hasApiError(e.cause, apiId, depth + 1);
+}
 
 /** A broker that cannot be reached at all (as opposed to one that answers with an error). */
 export function isUnreachable(err: unknown, depth = 0): boolean {
@@ -193,7 +203,8 @@ export class KafkaBus implements EventBus {
    * broker answers, and is rebuilt whenever its stream fails. Returns at once when the broker is
    * known to be away; otherwise once the consumer has joined (or after 60 s, still trying).
    */
-  async subscribe(options: SubscribeOptions): Promise<Subscription> {
+  async subscribe(given: SubscribeOptions): Promise<Subscription> {
+    const options = onlyOwnReplays(given); // a replayed dead letter reaches only the group that failed it
     const { handle, handleBatch } = options;
     if (!handle && !handleBatch) throw new Error('subscribe needs handle or handleBatch');
     const size = handleBatch ? (options.batchSize ?? 500) : 100;
@@ -276,9 +287,44 @@ export class KafkaBus implements EventBus {
       });
       stream.on('error', (err) => {
         if (epoch !== mine || stopped || this.closed) return;
+        if (hasApiError(err, 'OFFSET_OUT_OF_RANGE')) {
+          // The committed offset is gone (retention deleted it) or past the end: rather than fail
+          // the same fetch for ever, move it by the group's offset-reset policy, then read on.
+          epoch += 1;
+          void resetOutOfRange(c).catch((e: unknown) => this.logger?.error({ err: (e as Error).message, group: options.groupId }, 'kafka: offset reset failed; retrying')).finally(() => {
+            if (consumer === c) void rebuild(c);
+          });
+          return;
+        }
         this.logger?.error({ err: err.message, group: options.groupId }, 'kafka consumer stream failed; rebuilding the consumer');
         void rebuild(c);
       });
+    };
+
+    /** Commits, for each partition whose committed offset is out of range, the start (earliest) or end (latest) of what is kept. */
+    const resetOutOfRange = async (c: Consumer) => {
+      const policy = options.fromLatest ? 'latest' : 'earliest';
+      const admin = this.admin();
+      try {
+        const physical = options.topics.map(this.topic);
+        const committed = await admin.committedOffsets(this.topic(options.groupId), physical);
+        const offsets: { topic: string; partition: number; offset: bigint; leaderEpoch: number }[] = [];
+        for (const topic of physical) {
+          for (const { partition, low, high } of await admin.topicOffsets(topic)) {
+            const at = committed.get(topic)?.get(partition);
+            if (at === undefined || at < 0n || (at >= low && at <= high)) continue;
+            offsets.push({ topic, partition, offset: policy === 'latest' ? high : low, leaderEpoch: -1 });
+          }
+        }
+        if (offsets.length === 0) return;
+        this.logger?.error(
+          { group: options.groupId, policy, partitions: offsets.map((o) => `${this.logical(o.topic)}/${o.partition}@${committed.get(o.topic)?.get(o.partition)}→${o.offset}`) },
+          `kafka: committed offset out of range (deleted by retention?); reset to the ${policy} kept offset by the group's offset-reset policy`,
+        );
+        await c.commit({ offsets });
+      } finally {
+        await admin.close().catch(() => undefined);
+      }
     };
 
     const openStream = async (c: Consumer) => {

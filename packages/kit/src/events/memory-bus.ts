@@ -10,6 +10,7 @@
  */
 import type { Logger } from '../logger';
 import type { BusMessage, DeliveredMessage, EventBus, SubscribeOptions, Subscription } from './bus';
+import { onlyOwnReplays } from './bus';
 
 interface Log {
   base: number; // offset of messages[0]
@@ -83,7 +84,8 @@ export class MemoryBus implements EventBus {
     }
   }
 
-  async subscribe(options: SubscribeOptions): Promise<Subscription> {
+  async subscribe(given: SubscribeOptions): Promise<Subscription> {
+    const options = onlyOwnReplays(given); // a replayed dead letter reaches only the group that failed it
     const { handle, handleBatch } = options;
     if (!handle && !handleBatch) throw new Error('subscribe needs handle or handleBatch');
     let running = true;

@@ -12,6 +12,7 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import type { DeliveredMessage, EventBus } from '../events/bus';
 import type { KafkaBus } from '../events/kafka-bus';
 import type { MemoryBus } from '../events/memory-bus';
+import type { PostgresBus } from '../events/postgres-bus';
 import {
   consumerLag, deadLetters, eventHandlingDuration, eventToDelivery, wsDeliveries, wsDropped, eventRetries, eventsHandled, outboxBacklog, outboxOldestAge,
   outboxPublished, sagaDuration, sagasFinished,
@@ -139,7 +140,7 @@ export function watchOutbox(service: string, orm: MikroORM): () => void {
 /** Lag of `group` on `topics` per partition (Kafka: high watermark − committed offset; memory bus: unread messages). */
 export function watchConsumerLag(bus: EventBus, group: string, topics: string[]): () => void {
   return consumerLag.add(async (gauge) => {
-    const lags = bus.kind === 'memory' ? (bus as MemoryBus).lag(group, topics) : await (bus as KafkaBus).lag(group, topics);
+    const lags = bus.kind === 'memory' ? (bus as MemoryBus).lag(group, topics) : await (bus as KafkaBus | PostgresBus).lag(group, topics);
     for (const { topic, partition, lag } of lags) gauge.set({ group, topic, partition: String(partition) }, lag);
   });
 }

@@ -22,6 +22,8 @@ export class Notification {
   customerId: string | null = null;
   /** The customer-deletion saga that archived it (its compensation restores it). */
   archivedBySaga: string | null = null;
+  /** Set when its recipient deletes it (deleteNotification): hidden from every read; still a resume cursor of the live feed. */
+  deletedAt: Date | null = null;
   createdAt: Date = new Date();
 }
 
@@ -41,6 +43,7 @@ export const NotificationSchema = new EntitySchema<Notification>({
     archivedAt: { type: 'datetime', nullable: true, fieldName: 'archived_at' },
     customerId: { type: 'text', nullable: true, fieldName: 'customer_id' },
     archivedBySaga: { type: 'uuid', nullable: true, fieldName: 'archived_by_saga' },
+    deletedAt: { type: 'datetime', nullable: true, fieldName: 'deleted_at' },
     createdAt: { type: 'datetime', fieldName: 'created_at' },
   },
 });

@@ -26,15 +26,23 @@ function bump(ctx: { beforeCommit: HandlerContext<EventType>['beforeCommit'] }, 
 
 const at = (ctx: { event: { occurredAt: string } }) => new Date(ctx.event.occurredAt);
 
+/**
+ * The condition of every copy's upsert: only a newer aggregate version (the owner's, stamped by its
+ * outbox) changes a row, so a redelivered or replayed older event changes nothing. Events without
+ * a version (written before versions existed) still apply.
+ */
+const newer = (table: string) => `EXCLUDED.version IS NULL OR ${table}.version IS NULL OR ${table}.version < EXCLUDED.version`;
+
 // ---------------------------------------------------------------- users
 
 async function upsertUser(ctx: HandlerContext<'user.created' | 'user.updated' | 'user.deleted'>, active: boolean) {
   const d = ctx.event.data;
   await ctx.em.execute(
-    `INSERT INTO user_refs (id, name, role, active, updated_at) VALUES (?, ?, ?, ?, ?)
+    `INSERT INTO user_refs (id, name, role, active, updated_at, version) VALUES (?, ?, ?, ?, ?, ?::bigint)
      ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role, active = EXCLUDED.active AND user_refs.active,
-       updated_at = EXCLUDED.updated_at`,
-    [d.userId, d.name, d.role, active && d.active, at(ctx)],
+       updated_at = EXCLUDED.updated_at, version = COALESCE(EXCLUDED.version, user_refs.version)
+     WHERE ${newer('user_refs')}`,
+    [d.userId, d.name, d.role, active && d.active, at(ctx), ctx.event.aggregateVersion ?? null],
   );
 }
 
@@ -124,15 +132,18 @@ async function customerUnassigned(ctx: Pick<HandlerContext<'customer.reassigned'
 // ---------------------------------------------------------------- meetings
 
 /**
- * A meeting's facts as created or last updated (the meeting's events share one partition key, so
- * they arrive in order); a deleted meeting's facts are removed, so meetingsHeld stops counting it.
+ * A meeting's facts as created, last updated or deleted, applied only from a newer version of the
+ * meeting (a redelivered or replayed older event changes nothing). A deleted meeting's row stays as
+ * a tombstone (deleted, with the deletion's version) so that an older meeting.created/updated
+ * arriving after it cannot bring it back; meetingsHeld does not count it.
  */
-async function upsertMeeting(ctx: HandlerContext<'meeting.created' | 'meeting.updated'>) {
+async function upsertMeeting(ctx: HandlerContext<'meeting.created' | 'meeting.updated' | 'meeting.deleted'>, deleted = false) {
   const d = ctx.event.data;
   await ctx.em.execute(
-    `INSERT INTO meeting_facts (id, customer_id, rep_id, starts_at, created_at) VALUES (?, ?, ?, ?, ?)
-     ON CONFLICT (id) DO UPDATE SET starts_at = EXCLUDED.starts_at`,
-    [d.meetingId, d.customerId, d.repId, new Date(d.startsAt), at(ctx)],
+    `INSERT INTO meeting_facts (id, customer_id, rep_id, starts_at, created_at, version, deleted) VALUES (?, ?, ?, ?, ?, ?::bigint, ?)
+     ON CONFLICT (id) DO UPDATE SET starts_at = EXCLUDED.starts_at, deleted = EXCLUDED.deleted, version = COALESCE(EXCLUDED.version, meeting_facts.version)
+     WHERE ${newer('meeting_facts')}`,
+    [d.meetingId, d.customerId, d.repId, new Date(d.startsAt), at(ctx), ctx.event.aggregateVersion ?? null, deleted],
   );
   bump(ctx, 'meetings');
 }
@@ -155,7 +166,7 @@ async function archiveCustomerNotifications(ctx: HandlerContext<'customer.delete
     if (facts?.version !== null && facts?.version !== undefined && Number(facts.version) > version) return;
   }
   const archived = await ctx.em.execute<{ id: string }[]>(
-    'UPDATE notifications SET archived_at = ?, archived_by_saga = ? WHERE customer_id = ? AND archived_at IS NULL RETURNING id',
+    'UPDATE notifications SET archived_at = ?, archived_by_saga = ? WHERE customer_id = ? AND archived_at IS NULL AND deleted_at IS NULL RETURNING id',
     [at(ctx), d.sagaId, d.customerId],
   );
   const step: SagaStepData = {
@@ -214,12 +225,14 @@ const taskFacts: BatchHandler<FactType> = {
   async applyBatch(events, ctx) {
     for (const round of roundsByKey(events, (e) => e.data.taskId)) {
       await ctx.em.execute(
-        `INSERT INTO task_facts (id, assignee_id, status, created_at, completed_at) VALUES ${round.map(() => '(?, ?, ?, ?, ?)').join(', ')}
+        `INSERT INTO task_facts (id, assignee_id, status, created_at, completed_at, version) VALUES ${round.map(() => '(?, ?, ?, ?, ?, ?::bigint)').join(', ')}
          ON CONFLICT (id) DO UPDATE SET assignee_id = EXCLUDED.assignee_id, status = EXCLUDED.status,
-           completed_at = CASE WHEN EXCLUDED.status = 'COMPLETED' THEN COALESCE(EXCLUDED.completed_at, task_facts.completed_at) ELSE NULL END`,
+           completed_at = CASE WHEN EXCLUDED.status = 'COMPLETED' THEN COALESCE(EXCLUDED.completed_at, task_facts.completed_at) ELSE NULL END,
+           version = COALESCE(EXCLUDED.version, task_facts.version)
+         WHERE ${newer('task_facts')}`,
         round.flatMap((e) => {
           const completedAt = isEvent(e, 'task.completed') ? new Date(e.data.completedAt) : new Date(e.occurredAt);
-          return [e.data.taskId, e.data.assigneeId, e.data.status, new Date(e.occurredAt), e.data.status === 'COMPLETED' ? completedAt : null];
+          return [e.data.taskId, e.data.assigneeId, e.data.status, new Date(e.occurredAt), e.data.status === 'COMPLETED' ? completedAt : null, e.aggregateVersion ?? null];
         }),
       );
     }
@@ -248,10 +261,11 @@ async function upsertApproval(ctx: ApprovalCtx) {
   const d = ctx.event.data;
   const decided = d.status === 'PENDING' ? null : d.decidedAt ? new Date(d.decidedAt) : at(ctx);
   await ctx.em.execute(
-    `INSERT INTO approval_facts (id, requester_id, status, amount, requested_at, decided_at) VALUES (?, ?, ?, ?, ?, ?)
+    `INSERT INTO approval_facts (id, requester_id, status, amount, requested_at, decided_at, version) VALUES (?, ?, ?, ?, ?, ?, ?::bigint)
      ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, amount = EXCLUDED.amount,
-       requested_at = EXCLUDED.requested_at, decided_at = EXCLUDED.decided_at`,
-    [d.requestId, d.requesterId, d.status, d.amount, new Date(d.requestedAt), decided],
+       requested_at = EXCLUDED.requested_at, decided_at = EXCLUDED.decided_at, version = COALESCE(EXCLUDED.version, approval_facts.version)
+     WHERE ${newer('approval_facts')}`,
+    [d.requestId, d.requesterId, d.status, d.amount, new Date(d.requestedAt), decided, ctx.event.aggregateVersion ?? null],
   );
   bump(ctx, 'approvals');
 }
@@ -352,12 +366,9 @@ const specific: EventHandlers = {
     }
   },
 
-  'meeting.created': upsertMeeting,
-  'meeting.updated': upsertMeeting,
-  'meeting.deleted': async (ctx) => {
-    await ctx.em.execute('DELETE FROM meeting_facts WHERE id = ?', [ctx.event.data.meetingId]);
-    bump(ctx, 'meetings');
-  },
+  'meeting.created': (ctx) => upsertMeeting(ctx, false),
+  'meeting.updated': (ctx) => upsertMeeting(ctx, false),
+  'meeting.deleted': (ctx) => upsertMeeting(ctx, true),
 
   'task.created': taskFacts,
   'task.updated': taskFacts,

@@ -45,9 +45,20 @@ export type CustomerStats = {
   unassigned: Scalars['Int']['output'];
 };
 
+/** Gateway-internal (not in the API schema): a notification's place in its recipient's order. */
+export type LiveNotificationPosition = {
+  __typename?: 'LiveNotificationPosition';
+  id: Scalars['ID']['output'];
+  /** the recipient's order (a database sequence; per recipient, commit order), as a decimal string */
+  seq: Scalars['String']['output'];
+};
+
 export type Mutation = {
   __typename?: 'Mutation';
-  /** only the recipient (else NOT_FOUND); the notification is gone for good; returns its id */
+  /**
+   * only the recipient (else NOT_FOUND); the notification is gone for good for the user (no read, list or count
+   * shows it; deleting it again is NOT_FOUND); its id still works as `after` of notificationAdded; returns its id
+   */
   deleteNotification: Scalars['ID']['output'];
   /** returns how many were marked */
   markAllNotificationsRead: Scalars['Int']['output'];
@@ -114,6 +125,13 @@ export type Query = {
   customerStats: CustomerStats;
   /** ADMIN, MANAGER, COMPLIANCE: how many events of each type analytics has consumed */
   eventMetrics: Array<CountByKey>;
+  /**
+   * Gateway-internal (not in the API schema; the gateway calls it for notificationAdded(after:)): the caller's
+   * own notifications after a place in their order, oldest first, at most `first` (1-500). Exactly one of
+   * `after` (a notification id of the caller's; anything else is BAD_USER_INPUT) or `afterSeq` (a seq this
+   * returned).
+   */
+  liveNotificationPositions: Array<LiveNotificationPosition>;
   /** the caller's notifications, newest first; archived ones (of deleted users) never appear */
   myNotifications: NotificationConnection;
   /** one of the caller's own notifications (not archived); null for anyone else's or an unknown id */
@@ -131,6 +149,13 @@ export type Query = {
 export type QueryApprovalStatsArgs = {
   from?: InputMaybe<Scalars['DateTime']['input']>;
   to?: InputMaybe<Scalars['DateTime']['input']>;
+};
+
+
+export type QueryLiveNotificationPositionsArgs = {
+  after?: InputMaybe<Scalars['ID']['input']>;
+  afterSeq?: InputMaybe<Scalars['String']['input']>;
+  first: Scalars['Int']['input'];
 };
 
 
@@ -212,8 +237,19 @@ export type SalesSummary = {
 
 export type Subscription = {
   __typename?: 'Subscription';
-  /** the caller's own new notifications, live (served by the gateway from notification.events) */
+  /**
+   * the caller's own new notifications, live (served by the gateway from notification.events). With `after`
+   * (the id of the last notification the client received): first every notification of the caller's created
+   * after that one, oldest first (also those created while the client or the gateway was away), then the live
+   * ones: none twice, none missed. Without `after`: only new ones. An `after` that is not one of the caller's
+   * notifications: BAD_USER_INPUT.
+   */
   notificationAdded: Notification;
+};
+
+
+export type SubscriptionNotificationAddedArgs = {
+  after?: InputMaybe<Scalars['ID']['input']>;
 };
 
 export type TaskCompletion = {
@@ -335,8 +371,9 @@ export type ResolversTypes = ResolversObject<{
   String: ResolverTypeWrapper<Scalars['String']['output']>;
   CustomerStats: ResolverTypeWrapper<CustomerStats>;
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
-  Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  LiveNotificationPosition: ResolverTypeWrapper<LiveNotificationPosition>;
   ID: ResolverTypeWrapper<Scalars['ID']['output']>;
+  Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Notification: ResolverTypeWrapper<NotificationEntity>;
   NotificationConnection: ResolverTypeWrapper<Omit<NotificationConnection, 'edges'> & { edges: Array<ResolversTypes['NotificationEdge']> }>;
   NotificationEdge: ResolverTypeWrapper<Omit<NotificationEdge, 'node'> & { node: ResolversTypes['Notification'] }>;
@@ -362,8 +399,9 @@ export type ResolversParentTypes = ResolversObject<{
   String: Scalars['String']['output'];
   CustomerStats: CustomerStats;
   DateTime: Scalars['DateTime']['output'];
-  Mutation: Record<PropertyKey, never>;
+  LiveNotificationPosition: LiveNotificationPosition;
   ID: Scalars['ID']['output'];
+  Mutation: Record<PropertyKey, never>;
   Notification: NotificationEntity;
   NotificationConnection: Omit<NotificationConnection, 'edges'> & { edges: Array<ResolversParentTypes['NotificationEdge']> };
   NotificationEdge: Omit<NotificationEdge, 'node'> & { node: ResolversParentTypes['Notification'] };
@@ -402,6 +440,11 @@ export type CustomerStatsResolvers<ContextType = RequestContext<AnalyticsLoaders
 export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['DateTime'], any> {
   name: 'DateTime';
 }
+
+export type LiveNotificationPositionResolvers<ContextType = RequestContext<AnalyticsLoaders>, ParentType extends ResolversParentTypes['LiveNotificationPosition'] = ResolversParentTypes['LiveNotificationPosition']> = ResolversObject<{
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  seq?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
 
 export type MutationResolvers<ContextType = RequestContext<AnalyticsLoaders>, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
   deleteNotification?: Resolver<ResolversTypes['ID'], ParentType, ContextType, RequireFields<MutationDeleteNotificationArgs, 'id'>>;
@@ -442,6 +485,7 @@ export type QueryResolvers<ContextType = RequestContext<AnalyticsLoaders>, Paren
   approvalStats?: Resolver<ResolversTypes['ApprovalStats'], ParentType, ContextType, Partial<QueryApprovalStatsArgs>>;
   customerStats?: Resolver<ResolversTypes['CustomerStats'], ParentType, ContextType>;
   eventMetrics?: Resolver<Array<ResolversTypes['CountByKey']>, ParentType, ContextType>;
+  liveNotificationPositions?: Resolver<Array<ResolversTypes['LiveNotificationPosition']>, ParentType, ContextType, RequireFields<QueryLiveNotificationPositionsArgs, 'first'>>;
   myNotifications?: Resolver<ResolversTypes['NotificationConnection'], ParentType, ContextType, RequireFields<QueryMyNotificationsArgs, 'unreadOnly'>>;
   notification?: Resolver<Maybe<ResolversTypes['Notification']>, ParentType, ContextType, RequireFields<QueryNotificationArgs, 'id'>>;
   saga?: Resolver<Maybe<ResolversTypes['Saga']>, ParentType, ContextType, RequireFields<QuerySagaArgs, 'id'>>;
@@ -482,7 +526,7 @@ export type SalesSummaryResolvers<ContextType = RequestContext<AnalyticsLoaders>
 }>;
 
 export type SubscriptionResolvers<ContextType = RequestContext<AnalyticsLoaders>, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = ResolversObject<{
-  notificationAdded?: SubscriptionResolver<ResolversTypes['Notification'], "notificationAdded", ParentType, ContextType>;
+  notificationAdded?: SubscriptionResolver<ResolversTypes['Notification'], "notificationAdded", ParentType, ContextType, Partial<SubscriptionNotificationAddedArgs>>;
 }>;
 
 export type TaskCompletionResolvers<ContextType = RequestContext<AnalyticsLoaders>, ParentType extends ResolversParentTypes['TaskCompletion'] = ResolversParentTypes['TaskCompletion']> = ResolversObject<{
@@ -500,6 +544,7 @@ export type Resolvers<ContextType = RequestContext<AnalyticsLoaders>> = Resolver
   CountByKey?: CountByKeyResolvers<ContextType>;
   CustomerStats?: CustomerStatsResolvers<ContextType>;
   DateTime?: GraphQLScalarType;
+  LiveNotificationPosition?: LiveNotificationPositionResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
   Notification?: NotificationResolvers<ContextType>;
   NotificationConnection?: NotificationConnectionResolvers<ContextType>;

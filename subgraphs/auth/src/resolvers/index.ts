@@ -3,8 +3,8 @@ import DataLoader from 'dataloader';
 import { z } from 'zod';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import {
-  ROLES, badInput, conflict, forbidden, notFound, paginate, parseInput, pendingApproval, requireRole, requireUser,
-  scalarResolvers, unauthenticated, type Identity, type RequestContext,
+  ROLES, badInput, conflict, forbidden, loadForWrite, notFound, paginate, parseInput, pendingApproval, requireRole, requireUser,
+  scalarResolvers, unauthenticated, type Identity, type RequestContext, type WriteContext,
 } from '@crm/kit';
 import { AuditEntry, User } from '../entities';
 import { stageAudit } from '../audit';
@@ -84,8 +84,11 @@ export const resolvers: Resolvers = {
       if (policy === 'closed') throw forbidden('Registration is closed: an ADMIN creates accounts (REGISTRATION_POLICY=closed)');
       const data = parseInput(registerInput, input);
       if (policy === 'approval') {
-        // The same answer whether or not the email already has an account (no account discovery).
-        if (!(await findByEmail(ctx.em, data.email))) {
+        // The same answer whether or not the email already has an account (no account discovery),
+        // in the same time: a taken email hashes the password too (createUser hashes a new one).
+        if (await findByEmail(ctx.em, data.email)) {
+          await hashPassword(data.password);
+        } else {
           await createUser(ctx.em, { ...data, role: 'SALES' }, null, { approved: false, pendingApproval: true }).catch((err: unknown) => {
             if ((err as { extensions?: { code?: unknown } }).extensions?.code !== 'CONFLICT') throw err; // a concurrent twin
           });
@@ -102,7 +105,8 @@ export const resolvers: Resolvers = {
       const ok = user ? await verifyPassword(user.passwordHash, args.password) : await verifyPassword(await timingDummyHash(), args.password) && false;
       if (!user || !ok || !user.active) {
         stageAudit(ctx.em, {
-          actorId: user?.id ?? null,
+          // Anonymous: whoever typed the password is not known to be the account's owner (the victim).
+          actorId: null,
           action: 'user.login_failed',
           entityType: 'User',
           entityId: user?.id ?? null,
@@ -124,35 +128,51 @@ export const resolvers: Resolvers = {
       return tokens;
     },
     refreshToken: async (_: unknown, { refreshToken }: { refreshToken: string }, ctx: Ctx) =>
-      rotateRefreshToken(ctx.em, refreshToken, ctx.config),
+      rotateRefreshToken(ctx.em, refreshToken, ctx.config, {
+        // A used refresh token presented again: one of the two holders stole it. Its family is
+        // revoked (tokens.ts) and so is every access token of the user (token version), audited.
+        onReuse: async (userId) => {
+          const user = await ctx.em.findOne(User, { id: userId });
+          if (!user) return;
+          user.tokenVersion += 1;
+          stageAudit(ctx.em, { actorId: null, action: 'user.refresh_token_reused', entityType: 'User', entityId: user.id, details: { answer: 'family and access tokens revoked' } });
+          ctx.emit('user.logout', user.id, { userId: user.id, tokenVersion: user.tokenVersion });
+          await ctx.em.flush();
+        },
+      }),
     logout: async (_: unknown, __: unknown, ctx: Ctx) => {
       const me = requireUser(ctx.identity);
-      await revokeAllFor(ctx.em, me.userId);
-      // Signing out ends every access token of the user too (and the sockets opened with them).
-      const user = await ctx.em.findOne(User, { id: me.userId });
-      if (user) user.tokenVersion += 1;
-      stageAudit(ctx.em, { actorId: me.userId, action: 'user.logout', entityType: 'User', entityId: me.userId });
-      ctx.emit('user.logout', me.userId, { userId: me.userId, ...(user ? { tokenVersion: user.tokenVersion } : {}) });
-      await ctx.em.flush();
-      return true;
+      // The user's row is locked for the write (loadForWrite): the event's snapshot is what commits.
+      return ctx.write(async ({ em, emit }) => {
+        await revokeAllFor(em, me.userId);
+        // Signing out ends every access token of the user too (and the sockets opened with them).
+        const user = await loadForWrite(em, User, { id: me.userId });
+        if (user) user.tokenVersion += 1;
+        stageAudit(em, { actorId: me.userId, action: 'user.logout', entityType: 'User', entityId: me.userId });
+        emit('user.logout', me.userId, { userId: me.userId, ...(user ? { tokenVersion: user.tokenVersion } : {}) });
+        return true;
+      });
     },
     changePassword: async (_: unknown, args: { currentPassword: string; newPassword: string }, ctx: Ctx) => {
       const me = requireUser(ctx.identity);
       const password = parseInput(z.object({ newPassword }), { newPassword: args.newPassword }).newPassword;
-      const user = await ctx.em.findOne(User, { id: me.userId });
-      if (!user || !user.active) throw unauthenticated('The account is no longer active');
-      if (!(await verifyPassword(user.passwordHash, args.currentPassword))) {
-        stageAudit(ctx.em, { actorId: me.userId, action: 'user.password_change_failed', entityType: 'User', entityId: me.userId });
-        await ctx.em.flush();
-        // Counted by the gateway's password protection like a failed login (field currentPassword).
-        throw badInput('The current password is not correct', 'currentPassword');
-      }
-      if (await verifyPassword(user.passwordHash, password)) throw badInput('The new password must differ from the current one', 'newPassword');
-      user.passwordHash = await hashPassword(password);
-      await endSessions(ctx, user, 'changed');
-      stageAudit(ctx.em, { actorId: me.userId, action: 'user.password_changed', entityType: 'User', entityId: me.userId });
-      const tokens = issueTokens(ctx.em, user, ctx.config);
-      await ctx.em.flush();
+      // The user's row is locked for the write (loadForWrite): the user.updated snapshot is what commits.
+      const tokens = await ctx.write(async ({ em, emit }) => {
+        const user = await loadForWrite(em, User, { id: me.userId });
+        if (!user || !user.active) throw unauthenticated('The account is no longer active');
+        if (!(await verifyPassword(user.passwordHash, args.currentPassword))) {
+          // The failed attempt's audit entry commits; the error is thrown after the commit.
+          stageAudit(em, { actorId: me.userId, action: 'user.password_change_failed', entityType: 'User', entityId: me.userId });
+          return null;
+        }
+        if (await verifyPassword(user.passwordHash, password)) throw badInput('The new password must differ from the current one', 'newPassword');
+        user.passwordHash = await hashPassword(password);
+        await endSessions(em, emit, user, 'changed');
+        stageAudit(em, { actorId: me.userId, action: 'user.password_changed', entityType: 'User', entityId: me.userId });
+        return issueTokens(em, user, ctx.config);
+      });
+      // Counted by the gateway's password protection like a failed login (field currentPassword).
+      if (!tokens) throw badInput('The current password is not correct', 'currentPassword');
       return tokens;
     },
     requestPasswordReset: async (_: unknown, args: { email: string }, ctx: Ctx) => {
@@ -166,19 +186,14 @@ export const resolvers: Resolvers = {
       if (typeof args.token !== 'string' || args.token.length === 0 || args.token.length > 200) {
         throw unauthenticated('Invalid or expired password reset token');
       }
-      await ctx.em.begin();
-      try {
-        const user = await claimResetToken(ctx.em, args.token);
+      // One transaction: the token's claim, the user's row (locked by claimResetToken), the event.
+      return ctx.write(async ({ em, emit }) => {
+        const user = await claimResetToken(em, args.token);
         user.passwordHash = await hashPassword(password);
-        await endSessions(ctx, user, 'reset');
-        stageAudit(ctx.em, { actorId: user.id, action: 'user.password_reset', entityType: 'User', entityId: user.id });
-        const tokens = issueTokens(ctx.em, user, ctx.config);
-        await ctx.em.commit();
-        return tokens;
-      } catch (err) {
-        await ctx.em.rollback().catch(() => undefined);
-        throw err;
-      }
+        await endSessions(em, emit, user, 'reset');
+        stageAudit(em, { actorId: user.id, action: 'user.password_reset', entityType: 'User', entityId: user.id });
+        return issueTokens(em, user, ctx.config);
+      });
     },
     updateUser: async (_: unknown, args: { id: string; input: unknown }, ctx: Ctx) => {
       const me = requireUser(ctx.identity);
@@ -186,47 +201,49 @@ export const resolvers: Resolvers = {
       const isAdmin = me.role === 'ADMIN';
       if (!isAdmin && me.userId !== args.id) throw forbidden('You may only update yourself');
       if (!isAdmin && input.role) throw forbidden('Only an ADMIN may change roles');
-      const user = isUuid(args.id) ? await ctx.em.findOne(User, { id: args.id }) : null;
-      if (!user) throw notFound('User', args.id);
-      if (!user.active) throw conflict('User is deactivated');
-      const changes: string[] = [];
-      if (input.name && input.name !== user.name) {
-        user.name = input.name;
-        changes.push('name');
-      }
-      if (input.role && input.role !== user.role) {
-        stageAudit(ctx.em, { actorId: me.userId, action: 'user.role_changed', entityType: 'User', entityId: user.id, details: { from: user.role, to: input.role } });
-        user.role = input.role;
-        // An ADMIN granting a role vouches for the user; earlier access tokens carry the old role.
-        user.approved = true;
-        user.tokenVersion += 1;
-        changes.push('role');
-      }
-      if (changes.length > 0) {
-        stageAudit(ctx.em, { actorId: me.userId, action: 'user.updated', entityType: 'User', entityId: user.id, details: { changes } });
-        ctx.emit('user.updated', user.id, { ...userEventData(user), changes });
-      }
-      await ctx.em.flush();
-      return user;
+      return ctx.write(async ({ em, emit }) => {
+        const user = isUuid(args.id) ? await loadForWrite(em, User, { id: args.id }) : null;
+        if (!user) throw notFound('User', args.id);
+        if (!user.active) throw conflict('User is deactivated');
+        const changes: string[] = [];
+        if (input.name && input.name !== user.name) {
+          user.name = input.name;
+          changes.push('name');
+        }
+        if (input.role && input.role !== user.role) {
+          stageAudit(em, { actorId: me.userId, action: 'user.role_changed', entityType: 'User', entityId: user.id, details: { from: user.role, to: input.role } });
+          user.role = input.role;
+          // An ADMIN granting a role vouches for the user; earlier access tokens carry the old role.
+          user.approved = true;
+          user.tokenVersion += 1;
+          changes.push('role');
+        }
+        if (changes.length > 0) {
+          stageAudit(em, { actorId: me.userId, action: 'user.updated', entityType: 'User', entityId: user.id, details: { changes } });
+          emit('user.updated', user.id, { ...userEventData(user), changes });
+        }
+        return user;
+      });
     },
     approveUser: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
       const me = requireRole(ctx.identity, 'ADMIN', 'MANAGER');
-      const user = isUuid(id) ? await ctx.em.findOne(User, { id }) : null;
-      if (!user) throw notFound('User', id);
-      if (user.pendingApproval) {
-        if (me.role !== 'ADMIN') throw forbidden('Only an ADMIN may activate a registration pending approval');
-        user.pendingApproval = false;
-        user.active = true;
-        user.tokenVersion += 1;
-      } else if (!user.active) {
-        throw conflict('User is deactivated');
-      }
-      if (user.approved && user.active) return user;
-      user.approved = true;
-      stageAudit(ctx.em, { actorId: me.userId, action: 'user.approved', entityType: 'User', entityId: user.id });
-      ctx.emit('user.updated', user.id, { ...userEventData(user), changes: ['approved'] });
-      await ctx.em.flush();
-      return user;
+      return ctx.write(async ({ em, emit }) => {
+        const user = isUuid(id) ? await loadForWrite(em, User, { id }) : null;
+        if (!user) throw notFound('User', id);
+        if (user.pendingApproval) {
+          if (me.role !== 'ADMIN') throw forbidden('Only an ADMIN may activate a registration pending approval');
+          user.pendingApproval = false;
+          user.active = true;
+          user.tokenVersion += 1;
+        } else if (!user.active) {
+          throw conflict('User is deactivated');
+        }
+        if (user.approved && user.active) return user;
+        user.approved = true;
+        stageAudit(em, { actorId: me.userId, action: 'user.approved', entityType: 'User', entityId: user.id });
+        emit('user.updated', user.id, { ...userEventData(user), changes: ['approved'] });
+        return user;
+      });
     },
     createUser: async (_: unknown, { input }: { input: unknown }, ctx: Ctx) => {
       const me = requireRole(ctx.identity, 'ADMIN');
@@ -236,10 +253,12 @@ export const resolvers: Resolvers = {
     deleteUser: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
       const me = requireRole(ctx.identity, 'ADMIN');
       if (me.userId === id) throw conflict('You cannot delete yourself');
-      const user = isUuid(id) ? await ctx.em.findOne(User, { id }) : null;
-      if (!user) throw notFound('User', id);
-      if (!user.active) throw conflict('User is already deleted');
-      return deactivateUser(ctx.em, user, me, ctx);
+      return ctx.write(async ({ em, emit }) => {
+        const user = isUuid(id) ? await loadForWrite(em, User, { id }) : null;
+        if (!user) throw notFound('User', id);
+        if (!user.active) throw conflict('User is already deleted');
+        return deactivateUser(em, user, me, emit);
+      });
     },
   },
   User: {
@@ -279,14 +298,15 @@ function personal(user: User, ctx: Ctx): User {
 /**
  * Ends every session of `user` (a changed or reset password): refresh tokens revoked, token version
  * bumped and announced in user.updated (the gateway refuses older access tokens and closes their
- * sockets — the mechanism of logout and deactivation). The caller issues the new session.
+ * sockets — the mechanism of logout and deactivation). The caller issues the new session; `user`
+ * is locked by the caller's write (loadForWrite).
  */
-async function endSessions(ctx: Ctx, user: User, how: 'changed' | 'reset'): Promise<void> {
-  await revokeAllFor(ctx.em, user.id);
+async function endSessions(em: EntityManager, emit: WriteContext['emit'], user: User, how: 'changed' | 'reset'): Promise<void> {
+  await revokeAllFor(em, user.id);
   user.tokenVersion += 1;
-  ctx.emit('user.updated', user.id, { ...userEventData(user), changes: ['password'] }, { actorId: user.id });
+  emit('user.updated', user.id, { ...userEventData(user), changes: ['password'] }, { actorId: user.id });
   // The account's owner hears of it (in the same transaction: no mail for a change that did not happen).
-  stageMail(ctx.em, {
+  stageMail(em, {
     to: user.email,
     subject: 'Your CRM password was changed',
     text: [
@@ -300,8 +320,8 @@ async function endSessions(ctx: Ctx, user: User, how: 'changed' | 'reset'): Prom
   });
 }
 
-/** Deactivates a user, revokes their sessions and starts the user-deletion saga (one commit). */
-async function deactivateUser(em: EntityManager, user: User, actor: Identity, ctx: Ctx) {
+/** Deactivates a user (its row locked by the caller's write), revokes their sessions and starts the user-deletion saga (one commit). */
+async function deactivateUser(em: EntityManager, user: User, actor: Identity, emit: WriteContext['emit']) {
   const sagaId = randomUUID();
   user.active = false;
   user.pendingApproval = false;
@@ -309,12 +329,11 @@ async function deactivateUser(em: EntityManager, user: User, actor: Identity, ct
   await revokeAllFor(em, user.id);
   stageAudit(em, { actorId: actor.userId, action: 'user.deleted', entityType: 'User', entityId: user.id, details: { sagaId } });
   const cause = { actorId: actor.userId, correlationId: sagaId };
-  ctx.emit('user.deleted', user.id, { ...userEventData(user), sagaId }, cause);
-  ctx.emit('user.saga_step', sagaId, {
+  emit('user.deleted', user.id, { ...userEventData(user), sagaId }, cause);
+  emit('user.saga_step', sagaId, {
     sagaId, sagaType: 'user-deletion', subjectId: user.id, step: 'auth.deactivate-user', status: 'DONE', detail: null, ends: null,
     expectedSteps: USER_DELETION_STEPS,
   }, cause);
-  await em.flush();
   return { id: sagaId };
 }
 

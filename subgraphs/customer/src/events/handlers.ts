@@ -3,14 +3,14 @@
  * the user-deletion saga (user.deleted → reassign), and the compensation of a refused
  * customer-deletion (opportunity.saga_step REFUSED → restore). Writes only through the handler's em.
  */
-import { roundsByKey, type BatchHandler, type EventHandlers } from '@crm/kit';
+import { loadAllForWrite, loadForWrite, roundsByKey, type BatchHandler, type EventHandlers } from '@crm/kit';
 import { Customer } from '../entities';
 import { customerEventData, repFromUser, repLoads, upsertRep, upsertReps } from '../customers';
 
 /** The rep directory from user.created/updated: a run of them with one multi-row upsert per round. */
 const repCopies: BatchHandler<'user.created' | 'user.updated'> = {
   async applyBatch(events, { em }) {
-    for (const round of roundsByKey(events, (e) => e.data.userId)) await upsertReps(em, round.map((e) => repFromUser(e.data)));
+    for (const round of roundsByKey(events, (e) => e.data.userId)) await upsertReps(em, round.map((e) => ({ ...repFromUser(e.data), version: e.aggregateVersion ?? null })));
   },
 };
 
@@ -19,8 +19,9 @@ export const handlers: EventHandlers = {
   'user.updated': repCopies,
   'user.deleted': async ({ event, em, emit }) => {
     const { userId, sagaId } = event.data;
-    await upsertRep(em, { ...repFromUser(event.data), active: false });
-    const owned = await em.find(Customer, { assignedRepId: userId, deletedAt: null }, { orderBy: { createdAt: 'asc', id: 'asc' } });
+    await upsertRep(em, { ...repFromUser(event.data), active: false, version: event.aggregateVersion ?? null });
+    // locked (FOR UPDATE, in one order) so each customer.reassigned snapshot is the row this commit writes
+    const owned = await loadAllForWrite(em, Customer, { assignedRepId: userId, deletedAt: null }, { createdAt: 'asc', id: 'asc' });
     // least-loaded first, ties to the oldest rep; re-sorted as customers are handed out one by one
     const candidates = (owned.length > 0 ? await repLoads(em, userId) : []).map((r, rank) => ({ ...r, rank }));
     for (const customer of owned) {
@@ -47,7 +48,7 @@ export const handlers: EventHandlers = {
   'opportunity.saga_step': async ({ event, em, emit }) => {
     const step = event.data;
     if (step.status !== 'REFUSED' || step.sagaType !== 'customer-deletion') return;
-    const customer = await em.findOne(Customer, { id: step.subjectId, deletedBySaga: step.sagaId });
+    const customer = await loadForWrite(em, Customer, { id: step.subjectId, deletedBySaga: step.sagaId });
     if (!customer || !customer.deletedAt) return; // already restored (or never deleted by this saga)
     customer.deletedAt = null;
     customer.deletedBySaga = null;

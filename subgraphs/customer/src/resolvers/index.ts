@@ -4,12 +4,12 @@ import type { GraphQLResolveInfo } from 'graphql';
 import { z } from 'zod';
 import { UniqueConstraintViolationException, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
 import {
-  badInput, byIdLoader, connectionLoaders, connectionProps, forbidden, notFound, paginate, pageSize, pagesByParent, parseInput,
+  badInput, byIdLoader, loadForWrite, connectionLoaders, connectionProps, forbidden, notFound, paginate, pageSize, pagesByParent, parseInput,
   requireRole, requireUser, requireWriter, scalarResolvers, seesAll, toConnection, wantsTotalCount,
   type Connection, type Identity, type PageArgs, type RequestContext,
 } from '@crm/kit';
 import { COMPANY_SIZES, Customer, INVESTMENT_PROFILES, RISK_TOLERANCES, Rep } from '../entities';
-import { CUSTOMER_DELETION_STEPS, customerEventData, findLiveCustomer, requireActiveRep } from '../customers';
+import { CUSTOMER_DELETION_STEPS, customerEventData, requireActiveRep } from '../customers';
 import type { Resolvers } from '../generated/resolvers-types';
 
 type PageWithProps = PageArgs & { props?: string[] };
@@ -88,9 +88,12 @@ async function loadVisible(ctx: Ctx, id: string): Promise<Customer | null> {
   return c && canSee(me, c) ? c : null;
 }
 
-/** A live customer the caller may change, or NOT_FOUND (the same answer whether it exists or is someone else's). */
-async function loadWritable(ctx: Ctx, id: string, me: Identity): Promise<Customer> {
-  const c = isUuid(id) ? await findLiveCustomer(ctx.em, id) : null;
+/**
+ * A live customer the caller may change, locked for the write's transaction `em`, or NOT_FOUND (the
+ * same answer whether it exists or is someone else's).
+ */
+async function loadWritable(em: EntityManager, id: string, me: Identity): Promise<Customer> {
+  const c = isUuid(id) ? await loadForWrite(em, Customer, { id, deletedAt: null }) : null;
   if (!c || !canSee(me, c)) throw notFound('Customer', id);
   return c;
 }
@@ -181,49 +184,54 @@ export const resolvers: Resolvers = {
     updateCustomer: async (_: unknown, args: { id: string; input: unknown }, ctx: Ctx) => {
       const me = requireWriter(ctx.identity);
       const input = parseInput(updateInput, args.input);
-      const c = await loadWritable(ctx, args.id, me);
-      const changes: string[] = [];
-      for (const key of UPDATABLE) {
-        const value = input[key];
-        if (value === undefined || value === c[key]) continue;
-        (c as unknown as Record<string, unknown>)[key] = value;
-        changes.push(key);
-      }
-      if (changes.length > 0) {
-        c.updatedAt = new Date();
-        ctx.emit('customer.updated', c.id, { ...customerEventData(c), changes });
-      }
-      await ctx.em.flush();
-      return c;
+      // The snapshot the event carries is read under this write's lock (loadForWrite): a concurrent
+      // assignCustomer commits before or after, never in between.
+      return ctx.write(async ({ em, emit }) => {
+        const c = await loadWritable(em, args.id, me);
+        const changes: string[] = [];
+        for (const key of UPDATABLE) {
+          const value = input[key];
+          if (value === undefined || value === c[key]) continue;
+          (c as unknown as Record<string, unknown>)[key] = value;
+          changes.push(key);
+        }
+        if (changes.length > 0) {
+          c.updatedAt = new Date();
+          emit('customer.updated', c.id, { ...customerEventData(c), changes });
+        }
+        return c;
+      });
     },
     assignCustomer: async (_: unknown, args: { id: string; repId: string }, ctx: Ctx) => {
       requireRole(ctx.identity, 'MANAGER', 'ADMIN');
       if (!isUuid(args.repId) || !(await requireActiveRep(ctx.em, ctx.peers, args.repId))) throw badInput('repId is not an active SALES rep', 'repId');
-      const c = isUuid(args.id) ? await findLiveCustomer(ctx.em, args.id) : null;
-      if (!c) throw notFound('Customer', args.id);
-      if (c.assignedRepId === args.repId) return c;
-      const fromRepId = c.assignedRepId;
-      c.assignedRepId = args.repId;
-      c.updatedAt = new Date();
-      ctx.emit('customer.reassigned', c.id, { ...customerEventData(c), fromRepId, sagaId: null });
-      await ctx.em.flush();
-      return c;
+      return ctx.write(async ({ em, emit }) => {
+        const c = isUuid(args.id) ? await loadForWrite(em, Customer, { id: args.id, deletedAt: null }) : null;
+        if (!c) throw notFound('Customer', args.id);
+        if (c.assignedRepId === args.repId) return c;
+        const fromRepId = c.assignedRepId;
+        c.assignedRepId = args.repId;
+        c.updatedAt = new Date();
+        emit('customer.reassigned', c.id, { ...customerEventData(c), fromRepId, sagaId: null });
+        return c;
+      });
     },
     deleteCustomer: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
       const me = requireRole(ctx.identity, 'MANAGER', 'ADMIN');
-      const c = isUuid(id) ? await findLiveCustomer(ctx.em, id) : null;
-      if (!c) throw notFound('Customer', id);
-      const sagaId = randomUUID();
-      c.deletedAt = new Date();
-      c.deletedBySaga = sagaId;
-      const cause = { actorId: me.userId, correlationId: sagaId };
-      ctx.emit('customer.deleted', c.id, { ...customerEventData(c), sagaId, requestedBy: me.userId }, cause);
-      ctx.emit('customer.saga_step', sagaId, {
-        sagaId, sagaType: 'customer-deletion', subjectId: c.id, step: 'customer.soft-delete', status: 'DONE', detail: null, ends: null,
-        expectedSteps: CUSTOMER_DELETION_STEPS,
-      }, cause);
-      await ctx.em.flush();
-      return { id: sagaId };
+      return ctx.write(async ({ em, emit }) => {
+        const c = isUuid(id) ? await loadForWrite(em, Customer, { id, deletedAt: null }) : null;
+        if (!c) throw notFound('Customer', id);
+        const sagaId = randomUUID();
+        c.deletedAt = new Date();
+        c.deletedBySaga = sagaId;
+        const cause = { actorId: me.userId, correlationId: sagaId };
+        emit('customer.deleted', c.id, { ...customerEventData(c), sagaId, requestedBy: me.userId }, cause);
+        emit('customer.saga_step', sagaId, {
+          sagaId, sagaType: 'customer-deletion', subjectId: c.id, step: 'customer.soft-delete', status: 'DONE', detail: null, ends: null,
+          expectedSteps: CUSTOMER_DELETION_STEPS,
+        }, cause);
+        return { id: sagaId };
+      });
     },
   },
   Customer: {

@@ -29,6 +29,8 @@ interface RawRequest {
 /**
  * Cancels the PENDING requests matching `column = id` with one conditional UPDATE (a request
  * decided concurrently is no longer PENDING and stays as it is), staging approval.cancelled each.
+ * Lock order, the same as decide/recall (resolvers: loadForWrite): the request rows first (in id
+ * order, so two cancellations never cross), then their version counters (the outbox inserts).
  */
 async function cancelPending(
   em: EntityManager,
@@ -39,7 +41,7 @@ async function cancelPending(
 ): Promise<number> {
   const rows = await em.execute<RawRequest[]>(
     `UPDATE approval_requests SET status = 'CANCELLED', version = version + 1, updated_at = now()
-     WHERE ${column} = ? AND status = 'PENDING'
+     WHERE id IN (SELECT id FROM approval_requests WHERE ${column} = ? AND status = 'PENDING' ORDER BY id FOR UPDATE) AND status = 'PENDING'
      RETURNING id, customer_id, requester_id, approver_id, title, amount, status, decision_comment, created_at, decided_at`,
     [id],
   );

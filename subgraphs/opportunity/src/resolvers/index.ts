@@ -4,8 +4,8 @@ import type { GraphQLResolveInfo } from 'graphql';
 import { z } from 'zod';
 import { OptimisticLockError, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
 import {
-  badInput, byIdLoader, conflict, connectionProps, findRows, forbidden, groupLoader, notFound, paginate, parseInput, propsFor, requireCustomerRef,
-  requireRole, requireUser, requireWriter, scalarResolvers, seesAll, selectedFields, wantsTotalCount, type Identity, type RequestContext,
+  badInput, byIdLoader, conflict, connectionProps, loadForWrite, findRows, forbidden, groupLoader, notFound, paginate, parseInput, propsFor, requireCustomerRef,
+  requireRole, requireUser, requireWriter, scalarResolvers, seesAll, selectedFields, wantsTotalCount, type Identity, type RequestContext, type WriteContext,
 } from '@crm/kit';
 import { APPROVAL_STATUSES, ApprovalRequest, type ApprovalStatus } from '../entities';
 import { approvalData } from '../approvals';
@@ -85,9 +85,14 @@ const decisionInput = z.object({
 });
 
 
-/** Loads a request the caller may see, or NOT_FOUND (SALES: someone else's request does not exist for them). */
-async function findVisible(ctx: Ctx, me: Identity, id: string): Promise<ApprovalRequest> {
-  const req = isUuid(id) ? await ctx.em.findOne(ApprovalRequest, { $and: [{ id }, visibleScope(me)] } as FilterQuery<ApprovalRequest>) : null;
+/**
+ * Loads a request the caller may see, locked for the write's transaction `em` (loadForWrite), or
+ * NOT_FOUND (SALES: someone else's request does not exist for them). Every writer of a request
+ * locks its row before its event's version counter (the outbox insert): decide and recall here,
+ * cancelPending (one UPDATE of the rows, then the outbox) in the consumer — one lock order.
+ */
+async function findWritable(em: EntityManager, me: Identity, id: string): Promise<ApprovalRequest> {
+  const req = isUuid(id) ? await loadForWrite(em, ApprovalRequest, { $and: [{ id }, visibleScope(me)] } as FilterQuery<ApprovalRequest>) : null;
   if (!req) throw notFound('ApprovalRequest', id);
   return req;
 }
@@ -96,10 +101,10 @@ function requirePending(req: ApprovalRequest) {
   if (req.status !== 'PENDING') throw conflict(`Approval request is ${req.status}; only a PENDING request can change`);
 }
 
-/** The single flush of a state change; a lost optimistic-lock race is a CONFLICT (the other change won). */
-async function flushOrConflict(ctx: Ctx) {
+/** A state change in one transaction; a lost optimistic-lock race is a CONFLICT (the other change won). */
+async function writeOrConflict<R>(ctx: Ctx, fn: (tx: WriteContext) => Promise<R>): Promise<R> {
   try {
-    await ctx.em.flush();
+    return await ctx.write(fn);
   } catch (err) {
     if (err instanceof OptimisticLockError) throw conflict('Approval request was changed concurrently; only a PENDING request can change');
     throw err;
@@ -109,16 +114,17 @@ async function flushOrConflict(ctx: Ctx) {
 async function decide(ctx: Ctx, args: { id: string; comment?: string | null }, to: 'APPROVED' | 'REJECTED') {
   const me = requireRole(ctx.identity, 'MANAGER', 'ADMIN');
   const { comment } = parseInput(decisionInput, { comment: args.comment });
-  const req = await findVisible(ctx, me, args.id);
-  if (req.requesterId === me.userId) throw forbidden('You cannot decide your own approval request');
-  requirePending(req);
-  req.status = to;
-  req.approverId = me.userId;
-  req.decisionComment = comment;
-  req.decidedAt = new Date();
-  ctx.emit(to === 'APPROVED' ? 'approval.approved' : 'approval.rejected', req.id, approvalData(req));
-  await flushOrConflict(ctx);
-  return req;
+  return writeOrConflict(ctx, async ({ em, emit }) => {
+    const req = await findWritable(em, me, args.id);
+    if (req.requesterId === me.userId) throw forbidden('You cannot decide your own approval request');
+    requirePending(req);
+    req.status = to;
+    req.approverId = me.userId;
+    req.decisionComment = comment;
+    req.decidedAt = new Date();
+    emit(to === 'APPROVED' ? 'approval.approved' : 'approval.rejected', req.id, approvalData(req));
+    return req;
+  });
 }
 
 export const resolvers: Resolvers = {
@@ -158,41 +164,43 @@ export const resolvers: Resolvers = {
     rejectRequest: (_: unknown, args: { id: string; comment?: string | null }, ctx: Ctx) => decide(ctx, args, 'REJECTED'),
     recallRequest: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
       const me = requireWriter(ctx.identity);
-      const req = await findVisible(ctx, me, id);
-      if (req.requesterId !== me.userId) throw forbidden('Only the requester may recall an approval request');
-      requirePending(req);
-      req.status = 'RECALLED';
-      ctx.emit('approval.recalled', req.id, approvalData(req));
-      await flushOrConflict(ctx);
-      return req;
+      return writeOrConflict(ctx, async ({ em, emit }) => {
+        const req = await findWritable(em, me, id);
+        if (req.requesterId !== me.userId) throw forbidden('Only the requester may recall an approval request');
+        requirePending(req);
+        req.status = 'RECALLED';
+        emit('approval.recalled', req.id, approvalData(req));
+        return req;
+      });
     },
     updateApprovalRequest: async (_: unknown, args: { id: string; input: unknown }, ctx: Ctx) => {
       const me = requireWriter(ctx.identity);
       const raw = (args.input ?? {}) as Record<string, unknown>;
       if (raw.title === null) throw badInput('title cannot be cleared', 'title');
       const input = parseInput(updateRequestInput, raw);
-      const req = await findVisible(ctx, me, args.id);
-      if (req.requesterId !== me.userId) throw forbidden('Only the requester may change an approval request');
-      requirePending(req);
-      const changes: string[] = [];
-      if (input.title !== undefined && input.title !== req.title) {
-        req.title = input.title;
-        changes.push('title');
-      }
-      const description = input.description && input.description.trim() ? input.description : null;
-      if ('description' in raw && description !== req.description) {
-        req.description = description;
-        changes.push('description');
-      }
-      if ('amount' in raw && (input.amount ?? null) !== req.amount) {
-        req.amount = input.amount ?? null;
-        changes.push('amount');
-      }
-      if (changes.length === 0) return req;
-      // The version check makes a decision racing with this change win or lose as a whole (CONFLICT).
-      ctx.emit('approval.updated', req.id, { ...approvalData(req), changes });
-      await flushOrConflict(ctx);
-      return req;
+      return writeOrConflict(ctx, async ({ em, emit }) => {
+        const req = await findWritable(em, me, args.id);
+        if (req.requesterId !== me.userId) throw forbidden('Only the requester may change an approval request');
+        requirePending(req);
+        const changes: string[] = [];
+        if (input.title !== undefined && input.title !== req.title) {
+          req.title = input.title;
+          changes.push('title');
+        }
+        const description = input.description && input.description.trim() ? input.description : null;
+        if ('description' in raw && description !== req.description) {
+          req.description = description;
+          changes.push('description');
+        }
+        if ('amount' in raw && (input.amount ?? null) !== req.amount) {
+          req.amount = input.amount ?? null;
+          changes.push('amount');
+        }
+        if (changes.length === 0) return req;
+        // Under the row's lock: a decision racing with this change comes before or after it as a whole.
+        emit('approval.updated', req.id, { ...approvalData(req), changes });
+        return req;
+      });
     },
   },
   ApprovalRequest: {

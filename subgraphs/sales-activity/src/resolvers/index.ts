@@ -2,11 +2,11 @@ import type DataLoader from 'dataloader';
 import type { GraphQLResolveInfo } from 'graphql';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { LockMode, OptimisticLockError, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
+import { OptimisticLockError, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
 import {
-  badInput, byIdLoader, conflict, connectionLoaders, connectionProps, countLoader, countsByParent, forbidden, notFound, onlyTotalCount,
+  badInput, byIdLoader, conflict, connectionLoaders, loadForWrite, connectionProps, countLoader, countsByParent, forbidden, notFound, onlyTotalCount,
   pageSize, pagesByParent, paginate, parseInput, requireCustomerRef, requireUser, requireWriter, scalarResolvers, toConnection,
-  wantsTotalCount, type Connection, type Identity, type PageArgs, type RequestContext,
+  wantsTotalCount, type Connection, type Identity, type PageArgs, type RequestContext, type WriteContext,
 } from '@crm/kit';
 import { Meeting, Task, TASK_PRIORITIES, TASK_STATUSES, type TaskStatus } from '../entities';
 import { isOpen, meetingEventData, newTask, taskEventData, transition } from '../domain';
@@ -115,51 +115,50 @@ const countOnly = <T extends { id: string; createdAt: Date }>(a: ListArgs, n: nu
 const emptyPage = <T extends { id: string; createdAt: Date }>(args: PageArgs): Connection<T> => toConnection<T>([], pageSize(args.first), 0);
 
 /**
- * Runs `work` on the meeting the caller may change, locked (FOR UPDATE) in one transaction with its
- * event: the meeting's rep, or MANAGER/ADMIN; a meeting the caller cannot see (another rep's, for
- * SALES), removed by a saga, deleted or unknown → NOT_FOUND; COMPLIANCE → FORBIDDEN.
+ * Runs `work` on the meeting the caller may change, locked for the write (loadForWrite) in one
+ * transaction with its event (RequestContext.write): the meeting's rep, or MANAGER/ADMIN; a meeting
+ * the caller cannot see (another rep's, for SALES), removed by a saga, deleted or unknown → NOT_FOUND;
+ * COMPLIANCE → FORBIDDEN.
  */
-async function withWritableMeeting<T>(ctx: Ctx, id: string, work: (meeting: Meeting, me: Identity) => T | Promise<T>): Promise<T> {
+async function withWritableMeeting<T>(ctx: Ctx, id: string, work: (meeting: Meeting, tx: WriteContext) => T | Promise<T>): Promise<T> {
   const me = requireWriter(ctx.identity);
   if (!isUuid(id)) throw notFound('Meeting', id);
-  await ctx.em.begin();
-  try {
-    const meeting = await ctx.em.findOne(Meeting, { $and: [{ id }, meetingScope(me)] } as FilterQuery<Meeting>, { lockMode: LockMode.PESSIMISTIC_WRITE });
+  return ctx.write(async (tx) => {
+    const meeting = await loadForWrite(tx.em, Meeting, { $and: [{ id }, meetingScope(me)] } as FilterQuery<Meeting>);
     if (!meeting) throw notFound('Meeting', id);
-    const result = await work(meeting, me);
-    await ctx.em.commit();
-    return result;
-  } catch (err) {
-    await ctx.em.rollback().catch(() => undefined); // the original error is the one to report
-    throw err;
-  }
+    return work(meeting, tx);
+  });
 }
 
-/** The task as the caller may change it: invisible → NOT_FOUND; closed → CONFLICT. */
-async function writableTask(ctx: Ctx, me: Identity, id: string): Promise<Task> {
-  const task = isUuid(id) ? await ctx.em.findOne(Task, { $and: [{ id }, taskScope(me)] } as FilterQuery<Task>) : null;
+/** The task as the caller may change it, locked for the write's transaction `em`: invisible → NOT_FOUND; closed → CONFLICT. */
+async function writableTask(em: EntityManager, me: Identity, id: string): Promise<Task> {
+  const task = isUuid(id) ? await loadForWrite(em, Task, { $and: [{ id }, taskScope(me)] } as FilterQuery<Task>) : null;
   if (!task) throw notFound('Task', id);
   if (!isOpen(task.status)) throw conflict(`The task is ${task.status} and can no longer be changed`);
   return task;
 }
 
-/** Commits; a lost race on the task's version (another transition won) is a CONFLICT, with nothing written. */
-async function flushTask(ctx: Ctx): Promise<void> {
+/**
+ * A task change in one transaction, the task's row locked (loadForWrite) so its event's snapshot is
+ * what commits; a lost race on the task's version (a writer outside this lock) is a CONFLICT, with
+ * nothing written.
+ */
+async function writeTask<R>(ctx: Ctx, fn: (tx: WriteContext) => Promise<R>): Promise<R> {
   try {
-    await ctx.em.flush();
+    return await ctx.write(fn);
   } catch (err) {
     if (err instanceof OptimisticLockError) throw conflict('The task was changed at the same time by another request; reload it');
     throw err;
   }
 }
 
-function stageTaskChange(ctx: Ctx, task: Task, statusChanged: boolean) {
+function stageTaskChange(emit: WriteContext['emit'], task: Task, statusChanged: boolean) {
   if (statusChanged && task.status === 'COMPLETED') {
-    ctx.emit('task.completed', task.id, { ...taskEventData(task), completedAt: (task.completedAt ?? new Date()).toISOString() });
+    emit('task.completed', task.id, { ...taskEventData(task), completedAt: (task.completedAt ?? new Date()).toISOString() });
   } else if (statusChanged && task.status === 'CANCELLED') {
-    ctx.emit('task.cancelled', task.id, taskEventData(task));
+    emit('task.cancelled', task.id, taskEventData(task));
   } else {
-    ctx.emit('task.updated', task.id, taskEventData(task));
+    emit('task.updated', task.id, taskEventData(task));
   }
 }
 
@@ -203,7 +202,7 @@ export const resolvers: Resolvers = {
       if (raw.startsAt === null) throw badInput('startsAt cannot be cleared', 'startsAt');
       if (raw.summary === null) throw badInput('summary cannot be cleared', 'summary');
       const input = parseInput(updateMeetingInput, raw);
-      return withWritableMeeting(ctx, args.id, (meeting) => {
+      return withWritableMeeting(ctx, args.id, (meeting, { emit }) => {
         const changes: string[] = [];
         if (input.startsAt && input.startsAt.getTime() !== meeting.startsAt.getTime()) {
           meeting.startsAt = input.startsAt;
@@ -218,14 +217,14 @@ export const resolvers: Resolvers = {
           meeting.nextAction = input.nextAction || null;
           changes.push('nextAction');
         }
-        if (changes.length > 0) ctx.emit('meeting.updated', meeting.id, { ...meetingEventData(meeting), changes });
+        if (changes.length > 0) emit('meeting.updated', meeting.id, { ...meetingEventData(meeting), changes });
         return meeting;
       });
     },
     deleteMeeting: async (_: unknown, { id }: { id: string }, ctx: Ctx) =>
-      withWritableMeeting(ctx, id, (meeting) => {
-        ctx.emit('meeting.deleted', meeting.id, meetingEventData(meeting));
-        ctx.em.remove(meeting);
+      withWritableMeeting(ctx, id, (meeting, { em, emit }) => {
+        emit('meeting.deleted', meeting.id, meetingEventData(meeting));
+        em.remove(meeting);
         return meeting.id;
       }),
     createTask: async (_: unknown, args: { input: unknown }, ctx: Ctx) => {
@@ -251,7 +250,8 @@ export const resolvers: Resolvers = {
       const me = requireWriter(ctx.identity);
       const raw = (args.input ?? {}) as Record<string, unknown>;
       const input = parseInput(updateTaskInput, raw);
-      const task = await writableTask(ctx, me, args.id);
+      return writeTask(ctx, async ({ em, emit }) => {
+      const task = await writableTask(em, me, args.id);
       let changed = false;
       if (input.title && input.title !== task.title) {
         task.title = input.title;
@@ -276,17 +276,18 @@ export const resolvers: Resolvers = {
         statusChanged = true;
       }
       if (!changed && !statusChanged) return task;
-      stageTaskChange(ctx, task, statusChanged);
-      await flushTask(ctx);
+      stageTaskChange(emit, task, statusChanged);
       return task;
+      });
     },
     completeTask: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
       const me = requireWriter(ctx.identity);
-      const task = await writableTask(ctx, me, id);
-      transition(task, 'COMPLETED');
-      stageTaskChange(ctx, task, true);
-      await flushTask(ctx);
-      return task;
+      return writeTask(ctx, async ({ em, emit }) => {
+        const task = await writableTask(em, me, id);
+        transition(task, 'COMPLETED');
+        stageTaskChange(emit, task, true);
+        return task;
+      });
     },
   },
   Meeting: {
