@@ -276,19 +276,38 @@ test('customer.deleted archives the notifications about the customer (its own, i
   expect(back?.detail).toBe('2 notifications restored');
 });
 
-test('deleteNotification: the recipient\'s own only; gone for good', async () => {
+test('deleteNotification: the recipient\'s own only; gone for good for them, yet still a live-feed resume cursor', async () => {
   const [rep, other] = (await newUsers(an, 'SALES', 'SALES')) as [TestCaller, TestCaller];
-  const taskId = randomUUID();
+  const [taskId, laterTaskId] = [randomUUID(), randomUUID()];
   const created = bus.build('task.created', taskId, task(taskId, rep.id), { actorId: m1.id });
   await bus.send(created);
   await consumed(an, created);
   const [n] = (await notificationsOf(rep)).filter((x) => x.entityId === taskId);
+  const later = bus.build('task.created', laterTaskId, task(laterTaskId, rep.id), { actorId: m1.id });
+  await bus.send(later);
+  await consumed(an, later);
+  const [l] = (await notificationsOf(rep)).filter((x) => x.entityId === laterTaskId);
+  const UNREAD = '{ unreadNotificationCount }';
+  const ONE = 'query($id: ID!) { notification(id: $id) { id } }';
+  expect((await rep.gql(UNREAD)).data).toEqual({ unreadNotificationCount: 2 });
   const DELETE = 'mutation($id: ID!) { deleteNotification(id: $id) }';
   expect(code(await other.gql(DELETE, { id: n!.id }))).toBe('NOT_FOUND');
-  expect(await sql(an, 'SELECT id FROM notifications WHERE id = ?', [n!.id])).toHaveLength(1);
+  expect(await sql(an, 'SELECT id FROM notifications WHERE id = ? AND deleted_at IS NULL', [n!.id])).toHaveLength(1);
   expect((await rep.gql(DELETE, { id: n!.id })).data).toEqual({ deleteNotification: n!.id });
-  expect(await sql(an, 'SELECT id FROM notifications WHERE id = ?', [n!.id])).toEqual([]);
+  // Gone for the user: no list, read, count or change shows it; deleting it again is NOT_FOUND.
+  expect((await notificationsOf(rep)).map((x) => x.id)).toEqual([l!.id]);
+  expect((await rep.gql(ONE, { id: n!.id })).data).toEqual({ notification: null });
+  expect((await rep.gql(UNREAD)).data).toEqual({ unreadNotificationCount: 1 });
+  expect(code(await rep.gql('mutation($id: ID!) { markNotificationRead(id: $id) { id } }', { id: n!.id }))).toBe('NOT_FOUND');
   expect(code(await rep.gql(DELETE, { id: n!.id }))).toBe('NOT_FOUND');
+  // A client whose last received notification was the deleted one resumes after it (the feed's positions query).
+  const POSITIONS = 'query($after: ID, $first: Int!) { liveNotificationPositions(after: $after, first: $first) { id } }';
+  const resumed = await an.call(rep.identity, POSITIONS, { after: n!.id, first: 10 });
+  expect(resumed.errors).toBeUndefined();
+  expect(resumed.data.liveNotificationPositions).toEqual([{ id: l!.id }]);
+  // ... and a deleted one is never replayed to a client resuming from before it.
+  await sql(an, 'UPDATE notifications SET deleted_at = now() WHERE id = ?', [l!.id]);
+  expect((await an.call(rep.identity, POSITIONS, { after: n!.id, first: 10 })).data.liveNotificationPositions).toEqual([]);
 });
 
 test('a stale customer.deleted (older than the restoration already applied) archives nothing', async () => {

@@ -102,7 +102,7 @@ export const EVENTS = {
   'meeting.created': event(TOPICS.salesActivity, meeting),
   /** updateMeeting: the meeting as it is now; `changes` names the fields that changed (startsAt, summary, nextAction). */
   'meeting.updated': event(TOPICS.salesActivity, meeting.extend({ changes: z.array(z.string()) })),
-  /** deleteMeeting: the meeting as it was; copies drop it. */
+  /** deleteMeeting: the meeting as it was; copies stop counting it. */
   'meeting.deleted': event(TOPICS.salesActivity, meeting),
   'task.created': event(TOPICS.salesActivity, task),
   'task.updated': event(TOPICS.salesActivity, task),
