@@ -28,7 +28,6 @@
  * Writes bench/results/crm.md and crm.json (RESULTS_DIR). Not part of `npm test`.
  */
 import { execSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -159,15 +158,17 @@ async function main() {
   const loadBefore = uptime();
   console.log(`load average before: ${loadBefore.join(' / ')}`);
   const { startTestStack, startProcessTestStack } = await import('@crm/platform');
-  const { eventually } = await import('@crm/kit');
+  const { generateKeySet, eventually } = await import('@crm/kit');
   const { seedBulk, checkConsistency, withDb } = await import('./crm/seed');
   const { dbNow, drainBacklog, handledSince } = await import('./crm/consumers');
 
   const t0 = performance.now();
+  const keys = generateKeySet();
   const env = {
     NODE_ENV: 'production',
-    JWT_SECRET: randomBytes(32).toString('hex'),
-    INTERNAL_SECRET: randomBytes(32).toString('hex'),
+    // production starts only with the signing keys: the launcher hands each process its own; one process (STACK=single) holds them all
+    ...keys,
+    SERVICE_SIGNING_KEY: keys.CUSTOMER_SERVICE_KEY!,
     LOG_LEVEL,
     RATE_LIMIT_ENABLED: 'false',
     OUTBOX_POLL_MS: '500',

@@ -26,7 +26,6 @@
  * Not part of `npm test`. Run it under `flock /tmp/quiet.lock` on the shared machine.
  */
 import { execSync, fork, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -87,12 +86,14 @@ async function main() {
   const started = new Date();
   const loadBefore = uptime();
   const { startTestStack, startProcessTestStack } = await import('@crm/platform');
-  const { eventually, KafkaBus } = await import('@crm/kit');
+  const { generateKeySet, eventually, KafkaBus } = await import('@crm/kit');
   console.log(`load average before: ${loadBefore.join(' / ')}; starting the stack (${EMBEDDED ? 'embedded' : 'real services'}, STACK=${STACK})…`);
+  const keys = generateKeySet();
   const env = {
     NODE_ENV: 'production',
-    JWT_SECRET: randomBytes(32).toString('hex'),
-    INTERNAL_SECRET: randomBytes(32).toString('hex'),
+    // production starts only with the signing keys: the launcher hands each process its own; one process (STACK=single) holds them all
+    ...keys,
+    SERVICE_SIGNING_KEY: keys.CUSTOMER_SERVICE_KEY!,
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
     RATE_LIMIT_ENABLED: 'false',
     OUTBOX_POLL_MS: String(OUTBOX_POLL_MS),

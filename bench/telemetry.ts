@@ -16,7 +16,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { GraphQLRequestListener } from '@apollo/server';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { ensureTraceContext, graphqlTelemetryPlugin, inServerSpan, readConfig, setupTelemetry, signedTraceHeaders } from '@crm/kit';
+import { ensureTraceContext, gatewaySigningKey, graphqlTelemetryPlugin, inServerSpan, readConfig, setupTelemetry, signedTraceHeaders } from '@crm/kit';
 
 const N = Number(process.env.N ?? 20_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
@@ -48,7 +48,7 @@ async function hooks(p: typeof plugin | typeof empty, fetchHeaders: () => unknow
   await l.willSendResponse!(done as never);
 }
 
-const instrumented = () => inServerSpan(req, res, 'bench', '/graphql', undefined, () => hooks(plugin, () => signedTraceHeaders(config.INTERNAL_SECRET)));
+const instrumented = () => inServerSpan(req, res, 'bench', '/graphql', undefined, () => hooks(plugin, () => signedTraceHeaders(gatewaySigningKey(config))));
 const bare = () => hooks(empty, () => undefined);
 
 async function measure(fn: () => Promise<void>): Promise<number> {

@@ -3,6 +3,7 @@
  * tokens through the gateway; bad tokens and unsigned subgraph calls are refused.
  */
 import jwt from 'jsonwebtoken';
+import { signTestAccessToken } from '@crm/kit';
 import { startTestStack, type TestStack } from '@crm/platform';
 
 let stack: TestStack;
@@ -72,12 +73,12 @@ test('logout revokes the refresh tokens', async () => {
 
 test('forged, expired, alg:none and wrong-audience tokens get UNAUTHENTICATED', async () => {
   const u = await stack.user();
-  const { JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE } = stack.config;
+  const { JWT_ISSUER, JWT_AUDIENCE } = stack.config;
   const claims = { role: 'ADMIN', email: u.email };
   const forged = jwt.sign(claims, 'another-secret-that-is-long-enough-0123', { subject: u.id, issuer: JWT_ISSUER, audience: JWT_AUDIENCE, expiresIn: 60 });
-  const expired = jwt.sign({ ...claims, exp: Math.floor(Date.now() / 1000) - 10 }, JWT_SECRET, { subject: u.id, issuer: JWT_ISSUER, audience: JWT_AUDIENCE });
+  const expired = signTestAccessToken(stack.config, { ...claims, exp: Math.floor(Date.now() / 1000) - 10 }, { subject: u.id });
   const none = `${Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url')}.${Buffer.from(JSON.stringify({ ...claims, sub: u.id, iss: JWT_ISSUER, aud: JWT_AUDIENCE, exp: Math.floor(Date.now() / 1000) + 60 })).toString('base64url')}.`;
-  const wrongAudience = jwt.sign(claims, JWT_SECRET, { subject: u.id, issuer: JWT_ISSUER, audience: 'someone-else', expiresIn: 60 });
+  const wrongAudience = signTestAccessToken(stack.config, claims, { subject: u.id, audience: 'someone-else', expiresIn: 60 });
   for (const token of [forged, expired, none, wrongAudience, 'garbage']) {
     const r = await stack.gql(ME, {}, token);
     expect(r.status).toBe(401);

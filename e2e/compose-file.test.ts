@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { ConfigError, readConfig } from '@crm/kit';
+import { ConfigError, generateKeySet, readConfig, requireServiceSecrets, SERVICE_SECRETS } from '@crm/kit';
 import { readSupergraphConfig } from '@crm/gateway';
 import { SUBGRAPHS } from '@crm/platform';
 
@@ -36,8 +36,8 @@ const names = SUBGRAPHS.map((s) => s.name);
 const configKeys = new Set(Object.keys(readConfig({})).filter((k) => k === k.toUpperCase()));
 /** What an operator sets before `docker compose up` (the file has no defaults for these). */
 const OPERATOR: Record<string, string> = {
-  INTERNAL_SECRET: randomBytes(32).toString('hex'),
-  JWT_SECRET: randomBytes(32).toString('hex'),
+  // `npm run keys > .env`
+  ...generateKeySet(SUBGRAPHS.map((s) => s.name)),
   POSTGRES_PASSWORD: randomBytes(16).toString('hex'),
   REDIS_PASSWORD: randomBytes(24).toString('hex'),
   AUTH_DB_PASSWORD: randomBytes(16).toString('hex'),
@@ -89,9 +89,14 @@ describe.each(names)('subgraph %s', (name) => {
     for (const dep of ['postgres', 'kafka', 'redis']) expect(dependsOn(name)[dep]).toEqual({ condition: 'service_healthy' });
   });
 
-  test('gets the shared secrets, its database server, the brokers and Redis', () => {
+  test('gets its own keys only, its database server, the brokers and Redis', () => {
     const e = env(name);
-    for (const key of ['NODE_ENV', 'INTERNAL_SECRET', 'JWT_SECRET', 'KAFKA_BROKERS', 'REDIS_URL']) expect(e[key]).toBeTruthy();
+    for (const key of ['NODE_ENV', 'KAFKA_BROKERS', 'REDIS_URL']) expect(e[key]).toBeTruthy();
+    // docs/security.md: the gateway's and its peers' public keys, its own private key (auth: also the token key)
+    const keys = Object.keys(e).filter((k) => /_KEYS?$|SECRET/.test(k) && k !== 'METRICS_TOKEN').sort();
+    expect(keys).toEqual([...(name === 'auth' ? SERVICE_SECRETS.auth : SERVICE_SECRETS.subgraph)].sort());
+    expect(e.SERVICE_SIGNING_KEY).toBe(OPERATOR[`${envName(name)}_SERVICE_KEY`]);
+    expect(() => requireServiceSecrets(readConfig(e), name)).not.toThrow();
     expect(e.POSTGRES_URL || e[`${envName(name)}_DATABASE_URL`]).toBeTruthy();
   });
 
@@ -125,11 +130,13 @@ describe('gateway', () => {
     for (const dep of [...names, 'kafka', 'redis']) expect([dep, dependsOn('gateway')[dep]]).toEqual([dep, { condition: 'service_healthy' }]);
   });
 
-  test('shares the secrets of the subgraphs', () => {
-    for (const name of names) {
-      expect(env('gateway').INTERNAL_SECRET).toBe(env(name).INTERNAL_SECRET);
-      expect(env('gateway').JWT_SECRET).toBe(env(name).JWT_SECRET);
-    }
+  test('holds its own private key and auth\'s public keys, nothing that signs for auth or a subgraph', () => {
+    const e = env('gateway');
+    expect(Object.keys(e).filter((k) => /_KEYS?$|SECRET/.test(k)).sort()).toEqual([...SERVICE_SECRETS.gateway].sort());
+    expect(e.AUTH_PUBLIC_KEYS).toBe(OPERATOR.AUTH_PUBLIC_KEYS);
+    // what the gateway signs, every subgraph verifies
+    for (const name of names) expect(env(name).GATEWAY_PUBLIC_KEYS).toBe(OPERATOR.GATEWAY_PUBLIC_KEYS);
+    expect(() => requireServiceSecrets(readConfig(e), 'gateway')).not.toThrow();
   });
 });
 
@@ -203,25 +210,24 @@ describe('secrets and exposure (issue 15, finding 3)', () => {
     for (const s of ['gateway', ...names, 'postgres']) expect(() => env(s, {})).toThrow(MissingVariable);
   });
 
-  test('the old fallbacks and equal secrets are refused by the services in production', () => {
+  test('placeholder secrets and missing keys are refused by the services in production', () => {
     const base = env('gateway');
     expect(() => readConfig(base)).not.toThrow();
     const refuse = (overrides: Record<string, string>, message: RegExp) => {
       let error: unknown;
       try {
-        readConfig({ ...base, ...overrides });
+        requireServiceSecrets(readConfig({ ...base, ...overrides }), 'gateway');
       } catch (err) {
         error = err;
       }
       expect(error).toBeInstanceOf(ConfigError);
       expect(String((error as Error).message)).toMatch(message);
     };
-    refuse({ JWT_SECRET: 'change-me-jwt-secret-0123456789abcdefghij' }, /JWT_SECRET looks like a placeholder/);
-    refuse({ INTERNAL_SECRET: 'change-me-internal-secret-0123456789abcdef' }, /INTERNAL_SECRET looks like a placeholder/);
-    refuse({ JWT_SECRET: 'a'.repeat(48) }, /JWT_SECRET looks like a placeholder or is not random/);
-    refuse({ JWT_SECRET: base.INTERNAL_SECRET! }, /must differ/);
+    refuse({ METRICS_TOKEN: 'change-me-metrics-token-0123456789' }, /METRICS_TOKEN looks like a placeholder/);
+    refuse({ METRICS_TOKEN: 'a'.repeat(48) }, /METRICS_TOKEN looks like a placeholder/);
     refuse({ ADMIN_PASSWORD: 'change-me-admin-password' }, /ADMIN_PASSWORD/);
-    refuse({ JWT_SECRET: '' }, /JWT_SECRET/);
+    refuse({ GATEWAY_SIGNING_KEY: '' }, /GATEWAY_SIGNING_KEY must be set in production/);
+    refuse({ AUTH_PUBLIC_KEYS: '' }, /AUTH_PUBLIC_KEYS must be set in production/);
   });
 
   test('only the gateway is published beyond the host: infrastructure ports bind to 127.0.0.1', () => {

@@ -13,7 +13,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import * as models from 'kubernetes-models';
-import { readConfig } from '@crm/kit';
+import { generateKeySet, readConfig, requireServiceSecrets, SERVICE_SECRETS } from '@crm/kit';
 import { readSupergraphConfig } from '@crm/gateway';
 import { SUBGRAPHS } from '@crm/platform';
 import { containersOf, DEPLOY_DIR, podSpecOf, readManifests, renderKustomization, type Container, type K8sObject } from '../deploy/tools/kustomize';
@@ -33,10 +33,10 @@ const exampleValues = (secretExample as unknown as { stringData: Record<string, 
  * What an operator puts in the Secret: the example's keys, with real values for the ones production
  * checks (its placeholders are refused: see the test below).
  */
+/** The crm-keys Secret, as `npm run keys` makes it. */
+const keyValues = generateKeySet(SUBGRAPHS.map((s) => s.name));
 const secretValues: Record<string, string> = {
   ...exampleValues,
-  JWT_SECRET: randomBytes(32).toString('base64'),
-  INTERNAL_SECRET: randomBytes(32).toString('base64'),
   ADMIN_PASSWORD: `Adm1n-${randomBytes(12).toString('base64url')}`,
   METRICS_TOKEN: randomBytes(24).toString('hex'),
 };
@@ -106,7 +106,7 @@ function environment(objects: K8sObject[], c: Container): Record<string, string>
   for (const cm of configMapsOf(c)) Object.assign(env, (byKind(objects, 'ConfigMap', cm) as unknown as { data: Record<string, string> }).data);
   for (const e of envOf(c)) {
     const ref = e.valueFrom?.secretKeyRef;
-    const value = ref ? secretValues[ref.key] : e.value;
+    const value = ref ? (ref.name === 'crm-keys' ? keyValues : secretValues)[ref.key] : e.value;
     if (value !== undefined) env[e.name] = value;
   }
   // As the Secret example says: Kafka credentials only where the overlay names a SASL mechanism
@@ -123,14 +123,17 @@ test('the Secret example\'s placeholder secrets are refused in production (issue
   // with the production overlay's SASL mechanism, which the example's Kafka credentials go with
   const env = { NODE_ENV: 'production', KAFKA_SASL_MECHANISM: 'scram-sha-512', ...secretValues };
   expect(() => readConfig(env)).not.toThrow();
-  for (const key of ['JWT_SECRET', 'INTERNAL_SECRET', 'ADMIN_PASSWORD', 'METRICS_TOKEN']) expect(() => readConfig({ ...env, [key]: exampleValues[key] })).toThrow(new RegExp(key));
+  for (const key of ['ADMIN_PASSWORD', 'METRICS_TOKEN']) expect(() => readConfig({ ...env, [key]: exampleValues[key] })).toThrow(new RegExp(key));
 });
 
 test('the Secret example is a valid Secret with every key the manifests read', () => {
   expect(() => new (modelOf(secretExample))(secretExample).validate()).not.toThrow();
   const objects = renderKustomization(join(DEPLOY_DIR, 'base'));
   const keys = objects.flatMap(containersOf).flatMap((c) => envOf(c).map((e) => e.valueFrom?.secretKeyRef).filter((r) => r !== undefined));
-  for (const ref of keys) expect(`${ref.name}/${ref.key}: ${ref.key in secretValues}`).toBe(`crm-secrets/${ref.key}: true`);
+  for (const ref of keys) {
+    const known = ref.name === 'crm-keys' ? keyValues : secretValues;
+    expect(`${ref.name}/${ref.key}: ${ref.key in known}`).toBe(`${ref.name === 'crm-keys' ? 'crm-keys' : 'crm-secrets'}/${ref.key}: true`);
+  }
 });
 
 test('the schema check refuses what Kubernetes refuses (a port that is not a number, a Deployment without selector)', () => {
@@ -254,8 +257,16 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
         expect(dbUrls).toEqual([`${envName(service)}_DATABASE_URL`]);
         expect(config.POSTGRES_URL).toBeUndefined();
       }
-      for (const e of envOf(container)) if (e.valueFrom?.secretKeyRef) expect(e.valueFrom.secretKeyRef.key).toBe(e.name);
-      for (const secret of ['JWT_SECRET', 'INTERNAL_SECRET']) expect(envOf(container).find((e) => e.name === secret)?.valueFrom?.secretKeyRef?.optional).not.toBe(true);
+      // a subgraph's own key is <NAME>_SERVICE_KEY of crm-keys; every other secret keeps its name
+      for (const e of envOf(container)) {
+        if (e.valueFrom?.secretKeyRef) expect(e.valueFrom.secretKeyRef.key).toBe(e.name === 'SERVICE_SIGNING_KEY' ? `${envName(service)}_SERVICE_KEY` : e.name);
+      }
+      // only its own keys (docs/security.md), none optional; production starts with them
+      const needed: readonly string[] = service === 'gateway' ? SERVICE_SECRETS.gateway : service === 'auth' ? SERVICE_SECRETS.auth : SERVICE_SECRETS.subgraph;
+      const keyVars = envOf(container).filter((e) => e.valueFrom?.secretKeyRef?.name === 'crm-keys');
+      expect(keyVars.map((e) => e.name).sort()).toEqual([...needed].sort());
+      for (const e of keyVars) expect(e.valueFrom?.secretKeyRef?.optional).not.toBe(true);
+      expect(() => requireServiceSecrets(config, service)).not.toThrow();
     });
   });
 

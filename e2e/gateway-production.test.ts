@@ -9,12 +9,14 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGateway, type GatewayRuntime } from '@crm/gateway';
-import { rawGraphQL, type RawResult } from '@crm/kit';
+import { generateKeySet, keyEnvFor, rawGraphQL, type RawResult } from '@crm/kit';
 import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 const TRUSTED_ME = 'query Me { me { id name } }';
 
+const generatedKeys = generateKeySet(['auth']);
+const productionKeys = { ...keyEnvFor('gateway', generatedKeys), ...keyEnvFor('auth', generatedKeys) };
 let stack: TestStack;
 let user: TestUser;
 let manifestPath: string;
@@ -28,8 +30,8 @@ beforeAll(async () => {
     only: ['auth'],
     env: {
       NODE_ENV: 'production',
-      JWT_SECRET: randomBytes(32).toString('hex'),
-      INTERNAL_SECRET: randomBytes(32).toString('hex'),
+      // production starts only with the keys (one process here: auth's and the gateway's together)
+      ...productionKeys,
       TRUSTED_DOCUMENTS: 'allow',
       TRUSTED_DOCUMENTS_PATH: manifestPath,
       RATE_LIMIT_POINTS: '1000',

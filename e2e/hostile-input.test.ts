@@ -6,7 +6,8 @@
  * gateway-production.test.ts.
  */
 import jwt from 'jsonwebtoken';
-import { rawGraphQL, rawRequest, type RawResult } from '@crm/kit';
+import { authSigningKey, rawGraphQL, rawRequest, signTestAccessToken, type RawResult } from '@crm/kit';
+import { createHmac, createPublicKey } from 'node:crypto';
 import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 interface Expect {
@@ -169,17 +170,24 @@ test('HTTP: CSRF prevention, GET mutations, CORS preflights, security headers', 
 });
 
 test('tokens: forged, expired, alg none, wrong audience, wrong issuer, malformed header', async () => {
-  const { JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE } = stack.config;
+  const { JWT_ISSUER, JWT_AUDIENCE } = stack.config;
   const claims = { role: 'ADMIN', email: sales.email };
   const opts = { subject: sales.id, issuer: JWT_ISSUER, audience: JWT_AUDIENCE };
+  const auth = authSigningKey(stack.config);
+  const sign = (payload: object, options: jwt.SignOptions) => signTestAccessToken(stack.config, payload as Record<string, unknown>, { ...opts, ...options });
+  // algorithm confusion: HS256 with auth's public key (PEM) as the HMAC secret, under auth's kid
+  const encode = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const confusedInput = `${encode({ alg: 'HS256', typ: 'JWT', kid: auth.kid })}.${encode({ ...claims, sub: sales.id, iss: JWT_ISSUER, aud: JWT_AUDIENCE, exp: Math.floor(Date.now() / 1000) + 60 })}`;
+  const publicPem = createPublicKey(auth.key).export({ type: 'spki', format: 'pem' }).toString();
+  const confused = `${confusedInput}.${createHmac('sha256', publicPem).update(confusedInput).digest('base64url')}`;
   const tokens: Record<string, string> = {
     forged: jwt.sign(claims, 'another-secret-that-is-long-enough-0123', { ...opts, expiresIn: 60 }),
-    expired: jwt.sign({ ...claims, exp: Math.floor(Date.now() / 1000) - 10 }, JWT_SECRET, opts),
+    expired: sign({ ...claims, exp: Math.floor(Date.now() / 1000) - 10 }, {}),
     'alg none': `${Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url')}.${Buffer.from(JSON.stringify({ ...claims, sub: sales.id, iss: JWT_ISSUER, aud: JWT_AUDIENCE, exp: Math.floor(Date.now() / 1000) + 60 })).toString('base64url')}.`,
-    'wrong audience': jwt.sign(claims, JWT_SECRET, { ...opts, audience: 'someone-else', expiresIn: 60 }),
-    'wrong issuer': jwt.sign(claims, JWT_SECRET, { ...opts, issuer: 'evil', expiresIn: 60 }),
-    'HS512 with the right key': jwt.sign(claims, JWT_SECRET, { ...opts, algorithm: 'HS512', expiresIn: 60 }),
-    'unknown role': jwt.sign({ ...claims, role: 'GOD' }, JWT_SECRET, { ...opts, expiresIn: 60 }),
+    'wrong audience': sign(claims, { audience: 'someone-else', expiresIn: 60 }),
+    'wrong issuer': sign(claims, { issuer: 'evil', expiresIn: 60 }),
+    "HS256 with auth's public key as the secret": confused,
+    'unknown role': sign({ ...claims, role: 'GOD' }, { expiresIn: 60 }),
     garbage: 'garbage',
   };
   await runGroup([

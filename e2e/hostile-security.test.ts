@@ -5,13 +5,14 @@
  * One stack, all five subgraphs, real Postgres/Kafka/Redis when their variables are set.
  * Request-shaped refusals live in hostile-input.test.ts; this file holds the stories.
  */
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { buildEnvelope, eventually, rawGraphQL, rawRequest, readConfig, type DeliveredMessage, type RawResult } from '@crm/kit';
+import jwt from 'jsonwebtoken';
+import { buildEnvelope, developmentKeySet, eventually, gatewaySigningKey, keyEnvFor, rawGraphQL, rawRequest, readConfig, type DeliveredMessage, type RawResult } from '@crm/kit';
 import { startGateway } from '@crm/gateway';
 import { clientIp } from '../gateway/src/request-info';
 import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
@@ -179,10 +180,13 @@ async function capturingGateway(run: (gatewayUrl: string, captured: Captured[]) 
 }
 /** Straight to a subgraph with the given identity headers. */
 const direct = (subgraph: string, headers: Record<string, string>, body: string): Promise<Raw> => rawRequest(stack.subgraphs[subgraph]!.url, body, { headers });
-/** A header signed with INTERNAL_SECRET around an arbitrary payload (a signer bug, or a leaked key's limits). */
+/** A header signed with the gateway's key around an arbitrary payload (a signer bug, or a leaked key's limits). */
 function crafted(payload: Record<string, unknown>): Record<string, string> {
-  const encoded = Buffer.from(JSON.stringify(payload)).toString('base64url');
-  return { 'x-crm-identity': encoded, 'x-crm-signature': createHmac('sha256', stack.config.INTERNAL_SECRET).update(encoded).digest('base64url') };
+  const signer = gatewaySigningKey(stack.config);
+  // noTimestamp only when the payload has no iat (jsonwebtoken would otherwise add one, or drop the given one)
+  const token = jwt.sign(payload, signer.key, { algorithm: 'ES256', keyid: signer.kid, noTimestamp: !('iat' in payload) });
+  const cut = token.lastIndexOf('.');
+  return { 'x-crm-identity': token.slice(0, cut), 'x-crm-signature': token.slice(cut + 1) };
 }
 const ADMIN_EMAIL = () => admin.email;
 const SUBGRAPH_NAMES = ['auth', 'customer', 'sales-activity', 'opportunity', 'analytics'];
@@ -243,7 +247,7 @@ const rows: Row[] = [
     finding: 'H2',
     name: 'REGISTRATION_POLICY=approval (the production default): a registration cannot sign in until an ADMIN approves it',
     async run() {
-      expect(readConfig({ NODE_ENV: 'production', JWT_SECRET: randomBytes(24).toString('hex'), INTERNAL_SECRET: randomBytes(24).toString('hex') }).registrationPolicy).toBe('approval');
+      expect(readConfig({ NODE_ENV: 'production' }).registrationPolicy).toBe('approval');
       await withAuthStack({ REGISTRATION_POLICY: 'approval' }, async (s) => {
         const input = registration();
         const r = await s.gql(REGISTER, { i: input });
@@ -280,15 +284,13 @@ const rows: Row[] = [
   },
   {
     finding: 'H3',
-    name: 'production refuses the old compose fallback secrets, repetitive ones and JWT_SECRET = INTERNAL_SECRET (compose-file.test.ts: no defaults, no public infra ports)',
+    name: 'production refuses placeholder secrets (compose-file.test.ts: no defaults, no public infra ports; hostile-keys.test.ts: the signing keys)',
     async run() {
-      const good = { NODE_ENV: 'production', JWT_SECRET: randomBytes(32).toString('hex'), INTERNAL_SECRET: randomBytes(32).toString('hex') };
+      const good = { NODE_ENV: 'production' };
       expect(readConfig(good).production).toBe(true);
       for (const bad of [
-        { JWT_SECRET: 'change-me-jwt-secret-0123456789abcdefghij' },
-        { INTERNAL_SECRET: 'change-me-internal-secret-0123456789abcdef' },
-        { JWT_SECRET: 'z'.repeat(64) },
-        { JWT_SECRET: good.INTERNAL_SECRET },
+        { METRICS_TOKEN: 'change-me-metrics-token-0123456789' },
+        { METRICS_TOKEN: 'z'.repeat(64) },
         { ADMIN_PASSWORD: 'change-me-admin-password' },
       ]) {
         expect(() => readConfig({ ...good, ...bad })).toThrow(/production configuration/);
@@ -528,7 +530,7 @@ const rows: Row[] = [
       const u = await stack.user('SALES');
       const manifest = join(__dirname, '..', 'clients', 'persisted-operations.json');
       const trustedSubscription = Object.values(JSON.parse(readFileSync(manifest, 'utf8')) as Record<string, string>).find((q) => q.startsWith('subscription'))!;
-      await withReplica({ NODE_ENV: 'production', production: true, introspection: true, TRUSTED_DOCUMENTS: 'only', TRUSTED_DOCUMENTS_PATH: manifest }, async (url) => {
+      await withReplica({ NODE_ENV: 'production', production: true, ...keyEnvFor('gateway', developmentKeySet(stack.config)), introspection: true, TRUSTED_DOCUMENTS: 'only', TRUSTED_DOCUMENTS_PATH: manifest }, async (url) => {
         const typo = subscribe(u.token, 'subscription { notificationAded { id } }', undefined, url);
         const err = JSON.stringify(await eventually(async () => typo.errors[0], { timeoutMs: 15_000 }));
         expect(err).toMatch(/notificationAded/);

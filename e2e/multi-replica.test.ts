@@ -19,7 +19,7 @@ import { Client } from 'pg';
 import { createClient, type Client as WsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { composeSupergraph, readSupergraphConfig } from '@crm/gateway';
-import { consumerGroup, databaseUrlFor, eventually, EVENTS, freePort, KafkaBus, rawGraphQL, rawRequest, readConfig, RELAY_LOCK, signIdentity, type EventType, type Identity, type RawResult } from '@crm/kit';
+import { consumerGroup, databaseUrlFor, eventually, EVENTS, freePort, gatewaySigningKey, KafkaBus, rawGraphQL, rawRequest, readConfig, RELAY_LOCK, signIdentity, type EventType, type Identity, type RawResult } from '@crm/kit';
 import { ADMIN, dropTestDatabases, ROOT, subgraphByName, SUPERGRAPH_CONFIG } from '@crm/platform';
 import { balancer, startService, waitFor, type Balancer, type ServiceProcess } from './support/replicas';
 
@@ -283,7 +283,7 @@ describeReal('many replicas on one Kafka', () => {
     const stranded: string[] = [];
     for (let i = 0; i < 5; i++) {
       const body = JSON.stringify({ query: CREATE, variables: { input: { name: `Stranded ${i}` } } });
-      const res = await rawRequest(victim.url, body, { headers: signIdentity(reps[1]!.identity, config.INTERNAL_SECRET, { subgraph: 'customer', method: 'POST', body }) });
+      const res = await rawRequest(victim.url, body, { headers: signIdentity(reps[1]!.identity, gatewaySigningKey(config), { subgraph: 'customer', method: 'POST', body }) });
       stranded.push(res.body.data!.createCustomer.id);
     }
     expect(await count('customer', 'SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL AND key = ANY($1)', [stranded])).toBe(5);

@@ -6,7 +6,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { readConfig, signIdentity, startSubgraph, type SubgraphRuntime } from '@crm/kit';
+import { gatewaySigningKey, readConfig, signIdentity, startSubgraph, type SubgraphRuntime } from '@crm/kit';
 import { dropTestDatabases, SUBGRAPHS } from '@crm/platform';
 import { kitMigrations } from '../packages/kit/src/kit-migration';
 
@@ -60,7 +60,7 @@ describeWithPostgres('replicas starting at once', () => {
       const body = JSON.stringify({ query: '{ customers(first: 1) { totalCount } }' });
       const res = await fetch(replica.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...signIdentity(identity, config.INTERNAL_SECRET, { subgraph: 'customer', method: 'POST', body }) },
+        headers: { 'content-type': 'application/json', ...signIdentity(identity, gatewaySigningKey(config), { subgraph: 'customer', method: 'POST', body }) },
         body,
       });
       expect(await res.json()).toEqual({ data: { customers: { totalCount: 0 } } });

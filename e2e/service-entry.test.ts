@@ -7,12 +7,13 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IDENTITY_HEADER, SIGNATURE_HEADER, answerData, readConfig, signIdentity, startRecordingServer } from '@crm/kit';
+import { IDENTITY_HEADER, SIGNATURE_HEADER, answerData, generateKeySet, keyEnvFor, parsePublicKeys, parseSigningKey, readConfig, signIdentity, startRecordingServer, verifyIdentity } from '@crm/kit';
 import { dropTestDatabases, testOverrides } from '@crm/platform';
 import { startService, waitFor, type ServiceProcess } from './support/replicas';
 
-const SECRET = randomBytes(24).toString('hex');
-const env = testOverrides(randomBytes(4).toString('hex'), { NODE_ENV: 'development', LOG_LEVEL: 'info', INTERNAL_SECRET: SECRET });
+// the keys a deployment gives this one container: the gateway's public keys, its own private key, its peers' public keys
+const KEYS = generateKeySet(['customer']);
+const env = testOverrides(randomBytes(4).toString('hex'), { NODE_ENV: 'development', LOG_LEVEL: 'info', ...keyEnvFor('customer', KEYS) });
 const repId = randomUUID();
 
 /** Stands in for auth: answers the read-through for one SALES user, and keeps what it was asked. */
@@ -38,7 +39,7 @@ test('serves alone and reads through to its peer where <NAME>_URL routes it', as
   const body = JSON.stringify({ query: `mutation($rep: ID!) { createCustomer(input: { name: "Entry Co", assignedRepId: $rep }) { name assignedRep { id } } }`, variables: { rep: repId } });
   const res = await fetch(customer.url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...signIdentity(identity, SECRET, { subgraph: 'customer', method: 'POST', body }) },
+    headers: { 'content-type': 'application/json', ...signIdentity(identity, parseSigningKey(KEYS.GATEWAY_SIGNING_KEY!), { subgraph: 'customer', method: 'POST', body }) },
     body,
   });
   const result = (await res.json()) as { data?: any; errors?: unknown[] };
@@ -51,6 +52,9 @@ test('serves alone and reads through to its peer where <NAME>_URL routes it', as
   expect(asked!.body).toContain(repId);
   expect(asked!.headers[IDENTITY_HEADER]).toBeTruthy();
   expect(asked!.headers[SIGNATURE_HEADER]).toBeTruthy();
+  // signed with customer's own key, as the customer service (no user): auth verifies it with the peers' public keys
+  const verified = verifyIdentity(String(asked!.headers[IDENTITY_HEADER]), String(asked!.headers[SIGNATURE_HEADER]), { gateway: parsePublicKeys(KEYS.GATEWAY_PUBLIC_KEYS!), services: parsePublicKeys(KEYS.SERVICE_PUBLIC_KEYS!) }, { subgraph: 'auth', method: 'POST', body: asked!.body });
+  expect(verified).toEqual({ ok: true, identity: null, service: 'customer' });
 });
 
 test('SIGTERM stops it cleanly: exit code 0', async () => {

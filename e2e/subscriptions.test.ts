@@ -5,10 +5,9 @@
  * a thousand subscribers on one gateway all get the event. Outcomes only, never timings.
  */
 import { randomUUID } from 'node:crypto';
-import jwt from 'jsonwebtoken';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { eventually } from '@crm/kit';
+import { eventually, signTestAccessToken } from '@crm/kit';
 import { startGateway, type GatewayRuntime } from '@crm/gateway';
 import { dataOf, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
@@ -151,8 +150,7 @@ test('approvalStatusChanged delivers the decision with fields of other subgraphs
 
 test('a missing, invalid or expired token is refused at connect (4401); a token that expires closes the socket', async () => {
   const u = await stack.user('SALES');
-  const { JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE } = stack.config;
-  const expired = jwt.sign({ role: 'SALES', email: u.email, exp: Math.floor(Date.now() / 1000) - 10 }, JWT_SECRET, { subject: u.id, issuer: JWT_ISSUER, audience: JWT_AUDIENCE });
+  const expired = signTestAccessToken(stack.config, { role: 'SALES', email: u.email, exp: Math.floor(Date.now() / 1000) - 10 }, { subject: u.id });
   const Q = 'subscription { notificationAdded { id } }';
   const cases = [live(stack.gatewayUrl, 'garbage', Q), live(stack.gatewayUrl, undefined, Q), live(stack.gatewayUrl, expired, Q)];
   await eventually(async () => cases.every((c) => c.closed));
@@ -163,7 +161,7 @@ test('a missing, invalid or expired token is refused at connect (4401); a token 
   ]);
   expect(cases.map((c) => c.results)).toEqual([[], [], []]);
 
-  const shortLived = jwt.sign({ role: 'SALES', email: u.email }, JWT_SECRET, { subject: u.id, issuer: JWT_ISSUER, audience: JWT_AUDIENCE, expiresIn: 2 });
+  const shortLived = signTestAccessToken(stack.config, { role: 'SALES', email: u.email }, { subject: u.id, expiresIn: 2 });
   const ending = live(stack.gatewayUrl, shortLived, Q);
   await eventually(async () => ending.closed, { timeoutMs: 20_000 });
   expect(ending.closed).toEqual({ code: 4401, reason: 'Token expired' });

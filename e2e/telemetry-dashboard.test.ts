@@ -10,6 +10,7 @@ import { parse } from 'yaml';
 import { registry } from '@crm/kit';
 import { SUBGRAPHS } from '@crm/platform';
 import { metricNames, seriesNames } from './support/promql';
+import { composeAlertRules } from '../deploy/tools/alert-rules';
 
 const ROOT = join(__dirname, '..');
 const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');
@@ -85,4 +86,11 @@ test('Prometheus scrapes the gateway and every subgraph on their service ports',
   for (const svc of ['gateway', ...SUBGRAPHS.map((x) => x.name)]) {
     expect(targets).toContainEqual([svc, `${svc}:${compose.services[svc]!.environment!.PORT}`, '/metrics']);
   }
+});
+
+test('compose\'s Prometheus loads the same alert rules as Kubernetes (run `npm run codegen`)', () => {
+  expect(read('docker/prometheus/alerts.yml')).toBe(composeAlertRules());
+  expect((parse(read('docker/prometheus/prometheus.yml')) as { rule_files: string[] }).rule_files).toEqual(['/etc/prometheus/alerts.yml']);
+  const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, { volumes?: string[] }> };
+  expect(compose.services.prometheus!.volumes).toContain('./docker/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro');
 });

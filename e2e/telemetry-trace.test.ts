@@ -10,7 +10,7 @@ import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { context, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { eventually, readConfig, setupTelemetry, signedTraceContext, signedTraceHeaders, TRACE_SIGNATURE_HEADER, type Telemetry } from '@crm/kit';
+import { eventually, gatewayPublicKeys, gatewaySigningKey, readConfig, servicePublicKeys, setupTelemetry, signedTraceContext, signedTraceHeaders, TRACE_SIGNATURE_HEADER, type Telemetry } from '@crm/kit';
 import { startTestStack, type TestStack } from '@crm/platform';
 
 const exporter = new InMemorySpanExporter();
@@ -117,16 +117,18 @@ test('requestApproval through the gateway is one trace down to the WebSocket del
 });
 
 test('a subgraph continues only a trace context the gateway signed', () => {
-  const secret = readConfig().INTERNAL_SECRET;
+  const config = readConfig();
+  const signer = gatewaySigningKey(config);
+  const keys = { gateway: gatewayPublicKeys(config), services: servicePublicKeys(config) };
   const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
   const req = (headers: Record<string, string>) => ({ headers }) as never;
-  expect(signedTraceContext(req({ traceparent }), secret)).toBeUndefined();
-  expect(signedTraceContext(req({ traceparent, [TRACE_SIGNATURE_HEADER]: 'forged' }), secret)).toBeUndefined();
+  expect(signedTraceContext(req({ traceparent }), keys)).toBeUndefined();
+  expect(signedTraceContext(req({ traceparent, [TRACE_SIGNATURE_HEADER]: 'forged' }), keys)).toBeUndefined();
   const remote = trace.wrapSpanContext({ traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: 1, isRemote: true });
-  const signed = context.with(trace.setSpan(ROOT_CONTEXT, remote), () => signedTraceHeaders(secret));
+  const signed = context.with(trace.setSpan(ROOT_CONTEXT, remote), () => signedTraceHeaders(signer));
   expect(signed.traceparent).toBe(traceparent);
-  const continued = signedTraceContext(req(signed), secret);
+  const continued = signedTraceContext(req(signed), keys);
   expect(continued && trace.getSpanContext(continued)?.traceId).toBe('0af7651916cd43dd8448eb211c80319c');
   // The signature covers the traceparent: another trace id under the same signature is refused.
-  expect(signedTraceContext(req({ ...signed, traceparent: traceparent.replace('0af7', '1af7') }), secret)).toBeUndefined();
+  expect(signedTraceContext(req({ ...signed, traceparent: traceparent.replace('0af7', '1af7') }), keys)).toBeUndefined();
 });

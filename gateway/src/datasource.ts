@@ -1,6 +1,6 @@
 /**
  * How the gateway calls subgraphs. Every fetch carries the caller's identity, signed with
- * INTERNAL_SECRET; subgraphs refuse anything unsigned, so the gateway is the only door.
+ * the gateway's own private key (GATEWAY_SIGNING_KEY); subgraphs refuse anything unsigned, so the gateway is the only door.
  *
  * This replaces Apollo's RemoteGraphQLDataSource on the hot path (measured in bench/gateways):
  * - one pooled keep-alive undici client per subgraph instead of node-fetch;
@@ -17,7 +17,7 @@ import type { GraphQLDataSource, GraphQLDataSourceProcessOptions } from '@apollo
 import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
 import { GraphQLError } from 'graphql';
 import { Agent } from 'undici';
-import { isTimeout, subgraphCallHeaders, subgraphFetchDuration, subgraphFetchErrors, subgraphTimeout, type Identity } from '@crm/kit';
+import { isTimeout, subgraphCallHeaders, subgraphFetchDuration, subgraphFetchErrors, subgraphTimeout, type Identity, type SigningKey } from '@crm/kit';
 
 export interface GatewayContext {
   identity: Identity | null;
@@ -44,7 +44,8 @@ export interface SharedResponse {
 export interface SubgraphClientOptions {
   /** The subgraph's name (supergraph.yaml): metrics, and signatures are bound to it. */
   name: string;
-  secret: string;
+  /** The gateway's own key (GATEWAY_SIGNING_KEY): the identity it forwards is signed with it. */
+  signer: SigningKey;
   /** Share identical in-flight query fetches (SUBGRAPH_DEDUPE). */
   dedupe: boolean;
   agent: Agent;
@@ -118,7 +119,7 @@ export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
     if (!pending) {
       // The trace context (the gateway.fetch span) goes with its own signature: see kit telemetry/tracing.ts.
       // The allow-listed headers only (kit subgraph-call.ts): nothing of the client's own request.
-      pending = this.send(body, subgraphCallHeaders(identity, this.options.secret, this.options.name, body));
+      pending = this.send(body, subgraphCallHeaders(identity, this.options.signer, this.options.name, body));
       if (sharing) {
         const map = sharing;
         map.set(body, pending);

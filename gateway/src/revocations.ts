@@ -17,7 +17,7 @@
  * sockets when a revocation is found.
  */
 import DataLoader from 'dataloader';
-import { subgraphCallHeaders, SYSTEM_IDENTITY, type Logger, type PlatformConfig } from '@crm/kit';
+import { gatewaySigningKey, subgraphCallHeaders, SYSTEM_IDENTITY, type Logger, type PlatformConfig, type SigningKey } from '@crm/kit';
 
 /** How long one answer from auth is trusted: the bound on how late a revocation takes effect. */
 export const TOKEN_STATE_CACHE_MS = 500;
@@ -48,7 +48,11 @@ export class Revocations {
   private timer: NodeJS.Timeout | undefined;
   private generation = 0;
 
-  constructor(private readonly config: PlatformConfig, private readonly logger: Logger, private readonly options: RevocationOptions) {
+  /** The gateway's own key: auth answers token states only to the gateway (its signature). */
+  private readonly signer: SigningKey;
+
+  constructor(config: PlatformConfig, private readonly logger: Logger, private readonly options: RevocationOptions) {
+    this.signer = gatewaySigningKey(config);
     this.maxAgeMs = config.ACCESS_TOKEN_TTL_SECONDS * 1000;
     this.loader = new DataLoader((ids) => this.fetch(ids), { cache: false, maxBatchSize: 500 });
   }
@@ -140,7 +144,7 @@ export class Revocations {
       const body = JSON.stringify({ users: ids });
       const res = await fetch(new URL('/internal/token-states', url), {
         method: 'POST',
-        headers: subgraphCallHeaders(SYSTEM_IDENTITY, this.config.INTERNAL_SECRET, 'auth', body),
+        headers: subgraphCallHeaders(SYSTEM_IDENTITY, this.signer, 'auth', body),
         body,
         signal: AbortSignal.timeout(LOOKUP_TIMEOUT_MS),
       });

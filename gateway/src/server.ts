@@ -12,6 +12,7 @@ import type { GraphQLSchema } from 'graphql';
 import {
   closeRedis, closeServer, createGraphQLHandler, createLogger, listen, maskError, sendJson, sendReadiness,
   type EventBus, type Logger, type PlatformConfig,
+  authPublicKeys, gatewaySigningKey, requireServiceSecrets,
 } from '@crm/kit';
 import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
 import { createSubgraphAgent, SubgraphClient, type GatewayContext } from './datasource';
@@ -45,6 +46,10 @@ export interface GatewayRuntime {
 export async function startGateway(options: GatewayOptions): Promise<GatewayRuntime> {
   const { config } = options;
   const logger = options.logger ?? createLogger('gateway', config.LOG_LEVEL);
+  // Only its own keys (kit keys.ts): its private key for what it forwards, auth's public keys for tokens.
+  requireServiceSecrets(config, 'gateway');
+  const signer = gatewaySigningKey(config);
+  authPublicKeys(config);
   let currentSdl = '';
   let watcher: FSWatcher | undefined;
 
@@ -59,7 +64,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   const gateway = new ApolloGateway({
     logger,
     buildService: ({ name, url }) => {
-      const client = new SubgraphClient(url ?? '', { name, secret: config.INTERNAL_SECRET, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent, timeoutMs: config.SUBGRAPH_TIMEOUT_MS });
+      const client = new SubgraphClient(url ?? '', { name, signer, dedupe: config.SUBGRAPH_DEDUPE, agent: subgraphAgent, timeoutMs: config.SUBGRAPH_TIMEOUT_MS });
       clients.set(name, client);
       return client;
     },

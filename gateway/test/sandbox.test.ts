@@ -7,9 +7,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { runInNewContext } from 'node:vm';
 import { createClient } from 'graphql-ws';
-import jwt from 'jsonwebtoken';
 import WebSocket from 'ws';
-import { MemoryBus, readConfig, type PlatformConfig } from '@crm/kit';
+import { generateKeySet, keyEnvFor, MemoryBus, readConfig, signTestAccessToken, type PlatformConfig } from '@crm/kit';
 import { startGateway } from '../src/server';
 import { FEDERATION_LINK, startStubSubgraphs } from './support/stub-subgraphs';
 
@@ -38,9 +37,7 @@ async function startTestGateway(env: Record<string, string> = {}): Promise<TestG
 
 /** An access token as auth issues it (the gateway only verifies it). */
 const accessToken = (config: PlatformConfig) =>
-  jwt.sign({ role: 'ADMIN', email: 'admin@test.local', tv: 0 }, config.JWT_SECRET, {
-    algorithm: 'HS256', subject: randomUUID(), issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, expiresIn: 300,
-  });
+  signTestAccessToken(config, { role: 'ADMIN', email: 'admin@test.local', tv: 0 }, { subject: randomUUID(), expiresIn: 300 });
 
 const html = (url: string) => fetch(url, { headers: { accept: 'text/html' } });
 
@@ -149,7 +146,8 @@ describe('in development', () => {
 describe('with NODE_ENV=production', () => {
   let stack: TestGateway;
   beforeAll(async () => {
-    stack = await startTestGateway({ NODE_ENV: 'production', JWT_SECRET: randomBytes(32).toString('hex'), INTERNAL_SECRET: randomBytes(32).toString('hex') });
+    // production starts only with the gateway's own keys
+    stack = await startTestGateway({ NODE_ENV: 'production', ...keyEnvFor('gateway', generateKeySet([])) });
   });
   afterAll(async () => {
     await stack?.stop();

@@ -12,8 +12,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { request as httpRequest, type ServerResponse } from 'node:http';
 import { composeServices } from '@apollo/composition';
 import { parse } from 'graphql';
-import jwt from 'jsonwebtoken';
 import {
+  gatewayPublicKeys, signTestAccessToken,
   answerData, IDENTITY_HEADER, rawGraphQL, readConfig, SIGNATURE_HEADER, startRecordingServer, SUBGRAPH_CALL_HEADERS, testSettings, verifyIdentity,
   type PlatformConfig,
 } from '@crm/kit';
@@ -54,9 +54,7 @@ afterAll(async () => {
 
 test('only the allow-listed headers reach a subgraph; the identity is the one the gateway signed', async () => {
   const user = { id: randomUUID(), role: 'SALES', email: 'rep@test.local' };
-  const token = jwt.sign({ role: user.role, email: user.email, tv: 0 }, config.JWT_SECRET, {
-    algorithm: 'HS256', subject: user.id, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, expiresIn: 60,
-  });
+  const token = signTestAccessToken(config, { role: user.role, email: user.email, tv: 0 }, { subject: user.id, expiresIn: 60 });
   const forged = Buffer.from(JSON.stringify({ u: { userId: 'attacker', role: 'ADMIN', email: 'x@x' } })).toString('base64url');
   const before = subgraph.received.length;
   const r = await rawGraphQL(gateway.url, '{ ping }', {
@@ -79,7 +77,7 @@ test('only the allow-listed headers reach a subgraph; the identity is the one th
   expect(call.headers.authorization).toBeUndefined();
   expect(call.headers.cookie).toBeUndefined();
   expect(call.headers[IDENTITY_HEADER]).not.toBe(forged);
-  const verified = verifyIdentity(String(call.headers[IDENTITY_HEADER]), String(call.headers[SIGNATURE_HEADER]), config.INTERNAL_SECRET, { subgraph: 'probe', method: 'POST', body: call.body });
+  const verified = verifyIdentity(String(call.headers[IDENTITY_HEADER]), String(call.headers[SIGNATURE_HEADER]), { gateway: gatewayPublicKeys(config) }, { subgraph: 'probe', method: 'POST', body: call.body });
   expect(verified).toEqual({ ok: true, identity: { userId: user.id, role: 'SALES', email: user.email } });
 });
 

@@ -15,7 +15,8 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  ALL_TOPICS, IpcBus, PEERS, createBus, createLogger, isReady, readConfig, type Logger, type PeersMessage, type PlatformConfig,
+  ALL_TOPICS, IpcBus, PEERS, createBus, createLogger, developmentKeySet, generateKeySet, isKeyVariable, isReady, keyEnvFor, readConfig,
+  type Logger, type PeersMessage, type PlatformConfig,
 } from '@crm/kit';
 import { composeSupergraph, readSupergraphConfig } from '@crm/gateway';
 import { ROOT, SUPERGRAPH_CONFIG } from './start-stack';
@@ -58,7 +59,14 @@ export async function startProcessStack(options: ProcessStackOptions = {}): Prom
   const config = readConfig(process.env, overrides);
   const logger = options.logger ?? createLogger('stack', config.LOG_LEVEL);
   const fixed = (options.ports ?? 'fixed') === 'fixed';
-  const env = { ...process.env, ...overrides };
+  const given = { ...process.env, ...overrides };
+  // Each child gets only its own keys (kit keys.ts, docs/security.md): every key variable is taken out
+  // of what it inherits and its own are put back. Production: the operator's (<NAME>_SERVICE_KEY per
+  // subgraph); development: a set made for this stack (DATA_DIR=memory) or kept under DATA_DIR.
+  const env = Object.fromEntries(Object.entries(given).filter(([k]) => !isKeyVariable(k)));
+  const keySource: Record<string, string | undefined> = config.production
+    ? given
+    : { ...(config.DATA_DIR === 'memory' ? generateKeySet(SUBGRAPHS.map((d) => d.name)) : developmentKeySet(config)), ...pickKeys(given) };
   // tsx's loader flags when this runs under tsx; else load tsx (the service entry is TypeScript).
   const loader = process.execArgv.some((a) => a.includes('tsx')) ? process.execArgv : ['--import', 'tsx'];
   const execArgv = [...loader, ...(options.execArgv ?? [])];
@@ -73,7 +81,7 @@ export async function startProcessStack(options: ProcessStackOptions = {}): Prom
   const children: ChildProcess[] = [];
   const start = (name: string, entry: string, serviceEnv: Record<string, string>) =>
     new Promise<Service>((resolve, reject) => {
-      const child = fork(entry, [], { env: { ...env, ...serviceEnv, HOST, LAUNCHER: 'ipc' }, execArgv, stdio: 'inherit' });
+      const child = fork(entry, [], { env: { ...env, ...keyEnvFor(name, keySource), ...serviceEnv, HOST, LAUNCHER: 'ipc' }, execArgv, stdio: 'inherit' });
       children.push(child);
       hub?.link(child);
       const onExit = (code: number | null, signal: string | null) => reject(new Error(`${name} exited (${signal ?? code}) before it was ready`));
@@ -136,6 +144,11 @@ export async function startProcessStack(options: ProcessStackOptions = {}): Prom
     await stopAll().catch(() => undefined);
     throw err;
   }
+}
+
+/** The key variables the operator set (they win over generated development keys). */
+function pickKeys(env: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => isKeyVariable(e[0]) && !!e[1]));
 }
 
 /** SIGTERM, then SIGKILL after 15 s. */

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
-import { readConfig, signIdentity, testSettings, type GraphQLResult, type Identity, type PlatformConfig, type Role } from '@crm/kit';
+import { gatewaySigningKey, readConfig, signIdentity, testSettings, type GraphQLResult, type Identity, type PlatformConfig, type Role } from '@crm/kit';
 import { startProcessStack, type ProcessStack } from './processes';
 import { startStack, type Stack, type StackOptions } from './start-stack';
 
@@ -158,7 +158,7 @@ function decorate(stack: Stack, config: PlatformConfig): TestStack {
     ...testClient(stack.gatewayUrl, config),
     signed: (subgraph, identity, query, variables) => {
       const body = JSON.stringify({ query, variables });
-      return postRaw(stack.subgraphs[subgraph]!.url, body, signIdentity(identity, config.INTERNAL_SECRET, { subgraph, method: 'POST', body }));
+      return postRaw(stack.subgraphs[subgraph]!.url, body, signIdentity(identity, gatewaySigningKey(config), { subgraph, method: 'POST', body }));
     },
     sql: async (subgraph, query, params = []) => (await stack.subgraphs[subgraph]!.fork().getConnection().execute(query, params)) as never,
     async stop() {

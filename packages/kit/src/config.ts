@@ -21,15 +21,20 @@ const list = z
   .optional()
   .transform((v) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean));
 
-const DEV_SECRET = 'dev-only-secret-change-me-0123456789abcdef';
-
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  /** HMAC key for the identity the gateway forwards to subgraphs. */
-  INTERNAL_SECRET: z.string().min(32).default(DEV_SECRET),
-  /** HMAC key for access tokens (issued by auth, verified by the gateway). */
-  JWT_SECRET: z.string().min(32).default(DEV_SECRET),
+  /**
+   * Signing keys, each held by the one service that signs (kit keys.ts, docs/security.md): a private
+   * key is a JWK (EC P-256, with kid), public keys a JWKS. Unset outside production: generated on
+   * first start under DATA_DIR (in memory with DATA_DIR=memory). Production: SERVICE_SECRETS below.
+   */
+  AUTH_SIGNING_KEY: optionalString,
+  AUTH_PUBLIC_KEYS: optionalString,
+  GATEWAY_SIGNING_KEY: optionalString,
+  GATEWAY_PUBLIC_KEYS: optionalString,
+  SERVICE_SIGNING_KEY: optionalString,
+  SERVICE_PUBLIC_KEYS: optionalString,
   JWT_ISSUER: z.string().default('crm-auth'),
   JWT_AUDIENCE: z.string().default('crm-api'),
   ACCESS_TOKEN_TTL_SECONDS: z.coerce.number().int().min(10).max(86_400).default(900),
@@ -134,6 +139,27 @@ const envSchema = z.object({
   /** Read-through calls to another subgraph (read-your-writes across domains): timeout per call. */
   PEER_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(5000),
   OUTBOX_POLL_MS: z.coerce.number().int().min(10).default(500),
+  /** Outbox rows a relay claims are leased to it this long; a frozen or dead relay's rows go to another replica once it expires. */
+  OUTBOX_LEASE_MS: z.coerce.number().int().min(1000).max(600_000).default(10_000),
+  /** Longest wait for the broker to acknowledge one publish; below OUTBOX_LEASE_MS (the relay refuses to start otherwise). */
+  OUTBOX_SEND_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(5000),
+  /** Set on every database connection: longest statement, longest lock wait, longest idle time inside a transaction (0: off). */
+  DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).default(30_000),
+  DATABASE_LOCK_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
+  DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: z.coerce.number().int().min(0).default(30_000),
+  /**
+   * Kafka consumer group membership: a member that stops heartbeating (crash, kill -9) loses its
+   * partitions after KAFKA_SESSION_TIMEOUT_MS (the broker's group.min.session.timeout.ms, 6 s by
+   * default, is the floor); heartbeats every KAFKA_HEARTBEAT_INTERVAL_MS. See docs/consumer-takeover.md.
+   */
+  KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(1000).max(300_000).default(6000),
+  KAFKA_HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(1000),
+  /**
+   * Static membership (group.instance.id): a stable name of this replica (the pod name, e.g.
+   * from the downward API) — a restart under the same name gets its partitions back without a
+   * rebalance. Unique per replica: two live processes with one name fence each other. Unset: dynamic members.
+   */
+  KAFKA_GROUP_INSTANCE_ID: optionalString,
   /** Largest event (envelope JSON bytes) accepted at write time; the relay's batches stay below it too. 1 MB: a cloud broker's limit. */
   EVENT_MAX_BYTES: z.coerce.number().int().min(1024).default(1_000_000),
   /** Dead letters are kept this long (DLQ topics' retention.ms). */
@@ -228,23 +254,37 @@ function placeholderLike(value: string): boolean {
 }
 
 /**
- * Production refuses secrets anyone could guess: unset (the development default), placeholder-looking
- * (e.g. compose's old `change-me-…` fallbacks) or repetitive, and one key used for two purposes
- * (whoever holds INTERNAL_SECRET could otherwise mint access tokens, and the reverse).
+ * Production refuses secrets anyone could guess: placeholder-looking (e.g. compose's old `change-me-…`
+ * fallbacks) or repetitive. The signing keys are checked per service (requireServiceSecrets).
  */
 function checkProductionSecrets(c: Env): void {
   const problems: string[] = [];
-  for (const key of ['INTERNAL_SECRET', 'JWT_SECRET'] as const) {
-    if (c[key] === DEV_SECRET) problems.push(`${key} must be set (32+ random characters) in production`);
-    else if (placeholderLike(c[key])) problems.push(`${key} looks like a placeholder or is not random; use 32+ random characters (e.g. openssl rand -hex 32)`);
-  }
-  if (c.INTERNAL_SECRET === c.JWT_SECRET) problems.push('INTERNAL_SECRET and JWT_SECRET must differ');
   if (c.METRICS_TOKEN !== undefined && (c.METRICS_TOKEN.length < 24 || placeholderLike(c.METRICS_TOKEN))) problems.push('METRICS_TOKEN looks like a placeholder or is shorter than 24 characters');
-  if (c.METRICS_TOKEN !== undefined && (c.METRICS_TOKEN === c.JWT_SECRET || c.METRICS_TOKEN === c.INTERNAL_SECRET)) problems.push('METRICS_TOKEN must differ from JWT_SECRET and INTERNAL_SECRET');
   if (c.ADMIN_PASSWORD && (PLACEHOLDER.test(c.ADMIN_PASSWORD) || c.ADMIN_PASSWORD.length < 12)) {
     problems.push('ADMIN_PASSWORD looks like a placeholder or is shorter than 12 characters');
   }
   if (problems.length > 0) throw new ConfigError(`Invalid production configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+}
+
+/**
+ * The keys each service needs, and only those (docs/security.md): auth signs access tokens; the
+ * gateway verifies them and signs what it forwards; every subgraph verifies the gateway's and its
+ * peers' signatures and signs its own read-through calls. Production refuses to start without them.
+ */
+export const SERVICE_SECRETS = {
+  gateway: ['GATEWAY_SIGNING_KEY', 'AUTH_PUBLIC_KEYS'],
+  auth: ['AUTH_SIGNING_KEY', 'GATEWAY_PUBLIC_KEYS', 'SERVICE_SIGNING_KEY', 'SERVICE_PUBLIC_KEYS'],
+  subgraph: ['GATEWAY_PUBLIC_KEYS', 'SERVICE_SIGNING_KEY', 'SERVICE_PUBLIC_KEYS'],
+} as const satisfies Record<string, readonly (keyof Env)[]>;
+
+/** In production: a ConfigError naming every variable `service` needs and lacks. */
+export function requireServiceSecrets(config: PlatformConfig, service: string): void {
+  if (!config.production) return;
+  const needed: readonly (keyof Env)[] = service === 'gateway' ? SERVICE_SECRETS.gateway : service === 'auth' ? SERVICE_SECRETS.auth : SERVICE_SECRETS.subgraph;
+  const missing = needed.filter((k) => !config[k]);
+  if (missing.length > 0) {
+    throw new ConfigError(`Invalid production configuration for ${service}:\n${missing.map((k) => `  ${k} must be set in production (docs/security.md)`).join('\n')}`);
+  }
 }
 
 /** Per-subgraph database URL: <NAME>_DATABASE_URL wins, else POSTGRES_URL with database <prefix><name>. */

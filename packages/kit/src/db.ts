@@ -67,7 +67,8 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     entities: options.entities,
     extensions: [Migrator],
     // PGlite serves one connection; a bigger pool would interleave transactions.
-    pool: closeEmbedded ? { min: 0, max: 1 } : { min: 0, max: config.DATABASE_POOL_MAX },
+    // (PGlite ignores startup parameters: there the timeouts are SET on the connection when it opens.)
+    pool: closeEmbedded ? { min: 0, max: 1, afterCreate: setTimeoutsOn(sessionTimeouts(config)) } : { min: 0, max: config.DATABASE_POOL_MAX },
     migrations: {
       migrationsList: options.migrations,
       transactional: true,
@@ -76,6 +77,9 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
       disableForeignKeys: false,
       silent: true,
     },
+    // Every connection carries its timeouts (startup parameters): a frozen or runaway session
+    // cannot hold locks or a transaction open for ever.
+    driverOptions: { connection: sessionTimeouts(config) },
     debug: false,
     allowGlobalContext: false,
     discovery: { warnWhenNoEntities: false },
@@ -100,6 +104,30 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
       await orm.close(true);
       if (closeEmbedded) await closeEmbedded();
     },
+  };
+}
+
+/**
+ * The timeouts set on every connection of the pool (DATABASE_*_TIMEOUT_MS; 0 leaves one off):
+ * statement_timeout, lock_timeout and idle_in_transaction_session_timeout, as node-postgres
+ * startup parameters. A transaction left open by a frozen process is ended by the server, and its
+ * locks released, after the idle-in-transaction timeout.
+ */
+export function sessionTimeouts(config: Pick<PlatformConfig, 'DATABASE_STATEMENT_TIMEOUT_MS' | 'DATABASE_LOCK_TIMEOUT_MS' | 'DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS'>) {
+  const all = {
+    statement_timeout: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    lock_timeout: config.DATABASE_LOCK_TIMEOUT_MS,
+    idle_in_transaction_session_timeout: config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+  };
+  return Object.fromEntries(Object.entries(all).filter(([, ms]) => ms > 0)) as Partial<typeof all>;
+}
+
+/** A knex pool afterCreate hook that SETs `timeouts` on each new connection (node-postgres client). */
+function setTimeoutsOn(timeouts: Record<string, number | undefined>) {
+  const statements = Object.entries(timeouts).map(([name, ms]) => `SET ${name} = ${Number(ms)}`).join('; ');
+  return (conn: { query(sql: string, cb: (err: Error | null) => void): void }, done: (err: Error | null, conn: unknown) => void) => {
+    if (!statements) return done(null, conn);
+    conn.query(statements, (err) => done(err, conn));
   };
 }
 

@@ -1,18 +1,28 @@
 /**
- * The caller's identity as the gateway forwards it to subgraphs: a compact JSON header and an
- * HMAC-SHA256 over it with INTERNAL_SECRET. Subgraphs refuse requests without a valid signature,
- * so calling a subgraph directly cannot impersonate anyone.
+ * The caller's identity as the gateway forwards it to subgraphs: an ES256 JWS signed with the
+ * gateway's own private key (GATEWAY_SIGNING_KEY, held by the gateway alone; kit keys.ts), sent as
+ * two headers: x-crm-identity (the JWS header and payload) and x-crm-signature (its signature).
+ * Subgraphs verify it with the gateway's public keys (GATEWAY_PUBLIC_KEYS) and refuse requests
+ * without a valid signature, so neither a caller of a subgraph nor a subgraph (which holds no
+ * gateway key) can impersonate a user.
  *
  * The signed payload binds the identity to one request: the target subgraph (its name), the HTTP
- * method and a SHA-256 of the body, with `iat`. A subgraph accepts it only for its own name, the
- * same method and body, and within MAX_AGE_SECONDS (a missing, malformed or future `iat` is
- * refused). A captured header is therefore worth nothing for another subgraph, another operation or
- * other variables, and only for MAX_AGE_SECONDS for the identical request.
+ * method and a SHA-256 of the body, with `iat` and an `exp` MAX_AGE_SECONDS later. A subgraph
+ * accepts it only for its own name, the same method and body, and within MAX_AGE_SECONDS (a
+ * missing, malformed or future `iat` is refused). A captured header is therefore worth nothing for
+ * another subgraph, another operation or other variables, and only for MAX_AGE_SECONDS for the
+ * identical request.
+ *
+ * A subgraph's read-through call to a peer (./peers.ts) is signed the same way with that subgraph's
+ * own key (SERVICE_SIGNING_KEY, kid `<service>:…`) and carries no user at all: it is a service
+ * principal, which a peer accepts only for an `_entities` read (subgraph.ts).
  *
  * One signing function for everything that calls subgraphs: the gateway's subgraph client
- * (gateway/src/datasource.ts) and the test helpers.
+ * (gateway/src/datasource.ts), the peers and the test helpers.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import jwt from 'jsonwebtoken';
+import { KEY_ALGORITHM, serviceOfKid, type PublicKeys, type SigningKey } from './keys';
 
 export const ROLES = ['ADMIN', 'MANAGER', 'SALES', 'COMPLIANCE'] as const;
 export type Role = (typeof ROLES)[number];
@@ -39,39 +49,72 @@ export interface SignedRequest {
 }
 
 interface SignedPayload {
-  u: Identity | null;
+  /** The user (gateway-signed calls only). */
+  u?: Identity | null;
+  /** The calling service (peer calls only): must be the signing key's service. */
+  svc?: string;
   iat: number;
+  exp: number;
   sg: string;
   m: string;
   bh: string;
 }
 
-const bodyHash = (body: string) => createHash('sha256').update(body).digest('base64url');
-
-export function signIdentity(identity: Identity | null, secret: string, request: SignedRequest, now = Date.now()): Record<string, string> {
-  const payload: SignedPayload = { u: identity, iat: Math.floor(now / 1000), sg: request.subgraph, m: request.method.toUpperCase(), bh: bodyHash(request.body) };
-  const encoded = Buffer.from(JSON.stringify(payload)).toString('base64url');
-  return { [IDENTITY_HEADER]: encoded, [SIGNATURE_HEADER]: mac(encoded, secret) };
+/** Who verifies: the gateway's public keys, and the peers' (service principals). */
+export interface IdentityKeys {
+  gateway: PublicKeys;
+  services?: PublicKeys;
 }
 
-export type VerifiedIdentity = { ok: true; identity: Identity | null } | { ok: false; reason: string };
+const bodyHash = (body: string) => createHash('sha256').update(body).digest('base64url');
+
+function sign(payload: Pick<SignedPayload, 'u' | 'svc'>, signer: SigningKey, request: SignedRequest, now: number): Record<string, string> {
+  const iat = Math.floor(now / 1000);
+  const token = jwt.sign({ ...payload, iat, exp: iat + MAX_AGE_SECONDS, sg: request.subgraph, m: request.method.toUpperCase(), bh: bodyHash(request.body) }, signer.key, {
+    algorithm: KEY_ALGORITHM,
+    keyid: signer.kid,
+  });
+  const cut = token.lastIndexOf('.');
+  return { [IDENTITY_HEADER]: token.slice(0, cut), [SIGNATURE_HEADER]: token.slice(cut + 1) };
+}
+
+/** The gateway's signature: `identity` (null: anonymous) for this one request. */
+export function signIdentity(identity: Identity | null, signer: SigningKey, request: SignedRequest, now = Date.now()): Record<string, string> {
+  return sign({ u: identity }, signer, request, now);
+}
+
+/** A subgraph's own signature for a peer call: a service principal (the key's service), no user. */
+export function signServiceCall(signer: SigningKey, request: SignedRequest, now = Date.now()): Record<string, string> {
+  return sign({ svc: serviceOfKid(signer.kid) }, signer, request, now);
+}
+
+export type VerifiedIdentity =
+  | { ok: true; identity: Identity | null; service?: undefined }
+  | { ok: true; identity: null; service: string }
+  | { ok: false; reason: string };
 
 export function verifyIdentity(
   header: string | undefined,
   signature: string | undefined,
-  secret: string,
+  keys: IdentityKeys,
   request: SignedRequest,
   now = Date.now(),
 ): VerifiedIdentity {
   if (!header || !signature) return { ok: false, reason: 'missing gateway signature' };
-  const expected = Buffer.from(mac(header, secret));
-  const given = Buffer.from(signature);
-  if (expected.length !== given.length || !timingSafeEqual(expected, given)) return { ok: false, reason: 'bad gateway signature' };
+  const token = `${header}.${signature}`;
+  const decoded = jwt.decode(token, { complete: true });
+  const kid = decoded && typeof decoded === 'object' ? decoded.header.kid : undefined;
+  if (!kid) return { ok: false, reason: 'malformed identity' };
+  const gatewayKey = keys.gateway.get(kid);
+  const serviceKey = gatewayKey ? undefined : keys.services?.get(kid);
+  const key = gatewayKey ?? serviceKey;
+  if (!key) return { ok: false, reason: 'bad gateway signature' };
   let payload: SignedPayload;
   try {
-    payload = JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as SignedPayload;
-  } catch {
-    return { ok: false, reason: 'malformed identity' };
+    payload = jwt.verify(token, key, { algorithms: [KEY_ALGORITHM], clockTimestamp: Math.floor(now / 1000), clockTolerance: MAX_SKEW_SECONDS }) as SignedPayload;
+  } catch (err) {
+    if (err instanceof jwt.TokenExpiredError) return { ok: false, reason: 'stale gateway signature' };
+    return { ok: false, reason: 'bad gateway signature' };
   }
   if (typeof payload !== 'object' || payload === null || !Number.isInteger(payload.iat)) return { ok: false, reason: 'malformed identity' };
   const age = now / 1000 - payload.iat;
@@ -79,9 +122,11 @@ export function verifyIdentity(
   if (age > MAX_AGE_SECONDS) return { ok: false, reason: 'stale gateway signature' };
   if (payload.sg !== request.subgraph) return { ok: false, reason: 'gateway signature for another subgraph' };
   if (payload.m !== request.method.toUpperCase() || payload.bh !== bodyHash(request.body)) return { ok: false, reason: 'gateway signature for another request' };
-  return { ok: true, identity: payload.u };
-}
-
-function mac(data: string, secret: string): string {
-  return createHmac('sha256', secret).update(data).digest('base64url');
+  if (serviceKey) {
+    // a peer's key speaks only for its own service, and never for a user
+    if (payload.u !== undefined || payload.svc !== serviceOfKid(kid)) return { ok: false, reason: 'bad service signature' };
+    return { ok: true, identity: null, service: payload.svc };
+  }
+  if (payload.svc !== undefined) return { ok: false, reason: 'malformed identity' };
+  return { ok: true, identity: payload.u ?? null };
 }

@@ -2,6 +2,7 @@ export * from './config';
 export * from './logger';
 export * from './errors';
 export * from './identity';
+export * from './keys';
 export * from './authz';
 export * from './db';
 export * from './http';

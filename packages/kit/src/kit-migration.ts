@@ -70,6 +70,18 @@ export class KitMigration20261129000100 extends Migration {
 }
 
 /**
+ * Relay leases: a relay claims unsent rows in a short transaction (lease_owner, lease_until),
+ * publishes them outside any transaction and marks them sent after the broker's acknowledgement.
+ * The index serves the claim's "no earlier unsent row of this aggregate is leased by another" test.
+ */
+export class KitMigration20261207000000 extends Migration {
+  override async up(): Promise<void> {
+    this.addSql('ALTER TABLE outbox ADD COLUMN IF NOT EXISTS lease_owner text, ADD COLUMN IF NOT EXISTS lease_until timestamptz');
+    this.addSql('CREATE INDEX IF NOT EXISTS outbox_unsent_key ON outbox (topic, key, seq) WHERE sent_at IS NULL AND failed_at IS NULL');
+  }
+}
+
+/**
  * Retention of the version counters. A counter untouched for the retention time may be deleted
  * (events/retention.ts); the largest version ever deleted is kept in aggregate_versions_floor and a
  * new counter starts above it, so an aggregate's versions only ever grow, even across a prune (a
@@ -108,5 +120,6 @@ export const kitMigrations = [
   { name: 'Kit20261122000000', class: KitMigration20261122000000 },
   { name: 'Kit20261129000000', class: KitMigration20261129000000 },
   { name: 'Kit20261129000100', class: KitMigration20261129000100 },
+  { name: 'Kit20261207000000', class: KitMigration20261207000000 },
   { name: 'Kit20261207000100', class: KitMigration20261207000100 },
 ];

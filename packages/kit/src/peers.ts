@@ -2,16 +2,22 @@
  * Read-your-writes across domains. A subgraph keeps local copies of other domains' entities
  * (customer_refs, reps), fed by events; they lag the owner by the event latency. When a write
  * names an entity the copy does not have (or has in a state that would refuse the write), the
- * subgraph asks the owner synchronously — a signed internal call to its `_entities`, with a short
+ * subgraph asks the owner synchronously — a call to its `_entities` signed with this subgraph's own
+ * key (a service principal, not a user: kit identity.ts), with a short
  * timeout — stores the answer in the copy, and only then decides. Events still keep the copies
  * fresh; this covers the gap between a write in one domain and the next request in another.
  */
 import { unavailable } from './errors';
 import type { Identity } from './identity';
-import { isTimeout, subgraphCallHeaders, subgraphTimeout } from './subgraph-call';
+import type { SigningKey } from './keys';
+import { isTimeout, serviceCallHeaders, subgraphTimeout } from './subgraph-call';
 import type { Logger } from './logger';
 
-/** Who the read-through calls as: the platform itself, with every read right of an ADMIN. */
+/**
+ * Who a peer's read-through is served as: the platform itself, with every read right of an ADMIN.
+ * The caller does not claim it: it signs as its own service principal (its own key, no user), and
+ * the peer answers such a call only when it is an `_entities` read (subgraph.ts), under this identity.
+ */
 export const SYSTEM_IDENTITY: Identity = { userId: '00000000-0000-0000-0000-000000000000', role: 'ADMIN', email: 'system@crm.internal' };
 
 export interface Peers {
@@ -24,7 +30,8 @@ export interface Peers {
 }
 
 export interface PeersOptions {
-  secret: string;
+  /** This subgraph's own key (SERVICE_SIGNING_KEY): a peer call is this service, never a user. */
+  signer: () => SigningKey;
   timeoutMs: number;
   /**
    * The owning subgraph's GraphQL URL, looked up at call time (peers may start later); null when
@@ -48,7 +55,7 @@ export function createPeers(options: PeersOptions): Peers {
         const payload = JSON.stringify({ query, variables: { r: [{ __typename: typename, id }] } });
         const res = await fetch(url, {
           method: 'POST',
-          headers: subgraphCallHeaders(SYSTEM_IDENTITY, options.secret, subgraph, payload),
+          headers: serviceCallHeaders(options.signer(), subgraph, payload),
           body: payload,
           signal: AbortSignal.timeout(options.timeoutMs),
         });

@@ -4,25 +4,38 @@
  *
  * Headers are an allow-list built from scratch, never a copy of the client's request:
  *   content-type, accept                 — the GraphQL-over-HTTP request itself;
- *   x-crm-identity + x-crm-signature     — the caller's identity, signed for this subgraph, method
- *                                          and exact body (./identity.ts);
+ *   x-crm-identity + x-crm-signature     — the caller's identity (the gateway's user, or a peer's service
+ *                                          principal), signed for this subgraph, method and exact body
+ *                                          with the caller's own key (./identity.ts);
  *   traceparent + x-crm-trace-signature  — the trace context, signed (./telemetry/tracing.ts).
  * Nothing else: a client's Authorization (the gateway turns it into the signed identity), Cookie,
  * a forged x-crm-identity or any other header of its own never reaches a subgraph.
  */
 import { GraphQLError } from 'graphql';
-import { IDENTITY_HEADER, SIGNATURE_HEADER, signIdentity, type Identity } from './identity';
+import { IDENTITY_HEADER, SIGNATURE_HEADER, signIdentity, signServiceCall, type Identity } from './identity';
+import type { SigningKey } from './keys';
 import { signedTraceHeaders, TRACE_SIGNATURE_HEADER } from './telemetry/tracing';
 
 /** Every header a subgraph call may carry (the allow-list above). */
 export const SUBGRAPH_CALL_HEADERS = ['content-type', 'accept', IDENTITY_HEADER, SIGNATURE_HEADER, 'traceparent', TRACE_SIGNATURE_HEADER] as const;
 
-export function subgraphCallHeaders(identity: Identity | null, secret: string, subgraph: string, body: string): Record<string, string> {
+/** The gateway's call: `identity` signed with the gateway's key. */
+export function subgraphCallHeaders(identity: Identity | null, signer: SigningKey, subgraph: string, body: string): Record<string, string> {
   return {
     'content-type': 'application/json',
     accept: 'application/json',
-    ...signIdentity(identity, secret, { subgraph, method: 'POST', body }),
-    ...signedTraceHeaders(secret),
+    ...signIdentity(identity, signer, { subgraph, method: 'POST', body }),
+    ...signedTraceHeaders(signer),
+  };
+}
+
+/** A subgraph's read-through call to a peer: its own service principal, signed with its own key (no user). */
+export function serviceCallHeaders(signer: SigningKey, subgraph: string, body: string): Record<string, string> {
+  return {
+    'content-type': 'application/json',
+    accept: 'application/json',
+    ...signServiceCall(signer, { subgraph, method: 'POST', body }),
+    ...signedTraceHeaders(signer),
   };
 }
 

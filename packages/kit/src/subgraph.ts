@@ -4,21 +4,22 @@
  * A subgraph folder only declares a SubgraphDefinition; nothing here is copied per service.
  */
 import { readFileSync } from 'node:fs';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server } from 'node:http';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
-import { GraphQLError, parse, type DocumentNode } from 'graphql';
+import { GraphQLError, Kind, parse, type DocumentNode } from 'graphql';
 import type { EntityManager, EntitySchema } from '@mikro-orm/postgresql';
-import type { PlatformConfig } from './config';
+import { requireServiceSecrets, type PlatformConfig } from './config';
 import { inBackground, openDatabase, type Database, type MigrationEntry } from './db';
 import { maskError } from './errors';
 import { closeServer, createGraphQLHandler, listen, rawBodyOf, readBody, sendJson, sendReadiness, type Route } from './http';
-import { IDENTITY_HEADER, SIGNATURE_HEADER, verifyIdentity, type Identity } from './identity';
+import { IDENTITY_HEADER, SIGNATURE_HEADER, verifyIdentity, type Identity, type IdentityKeys } from './identity';
+import { gatewayPublicKeys, servicePublicKeys, serviceSigningKey } from './keys';
 import { createLogger, type Logger } from './logger';
-import { createPeers, type Peers } from './peers';
+import { createPeers, SYSTEM_IDENTITY, type Peers } from './peers';
 import type { EventBus } from './events/bus';
 import type { Envelope, EventData, EventType } from './events/catalogue';
 import { InboxRecordSchema } from './events/inbox';
@@ -79,6 +80,8 @@ export interface SubgraphDefinition<L = unknown> {
    * supergraph: the gateway's own questions (e.g. auth's token states, docs/revocation.md).
    */
   internal?: Record<string, (input: unknown, runtime: SubgraphRuntime) => Promise<unknown>>;
+  /** Extra HTTP routes beside /graphql (auth: its public keys at /.well-known/jwks.json). */
+  routes?(config: PlatformConfig): Record<string, (req: IncomingMessage, res: ServerResponse) => void | Promise<void>>;
 }
 
 export interface SubgraphRuntime {
@@ -128,13 +131,18 @@ export function openSubgraphDatabase(def: Pick<SubgraphDefinition<unknown>, 'nam
 export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: StartSubgraphOptions): Promise<SubgraphRuntime> {
   const { config } = options;
   const logger = options.logger ?? createLogger(def.name, config.LOG_LEVEL);
+  // Only its own keys (kit keys.ts): the gateway's and its peers' public keys, its own private key.
+  requireServiceSecrets(config, def.name);
+  const identityKeys = (): IdentityKeys => ({ gateway: gatewayPublicKeys(config), services: servicePublicKeys(config) });
+  identityKeys();
+  serviceSigningKey(config, def.name);
   const db = await openSubgraphDatabase(def, config, logger, options.databaseUrl);
   const orm = db.orm;
   const emitAs = <T extends EventType>(em: EntityManager, type: T, aggregateId: string, data: EventData<T>, cause: EventCause) =>
     stageEvent(em, def.name, type, aggregateId, data, cause);
 
   const peers = createPeers({
-    secret: config.INTERNAL_SECRET,
+    signer: () => serviceSigningKey(config, def.name),
     timeoutMs: config.PEER_TIMEOUT_MS,
     urlOf: options.peerUrl ?? (() => undefined),
     logger,
@@ -157,7 +165,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     const verified = verifyIdentity(
       header(req, IDENTITY_HEADER),
       header(req, SIGNATURE_HEADER),
-      config.INTERNAL_SECRET,
+      identityKeys(),
       { subgraph: def.name, method: req.method ?? 'GET', body: rawBodyOf(req) },
     );
     if (!verified.ok) {
@@ -165,8 +173,14 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
         extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } },
       });
     }
+    // A peer (service principal) may only read entities (read-through): never a mutation, never a user's query.
+    if (verified.service !== undefined && !entitiesReadOnly(rawBodyOf(req))) {
+      throw new GraphQLError(`Refused: the ${verified.service} service may only read entities here`, {
+        extensions: { code: 'FORBIDDEN', http: { status: 403 } },
+      });
+    }
     const em = orm.em.fork();
-    const identity = verified.identity;
+    const identity = verified.service !== undefined ? SYSTEM_IDENTITY : verified.identity;
     return {
       identity,
       em,
@@ -195,7 +209,8 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     internalRoutes[`/internal/${name}`] = async (req, res) => {
       if (req.method !== 'POST') return sendJson(res, 405, { error: 'POST only' });
       const raw = await readBody(req, config.MAX_BODY_BYTES);
-      const verified = verifyIdentity(header(req, IDENTITY_HEADER), header(req, SIGNATURE_HEADER), config.INTERNAL_SECRET, { subgraph: def.name, method: 'POST', body: raw });
+      // the gateway's signature only: a peer's service key is not accepted here
+      const verified = verifyIdentity(header(req, IDENTITY_HEADER), header(req, SIGNATURE_HEADER), { gateway: gatewayPublicKeys(config) }, { subgraph: def.name, method: 'POST', body: raw });
       if (!verified.ok) return sendJson(res, 401, { error: `Refused: ${verified.reason}` });
       let input: unknown;
       try {
@@ -220,10 +235,11 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     maxBodyBytes: config.MAX_BODY_BYTES,
     service: def.name,
     metrics: { token: config.METRICS_TOKEN, production: config.production },
-    traceContext: (req) => signedTraceContext(req, config.INTERNAL_SECRET),
+    traceContext: (req) => signedTraceContext(req, identityKeys()),
     onError: (err) => logger.error({ err }, 'request failed'),
     routes: {
       ...internalRoutes,
+      ...def.routes?.(config),
       '/health': (_req, res) => sendJson(res, 200, { status: 'ok', service: def.name }),
       '/ready': async (_req, res) => {
         // Only the database decides readiness: without Kafka a subgraph still reads and writes
@@ -267,7 +283,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
 
   self = runtime;
   if (bus) {
-    relay = startRelay({ orm, bus, logger, pollMs: config.OUTBOX_POLL_MS, namespace: config.KAFKA_NAMESPACE, maxEventBytes: config.EVENT_MAX_BYTES });
+    relay = startRelay({ orm, bus, logger, pollMs: config.OUTBOX_POLL_MS, namespace: config.KAFKA_NAMESPACE, maxEventBytes: config.EVENT_MAX_BYTES, leaseMs: config.OUTBOX_LEASE_MS, sendTimeoutMs: config.OUTBOX_SEND_TIMEOUT_MS });
     runtime.relay = relay;
     if (def.consumes && Object.keys(def.consumes).length > 0) {
       consumers.push(await startConsumer({ name: def.name, orm, bus, logger, handlers: def.consumes, config, runtime }));
@@ -289,4 +305,18 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
 function header(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];
   return Array.isArray(value) ? value[0] : value;
+}
+
+/** True when `body` is one query whose root fields are only `_entities` (and `__typename`): what a peer's read-through sends. */
+function entitiesReadOnly(body: string): boolean {
+  try {
+    const { query } = JSON.parse(body) as { query?: unknown };
+    if (typeof query !== 'string') return false;
+    const doc = parse(query);
+    const ops = doc.definitions.filter((d) => d.kind === Kind.OPERATION_DEFINITION);
+    if (ops.length !== 1 || doc.definitions.length !== 1 || ops[0]!.operation !== 'query') return false;
+    return ops[0]!.selectionSet.selections.every((s) => s.kind === Kind.FIELD && (s.name.value === '_entities' || s.name.value === '__typename') && !s.directives?.length);
+  } catch {
+    return false;
+  }
 }

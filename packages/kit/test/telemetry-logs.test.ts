@@ -6,7 +6,7 @@
 import { Writable } from 'node:stream';
 import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import {
-  createLogger, inServerSpan, noteCorrelation, signedTraceContext, signedTraceHeaders, traceConsume, type DeliveredMessage,
+  createLogger, generateKeySet, inServerSpan, parsePublicKeys, parseSigningKey, noteCorrelation, signedTraceContext, signedTraceHeaders, traceConsume, type DeliveredMessage,
 } from '@crm/kit';
 
 function capture() {
@@ -42,11 +42,13 @@ test('lines inside an event handler carry trace_id, span_id and correlation_id; 
 
 test('lines inside a subgraph request carry the trace the gateway signed', async () => {
   const { logger, lines } = capture();
-  const secret = 'x'.repeat(40);
+  const keys = generateKeySet([]);
+  const signer = parseSigningKey(keys.GATEWAY_SIGNING_KEY!);
+  const verifyWith = { gateway: parsePublicKeys(keys.GATEWAY_PUBLIC_KEYS!) };
   const gatewaySpan = trace.wrapSpanContext({ traceId: TRACE_ID, spanId: 'b7ad6b7169203331', traceFlags: 1, isRemote: true });
-  const headers = context.with(trace.setSpan(ROOT_CONTEXT, gatewaySpan), () => signedTraceHeaders(secret));
+  const headers = context.with(trace.setSpan(ROOT_CONTEXT, gatewaySpan), () => signedTraceHeaders(signer));
   const req = { method: 'POST', url: '/graphql', headers } as never;
-  await inServerSpan(req, { statusCode: 200 } as never, 'opportunity', '/graphql', signedTraceContext(req, secret), async () => {
+  await inServerSpan(req, { statusCode: 200 } as never, 'opportunity', '/graphql', signedTraceContext(req, verifyWith), async () => {
     logger.info('resolving');
   });
   await new Promise((r) => setImmediate(r));

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { SubgraphDefinition } from '@crm/kit';
+import { authSigningKey, parsePublicKeys, sendJson, type SubgraphDefinition } from '@crm/kit';
 import { entities } from './entities';
 import { migrations } from '../migrations';
 import { createLoaders, resolvers, type AuthLoaders } from './resolvers';
@@ -19,6 +19,14 @@ export const authSubgraph: SubgraphDefinition<AuthLoaders> = {
   onStart: ensureAdmin,
   jobs: [mailJob],
   internal: { 'token-states': tokenStates },
+  // Auth's public keys (JWKS): the current signing key's, plus AUTH_PUBLIC_KEYS when auth is given them (a key roll).
+  routes: (config) => ({
+    '/.well-known/jwks.json': (_req, res) => {
+      const current = authSigningKey(config).publicJwk;
+      const listed = config.AUTH_PUBLIC_KEYS ? parsePublicKeys(config.AUTH_PUBLIC_KEYS, 'AUTH_PUBLIC_KEYS').jwks.keys : [];
+      sendJson(res, 200, { keys: [current, ...listed.filter((k) => (k as { kid?: string }).kid !== (current as { kid?: string }).kid)] });
+    },
+  }),
 };
 
 export default authSubgraph;

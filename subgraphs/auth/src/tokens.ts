@@ -1,11 +1,12 @@
 /**
- * Access tokens: short-lived HS256 JWTs the gateway verifies. Refresh tokens: random, single use,
+ * Access tokens: short-lived ES256 JWTs signed with auth's own private key (AUTH_SIGNING_KEY, `kid`
+ * in the header), which the gateway verifies with auth's public keys. Refresh tokens: random, single use,
  * stored hashed; using one rotates it, and reusing a used one revokes its whole family.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { unauthenticated, type PlatformConfig } from '@crm/kit';
+import { authSigningKey, KEY_ALGORITHM, unauthenticated, type PlatformConfig } from '@crm/kit';
 import { RefreshToken, User } from './entities';
 
 export interface IssuedTokens {
@@ -17,8 +18,10 @@ export interface IssuedTokens {
 
 export function signAccessToken(user: User, config: PlatformConfig): { token: string; expiresAt: Date } {
   const expiresAt = new Date(Date.now() + config.ACCESS_TOKEN_TTL_SECONDS * 1000);
-  const token = jwt.sign({ role: user.role, email: user.email, tv: user.tokenVersion }, config.JWT_SECRET, {
-    algorithm: 'HS256',
+  const signer = authSigningKey(config);
+  const token = jwt.sign({ role: user.role, email: user.email, tv: user.tokenVersion }, signer.key, {
+    algorithm: KEY_ALGORITHM,
+    keyid: signer.kid,
     subject: user.id,
     issuer: config.JWT_ISSUER,
     audience: config.JWT_AUDIENCE,

@@ -5,8 +5,12 @@
  * else is the event's or the handler's, and is dead-lettered after a few attempts.
  */
 
-/** Postgres SQLSTATEs that say "try again": connection exceptions (08…), shutdown (57P01–03), serialization (40001), deadlock (40P01), resources (53…). */
-const PG_TRANSIENT = /^(08...|57P0[123]|40001|40P01|53...)$/;
+/**
+ * Postgres SQLSTATEs that say "try again": connection exceptions (08…), shutdown (57P01–03), serialization (40001),
+ * deadlock (40P01), resources (53…), and the connection timeouts (db.ts): lock_timeout (55P03), statement_timeout
+ * (57014) and idle_in_transaction_session_timeout (25P03).
+ */
+const PG_TRANSIENT = /^(08...|57P0[123]|40001|40P01|53...|55P03|57014|25P03)$/;
 const NODE_TRANSIENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED']);
 const MESSAGE_TRANSIENT = [
   /connection terminated/i,

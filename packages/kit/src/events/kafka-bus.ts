@@ -345,9 +345,12 @@ export class KafkaBus implements EventBus {
       const c = new Consumer({
         ...this.options,
         groupId: this.topic(options.groupId),
-        sessionTimeout: 30_000,
+        // A crashed member's partitions move after the session timeout (docs/consumer-takeover.md).
+        sessionTimeout: this.config.KAFKA_SESSION_TIMEOUT_MS,
         rebalanceTimeout: 60_000,
-        heartbeatInterval: 3_000,
+        heartbeatInterval: this.config.KAFKA_HEARTBEAT_INTERVAL_MS,
+        // Static membership: the replica's stable name (instance ids are per group; a process consumes a group once).
+        ...(this.config.KAFKA_GROUP_INSTANCE_ID ? { groupInstanceId: this.config.KAFKA_GROUP_INSTANCE_ID } : {}),
         autocommit: false,
       });
       const entry = { close: () => closeNow(c) };

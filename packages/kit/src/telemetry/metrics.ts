@@ -38,6 +38,7 @@ export const eventRetries = new Counter({ name: 'crm_event_retries_total', help:
 export const deadLetters = new Counter({ name: 'crm_events_dead_lettered_total', help: 'Events sent to <topic>.dlq', labelNames: ['group', 'topic'], registers });
 export const eventHandlingDuration = new Histogram({ name: 'crm_event_handling_duration_seconds', help: 'Time to handle one event (retries included)', labelNames: ['group', 'type'], buckets: LATENCY_BUCKETS, registers });
 export const outboxPublished = new Counter({ name: 'crm_outbox_published_total', help: 'Outbox rows published by the relay', labelNames: ['topic'], registers });
+export const outboxLeaseTakeovers = new Counter({ name: 'crm_outbox_lease_takeovers_total', help: 'Outbox rows a relay claimed after another relay\'s lease on them expired (a frozen or dead replica)', labelNames: [], registers });
 
 // ---------------------------------------------------------------- sagas
 export const sagasFinished = new Counter({ name: 'crm_sagas_finished_total', help: 'Sagas that reached a final status', labelNames: ['saga_type', 'status'], registers });

@@ -9,7 +9,7 @@
  * context that arrives (traceparent from the gateway, a Kafka header) still reaches the outbox
  * row, the next Kafka header and the log lines even where this process exports nothing.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { sign, verify } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import {
   context, createContextKey, INVALID_SPAN_CONTEXT, propagation, ROOT_CONTEXT, trace, SpanStatusCode,
@@ -26,6 +26,8 @@ import {
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import * as pg from 'pg';
 import type { PlatformConfig } from '../config';
+import type { IdentityKeys } from '../identity';
+import type { SigningKey } from '../keys';
 
 export const TRACER_NAME = '@crm/kit';
 /** The header next to `traceparent` with the gateway's HMAC over it (subgraphs trust only signed trace context). */
@@ -124,26 +126,34 @@ export function contextFromTraceparent(traceparent: string | null | undefined, b
   return propagator.extract(base, { traceparent }, { get: (c, k) => c[k as 'traceparent'], keys: (c) => Object.keys(c) });
 }
 
-/** Headers carrying the active trace context to a subgraph, signed with INTERNAL_SECRET. */
-export function signedTraceHeaders(secret: string): Record<string, string> {
+/**
+ * Headers carrying the active trace context to a subgraph, signed by the caller's own key (the
+ * gateway's, or a subgraph's for a peer call): `<kid>.<ES256 signature over "trace:<traceparent>">`.
+ */
+export function signedTraceHeaders(signer: SigningKey): Record<string, string> {
   const traceparent = currentTraceparent();
   if (!traceparent) return {};
-  return { traceparent, [TRACE_SIGNATURE_HEADER]: traceMac(traceparent, secret) };
+  const sig = sign('sha256', Buffer.from(`trace:${traceparent}`), { key: signer.key, dsaEncoding: 'ieee-p1363' }).toString('base64url');
+  return { traceparent, [TRACE_SIGNATURE_HEADER]: `${signer.kid}.${sig}` };
 }
 
-/** The trace context a subgraph continues: the gateway's, only when its signature verifies. */
-export function signedTraceContext(req: IncomingMessage, secret: string): Context | undefined {
+/** The trace context a subgraph continues: the caller's, only when its signature verifies with a key it trusts. */
+export function signedTraceContext(req: IncomingMessage, keys: IdentityKeys): Context | undefined {
   const traceparent = req.headers.traceparent;
   const signature = req.headers[TRACE_SIGNATURE_HEADER];
   if (typeof traceparent !== 'string' || typeof signature !== 'string') return undefined;
-  const expected = Buffer.from(traceMac(traceparent, secret));
-  const given = Buffer.from(signature);
-  if (expected.length !== given.length || !timingSafeEqual(expected, given)) return undefined;
-  return contextFromTraceparent(traceparent);
-}
-
-function traceMac(traceparent: string, secret: string): string {
-  return createHmac('sha256', secret).update(`trace:${traceparent}`).digest('base64url');
+  const cut = signature.lastIndexOf('.');
+  if (cut <= 0) return undefined;
+  const kid = signature.slice(0, cut);
+  const key = keys.gateway.get(kid) ?? keys.services?.get(kid);
+  if (!key) return undefined;
+  let valid = false;
+  try {
+    valid = verify('sha256', Buffer.from(`trace:${traceparent}`), { key, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature.slice(cut + 1), 'base64url'));
+  } catch {
+    valid = false;
+  }
+  return valid ? contextFromTraceparent(traceparent) : undefined;
 }
 
 /**

@@ -1,3 +1,4 @@
 export * from './eventually';
 export * from './subgraph';
 export * from './http';
+export * from './tokens';

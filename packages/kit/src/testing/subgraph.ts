@@ -10,6 +10,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { readConfig, databaseUrlFor, type PlatformConfig } from '../config';
 import { dropDatabase, type Database } from '../db';
 import { signIdentity, type Identity, type Role } from '../identity';
+import { gatewaySigningKey } from '../keys';
 import { createLogger } from '../logger';
 import { startSubgraph, type SubgraphDefinition, type SubgraphRuntime } from '../subgraph';
 import { createBus } from '../events';
@@ -99,7 +100,7 @@ export async function startTestSubgraph<L>(def: SubgraphDefinition<L>, options: 
 
   const call = <T>(identity: Identity | null, query: string, variables?: Record<string, unknown>) => {
     const body = JSON.stringify({ query, variables });
-    return post<T>(runtime.url, body, signIdentity(identity, config.INTERNAL_SECRET, { subgraph: def.name, method: 'POST', body }));
+    return post<T>(runtime.url, body, signIdentity(identity, gatewaySigningKey(config), { subgraph: def.name, method: 'POST', body }));
   };
   const envelope = <T extends EventType>(type: T, aggregateId: string, data: EventData<T>, cause: Partial<EventCause> = {}) =>
     buildEnvelope(PRODUCERS[EVENTS[type].topic], type, aggregateId, data, { actorId: null, ...cause });

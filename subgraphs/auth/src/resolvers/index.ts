@@ -131,14 +131,15 @@ export const resolvers: Resolvers = {
       rotateRefreshToken(ctx.em, refreshToken, ctx.config, {
         // A used refresh token presented again: one of the two holders stole it. Its family is
         // revoked (tokens.ts) and so is every access token of the user (token version), audited.
-        onReuse: async (userId) => {
-          const user = await ctx.em.findOne(User, { id: userId });
-          if (!user) return;
-          user.tokenVersion += 1;
-          stageAudit(ctx.em, { actorId: null, action: 'user.refresh_token_reused', entityType: 'User', entityId: user.id, details: { answer: 'family and access tokens revoked' } });
-          ctx.emit('user.logout', user.id, { userId: user.id, tokenVersion: user.tokenVersion });
-          await ctx.em.flush();
-        },
+        // The user's row is locked for the write (loadForWrite), as every write of the user aggregate.
+        onReuse: (userId) =>
+          ctx.write(async ({ em, emit }) => {
+            const user = await loadForWrite(em, User, { id: userId });
+            if (!user) return;
+            user.tokenVersion += 1;
+            stageAudit(em, { actorId: null, action: 'user.refresh_token_reused', entityType: 'User', entityId: user.id, details: { answer: 'family and access tokens revoked' } });
+            emit('user.logout', user.id, { userId: user.id, tokenVersion: user.tokenVersion });
+          }),
       }),
     logout: async (_: unknown, __: unknown, ctx: Ctx) => {
       const me = requireUser(ctx.identity);
