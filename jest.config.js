@@ -9,11 +9,13 @@ module.exports = {
   transformIgnorePatterns: ['/node_modules/(?!@platformatic/)'],
   testMatch: ['<rootDir>/{packages,apps,gateway,subgraphs}/**/test/**/*.test.ts', '<rootDir>/e2e/**/*.test.ts'],
   testPathIgnorePatterns: ['/node_modules/', '/bench/'],
-  // generous: a whole embedded stack (five PGlite databases) starts slowly on a busy 2-core machine
+  // generous: a whole stack (five databases migrated, six services) starts slowly on a busy 2-core machine
   testTimeout: 180_000,
   maxWorkers: 2,
-  // A real broker is made usable once, before suites race to provision topics on it.
+  // Without POSTGRES_URL one embedded Postgres serves the run; a real broker is made usable once,
+  // before suites race to provision topics on it.
   globalSetup: '<rootDir>/apps/platform/src/jest-global-setup.ts',
+  globalTeardown: '<rootDir>/apps/platform/src/jest-global-teardown.ts',
   // No forceExit: a suite closes what it opens (stack.stop() closes servers, pools, buses, timers),
   // so jest exits by itself; `--detectOpenHandles` names whatever is left open.
 };

@@ -4,7 +4,7 @@
  * a task for it (sales-activity). Also: an ADMIN makes a new user a SALES rep and a MANAGER at once
  * assigns a customer to them (customer checks the rep against auth). ROUNDS times (default 100).
  *
- *   npx tsx bench/read-your-writes.ts                      # embedded (PGlite, in-process bus)
+ *   npx tsx bench/read-your-writes.ts                      # embedded (embedded Postgres, in-process bus)
  *   POSTGRES_URL=… KAFKA_BROKERS=… REDIS_URL=… npx tsx bench/read-your-writes.ts   # real services
  *
  * Appends a line per run to bench/results/read-your-writes.md. e2e/read-your-writes.test.ts runs
@@ -74,7 +74,7 @@ async function main() {
   const { startTestStack } = await import('@crm/platform');
   const rounds = Number(process.env.ROUNDS ?? 100);
   const stack = await startTestStack({ env: { RATE_LIMIT_ENABLED: 'false' } });
-  const mode = stack.bus.kind === 'kafka' ? 'Kafka + Postgres' : 'embedded (PGlite, in-process bus)';
+  const mode = stack.bus.kind === 'kafka' ? 'Kafka + Postgres' : 'embedded (embedded Postgres, in-process bus)';
   try {
     const started = Date.now();
     const result = await runRounds(rounds, stack);

@@ -4,7 +4,7 @@
  * that wrote the state change and its outbox row) to each subscriber's receipt, especially the last.
  *
  *   npx tsx bench/subscriptions.ts                       # real Postgres, Kafka, Redis (defaults below), a process per service
- *   EMBEDDED=1 npx tsx bench/subscriptions.ts            # PGlite and the in-process bus (bridged over IPC)
+ *   EMBEDDED=1 npx tsx bench/subscriptions.ts            # the embedded Postgres and the in-process bus (bridged over IPC)
  *   STACK=single npx tsx bench/subscriptions.ts          # gateway and subgraphs on this process's event loop
  *   N=1000 EVENTS=10 npx tsx bench/subscriptions.ts
  *   N=10000 PER_CONNECTION=1 EVENTS=10 npx tsx bench/subscriptions.ts   # 10,000 sockets (PER_CONNECTION=10: 1,000)
@@ -106,7 +106,7 @@ async function main() {
   const execArgv = process.env.CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CPU_PROF}`] : [];
   const stack = STACK === 'multi' ? await startProcessTestStack({ env, execArgv }) : await startTestStack({ env });
   const gatewayPid = 'pids' in stack ? stack.pids.gateway! : process.pid;
-  const mode = stack.bus.kind === 'kafka' ? 'Kafka + Postgres' + (stack.config.REDIS_URL ? ' + Redis' : '') : 'embedded (PGlite, in-process bus)';
+  const mode = stack.bus.kind === 'kafka' ? 'Kafka + Postgres' + (stack.config.REDIS_URL ? ' + Redis' : '') : 'embedded (embedded Postgres, in-process bus)';
   console.log(`stack up (${mode}); gateway pid ${gatewayPid}${'pids' in stack ? `; pids ${JSON.stringify(stack.pids)}` : ''}`);
   const clients = startClients();
   try {
@@ -307,7 +307,7 @@ function render(all: Record<string, Run>): string {
       '',
     );
   }
-  out.push('Run: `flock /tmp/quiet.lock npx tsx bench/subscriptions.ts` (real Postgres, Kafka, Redis; EMBEDDED=1 for PGlite and the in-process bus; STACK=single for one service process); N, EVENTS, PER_CONNECTION (subscriptions per socket), OUTBOX_POLL_MS, CPU_PROF env vars.', '');
+  out.push('Run: `flock /tmp/quiet.lock npx tsx bench/subscriptions.ts` (real Postgres, Kafka, Redis; EMBEDDED=1 for the embedded Postgres and the in-process bus; STACK=single for one service process); N, EVENTS, PER_CONNECTION (subscriptions per socket), OUTBOX_POLL_MS, CPU_PROF env vars.', '');
   return out.join('\n');
 }
 

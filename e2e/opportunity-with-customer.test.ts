@@ -14,7 +14,7 @@ beforeAll(async () => {
   stack = await startTestStack({ only: ['auth', 'customer', 'opportunity'], env: { RATE_LIMIT_POINTS: '1000000' } });
   sales = await stack.user('SALES');
   manager = await stack.user('MANAGER');
-}, 240_000); // embedded PGlite start-up is slow on a busy machine
+}, 240_000); // migrations on a busy machine are slow
 afterAll(async () => {
   await stack?.stop();
 }, 60_000);

@@ -6,7 +6,7 @@
  * under the launcher without Kafka, the primary relays bus messages between its workers and it.
  */
 import {
-  announceReady, busKind, createLogger, IpcBus, isClusterPrimary, launcherLink, onShutdown, readConfig, serviceBus, setupTelemetry, startWorkers,
+  announceReady, busKind, createLogger, IpcBus, isClusterPrimary, isServices, launcherLink, onShutdown, readConfig, serviceBus, setupTelemetry, startWorkers,
 } from '@crm/kit';
 import { startGateway } from './server';
 
@@ -18,7 +18,16 @@ async function main() {
     const link = launcherLink(config);
     const relay = link && busKind(config) === 'memory' ? new IpcBus(logger) : undefined;
     if (link) relay?.link(link);
-    const pool = await startWorkers(config.GATEWAY_WORKERS, logger, (w) => relay?.link(w));
+    const workers = new Set<import('node:cluster').Worker>();
+    const pool = await startWorkers(config.GATEWAY_WORKERS, logger, (w) => {
+      relay?.link(w);
+      workers.add(w);
+      w.once('exit', () => workers.delete(w));
+    });
+    // the launcher's view of every service, for each worker's /ready
+    link?.on('message', (m) => {
+      if (isServices(m)) for (const w of workers) if (w.isConnected()) w.send(m, () => undefined);
+    });
     onShutdown(async () => {
       await pool.stop();
       await relay?.close();

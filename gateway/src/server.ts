@@ -10,7 +10,7 @@ import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
 import type { GraphQLSchema } from 'graphql';
 import {
-  closeRedis, closeServer, createGraphQLHandler, createLogger, listen, maskError, sendJson, sendReadiness,
+  closeRedis, closeServer, createGraphQLHandler, createLogger, launcherLink, listen, maskError, sendJson, sendReadiness, servicesFromLauncher,
   type EventBus, type Logger, type PlatformConfig,
   authPublicKeys, gatewaySigningKey, requireServiceSecrets,
 } from '@crm/kit';
@@ -50,6 +50,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   requireServiceSecrets(config, 'gateway');
   const signer = gatewaySigningKey(config);
   authPublicKeys(config);
+  const launcherServices = servicesFromLauncher(launcherLink(config));
   let currentSdl = '';
   let watcher: FSWatcher | undefined;
 
@@ -145,7 +146,9 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
         const subgraphs = await checkSubgraphs(currentSdl);
         const extra = await Promise.all(features.map((f) => f.ready?.() ?? Promise.resolve({})));
         // Subgraphs and the supergraph decide readiness; features (event stream, Redis) only degrade it.
-        sendReadiness(res, 'gateway', { supergraph: currentSdl.length > 0, ...subgraphs }, Object.assign({}, ...extra) as Record<string, boolean>);
+        // under the launcher (npm start): which service is up, restarting or given up on
+        const services = launcherServices();
+        sendReadiness(res, 'gateway', { supergraph: currentSdl.length > 0, ...subgraphs }, Object.assign({}, ...extra) as Record<string, boolean>, services ? { services } : {});
       },
     },
   });

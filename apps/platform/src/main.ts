@@ -1,37 +1,56 @@
 /**
  * `npm start`: the whole platform, each service in a process of its own (STACK_PROCESSES=multi,
- * processes.ts; GATEWAY_WORKERS gateway processes) or all in this one (STACK_PROCESSES=single).
- * Embedded by default (PGlite under .data/, in-process bus, in-memory limits); POSTGRES_URL,
- * KAFKA_BROKERS and REDIS_URL switch each part to the real service.
+ * processes.ts, which restarts a service that dies; GATEWAY_WORKERS gateway processes) or all in
+ * this one (STACK_PROCESSES=single). Embedded by default: a Postgres server this launcher starts
+ * from npm-shipped binaries under .data/postgres (embedded-database.ts), the in-process bus, in-memory
+ * limits; POSTGRES_URL, KAFKA_BROKERS and REDIS_URL switch each part to a service of yours.
  */
-import { setupTelemetry, readConfig } from '@crm/kit';
-import { startProcessStack } from './processes';
-import { startStack } from './start-stack';
+import { createLogger, setupTelemetry, readConfig } from '@crm/kit';
+import { startEmbeddedDatabase, type EmbeddedDatabase } from './embedded-database';
+import { startProcessStack, type ProcessStack } from './processes';
+import { startStack, type Stack } from './start-stack';
 
 async function main() {
-  const config = readConfig();
+  const initial = readConfig();
+  const logger = createLogger('platform', initial.LOG_LEVEL);
   // multi: each service process sets up its own telemetry (its entry's main.ts); this one only launches them
-  const telemetry = setupTelemetry({ serviceName: 'crm', config });
-  const stack = config.STACK_PROCESSES === 'multi' ? await startProcessStack({ ports: 'fixed' }) : await startStack({ config, ports: 'fixed' });
-  const mode = [
-    config.POSTGRES_URL ? 'Postgres' : `PGlite in ${config.DATA_DIR}/`,
-    stack.bus.kind === 'kafka' ? 'Kafka' : stack.bus.kind === 'postgres' ? 'event log in Postgres' : 'in-process bus',
-    config.REDIS_URL ? 'Redis' : 'in-memory limits',
-    config.STACK_PROCESSES === 'multi' ? `a process per service, ${config.GATEWAY_WORKERS} gateway worker(s)` : 'one process',
-  ].join(', ');
-  console.log(`\nCRM graph ready at ${stack.gatewayUrl.replace('127.0.0.1', 'localhost')} (${mode})\n`);
+  const telemetry = setupTelemetry({ serviceName: 'crm', config: initial });
+  let stack: Stack | ProcessStack | undefined;
+  let database: EmbeddedDatabase | undefined;
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
     console.log(`${signal}: shutting down`);
-    stack.stop().then(() => telemetry.shutdown()).then(() => process.exit(0), (err: unknown) => {
-      console.error(err);
-      process.exit(1);
-    });
+    // the services first, the database last
+    Promise.resolve(stack?.stop())
+      .then(() => database?.stop())
+      .then(() => telemetry.shutdown())
+      .then(() => process.exit(0), (err: unknown) => {
+        console.error(err);
+        process.exit(1);
+      });
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGHUP', () => shutdown('SIGHUP'));
+
+  try {
+    database = await startEmbeddedDatabase(initial.DATA_DIR, logger);
+    const config = readConfig();
+    if (stopping) return;
+    stack = config.STACK_PROCESSES === 'multi' ? await startProcessStack({ ports: 'fixed', logger }) : await startStack({ config, ports: 'fixed' });
+    const mode = [
+      database.server ? `embedded Postgres in ${config.DATA_DIR}/postgres (port ${database.server.port})` : 'Postgres',
+      stack.bus.kind === 'kafka' ? 'Kafka' : stack.bus.kind === 'memory' ? 'in-process bus' : 'event log in Postgres',
+      config.REDIS_URL ? 'Redis' : 'in-memory limits',
+      config.STACK_PROCESSES === 'multi' ? `a process per service, ${config.GATEWAY_WORKERS} gateway worker(s)` : 'one process',
+    ].join(', ');
+    console.log(`\nCRM graph ready at ${stack.gatewayUrl.replace('127.0.0.1', 'localhost')} (${mode})\n`);
+  } catch (err) {
+    await database?.stop().catch(() => undefined);
+    throw err;
+  }
 }
 
 main().catch((err: unknown) => {

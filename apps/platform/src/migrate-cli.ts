@@ -1,12 +1,22 @@
 /**
  * `npm run migrate [-- <subgraph> …]`: applies pending migrations to each subgraph's own database
- * (Postgres with POSTGRES_URL / <NAME>_DATABASE_URL, else the embedded PGlite under DATA_DIR) and
+ * (Postgres with POSTGRES_URL / <NAME>_DATABASE_URL, else the embedded Postgres under DATA_DIR) and
  * exits. Services also migrate on start; this is for deployments that migrate as a separate step.
  */
 import { createLogger, openSubgraphDatabase, readConfig } from '@crm/kit';
+import { startEmbeddedDatabase } from './embedded-database';
 import { SUBGRAPHS, subgraphByName } from './subgraphs';
 
 async function main() {
+  const database = await startEmbeddedDatabase(readConfig().DATA_DIR, createLogger('migrate', readConfig().LOG_LEVEL));
+  try {
+    await migrate();
+  } finally {
+    await database.stop();
+  }
+}
+
+async function migrate() {
   const config = readConfig();
   const names = process.argv.slice(2);
   const defs = names.length > 0 ? names.map(subgraphByName) : SUBGRAPHS;

@@ -3,20 +3,26 @@
  * subgraph and the gateway in a process of its own, started by the same entry its container runs
  * (subgraphs/<name>/src/main.ts, gateway/src/main.ts) with LAUNCHER=ipc, so a list request no
  * longer queues behind five other services on one event loop. Embedded mode works the same way
- * (each subgraph's PGlite lives in its process; the in-process bus is bridged over IPC, kit
+ * (the launcher starts the embedded Postgres first, embedded-database.ts; the in-process bus is bridged over IPC, kit
  * ipc-bus.ts). The gateway can itself run GATEWAY_WORKERS processes behind its one port.
  *
  * Subgraphs start in parallel; the launcher composes the supergraph from the URLs they report,
  * tells each subgraph where its peers answer, then starts the gateway. stop() stops the gateway
  * first, then the subgraphs.
+ *
+ * It supervises: a service that exits or is killed once it has served is started again on the same
+ * port (after 100 ms, then backing off up to 10 s while it keeps failing fast), and given up on,
+ * loudly, after RESTART_LIMIT fast failures in a row. A child's death never takes the launcher
+ * down (IPC to it fails quietly); the log and the gateway's /ready ("services") say which service
+ * is down, restarting or given up on.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  ALL_TOPICS, IpcBus, PEERS, createBus, createLogger, developmentKeySet, generateKeySet, isKeyVariable, isReady, keyEnvFor, readConfig,
-  type Logger, type PeersMessage, type PlatformConfig,
+  ALL_TOPICS, IpcBus, PEERS, SERVICES, createBus, createLogger, developmentKeySet, generateKeySet, isKeyVariable, isReady, keyEnvFor, readConfig,
+  type Logger, type PeersMessage, type PlatformConfig, type ServiceStatus, type ServicesMessage,
 } from '@crm/kit';
 import { composeSupergraph, readSupergraphConfig } from '@crm/gateway';
 import { ROOT, SUPERGRAPH_CONFIG } from './start-stack';
@@ -43,15 +49,29 @@ export interface ProcessStack {
   subgraphUrls: Record<string, string>;
   bus: { kind: 'kafka' | 'postgres' | 'memory' };
   supergraphSdl: string;
-  /** Process ids: gateway and each subgraph. */
+  /** Process ids: gateway and each subgraph (the current ones: a restarted service has a new pid). */
   pids: Record<string, number>;
+  /** Each service's state as the supervisor sees it. */
+  status(): Record<string, ServiceStatus>;
+  /** Called on every change of a service's state (tests wait on it; no polling). */
+  onStatus(listener: (name: string, status: ServiceStatus) => void): () => void;
   stop(): Promise<void>;
 }
 
+/** Restarts in a row, each after less than FAST_FAILURE_MS of service, before the supervisor gives up. */
+export const RESTART_LIMIT = 5;
+const FAST_FAILURE_MS = 30_000;
+const backoff = (failures: number) => Math.min(100 * 4 ** (failures - 1), 10_000);
+
 interface Service {
   name: string;
-  child: ChildProcess;
+  entry: string;
+  env: Record<string, string>;
+  child?: ChildProcess;
   url: string;
+  status: ServiceStatus;
+  startedAt: number;
+  failures: number;
 }
 
 export async function startProcessStack(options: ProcessStackOptions = {}): Promise<ProcessStack> {
@@ -78,31 +98,89 @@ export async function startProcessStack(options: ProcessStackOptions = {}): Prom
   await probe.close();
   const hub = kind === 'memory' ? new IpcBus(logger) : undefined;
 
-  const children: ChildProcess[] = [];
-  const start = (name: string, entry: string, serviceEnv: Record<string, string>) =>
-    new Promise<Service>((resolve, reject) => {
-      const child = fork(entry, [], { env: { ...env, ...keyEnvFor(name, keySource), ...serviceEnv, HOST, LAUNCHER: 'ipc' }, execArgv, stdio: 'inherit' });
-      children.push(child);
+  const services = new Map<string, Service>();
+  const listeners = new Set<(name: string, status: ServiceStatus) => void>();
+  let stopping = false;
+  let subgraphUrls: Record<string, string> = {};
+
+  const setStatus = (svc: Service, status: ServiceStatus) => {
+    svc.status = status;
+    for (const l of listeners) l(svc.name, status);
+    // the gateway shows every service's state in /ready
+    const gateway = services.get('gateway')?.child;
+    const all = Object.fromEntries([...services.values()].map((s) => [s.name, s.status]));
+    if (gateway?.connected) gateway.send({ [SERVICES]: all } satisfies ServicesMessage, () => undefined);
+  };
+
+  /** Forks the service's entry; resolves with its URL once it serves, rejects if it exits first. */
+  const launch = (svc: Service) =>
+    new Promise<string>((resolve, reject) => {
+      const child = fork(svc.entry, [], { env: { ...env, ...keyEnvFor(svc.name, keySource), ...svc.env, HOST, LAUNCHER: 'ipc' }, execArgv, stdio: 'inherit' });
+      svc.child = child;
+      svc.startedAt = Date.now();
+      // a send to a child that has just died fails with ERR_IPC_CHANNEL_CLOSED: its exit is handled below
+      child.on('error', (err) => logger.warn({ service: svc.name, err: err.message }, 'service process: IPC error'));
       hub?.link(child);
-      const onExit = (code: number | null, signal: string | null) => reject(new Error(`${name} exited (${signal ?? code}) before it was ready`));
-      child.once('exit', onExit);
+      let ready = false;
       child.on('message', (m) => {
-        if (!isReady(m)) return;
-        child.off('exit', onExit);
-        const service = { name, child, url: m['crm-ready'].url };
-        child.once('exit', (code, signal) => {
-          if (!stopping) logger.error({ service: name, code, signal }, 'service process exited');
-        });
-        resolve(service);
+        if (!isReady(m) || ready) return;
+        ready = true;
+        svc.url = m['crm-ready'].url;
+        resolve(svc.url);
+      });
+      child.once('exit', (code, signal) => {
+        hub?.unlink(child);
+        const how = signal ?? `code ${code}`;
+        if (!ready) reject(new Error(`${svc.name} exited (${how}) before it was ready`));
+        else if (!stopping) failed(svc, how);
       });
     });
 
-  let stopping = false;
+  /** A service that served has exited: restart it with backoff, or give up after RESTART_LIMIT fast failures. */
+  const failed = (svc: Service, how: string) => {
+    if (stopping) return;
+    if (Date.now() - svc.startedAt >= FAST_FAILURE_MS) svc.failures = 0;
+    svc.failures += 1;
+    if (svc.failures > RESTART_LIMIT) {
+      setStatus(svc, { ...svc.status, state: 'failed', lastExit: how, pid: undefined });
+      logger.fatal(
+        { service: svc.name, exit: how, failures: svc.failures - 1 },
+        `service ${svc.name} GIVEN UP: it failed ${RESTART_LIMIT} times in a row within ${FAST_FAILURE_MS / 1000} s of starting; the rest of the platform keeps running — fix it and restart the platform`,
+      );
+      return;
+    }
+    const delay = backoff(svc.failures);
+    setStatus(svc, { ...svc.status, state: 'restarting', lastExit: how, pid: undefined });
+    logger.error({ service: svc.name, exit: how, attempt: svc.failures, inMs: delay }, `service ${svc.name} exited (${how}); restarting`);
+    setTimeout(() => {
+      if (stopping) return;
+      launch(svc).then(
+        () => {
+          if (stopping) return;
+          if (svc.name !== 'gateway') svc.child!.send({ [PEERS]: subgraphUrls } satisfies PeersMessage, () => undefined);
+          setStatus(svc, { state: 'up', restarts: svc.status.restarts + 1, lastExit: how, pid: svc.child!.pid });
+          logger.warn({ service: svc.name, restarts: svc.status.restarts }, `service ${svc.name} is back`);
+        },
+        (err: unknown) => failed(svc, (err as Error).message),
+      );
+    }, delay).unref();
+  };
+
+  const start = async (name: string, entry: string, serviceEnv: Record<string, string>): Promise<Service> => {
+    const svc: Service = { name, entry, env: serviceEnv, url: '', status: { state: 'starting', restarts: 0 }, startedAt: Date.now(), failures: 0 };
+    services.set(name, svc);
+    await launch(svc);
+    // a restart comes back on the same port: the supergraph and the peers stay right
+    svc.env = { ...serviceEnv, PORT: new URL(svc.url).port };
+    setStatus(svc, { state: 'up', restarts: 0, pid: svc.child!.pid });
+    return svc;
+  };
+
   let tmp: string | undefined;
   const stopAll = async () => {
     stopping = true;
     // gateway first, then the subgraphs (reverse start order)
-    for (const child of [...children].reverse()) await terminate(child);
+    for (const svc of [...services.values()].reverse()) if (svc.child) await terminate(svc.child);
     await hub?.close();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   };
@@ -116,8 +194,8 @@ export async function startProcessStack(options: ProcessStackOptions = {}): Prom
         return start(def.name, subgraphEntry(def.name), { PORT: String(fixed ? Number(new URL(source.url).port) : 0) });
       }),
     );
-    const subgraphUrls = Object.fromEntries(subgraphs.map((s) => [s.name, s.url]));
-    for (const s of subgraphs) s.child.send({ [PEERS]: subgraphUrls } satisfies PeersMessage);
+    subgraphUrls = Object.fromEntries(subgraphs.map((s) => [s.name, s.url]));
+    for (const s of subgraphs) s.child!.send({ [PEERS]: subgraphUrls } satisfies PeersMessage, () => undefined);
     const supergraphSdl = composeSupergraph(sources.map((s) => ({ ...s, url: subgraphUrls[s.name]! })));
     let path: string;
     if (fixed && config.DATA_DIR !== 'memory') {
@@ -130,14 +208,22 @@ export async function startProcessStack(options: ProcessStackOptions = {}): Prom
       path = join(tmp, 'supergraph.graphql');
       writeFileSync(path, supergraphSdl);
     }
-    const gateway = await start('gateway', GATEWAY_ENTRY, { PORT: String(fixed ? config.PORT : 0), SUPERGRAPH_PATH: path });
+    await start('gateway', GATEWAY_ENTRY, { PORT: String(fixed ? config.PORT : 0), SUPERGRAPH_PATH: path });
+    const gateway = services.get('gateway')!;
     return {
       config,
       gatewayUrl: gateway.url,
       subgraphUrls,
       bus: { kind },
       supergraphSdl,
-      pids: Object.fromEntries([...subgraphs, gateway].map((s) => [s.name, s.child.pid!])),
+      get pids() {
+        return Object.fromEntries([...services.values()].map((s) => [s.name, s.child?.pid ?? 0]));
+      },
+      status: () => Object.fromEntries([...services.values()].map((s) => [s.name, s.status])),
+      onStatus(listener) {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
       stop: stopAll,
     };
   } catch (err) {

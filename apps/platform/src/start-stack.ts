@@ -47,7 +47,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
   const subgraphs: Record<string, SubgraphRuntime> = {};
   try {
-    // One at a time: on PGlite each start is CPU-bound, and logs stay readable.
+    // One at a time: each start is CPU-bound (migrations, schema), and logs stay readable.
     for (const def of wanted) {
       const source = sources.find((s) => s.name === def.name);
       if (!source) throw new Error(`subgraph "${def.name}" is missing from supergraph.yaml`);

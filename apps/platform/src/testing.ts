@@ -5,7 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
-import { gatewaySigningKey, readConfig, signIdentity, testSettings, type GraphQLResult, type Identity, type PlatformConfig, type Role } from '@crm/kit';
+import { createLogger, gatewaySigningKey, readConfig, signIdentity, testSettings, type GraphQLResult, type Identity, type PlatformConfig, type Role } from '@crm/kit';
+import { startEmbeddedDatabase, type EmbeddedDatabase } from './embedded-database';
 import { startProcessStack, type ProcessStack } from './processes';
 import { startStack, type Stack, type StackOptions } from './start-stack';
 
@@ -42,10 +43,43 @@ export interface TestStackOptions extends Omit<StackOptions, 'config'> {
 }
 
 export async function startTestStack(options: TestStackOptions = {}): Promise<TestStack> {
-  const id = randomBytes(4).toString('hex');
-  const config = testConfig(id, options.env);
-  const stack = await startStack({ ...options, config, ports: 'random' });
-  return decorate(stack, config);
+  const release = await useTestDatabase();
+  try {
+    const id = randomBytes(4).toString('hex');
+    const config = testConfig(id, options.env);
+    const stack = await startStack({ ...options, config, ports: 'random' });
+    const decorated = decorate(stack, config);
+    const stop = decorated.stop;
+    return { ...decorated, stop: () => stop().finally(release) };
+  } catch (err) {
+    await release();
+    throw err;
+  }
+}
+
+/**
+ * Without POSTGRES_URL outside jest (whose globalSetup starts one embedded Postgres for the run):
+ * scripts such as the benchmarks get one throwaway embedded Postgres for this process, shared by
+ * its stacks and stopped with the last of them.
+ */
+let shared: { db: Promise<EmbeddedDatabase>; users: number } | undefined;
+async function useTestDatabase(): Promise<() => Promise<void>> {
+  if (process.env.POSTGRES_URL && !shared) return async () => undefined;
+  shared ??= { db: startEmbeddedDatabase('memory', createLogger('test-postgres', 'warn')), users: 0 };
+  const mine = shared;
+  mine.users += 1;
+  try {
+    await mine.db;
+  } catch (err) {
+    if (shared === mine) shared = undefined;
+    throw err;
+  }
+  return async () => {
+    mine.users -= 1;
+    if (mine.users > 0) return;
+    if (shared === mine) shared = undefined;
+    await (await mine.db).stop();
+  };
 }
 
 export function testConfig(id: string, env: Record<string, string> = {}): PlatformConfig {
@@ -59,14 +93,26 @@ export function testOverrides(id: string, env: Record<string, string> = {}): Rec
 
 /** The platform in processes of its own (processes.ts) with throwaway databases, plus the test client. */
 export async function startProcessTestStack(options: { env?: Record<string, string>; execArgv?: string[] } = {}): Promise<ProcessStack & TestClient> {
+  const release = await useTestDatabase();
   const id = randomBytes(4).toString('hex');
-  const stack = await startProcessStack({ overrides: testOverrides(id, options.env), ports: 'random', execArgv: options.execArgv });
+  const stack = await startProcessStack({ overrides: testOverrides(id, options.env), ports: 'random', execArgv: options.execArgv }).catch(async (err: unknown) => {
+    await release();
+    throw err;
+  });
   return {
     ...stack,
     ...testClient(stack.gatewayUrl, stack.config),
+    // the current pids (a restarted service has a new one), not a copy from now
+    get pids() {
+      return stack.pids;
+    },
     async stop() {
-      await stack.stop();
-      await dropTestDatabases(stack.config);
+      try {
+        await stack.stop();
+        await dropTestDatabases(stack.config);
+      } finally {
+        await release();
+      }
     },
   };
 }
@@ -109,7 +155,7 @@ async function postRaw<T>(url: string, body: string, headers: Record<string, str
 const LOGIN = `mutation($email: String!, $password: String!) { login(email: $email, password: $password) { accessToken refreshToken user { id role } } }`;
 const REGISTER = `mutation($input: RegisterInput!) { register(input: $input) { accessToken refreshToken user { id role } } }`;
 
-function testClient(url: string, config: PlatformConfig): TestClient {
+export function testClient(url: string, config: PlatformConfig): TestClient {
   const gql = <T = any>(query: string, variables?: Record<string, unknown>, token?: string) => gqlRequest<T>(url, query, variables, token);
   const asUser = (email: string, role: Role, payload: { accessToken: string; refreshToken: string; user: { id: string } }): TestUser => ({
     id: payload.user.id,

@@ -38,3 +38,32 @@ test('a request crosses the processes, and an event from one subgraph reaches th
   const many = await Promise.all(Array.from({ length: 10 }, () => rep.gql(`{ customers(first: 5) { edges { node { name } } } }`)));
   for (const r of many) expect(r.data.customers.edges.map((e: any) => e.node.name)).toEqual(['Process Co']);
 });
+
+test('a service killed with SIGKILL is restarted on its port; the launcher stays up and /ready says so', async () => {
+  const pid = stack.pids.customer!;
+  const seen: string[] = [];
+  const back = new Promise<void>((resolve) => {
+    const off = stack.onStatus((name, status) => {
+      if (name !== 'customer') return;
+      seen.push(status.state);
+      if (status.state === 'up') {
+        off();
+        resolve();
+      }
+    });
+  });
+  process.kill(pid, 'SIGKILL');
+  await back;
+  expect(seen).toEqual(['restarting', 'up']);
+  expect(stack.status().customer).toMatchObject({ state: 'up', restarts: 1, lastExit: 'SIGKILL' });
+  expect(stack.pids.customer).not.toBe(pid);
+  // the gateway's workers serve it again at the same address, and /ready lists it
+  const ready = await eventually(async () => {
+    const body = (await (await fetch(new URL('/ready', stack.gatewayUrl))).json()) as { status: string; services?: Record<string, { state: string; restarts: number }> };
+    return body.status === 'ready' && body.services?.customer?.restarts === 1 ? body : undefined;
+  }, { timeoutMs: 60_000, intervalMs: 200 });
+  expect(ready.services!.customer).toMatchObject({ state: 'up', restarts: 1 });
+  const rep = await stack.user('SALES', 'After Restart');
+  const created = await rep.gql(`mutation { createCustomer(input: { name: "Back Co" }) { id } }`);
+  expect(created.errors).toBeUndefined();
+}, 300_000);

@@ -62,11 +62,11 @@ const envSchema = z.object({
   RESET_PAGE_URL: z.string().url().default('http://localhost:4000/reset-password'),
   ADMIN_PASSWORD: optionalString,
 
-  /** Real Postgres server; each subgraph uses its own database crm_<name> on it. Unset: embedded PGlite. */
+  /** Postgres server; each subgraph uses its own database crm_<name> on it. Unset: `npm start` runs an embedded Postgres under DATA_DIR. */
   POSTGRES_URL: optionalString,
   /** Database name prefix (tests use a unique one per run). */
   DATABASE_PREFIX: z.string().regex(/^[a-z][a-z0-9_]*$/).default('crm_'),
-  /** Where embedded PGlite databases are kept; "memory" keeps them in memory. */
+  /** Where the embedded Postgres keeps its cluster (DATA_DIR/postgres); "memory": a throwaway cluster in a temporary directory. */
   DATA_DIR: z.string().default('.data'),
 
   KAFKA_BROKERS: list,

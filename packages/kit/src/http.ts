@@ -44,11 +44,13 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
  * `/ready`: 503 "not ready" when a `required` check fails; 200 "degraded" when only an `optional`
  * one does (e.g. Kafka away: the service still serves); 200 "ready" otherwise. Every check is listed.
  */
-export function sendReadiness(res: ServerResponse, service: string, required: Record<string, boolean>, optional: Record<string, boolean>): void {
+export function sendReadiness(
+  res: ServerResponse, service: string, required: Record<string, boolean>, optional: Record<string, boolean>, extra: Record<string, unknown> = {},
+): void {
   const ok = Object.values(required).every(Boolean);
   const whole = Object.values(optional).every(Boolean);
   const status = !ok ? 'not ready' : whole ? 'ready' : 'degraded';
-  sendJson(res, ok ? 200 : 503, { status, service, checks: { ...required, ...optional } });
+  sendJson(res, ok ? 200 : 503, { status, service, checks: { ...required, ...optional }, ...extra });
 }
 
 export function sendGraphQLError(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {

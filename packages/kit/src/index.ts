@@ -5,6 +5,7 @@ export * from './identity';
 export * from './keys';
 export * from './authz';
 export * from './db';
+export * from './embedded-postgres';
 export * from './http';
 export * from './pagination';
 export * from './scalars';

@@ -21,6 +21,27 @@ export const PEERS = 'crm-peers';
 export type PeersMessage = { [PEERS]: Record<string, string> };
 export const isPeers = (m: unknown): m is PeersMessage => typeof m === 'object' && m !== null && PEERS in m;
 
+/** The launcher tells the gateway the state of every service it supervises (shown by /ready). */
+export const SERVICES = 'crm-services';
+export interface ServiceStatus {
+  state: 'starting' | 'up' | 'restarting' | 'failed';
+  restarts: number;
+  pid?: number;
+  /** How its last process ended (signal or exit code). */
+  lastExit?: string;
+}
+export type ServicesMessage = { [SERVICES]: Record<string, ServiceStatus> };
+export const isServices = (m: unknown): m is ServicesMessage => typeof m === 'object' && m !== null && SERVICES in m;
+
+/** The services' states as the launcher last announced them (empty when not under the launcher). */
+export function servicesFromLauncher(link: IpcLink | undefined): () => Record<string, ServiceStatus> | undefined {
+  let latest: Record<string, ServiceStatus> | undefined;
+  link?.on('message', (m) => {
+    if (isServices(m)) latest = m[SERVICES];
+  });
+  return () => latest;
+}
+
 /** The IPC channel to the launcher (or, in a cluster worker, to its primary) when LAUNCHER=ipc. */
 export function launcherLink(config: PlatformConfig): IpcLink | undefined {
   if (config.LAUNCHER !== 'ipc') return undefined;

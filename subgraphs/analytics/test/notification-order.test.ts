@@ -26,7 +26,6 @@ const notice = (recipientId: string, title: string) => ({ recipientId, type: 'SY
 const POSITIONS = 'query($after: ID, $afterSeq: String, $first: Int!) { liveNotificationPositions(after: $after, afterSeq: $afterSeq, first: $first) { id seq } }';
 
 test("two transactions notifying one recipient commit in seq order: the second waits for the first's lock", async () => {
-  if (an.db.embedded) return; // one connection embedded: nothing runs concurrently there
   let releaseFirst!: () => void;
   const firstHolds = new Promise<void>((r) => (releaseFirst = r));
   let firstInserted!: () => void;

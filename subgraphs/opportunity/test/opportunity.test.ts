@@ -23,7 +23,7 @@ beforeAll(async () => {
   manager = opp.user('MANAGER');
   otherManager = opp.user('MANAGER');
   compliance = opp.user('COMPLIANCE');
-}, 240_000); // embedded PGlite start-up is slow on a busy machine
+}, 240_000); // migrations on a busy machine are slow
 afterAll(async () => {
   await opp?.stop();
 }, 60_000);

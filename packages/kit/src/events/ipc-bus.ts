@@ -13,7 +13,9 @@ import { MemoryBus } from './memory-bus';
 
 /** A process's IPC channel: `process` in a child, a ChildProcess or a cluster Worker in its parent. */
 export interface IpcLink {
-  send(message: unknown): unknown;
+  send(message: unknown, callback?: (error: Error | null) => void): unknown;
+  /** false once the channel has closed (ChildProcess, process, Worker all have it). */
+  readonly connected?: boolean;
   on(event: 'message', listener: (message: unknown) => void): unknown;
 }
 
@@ -40,11 +42,17 @@ export class IpcBus implements EventBus {
     });
   }
 
+  /** Leaves a channel (its process has exited). */
+  unlink(link: IpcLink): void {
+    this.links.delete(link);
+  }
+
   private forward(m: Envelope, except?: IpcLink) {
     for (const l of this.links) {
-      if (l === except) continue;
+      if (l === except || l.connected === false) continue;
       try {
-        l.send(m);
+        // with a callback, a channel that closes meanwhile reports ERR_IPC_CHANNEL_CLOSED here instead of as an unhandled 'error'
+        l.send(m, () => undefined);
       } catch {
         // a process that has exited: the launcher stops the rest
       }

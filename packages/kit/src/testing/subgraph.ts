@@ -1,6 +1,6 @@
 /**
  * One subgraph alone, for its own tests: started by the production bootstrap (startSubgraph) on a
- * free port with a throwaway database (PGlite in memory; on real Postgres when POSTGRES_URL is set,
+ * free port with a throwaway database (on the Postgres of POSTGRES_URL: yours, or the embedded one jest's globalSetup starts,
  * a uniquely named database dropped at stop) and its own bus (in-process; Kafka when KAFKA_BROKERS
  * is set, with a unique topic and consumer-group namespace). Requests are signed as the gateway
  * signs them, for identities the test makes up; facts of other domains arrive as the events those

@@ -1,0 +1,87 @@
+/**
+ * The embedded default's Postgres (src/embedded-postgres.ts) on the real server binaries: the
+ * ordinary driver talks to it; a launcher killed with SIGKILL leaves its server running and the
+ * next start reuses it (no stale-lock failure); a second owner of the same directory while one
+ * runs is refused; a server that cannot start says why (its log), not an empty error; stop()
+ * leaves no server process behind.
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { removeEmbeddedPostgres, startEmbeddedPostgres } from '../src/embedded-postgres';
+
+const root = mkdtempSync(join(tmpdir(), 'crm-embedded-pg-test-'));
+chmodSync(root, 0o755); // as root, the server's user passes through
+const dir = join(root, 'postgres');
+
+afterAll(() => {
+  removeEmbeddedPostgres(dir);
+  rmSync(root, { recursive: true, force: true });
+});
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+async function query(url: string, sql: string) {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(sql)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+test('a killed launcher leaves its server running; the next start reuses it, a second owner is refused, stop() ends it', async () => {
+  // a launcher that starts the server (initdb on first use), then is killed with SIGKILL
+  const owner = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures/embedded-owner.ts')], { env: { ...process.env, DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  owner.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const first = await new Promise<{ pid: number; port: number; reused: boolean }>((resolve, reject) => {
+    owner.stdout!.once('data', (d: Buffer) => resolve(JSON.parse(d.toString())));
+    owner.once('exit', (code) => reject(new Error(`owner exited ${code}: ${err}`)));
+  });
+  expect(first.reused).toBe(false);
+  const exited = new Promise((r) => owner.once('exit', r));
+  owner.kill('SIGKILL');
+  await exited;
+  expect(alive(first.pid)).toBe(true); // kill -9 of the launcher leaves the server running
+
+  const pg = await startEmbeddedPostgres({ dir });
+  expect(pg).toMatchObject({ reused: true, pid: first.pid, port: first.port });
+  const [row] = await query(pg.url, 'SHOW fsync');
+  expect(row.fsync).toBe('on');
+  await query(pg.url, 'CREATE DATABASE reuse_check');
+
+  // a second platform on the same directory while this one owns it: refused (another process, or this one)
+  const second = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures/embedded-owner.ts')], { env: { ...process.env, DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let secondErr = '';
+  second.stderr!.on('data', (d: Buffer) => (secondErr += d.toString()));
+  const code = await new Promise((r) => second.once('exit', r));
+  expect(code).toBe(1);
+  expect(secondErr).toMatch(new RegExp(`Another platform \\(pid ${process.pid}\\) is running`));
+  await expect(startEmbeddedPostgres({ dir })).rejects.toThrow(/Another platform \(pid \d+\) is running/);
+  expect(alive(first.pid)).toBe(true); // and the server it would have shared is untouched
+
+  await pg.stop();
+  expect(alive(first.pid)).toBe(false);
+
+  // started again (not reused): the data is still there
+  const again = await startEmbeddedPostgres({ dir });
+  expect(again.reused).toBe(false);
+  expect(await query(again.url, `SELECT datname FROM pg_database WHERE datname = 'reuse_check'`)).toHaveLength(1);
+  await again.stop();
+  expect(alive(again.pid)).toBe(false);
+});
+
+test('a server that cannot start says why, from its log', async () => {
+  await expect(startEmbeddedPostgres({ dir, settings: { shared_buffers: 'plenty' } })).rejects.toThrow(/shared_buffers/);
+});
