@@ -244,6 +244,17 @@ describe('secrets and exposure (issue 15, finding 3)', () => {
   });
 });
 
+test('Mailpit catches the mail auth sends: its web UI on 127.0.0.1 only, its SMTP port inside the network', () => {
+  const mailpit = services.mailpit!;
+  expect(mailpit.image).toMatch(/^axllent\/mailpit:v\d+\.\d+\.\d+$/);
+  expect(mailpit.ports).toEqual(['127.0.0.1:8025:8025']);
+  expect(mailpit.healthcheck).toBeDefined();
+  const auth = env('auth');
+  expect(auth.MAIL_URL).toBe('smtp://mailpit:1025');
+  expect(() => readConfig(auth)).not.toThrow();
+  expect(readConfig(auth).MAIL_URL).toBe('smtp://mailpit:1025');
+});
+
 describe('least privilege in compose (issue 27 point 7)', () => {
   test('every subgraph connects as its own Postgres role to its own database, never as the superuser', () => {
     const roles = new Set<string>();

@@ -14,6 +14,7 @@ import { usePersistedDocuments } from './persisted-documents';
 import { useTokenDenylist } from './token-denylist';
 import { createRateBudget, useRateLimits } from './rate-limit';
 import { useLoginProtection } from './login-protection';
+import { usePasswordProtection } from './password-protection';
 import { useSubscriptions } from './subscriptions';
 import { useInboundDedupe } from './inbound-dedupe';
 import { useTelemetry } from './telemetry';
@@ -49,6 +50,7 @@ export function gatewayFeatures(base: Omit<FeatureOptions, 'revocations' | 'rate
     useTokenDenylist(options),
     useRateLimits(options),
     useLoginProtection(options),
+    usePasswordProtection(options),
     useSubscriptions(options),
     useInboundDedupe(options),
   ];

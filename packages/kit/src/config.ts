@@ -46,6 +46,20 @@ const envSchema = z.object({
    */
   REGISTRATION_POLICY: z.enum(['open', 'approval', 'closed']).optional(),
   ADMIN_EMAIL: optionalString,
+  /**
+   * Outgoing mail (password resets), one URL: smtp://user:pass@host:587 (STARTTLS when offered) or
+   * smtps://…:465; nodemailer options as query parameters. Unset: mails are written as files under
+   * DATA_DIR/mail (and the reset link is logged in development).
+   */
+  MAIL_URL: optionalString.refine((v) => v === undefined || /^smtps?:\/\/[^/]/.test(v), 'must be an smtp:// or smtps:// URL'),
+  MAIL_FROM: z.string().default('CRM <no-reply@crm.localhost>'),
+  /** How often auth's mail outbox is polled; a failed send is retried with backoff up to MAIL_RETRY_MAX_MS. */
+  MAIL_POLL_MS: z.coerce.number().int().min(10).default(1000),
+  MAIL_RETRY_MAX_MS: z.coerce.number().int().min(100).default(300_000),
+  /** A password-reset token works once, within this time. */
+  PASSWORD_RESET_TTL_SECONDS: z.coerce.number().int().min(60).max(86_400).default(1800),
+  /** The page that receives `#token=…` (the fragment never reaches a server's logs). */
+  RESET_PAGE_URL: z.string().url().default('http://localhost:4000/reset-password'),
   ADMIN_PASSWORD: optionalString,
 
   /** Postgres server; each subgraph uses its own database crm_<name> on it. Unset: `npm start` runs an embedded Postgres under DATA_DIR. */

@@ -13,7 +13,11 @@ export function createLogger(service: string, level: string, destination?: pino.
     level,
     mixin: logContext,
     redact: {
-      paths: ['password', '*.password', 'authorization', '*.authorization', 'refreshToken', '*.refreshToken', 'accessToken', '*.accessToken'],
+      paths: [
+        'password', '*.password', 'authorization', '*.authorization', 'refreshToken', '*.refreshToken', 'accessToken', '*.accessToken',
+        // password changes and resets (a reset token is a credential), and the mail server's URL (it may carry a password)
+        'token', '*.token', 'currentPassword', '*.currentPassword', 'newPassword', '*.newPassword', 'MAIL_URL', '*.MAIL_URL',
+      ],
       censor: '[redacted]',
     },
   };

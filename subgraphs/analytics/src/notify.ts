@@ -20,6 +20,8 @@ export interface NewNotification {
   body?: string | null;
   entityType?: string | null;
   entityId?: string | null;
+  /** The customer it is about, when known (a customer-deletion saga archives it). */
+  customerId?: string | null;
   /** The event it comes from: with recipientId, the idempotency key. */
   sourceEventId: string;
 }
@@ -50,14 +52,18 @@ export async function notifyAll(em: EntityManager, ns: NewNotification[]): Promi
   // created_at from JS (millisecond precision) so keyset cursors compare exactly
   const now = new Date();
   const rows = await em.execute<{ id: string }[]>(
-    `INSERT INTO notifications (id, recipient_id, type, title, body, entity_type, entity_id, source_event_id, created_at)
-     VALUES ${valid.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}
+    `INSERT INTO notifications (id, recipient_id, type, title, body, entity_type, entity_id, customer_id, source_event_id, created_at)
+     VALUES ${valid.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}
      ON CONFLICT (source_event_id, recipient_id) DO NOTHING RETURNING id`,
-    valid.flatMap((n) => [n.id, n.recipientId, n.type, n.title, n.body ?? null, n.entityType ?? null, n.entityId ?? null, n.sourceEventId, now]),
+    valid.flatMap((n) => [n.id, n.recipientId, n.type, n.title, n.body ?? null, n.entityType ?? null, n.entityId ?? null, customerOf(n), n.sourceEventId, now]),
   );
   const created = new Set(rows.map((r) => r.id));
   return valid.filter((n) => created.has(n.id));
 }
+
+/** The customer a notification is about: as given (null: none), else its entity when that is a customer. */
+const customerOf = (n: NewNotification): string | null =>
+  n.customerId !== undefined ? n.customerId : n.entityType === 'Customer' ? (n.entityId ?? null) : null;
 
 /** The notification.created event data of a notification created now. */
 export function notificationCreated(n: NewNotification & { id: string }): EventData<'notification.created'> {

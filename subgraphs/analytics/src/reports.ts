@@ -57,7 +57,7 @@ export async function salesSummary(em: EntityManager, from: Date, to: Date) {
   const [row] = await em.execute<Record<string, number | string | null>[]>(
     `SELECT
        (SELECT count(*) FROM customer_facts WHERE created_at >= ? AND created_at < ?)::int AS customers_created,
-       (SELECT count(*) FROM meeting_facts WHERE starts_at >= ? AND starts_at < ?)::int AS meetings_held,
+       (SELECT count(*) FROM meeting_facts WHERE NOT deleted AND starts_at >= ? AND starts_at < ?)::int AS meetings_held,
        (SELECT count(*) FROM task_facts WHERE created_at >= ? AND created_at < ?)::int AS tasks_created,
        (SELECT count(*) FROM task_facts WHERE status = 'COMPLETED' AND completed_at >= ? AND completed_at < ?)::int AS tasks_completed,
        (SELECT count(*) FROM approval_facts WHERE requested_at >= ? AND requested_at < ?)::int AS approvals_requested,

@@ -228,3 +228,104 @@ test('_entities for Notification is batched: the same statements for 5 and 50 re
   expect(fifty).toBe(five);
   expect(five).toBe(1); // one IN query, scoped to the caller
 });
+
+test('customer.deleted archives the notifications about the customer (its own, its tasks\', its requests\'); customer.restored of that saga brings back those of users still active', async () => {
+  const [rep, leaver] = (await newUsers(an, 'SALES', 'SALES')) as [TestCaller, TestCaller];
+  const customerId = randomUUID();
+  const otherCustomer = randomUUID();
+  const taskId = randomUUID();
+  const requestId = randomUUID();
+  const events = [
+    bus.build('customer.created', customerId, customer(customerId, rep.id), { actorId: m1.id }),
+    bus.build('customer.created', otherCustomer, customer(otherCustomer, rep.id), { actorId: m1.id }),
+    bus.build('task.created', taskId, { ...task(taskId, rep.id), customerId }, { actorId: m1.id }),
+    bus.build('approval.approved', requestId, { ...approval(requestId, leaver.id, 'APPROVED', { approverId: m1.id }), customerId }, { actorId: m1.id }),
+  ];
+  await bus.send(...events);
+  await consumed(an, ...events);
+  const mine = async (u: TestCaller) => (await notificationsOf(u)).map((n) => n.entityId).sort();
+  expect(await mine(rep)).toEqual(expect.arrayContaining([customerId, otherCustomer, taskId]));
+  expect(await mine(leaver)).toEqual(expect.arrayContaining([requestId]));
+
+  const sagaId = randomUUID();
+  const deleted = bus.build('customer.deleted', customerId, { ...customer(customerId, rep.id), sagaId, requestedBy: m1.id }, { actorId: m1.id, correlationId: sagaId });
+  await bus.send(deleted);
+  await consumed(an, deleted);
+  expect(await mine(rep)).not.toContain(customerId);
+  expect(await mine(rep)).not.toContain(taskId);
+  expect(await mine(rep)).toContain(otherCustomer); // another customer's stay
+  expect(await mine(leaver)).not.toContain(requestId);
+  const [archived] = await sql<{ detail: string }>(an, `SELECT detail FROM saga_steps WHERE saga_id = ? AND name = 'analytics.archive-notifications' AND status = 'DONE'`, [sagaId]);
+  expect(archived?.detail).toBe('3 notifications archived');
+
+  // the requester leaves meanwhile: theirs stay archived when the deletion is compensated
+  const gone = bus.build('user.deleted', leaver.id, { ...userData(leaver, { active: false }), sagaId: randomUUID() }, { actorId: admin.id });
+  await bus.send(gone);
+  await consumed(an, gone);
+  const restored = bus.build('customer.restored', customerId, { ...customer(customerId, rep.id), sagaId }, { actorId: null, correlationId: sagaId });
+  // a restoration of another saga changes nothing
+  const otherSaga = bus.build('customer.restored', customerId, { ...customer(customerId, rep.id), sagaId: randomUUID() }, { actorId: null });
+  await bus.send(otherSaga);
+  await consumed(an, otherSaga);
+  expect(await mine(rep)).not.toContain(customerId);
+  await bus.send(restored);
+  await consumed(an, restored);
+  expect(await mine(rep)).toEqual(expect.arrayContaining([customerId, taskId, otherCustomer]));
+  expect(await sql(an, 'SELECT id FROM notifications WHERE entity_id = ? AND archived_at IS NULL', [requestId])).toEqual([]);
+  const [back] = await sql<{ detail: string }>(an, `SELECT detail FROM saga_steps WHERE saga_id = ? AND name = 'analytics.restore-notifications'`, [sagaId]);
+  expect(back?.detail).toBe('2 notifications restored');
+});
+
+test('deleteNotification: the recipient\'s own only; gone for good for them, yet still a live-feed resume cursor', async () => {
+  const [rep, other] = (await newUsers(an, 'SALES', 'SALES')) as [TestCaller, TestCaller];
+  const [taskId, laterTaskId] = [randomUUID(), randomUUID()];
+  const created = bus.build('task.created', taskId, task(taskId, rep.id), { actorId: m1.id });
+  await bus.send(created);
+  await consumed(an, created);
+  const [n] = (await notificationsOf(rep)).filter((x) => x.entityId === taskId);
+  const later = bus.build('task.created', laterTaskId, task(laterTaskId, rep.id), { actorId: m1.id });
+  await bus.send(later);
+  await consumed(an, later);
+  const [l] = (await notificationsOf(rep)).filter((x) => x.entityId === laterTaskId);
+  const UNREAD = '{ unreadNotificationCount }';
+  const ONE = 'query($id: ID!) { notification(id: $id) { id } }';
+  expect((await rep.gql(UNREAD)).data).toEqual({ unreadNotificationCount: 2 });
+  const DELETE = 'mutation($id: ID!) { deleteNotification(id: $id) }';
+  expect(code(await other.gql(DELETE, { id: n!.id }))).toBe('NOT_FOUND');
+  expect(await sql(an, 'SELECT id FROM notifications WHERE id = ? AND deleted_at IS NULL', [n!.id])).toHaveLength(1);
+  expect((await rep.gql(DELETE, { id: n!.id })).data).toEqual({ deleteNotification: n!.id });
+  // Gone for the user: no list, read, count or change shows it; deleting it again is NOT_FOUND.
+  expect((await notificationsOf(rep)).map((x) => x.id)).toEqual([l!.id]);
+  expect((await rep.gql(ONE, { id: n!.id })).data).toEqual({ notification: null });
+  expect((await rep.gql(UNREAD)).data).toEqual({ unreadNotificationCount: 1 });
+  expect(code(await rep.gql('mutation($id: ID!) { markNotificationRead(id: $id) { id } }', { id: n!.id }))).toBe('NOT_FOUND');
+  expect(code(await rep.gql(DELETE, { id: n!.id }))).toBe('NOT_FOUND');
+  // A client whose last received notification was the deleted one resumes after it (the feed's positions query).
+  const POSITIONS = 'query($after: ID, $first: Int!) { liveNotificationPositions(after: $after, first: $first) { id } }';
+  const resumed = await an.call(rep.identity, POSITIONS, { after: n!.id, first: 10 });
+  expect(resumed.errors).toBeUndefined();
+  expect(resumed.data.liveNotificationPositions).toEqual([{ id: l!.id }]);
+  // ... and a deleted one is never replayed to a client resuming from before it.
+  await sql(an, 'UPDATE notifications SET deleted_at = now() WHERE id = ?', [l!.id]);
+  expect((await an.call(rep.identity, POSITIONS, { after: n!.id, first: 10 })).data.liveNotificationPositions).toEqual([]);
+});
+
+test('a stale customer.deleted (older than the restoration already applied) archives nothing', async () => {
+  const [rep] = (await newUsers(an, 'SALES')) as [TestCaller];
+  const customerId = randomUUID();
+  const sagaId = randomUUID();
+  const versioned = <E extends { aggregateVersion?: number | null }>(e: E, v: number): E => Object.assign(e, { aggregateVersion: v });
+  const created = versioned(bus.build('customer.created', customerId, customer(customerId, rep.id), { actorId: m1.id }), 1);
+  const deleted = versioned(bus.build('customer.deleted', customerId, { ...customer(customerId, rep.id), sagaId, requestedBy: m1.id }, { actorId: m1.id, correlationId: sagaId }), 2);
+  const restored = versioned(bus.build('customer.restored', customerId, { ...customer(customerId, rep.id), sagaId }, { actorId: null, correlationId: sagaId }), 3);
+  for (const e of [created, deleted, restored]) {
+    await bus.send(e);
+    await consumed(an, e);
+  }
+  expect((await notificationsOf(rep)).map((n) => n.entityId)).toContain(customerId);
+  // the same deletion again under a new event id (a replay the inbox no longer remembers)
+  const replay = versioned(bus.build('customer.deleted', customerId, { ...customer(customerId, rep.id), sagaId, requestedBy: m1.id }, { actorId: m1.id, correlationId: sagaId }), 2);
+  await bus.send(replay);
+  await consumed(an, replay);
+  expect((await notificationsOf(rep)).map((n) => n.entityId)).toContain(customerId);
+});

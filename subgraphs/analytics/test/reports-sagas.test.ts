@@ -227,14 +227,16 @@ test('customer-deletion refused → COMPENSATED, and a SYSTEM notification to th
       await bus.send(refused);
     }
     await bus.publish('customer.saga_step', sagaId, step(sagaId, 'customer-deletion', customerId, 'customer.soft-delete', 'DONE', {
-      expectedSteps: ['customer.soft-delete', 'sales-activity.remove-activities', 'opportunity.cancel-requests'],
+      expectedSteps: ['customer.soft-delete', 'sales-activity.remove-activities', 'opportunity.cancel-requests', 'analytics.archive-notifications'],
     }), cause);
     await bus.publish('customer.saga_step', sagaId, step(sagaId, 'customer-deletion', customerId, 'customer.restore', 'COMPENSATED'), cause);
     await bus.publish('sales-activity.saga_step', sagaId, step(sagaId, 'customer-deletion', customerId, 'sales-activity.restore-activities', 'COMPENSATED', { ends: 'COMPENSATED' }), cause);
     const saga = await eventually(async () => {
       const s = (await manager.gql(SAGA, { id: sagaId })).data?.saga;
-      return s?.status === 'COMPENSATED' && s.steps.length === 4 ? s : null;
+      // the four sent, plus analytics' own archive-notifications (taken on customer.deleted)
+      return s?.status === 'COMPENSATED' && s.steps.length === 5 ? s : null;
     });
+    expect(saga.steps.find((s: { name: string }) => s.name === 'analytics.archive-notifications')).toMatchObject({ status: 'DONE' });
     expect(saga.endedAt).toBeTruthy();
     expect(saga.steps.find((s: { name: string }) => s.name === 'opportunity.cancel-requests')).toMatchObject({ status: 'REFUSED' });
     const notes = await eventually(async () => {
@@ -279,4 +281,36 @@ test('reports are served from the cache while nothing changes; Saga references a
   const fifty = await at(50);
   expect(fifty).toBe(five);
   expect(five).toBe(2); // sagas by id, steps by saga id
+});
+
+test('meeting and approval copies apply only a newer version: a late older meeting.updated cannot bring a deleted meeting back', async () => {
+  const from = '2020-05-01T00:00:00.000Z';
+  const to = '2020-06-01T00:00:00.000Z';
+  const inside = '2020-05-10T12:00:00.000Z';
+  const versioned = <E extends { aggregateVersion?: number | null }>(e: E, v: number): E => Object.assign(e, { aggregateVersion: v });
+  const meetingId = randomUUID();
+  const meeting = (startsAt: string) => ({ meetingId, customerId: randomUUID(), repId: sales.id, startsAt, summary: 'Intro', nextAction: null });
+  const apply = async (e: Parameters<typeof bus.send>[0]) => {
+    await bus.send(e);
+    await consumed(an, e);
+  };
+  const held = async () => (await manager.gql(SUMMARY, { from, to })).data.salesSummary.meetingsHeld as number;
+  await apply(versioned(bus.build('meeting.created', meetingId, meeting('2020-04-10T12:00:00.000Z')), 1));
+  const moved = () => versioned(bus.build('meeting.updated', meetingId, { ...meeting(inside), changes: ['startsAt'] }), 2);
+  await apply(moved());
+  expect(await held()).toBe(1);
+  await apply(versioned(bus.build('meeting.deleted', meetingId, meeting(inside)), 3));
+  expect(await held()).toBe(0);
+  // the update again under a new event id (a replayed dead letter the inbox no longer remembers)
+  await apply(moved());
+  expect(await held()).toBe(0);
+
+  const requestId = randomUUID();
+  const APPROVALS = 'query($from: DateTime!, $to: DateTime!) { salesSummary(from: $from, to: $to) { approvalsApproved approvedAmount } }';
+  await apply(versioned(bus.build('approval.requested', requestId, approval(requestId, 'PENDING', inside, null, 100)), 1));
+  const updated = () => versioned(bus.build('approval.updated', requestId, { ...approval(requestId, 'PENDING', inside, null, 300), changes: ['amount'] }), 2);
+  await apply(updated());
+  await apply(versioned(bus.build('approval.approved', requestId, approval(requestId, 'APPROVED', inside, '2020-05-12T00:00:00.000Z', 300)), 3));
+  await apply(updated());
+  expect((await manager.gql(APPROVALS, { from, to })).data.salesSummary).toEqual({ approvalsApproved: 1, approvedAmount: 300 });
 });

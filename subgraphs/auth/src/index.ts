@@ -5,6 +5,7 @@ import { migrations } from '../migrations';
 import { createLoaders, resolvers, type AuthLoaders } from './resolvers';
 import { ensureAdmin } from './bootstrap';
 import { auditHandlers } from './events/handlers';
+import { mailJob } from './mail';
 import { tokenStates } from './token-states';
 
 export const authSubgraph: SubgraphDefinition<AuthLoaders> = {
@@ -16,6 +17,7 @@ export const authSubgraph: SubgraphDefinition<AuthLoaders> = {
   createLoaders,
   consumes: auditHandlers,
   onStart: ensureAdmin,
+  jobs: [mailJob],
   internal: { 'token-states': tokenStates },
   // Auth's public keys (JWKS): the current signing key's, plus AUTH_PUBLIC_KEYS when auth is given them (a key roll).
   routes: (config) => ({

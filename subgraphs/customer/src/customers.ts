@@ -8,6 +8,7 @@ export const CUSTOMER_DELETION_STEPS = [
   'customer.soft-delete',
   'sales-activity.remove-activities',
   'opportunity.cancel-requests',
+  'analytics.archive-notifications',
 ];
 
 export function customerEventData(c: Customer): EventData<'customer.created'> {

@@ -302,7 +302,7 @@ describe('soft delete', () => {
     expect(byType['customer.saga_step']!.key).toBe(sagaId);
     expect(byType['customer.saga_step']!.envelope.data).toMatchObject({
       sagaId, sagaType: 'customer-deletion', subjectId: c.id, step: 'customer.soft-delete', status: 'DONE',
-      expectedSteps: ['customer.soft-delete', 'sales-activity.remove-activities', 'opportunity.cancel-requests'],
+      expectedSteps: ['customer.soft-delete', 'sales-activity.remove-activities', 'opportunity.cancel-requests', 'analytics.archive-notifications'],
     });
   });
 });

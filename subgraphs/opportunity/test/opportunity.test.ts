@@ -261,6 +261,51 @@ test('concurrent approve and reject: exactly one wins, the other is a CONFLICT',
   }
 });
 
+test('updateApprovalRequest: the requester only, PENDING only; changes staged as approval.updated', async () => {
+  const UPDATE = `mutation($id: ID!, $input: UpdateApprovalRequestInput!) { updateApprovalRequest(id: $id, input: $input) { ${FIELDS} } }`;
+  const customerId = await newCustomer(sales.id);
+  const req = await request(sales, customerId, 'Draft', { description: 'first', amount: 10 });
+  expect(code(await otherSales.gql(UPDATE, { id: req.id, input: { amount: 1 } }))).toBe('NOT_FOUND');
+  expect(code(await manager.gql(UPDATE, { id: req.id, input: { amount: 1 } }))).toBe('FORBIDDEN');
+  expect(code(await compliance.gql(UPDATE, { id: req.id, input: { amount: 1 } }))).toBe('FORBIDDEN');
+  const long = await sales.gql(UPDATE, { id: req.id, input: { title: 'x'.repeat(201) } });
+  expect([code(long), field(long)]).toEqual(['BAD_USER_INPUT', 'title']);
+  // nothing changed: no event
+  expect((await sales.gql(UPDATE, { id: req.id, input: { title: 'Draft', amount: 10 } })).data.updateApprovalRequest).toMatchObject({ title: 'Draft', amount: 10 });
+  expect(await outbox('approval.updated', (d) => d.requestId === req.id)).toEqual([]);
+  const r = await sales.gql(UPDATE, { id: req.id, input: { title: 'Final', description: null, amount: null } });
+  expect(r.data.updateApprovalRequest).toMatchObject({ title: 'Final', description: null, amount: null, status: 'PENDING' });
+  const [event] = await outbox('approval.updated', (d) => d.requestId === req.id);
+  expect(event.data).toMatchObject({ title: 'Final', amount: null, status: 'PENDING', changes: ['title', 'description', 'amount'] });
+  await sales.gql(RECALL, { id: req.id });
+  expect(code(await sales.gql(UPDATE, { id: req.id, input: { title: 'Too late' } }))).toBe('CONFLICT');
+  expect((await sales.gql(GET, { id: req.id })).data.approvalRequest.title).toBe('Final');
+});
+
+test('updateApprovalRequest racing a decision: the decision\'s event always carries the amount that was decided', async () => {
+  const UPDATE = 'mutation($id: ID!, $input: UpdateApprovalRequestInput!) { updateApprovalRequest(id: $id, input: $input) { amount } }';
+  const customerId = await newCustomer(sales.id);
+  for (let i = 0; i < 5; i++) {
+    const req = await request(sales, customerId, `Race ${i}`, { amount: 100 });
+    const [update, approve] = await Promise.all([
+      sales.gql(UPDATE, { id: req.id, input: { amount: 200 } }),
+      manager.gql(APPROVE, { id: req.id }),
+    ]);
+    // whichever lost the race is a CONFLICT and changed nothing (both may succeed when they did not overlap: update, then approve)
+    for (const r of [update, approve]) if (r.errors) expect(code(r)).toBe('CONFLICT');
+    const final = (await sales.gql(GET, { id: req.id })).data.approvalRequest;
+    expect(final.amount).toBe(update.errors ? 100 : 200);
+    const decided = await outbox('approval.approved', (d) => d.requestId === req.id);
+    if (approve.errors) {
+      expect(decided).toEqual([]);
+      expect(final.status).toBe('PENDING');
+    } else {
+      expect(decided).toHaveLength(1);
+      expect(decided[0].data.amount).toBe(final.amount);
+    }
+  }
+});
+
 test('pendingApprovals: MANAGER, ADMIN and COMPLIANCE see every pending request; SALES their own', async () => {
   const s1 = opp.user('SALES');
   const s2 = opp.user('SALES');

@@ -57,6 +57,32 @@ describe('meetings', () => {
     expect(events.map((e) => e.type)).toEqual(['meeting.created']);
   });
 
+  test('updateMeeting / deleteMeeting: the rep or a MANAGER; events with the changes; a meeting removed by a saga cannot be touched', async () => {
+    const UPDATE = 'mutation($id: ID!, $input: UpdateMeetingInput!) { updateMeeting(id: $id, input: $input) { id summary startsAt nextAction } }';
+    const DELETE = 'mutation($id: ID!) { deleteMeeting(id: $id) }';
+    const m = (await sales.gql(RECORD_MEETING, { input: { customerId, startsAt: '2026-11-21T10:00:00.000Z', summary: 'Demo', nextAction: 'Call' } })).data.recordMeeting;
+    expect(code(await otherSales.gql(UPDATE, { id: m.id, input: { summary: 'x' } }))).toBe('NOT_FOUND');
+    expect(code(await compliance.gql(DELETE, { id: m.id }))).toBe('FORBIDDEN');
+    // no change: no event
+    expect((await sales.gql(UPDATE, { id: m.id, input: { summary: 'Demo' } })).data.updateMeeting.summary).toBe('Demo');
+    const r = await manager.gql(UPDATE, { id: m.id, input: { summary: 'Demo, part 1', nextAction: null } });
+    expect(r.data.updateMeeting).toEqual({ id: m.id, summary: 'Demo, part 1', startsAt: '2026-11-21T10:00:00.000Z', nextAction: null });
+    const updated = await sql<{ type: string; envelope: { data: { changes?: string[]; summary: string } } }>(sa, `select type, envelope from outbox where key = ? order by created_at`, [m.id]);
+    expect(updated.map((e) => e.type)).toEqual(['meeting.created', 'meeting.updated']);
+    expect(updated[1]!.envelope.data).toMatchObject({ summary: 'Demo, part 1', changes: ['summary', 'nextAction'] });
+
+    // hidden by a customer-deletion saga: as good as gone
+    const hidden = (await sales.gql(RECORD_MEETING, { input: { customerId, startsAt: '2026-11-22T10:00:00.000Z', summary: 'Hidden' } })).data.recordMeeting;
+    await sql(sa, 'update meetings set removed_by_saga = ? where id = ?', [randomUUID(), hidden.id]);
+    expect(code(await manager.gql(DELETE, { id: hidden.id }))).toBe('NOT_FOUND');
+    expect(await sql(sa, 'select id from meetings where id = ?', [hidden.id])).toHaveLength(1);
+
+    expect((await sales.gql(DELETE, { id: m.id })).data.deleteMeeting).toBe(m.id);
+    expect(await sql(sa, 'select id from meetings where id = ?', [m.id])).toEqual([]);
+    const all = await sql<{ type: string }>(sa, `select type from outbox where key = ? order by created_at`, [m.id]);
+    expect(all.map((e) => e.type)).toEqual(['meeting.created', 'meeting.updated', 'meeting.deleted']);
+  });
+
   test('unknown, deleted and not-my customers are NOT_FOUND on customerId; bad input names the field', async () => {
     const base = { startsAt: '2026-11-20T10:00:00Z', summary: 'x' };
     const unknown = await sales.gql(RECORD_MEETING, { input: { ...base, customerId: randomUUID() } });

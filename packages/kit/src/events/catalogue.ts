@@ -64,6 +64,8 @@ const approval = z.object({
   decidedAt: isoDate.nullable(),
 });
 
+const meeting = z.object({ meetingId: id, customerId: id, repId: id, startsAt: isoDate, summary: z.string() });
+
 /** A step of a saga, emitted by the subgraph that took it; analytics keeps the read model. */
 const sagaStep = z.object({
   sagaId: id,
@@ -97,10 +99,11 @@ export const EVENTS = {
   'customer.reassigned': event(TOPICS.customer, customer.extend({ fromRepId: id.nullable(), sagaId: id.nullable() })),
   'customer.saga_step': event(TOPICS.customer, sagaStep),
 
-  'meeting.created': event(
-    TOPICS.salesActivity,
-    z.object({ meetingId: id, customerId: id, repId: id, startsAt: isoDate, summary: z.string() }),
-  ),
+  'meeting.created': event(TOPICS.salesActivity, meeting),
+  /** updateMeeting: the meeting as it is now; `changes` names the fields that changed (startsAt, summary, nextAction). */
+  'meeting.updated': event(TOPICS.salesActivity, meeting.extend({ changes: z.array(z.string()) })),
+  /** deleteMeeting: the meeting as it was; copies stop counting it. */
+  'meeting.deleted': event(TOPICS.salesActivity, meeting),
   'task.created': event(TOPICS.salesActivity, task),
   'task.updated': event(TOPICS.salesActivity, task),
   'task.completed': event(TOPICS.salesActivity, task.extend({ completedAt: isoDate })),
@@ -109,6 +112,8 @@ export const EVENTS = {
   'sales-activity.saga_step': event(TOPICS.salesActivity, sagaStep),
 
   'approval.requested': event(TOPICS.opportunity, approval),
+  /** updateApprovalRequest (requester, PENDING only): the request as it is now; `changes` names the fields that changed. */
+  'approval.updated': event(TOPICS.opportunity, approval.extend({ changes: z.array(z.string()) })),
   'approval.approved': event(TOPICS.opportunity, approval),
   'approval.rejected': event(TOPICS.opportunity, approval),
   'approval.recalled': event(TOPICS.opportunity, approval),

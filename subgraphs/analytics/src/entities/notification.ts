@@ -18,6 +18,12 @@ export class Notification {
   readAt: Date | null = null;
   /** Set when the recipient is deleted: hidden from every read. */
   archivedAt: Date | null = null;
+  /** The customer it is about (its entity, or its task's / request's customer), when known. */
+  customerId: string | null = null;
+  /** The customer-deletion saga that archived it (its compensation restores it). */
+  archivedBySaga: string | null = null;
+  /** Set when its recipient deletes it (deleteNotification): hidden from every read; still a resume cursor of the live feed. */
+  deletedAt: Date | null = null;
   createdAt: Date = new Date();
 }
 
@@ -35,6 +41,9 @@ export const NotificationSchema = new EntitySchema<Notification>({
     sourceEventId: { type: 'uuid', fieldName: 'source_event_id' },
     readAt: { type: 'datetime', nullable: true, fieldName: 'read_at' },
     archivedAt: { type: 'datetime', nullable: true, fieldName: 'archived_at' },
+    customerId: { type: 'text', nullable: true, fieldName: 'customer_id' },
+    archivedBySaga: { type: 'uuid', nullable: true, fieldName: 'archived_by_saga' },
+    deletedAt: { type: 'datetime', nullable: true, fieldName: 'deleted_at' },
     createdAt: { type: 'datetime', fieldName: 'created_at' },
   },
 });

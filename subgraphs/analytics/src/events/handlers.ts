@@ -129,6 +129,89 @@ async function customerUnassigned(ctx: Pick<HandlerContext<'customer.reassigned'
   }
 }
 
+// ---------------------------------------------------------------- meetings
+
+/**
+ * A meeting's facts as created, last updated or deleted, applied only from a newer version of the
+ * meeting (a redelivered or replayed older event changes nothing). A deleted meeting's row stays as
+ * a tombstone (deleted, with the deletion's version) so that an older meeting.created/updated
+ * arriving after it cannot bring it back; meetingsHeld does not count it.
+ */
+async function upsertMeeting(ctx: HandlerContext<'meeting.created' | 'meeting.updated' | 'meeting.deleted'>, deleted = false) {
+  const d = ctx.event.data;
+  await ctx.em.execute(
+    `INSERT INTO meeting_facts (id, customer_id, rep_id, starts_at, created_at, version, deleted) VALUES (?, ?, ?, ?, ?, ?::bigint, ?)
+     ON CONFLICT (id) DO UPDATE SET starts_at = EXCLUDED.starts_at, deleted = EXCLUDED.deleted, version = COALESCE(EXCLUDED.version, meeting_facts.version)
+     WHERE ${newer('meeting_facts')}`,
+    [d.meetingId, d.customerId, d.repId, new Date(d.startsAt), at(ctx), ctx.event.aggregateVersion ?? null, deleted],
+  );
+  bump(ctx, 'meetings');
+}
+
+// ---------------------------------------------------------------- customer-deletion saga
+
+export const ARCHIVE_STEP = 'analytics.archive-notifications';
+
+/**
+ * customer-deletion step: archive the live notifications about the customer (its own, its tasks',
+ * its approval requests'), remembering the saga; step analytics.archive-notifications DONE, applied
+ * to the read model in this transaction (as on user.deleted).
+ */
+async function archiveCustomerNotifications(ctx: HandlerContext<'customer.deleted'>) {
+  const d = ctx.event.data;
+  // A replayed deletion older than what the facts already hold (e.g. after customer.restored) archives nothing.
+  const version = ctx.event.aggregateVersion ?? null;
+  if (version !== null) {
+    const [facts] = await ctx.em.execute<{ version: string | number | null }[]>('SELECT version FROM customer_facts WHERE id = ?', [d.customerId]);
+    if (facts?.version !== null && facts?.version !== undefined && Number(facts.version) > version) return;
+  }
+  const archived = await ctx.em.execute<{ id: string }[]>(
+    'UPDATE notifications SET archived_at = ?, archived_by_saga = ? WHERE customer_id = ? AND archived_at IS NULL AND deleted_at IS NULL RETURNING id',
+    [at(ctx), d.sagaId, d.customerId],
+  );
+  const step: SagaStepData = {
+    sagaId: d.sagaId,
+    sagaType: 'customer-deletion',
+    subjectId: d.customerId,
+    step: ARCHIVE_STEP,
+    status: 'DONE',
+    detail: `${archived.length} notifications archived`,
+    ends: null,
+  };
+  const envelope = ctx.emit('analytics.saga_step', d.sagaId, step);
+  await applySagaStep(ctx.em, envelope, step);
+}
+
+/**
+ * customer-deletion compensation (customer.restored): the notifications that saga archived come
+ * back — except those of users deleted since (their notifications stay archived).
+ */
+const customerRestored: BatchHandler<'customer.restored'> = {
+  async applyBatch(events, ctx) {
+    await customerFacts.applyBatch(events, ctx);
+    for (const e of events) {
+      const restored = await ctx.em.execute<{ id: string }[]>(
+        `UPDATE notifications n SET archived_at = NULL, archived_by_saga = NULL
+         WHERE n.archived_by_saga = ? AND n.customer_id = ?
+           AND NOT EXISTS (SELECT 1 FROM user_refs u WHERE u.id = n.recipient_id::text AND NOT u.active)
+         RETURNING n.id`,
+        [e.data.sagaId, e.data.customerId],
+      );
+      const step: SagaStepData = {
+        sagaId: e.data.sagaId,
+        sagaType: 'customer-deletion',
+        subjectId: e.data.customerId,
+        step: 'analytics.restore-notifications',
+        status: 'COMPENSATED',
+        detail: `${restored.length} notifications restored`,
+        ends: null,
+      };
+      const envelope = ctx.emit(e, 'analytics.saga_step', e.data.sagaId, step);
+      await applySagaStep(ctx.em, envelope, step);
+    }
+  },
+};
+
 // ---------------------------------------------------------------- tasks
 
 type FactType = 'task.created' | 'task.updated' | 'task.completed' | 'task.cancelled';
@@ -161,6 +244,7 @@ const taskFacts: BatchHandler<FactType> = {
       body: e.data.dueAt ? `Due ${e.data.dueAt}` : null,
       entityType: 'Task',
       entityId: e.data.taskId,
+      customerId: e.data.customerId,
       sourceEventId: e.id,
     }));
     for (const n of await notifyAll(ctx.em, notices)) {
@@ -171,7 +255,7 @@ const taskFacts: BatchHandler<FactType> = {
 
 // ---------------------------------------------------------------- approvals
 
-type ApprovalCtx = HandlerContext<'approval.requested' | 'approval.approved' | 'approval.rejected' | 'approval.recalled' | 'approval.cancelled'>;
+type ApprovalCtx = HandlerContext<'approval.requested' | 'approval.updated' | 'approval.approved' | 'approval.rejected' | 'approval.recalled' | 'approval.cancelled'>;
 
 async function upsertApproval(ctx: ApprovalCtx) {
   const d = ctx.event.data;
@@ -197,6 +281,7 @@ async function approvalDecided(ctx: HandlerContext<'approval.approved' | 'approv
     body: d.comment,
     entityType: 'ApprovalRequest',
     entityId: d.requestId,
+    customerId: d.customerId,
     sourceEventId: ctx.event.id,
   });
 }
@@ -233,6 +318,7 @@ async function deletionRefused(
     body: saga.refused_detail,
     entityType: 'Customer',
     entityId: saga.subject_id,
+    customerId: null, // news of the deletion itself: never archived with the customer's notifications
     sourceEventId: saga.refused_event_id,
   });
 }
@@ -267,10 +353,11 @@ const specific: EventHandlers = {
 
   'customer.created': customerFacts,
   'customer.updated': customerFacts,
-  'customer.restored': customerFacts,
+  'customer.restored': customerRestored,
   'customer.reassigned': customerFacts,
   'customer.deleted': async (ctx) => {
     await upsertCustomer(ctx, true);
+    await archiveCustomerNotifications(ctx);
     const d = ctx.event.data;
     const requestedBy = d.requestedBy ?? ctx.event.actorId;
     const saga = await upsertSaga(ctx.em, { id: d.sagaId, type: 'customer-deletion', subjectId: d.customerId, at: at(ctx), requestedBy });
@@ -279,16 +366,9 @@ const specific: EventHandlers = {
     }
   },
 
-  'meeting.created': async (ctx) => {
-    const d = ctx.event.data;
-    await ctx.em.execute(
-      `INSERT INTO meeting_facts (id, customer_id, rep_id, starts_at, created_at, version) VALUES (?, ?, ?, ?, ?, ?::bigint)
-       ON CONFLICT (id) DO UPDATE SET starts_at = EXCLUDED.starts_at, version = COALESCE(EXCLUDED.version, meeting_facts.version)
-       WHERE ${newer('meeting_facts')}`,
-      [d.meetingId, d.customerId, d.repId, new Date(d.startsAt), at(ctx), ctx.event.aggregateVersion ?? null],
-    );
-    bump(ctx, 'meetings');
-  },
+  'meeting.created': (ctx) => upsertMeeting(ctx, false),
+  'meeting.updated': (ctx) => upsertMeeting(ctx, false),
+  'meeting.deleted': (ctx) => upsertMeeting(ctx, true),
 
   'task.created': taskFacts,
   'task.updated': taskFacts,
@@ -303,10 +383,12 @@ const specific: EventHandlers = {
       body: `Due ${d.dueAt}`,
       entityType: 'Task',
       entityId: d.taskId,
+      customerId: d.customerId,
       sourceEventId: ctx.event.id,
     });
   },
 
+  'approval.updated': upsertApproval,
   'approval.requested': async (ctx) => {
     await upsertApproval(ctx);
     const d = ctx.event.data;
@@ -319,6 +401,7 @@ const specific: EventHandlers = {
         body: null,
         entityType: 'ApprovalRequest',
         entityId: d.requestId,
+        customerId: d.customerId,
         sourceEventId: ctx.event.id,
       });
     }

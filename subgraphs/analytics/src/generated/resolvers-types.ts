@@ -55,10 +55,20 @@ export type LiveNotificationPosition = {
 
 export type Mutation = {
   __typename?: 'Mutation';
+  /**
+   * only the recipient (else NOT_FOUND); the notification is gone for good for the user (no read, list or count
+   * shows it; deleting it again is NOT_FOUND); its id still works as `after` of notificationAdded; returns its id
+   */
+  deleteNotification: Scalars['ID']['output'];
   /** returns how many were marked */
   markAllNotificationsRead: Scalars['Int']['output'];
   /** only the recipient (else NOT_FOUND) */
   markNotificationRead: Notification;
+};
+
+
+export type MutationDeleteNotificationArgs = {
+  id: Scalars['ID']['input'];
 };
 
 
@@ -437,6 +447,7 @@ export type LiveNotificationPositionResolvers<ContextType = RequestContext<Analy
 }>;
 
 export type MutationResolvers<ContextType = RequestContext<AnalyticsLoaders>, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
+  deleteNotification?: Resolver<ResolversTypes['ID'], ParentType, ContextType, RequireFields<MutationDeleteNotificationArgs, 'id'>>;
   markAllNotificationsRead?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   markNotificationRead?: Resolver<ResolversTypes['Notification'], ParentType, ContextType, RequireFields<MutationMarkNotificationReadArgs, 'id'>>;
 }>;

@@ -12,7 +12,7 @@ import {
 } from '../reports';
 
 export interface AnalyticsLoaders {
-  /** The caller's own, not archived, notifications by id (others' are null). */
+  /** The caller's own, not archived nor deleted, notifications by id (others' are null). */
   notification: DataLoader<string, Notification | null>;
   saga: DataLoader<string, Saga | null>;
   sagaSteps: DataLoader<string, SagaStep[]>;
@@ -20,7 +20,7 @@ export interface AnalyticsLoaders {
 
 export function createLoaders(em: EntityManager, identity: Identity | null): AnalyticsLoaders {
   return {
-    notification: byIdLoader(em, Notification, { recipientId: identity?.userId ?? '00000000-0000-0000-0000-000000000000', archivedAt: null }),
+    notification: byIdLoader(em, Notification, { recipientId: identity?.userId ?? '00000000-0000-0000-0000-000000000000', archivedAt: null, deletedAt: null }),
     saga: byIdLoader(em, Saga),
     sagaSteps: groupLoader(
       (ids: readonly string[]) => em.find(SagaStep, { sagaId: { $in: [...ids] } }, { orderBy: { at: 'asc', name: 'asc', status: 'asc' } }),
@@ -66,7 +66,7 @@ export const resolvers = {
     },
     myNotifications: async (_: unknown, args: { unreadOnly?: boolean | null; first?: number | null; after?: string | null }, ctx: Ctx) => {
       const me = requireUser(ctx.identity);
-      const where: Record<string, unknown> = { recipientId: me.userId, archivedAt: null };
+      const where: Record<string, unknown> = { recipientId: me.userId, archivedAt: null, deletedAt: null };
       if (args.unreadOnly) where.readAt = null;
       return paginate(ctx.em, Notification, where, args);
     },
@@ -77,7 +77,8 @@ export const resolvers = {
       if (a.after != null) {
         const [row] = isUuid(a.after)
           ? await ctx.em.getConnection().execute<{ seq: string }[]>(
-              // archived ones too (e.g. about a deleted customer): the client received it, so it may resume after it
+              // archived and deleted ones too (e.g. about a deleted customer, or deleted by the user): the client
+              // received it, so it may resume after it
               'SELECT seq::text AS seq FROM notifications WHERE id = ? AND recipient_id = ?',
               [a.after, me.userId],
             )
@@ -90,13 +91,13 @@ export const resolvers = {
       }
       return ctx.em.getConnection().execute<{ id: string; seq: string }[]>(
         // ordered by the bigint column (not the text alias of the same name)
-        'SELECT n.id, n.seq::text AS seq FROM notifications n WHERE n.recipient_id = ? AND n.archived_at IS NULL AND n.seq > ?::bigint ORDER BY n.seq LIMIT ?',
+        'SELECT n.id, n.seq::text AS seq FROM notifications n WHERE n.recipient_id = ? AND n.archived_at IS NULL AND n.deleted_at IS NULL AND n.seq > ?::bigint ORDER BY n.seq LIMIT ?',
         [me.userId, from, a.first],
       );
     },
     unreadNotificationCount: async (_: unknown, __: unknown, ctx: Ctx) => {
       const me = requireUser(ctx.identity);
-      return ctx.em.count(Notification, { recipientId: me.userId, archivedAt: null, readAt: null });
+      return ctx.em.count(Notification, { recipientId: me.userId, archivedAt: null, deletedAt: null, readAt: null });
     },
     salesSummary: async (_: unknown, args: { from: unknown; to: unknown }, ctx: Ctx) => {
       requireRole(ctx.identity, ...READERS);
@@ -133,7 +134,7 @@ export const resolvers = {
   Mutation: {
     markNotificationRead: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
       const me = requireUser(ctx.identity);
-      const n = isUuid(id) ? await ctx.em.findOne(Notification, { id, recipientId: me.userId, archivedAt: null }) : null;
+      const n = isUuid(id) ? await ctx.em.findOne(Notification, { id, recipientId: me.userId, archivedAt: null, deletedAt: null }) : null;
       if (!n) throw notFound('Notification', id);
       if (!n.readAt) {
         n.readAt = new Date();
@@ -143,7 +144,18 @@ export const resolvers = {
     },
     markAllNotificationsRead: async (_: unknown, __: unknown, ctx: Ctx) => {
       const me = requireUser(ctx.identity);
-      return ctx.em.nativeUpdate(Notification, { recipientId: me.userId, archivedAt: null, readAt: null }, { readAt: new Date() });
+      return ctx.em.nativeUpdate(Notification, { recipientId: me.userId, archivedAt: null, deletedAt: null, readAt: null }, { readAt: new Date() });
+    },
+    deleteNotification: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
+      const me = requireUser(ctx.identity);
+      // Someone else's, an archived one, one deleted already and an unknown id are alike: NOT_FOUND, nothing deleted.
+      // A soft delete: gone from every read, list and count of the user, but its row (and `seq`) stays so
+      // the id still works as notificationAdded(after:) — a client's last received id may be this one.
+      const deleted = isUuid(id)
+        ? await ctx.em.nativeUpdate(Notification, { id, recipientId: me.userId, archivedAt: null, deletedAt: null }, { deletedAt: new Date() })
+        : 0;
+      if (deleted !== 1) throw notFound('Notification', id);
+      return id;
     },
   },
   Notification: {

@@ -68,6 +68,8 @@ export type Mutation = {
   __typename?: 'Mutation';
   /** ADMIN, MANAGER: approves a user (may then receive customers by automatic reassignment); activating a registration pending approval is ADMIN only */
   approveUser: User;
+  /** the caller's own password; every other session of the caller ends (old access and refresh tokens refused); returns fresh tokens */
+  changePassword: AuthPayload;
   /** ADMIN: creates an approved account with a role (the way in when REGISTRATION_POLICY=closed) */
   createUser: User;
   /** ADMIN; deactivates the user and starts the user-deletion saga; returns the saga */
@@ -82,6 +84,10 @@ export type Mutation = {
    * an account); closed — refused (FORBIDDEN): an ADMIN creates accounts with createUser
    */
   register: AuthPayload;
+  /** always true, whether or not the email is known (no account discovery); a known, active user is sent a single-use reset token that expires */
+  requestPasswordReset: Scalars['Boolean']['output'];
+  /** sets the password from a reset token; the token works once; every earlier session of that user ends */
+  resetPassword: AuthPayload;
   /** self (name only) or ADMIN */
   updateUser: User;
 };
@@ -89,6 +95,12 @@ export type Mutation = {
 
 export type MutationApproveUserArgs = {
   id: Scalars['ID']['input'];
+};
+
+
+export type MutationChangePasswordArgs = {
+  currentPassword: Scalars['String']['input'];
+  newPassword: Scalars['String']['input'];
 };
 
 
@@ -115,6 +127,17 @@ export type MutationRefreshTokenArgs = {
 
 export type MutationRegisterArgs = {
   input: RegisterInput;
+};
+
+
+export type MutationRequestPasswordResetArgs = {
+  email: Scalars['String']['input'];
+};
+
+
+export type MutationResetPasswordArgs = {
+  newPassword: Scalars['String']['input'];
+  token: Scalars['String']['input'];
 };
 
 
@@ -394,12 +417,15 @@ export interface JsonScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes
 
 export type MutationResolvers<ContextType = RequestContext<AuthLoaders>, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
   approveUser?: Resolver<ResolversTypes['User'], ParentType, ContextType, RequireFields<MutationApproveUserArgs, 'id'>>;
+  changePassword?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationChangePasswordArgs, 'currentPassword' | 'newPassword'>>;
   createUser?: Resolver<ResolversTypes['User'], ParentType, ContextType, RequireFields<MutationCreateUserArgs, 'input'>>;
   deleteUser?: Resolver<ResolversTypes['Saga'], ParentType, ContextType, RequireFields<MutationDeleteUserArgs, 'id'>>;
   login?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationLoginArgs, 'email' | 'password'>>;
   logout?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   refreshToken?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationRefreshTokenArgs, 'refreshToken'>>;
   register?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationRegisterArgs, 'input'>>;
+  requestPasswordReset?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationRequestPasswordResetArgs, 'email'>>;
+  resetPassword?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationResetPasswordArgs, 'newPassword' | 'token'>>;
   updateUser?: Resolver<ResolversTypes['User'], ParentType, ContextType, RequireFields<MutationUpdateUserArgs, 'id' | 'input'>>;
 }>;
 

@@ -10,6 +10,8 @@ import { AuditEntry, User } from '../entities';
 import { stageAudit } from '../audit';
 import { issueTokens, revokeAllFor, rotateRefreshToken } from '../tokens';
 import { hashPassword, timingDummyHash, verifyPassword } from '../passwords';
+import { claimResetToken, stageResetRequest } from '../password-reset';
+import { stageMail } from '../mail';
 import { createUser, findByEmail, userEventData } from '../users';
 import type { Resolvers } from '../generated/resolvers-types';
 
@@ -35,6 +37,8 @@ const registerInput = z.object({
   password: z.string().min(10, 'must be at least 10 characters').max(200),
   name: z.string().trim().min(1, 'must not be empty').max(200),
 });
+const newPassword = registerInput.shape.password;
+const resetRequestInput = z.object({ email: registerInput.shape.email });
 const createUserInput = registerInput.extend({ role: z.enum(ROLES) });
 const updateUserInput = z.object({
   name: z.string().trim().min(1, 'must not be empty').max(200).nullish(),
@@ -150,6 +154,48 @@ export const resolvers: Resolvers = {
         return true;
       });
     },
+    changePassword: async (_: unknown, args: { currentPassword: string; newPassword: string }, ctx: Ctx) => {
+      const me = requireUser(ctx.identity);
+      const password = parseInput(z.object({ newPassword }), { newPassword: args.newPassword }).newPassword;
+      // The user's row is locked for the write (loadForWrite): the user.updated snapshot is what commits.
+      const tokens = await ctx.write(async ({ em, emit }) => {
+        const user = await loadForWrite(em, User, { id: me.userId });
+        if (!user || !user.active) throw unauthenticated('The account is no longer active');
+        if (!(await verifyPassword(user.passwordHash, args.currentPassword))) {
+          // The failed attempt's audit entry commits; the error is thrown after the commit.
+          stageAudit(em, { actorId: me.userId, action: 'user.password_change_failed', entityType: 'User', entityId: me.userId });
+          return null;
+        }
+        if (await verifyPassword(user.passwordHash, password)) throw badInput('The new password must differ from the current one', 'newPassword');
+        user.passwordHash = await hashPassword(password);
+        await endSessions(em, emit, user, 'changed');
+        stageAudit(em, { actorId: me.userId, action: 'user.password_changed', entityType: 'User', entityId: me.userId });
+        return issueTokens(em, user, ctx.config);
+      });
+      // Counted by the gateway's password protection like a failed login (field currentPassword).
+      if (!tokens) throw badInput('The current password is not correct', 'currentPassword');
+      return tokens;
+    },
+    requestPasswordReset: async (_: unknown, args: { email: string }, ctx: Ctx) => {
+      const { email } = parseInput(resetRequestInput, { email: args.email });
+      await stageResetRequest(ctx.em, email, ctx.config);
+      await ctx.em.flush();
+      return true;
+    },
+    resetPassword: async (_: unknown, args: { token: string; newPassword: string }, ctx: Ctx) => {
+      const password = parseInput(z.object({ newPassword }), { newPassword: args.newPassword }).newPassword;
+      if (typeof args.token !== 'string' || args.token.length === 0 || args.token.length > 200) {
+        throw unauthenticated('Invalid or expired password reset token');
+      }
+      // One transaction: the token's claim, the user's row (locked by claimResetToken), the event.
+      return ctx.write(async ({ em, emit }) => {
+        const user = await claimResetToken(em, args.token);
+        user.passwordHash = await hashPassword(password);
+        await endSessions(em, emit, user, 'reset');
+        stageAudit(em, { actorId: user.id, action: 'user.password_reset', entityType: 'User', entityId: user.id });
+        return issueTokens(em, user, ctx.config);
+      });
+    },
     updateUser: async (_: unknown, args: { id: string; input: unknown }, ctx: Ctx) => {
       const me = requireUser(ctx.identity);
       const input = parseInput(updateUserInput, args.input);
@@ -248,6 +294,31 @@ function personal(user: User, ctx: Ctx): User {
   const me = requireUser(ctx.identity);
   if (me.userId === user.id || me.role !== 'SALES') return user;
   throw forbidden('Only the user, ADMIN, MANAGER and COMPLIANCE may see a user\'s email, role and status');
+}
+
+/**
+ * Ends every session of `user` (a changed or reset password): refresh tokens revoked, token version
+ * bumped and announced in user.updated (the gateway refuses older access tokens and closes their
+ * sockets — the mechanism of logout and deactivation). The caller issues the new session; `user`
+ * is locked by the caller's write (loadForWrite).
+ */
+async function endSessions(em: EntityManager, emit: WriteContext['emit'], user: User, how: 'changed' | 'reset'): Promise<void> {
+  await revokeAllFor(em, user.id);
+  user.tokenVersion += 1;
+  emit('user.updated', user.id, { ...userEventData(user), changes: ['password'] }, { actorId: user.id });
+  // The account's owner hears of it (in the same transaction: no mail for a change that did not happen).
+  stageMail(em, {
+    to: user.email,
+    subject: 'Your CRM password was changed',
+    text: [
+      `Hello ${user.name},`,
+      '',
+      `The password of your CRM account was ${how === 'reset' ? 'reset with a link sent to this address' : 'changed'} at ${new Date().toISOString()}.`,
+      'Every other session of your account has been signed out.',
+      '',
+      'If this was not you, ask for a password reset at once and tell your administrator.',
+    ].join('\n'),
+  });
 }
 
 /** Deactivates a user (its row locked by the caller's write), revokes their sessions and starts the user-deletion saga (one commit). */

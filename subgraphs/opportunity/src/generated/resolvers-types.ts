@@ -75,6 +75,8 @@ export type Mutation = {
   recallRequest: ApprovalRequest;
   rejectRequest: ApprovalRequest;
   requestApproval: ApprovalRequest;
+  /** the requester only (FORBIDDEN for others), only while PENDING (else CONFLICT); emits approval.updated */
+  updateApprovalRequest: ApprovalRequest;
 };
 
 
@@ -97,6 +99,12 @@ export type MutationRejectRequestArgs = {
 
 export type MutationRequestApprovalArgs = {
   input: RequestApprovalInput;
+};
+
+
+export type MutationUpdateApprovalRequestArgs = {
+  id: Scalars['ID']['input'];
+  input: UpdateApprovalRequestInput;
 };
 
 export type PageInfo = {
@@ -134,6 +142,14 @@ export type Subscription = {
   __typename?: 'Subscription';
   /** status changes of approval requests the caller may see, live (served by the gateway from opportunity.events) */
   approvalStatusChanged: ApprovalRequest;
+};
+
+export type UpdateApprovalRequestInput = {
+  /** null clears it */
+  amount?: InputMaybe<Scalars['Float']['input']>;
+  /** null clears it */
+  description?: InputMaybe<Scalars['String']['input']>;
+  title?: InputMaybe<Scalars['String']['input']>;
 };
 
 export type User = {
@@ -256,6 +272,7 @@ export type ResolversTypes = ResolversObject<{
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   RequestApprovalInput: RequestApprovalInput;
   Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  UpdateApprovalRequestInput: UpdateApprovalRequestInput;
   User: ResolverTypeWrapper<EntityRef>;
 }>;
 
@@ -276,6 +293,7 @@ export type ResolversParentTypes = ResolversObject<{
   Query: Record<PropertyKey, never>;
   RequestApprovalInput: RequestApprovalInput;
   Subscription: Record<PropertyKey, never>;
+  UpdateApprovalRequestInput: UpdateApprovalRequestInput;
   User: EntityRef;
 }>;
 
@@ -320,6 +338,7 @@ export type MutationResolvers<ContextType = RequestContext<OpportunityLoaders>, 
   recallRequest?: Resolver<ResolversTypes['ApprovalRequest'], ParentType, ContextType, RequireFields<MutationRecallRequestArgs, 'id'>>;
   rejectRequest?: Resolver<ResolversTypes['ApprovalRequest'], ParentType, ContextType, RequireFields<MutationRejectRequestArgs, 'id'>>;
   requestApproval?: Resolver<ResolversTypes['ApprovalRequest'], ParentType, ContextType, RequireFields<MutationRequestApprovalArgs, 'input'>>;
+  updateApprovalRequest?: Resolver<ResolversTypes['ApprovalRequest'], ParentType, ContextType, RequireFields<MutationUpdateApprovalRequestArgs, 'id' | 'input'>>;
 }>;
 
 export type PageInfoResolvers<ContextType = RequestContext<OpportunityLoaders>, ParentType extends ResolversParentTypes['PageInfo'] = ResolversParentTypes['PageInfo']> = ResolversObject<{

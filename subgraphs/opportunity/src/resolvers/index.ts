@@ -4,7 +4,7 @@ import type { GraphQLResolveInfo } from 'graphql';
 import { z } from 'zod';
 import { OptimisticLockError, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
 import {
-  byIdLoader, conflict, connectionProps, loadForWrite, findRows, forbidden, groupLoader, notFound, paginate, parseInput, propsFor, requireCustomerRef,
+  badInput, byIdLoader, conflict, connectionProps, loadForWrite, findRows, forbidden, groupLoader, notFound, paginate, parseInput, propsFor, requireCustomerRef,
   requireRole, requireUser, requireWriter, scalarResolvers, seesAll, selectedFields, wantsTotalCount, type Identity, type RequestContext, type WriteContext,
 } from '@crm/kit';
 import { APPROVAL_STATUSES, ApprovalRequest, type ApprovalStatus } from '../entities';
@@ -70,6 +70,11 @@ const requestApprovalInput = z.object({
     .nullish()
     .transform((v) => (v && v.trim() ? v : null)),
   amount: z.number().finite().min(0, 'must not be negative').nullish().transform((v) => v ?? null),
+});
+const updateRequestInput = z.object({
+  title: requestApprovalInput.shape.title.optional(),
+  description: z.string().max(5000, 'must be at most 5000 characters').nullish(),
+  amount: z.number().finite().min(0, 'must not be negative').nullish(),
 });
 const decisionInput = z.object({
   comment: z
@@ -165,6 +170,35 @@ export const resolvers: Resolvers = {
         requirePending(req);
         req.status = 'RECALLED';
         emit('approval.recalled', req.id, approvalData(req));
+        return req;
+      });
+    },
+    updateApprovalRequest: async (_: unknown, args: { id: string; input: unknown }, ctx: Ctx) => {
+      const me = requireWriter(ctx.identity);
+      const raw = (args.input ?? {}) as Record<string, unknown>;
+      if (raw.title === null) throw badInput('title cannot be cleared', 'title');
+      const input = parseInput(updateRequestInput, raw);
+      return writeOrConflict(ctx, async ({ em, emit }) => {
+        const req = await findWritable(em, me, args.id);
+        if (req.requesterId !== me.userId) throw forbidden('Only the requester may change an approval request');
+        requirePending(req);
+        const changes: string[] = [];
+        if (input.title !== undefined && input.title !== req.title) {
+          req.title = input.title;
+          changes.push('title');
+        }
+        const description = input.description && input.description.trim() ? input.description : null;
+        if ('description' in raw && description !== req.description) {
+          req.description = description;
+          changes.push('description');
+        }
+        if ('amount' in raw && (input.amount ?? null) !== req.amount) {
+          req.amount = input.amount ?? null;
+          changes.push('amount');
+        }
+        if (changes.length === 0) return req;
+        // Under the row's lock: a decision racing with this change comes before or after it as a whole.
+        emit('approval.updated', req.id, { ...approvalData(req), changes });
         return req;
       });
     },

@@ -84,7 +84,11 @@ export type Mutation = {
   /** from TODO or IN_PROGRESS; CONFLICT when the task is already COMPLETED or CANCELLED */
   completeTask: Task;
   createTask: Task;
+  /** the meeting's rep, or MANAGER/ADMIN; emits meeting.deleted; returns the deleted meeting's id */
+  deleteMeeting: Scalars['ID']['output'];
   recordMeeting: Meeting;
+  /** the meeting's rep, or MANAGER/ADMIN (NOT_FOUND for a meeting the caller cannot see); emits meeting.updated */
+  updateMeeting: Meeting;
   /** status moves TODO → IN_PROGRESS → COMPLETED (TODO → COMPLETED allowed), open → CANCELLED; else CONFLICT */
   updateTask: Task;
 };
@@ -100,8 +104,19 @@ export type MutationCreateTaskArgs = {
 };
 
 
+export type MutationDeleteMeetingArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
 export type MutationRecordMeetingArgs = {
   input: RecordMeetingInput;
+};
+
+
+export type MutationUpdateMeetingArgs = {
+  id: Scalars['ID']['input'];
+  input: UpdateMeetingInput;
 };
 
 
@@ -185,6 +200,13 @@ export type TaskStatus =
   | 'COMPLETED'
   | 'IN_PROGRESS'
   | 'TODO';
+
+export type UpdateMeetingInput = {
+  /** null clears it */
+  nextAction?: InputMaybe<Scalars['String']['input']>;
+  startsAt?: InputMaybe<Scalars['DateTime']['input']>;
+  summary?: InputMaybe<Scalars['String']['input']>;
+};
 
 export type UpdateTaskInput = {
   description?: InputMaybe<Scalars['String']['input']>;
@@ -336,6 +358,7 @@ export type ResolversTypes = ResolversObject<{
   TaskEdge: ResolverTypeWrapper<Omit<TaskEdge, 'node'> & { node: ResolversTypes['Task'] }>;
   TaskPriority: TaskPriority;
   TaskStatus: TaskStatus;
+  UpdateMeetingInput: UpdateMeetingInput;
   UpdateTaskInput: UpdateTaskInput;
   User: ResolverTypeWrapper<EntityRef>;
 }>;
@@ -359,6 +382,7 @@ export type ResolversParentTypes = ResolversObject<{
   Task: TaskEntity;
   TaskConnection: Omit<TaskConnection, 'edges'> & { edges: Array<ResolversParentTypes['TaskEdge']> };
   TaskEdge: Omit<TaskEdge, 'node'> & { node: ResolversParentTypes['Task'] };
+  UpdateMeetingInput: UpdateMeetingInput;
   UpdateTaskInput: UpdateTaskInput;
   User: EntityRef;
 }>;
@@ -399,7 +423,9 @@ export type MeetingEdgeResolvers<ContextType = RequestContext<SalesActivityLoade
 export type MutationResolvers<ContextType = RequestContext<SalesActivityLoaders>, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
   completeTask?: Resolver<ResolversTypes['Task'], ParentType, ContextType, RequireFields<MutationCompleteTaskArgs, 'id'>>;
   createTask?: Resolver<ResolversTypes['Task'], ParentType, ContextType, RequireFields<MutationCreateTaskArgs, 'input'>>;
+  deleteMeeting?: Resolver<ResolversTypes['ID'], ParentType, ContextType, RequireFields<MutationDeleteMeetingArgs, 'id'>>;
   recordMeeting?: Resolver<ResolversTypes['Meeting'], ParentType, ContextType, RequireFields<MutationRecordMeetingArgs, 'input'>>;
+  updateMeeting?: Resolver<ResolversTypes['Meeting'], ParentType, ContextType, RequireFields<MutationUpdateMeetingArgs, 'id' | 'input'>>;
   updateTask?: Resolver<ResolversTypes['Task'], ParentType, ContextType, RequireFields<MutationUpdateTaskArgs, 'id' | 'input'>>;
 }>;
 

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { OptimisticLockError, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
 import {
-  byIdLoader, conflict, connectionLoaders, loadForWrite, connectionProps, countLoader, countsByParent, forbidden, notFound, onlyTotalCount,
+  badInput, byIdLoader, conflict, connectionLoaders, loadForWrite, connectionProps, countLoader, countsByParent, forbidden, notFound, onlyTotalCount,
   pageSize, pagesByParent, paginate, parseInput, requireCustomerRef, requireUser, requireWriter, scalarResolvers, toConnection,
   wantsTotalCount, type Connection, type Identity, type PageArgs, type RequestContext, type WriteContext,
 } from '@crm/kit';
@@ -83,6 +83,12 @@ const recordMeetingInput = z.object({
   summary: text(5000),
   nextAction: z.string().trim().max(2000).nullish(),
 });
+const updateMeetingInput = z.object({
+  startsAt: date.optional(),
+  summary: text(5000).optional(),
+  nextAction: z.string().trim().max(2000).nullish(),
+});
+
 const createTaskInput = z.object({
   title: text(200),
   description: z.string().trim().max(5000).nullish(),
@@ -107,6 +113,22 @@ function listArgs(args: ListArgs, props?: string[]): ListArgs {
 /** A connection whose selection is only totalCount: no edges are read (onlyTotalCount). */
 const countOnly = <T extends { id: string; createdAt: Date }>(a: ListArgs, n: number): Connection<T> => toConnection<T>([], pageSize(a.first), n);
 const emptyPage = <T extends { id: string; createdAt: Date }>(args: PageArgs): Connection<T> => toConnection<T>([], pageSize(args.first), 0);
+
+/**
+ * Runs `work` on the meeting the caller may change, locked for the write (loadForWrite) in one
+ * transaction with its event (RequestContext.write): the meeting's rep, or MANAGER/ADMIN; a meeting
+ * the caller cannot see (another rep's, for SALES), removed by a saga, deleted or unknown → NOT_FOUND;
+ * COMPLIANCE → FORBIDDEN.
+ */
+async function withWritableMeeting<T>(ctx: Ctx, id: string, work: (meeting: Meeting, tx: WriteContext) => T | Promise<T>): Promise<T> {
+  const me = requireWriter(ctx.identity);
+  if (!isUuid(id)) throw notFound('Meeting', id);
+  return ctx.write(async (tx) => {
+    const meeting = await loadForWrite(tx.em, Meeting, { $and: [{ id }, meetingScope(me)] } as FilterQuery<Meeting>);
+    if (!meeting) throw notFound('Meeting', id);
+    return work(meeting, tx);
+  });
+}
 
 /** The task as the caller may change it, locked for the write's transaction `em`: invisible → NOT_FOUND; closed → CONFLICT. */
 async function writableTask(em: EntityManager, me: Identity, id: string): Promise<Task> {
@@ -174,6 +196,37 @@ export const resolvers: Resolvers = {
       await ctx.em.flush();
       return meeting;
     },
+    updateMeeting: async (_: unknown, args: { id: string; input: unknown }, ctx: Ctx) => {
+      requireWriter(ctx.identity);
+      const raw = (args.input ?? {}) as Record<string, unknown>;
+      if (raw.startsAt === null) throw badInput('startsAt cannot be cleared', 'startsAt');
+      if (raw.summary === null) throw badInput('summary cannot be cleared', 'summary');
+      const input = parseInput(updateMeetingInput, raw);
+      return withWritableMeeting(ctx, args.id, (meeting, { emit }) => {
+        const changes: string[] = [];
+        if (input.startsAt && input.startsAt.getTime() !== meeting.startsAt.getTime()) {
+          meeting.startsAt = input.startsAt;
+          changes.push('startsAt');
+        }
+        if (input.summary && input.summary !== meeting.summary) {
+          meeting.summary = input.summary;
+          changes.push('summary');
+        }
+        // An explicit null (or empty text) clears the next action.
+        if ('nextAction' in raw && (input.nextAction || null) !== meeting.nextAction) {
+          meeting.nextAction = input.nextAction || null;
+          changes.push('nextAction');
+        }
+        if (changes.length > 0) emit('meeting.updated', meeting.id, { ...meetingEventData(meeting), changes });
+        return meeting;
+      });
+    },
+    deleteMeeting: async (_: unknown, { id }: { id: string }, ctx: Ctx) =>
+      withWritableMeeting(ctx, id, (meeting, { em, emit }) => {
+        emit('meeting.deleted', meeting.id, meetingEventData(meeting));
+        em.remove(meeting);
+        return meeting.id;
+      }),
     createTask: async (_: unknown, args: { input: unknown }, ctx: Ctx) => {
       const me = requireWriter(ctx.identity);
       const input = parseInput(createTaskInput, args.input);
