@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { buildEnvelope, eventually, rawGraphQL, rawRequest, type RawResult } from '@crm/kit';
+import { buildEnvelope, developmentKeySet, eventually, keyEnvFor, rawGraphQL, rawRequest, type RawResult } from '@crm/kit';
 import { startGateway } from '@crm/gateway';
 import { ROOT, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
@@ -190,7 +190,7 @@ describe('a plain GET /graphql without the CSRF header shows no stack trace or p
   });
 
   test('production mode', async () => {
-    await withReplica({ NODE_ENV: 'production', production: true }, async (url) => {
+    await withReplica({ NODE_ENV: 'production', production: true, ...keyEnvFor('gateway', developmentKeySet(stack.config)) }, async (url) => {
       const r = await get(url);
       expect(r.status).toBe(400);
       expect(r.text).not.toMatch(LEAKS);
