@@ -220,7 +220,9 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
       }
       if (!self) return sendJson(res, 503, { error: 'starting' });
       try {
-        sendJson(res, 200, await serve(input, self));
+        // the gateway's own question (its revocation check), not a client's request: counted as the service's own work
+        const answer = self;
+        sendJson(res, 200, await inBackground(`internal:${name}`, () => serve(input, answer)));
       } catch (err) {
         const status = (err as { extensions?: { code?: string } }).extensions?.code === 'BAD_USER_INPUT' ? 400 : 500;
         if (status === 500) logger.error({ err, route: name }, 'internal call failed');
