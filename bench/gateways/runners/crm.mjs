@@ -117,22 +117,25 @@ async function loadGateway() {
 
 async function buildConfig(gw) {
   let readConfig = gw.mod.readConfig;
-  if (typeof readConfig !== 'function') {
-    const kitPkg = path.join(REPO_ROOT, 'packages', 'kit', 'package.json');
-    if (existsSync(kitPkg)) {
-      const kitMain = JSON.parse(readFileSync(kitPkg, 'utf8')).main ?? 'index.js';
-      try {
-        readConfig = unwrap(await importTs(path.join(REPO_ROOT, 'packages', 'kit', kitMain))).readConfig;
-      } catch { /* no config support: pass none */ }
-    }
+  let kit = {};
+  const kitPkg = path.join(REPO_ROOT, 'packages', 'kit', 'package.json');
+  if (existsSync(kitPkg)) {
+    const kitMain = JSON.parse(readFileSync(kitPkg, 'utf8')).main ?? 'index.js';
+    try {
+      kit = unwrap(await importTs(path.join(REPO_ROOT, 'packages', 'kit', kitMain)));
+    } catch { /* no config support: pass none */ }
   }
+  if (typeof readConfig !== 'function') readConfig = kit.readConfig;
   if (typeof readConfig !== 'function') return undefined;
   const { port, host } = listenOptions();
   const overrides = {
     NODE_ENV: 'production',
     LOG_LEVEL: 'warn',
-    INTERNAL_SECRET: randomBytes(32).toString('hex'),
-    JWT_SECRET: randomBytes(32).toString('hex'),
+    // production needs the gateway's own keys: a set made for this run (kit keys.ts), or the HMAC
+    // secrets of versions before the asymmetric keys
+    ...(typeof kit.generateKeySet === 'function' && typeof kit.keyEnvFor === 'function'
+      ? kit.keyEnvFor('gateway', kit.generateKeySet())
+      : { INTERNAL_SECRET: randomBytes(32).toString('hex'), JWT_SECRET: randomBytes(32).toString('hex') }),
     RATE_LIMIT_POINTS: '1000000000',
     // The benchmark query's estimated cost (~350k) is far above the default
     // MAX_COST; the estimate is still computed on every request.
