@@ -336,9 +336,14 @@ function isPostgres(pid: number): boolean {
   }
 }
 
+/**
+ * Whether `pid` is a Node process (a launcher), by its command line: `/proc/<pid>/comm` is no guide,
+ * since Node 24 names its main thread "MainThread" there.
+ */
 function isNode(pid: number): boolean {
   try {
-    return /node|tsx/.test(readFileSync(`/proc/${pid}/comm`, 'utf8'));
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return /(^|\/)node[^/]*$|tsx/.test(argv[0] ?? '') || argv.some((a) => /(^|\/)tsx|--import=?tsx/.test(a) || a === 'tsx');
   } catch {
     return process.platform !== 'linux';
   }
