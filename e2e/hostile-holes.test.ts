@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { buildEnvelope, developmentKeySet, eventually, keyEnvFor, rawGraphQL, rawRequest, type RawResult } from '@crm/kit';
-import { startGateway } from '@crm/gateway';
 import { ROOT, startTestStack, type TestStack, type TestUser } from '@crm/platform';
+import { withGatewayReplica } from './support/replicas';
 
 jest.setTimeout(300_000);
 
@@ -30,14 +30,8 @@ const call = (query: string | undefined, options: { variables?: Record<string, u
 const codeOf = (r: RawResult) => r.body.errors?.[0]?.extensions?.code;
 const ip = () => `10.${randomBytes(1)[0]}.${randomBytes(1)[0]}.${(randomBytes(1)[0]! % 250) + 1}`;
 
-async function withReplica(overrides: Record<string, unknown>, run: (url: string) => Promise<void>): Promise<void> {
-  const g = await startGateway({ config: { ...stack.config, ...overrides } as typeof stack.config, supergraphSdl: stack.supergraphSdl, bus: stack.bus, port: 0, host: '127.0.0.1' });
-  try {
-    await run(g.url);
-  } finally {
-    await g.stop();
-  }
-}
+/** A gateway replica of this stack with other settings (its own caps and budgets). */
+const withReplica = (overrides: Record<string, unknown>, run: (url: string) => Promise<void>) => withGatewayReplica(stack, overrides, run);
 
 /** The first result or error of one subscription over graphql-ws. */
 function firstOverWs(url: string, token: string, query: string, variables?: Record<string, unknown>): { result: Promise<{ data?: unknown; errors?: unknown }>; dispose(): Promise<void> } {

@@ -16,6 +16,7 @@ import { buildEnvelope, developmentKeySet, eventually, gatewaySigningKey, keyEnv
 import { startGateway } from '@crm/gateway';
 import { clientIp } from '../gateway/src/request-info';
 import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
+import { withGatewayReplica } from './support/replicas';
 
 interface Row {
   finding: string;
@@ -117,14 +118,7 @@ const liveStats = async (url = stack.gatewayUrl) =>
 /** Subscribing has no acknowledgement in graphql-ws: wait until the gateway counts `n` more. */
 const registered = (before: number, n = 1, url = stack.gatewayUrl) => eventually(async () => (await liveStats(url)).subscriptions >= before + n, { timeoutMs: 30_000 });
 /** A gateway replica of this stack with other settings (its own caps and budgets). */
-async function withReplica(overrides: Record<string, unknown>, run: (url: string) => Promise<void>): Promise<void> {
-  const g = await startGateway({ config: { ...stack.config, ...overrides } as typeof stack.config, supergraphSdl: stack.supergraphSdl, bus: stack.bus, port: 0, host: '127.0.0.1' });
-  try {
-    await run(g.url);
-  } finally {
-    await g.stop();
-  }
-}
+const withReplica = (overrides: Record<string, unknown>, run: (url: string) => Promise<void>) => withGatewayReplica(stack, overrides, run);
 /** The socket is closed by the server with 4403; returns ms from `since`. */
 const closedWith4403 = async (live: LiveSocket, since: number) => {
   const closed = await eventually(async () => live.closed, { timeoutMs: 15_000, intervalMs: 20 });

@@ -10,7 +10,8 @@ import { createWriteStream, mkdirSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { freePort } from '@crm/kit';
-import { ROOT } from '@crm/platform';
+import { startGateway } from '@crm/gateway';
+import { ROOT, type TestStack } from '@crm/platform';
 
 export interface ServiceProcess {
   name: string;
@@ -121,4 +122,14 @@ export async function balancer(replicas: ServiceProcess[]): Promise<Balancer> {
         server.close(() => resolve());
       }),
   };
+}
+
+/** A gateway replica of `stack` with other settings (its own caps, budgets or mode), for the length of `run`. */
+export async function withGatewayReplica(stack: TestStack, overrides: Record<string, unknown>, run: (url: string) => Promise<void>): Promise<void> {
+  const g = await startGateway({ config: { ...stack.config, ...overrides } as typeof stack.config, supergraphSdl: stack.supergraphSdl, bus: stack.bus, port: 0, host: '127.0.0.1' });
+  try {
+    await run(g.url);
+  } finally {
+    await g.stop();
+  }
 }

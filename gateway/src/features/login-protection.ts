@@ -15,14 +15,12 @@
  * success clears the account+IP and the account counters. One login per operation (aliases would
  * multiply guesses per request).
  */
-import {
-  GraphQLError, Kind, getArgumentValues, getVariableValues, type FragmentDefinitionNode, type GraphQLSchema,
-  type OperationDefinitionNode, type SelectionSetNode,
-} from 'graphql';
+import { GraphQLError, Kind, type FragmentDefinitionNode, type GraphQLSchema, type OperationDefinitionNode } from 'graphql';
 import { createLimiter, RateLimiterRes } from '../limiter';
 import { redisPrefix } from '../redis';
 import { requestOf } from '../request-info';
 import type { GatewayFeature } from './feature';
+import { mutationCalls } from './mutation-calls';
 import type { FeatureOptions } from '.';
 
 interface LoginCall {
@@ -30,36 +28,12 @@ interface LoginCall {
   email: string | undefined;
 }
 
-/**
- * The login fields of a mutation with their email as the resolver will see it: arguments coerced
- * against the schema with the request's variables (inline values, variables and variable defaults
- * alike), so no spelling of the operation slips past the counters.
- */
+/** The login fields of a mutation with their email as the resolver will see it (mutation-calls.ts). */
 function loginCalls(schema: GraphQLSchema, operation: OperationDefinitionNode, fragments: Record<string, FragmentDefinitionNode>, rawVariables: Record<string, unknown>): LoginCall[] {
-  if (operation.operation !== 'mutation') return [];
-  const field = schema.getMutationType()?.getFields().login;
-  if (!field) return [];
-  const variables = getVariableValues(schema, operation.variableDefinitions ?? [], rawVariables).coerced ?? {};
-  const calls: LoginCall[] = [];
-  const walk = (set: SelectionSetNode, seen: Set<string>) => {
-    for (const sel of set.selections) {
-      if (sel.kind === Kind.INLINE_FRAGMENT) walk(sel.selectionSet, seen);
-      else if (sel.kind === Kind.FRAGMENT_SPREAD) {
-        const frag = fragments[sel.name.value];
-        if (frag && !seen.has(sel.name.value)) walk(frag.selectionSet, new Set(seen).add(sel.name.value));
-      } else if (sel.name.value === 'login') {
-        let email: unknown;
-        try {
-          email = getArgumentValues(field, sel, variables).email;
-        } catch {
-          email = undefined;
-        }
-        calls.push({ responseKey: sel.alias?.value ?? 'login', email: typeof email === 'string' ? email.trim().toLowerCase() : undefined });
-      }
-    }
-  };
-  walk(operation.selectionSet, new Set());
-  return calls;
+  return mutationCalls(schema, operation, fragments, rawVariables, ['login']).map(({ responseKey, args }) => ({
+    responseKey,
+    email: typeof args.email === 'string' ? args.email.trim().toLowerCase() : undefined,
+  }));
 }
 
 export function useLoginProtection({ config, logger, redis }: FeatureOptions): GatewayFeature {

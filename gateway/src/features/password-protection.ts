@@ -9,53 +9,25 @@
  * - changePassword: a wrong current password counts per user+IP and per user; a success clears them.
  * Refused while a counter is blocked: RATE_LIMITED with Retry-After. One such field per operation.
  */
-import {
-  GraphQLError, Kind, getArgumentValues, getVariableValues, type FragmentDefinitionNode, type GraphQLSchema,
-  type OperationDefinitionNode, type SelectionSetNode,
-} from 'graphql';
+import { GraphQLError, Kind, type FragmentDefinitionNode, type GraphQLSchema, type OperationDefinitionNode } from 'graphql';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { createLimiter, RateLimiterRes } from '../limiter';
 import { redisPrefix } from '../redis';
 import { requestOf } from '../request-info';
 import type { GatewayFeature } from './feature';
+import { mutationCalls, type MutationCall } from './mutation-calls';
 import type { FeatureOptions } from '.';
 
 const GUARDED = ['requestPasswordReset', 'resetPassword', 'changePassword'] as const;
 type Guarded = (typeof GUARDED)[number];
 
-interface Call {
+interface Call extends MutationCall {
   field: Guarded;
-  responseKey: string;
-  args: Record<string, unknown>;
 }
 
 /** The guarded fields of a mutation with their coerced arguments (inline, variables, defaults alike). */
-function guardedCalls(schema: GraphQLSchema, operation: OperationDefinitionNode, fragments: Record<string, FragmentDefinitionNode>, rawVariables: Record<string, unknown>): Call[] {
-  if (operation.operation !== 'mutation') return [];
-  const fields = schema.getMutationType()?.getFields();
-  if (!fields) return [];
-  const variables = getVariableValues(schema, operation.variableDefinitions ?? [], rawVariables).coerced ?? {};
-  const calls: Call[] = [];
-  const walk = (set: SelectionSetNode, seen: Set<string>) => {
-    for (const sel of set.selections) {
-      if (sel.kind === Kind.INLINE_FRAGMENT) walk(sel.selectionSet, seen);
-      else if (sel.kind === Kind.FRAGMENT_SPREAD) {
-        const frag = fragments[sel.name.value];
-        if (frag && !seen.has(sel.name.value)) walk(frag.selectionSet, new Set(seen).add(sel.name.value));
-      } else if ((GUARDED as readonly string[]).includes(sel.name.value) && fields[sel.name.value]) {
-        let args: Record<string, unknown> = {};
-        try {
-          args = getArgumentValues(fields[sel.name.value]!, sel, variables);
-        } catch {
-          args = {};
-        }
-        calls.push({ field: sel.name.value as Guarded, responseKey: sel.alias?.value ?? sel.name.value, args });
-      }
-    }
-  };
-  walk(operation.selectionSet, new Set());
-  return calls;
-}
+const guardedCalls = (...args: [GraphQLSchema, OperationDefinitionNode, Record<string, FragmentDefinitionNode>, Record<string, unknown>]): Call[] =>
+  mutationCalls(...args, GUARDED) as Call[];
 
 interface Limit {
   limiter: RateLimiterAbstract;
