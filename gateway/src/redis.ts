@@ -6,7 +6,9 @@
  * client resends its query) — never a crash, never unlimited.
  */
 import type { Redis } from 'ioredis';
-import { createRedis, type Logger, type PlatformConfig } from '@crm/kit';
+import { createRedis } from '@crm/runtime';
+import { type Logger } from '@crm/telemetry';
+import { type PlatformConfig } from '@crm/config';
 
 export function createGatewayRedis(config: PlatformConfig, logger: Logger): Redis | undefined {
   return config.REDIS_URL ? createRedis(config.REDIS_URL, { name: 'gateway', logger }) : undefined;

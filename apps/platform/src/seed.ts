@@ -19,7 +19,7 @@
  *   SEED_CUSTOMERS (300), SEED_PASSWORD (seed-password-1234), SEED_EMAIL_DOMAIN (seed.crm.local).
  */
 import { randomInt } from 'node:crypto';
-import { retry } from '@crm/kit';
+import { retry } from '@crm/errors';
 import {
   ApproveRequestDocument, CompleteTaskDocument, CreateCustomerDocument, CreateTaskDocument, MeDocument,
   RecordMeetingDocument, RegisterDocument, RejectRequestDocument, RequestApprovalDocument, SetUserRoleDocument,
