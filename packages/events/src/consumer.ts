@@ -17,7 +17,7 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { PlatformConfig } from '@crm/config';
 import { inBackground } from '@crm/database';
 import type { Logger } from '@crm/telemetry';
-import type { SubgraphRuntime } from '@crm/runtime';
+import type { EventRuntime } from './event-runtime';
 import { REPLAYS_HEADER, type BatchControl, type DeliveredMessage, type EventBus, type Subscription } from './bus';
 import { EVENTS, InvalidEventError, UnknownEventTypeError, dlqOf, misrouted, parseEnvelope, type Envelope, type EventData, type EventType } from './catalogue';
 import { errorText, isTransient } from './failures';
@@ -30,7 +30,7 @@ export interface HandlerContext<T extends EventType> {
   event: Envelope<T>;
   em: EntityManager;
   logger: Logger;
-  runtime: SubgraphRuntime;
+  runtime: EventRuntime;
   /** Stages a follow-up event in the same transaction, caused by this one (same correlation id). */
   emit<U extends EventType>(type: U, aggregateId: string, data: EventData<U>): Envelope<U>;
   /**
@@ -44,7 +44,7 @@ export interface HandlerContext<T extends EventType> {
 export interface BatchContext {
   em: EntityManager;
   logger: Logger;
-  runtime: SubgraphRuntime;
+  runtime: EventRuntime;
   /** Stages a follow-up event caused by `cause` (same correlation id), written when the run is applied. */
   emit<U extends EventType>(cause: Envelope, type: U, aggregateId: string, data: EventData<U>): Envelope<U>;
   beforeCommit: HandlerContext<EventType>['beforeCommit'];
@@ -104,7 +104,7 @@ export interface ConsumerOptions {
   logger: Logger;
   handlers: EventHandlers;
   config: PlatformConfig;
-  runtime: SubgraphRuntime;
+  runtime: EventRuntime;
   /** Attempts for an event whose handler fails for a reason of its own, before the DLQ. */
   maxAttempts?: number;
   baseDelayMs?: number;

@@ -8,6 +8,7 @@ export * from './consumer';
 export * from './failures';
 export * from './retention';
 export * from './aggregate';
+export * from './event-runtime';
 export * from './buses';
 export * from './telemetry';
 export { IpcBus, type IpcLink } from './ipc-bus';

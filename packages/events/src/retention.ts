@@ -13,7 +13,7 @@
  *    aggregate's versions never go down and no copy meets an old version number again.
  */
 import type { PlatformConfig } from '@crm/config';
-import type { Job, SubgraphRuntime } from '@crm/runtime';
+import type { EventJob, EventRuntime } from './event-runtime';
 
 const CHUNK = 5000;
 
@@ -24,7 +24,7 @@ export interface Pruned {
   versions: number;
 }
 
-export async function pruneEventTables(runtime: SubgraphRuntime): Promise<Pruned> {
+export async function pruneEventTables(runtime: EventRuntime): Promise<Pruned> {
   const em = runtime.fork();
   const { OUTBOX_RETENTION_MS, INBOX_RETENTION_MS, KAFKA_DLQ_RETENTION_MS } = runtime.config;
   const prune = async (sql: string, ageMs: number) => {
@@ -72,10 +72,10 @@ export async function pruneEventTables(runtime: SubgraphRuntime): Promise<Pruned
   return { outbox, parked, inbox, versions };
 }
 
-export const eventRetentionJob: Job = {
+export const eventRetentionJob: EventJob = {
   name: 'event-retention',
   intervalMs: (config: PlatformConfig) => Math.min(3_600_000, Math.max(60_000, Math.floor(config.OUTBOX_RETENTION_MS / 24))),
-  async run(runtime: SubgraphRuntime) {
+  async run(runtime: EventRuntime) {
     const pruned = await pruneEventTables(runtime);
     if (pruned.outbox + pruned.inbox + pruned.versions + pruned.parked > 0) runtime.logger.info(pruned, 'event tables pruned (old sent outbox rows, parked rows, inbox rows, idle version counters)');
   },

@@ -9,7 +9,7 @@
  * context that arrives (traceparent from the gateway, a Kafka header) still reaches the outbox
  * row, the next Kafka header and the log lines even where this process exports nothing.
  */
-import { sign, verify } from 'node:crypto';
+import { sign, verify, type KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import {
   context, createContextKey, INVALID_SPAN_CONTEXT, propagation, ROOT_CONTEXT, trace, SpanStatusCode,
@@ -25,9 +25,17 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import * as pg from 'pg';
-import type { PlatformConfig } from '@crm/config';
-import type { IdentityKeys } from '@crm/runtime';
-import type { SigningKey } from '@crm/runtime';
+// Telemetry is a leaf: it imports no package of ours. What it reads of the configuration and of the
+// keys is declared here; @crm/config's PlatformConfig and @crm/runtime's key types satisfy it.
+type PlatformConfig = Readonly<{
+  OTEL_SDK_DISABLED: boolean;
+  OTEL_TRACES_EXPORTER: 'otlp' | 'console' | 'none' | '';
+  OTEL_EXPORTER_OTLP_ENDPOINT?: string | undefined;
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?: string | undefined;
+  OTEL_SERVICE_NAME?: string | undefined;
+}>;
+type IdentityKeys = { gateway: { get(kid: string): KeyObject | undefined }; services?: { get(kid: string): KeyObject | undefined } };
+type SigningKey = { kid: string; key: KeyObject };
 
 export const TRACER_NAME = '@crm/kit';
 /** The header next to `traceparent` with the gateway's HMAC over it (subgraphs trust only signed trace context). */
