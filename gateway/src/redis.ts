@@ -1,6 +1,6 @@
 /**
  * The gateway's one Redis connection (rate limits, login limits, token denylist, APQ), made by
- * the kit's factory with the kit's one outage policy (packages/kit/src/redis.ts). What each user
+ * the kit's factory with the kit's one outage policy (packages/runtime/src/redis.ts). What each user
  * falls back to while Redis is away: the limiters to their in-memory insurance limiter
  * (./limiter.ts), the denylist to its in-memory copy (./revocations.ts), APQ to a miss (the
  * client resends its query) — never a crash, never unlimited.
