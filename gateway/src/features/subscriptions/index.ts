@@ -52,6 +52,12 @@ interface ConnectionState {
   unwatch: () => void;
 }
 
+/** In production, no "Did you mean …" hints (as ApolloServerPluginDisableSuggestions does for validation) in what this feature adds: variable coercion. */
+function withoutSuggestions(err: GraphQLError): GraphQLError {
+  const message = err.message.replace(/ ?Did you mean(.+?)\?$/, '');
+  return message === err.message ? err : new GraphQLError(message, { extensions: err.extensions });
+}
+
 interface LiveContext {
   live: LiveOperation;
   identity: Identity;
@@ -191,7 +197,7 @@ export function useSubscriptions({ config, logger, bus, revocations }: FeatureOp
             const schema: GraphQLSchema | undefined = deps.apiSchema();
             if (!schema) return [new GraphQLError('The supergraph is not loaded yet', { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
             const live = prepareLiveOperation(schema, checked, payload.variables, state.identity);
-            if (!('shareKey' in live)) return live as GraphQLError[];
+            if (!('shareKey' in live)) return config.production ? live.map(withoutSuggestions) : (live as GraphQLError[]);
             const op = live;
             // A resumed subscription: its `after` must name one of the subscriber's own entities (checked
             // by the owning subgraph; else BAD_USER_INPUT, and nothing is subscribed).
