@@ -12,7 +12,7 @@
  *   ./operation   what a live subscription needs (one live root field) and the entity query built per subscription
  *   ./topics      field ← topic mapping (configuration)
  *   ./hub         the bus consumer and the in-memory fan-out
- *   ./resolve     one resolution through Apollo with the subscriber's identity
+ *   ./resolve     one resolution on the executor (not a client operation) with the subscriber's identity
  *   ./queue       per-subscription bounded queue (backpressure)
  *   ./resume      a resumed feed (`notificationAdded(after:)`): backfill in order, then live, none twice
  */
@@ -52,12 +52,6 @@ interface ConnectionState {
   unwatch: () => void;
 }
 
-/** In production, no "Did you mean …" hints (as ApolloServerPluginDisableSuggestions does for validation) in what this feature adds: variable coercion. */
-function withoutSuggestions(err: GraphQLError): GraphQLError {
-  const message = err.message.replace(/ ?Did you mean(.+?)\?$/, '');
-  return message === err.message ? err : new GraphQLError(message, { extensions: err.extensions });
-}
-
 interface LiveContext {
   live: LiveOperation;
   identity: Identity;
@@ -66,6 +60,12 @@ interface LiveContext {
   id: string;
   /** A resumed subscription (the field's resume argument given): where its catch-up starts. */
   resumeFrom?: Cursor;
+}
+
+/** In production, no "Did you mean …" hints (as ApolloServerPluginDisableSuggestions does for validation) in what this feature adds: variable coercion. */
+function withoutSuggestions(err: GraphQLError): GraphQLError {
+  const message = err.message.replace(/ ?Did you mean(.+?)\?$/, '');
+  return message === err.message ? err : new GraphQLError(message, { extensions: err.extensions });
 }
 
 export function useSubscriptions({ config, logger, bus, revocations }: FeatureOptions): GatewayFeature {
