@@ -18,7 +18,7 @@
  */
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { GraphQLError, type ExecutionArgs, type GraphQLSchema, type OperationTypeNode } from 'graphql';
+import { GraphQLError, OperationTypeNode, type ExecutionArgs, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { sendJson, wsConnections, wsSubscriptions, type Identity } from '@crm/kit';
@@ -191,7 +191,7 @@ export function useSubscriptions({ config, logger, bus, revocations }: FeatureOp
             const checked = await deps.checkOperation(
               { query: payload.query, ...(payload.operationName ? { operationName: payload.operationName } : {}), ...(payload.variables ? { variables: payload.variables } : {}), ...(payload.extensions ? { extensions: payload.extensions } : {}) },
               context,
-              { only: 'subscription' as OperationTypeNode, refusal: ONLY_SUBSCRIPTIONS },
+              { only: OperationTypeNode.SUBSCRIPTION, refusal: ONLY_SUBSCRIPTIONS },
             );
             if (Array.isArray(checked)) return checked;
             const schema: GraphQLSchema | undefined = deps.apiSchema();
