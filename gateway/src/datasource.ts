@@ -24,8 +24,6 @@ export interface GatewayContext {
   identity: Identity | null;
   /** The access token's `tv` claim (revocation checks). */
   tokenVersion?: number;
-  /** Set on the gateway's own resolution of a subscription event for a subscriber (not a client request). */
-  liveSubscription?: boolean;
 }
 
 interface SubgraphResponse {

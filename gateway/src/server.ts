@@ -17,7 +17,8 @@ import { type PlatformConfig, requireServiceSecrets } from '@crm/config';
 import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
 import { createSubgraphAgent, SubgraphClient, type GatewayContext } from './datasource';
 import { subgraphUrls } from './compose';
-import { gatewayFeatures } from './features';
+import { gatewayFeatures, type GatewayDeps } from './features';
+import { checkOnlyPlugin, checkOperation, InternalExecutor } from './pipeline';
 import { withPlanExecutor } from './engine/plan-executor';
 import { bindRequest } from './request-info';
 import { createGatewayRedis } from './redis';
@@ -92,7 +93,11 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     },
   });
 
-  const served = options.executor === 'apollo' ? gateway : withPlanExecutor(gateway, clients).gateway;
+  // Apollo Server runs client operations (HTTP, and WebSocket subscribes through checkOperation);
+  // the gateway's own operations go to the same executor directly (./pipeline.ts).
+  const formatError = maskError(config.production);
+  const internal = new InternalExecutor(logger, formatError as never);
+  const served = internal.wrap(options.executor === 'apollo' ? gateway : withPlanExecutor(gateway, clients).gateway);
 
   const redis = createGatewayRedis(config, logger);
   const features = gatewayFeatures({ config, logger, bus: options.bus, redis, supergraphSdl: () => currentSdl });
@@ -105,12 +110,13 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     gateway: served,
     introspection: config.introspection,
     includeStacktraceInErrorResponses: config.DEBUG_ERRORS, // an explicit debug setting only (no stack or paths to clients by default)
-    formatError: maskError(config.production) as never,
+    formatError: formatError as never,
     csrfPrevention: true,
     // The service stops itself (runtime.stop); Apollo's own handler would kill the process mid-way.
     stopOnTerminationSignals: false,
     logger,
-    plugins: features.flatMap((f) => f.apolloPlugins ?? []),
+    // checkOnlyPlugin first: a checked-only operation (a WebSocket subscribe) stops before any other plugin answers for it.
+    plugins: [checkOnlyPlugin, ...features.flatMap((f) => f.apolloPlugins ?? [])],
     validationRules: features.flatMap((f) => f.validationRules ?? []),
     ...Object.assign({}, ...features.map((f) => f.apolloOptions ?? {})),
   });
@@ -154,7 +160,17 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   });
 
   const { server, port } = await listen(handler, options.port ?? config.PORT, options.host ?? config.HOST);
-  for (const f of features) await f.attach?.(server, { config, logger, apollo, gateway, subgraphClient: (name) => clients.get(name), apiSchema: () => apiSchema, contextFor });
+  const deps: GatewayDeps = {
+    config,
+    logger,
+    gateway,
+    subgraphClient: (name) => clients.get(name),
+    apiSchema: () => apiSchema,
+    contextFor,
+    checkOperation: (request, ctx, check) => checkOperation(apollo, request, ctx, check),
+    executeInternal: (op, variables, ctx) => internal.execute(op, variables, ctx),
+  };
+  for (const f of features) await f.attach?.(server, deps);
   const url = `http://127.0.0.1:${port}/graphql`;
   logger.info({ url }, 'gateway ready');
   return {

@@ -5,8 +5,7 @@
  * credentials (tokens travel in the Authorization header, never in cookies).
  */
 import { sendGraphQLError } from '@crm/runtime';
-import type { GatewayFeature } from './feature';
-import type { FeatureOptions } from '.';
+import type { FeatureOptions, GatewayFeature } from './feature';
 
 const ALLOW_HEADERS = 'Content-Type, Authorization, Apollo-Require-Preflight, X-Apollo-Operation-Name, Apollo-Client-Name, Apollo-Client-Version';
 const EXPOSE_HEADERS = 'RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After';

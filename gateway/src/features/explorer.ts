@@ -15,8 +15,7 @@ import { createReadStream } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname, join } from 'node:path';
 import { EXPLORER_PATH, SANDBOX_DOCUMENT } from './landing-page';
-import type { GatewayFeature } from './feature';
-import type { FeatureOptions } from '.';
+import type { FeatureOptions, GatewayFeature } from './feature';
 
 /** A file of an npm package by its path in the package (the UMD builds are outside the packages' export maps). */
 const packageFile = (pkg: string, file: string) => join(dirname(require.resolve(`${pkg}/package.json`)), file);

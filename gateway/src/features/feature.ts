@@ -6,23 +6,46 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { ApolloGateway, GraphQLDataSource } from '@apollo/gateway';
-import type { ApolloServer, ApolloServerOptions, ApolloServerPlugin } from '@apollo/server';
-import type { GraphQLSchema, ValidationRule } from 'graphql';
-import type { Logger } from '@crm/telemetry';
+import type { ApolloServerOptions, ApolloServerPlugin, GraphQLRequest } from '@apollo/server';
+import type { GraphQLError, GraphQLSchema, ValidationRule } from 'graphql';
+import type { Redis } from 'ioredis';
 import type { PlatformConfig } from '@crm/config';
+import type { EventBus } from '@crm/events';
+import type { Logger } from '@crm/telemetry';
 import type { GatewayContext } from '../datasource';
+import type { Checked, CheckOptions, InternalExecutor, InternalOperation } from '../pipeline';
+import type { Revocations } from '../revocations';
+
+/** What every feature factory (`useX(options)`) is given; ./index.ts builds it once for the list. */
+export interface FeatureOptions {
+  config: PlatformConfig;
+  logger: Logger;
+  bus: EventBus | undefined;
+  /** Shared Redis connection when REDIS_URL is set (outage policy in ../redis.ts). */
+  redis?: Redis;
+  /** Revoked access tokens, shared by HTTP (token-denylist) and WebSocket (subscriptions). */
+  revocations: Revocations;
+  /** The current supergraph SDL (subgraph URLs, which subgraph resolves which field). */
+  supergraphSdl?: () => string;
+}
 
 export interface GatewayDeps {
   config: PlatformConfig;
   logger: Logger;
-  apollo: ApolloServer<GatewayContext>;
   gateway: ApolloGateway;
   /** The gateway's client of a subgraph (signed identity, pooling, timeouts), as its query plans use it; undefined until that subgraph is loaded. */
   subgraphClient(name: string): GraphQLDataSource | undefined;
-  /** The API schema clients see (current supergraph), for validating operations outside HTTP. */
+  /** The API schema clients see (current supergraph). */
   apiSchema(): GraphQLSchema | undefined;
   /** Builds the context for an identity the same way HTTP requests get it. */
   contextFor(req: IncomingMessage | undefined, identity: GatewayContext['identity']): Promise<GatewayContext>;
+  /**
+   * A client operation that does not come by HTTP (a WebSocket subscribe) through the very rules HTTP
+   * operations go through (../pipeline.ts), without running it: the checked document or the client's errors.
+   */
+  checkOperation(request: Pick<GraphQLRequest, 'query' | 'operationName' | 'variables' | 'extensions'>, context: GatewayContext, options?: CheckOptions): Promise<Checked | GraphQLError[]>;
+  /** The gateway's own operation, straight to the executor: no client rule applies (../pipeline.ts). */
+  executeInternal(op: InternalOperation, variables: Record<string, unknown>, context: GatewayContext): ReturnType<InternalExecutor['execute']>;
 }
 
 export interface GatewayFeature {

@@ -13,13 +13,12 @@
 import { HeaderMap, type GraphQLRequestContext, type GraphQLResponse } from '@apollo/server';
 import type { GatewayContext } from '../datasource';
 import { requestOf } from '../request-info';
-import type { GatewayFeature } from './feature';
-import type { FeatureOptions } from '.';
+import type { FeatureOptions, GatewayFeature } from './feature';
 
 type Finished = Pick<GraphQLResponse, 'http'> & { result: Record<string, unknown> } | undefined;
 
 export function inboundDedupeKey(ctx: GraphQLRequestContext<GatewayContext>): string | undefined {
-  if (ctx.operation?.operation !== 'query' || ctx.contextValue.liveSubscription || !ctx.queryHash) return undefined;
+  if (ctx.operation?.operation !== 'query' || !ctx.queryHash) return undefined;
   const info = requestOf(ctx.contextValue);
   const identity = ctx.contextValue.identity;
   const who = identity ? `u:${identity.userId}|${identity.role}|${identity.email}` : `ip:${info?.ip ?? 'unknown'}`;

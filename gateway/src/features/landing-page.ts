@@ -15,8 +15,7 @@
 import type { ApolloServerPlugin, BaseContext, GraphQLServerListener, LandingPage } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
-import type { GatewayFeature } from './feature';
-import type { FeatureOptions } from '.';
+import type { FeatureOptions, GatewayFeature } from './feature';
 
 /** What the Sandbox opens with: a login, whose accessToken goes into the Authorization header. */
 export const SANDBOX_DOCUMENT = `# Log in, then set the header  Authorization: Bearer <accessToken>

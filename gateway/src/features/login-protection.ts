@@ -19,9 +19,8 @@ import { GraphQLError, Kind, type FragmentDefinitionNode, type GraphQLSchema, ty
 import { createLimiter, RateLimiterRes } from '../limiter';
 import { redisPrefix } from '../redis';
 import { requestOf } from '../request-info';
-import type { GatewayFeature } from './feature';
+import type { FeatureOptions, GatewayFeature } from './feature';
 import { mutationCalls } from './mutation-calls';
-import type { FeatureOptions } from '.';
 
 interface LoginCall {
   responseKey: string;

@@ -9,8 +9,7 @@ import { ApolloServerPluginDisableSuggestions } from '@apollo/server/plugin/disa
 import { GraphQLError, visit, type DocumentNode, type ValidationContext } from 'graphql';
 import type { ApolloServerPlugin } from '@apollo/server';
 import type { GatewayContext } from '../datasource';
-import type { GatewayFeature } from './feature';
-import type { FeatureOptions } from '.';
+import type { FeatureOptions, GatewayFeature } from './feature';
 
 /** Armor reports "Syntax Error: Query depth limit of 12 exceeded, found 50."; we name the variable too. */
 const report = (limit: string) => (ctx: ValidationContext | null, error: GraphQLError) => {

@@ -14,9 +14,8 @@ import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { createLimiter, RateLimiterRes } from '../limiter';
 import { redisPrefix } from '../redis';
 import { requestOf } from '../request-info';
-import type { GatewayFeature } from './feature';
+import type { FeatureOptions, GatewayFeature } from './feature';
 import { mutationCalls, type MutationCall } from './mutation-calls';
-import type { FeatureOptions } from '.';
 
 const GUARDED = ['requestPasswordReset', 'resetPassword', 'changePassword'] as const;
 type Guarded = (typeof GUARDED)[number];

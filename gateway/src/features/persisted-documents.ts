@@ -10,7 +10,8 @@
  *   text that is not in the manifest gets FORBIDDEN (403) — after parsing and validation (bounded
  *   by the operation limits), before any execution, and never registered as an APQ. With `allow`, anything else
  *   goes through as usual (APQ included). The manifest is read at start (restart to change it).
- *   The gateway's own per-event subscription queries are exempt (the subscribe was checked).
+ *   WebSocket subscribes go through the same pipeline (../pipeline.ts), so this holds for them too;
+ *   the gateway's own per-event queries never reach it (they go to the executor directly).
  * - APQ entries read from Redis are verified (the value must hash to its key).
  */
 import { createHash } from 'node:crypto';
@@ -20,8 +21,7 @@ import type { Redis } from 'ioredis';
 import { GraphQLError } from 'graphql';
 import { orFallback } from '@crm/runtime';
 import { redisPrefix } from '../redis';
-import type { GatewayFeature } from './feature';
-import type { FeatureOptions } from '.';
+import type { FeatureOptions, GatewayFeature } from './feature';
 
 /** Apollo's KeyValueCache contract (@apollo/utils.keyvaluecache) over the gateway's Redis: a failure is a miss. */
 export class RedisKeyValueCache {
@@ -89,10 +89,7 @@ export function usePersistedDocuments({ config, logger, redis }: FeatureOptions)
                 return {
                   // Errors thrown from requestDidStart become 500s in Apollo Server; here they are
                   // answered as they are. queryHash is the sha256 of the query (APQ or not).
-                  async didResolveOperation({ queryHash, contextValue }) {
-                    // The gateway's own per-event resolution of a live subscription (subscriptions/resolve.ts)
-                    // is not a client document: the subscribe itself was checked against the manifest.
-                    if ((contextValue as { liveSubscription?: boolean }).liveSubscription) return;
+                  async didResolveOperation({ queryHash }) {
                     if (!manifest.has(queryHash)) {
                       throw new GraphQLError('Only trusted documents are accepted (TRUSTED_DOCUMENTS=only): this operation is not in the manifest', {
                         extensions: { code: 'FORBIDDEN', http: { status: 403 } },

@@ -18,19 +18,19 @@ import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { createLimiter, rateLimitHeaders, RateLimiterRes } from '../limiter';
 import { redisPrefix } from '../redis';
 import { requestOf } from '../request-info';
-import type { GatewayFeature } from './feature';
-import type { FeatureOptions } from '.';
+import type { FeatureOptions, GatewayFeature } from './feature';
 
 export function rateLimitsEnabled(config: FeatureOptions['config']): boolean {
   return config.RATE_LIMIT_ENABLED ?? config.NODE_ENV !== 'test';
 }
 
-/** The per-user / per-IP budget; one instance shared by HTTP operations and WebSocket subscribes. */
-export function createRateBudget(config: FeatureOptions['config'], redis: FeatureOptions['redis']): RateLimiterAbstract {
-  return createLimiter(redis, { keyPrefix: `${redisPrefix(config)}rl`, points: config.RATE_LIMIT_POINTS, duration: config.RATE_LIMIT_WINDOW_SECONDS });
-}
-
-export function useRateLimits({ config, logger, redis, rateBudget: limiter }: FeatureOptions): GatewayFeature {
+/**
+ * One budget per user (per IP when anonymous) for every client operation, HTTP or WebSocket: a
+ * subscribe goes through the same Apollo pipeline (../pipeline.ts `checkOperation`), so it is charged
+ * here like a query. The gateway's own per-event resolutions never reach Apollo's pipeline.
+ */
+export function useRateLimits({ config, logger, redis }: FeatureOptions): GatewayFeature {
+  const limiter: RateLimiterAbstract = createLimiter(redis, { keyPrefix: `${redisPrefix(config)}rl`, points: config.RATE_LIMIT_POINTS, duration: config.RATE_LIMIT_WINDOW_SECONDS });
   const enabled = rateLimitsEnabled(config);
   const limit = config.RATE_LIMIT_POINTS;
 
@@ -61,9 +61,6 @@ export function useRateLimits({ config, logger, redis, rateBudget: limiter }: Fe
     apolloPlugins: [
       {
         async requestDidStart({ contextValue }) {
-          // Subscription deliveries are the gateway's own work for an operation already validated
-          // and cost-checked when the client subscribed: they do not spend the subscriber's budget.
-          if (contextValue.liveSubscription) return {};
           const info = requestOf(contextValue);
           const key = contextValue.identity ? `u:${contextValue.identity.userId}` : `ip:${info?.ip ?? 'unknown'}`;
           const setHeader = (name: string, value: string) => {

@@ -3,8 +3,7 @@
  * constant headers). The API answers JSON only, so its CSP forbids everything; while the Apollo
  * Sandbox landing page is on (development), the CSP allows what the embedded Sandbox loads.
  */
-import type { GatewayFeature } from './feature';
-import type { FeatureOptions } from '.';
+import type { FeatureOptions, GatewayFeature } from './feature';
 
 const API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 const SANDBOX_CSP = [

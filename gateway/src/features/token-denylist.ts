@@ -12,8 +12,7 @@
  */
 import { GraphQLError, parse } from 'graphql';
 import { unauthenticated } from '../auth';
-import type { GatewayFeature } from './feature';
-import type { FeatureOptions } from '.';
+import type { FeatureOptions, GatewayFeature } from './feature';
 
 /** Set on a request context whose token state auth could not confirm (Apollo clones the context: a property, not a WeakSet). */
 interface Unconfirmed {

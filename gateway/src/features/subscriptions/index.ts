@@ -3,33 +3,31 @@
  * event bus (Kafka, or the in-process bus embedded) and resolved through the federated query plan.
  * @apollo/gateway executes no subscriptions; this feature does. See docs/subscriptions.md.
  *
+ * A subscribe is a client operation like any other: it goes through the very pipeline HTTP
+ * operations go through (../../pipeline.ts `checkOperation`: limits, validation, trusted documents,
+ * cost and rate limits, same errors), then is registered. The per-event resolutions are the
+ * gateway's own operations, run on the executor directly (./resolve), outside every client rule.
+ *
  *   ./connection  token on connection_init, close codes, expiry
- *   ./operation   validation (API schema, depth, cost) and the entity query built per subscription
+ *   ./operation   what a live subscription needs (one live root field) and the entity query built per subscription
  *   ./topics      field ← topic mapping (configuration)
  *   ./hub         the bus consumer and the in-memory fan-out
- *   ./resolve     one resolution through Apollo with the subscriber's identity
+ *   ./resolve     one resolution on the executor (not a client operation) with the subscriber's identity
  *   ./queue       per-subscription bounded queue (backpressure)
  *   ./resume      a resumed feed (`notificationAdded(after:)`): backfill in order, then live, none twice
  */
-import { createHash } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
-import { resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { GraphQLError, type ExecutionArgs, type GraphQLSchema } from 'graphql';
+import { GraphQLError, OperationTypeNode, type ExecutionArgs, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { sendJson, type Identity } from '@crm/runtime';
 import { wsConnections, wsSubscriptions } from '@crm/telemetry';
-import type { GatewayDeps, GatewayFeature } from '../feature';
-import type { FeatureOptions } from '..';
-import { pointsFor } from '../../cost';
-import { RateLimiterRes } from '../../limiter';
+import type { FeatureOptions, GatewayDeps, GatewayFeature } from '../feature';
 import { clientIp } from '../../request-info';
-import { loadManifest } from '../persisted-documents';
-import { rateLimitsEnabled } from '../rate-limit';
 import { CLOSE, authenticateConnection } from './connection';
 import { LiveHub } from './hub';
-import { prepareLiveOperation, type LiveOperation } from './operation';
+import { ONLY_SUBSCRIPTIONS, prepareLiveOperation, type LiveOperation } from './operation';
 import { LiveQueue } from './queue';
 import { resolveEntity } from './resolve';
 import { ResumableFeed, ResumeRefused, subgraphPositions, type Cursor, type FetchPositions } from './resume';
@@ -65,16 +63,14 @@ interface LiveContext {
   resumeFrom?: Cursor;
 }
 
-/** As HTTP in production (ApolloServerPluginDisableSuggestions): no "Did you mean …" hints about the schema. */
+/** In production, no "Did you mean …" hints (as ApolloServerPluginDisableSuggestions does for validation) in what this feature adds: variable coercion. */
 function withoutSuggestions(err: GraphQLError): GraphQLError {
   const message = err.message.replace(/ ?Did you mean(.+?)\?$/, '');
   return message === err.message ? err : new GraphQLError(message, { extensions: err.extensions });
 }
 
-export function useSubscriptions({ config, logger, bus, revocations, rateBudget }: FeatureOptions): GatewayFeature {
+export function useSubscriptions({ config, logger, bus, revocations }: FeatureOptions): GatewayFeature {
   const log = logger.child({ feature: 'subscriptions' });
-  const chargeSubscribes = rateLimitsEnabled(config);
-  const trusted = config.TRUSTED_DOCUMENTS === 'only' ? loadManifest(resolve(config.TRUSTED_DOCUMENTS_PATH)) : undefined;
   const connections = new Map<WebSocket, ConnectionState>();
   let wss: WebSocketServer | undefined;
   let hub: LiveHub | undefined;
@@ -189,29 +185,21 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
               // Kafka is away: say so at once instead of leaving the client waiting for nothing.
               return [new GraphQLError('Live updates are unavailable right now: the event stream cannot be reached. Try again shortly.', { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
             }
+            // Every client rule, as over HTTP (the same pipeline, the same errors): limits, validation,
+            // trusted documents, cost and the rate-limit budget. Nothing of it is repeated here.
+            const context = await deps.contextFor(ctx.extra.request, state.identity);
+            context.tokenVersion = state.tokenVersion;
+            const checked = await deps.checkOperation(
+              { query: payload.query, ...(payload.operationName ? { operationName: payload.operationName } : {}), ...(payload.variables ? { variables: payload.variables } : {}), ...(payload.extensions ? { extensions: payload.extensions } : {}) },
+              context,
+              { only: OperationTypeNode.SUBSCRIPTION, refusal: ONLY_SUBSCRIPTIONS },
+            );
+            if (Array.isArray(checked)) return checked;
             const schema: GraphQLSchema | undefined = deps.apiSchema();
             if (!schema) return [new GraphQLError('The supergraph is not loaded yet', { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
-            const live = prepareLiveOperation(schema, payload, state.identity, {
-              maxDepth: config.MAX_DEPTH,
-              maxCost: config.MAX_COST,
-              maxTokens: config.MAX_TOKENS,
-            });
-            if (!('document' in live)) return config.production ? live.map(withoutSuggestions) : (live as GraphQLError[]);
-            // TRUSTED_DOCUMENTS=only holds for subscribe messages too (checked after validation, as over HTTP).
-            if (trusted && !trusted.has(createHash('sha256').update(payload.query).digest('hex'))) {
-              return [new GraphQLError('Only trusted documents are accepted (TRUSTED_DOCUMENTS=only): this operation is not in the manifest', { extensions: { code: 'FORBIDDEN' } })];
-            }
-            const { document, cost, ...op } = live;
-            // A subscribe is an operation like any other: it spends the caller's rate-limit budget.
-            if (chargeSubscribes) {
-              try {
-                await rateBudget.consume(`u:${state.identity.userId}`, Math.min(pointsFor(cost, config.RATE_LIMIT_COST_PER_POINT), config.RATE_LIMIT_POINTS));
-              } catch (err) {
-                if (!(err instanceof RateLimiterRes)) throw err;
-                const retryAfter = Math.max(1, Math.ceil(err.msBeforeNext / 1000));
-                return [new GraphQLError(`Rate limit exceeded: ${config.RATE_LIMIT_POINTS} points per ${config.RATE_LIMIT_WINDOW_SECONDS} s (RATE_LIMIT_POINTS); retry in ${retryAfter} s`, { extensions: { code: 'RATE_LIMITED', retryAfter } })];
-              }
-            }
+            const live = prepareLiveOperation(schema, checked, payload.variables, state.identity);
+            if (!('shareKey' in live)) return config.production ? live.map(withoutSuggestions) : (live as GraphQLError[]);
+            const op = live;
             // A resumed subscription: its `after` must name one of the subscriber's own entities (checked
             // by the owning subgraph; else BAD_USER_INPUT, and nothing is subscribed).
             let resumeFrom: Cursor | undefined;
@@ -230,7 +218,7 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
             const contextValue: LiveContext = { live: op, identity: state.identity, socket: ctx.extra.socket, id, ...(resumeFrom ? { resumeFrom } : {}) };
             const args: ExecutionArgs = {
               schema,
-              document,
+              document: checked.document,
               variableValues: payload.variables ?? {},
               operationName: payload.operationName ?? null,
               contextValue,

@@ -1,7 +1,9 @@
 /**
- * A subscribe message → a prepared live operation: parsed, validated against the supergraph's API
- * schema with the same limits as HTTP operations (graphql's rules + max depth + estimated cost),
- * and rewritten into the query that resolves one event's entity:
+ * A checked subscribe → a prepared live operation. The document has been through every client rule
+ * already (parse limit, API-schema validation, depth, aliases, directives, trusted documents, cost
+ * and rate limits: ../../pipeline.ts `checkOperation`, the same pipeline as HTTP); here it is only
+ * checked for what a live subscription needs (one root field the gateway serves live, declared
+ * variables) and rewritten into the query that resolves one event's entity:
  *
  *   subscription S($v: Int) { mine: notificationAdded { ...F title } }  fragment F on Notification { id }
  *   →  query S($__liveEntityId: ID!, $v: Int) { mine: notification(id: $__liveEntityId) { ...F title } }  fragment F …
@@ -12,21 +14,18 @@
 import { createHash } from 'node:crypto';
 import {
   getArgumentValues, getVariableValues,
-  GraphQLError, Kind, getOperationAST, parse, print, specifiedRules, validate,
+  GraphQLError, Kind, print, validate,
   type DefinitionNode, type DocumentNode, type FieldNode, type FragmentDefinitionNode, type GraphQLSchema,
-  type OperationDefinitionNode, type SelectionSetNode, type ValidationRule, type ValueNode,
+  type OperationDefinitionNode, type SelectionSetNode, type ValueNode,
 } from 'graphql';
 import type { Identity } from '@crm/runtime';
-import { estimateCost } from '../../cost';
+import type { Checked, InternalOperation } from '../../pipeline';
 import { liveField, type LiveField } from './topics';
 
 export const ENTITY_ID_VAR = '__liveEntityId';
 
-export interface SubscribePayload {
-  query: string;
-  operationName?: string | null;
-  variables?: Record<string, unknown> | null;
-}
+/** The refusal of a query or mutation sent over WebSocket. */
+export const ONLY_SUBSCRIPTIONS = 'Only subscriptions are served over WebSocket; send queries and mutations over HTTP';
 
 export interface LiveOperation {
   field: LiveField;
@@ -34,6 +33,8 @@ export interface LiveOperation {
   responseKey: string;
   /** The entity query, printed once. */
   query: string;
+  /** The entity query, parsed and hashed once: what the gateway executes per event (../../pipeline.ts InternalExecutor). */
+  entity?: InternalOperation;
   variables: Record<string, unknown>;
   /** Identical subscriptions (same document, coerced variables and identity) share this key and one resolution per event. */
   shareKey: string;
@@ -41,21 +42,14 @@ export interface LiveOperation {
   args?: Record<string, unknown>;
 }
 
-export interface Limits {
-  maxDepth: number;
-  maxCost: number;
-  maxTokens?: number;
-}
-
 const bad = (message: string, code = 'BAD_USER_INPUT') => [new GraphQLError(message, { extensions: { code } })];
 
 /** What a document yields once validated, whatever the variables and identity: cached per schema. */
 interface Compiled {
-  document: DocumentNode;
   operation: OperationDefinitionNode;
   field: LiveField;
   responseKey: string;
-  query: string;
+  entity: InternalOperation;
   /** The root field as written (its arguments are read per subscription, with its variables). */
   root: FieldNode;
   /** The variables the entity query declares (the client's, minus those only the root field's arguments used). */
@@ -67,24 +61,24 @@ const compiledCache = new WeakMap<GraphQLSchema, Map<string, Compiled | readonly
 
 export function prepareLiveOperation(
   schema: GraphQLSchema,
-  payload: SubscribePayload,
+  checked: Pick<Checked, 'document' | 'operation' | 'queryHash'>,
+  rawVariables: Record<string, unknown> | null | undefined,
   identity: Identity,
-  limits: Limits,
-): (LiveOperation & { document: DocumentNode; /** estimated cost, charged when subscribing */ cost: number }) | readonly GraphQLError[] {
+): LiveOperation | readonly GraphQLError[] {
   let cache = compiledCache.get(schema);
   if (!cache) compiledCache.set(schema, (cache = new Map()));
-  const cacheKey = JSON.stringify([payload.query, payload.operationName ?? null, limits.maxDepth, limits.maxTokens ?? null]);
+  const cacheKey = JSON.stringify([checked.queryHash, checked.operation.name?.value ?? null]);
   let compiled = cache.get(cacheKey);
   if (compiled) {
     cache.delete(cacheKey); // LRU: most recent last
   } else {
-    compiled = compile(schema, payload, limits);
+    compiled = compile(schema, checked.document, checked.operation);
   }
   cache.set(cacheKey, compiled);
   if (cache.size > COMPILED_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
-  if (!('document' in compiled)) return compiled;
+  if (!('entity' in compiled)) return compiled;
 
-  const variables = payload.variables ?? {};
+  const variables = rawVariables ?? {};
   // Only declared variables: junk ones would otherwise give each subscription its own share key
   // (and its own resolution per event).
   const definitions = compiled.operation.variableDefinitions ?? [];
@@ -93,10 +87,8 @@ export function prepareLiveOperation(
   if (undeclared.length > 0) return bad(`Variables not declared by the operation: ${undeclared.map((k) => `$${k}`).join(', ')}`);
   const coerced = getVariableValues(schema, definitions, variables);
   if (coerced.errors) return coerced.errors;
-  const cost = estimateCost(schema, compiled.document, compiled.operation, variables);
-  if (cost > limits.maxCost) return bad(`Operation cost ${cost} exceeds the limit of ${limits.maxCost} (MAX_COST)`);
   const shareKey = createHash('sha256')
-    .update(JSON.stringify([compiled.query, definitions.map((d) => coerced.coerced[d.variable.name.value] ?? null), identity.userId, identity.role, identity.email]))
+    .update(JSON.stringify([compiled.entity.query, definitions.map((d) => coerced.coerced[d.variable.name.value] ?? null), identity.userId, identity.role, identity.email]))
     .digest('base64url');
   const fieldDef = schema.getSubscriptionType()?.getFields()[compiled.field.field];
   let args: Record<string, unknown> = {};
@@ -108,22 +100,12 @@ export function prepareLiveOperation(
     }
   }
   const entityVariables = Object.fromEntries(compiled.entityVariables.filter((k) => k in variables).map((k) => [k, variables[k]]));
-  return { field: compiled.field, responseKey: compiled.responseKey, query: compiled.query, variables: entityVariables, shareKey, args, cost, document: compiled.document };
+  return { field: compiled.field, responseKey: compiled.responseKey, query: compiled.entity.query, entity: compiled.entity, variables: entityVariables, shareKey, args };
 }
 
-function compile(schema: GraphQLSchema, payload: SubscribePayload, limits: Limits): Compiled | readonly GraphQLError[] {
-  let document: DocumentNode;
-  try {
-    document = parse(payload.query, limits.maxTokens ? { maxTokens: limits.maxTokens } : {});
-  } catch (err) {
-    return [err instanceof GraphQLError ? err : new GraphQLError(String(err))];
-  }
-  const errors = validate(schema, document, [...specifiedRules, maxDepthRule(limits.maxDepth)]);
-  if (errors.length > 0) return errors;
-  const operation = getOperationAST(document, payload.operationName ?? undefined);
-  if (!operation) return bad('Unable to identify the operation (give operationName when the document has several)');
+function compile(schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode): Compiled | readonly GraphQLError[] {
   if (operation.operation !== 'subscription') {
-    return bad('Only subscriptions are served over WebSocket; send queries and mutations over HTTP');
+    return bad(ONLY_SUBSCRIPTIONS);
   }
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const def of document.definitions) if (def.kind === Kind.FRAGMENT_DEFINITION) fragments.set(def.name.value, def);
@@ -168,7 +150,9 @@ function compile(schema: GraphQLSchema, payload: SubscribePayload, limits: Limit
   const queryErrors = validate(schema, queryDocument);
   if (queryErrors.length > 0) return queryErrors;
   const entityVariables = (query.variableDefinitions ?? []).map((v) => v.variable.name.value).filter((n) => n !== ENTITY_ID_VAR);
-  return { document, operation, field, responseKey, query: print(queryDocument), root, entityVariables };
+  const printed = print(queryDocument);
+  const entity: InternalOperation = { document: queryDocument, query: printed, queryHash: createHash('sha256').update(printed).digest('hex'), ...(operation.name ? { operationName: operation.name.value } : {}) };
+  return { operation, field, responseKey, entity, root, entityVariables };
 }
 
 /** The names of the variables used anywhere in these nodes (field arguments, directives, nested values). */
@@ -229,41 +213,4 @@ function usedFragments(set: SelectionSetNode | undefined, fragments: Map<string,
   };
   walk(set);
   return used;
-}
-
-/**
- * Max depth (MAX_DEPTH, same number as HTTP's operation-limits feature): field nesting with
- * fragments expanded; the subscription root field counts as depth 1 like a query's root field.
- */
-export function maxDepthRule(max: number): ValidationRule {
-  return (context) => {
-    const fragments = new Map<string, FragmentDefinitionNode>();
-    return {
-      Document(node) {
-        for (const def of node.definitions) if (def.kind === Kind.FRAGMENT_DEFINITION) fragments.set(def.name.value, def);
-      },
-      OperationDefinition(node) {
-        const depthOf = (set: SelectionSetNode | undefined, stack: Set<string>): number => {
-          let deepest = 0;
-          for (const sel of set?.selections ?? []) {
-            if (sel.kind === Kind.FIELD) {
-              if (sel.name.value.startsWith('__')) continue;
-              deepest = Math.max(deepest, 1 + depthOf(sel.selectionSet, stack));
-            } else if (sel.kind === Kind.INLINE_FRAGMENT) {
-              deepest = Math.max(deepest, depthOf(sel.selectionSet, stack));
-            } else if (!stack.has(sel.name.value)) {
-              const next = new Set(stack).add(sel.name.value);
-              deepest = Math.max(deepest, depthOf(fragments.get(sel.name.value)?.selectionSet, next));
-            }
-            if (deepest > max) return deepest;
-          }
-          return deepest;
-        };
-        const depth = depthOf(node.selectionSet, new Set());
-        if (depth > max) {
-          context.reportError(new GraphQLError(`Query depth limit of ${max} exceeded, found ${depth}. (MAX_DEPTH)`, { extensions: { code: 'BAD_USER_INPUT', limit: 'MAX_DEPTH' } }));
-        }
-      },
-    };
-  };
 }
