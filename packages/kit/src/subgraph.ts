@@ -22,8 +22,8 @@ import { createLogger, type Logger } from './logger';
 import { createPeers, SYSTEM_IDENTITY, type Peers } from './peers';
 import type { EventBus } from './events/bus';
 import type { Envelope, EventData, EventType } from './events/catalogue';
-import { InboxRecordSchema } from './events/inbox';
-import { OutboxMessageSchema, stageEvent, type EventCause } from './events/outbox';
+import { InboxRecord } from './events/inbox';
+import { OutboxMessage, stageEvent, type EventCause } from './events/outbox';
 import { kitMigrations } from './kit-migration';
 import { startRelay, type Relay } from './events/relay';
 import { consumerGroup, startConsumer, type Consumer, type EventHandlers } from './events/consumer';
@@ -121,7 +121,7 @@ export function openSubgraphDatabase(def: Pick<SubgraphDefinition<unknown>, 'nam
   return openDatabase({
     subgraph: def.name,
     config,
-    entities: [OutboxMessageSchema, InboxRecordSchema, ...def.entities],
+    entities: [OutboxMessage, InboxRecord, ...def.entities],
     migrations: [...kitMigrations, ...def.migrations],
     logger,
     ...(url ? { url } : {}),

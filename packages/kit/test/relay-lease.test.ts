@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
-  createLogger, databaseUrlFor, dropDatabase, MemoryBus, openDatabase, OutboxMessageSchema, readConfig, stageEvent, startRelay,
+  createLogger, databaseUrlFor, dropDatabase, MemoryBus, openDatabase, OutboxMessage, readConfig, stageEvent, startRelay,
   type Database, type DeliveredMessage, type Relay,
 } from '@crm/kit';
 import { kitMigrations } from '../src/kit-migration';
@@ -21,7 +21,7 @@ const seen: { key: string; version: number; id: string }[] = [];
 beforeAll(async () => {
   const config = readConfig(process.env, { DATA_DIR: 'memory', DATABASE_PREFIX: `trl${Date.now() % 1e6}_`, LOG_LEVEL: 'silent' });
   dbUrl = databaseUrlFor(config, 'relaylease');
-  db = await openDatabase({ subgraph: 'relaylease', config, entities: [OutboxMessageSchema], migrations: kitMigrations, logger });
+  db = await openDatabase({ subgraph: 'relaylease', config, entities: [OutboxMessage], migrations: kitMigrations, logger });
   bus = new MemoryBus(logger);
   await bus.subscribe({
     groupId: 'reader',
