@@ -4,32 +4,26 @@
  * The table (customer_refs: id, name, assigned_rep_id, deleted, updated_at) is created by each
  * subgraph's own migration.
  */
-import { EntitySchema, type EntityManager } from '@mikro-orm/postgresql';
+import { p, type EntityManager, type InferEntity } from '@mikro-orm/postgresql';
+import { defineRow } from '@crm/database';
 import type { Envelope, EventData } from '@crm/events';
 import { roundsByKey, type BatchHandler } from '@crm/events';
 import { notFound } from '@crm/errors';
 import type { Identity } from '@crm/runtime';
 import type { Peers } from '@crm/runtime';
 
-export class CustomerRef {
-  id!: string;
-  name!: string;
-  assignedRepId: string | null = null;
-  deleted = false;
-  updatedAt: Date = new Date();
-}
-
-export const CustomerRefSchema = new EntitySchema<CustomerRef>({
-  class: CustomerRef,
+export const CustomerRef = defineRow({
+  name: 'CustomerRef',
   tableName: 'customer_refs',
   properties: {
-    id: { type: 'uuid', primary: true },
-    name: { type: 'text' },
-    assignedRepId: { type: 'uuid', nullable: true, fieldName: 'assigned_rep_id' },
-    deleted: { type: 'boolean' },
-    updatedAt: { type: 'datetime', fieldName: 'updated_at' },
+    id: p.uuid().primary(),
+    name: p.text(),
+    assignedRepId: p.uuid().nullable().fieldName('assigned_rep_id'),
+    deleted: p.boolean().default(false).onCreate(() => false),
+    updatedAt: p.datetime().fieldName('updated_at').defaultRaw('now()').onCreate(() => new Date()),
   },
 });
+export type CustomerRef = InferEntity<typeof CustomerRef>;
 
 export interface CustomerRefWrite {
   data: EventData<'customer.created'>;

@@ -7,7 +7,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createServer } from 'node:net';
-import { MikroORM, type EntitySchema, type Options } from '@mikro-orm/postgresql';
+import { defineEntity, MikroORM, type EntityMetadataWithProperties, type EntitySchema, type InferEntityFromProperties, type Options } from '@mikro-orm/postgresql';
 import { Migrator, type Migration } from '@mikro-orm/migrations';
 import { Client } from 'pg';
 import type { PlatformConfig } from '@crm/config';
@@ -46,6 +46,30 @@ export interface OpenDatabaseOptions {
   url?: string;
 }
 
+/** A nullable property is `T | null`: MikroORM's defineEntity infers `T | null | undefined`. */
+export type NullNotUndefined<T> = { [K in keyof T]: null extends T[K] ? Exclude<T[K], undefined> : T[K] };
+
+/**
+ * An entity declared once: MikroORM's `defineEntity` (columns, types, nullability and defaults in
+ * one place, the TypeScript type inferred from them) with one rule more: every nullable property
+ * without an `onCreate` of its own starts as null in a new entity (`em.create`, with
+ * processOnCreateHooksEarly above), so its type is `T | null`, never undefined. Declare with it:
+ *     export const Customer = defineRow({ name: 'Customer', tableName: 'customers', properties: { … } });
+ *     export type Customer = InferEntity<typeof Customer>;
+ * and create with `em.create(Customer, { … })` (there is no class to `new`).
+ */
+export function defineRow<TProperties extends Record<string, any>, const TPK extends (keyof TProperties)[] | undefined = undefined>(
+  meta: EntityMetadataWithProperties<TProperties, TPK> & { properties: TProperties },
+): EntitySchema<NullNotUndefined<InferEntityFromProperties<TProperties, TPK>>> {
+  const properties = Object.fromEntries(
+    Object.entries(meta.properties).map(([name, builder]) => {
+      const options = (builder as { '~options': { nullable?: boolean; onCreate?: unknown } })['~options'];
+      return [name, options.nullable && !options.onCreate ? builder.onCreate(() => null) : builder];
+    }),
+  );
+  return defineEntity({ ...meta, properties } as EntityMetadataWithProperties<Record<string, unknown>>) as never;
+}
+
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
   const { subgraph, config, logger } = options;
   const url = options.url ?? databaseUrlFor(config, subgraph);
@@ -74,6 +98,9 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     // cannot hold locks or a transaction open for ever.
     driverOptions: { connection: sessionTimeouts(config) },
     debug: false,
+    // em.create runs the properties' onCreate at once (defineRow): a new entity has its defaults
+    // before the flush, as field initializers of entity classes gave them.
+    processOnCreateHooksEarly: true,
     allowGlobalContext: false,
     discovery: { warnWhenNoEntities: false },
   };

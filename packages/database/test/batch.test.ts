@@ -1,22 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { EntitySchema } from '@mikro-orm/postgresql';
+import { p } from '@mikro-orm/postgresql';
 import { Migration } from '@mikro-orm/migrations';
 import { createLogger } from '@crm/telemetry';
 import { databaseUrlFor, readConfig } from '@crm/config';
-import { dropDatabase, openDatabase, pagesByParent, type Database } from '@crm/database';
+import { defineRow, dropDatabase, openDatabase, pagesByParent, type Database } from '@crm/database';
 
-class Note {
-  id!: string;
-  ownerId!: string;
-  createdAt!: Date;
-}
-const NoteSchema = new EntitySchema<Note>({
-  class: Note,
+const Note = defineRow({
+  name: 'Note',
   tableName: 'notes',
   properties: {
-    id: { type: 'uuid', primary: true },
-    ownerId: { type: 'uuid', fieldName: 'owner_id' },
-    createdAt: { type: 'datetime', fieldName: 'created_at' },
+    id: p.uuid().primary(),
+    ownerId: p.uuid().fieldName('owner_id'),
+    createdAt: p.datetime().fieldName('created_at'),
   },
 });
 class NotesMigration extends Migration {
@@ -31,11 +26,11 @@ const owners = [randomUUID(), randomUUID(), randomUUID()];
 beforeAll(async () => {
   const config = readConfig(process.env, { DATA_DIR: 'memory', DATABASE_PREFIX: `tb${Date.now() % 1e6}_`, LOG_LEVEL: 'silent' });
   dbUrl = databaseUrlFor(config, 'batchtest');
-  db = await openDatabase({ subgraph: 'batchtest', config, entities: [NoteSchema], migrations: [{ name: 'notes', class: NotesMigration }], logger: createLogger('t', 'silent') });
+  db = await openDatabase({ subgraph: 'batchtest', config, entities: [Note], migrations: [{ name: 'notes', class: NotesMigration }], logger: createLogger('t', 'silent') });
   const em = db.orm.em.fork();
   // owner 0: 5 notes, owner 1: 1 note, owner 2: none
-  for (let i = 0; i < 5; i++) em.persist(Object.assign(new Note(), { id: randomUUID(), ownerId: owners[0], createdAt: new Date(2026, 0, 1 + i) }));
-  em.persist(Object.assign(new Note(), { id: randomUUID(), ownerId: owners[1], createdAt: new Date(2026, 0, 1) }));
+  for (let i = 0; i < 5; i++) em.create(Note, { id: randomUUID(), ownerId: owners[0]!, createdAt: new Date(2026, 0, 1 + i) });
+  em.create(Note, { id: randomUUID(), ownerId: owners[1]!, createdAt: new Date(2026, 0, 1) });
   await em.flush();
 });
 afterAll(async () => {

@@ -202,7 +202,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
               logger,
               runtime,
               emit: (cause, type, aggregateId, data) => {
-                const row = outboxRow(name, type, aggregateId, data, { actorId: cause.actorId, correlationId: cause.correlationId, causationId: cause.id });
+                const row = outboxRow(em, name, type, aggregateId, data, { actorId: cause.actorId, correlationId: cause.correlationId, causationId: cause.id });
                 emitted.push(row);
                 return row.envelope;
               },

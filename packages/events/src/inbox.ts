@@ -2,20 +2,16 @@
  * The idempotent inbox: a consumer records each handled event id in the same transaction as the
  * effect. A redelivered id finds its row and the handler is skipped.
  */
-import { EntitySchema } from '@mikro-orm/postgresql';
+import { p, type InferEntity } from '@mikro-orm/postgresql';
+import { defineRow } from '@crm/database';
 
-export class InboxRecord {
-  consumer!: string;
-  eventId!: string;
-  handledAt: Date = new Date();
-}
-
-export const InboxRecordSchema = new EntitySchema<InboxRecord>({
-  class: InboxRecord,
+export const InboxRecord = defineRow({
+  name: 'InboxRecord',
   tableName: 'inbox',
   properties: {
-    consumer: { type: 'text', primary: true },
-    eventId: { type: 'uuid', primary: true, fieldName: 'event_id' },
-    handledAt: { type: 'datetime', fieldName: 'handled_at' },
+    consumer: p.text().primary(),
+    eventId: p.uuid().primary().fieldName('event_id'),
+    handledAt: p.datetime().fieldName('handled_at').defaultRaw('now()').onCreate(() => new Date()),
   },
 });
+export type InboxRecord = InferEntity<typeof InboxRecord>;

@@ -3,40 +3,29 @@
  * transaction) as the state change. The relay publishes rows later; a rollback leaves none.
  */
 import { randomUUID } from 'node:crypto';
-import { EntitySchema, type EntityManager } from '@mikro-orm/postgresql';
+import { p, type EntityManager, type InferEntity } from '@mikro-orm/postgresql';
+import { defineRow } from '@crm/database';
 import { outboxTraceparent } from './telemetry';
 import { ENVELOPE_VERSION, EVENTS, type Envelope, type EventData, type EventType } from './catalogue';
 
-export class OutboxMessage {
-  id!: string;
-  topic!: string;
-  key!: string;
-  type!: string;
-  envelope!: Envelope;
-  createdAt: Date = new Date();
-  sentAt: Date | null = null;
-  attempts = 0;
-  lastError: string | null = null;
-  /** W3C traceparent of the span that staged the event (the relay continues that trace). */
-  traceparent: string | null = null;
-}
-
-export const OutboxMessageSchema = new EntitySchema<OutboxMessage>({
-  class: OutboxMessage,
+export const OutboxMessage = defineRow({
+  name: 'OutboxMessage',
   tableName: 'outbox',
   properties: {
-    id: { type: 'uuid', primary: true },
-    topic: { type: 'text' },
-    key: { type: 'text' },
-    type: { type: 'text' },
-    envelope: { type: 'json' },
-    createdAt: { type: 'datetime', fieldName: 'created_at' },
-    sentAt: { type: 'datetime', nullable: true, fieldName: 'sent_at' },
-    attempts: { type: 'integer' },
-    lastError: { type: 'text', nullable: true, fieldName: 'last_error' },
-    traceparent: { type: 'text', nullable: true },
+    id: p.uuid().primary(),
+    topic: p.text(),
+    key: p.text(),
+    type: p.text(),
+    envelope: p.json<Envelope>(),
+    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
+    sentAt: p.datetime().nullable().fieldName('sent_at'),
+    attempts: p.integer().default(0).onCreate(() => 0),
+    lastError: p.text().nullable().fieldName('last_error'),
+    /** W3C traceparent of the span that staged the event (the relay continues that trace). */
+    traceparent: p.text().nullable(),
   },
 });
+export type OutboxMessage = InferEntity<typeof OutboxMessage>;
 
 /** Who caused an event, and in which saga: carried from request or consumed event to the next. */
 export interface EventCause {
@@ -69,15 +58,9 @@ export function buildEnvelope<T extends EventType>(
 }
 
 /** The outbox row of a new event (not yet written): `stageEvent` persists one, a batch handler's emits are inserted together. */
-export function outboxRow<T extends EventType>(source: string, type: T, aggregateId: string, data: EventData<T>, cause: EventCause): OutboxMessage & { envelope: Envelope<T> } {
+export function outboxRow<T extends EventType>(em: EntityManager, source: string, type: T, aggregateId: string, data: EventData<T>, cause: EventCause): OutboxMessage & { envelope: Envelope<T> } {
   const envelope = buildEnvelope(source, type, aggregateId, data, cause);
-  const row = new OutboxMessage();
-  row.id = envelope.id;
-  row.topic = EVENTS[type].topic;
-  row.key = aggregateId;
-  row.type = type;
-  row.envelope = envelope;
-  row.traceparent = outboxTraceparent();
+  const row = em.create(OutboxMessage, { id: envelope.id, topic: EVENTS[type].topic, key: aggregateId, type, envelope, traceparent: outboxTraceparent() }, { persist: false });
   return row as OutboxMessage & { envelope: Envelope<T> };
 }
 
@@ -90,7 +73,7 @@ export function stageEvent<T extends EventType>(
   data: EventData<T>,
   cause: EventCause,
 ): Envelope<T> {
-  const row = outboxRow(source, type, aggregateId, data, cause);
+  const row = outboxRow(em, source, type, aggregateId, data, cause);
   em.persist(row);
   return row.envelope;
 }

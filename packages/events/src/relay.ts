@@ -38,6 +38,9 @@ import { errorText } from './failures';
 import { OutboxMessage } from './outbox';
 import { retry } from '@crm/errors';
 
+
+/** A change set of an outbox row (entities declared with defineEntity have no class of their own to test with instanceof). */
+const isOutboxRow = (cs: { meta: { className: string } }): boolean => cs.meta.className === OutboxMessage.meta.className;
 const BATCH = 200;
 /** Advisory lock key the relays of one database take turns to claim with (a test holds it to keep rows unsent). */
 export const RELAY_LOCK = 727_001;
@@ -309,17 +312,18 @@ export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000
     // Refuse an event over the limit when it is written, with a clear error, instead of parking it later.
     onFlush: (args) => {
       for (const cs of args.uow.getChangeSets()) {
-        if (!(cs.entity instanceof OutboxMessage)) continue;
-        const size = envelopeBytes(cs.entity.envelope);
+        if (!isOutboxRow(cs)) continue;
+        const row = cs.entity as OutboxMessage;
+        const size = envelopeBytes(row.envelope);
         if (size > maxEventBytes) {
-          throw new GraphQLError(`The change is too large to publish: event ${cs.entity.type} would be ${size} bytes, over the ${maxEventBytes}-byte limit (EVENT_MAX_BYTES)`, {
-            extensions: { code: 'PAYLOAD_TOO_LARGE', eventType: cs.entity.type, bytes: size, limit: maxEventBytes },
+          throw new GraphQLError(`The change is too large to publish: event ${row.type} would be ${size} bytes, over the ${maxEventBytes}-byte limit (EVENT_MAX_BYTES)`, {
+            extensions: { code: 'PAYLOAD_TOO_LARGE', eventType: row.type, bytes: size, limit: maxEventBytes },
           });
         }
       }
     },
     afterFlush: (args) => {
-      if (args.uow.getChangeSets().some((cs) => cs.entity instanceof OutboxMessage)) wakeSoon();
+      if (args.uow.getChangeSets().some(isOutboxRow)) wakeSoon();
     },
     afterTransactionCommit: wakeSoon,
   });

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { createLogger } from '@crm/telemetry';
 import { databaseUrlFor, readConfig } from '@crm/config';
 import { dropDatabase, openDatabase, type Database } from '@crm/database';
-import { MemoryBus, OutboxMessageSchema, stageEvent, startRelay, type DeliveredMessage, type Relay } from '@crm/events';
+import { MemoryBus, OutboxMessage, stageEvent, startRelay, type DeliveredMessage, type Relay } from '@crm/events';
 import { kitMigrations } from '@crm/database';
 
 const logger = createLogger('relay-lease-test', 'silent');
@@ -21,7 +21,7 @@ const seen: { key: string; version: number; id: string }[] = [];
 beforeAll(async () => {
   const config = readConfig(process.env, { DATA_DIR: 'memory', DATABASE_PREFIX: `trl${Date.now() % 1e6}_`, LOG_LEVEL: 'silent' });
   dbUrl = databaseUrlFor(config, 'relaylease');
-  db = await openDatabase({ subgraph: 'relaylease', config, entities: [OutboxMessageSchema], migrations: kitMigrations, logger });
+  db = await openDatabase({ subgraph: 'relaylease', config, entities: [OutboxMessage], migrations: kitMigrations, logger });
   bus = new MemoryBus(logger);
   await bus.subscribe({
     groupId: 'reader',

@@ -22,8 +22,8 @@ import { createLogger, type Logger } from '@crm/telemetry';
 import { createPeers, SYSTEM_IDENTITY, type Peers } from './peers';
 import type { EventBus } from '@crm/events';
 import type { Envelope, EventData, EventType } from '@crm/events';
-import { InboxRecordSchema } from '@crm/events';
-import { OutboxMessageSchema, stageEvent, type EventCause } from '@crm/events';
+import { InboxRecord } from '@crm/events';
+import { OutboxMessage, stageEvent, type EventCause } from '@crm/events';
 import { kitMigrations } from '@crm/database';
 import { startRelay, type Relay } from '@crm/events';
 import { consumerGroup, startConsumer, type Consumer, type EventHandlers } from '@crm/events';
@@ -121,7 +121,7 @@ export function openSubgraphDatabase(def: Pick<SubgraphDefinition<unknown>, 'nam
   return openDatabase({
     subgraph: def.name,
     config,
-    entities: [OutboxMessageSchema, InboxRecordSchema, ...def.entities],
+    entities: [OutboxMessage, InboxRecord, ...def.entities],
     migrations: [...kitMigrations, ...def.migrations],
     logger,
     ...(url ? { url } : {}),

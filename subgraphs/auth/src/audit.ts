@@ -14,21 +14,21 @@ export interface AuditInput {
 
 /** Stages an audit entry in the caller's unit of work. */
 export function stageAudit(em: EntityManager, input: AuditInput): AuditEntry {
-  const entry = auditEntry(input);
+  const entry = auditEntry(em, input);
   em.persist(entry);
   return entry;
 }
 
 /** A new audit entry, not yet written (the event consumer inserts a batch's at once). */
-export function auditEntry(input: AuditInput): AuditEntry {
-  const entry = new AuditEntry();
-  entry.id = randomUUID();
-  entry.actorId = input.actorId;
-  entry.action = input.action;
-  entry.entityType = input.entityType;
-  entry.entityId = input.entityId ?? null;
-  entry.details = input.details ?? null;
-  entry.eventId = input.eventId ?? null;
-  if (input.at) entry.createdAt = input.at;
-  return entry;
+export function auditEntry(em: EntityManager, input: AuditInput): AuditEntry {
+  return em.create(AuditEntry, {
+    id: randomUUID(),
+    actorId: input.actorId,
+    action: input.action,
+    entityType: input.entityType,
+    entityId: input.entityId ?? null,
+    details: input.details ?? null,
+    eventId: input.eventId ?? null,
+    ...(input.at ? { createdAt: input.at } : {}),
+  }, { persist: false });
 }

@@ -29,14 +29,7 @@ export interface MailContent {
 
 /** Stages a mail on `em` (written by the caller's flush). `suppressed`: written, never sent. */
 export function stageMail(em: EntityManager, content: MailContent, status: Extract<MailStatus, 'pending' | 'suppressed'> = 'pending'): OutgoingMail {
-  const mail = new OutgoingMail();
-  mail.id = randomUUID();
-  mail.toAddress = content.to;
-  mail.subject = content.subject;
-  mail.textBody = content.text;
-  mail.status = status;
-  em.persist(mail);
-  return mail;
+  return em.create(OutgoingMail, { id: randomUUID(), toAddress: content.to, subject: content.subject, textBody: content.text, status });
 }
 
 export interface Mailer {

@@ -42,12 +42,12 @@ export async function stageResetRequest(em: EntityManager, email: string, config
   const found = await findByEmail(em, email);
   const user = found && found.active ? found : null;
   const token = randomBytes(32).toString('base64url');
-  const row = new PasswordResetToken();
-  row.id = randomUUID();
-  row.userId = user?.id ?? null;
-  row.tokenHash = tokenDigest(token);
-  row.expiresAt = new Date(Date.now() + config.PASSWORD_RESET_TTL_SECONDS * 1000);
-  em.persist(row);
+  em.create(PasswordResetToken, {
+    id: randomUUID(),
+    userId: user?.id ?? null,
+    tokenHash: tokenDigest(token),
+    expiresAt: new Date(Date.now() + config.PASSWORD_RESET_TTL_SECONDS * 1000),
+  });
   const to = user?.email ?? normalizeEmail(email);
   stageMail(em, { to, subject: 'Reset your CRM password', text: resetMailText(user, resetLink(config, token), config.PASSWORD_RESET_TTL_SECONDS) }, user ? 'pending' : 'suppressed');
   stageAudit(em, {

@@ -38,13 +38,13 @@ const digest = (token: string) => createHash('sha256').update(token).digest('hex
 /** Stages a new refresh token row on `em` (flushed by the caller) and returns its secret. */
 export function stageRefreshToken(em: EntityManager, user: User, config: PlatformConfig, familyId: string = randomUUID()): string {
   const secret = randomBytes(32).toString('base64url');
-  const row = new RefreshToken();
-  row.id = randomUUID();
-  row.userId = user.id;
-  row.familyId = familyId;
-  row.tokenHash = digest(secret);
-  row.expiresAt = new Date(Date.now() + config.REFRESH_TOKEN_TTL_SECONDS * 1000);
-  em.persist(row);
+  em.create(RefreshToken, {
+    id: randomUUID(),
+    userId: user.id,
+    familyId,
+    tokenHash: digest(secret),
+    expiresAt: new Date(Date.now() + config.REFRESH_TOKEN_TTL_SECONDS * 1000),
+  });
   return secret;
 }
 

@@ -25,16 +25,17 @@ export async function createUser(
   status: { approved: boolean; pendingApproval?: boolean } = { approved: false },
 ): Promise<User> {
   if (await findByEmail(em, input.email)) throw conflict('A user with this email already exists');
-  const user = new User();
-  user.id = randomUUID();
-  user.email = normalizeEmail(input.email);
-  user.name = input.name.trim();
-  user.role = input.role;
-  user.approved = status.approved;
-  user.pendingApproval = status.pendingApproval ?? false;
-  user.active = !user.pendingApproval;
-  user.passwordHash = await hashPassword(input.password);
-  em.persist(user);
+  const pendingApproval = status.pendingApproval ?? false;
+  const user = em.create(User, {
+    id: randomUUID(),
+    email: normalizeEmail(input.email),
+    name: input.name.trim(),
+    role: input.role,
+    approved: status.approved,
+    pendingApproval,
+    active: !pendingApproval,
+    passwordHash: await hashPassword(input.password),
+  });
   stageAudit(em, { actorId: actorId ?? user.id, action: 'user.created', entityType: 'User', entityId: user.id, details: { role: user.role, approved: user.approved, pendingApproval: user.pendingApproval } });
   stageEvent(em, 'auth', 'user.created', user.id, userEventData(user), { actorId: actorId ?? user.id });
   try {

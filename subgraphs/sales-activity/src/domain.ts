@@ -24,7 +24,8 @@ export const isOpen = (status: TaskStatus) => status === 'TODO' || status === 'I
 
 /** Moves `task` to `to` or throws CONFLICT; sets completedAt only on completion. */
 export function transition(task: Task, to: TaskStatus, now = new Date()): void {
-  if (!TRANSITIONS[task.status].includes(to)) {
+  const from: TaskStatus = task.status; // (its type is Opt<TaskStatus>, which cannot index a record)
+  if (!TRANSITIONS[from].includes(to)) {
     throw conflict(`A ${task.status} task cannot become ${to}`);
   }
   task.status = to;
@@ -59,23 +60,23 @@ export interface NewTask {
 
 /** Stages a new task in `em`'s unit of work. */
 export function newTask(em: EntityManager, data: NewTask): Task {
-  const task = taskOf(data);
+  const task = taskOf(em, data);
   em.persist(task);
   return task;
 }
 
 /** A new task, not yet written (a batch handler inserts several at once). */
-export function taskOf(data: NewTask): Task {
-  const task = new Task();
-  task.id = randomUUID();
-  task.title = data.title;
-  task.description = data.description ?? null;
-  task.priority = data.priority ?? 'MEDIUM';
-  task.dueAt = data.dueAt ?? null;
-  task.customerId = data.customerId ?? null;
-  task.assigneeId = data.assigneeId;
-  task.createdById = data.createdById;
-  return task;
+export function taskOf(em: EntityManager, data: NewTask): Task {
+  return em.create(Task, {
+    id: randomUUID(),
+    title: data.title,
+    description: data.description ?? null,
+    priority: data.priority ?? 'MEDIUM',
+    dueAt: data.dueAt ?? null,
+    customerId: data.customerId ?? null,
+    assigneeId: data.assigneeId,
+    createdById: data.createdById,
+  }, { persist: false });
 }
 
 export const DAY_MS = 86_400_000;

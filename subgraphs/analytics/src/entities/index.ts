@@ -1,13 +1,10 @@
 export * from './notification';
 export * from './saga';
 export * from './projections';
-import { NotificationSchema } from './notification';
-import { SagaSchema, SagaStepSchema } from './saga';
-import {
-  ApprovalFactSchema, CustomerFactSchema, EventMetricSchema, MeetingFactSchema, ReportVersionSchema, TaskFactSchema, UserRefSchema,
-} from './projections';
+import { Notification } from './notification';
+import { Saga, SagaStep } from './saga';
+import { ApprovalFact, CustomerFact, EventMetric, MeetingFact, ReportVersion, TaskFact, UserRef } from './projections';
 
 export const entities = [
-  NotificationSchema, SagaSchema, SagaStepSchema, UserRefSchema, CustomerFactSchema, MeetingFactSchema, TaskFactSchema,
-  ApprovalFactSchema, EventMetricSchema, ReportVersionSchema,
+  Notification, Saga, SagaStep, UserRef, CustomerFact, MeetingFact, TaskFact, ApprovalFact, EventMetric, ReportVersion,
 ];

@@ -1,4 +1,5 @@
-import { EntitySchema } from '@mikro-orm/postgresql';
+import { p, type InferEntity } from '@mikro-orm/postgresql';
+import { defineRow } from '@crm/database';
 
 export const NOTIFICATION_TYPES = [
   'APPROVAL_REQUESTED', 'APPROVAL_DECIDED', 'TASK_ASSIGNED', 'TASK_DUE_SOON', 'CUSTOMER_ASSIGNED', 'SYSTEM',
@@ -6,44 +7,28 @@ export const NOTIFICATION_TYPES = [
 export type NotificationType = (typeof NOTIFICATION_TYPES)[number];
 
 /** One notification for one recipient, created from one source event (unique per event and recipient). */
-export class Notification {
-  id!: string;
-  recipientId!: string;
-  type!: NotificationType;
-  title!: string;
-  body: string | null = null;
-  entityType: string | null = null;
-  entityId: string | null = null;
-  sourceEventId!: string;
-  readAt: Date | null = null;
-  /** Set when the recipient is deleted: hidden from every read. */
-  archivedAt: Date | null = null;
-  /** The customer it is about (its entity, or its task's / request's customer), when known. */
-  customerId: string | null = null;
-  /** The customer-deletion saga that archived it (its compensation restores it). */
-  archivedBySaga: string | null = null;
-  /** Set when its recipient deletes it (deleteNotification): hidden from every read; still a resume cursor of the live feed. */
-  deletedAt: Date | null = null;
-  createdAt: Date = new Date();
-}
-
-export const NotificationSchema = new EntitySchema<Notification>({
-  class: Notification,
+export const Notification = defineRow({
+  name: 'Notification',
   tableName: 'notifications',
   properties: {
-    id: { type: 'uuid', primary: true },
-    recipientId: { type: 'uuid', fieldName: 'recipient_id' },
-    type: { type: 'text' },
-    title: { type: 'text' },
-    body: { type: 'text', nullable: true },
-    entityType: { type: 'text', nullable: true, fieldName: 'entity_type' },
-    entityId: { type: 'text', nullable: true, fieldName: 'entity_id' },
-    sourceEventId: { type: 'uuid', fieldName: 'source_event_id' },
-    readAt: { type: 'datetime', nullable: true, fieldName: 'read_at' },
-    archivedAt: { type: 'datetime', nullable: true, fieldName: 'archived_at' },
-    customerId: { type: 'text', nullable: true, fieldName: 'customer_id' },
-    archivedBySaga: { type: 'uuid', nullable: true, fieldName: 'archived_by_saga' },
-    deletedAt: { type: 'datetime', nullable: true, fieldName: 'deleted_at' },
-    createdAt: { type: 'datetime', fieldName: 'created_at' },
+    id: p.uuid().primary(),
+    recipientId: p.uuid().fieldName('recipient_id'),
+    type: p.text().$type<NotificationType>(),
+    title: p.text(),
+    body: p.text().nullable(),
+    entityType: p.text().nullable().fieldName('entity_type'),
+    entityId: p.text().nullable().fieldName('entity_id'),
+    sourceEventId: p.uuid().fieldName('source_event_id'),
+    readAt: p.datetime().nullable().fieldName('read_at'),
+    /** Set when the recipient is deleted: hidden from every read. */
+    archivedAt: p.datetime().nullable().fieldName('archived_at'),
+    /** The customer it is about (its entity, or its task's / request's customer), when known. */
+    customerId: p.text().nullable().fieldName('customer_id'),
+    /** The customer-deletion saga that archived it (its compensation restores it). */
+    archivedBySaga: p.uuid().nullable().fieldName('archived_by_saga'),
+    /** Set when its recipient deletes it (deleteNotification): hidden from every read; still a resume cursor of the live feed. */
+    deletedAt: p.datetime().nullable().fieldName('deleted_at'),
+    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
   },
 });
+export type Notification = InferEntity<typeof Notification>;

@@ -2,131 +2,94 @@
  * Compact projections of other domains' events, the only input of the reports (analytics never
  * reads another subgraph's database). Written by the event handlers with idempotent upserts.
  */
-import { EntitySchema } from '@mikro-orm/postgresql';
+import { p, type InferEntity } from '@mikro-orm/postgresql';
+import { defineRow } from '@crm/database';
 
-export class UserRef {
-  id!: string;
-  name!: string;
-  role!: string;
-  active = true;
-  updatedAt: Date = new Date();
-}
-export const UserRefSchema = new EntitySchema<UserRef>({
-  class: UserRef,
+export const UserRef = defineRow({
+  name: 'UserRef',
   tableName: 'user_refs',
   properties: {
-    id: { type: 'text', primary: true },
-    name: { type: 'text' },
-    role: { type: 'text' },
-    active: { type: 'boolean' },
-    updatedAt: { type: 'datetime', fieldName: 'updated_at' },
+    id: p.text().primary(),
+    name: p.text(),
+    role: p.text(),
+    active: p.boolean().default(true).onCreate(() => true),
+    updatedAt: p.datetime().fieldName('updated_at').defaultRaw('now()').onCreate(() => new Date()),
   },
 });
+export type UserRef = InferEntity<typeof UserRef>;
 
-export class CustomerFact {
-  id!: string;
-  size: string | null = null;
-  investmentProfile: string | null = null;
-  assignedRepId: string | null = null;
-  deleted = false;
-  createdAt!: Date;
-}
-export const CustomerFactSchema = new EntitySchema<CustomerFact>({
-  class: CustomerFact,
+export const CustomerFact = defineRow({
+  name: 'CustomerFact',
   tableName: 'customer_facts',
   properties: {
-    id: { type: 'text', primary: true },
-    size: { type: 'text', nullable: true },
-    investmentProfile: { type: 'text', nullable: true, fieldName: 'investment_profile' },
-    assignedRepId: { type: 'text', nullable: true, fieldName: 'assigned_rep_id' },
-    deleted: { type: 'boolean' },
-    createdAt: { type: 'datetime', fieldName: 'created_at' },
+    id: p.text().primary(),
+    size: p.text().nullable(),
+    investmentProfile: p.text().nullable().fieldName('investment_profile'),
+    assignedRepId: p.text().nullable().fieldName('assigned_rep_id'),
+    deleted: p.boolean().default(false).onCreate(() => false),
+    createdAt: p.datetime().fieldName('created_at'),
   },
 });
+export type CustomerFact = InferEntity<typeof CustomerFact>;
 
-export class MeetingFact {
-  id!: string;
-  customerId: string | null = null;
-  repId: string | null = null;
-  startsAt!: Date;
-  createdAt!: Date;
-}
-export const MeetingFactSchema = new EntitySchema<MeetingFact>({
-  class: MeetingFact,
+export const MeetingFact = defineRow({
+  name: 'MeetingFact',
   tableName: 'meeting_facts',
   properties: {
-    id: { type: 'text', primary: true },
-    customerId: { type: 'text', nullable: true, fieldName: 'customer_id' },
-    repId: { type: 'text', nullable: true, fieldName: 'rep_id' },
-    startsAt: { type: 'datetime', fieldName: 'starts_at' },
-    createdAt: { type: 'datetime', fieldName: 'created_at' },
+    id: p.text().primary(),
+    customerId: p.text().nullable().fieldName('customer_id'),
+    repId: p.text().nullable().fieldName('rep_id'),
+    startsAt: p.datetime().fieldName('starts_at'),
+    createdAt: p.datetime().fieldName('created_at'),
   },
 });
+export type MeetingFact = InferEntity<typeof MeetingFact>;
 
-export class TaskFact {
-  id!: string;
-  assigneeId!: string;
-  status!: string;
-  createdAt!: Date;
-  completedAt: Date | null = null;
-}
-export const TaskFactSchema = new EntitySchema<TaskFact>({
-  class: TaskFact,
+export const TaskFact = defineRow({
+  name: 'TaskFact',
   tableName: 'task_facts',
   properties: {
-    id: { type: 'text', primary: true },
-    assigneeId: { type: 'text', fieldName: 'assignee_id' },
-    status: { type: 'text' },
-    createdAt: { type: 'datetime', fieldName: 'created_at' },
-    completedAt: { type: 'datetime', nullable: true, fieldName: 'completed_at' },
+    id: p.text().primary(),
+    assigneeId: p.text().fieldName('assignee_id'),
+    status: p.text(),
+    createdAt: p.datetime().fieldName('created_at'),
+    completedAt: p.datetime().nullable().fieldName('completed_at'),
   },
 });
+export type TaskFact = InferEntity<typeof TaskFact>;
 
-export class ApprovalFact {
-  id!: string;
-  requesterId: string | null = null;
-  status!: string;
-  amount: number | null = null;
-  requestedAt!: Date;
-  decidedAt: Date | null = null;
-}
-export const ApprovalFactSchema = new EntitySchema<ApprovalFact>({
-  class: ApprovalFact,
+export const ApprovalFact = defineRow({
+  name: 'ApprovalFact',
   tableName: 'approval_facts',
   properties: {
-    id: { type: 'text', primary: true },
-    requesterId: { type: 'text', nullable: true, fieldName: 'requester_id' },
-    status: { type: 'text' },
-    amount: { type: 'double', nullable: true },
-    requestedAt: { type: 'datetime', fieldName: 'requested_at' },
-    decidedAt: { type: 'datetime', nullable: true, fieldName: 'decided_at' },
+    id: p.text().primary(),
+    requesterId: p.text().nullable().fieldName('requester_id'),
+    status: p.text(),
+    amount: p.double().$type<number>().nullable(),
+    requestedAt: p.datetime().fieldName('requested_at'),
+    decidedAt: p.datetime().nullable().fieldName('decided_at'),
   },
 });
+export type ApprovalFact = InferEntity<typeof ApprovalFact>;
 
-export class EventMetric {
-  type!: string;
-  count!: number;
-  lastAt: Date | null = null;
-}
-export const EventMetricSchema = new EntitySchema<EventMetric>({
-  class: EventMetric,
+/** The column is bigint; the property an integer as before (`columnType` only shapes the schema). */
+export const EventMetric = defineRow({
+  name: 'EventMetric',
   tableName: 'event_metrics',
   properties: {
-    type: { type: 'text', primary: true },
-    count: { type: 'integer' },
-    lastAt: { type: 'datetime', nullable: true, fieldName: 'last_at' },
+    type: p.text().primary(),
+    count: p.integer().columnType('bigint').default(0),
+    lastAt: p.datetime().nullable().fieldName('last_at'),
   },
 });
+export type EventMetric = InferEntity<typeof EventMetric>;
 
-export class ReportVersion {
-  name!: string;
-  version!: number;
-}
-export const ReportVersionSchema = new EntitySchema<ReportVersion>({
-  class: ReportVersion,
+export const ReportVersion = defineRow({
+  name: 'ReportVersion',
   tableName: 'report_versions',
   properties: {
-    name: { type: 'text', primary: true },
-    version: { type: 'integer' },
+    name: p.text().primary(),
+    version: p.integer().columnType('bigint').default(0),
   },
 });
+export type ReportVersion = InferEntity<typeof ReportVersion>;

@@ -1,64 +1,42 @@
-import { EntitySchema } from '@mikro-orm/postgresql';
+import { p, type InferEntity } from '@mikro-orm/postgresql';
+import { defineRow } from '@crm/database';
 
 export type SagaStatus = 'RUNNING' | 'COMPLETED' | 'COMPENSATED' | 'FAILED' | 'TIMED_OUT';
 
 /** The read model of one saga, built from the *.saga_step events of every subgraph. */
-export class Saga {
-  id!: string;
-  type!: string;
-  subjectId!: string;
-  status: SagaStatus = 'RUNNING';
-  startedAt!: Date;
-  endedAt: Date | null = null;
-  expectedSteps: string[] | null = null;
-  /** customer-deletion: who asked for it (customer.deleted data.requestedBy). */
-  requestedBy: string | null = null;
-  /** The REFUSED step event still waiting for requestedBy before its SYSTEM notification. */
-  refusedEventId: string | null = null;
-  refusedDetail: string | null = null;
-  createdAt: Date = new Date();
-}
-
-export const SagaSchema = new EntitySchema<Saga>({
-  class: Saga,
+export const Saga = defineRow({
+  name: 'Saga',
   tableName: 'sagas',
   properties: {
-    id: { type: 'text', primary: true },
-    type: { type: 'text' },
-    subjectId: { type: 'text', fieldName: 'subject_id' },
-    status: { type: 'text' },
-    startedAt: { type: 'datetime', fieldName: 'started_at' },
-    endedAt: { type: 'datetime', nullable: true, fieldName: 'ended_at' },
-    expectedSteps: { type: 'json', nullable: true, fieldName: 'expected_steps' },
-    requestedBy: { type: 'text', nullable: true, fieldName: 'requested_by' },
-    refusedEventId: { type: 'uuid', nullable: true, fieldName: 'refused_event_id' },
-    refusedDetail: { type: 'text', nullable: true, fieldName: 'refused_detail' },
-    createdAt: { type: 'datetime', fieldName: 'created_at' },
+    id: p.text().primary(),
+    type: p.text(),
+    subjectId: p.text().fieldName('subject_id'),
+    status: p.text().$type<SagaStatus>().default('RUNNING').onCreate((): SagaStatus => 'RUNNING'),
+    startedAt: p.datetime().fieldName('started_at'),
+    endedAt: p.datetime().nullable().fieldName('ended_at'),
+    expectedSteps: p.json<string[]>().nullable().fieldName('expected_steps'),
+    /** customer-deletion: who asked for it (customer.deleted data.requestedBy). */
+    requestedBy: p.text().nullable().fieldName('requested_by'),
+    /** The REFUSED step event still waiting for requestedBy before its SYSTEM notification. */
+    refusedEventId: p.uuid().nullable().fieldName('refused_event_id'),
+    refusedDetail: p.text().nullable().fieldName('refused_detail'),
+    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
   },
 });
+export type Saga = InferEntity<typeof Saga>;
 
-export class SagaStep {
-  id!: string;
-  sagaId!: string;
-  name!: string;
-  status!: string;
-  at!: Date;
-  detail: string | null = null;
-  ends: string | null = null;
-  createdAt: Date = new Date();
-}
-
-export const SagaStepSchema = new EntitySchema<SagaStep>({
-  class: SagaStep,
+export const SagaStep = defineRow({
+  name: 'SagaStep',
   tableName: 'saga_steps',
   properties: {
-    id: { type: 'uuid', primary: true },
-    sagaId: { type: 'text', fieldName: 'saga_id' },
-    name: { type: 'text' },
-    status: { type: 'text' },
-    at: { type: 'datetime' },
-    detail: { type: 'text', nullable: true },
-    ends: { type: 'text', nullable: true },
-    createdAt: { type: 'datetime', fieldName: 'created_at' },
+    id: p.uuid().primary(),
+    sagaId: p.text().fieldName('saga_id'),
+    name: p.text(),
+    status: p.text(),
+    at: p.datetime(),
+    detail: p.text().nullable(),
+    ends: p.text().nullable(),
+    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
   },
 });
+export type SagaStep = InferEntity<typeof SagaStep>;

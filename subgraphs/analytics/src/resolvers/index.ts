@@ -174,13 +174,7 @@ export const resolvers = {
       if (!ctx.identity || !READERS.includes(ctx.identity.role)) return null;
       const saga = await ctx.loaders.saga.load(ref.id);
       if (saga) return saga;
-      const pending = new Saga();
-      pending.id = ref.id;
-      pending.type = 'unknown';
-      pending.subjectId = '';
-      pending.status = 'RUNNING';
-      pending.startedAt = new Date();
-      return pending;
+      return ctx.em.create(Saga, { id: ref.id, type: 'unknown', subjectId: '', status: 'RUNNING', startedAt: new Date() }, { persist: false });
     },
     steps: (saga: Saga, _: unknown, ctx: Ctx) => ctx.loaders.sagaSteps.load(saga.id),
     missingSteps: async (saga: Saga, _: unknown, ctx: Ctx) => {

@@ -1,37 +1,25 @@
-import { EntitySchema } from '@mikro-orm/postgresql';
+import { p, type InferEntity } from '@mikro-orm/postgresql';
+import { defineRow } from '@crm/database';
 import type { Role } from '@crm/runtime';
 
-export class User {
-  id!: string;
-  email!: string;
-  name!: string;
-  role!: Role;
-  active = true;
-  /** Approved by an ADMIN or MANAGER (may receive customers by automatic reassignment). */
-  approved = false;
-  /** Registered under REGISTRATION_POLICY=approval: inactive until an ADMIN approves. */
-  pendingApproval = false;
-  /** Access tokens with a lower `tv` claim are revoked. */
-  tokenVersion = 0;
-  passwordHash!: string;
-  createdAt: Date = new Date();
-  updatedAt: Date = new Date();
-}
-
-export const UserSchema = new EntitySchema<User>({
-  class: User,
+export const User = defineRow({
+  name: 'User',
   tableName: 'users',
   properties: {
-    id: { type: 'uuid', primary: true },
-    email: { type: 'text' },
-    name: { type: 'text' },
-    role: { type: 'text' },
-    active: { type: 'boolean' },
-    approved: { type: 'boolean' },
-    pendingApproval: { type: 'boolean', fieldName: 'pending_approval' },
-    tokenVersion: { type: 'integer', fieldName: 'token_version' },
-    passwordHash: { type: 'text', fieldName: 'password_hash', hidden: true, lazy: false },
-    createdAt: { type: 'datetime', fieldName: 'created_at' },
-    updatedAt: { type: 'datetime', fieldName: 'updated_at', onUpdate: () => new Date() },
+    id: p.uuid().primary(),
+    email: p.text(),
+    name: p.text(),
+    role: p.text().$type<Role>(),
+    active: p.boolean().default(true).onCreate(() => true),
+    /** Approved by an ADMIN or MANAGER (may receive customers by automatic reassignment). */
+    approved: p.boolean().default(false).onCreate(() => false),
+    /** Registered under REGISTRATION_POLICY=approval: inactive until an ADMIN approves. */
+    pendingApproval: p.boolean().fieldName('pending_approval').default(false).onCreate(() => false),
+    /** Access tokens with a lower `tv` claim are revoked. */
+    tokenVersion: p.integer().fieldName('token_version').default(0).onCreate(() => 0),
+    passwordHash: p.text().fieldName('password_hash').hidden(),
+    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
+    updatedAt: p.datetime().fieldName('updated_at').defaultRaw('now()').onCreate(() => new Date()).onUpdate(() => new Date()),
   },
 });
+export type User = InferEntity<typeof User>;

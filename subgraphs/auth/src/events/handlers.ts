@@ -25,7 +25,7 @@ const audit: BatchHandler<EventType> = {
     await em.insertMany(
       AuditEntry,
       events.map((event) =>
-        auditEntry({
+        auditEntry(em, {
           actorId: event.actorId,
           action: event.type,
           entityType: ENTITY_OF[event.type.split('.')[0] ?? ''] ?? 'Unknown',

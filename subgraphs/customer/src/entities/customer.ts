@@ -1,4 +1,5 @@
-import { EntitySchema } from '@mikro-orm/postgresql';
+import { p, type InferEntity } from '@mikro-orm/postgresql';
+import { defineRow } from '@crm/database';
 
 export const COMPANY_SIZES = ['SMALL', 'MEDIUM', 'LARGE', 'ENTERPRISE'] as const;
 export const INVESTMENT_PROFILES = ['CONSERVATIVE', 'MODERATE', 'AGGRESSIVE'] as const;
@@ -8,39 +9,24 @@ export type InvestmentProfile = (typeof INVESTMENT_PROFILES)[number];
 export type RiskTolerance = (typeof RISK_TOLERANCES)[number];
 
 /** A customer; soft-deleted rows (`deletedAt` set) are hidden from every read. */
-export class Customer {
-  id!: string;
-  name!: string;
-  email: string | null = null;
-  phone: string | null = null;
-  industry: string | null = null;
-  size: CompanySize | null = null;
-  investmentProfile: InvestmentProfile | null = null;
-  riskTolerance: RiskTolerance | null = null;
-  assignedRepId: string | null = null;
-  createdAt: Date = new Date();
-  updatedAt: Date = new Date();
-  deletedAt: Date | null = null;
-  /** The customer-deletion saga that soft-deleted it (compensation restores only that one). */
-  deletedBySaga: string | null = null;
-}
-
-export const CustomerSchema = new EntitySchema<Customer>({
-  class: Customer,
+export const Customer = defineRow({
+  name: 'Customer',
   tableName: 'customers',
   properties: {
-    id: { type: 'uuid', primary: true },
-    name: { type: 'text' },
-    email: { type: 'text', nullable: true },
-    phone: { type: 'text', nullable: true },
-    industry: { type: 'text', nullable: true },
-    size: { type: 'text', nullable: true },
-    investmentProfile: { type: 'text', nullable: true, fieldName: 'investment_profile' },
-    riskTolerance: { type: 'text', nullable: true, fieldName: 'risk_tolerance' },
-    assignedRepId: { type: 'uuid', nullable: true, fieldName: 'assigned_rep_id' },
-    createdAt: { type: 'datetime', fieldName: 'created_at' },
-    updatedAt: { type: 'datetime', fieldName: 'updated_at', onUpdate: () => new Date() },
-    deletedAt: { type: 'datetime', nullable: true, fieldName: 'deleted_at' },
-    deletedBySaga: { type: 'uuid', nullable: true, fieldName: 'deleted_by_saga' },
+    id: p.uuid().primary(),
+    name: p.text(),
+    email: p.text().nullable(),
+    phone: p.text().nullable(),
+    industry: p.text().nullable(),
+    size: p.text().$type<CompanySize>().nullable(),
+    investmentProfile: p.text().$type<InvestmentProfile>().nullable().fieldName('investment_profile'),
+    riskTolerance: p.text().$type<RiskTolerance>().nullable().fieldName('risk_tolerance'),
+    assignedRepId: p.uuid().nullable().fieldName('assigned_rep_id'),
+    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
+    updatedAt: p.datetime().fieldName('updated_at').defaultRaw('now()').onCreate(() => new Date()).onUpdate(() => new Date()),
+    deletedAt: p.datetime().nullable().fieldName('deleted_at'),
+    /** The customer-deletion saga that soft-deleted it (compensation restores only that one). */
+    deletedBySaga: p.uuid().nullable().fieldName('deleted_by_saga'),
   },
 });
+export type Customer = InferEntity<typeof Customer>;

@@ -1,5 +1,5 @@
 export * from './customer';
 export * from './rep';
-import { CustomerSchema } from './customer';
-import { RepSchema } from './rep';
-export const entities = [CustomerSchema, RepSchema];
+import { Customer } from './customer';
+import { Rep } from './rep';
+export const entities = [Customer, Rep];

@@ -1,30 +1,22 @@
-import { EntitySchema } from '@mikro-orm/postgresql';
+import { p, type InferEntity } from '@mikro-orm/postgresql';
+import { defineRow } from '@crm/database';
 
 /**
  * The local directory of sales reps, fed by user.* events from auth (no reads of auth's tables).
  * `active` is true only for active users whose role is SALES; `approved` when an ADMIN or MANAGER
  * approved the user (only approved reps receive customers by automatic reassignment).
  */
-export class Rep {
-  id!: string;
-  name!: string;
-  email!: string;
-  active = true;
-  approved = false;
-  createdAt: Date = new Date();
-  updatedAt: Date = new Date();
-}
-
-export const RepSchema = new EntitySchema<Rep>({
-  class: Rep,
+export const Rep = defineRow({
+  name: 'Rep',
   tableName: 'reps',
   properties: {
-    id: { type: 'uuid', primary: true },
-    name: { type: 'text' },
-    email: { type: 'text' },
-    active: { type: 'boolean' },
-    approved: { type: 'boolean' },
-    createdAt: { type: 'datetime', fieldName: 'created_at' },
-    updatedAt: { type: 'datetime', fieldName: 'updated_at', onUpdate: () => new Date() },
+    id: p.uuid().primary(),
+    name: p.text(),
+    email: p.text(),
+    active: p.boolean().default(true).onCreate(() => true),
+    approved: p.boolean().default(false).onCreate(() => false),
+    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
+    updatedAt: p.datetime().fieldName('updated_at').defaultRaw('now()').onCreate(() => new Date()).onUpdate(() => new Date()),
   },
 });
+export type Rep = InferEntity<typeof Rep>;

@@ -107,11 +107,7 @@ async function createCustomer(ctx: Ctx, me: Identity, input: CreateInput): Promi
     const rep = await ctx.em.findOne(Rep, { id: me.userId });
     if (!rep) {
       // The directory has not caught up with user.created yet: trust the gateway-signed identity.
-      const fresh = new Rep();
-      fresh.id = me.userId;
-      fresh.name = me.email;
-      fresh.email = me.email;
-      ctx.em.persist(fresh);
+      ctx.em.create(Rep, { id: me.userId, name: me.email, email: me.email });
     } else if (!rep.active && !(await requireActiveRep(ctx.em, ctx.peers, me.userId))) {
       throw forbidden('Your account is not an active sales rep');
     }
@@ -119,17 +115,17 @@ async function createCustomer(ctx: Ctx, me: Identity, input: CreateInput): Promi
     repId = input.assignedRepId ?? null;
     if (repId && !(isUuid(repId) && (await requireActiveRep(ctx.em, ctx.peers, repId)))) throw badInput('assignedRepId is not an active SALES rep', 'assignedRepId');
   }
-  const c = new Customer();
-  c.id = randomUUID();
-  c.name = input.name;
-  c.email = input.email ?? null;
-  c.phone = input.phone ?? null;
-  c.industry = input.industry ?? null;
-  c.size = input.size ?? null;
-  c.investmentProfile = input.investmentProfile ?? null;
-  c.riskTolerance = input.riskTolerance ?? null;
-  c.assignedRepId = repId;
-  ctx.em.persist(c);
+  const c = ctx.em.create(Customer, {
+    id: randomUUID(),
+    name: input.name,
+    email: input.email ?? null,
+    phone: input.phone ?? null,
+    industry: input.industry ?? null,
+    size: input.size ?? null,
+    investmentProfile: input.investmentProfile ?? null,
+    riskTolerance: input.riskTolerance ?? null,
+    assignedRepId: repId,
+  });
   ctx.emit('customer.created', c.id, customerEventData(c));
   await ctx.em.flush();
   return c;

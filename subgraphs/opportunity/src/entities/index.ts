@@ -1,5 +1,5 @@
 export * from './approval-request';
 export * from './customer-ref';
-import { ApprovalRequestSchema } from './approval-request';
-import { CustomerRefSchema } from './customer-ref';
-export const entities = [ApprovalRequestSchema, CustomerRefSchema];
+import { ApprovalRequest } from './approval-request';
+import { CustomerRef } from './customer-ref';
+export const entities = [ApprovalRequest, CustomerRef];

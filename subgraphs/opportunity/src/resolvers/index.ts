@@ -149,14 +149,14 @@ export const resolvers: Resolvers = {
       const me = requireWriter(ctx.identity);
       const input = parseInput(requestApprovalInput, args.input);
       const customer = await requireCustomerRef(ctx.em, ctx.peers, me, input.customerId);
-      const req = new ApprovalRequest();
-      req.id = randomUUID();
-      req.customerId = customer.id;
-      req.requesterId = me.userId;
-      req.title = input.title;
-      req.description = input.description;
-      req.amount = input.amount;
-      ctx.em.persist(req);
+      const req = ctx.em.create(ApprovalRequest, {
+        id: randomUUID(),
+        customerId: customer.id,
+        requesterId: me.userId,
+        title: input.title,
+        description: input.description,
+        amount: input.amount,
+      });
       ctx.emit('approval.requested', req.id, approvalData(req));
       await ctx.em.flush();
       return req;

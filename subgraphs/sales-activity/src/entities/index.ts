@@ -1,7 +1,7 @@
 export * from './task';
 export * from './meeting';
 export * from './customer-ref';
-import { TaskSchema } from './task';
-import { MeetingSchema } from './meeting';
-import { CustomerRefSchema } from './customer-ref';
-export const entities = [TaskSchema, MeetingSchema, CustomerRefSchema];
+import { Task } from './task';
+import { Meeting } from './meeting';
+import { CustomerRef } from './customer-ref';
+export const entities = [Task, Meeting, CustomerRef];

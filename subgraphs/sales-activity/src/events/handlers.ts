@@ -22,7 +22,7 @@ const customerCopies: BatchHandler<'customer.created' | 'customer.updated' | 'cu
     for (const event of events) {
       const repId = event.type === 'customer.created' ? event.data.assignedRepId : null;
       if (!repId) continue;
-      const task = taskOf({
+      const task = taskOf(em, {
         title: `First contact: ${event.data.name}`,
         priority: 'HIGH',
         dueAt: plusDays(event.occurredAt, 2),

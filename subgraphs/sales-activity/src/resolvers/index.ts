@@ -184,14 +184,14 @@ export const resolvers: Resolvers = {
       const me = requireWriter(ctx.identity);
       const input = parseInput(recordMeetingInput, args.input);
       await requireCustomerRef(ctx.em, ctx.peers, me, input.customerId);
-      const meeting = new Meeting();
-      meeting.id = randomUUID();
-      meeting.customerId = input.customerId;
-      meeting.repId = me.userId;
-      meeting.startsAt = input.startsAt;
-      meeting.summary = input.summary;
-      meeting.nextAction = input.nextAction || null;
-      ctx.em.persist(meeting);
+      const meeting = ctx.em.create(Meeting, {
+        id: randomUUID(),
+        customerId: input.customerId,
+        repId: me.userId,
+        startsAt: input.startsAt,
+        summary: input.summary,
+        nextAction: input.nextAction || null,
+      });
       ctx.emit('meeting.created', meeting.id, meetingEventData(meeting));
       await ctx.em.flush();
       return meeting;
