@@ -133,7 +133,6 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
     while (Date.now() < until) {
       if (stopping || !control.active()) throw new Stopped('consumer stopping');
       await new Promise((r) => setTimeout(r, Math.min(1000, until - Date.now())));
-      await control.heartbeat(); // stay in the group while we wait
     }
   };
 

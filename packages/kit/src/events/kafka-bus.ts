@@ -15,6 +15,7 @@ import type { Logger } from '../logger';
 import type { BatchControl, BusMessage, DeliveredMessage, EventBus, SubscribeOptions, Subscription } from './bus';
 import { onlyOwnReplays } from './bus';
 import { dlqOf } from './catalogue';
+import { hasBrokerError, isUnreachable } from './failures';
 import { KafkaAdmin } from './kafka-admin';
 import { retry } from '../retry';
 
@@ -30,7 +31,7 @@ export function kafkaOptionsFrom(config: PlatformConfig, clientId: string): Base
   return {
     clientId: config.KAFKA_CLIENT_ID ?? clientId,
     bootstrapBrokers: config.KAFKA_BROKERS,
-    // TLS with Node's defaults (system CAs, host name checked), as kafkajs' `ssl: true` did
+    // TLS with Node's defaults (system CAs, host name checked)
     ...(config.KAFKA_SSL ? { tls: {} } : {}),
     ...(sasl ? { sasl } : {}),
     connectTimeout: 5000,
@@ -72,24 +73,6 @@ class NotCurrent extends Error {}
 /** Leaves the group and closes without waiting for streams to drain. */
 const closeNow = (c: Consumer) => (c as unknown as { close(force: boolean): Promise<void> }).close(true);
 
-/** Whether the broker answered with the protocol error `apiId` (e.g. OFFSET_OUT_OF_RANGE) anywhere in `err`. */
-function hasApiError(err: unknown, apiId: string, depth = 0): boolean {
-  if (!err || typeof err !== 'object' || depth > 6) return false;
-  const e = err as { apiId?: unknown; cause?: unknown; errors?: unknown };
-  if (e.apiId === apiId) return true;
-  if (Array.isArray(e.errors) && e.errors.some((x) => hasApiError(x, apiId, depth + 1))) return true;
-  return hasApiError(e.cause, apiId, depth + 1);
-}
-
-/** A broker that cannot be reached at all (as opposed to one that answers with an error). */
-export function isUnreachable(err: unknown, depth = 0): boolean {
-  if (!err || typeof err !== 'object' || depth > 5) return false;
-  const e = err as { code?: unknown; cause?: unknown; errors?: unknown };
-  if (e.code === 'PLT_KFK_NETWORK' || e.code === 'PLT_KFK_TIMEOUT' || e.code === 'ECONNREFUSED' || e.code === 'ETIMEDOUT' || e.code === 'EHOSTUNREACH' || e.code === 'ENOTFOUND') return true;
-  if (Array.isArray(e.errors) && e.errors.some((x) => isUnreachable(x, depth + 1))) return true;
-  return isUnreachable(e.cause, depth + 1);
-}
-
 export class KafkaBus implements EventBus {
   readonly kind = 'kafka' as const;
   private readonly options: BaseOptions;
@@ -116,8 +99,8 @@ export class KafkaBus implements EventBus {
       ...this.options,
       idempotent: true,
       acks: -1,
-      // Java's partitioner: toPositive(murmur2(key)) % partitions, as kafkajs' default did (the
-      // client's own default takes murmur2 >>> 0, which puts some keys on other partitions).
+      // Java's partitioner: toPositive(murmur2(key)) % partitions, so a key lands where the Java
+      // client puts it (the client's own default takes murmur2 >>> 0, which puts some keys on other partitions).
       partitioner: compatibilityPartitioner,
       serializers: stringSerializers,
       autocreateTopics: false,
@@ -134,7 +117,7 @@ export class KafkaBus implements EventBus {
   }
 
   /**
-   * One send at a time (kafkajs: maxInFlightRequests 1). The client's idempotent producer advances
+   * One send at a time (one request in flight). The client's idempotent producer advances
    * a partition's sequence number only when a send's answer arrives, so two sends at once to one
    * partition carry the same sequence and the broker drops the second as a duplicate, silently.
    */
@@ -231,7 +214,7 @@ export class KafkaBus implements EventBus {
       let queued = 0;
       const limit = Math.max(size * 2, 1000);
       const current = () => !stopped && !this.closed && epoch === mine;
-      const control: BatchControl = { heartbeat: async () => undefined, active: current };
+      const control: BatchControl = { active: current };
 
       const work = async (key: string) => {
         const queue = queues.get(key)!;
@@ -287,7 +270,7 @@ export class KafkaBus implements EventBus {
       });
       stream.on('error', (err) => {
         if (epoch !== mine || stopped || this.closed) return;
-        if (hasApiError(err, 'OFFSET_OUT_OF_RANGE')) {
+        if (hasBrokerError(err, 'OFFSET_OUT_OF_RANGE')) {
           // The committed offset is gone (retention deleted it) or past the end: rather than fail
           // the same fetch for ever, move it by the group's offset-reset policy, then read on.
           epoch += 1;

@@ -34,7 +34,7 @@ import type { Logger } from '../logger';
 import { tracePublish } from '../telemetry/events';
 import { outboxLeaseTakeovers } from '../telemetry/metrics';
 import type { EventBus } from './bus';
-import { errorText } from './failures';
+import { errorText, isUnpublishable } from './failures';
 import { OutboxMessage } from './outbox';
 import { retry } from '../retry';
 
@@ -91,17 +91,6 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T> {
 }
 
 export const envelopeBytes = (envelope: unknown) => Buffer.byteLength(typeof envelope === 'string' ? envelope : JSON.stringify(envelope));
-
-/** Broker answers that retrying the same message can never fix. */
-const UNPUBLISHABLE = /MESSAGE_TOO_LARGE|RECORD_LIST_TOO_LARGE|INVALID_RECORD|CORRUPT_MESSAGE|INVALID_TOPIC_EXCEPTION|too large/i;
-function unpublishable(err: unknown, depth = 0): boolean {
-  if (!err || typeof err !== 'object' || depth > 5) return false;
-  const e = err as { apiId?: unknown; message?: unknown; cause?: unknown; errors?: unknown };
-  if (typeof e.apiId === 'string' && UNPUBLISHABLE.test(e.apiId)) return true;
-  if (typeof e.message === 'string' && UNPUBLISHABLE.test(e.message)) return true;
-  if (Array.isArray(e.errors) && e.errors.some((x) => unpublishable(x, depth + 1))) return true; // the client's MultipleErrors
-  return unpublishable(e.cause, depth + 1);
-}
 
 export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000, leaseMs = 10_000, sendTimeoutMs = 5000 }: RelayOptions): Relay {
   if (sendTimeoutMs >= leaseMs) throw new Error(`OUTBOX_SEND_TIMEOUT_MS (${sendTimeoutMs}) must be below OUTBOX_LEASE_MS (${leaseMs})`);
@@ -239,14 +228,14 @@ export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000
       await em
         .execute(`UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id IN (${placeholders(ids.length)})`, [errorText(err).slice(0, 2000), ...ids])
         .catch(() => undefined); // the database may be what failed
-      if (!unpublishable(err)) throw err;
+      if (!isUnpublishable(err)) throw err;
       // The broker refuses something in this batch for good: publish one by one, park what fails.
       for (const r of batch) {
         try {
           await sendInTime([r]);
           await markSent([r.id]);
         } catch (one) {
-          if (!unpublishable(one)) throw one;
+          if (!isUnpublishable(one)) throw one;
           await park(em, [{ row: r, reason: errorText(one) }]);
         }
       }
