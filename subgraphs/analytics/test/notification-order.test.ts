@@ -5,7 +5,7 @@
  * refusing an `after` that is not theirs. Real Postgres in CI.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/testing';
 import { analyticsSubgraph } from '../src';
 import { notifyAll } from '../src/notify';
 import { code, eventually, newUsers, randomUUID, sql } from './helpers';
