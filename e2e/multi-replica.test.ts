@@ -154,7 +154,9 @@ describeReal('many replicas on one Kafka', () => {
     console.log(`multi-replica figures: ${JSON.stringify(figures)}\nlogs: ${logDir}`);
     await Promise.all(ws.map((c) => c.dispose()));
     for (const p of processes) p.kill('SIGTERM');
-    await Promise.race([Promise.all(processes.map((p) => p.exited)), new Promise((r) => setTimeout(r, 20_000))]);
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(processes.map((p) => p.exited)), new Promise((r) => (grace = setTimeout(r, 20_000)))]);
+    clearTimeout(grace);
     for (const p of processes) p.kill('SIGKILL');
     await Promise.all(balancers.map((b) => b.close()));
     await Promise.all(Object.values(pg).map((c) => c.end()));

@@ -77,7 +77,9 @@ export async function readDeadLetters(bus: LogBus, namespace: string, only?: str
         if (seen.length >= expected) done();
       },
     });
-    await Promise.race([all, new Promise((r) => setTimeout(r, 60_000))]);
+    // at most 60 s for what was counted; the timer is cleared either way (it would hold the process open for the rest)
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, 60_000)))]).finally(() => clearTimeout(timer));
     await sub.stop();
     return seen.map((m) => {
       let eventType: string | null = null;

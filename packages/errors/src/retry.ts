@@ -4,8 +4,8 @@
  *
  * Why our own and not p-retry: p-retry 7+ is ESM-only (and its newest needs Node 22); this repo
  * runs CommonJS (tsx / swc) on Node 20. The helper is small, and it has the one hook the consumer
- * needs that the libraries lack: its own `wait` (a consumer keeps heartbeating the broker while
- * it pauses, and the relay's pause can be cut short by a new commit).
+ * needs that the libraries lack: its own `wait` (a consumer's pause ends when its partition is taken
+ * away, and the relay's pause can be cut short by a new commit).
  */
 
 export interface BackoffOptions {

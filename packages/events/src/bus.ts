@@ -44,9 +44,12 @@ export interface SubscribeOptions {
   partitionsConcurrently?: number;
 }
 
-/** What a batch handler may do while it works (a long retry keeps the group membership alive). */
+/**
+ * What a batch handler may ask while it works. (No heartbeat: every bus keeps its group membership
+ * alive by itself while a handler works or waits — the Kafka client on its own timer, the event
+ * log's member loop — so a long retry never loses the partition for want of one.)
+ */
 export interface BatchControl {
-  heartbeat(): Promise<void>;
   /** False once the subscription is stopping or the partition was taken away: give up the batch. */
   active(): boolean;
 }

@@ -18,7 +18,7 @@ import type { PlatformConfig } from '@crm/config';
 import { inBackground } from '@crm/database';
 import type { Logger } from '@crm/telemetry';
 import type { EventRuntime } from './event-runtime';
-import { REPLAYS_HEADER, type BatchControl, type DeliveredMessage, type EventBus, type Subscription } from './bus';
+import { REPLAYS_HEADER, type BatchControl, type BusMessage, type DeliveredMessage, type EventBus, type Subscription } from './bus';
 import { EVENTS, InvalidEventError, UnknownEventTypeError, dlqOf, misrouted, parseEnvelope, type Envelope, type EventData, type EventType } from './catalogue';
 import { errorText, isTransient } from './failures';
 import { OutboxMessage, outboxRow, stageEvent } from './outbox';
@@ -119,226 +119,281 @@ class Stopped extends Error {
   override readonly name = 'Stopped';
 }
 
+/** One delivered message and its parsed event. */
+type Item = { message: DeliveredMessage; event: Envelope };
+
+/** What the steps of one consumer share: its options resolved, its counters and whether it is stopping. */
+interface ConsumerRun {
+  name: string;
+  orm: MikroORM;
+  bus: EventBus;
+  logger: Logger;
+  handlers: EventHandlers;
+  runtime: EventRuntime;
+  maxAttempts: number;
+  baseDelay: number;
+  maxDelay: number;
+  health: ConsumerHealth;
+  stopping: boolean;
+}
+
 export async function startConsumer(options: ConsumerOptions): Promise<Consumer> {
   const { name, orm, bus, logger, handlers, runtime } = options;
-  const maxAttempts = options.maxAttempts ?? 5;
-  const baseDelay = options.baseDelayMs ?? 100;
-  const maxDelay = options.maxDelayMs ?? 10_000;
+  const run: ConsumerRun = {
+    name, orm, bus, logger, handlers, runtime,
+    maxAttempts: options.maxAttempts ?? 5,
+    baseDelay: options.baseDelayMs ?? 100,
+    maxDelay: options.maxDelayMs ?? 10_000,
+    health: { stalled: null, handled: 0, duplicates: 0, ignored: 0, deadLettered: 0 },
+    stopping: false,
+  };
   const topics = [...new Set(Object.keys(handlers).map((t) => EVENTS[t as EventType].topic))];
-  const health: ConsumerHealth = { stalled: null, handled: 0, duplicates: 0, ignored: 0, deadLettered: 0 };
-  let stopping = false;
-
-  const pause = async (ms: number, control: BatchControl) => {
-    const until = Date.now() + ms;
-    while (Date.now() < until) {
-      if (stopping || !control.active()) throw new Stopped('consumer stopping');
-      await new Promise((r) => setTimeout(r, Math.min(1000, until - Date.now())));
-      await control.heartbeat(); // stay in the group while we wait
-    }
-  };
-
-  /** Runs `fn` until it succeeds or fails permanently; infrastructure failures wait and retry. */
-  const untilAvailable = async <T>(what: string, fn: () => Promise<T>, control: BatchControl): Promise<T> => {
-    const result = await retry(fn, {
-      baseDelayMs: baseDelay,
-      maxDelayMs: maxDelay,
-      shouldRetry: (err) => isTransient(err),
-      wait: (ms) => pause(ms, control),
-      onRetry: ({ error, attempt, delayMs }) => {
-        health.stalled = { since: health.stalled?.since ?? new Date().toISOString(), error: errorText(error), retries: attempt };
-        logger.warn({ consumer: name, what, err: errorText(error), retry: attempt, retryInMs: delayMs }, 'infrastructure failure; holding the partition and retrying');
-      },
-    });
-    if (health.stalled) {
-      logger.info({ consumer: name, retries: health.stalled.retries, since: health.stalled.since }, 'consumer recovered');
-      health.stalled = null;
-    }
-    return result;
-  };
-
-  /** One transaction: inbox rows for all, then each new event's handler in order. */
-  const applyAll = (items: { message: DeliveredMessage; event: Envelope }[], applied = new Set<string>()) =>
-    orm.em.fork().transactional(async (em) => {
-      applied.clear();
-      const ids = [...new Set(items.map((w) => w.event.id))];
-      const inserted = await em.execute<{ event_id: string }[]>(
-        `INSERT INTO inbox (consumer, event_id) VALUES ${ids.map(() => '(?, ?)').join(', ')} ON CONFLICT DO NOTHING RETURNING event_id`,
-        ids.flatMap((id) => [name, id]),
-      );
-      const fresh = new Set(inserted.map((r) => r.event_id));
-      const atCommit = new Map<string, (em: EntityManager) => Promise<void>>();
-      const beforeCommit = (key: string, fn: (em: EntityManager) => Promise<void>) => void (atCommit.has(key) || atCommit.set(key, fn));
-      let handled = 0;
-      for (let i = 0; i < items.length; ) {
-        const { message, event } = items[i++]!;
-        if (!fresh.delete(event.id)) continue; // seen before (or twice in this batch)
-        const handler = handlers[event.type] as EventHandler<EventType>;
-        const started = performance.now();
-        const run = [{ message, event }];
-        if (typeof handler === 'function') {
-          // each event in its own CONSUMER span, continuing the producer's trace (telemetry)
-          await traceConsume(consumerGroup(name), message, async () => {
-            noteCorrelation(event.correlationId);
-            await handler({
-              event,
-              em,
-              logger,
-              runtime,
-              emit: (type, aggregateId, data) =>
-                stageEvent(em, name, type, aggregateId, data, { actorId: event.actorId, correlationId: event.correlationId, causationId: event.id }),
-              beforeCommit,
-            });
-            // (a batch that rolls back and is re-applied one at a time counts its events again)
-            eventOutcome(consumerGroup(name), message.topic, event.type, 'handled', started);
-          });
-        } else {
-          // the following new events with the same batch handler join the run
-          for (; i < items.length && handlers[items[i]!.event.type] === handler; i++) if (fresh.delete(items[i]!.event.id)) run.push(items[i]!);
-          const emitted: OutboxMessage[] = [];
-          await traceConsume(consumerGroup(name), run.map((w) => w.message), async () => {
-            if (run.length === 1) noteCorrelation(event.correlationId);
-            await handler.applyBatch(run.map((w) => w.event), {
-              em,
-              logger,
-              runtime,
-              emit: (cause, type, aggregateId, data) => {
-                const row = outboxRow(em, name, type, aggregateId, data, { actorId: cause.actorId, correlationId: cause.correlationId, causationId: cause.id });
-                emitted.push(row);
-                return row.envelope;
-              },
-              beforeCommit,
-            });
-            for (const w of run) eventOutcome(consumerGroup(name), w.message.topic, w.event.type, 'handled', started);
-          });
-          if (emitted.length > 0) await em.insertMany(OutboxMessage, emitted);
-        }
-        // Flush each event's (or run's) writes before the next handler reads (raw SQL does not
-        // auto-flush), and forget its entities: the next flush looks at the next event's only.
-        await em.flush();
-        em.clear();
-        for (const w of run) applied.add(w.event.id);
-        handled += run.length;
-      }
-      for (const key of [...atCommit.keys()].sort()) await atCommit.get(key)!(em);
-      return handled;
-    });
-
-  const deadLetter = async (message: DeliveredMessage, error: string, control: BatchControl) => {
-    logger.error({ consumer: name, topic: message.topic, partition: message.partition, offset: message.offset, error }, 'event dead-lettered');
-    eventDeadLettered(consumerGroup(name), message.topic);
-    await untilAvailable(
-      'dead-letter',
-      () =>
-        bus.publish([
-          {
-            topic: dlqOf(message.topic),
-            key: message.key ?? '',
-            value: message.value?.toString() ?? '',
-            headers: {
-              'x-error': error.slice(0, 2000),
-              'x-origin-topic': message.topic,
-              'x-origin-partition': String(message.partition),
-              'x-origin-offset': message.offset,
-              'x-consumer': name,
-              // the group a replay goes back to (and only to), and how many replays it already had
-              'x-group': consumerGroup(name),
-              [REPLAYS_HEADER]: message.headers[REPLAYS_HEADER] ?? '0',
-              'x-dead-lettered-at': new Date().toISOString(),
-              ...(message.headers.traceparent ? { traceparent: message.headers.traceparent } : {}),
-            },
-          },
-        ]),
-      control,
-    );
-    health.deadLettered += 1;
-  };
-
-  /** The slow path: one event in its own transaction, permanent failures dead-lettered after maxAttempts. */
-  const applyOne = async (message: DeliveredMessage, event: Envelope, control: BatchControl) => {
-    const started = performance.now();
-    let attempts = 0;
-    try {
-      const n = await retry(
-        (attempt) => {
-          attempts = attempt;
-          return untilAvailable(event.type, () => applyAll([{ message, event }]), control);
-        },
-        {
-          retries: maxAttempts - 1,
-          baseDelayMs: baseDelay,
-          maxDelayMs: maxDelay,
-          shouldRetry: (err) => !(err instanceof Stopped),
-          wait: (ms) => pause(ms, control),
-          onRetry: ({ error, attempt }) => {
-            eventRetried(consumerGroup(name), event.type);
-            logger.warn({ consumer: name, type: event.type, id: event.id, attempt, err: errorText(error) }, 'event handler failed; retrying');
-          },
-        },
-      );
-      if (n === 0) health.duplicates += 1;
-      health.handled += n;
-      if (n === 0) eventOutcome(consumerGroup(name), message.topic, event.type, 'duplicate', started);
-    } catch (err) {
-      if (err instanceof Stopped) throw err;
-      eventOutcome(consumerGroup(name), message.topic, event.type, 'dead_lettered', started);
-      return deadLetter(message, `${event.type} failed after ${attempts} attempts: ${errorText(err)}`, control);
-    }
-  };
-
-  const handleBatch = async (messages: DeliveredMessage[], control: BatchControl): Promise<void> => {
-    const work: { message: DeliveredMessage; event: Envelope }[] = [];
-    for (const message of messages) {
-      try {
-        const event = parseEnvelope(message.value);
-        const wrong = misrouted(event, message.topic);
-        if (wrong) await deadLetter(message, wrong, control);
-        else if (handlers[event.type]) work.push({ message, event });
-        else health.ignored += 1;
-      } catch (err) {
-        if (err instanceof UnknownEventTypeError) {
-          health.ignored += 1;
-          logger.debug({ consumer: name, type: err.type }, 'event type unknown to this build; ignored');
-        } else if (err instanceof Stopped || isTransient(err)) {
-          throw err; // stopping, or a dead letter that could not be published yet: the batch comes again
-        } else {
-          // The record's own fault, never the infrastructure's (nothing is read here): an envelope
-          // that does not validate, or bytes that break the parser. Dead-lettered, not redelivered
-          // for ever.
-          await deadLetter(message, err instanceof InvalidEventError ? err.message : `unparseable record: ${errorText(err)}`, control);
-        }
-      }
-    }
-    if (work.length === 0) return;
-    try {
-      const started = performance.now();
-      const fresh = new Set<string>();
-      const n = await untilAvailable('batch', () => applyAll(work, fresh), control);
-      for (const { message, event } of work) if (!fresh.has(event.id)) eventOutcome(consumerGroup(name), message.topic, event.type, 'duplicate', started);
-      logger.debug({ consumer: name, events: work.length, handled: n, ms: Math.round(performance.now() - started) }, 'batch applied');
-      health.handled += n;
-      health.duplicates += work.length - n;
-    } catch (err) {
-      if (err instanceof Stopped) throw err;
-      logger.warn({ consumer: name, events: work.length, err: errorText(err) }, 'batch failed; applying its events one at a time');
-      for (const { message, event } of work) await applyOne(message, event, control);
-    }
-  };
-
   let subscription: Subscription | undefined = await bus.subscribe({
     groupId: consumerGroup(name),
     topics,
     batchSize: options.batchSize ?? 500,
     partitionsConcurrently: options.config.KAFKA_TOPIC_PARTITIONS,
-    handleBatch: (messages, control) => inBackground(`consumer:${name}`, () => handleBatch(messages, control)),
+    handleBatch: (messages, control) => inBackground(`consumer:${name}`, () => handleBatch(run, messages, control)),
   });
   logger.info({ topics, group: consumerGroup(name) }, 'consuming events');
   return {
     running: () => subscription?.active() ?? false,
-    health: () => ({ ...health }),
+    health: () => ({ ...run.health }),
     async stop() {
-      stopping = true;
+      run.stopping = true;
       await subscription?.stop();
       subscription = undefined;
     },
   };
+}
+
+/** Waits `ms`, giving up (Stopped) as soon as the consumer stops or the partition is no longer ours. */
+async function pause(run: ConsumerRun, ms: number, control: BatchControl): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (run.stopping || !control.active()) throw new Stopped('consumer stopping');
+    await new Promise((r) => setTimeout(r, Math.min(1000, until - Date.now())));
+  }
+}
+
+/** Runs `fn` until it succeeds or fails permanently; infrastructure failures wait and retry. */
+async function untilAvailable<T>(run: ConsumerRun, what: string, fn: () => Promise<T>, control: BatchControl): Promise<T> {
+  const { health, logger, name } = run;
+  const result = await retry(fn, {
+    baseDelayMs: run.baseDelay,
+    maxDelayMs: run.maxDelay,
+    shouldRetry: (err) => isTransient(err),
+    wait: (ms) => pause(run, ms, control),
+    onRetry: ({ error, attempt, delayMs }) => {
+      health.stalled = { since: health.stalled?.since ?? new Date().toISOString(), error: errorText(error), retries: attempt };
+      logger.warn({ consumer: name, what, err: errorText(error), retry: attempt, retryInMs: delayMs }, 'infrastructure failure; holding the partition and retrying');
+    },
+  });
+  if (health.stalled) {
+    logger.info({ consumer: name, retries: health.stalled.retries, since: health.stalled.since }, 'consumer recovered');
+    health.stalled = null;
+  }
+  return result;
+}
+
+/** Records the events' ids in the inbox (one multi-row insert); returns the ids seen for the first time. */
+async function recordInbox(em: EntityManager, consumer: string, items: Item[]): Promise<Set<string>> {
+  const ids = [...new Set(items.map((w) => w.event.id))];
+  const inserted = await em.execute<{ event_id: string }[]>(
+    `INSERT INTO inbox (consumer, event_id) VALUES ${ids.map(() => '(?, ?)').join(', ')} ON CONFLICT DO NOTHING RETURNING event_id`,
+    ids.flatMap((id) => [consumer, id]),
+  );
+  return new Set(inserted.map((r) => r.event_id));
+}
+
+type BeforeCommit = HandlerContext<EventType>['beforeCommit'];
+
+/** One transaction: inbox rows for all, then each new event's handler in order. */
+function applyAll(run: ConsumerRun, items: Item[], applied = new Set<string>()): Promise<number> {
+  return run.orm.em.fork().transactional(async (em) => {
+    applied.clear();
+    const fresh = await recordInbox(em, run.name, items);
+    const atCommit = new Map<string, (em: EntityManager) => Promise<void>>();
+    const beforeCommit: BeforeCommit = (key, fn) => void (atCommit.has(key) || atCommit.set(key, fn));
+    let handled = 0;
+    for (let i = 0; i < items.length; ) {
+      const { message, event } = items[i++]!;
+      if (!fresh.delete(event.id)) continue; // seen before (or twice in this batch)
+      const handler = run.handlers[event.type] as EventHandler<EventType>;
+      const started = performance.now();
+      const applying = [{ message, event }];
+      if (typeof handler === 'function') {
+        await applyEvent(run, em, handler, { message, event }, beforeCommit, started);
+      } else {
+        // the following new events with the same batch handler join the run
+        for (; i < items.length && run.handlers[items[i]!.event.type] === handler; i++) if (fresh.delete(items[i]!.event.id)) applying.push(items[i]!);
+        await applyRun(run, em, handler, applying, beforeCommit, started);
+      }
+      // Flush each event's (or run's) writes before the next handler reads (raw SQL does not
+      // auto-flush), and forget its entities: the next flush looks at the next event's only.
+      await em.flush();
+      em.clear();
+      for (const w of applying) applied.add(w.event.id);
+      handled += applying.length;
+    }
+    for (const key of [...atCommit.keys()].sort()) await atCommit.get(key)!(em);
+    return handled;
+  });
+}
+
+/** One event through a plain handler, in its own CONSUMER span continuing the producer's trace (telemetry). */
+async function applyEvent(
+  run: ConsumerRun, em: EntityManager, handler: (ctx: HandlerContext<EventType>) => Promise<void>, { message, event }: Item, beforeCommit: BeforeCommit, started: number,
+): Promise<void> {
+  const { name, logger, runtime } = run;
+  await traceConsume(consumerGroup(name), message, async () => {
+    noteCorrelation(event.correlationId);
+    await handler({
+      event,
+      em,
+      logger,
+      runtime,
+      emit: (type, aggregateId, data) =>
+        stageEvent(em, name, type, aggregateId, data, { actorId: event.actorId, correlationId: event.correlationId, causationId: event.id }),
+      beforeCommit,
+    });
+    // (a batch that rolls back and is re-applied one at a time counts its events again)
+    eventOutcome(consumerGroup(name), message.topic, event.type, 'handled', started);
+  });
+}
+
+/** A run of consecutive new events through one BatchHandler; the events it emits are written after it. */
+async function applyRun(
+  run: ConsumerRun, em: EntityManager, handler: BatchHandler<EventType>, applying: Item[], beforeCommit: BeforeCommit, started: number,
+): Promise<void> {
+  const { name, logger, runtime } = run;
+  const emitted: OutboxMessage[] = [];
+  await traceConsume(consumerGroup(name), applying.map((w) => w.message), async () => {
+    if (applying.length === 1) noteCorrelation(applying[0]!.event.correlationId);
+    await handler.applyBatch(applying.map((w) => w.event), {
+      em,
+      logger,
+      runtime,
+      emit: (cause, type, aggregateId, data) => {
+        const row = outboxRow(em, name, type, aggregateId, data, { actorId: cause.actorId, correlationId: cause.correlationId, causationId: cause.id });
+        emitted.push(row);
+        return row.envelope;
+      },
+      beforeCommit,
+    });
+    for (const w of applying) eventOutcome(consumerGroup(name), w.message.topic, w.event.type, 'handled', started);
+  });
+  if (emitted.length > 0) await em.insertMany(OutboxMessage, emitted);
+}
+
+/** The dead letter of `message` for <topic>.dlq: its bytes, the error and where it came from. */
+function deadLetterOf(message: DeliveredMessage, error: string, consumer: string): BusMessage {
+  return {
+    topic: dlqOf(message.topic),
+    key: message.key ?? '',
+    value: message.value?.toString() ?? '',
+    headers: {
+      'x-error': error.slice(0, 2000),
+      'x-origin-topic': message.topic,
+      'x-origin-partition': String(message.partition),
+      'x-origin-offset': message.offset,
+      'x-consumer': consumer,
+      // the group a replay goes back to (and only to), and how many replays it already had
+      'x-group': consumerGroup(consumer),
+      [REPLAYS_HEADER]: message.headers[REPLAYS_HEADER] ?? '0',
+      'x-dead-lettered-at': new Date().toISOString(),
+      ...(message.headers.traceparent ? { traceparent: message.headers.traceparent } : {}),
+    },
+  };
+}
+
+async function deadLetter(run: ConsumerRun, message: DeliveredMessage, error: string, control: BatchControl): Promise<void> {
+  const { name } = run;
+  run.logger.error({ consumer: name, topic: message.topic, partition: message.partition, offset: message.offset, error }, 'event dead-lettered');
+  eventDeadLettered(consumerGroup(name), message.topic);
+  await untilAvailable(run, 'dead-letter', () => run.bus.publish([deadLetterOf(message, error, name)]), control);
+  run.health.deadLettered += 1;
+}
+
+/** The slow path: one event in its own transaction, permanent failures dead-lettered after maxAttempts. */
+async function applyOne(run: ConsumerRun, message: DeliveredMessage, event: Envelope, control: BatchControl): Promise<void> {
+  const { name, health } = run;
+  const started = performance.now();
+  let attempts = 0;
+  try {
+    const n = await retry(
+      (attempt) => {
+        attempts = attempt;
+        return untilAvailable(run, event.type, () => applyAll(run, [{ message, event }]), control);
+      },
+      {
+        retries: run.maxAttempts - 1,
+        baseDelayMs: run.baseDelay,
+        maxDelayMs: run.maxDelay,
+        shouldRetry: (err) => !(err instanceof Stopped),
+        wait: (ms) => pause(run, ms, control),
+        onRetry: ({ error, attempt }) => {
+          eventRetried(consumerGroup(name), event.type);
+          run.logger.warn({ consumer: name, type: event.type, id: event.id, attempt, err: errorText(error) }, 'event handler failed; retrying');
+        },
+      },
+    );
+    if (n === 0) health.duplicates += 1;
+    health.handled += n;
+    if (n === 0) eventOutcome(consumerGroup(name), message.topic, event.type, 'duplicate', started);
+  } catch (err) {
+    if (err instanceof Stopped) throw err;
+    eventOutcome(consumerGroup(name), message.topic, event.type, 'dead_lettered', started);
+    return deadLetter(run, message, `${event.type} failed after ${attempts} attempts: ${errorText(err)}`, control);
+  }
+}
+
+/**
+ * The batch's events this consumer handles, parsed. Dead-letters what is misrouted or does not
+ * parse; counts event types without a handler here (or unknown to this build) as ignored.
+ */
+async function eventsToApply(run: ConsumerRun, messages: DeliveredMessage[], control: BatchControl): Promise<Item[]> {
+  const work: Item[] = [];
+  for (const message of messages) {
+    try {
+      const event = parseEnvelope(message.value);
+      const wrong = misrouted(event, message.topic);
+      if (wrong) await deadLetter(run, message, wrong, control);
+      else if (run.handlers[event.type]) work.push({ message, event });
+      else run.health.ignored += 1;
+    } catch (err) {
+      if (err instanceof UnknownEventTypeError) {
+        run.health.ignored += 1;
+        run.logger.debug({ consumer: run.name, type: err.type }, 'event type unknown to this build; ignored');
+      } else if (err instanceof Stopped || isTransient(err)) {
+        throw err; // stopping, or a dead letter that could not be published yet: the batch comes again
+      } else {
+        // The record's own fault, never the infrastructure's (nothing is read here): an envelope
+        // that does not validate, or bytes that break the parser. Dead-lettered, not redelivered
+        // for ever.
+        await deadLetter(run, message, err instanceof InvalidEventError ? err.message : `unparseable record: ${errorText(err)}`, control);
+      }
+    }
+  }
+  return work;
+}
+
+/** A batch from the bus: applied in one transaction, or one event at a time if that fails for a reason of its own. */
+async function handleBatch(run: ConsumerRun, messages: DeliveredMessage[], control: BatchControl): Promise<void> {
+  const { name, health, logger } = run;
+  const work = await eventsToApply(run, messages, control);
+  if (work.length === 0) return;
+  try {
+    const started = performance.now();
+    const fresh = new Set<string>();
+    const n = await untilAvailable(run, 'batch', () => applyAll(run, work, fresh), control);
+    for (const { message, event } of work) if (!fresh.has(event.id)) eventOutcome(consumerGroup(name), message.topic, event.type, 'duplicate', started);
+    logger.debug({ consumer: name, events: work.length, handled: n, ms: Math.round(performance.now() - started) }, 'batch applied');
+    health.handled += n;
+    health.duplicates += work.length - n;
+  } catch (err) {
+    if (err instanceof Stopped) throw err;
+    logger.warn({ consumer: name, events: work.length, err: errorText(err) }, 'batch failed; applying its events one at a time');
+    for (const { message, event } of work) await applyOne(run, message, event, control);
+  }
 }

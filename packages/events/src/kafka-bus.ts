@@ -15,6 +15,7 @@ import type { Logger } from '@crm/telemetry';
 import type { BatchControl, BusMessage, DeliveredMessage, EventBus, SubscribeOptions, Subscription } from './bus';
 import { onlyOwnReplays } from './bus';
 import { dlqOf } from './catalogue';
+import { hasBrokerError, isUnreachable } from './failures';
 import { KafkaAdmin } from './kafka-admin';
 import { retry } from '@crm/errors';
 
@@ -30,7 +31,7 @@ export function kafkaOptionsFrom(config: PlatformConfig, clientId: string): Base
   return {
     clientId: config.KAFKA_CLIENT_ID ?? clientId,
     bootstrapBrokers: config.KAFKA_BROKERS,
-    // TLS with Node's defaults (system CAs, host name checked), as kafkajs' `ssl: true` did
+    // TLS with Node's defaults (system CAs, host name checked)
     ...(config.KAFKA_SSL ? { tls: {} } : {}),
     ...(sasl ? { sasl } : {}),
     connectTimeout: 5000,
@@ -72,22 +73,32 @@ class NotCurrent extends Error {}
 /** Leaves the group and closes without waiting for streams to drain. */
 const closeNow = (c: Consumer) => (c as unknown as { close(force: boolean): Promise<void> }).close(true);
 
-/** Whether the broker answered with the protocol error `apiId` (e.g. OFFSET_OUT_OF_RANGE) anywhere in `err`. */
-function hasApiError(err: unknown, apiId: string, depth = 0): boolean {
-  if (!err || typeof err !== 'object' || depth > 6) return false;
-  const e = err as { apiId?: unknown; cause?: unknown; errors?: unknown };
-  if (e.apiId === apiId) return true;
-  if (Array.isArray(e.errors) && e.errors.some((x) => hasApiError(x, apiId, depth + 1))) return true;
-  return hasApiError(e.cause, apiId, depth + 1);
+/** One subscribe() call: its options, its current consumer, the stream epoch and the batches in hand. */
+interface Group {
+  options: SubscribeOptions;
+  /** Most messages a batch holds. */
+  size: number;
+  /** Partitions handled at the same time. */
+  concurrency: number;
+  run: (messages: DeliveredMessage[], control: BatchControl) => Promise<void>;
+  stopped: boolean;
+  consumer: Consumer | undefined;
+  /** Bumped for each new stream (start, rebalance): batches of an older one are given up, not committed. */
+  epoch: number;
+  workers: Set<Promise<void>>;
 }
 
-/** A broker that cannot be reached at all (as opposed to one that answers with an error). */
-export function isUnreachable(err: unknown, depth = 0): boolean {
-  if (!err || typeof err !== 'object' || depth > 5) return false;
-  const e = err as { code?: unknown; cause?: unknown; errors?: unknown };
-  if (e.code === 'PLT_KFK_NETWORK' || e.code === 'PLT_KFK_TIMEOUT' || e.code === 'ECONNREFUSED' || e.code === 'ETIMEDOUT' || e.code === 'EHOSTUNREACH' || e.code === 'ENOTFOUND') return true;
-  if (Array.isArray(e.errors) && e.errors.some((x) => isUnreachable(x, depth + 1))) return true;
-  return isUnreachable(e.cause, depth + 1);
+/** One stream's messages, queued per partition (`topic:partition`), and whether the stream is still the group's current one. */
+interface StreamQueues {
+  stream: MessagesStream<Buffer, Buffer, Buffer, Buffer>;
+  queues: Map<string, Message[]>;
+  /** Partitions being worked on. */
+  busy: Set<string>;
+  /** Messages queued over all partitions; the stream pauses at `limit` and resumes below half. */
+  queued: number;
+  limit: number;
+  current: () => boolean;
+  control: BatchControl;
 }
 
 export class KafkaBus implements EventBus {
@@ -116,8 +127,8 @@ export class KafkaBus implements EventBus {
       ...this.options,
       idempotent: true,
       acks: -1,
-      // Java's partitioner: toPositive(murmur2(key)) % partitions, as kafkajs' default did (the
-      // client's own default takes murmur2 >>> 0, which puts some keys on other partitions).
+      // Java's partitioner: toPositive(murmur2(key)) % partitions, so a key lands where the Java
+      // client puts it (the client's own default takes murmur2 >>> 0, which puts some keys on other partitions).
       partitioner: compatibilityPartitioner,
       serializers: stringSerializers,
       autocreateTopics: false,
@@ -134,7 +145,7 @@ export class KafkaBus implements EventBus {
   }
 
   /**
-   * One send at a time (kafkajs: maxInFlightRequests 1). The client's idempotent producer advances
+   * One send at a time (one request in flight). The client's idempotent producer advances
    * a partition's sequence number only when a send's answer arrives, so two sends at once to one
    * partition carry the same sequence and the broker drops the second as a duplicate, silently.
    */
@@ -207,210 +218,226 @@ export class KafkaBus implements EventBus {
     const options = onlyOwnReplays(given); // a replayed dead letter reaches only the group that failed it
     const { handle, handleBatch } = options;
     if (!handle && !handleBatch) throw new Error('subscribe needs handle or handleBatch');
-    const size = handleBatch ? (options.batchSize ?? 500) : 100;
-    const concurrency = handleBatch ? Math.max(1, options.partitionsConcurrently ?? 1) : 1;
-    const run = handleBatch ?? (async (messages: DeliveredMessage[]) => {
-      for (const m of messages) await handle!(m);
-    });
-    let stopped = false;
-    let consumer: Consumer | undefined;
-    /** Bumped for each new stream (start, rebalance): batches of an older one are given up, not committed. */
-    let epoch = 0;
-    const workers = new Set<Promise<void>>();
-
-    const deliver = (m: Message): DeliveredMessage => {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of m.headers) if (v !== undefined) headers[k.toString()] = v.toString();
-      return { topic: this.logical(m.topic), partition: m.partition, offset: String(m.offset), key: m.key?.toString() ?? null, value: m.value ?? null, headers };
+    const g: Group = {
+      options,
+      size: handleBatch ? (options.batchSize ?? 500) : 100,
+      concurrency: handleBatch ? Math.max(1, options.partitionsConcurrently ?? 1) : 1,
+      run: handleBatch ?? (async (messages: DeliveredMessage[]) => {
+        for (const m of messages) await handle!(m);
+      }),
+      stopped: false,
+      consumer: undefined,
+      epoch: 0,
+      workers: new Set(),
     };
-
-    /** Reads one stream: messages queued per partition, each partition's queue worked in batches, in order. */
-    const pump = (c: Consumer, stream: MessagesStream<Buffer, Buffer, Buffer, Buffer>, mine: number) => {
-      const queues = new Map<string, Message[]>();
-      const busy = new Set<string>();
-      let queued = 0;
-      const limit = Math.max(size * 2, 1000);
-      const current = () => !stopped && !this.closed && epoch === mine;
-      const control: BatchControl = { heartbeat: async () => undefined, active: current };
-
-      const work = async (key: string) => {
-        const queue = queues.get(key)!;
-        while (queue.length > 0 && current()) {
-          const chunk = queue.splice(0, size);
-          queued -= chunk.length;
-          if (stream.isPaused() && queued < limit / 2) stream.resume();
-          const batch = chunk.map(deliver);
-          // like a consumer that did not commit: the same batch again, for as long as it is ours
-          const handled = await retry(
-            async (attempt) => {
-              if (attempt > 1 && !current()) throw new NotCurrent();
-              await run(batch, control);
-              return true;
-            },
-            {
-              ...BACKOFF,
-              shouldRetry: (err) => !(err instanceof NotCurrent) && current(),
-              onRetry: ({ error, attempt }) =>
-                this.logger?.error({ err: error, group: options.groupId, topic: batch[0]!.topic, partition: batch[0]!.partition, attempt }, 'kafka: batch handler threw; redelivering'),
-            },
-          ).catch(() => false);
-          if (!handled || !current()) return; // partitions may have moved: the next owner starts from the last commit
-          try {
-            await chunk[chunk.length - 1]!.commit();
-          } catch (err) {
-            this.logger?.warn({ err: (err as Error).message, group: options.groupId }, 'kafka: offset commit failed (the batch may come again)');
-          }
-        }
-      };
-      const schedule = () => {
-        for (const key of queues.keys()) {
-          if (busy.size >= concurrency) return;
-          if (busy.has(key) || queues.get(key)!.length === 0) continue;
-          busy.add(key);
-          const w = work(key).finally(() => {
-            busy.delete(key);
-            workers.delete(w);
-            if (current()) schedule();
-          });
-          workers.add(w);
-        }
-      };
-      stream.on('data', (m: Message) => {
-        if (!current()) return;
-        const key = `${m.topic}:${m.partition}`;
-        let queue = queues.get(key);
-        if (!queue) queues.set(key, (queue = []));
-        queue.push(m);
-        queued += 1;
-        if (queued >= limit) stream.pause();
-        schedule();
-      });
-      stream.on('error', (err) => {
-        if (epoch !== mine || stopped || this.closed) return;
-        if (hasApiError(err, 'OFFSET_OUT_OF_RANGE')) {
-          // The committed offset is gone (retention deleted it) or past the end: rather than fail
-          // the same fetch for ever, move it by the group's offset-reset policy, then read on.
-          epoch += 1;
-          void resetOutOfRange(c).catch((e: unknown) => this.logger?.error({ err: (e as Error).message, group: options.groupId }, 'kafka: offset reset failed; retrying')).finally(() => {
-            if (consumer === c) void rebuild(c);
-          });
-          return;
-        }
-        this.logger?.error({ err: err.message, group: options.groupId }, 'kafka consumer stream failed; rebuilding the consumer');
-        void rebuild(c);
-      });
-    };
-
-    /** Commits, for each partition whose committed offset is out of range, the start (earliest) or end (latest) of what is kept. */
-    const resetOutOfRange = async (c: Consumer) => {
-      const policy = options.fromLatest ? 'latest' : 'earliest';
-      const admin = this.admin();
-      try {
-        const physical = options.topics.map(this.topic);
-        const committed = await admin.committedOffsets(this.topic(options.groupId), physical);
-        const offsets: { topic: string; partition: number; offset: bigint; leaderEpoch: number }[] = [];
-        for (const topic of physical) {
-          for (const { partition, low, high } of await admin.topicOffsets(topic)) {
-            const at = committed.get(topic)?.get(partition);
-            if (at === undefined || at < 0n || (at >= low && at <= high)) continue;
-            offsets.push({ topic, partition, offset: policy === 'latest' ? high : low, leaderEpoch: -1 });
-          }
-        }
-        if (offsets.length === 0) return;
-        this.logger?.error(
-          { group: options.groupId, policy, partitions: offsets.map((o) => `${this.logical(o.topic)}/${o.partition}@${committed.get(o.topic)?.get(o.partition)}→${o.offset}`) },
-          `kafka: committed offset out of range (deleted by retention?); reset to the ${policy} kept offset by the group's offset-reset policy`,
-        );
-        await c.commit({ offsets });
-      } finally {
-        await admin.close().catch(() => undefined);
-      }
-    };
-
-    const openStream = async (c: Consumer) => {
-      const stream = await c.consume({
-        topics: options.topics.map(this.topic),
-        mode: 'committed',
-        fallbackMode: options.fromLatest ? 'latest' : 'earliest',
-        autocommit: false,
-        maxWaitTime: 500,
-        highWaterMark: Math.max(size, 1024),
-      });
-      epoch += 1;
-      pump(c, stream, epoch);
-      return stream;
-    };
-
-    const startOnce = async (): Promise<void> => {
-      const c = new Consumer({
-        ...this.options,
-        groupId: this.topic(options.groupId),
-        // A crashed member's partitions move after the session timeout (docs/consumer-takeover.md).
-        sessionTimeout: this.config.KAFKA_SESSION_TIMEOUT_MS,
-        rebalanceTimeout: 60_000,
-        heartbeatInterval: this.config.KAFKA_HEARTBEAT_INTERVAL_MS,
-        // Static membership: the replica's stable name (instance ids are per group; a process consumes a group once).
-        ...(this.config.KAFKA_GROUP_INSTANCE_ID ? { groupInstanceId: this.config.KAFKA_GROUP_INSTANCE_ID } : {}),
-        autocommit: false,
-      });
-      const entry = { close: () => closeNow(c) };
-      try {
-        let stream = await openStream(c);
-        if (stopped || this.closed) throw new Error('stopped');
-        consumer = c;
-        this.consumers.add(entry);
-        // After a rebalance, read again from the committed offsets with a fresh stream (the old
-        // one may still hand over messages fetched for the previous assignment).
-        c.on('consumer:group:join', () => {
-          if (consumer !== c || stopped) return;
-          const old = stream;
-          void openStream(c).then((s) => {
-            stream = s;
-            void old.close().catch(() => undefined);
-          }, (err: unknown) => {
-            this.logger?.error({ err: (err as Error).message, group: options.groupId }, 'kafka consumer could not resume after a rebalance; rebuilding it');
-            void rebuild(c);
-          });
-        });
-        c.on('error', (err: Error) => {
-          if (consumer !== c || stopped) return;
-          this.logger?.error({ err: err.message, group: options.groupId }, 'kafka consumer failed; rebuilding it');
-          void rebuild(c);
-        });
-      } catch (err) {
-        this.consumers.delete(entry);
-        if (consumer === c) consumer = undefined;
-        await closeNow(c).catch(() => undefined);
-        throw err;
-      }
-    };
-
-    const rebuild = async (c: Consumer) => {
-      if (consumer !== c) return;
-      consumer = undefined;
-      epoch += 1;
-      await closeNow(c).catch(() => undefined);
-      if (!stopped && !this.closed) setTimeout(() => void keepStarting(), 2000);
-    };
-
-    const keepStarting = (): Promise<void> =>
-      retrying(`consumer ${options.groupId}`, this.logger, startOnce, Infinity, () => stopped || this.closed).catch((err: unknown) => {
-        if (!stopped && !this.closed) this.logger?.error({ err, group: options.groupId }, 'kafka consumer could not start');
-      });
-    const started = (this.provisioned ?? Promise.resolve()).then(keepStarting, keepStarting);
+    const started = (this.provisioned ?? Promise.resolve()).then(() => this.keepStarting(g), () => this.keepStarting(g));
     if (!(this.provisioned && !this.provisionedDone && (await this.knownUnreachable()))) {
       await orAfter(started, 60_000, undefined);
     }
     return {
-      active: () => !stopped && !this.closed && consumer !== undefined && consumer.isActive(),
+      active: () => !g.stopped && !this.closed && g.consumer !== undefined && g.consumer.isActive(),
       stop: async () => {
-        stopped = true;
-        await Promise.all([...workers]); // the batches in hand see active() false and return
-        const c = consumer;
-        consumer = undefined;
+        g.stopped = true;
+        await Promise.all([...g.workers]); // the batches in hand see active() false and return
+        const c = g.consumer;
+        g.consumer = undefined;
         if (c) await closeNow(c).catch(() => undefined);
       },
     };
+  }
+
+  /** Starts the group's consumer, retrying until it joins or the subscription stops. */
+  private keepStarting(g: Group): Promise<void> {
+    return retrying(`consumer ${g.options.groupId}`, this.logger, () => this.startOnce(g), Infinity, () => g.stopped || this.closed).catch((err: unknown) => {
+      if (!g.stopped && !this.closed) this.logger?.error({ err, group: g.options.groupId }, 'kafka consumer could not start');
+    });
+  }
+
+  /** One consumer for the group: joined, its stream open, rebuilt on a failure; closed again if any step fails. */
+  private async startOnce(g: Group): Promise<void> {
+    const c = this.newConsumer(g.options.groupId);
+    const entry = { close: () => closeNow(c) };
+    try {
+      let stream = await this.openStream(g, c);
+      if (g.stopped || this.closed) throw new Error('stopped');
+      g.consumer = c;
+      this.consumers.add(entry);
+      // After a rebalance, read again from the committed offsets with a fresh stream (the old
+      // one may still hand over messages fetched for the previous assignment).
+      c.on('consumer:group:join', () => {
+        if (g.consumer !== c || g.stopped) return;
+        const old = stream;
+        void this.openStream(g, c).then((s) => {
+          stream = s;
+          void old.close().catch(() => undefined);
+        }, (err: unknown) => {
+          this.logger?.error({ err: (err as Error).message, group: g.options.groupId }, 'kafka consumer could not resume after a rebalance; rebuilding it');
+          void this.rebuild(g, c);
+        });
+      });
+      c.on('error', (err: Error) => {
+        if (g.consumer !== c || g.stopped) return;
+        this.logger?.error({ err: err.message, group: g.options.groupId }, 'kafka consumer failed; rebuilding it');
+        void this.rebuild(g, c);
+      });
+    } catch (err) {
+      this.consumers.delete(entry);
+      if (g.consumer === c) g.consumer = undefined;
+      await closeNow(c).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private newConsumer(groupId: string): Consumer {
+    return new Consumer({
+      ...this.options,
+      groupId: this.topic(groupId),
+      // A crashed member's partitions move after the session timeout (docs/consumer-takeover.md).
+      sessionTimeout: this.config.KAFKA_SESSION_TIMEOUT_MS,
+      rebalanceTimeout: 60_000,
+      heartbeatInterval: this.config.KAFKA_HEARTBEAT_INTERVAL_MS,
+      // Static membership: the replica's stable name (instance ids are per group; a process consumes a group once).
+      ...(this.config.KAFKA_GROUP_INSTANCE_ID ? { groupInstanceId: this.config.KAFKA_GROUP_INSTANCE_ID } : {}),
+      autocommit: false,
+    });
+  }
+
+  /** Closes a failed consumer and starts a new one 2 s later (unless stopping). */
+  private async rebuild(g: Group, c: Consumer): Promise<void> {
+    if (g.consumer !== c) return;
+    g.consumer = undefined;
+    g.epoch += 1;
+    await closeNow(c).catch(() => undefined);
+    if (!g.stopped && !this.closed) setTimeout(() => void this.keepStarting(g), 2000);
+  }
+
+  /** A fresh stream from the committed offsets; a new epoch, so the batches of an older stream are given up. */
+  private async openStream(g: Group, c: Consumer): Promise<MessagesStream<Buffer, Buffer, Buffer, Buffer>> {
+    const stream = await c.consume({
+      topics: g.options.topics.map(this.topic),
+      mode: 'committed',
+      fallbackMode: g.options.fromLatest ? 'latest' : 'earliest',
+      autocommit: false,
+      maxWaitTime: 500,
+      highWaterMark: Math.max(g.size, 1024),
+    });
+    g.epoch += 1;
+    this.pump(g, c, stream, g.epoch);
+    return stream;
+  }
+
+  /** Reads one stream: messages queued per partition, each partition's queue worked in batches, in order. */
+  private pump(g: Group, c: Consumer, stream: MessagesStream<Buffer, Buffer, Buffer, Buffer>, mine: number): void {
+    const current = () => !g.stopped && !this.closed && g.epoch === mine;
+    const q: StreamQueues = { stream, queues: new Map(), busy: new Set(), queued: 0, limit: Math.max(g.size * 2, 1000), current, control: { active: current } };
+    stream.on('data', (m: Message) => {
+      if (!current()) return;
+      const key = `${m.topic}:${m.partition}`;
+      let queue = q.queues.get(key);
+      if (!queue) q.queues.set(key, (queue = []));
+      queue.push(m);
+      q.queued += 1;
+      if (q.queued >= q.limit) stream.pause();
+      this.schedule(g, q);
+    });
+    stream.on('error', (err) => this.streamFailed(g, c, mine, err));
+  }
+
+  /** Starts work on partitions with queued messages, up to the group's concurrency, one worker per partition. */
+  private schedule(g: Group, q: StreamQueues): void {
+    for (const key of q.queues.keys()) {
+      if (q.busy.size >= g.concurrency) return;
+      if (q.busy.has(key) || q.queues.get(key)!.length === 0) continue;
+      q.busy.add(key);
+      const w = this.work(g, q, key).finally(() => {
+        q.busy.delete(key);
+        g.workers.delete(w);
+        if (q.current()) this.schedule(g, q);
+      });
+      g.workers.add(w);
+    }
+  }
+
+  /** Works one partition's queue in batches of at most `size`, committing after each, while the stream is current. */
+  private async work(g: Group, q: StreamQueues, key: string): Promise<void> {
+    const queue = q.queues.get(key)!;
+    while (queue.length > 0 && q.current()) {
+      const chunk = queue.splice(0, g.size);
+      q.queued -= chunk.length;
+      if (q.stream.isPaused() && q.queued < q.limit / 2) q.stream.resume();
+      const handled = await this.handleUntilDone(g, chunk.map(this.deliver), q);
+      if (!handled || !q.current()) return; // partitions may have moved: the next owner starts from the last commit
+      try {
+        await chunk[chunk.length - 1]!.commit();
+      } catch (err) {
+        this.logger?.warn({ err: (err as Error).message, group: g.options.groupId }, 'kafka: offset commit failed (the batch may come again)');
+      }
+    }
+  }
+
+  /** Like a consumer that did not commit: the same batch again after a throw, for as long as it is ours. False: given up. */
+  private handleUntilDone(g: Group, batch: DeliveredMessage[], q: StreamQueues): Promise<boolean> {
+    return retry(
+      async (attempt) => {
+        if (attempt > 1 && !q.current()) throw new NotCurrent();
+        await g.run(batch, q.control);
+        return true;
+      },
+      {
+        ...BACKOFF,
+        shouldRetry: (err) => !(err instanceof NotCurrent) && q.current(),
+        onRetry: ({ error, attempt }) =>
+          this.logger?.error({ err: error, group: g.options.groupId, topic: batch[0]!.topic, partition: batch[0]!.partition, attempt }, 'kafka: batch handler threw; redelivering'),
+      },
+    ).catch(() => false);
+  }
+
+  private deliver = (m: Message): DeliveredMessage => {
+    const headers: Record<string, string> = {};
+    for (const [k, v] of m.headers) if (v !== undefined) headers[k.toString()] = v.toString();
+    return { topic: this.logical(m.topic), partition: m.partition, offset: String(m.offset), key: m.key?.toString() ?? null, value: m.value ?? null, headers };
+  };
+
+  /** A stream of epoch `mine` failed: an offset out of range is reset by the group's policy; anything else rebuilds the consumer. */
+  private streamFailed(g: Group, c: Consumer, mine: number, err: Error): void {
+    if (g.epoch !== mine || g.stopped || this.closed) return;
+    if (hasBrokerError(err, 'OFFSET_OUT_OF_RANGE')) {
+      // The committed offset is gone (retention deleted it) or past the end: rather than fail
+      // the same fetch for ever, move it by the group's offset-reset policy, then read on.
+      g.epoch += 1;
+      void this.resetOutOfRange(g.options, c).catch((e: unknown) => this.logger?.error({ err: (e as Error).message, group: g.options.groupId }, 'kafka: offset reset failed; retrying')).finally(() => {
+        if (g.consumer === c) void this.rebuild(g, c);
+      });
+      return;
+    }
+    this.logger?.error({ err: err.message, group: g.options.groupId }, 'kafka consumer stream failed; rebuilding the consumer');
+    void this.rebuild(g, c);
+  }
+
+  /** Commits, for each partition whose committed offset is out of range, the start (earliest) or end (latest) of what is kept. */
+  private async resetOutOfRange(options: SubscribeOptions, c: Consumer): Promise<void> {
+    const policy = options.fromLatest ? 'latest' : 'earliest';
+    const admin = this.admin();
+    try {
+      const physical = options.topics.map(this.topic);
+      const committed = await admin.committedOffsets(this.topic(options.groupId), physical);
+      const offsets: { topic: string; partition: number; offset: bigint; leaderEpoch: number }[] = [];
+      for (const topic of physical) {
+        for (const { partition, low, high } of await admin.topicOffsets(topic)) {
+          const at = committed.get(topic)?.get(partition);
+          if (at === undefined || at < 0n || (at >= low && at <= high)) continue;
+          offsets.push({ topic, partition, offset: policy === 'latest' ? high : low, leaderEpoch: -1 });
+        }
+      }
+      if (offsets.length === 0) return;
+      this.logger?.error(
+        { group: options.groupId, policy, partitions: offsets.map((o) => `${this.logical(o.topic)}/${o.partition}@${committed.get(o.topic)?.get(o.partition)}→${o.offset}`) },
+        `kafka: committed offset out of range (deleted by retention?); reset to the ${policy} kept offset by the group's offset-reset policy`,
+      );
+      await c.commit({ offsets });
+    } finally {
+      await admin.close().catch(() => undefined);
+    }
   }
 
   private async knownUnreachable(): Promise<boolean> {

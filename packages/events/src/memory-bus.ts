@@ -94,7 +94,7 @@ export class MemoryBus implements EventBus {
     let positions = this.positions.get(options.groupId);
     if (!positions) this.positions.set(options.groupId, (positions = new Map()));
     const at = positions;
-    const control = { heartbeat: async () => undefined, active: () => running && !this.closed };
+    const control = { active: () => running && !this.closed };
     const loops = options.topics.map(async (topic) => {
       const log = this.log(topic);
       // A group that consumed here before resumes after what it handled (like a committed offset).

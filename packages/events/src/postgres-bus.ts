@@ -887,7 +887,7 @@ class GroupMember {
     const batch: DeliveredMessage[] = rows.map((r) => ({
       topic: logicalTopic, partition: o.partition, offset: r.offset, key: r.key, value: r.value, headers: r.headers ?? {},
     }));
-    const control: BatchControl = { heartbeat: async () => undefined, active: current };
+    const control: BatchControl = { active: current };
     let handled = 0;
     let failures = 0;
     while (handled < batch.length) {

@@ -34,7 +34,7 @@ import type { Logger } from '@crm/telemetry';
 import { tracePublish } from './telemetry';
 import { outboxLeaseTakeovers } from '@crm/telemetry';
 import type { EventBus } from './bus';
-import { errorText } from './failures';
+import { errorText, isUnpublishable } from './failures';
 import { OutboxMessage } from './outbox';
 import { retry } from '@crm/errors';
 
@@ -95,199 +95,54 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 export const envelopeBytes = (envelope: unknown) => Buffer.byteLength(typeof envelope === 'string' ? envelope : JSON.stringify(envelope));
 
-/** Broker answers that retrying the same message can never fix. */
-const UNPUBLISHABLE = /MESSAGE_TOO_LARGE|RECORD_LIST_TOO_LARGE|INVALID_RECORD|CORRUPT_MESSAGE|INVALID_TOPIC_EXCEPTION|too large/i;
-function unpublishable(err: unknown, depth = 0): boolean {
-  if (!err || typeof err !== 'object' || depth > 5) return false;
-  const e = err as { apiId?: unknown; message?: unknown; cause?: unknown; errors?: unknown };
-  if (typeof e.apiId === 'string' && UNPUBLISHABLE.test(e.apiId)) return true;
-  if (typeof e.message === 'string' && UNPUBLISHABLE.test(e.message)) return true;
-  if (Array.isArray(e.errors) && e.errors.some((x) => unpublishable(x, depth + 1))) return true; // the client's MultipleErrors
-  return unpublishable(e.cause, depth + 1);
-}
+type Row = { id: string; topic: string; key: string; envelope: unknown; traceparent: string | null; seq: string; previous_owner: string | null; previous_until: Date | null };
+type Em = ReturnType<MikroORM['em']['fork']>;
+type Parked = { row: Row; reason: string };
 
-export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000, leaseMs = 10_000, sendTimeoutMs = 5000 }: RelayOptions): Relay {
-  if (sendTimeoutMs >= leaseMs) throw new Error(`OUTBOX_SEND_TIMEOUT_MS (${sendTimeoutMs}) must be below OUTBOX_LEASE_MS (${leaseMs})`);
-  let running = true;
-  const stopping = new AbortController();
-  let wake: (() => void) | undefined;
-  let failures = 0;
-  let parkedCount = 0;
-  let current: Promise<number> = Promise.resolve(0);
-  const batchBytes = Math.max(maxEventBytes, 64 * 1024);
+/** What the steps of one relay share: its options resolved, its lease owner name and what it has parked. */
+interface RelayRun {
+  orm: MikroORM;
+  bus: EventBus;
+  logger: Logger;
+  maxEventBytes: number;
+  leaseMs: number;
+  sendTimeoutMs: number;
+  batchBytes: number;
   /** Who holds a lease: unique per relay (a restarted process is a new owner). */
-  const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
-
-  type Row = { id: string; topic: string; key: string; envelope: unknown; traceparent: string | null; seq: string; previous_owner: string | null; previous_until: Date | null };
-  /** Publishes rows, each in a PRODUCER span continuing the trace that staged it (telemetry). */
-  const send = (rows: Row[]) =>
-    tracePublish(rows, (headers) => bus.publish(rows.map((r, i) => ({ topic: r.topic, key: r.key, value: valueOf(r), headers: headers[i]! }))));
-  const valueOf = (r: Row) => (typeof r.envelope === 'string' ? r.envelope : JSON.stringify(r.envelope));
-  const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ');
-
-  const park = async (em: { execute: MikroORM['em']['execute'] }, parked: { row: Row; reason: string }[]) => {
-    for (const { row, reason } of parked) {
-      parkedCount += 1;
-      logger.error({ id: row.id, topic: row.topic, key: row.key, reason }, 'outbox row can never be published; parked (failed_at set)');
-      await em.execute('UPDATE outbox SET failed_at = now(), attempts = attempts + 1, last_error = ? WHERE id = ?', [reason.slice(0, 2000), row.id]);
-    }
-    return parked.length;
-  };
-
-  /**
-   * Leases up to BATCH unsent rows to this relay, oldest first, in one short transaction. Claimable:
-   * unleased, lease expired, or already ours — and no earlier unsent row of the same aggregate is
-   * leased to another relay whose lease still runs. Claims take turns (RELAY_LOCK; a relay that
-   * finds it taken claims nothing this round). No SKIP LOCKED: claims are serialised already, and
-   * skipping a row another statement holds for an instant (a mark or an attempts update) could
-   * let its aggregate's next row be claimed before it. Returns the rows in sequence order, or null
-   * when another relay was claiming.
-   */
-  const claim = async (em: ReturnType<MikroORM['em']['fork']>): Promise<Row[] | null> =>
-    em.transactional(async (tx) => {
-      const [lock] = await tx.execute<{ ok: boolean }[]>(
-        "SELECT set_config('idle_in_transaction_session_timeout', ?, true), pg_try_advisory_xact_lock(?) AS ok",
-        [String(CLAIM_IDLE_TIMEOUT_MS), RELAY_LOCK],
-      );
-      if (!lock?.ok) return null;
-      const rows = await tx.execute<Row[]>(
-        `WITH claimable AS (
-           SELECT c.id, c.lease_owner AS previous_owner, c.lease_until AS previous_until FROM outbox c
-           WHERE c.sent_at IS NULL AND c.failed_at IS NULL
-             AND (c.lease_until IS NULL OR c.lease_until < now() OR c.lease_owner = ?)
-             AND NOT EXISTS (
-               SELECT 1 FROM outbox p
-               WHERE p.topic = c.topic AND p.key = c.key AND p.seq < c.seq
-                 AND p.sent_at IS NULL AND p.failed_at IS NULL
-                 AND p.lease_until >= now() AND p.lease_owner <> ?)
-           ORDER BY c.seq LIMIT ?
-           FOR UPDATE OF c)
-         UPDATE outbox o SET lease_owner = ?, lease_until = now() + make_interval(secs => ?)
-         FROM claimable WHERE o.id = claimable.id
-         RETURNING o.id, o.topic, o.key, o.envelope, o.traceparent, o.seq::text AS seq, claimable.previous_owner, claimable.previous_until`,
-        [owner, owner, BATCH, owner, leaseMs / 1000],
-      );
-      return rows.sort((a, b) => (BigInt(a.seq) < BigInt(b.seq) ? -1 : 1));
-    });
-
+  owner: string;
+  parkedCount: number;
   /**
    * A send that outlived its deadline. The bus cannot take a message back, so this relay waits for
    * it to settle (the client's own timeouts end it) before claiming again, and marks its rows sent
    * if it went through: this relay never publishes a row twice itself.
    */
-  let abandoned: { done: Promise<boolean>; ids: string[] } | undefined;
+  abandoned: { done: Promise<boolean>; ids: string[] } | undefined;
+}
 
-  const publishBatch = async (): Promise<number> => {
-    const em = orm.em.fork();
-    if (abandoned) {
-      const { done, ids } = abandoned;
-      const delivered = await done;
-      abandoned = undefined;
-      if (delivered) {
-        await em.execute(`UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id IN (${placeholders(ids.length)}) AND sent_at IS NULL`, ids);
-        logger.warn({ rows: ids.length }, 'outbox relay: a publish that outlived its deadline went through after all; marked sent');
-      }
-    }
-    // Idle polls cost one index-only statement; the claim runs only when there is work.
-    const pending = await em.execute<{ id: string }[]>('SELECT id FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL LIMIT 1');
-    if (pending.length === 0) return 0;
-    // The lease is ours until this instant by our own clock (taken before the claim: conservative).
-    const claimedAt = performance.now();
-    const rows = await claim(em);
-    if (!rows || rows.length === 0) return 0;
-    const taken = rows.filter((r) => r.previous_owner && r.previous_owner !== owner && r.previous_until);
-    if (taken.length > 0) {
-      outboxLeaseTakeovers.inc(taken.length);
-      logger.warn({ rows: taken.length, from: [...new Set(taken.map((r) => r.previous_owner))] }, 'outbox relay took over rows whose lease expired (a frozen or dead relay)');
-    }
-    /** Time left to publish: the send deadline, cut short so that the lease outlives it. */
-    const budget = () => Math.min(sendTimeoutMs, leaseMs - sendTimeoutMs / 2 - (performance.now() - claimedAt));
-
-    // Cap the batch by bytes; a row over the event limit is parked, never sent.
-    const batch: Row[] = [];
-    const oversized: { row: Row; reason: string }[] = [];
-    let bytes = 0;
-    for (const r of rows) {
-      const size = envelopeBytes(r.envelope);
-      if (size > maxEventBytes) {
-        oversized.push({ row: r, reason: `event is ${size} bytes, over EVENT_MAX_BYTES ${maxEventBytes}` });
-        continue;
-      }
-      // Rows after the cap stay leased to us (we claim them again next); none of an aggregate is skipped before its predecessor.
-      if (batch.length > 0 && bytes + size + RECORD_OVERHEAD > batchBytes) break;
-      batch.push(r);
-      bytes += size + RECORD_OVERHEAD;
-    }
-    const parked = await park(em, oversized);
-    if (batch.length === 0) return parked; // parked rows count as progress for drain()
-    const ids = batch.map((r) => r.id);
-    const markSent = (sent: string[]) =>
-      em.execute(`UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id IN (${placeholders(sent.length)}) AND sent_at IS NULL`, sent);
-    const sendInTime = async (what: Row[]) => {
-      const left = budget();
-      // Frozen between the claim and now (or a slow claim): the lease may be another relay's already.
-      if (left <= 0) throw new SendTimeout(0);
-      const sending = send(what);
-      try {
-        await within(sending, left);
-      } catch (err) {
-        // Given up on, but the bus may still deliver it: settle it before this relay sends again.
-        if (err instanceof SendTimeout) abandoned = { done: sending.then(() => true, () => false), ids: what.map((r) => r.id) };
-        throw err;
-      }
-    };
-    try {
-      await sendInTime(batch);
-    } catch (err) {
-      await em
-        .execute(`UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id IN (${placeholders(ids.length)})`, [errorText(err).slice(0, 2000), ...ids])
-        .catch(() => undefined); // the database may be what failed
-      if (!unpublishable(err)) throw err;
-      // The broker refuses something in this batch for good: publish one by one, park what fails.
-      for (const r of batch) {
-        try {
-          await sendInTime([r]);
-          await markSent([r.id]);
-        } catch (one) {
-          if (!unpublishable(one)) throw one;
-          await park(em, [{ row: r, reason: errorText(one) }]);
-        }
-      }
-      return batch.length + parked;
-    }
-    // Acknowledged: mark sent. A relay frozen right here is the one case that publishes twice (see above).
-    await markSent(ids);
-    return batch.length + parked;
+export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000, leaseMs = 10_000, sendTimeoutMs = 5000 }: RelayOptions): Relay {
+  if (sendTimeoutMs >= leaseMs) throw new Error(`OUTBOX_SEND_TIMEOUT_MS (${sendTimeoutMs}) must be below OUTBOX_LEASE_MS (${leaseMs})`);
+  const run: RelayRun = {
+    orm, bus, logger, maxEventBytes, leaseMs, sendTimeoutMs,
+    batchBytes: Math.max(maxEventBytes, 64 * 1024),
+    owner: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
+    parkedCount: 0,
+    abandoned: undefined,
   };
-
-  const drain = async (): Promise<number> => {
-    let total = 0;
-    for (;;) {
-      const n = await publishBatch();
-      total += n;
-      if (n === 0) return total;
-    }
-  };
-
-  /** A pause that a commit (wake) or stop() ends early. */
-  const nap = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    }).finally(() => (wake = undefined));
+  let running = true;
+  const stopping = new AbortController();
+  const napper = napping();
+  let current: Promise<number> = Promise.resolve(0);
 
   const loop = async () => {
+    let failures = 0;
     while (running) {
       try {
         // Drain until it succeeds: a failing broker or database is retried with capped backoff.
-        const sent = await retry(() => (current = drain()), {
+        const sent = await retry(() => (current = drain(run)), {
           baseDelayMs: pollMs,
           maxDelayMs: MAX_BACKOFF_MS,
           signal: stopping.signal,
-          wait: nap,
+          wait: napper.nap,
           onRetry: ({ error, attempt, delayMs }) => {
             failures = attempt;
             logger.warn({ err: errorText(error), failures, retryInMs: delayMs }, 'outbox relay could not publish; will retry');
@@ -299,17 +154,54 @@ export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000
         break; // stopping
       }
       if (!running) break;
-      await nap(pollMs);
+      await napper.nap(pollMs);
     }
   };
 
   // Commits that may have written outbox rows wake the relay at once instead of waiting for the
   // next poll — except the relay's own commits, which would otherwise wake it in a busy loop.
-  const wakeSoon = () => {
-    if (backgroundWork.getStore() !== RELAY_CONTEXT) setImmediate(() => wake?.());
+  watchCommits(orm, maxEventBytes, () => {
+    if (backgroundWork.getStore() !== RELAY_CONTEXT) setImmediate(napper.wake);
+  });
+
+  const done = inBackground(RELAY_CONTEXT, loop);
+  return {
+    poke: napper.wake,
+    drain: async () => {
+      await current.catch(() => 0);
+      return drain(run);
+    },
+    parked: () => run.parkedCount,
+    async stop() {
+      running = false;
+      stopping.abort(new Error('outbox relay stopping'));
+      napper.wake();
+      await done;
+    },
   };
+}
+
+/** Pauses that `wake()` (a commit, poke() or stop()) ends early. */
+function napping(): { nap: (ms: number) => Promise<void>; wake: () => void } {
+  let wake: (() => void) | undefined;
+  const nap = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    }).finally(() => (wake = undefined));
+  return { nap, wake: () => wake?.() };
+}
+
+/**
+ * On `orm`'s flushes and commits: refuses an event over the limit when it is written, with a clear
+ * error, instead of parking it later; and calls `wakeSoon` after a flush or commit that may have
+ * written outbox rows.
+ */
+function watchCommits(orm: MikroORM, maxEventBytes: number, wakeSoon: () => void): void {
   orm.em.getEventManager().registerSubscriber({
-    // Refuse an event over the limit when it is written, with a clear error, instead of parking it later.
     onFlush: (args) => {
       for (const cs of args.uow.getChangeSets()) {
         if (!isOutboxRow(cs)) continue;
@@ -327,20 +219,175 @@ export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000
     },
     afterTransactionCommit: wakeSoon,
   });
+}
 
-  const done = inBackground(RELAY_CONTEXT, loop);
-  return {
-    poke: () => wake?.(),
-    drain: async () => {
-      await current.catch(() => 0);
-      return drain();
-    },
-    parked: () => parkedCount,
-    async stop() {
-      running = false;
-      stopping.abort(new Error('outbox relay stopping'));
-      wake?.();
-      await done;
-    },
-  };
+/** Publishes everything unsent now; resolves with how many rows went out (or were parked). */
+async function drain(run: RelayRun): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const n = await publishBatch(run);
+    total += n;
+    if (n === 0) return total;
+  }
+}
+
+const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ');
+
+const markSent = (em: Em, ids: string[]) =>
+  em.execute(`UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id IN (${placeholders(ids.length)}) AND sent_at IS NULL`, ids);
+
+/** Publishes rows, each in a PRODUCER span continuing the trace that staged it (telemetry). */
+const send = (bus: EventBus, rows: Row[]) =>
+  tracePublish(rows, (headers) =>
+    bus.publish(rows.map((r, i) => ({ topic: r.topic, key: r.key, value: typeof r.envelope === 'string' ? r.envelope : JSON.stringify(r.envelope), headers: headers[i]! }))));
+
+async function park(run: RelayRun, em: { execute: MikroORM['em']['execute'] }, parked: Parked[]): Promise<number> {
+  for (const { row, reason } of parked) {
+    run.parkedCount += 1;
+    run.logger.error({ id: row.id, topic: row.topic, key: row.key, reason }, 'outbox row can never be published; parked (failed_at set)');
+    await em.execute('UPDATE outbox SET failed_at = now(), attempts = attempts + 1, last_error = ? WHERE id = ?', [reason.slice(0, 2000), row.id]);
+  }
+  return parked.length;
+}
+
+/**
+ * Leases up to BATCH unsent rows to this relay, oldest first, in one short transaction. Claimable:
+ * unleased, lease expired, or already ours — and no earlier unsent row of the same aggregate is
+ * leased to another relay whose lease still runs. Claims take turns (RELAY_LOCK; a relay that
+ * finds it taken claims nothing this round). No SKIP LOCKED: claims are serialised already, and
+ * skipping a row another statement holds for an instant (a mark or an attempts update) could
+ * let its aggregate's next row be claimed before it. Returns the rows in sequence order, or null
+ * when another relay was claiming.
+ */
+function claim({ owner, leaseMs }: RelayRun, em: Em): Promise<Row[] | null> {
+  return em.transactional(async (tx) => {
+    const [lock] = await tx.execute<{ ok: boolean }[]>(
+      "SELECT set_config('idle_in_transaction_session_timeout', ?, true), pg_try_advisory_xact_lock(?) AS ok",
+      [String(CLAIM_IDLE_TIMEOUT_MS), RELAY_LOCK],
+    );
+    if (!lock?.ok) return null;
+    const rows = await tx.execute<Row[]>(
+      `WITH claimable AS (
+         SELECT c.id, c.lease_owner AS previous_owner, c.lease_until AS previous_until FROM outbox c
+         WHERE c.sent_at IS NULL AND c.failed_at IS NULL
+           AND (c.lease_until IS NULL OR c.lease_until < now() OR c.lease_owner = ?)
+           AND NOT EXISTS (
+             SELECT 1 FROM outbox p
+             WHERE p.topic = c.topic AND p.key = c.key AND p.seq < c.seq
+               AND p.sent_at IS NULL AND p.failed_at IS NULL
+               AND p.lease_until >= now() AND p.lease_owner <> ?)
+         ORDER BY c.seq LIMIT ?
+         FOR UPDATE OF c)
+       UPDATE outbox o SET lease_owner = ?, lease_until = now() + make_interval(secs => ?)
+       FROM claimable WHERE o.id = claimable.id
+       RETURNING o.id, o.topic, o.key, o.envelope, o.traceparent, o.seq::text AS seq, claimable.previous_owner, claimable.previous_until`,
+      [owner, owner, BATCH, owner, leaseMs / 1000],
+    );
+    return rows.sort((a, b) => (BigInt(a.seq) < BigInt(b.seq) ? -1 : 1));
+  });
+}
+
+/** Waits for a send given up on earlier (run.abandoned) to settle, and marks its rows sent if it went through. */
+async function settleAbandoned(run: RelayRun, em: Em): Promise<void> {
+  if (!run.abandoned) return;
+  const { done, ids } = run.abandoned;
+  const delivered = await done;
+  run.abandoned = undefined;
+  if (delivered) {
+    await markSent(em, ids);
+    run.logger.warn({ rows: ids.length }, 'outbox relay: a publish that outlived its deadline went through after all; marked sent');
+  }
+}
+
+/** Counts and logs the claimed rows whose lease another relay held until it expired. */
+function noteTakeovers({ owner, logger }: RelayRun, rows: Row[]): void {
+  const taken = rows.filter((r) => r.previous_owner && r.previous_owner !== owner && r.previous_until);
+  if (taken.length === 0) return;
+  outboxLeaseTakeovers.inc(taken.length);
+  logger.warn({ rows: taken.length, from: [...new Set(taken.map((r) => r.previous_owner))] }, 'outbox relay took over rows whose lease expired (a frozen or dead relay)');
+}
+
+/** The claimed rows that go out in one send, capped by bytes, and those over the event limit (parked, never sent). */
+function capByBytes(rows: Row[], maxEventBytes: number, batchBytes: number): { batch: Row[]; oversized: Parked[] } {
+  const batch: Row[] = [];
+  const oversized: Parked[] = [];
+  let bytes = 0;
+  for (const r of rows) {
+    const size = envelopeBytes(r.envelope);
+    if (size > maxEventBytes) {
+      oversized.push({ row: r, reason: `event is ${size} bytes, over EVENT_MAX_BYTES ${maxEventBytes}` });
+      continue;
+    }
+    // Rows after the cap stay leased to us (we claim them again next); none of an aggregate is skipped before its predecessor.
+    if (batch.length > 0 && bytes + size + RECORD_OVERHEAD > batchBytes) break;
+    batch.push(r);
+    bytes += size + RECORD_OVERHEAD;
+  }
+  return { batch, oversized };
+}
+
+/**
+ * Sends `rows` within `budget()` (the time left before the lease may be another relay's). A send
+ * given up on is remembered (run.abandoned): the bus may still deliver it.
+ */
+async function sendInTime(run: RelayRun, rows: Row[], budget: () => number): Promise<void> {
+  const left = budget();
+  // Frozen between the claim and now (or a slow claim): the lease may be another relay's already.
+  if (left <= 0) throw new SendTimeout(0);
+  const sending = send(run.bus, rows);
+  try {
+    await within(sending, left);
+  } catch (err) {
+    // Given up on, but the bus may still deliver it: settle it before this relay sends again.
+    if (err instanceof SendTimeout) run.abandoned = { done: sending.then(() => true, () => false), ids: rows.map((r) => r.id) };
+    throw err;
+  }
+}
+
+/** One claim, send and mark; resolves with the rows published or parked (0: nothing to do). */
+async function publishBatch(run: RelayRun): Promise<number> {
+  const em = run.orm.em.fork();
+  await settleAbandoned(run, em);
+  // Idle polls cost one index-only statement; the claim runs only when there is work.
+  const pending = await em.execute<{ id: string }[]>('SELECT id FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL LIMIT 1');
+  if (pending.length === 0) return 0;
+  // The lease is ours until this instant by our own clock (taken before the claim: conservative).
+  const claimedAt = performance.now();
+  const rows = await claim(run, em);
+  if (!rows || rows.length === 0) return 0;
+  noteTakeovers(run, rows);
+  const { sendTimeoutMs, leaseMs } = run;
+  /** Time left to publish: the send deadline, cut short so that the lease outlives it. */
+  const budget = () => Math.min(sendTimeoutMs, leaseMs - sendTimeoutMs / 2 - (performance.now() - claimedAt));
+
+  const { batch, oversized } = capByBytes(rows, run.maxEventBytes, run.batchBytes);
+  const parked = await park(run, em, oversized);
+  if (batch.length === 0) return parked; // parked rows count as progress for drain()
+  const ids = batch.map((r) => r.id);
+  try {
+    await sendInTime(run, batch, budget);
+  } catch (err) {
+    await em
+      .execute(`UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id IN (${placeholders(ids.length)})`, [errorText(err).slice(0, 2000), ...ids])
+      .catch(() => undefined); // the database may be what failed
+    if (!isUnpublishable(err)) throw err;
+    await publishOneByOne(run, em, batch, budget);
+    return batch.length + parked;
+  }
+  // Acknowledged: mark sent. A relay frozen right here is the one case that publishes twice (see above).
+  await markSent(em, ids);
+  return batch.length + parked;
+}
+
+/** The broker refuses something in `batch` for good: publish it one by one, park what fails. */
+async function publishOneByOne(run: RelayRun, em: Em, batch: Row[], budget: () => number): Promise<void> {
+  for (const r of batch) {
+    try {
+      await sendInTime(run, [r], budget);
+      await markSent(em, [r.id]);
+    } catch (one) {
+      if (!isUnpublishable(one)) throw one;
+      await park(run, em, [{ row: r, reason: errorText(one) }]);
+    }
+  }
 }
