@@ -45,19 +45,29 @@ export function decodeCursor(cursor: string | null | undefined): Cursor | null {
   }
 }
 
-/** The filter that selects rows strictly after `cursor` in (createdAt DESC, id DESC) order. */
+/**
+ * The filter that selects rows strictly after `cursor` in (createdAt DESC, id DESC) order. The
+ * leading `createdAt <= cursor` is implied by the `$or` (it changes no result) but, unlike the `$or`,
+ * is an index condition on a (created_at DESC, id DESC) index: page n starts at the cursor instead
+ * of reading and discarding the n-1 pages before it.
+ */
 export function afterCursor(cursor: Cursor | null): Record<string, unknown> {
   if (!cursor) return {};
-  return { $or: [{ createdAt: { $lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { $lt: cursor.id } }] };
+  return {
+    createdAt: { $lte: cursor.createdAt },
+    $or: [{ createdAt: { $lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { $lt: cursor.id } }],
+  };
 }
 
 /** Builds a connection from up to first+1 rows already in (createdAt DESC, id DESC) order. */
 export function toConnection<T extends { createdAt: Date; id: string }>(rows: T[], first: number, totalCount: number): Connection<T> {
   const page = rows.slice(0, first);
-  const edges = page.map((node) => ({ node, cursor: encodeCursor(node) }));
+  // An edge's cursor is encoded when read: most selections ask only for pageInfo.endCursor.
+  const edges = page.map((node) => ({ node, get cursor() { return encodeCursor(node); } }));
+  const last = page.at(-1);
   return {
     edges,
-    pageInfo: { hasNextPage: rows.length > first, endCursor: edges.at(-1)?.cursor ?? null },
+    pageInfo: { hasNextPage: rows.length > first, endCursor: last ? encodeCursor(last) : null },
     totalCount,
   };
 }

@@ -1,9 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
-import DataLoader from 'dataloader';
+import type DataLoader from 'dataloader';
 import { z } from 'zod';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import {
-  ROLES, badInput, conflict, forbidden, loadForWrite, notFound, paginate, parseInput, pendingApproval, requireRole, requireUser,
+  ROLES, badInput, byIdLoader, conflict, forbidden, loadForWrite, notFound, paginate, parseInput, pendingApproval, requireRole, requireUser,
   scalarResolvers, unauthenticated, type Identity, type RequestContext, type WriteContext,
 } from '@crm/kit';
 import { AuditEntry, User } from '../entities';
@@ -21,11 +21,9 @@ export interface AuthLoaders {
 
 export function createLoaders(em: EntityManager): AuthLoaders {
   return {
-    user: new DataLoader(async (ids: readonly string[]) => {
-      const rows = await em.find(User, { id: { $in: [...ids] } });
-      const byId = new Map(rows.map((u) => [u.id, u]));
-      return ids.map((id) => byId.get(id) ?? null);
-    }),
+    // Plain rows (kit lean.ts), not managed entities: every read of a user (User references of a
+    // customer list, me, user, audit actors) is read-only; writes load their user under a lock.
+    user: byIdLoader(em, User, {}, { lean: true }),
   };
 }
 
