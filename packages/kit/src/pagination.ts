@@ -80,24 +80,30 @@ export function toConnection<T extends { createdAt: Date; id: string }>(rows: T[
 export async function paginate<T extends { createdAt: Date; id: string }>(
   em: EntityManager,
   entity: EntityName<T>,
-  where: FilterQuery<T>,
+  /**
+   * The filter, or a function that builds it: each statement gets its own copy (a filter with a
+   * MikroORM `raw()` key must be built per statement: a raw key is consumed by the first one).
+   */
+  filter: FilterQuery<T> | (() => FilterQuery<T>),
   args: PageArgs,
   options: { lean?: boolean; props?: readonly string[]; count?: boolean } = {},
 ): Promise<Connection<T>> {
+  const where = typeof filter === 'function' ? (filter as () => FilterQuery<T>) : () => filter;
   const first = pageSize(args.first);
   const cursor = decodeCursor(args.after);
-  const scoped = { $and: [where, afterCursor(cursor)] } as FilterQuery<T>;
   const orderBy = { createdAt: 'desc', id: 'desc' } as const;
   const props = options.props ? [...new Set([...options.props, 'id', 'createdAt'])] : undefined;
-  const rows = (): Promise<T[]> =>
-    options.lean
+  const rows = (): Promise<T[]> => {
+    const scoped = { $and: [where(), afterCursor(cursor)] } as FilterQuery<T>;
+    return options.lean
       ? findRows<T>(em, entity, scoped, { props, orderBy, limit: first + 1 })
       : (em.find(entity, scoped, { orderBy: orderBy as never, limit: first + 1 }) as Promise<T[]>);
+  };
   // count: false when the selection has no totalCount (wantsTotalCount): NaN then, which GraphQL
   // would refuse to serialise as an Int, so a wrong `count: false` fails loudly instead of lying.
   const [page, totalCount] = await Promise.all([
     first === 0 ? Promise.resolve([] as T[]) : rows(),
-    options.count === false ? Promise.resolve(Number.NaN) : em.count(entity, where),
+    options.count === false ? Promise.resolve(Number.NaN) : em.count(entity, where()),
   ]);
   return toConnection(page, first, totalCount);
 }

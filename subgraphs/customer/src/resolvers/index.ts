@@ -179,11 +179,10 @@ export const resolvers: Resolvers = {
         and.push({ assignedRepId: args.assignedRepId });
       }
       const search = args.search?.trim();
-      if (search) {
-        if (search.length > SEARCH_MAX) throw badInput(`search must be at most ${SEARCH_MAX} characters`, 'search');
-        and.push(searchFilter(search));
-      }
-      return paginate(ctx.em, Customer, { $and: and }, args, {
+      if (search && search.length > SEARCH_MAX) throw badInput(`search must be at most ${SEARCH_MAX} characters`, 'search');
+      // built per statement (page, count): the search filter's raw() key serves one statement
+      const where = search ? (): FilterQuery<Customer> => ({ $and: [...and, searchFilter(search)] }) : { $and: and };
+      return paginate(ctx.em, Customer, where, args, {
         lean: true, props: connectionProps(ctx.em, Customer, info, CUSTOMER_NEEDS), count: wantsTotalCount(info),
       });
     },
