@@ -2,14 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type DataLoader from 'dataloader';
 import type { GraphQLResolveInfo } from 'graphql';
 import { z } from 'zod';
-import { raw, UniqueConstraintViolationException, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
+import { UniqueConstraintViolationException, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
 import {
   badInput, byIdLoader, loadForWrite, connectionLoaders, connectionProps, forbidden, notFound, paginate, pageSize, pagesByParent, parseInput,
   requireRole, requireUser, requireWriter, scalarResolvers, seesAll, toConnection, wantsTotalCount,
   type Connection, type Identity, type PageArgs, type RequestContext,
 } from '@crm/kit';
 import { COMPANY_SIZES, Customer, INVESTMENT_PROFILES, RISK_TOLERANCES, Rep } from '../entities';
-import { CUSTOMER_DELETION_STEPS, customerEventData, requireActiveRep } from '../customers';
+import { CUSTOMER_DELETION_STEPS, customerEventData, requireActiveRep, searchFilter } from '../customers';
 import type { Resolvers } from '../generated/resolvers-types';
 
 type PageWithProps = PageArgs & { props?: string[] };
@@ -73,29 +73,6 @@ const updateInput = z.object({ ...fields, name: fields.name.optional() });
 type CreateInput = z.infer<typeof createInput>;
 
 const SEARCH_MAX = 200;
-/** `%term%` with LIKE's wildcards escaped, so the term matches literally. */
-const likePattern = (term: string) => `%${term.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-
-/**
- * What search reads: name, email and phone joined by U+0001, the expression of the trigram index
- * customers_search_trgm (Migration20261207000210; keep the two identical, or the index is not used).
- * A term without U+0001 cannot match across a separator, so `SEARCH_TEXT ILIKE '%term%'` selects
- * exactly the rows where name, email or phone does: one index scan (or one ILIKE per row) instead
- * of three.
- */
-const SEARCH_SEPARATOR = '\u0001';
-const SEARCH_TEXT = (alias: string) =>
-  `(${alias}.name || E'\\x01' || coalesce(${alias}.email, '') || E'\\x01' || coalesce(${alias}.phone, ''))`;
-
-/** The filter of `customers(search:)`: name, email or phone contains the term, case-insensitively. */
-function searchFilter(term: string): FilterQuery<Customer> {
-  const pattern = likePattern(term);
-  if (term.includes(SEARCH_SEPARATOR)) {
-    // (never typed in practice) a term with the separator could match across two columns in SEARCH_TEXT
-    return { $or: [{ name: { $ilike: pattern } }, { email: { $ilike: pattern } }, { phone: { $ilike: pattern } }] };
-  }
-  return { [raw(SEARCH_TEXT)]: { $ilike: pattern } } as FilterQuery<Customer>;
-}
 
 // ------------------------------------------------------------------ access
 
