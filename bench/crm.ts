@@ -254,13 +254,37 @@ async function main() {
       (rounds[name] ??= []).push({ ...r, connections, loadavgBefore: before } as Load);
       console.log(`  ${name}: ${r.cpuMsPerRequest !== undefined ? `${r.cpuMsPerRequest} ms CPU/request, ` : ''}${r.rps.toFixed(0)} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, errors ${r.errors}, non-2xx ${r.non2xx}, GraphQL errors ${r.gqlErrors}${r.sampleError ? ` (${r.sampleError})` : ''}`);
     };
+    // Where the CPU goes: each service process, and the Postgres backends serving this stack's
+    // databases (same machine: /proc); transactions committed in those databases (statements
+    // outside a transaction count one each).
+    const prefix = stack.config.DATABASE_PREFIX;
+    const pgStats = () => withDb(stack, 'customer', async (c) => {
+      const pids = (await c.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE starts_with(datname, $1)', [prefix])).rows.map((r) => r.pid);
+      const xacts = (await c.query<{ n: string }>('SELECT sum(xact_commit + xact_rollback) AS n FROM pg_stat_database WHERE starts_with(datname, $1)', [prefix])).rows[0]!.n;
+      return { pids, xacts: Number(xacts) };
+    });
+    const cpuOf = (pid: number) => { try { return cpuMs(pid); } catch { return 0; } };
+    const breakdown = () => Object.fromEntries(Object.entries('pids' in stack ? stack.pids : { platform: process.pid }).map(([k, pid]) => [k, cpuOf(pid)]));
     const scenario = async (name: string, entries: Entries, connections = CONNECTIONS) => {
       if (!SCENARIOS.includes(name.replace(/@1$/, ''))) return;
       const before = uptime();
       console.log(`[round ${round + 1}/${ROUNDS}] ${name}: ${WARMUP} s warm-up + ${DURATION} s at ${connections} connection(s) (load ${before.join(' / ')})…`);
+      const pg0 = await pgStats();
+      const pgCpu0 = new Map(pg0.pids.map((pid) => [pid, cpuOf(pid)]));
+      const by0 = breakdown();
       const cpu0 = cpuMs(...servicePids);
       const r = await profiled(round ? `${name}-${round + 1}` : name, () => runLoad(url, entries, connections));
-      record(name, { ...r, cpuMsPerRequest: Number(((cpuMs(...servicePids) - cpu0) / r.sent).toFixed(2)) }, connections, before);
+      const cpu1 = cpuMs(...servicePids);
+      const by1 = breakdown();
+      const pg1 = await pgStats();
+      const pgCpu = [...new Set([...pg0.pids, ...pg1.pids])].reduce((a, pid) => a + Math.max(0, cpuOf(pid) - (pgCpu0.get(pid) ?? 0)), 0);
+      const perRequest = (x: number) => Number((x / r.sent).toFixed(2));
+      const cpuByProcess = Object.fromEntries(Object.keys(by1).map((k) => [k, perRequest(by1[k]! - by0[k]!)]));
+      record(name, {
+        ...r, cpuMsPerRequest: perRequest(cpu1 - cpu0), postgresCpuMsPerRequest: perRequest(pgCpu), cpuByProcess,
+        transactionsPerRequest: perRequest(pg1.xacts - pg0.xacts),
+      } as Load, connections, before);
+      console.log(`    CPU ms/request by process ${JSON.stringify(cpuByProcess)}, Postgres backends ${perRequest(pgCpu)}, transactions/request ${perRequest(pg1.xacts - pg0.xacts)}`);
     };
     /** Two loads at once (each its own autocannon process): login's p99 next to the list's. */
     const together = async (name: string, a: [string, Entries, number], b: [string, Entries, number]) => {

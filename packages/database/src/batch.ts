@@ -104,7 +104,12 @@ export function groupLoader<K extends string, V>(fetch: (keys: readonly K[]) => 
   return new DataLoader(async (keys: readonly K[]) => {
     const rows = await fetch(keys);
     const groups = new Map<K, V[]>();
-    for (const row of rows) groups.set(keyOf(row), [...(groups.get(keyOf(row)) ?? []), row]);
+    for (const row of rows) {
+      const key = keyOf(row);
+      const group = groups.get(key);
+      if (group) group.push(row);
+      else groups.set(key, [row]);
+    }
     return keys.map((k) => groups.get(k) ?? []);
   });
 }

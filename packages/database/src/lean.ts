@@ -98,10 +98,31 @@ export async function countsByParent(
 // ------------------------------------------------------------------ GraphQL selections
 
 /**
- * The field names selected at `path` below the resolver's field (e.g. ['edges', 'node'] for a
- * connection's nodes), through fragments; null when the path is not selected at all.
+ * Answers of selectedFields per field of a parsed document: a list field's resolver runs once per
+ * parent (50 customers → 50 identical walks) and the servers keep parsed documents, so the same
+ * FieldNode comes back with every request of the same operation. A selection does not depend on
+ * variables here (no @skip / @include handling), so the document alone decides the answer.
  */
-export function selectedFields(info: GraphQLResolveInfo, path: readonly string[] = []): Set<string> | null {
+const selectionMemo = new WeakMap<object, Map<string, ReadonlySet<string> | null>>();
+
+/**
+ * The field names selected at `path` below the resolver's field (e.g. ['edges', 'node'] for a
+ * connection's nodes), through fragments; null when the path is not selected at all. Shared
+ * between calls: do not modify.
+ */
+export function selectedFields(info: GraphQLResolveInfo, path: readonly string[] = []): ReadonlySet<string> | null {
+  // one FieldNode (the usual case) belongs to one parsed document; merged fields: per execution
+  const key: object = info.fieldNodes.length === 1 ? info.fieldNodes[0]! : info.fieldNodes;
+  const pathKey = path.join('.');
+  let memo = selectionMemo.get(key);
+  if (memo?.has(pathKey)) return memo.get(pathKey)!;
+  const names = walkSelection(info, path);
+  if (!memo) selectionMemo.set(key, (memo = new Map()));
+  memo.set(pathKey, names);
+  return names;
+}
+
+function walkSelection(info: GraphQLResolveInfo, path: readonly string[]): Set<string> | null {
   let sets: SelectionSetNode[] = info.fieldNodes.flatMap((f) => (f.selectionSet ? [f.selectionSet] : []));
   for (const step of path) {
     const next: SelectionSetNode[] = [];
@@ -134,7 +155,7 @@ function forEachField(info: GraphQLResolveInfo, set: SelectionSetNode, visit: (f
 export function propsFor(
   em: EntityManager,
   entity: EntityName<any>,
-  fields: Set<string> | null,
+  fields: ReadonlySet<string> | null,
   needs: Record<string, readonly string[]> = {},
   always: readonly string[] = ['id', 'createdAt'],
 ): string[] | undefined {

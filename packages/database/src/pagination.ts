@@ -45,19 +45,29 @@ export function decodeCursor(cursor: string | null | undefined): Cursor | null {
   }
 }
 
-/** The filter that selects rows strictly after `cursor` in (createdAt DESC, id DESC) order. */
+/**
+ * The filter that selects rows strictly after `cursor` in (createdAt DESC, id DESC) order. The
+ * leading `createdAt <= cursor` is implied by the `$or` (it changes no result) but, unlike the `$or`,
+ * is an index condition on a (created_at DESC, id DESC) index: page n starts at the cursor instead
+ * of reading and discarding the n-1 pages before it.
+ */
 export function afterCursor(cursor: Cursor | null): Record<string, unknown> {
   if (!cursor) return {};
-  return { $or: [{ createdAt: { $lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { $lt: cursor.id } }] };
+  return {
+    createdAt: { $lte: cursor.createdAt },
+    $or: [{ createdAt: { $lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { $lt: cursor.id } }],
+  };
 }
 
 /** Builds a connection from up to first+1 rows already in (createdAt DESC, id DESC) order. */
 export function toConnection<T extends { createdAt: Date; id: string }>(rows: T[], first: number, totalCount: number): Connection<T> {
   const page = rows.slice(0, first);
-  const edges = page.map((node) => ({ node, cursor: encodeCursor(node) }));
+  // An edge's cursor is encoded when read: most selections ask only for pageInfo.endCursor.
+  const edges = page.map((node) => ({ node, get cursor() { return encodeCursor(node); } }));
+  const last = page.at(-1);
   return {
     edges,
-    pageInfo: { hasNextPage: rows.length > first, endCursor: edges.at(-1)?.cursor ?? null },
+    pageInfo: { hasNextPage: rows.length > first, endCursor: last ? encodeCursor(last) : null },
     totalCount,
   };
 }
@@ -70,24 +80,30 @@ export function toConnection<T extends { createdAt: Date; id: string }>(rows: T[
 export async function paginate<T extends { createdAt: Date; id: string }>(
   em: EntityManager,
   entity: EntityName<T>,
-  where: FilterQuery<T>,
+  /**
+   * The filter, or a function that builds it: each statement gets its own copy (a filter with a
+   * MikroORM `raw()` key must be built per statement: a raw key is consumed by the first one).
+   */
+  filter: FilterQuery<T> | (() => FilterQuery<T>),
   args: PageArgs,
   options: { lean?: boolean; props?: readonly string[]; count?: boolean } = {},
 ): Promise<Connection<T>> {
+  const where = typeof filter === 'function' ? (filter as () => FilterQuery<T>) : () => filter;
   const first = pageSize(args.first);
   const cursor = decodeCursor(args.after);
-  const scoped = { $and: [where, afterCursor(cursor)] } as FilterQuery<T>;
   const orderBy = { createdAt: 'desc', id: 'desc' } as const;
   const props = options.props ? [...new Set([...options.props, 'id', 'createdAt'])] : undefined;
-  const rows = (): Promise<T[]> =>
-    options.lean
+  const rows = (): Promise<T[]> => {
+    const scoped = { $and: [where(), afterCursor(cursor)] } as FilterQuery<T>;
+    return options.lean
       ? findRows<T>(em, entity, scoped, { props, orderBy, limit: first + 1 })
       : (em.find(entity, scoped, { orderBy: orderBy as never, limit: first + 1 }) as Promise<T[]>);
+  };
   // count: false when the selection has no totalCount (wantsTotalCount): NaN then, which GraphQL
   // would refuse to serialise as an Int, so a wrong `count: false` fails loudly instead of lying.
   const [page, totalCount] = await Promise.all([
     first === 0 ? Promise.resolve([] as T[]) : rows(),
-    options.count === false ? Promise.resolve(Number.NaN) : em.count(entity, where),
+    options.count === false ? Promise.resolve(Number.NaN) : em.count(entity, where()),
   ]);
   return toConnection(page, first, totalCount);
 }

@@ -4,7 +4,8 @@
  * events as auth publishes them. The federated reads and batching across auth are in
  * e2e/customer-federation.test.ts.
  */
-import { startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/testing';
+import { startTestSubgraph, type GraphQLResult, type TestCaller, type TestSubgraph } from '@crm/testing';
+import { SEARCH_TEXT } from '../src/customers';
 import { customerSubgraph } from '../src';
 import { ASSIGN, CREATE, DELETE, GET, LIST, UPDATE, code, create, createFor, field, ids, newUser } from './helpers';
 
@@ -186,6 +187,82 @@ describe('search', () => {
     const other = await alice.gql(LIST, { rep: dana.id, first: 100 });
     expect(other.data.customers.totalCount).toBe(0);
     expect(field(await dana.gql(LIST, { search: 'x'.repeat(201) }))).toBe('search');
+  });
+});
+
+describe('search and keyset pages served by indexes', () => {
+  let erin: TestCaller;
+  const made: Record<string, string> = {};
+  beforeAll(async () => {
+    erin = await newUser(customer, 'SALES', 'Erin Span');
+    made.span = (await create(erin, { name: 'Spanner Ltd', email: 'zed@spanner.example', phone: '+44 20 7946 0999' })).id;
+    made.nomail = (await create(erin, { name: 'Quiet Spanner', phone: '0999 123 456' })).id;
+    made.nophone = (await create(erin, { name: 'Bolt Works', email: 'bolt@works.example' })).id;
+  });
+  const search = async (term: string) => ids(await erin.gql(LIST, { search: term, first: 100 })).sort();
+  const just = (...keys: string[]) => keys.map((k) => made[k]!).sort();
+
+  test('a term matches within one of name, email and phone, never across two (null columns included)', async () => {
+    expect(await search('spanner')).toEqual(just('span', 'nomail')); // name of both, email of one
+    expect(await search('0999')).toEqual(just('span', 'nomail')); // phone
+    expect(await search('BOLT@')).toEqual(just('nophone'));
+    // the end of the name and the start of the email, or of the email and the phone: no match
+    expect(await search('Ltdzed')).toEqual([]);
+    expect(await search('Ltd zed')).toEqual([]);
+    expect(await search('Ltd\u0001zed')).toEqual([]); // the index expression's separator: the term is matched column by column
+    expect(await search('example+44')).toEqual([]);
+    expect(await search('Spanner0999')).toEqual([]);
+    expect(await search('Works\u0001bolt')).toEqual([]);
+    const r = await erin.gql(LIST, { search: 'spanner', first: 1 });
+    expect(r.data.customers.totalCount).toBe(2);
+    const p2 = await erin.gql(LIST, { search: 'spanner', first: 1, after: r.data.customers.pageInfo.endCursor });
+    expect([...ids(r), ...ids(p2)].sort()).toEqual(just('span', 'nomail'));
+    expect(p2.data.customers.pageInfo.hasNextPage).toBe(false);
+  });
+
+  test('the search expression is the trigram index\'s, the cursor an index condition (EXPLAIN)', async () => {
+    const em = customer.runtime.fork();
+    const trgm = await em.execute<{ n: number }[]>(`SELECT count(*)::int AS n FROM pg_extension WHERE extname = 'pg_trgm'`);
+    const plans: Record<string, string> = {};
+    const explain = async (tx: typeof em, sql: string, params: unknown[] = []) =>
+      (await tx.execute<{ 'QUERY PLAN': string }[]>(`EXPLAIN ${sql}`, params)).map((r) => r['QUERY PLAN']).join('\n');
+    // 5,000 more rows for the planner to weigh (rolled back): on a handful of rows any plan will do
+    await em.transactional(async (tx) => {
+      await tx.execute(`INSERT INTO customers (id, name, email, created_at, updated_at)
+        SELECT gen_random_uuid(), 'Filler ' || i, 'filler' || i || '@fill.example', now() - i * interval '1 minute', now() FROM generate_series(1, 5000) i`);
+      await tx.execute('ANALYZE customers');
+      await tx.execute('SET LOCAL enable_seqscan = off');
+      if (trgm[0]!.n > 0) {
+        plans.search = await explain(tx, `SELECT t.id FROM customers t WHERE t.deleted_at IS NULL AND ${SEARCH_TEXT('t')} ILIKE '%spanner%'
+          ORDER BY t.created_at DESC, t.id DESC LIMIT 51`);
+      }
+      const at = new Date(Date.now() - 2_000 * 60_000).toISOString();
+      plans.cursor = await explain(tx, `SELECT t.id FROM customers t WHERE t.deleted_at IS NULL AND t.created_at <= ? AND (t.created_at < ? OR (t.created_at = ? AND t.id < ?))
+        ORDER BY t.created_at DESC, t.id DESC LIMIT 51`, [at, at, at, made.span]);
+      throw new Error('roll back');
+    }).catch((err: Error) => { if (err.message !== 'roll back') throw err; });
+    if (trgm[0]!.n > 0) expect(plans.search).toContain('customers_search_trgm');
+    expect(plans.cursor).toMatch(/Index Cond: \(created_at <= /);
+  });
+
+  test('pages through rows created at the same instant by id, without overlap or gap', async () => {
+    const frank = await newUser(customer, 'SALES', 'Frank Ties');
+    const mine: string[] = [];
+    for (let i = 0; i < 5; i++) mine.push((await create(frank, { name: `Tie ${i}` })).id);
+    const em = customer.runtime.fork();
+    await em.execute(`UPDATE customers SET created_at = '2026-01-02T03:04:05.678Z' WHERE id IN (?, ?, ?)`, mine.slice(1, 4));
+    const seen: string[] = [];
+    let after: string | null = null;
+    for (let page = 0; page < 5; page++) {
+      const r: GraphQLResult = await frank.gql(LIST, { first: 2, after });
+      expect(r.errors).toBeUndefined();
+      seen.push(...ids(r));
+      after = r.data.customers.pageInfo.endCursor;
+      if (!r.data.customers.pageInfo.hasNextPage) break;
+    }
+    // newest first; the three equal created_at in id order, descending; then the oldest-dated
+    const tied = mine.slice(1, 4).sort().reverse();
+    expect(seen).toEqual([mine[4], mine[0], ...tied]);
   });
 });
 

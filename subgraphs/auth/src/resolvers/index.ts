@@ -1,11 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
-import DataLoader from 'dataloader';
+import type DataLoader from 'dataloader';
 import { z } from 'zod';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { ROLES, parseInput, requireRole, requireUser, scalarResolvers, type Identity, type RequestContext, type WriteContext } from '@crm/runtime';
 import { badInput, conflict, forbidden, notFound, pendingApproval, unauthenticated } from '@crm/errors';
 import { loadForWrite } from '@crm/events';
-import { paginate } from '@crm/database';
+import { byIdLoader, paginate } from '@crm/database';
 import { AuditEntry, User } from '../entities';
 import { stageAudit } from '../audit';
 import { issueTokens, revokeAllFor, rotateRefreshToken } from '../tokens';
@@ -21,11 +21,9 @@ export interface AuthLoaders {
 
 export function createLoaders(em: EntityManager): AuthLoaders {
   return {
-    user: new DataLoader(async (ids: readonly string[]) => {
-      const rows = await em.find(User, { id: { $in: [...ids] } });
-      const byId = new Map(rows.map((u) => [u.id, u]));
-      return ids.map((id) => byId.get(id) ?? null);
-    }),
+    // Plain rows (kit lean.ts), not managed entities: every read of a user (User references of a
+    // customer list, me, user, audit actors) is read-only; writes load their user under a lock.
+    user: byIdLoader(em, User, {}, { lean: true }),
   };
 }
 

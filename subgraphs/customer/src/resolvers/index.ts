@@ -8,7 +8,7 @@ import { byIdLoader, connectionLoaders, connectionProps, paginate, pageSize, pag
 import { loadForWrite } from '@crm/events';
 import { parseInput, requireRole, requireUser, requireWriter, scalarResolvers, seesAll, type Identity, type RequestContext } from '@crm/runtime';
 import { COMPANY_SIZES, Customer, INVESTMENT_PROFILES, RISK_TOLERANCES, Rep } from '../entities';
-import { CUSTOMER_DELETION_STEPS, customerEventData, requireActiveRep } from '../customers';
+import { CUSTOMER_DELETION_STEPS, customerEventData, requireActiveRep, searchFilter } from '../customers';
 import type { Resolvers } from '../generated/resolvers-types';
 
 type PageWithProps = PageArgs & { props?: string[] };
@@ -72,8 +72,6 @@ const updateInput = z.object({ ...fields, name: fields.name.optional() });
 type CreateInput = z.infer<typeof createInput>;
 
 const SEARCH_MAX = 200;
-/** `%term%` with LIKE's wildcards escaped, so the term matches literally. */
-const likePattern = (term: string) => `%${term.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
 // ------------------------------------------------------------------ access
 
@@ -153,12 +151,10 @@ export const resolvers: Resolvers = {
         and.push({ assignedRepId: args.assignedRepId });
       }
       const search = args.search?.trim();
-      if (search) {
-        if (search.length > SEARCH_MAX) throw badInput(`search must be at most ${SEARCH_MAX} characters`, 'search');
-        const pattern = likePattern(search);
-        and.push({ $or: [{ name: { $ilike: pattern } }, { email: { $ilike: pattern } }, { phone: { $ilike: pattern } }] });
-      }
-      return paginate(ctx.em, Customer, { $and: and }, args, {
+      if (search && search.length > SEARCH_MAX) throw badInput(`search must be at most ${SEARCH_MAX} characters`, 'search');
+      // built per statement (page, count): the search filter's raw() key serves one statement
+      const where = search ? (): FilterQuery<Customer> => ({ $and: [...and, searchFilter(search)] }) : { $and: and };
+      return paginate(ctx.em, Customer, where, args, {
         lean: true, props: connectionProps(ctx.em, Customer, info, CUSTOMER_NEEDS), count: wantsTotalCount(info),
       });
     },
