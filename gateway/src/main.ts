@@ -6,12 +6,12 @@
  * under the launcher without Kafka, the primary relays bus messages between its workers and it.
  */
 import {
-  announceReady, busKind, createLogger, IpcBus, isClusterPrimary, isServices, launcherLink, onShutdown, readConfig, serviceBus, setupTelemetry, startWorkers,
+  announceReady, busKind, createLogger, IpcBus, isClusterPrimary, isServices, launcherLink, onShutdown, readServiceConfig, serviceBus, setupTelemetry, startWorkers,
 } from '@crm/kit';
 import { startGateway } from './server';
 
 async function main() {
-  const config = readConfig();
+  const config = readServiceConfig('gateway');
   const telemetry = setupTelemetry({ serviceName: 'crm-gateway', config });
   const logger = createLogger('gateway', config.LOG_LEVEL);
   if (config.GATEWAY_WORKERS > 1 && isClusterPrimary()) {

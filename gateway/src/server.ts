@@ -12,7 +12,7 @@ import type { GraphQLSchema } from 'graphql';
 import {
   closeRedis, closeServer, createGraphQLHandler, createLogger, launcherLink, listen, maskError, sendJson, sendReadiness, servicesFromLauncher,
   type EventBus, type Logger, type PlatformConfig,
-  authPublicKeys, gatewaySigningKey, requireServiceSecrets,
+  authPublicKeys, defaultApolloTelemetryOff, gatewaySigningKey, requireServiceSecrets,
 } from '@crm/kit';
 import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
 import { createSubgraphAgent, SubgraphClient, type GatewayContext } from './datasource';
@@ -59,7 +59,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   // first probes ten clouds' metadata endpoints for its resource; that start-up also switches on
   // Node's promise hooks for the life of the process (a cost on every promise). Nothing leaves this
   // gateway unless its operator asks for it: off unless the variable says otherwise.
-  process.env.APOLLO_TELEMETRY_DISABLED ??= 'true';
+  defaultApolloTelemetryOff();
   /** The subgraph clients by name, as Apollo Gateway builds them (for the engine). */
   const clients = new Map<string, SubgraphClient>();
   const gateway = new ApolloGateway({
