@@ -21,7 +21,7 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  ALL_TOPICS, IpcBus, PEERS, SERVICES, createBus, createLogger, developmentKeySet, generateKeySet, isKeyVariable, isReady, keyEnvFor, readConfig,
+  ALL_TOPICS, childEnv, IpcBus, PEERS, SERVICES, createBus, createLogger, developmentKeySet, generateKeySet, isKeyVariable, isReady, keyEnvFor, readConfig,
   type Logger, type PeersMessage, type PlatformConfig, type ServiceStatus, type ServicesMessage,
 } from '@crm/kit';
 import { composeSupergraph, readSupergraphConfig } from '@crm/gateway';
@@ -76,10 +76,10 @@ interface Service {
 
 export async function startProcessStack(options: ProcessStackOptions = {}): Promise<ProcessStack> {
   const overrides = options.overrides ?? {};
-  const config = readConfig(process.env, overrides);
+  const config = readConfig(undefined, overrides);
   const logger = options.logger ?? createLogger('stack', config.LOG_LEVEL);
   const fixed = (options.ports ?? 'fixed') === 'fixed';
-  const given = { ...process.env, ...overrides };
+  const given = childEnv(overrides);
   // Each child gets only its own keys (kit keys.ts, docs/security.md): every key variable is taken out
   // of what it inherits and its own are put back. Production: the operator's (<NAME>_SERVICE_KEY per
   // subgraph); development: a set made for this stack (DATA_DIR=memory) or kept under DATA_DIR.
