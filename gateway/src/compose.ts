@@ -16,7 +16,7 @@ export interface SubgraphSource {
 export class CompositionError extends Error {}
 
 /** Each subgraph of supergraph.yaml (kit supergraph-config.ts) with its schema's text. */
-export function readSupergraphConfig(configPath: string, env: NodeJS.ProcessEnv = process.env): SubgraphSource[] {
+export function readSupergraphConfig(configPath: string, env?: NodeJS.ProcessEnv): SubgraphSource[] {
   return readSubgraphRoutes(configPath, env).map((r) => ({ name: r.name, url: r.url, typeDefs: readFileSync(r.schemaFile, 'utf8') }));
 }
 

@@ -8,11 +8,11 @@
 import { announceReady, isClusterPrimary, isServices, launcherLink, onShutdown, serviceBus, startWorkers } from '@crm/runtime';
 import { busKind, IpcBus } from '@crm/events';
 import { createLogger, setupTelemetry } from '@crm/telemetry';
-import { readConfig } from '@crm/config';
+import { readServiceConfig } from '@crm/config';
 import { startGateway } from './server';
 
 async function main() {
-  const config = readConfig();
+  const config = readServiceConfig('gateway');
   const telemetry = setupTelemetry({ serviceName: 'crm-gateway', config });
   const logger = createLogger('gateway', config.LOG_LEVEL);
   if (config.GATEWAY_WORKERS > 1 && isClusterPrimary()) {

@@ -13,7 +13,7 @@ import { closeRedis, closeServer, createGraphQLHandler, launcherLink, listen, se
 import { createLogger, type Logger } from '@crm/telemetry';
 import { maskError } from '@crm/errors';
 import { type EventBus } from '@crm/events';
-import { type PlatformConfig, requireServiceSecrets } from '@crm/config';
+import { defaultApolloTelemetryOff, type PlatformConfig, requireServiceSecrets } from '@crm/config';
 import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
 import { createSubgraphAgent, SubgraphClient, type GatewayContext } from './datasource';
 import { subgraphUrls } from './compose';
@@ -60,7 +60,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
   // first probes ten clouds' metadata endpoints for its resource; that start-up also switches on
   // Node's promise hooks for the life of the process (a cost on every promise). Nothing leaves this
   // gateway unless its operator asks for it: off unless the variable says otherwise.
-  process.env.APOLLO_TELEMETRY_DISABLED ??= 'true';
+  defaultApolloTelemetryOff();
   /** The subgraph clients by name, as Apollo Gateway builds them (for the engine). */
   const clients = new Map<string, SubgraphClient>();
   const gateway = new ApolloGateway({

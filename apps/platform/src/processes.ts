@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { ALL_TOPICS, IpcBus, createBus } from '@crm/events';
 import { PEERS, SERVICES, developmentKeySet, generateKeySet, isKeyVariable, isReady, keyEnvFor, type PeersMessage, type ServiceStatus, type ServicesMessage } from '@crm/runtime';
 import { createLogger, type Logger } from '@crm/telemetry';
-import { readConfig, type PlatformConfig } from '@crm/config';
+import { childEnv, readConfig, type PlatformConfig } from '@crm/config';
 import { composeSupergraph, readSupergraphConfig } from '@crm/gateway';
 import { ROOT, SUPERGRAPH_CONFIG } from './start-stack';
 import { SUBGRAPHS } from './subgraphs';
@@ -76,10 +76,10 @@ interface Service {
 
 export async function startProcessStack(options: ProcessStackOptions = {}): Promise<ProcessStack> {
   const overrides = options.overrides ?? {};
-  const config = readConfig(process.env, overrides);
+  const config = readConfig(undefined, overrides);
   const logger = options.logger ?? createLogger('stack', config.LOG_LEVEL);
   const fixed = (options.ports ?? 'fixed') === 'fixed';
-  const given = { ...process.env, ...overrides };
+  const given = childEnv(overrides);
   // Each child gets only its own keys (kit keys.ts, docs/security.md): every key variable is taken out
   // of what it inherits and its own are put back. Production: the operator's (<NAME>_SERVICE_KEY per
   // subgraph); development: a set made for this stack (DATA_DIR=memory) or kept under DATA_DIR.

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { ALL_TOPICS, createBus, type EventBus } from '@crm/events';
 import { createLogger, type Logger } from '@crm/telemetry';
 import { startSubgraph, type SubgraphRuntime } from '@crm/runtime';
-import { type PlatformConfig } from '@crm/config';
+import { serviceView, type PlatformConfig } from '@crm/config';
 import { composeSupergraph, readSupergraphConfig, startGateway, type GatewayRuntime } from '@crm/gateway';
 import { SUBGRAPHS } from './subgraphs';
 
@@ -54,7 +54,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       if (!source) throw new Error(`subgraph "${def.name}" is missing from supergraph.yaml`);
       const port = fixed ? Number(new URL(source.url).port) : 0;
       subgraphs[def.name] = await startSubgraph(def, {
-        config, port, bus, logger: logger.child({ subgraph: def.name }),
+        config: serviceView(def.name, config), port, bus, logger: logger.child({ subgraph: def.name }),
         // read-through to the subgraphs of this stack (they start one by one: looked up per call);
         // null for one this stack does not run at all (`only`)
         peerUrl: (name) => subgraphs[name]?.url ?? (wanted.some((w) => w.name === name) ? undefined : null),
@@ -74,9 +74,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
           writeFileSync(`${path}.tmp`, supergraphSdl);
           renameSync(`${path}.tmp`, path);
         }
-        gateway = await startGateway({ config, bus, supergraphPath: path, logger: logger.child({ service: 'gateway' }) });
+        gateway = await startGateway({ config: serviceView('gateway', config), bus, supergraphPath: path, logger: logger.child({ service: 'gateway' }) });
       } else {
-        gateway = await startGateway({ config, bus, supergraphSdl, port: fixed ? config.PORT : 0, host: '127.0.0.1', logger: logger.child({ service: 'gateway' }) });
+        gateway = await startGateway({ config: serviceView('gateway', config), bus, supergraphSdl, port: fixed ? config.PORT : 0, host: '127.0.0.1', logger: logger.child({ service: 'gateway' }) });
       }
     }
     return {

@@ -86,7 +86,7 @@ async function useTestDatabase(): Promise<() => Promise<void>> {
 }
 
 export function testConfig(id: string, env: Record<string, string> = {}): PlatformConfig {
-  return readConfig(process.env, testOverrides(id, env));
+  return readConfig(undefined, testOverrides(id, env));
 }
 
 /** The settings a test stack puts on top of the environment: throwaway names, quiet logs, embedded unless configured. */

@@ -28,6 +28,7 @@ import {
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import { childEnv, embeddedPostgresUser } from '@crm/config';
 import { Client } from 'pg';
 import type { Logger } from '@crm/telemetry';
 
@@ -112,7 +113,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
       const child = spawn(bin.postgres, args, {
         detached: true,
         stdio: ['ignore', logFd, logFd],
-        env: { ...process.env, LC_ALL: 'C' },
+        env: childEnv({ LC_ALL: 'C' }),
         ...(user ? { uid: user.uid, gid: user.gid } : {}),
       });
       closeSync(logFd);
@@ -191,7 +192,7 @@ function hydrateSymlinks(root: string): void {
 /** Root may not run the server: an unprivileged user does (created when missing, as such packages do). */
 function serverUser(): ServerUser | undefined {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return undefined;
-  const name = process.env.EMBEDDED_POSTGRES_USER || PG_USER;
+  const name = embeddedPostgresUser() ?? PG_USER;
   let ids = lookupUser(name);
   if (!ids) {
     const made = spawnSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', name], { encoding: 'utf8' });
@@ -299,7 +300,7 @@ function mkdtempIn(dir: string): string {
 
 function run(cmd: string, args: string[], user: ServerUser | undefined): Promise<{ code: number; output: string }> {
   return new Promise((resolveRun, reject) => {
-    const child = spawn(cmd, args, { env: { ...process.env, LC_ALL: 'C' }, stdio: ['ignore', 'pipe', 'pipe'], ...(user ? { uid: user.uid, gid: user.gid, cwd: '/' } : {}) });
+    const child = spawn(cmd, args, { env: childEnv({ LC_ALL: 'C' }), stdio: ['ignore', 'pipe', 'pipe'], ...(user ? { uid: user.uid, gid: user.gid, cwd: '/' } : {}) });
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));

@@ -563,7 +563,7 @@ export class PostgresBus implements EventBus {
 }
 
 /** The events database of `config`: EVENTS_DATABASE_URL, else POSTGRES_URL with database <prefix>events. */
-export function postgresBusUrl(config: PlatformConfig, env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function postgresBusUrl(config: PlatformConfig, env?: NodeJS.ProcessEnv): string | undefined {
   return databaseUrlFor(config, 'events', env);
 }
 

@@ -7,7 +7,7 @@
  * stop on SIGTERM/SIGINT.
  */
 import { dirname } from 'node:path';
-import { readConfig } from '@crm/config';
+import { ConfigError, isServiceName, readServiceConfig } from '@crm/config';
 import { createLogger } from '@crm/telemetry';
 import { startSubgraph, type SubgraphDefinition } from './subgraph';
 import { setupTelemetry } from '@crm/telemetry';
@@ -28,7 +28,9 @@ export function runSubgraph<L>(def: SubgraphDefinition<L>, options: RunSubgraphO
 }
 
 async function run<L>(def: SubgraphDefinition<L>, options: RunSubgraphOptions): Promise<void> {
-  const config = readConfig();
+  if (!isServiceName(def.name)) throw new ConfigError(`subgraph "${def.name}" has no configuration declaration (packages/kit/src/config/variables.ts SERVICE_PIECES)`);
+  // Only this subgraph's variables: another service's (its keys, the gateway's limits) are neither read nor required.
+  const config = readServiceConfig(def.name);
   const telemetry = setupTelemetry({ serviceName: `crm-${def.name}`, config });
   const logger = createLogger(def.name, config.LOG_LEVEL);
   const bus = await serviceBus(config, `crm-${def.name}`, logger);

@@ -29,7 +29,8 @@ export interface SubgraphRoute {
 
 export class SupergraphConfigError extends Error {}
 
-export function readSubgraphRoutes(configPath: string, env: NodeJS.ProcessEnv = process.env): SubgraphRoute[] {
+/** `env`: where <NAME>_URL overrides are read (default: the process's, config.ts routingUrlOverride). */
+export function readSubgraphRoutes(configPath: string, env?: NodeJS.ProcessEnv): SubgraphRoute[] {
   const raw = parseYaml(readFileSync(configPath, 'utf8')) as unknown;
   const parsed = supergraphConfigSchema.safeParse(raw);
   if (!parsed.success) throw new SupergraphConfigError(`${configPath}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);

@@ -7,7 +7,7 @@
  * domains publish. Peers (read-through) are absent unless the test names where they answer.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readConfig, databaseUrlFor, type PlatformConfig } from '@crm/config';
+import { readConfig, databaseUrlFor, testLogLevel, type PlatformConfig } from '@crm/config';
 import { dropDatabase, type Database } from '@crm/database';
 import { signIdentity, type Identity, type Role } from '@crm/runtime';
 import { gatewaySigningKey } from '@crm/runtime';
@@ -68,7 +68,7 @@ export interface TestSubgraph {
 export function testSettings(id: string, env: Record<string, string> = {}): Record<string, string> {
   return {
     NODE_ENV: 'test',
-    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    LOG_LEVEL: testLogLevel(),
     DATA_DIR: 'memory',
     DATABASE_PREFIX: `t${id}_`,
     KAFKA_NAMESPACE: `t${id}.`,
@@ -81,7 +81,7 @@ export function testSettings(id: string, env: Record<string, string> = {}): Reco
 
 export async function startTestSubgraph<L>(def: SubgraphDefinition<L>, options: TestSubgraphOptions = {}): Promise<TestSubgraph> {
   const id = randomBytes(4).toString('hex');
-  const config = readConfig(process.env, testSettings(id, options.env));
+  const config = readConfig(undefined, testSettings(id, options.env));
   const logger = createLogger(def.name, config.LOG_LEVEL);
   const databaseUrl = databaseUrlFor(config, def.name, {});
   const bus = createBus(config, `test-${def.name}`, logger);
