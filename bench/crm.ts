@@ -35,7 +35,7 @@ import type { ProcessStack, TestClient, TestStack, TestUser } from '@crm/platfor
 import { cpuMs, dist, ms, num, sleep, uptime, type Dist } from './measure';
 
 /** What the benchmark needs of either kind of stack. */
-type BenchStack = (TestStack | (ProcessStack & TestClient)) & Pick<TestStack, 'config' | 'gatewayUrl' | 'stop'> & { bus: { kind: 'kafka' | 'memory' } };
+type BenchStack = (TestStack | (ProcessStack & TestClient)) & Pick<TestStack, 'config' | 'gatewayUrl' | 'stop'> & { bus: { kind: TestStack['bus']['kind'] } };
 
 const DEFAULT_SERVICES = {
   POSTGRES_URL: 'postgresql://postgres@127.0.0.1:5432/postgres',
@@ -399,7 +399,7 @@ async function main() {
     };
     const run = {
       date: started.toISOString(),
-      mode: `${stack.bus.kind === 'kafka' ? 'Kafka' : 'in-process bus'} + Postgres + ${stack.config.REDIS_URL ? 'Redis' : 'memory cache'}`,
+      mode: `${stack.bus.kind === 'kafka' ? 'Kafka' : stack.bus.kind === 'postgres' ? 'Postgres bus' : 'in-process bus'} + Postgres + ${stack.config.REDIS_URL ? 'Redis' : 'memory cache'}`,
       stack: STACK === 'multi' ? `gateway (${stack.config.GATEWAY_WORKERS} worker process(es)) and each subgraph in a process of its own` : 'whole platform (gateway + 5 subgraphs) in one Node process',
       settings: { STACK, GATEWAY_WORKERS: stack.config.GATEWAY_WORKERS, INBOUND_DEDUPE: stack.config.INBOUND_DEDUPE, ROUNDS, DURATION, WARMUP, CONNECTIONS, SEED_CUSTOMERS, REPS, MANAGERS, SAGAS, SUB_N, SUB_EVENTS, NODE_ENV: 'production', RATE_LIMIT_ENABLED: false, LOG_LEVEL, OUTBOX_POLL_MS: 500 },
       machine,

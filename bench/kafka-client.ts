@@ -13,7 +13,7 @@ import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { buildEnvelope } from '@crm/kit';
-import { startTestStack } from '@crm/stack';
+import { startTestStack } from '@crm/platform';
 import { withDb, seedBulk } from './crm/seed';
 
 const EVENTS = Number(process.env.EVENTS ?? 10_000);
