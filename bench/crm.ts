@@ -95,12 +95,12 @@ const TARGETS: Record<string, { target: number; goal?: number }> = {
 /** Search terms of the varied list (words of bench/crm/seed.ts names; one matches nothing). */
 const SEARCH_TERMS = ['Harbor', 'Summit Capital', 'labs', 'Group', 'zzz-no-match'];
 
-type Load = {
+interface Load {
   /** CPU time of the platform's processes (not Postgres, Kafka, Redis) per request, warm-up included. */
   cpuMsPerRequest?: number;
   requests: number; rps: number; latency: { p50: number; p90: number; p99: number; max: number; mean: number };
   errors: number; timeouts: number; non2xx: number; gqlErrors: number; sampleError: string | null; duration: number; connections?: number;
-};
+}
 
 async function runLoad(url: string, entries: { body: string; authorization?: string }[], connections = CONNECTIONS): Promise<Load & { sent: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'crm-bench-'));
@@ -413,11 +413,11 @@ async function main() {
       const mdPath = join(RESULTS_DIR, 'crm.md');
       let notes = '';
       try {
-        notes = readFileSync(mdPath, 'utf8').match(/\n## Where the time goes[\s\S]*$/)?.[0] ?? '';
+        notes = (/\n## Where the time goes[\s\S]*$/.exec(readFileSync(mdPath, 'utf8')))?.[0] ?? '';
       } catch {
         notes = '';
       }
-      writeFileSync(mdPath, render(run as any) + notes);
+      writeFileSync(mdPath, render(run) + notes);
       console.log(`→ ${join(RESULTS_DIR, 'crm.md')}`);
     }
   } finally {
@@ -477,7 +477,7 @@ async function subscriptions(stack: BenchStack, admin: TestUser, manager: TestUs
     console.log(`subscriptions: ${JSON.stringify(out)}`);
     return out;
   } finally {
-    await Promise.all(clients.map((c) => c.dispose()));
+    await Promise.all(clients.map(async (c) => c.dispose()));
   }
 }
 
@@ -495,7 +495,7 @@ async function deleteTopics(stack: BenchStack) {
   }
 }
 
-type Run = {
+interface Run {
   date: string; mode: string; stack: string; settings: Record<string, unknown>;
   machine: { nproc: number; cpu: string; node: string; loadavgBefore: number[]; loadavgAtEnd: number[] };
   seed: { customers: number; meetings: number; tasks: number; approvals: number; seconds: number };
@@ -504,7 +504,7 @@ type Run = {
   backlog?: { events: number; publishSeconds: number; perConsumer: Record<string, { events: number; seconds: number; eventsPerSecond: number; workingSeconds?: number; workingEventsPerSecond?: number }> };
   saga?: Dist & { outcomes: Record<string, number> };
   subscriptions?: { subscribers: number; events: number; lastClient: Dist; medianClient: Dist };
-};
+}
 
 function render(r: Run): string {
   const label: Record<string, string> = {

@@ -16,7 +16,7 @@ import { KafkaBus, readConfig, startEmbeddedPostgres, type EmbeddedPostgres } fr
 
 // read by jest-global-teardown.ts (globalSetup and globalTeardown share this process)
 const EMBEDDED = Symbol.for('crm.test.embeddedPostgres');
-type Holder = { [EMBEDDED]?: { server: EmbeddedPostgres; dir: string } };
+interface Holder { [EMBEDDED]?: { server: EmbeddedPostgres; dir: string } }
 
 export default async function globalSetup(): Promise<void> {
   await startTestPostgres();

@@ -12,13 +12,13 @@
 import type { FieldNode, GraphQLResolveInfo, SelectionSetNode } from 'graphql';
 import type { EntityManager, EntityName, FilterQuery } from '@mikro-orm/postgresql';
 
-type Meta = {
+interface Meta {
   className: string;
   properties: Record<string, { fieldNames?: string[]; kind?: string; persist?: boolean; type?: string; runtimeType?: string }>;
-};
+}
 
 const metaOf = (em: EntityManager, entity: EntityName<any>): Meta =>
-  em.getMetadata().get(typeof entity === 'string' ? entity : (entity as { name: string }).name) as unknown as Meta;
+  em.getMetadata().get(typeof entity === 'string' ? entity : (entity as { name: string }).name);
 
 /** The column of a scalar property, or an error naming it. */
 export function columnOf(em: EntityManager, entity: EntityName<any>, prop: string): string {
@@ -143,7 +143,7 @@ export function propsFor(
   const props = new Set(always);
   for (const f of fields) {
     if (f === '__typename') continue;
-    if (needs[f]) needs[f]!.forEach((p) => props.add(p));
+    if (needs[f]) needs[f].forEach((p) => props.add(p));
     else if (meta.properties[f]?.fieldNames?.length) props.add(f);
     else return undefined;
   }

@@ -82,7 +82,7 @@ export async function paginate<T extends { createdAt: Date; id: string }>(
   const rows = (): Promise<T[]> =>
     options.lean
       ? findRows<T>(em, entity, scoped, { props, orderBy, limit: first + 1 })
-      : (em.find(entity, scoped, { orderBy: orderBy as never, limit: first + 1 }) as Promise<T[]>);
+      : (em.find(entity, scoped, { orderBy: orderBy as never, limit: first + 1 }));
   // count: false when the selection has no totalCount (wantsTotalCount): NaN then, which GraphQL
   // would refuse to serialise as an Int, so a wrong `count: false` fails loudly instead of lying.
   const [page, totalCount] = await Promise.all([

@@ -64,7 +64,7 @@ const server = (cmd: 'start' | 'crash') =>
         const batch = Array.from({ length: 10 }, () => `k${n % 7}:${n++}`);
         for (;;) {
           try {
-            await bus!.publish(batch.map((v) => ({ topic: 'orders', key: v.split(':')[0]!, value: v })));
+            await bus.publish(batch.map((v) => ({ topic: 'orders', key: v.split(':')[0]!, value: v })));
             acked.push(...batch);
             break;
           } catch {

@@ -195,7 +195,7 @@ export function useSubscriptions({ config, logger, bus, revocations, rateBudget 
               maxCost: config.MAX_COST,
               maxTokens: config.MAX_TOKENS,
             });
-            if (!('document' in live)) return config.production ? live.map(withoutSuggestions) : (live as GraphQLError[]);
+            if (!('document' in live)) return config.production ? live.map(withoutSuggestions) : (live);
             // TRUSTED_DOCUMENTS=only holds for subscribe messages too (checked after validation, as over HTTP).
             if (trusted && !trusted.has(createHash('sha256').update(payload.query).digest('hex'))) {
               return [new GraphQLError('Only trusted documents are accepted (TRUSTED_DOCUMENTS=only): this operation is not in the manifest', { extensions: { code: 'FORBIDDEN' } })];

@@ -81,7 +81,7 @@ export function prepareLiveOperation(
     compiled = compile(schema, payload, limits);
   }
   cache.set(cacheKey, compiled);
-  if (cache.size > COMPILED_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+  if (cache.size > COMPILED_CACHE_SIZE) cache.delete(cache.keys().next().value!);
   if (!('document' in compiled)) return compiled;
 
   const variables = payload.variables ?? {};

@@ -115,7 +115,7 @@ export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000
   /** Who holds a lease: unique per relay (a restarted process is a new owner). */
   const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
 
-  type Row = { id: string; topic: string; key: string; envelope: unknown; traceparent: string | null; seq: string; previous_owner: string | null; previous_until: Date | null };
+  interface Row { id: string; topic: string; key: string; envelope: unknown; traceparent: string | null; seq: string; previous_owner: string | null; previous_until: Date | null }
   /** Publishes rows, each in a PRODUCER span continuing the trace that staged it (telemetry). */
   const send = (rows: Row[]) =>
     tracePublish(rows, (headers) => bus.publish(rows.map((r, i) => ({ topic: r.topic, key: r.key, value: valueOf(r), headers: headers[i]! }))));
