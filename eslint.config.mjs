@@ -53,6 +53,8 @@ export default tseslint.config(
       // Relaxed: `let x = fallback; try { x = parse() } catch {}` is the code's way to keep a default
       // when parsing fails; the rule reports the fallback as useless.
       'no-useless-assignment': 'off',
+      // Narrowed: a leading underscore marks a deliberately unused binding (`{ stacktrace: _s, ...rest }`).
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', ignoreRestSiblings: true }],
     },
   },
   {
