@@ -1,6 +1,6 @@
 /**
  * One Redis outage policy (kit redis.ts) for every user, proven on a Redis of this test's own
- * (redis-server on a free port: hung with DEBUG SLEEP, then stopped, then started again):
+ * (redis-server on a free port: frozen with SIGSTOP, then stopped, then started again):
  * - the rate limiter keeps limiting (its in-memory insurance limiter), APQ and the cache answer
  *   a miss, nothing throws and nothing waits for Redis;
  * - each connection logs the outage once, however many commands failed meanwhile, and once that
@@ -28,7 +28,7 @@ maybe('Redis outage', () => {
   const lines: { msg: string; redis?: string }[] = [];
 
   const startRedis = async () => {
-    server = spawn(binary!, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--enable-debug-command', 'local'], { stdio: 'ignore' });
+    server = spawn(binary!, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     await eventually(async () => spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout.trim() === 'PONG');
   };
   const stopRedis = async () => {
@@ -76,15 +76,13 @@ maybe('Redis outage', () => {
     });
     expect([await consume('up'), await consume('up'), await consume('up')]).toEqual(['allowed', 'allowed', 'refused']);
 
-    // Redis hangs (DEBUG SLEEP): commands time out, nobody waits for Redis, nothing throws.
-    const sleeper = spawn('redis-cli', ['-p', String(port), 'DEBUG', 'SLEEP', '4'], { stdio: 'ignore' });
-    // listened for at once: on a loaded machine the checks below can outlast the 4 s sleep
-    const slept = new Promise((r) => sleeper.once('exit', r));
-    await new Promise((r) => setTimeout(r, 100));
+    // Redis hangs (its process frozen with SIGSTOP until we let it go): commands time out,
+    // nobody waits for Redis, nothing throws.
+    server!.kill('SIGSTOP');
     expect(await apq.get('h1')).toBeUndefined();
     expect(await cache.get('report')).toBeUndefined();
     expect([await consume('hung'), await consume('hung'), await consume('hung')]).toEqual(['allowed', 'allowed', 'refused']);
-    await slept;
+    server!.kill('SIGCONT');
 
     // Redis stopped: the same answers, at once (no offline queue).
     await waitRedisReady(redis);

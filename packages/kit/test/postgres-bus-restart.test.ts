@@ -9,25 +9,39 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { readConfig } from '../src/config';
+import { freePort } from '../src/db';
 import { PostgresBus } from '../src/events';
 import type { Subscription } from '../src/events/bus';
 import { eventually } from '../src/testing';
 
 const PG_BIN = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').sort().map((v) => `/usr/lib/postgresql/${v}/bin`).pop() : undefined;
 const enabled = Boolean(PG_BIN && existsSync(join(PG_BIN, 'pg_ctl')));
-const PG_PORT = 42600 + Math.floor(Math.random() * 100);
+let PG_PORT = 0;
 const PG_DIR = `/tmp/crm-log-pg-${randomBytes(4).toString('hex')}`;
 const run = promisify(execFile);
 const asPostgres = (cmd: string, args: string[]) =>
   process.getuid?.() === 0 ? run('runuser', ['-u', 'postgres', '--', join(PG_BIN!, cmd), ...args], { timeout: 120_000 }) : run(join(PG_BIN!, cmd), args, { timeout: 120_000 });
-const server = (cmd: 'start' | 'crash') =>
-  cmd === 'start'
-    ? asPostgres('pg_ctl', ['-D', join(PG_DIR, 'data'), '-l', join(PG_DIR, 'log'), '-w', '-o', `-p ${PG_PORT} -k ${PG_DIR} -c listen_addresses=127.0.0.1`, 'start'])
-    : asPostgres('pg_ctl', ['-D', join(PG_DIR, 'data'), '-m', 'immediate', '-w', 'stop']);
+const pgCtlStart = () => asPostgres('pg_ctl', ['-D', join(PG_DIR, 'data'), '-l', join(PG_DIR, 'log'), '-w', '-o', `-p ${PG_PORT} -k ${PG_DIR} -c listen_addresses=127.0.0.1`, 'start']);
+/** Starts the server; a port taken meanwhile by another process (the range is shared with the
+ *  kernel's outgoing ports) is tried again a few times, and a failure says what the server logged. */
+async function start(newPort: boolean): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    if (newPort) PG_PORT = await freePort();
+    try {
+      await pgCtlStart();
+      return;
+    } catch (e) {
+      const log = existsSync(join(PG_DIR, 'log')) ? readFileSync(join(PG_DIR, 'log'), 'utf8').split('\n').slice(-15).join('\n') : '';
+      if (attempt >= 5) throw new Error(`${(e as Error).message}\nserver log (tail):\n${log}`);
+      await new Promise((r) => setTimeout(r, 1000 * attempt));
+    }
+  }
+}
+const server = (cmd: 'start' | 'crash') => (cmd === 'start' ? start(false) : asPostgres('pg_ctl', ['-D', join(PG_DIR, 'data'), '-m', 'immediate', '-w', 'stop']));
 
 (enabled ? describe : describe.skip)('Postgres event log: its server crashes and comes back', () => {
   jest.setTimeout(300_000);
@@ -38,7 +52,7 @@ const server = (cmd: 'start' | 'crash') =>
     mkdirSync(PG_DIR, { recursive: true });
     if (process.getuid?.() === 0) chownSync(PG_DIR, Number(execFileSync('id', ['-u', 'postgres']).toString().trim()), Number(execFileSync('id', ['-g', 'postgres']).toString().trim()));
     await asPostgres('initdb', ['-D', join(PG_DIR, 'data'), '-U', 'postgres', '--auth=trust', '-E', 'UTF8']);
-    await server('start');
+    await start(true);
   });
   afterAll(async () => {
     await sub?.stop().catch(() => undefined);
