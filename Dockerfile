@@ -5,7 +5,14 @@
 FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-COPY packages/kit/package.json packages/kit/
+COPY packages/config/package.json packages/config/
+COPY packages/errors/package.json packages/errors/
+COPY packages/telemetry/package.json packages/telemetry/
+COPY packages/database/package.json packages/database/
+COPY packages/events/package.json packages/events/
+COPY packages/runtime/package.json packages/runtime/
+COPY packages/testing/package.json packages/testing/
+COPY packages/customer-directory/package.json packages/customer-directory/
 COPY apps/platform/package.json apps/platform/
 COPY gateway/package.json gateway/
 COPY subgraphs/auth/package.json subgraphs/auth/
@@ -22,7 +29,7 @@ WORKDIR /app
 # each named (.dockerignore is an allowlist too: no .env, .npmrc, keys or .data can come along).
 COPY --from=deps /app ./
 COPY package.json package-lock.json tsconfig.json supergraph.yaml ./
-COPY packages/kit/ packages/kit/
+COPY packages/ packages/
 COPY apps/platform/ apps/platform/
 COPY gateway/ gateway/
 COPY subgraphs/ subgraphs/

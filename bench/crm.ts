@@ -158,7 +158,8 @@ async function main() {
   const loadBefore = uptime();
   console.log(`load average before: ${loadBefore.join(' / ')}`);
   const { startTestStack, startProcessTestStack } = await import('@crm/platform');
-  const { generateKeySet, eventually } = await import('@crm/kit');
+  const { generateKeySet } = await import('@crm/runtime');
+  const { eventually } = await import('@crm/testing');
   const { seedBulk, checkConsistency, withDb } = await import('./crm/seed');
   const { dbNow, drainBacklog, handledSince } = await import('./crm/consumers');
 
@@ -426,7 +427,7 @@ async function main() {
   }
 }
 
-async function subscriptions(stack: BenchStack, admin: TestUser, manager: TestUser, sales: TestUser, eventually: typeof import('@crm/kit').eventually) {
+async function subscriptions(stack: BenchStack, admin: TestUser, manager: TestUser, sales: TestUser, eventually: typeof import('@crm/testing').eventually) {
   const { createClient } = await import('graphql-ws');
   const { default: WebSocket } = await import('ws');
   const QUERY = 'subscription { approvalStatusChanged { id status customer { name } requester { name } } }';
@@ -485,7 +486,7 @@ async function subscriptions(stack: BenchStack, admin: TestUser, manager: TestUs
 async function deleteTopics(stack: BenchStack) {
   const ns = stack.config.KAFKA_NAMESPACE;
   if (stack.bus.kind !== 'kafka' || !/^t[0-9a-f]{8}\.$/.test(ns)) return;
-  const { KafkaBus } = await import('@crm/kit');
+  const { KafkaBus } = await import('@crm/events');
   const admin = new KafkaBus(stack.config, 'crm-bench-cleanup').admin();
   try {
     await admin.deleteTopics((await admin.listTopics()).filter((t) => t.startsWith(ns)));

@@ -9,8 +9,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
-import { KafkaBus, PostgresBus, readConfig, type EventBus } from '@crm/kit';
-import { dropDatabase } from '../packages/kit/src/db';
+import { KafkaBus, PostgresBus, type EventBus } from '@crm/events';
+import { readConfig } from '@crm/config';
+import { dropDatabase } from '../packages/database/src/db';
 
 const EVENTS = Number(process.env.EVENTS ?? 20_000);
 const GROUPS = Number(process.env.GROUPS ?? 2);

@@ -12,7 +12,7 @@
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { buildEnvelope } from '@crm/kit';
+import { buildEnvelope } from '@crm/events';
 import { startTestStack } from '@crm/platform';
 import { withDb, seedBulk } from './crm/seed';
 

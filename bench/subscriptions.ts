@@ -86,7 +86,9 @@ async function main() {
   const started = new Date();
   const loadBefore = uptime();
   const { startTestStack, startProcessTestStack } = await import('@crm/platform');
-  const { generateKeySet, eventually, KafkaBus } = await import('@crm/kit');
+  const { generateKeySet } = await import('@crm/runtime');
+  const { eventually } = await import('@crm/testing');
+  const { KafkaBus } = await import('@crm/events');
   console.log(`load average before: ${loadBefore.join(' / ')}; starting the stack (${EMBEDDED ? 'embedded' : 'real services'}, STACK=${STACK})…`);
   const keys = generateKeySet();
   const env = {

@@ -16,7 +16,9 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { GraphQLRequestListener } from '@apollo/server';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { ensureTraceContext, gatewaySigningKey, graphqlTelemetryPlugin, inServerSpan, readConfig, setupTelemetry, signedTraceHeaders } from '@crm/kit';
+import { ensureTraceContext, graphqlTelemetryPlugin, inServerSpan, setupTelemetry, signedTraceHeaders } from '@crm/telemetry';
+import { gatewaySigningKey } from '@crm/runtime';
+import { readConfig } from '@crm/config';
 
 const N = Number(process.env.N ?? 20_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 5);

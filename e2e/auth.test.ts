@@ -3,7 +3,7 @@
  * tokens through the gateway; bad tokens and unsigned subgraph calls are refused.
  */
 import jwt from 'jsonwebtoken';
-import { signTestAccessToken } from '@crm/kit';
+import { signTestAccessToken } from '@crm/testing';
 import { startTestStack, type TestStack } from '@crm/platform';
 
 let stack: TestStack;

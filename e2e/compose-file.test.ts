@@ -9,7 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { ConfigError, generateKeySet, readConfig, requireServiceSecrets, SERVICE_SECRETS } from '@crm/kit';
+import { ConfigError, readConfig, requireServiceSecrets, SERVICE_SECRETS } from '@crm/config';
+import { generateKeySet } from '@crm/runtime';
 import { readSupergraphConfig } from '@crm/gateway';
 import { SUBGRAPHS } from '@crm/platform';
 

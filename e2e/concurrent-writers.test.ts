@@ -6,7 +6,8 @@
  * row. On the old code each resolver built its event from the row it read before the other
  * committed, and the copies kept a state the owner never had (docs/faults.md).
  */
-import { eventually, KafkaBus } from '@crm/kit';
+import { eventually } from '@crm/testing';
+import { KafkaBus } from '@crm/events';
 import { startTestStack, type TestStack } from '@crm/platform';
 
 const describeWithKafka = process.env.KAFKA_BROKERS ? describe : describe.skip;

@@ -9,7 +9,8 @@
  * `assignCustomer` to them stays refused — and it reaches only the group that failed it.
  */
 import { randomUUID } from 'node:crypto';
-import { buildEnvelope, eventually } from '@crm/kit';
+import { buildEnvelope } from '@crm/events';
+import { eventually } from '@crm/testing';
 import { parkedRows, purgeDeadLetters, readDeadLetters, replayDeadLetters, startTestStack, unparkRows, type LogBus, type TestStack } from '@crm/platform';
 
 const describeWithKafka = process.env.KAFKA_BROKERS || process.env.POSTGRES_URL ? describe : describe.skip;

@@ -13,7 +13,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import * as models from 'kubernetes-models';
-import { generateKeySet, readConfig, requireServiceSecrets, SERVICE_SECRETS } from '@crm/kit';
+import { generateKeySet } from '@crm/runtime';
+import { readConfig, requireServiceSecrets, SERVICE_SECRETS } from '@crm/config';
 import { readSupergraphConfig } from '@crm/gateway';
 import { SUBGRAPHS } from '@crm/platform';
 import { containersOf, DEPLOY_DIR, podSpecOf, readManifests, renderKustomization, type Container, type K8sObject } from '../deploy/tools/kustomize';
@@ -217,7 +218,7 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
       expect(probe('livenessProbe')).toEqual({ path: '/health', port: 'http' });
       expect(probe('startupProbe')).toEqual({ path: '/health', port: 'http' });
       // …which are routes the service serves.
-      const source = readFileSync(join(ROOT, service === 'gateway' ? 'gateway/src/server.ts' : 'packages/kit/src/subgraph.ts'), 'utf8');
+      const source = readFileSync(join(ROOT, service === 'gateway' ? 'gateway/src/server.ts' : 'packages/runtime/src/subgraph.ts'), 'utf8');
       for (const path of ['/ready', '/health']) expect(source).toContain(`'${path}': `);
     });
 

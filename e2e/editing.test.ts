@@ -5,7 +5,7 @@
  * (approval.updated: the approved amount follows), deleteNotification, and the notifications about a
  * deleted customer archived by the customer-deletion saga — and back when the saga compensates.
  */
-import { eventually } from '@crm/kit';
+import { eventually } from '@crm/testing';
 import { dataOf, errorCode, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 let stack: TestStack;

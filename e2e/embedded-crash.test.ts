@@ -26,7 +26,9 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import { eventually, freePort, readConfig, removeEmbeddedPostgres } from '@crm/kit';
+import { eventually } from '@crm/testing';
+import { freePort, removeEmbeddedPostgres } from '@crm/database';
+import { readConfig } from '@crm/config';
 import { ROOT, testClient, testOverrides, type TestUser } from '@crm/platform';
 
 jest.setTimeout(1_500_000);

@@ -4,7 +4,8 @@
  * back change publishes nothing. Driven through the auth subgraph's audit consumer.
  */
 import { randomUUID } from 'node:crypto';
-import { buildEnvelope, eventually, type DeliveredMessage } from '@crm/kit';
+import { buildEnvelope, type DeliveredMessage } from '@crm/events';
+import { eventually } from '@crm/testing';
 import { startTestStack, type TestStack } from '@crm/platform';
 
 let stack: TestStack;

@@ -6,7 +6,8 @@
  * version is checked; the outbox refuses and parks oversized events and versions each aggregate.
  */
 import { randomUUID } from 'node:crypto';
-import { buildEnvelope, eventually, pruneEventTables, startConsumer, type BatchHandler, type Consumer, type DeliveredMessage, type EventHandlers } from '@crm/kit';
+import { buildEnvelope, pruneEventTables, startConsumer, type BatchHandler, type Consumer, type DeliveredMessage, type EventHandlers } from '@crm/events';
+import { eventually } from '@crm/testing';
 import { errorCode, startTestStack, type TestStack } from '@crm/platform';
 
 let stack: TestStack;

@@ -20,7 +20,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import { buildEnvelope, databaseUrlFor, eventually, KafkaBus } from '@crm/kit';
+import { buildEnvelope, KafkaBus } from '@crm/events';
+import { databaseUrlFor } from '@crm/config';
+import { eventually } from '@crm/testing';
 import { dataOf, readDeadLetters, ROOT, startProcessTestStack, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 const PG_BIN = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').sort().map((v) => `/usr/lib/postgresql/${v}/bin`).pop() : undefined;

@@ -9,7 +9,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGateway, type GatewayRuntime } from '@crm/gateway';
-import { generateKeySet, keyEnvFor, rawGraphQL, type RawResult } from '@crm/kit';
+import { generateKeySet, keyEnvFor } from '@crm/runtime';
+import { rawGraphQL, type RawResult } from '@crm/testing';
 import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');

@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { startGateway, type GatewayRuntime } from '@crm/gateway';
-import { rawGraphQL, type RawResult } from '@crm/kit';
+import { rawGraphQL, type RawResult } from '@crm/testing';
 import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 const POINTS = 20;

@@ -8,7 +8,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { buildEnvelope, developmentKeySet, eventually, keyEnvFor, rawGraphQL, rawRequest, type RawResult } from '@crm/kit';
+import { buildEnvelope } from '@crm/events';
+import { developmentKeySet, keyEnvFor } from '@crm/runtime';
+import { eventually, rawGraphQL, rawRequest, type RawResult } from '@crm/testing';
 import { ROOT, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 import { withGatewayReplica } from './support/replicas';
 

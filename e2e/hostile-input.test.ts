@@ -6,7 +6,8 @@
  * gateway-production.test.ts.
  */
 import jwt from 'jsonwebtoken';
-import { authSigningKey, rawGraphQL, rawRequest, signTestAccessToken, type RawResult } from '@crm/kit';
+import { authSigningKey } from '@crm/runtime';
+import { rawGraphQL, rawRequest, signTestAccessToken, type RawResult } from '@crm/testing';
 import { createHmac, createPublicKey } from 'node:crypto';
 import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 

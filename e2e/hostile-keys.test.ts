@@ -15,7 +15,8 @@ import { createHash, createHmac, createPrivateKey, randomBytes, type JsonWebKey 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import jwt from 'jsonwebtoken';
-import { generateSigningKey, jwksOf, rawGraphQL, rawRequest, type RawResult } from '@crm/kit';
+import { generateSigningKey, jwksOf } from '@crm/runtime';
+import { rawGraphQL, rawRequest, type RawResult } from '@crm/testing';
 import { startGateway } from '@crm/gateway';
 import { startProcessTestStack, type TestUser } from '@crm/platform';
 

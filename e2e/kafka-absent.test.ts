@@ -7,7 +7,7 @@
  */
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { eventually } from '@crm/kit';
+import { eventually } from '@crm/testing';
 import { dataOf, startTestStack, testBroker, type TestStack } from '@crm/platform';
 
 const enabled = Boolean(process.env.KAFKA_BROKERS);

@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { eventually } from '@crm/kit';
+import { eventually } from '@crm/testing';
 import { startGateway, type GatewayRuntime } from '@crm/gateway';
 import { dataOf, identityOf, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 

@@ -19,7 +19,11 @@ import { Client } from 'pg';
 import { createClient, type Client as WsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { composeSupergraph, readSupergraphConfig } from '@crm/gateway';
-import { consumerGroup, databaseUrlFor, eventually, EVENTS, freePort, gatewaySigningKey, KafkaBus, rawGraphQL, rawRequest, readConfig, RELAY_LOCK, signIdentity, type EventType, type Identity, type RawResult } from '@crm/kit';
+import { consumerGroup, EVENTS, KafkaBus, RELAY_LOCK, type EventType } from '@crm/events';
+import { databaseUrlFor, readConfig } from '@crm/config';
+import { eventually, rawGraphQL, rawRequest, type RawResult } from '@crm/testing';
+import { freePort } from '@crm/database';
+import { gatewaySigningKey, signIdentity, type Identity } from '@crm/runtime';
 import { ADMIN, dropTestDatabases, ROOT, subgraphByName, SUPERGRAPH_CONFIG } from '@crm/platform';
 import { balancer, startService, waitFor, type Balancer, type ServiceProcess } from './support/replicas';
 

@@ -3,7 +3,7 @@
  * customer subgraph's events, Customer fields join across subgraphs, and the customer-deletion
  * saga either cancels pending requests or is refused and compensated (customer restored).
  */
-import { eventually } from '@crm/kit';
+import { eventually } from '@crm/testing';
 import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 let stack: TestStack;

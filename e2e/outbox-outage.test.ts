@@ -5,7 +5,9 @@
  * Needs Java and the cached Kafka jars: runs where KAFKA_BROKERS is set (CI), skipped otherwise.
  */
 import { randomUUID } from 'node:crypto';
-import { eventually, KafkaBus, readConfig } from '@crm/kit';
+import { eventually } from '@crm/testing';
+import { KafkaBus } from '@crm/events';
+import { readConfig } from '@crm/config';
 import { startTestStack, testBroker, type TestStack } from '@crm/platform';
 
 const enabled = Boolean(process.env.KAFKA_BROKERS);

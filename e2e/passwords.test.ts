@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { eventually } from '@crm/kit';
+import { eventually } from '@crm/testing';
 import { dataOf, errorCode, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 import { startTestSmtp, type TestSmtp } from './support/smtp';
 import { crmClient } from '../clients/src/cli';

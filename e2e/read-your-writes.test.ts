@@ -2,7 +2,7 @@
  * What a user just wrote is usable at once in every domain: a customer created a moment ago can
  * get an approval request, a meeting and a task in the same breath (no retry, no wait), and a
  * user made a SALES rep a moment ago can be assigned a customer. The local copies lag the owner;
- * the read-through to the owner covers the gap (packages/kit/src/peers.ts).
+ * the read-through to the owner covers the gap (packages/runtime/src/peers.ts).
  */
 import { startTestStack, type TestStack } from '@crm/platform';
 import { runRounds } from '../bench/read-your-writes';

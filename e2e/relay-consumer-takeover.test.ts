@@ -17,7 +17,10 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import { consumerGroup, databaseUrlFor, eventually, EVENTS, gatewaySigningKey, KafkaBus, rawRequest, readConfig, signIdentity, type EventType, type Identity } from '@crm/kit';
+import { consumerGroup, EVENTS, KafkaBus, type EventType } from '@crm/events';
+import { databaseUrlFor, readConfig } from '@crm/config';
+import { eventually, rawRequest } from '@crm/testing';
+import { gatewaySigningKey, signIdentity, type Identity } from '@crm/runtime';
 import { dropTestDatabases, subgraphByName } from '@crm/platform';
 import { startService, waitFor, type ServiceProcess } from './support/replicas';
 

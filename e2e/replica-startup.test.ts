@@ -6,9 +6,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { gatewaySigningKey, readConfig, signIdentity, startSubgraph, type SubgraphRuntime } from '@crm/kit';
+import { gatewaySigningKey, signIdentity, startSubgraph, type SubgraphRuntime } from '@crm/runtime';
+import { readConfig } from '@crm/config';
 import { dropTestDatabases, SUBGRAPHS } from '@crm/platform';
-import { kitMigrations } from '../packages/kit/src/kit-migration';
+import { kitMigrations } from '../packages/database/src/kit-migration';
 
 const describeWithPostgres = process.env.POSTGRES_URL ? describe : describe.skip;
 const customer = SUBGRAPHS.find((s) => s.name === 'customer')!;

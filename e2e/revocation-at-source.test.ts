@@ -5,7 +5,7 @@
  * a gateway replica started after the change. Nothing here waits for an event.
  * Every test failed on the code before (the denylist learnt revocations only from user.events).
  */
-import { eventually, rawGraphQL, type RawResult } from '@crm/kit';
+import { eventually, rawGraphQL, type RawResult } from '@crm/testing';
 import { startGateway, type GatewayRuntime } from '@crm/gateway';
 import { dataOf, startTestStack, testBroker, type TestStack, type TestUser } from '@crm/platform';
 

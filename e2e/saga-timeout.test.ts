@@ -3,7 +3,8 @@
  * when the late step arrives. The stack runs without the opportunity subgraph, so the
  * customer-deletion saga's opportunity.cancel-requests step does not come until the test sends it.
  */
-import { buildEnvelope, eventually } from '@crm/kit';
+import { buildEnvelope } from '@crm/events';
+import { eventually } from '@crm/testing';
 import { startTestStack, type TestStack } from '@crm/platform';
 
 let stack: TestStack;

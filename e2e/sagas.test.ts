@@ -3,7 +3,7 @@
  * (real Kafka in CI): user deletion, customer deletion with its compensation, onboarding, approvals,
  * and reports that follow the events.
  */
-import { eventually } from '@crm/kit';
+import { eventually } from '@crm/testing';
 import { dataOf, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 let stack: TestStack;

@@ -3,7 +3,7 @@
  * the directory; one query joins customer fields with its meetings and tasks; deleting the customer
  * hides its activities (saga step); reassigning moves who may use it.
  */
-import { eventually } from '@crm/kit';
+import { eventually } from '@crm/testing';
 import { errorCode as code, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 import { CREATE_TASK, RECORD_MEETING } from '../subgraphs/sales-activity/test/helpers';
 

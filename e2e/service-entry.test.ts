@@ -7,7 +7,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IDENTITY_HEADER, SIGNATURE_HEADER, answerData, generateKeySet, keyEnvFor, parsePublicKeys, parseSigningKey, readConfig, signIdentity, startRecordingServer, verifyIdentity } from '@crm/kit';
+import { IDENTITY_HEADER, SIGNATURE_HEADER, generateKeySet, keyEnvFor, parsePublicKeys, parseSigningKey, signIdentity, verifyIdentity } from '@crm/runtime';
+import { answerData, startRecordingServer } from '@crm/testing';
+import { readConfig } from '@crm/config';
 import { dropTestDatabases, testOverrides } from '@crm/platform';
 import { startService, waitFor, type ServiceProcess } from './support/replicas';
 

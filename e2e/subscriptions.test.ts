@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { eventually, signTestAccessToken } from '@crm/kit';
+import { eventually, signTestAccessToken } from '@crm/testing';
 import { startGateway, type GatewayRuntime } from '@crm/gateway';
 import { dataOf, startTestStack, type TestStack, type TestUser } from '@crm/platform';
 

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { registry } from '@crm/kit';
+import { registry } from '@crm/telemetry';
 import { SUBGRAPHS } from '@crm/platform';
 import { metricNames, seriesNames } from './support/promql';
 import { composeAlertRules } from '../deploy/tools/alert-rules';

@@ -10,7 +10,10 @@ import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { context, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { eventually, gatewayPublicKeys, gatewaySigningKey, readConfig, servicePublicKeys, setupTelemetry, signedTraceContext, signedTraceHeaders, TRACE_SIGNATURE_HEADER, type Telemetry } from '@crm/kit';
+import { eventually } from '@crm/testing';
+import { gatewayPublicKeys, gatewaySigningKey, servicePublicKeys } from '@crm/runtime';
+import { readConfig } from '@crm/config';
+import { setupTelemetry, signedTraceContext, signedTraceHeaders, TRACE_SIGNATURE_HEADER, type Telemetry } from '@crm/telemetry';
 import { startTestStack, type TestStack } from '@crm/platform';
 
 const exporter = new InMemorySpanExporter();

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { print } from 'graphql';
-import { eventually } from '@crm/kit';
+import { eventually } from '@crm/testing';
 import { ADMIN, startTestStack, type TestStack } from '@crm/platform';
 import { seed } from '../apps/platform/src/seed';
 import {

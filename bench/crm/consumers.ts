@@ -7,7 +7,7 @@
  *    in its inbox gives events/s at full speed.
  */
 import { randomUUID } from 'node:crypto';
-import { buildEnvelope, KafkaBus, type EventBus } from '@crm/kit';
+import { buildEnvelope, KafkaBus, type EventBus } from '@crm/events';
 import type { TestStack } from '@crm/platform';
 import { withDb } from './seed';
 

@@ -13,7 +13,7 @@
  */
 import { randomInt, randomUUID } from 'node:crypto';
 import { Client } from 'pg';
-import { databaseUrlFor } from '@crm/kit';
+import { databaseUrlFor } from '@crm/config';
 import type { TestStack } from '@crm/platform';
 
 const DAY = 86_400_000;

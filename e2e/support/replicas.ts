@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { freePort } from '@crm/kit';
+import { freePort } from '@crm/database';
 import { startGateway } from '@crm/gateway';
 import { ROOT, type TestStack } from '@crm/platform';
 

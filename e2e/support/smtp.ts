@@ -4,7 +4,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
-import { eventually } from '@crm/kit';
+import { eventually } from '@crm/testing';
 
 export interface ReceivedMail {
   to: string[];

@@ -6,7 +6,8 @@
  */
 import jwt from 'jsonwebtoken';
 import { GraphQLError } from 'graphql';
-import { authPublicKeys, KEY_ALGORITHM, ROLES, type Identity, type PlatformConfig, type PublicKeys } from '@crm/kit';
+import { authPublicKeys, KEY_ALGORITHM, ROLES, type Identity, type PublicKeys } from '@crm/runtime';
+import { type PlatformConfig } from '@crm/config';
 
 export interface VerifiedToken {
   identity: Identity;

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { composeServices } from '@apollo/composition';
 import { parse } from 'graphql';
-import { readSubgraphRoutes } from '@crm/kit';
+import { readSubgraphRoutes } from '@crm/runtime';
 
 export interface SubgraphSource {
   name: string;

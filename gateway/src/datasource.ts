@@ -17,7 +17,8 @@ import type { GraphQLDataSource, GraphQLDataSourceProcessOptions } from '@apollo
 import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
 import { GraphQLError } from 'graphql';
 import { Agent } from 'undici';
-import { isTimeout, subgraphCallHeaders, subgraphFetchDuration, subgraphFetchErrors, subgraphTimeout, type Identity, type SigningKey } from '@crm/kit';
+import { isTimeout, subgraphCallHeaders, subgraphTimeout, type Identity, type SigningKey } from '@crm/runtime';
+import { subgraphFetchDuration, subgraphFetchErrors } from '@crm/telemetry';
 
 export interface GatewayContext {
   identity: Identity | null;

@@ -5,9 +5,10 @@
  * GATEWAY_WORKERS=N > 1: this process is a node:cluster primary and N workers serve the one port;
  * under the launcher without Kafka, the primary relays bus messages between its workers and it.
  */
-import {
-  announceReady, busKind, createLogger, IpcBus, isClusterPrimary, isServices, launcherLink, onShutdown, readConfig, serviceBus, setupTelemetry, startWorkers,
-} from '@crm/kit';
+import { announceReady, isClusterPrimary, isServices, launcherLink, onShutdown, serviceBus, startWorkers } from '@crm/runtime';
+import { busKind, IpcBus } from '@crm/events';
+import { createLogger, setupTelemetry } from '@crm/telemetry';
+import { readConfig } from '@crm/config';
 import { startGateway } from './server';
 
 async function main() {

@@ -17,7 +17,9 @@
  * sockets when a revocation is found.
  */
 import DataLoader from 'dataloader';
-import { gatewaySigningKey, subgraphCallHeaders, SYSTEM_IDENTITY, type Logger, type PlatformConfig, type SigningKey } from '@crm/kit';
+import { gatewaySigningKey, subgraphCallHeaders, SYSTEM_IDENTITY, type SigningKey } from '@crm/runtime';
+import { type Logger } from '@crm/telemetry';
+import { type PlatformConfig } from '@crm/config';
 
 /** How long one answer from auth is trusted: the bound on how late a revocation takes effect. */
 export const TOKEN_STATE_CACHE_MS = 500;

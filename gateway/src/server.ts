@@ -9,11 +9,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
 import type { GraphQLSchema } from 'graphql';
-import {
-  closeRedis, closeServer, createGraphQLHandler, createLogger, launcherLink, listen, maskError, sendJson, sendReadiness, servicesFromLauncher,
-  type EventBus, type Logger, type PlatformConfig,
-  authPublicKeys, gatewaySigningKey, requireServiceSecrets,
-} from '@crm/kit';
+import { closeRedis, closeServer, createGraphQLHandler, launcherLink, listen, sendJson, sendReadiness, servicesFromLauncher, authPublicKeys, gatewaySigningKey } from '@crm/runtime';
+import { createLogger, type Logger } from '@crm/telemetry';
+import { maskError } from '@crm/errors';
+import { type EventBus } from '@crm/events';
+import { type PlatformConfig, requireServiceSecrets } from '@crm/config';
 import { bearerToken, unauthenticated, verifyAccessToken } from './auth';
 import { createSubgraphAgent, SubgraphClient, type GatewayContext } from './datasource';
 import { subgraphUrls } from './compose';

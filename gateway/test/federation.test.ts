@@ -6,7 +6,8 @@
  * the expected answer, and the same answer from both (errors included: message, path, code, service).
  */
 import { GraphQLError } from 'graphql';
-import { rawGraphQL, readConfig } from '@crm/kit';
+import { rawGraphQL } from '@crm/testing';
+import { readConfig } from '@crm/config';
 import { startGateway, type GatewayRuntime } from '../src/server';
 import { FEDERATION_LINK as LINK, startStubSubgraphs, type StubSubgraphs } from './support/stub-subgraphs';
 

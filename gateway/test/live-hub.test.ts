@@ -6,7 +6,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { ExecutionResult } from 'graphql';
-import { MemoryBus, buildEnvelope, createLogger, eventually } from '@crm/kit';
+import { MemoryBus, buildEnvelope } from '@crm/events';
+import { createLogger } from '@crm/telemetry';
+import { eventually } from '@crm/testing';
 import { LiveHub, type Resolver } from '../src/features/subscriptions/hub';
 import { LiveQueue } from '../src/features/subscriptions/queue';
 import { LIVE_FIELDS } from '../src/features/subscriptions/topics';

@@ -5,7 +5,8 @@
  * from the same cursor). A refused cursor ends the subscription. (e2e/live-resume.test.ts: the real path.)
  */
 import { randomUUID } from 'node:crypto';
-import { createLogger, eventually } from '@crm/kit';
+import { createLogger } from '@crm/telemetry';
+import { eventually } from '@crm/testing';
 import { LiveQueue } from '../src/features/subscriptions/queue';
 import { PAGE, ResumableFeed, ResumeRefused, type Cursor, type Position } from '../src/features/subscriptions/resume';
 import { LIVE_FIELDS } from '../src/features/subscriptions/topics';

@@ -8,7 +8,10 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { runInNewContext } from 'node:vm';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { generateKeySet, keyEnvFor, MemoryBus, readConfig, signTestAccessToken, type PlatformConfig } from '@crm/kit';
+import { generateKeySet, keyEnvFor } from '@crm/runtime';
+import { MemoryBus } from '@crm/events';
+import { readConfig, type PlatformConfig } from '@crm/config';
+import { signTestAccessToken } from '@crm/testing';
 import { startGateway } from '../src/server';
 import { FEDERATION_LINK, startStubSubgraphs } from './support/stub-subgraphs';
 

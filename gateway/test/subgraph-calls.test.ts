@@ -12,11 +12,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { request as httpRequest, type ServerResponse } from 'node:http';
 import { composeServices } from '@apollo/composition';
 import { parse } from 'graphql';
-import {
-  gatewayPublicKeys, signTestAccessToken,
-  answerData, IDENTITY_HEADER, rawGraphQL, readConfig, SIGNATURE_HEADER, startRecordingServer, SUBGRAPH_CALL_HEADERS, testSettings, verifyIdentity,
-  type PlatformConfig,
-} from '@crm/kit';
+import { gatewayPublicKeys, IDENTITY_HEADER, SIGNATURE_HEADER, SUBGRAPH_CALL_HEADERS, verifyIdentity } from '@crm/runtime';
+import { signTestAccessToken, answerData, rawGraphQL, startRecordingServer, testSettings } from '@crm/testing';
+import { readConfig, type PlatformConfig } from '@crm/config';
 import { startGateway, type GatewayRuntime } from '../src/server';
 
 const TYPE_DEFS = `extend schema @link(url: "https://specs.apollo.dev/federation/v2.3", import: ["@key"])

@@ -8,7 +8,8 @@
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { removeEmbeddedPostgres, startEmbeddedPostgres, type EmbeddedPostgres, type Logger } from '@crm/kit';
+import { removeEmbeddedPostgres, startEmbeddedPostgres, type EmbeddedPostgres } from '@crm/database';
+import { type Logger } from '@crm/telemetry';
 
 export interface EmbeddedDatabase {
   /** The server, or undefined when POSTGRES_URL names one of yours. */

@@ -12,7 +12,9 @@ import { randomUUID } from 'node:crypto';
 import { chmodSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KafkaBus, readConfig, startEmbeddedPostgres, type EmbeddedPostgres } from '@crm/kit';
+import { KafkaBus } from '@crm/events';
+import { readConfig } from '@crm/config';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '@crm/database';
 
 // read by jest-global-teardown.ts (globalSetup and globalTeardown share this process)
 const EMBEDDED = Symbol.for('crm.test.embeddedPostgres');

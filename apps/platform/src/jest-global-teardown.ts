@@ -1,7 +1,7 @@
 /** After every suite (jest globalTeardown): stops and removes the embedded Postgres globalSetup started, if it did. */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { removeEmbeddedPostgres, type EmbeddedPostgres } from '@crm/kit';
+import { removeEmbeddedPostgres, type EmbeddedPostgres } from '@crm/database';
 
 const EMBEDDED = Symbol.for('crm.test.embeddedPostgres');
 

@@ -2,7 +2,8 @@
  * `npm run kafka:topics` provisions every topic and its .dlq (partitions and retention from the
  * config); `npm run kafka:status` shows topics, consumer-group lag and dead-letter counts at a look.
  */
-import { ALL_TOPICS, dlqOf, readConfig } from '@crm/kit';
+import { ALL_TOPICS, dlqOf } from '@crm/events';
+import { readConfig } from '@crm/config';
 import { logBus, type LogBus } from './kafka-dlq';
 
 async function main() {

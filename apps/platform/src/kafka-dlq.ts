@@ -20,7 +20,10 @@
  *            failed_at (all, or --id) so the relay sends them again, in their original order.
  */
 import { randomUUID } from 'node:crypto';
-import { ALL_TOPICS, KafkaBus, PostgresBus, REPLAY_FOR_HEADER, REPLAYS_HEADER, busKind, consumerGroup, createLogger, dlqOf, openSubgraphDatabase, readConfig, type DeliveredMessage, type PlatformConfig } from '@crm/kit';
+import { ALL_TOPICS, KafkaBus, PostgresBus, REPLAY_FOR_HEADER, REPLAYS_HEADER, busKind, consumerGroup, dlqOf, type DeliveredMessage } from '@crm/events';
+import { createLogger } from '@crm/telemetry';
+import { openSubgraphDatabase } from '@crm/runtime';
+import { readConfig, type PlatformConfig } from '@crm/config';
 import { subgraphByName } from './subgraphs';
 
 /** The durable bus these commands work on: Kafka, or the event log in Postgres when Kafka is not configured. */

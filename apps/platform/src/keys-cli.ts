@@ -4,7 +4,7 @@
  * and GATEWAY_SIGNING_KEY, one <NAME>_SERVICE_KEY per subgraph, and the public sets AUTH_PUBLIC_KEYS,
  * GATEWAY_PUBLIC_KEYS, SERVICE_PUBLIC_KEYS. Give each service only its own (docs/security.md).
  */
-import { generateKeySet } from '@crm/kit';
+import { generateKeySet } from '@crm/runtime';
 import { SUBGRAPHS } from './subgraphs';
 
 const set = generateKeySet(SUBGRAPHS.map((s) => s.name));

@@ -5,7 +5,8 @@
  * from npm-shipped binaries under .data/postgres (embedded-database.ts), the in-process bus, in-memory
  * limits; POSTGRES_URL, KAFKA_BROKERS and REDIS_URL switch each part to a service of yours.
  */
-import { createLogger, setupTelemetry, readConfig } from '@crm/kit';
+import { createLogger, setupTelemetry } from '@crm/telemetry';
+import { readConfig } from '@crm/config';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from './embedded-database';
 import { startProcessStack, type ProcessStack } from './processes';
 import { startStack, type Stack } from './start-stack';

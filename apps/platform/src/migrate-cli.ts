@@ -3,7 +3,9 @@
  * (Postgres with POSTGRES_URL / <NAME>_DATABASE_URL, else the embedded Postgres under DATA_DIR) and
  * exits. Services also migrate on start; this is for deployments that migrate as a separate step.
  */
-import { createLogger, openSubgraphDatabase, readConfig } from '@crm/kit';
+import { createLogger } from '@crm/telemetry';
+import { openSubgraphDatabase } from '@crm/runtime';
+import { readConfig } from '@crm/config';
 import { startEmbeddedDatabase } from './embedded-database';
 import { SUBGRAPHS, subgraphByName } from './subgraphs';
 

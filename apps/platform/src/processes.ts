@@ -20,10 +20,10 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  ALL_TOPICS, IpcBus, PEERS, SERVICES, createBus, createLogger, developmentKeySet, generateKeySet, isKeyVariable, isReady, keyEnvFor, readConfig,
-  type Logger, type PeersMessage, type PlatformConfig, type ServiceStatus, type ServicesMessage,
-} from '@crm/kit';
+import { ALL_TOPICS, IpcBus, createBus } from '@crm/events';
+import { PEERS, SERVICES, developmentKeySet, generateKeySet, isKeyVariable, isReady, keyEnvFor, type PeersMessage, type ServiceStatus, type ServicesMessage } from '@crm/runtime';
+import { createLogger, type Logger } from '@crm/telemetry';
+import { readConfig, type PlatformConfig } from '@crm/config';
 import { composeSupergraph, readSupergraphConfig } from '@crm/gateway';
 import { ROOT, SUPERGRAPH_CONFIG } from './start-stack';
 import { SUBGRAPHS } from './subgraphs';

@@ -14,12 +14,12 @@
  * one point per seed user per run. A gateway started with rate limits off or a larger
  * RATE_LIMIT_POINTS gets fewer reps.
  *
- * Variables (the script's own; the services' configuration is packages/kit/src/config.ts):
+ * Variables (the script's own; the services' configuration is packages/config/src/config.ts):
  *   GATEWAY_URL (http://localhost:4000/graphql), ADMIN_EMAIL, ADMIN_PASSWORD (required),
  *   SEED_CUSTOMERS (300), SEED_PASSWORD (seed-password-1234), SEED_EMAIL_DOMAIN (seed.crm.local).
  */
 import { randomInt } from 'node:crypto';
-import { retry } from '@crm/kit';
+import { retry } from '@crm/errors';
 import {
   ApproveRequestDocument, CompleteTaskDocument, CreateCustomerDocument, CreateTaskDocument, MeDocument,
   RecordMeetingDocument, RegisterDocument, RejectRequestDocument, RequestApprovalDocument, SetUserRoleDocument,

@@ -5,9 +5,10 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import {
-  ALL_TOPICS, createBus, createLogger, startSubgraph, type EventBus, type Logger, type PlatformConfig, type SubgraphRuntime,
-} from '@crm/kit';
+import { ALL_TOPICS, createBus, type EventBus } from '@crm/events';
+import { createLogger, type Logger } from '@crm/telemetry';
+import { startSubgraph, type SubgraphRuntime } from '@crm/runtime';
+import { type PlatformConfig } from '@crm/config';
 import { composeSupergraph, readSupergraphConfig, startGateway, type GatewayRuntime } from '@crm/gateway';
 import { SUBGRAPHS } from './subgraphs';
 

@@ -1,5 +1,5 @@
 /** Every subgraph this platform runs, with its port in supergraph.yaml. */
-import type { SubgraphDefinition } from '@crm/kit';
+import type { SubgraphDefinition } from '@crm/runtime';
 import { analyticsSubgraph } from '@crm/subgraph-analytics';
 import { authSubgraph } from '@crm/subgraph-auth';
 import { customerSubgraph } from '@crm/subgraph-customer';

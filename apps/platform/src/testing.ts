@@ -5,7 +5,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
-import { createLogger, gatewaySigningKey, readConfig, signIdentity, testSettings, type GraphQLResult, type Identity, type PlatformConfig, type Role } from '@crm/kit';
+import { createLogger } from '@crm/telemetry';
+import { gatewaySigningKey, signIdentity, type Identity, type Role } from '@crm/runtime';
+import { readConfig, type PlatformConfig } from '@crm/config';
+import { testSettings, type GraphQLResult } from '@crm/testing';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from './embedded-database';
 import { startProcessStack, type ProcessStack } from './processes';
 import { startStack, type Stack, type StackOptions } from './start-stack';

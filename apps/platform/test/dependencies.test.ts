@@ -34,8 +34,8 @@ function importsOf(workspace: string, folders: string[]): Map<string, string[]> 
   return out;
 }
 
-test('the workspaces are the kit, the launcher, the gateway and every subgraph', () => {
-  expect(workspaces).toEqual(expect.arrayContaining(['packages/kit', 'apps/platform', 'gateway', 'subgraphs/auth', 'subgraphs/analytics']));
+test('the workspaces are the packages, the launcher, the gateway and every subgraph', () => {
+  expect(workspaces).toEqual(expect.arrayContaining(['packages/config', 'packages/errors', 'packages/telemetry', 'packages/database', 'packages/events', 'packages/runtime', 'packages/testing', 'apps/platform', 'gateway', 'subgraphs/auth', 'subgraphs/analytics']));
 });
 
 describe.each(workspaces)('%s', (workspace) => {
@@ -57,7 +57,7 @@ describe.each(workspaces)('%s', (workspace) => {
   });
 });
 
-test('no workspace but the launcher imports it (src and tests of the kit, the gateway and every subgraph)', () => {
+test('no workspace but the launcher imports it (src and tests of the packages, the gateway and every subgraph)', () => {
   const importers = workspaces.filter((w) => w !== 'apps/platform').flatMap((w) => importsOf(w, ['src', 'migrations', 'test']).get('@crm/platform') ?? []);
   expect(importers).toEqual([]);
 });

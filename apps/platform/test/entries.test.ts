@@ -18,9 +18,9 @@ test('the walk follows workspace imports: the launcher reaches every subgraph an
 describe.each(subgraphs)('subgraphs/%s/src/main.ts', (name) => {
   const reached = reachableFrom(`subgraphs/${name}/src/main.ts`);
 
-  test('runs its own subgraph through the kit', () => {
+  test('runs its own subgraph through the runtime', () => {
     expect(reached).toContain(`subgraphs/${name}/src/index.ts`);
-    expect(reached).toContain('packages/kit/src/run-subgraph.ts');
+    expect(reached).toContain('packages/runtime/src/run-subgraph.ts');
   });
 
   test('reaches no other subgraph, no gateway code and not the launcher', () => {

@@ -3,7 +3,7 @@
  * subgraph in a process of their own, events still crossing between them — over Kafka when
  * configured, else over the IPC-bridged in-process bus — and the gateway as two cluster workers.
  */
-import { eventually } from '@crm/kit';
+import { eventually } from '@crm/testing';
 import { startProcessTestStack } from '../src/testing';
 
 let stack: Awaited<ReturnType<typeof startProcessTestStack>>;

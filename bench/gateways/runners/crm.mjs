@@ -29,7 +29,7 @@
 //       config: PlatformConfig; supergraphSdl?: string; port?: number; host?: string;
 //     }): Promise<{ url: string; port: number; stop(): Promise<void> }>
 //
-//   config is built with `readConfig(process.env, overrides)` from @crm/kit
+//   config is built with `readConfig(process.env, overrides)` from @crm/config
 //   when that package exports it, with NODE_ENV=production (like every other
 //   gateway in the benchmark), LOG_LEVEL=warn, throwaway 32+ char secrets,
 //   RATE_LIMIT_POINTS raised so the rate limiter does not turn the load test

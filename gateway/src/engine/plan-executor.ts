@@ -24,7 +24,7 @@ import { evaluateCondition, getResponseName, QueryPlanner, type FetchNode, type 
 import type { GatewayExecutionResult, GatewayExecutor, GatewayGraphQLRequestContext, GatewayInterface } from '@apollo/server-gateway-interface';
 import { getVariableValues, GraphQLError, Kind, visit, type GraphQLSchema } from 'graphql';
 import { trace } from '@opentelemetry/api';
-import { withSpan } from '@crm/kit';
+import { withSpan } from '@crm/telemetry';
 import { SubgraphClient, type GatewayContext } from '../datasource';
 import { applyRewrites, hydratedPaths, isObjectOfType } from './rewrites';
 import { compileShape, shapeResponse, type ShapeProgram } from './shape';

@@ -4,7 +4,7 @@
  * preflights (OPTIONS) are answered here: 204 for an allowed origin, 403 otherwise. No
  * credentials (tokens travel in the Authorization header, never in cookies).
  */
-import { sendGraphQLError } from '@crm/kit';
+import { sendGraphQLError } from '@crm/runtime';
 import type { GatewayFeature } from './feature';
 import type { FeatureOptions } from '.';
 

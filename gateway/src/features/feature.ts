@@ -8,7 +8,8 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { ApolloGateway, GraphQLDataSource } from '@apollo/gateway';
 import type { ApolloServer, ApolloServerOptions, ApolloServerPlugin } from '@apollo/server';
 import type { GraphQLSchema, ValidationRule } from 'graphql';
-import type { Logger, PlatformConfig } from '@crm/kit';
+import type { Logger } from '@crm/telemetry';
+import type { PlatformConfig } from '@crm/config';
 import type { GatewayContext } from '../datasource';
 
 export interface GatewayDeps {

@@ -1,7 +1,9 @@
 /** The gateway's features, in order. Each is its own module; add one line per feature here. */
 import type { Redis } from 'ioredis';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { EventBus, Logger, PlatformConfig } from '@crm/kit';
+import type { EventBus } from '@crm/events';
+import type { Logger } from '@crm/telemetry';
+import type { PlatformConfig } from '@crm/config';
 import { Revocations } from '../revocations';
 import { subgraphUrls } from '../compose';
 import type { GatewayFeature } from './feature';

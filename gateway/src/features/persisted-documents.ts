@@ -18,7 +18,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import { GraphQLError } from 'graphql';
-import { orFallback } from '@crm/kit';
+import { orFallback } from '@crm/runtime';
 import { redisPrefix } from '../redis';
 import type { GatewayFeature } from './feature';
 import type { FeatureOptions } from '.';

@@ -12,7 +12,7 @@
  * limit is always on.
  */
 import { GraphQLError } from 'graphql';
-import { gatewayRefusals } from '@crm/kit';
+import { gatewayRefusals } from '@crm/telemetry';
 import { estimateCost, pointsFor } from '../cost';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { createLimiter, rateLimitHeaders, RateLimiterRes } from '../limiter';

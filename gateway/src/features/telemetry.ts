@@ -3,7 +3,7 @@
  * operation, and the operation on the request's span. Live subscription resolutions are the
  * gateway's own work: they are not counted as requests (their spans hang under the delivery).
  */
-import { graphqlTelemetryPlugin } from '@crm/kit';
+import { graphqlTelemetryPlugin } from '@crm/telemetry';
 import type { GatewayContext } from '../datasource';
 import type { GatewayFeature } from './feature';
 

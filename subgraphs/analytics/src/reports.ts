@@ -6,7 +6,9 @@
  * and computed on newer data only stores a fresher result under an old key: harmless.)
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { createCache, type Cache, type Logger, type PlatformConfig } from '@crm/kit';
+import { createCache, type Cache } from '@crm/runtime';
+import { type Logger } from '@crm/telemetry';
+import { type PlatformConfig } from '@crm/config';
 import type { Projection } from './events/handlers';
 
 export const REPORT_TTL_SECONDS = 300;

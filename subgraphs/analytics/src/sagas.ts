@@ -9,7 +9,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { sagaFinished, type Envelope, type Job, type PlatformConfig, type SagaStepData, type SubgraphRuntime } from '@crm/kit';
+import { sagaFinished, type Envelope, type SagaStepData } from '@crm/events';
+import { type Job, type SubgraphRuntime } from '@crm/runtime';
+import { type PlatformConfig } from '@crm/config';
 
 export interface SagaRow {
   id: string;

@@ -2,7 +2,8 @@
  * The kit's cache port, as analytics uses it for reports: in memory, on Redis when REDIS_URL is set,
  * and a Redis that does not answer is a miss, never an error.
  */
-import { createCache, readConfig, type Cache } from '@crm/kit';
+import { createCache, type Cache } from '@crm/runtime';
+import { readConfig } from '@crm/config';
 
 const config = (over: Record<string, string>) =>
   readConfig({}, { LOG_LEVEL: 'silent', KAFKA_NAMESPACE: `c${process.pid}.`, DATABASE_PREFIX: 'tcache_', ...over });

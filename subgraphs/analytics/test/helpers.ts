@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import {
-  eventually as kitEventually, userData, type Envelope, type EventData, type EventType, type Role, type TestCaller, type TestSubgraph,
-} from '@crm/kit';
+import { eventually as kitEventually, userData, type TestCaller, type TestSubgraph } from '@crm/testing';
+import { type Envelope, type EventData, type EventType } from '@crm/events';
+import { type Role } from '@crm/runtime';
 
 /** The first error's extensions.code of a result. */
 export const code = (r: { errors?: { extensions?: { code?: string } }[] }) => r.errors?.[0]?.extensions?.code;

@@ -4,7 +4,7 @@
  * with a smaller seq; and the gateway-internal positions query gives the caller's own, oldest first,
  * refusing an `after` that is not theirs. Real Postgres in CI.
  */
-import { startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/testing';
 import { analyticsSubgraph } from '../src';
 import { notifyAll } from '../src/notify';
 import { code, eventually, newUsers, randomUUID, sql } from './helpers';

@@ -3,7 +3,7 @@
  * change them. The analytics subgraph alone: events (users included) are published to its bus as
  * their producers would.
  */
-import { startTestSubgraph, userData, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { startTestSubgraph, userData, type TestCaller, type TestSubgraph } from '@crm/testing';
 import { analyticsSubgraph } from '../src';
 import {
   eventually, code, consumed, statementsOf, newUsers, notificationsOf, publisher, randomUUID, sql, MY_NOTIFICATIONS,

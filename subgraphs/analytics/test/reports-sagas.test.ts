@@ -3,7 +3,8 @@
  * them), who may read them, event metrics, and the saga read model (out-of-order steps,
  * completion, compensation with the SYSTEM notification to the requester of the deletion).
  */
-import { startTestSubgraph, type SagaStepData, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/testing';
+import { type SagaStepData } from '@crm/events';
 import { analyticsSubgraph } from '../src';
 import { eventually, code, consumed, statementsOf, newUsers, notificationsOf, publisher, randomUUID } from './helpers';
 

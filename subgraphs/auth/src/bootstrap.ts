@@ -1,4 +1,4 @@
-import type { SubgraphRuntime } from '@crm/kit';
+import type { SubgraphRuntime } from '@crm/runtime';
 import { createUser, findByEmail } from './users';
 
 /** With ADMIN_EMAIL and ADMIN_PASSWORD set, makes sure that ADMIN exists (the only way to get one in production). */

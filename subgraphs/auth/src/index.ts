@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { authSigningKey, parsePublicKeys, sendJson, type SubgraphDefinition } from '@crm/kit';
+import { authSigningKey, parsePublicKeys, sendJson, type SubgraphDefinition } from '@crm/runtime';
 import { entities } from './entities';
 import { migrations } from '../migrations';
 import { createLoaders, resolvers, type AuthLoaders } from './resolvers';

@@ -16,7 +16,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createTransport } from 'nodemailer';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { Job, Logger, PlatformConfig, SubgraphRuntime } from '@crm/kit';
+import type { Job, SubgraphRuntime } from '@crm/runtime';
+import type { Logger } from '@crm/telemetry';
+import type { PlatformConfig } from '@crm/config';
 import { OutgoingMail, type MailStatus } from './entities';
 
 export interface MailContent {

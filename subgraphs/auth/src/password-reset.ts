@@ -10,7 +10,9 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { loadForWrite, unauthenticated, type PlatformConfig } from '@crm/kit';
+import { loadForWrite } from '@crm/events';
+import { unauthenticated } from '@crm/errors';
+import { type PlatformConfig } from '@crm/config';
 import { PasswordResetToken, User } from './entities';
 import { stageAudit } from './audit';
 import { stageMail } from './mail';

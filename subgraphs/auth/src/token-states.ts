@@ -6,7 +6,8 @@
  * logout, password change) has committed before it answers: no event has to travel first.
  */
 import { z } from 'zod';
-import { badInput, type SubgraphRuntime } from '@crm/kit';
+import { badInput } from '@crm/errors';
+import { type SubgraphRuntime } from '@crm/runtime';
 import { User } from './entities';
 
 export interface TokenState {

@@ -6,7 +6,9 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { authSigningKey, KEY_ALGORITHM, unauthenticated, type PlatformConfig } from '@crm/kit';
+import { authSigningKey, KEY_ALGORITHM } from '@crm/runtime';
+import { unauthenticated } from '@crm/errors';
+import { type PlatformConfig } from '@crm/config';
 import { RefreshToken, User } from './entities';
 
 export interface IssuedTokens {

@@ -1,7 +1,9 @@
 /** User lifecycle shared by resolvers and start-up: creation (with its event) and lookups. */
 import { randomUUID } from 'node:crypto';
 import { UniqueConstraintViolationException, type EntityManager } from '@mikro-orm/postgresql';
-import { conflict, stageEvent, type Role } from '@crm/kit';
+import { conflict } from '@crm/errors';
+import { stageEvent } from '@crm/events';
+import { type Role } from '@crm/runtime';
 import { User } from './entities';
 import { hashPassword } from './passwords';
 import { stageAudit } from './audit';

@@ -1,6 +1,7 @@
 /** The User entity through `_entities`, as the gateway calls it: signed, batched, authenticated only. */
 import { randomUUID } from 'node:crypto';
-import { startTestSubgraph, type Identity, type Role, type TestSubgraph } from '@crm/kit';
+import { startTestSubgraph, type TestSubgraph } from '@crm/testing';
+import { type Identity, type Role } from '@crm/runtime';
 import { authSubgraph } from '../src';
 
 const ADMIN = { email: 'admin@test.local', password: 'admin-Pw-test-7q4k2z' };

@@ -6,7 +6,9 @@
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventually, readConfig, startTestSubgraph, type Logger, type TestSubgraph } from '@crm/kit';
+import { eventually, startTestSubgraph, type TestSubgraph } from '@crm/testing';
+import { readConfig } from '@crm/config';
+import { type Logger } from '@crm/telemetry';
 import { authSubgraph } from '../src';
 import { createMailer } from '../src/mail';
 import { stageResetRequest } from '../src/password-reset';
@@ -87,7 +89,7 @@ describe('without MAIL_URL', () => {
 
 test('the service logger redacts reset tokens, passwords and the mail URL by name', async () => {
   const { Writable } = await import('node:stream');
-  const { createLogger } = await import('@crm/kit');
+  const { createLogger } = await import('@crm/telemetry');
   const out: string[] = [];
   const sink = new Writable({ write(chunk, _enc, done) { out.push(String(chunk)); done(); } });
   const logger = createLogger('auth', 'info', sink);

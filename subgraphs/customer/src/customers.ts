@@ -1,6 +1,7 @@
 /** Customer domain helpers shared by resolvers and event handlers. */
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { EventData, Peers } from '@crm/kit';
+import type { EventData } from '@crm/events';
+import type { Peers } from '@crm/runtime';
 import { Customer, Rep } from './entities';
 
 /** The steps that complete the customer-deletion saga (docs/events-and-sagas.md). */

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { SubgraphDefinition } from '@crm/kit';
+import type { SubgraphDefinition } from '@crm/runtime';
 import { entities } from './entities';
 import { migrations } from '../migrations';
 import { createLoaders, resolvers, type CustomerLoaders } from './resolvers';

@@ -4,7 +4,7 @@
  * events as auth publishes them. The federated reads and batching across auth are in
  * e2e/customer-federation.test.ts.
  */
-import { startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/testing';
 import { customerSubgraph } from '../src';
 import { ASSIGN, CREATE, DELETE, GET, LIST, UPDATE, code, create, createFor, field, ids, newUser } from './helpers';
 

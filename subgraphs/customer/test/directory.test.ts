@@ -5,7 +5,7 @@
  * auth and opportunity publish them.
  */
 import { randomUUID } from 'node:crypto';
-import { eventually, startTestSubgraph, userData, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { eventually, startTestSubgraph, userData, type TestCaller, type TestSubgraph } from '@crm/testing';
 import { customerSubgraph } from '../src';
 import { ASSIGN, CREATE, DELETE, GET, LIST, code, create, deleteUser, field, ids, newUser, updateUser } from './helpers';
 

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { eventually, userData, type EventData, type GraphQLResult, type Role, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { eventually, userData, type GraphQLResult, type TestCaller, type TestSubgraph } from '@crm/testing';
+import { type EventData } from '@crm/events';
+import { type Role } from '@crm/runtime';
 
 /** The first error's extensions.code of a result. */
 export const code = (r: { errors?: { extensions?: { code?: string } }[] }) => r.errors?.[0]?.extensions?.code;

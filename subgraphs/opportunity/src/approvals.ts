@@ -1,4 +1,4 @@
-import type { EventData } from '@crm/kit';
+import type { EventData } from '@crm/events';
 import type { ApprovalStatus } from './entities';
 
 /** The fields of a request the approval.* events carry (a row from the ORM or from raw SQL). */

@@ -6,7 +6,8 @@
  * auth subgraphs publish them.
  */
 import { randomUUID } from 'node:crypto';
-import { eventually, startTestSubgraph, userData, type EventData, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { eventually, startTestSubgraph, userData, type TestCaller, type TestSubgraph } from '@crm/testing';
+import { type EventData } from '@crm/events';
 import { opportunitySubgraph } from '../src';
 
 let opp: TestSubgraph;

@@ -4,7 +4,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { conflict, type EventData } from '@crm/kit';
+import { conflict } from '@crm/errors';
+import { type EventData } from '@crm/events';
 import { Meeting, Task, type TaskPriority, type TaskStatus } from './entities';
 
 /**

@@ -4,7 +4,8 @@
  * due date however often it runs; a new due date re-arms it. Rows are claimed FOR UPDATE SKIP
  * LOCKED, so two replicas running at once never emit for the same task.
  */
-import type { Job, PlatformConfig, SubgraphRuntime } from '@crm/kit';
+import type { Job, SubgraphRuntime } from '@crm/runtime';
+import type { PlatformConfig } from '@crm/config';
 
 const BATCH = 500;
 

@@ -3,7 +3,8 @@
  * and auth subgraphs publish them), and the due-soon job.
  */
 import { randomUUID } from 'node:crypto';
-import { eventually, startTestSubgraph, userData, type Envelope, type EventData, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { eventually, startTestSubgraph, userData, type TestCaller, type TestSubgraph } from '@crm/testing';
+import { type Envelope, type EventData } from '@crm/events';
 import { salesActivitySubgraph } from '../src';
 import { runDueSoon } from '../src/due-soon';
 import {

@@ -3,7 +3,7 @@
  * subgraph): `_entities` for Meeting, Task and the Customer / User extensions, filtered per caller,
  * and batched so a query over 50 customers costs the same SQL statements as one over 5.
  */
-import { eventually, startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { eventually, startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/testing';
 import { salesActivitySubgraph } from '../src';
 import { CREATE_TASK, RECORD_MEETING, customerData, publishCustomerEvent, seedCustomer, sql } from './helpers';
 

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { eventually, type EventData, type TestSubgraph } from '@crm/kit';
+import { eventually, type TestSubgraph } from '@crm/testing';
+import { type EventData } from '@crm/events';
 
 export const SA = 'sales-activity';
 /** The first error's extensions.code of a result. */

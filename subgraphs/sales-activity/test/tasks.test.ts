@@ -4,7 +4,7 @@
  * change what.
  */
 import { randomUUID } from 'node:crypto';
-import { startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/kit';
+import { startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/testing';
 import { salesActivitySubgraph } from '../src';
 import {
   COMPLETE_TASK, CREATE_TASK, RECORD_MEETING, UPDATE_TASK, code, publishCustomerEvent, customerData, seedCustomer, sql,
@@ -101,7 +101,7 @@ describe('meetings', () => {
     const gone = customerData('Gone Inc', sales.id);
     await publishCustomerEvent(sa, 'customer.created', gone, sales.id);
     await publishCustomerEvent(sa, 'customer.deleted', { ...gone, sagaId: randomUUID(), requestedBy: manager.id }, manager.id);
-    await import('@crm/kit').then(({ eventually }) =>
+    await import('@crm/testing').then(({ eventually }) =>
       eventually(async () => (await sql<{ deleted: boolean }>(sa, 'select deleted from customer_refs where id = ?', [gone.customerId]))[0]?.deleted === true));
     const deleted = await manager.gql(RECORD_MEETING, { input: { ...base, customerId: gone.customerId } });
     expect(code(deleted)).toBe('NOT_FOUND');

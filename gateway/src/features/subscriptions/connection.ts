@@ -16,7 +16,8 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { GraphQLError } from 'graphql';
-import type { Identity, PlatformConfig } from '@crm/kit';
+import type { Identity } from '@crm/runtime';
+import type { PlatformConfig } from '@crm/config';
 import { bearerToken, verifyAccessToken, type VerifiedToken } from '../../auth';
 
 export const CLOSE = {

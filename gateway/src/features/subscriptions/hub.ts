@@ -14,7 +14,9 @@
  * events; beyond that the bus consumer waits for it. The hub never waits for a client.
  */
 import { randomUUID } from 'node:crypto';
-import { misrouted, noteCorrelation, parseEnvelope, subscriptionDelivered, traceConsume, traceDelivery, type DeliveredMessage, type EventBus, type Identity, type Logger, type Subscription } from '@crm/kit';
+import { misrouted, parseEnvelope, subscriptionDelivered, traceConsume, traceDelivery, type DeliveredMessage, type EventBus, type Subscription } from '@crm/events';
+import { noteCorrelation, type Logger } from '@crm/telemetry';
+import { type Identity } from '@crm/runtime';
 import type { ExecutionResult } from 'graphql';
 import { entityIdOf, fieldsFor, liveTopics, mayReceive, type LiveField } from './topics';
 import type { LiveOperation } from './operation';

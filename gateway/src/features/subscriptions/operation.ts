@@ -16,7 +16,7 @@ import {
   type DefinitionNode, type DocumentNode, type FieldNode, type FragmentDefinitionNode, type GraphQLSchema,
   type OperationDefinitionNode, type SelectionSetNode, type ValidationRule, type ValueNode,
 } from 'graphql';
-import type { Identity } from '@crm/kit';
+import type { Identity } from '@crm/runtime';
 import { estimateCost } from '../../cost';
 import { liveField, type LiveField } from './topics';
 

@@ -6,7 +6,8 @@
  * Any other error is logged (and delivered).
  */
 import { GraphQLError, type ExecutionResult } from 'graphql';
-import type { Identity, Logger } from '@crm/kit';
+import type { Identity } from '@crm/runtime';
+import type { Logger } from '@crm/telemetry';
 import type { GatewayDeps } from '../feature';
 import { ENTITY_ID_VAR, type LiveOperation } from './operation';
 

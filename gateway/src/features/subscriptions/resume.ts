@@ -21,7 +21,8 @@
  */
 import type { GraphQLDataSource } from '@apollo/gateway';
 import { GraphQLError, type ExecutionResult } from 'graphql';
-import type { Identity, Logger } from '@crm/kit';
+import type { Identity } from '@crm/runtime';
+import type { Logger } from '@crm/telemetry';
 import type { LiveOperation } from './operation';
 import { LivePayload, type LiveQueue } from './queue';
 import type { LiveField } from './topics';

@@ -15,7 +15,8 @@
  *                 @inaccessible: "the caller's entities after this one, in order") instead of the
  *                 events themselves, which only wake it (./resume.ts).
  */
-import { TOPICS, type EventType, type Identity, type Role } from '@crm/kit';
+import { TOPICS, type EventType } from '@crm/events';
+import { type Identity, type Role } from '@crm/runtime';
 
 export interface LiveField {
   field: string;

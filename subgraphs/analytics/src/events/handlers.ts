@@ -11,7 +11,7 @@
  * back (notification.events) re-applies it, which is a no-op (all writes are upserts).
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { EVENTS, isEvent, roundsByKey, type BatchHandler, type Envelope, type EventData, type EventHandler, type EventHandlers, type EventType, type HandlerContext, type SagaStepData } from '@crm/kit';
+import { EVENTS, isEvent, roundsByKey, type BatchHandler, type Envelope, type EventData, type EventHandler, type EventHandlers, type EventType, type HandlerContext, type SagaStepData } from '@crm/events';
 import { isUuid, managers, notificationCreated, notify, notifyAll, type NewNotification } from '../notify';
 import { applySagaStep, upsertSaga } from '../sagas';
 

@@ -1,10 +1,9 @@
 import DataLoader from 'dataloader';
 import { z } from 'zod';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import {
-  badInput, byIdLoader, groupLoader, notFound, paginate, parseInput, requireRole, requireUser, scalarResolvers,
-  type Identity, type RequestContext, type Role,
-} from '@crm/kit';
+import { badInput, notFound } from '@crm/errors';
+import { byIdLoader, groupLoader, paginate } from '@crm/database';
+import { parseInput, requireRole, requireUser, scalarResolvers, type Identity, type RequestContext, type Role } from '@crm/runtime';
 import { Notification, Saga, SagaStep } from '../entities';
 import { isUuid } from '../notify';
 import {

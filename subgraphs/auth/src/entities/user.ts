@@ -1,5 +1,5 @@
 import { EntitySchema } from '@mikro-orm/postgresql';
-import type { Role } from '@crm/kit';
+import type { Role } from '@crm/runtime';
 
 export class User {
   id!: string;

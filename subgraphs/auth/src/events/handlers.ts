@@ -2,7 +2,7 @@
  * The audit log records the domain events of every subgraph (who did what). Auth's own actions
  * are audited where they happen; here come the others', one entry per event id.
  */
-import { EVENTS, type BatchHandler, type EventHandlers, type EventType } from '@crm/kit';
+import { EVENTS, type BatchHandler, type EventHandlers, type EventType } from '@crm/events';
 import { auditEntry } from '../audit';
 import { AuditEntry } from '../entities';
 

@@ -2,10 +2,10 @@ import { createHash, randomUUID } from 'node:crypto';
 import DataLoader from 'dataloader';
 import { z } from 'zod';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import {
-  ROLES, badInput, conflict, forbidden, loadForWrite, notFound, paginate, parseInput, pendingApproval, requireRole, requireUser,
-  scalarResolvers, unauthenticated, type Identity, type RequestContext, type WriteContext,
-} from '@crm/kit';
+import { ROLES, parseInput, requireRole, requireUser, scalarResolvers, type Identity, type RequestContext, type WriteContext } from '@crm/runtime';
+import { badInput, conflict, forbidden, notFound, pendingApproval, unauthenticated } from '@crm/errors';
+import { loadForWrite } from '@crm/events';
+import { paginate } from '@crm/database';
 import { AuditEntry, User } from '../entities';
 import { stageAudit } from '../audit';
 import { issueTokens, revokeAllFor, rotateRefreshToken } from '../tokens';

@@ -3,7 +3,7 @@
  * the user-deletion saga (user.deleted → reassign), and the compensation of a refused
  * customer-deletion (opportunity.saga_step REFUSED → restore). Writes only through the handler's em.
  */
-import { loadAllForWrite, loadForWrite, roundsByKey, type BatchHandler, type EventHandlers } from '@crm/kit';
+import { loadAllForWrite, loadForWrite, roundsByKey, type BatchHandler, type EventHandlers } from '@crm/events';
 import { Customer } from '../entities';
 import { customerEventData, repFromUser, repLoads, upsertRep, upsertReps } from '../customers';
 

@@ -3,11 +3,10 @@ import type DataLoader from 'dataloader';
 import type { GraphQLResolveInfo } from 'graphql';
 import { z } from 'zod';
 import { UniqueConstraintViolationException, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
-import {
-  badInput, byIdLoader, loadForWrite, connectionLoaders, connectionProps, forbidden, notFound, paginate, pageSize, pagesByParent, parseInput,
-  requireRole, requireUser, requireWriter, scalarResolvers, seesAll, toConnection, wantsTotalCount,
-  type Connection, type Identity, type PageArgs, type RequestContext,
-} from '@crm/kit';
+import { badInput, forbidden, notFound } from '@crm/errors';
+import { byIdLoader, connectionLoaders, connectionProps, paginate, pageSize, pagesByParent, toConnection, wantsTotalCount, type Connection, type PageArgs } from '@crm/database';
+import { loadForWrite } from '@crm/events';
+import { parseInput, requireRole, requireUser, requireWriter, scalarResolvers, seesAll, type Identity, type RequestContext } from '@crm/runtime';
 import { COMPANY_SIZES, Customer, INVESTMENT_PROFILES, RISK_TOLERANCES, Rep } from '../entities';
 import { CUSTOMER_DELETION_STEPS, customerEventData, requireActiveRep } from '../customers';
 import type { Resolvers } from '../generated/resolvers-types';

@@ -4,7 +4,8 @@
  * goes through the handler's `em` (the inbox transaction); follow-ups are staged with `emit`.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { customerCopies, upsertCustomerRef, type EventHandlers, type HandlerContext } from '@crm/kit';
+import { customerCopies, upsertCustomerRef } from '@crm/customer-directory';
+import { type EventHandlers, type HandlerContext } from '@crm/events';
 import { ApprovalRequest, type ApprovalStatus } from '../entities';
 import { approvalData } from '../approvals';
 

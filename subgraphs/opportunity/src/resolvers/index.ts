@@ -3,10 +3,11 @@ import DataLoader from 'dataloader';
 import type { GraphQLResolveInfo } from 'graphql';
 import { z } from 'zod';
 import { OptimisticLockError, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
-import {
-  badInput, byIdLoader, conflict, connectionProps, loadForWrite, findRows, forbidden, groupLoader, notFound, paginate, parseInput, propsFor, requireCustomerRef,
-  requireRole, requireUser, requireWriter, scalarResolvers, seesAll, selectedFields, wantsTotalCount, type Identity, type RequestContext, type WriteContext,
-} from '@crm/kit';
+import { badInput, conflict, forbidden, notFound } from '@crm/errors';
+import { byIdLoader, connectionProps, findRows, groupLoader, paginate, propsFor, selectedFields, wantsTotalCount } from '@crm/database';
+import { loadForWrite } from '@crm/events';
+import { parseInput, requireRole, requireUser, requireWriter, scalarResolvers, seesAll, type Identity, type RequestContext, type WriteContext } from '@crm/runtime';
+import { requireCustomerRef } from '@crm/customer-directory';
 import { APPROVAL_STATUSES, ApprovalRequest, type ApprovalStatus } from '../entities';
 import { approvalData } from '../approvals';
 import type { Resolvers } from '../generated/resolvers-types';

@@ -1,2 +1,2 @@
 /** The local customer directory is shared with other subgraphs through the kit. */
-export { CustomerRef, CustomerRefSchema } from '@crm/kit';
+export { CustomerRef, CustomerRefSchema } from '@crm/customer-directory';

@@ -3,7 +3,8 @@
  * onboarding and follow-up tasks, and take its steps in the deletion sagas. Every write goes
  * through the handler's `em` (the inbox transaction); follow-up events through `emit`.
  */
-import { copyCustomerEvents, upsertCustomerRef, type BatchHandler, type EventHandlers, type HandlerContext } from '@crm/kit';
+import { copyCustomerEvents, upsertCustomerRef } from '@crm/customer-directory';
+import { type BatchHandler, type EventHandlers, type HandlerContext } from '@crm/events';
 import { Meeting, OPEN_STATUSES, Task } from '../entities';
 import { DAY_MS, newTask, taskEventData, taskOf, transition } from '../domain';
 

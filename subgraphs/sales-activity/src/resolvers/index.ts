@@ -3,11 +3,11 @@ import type { GraphQLResolveInfo } from 'graphql';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { OptimisticLockError, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
-import {
-  badInput, byIdLoader, conflict, connectionLoaders, loadForWrite, connectionProps, countLoader, countsByParent, forbidden, notFound, onlyTotalCount,
-  pageSize, pagesByParent, paginate, parseInput, requireCustomerRef, requireUser, requireWriter, scalarResolvers, toConnection,
-  wantsTotalCount, type Connection, type Identity, type PageArgs, type RequestContext, type WriteContext,
-} from '@crm/kit';
+import { badInput, conflict, forbidden, notFound } from '@crm/errors';
+import { byIdLoader, connectionLoaders, connectionProps, countLoader, countsByParent, onlyTotalCount, pageSize, pagesByParent, paginate, toConnection, wantsTotalCount, type Connection, type PageArgs } from '@crm/database';
+import { loadForWrite } from '@crm/events';
+import { parseInput, requireUser, requireWriter, scalarResolvers, type Identity, type RequestContext, type WriteContext } from '@crm/runtime';
+import { requireCustomerRef } from '@crm/customer-directory';
 import { Meeting, Task, TASK_PRIORITIES, TASK_STATUSES, type TaskStatus } from '../entities';
 import { isOpen, meetingEventData, newTask, taskEventData, transition } from '../domain';
 import type { Resolvers } from '../generated/resolvers-types';

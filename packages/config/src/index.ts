@@ -1,0 +1,2 @@
+/** Configuration: the only reader of process.env. */
+export * from './config';

@@ -1,0 +1,93 @@
+/**
+ * Relay connections with opaque keyset cursors over (createdAt DESC, id DESC): stable under
+ * inserts, index-friendly, and the same shape for every list in the API.
+ */
+import type { EntityManager, EntityName, FilterQuery } from '@mikro-orm/postgresql';
+import { badInput } from '@crm/errors';
+import { findRows } from './lean';
+
+export const DEFAULT_PAGE = 20;
+export const MAX_PAGE = 100;
+
+export interface PageArgs {
+  first?: number | null;
+  after?: string | null;
+}
+export interface Cursor {
+  createdAt: Date;
+  id: string;
+}
+export interface Connection<T> {
+  edges: { node: T; cursor: string }[];
+  pageInfo: { hasNextPage: boolean; endCursor: string | null };
+  totalCount: number;
+}
+
+export function pageSize(first: number | null | undefined): number {
+  if (first === null || first === undefined) return DEFAULT_PAGE;
+  if (!Number.isInteger(first) || first < 0 || first > MAX_PAGE) throw badInput(`first must be between 0 and ${MAX_PAGE}`, 'first');
+  return first;
+}
+
+export function encodeCursor(row: { createdAt: Date; id: string }): string {
+  return Buffer.from(JSON.stringify([row.createdAt.toISOString(), row.id])).toString('base64url');
+}
+
+export function decodeCursor(cursor: string | null | undefined): Cursor | null {
+  if (!cursor) return null;
+  try {
+    const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
+    const createdAt = new Date(at);
+    if (typeof id !== 'string' || Number.isNaN(createdAt.getTime())) throw new Error('bad cursor');
+    return { createdAt, id };
+  } catch {
+    throw badInput('after is not a valid cursor', 'after');
+  }
+}
+
+/** The filter that selects rows strictly after `cursor` in (createdAt DESC, id DESC) order. */
+export function afterCursor(cursor: Cursor | null): Record<string, unknown> {
+  if (!cursor) return {};
+  return { $or: [{ createdAt: { $lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { $lt: cursor.id } }] };
+}
+
+/** Builds a connection from up to first+1 rows already in (createdAt DESC, id DESC) order. */
+export function toConnection<T extends { createdAt: Date; id: string }>(rows: T[], first: number, totalCount: number): Connection<T> {
+  const page = rows.slice(0, first);
+  const edges = page.map((node) => ({ node, cursor: encodeCursor(node) }));
+  return {
+    edges,
+    pageInfo: { hasNextPage: rows.length > first, endCursor: edges.at(-1)?.cursor ?? null },
+    totalCount,
+  };
+}
+
+/**
+ * One page of `entity` matching `where`: a keyset query and a count. Managed entities, or with
+ * `{ lean: true }` plain rows of only `props` (lean.ts; id and createdAt always) for read-only callers.
+ * `count: false` skips the count when the caller's selection has no totalCount.
+ */
+export async function paginate<T extends { createdAt: Date; id: string }>(
+  em: EntityManager,
+  entity: EntityName<T>,
+  where: FilterQuery<T>,
+  args: PageArgs,
+  options: { lean?: boolean; props?: readonly string[]; count?: boolean } = {},
+): Promise<Connection<T>> {
+  const first = pageSize(args.first);
+  const cursor = decodeCursor(args.after);
+  const scoped = { $and: [where, afterCursor(cursor)] } as FilterQuery<T>;
+  const orderBy = { createdAt: 'desc', id: 'desc' } as const;
+  const props = options.props ? [...new Set([...options.props, 'id', 'createdAt'])] : undefined;
+  const rows = (): Promise<T[]> =>
+    options.lean
+      ? findRows<T>(em, entity, scoped, { props, orderBy, limit: first + 1 })
+      : (em.find(entity, scoped, { orderBy: orderBy as never, limit: first + 1 }));
+  // count: false when the selection has no totalCount (wantsTotalCount): NaN then, which GraphQL
+  // would refuse to serialise as an Int, so a wrong `count: false` fails loudly instead of lying.
+  const [page, totalCount] = await Promise.all([
+    first === 0 ? Promise.resolve([] as T[]) : rows(),
+    options.count === false ? Promise.resolve(Number.NaN) : em.count(entity, where),
+  ]);
+  return toConnection(page, first, totalCount);
+}

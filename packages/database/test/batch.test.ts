@@ -1,0 +1,67 @@
+import { randomUUID } from 'node:crypto';
+import { EntitySchema } from '@mikro-orm/postgresql';
+import { Migration } from '@mikro-orm/migrations';
+import { createLogger } from '@crm/telemetry';
+import { databaseUrlFor, readConfig } from '@crm/config';
+import { dropDatabase, openDatabase, pagesByParent, type Database } from '@crm/database';
+
+class Note {
+  id!: string;
+  ownerId!: string;
+  createdAt!: Date;
+}
+const NoteSchema = new EntitySchema<Note>({
+  class: Note,
+  tableName: 'notes',
+  properties: {
+    id: { type: 'uuid', primary: true },
+    ownerId: { type: 'uuid', fieldName: 'owner_id' },
+    createdAt: { type: 'datetime', fieldName: 'created_at' },
+  },
+});
+class NotesMigration extends Migration {
+  override async up() {
+    this.addSql('CREATE TABLE notes (id uuid PRIMARY KEY, owner_id uuid NOT NULL, created_at timestamptz NOT NULL)');
+  }
+}
+
+let db: Database;
+let dbUrl: string | undefined;
+const owners = [randomUUID(), randomUUID(), randomUUID()];
+beforeAll(async () => {
+  const config = readConfig(process.env, { DATA_DIR: 'memory', DATABASE_PREFIX: `tb${Date.now() % 1e6}_`, LOG_LEVEL: 'silent' });
+  dbUrl = databaseUrlFor(config, 'batchtest');
+  db = await openDatabase({ subgraph: 'batchtest', config, entities: [NoteSchema], migrations: [{ name: 'notes', class: NotesMigration }], logger: createLogger('t', 'silent') });
+  const em = db.orm.em.fork();
+  // owner 0: 5 notes, owner 1: 1 note, owner 2: none
+  for (let i = 0; i < 5; i++) em.persist(Object.assign(new Note(), { id: randomUUID(), ownerId: owners[0], createdAt: new Date(2026, 0, 1 + i) }));
+  em.persist(Object.assign(new Note(), { id: randomUUID(), ownerId: owners[1], createdAt: new Date(2026, 0, 1) }));
+  await em.flush();
+});
+afterAll(async () => {
+  if (db) {
+    await db.orm.em.getConnection().execute('DROP TABLE notes');
+    await db.close();
+  }
+  if (dbUrl) await dropDatabase(dbUrl); // a throwaway database on a real server
+});
+
+test('one statement pages every parent, with totals and cursors', async () => {
+  const em = db.orm.em.fork();
+  const before = db.statementCount();
+  const pages = await pagesByParent(em, Note, 'ownerId', owners, {}, { first: 2 });
+  expect(db.statementCount() - before).toBe(1);
+  const p0 = pages.get(owners[0]!)!;
+  expect(p0.totalCount).toBe(5);
+  expect(p0.edges).toHaveLength(2);
+  expect(p0.pageInfo.hasNextPage).toBe(true);
+  expect(p0.edges[0]!.node.createdAt.getTime()).toBeGreaterThan(p0.edges[1]!.node.createdAt.getTime());
+  expect(pages.get(owners[1]!)!.totalCount).toBe(1);
+  expect(pages.get(owners[2]!)!.edges).toHaveLength(0);
+
+  const next = await pagesByParent(em, Note, 'ownerId', [owners[0]!], {}, { first: 2, after: p0.pageInfo.endCursor });
+  const n0 = next.get(owners[0]!)!;
+  expect(n0.totalCount).toBe(5);
+  expect(n0.edges.map((e) => e.node.id)).not.toContain(p0.edges[1]!.node.id);
+  expect(n0.edges[0]!.node.createdAt.getTime()).toBeLessThan(p0.edges[1]!.node.createdAt.getTime());
+});
