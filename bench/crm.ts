@@ -35,7 +35,7 @@ import type { ProcessStack, TestClient, TestStack, TestUser } from '@crm/platfor
 import { cpuMs, dist, ms, num, sleep, uptime, type Dist } from './measure';
 
 /** What the benchmark needs of either kind of stack. */
-type BenchStack = (TestStack | (ProcessStack & TestClient)) & Pick<TestStack, 'config' | 'gatewayUrl' | 'stop'> & { bus: { kind: 'kafka' | 'memory' } };
+type BenchStack = (TestStack | (ProcessStack & TestClient)) & Pick<TestStack, 'config' | 'gatewayUrl' | 'stop'> & { bus: { kind: TestStack['bus']['kind'] } };
 
 const DEFAULT_SERVICES = {
   POSTGRES_URL: 'postgresql://postgres@127.0.0.1:5432/postgres',
@@ -95,12 +95,12 @@ const TARGETS: Record<string, { target: number; goal?: number }> = {
 /** Search terms of the varied list (words of bench/crm/seed.ts names; one matches nothing). */
 const SEARCH_TERMS = ['Harbor', 'Summit Capital', 'labs', 'Group', 'zzz-no-match'];
 
-type Load = {
+interface Load {
   /** CPU time of the platform's processes (not Postgres, Kafka, Redis) per request, warm-up included. */
   cpuMsPerRequest?: number;
   requests: number; rps: number; latency: { p50: number; p90: number; p99: number; max: number; mean: number };
   errors: number; timeouts: number; non2xx: number; gqlErrors: number; sampleError: string | null; duration: number; connections?: number;
-};
+}
 
 async function runLoad(url: string, entries: { body: string; authorization?: string }[], connections = CONNECTIONS): Promise<Load & { sent: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'crm-bench-'));
@@ -424,7 +424,7 @@ async function main() {
     };
     const run = {
       date: started.toISOString(),
-      mode: `${stack.bus.kind === 'kafka' ? 'Kafka' : 'in-process bus'} + Postgres + ${stack.config.REDIS_URL ? 'Redis' : 'memory cache'}`,
+      mode: `${stack.bus.kind === 'kafka' ? 'Kafka' : stack.bus.kind === 'postgres' ? 'Postgres bus' : 'in-process bus'} + Postgres + ${stack.config.REDIS_URL ? 'Redis' : 'memory cache'}`,
       stack: STACK === 'multi' ? `gateway (${stack.config.GATEWAY_WORKERS} worker process(es)) and each subgraph in a process of its own` : 'whole platform (gateway + 5 subgraphs) in one Node process',
       settings: { STACK, GATEWAY_WORKERS: stack.config.GATEWAY_WORKERS, INBOUND_DEDUPE: stack.config.INBOUND_DEDUPE, ROUNDS, DURATION, WARMUP, CONNECTIONS, SEED_CUSTOMERS, REPS, MANAGERS, SAGAS, SUB_N, SUB_EVENTS, NODE_ENV: 'production', RATE_LIMIT_ENABLED: false, LOG_LEVEL, OUTBOX_POLL_MS: 500 },
       machine,
@@ -438,11 +438,11 @@ async function main() {
       const mdPath = join(RESULTS_DIR, 'crm.md');
       let notes = '';
       try {
-        notes = readFileSync(mdPath, 'utf8').match(/\n## Where the time goes[\s\S]*$/)?.[0] ?? '';
+        notes = (/\n## Where the time goes[\s\S]*$/.exec(readFileSync(mdPath, 'utf8')))?.[0] ?? '';
       } catch {
         notes = '';
       }
-      writeFileSync(mdPath, render(run as any) + notes);
+      writeFileSync(mdPath, render(run) + notes);
       console.log(`→ ${join(RESULTS_DIR, 'crm.md')}`);
     }
   } finally {
@@ -502,7 +502,7 @@ async function subscriptions(stack: BenchStack, admin: TestUser, manager: TestUs
     console.log(`subscriptions: ${JSON.stringify(out)}`);
     return out;
   } finally {
-    await Promise.all(clients.map((c) => c.dispose()));
+    await Promise.all(clients.map(async (c) => c.dispose()));
   }
 }
 
@@ -520,7 +520,7 @@ async function deleteTopics(stack: BenchStack) {
   }
 }
 
-type Run = {
+interface Run {
   date: string; mode: string; stack: string; settings: Record<string, unknown>;
   machine: { nproc: number; cpu: string; node: string; loadavgBefore: number[]; loadavgAtEnd: number[] };
   seed: { customers: number; meetings: number; tasks: number; approvals: number; seconds: number };
@@ -529,7 +529,7 @@ type Run = {
   backlog?: { events: number; publishSeconds: number; perConsumer: Record<string, { events: number; seconds: number; eventsPerSecond: number; workingSeconds?: number; workingEventsPerSecond?: number }> };
   saga?: Dist & { outcomes: Record<string, number> };
   subscriptions?: { subscribers: number; events: number; lastClient: Dist; medianClient: Dist };
-};
+}
 
 function render(r: Run): string {
   const label: Record<string, string> = {

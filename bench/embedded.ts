@@ -56,8 +56,8 @@ async function start(dataDir: string, mode: string, ports: number[]): Promise<Ru
   const t0 = performance.now();
   const proc = spawn(process.execPath, ['--import', 'tsx', join(CHECKOUT, 'apps/platform/src/main.ts')], { cwd: CHECKOUT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
   const url = `http://127.0.0.1:${ports[0]}`;
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`platform exited: ${out.slice(-2000)}`);

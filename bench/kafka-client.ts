@@ -13,7 +13,7 @@ import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { buildEnvelope } from '@crm/events';
-import { startTestStack } from '@crm/stack';
+import { startTestStack } from '@crm/platform';
 import { withDb, seedBulk } from './crm/seed';
 
 const EVENTS = Number(process.env.EVENTS ?? 10_000);
@@ -42,7 +42,7 @@ async function main() {
         for (let i = 0; i < customers.length; i += 1000) {
           const chunk = customers.slice(i, i + 1000).map((r) => {
             const e = buildEnvelope('customer', 'customer.updated', r.id, {
-              customerId: r.id, name: r.name, assignedRepId: r.assigned_rep_id, size: r.size as never, investmentProfile: r.investment_profile as never, changes: [],
+              customerId: r.id, name: r.name, assignedRepId: r.assigned_rep_id, size: r.size, investmentProfile: r.investment_profile, changes: [],
             }, { actorId: admin.id });
             ids.push(e.id);
             return [e.id, 'customer.events', r.id, e.type, JSON.stringify(e)];

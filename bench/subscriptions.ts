@@ -245,7 +245,7 @@ async function main() {
   }
 }
 
-type Run = {
+interface Run {
   date: string; mode: string; stack?: string; subscribers: number; connections?: number; events: number; outboxPollMs: number;
   clock?: string; clockSkewBoundMs?: number;
   machine: { nproc: number; cpu: string; node: string; loadavgBefore?: number[]; loadavgAtEnd: number[]; rssMB?: number; heapUsedMB?: number };
@@ -255,7 +255,7 @@ type Run = {
   clientsCpuMsPerEvent?: number;
   lastClient: Dist; medianClient: Dist;
   perEvent: { event: number; first: number; p50: number; p99: number; last: number }[];
-};
+}
 
 function render(all: Record<string, Run>): string {
   const current = Object.values(all).filter((r) => r.gateway);

@@ -53,7 +53,7 @@ describe('batching', () => {
     expect({ customer: at50.customer, auth: at50.auth }).toEqual({ customer: at5.customer, auth: at5.auth });
     // one page query in the customer subgraph (QUERY selects no totalCount, so nothing is counted)
     expect(at5.customer).toBe(1);
-    // eslint-disable-next-line no-console
+     
     console.log(`statements for customers(first: 50): at 5 → ${JSON.stringify(at5)}, at 50 → ${JSON.stringify(at50)}`);
   }, 240_000);
 

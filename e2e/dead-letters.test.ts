@@ -103,11 +103,11 @@ describeWithKafka('a replayed dead letter after the copy moved on', () => {
     // user.updated while still SALES (the letter we will replay), then promoted to MANAGER
     expect((await admin.gql(`mutation($id: ID!) { updateUser(id: $id, input: { name: "Still Sales" }) { id } }`, { id: user.id })).errors).toBeUndefined();
     expect((await admin.gql(`mutation($id: ID!) { updateUser(id: $id, input: { role: MANAGER }) { id } }`, { id: user.id })).errors).toBeUndefined();
-    type Out = { id: string; envelope: { id: string; aggregateVersion: number; data: { role: string } } };
+    interface Out { id: string; envelope: { id: string; aggregateVersion: number; data: { role: string } } }
     const events = await stack.sql<Out>('auth', `SELECT id, envelope FROM outbox WHERE key = ? AND type = 'user.updated' ORDER BY seq`, [user.id]);
     expect(events.map((e) => e.envelope.data.role)).toEqual(['SALES', 'MANAGER']);
     const [old, newest] = [events[0]!.envelope, events[1]!.envelope];
-    type RepRow = { active: boolean; version: string | null };
+    interface RepRow { active: boolean; version: string | null }
     const rep = async () => (await stack.sql<RepRow>('customer', 'SELECT active, version FROM reps WHERE id = ?', [user.id]))[0];
     await eventually(async () => Number((await rep())?.version) === newest.aggregateVersion, { timeoutMs: 60_000 });
     expect((await rep())!.active).toBe(false);

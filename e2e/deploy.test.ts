@@ -42,7 +42,7 @@ const secretValues: Record<string, string> = {
   METRICS_TOKEN: randomBytes(24).toString('hex'),
 };
 
-type Model = { validate(): void };
+interface Model { validate(): void }
 
 /** PrometheusRule (a Prometheus Operator CRD, not in kubernetes-models): the fields the operator requires, and what our alerts promise. */
 class PrometheusRuleModel implements Model {

@@ -58,14 +58,14 @@ async function startPlatform(): Promise<Platform> {
     cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
   const ready = await new Promise<RegExpMatchArray>((resolve, reject) => {
     const check = () => {
       const m = /CRM graph ready at (\S+) \(embedded Postgres in .* \(port (\d+)\)/.exec(out);
       if (m) resolve(m);
     };
-    proc.stdout!.on('data', check);
+    proc.stdout.on('data', check);
     proc.once('exit', (code, signal) => reject(new Error(`platform exited (${signal ?? code}) before it was ready:\n${out.slice(-3000)}`)));
   });
   return { proc, gatewayUrl: ready[1]!.replace('localhost', '127.0.0.1'), pgPort: Number(ready[2]), output: () => out };
@@ -227,7 +227,7 @@ story('kill -9 of each service in turn under steady writes: the launcher stays u
     say(`kill -9 ${name} (pid ${pid})`);
     const after = await eventually(async () => {
       const s = await ready(p.gatewayUrl).catch(() => undefined);
-      return s?.[name]?.state === 'up' && s[name]!.restarts === restarts + 1 ? s : undefined;
+      return s?.[name]?.state === 'up' && s[name].restarts === restarts + 1 ? s : undefined;
     }, { timeoutMs: 120_000, intervalMs: 100 });
     const back = ((Date.now() - t0) / 1000).toFixed(1);
     say(`${name} back in ${back} s (pid ${after[name]!.pid})`);

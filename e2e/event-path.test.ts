@@ -90,8 +90,8 @@ test("a handler's own failure is isolated from its batch: the others are applied
     },
   });
   const [a, poison, c] = [customerCreated(randomUUID()), customerCreated(randomUUID(), 'poison'), customerCreated(randomUUID())];
-  await stack.bus.publish([a!, poison!, c!].map((e) => ({ topic: 'customer.events', key: 'same-key', value: JSON.stringify(e) })));
-  const ours = async () => (await effects(name)).map((e) => e.event_id).filter((id) => [a!.id, poison!.id, c!.id].includes(id));
+  await stack.bus.publish([a, poison, c].map((e) => ({ topic: 'customer.events', key: 'same-key', value: JSON.stringify(e) })));
+  const ours = async () => (await effects(name)).map((e) => e.event_id).filter((id) => [a.id, poison.id, c.id].includes(id));
   await eventually(async () => (await ours()).length === 2, { timeoutMs: 30_000 });
   const letters = await eventually(async () => {
     const mine = dead.filter((m) => m.headers['x-consumer'] === name);
@@ -99,8 +99,8 @@ test("a handler's own failure is isolated from its batch: the others are applied
   });
   expect(letters).toHaveLength(1);
   expect(letters[0]!.headers['x-error']).toMatch(/customer.created failed after 3 attempts: domain rule refuses/);
-  expect(JSON.parse(letters[0]!.value!.toString()).id).toBe(poison!.id);
-  expect((await ours()).sort()).toEqual([a!.id, c!.id].sort());
+  expect(JSON.parse(letters[0]!.value!.toString()).id).toBe(poison.id);
+  expect((await ours()).sort()).toEqual([a.id, c.id].sort());
 });
 
 test('a batch handler gets the runs of new events in partition order; a failing event of a run is isolated and dead-lettered, a redelivery applies nothing', async () => {
@@ -180,10 +180,10 @@ test('the outbox refuses an oversized event at write time, parks an oversized ro
   const em2 = runtime.fork();
   const versions = [1, 2, 3].map(() => runtime.emit(em2, 'user.logout', userId, { userId }, { actorId: null }));
   await em2.flush();
-  type OutboxRow = { id: string; sent_at: Date | null; failed_at: Date | null; last_error: string | null; aggregate_version: string; envelope: { aggregateVersion: number } };
+  interface OutboxRow { id: string; sent_at: Date | null; failed_at: Date | null; last_error: string | null; aggregate_version: string; envelope: { aggregateVersion: number } }
   const rows = await eventually(async () => {
     const all = await stack.sql<OutboxRow>('auth', 'SELECT id, sent_at, failed_at, last_error, aggregate_version, envelope FROM outbox WHERE key = ? ORDER BY seq', [userId]);
-    return all.length === 4 && all.every((r) => r.sent_at || r.failed_at) ? all : undefined; // the relay runs in the background
+    return all.length === 4 && all.every((r) => r.sent_at ?? r.failed_at) ? all : undefined; // the relay runs in the background
   });
   expect(rows.map((r) => [r.id, r.aggregate_version, r.envelope.aggregateVersion])).toEqual([
     [big.id, '1', 1],

@@ -53,7 +53,7 @@ async function openPage(): Promise<{ page: Page; requests: string[] }> {
 }
 
 const origin = () => new URL(stack.gatewayUrl).origin;
-const explorerUrl = (params: Record<string, string>) => `${origin()}/explorer?${new URLSearchParams(params)}`;
+const explorerUrl = (params: Record<string, string>) => `${origin()}/explorer?${new URLSearchParams(params).toString()}`;
 const resultText = (page: Page) => page.locator('.graphiql-response .result-window').innerText();
 
 browserTest('offline, / leads through the Sandbox page to GraphiQL, which runs a query with only local requests', async () => {

@@ -174,8 +174,8 @@ test('production: a service without its keys refuses to start, naming the variab
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let output = '';
-      child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-      child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+      child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (output += d.toString()));
       child.once('exit', (code) => resolve({ code, output }));
     });
   const [subgraph, gateway] = await Promise.all([run('subgraphs/customer/src/main.ts'), run('gateway/src/main.ts')]);

@@ -156,13 +156,14 @@ async function capturingGateway(run: (gatewayUrl: string, captured: Captured[]) 
   const proxy: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', async () => {
+    const forward = async () => {
       const body = Buffer.concat(chunks).toString('utf8');
       captured.push({ headers: { 'x-crm-identity': String(req.headers['x-crm-identity']), 'x-crm-signature': String(req.headers['x-crm-signature']) }, body });
       const answer = await fetch(target, { method: 'POST', headers: { 'content-type': 'application/json', 'x-crm-identity': String(req.headers['x-crm-identity']), 'x-crm-signature': String(req.headers['x-crm-signature']) }, body });
       res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' });
       res.end(await answer.text());
-    });
+    };
+    req.on('end', () => void forward());
   });
   await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
   const proxyUrl = `http://127.0.0.1:${(proxy.address() as { port: number }).port}/graphql`;

@@ -20,7 +20,7 @@ beforeAll(async () => {
   stack = await startTestStack();
 }, 180_000);
 afterAll(async () => {
-  await Promise.all(clients.map((c) => c.dispose()));
+  await Promise.all(clients.map(async (c) => c.dispose()));
   for (const g of gateways) await g.stop().catch(() => undefined);
   await stack?.stop();
 });

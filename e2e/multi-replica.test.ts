@@ -127,9 +127,9 @@ describeReal('many replicas on one Kafka', () => {
       start('analytics', 'analytics-1'),
       start('analytics', 'analytics-2'),
     ]);
-    customers.push(c1!, c2!);
-    analytics.push(a1!, a2!);
-    await Promise.all([auth, ...customers, ...analytics].map((p) => waitFor(p!, '/ready')));
+    customers.push(c1, c2);
+    analytics.push(a1, a2);
+    await Promise.all([auth, ...customers, ...analytics].map((p) => waitFor(p, '/ready')));
     const sources = readSupergraphConfig(SUPERGRAPH_CONFIG, {}).filter((s) => urls[s.name]).map((s) => ({ ...s, url: urls[s.name]! }));
     mkdirSync(logDir, { recursive: true });
     const supergraphPath = join(logDir, 'supergraph.graphql');
@@ -143,7 +143,7 @@ describeReal('many replicas on one Kafka', () => {
 
     for (const name of ['auth', 'customer', 'analytics']) {
       pg[name] = new Client({ connectionString: databaseUrlFor(config, name) });
-      await pg[name]!.connect();
+      await pg[name].connect();
     }
     kafka = new KafkaBus(config, 'multi-replica-test');
     for (let i = 0; i < 6; i++) reps.push(await register(gateways[i % 2]!));
@@ -152,7 +152,7 @@ describeReal('many replicas on one Kafka', () => {
   afterAll(async () => {
     if (process.env.WRITE_FIGURES === '1') writeFileSync(join(ROOT, 'bench/results/multi-replica.json'), `${JSON.stringify(figures, null, 2)}\n`);
     console.log(`multi-replica figures: ${JSON.stringify(figures)}\nlogs: ${logDir}`);
-    await Promise.all(ws.map((c) => c.dispose()));
+    await Promise.all(ws.map(async (c) => c.dispose()));
     for (const p of processes) p.kill('SIGTERM');
     let grace: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(processes.map((p) => p.exited)), new Promise((r) => (grace = setTimeout(r, 20_000)))]);

@@ -156,7 +156,7 @@ describeReal('a frozen relay and a crashed consumer replica', () => {
     await Promise.all([...customers, ...sales].map((p) => waitFor(p, '/ready')));
     for (const name of ['customer', 'sales-activity']) {
       pg[name] = new Client({ connectionString: databaseUrlFor(config, name) });
-      await pg[name]!.connect();
+      await pg[name].connect();
     }
     kafka = new KafkaBus(config, 'takeover-test');
     // Each rep's directory row exists before the load (one writer per rep, no insert race).

@@ -19,7 +19,7 @@ beforeAll(async () => {
   stack = await startTestStack({ env: { SUBSCRIPTION_CONNECTIONS_PER_USER: '1000', SUBSCRIPTION_CONNECTIONS_PER_IP: '2000' } });
 }, 180_000);
 afterAll(async () => {
-  await Promise.all(clients.map((c) => c.dispose()));
+  await Promise.all(clients.map(async (c) => c.dispose()));
   await stack?.stop();
 });
 
@@ -74,7 +74,7 @@ const registered = (httpUrl: string, n: number) => eventually(async () => (await
 const drained = (httpUrl: string) => eventually(async () => (await liveStats(httpUrl)).subscriptions === 0, { timeoutMs: 30_000 });
 
 async function closeAll(...lives: { client: Client }[]) {
-  await Promise.all(lives.map((l) => l.client.dispose()));
+  await Promise.all(lives.map(async (l) => l.client.dispose()));
 }
 
 async function customerOf(rep: TestUser, name: string): Promise<string> {

@@ -122,7 +122,7 @@ test('the gateway and a subgraph export the series named in the README, and they
 
 test('every series an alert rule (deploy/monitoring) uses is one the running services export on /metrics', async () => {
   const exported = new Set<string>();
-  for (const url of [stack.gatewayUrl, ...Object.values(stack.subgraphs).map((s) => s!.url)]) {
+  for (const url of [stack.gatewayUrl, ...Object.values(stack.subgraphs).map((s) => s.url)]) {
     for (const [name, type] of (await scrape(url)).types) for (const series of seriesNames(name, type)) exported.add(series);
   }
   const [rule] = readManifests(join(__dirname, '../deploy/monitoring/prometheus-rules.yaml')) as unknown as [{ spec: { groups: { name: string; rules: AlertRule[] }[] } }];

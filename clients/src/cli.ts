@@ -194,7 +194,7 @@ function parseArgs(argv: string[]): Record<string, string | true> {
 
 export async function main(argv = process.argv.slice(2), log: (line: string) => void = console.log): Promise<Subscription | undefined> {
   const args = parseArgs(argv);
-  const str = (k: string) => (typeof args[k] === 'string' ? (args[k] as string) : undefined);
+  const str = (k: string) => (typeof args[k] === 'string' ? (args[k]) : undefined);
   const email = str('email') ?? process.env.CRM_EMAIL;
   const password = str('password') ?? process.env.CRM_PASSWORD;
   if (!email || !password) throw new Error('usage: npm run client -- --email <email> --password <password> [--url <gateway>] [--search <text>] [--title <approval title> [--amount <n>]] [--watch]');

@@ -34,8 +34,8 @@ export async function startService(service: string, label: string, env: Record<s
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', NODE_OPTIONS: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  child.stdout!.pipe(log);
-  child.stderr!.pipe(log);
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
   let running = true;
   const exited = new Promise<number | null>((resolve) =>
     child.once('exit', (code) => {
@@ -126,7 +126,7 @@ export async function balancer(replicas: ServiceProcess[]): Promise<Balancer> {
 
 /** A gateway replica of `stack` with other settings (its own caps, budgets or mode), for the length of `run`. */
 export async function withGatewayReplica(stack: TestStack, overrides: Record<string, unknown>, run: (url: string) => Promise<void>): Promise<void> {
-  const g = await startGateway({ config: { ...stack.config, ...overrides } as typeof stack.config, supergraphSdl: stack.supergraphSdl, bus: stack.bus, port: 0, host: '127.0.0.1' });
+  const g = await startGateway({ config: { ...stack.config, ...overrides }, supergraphSdl: stack.supergraphSdl, bus: stack.bus, port: 0, host: '127.0.0.1' });
   try {
     await run(g.url);
   } finally {

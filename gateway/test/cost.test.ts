@@ -2,7 +2,7 @@
  * The static cost estimate (gateway/src/cost.ts) and how it maps to rate-limit points — the
  * formula documented in docs/gateway-protection.md, on a small schema with nested connections.
  */
-import { buildSchema, parse, type OperationDefinitionNode } from 'graphql';
+import { buildSchema, parse } from 'graphql';
 import { estimateCost, pointsFor } from '../src/cost';
 
 const schema = buildSchema(`
@@ -19,7 +19,7 @@ const schema = buildSchema(`
 
 const cost = (query: string, variables: Record<string, unknown> = {}) => {
   const doc = parse(query);
-  const op = doc.definitions.find((d) => d.kind === 'OperationDefinition') as OperationDefinitionNode;
+  const op = doc.definitions.find((d) => d.kind === 'OperationDefinition')!;
   return estimateCost(schema, doc, op, variables);
 };
 

@@ -175,7 +175,7 @@ export function withPlanExecutor(gateway: ApolloGateway, clients: ReadonlyMap<st
 }
 
 /** Variable values checked against the operation's definitions (coerced as GraphQL-JS does), as Apollo Gateway's executor does first. */
-function validateVariables(rc: RequestContext, operationContext: OperationContext): ReadonlyArray<GraphQLError> {
+function validateVariables(rc: RequestContext, operationContext: OperationContext): readonly GraphQLError[] {
   const definitions = operationContext.operation.variableDefinitions;
   if (!definitions) return [];
   return getVariableValues(operationContext.schema, definitions, rc.request.variables ?? {}).errors ?? [];
@@ -281,7 +281,7 @@ async function fetchInto(x: Execution, fetch: FetchNode, cursor: Cursor, entitie
   const representationToEntity: number[] = [];
   entities.forEach((entity, index) => {
     const representation = selectRepresentation(x.supergraphSchema, entity, requires);
-    if (representation && representation.__typename) {
+    if (representation?.__typename) {
       applyRewrites(x.supergraphSchema, fetch.inputRewrites, representation);
       representations.push(representation);
       representationToEntity.push(index);
@@ -302,9 +302,9 @@ async function fetchInto(x: Execution, fetch: FetchNode, cursor: Cursor, entitie
       // (A shared answer comes only to fetches without output rewrites: then this __typename, which
       // only the rewrites read, would merge as the value `existing` already has.)
       if (receivedEntity && !receivedEntity.__typename) receivedEntity.__typename = existing?.__typename;
-      applyRewrites(x.supergraphSchema, fetch.outputRewrites, receivedEntity as Record<string, unknown>);
+      applyRewrites(x.supergraphSchema, fetch.outputRewrites, receivedEntity!);
     }
-    deepMerge(x.owned, existing as Record<string, unknown>, receivedEntity);
+    deepMerge(x.owned, existing!, receivedEntity);
   }
 }
 
@@ -339,7 +339,7 @@ async function send(x: Execution, fetch: FetchNode, cursor: Cursor, variables: R
   return { data: response.data as Record<string, unknown> | null | undefined, shared };
 }
 
-function errorPathGenerator(fetch: FetchNode, cursor: Cursor): (path: ReadonlyArray<string | number> | undefined) => ResponsePath | undefined {
+function errorPathGenerator(fetch: FetchNode, cursor: Cursor): (path: readonly (string | number)[] | undefined) => ResponsePath | undefined {
   let hydrated: ResponsePath[] | undefined;
   return (errorPath) => {
     if (fetch.requires && typeof errorPath?.[1] === 'number') {
@@ -351,9 +351,9 @@ function errorPathGenerator(fetch: FetchNode, cursor: Cursor): (path: ReadonlyAr
 }
 
 function downstreamServiceError(
-  original: { message?: string; path?: ReadonlyArray<string | number>; extensions?: Record<string, unknown> },
+  original: { message?: string; path?: readonly (string | number)[]; extensions?: Record<string, unknown> },
   serviceName: string,
-  pathOf: (path: ReadonlyArray<string | number> | undefined) => ResponsePath | undefined,
+  pathOf: (path: readonly (string | number)[] | undefined) => ResponsePath | undefined,
 ): GraphQLError {
   const message = original.message || `Error while fetching subquery from service "${serviceName}"`;
   const options = { originalError: original as Error, path: pathOf(original.path), extensions: { ...original.extensions, serviceName } };

@@ -98,7 +98,7 @@ export function hydratedPaths(path: ResponsePath, data: unknown): ResponsePath[]
           walk(parent, from, element);
           parent.pop();
         });
-      } else if (hasOwn(value as object, head)) {
+      } else if (hasOwn(value, head)) {
         parent.push(head);
         walk(parent, from + 1, (value as Record<string, unknown>)[head]);
         parent.pop();

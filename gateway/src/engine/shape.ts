@@ -111,7 +111,7 @@ export function shapeResponse(
   input: Record<string, unknown> | null | undefined,
 ): { data: Record<string, unknown> | null | undefined; errors: GraphQLError[] } {
   if (!input) return { data: input, errors: [] };
-  const run: Run = { schema: program.schema, variables: { __proto__: null, ...program.defaults, ...variables } as Record<string, unknown>, errors: [], path: [] };
+  const run: Run = { schema: program.schema, variables: { __proto__: null, ...program.defaults, ...variables }, errors: [], path: [] };
   const data: Record<string, unknown> = {};
   const bubbled = applySteps(run, program.steps, input, data, program.root);
   return { data: bubbled ? null : data, errors: run.errors };
@@ -179,7 +179,7 @@ function fragmentApplies(schema: Schema, step: FragmentStep, typename: string | 
   let applies = step.applies.get(typename);
   if (applies === undefined) {
     const type = schema.type(typename);
-    applies = !!type && isSubtype(condition, type as NamedType);
+    applies = !!type && isSubtype(condition, type);
     step.applies.set(typename, applies);
   }
   return applies;

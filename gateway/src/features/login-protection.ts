@@ -105,7 +105,7 @@ export function useLoginProtection({ config, logger, redis }: FeatureOptions): G
               if (!call || !email || response.body.kind !== 'single') return;
               const { data, errors } = response.body.singleResult;
               const failed = errors?.some((e) => e.extensions?.code === 'UNAUTHENTICATED' && (e.path?.[0] ?? call!.responseKey) === call!.responseKey);
-              if (data && data[call.responseKey]) {
+              if (data?.[call.responseKey]) {
                 // A success resets the account's counters and gives back its per-IP point.
                 await Promise.all([byAccountIp.delete(`${email}|${ip}`), byAccount.delete(email), byIp.reward(ip, 1)]).catch(() => undefined);
               } else if (!failed) {

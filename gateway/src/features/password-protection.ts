@@ -123,7 +123,7 @@ export function usePasswordProtection({ config, redis }: FeatureOptions): Gatewa
                 ? mine.some((e) => e.extensions?.code === 'UNAUTHENTICATED')
                 : mine.some((e) => e.extensions?.code === 'BAD_USER_INPUT' && e.extensions?.field === 'currentPassword');
               if (failed) await consume(limits);
-              else if (data && data[call.responseKey] && call.field === 'changePassword') {
+              else if (data?.[call.responseKey] && call.field === 'changePassword') {
                 await Promise.all(limits.map((l) => l.limiter.delete(l.key))).catch(() => undefined);
               }
             },

@@ -30,7 +30,7 @@ export async function startStubSubgraphs(subgraphs: Record<string, StubSubgraph>
   const servers = new Map<string, ApolloServer>();
   const stop = async (name?: string) => {
     const stopping = name ? [name] : [...servers.keys()];
-    await Promise.all(stopping.map((n) => servers.get(n)?.stop()));
+    await Promise.all(stopping.map(async (n) => servers.get(n)?.stop()));
     for (const n of stopping) servers.delete(n);
   };
   try {

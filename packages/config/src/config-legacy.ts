@@ -39,7 +39,7 @@ const PROTOCOLS: Record<string, { ssl: boolean; sasl: boolean }> = {
   SASL_SSL: { ssl: true, sasl: true },
 };
 
-const set = (env: Env, key: string) => env[key] !== undefined && env[key]!.trim() !== '';
+const set = (env: Env, key: string) => env[key] !== undefined && env[key].trim() !== '';
 
 /**
  * Returns the environment with the predecessor's names translated to ours (the input is not changed).

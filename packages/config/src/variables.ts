@@ -34,6 +34,7 @@ export interface Row<V extends Record<string, z.ZodType> = Record<string, z.ZodT
   doc: string;
 }
 const row = <V extends Record<string, z.ZodType>>(vars: V, dflt: string, doc: string): Row<V> => ({ vars, default: dflt, doc });
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- a note row declares no variables: {} is the empty shape zod's object() takes
 const note = (names: string[], dflt: string, doc: string): Row<{}> => ({ vars: {}, names, default: dflt, doc });
 
 /** Every service, the launcher included: mode, logs, keys' development home, telemetry, the database server and the event bus. */
@@ -276,6 +277,7 @@ function shapeOf(pieces: readonly Piece[]): Record<string, z.ZodType> {
 /** The schema of every variable (the launcher's, and the type every service's configuration shares). */
 export const envSchema = z.object(shapeOf(SERVICE_PIECES.platform) as { [K in keyof Shape]: Shape[K] extends z.ZodType ? Shape[K] : never });
 export type Env = z.infer<typeof envSchema>;
+// eslint-disable-next-line @typescript-eslint/no-redundant-type-constituents -- `& string` drops symbol/number keys; not redundant
 export type VariableName = keyof Env & string;
 
 /** The variables `service` reads, and its schema. */
@@ -283,7 +285,7 @@ export function serviceVariables(service: ServiceName): VariableName[] {
   return Object.keys(shapeOf(SERVICE_PIECES[service])) as VariableName[];
 }
 export function serviceSchema(service: ServiceName): z.ZodObject {
-  return envSchema.pick(Object.fromEntries(serviceVariables(service).map((k) => [k, true])) as never) as unknown as z.ZodObject;
+  return envSchema.pick(Object.fromEntries(serviceVariables(service).map((k) => [k, true])) as never);
 }
 
 /** The production secrets of `service`. */

@@ -8,7 +8,7 @@ import type { EntityManager, EntityName, FilterQuery } from '@mikro-orm/postgres
 import { decodeCursor, pageSize, toConnection, type Connection, type PageArgs } from './pagination';
 import { columnOf, countsByParent, findRows, plainRows, selectList } from './lean';
 
-type Row = { id: string; createdAt: Date };
+interface Row { id: string; createdAt: Date }
 
 /**
  * One page per parent: plain rows (lean.ts) of `entity` whose `parentProp` is one of `parentIds`,
@@ -121,7 +121,7 @@ export function groupLoader<K extends string, V>(fetch: (keys: readonly K[]) => 
 export function byIdLoader<T extends { id: string }>(
   em: EntityManager,
   entity: EntityName<T>,
-  scope: FilterQuery<T> = {} as FilterQuery<T>,
+  scope: FilterQuery<T> = {},
   options: { lean?: boolean } = {},
 ): DataLoader<string, T | null> {
   return new DataLoader(async (ids: readonly string[]) => {

@@ -64,7 +64,7 @@ export function defineRow<TProperties extends Record<string, any>, const TPK ext
   const properties = Object.fromEntries(
     Object.entries(meta.properties).map(([name, builder]) => {
       const options = (builder as { '~options': { nullable?: boolean; onCreate?: unknown } })['~options'];
-      return [name, options.nullable && !options.onCreate ? builder.onCreate(() => null) : builder];
+      return [name, options.nullable && !options.onCreate ? (builder as { onCreate(fn: () => null): unknown }).onCreate(() => null) : builder];
     }),
   );
   return defineEntity({ ...meta, properties } as EntityMetadataWithProperties<Record<string, unknown>>) as never;

@@ -12,13 +12,13 @@
 import type { FieldNode, GraphQLResolveInfo, SelectionSetNode } from 'graphql';
 import type { EntityManager, EntityName, FilterQuery } from '@mikro-orm/postgresql';
 
-type Meta = {
+interface Meta {
   className: string;
   properties: Record<string, { fieldNames?: string[]; kind?: string; persist?: boolean; type?: string; runtimeType?: string }>;
-};
+}
 
 const metaOf = (em: EntityManager, entity: EntityName<any>): Meta =>
-  em.getMetadata().get(typeof entity === 'string' ? entity : (entity as { name: string }).name) as unknown as Meta;
+  em.getMetadata().get(typeof entity === 'string' ? entity : (entity as { name: string }).name);
 
 /** The column of a scalar property, or an error naming it. */
 export function columnOf(em: EntityManager, entity: EntityName<any>, prop: string): string {
@@ -70,7 +70,7 @@ export async function findRows<T>(
   where: FilterQuery<any>,
   options: { props?: readonly string[]; orderBy?: Record<string, 'asc' | 'desc'>; limit?: number } = {},
 ): Promise<T[]> {
-  const qb = em.createQueryBuilder(entity, 't').select(selectList(em, entity, options.props) as never).where(where);
+  const qb = em.createQueryBuilder(entity, 't').select(selectList(em, entity, options.props) as never).where(where as never);
   if (options.orderBy) qb.orderBy(options.orderBy as never);
   if (options.limit !== undefined) qb.limit(options.limit);
   return plainRows<T>(em, entity, await em.getConnection().execute(qb.getKnexQuery()));
@@ -117,7 +117,7 @@ export function selectedFields(info: GraphQLResolveInfo, path: readonly string[]
   let memo = selectionMemo.get(key);
   if (memo?.has(pathKey)) return memo.get(pathKey)!;
   const names = walkSelection(info, path);
-  if (!memo) selectionMemo.set(key, (memo = new Map()));
+  if (!memo) selectionMemo.set(key, (memo = new Map<string, ReadonlySet<string> | null>()));
   memo.set(pathKey, names);
   return names;
 }
@@ -164,7 +164,7 @@ export function propsFor(
   const props = new Set(always);
   for (const f of fields) {
     if (f === '__typename') continue;
-    if (needs[f]) needs[f]!.forEach((p) => props.add(p));
+    if (needs[f]) needs[f].forEach((p) => props.add(p));
     else if (meta.properties[f]?.fieldNames?.length) props.add(f);
     else return undefined;
   }

@@ -88,7 +88,7 @@ export async function paginate<T extends { createdAt: Date; id: string }>(
   args: PageArgs,
   options: { lean?: boolean; props?: readonly string[]; count?: boolean } = {},
 ): Promise<Connection<T>> {
-  const where = typeof filter === 'function' ? (filter as () => FilterQuery<T>) : () => filter;
+  const where = typeof filter === 'function' ? (filter) : () => filter;
   const first = pageSize(args.first);
   const cursor = decodeCursor(args.after);
   const orderBy = { createdAt: 'desc', id: 'desc' } as const;
@@ -97,7 +97,7 @@ export async function paginate<T extends { createdAt: Date; id: string }>(
     const scoped = { $and: [where(), afterCursor(cursor)] } as FilterQuery<T>;
     return options.lean
       ? findRows<T>(em, entity, scoped, { props, orderBy, limit: first + 1 })
-      : (em.find(entity, scoped, { orderBy: orderBy as never, limit: first + 1 }) as Promise<T[]>);
+      : (em.find(entity, scoped, { orderBy: orderBy as never, limit: first + 1 }));
   };
   // count: false when the selection has no totalCount (wantsTotalCount): NaN then, which GraphQL
   // would refuse to serialise as an Int, so a wrong `count: false` fails loudly instead of lying.

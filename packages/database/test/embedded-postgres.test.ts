@@ -44,9 +44,9 @@ test('a killed launcher leaves its server running; the next start reuses it, a s
   // a launcher that starts the server (initdb on first use), then is killed with SIGKILL
   const owner = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures/embedded-owner.ts')], { env: { ...process.env, DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
-  owner.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  owner.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const first = await new Promise<{ pid: number; port: number; reused: boolean }>((resolve, reject) => {
-    owner.stdout!.once('data', (d: Buffer) => resolve(JSON.parse(d.toString())));
+    owner.stdout.once('data', (d: Buffer) => resolve(JSON.parse(d.toString())));
     owner.once('exit', (code) => reject(new Error(`owner exited ${code}: ${err}`)));
   });
   expect(first.reused).toBe(false);
@@ -64,7 +64,7 @@ test('a killed launcher leaves its server running; the next start reuses it, a s
   // a second platform on the same directory while this one owns it: refused (another process, or this one)
   const second = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures/embedded-owner.ts')], { env: { ...process.env, DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
   let secondErr = '';
-  second.stderr!.on('data', (d: Buffer) => (secondErr += d.toString()));
+  second.stderr.on('data', (d: Buffer) => (secondErr += d.toString()));
   const code = await new Promise((r) => second.once('exit', r));
   expect(code).toBe(1);
   expect(secondErr).toMatch(new RegExp(`Another platform \\(pid ${process.pid}\\) is running`));

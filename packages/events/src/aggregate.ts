@@ -17,12 +17,12 @@ import { retry } from '@crm/errors';
 
 /** The aggregate's row locked for this transaction (FOR UPDATE) and read fresh; null when none matches. Needs a transaction. */
 export function loadForWrite<T extends object>(em: EntityManager, entity: EntityName<T>, where: FilterQuery<T>): Promise<T | null> {
-  return em.findOne(entity, where, { lockMode: LockMode.PESSIMISTIC_WRITE, refresh: true } as never) as Promise<T | null>;
+  return em.findOne(entity, where, { lockMode: LockMode.PESSIMISTIC_WRITE, refresh: true });
 }
 
 /** Every row of `where` locked for this transaction (FOR UPDATE, in `orderBy` order: one lock order). */
 export function loadAllForWrite<T extends object>(em: EntityManager, entity: EntityName<T>, where: FilterQuery<T>, orderBy: Record<string, 'asc' | 'desc'>): Promise<T[]> {
-  return em.find(entity, where, { lockMode: LockMode.PESSIMISTIC_WRITE, refresh: true, orderBy } as never) as Promise<T[]>;
+  return em.find(entity, where, { lockMode: LockMode.PESSIMISTIC_WRITE, refresh: true, orderBy } as never);
 }
 
 const RETRYABLE = new Set(['40P01', '40001']);
@@ -35,7 +35,7 @@ const lockConflict = (err: unknown): boolean => {
 
 /** Runs `fn` in one transaction on a fork of `em` (its flush commits with it), retried after a deadlock or serialization failure. */
 export function writeAggregate<R>(em: EntityManager, fn: (tx: EntityManager) => Promise<R>): Promise<R> {
-  return retry(() => em.transactional((tx) => fn(tx as EntityManager)), {
+  return retry(() => em.transactional((tx) => fn(tx)), {
     retries: 4,
     baseDelayMs: 20,
     maxDelayMs: 500,

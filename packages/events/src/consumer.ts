@@ -32,7 +32,7 @@ export interface HandlerContext<T extends EventType> {
   logger: Logger;
   runtime: EventRuntime;
   /** Stages a follow-up event in the same transaction, caused by this one (same correlation id). */
-  emit<U extends EventType>(type: U, aggregateId: string, data: EventData<U>): Envelope<U>;
+  emit: <U extends EventType>(type: U, aggregateId: string, data: EventData<U>) => Envelope<U>;
   /**
    * Runs `fn` once at the end of the batch's transaction, however many of its events ask with the
    * same `key` (in key order): e.g. one bump of a hot counter row per batch instead of per event.
@@ -46,7 +46,7 @@ export interface BatchContext {
   logger: Logger;
   runtime: EventRuntime;
   /** Stages a follow-up event caused by `cause` (same correlation id), written when the run is applied. */
-  emit<U extends EventType>(cause: Envelope, type: U, aggregateId: string, data: EventData<U>): Envelope<U>;
+  emit: <U extends EventType>(cause: Envelope, type: U, aggregateId: string, data: EventData<U>) => Envelope<U>;
   beforeCommit: HandlerContext<EventType>['beforeCommit'];
 }
 
@@ -120,7 +120,7 @@ class Stopped extends Error {
 }
 
 /** One delivered message and its parsed event. */
-type Item = { message: DeliveredMessage; event: Envelope };
+interface Item { message: DeliveredMessage; event: Envelope }
 
 /** What the steps of one consumer share: its options resolved, its counters and whether it is stopping. */
 interface ConsumerRun {

@@ -95,9 +95,9 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 export const envelopeBytes = (envelope: unknown) => Buffer.byteLength(typeof envelope === 'string' ? envelope : JSON.stringify(envelope));
 
-type Row = { id: string; topic: string; key: string; envelope: unknown; traceparent: string | null; seq: string; previous_owner: string | null; previous_until: Date | null };
+interface Row { id: string; topic: string; key: string; envelope: unknown; traceparent: string | null; seq: string; previous_owner: string | null; previous_until: Date | null }
 type Em = ReturnType<MikroORM['em']['fork']>;
-type Parked = { row: Row; reason: string };
+interface Parked { row: Row; reason: string }
 
 /** What the steps of one relay share: its options resolved, its lease owner name and what it has parked. */
 interface RelayRun {

@@ -2,7 +2,7 @@
 import { ConfigError, readConfig } from '@crm/config';
 import { busKind } from '../src/buses';
 
-const read = (env: Record<string, string>) => readConfig({}, env as never);
+const read = (env: Record<string, string>) => readConfig({}, env);
 
 test('KAFKA_ENABLED=false means no broker, as in the seeds: the embedded log, whatever KAFKA_BROKERS says', () => {
   const config = read({ KAFKA_ENABLED: 'false', KAFKA_BROKERS: '127.0.0.1:9092' });
@@ -39,7 +39,7 @@ test.each([
   [{ KAFKA_BROKER: 'a:1', KAFKA_BROKERS: 'b:1' }, /set only KAFKA_BROKERS/],
   [{ UPSTASH_KAFKA_BROKER_URL: 'x.upstash.io:9092' }, /UPSTASH_KAFKA_BROKER_URL.*KAFKA_BROKERS/],
   [{ UPSTASH_KAFKA_REST_URL: 'https://x.upstash.io' }, /REST/],
-] as Array<[Record<string, string>, RegExp]>)('%j stops the start with an error naming the variable', (env, message) => {
+] as [Record<string, string>, RegExp][])('%j stops the start with an error naming the variable', (env, message) => {
   expect(() => read(env)).toThrow(ConfigError);
   expect(() => read(env)).toThrow(message);
 });

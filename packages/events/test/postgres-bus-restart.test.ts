@@ -36,7 +36,7 @@ async function start(newPort: boolean): Promise<void> {
       return;
     } catch (e) {
       const log = existsSync(join(PG_DIR, 'log')) ? readFileSync(join(PG_DIR, 'log'), 'utf8').split('\n').slice(-15).join('\n') : '';
-      if (attempt >= 5) throw new Error(`${(e as Error).message}\nserver log (tail):\n${log}`);
+      if (attempt >= 5) throw new Error(`${(e as Error).message}\nserver log (tail):\n${log}`, { cause: e });
       await new Promise((r) => setTimeout(r, 1000 * attempt));
     }
   }
@@ -78,7 +78,7 @@ const server = (cmd: 'start' | 'crash') => (cmd === 'start' ? start(false) : asP
         const batch = Array.from({ length: 10 }, () => `k${n % 7}:${n++}`);
         for (;;) {
           try {
-            await bus!.publish(batch.map((v) => ({ topic: 'orders', key: v.split(':')[0]!, value: v })));
+            await bus.publish(batch.map((v) => ({ topic: 'orders', key: v.split(':')[0]!, value: v })));
             acked.push(...batch);
             break;
           } catch {

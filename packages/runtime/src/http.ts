@@ -149,7 +149,7 @@ export function createGraphQLHandler<C extends BaseContext>(options: GraphQLHttp
   }
 }
 
-export async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void, port: number, host: string): Promise<{ server: Server; port: number }> {
+export async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void | Promise<void>, port: number, host: string): Promise<{ server: Server; port: number }> {
   const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => void handler(req, res));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -98,7 +98,7 @@ export function parsePublicKeys(value: string, variable = 'public keys'): Public
     } catch (err) {
       throw new ConfigError(`${variable}: key ${jwk.kid} is not valid: ${(err as Error).message}`);
     }
-    published.push({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y, kid: jwk.kid, alg: KEY_ALGORITHM, use: 'sig' } as JsonWebKey);
+    published.push({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y, kid: jwk.kid, alg: KEY_ALGORITHM, use: 'sig' });
   }
   const keys: PublicKeys = { get: (kid) => byKid.get(kid), kids: () => [...byKid.keys()], jwks: { keys: published } };
   publicCache.set(value, keys);
@@ -107,7 +107,7 @@ export function parsePublicKeys(value: string, variable = 'public keys'): Public
 
 function publicJwkOf(key: KeyObject, kid: string): JsonWebKey {
   const { kty, crv, x, y } = createPublicKey(key).export({ format: 'jwk' });
-  return { kty, crv, x, y, kid, alg: KEY_ALGORITHM, use: 'sig' } as JsonWebKey;
+  return { kty, crv, x, y, kid, alg: KEY_ALGORITHM, use: 'sig' };
 }
 
 /** A new key pair: the private JWK (as the *_SIGNING_KEY variables hold it) and its public JWK. */

@@ -43,7 +43,7 @@ export interface RequestContext<L = unknown> {
   /** Synchronous read-through to the subgraphs that own other domains' entities. */
   peers: Peers;
   /** Stages a domain event in this request's unit of work; it commits with the next flush. */
-  emit<T extends EventType>(type: T, aggregateId: string, data: EventData<T>, cause?: Partial<EventCause>): Envelope<T>;
+  emit: <T extends EventType>(type: T, aggregateId: string, data: EventData<T>, cause?: Partial<EventCause>) => Envelope<T>;
   /**
    * A write that emits: `fn` runs in one transaction (./events/aggregate.ts) with its own `em` (load
    * the aggregate with `loadForWrite(em, …)`) and an `emit` that stages into that transaction.
@@ -54,7 +54,7 @@ export interface RequestContext<L = unknown> {
 /** The transaction of a `RequestContext.write`. */
 export interface WriteContext {
   em: EntityManager;
-  emit<T extends EventType>(type: T, aggregateId: string, data: EventData<T>, cause?: Partial<EventCause>): Envelope<T>;
+  emit: <T extends EventType>(type: T, aggregateId: string, data: EventData<T>, cause?: Partial<EventCause>) => Envelope<T>;
 }
 
 export interface Job {
@@ -298,7 +298,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
   for (const job of [...(def.jobs ?? []), ...(bus ? [eventRetentionJob] : [])]) {
     const tick = () =>
       inBackground(`job:${job.name}`, () => job.run(runtime)).catch((err: unknown) => logger.error({ err, job: job.name }, 'job failed'));
-    timers.push(setInterval(tick, job.intervalMs(config)));
+    timers.push(setInterval(() => void tick(), job.intervalMs(config)));
   }
   logger.info({ url: runtime.url }, 'subgraph ready');
   return runtime;

@@ -41,7 +41,7 @@ export function inServerSpan(
 }
 
 function childSpan(name: string, parent: Span | undefined): (err?: unknown) => void {
-  if (!parent || !parent.isRecording()) return () => undefined;
+  if (!parent?.isRecording()) return () => undefined;
   const span = tracer().startSpan(name, {}, trace.setSpan(ROOT_CONTEXT, parent));
   return (err?: unknown) => {
     if (err) span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });

@@ -34,8 +34,8 @@ type PlatformConfig = Readonly<{
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?: string | undefined;
   OTEL_SERVICE_NAME?: string | undefined;
 }>;
-type IdentityKeys = { gateway: { get(kid: string): KeyObject | undefined }; services?: { get(kid: string): KeyObject | undefined } };
-type SigningKey = { kid: string; key: KeyObject };
+interface IdentityKeys { gateway: { get(kid: string): KeyObject | undefined }; services?: { get(kid: string): KeyObject | undefined } }
+interface SigningKey { kid: string; key: KeyObject }
 
 export const TRACER_NAME = '@crm/kit';
 /** The header next to `traceparent` with the gateway's HMAC over it (subgraphs trust only signed trace context). */

@@ -10,7 +10,7 @@ import { sagaTimeoutJob } from './sagas';
 export const analyticsSubgraph: SubgraphDefinition<AnalyticsLoaders> = {
   name: 'analytics',
   schemaPath: join(__dirname, 'schema.graphql'),
-  resolvers: resolvers as SubgraphDefinition<AnalyticsLoaders>['resolvers'],
+  resolvers: resolvers,
   entities,
   migrations,
   createLoaders,

@@ -4,7 +4,6 @@
  * with a smaller seq; and the gateway-internal positions query gives the caller's own, oldest first,
  * refusing an `after` that is not theirs. Real Postgres in CI.
  */
-import type { EntityManager } from '@mikro-orm/postgresql';
 import { startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/testing';
 import { analyticsSubgraph } from '../src';
 import { notifyAll } from '../src/notify';
@@ -32,13 +31,13 @@ test("two transactions notifying one recipient commit in seq order: the second w
   const inserted = new Promise<void>((r) => (firstInserted = r));
   const orm = an.db.orm;
   const first = orm.em.fork().transactional(async (em) => {
-    const [n] = await notifyAll(em as EntityManager, [notice(rep.id, 'first')]);
+    const [n] = await notifyAll(em, [notice(rep.id, 'first')]);
     firstInserted();
     await firstHolds; // still uncommitted while the second one tries
     return n!.id;
   });
   await inserted;
-  const second = orm.em.fork().transactional(async (em) => (await notifyAll(em as EntityManager, [notice(rep.id, 'second')]))[0]!.id);
+  const second = orm.em.fork().transactional(async (em) => (await notifyAll(em, [notice(rep.id, 'second')]))[0]!.id);
   // The second transaction waits on the recipient's advisory lock (not yet holding a seq of its own).
   try {
     await eventually(async () => {
@@ -55,9 +54,9 @@ test("two transactions notifying one recipient commit in seq order: the second w
 });
 
 test("positions: the caller's own after the one named, oldest first; another's or an unknown id is BAD_USER_INPUT", async () => {
-  const em = an.db.orm.em.fork() as EntityManager;
-  const mine = await em.transactional(async (tx) => notifyAll(tx as EntityManager, Array.from({ length: 12 }, (_, i) => notice(rep.id, `n${i}`))));
-  const [theirs] = await em.transactional(async (tx) => notifyAll(tx as EntityManager, [notice(other.id, 'theirs')]));
+  const em = an.db.orm.em.fork();
+  const mine = await em.transactional(async (tx) => notifyAll(tx, Array.from({ length: 12 }, (_, i) => notice(rep.id, `n${i}`))));
+  const [theirs] = await em.transactional(async (tx) => notifyAll(tx, [notice(other.id, 'theirs')]));
   const byRep = await an.call(rep.identity, POSITIONS, { after: mine[0]!.id, first: 5 });
   expect(byRep.errors).toBeUndefined();
   expect(byRep.data.liveNotificationPositions.map((p: { id: string }) => p.id)).toEqual(mine.slice(1, 6).map((n) => n.id));

@@ -190,7 +190,7 @@ test('user.deleted archives the user\'s notifications and reports analytics.arch
   const saga = await eventually(async () => {
     const r = await m1.gql(SAGA, { id: sagaId });
     const s = r.data?.saga;
-    return s && s.steps.some((x: { name: string }) => x.name === 'analytics.archive-notifications') && s.steps.length >= 2 ? s : null;
+    return s?.steps.some((x: { name: string }) => x.name === 'analytics.archive-notifications') && s.steps.length >= 2 ? s : null;
   });
   expect(saga).toMatchObject({ id: sagaId, type: 'user-deletion', subjectId: victim.id, status: 'RUNNING', endedAt: null });
   expect(saga.steps.find((x: { name: string }) => x.name === 'analytics.archive-notifications')).toMatchObject({ status: 'DONE', detail: '1 notifications archived' });

@@ -76,7 +76,7 @@ export async function claimResetToken(em: EntityManager, token: string): Promise
   const userId = rows[0]?.user_id;
   if (!userId) throw invalid();
   const user = await loadForWrite(em, User, { id: userId });
-  if (!user || !user.active) throw invalid();
+  if (!user?.active) throw invalid();
   // The user's other outstanding reset tokens die with this one.
   await em.execute('UPDATE password_reset_tokens SET used_at = now() WHERE user_id = ? AND used_at IS NULL', [userId]);
   return user;

@@ -80,7 +80,7 @@ export async function rotateRefreshToken(
     throw invalid();
   }
   const user = await em.findOne(User, { id: row.userId });
-  if (!user || !user.active) throw invalid();
+  if (!user?.active) throw invalid();
   const tokens = issueTokens(em, user, config, row.familyId);
   await em.flush();
   return tokens;

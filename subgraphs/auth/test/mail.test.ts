@@ -92,7 +92,7 @@ test('the service logger redacts reset tokens, passwords and the mail URL by nam
   const { createLogger } = await import('@crm/telemetry');
   const out: string[] = [];
   const sink = new Writable({ write(chunk, _enc, done) { out.push(String(chunk)); done(); } });
-  const logger = createLogger('auth', 'info', sink as never);
+  const logger = createLogger('auth', 'info', sink);
   logger.info({ variables: { token: 'tok-SECRET-1', newPassword: 'pw-SECRET-2', currentPassword: 'pw-SECRET-3' }, config: { MAIL_URL: 'smtp://u:pw-SECRET-4@h' } }, 'request');
   expect(out.join('')).not.toMatch(/SECRET/);
   expect(out.join('')).toContain('[redacted]');

@@ -28,7 +28,7 @@ export const findLiveCustomer = (em: EntityManager, id: string) => em.findOne(Cu
 /** An active SALES rep of the local directory, or null. */
 export const findActiveRep = (em: EntityManager, id: string) => em.findOne(Rep, { id, active: true });
 
-type UserData = { userId: string; name: string; email: string; role: string; active: boolean; approved?: boolean };
+interface UserData { userId: string; name: string; email: string; role: string; active: boolean; approved?: boolean }
 /**
  * A user snapshot (user.* event or auth's answer) as a directory row: active only for active SALES
  * users; approved as an ADMIN or MANAGER approved them (older events lack it: not approved).
@@ -48,7 +48,7 @@ export async function requireActiveRep(em: EntityManager, peers: Peers, id: stri
   return em.findOne(Rep, { id, active: true }, { refresh: true });
 }
 
-type RepRow = { id: string; name: string; email: string; active: boolean; approved: boolean; version?: number | null };
+interface RepRow { id: string; name: string; email: string; active: boolean; approved: boolean; version?: number | null }
 
 /** Inserts or refreshes a directory row. */
 export async function upsertRep(em: EntityManager, rep: RepRow): Promise<void> {
@@ -115,5 +115,5 @@ export function searchFilter(term: string): FilterQuery<Customer> {
     // (never typed in practice) a term with the separator could match across two columns of SEARCH_TEXT
     return { $or: [{ name: { $ilike: pattern } }, { email: { $ilike: pattern } }, { phone: { $ilike: pattern } }] };
   }
-  return { [raw(SEARCH_TEXT)]: { $ilike: pattern } } as FilterQuery<Customer>;
+  return { [raw(SEARCH_TEXT)]: { $ilike: pattern } };
 }

@@ -20,7 +20,7 @@ afterAll(async () => {
   await customer?.stop();
 });
 
-type OutboxRow = { type: string; key: string; envelope: { correlationId: string; causationId: string | null; data: Record<string, any> } };
+interface OutboxRow { type: string; key: string; envelope: { correlationId: string; causationId: string | null; data: Record<string, any> } }
 const outbox = (where: string, params: unknown[]) =>
   customer.runtime.fork().execute<OutboxRow[]>(`SELECT type, key, envelope FROM outbox WHERE ${where} ORDER BY created_at, id`, params);
 

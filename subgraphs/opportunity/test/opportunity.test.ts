@@ -29,7 +29,7 @@ afterAll(async () => {
   await opp?.stop();
 }, 60_000);
 
-type Result = { data?: any; errors?: { message: string; extensions?: Record<string, unknown> }[] };
+interface Result { data?: any; errors?: { message: string; extensions?: Record<string, unknown> }[] }
 const code = (r: Result) => r.errors?.[0]?.extensions?.code;
 const field = (r: Result) => r.errors?.[0]?.extensions?.field;
 
@@ -423,7 +423,7 @@ test('Customer.approvalRequests is batched: the same statement count for 5 and 5
   expect(five.own).toBe(1);
   const fiftyAsManager = await measure(customers, manager);
   expect(fiftyAsManager.own).toBe(1);
-  // eslint-disable-next-line no-console
+   
   console.log(`Customer.approvalRequests statements (fewest raw / own): 5 customers → ${five.raw}/${five.own}, 50 → ${fifty.raw}/${fifty.own}`);
 
   // ApprovalRequest references are batched too

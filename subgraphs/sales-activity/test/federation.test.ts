@@ -135,7 +135,7 @@ test('statement count of _entities Customer { meetings tasks } is the same for 5
   for (const who of [manager, repA]) {
     const five = await measure(5, who);
     const fifty = await measure(50, who);
-    // eslint-disable-next-line no-console
+     
     console.log(`_entities Customer{meetings tasks} statements (${who.role}): 5 → ${five.own} (statementCount delta ${five.raw}), 50 → ${fifty.own} (delta ${fifty.raw})`);
     expect(fifty.raw).toBe(five.raw);
     expect(five.raw).toBe(2); // one windowed query for meetings, one for tasks

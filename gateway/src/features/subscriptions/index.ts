@@ -198,7 +198,7 @@ export function useSubscriptions({ config, logger, bus, revocations }: FeatureOp
             const schema: GraphQLSchema | undefined = deps.apiSchema();
             if (!schema) return [new GraphQLError('The supergraph is not loaded yet', { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
             const live = prepareLiveOperation(schema, checked, payload.variables, state.identity);
-            if (!('shareKey' in live)) return config.production ? live.map(withoutSuggestions) : (live as GraphQLError[]);
+            if (!('shareKey' in live)) return config.production ? live.map(withoutSuggestions) : (live);
             const op = live;
             // A resumed subscription: its `after` must name one of the subscriber's own entities (checked
             // by the owning subgraph; else BAD_USER_INPUT, and nothing is subscribed).

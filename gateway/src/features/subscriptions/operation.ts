@@ -75,7 +75,7 @@ export function prepareLiveOperation(
     compiled = compile(schema, checked.document, checked.operation);
   }
   cache.set(cacheKey, compiled);
-  if (cache.size > COMPILED_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+  if (cache.size > COMPILED_CACHE_SIZE) cache.delete(cache.keys().next().value!);
   if (!('entity' in compiled)) return compiled;
 
   const variables = rawVariables ?? {};

@@ -27,7 +27,7 @@ export async function resolveEntity(
 ): Promise<ExecutionResult | null> {
   const entity = op.entity ?? internalOperation(op.query);
   const { data, errors } = await deps.executeInternal(entity, { ...op.variables, [ENTITY_ID_VAR]: entityId }, await deps.contextFor(undefined, identity));
-  const value = data?.[op.responseKey];
+  const value: unknown = data?.[op.responseKey];
   if (value === null || value === undefined) {
     if (!errors?.length || errors.every((e) => HIDDEN.has(String(e.extensions?.code)))) return null;
   }

@@ -291,7 +291,7 @@ async function approvalDecided(ctx: HandlerContext<'approval.approved' | 'approv
 type StepCtx = HandlerContext<'user.saga_step' | 'customer.saga_step' | 'sales-activity.saga_step' | 'opportunity.saga_step' | 'analytics.saga_step'>;
 
 async function sagaStep(ctx: StepCtx) {
-  const step = ctx.event.data as SagaStepData;
+  const step = ctx.event.data;
   await applySagaStep(ctx.em, ctx.event, step);
   if (step.status === 'REFUSED' && step.sagaType === 'customer-deletion') {
     // Remember the refusal: if customer.deleted (with requestedBy) has not arrived yet, its

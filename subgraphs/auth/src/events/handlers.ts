@@ -30,7 +30,7 @@ const audit: BatchHandler<EventType> = {
           action: event.type,
           entityType: ENTITY_OF[event.type.split('.')[0] ?? ''] ?? 'Unknown',
           entityId: event.aggregateId,
-          details: event.data as Record<string, unknown>,
+          details: event.data,
           eventId: event.id,
           at: new Date(event.occurredAt),
         }),
@@ -39,4 +39,4 @@ const audit: BatchHandler<EventType> = {
   },
 };
 
-export const auditHandlers: EventHandlers = Object.fromEntries(AUDITED_TYPES.map((t) => [t, audit])) as EventHandlers;
+export const auditHandlers: EventHandlers = Object.fromEntries(AUDITED_TYPES.map((t) => [t, audit]));

@@ -158,7 +158,7 @@ export const resolvers: Resolvers = {
       // The user's row is locked for the write (loadForWrite): the user.updated snapshot is what commits.
       const tokens = await ctx.write(async ({ em, emit }) => {
         const user = await loadForWrite(em, User, { id: me.userId });
-        if (!user || !user.active) throw unauthenticated('The account is no longer active');
+        if (!user?.active) throw unauthenticated('The account is no longer active');
         if (!(await verifyPassword(user.passwordHash, args.currentPassword))) {
           // The failed attempt's audit entry commits; the error is thrown after the commit.
           stageAudit(em, { actorId: me.userId, action: 'user.password_change_failed', entityType: 'User', entityId: me.userId });

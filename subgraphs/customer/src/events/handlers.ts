@@ -49,7 +49,7 @@ export const handlers: EventHandlers = {
     const step = event.data;
     if (step.status !== 'REFUSED' || step.sagaType !== 'customer-deletion') return;
     const customer = await loadForWrite(em, Customer, { id: step.subjectId, deletedBySaga: step.sagaId });
-    if (!customer || !customer.deletedAt) return; // already restored (or never deleted by this saga)
+    if (!customer?.deletedAt) return; // already restored (or never deleted by this saga)
     customer.deletedAt = null;
     customer.deletedBySaga = null;
     emit('customer.restored', customer.id, { ...customerEventData(customer), sagaId: step.sagaId });

@@ -69,7 +69,7 @@ const requestApprovalInput = z.object({
     .string()
     .max(5000, 'must be at most 5000 characters')
     .nullish()
-    .transform((v) => (v && v.trim() ? v : null)),
+    .transform((v) => (v?.trim() ? v : null)),
   amount: z.number().finite().min(0, 'must not be negative').nullish().transform((v) => v ?? null),
 });
 const updateRequestInput = z.object({
@@ -82,7 +82,7 @@ const decisionInput = z.object({
     .string()
     .max(5000, 'must be at most 5000 characters')
     .nullish()
-    .transform((v) => (v && v.trim() ? v.trim() : null)),
+    .transform((v) => (v?.trim() ? v.trim() : null)),
 });
 
 
@@ -93,7 +93,7 @@ const decisionInput = z.object({
  * cancelPending (one UPDATE of the rows, then the outbox) in the consumer — one lock order.
  */
 async function findWritable(em: EntityManager, me: Identity, id: string): Promise<ApprovalRequest> {
-  const req = isUuid(id) ? await loadForWrite(em, ApprovalRequest, { $and: [{ id }, visibleScope(me)] } as FilterQuery<ApprovalRequest>) : null;
+  const req = isUuid(id) ? await loadForWrite(em, ApprovalRequest, { $and: [{ id }, visibleScope(me)] }) : null;
   if (!req) throw notFound('ApprovalRequest', id);
   return req;
 }
@@ -188,7 +188,7 @@ export const resolvers: Resolvers = {
           req.title = input.title;
           changes.push('title');
         }
-        const description = input.description && input.description.trim() ? input.description : null;
+        const description = input.description?.trim() ? input.description : null;
         if ('description' in raw && description !== req.description) {
           req.description = description;
           changes.push('description');
