@@ -98,8 +98,16 @@ const SEARCH_TERMS = ['Harbor', 'Summit Capital', 'labs', 'Group', 'zzz-no-match
 interface Load {
   /** CPU time of the platform's processes (not Postgres, Kafka, Redis) per request, warm-up included. */
   cpuMsPerRequest?: number;
-  requests: number; rps: number; latency: { p50: number; p90: number; p99: number; max: number; mean: number };
-  errors: number; timeouts: number; non2xx: number; gqlErrors: number; sampleError: string | null; duration: number; connections?: number;
+  requests: number;
+  rps: number;
+  latency: { p50: number; p90: number; p99: number; max: number; mean: number };
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+  gqlErrors: number;
+  sampleError: string | null;
+  duration: number;
+  connections?: number;
 }
 
 async function runLoad(url: string, entries: { body: string; authorization?: string }[], connections = CONNECTIONS): Promise<Load & { sent: number }> {
@@ -177,10 +185,13 @@ async function main() {
     // the production default, not the test stacks' smaller pools (the runs in bench/results used 10)
     DATABASE_POOL_MAX: process.env.DATABASE_POOL_MAX ?? '10',
   };
-  const stack: BenchStack = STACK === 'multi'
-    ? await startProcessTestStack({ env, execArgv: process.env.CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CPU_PROF}`] : [] })
-    : await startTestStack({ env });
-  console.log(`stack up in ${((performance.now() - t0) / 1000).toFixed(1)} s (${STACK === 'multi' ? `a process per service, ${stack.config.GATEWAY_WORKERS} gateway worker(s)` : 'one process'}, ${stack.bus.kind}, prefix ${stack.config.DATABASE_PREFIX}) at ${stack.gatewayUrl}`);
+  const stack: BenchStack =
+    STACK === 'multi'
+      ? await startProcessTestStack({ env, execArgv: process.env.CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CPU_PROF}`] : [] })
+      : await startTestStack({ env });
+  console.log(
+    `stack up in ${((performance.now() - t0) / 1000).toFixed(1)} s (${STACK === 'multi' ? `a process per service, ${stack.config.GATEWAY_WORKERS} gateway worker(s)` : 'one process'}, ${stack.bus.kind}, prefix ${stack.config.DATABASE_PREFIX}) at ${stack.gatewayUrl}`,
+  );
   if ('pids' in stack) console.log(`process ids (CPU profiles are named by them): ${JSON.stringify(stack.pids)}`);
   // Gateway workers (GATEWAY_WORKERS > 1) are the gateway process's children: not counted then.
   const servicePids = 'pids' in stack ? Object.values(stack.pids) : [process.pid];
@@ -192,7 +203,11 @@ async function main() {
       if (stopping) return;
       stopping = true;
       console.error(`${sig}: stopping the stack and dropping its databases and topics…`);
-      void stack.stop().then(() => deleteTopics(stack)).catch(() => undefined).finally(() => process.exit(130));
+      void stack
+        .stop()
+        .then(() => deleteTopics(stack))
+        .catch(() => undefined)
+        .finally(() => process.exit(130));
     });
   }
   try {
@@ -203,10 +218,13 @@ async function main() {
     const reps: TestUser[] = [];
     for (let i = 0; i < REPS; i++) reps.push(await stack.user('SALES', `Rep ${String(i + 1).padStart(2, '0')}`));
     // The reps' user.created events must have reached customer (rep directory) and analytics.
-    await eventually(async () => {
-      const n = await withDb(stack, 'customer', async (c) => (await c.query<{ n: number }>('SELECT count(*)::int AS n FROM reps')).rows[0]!.n);
-      return n >= REPS + MANAGERS + 1;
-    }, { timeoutMs: 60_000, intervalMs: 200 });
+    await eventually(
+      async () => {
+        const n = await withDb(stack, 'customer', async (c) => (await c.query<{ n: number }>('SELECT count(*)::int AS n FROM reps')).rows[0]!.n);
+        return n >= REPS + MANAGERS + 1;
+      },
+      { timeoutMs: 60_000, intervalMs: 200 },
+    );
 
     // ------------------------------------------------------------------ bulk seed
     const ts = performance.now();
@@ -252,18 +270,27 @@ async function main() {
     type Entries = { body: string; authorization?: string }[];
     const record = (name: string, r: Load, connections: number, before: number[]) => {
       (rounds[name] ??= []).push({ ...r, connections, loadavgBefore: before } as Load);
-      console.log(`  ${name}: ${r.cpuMsPerRequest !== undefined ? `${r.cpuMsPerRequest} ms CPU/request, ` : ''}${r.rps.toFixed(0)} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, errors ${r.errors}, non-2xx ${r.non2xx}, GraphQL errors ${r.gqlErrors}${r.sampleError ? ` (${r.sampleError})` : ''}`);
+      console.log(
+        `  ${name}: ${r.cpuMsPerRequest !== undefined ? `${r.cpuMsPerRequest} ms CPU/request, ` : ''}${r.rps.toFixed(0)} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, errors ${r.errors}, non-2xx ${r.non2xx}, GraphQL errors ${r.gqlErrors}${r.sampleError ? ` (${r.sampleError})` : ''}`,
+      );
     };
     // Where the CPU goes: each service process, and the Postgres backends serving this stack's
     // databases (same machine: /proc); transactions committed in those databases (statements
     // outside a transaction count one each).
     const prefix = stack.config.DATABASE_PREFIX;
-    const pgStats = () => withDb(stack, 'customer', async (c) => {
-      const pids = (await c.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE starts_with(datname, $1)', [prefix])).rows.map((r) => r.pid);
-      const xacts = (await c.query<{ n: string }>('SELECT sum(xact_commit + xact_rollback) AS n FROM pg_stat_database WHERE starts_with(datname, $1)', [prefix])).rows[0]!.n;
-      return { pids, xacts: Number(xacts) };
-    });
-    const cpuOf = (pid: number) => { try { return cpuMs(pid); } catch { return 0; } };
+    const pgStats = () =>
+      withDb(stack, 'customer', async (c) => {
+        const pids = (await c.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE starts_with(datname, $1)', [prefix])).rows.map((r) => r.pid);
+        const xacts = (await c.query<{ n: string }>('SELECT sum(xact_commit + xact_rollback) AS n FROM pg_stat_database WHERE starts_with(datname, $1)', [prefix])).rows[0]!.n;
+        return { pids, xacts: Number(xacts) };
+      });
+    const cpuOf = (pid: number) => {
+      try {
+        return cpuMs(pid);
+      } catch {
+        return 0;
+      }
+    };
     const breakdown = () => Object.fromEntries(Object.entries('pids' in stack ? stack.pids : { platform: process.pid }).map(([k, pid]) => [k, cpuOf(pid)]));
     const scenario = async (name: string, entries: Entries, connections = CONNECTIONS) => {
       if (!SCENARIOS.includes(name.replace(/@1$/, ''))) return;
@@ -280,11 +307,21 @@ async function main() {
       const pgCpu = [...new Set([...pg0.pids, ...pg1.pids])].reduce((a, pid) => a + Math.max(0, cpuOf(pid) - (pgCpu0.get(pid) ?? 0)), 0);
       const perRequest = (x: number) => Number((x / r.sent).toFixed(2));
       const cpuByProcess = Object.fromEntries(Object.keys(by1).map((k) => [k, perRequest(by1[k]! - by0[k]!)]));
-      record(name, {
-        ...r, cpuMsPerRequest: perRequest(cpu1 - cpu0), postgresCpuMsPerRequest: perRequest(pgCpu), cpuByProcess,
-        transactionsPerRequest: perRequest(pg1.xacts - pg0.xacts),
-      } as Load, connections, before);
-      console.log(`    CPU ms/request by process ${JSON.stringify(cpuByProcess)}, Postgres backends ${perRequest(pgCpu)}, transactions/request ${perRequest(pg1.xacts - pg0.xacts)}`);
+      record(
+        name,
+        {
+          ...r,
+          cpuMsPerRequest: perRequest(cpu1 - cpu0),
+          postgresCpuMsPerRequest: perRequest(pgCpu),
+          cpuByProcess,
+          transactionsPerRequest: perRequest(pg1.xacts - pg0.xacts),
+        } as Load,
+        connections,
+        before,
+      );
+      console.log(
+        `    CPU ms/request by process ${JSON.stringify(cpuByProcess)}, Postgres backends ${perRequest(pgCpu)}, transactions/request ${perRequest(pg1.xacts - pg0.xacts)}`,
+      );
     };
     /** Two loads at once (each its own autocannon process): login's p99 next to the list's. */
     const together = async (name: string, a: [string, Entries, number], b: [string, Entries, number]) => {
@@ -297,48 +334,61 @@ async function main() {
     };
     const catchUps: { seconds: number; afterLastWrite: number; consistent: boolean; counts: unknown; handled: Record<string, { events: number; seconds: number }> }[] = [];
     for (round = 0; round < ROUNDS; round++) {
-    const loginEntries = reps.map((r) => ({ body: JSON.stringify({ query: LOGIN, variables: { email: r.email, password: 'password-1234' } }) }));
-    await scenario('login', loginEntries);
-    const listEntries = managers.map((m) => ({ body: JSON.stringify({ query: CUSTOMERS_QUERY }), authorization: bearer(m) }));
-    // every (query, manager) pair, interleaved so consecutive requests differ in both
-    const variedEntries = varied.flatMap((q, i) => managers.map((_, j) => ({ body: JSON.stringify(q), authorization: bearer(managers[(i + j) % managers.length]!) })));
-    const dashEntries = managers.map((m) => ({ body: JSON.stringify({ query: DASHBOARD_QUERY, variables: dashVars }), authorization: bearer(m) }));
-    await scenario('customers', listEntries);
-    await scenario('customers-varied', variedEntries);
-    await scenario('dashboard', dashEntries);
-    // The same read paths one request at a time: latency without queueing behind other requests.
-    if (process.env.SINGLE !== '0') {
-      await scenario('customers@1', listEntries, 1);
-      await scenario('customers-varied@1', variedEntries, 1);
-      await scenario('dashboard@1', dashEntries, 1);
-    }
-    // argon2id runs on libuv's thread pool (@node-rs/argon2's async hash/verify), not the event loop:
-    // logins at 5 connections must not stall the list at 20.
-    await together('login+list', ['login', loginEntries, 5], ['list', variedEntries, CONNECTIONS]);
-    const loadStart = SCENARIOS.includes('createCustomer') ? await dbNow(stack) : '';
-    await scenario('createCustomer', reps.map((r, i) => ({
-      body: JSON.stringify({ query: CREATE, variables: { input: { name: `Bench Load __N__`, email: `load__N__@bench.example`, size: ['SMALL', 'MEDIUM', 'LARGE', 'ENTERPRISE'][i % 4], investmentProfile: 'MODERATE' } } }),
-      authorization: bearer(r),
-    })));
+      const loginEntries = reps.map((r) => ({ body: JSON.stringify({ query: LOGIN, variables: { email: r.email, password: 'password-1234' } }) }));
+      await scenario('login', loginEntries);
+      const listEntries = managers.map((m) => ({ body: JSON.stringify({ query: CUSTOMERS_QUERY }), authorization: bearer(m) }));
+      // every (query, manager) pair, interleaved so consecutive requests differ in both
+      const variedEntries = varied.flatMap((q, i) => managers.map((_, j) => ({ body: JSON.stringify(q), authorization: bearer(managers[(i + j) % managers.length]!) })));
+      const dashEntries = managers.map((m) => ({ body: JSON.stringify({ query: DASHBOARD_QUERY, variables: dashVars }), authorization: bearer(m) }));
+      await scenario('customers', listEntries);
+      await scenario('customers-varied', variedEntries);
+      await scenario('dashboard', dashEntries);
+      // The same read paths one request at a time: latency without queueing behind other requests.
+      if (process.env.SINGLE !== '0') {
+        await scenario('customers@1', listEntries, 1);
+        await scenario('customers-varied@1', variedEntries, 1);
+        await scenario('dashboard@1', dashEntries, 1);
+      }
+      // argon2id runs on libuv's thread pool (@node-rs/argon2's async hash/verify), not the event loop:
+      // logins at 5 connections must not stall the list at 20.
+      await together('login+list', ['login', loginEntries, 5], ['list', variedEntries, CONNECTIONS]);
+      const loadStart = SCENARIOS.includes('createCustomer') ? await dbNow(stack) : '';
+      await scenario(
+        'createCustomer',
+        reps.map((r, i) => ({
+          body: JSON.stringify({
+            query: CREATE,
+            variables: {
+              input: { name: `Bench Load __N__`, email: `load__N__@bench.example`, size: ['SMALL', 'MEDIUM', 'LARGE', 'ENTERPRISE'][i % 4], investmentProfile: 'MODERATE' },
+            },
+          }),
+          authorization: bearer(r),
+        })),
+      );
 
-    // Event-driven projections catch up with the createCustomer load (before the next round reads).
-    if (SCENARIOS.includes('createCustomer')) {
-      const tc = performance.now();
-      let checkedAt = Date.now();
-      const c = await eventually(async () => {
-        checkedAt = Date.now();
-        const r = await checkConsistency(stack);
-        return r.ok ? r : undefined;
-      }, { timeoutMs: 300_000, intervalMs: 500 }).catch(async () => checkConsistency(stack));
-      // Also from the last write's commit (answers may still arrive after the load generator stops).
-      const lastWrite = await withDb(stack, 'customer', async (db) => (await db.query<{ at: Date }>('SELECT max(created_at) AS at FROM customers')).rows[0]!.at);
-      catchUps.push({
-        seconds: Number(((performance.now() - tc) / 1000).toFixed(1)),
-        afterLastWrite: Number(((checkedAt - lastWrite.getTime()) / 1000).toFixed(1)),
-        consistent: c.ok, counts: c.counts, handled: await handledSince(stack, loadStart),
-      });
-      console.log(`projections after the createCustomer load: ${JSON.stringify(catchUps[catchUps.length - 1])}`);
-    }
+      // Event-driven projections catch up with the createCustomer load (before the next round reads).
+      if (SCENARIOS.includes('createCustomer')) {
+        const tc = performance.now();
+        let checkedAt = Date.now();
+        const c = await eventually(
+          async () => {
+            checkedAt = Date.now();
+            const r = await checkConsistency(stack);
+            return r.ok ? r : undefined;
+          },
+          { timeoutMs: 300_000, intervalMs: 500 },
+        ).catch(async () => checkConsistency(stack));
+        // Also from the last write's commit (answers may still arrive after the load generator stops).
+        const lastWrite = await withDb(stack, 'customer', async (db) => (await db.query<{ at: Date }>('SELECT max(created_at) AS at FROM customers')).rows[0]!.at);
+        catchUps.push({
+          seconds: Number(((performance.now() - tc) / 1000).toFixed(1)),
+          afterLastWrite: Number(((checkedAt - lastWrite.getTime()) / 1000).toFixed(1)),
+          consistent: c.ok,
+          counts: c.counts,
+          handled: await handledSince(stack, loadStart),
+        });
+        console.log(`projections after the createCustomer load: ${JSON.stringify(catchUps[catchUps.length - 1])}`);
+      }
     }
     // Per scenario, the median over rounds of each figure (a shared, noisy machine).
     const med = (xs: number[]) => dist(xs).p50;
@@ -349,8 +399,11 @@ async function main() {
         requests: med(rs.map((r) => r.requests)),
         rps: med(rs.map((r) => r.rps)),
         latency: {
-          p50: med(rs.map((r) => r.latency.p50)), p90: med(rs.map((r) => r.latency.p90)), p99: med(rs.map((r) => r.latency.p99)),
-          max: med(rs.map((r) => r.latency.max)), mean: med(rs.map((r) => r.latency.mean)),
+          p50: med(rs.map((r) => r.latency.p50)),
+          p90: med(rs.map((r) => r.latency.p90)),
+          p99: med(rs.map((r) => r.latency.p99)),
+          max: med(rs.map((r) => r.latency.max)),
+          mean: med(rs.map((r) => r.latency.mean)),
         },
         errors: rs.reduce((a, r) => a + r.errors, 0),
         timeouts: rs.reduce((a, r) => a + r.timeouts, 0),
@@ -364,7 +417,12 @@ async function main() {
     }
     results.loads = loads;
     if (catchUps.length) {
-      results.projectionCatchUp = { seconds: med(catchUps.map((c) => c.seconds)), afterLastWrite: med(catchUps.map((c) => c.afterLastWrite)), consistent: catchUps.every((c) => c.consistent), rounds: catchUps };
+      results.projectionCatchUp = {
+        seconds: med(catchUps.map((c) => c.seconds)),
+        afterLastWrite: med(catchUps.map((c) => c.afterLastWrite)),
+        consistent: catchUps.every((c) => c.consistent),
+        rounds: catchUps,
+      };
     }
 
     // ------------------------------------------------------------------ consumer capacity
@@ -384,8 +442,20 @@ async function main() {
         const c = await rep.gql(CREATE, { input: { name: `Saga Co ${i}` } });
         const id = c.data?.createCustomer?.id as string;
         if (!id) throw new Error(`createCustomer: ${JSON.stringify(c.errors)}`);
-        await eventually(async () => (await rep.gql(`mutation($input: RecordMeetingInput!) { recordMeeting(input: $input) { id } }`, { input: { customerId: id, startsAt: new Date().toISOString(), summary: 'Intro' } })).data?.recordMeeting, { timeoutMs: 30_000, intervalMs: 100 });
-        await eventually(async () => (await rep.gql(`mutation($input: CreateTaskInput!) { createTask(input: $input) { id } }`, { input: { customerId: id, title: 'Follow up' } })).data?.createTask, { timeoutMs: 30_000, intervalMs: 100 });
+        await eventually(
+          async () =>
+            (
+              await rep.gql(`mutation($input: RecordMeetingInput!) { recordMeeting(input: $input) { id } }`, {
+                input: { customerId: id, startsAt: new Date().toISOString(), summary: 'Intro' },
+              })
+            ).data?.recordMeeting,
+          { timeoutMs: 30_000, intervalMs: 100 },
+        );
+        await eventually(
+          async () =>
+            (await rep.gql(`mutation($input: CreateTaskInput!) { createTask(input: $input) { id } }`, { input: { customerId: id, title: 'Follow up' } })).data?.createTask,
+          { timeoutMs: 30_000, intervalMs: 100 },
+        );
         targets.push(id);
       }
       await sleep(1000);
@@ -425,8 +495,29 @@ async function main() {
     const run = {
       date: started.toISOString(),
       mode: `${stack.bus.kind === 'kafka' ? 'Kafka' : stack.bus.kind === 'postgres' ? 'Postgres bus' : 'in-process bus'} + Postgres + ${stack.config.REDIS_URL ? 'Redis' : 'memory cache'}`,
-      stack: STACK === 'multi' ? `gateway (${stack.config.GATEWAY_WORKERS} worker process(es)) and each subgraph in a process of its own` : 'whole platform (gateway + 5 subgraphs) in one Node process',
-      settings: { STACK, GATEWAY_WORKERS: stack.config.GATEWAY_WORKERS, INBOUND_DEDUPE: stack.config.INBOUND_DEDUPE, ROUNDS, DURATION, WARMUP, CONNECTIONS, SEED_CUSTOMERS, REPS, MANAGERS, SAGAS, SUB_N, SUB_EVENTS, NODE_ENV: 'production', RATE_LIMIT_ENABLED: false, LOG_LEVEL, OUTBOX_POLL_MS: 500 },
+      stack:
+        STACK === 'multi'
+          ? `gateway (${stack.config.GATEWAY_WORKERS} worker process(es)) and each subgraph in a process of its own`
+          : 'whole platform (gateway + 5 subgraphs) in one Node process',
+      settings: {
+        STACK,
+        GATEWAY_WORKERS: stack.config.GATEWAY_WORKERS,
+        INBOUND_DEDUPE: stack.config.INBOUND_DEDUPE,
+        ROUNDS,
+        DURATION,
+        WARMUP,
+        CONNECTIONS,
+        SEED_CUSTOMERS,
+        REPS,
+        MANAGERS,
+        SAGAS,
+        SUB_N,
+        SUB_EVENTS,
+        NODE_ENV: 'production',
+        RATE_LIMIT_ENABLED: false,
+        LOG_LEVEL,
+        OUTBOX_POLL_MS: 500,
+      },
       machine,
       seed: { ...seeded, seconds: Number(seedSeconds.toFixed(1)), firstPage: sanity, consistency: consistency.counts },
       ...results,
@@ -438,7 +529,7 @@ async function main() {
       const mdPath = join(RESULTS_DIR, 'crm.md');
       let notes = '';
       try {
-        notes = (/\n## Where the time goes[\s\S]*$/.exec(readFileSync(mdPath, 'utf8')))?.[0] ?? '';
+        notes = /\n## Where the time goes[\s\S]*$/.exec(readFileSync(mdPath, 'utf8'))?.[0] ?? '';
       } catch {
         notes = '';
       }
@@ -461,16 +552,24 @@ async function subscriptions(stack: BenchStack, admin: TestUser, manager: TestUs
     for (let i = 0; i < SUB_N; i++) {
       const got = new Map<string, number>();
       arrivals.push(got);
-      const client = createClient({ url: stack.gatewayUrl.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${(i % 2 ? admin : manager).token}` } });
-      clients.push(client);
-      client.subscribe<{ approvalStatusChanged: { id: string } }>({ query: QUERY }, {
-        next: (r) => {
-          const id = r.data?.approvalStatusChanged.id;
-          if (id && !got.has(id)) got.set(id, performance.now());
-        },
-        error: (e) => console.error('subscriber error', e),
-        complete: () => {},
+      const client = createClient({
+        url: stack.gatewayUrl.replace(/^http/, 'ws'),
+        webSocketImpl: WebSocket,
+        retryAttempts: 0,
+        connectionParams: { authorization: `Bearer ${(i % 2 ? admin : manager).token}` },
       });
+      clients.push(client);
+      client.subscribe<{ approvalStatusChanged: { id: string } }>(
+        { query: QUERY },
+        {
+          next: (r) => {
+            const id = r.data?.approvalStatusChanged.id;
+            if (id && !got.has(id)) got.set(id, performance.now());
+          },
+          error: (e) => console.error('subscriber error', e),
+          complete: () => {},
+        },
+      );
     }
     // NODE_ENV=production turns the gateway's live-stats endpoint off (it follows introspection), so
     // "registered" is observed instead: warm-up events until every subscriber has received one.
@@ -478,12 +577,15 @@ async function subscriptions(stack: BenchStack, admin: TestUser, manager: TestUs
     const customerId = c.data.createCustomer.id as string;
     const request = (title: string) => sales.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId, title } });
     const warmIds: string[] = [];
-    await eventually(async () => {
-      const id = (await request('warm-up')).data?.requestApproval?.id as string | undefined;
-      if (id) warmIds.push(id);
-      await sleep(1000);
-      return arrivals.every((a) => warmIds.some((w) => a.has(w)));
-    }, { timeoutMs: 90_000, intervalMs: 100 });
+    await eventually(
+      async () => {
+        const id = (await request('warm-up')).data?.requestApproval?.id as string | undefined;
+        if (id) warmIds.push(id);
+        await sleep(1000);
+        return arrivals.every((a) => warmIds.some((w) => a.has(w)));
+      },
+      { timeoutMs: 90_000, intervalMs: 100 },
+    );
     const last: number[] = [];
     const median: number[] = [];
     for (let e = 0; e < SUB_EVENTS + 1; e++) {
@@ -521,12 +623,19 @@ async function deleteTopics(stack: BenchStack) {
 }
 
 interface Run {
-  date: string; mode: string; stack: string; settings: Record<string, unknown>;
+  date: string;
+  mode: string;
+  stack: string;
+  settings: Record<string, unknown>;
   machine: { nproc: number; cpu: string; node: string; loadavgBefore: number[]; loadavgAtEnd: number[] };
   seed: { customers: number; meetings: number; tasks: number; approvals: number; seconds: number };
   loads?: Record<string, Load & { rounds?: Load[] }>;
   projectionCatchUp?: { seconds: number; afterLastWrite?: number; consistent: boolean; rounds?: { handled: Record<string, { events: number; seconds: number }> }[] };
-  backlog?: { events: number; publishSeconds: number; perConsumer: Record<string, { events: number; seconds: number; eventsPerSecond: number; workingSeconds?: number; workingEventsPerSecond?: number }> };
+  backlog?: {
+    events: number;
+    publishSeconds: number;
+    perConsumer: Record<string, { events: number; seconds: number; eventsPerSecond: number; workingSeconds?: number; workingEventsPerSecond?: number }>;
+  };
   saga?: Dist & { outcomes: Record<string, number> };
   subscriptions?: { subscribers: number; events: number; lastClient: Dist; medianClient: Dist };
 }
@@ -565,24 +674,52 @@ function render(r: Run): string {
     '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const [name, l] of Object.entries(r.loads ?? {})) {
-    out.push(`| ${label[name] ?? name} | ${l.connections ?? r.settings.CONNECTIONS} | ${l.rps.toFixed(0)} | ${ms(l.latency.p50)} | ${ms(l.latency.p99)} | ${ms(l.latency.max)} | ${l.cpuMsPerRequest ?? '–'} | ${l.errors + l.timeouts} | ${l.non2xx} | ${l.gqlErrors} | ${verdict(name, l)} | ${(l.rounds ?? []).map((x) => x.latency.p99).join(' / ')} |`);
+    out.push(
+      `| ${label[name] ?? name} | ${l.connections ?? r.settings.CONNECTIONS} | ${l.rps.toFixed(0)} | ${ms(l.latency.p50)} | ${ms(l.latency.p99)} | ${ms(l.latency.max)} | ${l.cpuMsPerRequest ?? '–'} | ${l.errors + l.timeouts} | ${l.non2xx} | ${l.gqlErrors} | ${verdict(name, l)} | ${(l.rounds ?? []).map((x) => x.latency.p99).join(' / ')} |`,
+    );
   }
-  out.push('', '¹ CPU time (user + system) of the platform\'s own processes — the one process, or the gateway and the five subgraph processes — per request sent (warm-up included), from /proc/<pid>/stat; Postgres, Kafka and Redis not included. Far less distorted by other work on a shared machine than latencies are.', '');
-  if (r.saga) out.push(`**Saga completion** (deleteCustomer → \`saga(id).status\` COMPLETED, polled every 20 ms, ${r.saga.n} sagas one at a time, each customer with a meeting and a task): p50 ${ms(r.saga.p50)}, p99 ${ms(r.saga.p99)}, max ${ms(r.saga.max)}; outcomes ${JSON.stringify(r.saga.outcomes)}.`, '');
+  out.push(
+    '',
+    "¹ CPU time (user + system) of the platform's own processes — the one process, or the gateway and the five subgraph processes — per request sent (warm-up included), from /proc/<pid>/stat; Postgres, Kafka and Redis not included. Far less distorted by other work on a shared machine than latencies are.",
+    '',
+  );
+  if (r.saga)
+    out.push(
+      `**Saga completion** (deleteCustomer → \`saga(id).status\` COMPLETED, polled every 20 ms, ${r.saga.n} sagas one at a time, each customer with a meeting and a task): p50 ${ms(r.saga.p50)}, p99 ${ms(r.saga.p99)}, max ${ms(r.saga.max)}; outcomes ${JSON.stringify(r.saga.outcomes)}.`,
+      '',
+    );
   if (r.subscriptions) {
     const s = r.subscriptions;
-    out.push(`**Event to subscriber** (as bench/subscriptions.ts, ${s.subscribers} graphql-ws subscribers, ${s.events} \`approvalStatusChanged\` events, from the \`requestApproval\` response): last client p50 ${ms(s.lastClient.p50)}, max ${ms(s.lastClient.max)}; median client p50 ${ms(s.medianClient.p50)}. (1000 subscribers: see bench/results/subscriptions.md.)`, '');
+    out.push(
+      `**Event to subscriber** (as bench/subscriptions.ts, ${s.subscribers} graphql-ws subscribers, ${s.events} \`approvalStatusChanged\` events, from the \`requestApproval\` response): last client p50 ${ms(s.lastClient.p50)}, max ${ms(s.lastClient.max)}; median client p50 ${ms(s.medianClient.p50)}. (1000 subscribers: see bench/results/subscriptions.md.)`,
+      '',
+    );
   }
   if (r.projectionCatchUp) {
-    out.push(`**Projections after the createCustomer load**: customer_refs (sales-activity, opportunity) and analytics customer_facts matched the customer table ${r.projectionCatchUp.seconds} s (median over rounds; the check polls every 0.5 s) after each ${WARMUP + DURATION} s createCustomer load ended${r.projectionCatchUp.afterLastWrite !== undefined ? `, ${r.projectionCatchUp.afterLastWrite} s after its last write committed (max customers.created_at; the check that passed started then)` : ''} (consistent: ${r.projectionCatchUp.consistent}).`, '');
+    out.push(
+      `**Projections after the createCustomer load**: customer_refs (sales-activity, opportunity) and analytics customer_facts matched the customer table ${r.projectionCatchUp.seconds} s (median over rounds; the check polls every 0.5 s) after each ${WARMUP + DURATION} s createCustomer load ended${r.projectionCatchUp.afterLastWrite !== undefined ? `, ${r.projectionCatchUp.afterLastWrite} s after its last write committed (max customers.created_at; the check that passed started then)` : ''} (consistent: ${r.projectionCatchUp.consistent}).`,
+      '',
+    );
     const last = r.projectionCatchUp.rounds?.[r.projectionCatchUp.rounds.length - 1]?.handled;
-    if (last) out.push(`Events handled per consuming subgraph from the start of the last round's load until consistent (paced by the load): ${Object.entries(last).map(([k, v]) => `${k} ${v.events} in ${v.seconds} s`).join(', ')}.`, '');
+    if (last)
+      out.push(
+        `Events handled per consuming subgraph from the start of the last round's load until consistent (paced by the load): ${Object.entries(last)
+          .map(([k, v]) => `${k} ${v.events} in ${v.seconds} s`)
+          .join(', ')}.`,
+        '',
+      );
   }
   if (r.backlog) {
-    out.push(`**Consumer capacity** (a backlog of ${r.backlog.events} customer.updated events published at once in ${r.backlog.publishSeconds} s; time until each consumer had all of them in its inbox):`, '',
-      '| consumer | seconds from the start of publishing | events/s | seconds from its first to its last batch (inbox handled_at) | events/s while working |', '|---|---|---|---|---|',
-      ...Object.entries(r.backlog.perConsumer).map(([k, v]) => `| ${k} | ${v.seconds} | ${v.eventsPerSecond} | ${v.workingSeconds ?? '–'} | ${v.workingEventsPerSecond ?? '–'} |`), '',
-      'The first figure includes the publishing (the consumers start while it runs); the second is the rate while the consumer had work, paced by the publisher when that is slower.', '');
+    out.push(
+      `**Consumer capacity** (a backlog of ${r.backlog.events} customer.updated events published at once in ${r.backlog.publishSeconds} s; time until each consumer had all of them in its inbox):`,
+      '',
+      '| consumer | seconds from the start of publishing | events/s | seconds from its first to its last batch (inbox handled_at) | events/s while working |',
+      '|---|---|---|---|---|',
+      ...Object.entries(r.backlog.perConsumer).map(([k, v]) => `| ${k} | ${v.seconds} | ${v.eventsPerSecond} | ${v.workingSeconds ?? '–'} | ${v.workingEventsPerSecond ?? '–'} |`),
+      '',
+      'The first figure includes the publishing (the consumers start while it runs); the second is the rate while the consumer had work, paced by the publisher when that is slower.',
+      '',
+    );
   }
   out.push(
     'Per-row load averages before each scenario are in crm.json. Run: `npm run bench:crm` (STACK=multi|single, GATEWAY_WORKERS, INBOUND_DEDUPE, DURATION, WARMUP, CONNECTIONS, SEED_CUSTOMERS, REPS, MANAGERS, SAGAS, SUB_N, SUB_EVENTS, ROUNDS, SINGLE=0, SCENARIOS env vars).',

@@ -14,12 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { uptime } from './measure';
 
-export const SUITES = [
-  'subgraphs/opportunity/test/opportunity.test.ts',
-  'e2e/opportunity-with-customer.test.ts',
-  'e2e/sagas.test.ts',
-  'e2e/customer-federation.test.ts',
-];
+export const SUITES = ['subgraphs/opportunity/test/opportunity.test.ts', 'e2e/opportunity-with-customer.test.ts', 'e2e/sagas.test.ts', 'e2e/customer-federation.test.ts'];
 
 const checkout = resolve(process.argv[2] ?? join(__dirname, '..'));
 const label = process.env.LABEL ?? 'run';
@@ -30,7 +25,12 @@ const loadBefore = uptime();
 const t0 = performance.now();
 const scratch = mkdtempSync(join(tmpdir(), 'crm-bench-tests-'));
 const outputFile = join(scratch, 'jest.json');
-const run = spawnSync(join(checkout, 'node_modules/.bin/jest'), [...SUITES, '--json', '--outputFile', outputFile, '--silent'], { cwd: checkout, env, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+const run = spawnSync(join(checkout, 'node_modules/.bin/jest'), [...SUITES, '--json', '--outputFile', outputFile, '--silent'], {
+  cwd: checkout,
+  env,
+  encoding: 'utf8',
+  maxBuffer: 64 * 1024 * 1024,
+});
 const seconds = +((performance.now() - t0) / 1000).toFixed(1);
 let summary: { numPassedTests: number; numFailedTests: number } | undefined;
 try {
@@ -40,8 +40,15 @@ try {
 }
 rmSync(scratch, { recursive: true, force: true });
 const result = {
-  checkout, suites: SUITES, seconds, exit: run.status, loadBefore, loadAfter: uptime(), at: new Date().toISOString(),
-  passed: summary?.numPassedTests, failed: summary?.numFailedTests,
+  checkout,
+  suites: SUITES,
+  seconds,
+  exit: run.status,
+  loadBefore,
+  loadAfter: uptime(),
+  at: new Date().toISOString(),
+  passed: summary?.numPassedTests,
+  failed: summary?.numFailedTests,
 };
 writeFileSync(join(__dirname, 'results', `embedded-tests-${label}.json`), `${JSON.stringify(result, null, 2)}\n`);
 console.log(result);

@@ -49,9 +49,17 @@ async function start(dataDir: string, mode: string, ports: number[]): Promise<Ru
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !/^(POSTGRES_URL|KAFKA_BROKERS|REDIS_URL|NODE_OPTIONS)$/.test(k)) env[k] = v;
   Object.assign(env, {
-    DATA_DIR: dataDir, STACK_PROCESSES: mode, LOG_LEVEL: 'warn', PORT: String(ports[0]), ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password,
-    AUTH_URL: `http://127.0.0.1:${ports[1]}/graphql`, CUSTOMER_URL: `http://127.0.0.1:${ports[2]}/graphql`, OPPORTUNITY_URL: `http://127.0.0.1:${ports[3]}/graphql`,
-    SALES_ACTIVITY_URL: `http://127.0.0.1:${ports[4]}/graphql`, ANALYTICS_URL: `http://127.0.0.1:${ports[5]}/graphql`,
+    DATA_DIR: dataDir,
+    STACK_PROCESSES: mode,
+    LOG_LEVEL: 'warn',
+    PORT: String(ports[0]),
+    ADMIN_EMAIL: ADMIN.email,
+    ADMIN_PASSWORD: ADMIN.password,
+    AUTH_URL: `http://127.0.0.1:${ports[1]}/graphql`,
+    CUSTOMER_URL: `http://127.0.0.1:${ports[2]}/graphql`,
+    OPPORTUNITY_URL: `http://127.0.0.1:${ports[3]}/graphql`,
+    SALES_ACTIVITY_URL: `http://127.0.0.1:${ports[4]}/graphql`,
+    ANALYTICS_URL: `http://127.0.0.1:${ports[5]}/graphql`,
   });
   const t0 = performance.now();
   const proc = spawn(process.execPath, ['--import', 'tsx', join(CHECKOUT, 'apps/platform/src/main.ts')], { cwd: CHECKOUT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -92,15 +100,19 @@ async function gql(url: string, query: string, variables: Record<string, unknown
 /** register, customers, a saga, a subscription. */
 async function acceptanceFlow(url: string): Promise<void> {
   const email = `rep-${Date.now()}@example.com`;
-  const reg = await gql(url, `mutation($input: RegisterInput!) { register(input: $input) { accessToken user { id } } }`, { input: { email, password: 'password-1234', name: 'Bench Rep' } });
+  const reg = await gql(url, `mutation($input: RegisterInput!) { register(input: $input) { accessToken user { id } } }`, {
+    input: { email, password: 'password-1234', name: 'Bench Rep' },
+  });
   const token = reg.register.accessToken as string;
-  const admin = (await gql(url, `mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }`, { e: ADMIN.email, p: ADMIN.password })).login.accessToken as string;
+  const admin = (await gql(url, `mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }`, { e: ADMIN.email, p: ADMIN.password })).login
+    .accessToken as string;
   const ws = createClient({ url: `${url.replace('http', 'ws')}/graphql`, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${token}` } });
   const notified = new Promise<void>((res, rej) => {
     ws.subscribe({ query: 'subscription { notificationAdded { type } }' }, { next: () => res(), error: rej, complete: () => undefined });
   });
   const ids: string[] = [];
-  for (let i = 0; i < 10; i++) ids.push((await gql(url, `mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }`, { input: { name: `Bench ${i}` } }, token)).createCustomer.id);
+  for (let i = 0; i < 10; i++)
+    ids.push((await gql(url, `mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }`, { input: { name: `Bench ${i}` } }, token)).createCustomer.id);
   await Promise.race([notified, new Promise((_, rej) => setTimeout(() => rej(new Error('no notification within 60 s')), 60_000))]);
   const saga = (await gql(url, `mutation($id: ID!) { deleteCustomer(id: $id) { id } }`, { id: ids[0] }, admin)).deleteCustomer.id as string;
   const deadline = Date.now() + 120_000;
@@ -186,14 +198,20 @@ async function main() {
         pss.push(m.pssMb);
         rss.push(m.rssMb);
         processes = m.processes;
-        console.log(`${mode} #${i + 1}: cold ${(cold.at(-1)! / 1000).toFixed(1)} s, warm ${(warm.at(-1)! / 1000).toFixed(1)} s, after the flow PSS ${m.pssMb} MB, RSS ${m.rssMb} MB (${m.processes} processes), load ${uptime().join(' ')}`);
+        console.log(
+          `${mode} #${i + 1}: cold ${(cold.at(-1)! / 1000).toFixed(1)} s, warm ${(warm.at(-1)! / 1000).toFixed(1)} s, after the flow PSS ${m.pssMb} MB, RSS ${m.rssMb} MB (${m.processes} processes), load ${uptime().join(' ')}`,
+        );
         await stop(run);
       } finally {
         rmSync(dataDir, { recursive: true, force: true });
       }
     }
     results[mode] = {
-      coldReadyS: +(median(cold) / 1000).toFixed(1), warmReadyS: +(median(warm) / 1000).toFixed(1), pssMb: median(pss), rssMb: median(rss), processes,
+      coldReadyS: +(median(cold) / 1000).toFixed(1),
+      warmReadyS: +(median(warm) / 1000).toFixed(1),
+      pssMb: median(pss),
+      rssMb: median(rss),
+      processes,
       runs: { cold: cold.map((v) => +(v / 1000).toFixed(1)), warm: warm.map((v) => +(v / 1000).toFixed(1)), pss, rss },
     };
   }

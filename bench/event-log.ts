@@ -19,7 +19,13 @@ const KIND = process.env.BUS ?? 'postgres';
 
 async function main() {
   const id = randomBytes(4).toString('hex');
-  const config = readConfig(process.env, { DATABASE_PREFIX: `t${id}_`, KAFKA_NAMESPACE: `bench-${id}.`, KAFKA_TOPIC_PARTITIONS: '3', LOG_LEVEL: 'warn', ...(KIND === 'postgres' ? { KAFKA_BROKERS: '' } : {}) });
+  const config = readConfig(process.env, {
+    DATABASE_PREFIX: `t${id}_`,
+    KAFKA_NAMESPACE: `bench-${id}.`,
+    KAFKA_TOPIC_PARTITIONS: '3',
+    LOG_LEVEL: 'warn',
+    ...(KIND === 'postgres' ? { KAFKA_BROKERS: '' } : {}),
+  });
   const bus: EventBus = KIND === 'kafka' ? new KafkaBus(config, 'bench') : new PostgresBus(config, 'bench');
   const payload = 'x'.repeat(600);
   try {
@@ -31,15 +37,22 @@ async function main() {
       let seen = 0;
       let finish!: (t: number) => void;
       done.push(new Promise<number>((r) => (finish = r)));
-      subs.push(await bus.subscribe({
-        groupId: `g${g}`, topics: ['bench'], batchSize: 500, partitionsConcurrently: 3,
-        handleBatch: async (ms) => {
-          seen += ms.length;
-          if (seen >= EVENTS) finish(performance.now());
-        },
-      }));
+      subs.push(
+        await bus.subscribe({
+          groupId: `g${g}`,
+          topics: ['bench'],
+          batchSize: 500,
+          partitionsConcurrently: 3,
+          handleBatch: async (ms) => {
+            seen += ms.length;
+            if (seen >= EVENTS) finish(performance.now());
+          },
+        }),
+      );
     }
-    const load = loadavg().map((l) => l.toFixed(2)).join(' / ');
+    const load = loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' / ');
     const p0 = performance.now();
     for (let i = 0; i < EVENTS; i += 200) {
       await bus.publish(Array.from({ length: Math.min(200, EVENTS - i) }, (_, j) => ({ topic: 'bench', key: `k${(i + j) % 1000}`, value: `${i + j}:${payload}` })));
@@ -47,7 +60,9 @@ async function main() {
     const p1 = performance.now();
     const ends = await Promise.all(done);
     const last = Math.max(...ends);
-    console.log(`${KIND}: ${EVENTS} events, ${GROUPS} groups; publish ${(EVENTS / ((p1 - p0) / 1000)).toFixed(0)} events/s; publish→all consumed ${(EVENTS / ((last - p0) / 1000)).toFixed(0)} events/s per group (${((last - p0) / 1000).toFixed(1)} s); load before ${load} (t0 ${(p0 - t0).toFixed(0)} ms joining)`);
+    console.log(
+      `${KIND}: ${EVENTS} events, ${GROUPS} groups; publish ${(EVENTS / ((p1 - p0) / 1000)).toFixed(0)} events/s; publish→all consumed ${(EVENTS / ((last - p0) / 1000)).toFixed(0)} events/s per group (${((last - p0) / 1000).toFixed(1)} s); load before ${load} (t0 ${(p0 - t0).toFixed(0)} ms joining)`,
+    );
     for (const s of subs) await s.stop();
   } finally {
     await bus.close();

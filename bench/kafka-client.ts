@@ -22,7 +22,10 @@ const LABEL = process.env.LABEL ?? 'unlabelled';
 const CONSUMERS = ['sales-activity', 'opportunity', 'analytics', 'auth'];
 const OUT = join(__dirname, 'results/kafka-client.md');
 
-const load = () => loadavg().map((l) => l.toFixed(2)).join(' / ');
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' / ');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main() {
@@ -36,14 +39,29 @@ async function main() {
       const before = load();
       const ids: string[] = [];
       const t0 = await withDb(stack, 'customer', async (c) => {
-        const customers = (await c.query<{ id: string; name: string; assigned_rep_id: string | null; size: string | null; investment_profile: string | null }>(
-          'SELECT id, name, assigned_rep_id, size, investment_profile FROM customers WHERE deleted_at IS NULL ORDER BY random() LIMIT $1', [EVENTS])).rows;
+        const customers = (
+          await c.query<{ id: string; name: string; assigned_rep_id: string | null; size: string | null; investment_profile: string | null }>(
+            'SELECT id, name, assigned_rep_id, size, investment_profile FROM customers WHERE deleted_at IS NULL ORDER BY random() LIMIT $1',
+            [EVENTS],
+          )
+        ).rows;
         await c.query('BEGIN');
         for (let i = 0; i < customers.length; i += 1000) {
           const chunk = customers.slice(i, i + 1000).map((r) => {
-            const e = buildEnvelope('customer', 'customer.updated', r.id, {
-              customerId: r.id, name: r.name, assignedRepId: r.assigned_rep_id, size: r.size, investmentProfile: r.investment_profile, changes: [],
-            }, { actorId: admin.id });
+            const e = buildEnvelope(
+              'customer',
+              'customer.updated',
+              r.id,
+              {
+                customerId: r.id,
+                name: r.name,
+                assignedRepId: r.assigned_rep_id,
+                size: r.size,
+                investmentProfile: r.investment_profile,
+                changes: [],
+              },
+              { actorId: admin.id },
+            );
             ids.push(e.id);
             return [e.id, 'customer.events', r.id, e.type, JSON.stringify(e)];
           });
@@ -60,11 +78,15 @@ async function main() {
       const deadline = Date.now() + 600_000;
       while ((Number.isNaN(relaySeconds) || Object.keys(consumers).length < CONSUMERS.length) && Date.now() < deadline) {
         if (Number.isNaN(relaySeconds)) {
-          const unsent = await withDb(stack, 'customer', async (c) => Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL')).rows[0]!.n));
+          const unsent = await withDb(stack, 'customer', async (c) =>
+            Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL')).rows[0]!.n),
+          );
           if (unsent === 0) relaySeconds = (performance.now() - t0) / 1000;
         }
         for (const sub of CONSUMERS.filter((s) => !(s in consumers))) {
-          const have = await withDb(stack, sub, async (c) => Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM inbox WHERE event_id = ANY($1::uuid[])', [ids])).rows[0]!.n));
+          const have = await withDb(stack, sub, async (c) =>
+            Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM inbox WHERE event_id = ANY($1::uuid[])', [ids])).rows[0]!.n),
+          );
           if (have >= ids.length) consumers[sub] = (performance.now() - t0) / 1000;
         }
         await sleep(100);
@@ -78,22 +100,28 @@ async function main() {
     await stack.stop();
   }
   if (!existsSync(OUT)) {
-    writeFileSync(OUT, [
-      '# The Kafka client on the event path (bench/kafka-client.ts)',
-      '',
-      'EVENTS customer.updated events staged in the customer outbox in one transaction; relay = time until none is unsent (rows/s);',
-      'consumers = time from the commit until each consumer has all of them in its inbox (events/s, includes the relay).',
-      'One Node process (whole platform), real Postgres and Kafka (3 partitions), shared 2-core machine: load average (1/5/15 min) before → after each round.',
-      '',
-      '| date | client | round | events | relay | consumers (events/s) | load |',
-      '|---|---|---|---|---|---|---|',
-      '',
-    ].join('\n'));
+    writeFileSync(
+      OUT,
+      [
+        '# The Kafka client on the event path (bench/kafka-client.ts)',
+        '',
+        'EVENTS customer.updated events staged in the customer outbox in one transaction; relay = time until none is unsent (rows/s);',
+        'consumers = time from the commit until each consumer has all of them in its inbox (events/s, includes the relay).',
+        'One Node process (whole platform), real Postgres and Kafka (3 partitions), shared 2-core machine: load average (1/5/15 min) before → after each round.',
+        '',
+        '| date | client | round | events | relay | consumers (events/s) | load |',
+        '|---|---|---|---|---|---|---|',
+        '',
+      ].join('\n'),
+    );
   }
   appendFileSync(OUT, `${rows.join('\n')}\n`);
 }
 
-main().then(() => process.exit(0), (err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -5,7 +5,12 @@ import { loadavg } from 'node:os';
 /** A numeric environment variable, or its default. */
 export const num = (name: string, dflt: number) => (process.env[name] ? Number(process.env[name]) : dflt);
 
-export interface Dist { n: number; p50: number; p99: number; max: number }
+export interface Dist {
+  n: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
 /** The p-th percentile of sorted values (nearest rank). */
 export const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
 export const dist = (values: number[]): Dist => {

@@ -127,18 +127,31 @@ async function main() {
     const clockSkewBoundMs = clock.here - clock.t;
 
     const t0 = performance.now();
-    const { connections } = await clients.ask<{ connections: number }>({
-      type: 'open', url: stack.gatewayUrl.replace(/^http/, 'ws'), tokens: [manager.token, admin.token], n: N, perConnection: PER_CONNECTION, query: QUERY, batch: BATCH, client: CLIENT,
-    }, 'opened');
+    const { connections } = await clients.ask<{ connections: number }>(
+      {
+        type: 'open',
+        url: stack.gatewayUrl.replace(/^http/, 'ws'),
+        tokens: [manager.token, admin.token],
+        n: N,
+        perConnection: PER_CONNECTION,
+        query: QUERY,
+        batch: BATCH,
+        client: CLIENT,
+      },
+      'opened',
+    );
     console.log(`${connections} connections acknowledged in ${((performance.now() - t0) / 1000).toFixed(1)} s; waiting until all ${N} subscribers receive a warm-up event…`);
     // NODE_ENV=production turns the live-stats endpoint off: "registered" = every subscriber received a warm-up event.
     const warm: string[] = [];
-    await eventually(async () => {
-      const id = (await request('warm-up')).data?.requestApproval?.id as string | undefined;
-      if (id) warm.push(id);
-      await sleep(1000);
-      return (await clients.ask<{ all: boolean }>({ type: 'seen', ids: warm }, 'seen')).all;
-    }, { timeoutMs: 300_000, intervalMs: 100 });
+    await eventually(
+      async () => {
+        const id = (await request('warm-up')).data?.requestApproval?.id as string | undefined;
+        if (id) warm.push(id);
+        await sleep(1000);
+        return (await clients.ask<{ all: boolean }>({ type: 'seen', ids: warm }, 'seen')).all;
+      },
+      { timeoutMs: 300_000, intervalMs: 100 },
+    );
     await sleep(2000);
     const steady = memoryOf(gatewayPid);
     console.log(`all registered (${warm.length} warm-up events); gateway RSS ${before.rssMB} MB → ${steady.rssMB} MB`);
@@ -162,7 +175,8 @@ async function main() {
       const lat = got.times.map((t) => t! - committed);
       const d = dist(lat);
       const first = Math.min(...lat);
-      if (e > 0) { // the first event after the warm-up is not counted
+      if (e > 0) {
+        // the first event after the warm-up is not counted
         rows.push({ event: e, first, p50: d.p50, p99: d.p99, last: d.max });
         console.log(`event ${e}: first ${ms(first)}, p50 ${ms(d.p50)}, p99 ${ms(d.p99)}, last ${ms(d.max)}`);
       }
@@ -246,14 +260,22 @@ async function main() {
 }
 
 interface Run {
-  date: string; mode: string; stack?: string; subscribers: number; connections?: number; events: number; outboxPollMs: number;
-  clock?: string; clockSkewBoundMs?: number;
+  date: string;
+  mode: string;
+  stack?: string;
+  subscribers: number;
+  connections?: number;
+  events: number;
+  outboxPollMs: number;
+  clock?: string;
+  clockSkewBoundMs?: number;
   machine: { nproc: number; cpu: string; node: string; loadavgBefore?: number[]; loadavgAtEnd: number[]; rssMB?: number; heapUsedMB?: number };
   gateway?: { process: string; rssBeforeMB: number; rssSteadyMB: number; rssEndMB: number; rssPeakMB: number; mbPer1000: number; cpuMsPerEvent?: number };
   client?: string;
   clientsRssMB?: number;
   clientsCpuMsPerEvent?: number;
-  lastClient: Dist; medianClient: Dist;
+  lastClient: Dist;
+  medianClient: Dist;
   perEvent: { event: number; first: number; p50: number; p99: number; last: number }[];
 }
 
@@ -266,9 +288,9 @@ function render(all: Record<string, Run>): string {
     'N graphql-ws subscribers on one gateway (half MANAGER, half ADMIN: 2 resolution groups), one `approvalStatusChanged`',
     'event at a time. Latency = from the `requestApproval` response (the transaction with the outbox row committed) to a',
     'client receiving the event, its selection resolved through the opportunity, customer and auth subgraphs. Includes',
-    'the outbox relay (woken by the commit; OUTBOX_POLL_MS is its idle poll), Kafka and the gateway\'s fan-out.',
+    "the outbox relay (woken by the commit; OUTBOX_POLL_MS is its idle poll), Kafka and the gateway's fan-out.",
     'The subscribers run in a child process (bench/subscriptions/clients.mjs); receipt and commit times are both',
-    '`performance.timeOrigin + performance.now()` (the clock check: the subscriber process\'s clock read on receipt of an',
+    "`performance.timeOrigin + performance.now()` (the clock check: the subscriber process's clock read on receipt of an",
     'IPC message minus this process\'s clock at sending, an upper bound of the skew plus one IPC hop). "over events": the',
     'distribution of the per-event figure over the measured events (with 10 events, p99 is their max). Where the time',
     'goes, before/after comparisons and the memory budget: bench/results/subscriptions-profile.md.',
@@ -282,9 +304,11 @@ function render(all: Record<string, Run>): string {
       '',
       `${r.date} · ${r.stack} · ${r.subscribers} subscribers on ${r.connections} WebSocket connections · ${r.events} events · OUTBOX_POLL_MS ${r.outboxPollMs} · clock check ${r.clockSkewBoundMs} ms`,
       `Machine: ${r.machine.nproc} CPUs (${r.machine.cpu}), Node ${r.machine.node}, load average before ${r.machine.loadavgBefore?.join(' / ')}, at the end ${r.machine.loadavgAtEnd.join(' / ')} (shared machine).`,
-      `Memory (${g.process} process, RSS): ${g.rssBeforeMB} MB before the subscribers, ${g.rssSteadyMB} MB with all ${r.subscribers} registered (steady), ${g.rssEndMB} MB after the events, peak ${g.rssPeakMB} MB: ${g.mbPer1000} MB per 1,000 subscribers.`
-        + (g.cpuMsPerEvent !== undefined ? ` Gateway CPU ${g.cpuMsPerEvent} ms per event (user + system, over the measured events).` : '')
-        + (r.clientsRssMB ? ` Subscriber process (${r.client ?? 'graphql-ws createClient'}): RSS ${r.clientsRssMB} MB${r.clientsCpuMsPerEvent !== undefined ? `, CPU ${r.clientsCpuMsPerEvent} ms per event` : ''}.` : ''),
+      `Memory (${g.process} process, RSS): ${g.rssBeforeMB} MB before the subscribers, ${g.rssSteadyMB} MB with all ${r.subscribers} registered (steady), ${g.rssEndMB} MB after the events, peak ${g.rssPeakMB} MB: ${g.mbPer1000} MB per 1,000 subscribers.` +
+        (g.cpuMsPerEvent !== undefined ? ` Gateway CPU ${g.cpuMsPerEvent} ms per event (user + system, over the measured events).` : '') +
+        (r.clientsRssMB
+          ? ` Subscriber process (${r.client ?? 'graphql-ws createClient'}): RSS ${r.clientsRssMB} MB${r.clientsCpuMsPerEvent !== undefined ? `, CPU ${r.clientsCpuMsPerEvent} ms per event` : ''}.`
+          : ''),
       '',
       '| over events | p50 | p99 | max |',
       '|---|---|---|---|',
@@ -305,11 +329,17 @@ function render(all: Record<string, Run>): string {
       '',
       '| date | mode | subscribers (sockets) | events | last client p50 | p99 | median client p50 | RSS (whole process) | load average at the end |',
       '|---|---|---|---|---|---|---|---|---|',
-      ...earlier.map((r) => `| ${r.date} | ${r.mode} | ${r.subscribers}${r.connections && r.connections !== r.subscribers ? ` (${r.connections})` : ''} | ${r.events} | ${ms(r.lastClient.p50)} | ${ms(r.lastClient.p99)} | ${ms(r.medianClient.p50)} | ${r.machine.rssMB ? `${r.machine.rssMB} MB` : '–'} | ${r.machine.loadavgAtEnd.join(' / ')} |`),
+      ...earlier.map(
+        (r) =>
+          `| ${r.date} | ${r.mode} | ${r.subscribers}${r.connections && r.connections !== r.subscribers ? ` (${r.connections})` : ''} | ${r.events} | ${ms(r.lastClient.p50)} | ${ms(r.lastClient.p99)} | ${ms(r.medianClient.p50)} | ${r.machine.rssMB ? `${r.machine.rssMB} MB` : '–'} | ${r.machine.loadavgAtEnd.join(' / ')} |`,
+      ),
       '',
     );
   }
-  out.push('Run: `flock /tmp/quiet.lock npx tsx bench/subscriptions.ts` (real Postgres, Kafka, Redis; EMBEDDED=1 for the embedded Postgres and the in-process bus; STACK=single for one service process); N, EVENTS, PER_CONNECTION (subscriptions per socket), OUTBOX_POLL_MS, CPU_PROF env vars.', '');
+  out.push(
+    'Run: `flock /tmp/quiet.lock npx tsx bench/subscriptions.ts` (real Postgres, Kafka, Redis; EMBEDDED=1 for the embedded Postgres and the in-process bus; STACK=single for one service process); N, EVENTS, PER_CONNECTION (subscriptions per socket), OUTBOX_POLL_MS, CPU_PROF env vars.',
+    '',
+  );
   return out.join('\n');
 }
 

@@ -33,18 +33,30 @@ const done = { response: { body: { kind: 'single', singleResult: {} } }, errors:
 const empty = {
   async requestDidStart() {
     return {
-      async parsingDidStart() { return async () => undefined; },
-      async validationDidStart() { return async () => undefined; },
-      async didResolveOperation() { return undefined; },
-      async willSendResponse() { return undefined; },
+      async parsingDidStart() {
+        return async () => undefined;
+      },
+      async validationDidStart() {
+        return async () => undefined;
+      },
+      async didResolveOperation() {
+        return undefined;
+      },
+      async willSendResponse() {
+        return undefined;
+      },
     };
   },
 };
 
 async function hooks(p: typeof plugin | typeof empty, fetchHeaders: () => unknown): Promise<void> {
   const l = (await p.requestDidStart!({ contextValue: {} } as never)) as GraphQLRequestListener<never>;
-  await (await l.parsingDidStart!({} as never))?.();
-  await (await l.validationDidStart!({} as never))?.([]);
+  await (
+    await l.parsingDidStart!({} as never)
+  )?.();
+  await (
+    await l.validationDidStart!({} as never)
+  )?.([]);
   await l.didResolveOperation!(op as never);
   fetchHeaders();
   await l.willSendResponse!(done as never);
@@ -79,7 +91,9 @@ async function main() {
     ['no exporter (default)', noExporter],
     ['exporting (batch, discarded)', exporting],
   ] as const;
-  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, load ${loadavg().map((l) => l.toFixed(1)).join(' ')}, node ${process.version}`;
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, load ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')}, node ${process.version}`;
   const md = [
     `# Telemetry overhead per request (${new Date().toISOString()})`,
     '',

@@ -18,7 +18,9 @@ const ME = '{ me { id email name role active } }';
 const code = (r: { errors?: { extensions?: { code?: string } }[] }) => r.errors?.[0]?.extensions?.code;
 
 test('register → login → me', async () => {
-  const reg = await stack.gql(`mutation { register(input: { email: "Grace@Example.com", password: "correct-horse-1", name: "Grace" }) { accessToken user { id email role active } } }`);
+  const reg = await stack.gql(
+    `mutation { register(input: { email: "Grace@Example.com", password: "correct-horse-1", name: "Grace" }) { accessToken user { id email role active } } }`,
+  );
   expect(reg.errors).toBeUndefined();
   expect(reg.data.register.user).toMatchObject({ email: 'grace@example.com', role: 'SALES', active: true });
 
@@ -91,7 +93,12 @@ test('a direct call to a subgraph without the gateway signature is refused', asy
   const u = await stack.user();
   const res = await fetch(stack.subgraphs.auth!.url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}`, 'x-crm-identity': Buffer.from(JSON.stringify({ u: { userId: u.id, role: 'ADMIN', email: u.email }, iat: Math.floor(Date.now() / 1000) })).toString('base64url'), 'x-crm-signature': 'forged' },
+    headers: {
+      'content-type': 'application/json',
+      authorization: `Bearer ${u.token}`,
+      'x-crm-identity': Buffer.from(JSON.stringify({ u: { userId: u.id, role: 'ADMIN', email: u.email }, iat: Math.floor(Date.now() / 1000) })).toString('base64url'),
+      'x-crm-signature': 'forged',
+    },
     body: JSON.stringify({ query: '{ users { totalCount } }' }),
   });
   expect(res.status).toBe(401);

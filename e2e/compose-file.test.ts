@@ -94,7 +94,9 @@ describe.each(names)('subgraph %s', (name) => {
     const e = env(name);
     for (const key of ['NODE_ENV', 'KAFKA_BROKERS', 'REDIS_URL']) expect(e[key]).toBeTruthy();
     // docs/security.md: the gateway's and its peers' public keys, its own private key (auth: also the token key)
-    const keys = Object.keys(e).filter((k) => /_KEYS?$|SECRET/.test(k) && k !== 'METRICS_TOKEN').sort();
+    const keys = Object.keys(e)
+      .filter((k) => /_KEYS?$|SECRET/.test(k) && k !== 'METRICS_TOKEN')
+      .sort();
     expect(keys).toEqual([...(name === 'auth' ? SERVICE_SECRETS.auth : SERVICE_SECRETS.subgraph)].sort());
     expect(e.SERVICE_SIGNING_KEY).toBe(OPERATOR[`${envName(name)}_SERVICE_KEY`]);
     expect(() => requireServiceSecrets(readConfig(e), name)).not.toThrow();
@@ -131,9 +133,13 @@ describe('gateway', () => {
     for (const dep of [...names, 'kafka', 'redis']) expect([dep, dependsOn('gateway')[dep]]).toEqual([dep, { condition: 'service_healthy' }]);
   });
 
-  test('holds its own private key and auth\'s public keys, nothing that signs for auth or a subgraph', () => {
+  test("holds its own private key and auth's public keys, nothing that signs for auth or a subgraph", () => {
     const e = env('gateway');
-    expect(Object.keys(e).filter((k) => /_KEYS?$|SECRET/.test(k)).sort()).toEqual([...SERVICE_SECRETS.gateway].sort());
+    expect(
+      Object.keys(e)
+        .filter((k) => /_KEYS?$|SECRET/.test(k))
+        .sort(),
+    ).toEqual([...SERVICE_SECRETS.gateway].sort());
     expect(e.AUTH_PUBLIC_KEYS).toBe(OPERATOR.AUTH_PUBLIC_KEYS);
     // what the gateway signs, every subgraph verifies
     for (const name of names) expect(env(name).GATEWAY_PUBLIC_KEYS).toBe(OPERATOR.GATEWAY_PUBLIC_KEYS);
@@ -142,9 +148,12 @@ describe('gateway', () => {
 });
 
 test('every variable given to our services is one the configuration knows', () => {
-  const allowed = (key: string) =>
-    configKeys.has(key) || key === 'SERVICE' || names.some((n) => key === `${envName(n)}_URL` || key === `${envName(n)}_DATABASE_URL`);
-  const unknown = ownServices.flatMap((s) => Object.keys(env(s)).filter((k) => !allowed(k)).map((k) => `${s}: ${k}`));
+  const allowed = (key: string) => configKeys.has(key) || key === 'SERVICE' || names.some((n) => key === `${envName(n)}_URL` || key === `${envName(n)}_DATABASE_URL`);
+  const unknown = ownServices.flatMap((s) =>
+    Object.keys(env(s))
+      .filter((k) => !allowed(k))
+      .map((k) => `${s}: ${k}`),
+  );
   expect(unknown).toEqual([]);
   // …and every value is one the configuration accepts.
   for (const s of ownServices) expect(() => readConfig(env(s))).not.toThrow();
@@ -157,7 +166,9 @@ test('Kafka runs in KRaft mode (apache/kafka), healthy-checked', () => {
   expect(env('kafka').KAFKA_CONTROLLER_QUORUM_VOTERS).toBeTruthy();
   expect(kafka.healthcheck?.test).toBeDefined();
   // The brokers our services use are the ones Kafka advertises inside the network.
-  const internal = env('kafka').KAFKA_ADVERTISED_LISTENERS!.split(',').map((l) => l.replace(/^[A-Z_]+:\/\//, ''));
+  const internal = env('kafka')
+    .KAFKA_ADVERTISED_LISTENERS!.split(',')
+    .map((l) => l.replace(/^[A-Z_]+:\/\//, ''));
   for (const s of ownServices) for (const b of env(s).KAFKA_BROKERS!.split(',')) expect(internal).toContain(b);
 });
 

@@ -32,16 +32,23 @@ describeWithKafka('two concurrent writers on one customer', () => {
     const reps = [await stack.user('SALES'), await stack.user('SALES')];
     const ids: string[] = [];
     for (let i = 0; i < CUSTOMERS; i++) {
-      const r = await manager.gql(`mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }`, { input: { name: `Race ${i}`, assignedRepId: reps[0]!.id, size: 'SMALL' } });
+      const r = await manager.gql(`mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }`, {
+        input: { name: `Race ${i}`, assignedRepId: reps[0]!.id, size: 'SMALL' },
+      });
       expect(r.errors).toBeUndefined();
       ids.push(r.data.createCustomer.id);
     }
     let errors = 0;
     for (let round = 1; round <= ROUNDS; round++) {
-      const results = await Promise.all(ids.flatMap((id, i) => [
-        manager.gql(`mutation($id: ID!, $input: UpdateCustomerInput!) { updateCustomer(id: $id, input: $input) { id } }`, { id, input: { name: `Race ${i} r${round}`, size: SIZES[round % SIZES.length] } }),
-        manager.gql(`mutation($id: ID!, $rep: ID!) { assignCustomer(id: $id, repId: $rep) { id } }`, { id, rep: reps[round % 2]!.id }),
-      ]));
+      const results = await Promise.all(
+        ids.flatMap((id, i) => [
+          manager.gql(`mutation($id: ID!, $input: UpdateCustomerInput!) { updateCustomer(id: $id, input: $input) { id } }`, {
+            id,
+            input: { name: `Race ${i} r${round}`, size: SIZES[round % SIZES.length] },
+          }),
+          manager.gql(`mutation($id: ID!, $rep: ID!) { assignCustomer(id: $id, repId: $rep) { id } }`, { id, rep: reps[round % 2]!.id }),
+        ]),
+      );
       errors += results.filter((r) => r.errors).length;
     }
     expect(errors).toBe(0);
@@ -53,8 +60,15 @@ describeWithKafka('two concurrent writers on one customer', () => {
       await eventually(async () => (await bus.lag(group, ['customer.events'])).every((p) => p.lag === 0), { timeoutMs: 120_000, intervalMs: 250 });
     }
 
-    interface Row { id: string; name: string; size: string | null; assigned_rep_id: string | null }
-    const owner = new Map((await stack.sql<Row>('customer', 'SELECT id, name, size, assigned_rep_id FROM customers WHERE id::text = ANY(?::text[])', [`{${ids.join(',')}}`])).map((r) => [r.id, r]));
+    interface Row {
+      id: string;
+      name: string;
+      size: string | null;
+      assigned_rep_id: string | null;
+    }
+    const owner = new Map(
+      (await stack.sql<Row>('customer', 'SELECT id, name, size, assigned_rep_id FROM customers WHERE id::text = ANY(?::text[])', [`{${ids.join(',')}}`])).map((r) => [r.id, r]),
+    );
     const differ = async (subgraph: string, query: string, fields: (keyof Row)[]) => {
       const rows = await stack.sql<Row>(subgraph, query, [`{${ids.join(',')}}`]);
       const copy = new Map(rows.map((r) => [r.id, r]));
@@ -66,12 +80,28 @@ describeWithKafka('two concurrent writers on one customer', () => {
       analytics: await differ('analytics', 'SELECT id, size, assigned_rep_id FROM customer_facts WHERE id::text = ANY(?::text[])', ['size', 'assigned_rep_id']),
     };
     // nothing lost: every copy holds the owner's newest aggregate version of each customer
-    const newest = new Map((await stack.sql<{ key: string; v: string }>('customer', `SELECT key, max(aggregate_version) AS v FROM outbox WHERE topic = 'customer.events' AND key = ANY(?::text[]) GROUP BY key`, [`{${ids.join(',')}}`])).map((r) => [r.key, Number(r.v)]));
+    const newest = new Map(
+      (
+        await stack.sql<{ key: string; v: string }>(
+          'customer',
+          `SELECT key, max(aggregate_version) AS v FROM outbox WHERE topic = 'customer.events' AND key = ANY(?::text[]) GROUP BY key`,
+          [`{${ids.join(',')}}`],
+        )
+      ).map((r) => [r.key, Number(r.v)]),
+    );
     const behind = async (subgraph: string, table: string) =>
-      (await stack.sql<{ id: string; version: string | null }>(subgraph, `SELECT id, version FROM ${table} WHERE id::text = ANY(?::text[])`, [`{${ids.join(',')}}`])).filter((r) => Number(r.version) !== newest.get(r.id)).length;
-    const notNewest = { salesActivity: await behind('sales-activity', 'customer_refs'), opportunity: await behind('opportunity', 'customer_refs'), analytics: await behind('analytics', 'customer_facts') };
+      (await stack.sql<{ id: string; version: string | null }>(subgraph, `SELECT id, version FROM ${table} WHERE id::text = ANY(?::text[])`, [`{${ids.join(',')}}`])).filter(
+        (r) => Number(r.version) !== newest.get(r.id),
+      ).length;
+    const notNewest = {
+      salesActivity: await behind('sales-activity', 'customer_refs'),
+      opportunity: await behind('opportunity', 'customer_refs'),
+      analytics: await behind('analytics', 'customer_facts'),
+    };
     // the figures docs/faults.md quotes
-    console.log(`concurrent writers: ${CUSTOMERS} customers x ${ROUNDS} rounds, ${errors} errors, customers differing from the owner ${JSON.stringify(drift)}, copies not at the owner's newest version ${JSON.stringify(notNewest)}, ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    console.log(
+      `concurrent writers: ${CUSTOMERS} customers x ${ROUNDS} rounds, ${errors} errors, customers differing from the owner ${JSON.stringify(drift)}, copies not at the owner's newest version ${JSON.stringify(notNewest)}, ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
     expect(drift).toEqual({ salesActivity: 0, opportunity: 0, analytics: 0 });
     expect(notNewest).toEqual({ salesActivity: 0, opportunity: 0, analytics: 0 });
     // and the owner holds what the last writer of each kind asked for

@@ -53,7 +53,7 @@ describe('batching', () => {
     expect({ customer: at50.customer, auth: at50.auth }).toEqual({ customer: at5.customer, auth: at5.auth });
     // one page query in the customer subgraph (QUERY selects no totalCount, so nothing is counted)
     expect(at5.customer).toBe(1);
-     
+
     console.log(`statements for customers(first: 50): at 5 → ${JSON.stringify(at5)}, at 50 → ${JSON.stringify(at50)}`);
   }, 240_000);
 
@@ -71,11 +71,13 @@ describe('batching', () => {
   test('User.customers is batched: statements do not grow with the number of users', async () => {
     const Q = (n: number) => `{ users(role: SALES, first: ${n}) { edges { node { id customers(first: 5) { totalCount edges { node { id } } } } } } }`;
     const count = async (n: number) =>
-      (await countStatements(stack, ['customer'], async () => {
-        const r = await manager.gql(Q(n));
-        expect(r.errors).toBeUndefined();
-        expect(r.data.users.edges.length).toBeGreaterThan(n === 1 ? 0 : 5);
-      })).customer;
+      (
+        await countStatements(stack, ['customer'], async () => {
+          const r = await manager.gql(Q(n));
+          expect(r.errors).toBeUndefined();
+          expect(r.data.users.edges.length).toBeGreaterThan(n === 1 ? 0 : 5);
+        })
+      ).customer;
     const one = await count(1);
     const many = await count(7);
     expect(many).toBe(one);
@@ -94,7 +96,7 @@ describe('federation', () => {
     expect(o.data.customer.assignedRep).toBeNull();
   });
 
-  test('User.customers: own list for SALES, empty for another user; everyone\'s for MANAGER', async () => {
+  test("User.customers: own list for SALES, empty for another user; everyone's for MANAGER", async () => {
     const frank = await stack.user('SALES', 'Frank Owner');
     const c1 = await create(frank, { name: 'Frank 1' });
     const c2 = await create(frank, { name: 'Frank 2' });

@@ -30,13 +30,28 @@ describeWithKafka('dead letters', () => {
     const ns = stack.config.KAFKA_NAMESPACE;
     const admin = await stack.admin();
     const customerId = randomUUID();
-    const event = buildEnvelope('customer', 'customer.created', customerId, { customerId, name: 'Replayed Inc', assignedRepId: null, size: null, investmentProfile: null }, { actorId: admin.id });
-    await bus.publish([{
-      topic: 'customer.events.dlq',
-      key: customerId,
-      value: JSON.stringify(event),
-      headers: { 'x-error': 'customer.created failed after 5 attempts: database away', 'x-origin-topic': 'customer.events', 'x-origin-partition': '0', 'x-origin-offset': '7', 'x-consumer': 'auth', 'x-dead-lettered-at': new Date().toISOString() },
-    }]);
+    const event = buildEnvelope(
+      'customer',
+      'customer.created',
+      customerId,
+      { customerId, name: 'Replayed Inc', assignedRepId: null, size: null, investmentProfile: null },
+      { actorId: admin.id },
+    );
+    await bus.publish([
+      {
+        topic: 'customer.events.dlq',
+        key: customerId,
+        value: JSON.stringify(event),
+        headers: {
+          'x-error': 'customer.created failed after 5 attempts: database away',
+          'x-origin-topic': 'customer.events',
+          'x-origin-partition': '0',
+          'x-origin-offset': '7',
+          'x-consumer': 'auth',
+          'x-dead-lettered-at': new Date().toISOString(),
+        },
+      },
+    ]);
 
     const letters = await readDeadLetters(bus, ns, 'customer.events');
     expect(letters).toHaveLength(1);
@@ -52,15 +67,29 @@ describeWithKafka('dead letters', () => {
     expect(await replayDeadLetters(bus, letters)).toBe(1); // twice: the inbox keeps it to one effect
     await eventually(async () => (await audits()) === 1);
     // a later event on the same key proves both replays were consumed before we count again
-    const marker = buildEnvelope('customer', 'customer.updated', customerId, { customerId, name: 'Replayed Inc', assignedRepId: null, size: null, investmentProfile: null, changes: ['name'] }, { actorId: admin.id });
+    const marker = buildEnvelope(
+      'customer',
+      'customer.updated',
+      customerId,
+      { customerId, name: 'Replayed Inc', assignedRepId: null, size: null, investmentProfile: null, changes: ['name'] },
+      { actorId: admin.id },
+    );
     await bus.publish([{ topic: 'customer.events', key: customerId, value: JSON.stringify(marker) }]);
     await eventually(async () => (await stack.sql('auth', 'SELECT 1 FROM inbox WHERE event_id = ?', [marker.id])).length === 1);
     expect(await audits()).toBe(1);
 
     // purge removes what was read, not a letter that arrived after the read
     const read = await readDeadLetters(bus, ns, 'customer.events');
-    const late = buildEnvelope('customer', 'customer.created', customerId, { customerId, name: 'Late Inc', assignedRepId: null, size: null, investmentProfile: null }, { actorId: admin.id });
-    await bus.publish([{ topic: 'customer.events.dlq', key: customerId, value: JSON.stringify(late), headers: { 'x-error': 'late', 'x-origin-topic': 'customer.events', 'x-consumer': 'auth' } }]);
+    const late = buildEnvelope(
+      'customer',
+      'customer.created',
+      customerId,
+      { customerId, name: 'Late Inc', assignedRepId: null, size: null, investmentProfile: null },
+      { actorId: admin.id },
+    );
+    await bus.publish([
+      { topic: 'customer.events.dlq', key: customerId, value: JSON.stringify(late), headers: { 'x-error': 'late', 'x-origin-topic': 'customer.events', 'x-consumer': 'auth' } },
+    ]);
     expect(await purgeDeadLetters(bus, ns, read)).toBe(1);
     const left = await readDeadLetters(bus, ns, 'customer.events');
     expect(left.map((l) => l.eventId)).toEqual([late.id]);
@@ -72,11 +101,17 @@ describeWithKafka('dead letters', () => {
     const userId = randomUUID();
     const event = buildEnvelope('auth', 'user.logout', userId, { userId }, { actorId: null });
     // parked as the relay parks a row the broker refused for good
-    await stack.sql('auth', `INSERT INTO outbox (id, topic, key, type, envelope, failed_at, attempts, last_error) VALUES (?, 'user.events', ?, 'user.logout', ?, now(), 1, 'CORRUPT_MESSAGE (test)')`, [event.id, userId, JSON.stringify(event)]);
+    await stack.sql(
+      'auth',
+      `INSERT INTO outbox (id, topic, key, type, envelope, failed_at, attempts, last_error) VALUES (?, 'user.events', ?, 'user.logout', ?, now(), 1, 'CORRUPT_MESSAGE (test)')`,
+      [event.id, userId, JSON.stringify(event)],
+    );
     const parked = await parkedRows('auth', stack.config);
     expect(parked.filter((r) => r.id === event.id)).toEqual([expect.objectContaining({ id: event.id, type: 'user.logout', last_error: 'CORRUPT_MESSAGE (test)' })]);
     expect(await unparkRows('auth', event.id, stack.config)).toBe(1);
-    await eventually(async () => (await stack.sql<{ sent_at: Date | null }>('auth', 'SELECT sent_at FROM outbox WHERE id = ?', [event.id]))[0]?.sent_at != null, { timeoutMs: 60_000 });
+    await eventually(async () => (await stack.sql<{ sent_at: Date | null }>('auth', 'SELECT sent_at FROM outbox WHERE id = ?', [event.id]))[0]?.sent_at != null, {
+      timeoutMs: 60_000,
+    });
     expect((await parkedRows('auth', stack.config)).some((r) => r.id === event.id)).toBe(false);
   });
 });
@@ -103,11 +138,17 @@ describeWithKafka('a replayed dead letter after the copy moved on', () => {
     // user.updated while still SALES (the letter we will replay), then promoted to MANAGER
     expect((await admin.gql(`mutation($id: ID!) { updateUser(id: $id, input: { name: "Still Sales" }) { id } }`, { id: user.id })).errors).toBeUndefined();
     expect((await admin.gql(`mutation($id: ID!) { updateUser(id: $id, input: { role: MANAGER }) { id } }`, { id: user.id })).errors).toBeUndefined();
-    interface Out { id: string; envelope: { id: string; aggregateVersion: number; data: { role: string } } }
+    interface Out {
+      id: string;
+      envelope: { id: string; aggregateVersion: number; data: { role: string } };
+    }
     const events = await stack.sql<Out>('auth', `SELECT id, envelope FROM outbox WHERE key = ? AND type = 'user.updated' ORDER BY seq`, [user.id]);
     expect(events.map((e) => e.envelope.data.role)).toEqual(['SALES', 'MANAGER']);
     const [old, newest] = [events[0]!.envelope, events[1]!.envelope];
-    interface RepRow { active: boolean; version: string | null }
+    interface RepRow {
+      active: boolean;
+      version: string | null;
+    }
     const rep = async () => (await stack.sql<RepRow>('customer', 'SELECT active, version FROM reps WHERE id = ?', [user.id]))[0];
     await eventually(async () => Number((await rep())?.version) === newest.aggregateVersion, { timeoutMs: 60_000 });
     expect((await rep())!.active).toBe(false);
@@ -119,12 +160,20 @@ describeWithKafka('a replayed dead letter after the copy moved on', () => {
     await eventually(async () => (await stack.sql('analytics', 'SELECT 1 FROM inbox WHERE event_id = ?', [newest.id])).length === 1, { timeoutMs: 60_000 });
     await stack.sql('customer', 'DELETE FROM inbox WHERE event_id = ?', [old.id]);
     await stack.sql('analytics', 'DELETE FROM inbox WHERE event_id = ?', [old.id]);
-    await bus.publish([{
-      topic: 'user.events.dlq',
-      key: user.id,
-      value: JSON.stringify(old),
-      headers: { 'x-error': 'user.updated failed after 5 attempts: test', 'x-origin-topic': 'user.events', 'x-consumer': 'customer', 'x-group': 'crm-customer', 'x-replays': '0' },
-    }]);
+    await bus.publish([
+      {
+        topic: 'user.events.dlq',
+        key: user.id,
+        value: JSON.stringify(old),
+        headers: {
+          'x-error': 'user.updated failed after 5 attempts: test',
+          'x-origin-topic': 'user.events',
+          'x-consumer': 'customer',
+          'x-group': 'crm-customer',
+          'x-replays': '0',
+        },
+      },
+    ]);
     const letters = (await readDeadLetters(bus, ns, 'user.events')).filter((l) => l.eventId === old.id);
     expect(letters).toHaveLength(1);
     expect(letters[0]).toMatchObject({ consumer: 'customer', group: 'crm-customer', replays: 0 });
@@ -146,6 +195,8 @@ describeWithKafka('a replayed dead letter after the copy moved on', () => {
     // purge what was read
     const again = (await readDeadLetters(bus, ns, 'user.events')).filter((l) => l.eventId === old.id);
     expect(await purgeDeadLetters(bus, ns, again)).toBeGreaterThanOrEqual(1);
-    console.log(`replay after the copy moved on: rep directory unchanged (version ${newest.aggregateVersion}), assignCustomer refused, analytics did not see it, ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    console.log(
+      `replay after the copy moved on: rep directory unchanged (version ${newest.aggregateVersion}), assignCustomer refused, analytics did not see it, ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
   });
 });

@@ -42,7 +42,9 @@ const secretValues: Record<string, string> = {
   METRICS_TOKEN: randomBytes(24).toString('hex'),
 };
 
-interface Model { validate(): void }
+interface Model {
+  validate(): void;
+}
 
 /** PrometheusRule (a Prometheus Operator CRD, not in kubernetes-models): the fields the operator requires, and what our alerts promise. */
 class PrometheusRuleModel implements Model {
@@ -69,10 +71,12 @@ function modelOf(o: K8sObject): new (data: unknown) => Model {
   if (o.apiVersion === 'monitoring.coreos.com/v1' && o.kind === 'PrometheusRule') return PrometheusRuleModel as unknown as new (data: unknown) => Model;
   const [group, version] = o.apiVersion.includes('/') ? o.apiVersion.split('/') : ['', o.apiVersion];
   // kubernetes-models exports each API group camel-cased: networking.k8s.io → networkingK8sIo; the core group as v1.
-  const groupKey = group!.split('.').map((part, i) => (i === 0 ? part : part[0]!.toUpperCase() + part.slice(1))).join('');
+  const groupKey = group!
+    .split('.')
+    .map((part, i) => (i === 0 ? part : part[0]!.toUpperCase() + part.slice(1)))
+    .join('');
   const scope = (group ? (models as unknown as Record<string, Record<string, unknown>>)[groupKey]?.[version!] : (models as unknown as Record<string, unknown>)[version!]) as
-    | Record<string, unknown>
-    | undefined;
+    Record<string, unknown> | undefined;
   const cls = scope?.[o.kind];
   if (typeof cls !== 'function') throw new Error(`no Kubernetes schema for ${o.apiVersion} ${o.kind}`);
   return cls as new (data: unknown) => Model;
@@ -120,7 +124,7 @@ test('the supergraph ConfigMap is what supergraph.yaml composes to (run `npm run
   expect(readFileSync(SUPERGRAPH_CONFIGMAP, 'utf8')).toBe(supergraphConfigMap());
 });
 
-test('the Secret example\'s placeholder secrets are refused in production (issue 15)', () => {
+test("the Secret example's placeholder secrets are refused in production (issue 15)", () => {
   // with the production overlay's SASL mechanism, which the example's Kafka credentials go with
   const env = { NODE_ENV: 'production', KAFKA_SASL_MECHANISM: 'scram-sha-512', ...secretValues };
   expect(() => readConfig(env)).not.toThrow();
@@ -130,7 +134,11 @@ test('the Secret example\'s placeholder secrets are refused in production (issue
 test('the Secret example is a valid Secret with every key the manifests read', () => {
   expect(() => new (modelOf(secretExample))(secretExample).validate()).not.toThrow();
   const objects = renderKustomization(join(DEPLOY_DIR, 'base'));
-  const keys = objects.flatMap(containersOf).flatMap((c) => envOf(c).map((e) => e.valueFrom?.secretKeyRef).filter((r) => r !== undefined));
+  const keys = objects.flatMap(containersOf).flatMap((c) =>
+    envOf(c)
+      .map((e) => e.valueFrom?.secretKeyRef)
+      .filter((r) => r !== undefined),
+  );
   for (const ref of keys) {
     const known = ref.name === 'crm-keys' ? keyValues : secretValues;
     expect(`${ref.name}/${ref.key}: ${ref.key in known}`).toBe(`${ref.name === 'crm-keys' ? 'crm-keys' : 'crm-secrets'}/${ref.key}: true`);
@@ -170,7 +178,7 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     expect(objects.length).toBeGreaterThan(services.length * 4);
   });
 
-  test('Kafka, Postgres and Redis are external: only this repo\'s image runs, no StatefulSet or volume claim', () => {
+  test("Kafka, Postgres and Redis are external: only this repo's image runs, no StatefulSet or volume claim", () => {
     expect(objects.filter((o) => ['StatefulSet', 'PersistentVolumeClaim'].includes(o.kind)).map(sortKey)).toEqual([]);
     const images = new Set(objects.flatMap(containersOf).map((c) => c.image));
     expect(images.size).toBe(1);
@@ -204,12 +212,10 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
       if (service !== 'gateway') expect(String(svcPort.port)).toBe(routing[service]!.port);
     });
 
-    test('runs this repo\'s entry point for it', () => {
+    test("runs this repo's entry point for it", () => {
       const command = container.command as string[];
       for (const arg of command.filter((a) => a.endsWith('.ts') || a.includes('/'))) expect(existsSync(join(ROOT, arg))).toBe(true);
-      expect(command).toEqual(
-        service === 'gateway' ? ['node_modules/.bin/tsx', 'gateway/src/main.ts'] : ['node_modules/.bin/tsx', `subgraphs/${service}/src/main.ts`],
-      );
+      expect(command).toEqual(service === 'gateway' ? ['node_modules/.bin/tsx', 'gateway/src/main.ts'] : ['node_modules/.bin/tsx', `subgraphs/${service}/src/main.ts`]);
     });
 
     test('readiness on /ready, liveness and start-up on /health, of its http port', () => {
@@ -274,7 +280,10 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
   test('HTTPS reaches the gateway through an Ingress: TLS from cert-manager, WebSocket-friendly timeouts, its own host', () => {
     const ingress = byKind(objects, 'Ingress', 'gateway') as unknown as {
       metadata: { annotations: Record<string, string> };
-      spec: { tls: { hosts: string[]; secretName: string }[]; rules: { host: string; http: { paths: { path: string; backend: { service: { name: string; port: { name: string } } } }[] } }[] };
+      spec: {
+        tls: { hosts: string[]; secretName: string }[];
+        rules: { host: string; http: { paths: { path: string; backend: { service: { name: string; port: { name: string } } } }[] } }[];
+      };
     };
     expect(ingress).toBeDefined();
     expect(ingress.metadata.annotations['cert-manager.io/cluster-issuer']).toMatch(/^letsencrypt/);
@@ -290,7 +299,13 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
   test('every HPA scales on CPU (70 %) and memory (80 %)', () => {
     for (const service of services) {
       const metrics = (byKind(objects, 'HorizontalPodAutoscaler', service)!.spec as { metrics: { resource: { name: string; target: { averageUtilization: number } } }[] }).metrics;
-      expect([service, metrics.map((m) => [m.resource.name, m.resource.target.averageUtilization])]).toEqual([service, [['cpu', 70], ['memory', 80]]]);
+      expect([service, metrics.map((m) => [m.resource.name, m.resource.target.averageUtilization])]).toEqual([
+        service,
+        [
+          ['cpu', 70],
+          ['memory', 80],
+        ],
+      ]);
     }
   });
 
@@ -314,7 +329,7 @@ describe.each(OVERLAYS)('overlay %s', (overlay) => {
     expect(env.REDIS_URL).toBeTruthy();
   });
 
-  test('the migrations Job migrates every subgraph\'s database with migrate-cli', () => {
+  test("the migrations Job migrates every subgraph's database with migrate-cli", () => {
     const job = byKind(objects, 'Job', 'crm-migrate')!;
     const container = containersOf(job)[0]!;
     expect(container.command).toEqual(['node_modules/.bin/tsx', 'apps/platform/src/migrate-cli.ts']);

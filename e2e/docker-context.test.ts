@@ -37,10 +37,25 @@ const SECRET = /(^|\/)(\.env(\..*)?|[^/]*\.env|\.npmrc|[^/]*\.(pem|key|p12|pfx)|
 
 test('secret files are never in the build context, wherever they are put', () => {
   const planted = [
-    '.env', '.env.production', 'crm.env', 'prod.env', '.npmrc', '.data/pg/base/1', '.data/keys/auth.pem',
-    'keys/jwt.pem', 'keys/auth.key', 'id_rsa', 'id_ed25519.pub',
-    'gateway/src/.env', 'subgraphs/auth/src/.npmrc', 'subgraphs/auth/src/signing.key', 'packages/config/src/crm.env',
-    'apps/platform/src/.data/x', 'subgraphs/customer/migrations/.env', 'deploy/secrets.example.yaml', 'docker/postgres-init.sql',
+    '.env',
+    '.env.production',
+    'crm.env',
+    'prod.env',
+    '.npmrc',
+    '.data/pg/base/1',
+    '.data/keys/auth.pem',
+    'keys/jwt.pem',
+    'keys/auth.key',
+    'id_rsa',
+    'id_ed25519.pub',
+    'gateway/src/.env',
+    'subgraphs/auth/src/.npmrc',
+    'subgraphs/auth/src/signing.key',
+    'packages/config/src/crm.env',
+    'apps/platform/src/.data/x',
+    'subgraphs/customer/migrations/.env',
+    'deploy/secrets.example.yaml',
+    'docker/postgres-init.sql',
   ];
   expect(planted.filter(sent)).toEqual([]);
 });
@@ -50,10 +65,20 @@ test('the real build context holds no secret file, no tests, no node_modules, an
   expect(files.filter((f) => SECRET.test(f))).toEqual([]);
   expect(files.filter((f) => /(^|\/)(node_modules|\.git|test|bench|coverage|\.data)\//.test(f) || f.endsWith('.test.ts'))).toEqual([]);
   for (const needed of [
-    'package.json', 'package-lock.json', 'supergraph.yaml', 'gateway/src/main.ts', 'gateway/src/compose-cli.ts',
-    'packages/runtime/src/index.ts', 'packages/config/src/index.ts', 'apps/platform/src/migrate-cli.ts', 'subgraphs/auth/src/main.ts', 'subgraphs/auth/src/schema.graphql',
-    'subgraphs/auth/migrations/index.ts', 'clients/persisted-operations.json',
-  ]) expect(files).toContain(needed);
+    'package.json',
+    'package-lock.json',
+    'supergraph.yaml',
+    'gateway/src/main.ts',
+    'gateway/src/compose-cli.ts',
+    'packages/runtime/src/index.ts',
+    'packages/config/src/index.ts',
+    'apps/platform/src/migrate-cli.ts',
+    'subgraphs/auth/src/main.ts',
+    'subgraphs/auth/src/schema.graphql',
+    'subgraphs/auth/migrations/index.ts',
+    'clients/persisted-operations.json',
+  ])
+    expect(files).toContain(needed);
 });
 
 test('the Dockerfile copies named paths only (no COPY . .), each of them in the context', () => {

@@ -30,7 +30,9 @@ const CUSTOMER_360 = `query($id: ID!) {
 }`;
 
 async function createCustomer(user: TestUser, name: string): Promise<string> {
-  const r = await user.gql(`mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }`, { input: { name, email: `${name.toLowerCase().replace(/\W+/g, '.')}@acme.test`, size: 'MEDIUM' } });
+  const r = await user.gql(`mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }`, {
+    input: { name, email: `${name.toLowerCase().replace(/\W+/g, '.')}@acme.test`, size: 'MEDIUM' },
+  });
   if (!r.data?.createCustomer) throw new Error(JSON.stringify(r.errors));
   return r.data.createCustomer.id;
 }
@@ -39,16 +41,26 @@ test('a SALES rep works a customer end to end; a MANAGER approves; one query sho
   const customerId = await createCustomer(rep, 'Acme Industries');
 
   // usable at once in sales-activity and opportunity (no wait for customer.created)
-  const meeting = dataOf(await rep.gql(`mutation($input: RecordMeetingInput!) { recordMeeting(input: $input) { id summary } }`, { input: { customerId, startsAt: new Date().toISOString(), summary: 'Kick-off call', nextAction: 'Send proposal' } }), 'recordMeeting');
+  const meeting = dataOf(
+    await rep.gql(`mutation($input: RecordMeetingInput!) { recordMeeting(input: $input) { id summary } }`, {
+      input: { customerId, startsAt: new Date().toISOString(), summary: 'Kick-off call', nextAction: 'Send proposal' },
+    }),
+    'recordMeeting',
+  );
   expect(meeting.summary).toBe('Kick-off call');
 
-  const task = await rep.gql(`mutation($input: CreateTaskInput!) { createTask(input: $input) { id status } }`, { input: { title: 'Send proposal', customerId, priority: 'HIGH', dueAt: new Date(Date.now() + 86_400_000).toISOString() } });
+  const task = await rep.gql(`mutation($input: CreateTaskInput!) { createTask(input: $input) { id status } }`, {
+    input: { title: 'Send proposal', customerId, priority: 'HIGH', dueAt: new Date(Date.now() + 86_400_000).toISOString() },
+  });
   expect(task.data.createTask.status).toBe('TODO');
   const done = await rep.gql(`mutation($id: ID!) { completeTask(id: $id) { status completedAt } }`, { id: task.data.createTask.id });
   expect(done.data.completeTask.status).toBe('COMPLETED');
   expect(done.data.completeTask.completedAt).toBeTruthy();
 
-  const request = dataOf(await rep.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id status } }`, { input: { customerId, title: 'Discount 10%', amount: 12000 } }), 'requestApproval');
+  const request = dataOf(
+    await rep.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id status } }`, { input: { customerId, title: 'Discount 10%', amount: 12000 } }),
+    'requestApproval',
+  );
   expect(request.status).toBe('PENDING');
   const approved = await manager.gql(`mutation($id: ID!) { approveRequest(id: $id, comment: "ok") { status approver { name } decidedAt } }`, { id: request.id });
   expect(approved.errors).toBeUndefined();
@@ -75,7 +87,11 @@ test('a SALES rep works a customer end to end; a MANAGER approves; one query sho
   expect(other.data?.customer ?? null).toBeNull();
   const list = await otherRep.gql(`{ customers(first: 100) { totalCount edges { node { id } } } }`);
   expect(list.data.customers.edges.map((e: { node: { id: string } }) => e.node.id)).not.toContain(customerId);
-  const byId = await otherRep.gql(`query($t: ID!, $m: ID!, $a: ID!) { task(id: $t) { title } meeting(id: $m) { summary } approvalRequest(id: $a) { title } }`, { t: task.data.createTask.id, m: meeting.id, a: request.id });
+  const byId = await otherRep.gql(`query($t: ID!, $m: ID!, $a: ID!) { task(id: $t) { title } meeting(id: $m) { summary } approvalRequest(id: $a) { title } }`, {
+    t: task.data.createTask.id,
+    m: meeting.id,
+    a: request.id,
+  });
   expect(byId.data?.task ?? null).toBeNull();
   expect(byId.data?.meeting ?? null).toBeNull();
   expect(byId.data?.approvalRequest ?? null).toBeNull();
@@ -97,7 +113,12 @@ test('the SQL a federated customer list costs does not grow from 5 to 50 custome
   for (let i = 0; i < 5; i++) ids.push(await createCustomer(seller, `Five ${i}`));
   // each customer gets a meeting and a task, so every nested field has rows to fetch
   const addActivity = async (id: string) => {
-    dataOf(await seller.gql(`mutation($input: RecordMeetingInput!) { recordMeeting(input: $input) { id } }`, { input: { customerId: id, startsAt: new Date().toISOString(), summary: 'Visit' } }), 'recordMeeting');
+    dataOf(
+      await seller.gql(`mutation($input: RecordMeetingInput!) { recordMeeting(input: $input) { id } }`, {
+        input: { customerId: id, startsAt: new Date().toISOString(), summary: 'Visit' },
+      }),
+      'recordMeeting',
+    );
   };
   for (const id of ids) await addActivity(id);
   const at5 = await statements();

@@ -55,7 +55,10 @@ interface Platform {
 /** `npm start`'s entry on the embedded default, in a process group of its own (kill -9 of the whole platform). */
 async function startPlatform(): Promise<Platform> {
   const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'apps/platform/src/main.ts')], {
-    cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: ROOT,
+    env,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -149,38 +152,48 @@ async function settled(p: Platform, label: string) {
   const owner = await sql<{ id: string }>(p, 'customer', 'SELECT id FROM customers WHERE id = ANY($1::uuid[])', [ids]);
   expect(owner.length).toBe(ids.length);
   let told = Date.now();
-  await eventually(async () => {
-    try {
-      for (const sub of ['auth', 'customer', 'opportunity', 'sales-activity', 'analytics']) {
-        const [row] = await sql<{ n: string }>(p, sub, 'SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL');
-        if (Number(row!.n) > 0) throw new Error(`${sub}: ${row!.n} unsent outbox rows`);
+  await eventually(
+    async () => {
+      try {
+        for (const sub of ['auth', 'customer', 'opportunity', 'sales-activity', 'analytics']) {
+          const [row] = await sql<{ n: string }>(p, sub, 'SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL');
+          if (Number(row!.n) > 0) throw new Error(`${sub}: ${row!.n} unsent outbox rows`);
+        }
+        // analytics applied each committed customer.created (acknowledged or not: its reply may have been lost)
+        const [{ n: all }] = (await sql<{ n: string }>(p, 'customer', 'SELECT count(*) AS n FROM customers')) as [{ n: string }];
+        const [metric] = await sql<{ count: number }>(p, 'analytics', `SELECT count FROM event_metrics WHERE type = 'customer.created'`);
+        if (Number(metric?.count ?? 0) < Number(all)) throw new Error(`analytics applied ${metric?.count ?? 0} customer.created events of ${all} committed customers`);
+        const [tasks] = await sql<{ n: string }>(p, 'sales-activity', `SELECT count(DISTINCT customer_id) AS n FROM tasks WHERE title LIKE 'First contact:%'`);
+        if (Number(tasks!.n) < Number(all)) throw new Error(`sales-activity made onboarding tasks for ${tasks!.n} of ${all} committed customers`);
+        return true;
+      } catch (err) {
+        if (Date.now() - told > 30_000) ((told = Date.now()), say(`${label}: not yet: ${String(err)}`));
+        throw err;
       }
-      // analytics applied each committed customer.created (acknowledged or not: its reply may have been lost)
-      const [{ n: all }] = await sql<{ n: string }>(p, 'customer', 'SELECT count(*) AS n FROM customers') as [{ n: string }];
-      const [metric] = await sql<{ count: number }>(p, 'analytics', `SELECT count FROM event_metrics WHERE type = 'customer.created'`);
-      if (Number(metric?.count ?? 0) < Number(all)) throw new Error(`analytics applied ${metric?.count ?? 0} customer.created events of ${all} committed customers`);
-      const [tasks] = await sql<{ n: string }>(p, 'sales-activity', `SELECT count(DISTINCT customer_id) AS n FROM tasks WHERE title LIKE 'First contact:%'`);
-      if (Number(tasks!.n) < Number(all)) throw new Error(`sales-activity made onboarding tasks for ${tasks!.n} of ${all} committed customers`);
-      return true;
-    } catch (err) {
-      if (Date.now() - told > 30_000) (told = Date.now()), say(`${label}: not yet: ${String(err)}`);
-      throw err;
-    }
-  }, { timeoutMs: 240_000, intervalMs: 1000 });
-  const [{ n: all }] = await sql<{ n: string }>(p, 'customer', 'SELECT count(*) AS n FROM customers') as [{ n: string }];
+    },
+    { timeoutMs: 240_000, intervalMs: 1000 },
+  );
+  const [{ n: all }] = (await sql<{ n: string }>(p, 'customer', 'SELECT count(*) AS n FROM customers')) as [{ n: string }];
   const [metric] = await sql<{ count: number }>(p, 'analytics', `SELECT count FROM event_metrics WHERE type = 'customer.created'`);
   expect(Number(metric!.count)).toBe(Number(all));
   // one onboarding task per committed customer: the effect exactly once
-  const tasks = await sql<{ customer_id: string; n: string }>(p, 'sales-activity', `SELECT customer_id, count(*) AS n FROM tasks WHERE title LIKE 'First contact:%' GROUP BY customer_id`);
+  const tasks = await sql<{ customer_id: string; n: string }>(
+    p,
+    'sales-activity',
+    `SELECT customer_id, count(*) AS n FROM tasks WHERE title LIKE 'First contact:%' GROUP BY customer_id`,
+  );
   expect(tasks.length).toBe(Number(all));
   expect(tasks.filter((t) => Number(t.n) !== 1)).toEqual([]);
   // no saga stuck
   for (const saga of sagas) {
-    const status = await eventually(async () => {
-      const r = await admin.gql(SAGA, { id: saga });
-      const s = r.data?.saga?.status as string | undefined;
-      return s && s !== 'RUNNING' ? s : undefined;
-    }, { timeoutMs: 120_000, intervalMs: 500 });
+    const status = await eventually(
+      async () => {
+        const r = await admin.gql(SAGA, { id: saga });
+        const s = r.data?.saga?.status as string | undefined;
+        return s && s !== 'RUNNING' ? s : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
     expect(status).toBe('COMPLETED');
   }
   say(`${label}: settled`);
@@ -213,34 +226,40 @@ afterAll(async () => {
   if (figures.length) console.log(`\nembedded crash stories:\n${figures.join('\n')}`);
 });
 
-story('kill -9 of each service in turn under steady writes: the launcher stays up, each comes back, nothing acknowledged lost, each event applied once, no saga stuck', async () => {
-  const p = platform!;
-  const stop = steadyWrites();
-  await eventually(async () => acked.size >= 5, { timeoutMs: 60_000 });
-  for (const name of SERVICES) {
-    const before = (await ready(p.gatewayUrl).catch(() => undefined)) ?? {};
-    const pid = before[name]?.pid;
-    expect(pid).toBeGreaterThan(0);
-    const restarts = before[name]!.restarts;
-    const t0 = Date.now();
-    process.kill(pid!, 'SIGKILL');
-    say(`kill -9 ${name} (pid ${pid})`);
-    const after = await eventually(async () => {
-      const s = await ready(p.gatewayUrl).catch(() => undefined);
-      return s?.[name]?.state === 'up' && s[name].restarts === restarts + 1 ? s : undefined;
-    }, { timeoutMs: 120_000, intervalMs: 100 });
-    const back = ((Date.now() - t0) / 1000).toFixed(1);
-    say(`${name} back in ${back} s (pid ${after[name]!.pid})`);
-    figures.push(`kill -9 ${name}: back in ${back} s`);
-    expect(p.proc.exitCode).toBeNull(); // the launcher never died
-    const written = acked.size;
-    await eventually(async () => acked.size >= written + 3, { timeoutMs: 60_000 });
-  }
-  const { ok, failed } = await stop();
-  say(`writes: ${ok} acknowledged, ${failed} failed while a service was down`);
-  expect(p.output()).not.toMatch(/GIVEN UP/);
-  await settled(p, 'each service killed in turn');
-});
+story(
+  'kill -9 of each service in turn under steady writes: the launcher stays up, each comes back, nothing acknowledged lost, each event applied once, no saga stuck',
+  async () => {
+    const p = platform!;
+    const stop = steadyWrites();
+    await eventually(async () => acked.size >= 5, { timeoutMs: 60_000 });
+    for (const name of SERVICES) {
+      const before = (await ready(p.gatewayUrl).catch(() => undefined)) ?? {};
+      const pid = before[name]?.pid;
+      expect(pid).toBeGreaterThan(0);
+      const restarts = before[name]!.restarts;
+      const t0 = Date.now();
+      process.kill(pid!, 'SIGKILL');
+      say(`kill -9 ${name} (pid ${pid})`);
+      const after = await eventually(
+        async () => {
+          const s = await ready(p.gatewayUrl).catch(() => undefined);
+          return s?.[name]?.state === 'up' && s[name].restarts === restarts + 1 ? s : undefined;
+        },
+        { timeoutMs: 120_000, intervalMs: 100 },
+      );
+      const back = ((Date.now() - t0) / 1000).toFixed(1);
+      say(`${name} back in ${back} s (pid ${after[name]!.pid})`);
+      figures.push(`kill -9 ${name}: back in ${back} s`);
+      expect(p.proc.exitCode).toBeNull(); // the launcher never died
+      const written = acked.size;
+      await eventually(async () => acked.size >= written + 3, { timeoutMs: 60_000 });
+    }
+    const { ok, failed } = await stop();
+    say(`writes: ${ok} acknowledged, ${failed} failed while a service was down`);
+    expect(p.output()).not.toMatch(/GIVEN UP/);
+    await settled(p, 'each service killed in turn');
+  },
+);
 
 story('kill -9 of the whole platform mid-write, then npm start again on the same .data: nothing acknowledged lost, each event applied once, no saga stuck', async () => {
   const stop = steadyWrites();
@@ -258,7 +277,10 @@ story('kill -9 of the whole platform mid-write, then npm start again on the same
   const client = testClient(platform.gatewayUrl, readConfig(env, {}));
   admin = await client.admin();
   // the same SALES user, logged in again (testClient's users have this password)
-  const login = await client.gql(`mutation($email: String!, $password: String!) { login(email: $email, password: $password) { accessToken } }`, { email: sales.email, password: 'password-1234' });
+  const login = await client.gql(`mutation($email: String!, $password: String!) { login(email: $email, password: $password) { accessToken } }`, {
+    email: sales.email,
+    password: 'password-1234',
+  });
   const token = login.data.login.accessToken as string;
   sales = { ...sales, token, gql: (q, v) => client.gql(q, v, token) };
   const stop2 = steadyWrites();

@@ -86,7 +86,9 @@ test('a rolled-back mutation publishes nothing; a committed one is published onc
   const created = seen.filter((m) => m.topic === 'user.events' && m.value?.toString().includes(`"type":"user.created"`) && m.value.toString().toLowerCase().includes(email));
   expect(created).toHaveLength(1);
   // and the outbox holds exactly the committed row for that email: the rolled-back one left nothing
-  const [rows] = await stack.subgraphs.auth!.db.orm.em.fork().getConnection().execute<{ n: string }[]>(
-    `SELECT count(*) AS n FROM outbox WHERE type = 'user.created' AND lower(envelope::text) LIKE ?`, [`%${email}%`]);
+  const [rows] = await stack.subgraphs
+    .auth!.db.orm.em.fork()
+    .getConnection()
+    .execute<{ n: string }[]>(`SELECT count(*) AS n FROM outbox WHERE type = 'user.created' AND lower(envelope::text) LIKE ?`, [`%${email}%`]);
   expect(Number(rows?.n ?? 0)).toBe(1);
 });

@@ -50,13 +50,14 @@ async function probe(handlers: EventHandlers, maxAttempts = 3): Promise<{ name: 
 }
 
 const effects = (name: string) => stack.sql<{ event_id: string; detail: string | null }>('auth', 'SELECT event_id, detail FROM probe_effects WHERE consumer = ?', [name]);
-const record = (name: string, eventId: string, detail: string | null = null) => async ({ em }: { em: { execute: (q: string, p: unknown[]) => Promise<unknown> } }) => {
-  await em.execute('INSERT INTO probe_effects (consumer, event_id, detail) VALUES (?, ?, ?)', [name, eventId, detail]);
-};
+const record =
+  (name: string, eventId: string, detail: string | null = null) =>
+  async ({ em }: { em: { execute: (q: string, p: unknown[]) => Promise<unknown> } }) => {
+    await em.execute('INSERT INTO probe_effects (consumer, event_id, detail) VALUES (?, ?, ?)', [name, eventId, detail]);
+  };
 const customerCreated = (customerId: string, name = 'Acme') =>
   buildEnvelope('customer', 'customer.created', customerId, { customerId, name, assignedRepId: null, size: null, investmentProfile: null }, { actorId: null });
-const publish = (topic: string, ...values: unknown[]) =>
-  stack.bus.publish(values.map((v) => ({ topic, key: randomUUID(), value: typeof v === 'string' ? v : JSON.stringify(v) })));
+const publish = (topic: string, ...values: unknown[]) => stack.bus.publish(values.map((v) => ({ topic, key: randomUUID(), value: typeof v === 'string' ? v : JSON.stringify(v) })));
 
 test('an infrastructure failure holds the event and retries past maxAttempts: handled once, never dead-lettered', async () => {
   let failures = 0;
@@ -112,12 +113,19 @@ test('a batch handler gets the runs of new events in partition order; a failing 
       if (events.length === 0) return;
       runs.push(events.map((e) => e.data.name));
       if (events.some((e) => e.data.name === 'poison')) throw new Error('domain rule refuses this customer');
-      await em.execute(`INSERT INTO probe_effects (consumer, event_id, detail) VALUES ${events.map(() => '(?, ?, ?)').join(', ')}`, events.flatMap((e) => [name, e.id, e.data.name]));
+      await em.execute(
+        `INSERT INTO probe_effects (consumer, event_id, detail) VALUES ${events.map(() => '(?, ?, ?)').join(', ')}`,
+        events.flatMap((e) => [name, e.id, e.data.name]),
+      );
     },
   };
   const { name, consumer } = await probe({ 'customer.created': copies, 'customer.updated': copies });
   const names = ['a', 'b', 'poison', 'c', 'd'];
-  const events = names.map((n, i) => (i % 2 ? buildEnvelope('customer', 'customer.updated', key, { customerId: key, name: n, assignedRepId: null, size: null, investmentProfile: null, changes: [] }, { actorId: null }) : customerCreated(key, n)));
+  const events = names.map((n, i) =>
+    i % 2
+      ? buildEnvelope('customer', 'customer.updated', key, { customerId: key, name: n, assignedRepId: null, size: null, investmentProfile: null, changes: [] }, { actorId: null })
+      : customerCreated(key, n),
+  );
   const send = (es: typeof events) => stack.bus.publish(es.map((e) => ({ topic: 'customer.events', key, value: JSON.stringify(e) })));
   await send(events);
   const applied = async () => (await effects(name)).map((e) => e.detail);
@@ -180,15 +188,19 @@ test('the outbox refuses an oversized event at write time, parks an oversized ro
   const em2 = runtime.fork();
   const versions = [1, 2, 3].map(() => runtime.emit(em2, 'user.logout', userId, { userId }, { actorId: null }));
   await em2.flush();
-  interface OutboxRow { id: string; sent_at: Date | null; failed_at: Date | null; last_error: string | null; aggregate_version: string; envelope: { aggregateVersion: number } }
+  interface OutboxRow {
+    id: string;
+    sent_at: Date | null;
+    failed_at: Date | null;
+    last_error: string | null;
+    aggregate_version: string;
+    envelope: { aggregateVersion: number };
+  }
   const rows = await eventually(async () => {
     const all = await stack.sql<OutboxRow>('auth', 'SELECT id, sent_at, failed_at, last_error, aggregate_version, envelope FROM outbox WHERE key = ? ORDER BY seq', [userId]);
     return all.length === 4 && all.every((r) => r.sent_at ?? r.failed_at) ? all : undefined; // the relay runs in the background
   });
-  expect(rows.map((r) => [r.id, r.aggregate_version, r.envelope.aggregateVersion])).toEqual([
-    [big.id, '1', 1],
-    ...versions.map((v, i) => [v.id, String(i + 2), i + 2]),
-  ]);
+  expect(rows.map((r) => [r.id, r.aggregate_version, r.envelope.aggregateVersion])).toEqual([[big.id, '1', 1], ...versions.map((v, i) => [v.id, String(i + 2), i + 2])]);
   expect(rows[0]!.failed_at).not.toBeNull();
   expect(rows[0]!.sent_at).toBeNull();
   expect(rows[0]!.last_error).toMatch(/over EVENT_MAX_BYTES 4096/);
@@ -202,7 +214,11 @@ test('retention deletes old sent outbox rows, parked rows older than the DLQ ret
   const mk = () => buildEnvelope('auth', 'user.logout', randomUUID(), { userId: randomUUID() }, { actorId: null });
   const [sent, unsent, parked, recentParked, recent] = [mk(), mk(), mk(), mk(), mk()];
   const insert = (e: ReturnType<typeof mk>, cols: string) =>
-    stack.sql('auth', `INSERT INTO outbox (id, topic, key, type, envelope, created_at, sent_at, failed_at) VALUES (?, 'user.events', ?, 'user.logout', ?, ${old}, ${cols})`, [e.id, e.aggregateId, JSON.stringify(e)]);
+    stack.sql('auth', `INSERT INTO outbox (id, topic, key, type, envelope, created_at, sent_at, failed_at) VALUES (?, 'user.events', ?, 'user.logout', ?, ${old}, ${cols})`, [
+      e.id,
+      e.aggregateId,
+      JSON.stringify(e),
+    ]);
   await stack.sql('auth', 'ALTER TABLE outbox DISABLE TRIGGER outbox_stamp'); // keep these rows out of the relay's way: no seq
   try {
     await insert(sent, `${old}, NULL`);
@@ -224,7 +240,9 @@ test('retention deletes old sent outbox rows, parked rows older than the DLQ ret
   expect(pruned.parked).toBeGreaterThanOrEqual(1);
   expect(pruned.inbox).toBeGreaterThanOrEqual(1);
   expect(pruned.versions).toBeGreaterThanOrEqual(1);
-  const left = (await stack.sql<{ id: string }>('auth', 'SELECT id FROM outbox WHERE id IN (?, ?, ?, ?, ?)', [sent.id, unsent.id, parked.id, recentParked.id, recent.id])).map((r) => r.id).sort();
+  const left = (await stack.sql<{ id: string }>('auth', 'SELECT id FROM outbox WHERE id IN (?, ?, ?, ?, ?)', [sent.id, unsent.id, parked.id, recentParked.id, recent.id]))
+    .map((r) => r.id)
+    .sort();
   expect(left).toEqual([unsent.id, recentParked.id, recent.id].sort());
   const inbox = (await stack.sql<{ event_id: string }>('auth', `SELECT event_id FROM inbox WHERE consumer = 'probe-retention'`)).map((r) => r.event_id);
   expect(inbox).toEqual([newInbox]);

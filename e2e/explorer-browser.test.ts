@@ -31,8 +31,14 @@ beforeAll(async () => {
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-dev-shm-usage',
       // no network beyond this machine: every name resolves to nothing, 127.0.0.1 is reached directly
       '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
     ],
@@ -81,19 +87,24 @@ browserTest('offline, / leads through the Sandbox page to GraphiQL, which runs a
 browserTest('a subscription run from the page delivers a notification as it happens', async () => {
   const { page } = await openPage();
   const sales = await stack.user('SALES', 'Brenda Browser');
-  await page.goto(explorerUrl({
-    query: 'subscription Live { notificationAdded { type title } }',
-    headers: JSON.stringify({ Authorization: `Bearer ${sales.token}` }),
-  }));
+  await page.goto(
+    explorerUrl({
+      query: 'subscription Live { notificationAdded { type title } }',
+      headers: JSON.stringify({ Authorization: `Bearer ${sales.token}` }),
+    }),
+  );
   await page.locator('.graphiql-execute-button').click();
   // The subscription starts when the click reaches the gateway; until a notification shows, each round
   // creates one more customer (assigned to its creator: a CUSTOMER_ASSIGNED notification each).
   const name = `Browser Co ${randomUUID().slice(0, 6)}`;
-  await eventually(async () => {
-    const r = await sales.gql('mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }', { input: { name: `${name} ${randomUUID().slice(0, 4)}` } });
-    if (r.errors) throw new Error(JSON.stringify(r.errors));
-    return eventually(async () => (await resultText(page)).includes('CUSTOMER_ASSIGNED'), { timeoutMs: 3000, intervalMs: 200 });
-  }, { timeoutMs: 60_000, intervalMs: 0 });
+  await eventually(
+    async () => {
+      const r = await sales.gql('mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }', { input: { name: `${name} ${randomUUID().slice(0, 4)}` } });
+      if (r.errors) throw new Error(JSON.stringify(r.errors));
+      return eventually(async () => (await resultText(page)).includes('CUSTOMER_ASSIGNED'), { timeoutMs: 3000, intervalMs: 200 });
+    },
+    { timeoutMs: 60_000, intervalMs: 0 },
+  );
   expect(await resultText(page)).toContain(name);
   await page.screenshot({ path: join(ARTIFACTS, 'explorer-subscription.png') });
   await page.close();

@@ -59,7 +59,9 @@ describe('with INBOUND_DEDUPE=true', () => {
     // "mut\u0061tion": the raw body has no "mutation" in it, the parsed document does.
     const raw = `{"query":"mut\\u0061tion { register(input: { email: \\"${email}\\", password: \\"0123456789\\", name: \\"Same\\" }) { user { id } } }"}`;
     const post = () =>
-      fetch(stack.gatewayUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: raw }).then((r) => r.json() as Promise<{ errors?: { extensions?: { code?: string } }[] }>);
+      fetch(stack.gatewayUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: raw }).then(
+        (r) => r.json() as Promise<{ errors?: { extensions?: { code?: string } }[] }>,
+      );
     const results = await Promise.all([1, 2, 3].map(post));
     // the same body three times: exactly one registers, the others are conflicts — each ran on its own
     const codes = results.map((r) => errorCode(r) ?? 'OK').sort();

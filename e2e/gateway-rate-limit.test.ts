@@ -34,7 +34,12 @@ async function throwawayRedis(): Promise<Throwaway> {
   execFileSync('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'yes']);
   for (let i = 0; i < 50; i++) {
     try {
-      if (execFileSync('redis-cli', ['-p', String(port), 'ping']).toString().trim() === 'PONG') break;
+      if (
+        execFileSync('redis-cli', ['-p', String(port), 'ping'])
+          .toString()
+          .trim() === 'PONG'
+      )
+        break;
     } catch {
       /* not up yet */
     }
@@ -200,7 +205,9 @@ describe('login protection', () => {
   });
 
   test('one login per request: aliased logins are refused', async () => {
-    const r = await call(stack.gatewayUrl, 'mutation { a: login(email: "a@x.io", password: "x") { accessToken } b: login(email: "b@x.io", password: "y") { accessToken } }', { ip: '10.4.0.1' });
+    const r = await call(stack.gatewayUrl, 'mutation { a: login(email: "a@x.io", password: "x") { accessToken } b: login(email: "b@x.io", password: "y") { accessToken } }', {
+      ip: '10.4.0.1',
+    });
     expect(r.status).toBe(400);
     expect(code(r)).toBe('BAD_USER_INPUT');
   });

@@ -27,8 +27,10 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-const call = (query: string | undefined, options: { variables?: Record<string, unknown>; token?: string; ip?: string; url?: string; extra?: Record<string, unknown> } = {}): Promise<RawResult> =>
-  rawGraphQL(options.url ?? stack.gatewayUrl, query, options);
+const call = (
+  query: string | undefined,
+  options: { variables?: Record<string, unknown>; token?: string; ip?: string; url?: string; extra?: Record<string, unknown> } = {},
+): Promise<RawResult> => rawGraphQL(options.url ?? stack.gatewayUrl, query, options);
 const codeOf = (r: RawResult) => r.body.errors?.[0]?.extensions?.code;
 const ip = () => `10.${randomBytes(1)[0]}.${randomBytes(1)[0]}.${(randomBytes(1)[0]! % 250) + 1}`;
 
@@ -36,14 +38,22 @@ const ip = () => `10.${randomBytes(1)[0]}.${randomBytes(1)[0]}.${(randomBytes(1)
 const withReplica = (overrides: Record<string, unknown>, run: (url: string) => Promise<void>) => withGatewayReplica(stack, overrides, run);
 
 /** The first result or error of one subscription over graphql-ws. */
-function firstOverWs(url: string, token: string, query: string, variables?: Record<string, unknown>): { result: Promise<{ data?: unknown; errors?: unknown }>; dispose(): Promise<void> } {
+function firstOverWs(
+  url: string,
+  token: string,
+  query: string,
+  variables?: Record<string, unknown>,
+): { result: Promise<{ data?: unknown; errors?: unknown }>; dispose(): Promise<void> } {
   const client = createClient({ url: url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${token}` } });
   const result = new Promise<{ data?: unknown; errors?: unknown }>((resolve) => {
-    client.subscribe({ query, ...(variables ? { variables } : {}) }, {
-      next: (r) => resolve(r as { data?: unknown; errors?: unknown }),
-      error: (e) => resolve({ errors: e }),
-      complete: () => undefined,
-    });
+    client.subscribe(
+      { query, ...(variables ? { variables } : {}) },
+      {
+        next: (r) => resolve(r as { data?: unknown; errors?: unknown }),
+        error: (e) => resolve({ errors: e }),
+        complete: () => undefined,
+      },
+    );
   });
   return { result, dispose: () => client.dispose() as Promise<void> };
 }
@@ -93,7 +103,7 @@ test('login limits are reserved before the attempt: 30 concurrent wrong logins, 
   expect(codeOf(right)).toBe('RATE_LIMITED');
 });
 
-test('TRUSTED_DOCUMENTS=only: a trusted subscription delivers (the gateway\'s own per-event query is exempt)', async () => {
+test("TRUSTED_DOCUMENTS=only: a trusted subscription delivers (the gateway's own per-event query is exempt)", async () => {
   const manifest = join(ROOT, 'clients/persisted-operations.json');
   const query = 'subscription NotificationAdded { notificationAdded { body createdAt entityId entityType id recipient { id name } title type } }';
   const rep = await stack.user('SALES', 'Trusted Subscriber');
@@ -114,7 +124,7 @@ test('TRUSTED_DOCUMENTS=only: a trusted subscription delivers (the gateway\'s ow
   });
 });
 
-test('an APQ entry planted in Redis under another query\'s hash is not executed', async () => {
+test("an APQ entry planted in Redis under another query's hash is not executed", async () => {
   if (!process.env.REDIS_URL) return; // APQ is per replica in memory without Redis: nothing to plant
   const { Redis } = await import('ioredis');
   const redis = new Redis(process.env.REDIS_URL);
@@ -133,7 +143,7 @@ test('an APQ entry planted in Redis under another query\'s hash is not executed'
   }
 });
 
-test('the gateway\'s live feed refuses an event from a service that does not produce its topic', async () => {
+test("the gateway's live feed refuses an event from a service that does not produce its topic", async () => {
   const rep = await stack.user('SALES', 'Forged Feed Target');
   const stats = async () => (await (await fetch(stack.gatewayUrl.replace(/\/graphql$/, '/graphql/live-stats'))).json()) as { subscriptions: number; rejected?: number };
   const before = await stats();
@@ -142,7 +152,13 @@ test('the gateway\'s live feed refuses an event from a service that does not pro
     await eventually(async () => (await stats()).subscriptions > before.subscriptions, { timeoutMs: 30_000 });
     const id = crypto.randomUUID();
     // notification.events is analytics' topic: a notification.created from customer is forged.
-    const forged = buildEnvelope('customer', 'notification.created', id, { notificationId: id, recipientId: rep.id, type: 'SYSTEM', title: 'Forged', entityType: null, entityId: null }, { actorId: null });
+    const forged = buildEnvelope(
+      'customer',
+      'notification.created',
+      id,
+      { notificationId: id, recipientId: rep.id, type: 'SYSTEM', title: 'Forged', entityType: null, entityId: null },
+      { actorId: null },
+    );
     await stack.bus.publish([{ topic: 'notification.events', key: id, value: JSON.stringify(forged) }]);
     await eventually(async () => ((await stats()).rejected ?? 0) > (before.rejected ?? 0), { timeoutMs: 15_000 });
   } finally {
@@ -158,7 +174,7 @@ test('a failed login is audited with no actor (not as the victim)', async () => 
   for (const row of rows) expect(row.actor_id).toBeNull();
 });
 
-test('a reused refresh token revokes its family and the user\'s access tokens', async () => {
+test("a reused refresh token revokes its family and the user's access tokens", async () => {
   const user = await stack.user('SALES', 'Refresh Victim');
   const REFRESH = 'mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken refreshToken } }';
   const stolen = user.refreshToken;

@@ -92,7 +92,11 @@ test('malformed requests: bad JSON, bad GraphQL, unknown operations, batches', a
     { name: 'GraphQL syntax error', send: () => post('{ me { id }'), expect: { status: 400, code: 'GRAPHQL_PARSE_FAILED' } },
     { name: 'garbage GraphQL', send: () => post('\u0000\u0001 DROP TABLE users;'), expect: { status: 400, code: 'GRAPHQL_PARSE_FAILED' } },
     { name: 'unknown field', send: () => post('{ password }'), expect: { status: 400, code: 'GRAPHQL_VALIDATION_FAILED' } },
-    { name: 'unknown operation name', send: () => post('query A { me { id } }', undefined, undefined, { operationName: 'B' }), expect: { status: 400, code: 'OPERATION_RESOLUTION_FAILURE', message: /Unknown operation named "B"/ } },
+    {
+      name: 'unknown operation name',
+      send: () => post('query A { me { id } }', undefined, undefined, { operationName: 'B' }),
+      expect: { status: 400, code: 'OPERATION_RESOLUTION_FAILURE', message: /Unknown operation named "B"/ },
+    },
     { name: 'several operations, no name', send: () => post('query A { me { id } } query B { me { id } }'), expect: { status: 400, code: 'OPERATION_RESOLUTION_FAILURE' } },
     {
       name: 'batched array of 1,000 operations',
@@ -109,30 +113,62 @@ test('wrong types: variables, enum values, arguments', async () => {
     { name: 'missing required variable', send: () => post('query($id: ID!) { user(id: $id) { id } }', {}, sales.token), expect: { status: 400, code: 'BAD_USER_INPUT' } },
     { name: 'string for Int', send: () => post('query($n: Int) { users(first: $n) { totalCount } }', { n: 'ten' }, admin.token), expect: { status: 400, code: 'BAD_USER_INPUT' } },
     { name: 'huge Int', send: () => post('query($n: Int) { users(first: $n) { totalCount } }', { n: 2 ** 40 }, admin.token), expect: { status: 400, code: 'BAD_USER_INPUT' } },
-    { name: 'inline string for Int', send: () => post('{ users(first: "ten") { totalCount } }', undefined, admin.token), expect: { status: 400, code: 'GRAPHQL_VALIDATION_FAILED' } },
-    { name: 'enum value that does not exist (inline)', send: () => post('{ users(role: GOD) { totalCount } }', undefined, admin.token), expect: { status: 400, code: 'GRAPHQL_VALIDATION_FAILED' } },
-    { name: 'enum value that does not exist (variable)', send: () => post('query($r: Role) { users(role: $r) { totalCount } }', { r: 'GOD' }, admin.token), expect: { status: 400, code: 'BAD_USER_INPUT' } },
+    {
+      name: 'inline string for Int',
+      send: () => post('{ users(first: "ten") { totalCount } }', undefined, admin.token),
+      expect: { status: 400, code: 'GRAPHQL_VALIDATION_FAILED' },
+    },
+    {
+      name: 'enum value that does not exist (inline)',
+      send: () => post('{ users(role: GOD) { totalCount } }', undefined, admin.token),
+      expect: { status: 400, code: 'GRAPHQL_VALIDATION_FAILED' },
+    },
+    {
+      name: 'enum value that does not exist (variable)',
+      send: () => post('query($r: Role) { users(role: $r) { totalCount } }', { r: 'GOD' }, admin.token),
+      expect: { status: 400, code: 'BAD_USER_INPUT' },
+    },
     {
       name: 'role escalation through an unknown input field',
       send: () => post('mutation($i: RegisterInput!) { register(input: $i) { user { id } } }', { i: { email: 'x@y.io', password: '0123456789', name: 'X', role: 'ADMIN' } }),
       expect: { status: 400, code: 'BAD_USER_INPUT' },
     },
-    { name: 'NUL byte in a variable', send: () => post('mutation($i: RegisterInput!) { register(input: $i) { user { id } } }', { i: { email: 'nul@y.io', password: '0123456789', name: 'a\u0000b' } }), expect: { status: 400, code: 'BAD_USER_INPUT', message: /NUL/ } },
+    {
+      name: 'NUL byte in a variable',
+      send: () => post('mutation($i: RegisterInput!) { register(input: $i) { user { id } } }', { i: { email: 'nul@y.io', password: '0123456789', name: 'a\u0000b' } }),
+      expect: { status: 400, code: 'BAD_USER_INPUT', message: /NUL/ },
+    },
   ]);
 });
 
 test('operation limits: depth, aliases, directives, tokens, cost, body size', async () => {
   const { MAX_DEPTH, MAX_ALIASES, MAX_DIRECTIVES, MAX_TOKENS, MAX_COST, MAX_BODY_BYTES } = stack.config;
   await runGroup([
-    { name: 'depth 50', send: () => post(nested(50), undefined, sales.token), expect: { status: 400, code: 'GRAPHQL_VALIDATION_FAILED', message: new RegExp(`depth limit of ${MAX_DEPTH}.*MAX_DEPTH`), extensions: { limit: 'MAX_DEPTH' } } },
-    { name: `${MAX_ALIASES + 10} aliases`, send: () => post(aliases(MAX_ALIASES + 10), undefined, sales.token), expect: { status: 400, code: 'GRAPHQL_VALIDATION_FAILED', message: /Aliases limit.*MAX_ALIASES/, extensions: { limit: 'MAX_ALIASES' } } },
-    { name: '1,000 aliases', send: () => post(aliases(1000), undefined, sales.token), expect: { status: 400, code: ['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED'], message: new RegExp(`${MAX_TOKENS} tokens|Aliases limit`) } },
+    {
+      name: 'depth 50',
+      send: () => post(nested(50), undefined, sales.token),
+      expect: { status: 400, code: 'GRAPHQL_VALIDATION_FAILED', message: new RegExp(`depth limit of ${MAX_DEPTH}.*MAX_DEPTH`), extensions: { limit: 'MAX_DEPTH' } },
+    },
+    {
+      name: `${MAX_ALIASES + 10} aliases`,
+      send: () => post(aliases(MAX_ALIASES + 10), undefined, sales.token),
+      expect: { status: 400, code: 'GRAPHQL_VALIDATION_FAILED', message: /Aliases limit.*MAX_ALIASES/, extensions: { limit: 'MAX_ALIASES' } },
+    },
+    {
+      name: '1,000 aliases',
+      send: () => post(aliases(1000), undefined, sales.token),
+      expect: { status: 400, code: ['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED'], message: new RegExp(`${MAX_TOKENS} tokens|Aliases limit`) },
+    },
     {
       name: `${MAX_DIRECTIVES + 5} directives`,
       send: () => post(`{ me { ${Array.from({ length: MAX_DIRECTIVES + 5 }, (_, i) => `f${i}: id @skip(if: false)`).join(' ')} } }`, undefined, sales.token),
       expect: { status: 400, code: 'GRAPHQL_VALIDATION_FAILED', extensions: { limit: 'MAX_DIRECTIVES' } },
     },
-    { name: 'token flood', send: () => post(`{ me { ${'id '.repeat(MAX_TOKENS)}} }`, undefined, sales.token), expect: { status: 400, code: 'GRAPHQL_PARSE_FAILED', message: /tokens/ } },
+    {
+      name: 'token flood',
+      send: () => post(`{ me { ${'id '.repeat(MAX_TOKENS)}} }`, undefined, sales.token),
+      expect: { status: 400, code: 'GRAPHQL_PARSE_FAILED', message: /tokens/ },
+    },
     {
       name: 'circular fragments',
       send: () => post('query { me { ...A } } fragment A on User { id ...B } fragment B on User { name ...A }', undefined, sales.token),
@@ -143,28 +179,56 @@ test('operation limits: depth, aliases, directives, tokens, cost, body size', as
       send: () => post('query($n: Int) { users(first: $n) { edges { node { id } } } }', { n: 1_000_000 }, admin.token),
       expect: { status: 400, code: 'COST_LIMIT_EXCEEDED', message: new RegExp(`limit of ${MAX_COST} \\(MAX_COST\\)`) },
     },
-    { name: '10 MB body', send: () => raw(JSON.stringify({ query: '{ me { id } }', variables: { pad: 'x'.repeat(10 * 1024 * 1024) } })), expect: { status: 413, code: 'PAYLOAD_TOO_LARGE', message: new RegExp(`${MAX_BODY_BYTES} bytes`) } },
+    {
+      name: '10 MB body',
+      send: () => raw(JSON.stringify({ query: '{ me { id } }', variables: { pad: 'x'.repeat(10 * 1024 * 1024) } })),
+      expect: { status: 413, code: 'PAYLOAD_TOO_LARGE', message: new RegExp(`${MAX_BODY_BYTES} bytes`) },
+    },
   ]);
 });
 
 test('HTTP: CSRF prevention, GET mutations, CORS preflights, security headers', async () => {
   await runGroup([
-    { name: 'GET query without a preflight header (CSRF)', send: () => raw(undefined, { method: 'GET', search: `?query=${encodeURIComponent('{ me { id } }')}` }), expect: { status: 400, code: 'BAD_REQUEST', message: /CSRF/ } },
-    { name: 'text/plain POST (CSRF)', send: () => raw(JSON.stringify({ query: 'mutation { logout }' }), { headers: { 'content-type': 'text/plain' } }), expect: { status: 400, code: 'BAD_REQUEST', message: /CSRF/ } },
+    {
+      name: 'GET query without a preflight header (CSRF)',
+      send: () => raw(undefined, { method: 'GET', search: `?query=${encodeURIComponent('{ me { id } }')}` }),
+      expect: { status: 400, code: 'BAD_REQUEST', message: /CSRF/ },
+    },
+    {
+      name: 'text/plain POST (CSRF)',
+      send: () => raw(JSON.stringify({ query: 'mutation { logout }' }), { headers: { 'content-type': 'text/plain' } }),
+      expect: { status: 400, code: 'BAD_REQUEST', message: /CSRF/ },
+    },
     {
       name: 'GET mutation',
-      send: () => raw(undefined, { method: 'GET', search: `?query=${encodeURIComponent('mutation { logout }')}`, headers: { 'apollo-require-preflight': 'true', authorization: `Bearer ${sales.token}` } }),
+      send: () =>
+        raw(undefined, {
+          method: 'GET',
+          search: `?query=${encodeURIComponent('mutation { logout }')}`,
+          headers: { 'apollo-require-preflight': 'true', authorization: `Bearer ${sales.token}` },
+        }),
       expect: { status: 405, code: 'BAD_REQUEST', message: /GET requests only support query/ },
     },
-    { name: 'preflight from a foreign origin', send: () => raw(undefined, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } }), expect: { status: 403, code: 'FORBIDDEN', message: /CORS_ORIGINS/ } },
+    {
+      name: 'preflight from a foreign origin',
+      send: () => raw(undefined, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } }),
+      expect: { status: 403, code: 'FORBIDDEN', message: /CORS_ORIGINS/ },
+    },
   ]);
-  const ok = await raw(undefined, { method: 'OPTIONS', headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type, authorization' } });
+  const ok = await raw(undefined, {
+    method: 'OPTIONS',
+    headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type, authorization' },
+  });
   expect(ok.status).toBe(204);
   expect(ok.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
   expect(ok.headers.get('access-control-allow-headers')).toMatch(/Authorization/);
   const simple = await raw(JSON.stringify({ query: '{ me { id } }' }), { headers: { origin: 'https://evil.example', authorization: `Bearer ${sales.token}` } });
   expect(simple.headers.get('access-control-allow-origin')).toBeNull();
-  const get = await raw(undefined, { method: 'GET', search: `?query=${encodeURIComponent('{ me { id } }')}`, headers: { 'apollo-require-preflight': 'true', authorization: `Bearer ${sales.token}` } });
+  const get = await raw(undefined, {
+    method: 'GET',
+    search: `?query=${encodeURIComponent('{ me { id } }')}`,
+    headers: { 'apollo-require-preflight': 'true', authorization: `Bearer ${sales.token}` },
+  });
   expect(get.status).toBe(200);
   expect(get.body?.data.me.id).toBe(sales.id);
   for (const h of ['content-security-policy', 'x-content-type-options', 'x-frame-options', 'referrer-policy']) expect(get.headers.get(h)).toBeTruthy();
@@ -192,8 +256,16 @@ test('tokens: forged, expired, alg none, wrong audience, wrong issuer, malformed
     garbage: 'garbage',
   };
   await runGroup([
-    ...Object.entries(tokens).map(([name, token]): HostileCase => ({ name, send: () => post('{ me { id role } }', undefined, token), expect: { status: 401, code: 'UNAUTHENTICATED' } })),
-    { name: 'Basic auth header', send: () => raw(JSON.stringify({ query: '{ me { id } }' }), { headers: { authorization: 'Basic YWRtaW46YWRtaW4=' } }), expect: { status: 401, code: 'UNAUTHENTICATED' } },
+    ...Object.entries(tokens).map(([name, token]): HostileCase => ({
+      name,
+      send: () => post('{ me { id role } }', undefined, token),
+      expect: { status: 401, code: 'UNAUTHENTICATED' },
+    })),
+    {
+      name: 'Basic auth header',
+      send: () => raw(JSON.stringify({ query: '{ me { id } }' }), { headers: { authorization: 'Basic YWRtaW46YWRtaW4=' } }),
+      expect: { status: 401, code: 'UNAUTHENTICATED' },
+    },
   ]);
 });
 
@@ -292,7 +364,11 @@ test('other users’ objects and direct subgraph calls are refused', async () =>
     {
       name: 'direct subgraph call with a user token only',
       send: async () => {
-        const res = await fetch(stack.subgraphs.auth!.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${admin.token}` }, body: JSON.stringify({ query: '{ users { totalCount } }' }) });
+        const res = await fetch(stack.subgraphs.auth!.url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${admin.token}` },
+          body: JSON.stringify({ query: '{ users { totalCount } }' }),
+        });
         const text = await res.text();
         return { status: res.status, headers: res.headers, text, body: JSON.parse(text) };
       },

@@ -131,7 +131,10 @@ test('a subgraph cannot act as a user towards a peer (every secret of every subg
 });
 
 test('each process holds only its own keys', () => {
-  const keyNames = (env: Record<string, string>) => Object.keys(env).filter((k) => /_SIGNING_KEY$|_PUBLIC_KEYS$|^JWT_SECRET$|^INTERNAL_SECRET$/.test(k)).sort();
+  const keyNames = (env: Record<string, string>) =>
+    Object.keys(env)
+      .filter((k) => /_SIGNING_KEY$|_PUBLIC_KEYS$|^JWT_SECRET$|^INTERNAL_SECRET$/.test(k))
+      .sort();
   expect(keyNames(environ.gateway!)).toEqual(['AUTH_PUBLIC_KEYS', 'GATEWAY_SIGNING_KEY']);
   expect(keyNames(environ.auth!)).toEqual(['AUTH_SIGNING_KEY', 'GATEWAY_PUBLIC_KEYS', 'SERVICE_PUBLIC_KEYS', 'SERVICE_SIGNING_KEY']);
   for (const service of ['customer', 'opportunity', 'sales-activity', 'analytics']) {
@@ -152,7 +155,10 @@ test("a subgraph's own key is a service principal: a peer answers its _entities 
     const cut = token.lastIndexOf('.');
     return rawRequest(stack.subgraphUrls.auth!, body, { headers: { 'x-crm-identity': token.slice(0, cut), 'x-crm-signature': token.slice(cut + 1) } });
   };
-  const read = JSON.stringify({ query: `query($r: [_Any!]!) { _entities(representations: $r) { ... on User { id role } } }`, variables: { r: [{ __typename: 'User', id: admin.id }] } });
+  const read = JSON.stringify({
+    query: `query($r: [_Any!]!) { _entities(representations: $r) { ... on User { id role } } }`,
+    variables: { r: [{ __typename: 'User', id: admin.id }] },
+  });
   expect((await asService(read)).body.data).toEqual({ _entities: [{ id: admin.id, role: 'ADMIN' }] });
   const list = await asService(USERS);
   expect([list.status, list.body.errors?.[0]?.extensions?.code, list.body.data ?? null]).toEqual([403, 'FORBIDDEN', null]);
@@ -199,7 +205,12 @@ test("auth's key rolls without downtime: both keys verify during the roll, the o
   const oldPublic = JSON.parse(environ.gateway!.AUTH_PUBLIC_KEYS!) as { keys: JsonWebKey[] };
   const claims = jwt.decode(admin.token) as Record<string, unknown>;
   const nextToken = jwt.sign({ role: claims.role, email: claims.email, tv: claims.tv }, createPrivateKey({ key: JSON.parse(next.privateJwk) as JsonWebKey, format: 'jwk' }), {
-    algorithm: 'ES256', keyid: 'auth-next', subject: admin.id, issuer: ISSUER, audience: AUDIENCE, expiresIn: 300,
+    algorithm: 'ES256',
+    keyid: 'auth-next',
+    subject: admin.id,
+    issuer: ISSUER,
+    audience: AUDIENCE,
+    expiresIn: 300,
   });
   const withKeys = (keys: JsonWebKey[]) => ({ ...stack.config, GATEWAY_SIGNING_KEY: environ.gateway!.GATEWAY_SIGNING_KEY!, AUTH_PUBLIC_KEYS: jwksOf(...keys) });
   const during = await startGateway({ config: withKeys([...oldPublic.keys, next.publicJwk]), supergraphSdl: stack.supergraphSdl, port: 0, host: '127.0.0.1' });

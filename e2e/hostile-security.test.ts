@@ -52,7 +52,7 @@ type Raw = RawResult;
 const call = (query: string, options: { variables?: Record<string, unknown>; token?: string; ip?: string; url?: string } = {}): Promise<Raw> =>
   rawGraphQL(options.url ?? stack.gatewayUrl, query, options);
 const code = (r: Raw) => r.body.errors?.[0]?.extensions?.code;
-const ip = () => `10.${randomBytes(1)[0]}.${randomBytes(1)[0]}.${randomBytes(1)[0]! % 250 + 1}`;
+const ip = () => `10.${randomBytes(1)[0]}.${randomBytes(1)[0]}.${(randomBytes(1)[0]! % 250) + 1}`;
 
 const gqlOk = async (u: TestUser, query: string, variables?: Record<string, unknown>) => {
   const r = await u.gql(query, variables);
@@ -110,14 +110,23 @@ function subscribe(
 }
 /** Another subscription on the same socket. */
 function more(state: LiveSocket, query: string, variables?: Record<string, unknown>): void {
-  state.client.subscribe({ query, ...(variables ? { variables } : {}) }, {
-    next: (r) => (r.errors ? state.errors.push(r.errors) : state.results.push(r.data)),
-    error: (e) => state.errors.push(e),
-    complete: () => undefined,
-  });
+  state.client.subscribe(
+    { query, ...(variables ? { variables } : {}) },
+    {
+      next: (r) => (r.errors ? state.errors.push(r.errors) : state.results.push(r.data)),
+      error: (e) => state.errors.push(e),
+      complete: () => undefined,
+    },
+  );
 }
 const liveStats = async (url = stack.gatewayUrl) =>
-  (await (await fetch(url.replace(/\/graphql$/, '/graphql/live-stats'))).json()) as { subscriptions: number; connections: number; groups: number; deliveries: number; dropped: number };
+  (await (await fetch(url.replace(/\/graphql$/, '/graphql/live-stats'))).json()) as {
+    subscriptions: number;
+    connections: number;
+    groups: number;
+    deliveries: number;
+    dropped: number;
+  };
 /** Subscribing has no acknowledgement in graphql-ws: wait until the gateway counts `n` more. */
 const registered = (before: number, n = 1, url = stack.gatewayUrl) => eventually(async () => (await liveStats(url)).subscriptions >= before + n, { timeoutMs: 30_000 });
 /** A gateway replica of this stack with other settings (its own caps and budgets). */
@@ -130,10 +139,13 @@ const closedWith4403 = async (live: LiveSocket, since: number) => {
 };
 /** HTTP with this token is refused (401) — a background effect of the change, so polled. */
 const refused = async (token: string, since: number, url = stack.gatewayUrl) => {
-  const r = await eventually(async () => {
-    const res = await call('{ me { id } }', { token, url });
-    return res.status === 401 ? res : undefined;
-  }, { timeoutMs: 15_000, intervalMs: 20 });
+  const r = await eventually(
+    async () => {
+      const res = await call('{ me { id } }', { token, url });
+      return res.status === 401 ? res : undefined;
+    },
+    { timeoutMs: 15_000, intervalMs: 20 },
+  );
   expect(code(r)).toBe('UNAUTHENTICATED');
   expect(r.body.errors?.[0]?.message).toMatch(/revoked/);
   return Date.now() - since;
@@ -159,7 +171,11 @@ async function capturingGateway(run: (gatewayUrl: string, captured: Captured[]) 
     const forward = async () => {
       const body = Buffer.concat(chunks).toString('utf8');
       captured.push({ headers: { 'x-crm-identity': String(req.headers['x-crm-identity']), 'x-crm-signature': String(req.headers['x-crm-signature']) }, body });
-      const answer = await fetch(target, { method: 'POST', headers: { 'content-type': 'application/json', 'x-crm-identity': String(req.headers['x-crm-identity']), 'x-crm-signature': String(req.headers['x-crm-signature']) }, body });
+      const answer = await fetch(target, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-crm-identity': String(req.headers['x-crm-identity']), 'x-crm-signature': String(req.headers['x-crm-signature']) },
+        body,
+      });
       res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' });
       res.end(await answer.text());
     };
@@ -208,7 +224,7 @@ const rows: Row[] = [
   },
   {
     finding: 'H2',
-    name: 'self-registered accounts never receive a departing rep\'s customers; they stay unassigned and managers are notified',
+    name: "self-registered accounts never receive a departing rep's customers; they stay unassigned and managers are notified",
     async run() {
       const manager = await stack.user('MANAGER');
       const leaving = await stack.user('SALES', 'Rep Leaving');
@@ -217,10 +233,13 @@ const rows: Row[] = [
       const squatters = [await stack.user('SALES', 'Squatter A'), await stack.user('SALES', 'Squatter B')];
       for (const q of squatters) await gqlOk(q, 'mutation { createCustomer(input: { name: "Own" }) { id } }');
       await gqlOk(admin, 'mutation($id: ID!) { deleteUser(id: $id) { id } }', { id: leaving.id });
-      const note = await eventually(async () => {
-        const r = await gqlOk(manager, '{ myNotifications(first: 20) { edges { node { type title entityId } } } }');
-        return r.myNotifications.edges.map((e: any) => e.node).find((n: any) => n.entityId === customer.id);
-      }, { timeoutMs: 30_000 });
+      const note = await eventually(
+        async () => {
+          const r = await gqlOk(manager, '{ myNotifications(first: 20) { edges { node { type title entityId } } } }');
+          return r.myNotifications.edges.map((e: any) => e.node).find((n: any) => n.entityId === customer.id);
+        },
+        { timeoutMs: 30_000 },
+      );
       expect(note).toMatchObject({ type: 'SYSTEM', title: expect.stringMatching(/unassigned/) });
       const seen = await gqlOk(admin, 'query($id: ID!) { customer(id: $id) { assignedRep { id } } }', { id: customer.id });
       expect(seen.customer.assignedRep).toBeNull();
@@ -236,7 +255,9 @@ const rows: Row[] = [
       await approve(heir);
       const customer = (await gqlOk(leaving, 'mutation { createCustomer(input: { name: "Handed Over" }) { id } }')).createCustomer;
       await gqlOk(admin, 'mutation($id: ID!) { deleteUser(id: $id) { id } }', { id: leaving.id });
-      await eventually(async () => (await gqlOk(admin, 'query($id: ID!) { customer(id: $id) { assignedRep { id } } }', { id: customer.id })).customer.assignedRep?.id === heir.id, { timeoutMs: 30_000 });
+      await eventually(async () => (await gqlOk(admin, 'query($id: ID!) { customer(id: $id) { assignedRep { id } } }', { id: customer.id })).customer.assignedRep?.id === heir.id, {
+        timeoutMs: 30_000,
+      });
       // leave no approved SALES rep behind for other rows
       await gqlOk(admin, 'mutation($id: ID!) { deleteUser(id: $id) { id } }', { id: heir.id });
     },
@@ -286,18 +307,14 @@ const rows: Row[] = [
     async run() {
       const good = { NODE_ENV: 'production' };
       expect(readConfig(good).production).toBe(true);
-      for (const bad of [
-        { METRICS_TOKEN: 'change-me-metrics-token-0123456789' },
-        { METRICS_TOKEN: 'z'.repeat(64) },
-        { ADMIN_PASSWORD: 'change-me-admin-password' },
-      ]) {
+      for (const bad of [{ METRICS_TOKEN: 'change-me-metrics-token-0123456789' }, { METRICS_TOKEN: 'z'.repeat(64) }, { ADMIN_PASSWORD: 'change-me-admin-password' }]) {
         expect(() => readConfig({ ...good, ...bad })).toThrow(/production configuration/);
       }
     },
   },
   {
     finding: 'M4',
-    name: 'a demoted ADMIN\'s earlier token cannot promote itself back, on this replica and on one started after the demotion',
+    name: "a demoted ADMIN's earlier token cannot promote itself back, on this replica and on one started after the demotion",
     async run() {
       const boss = await stack.user('ADMIN', 'Demoted Boss');
       const before = await call('{ me { role } }', { token: boss.token });
@@ -322,7 +339,7 @@ const rows: Row[] = [
   },
   {
     finding: 'M4',
-    name: 'a deleted user\'s token is refused by a replica started after the deletion',
+    name: "a deleted user's token is refused by a replica started after the deletion",
     async run() {
       const victim = await stack.user('SALES', 'Deleted Early');
       const t0 = Date.now();
@@ -338,7 +355,7 @@ const rows: Row[] = [
   },
   {
     finding: 'M5',
-    name: 'a deleted user\'s token cannot open a socket (4403 at connection_init)',
+    name: "a deleted user's token cannot open a socket (4403 at connection_init)",
     async run() {
       const victim = await stack.user('SALES', 'Deleted Socket');
       await gqlOk(admin, 'mutation($id: ID!) { deleteUser(id: $id) { id } }', { id: victim.id });
@@ -463,7 +480,7 @@ const rows: Row[] = [
   },
   {
     finding: 'M6',
-    name: 'one event resolves a bounded number of one user\'s distinct subscriptions',
+    name: "one event resolves a bounded number of one user's distinct subscriptions",
     async run() {
       const rep = await stack.user('SALES', 'Many Subscriptions');
       await withReplica({ SUBSCRIPTION_RESOLUTIONS_PER_USER_PER_EVENT: 2 }, async (url) => {
@@ -472,11 +489,17 @@ const rows: Row[] = [
         for (let i = 1; i < 6; i++) more(live, `subscription { s${i}: notificationAdded { id } }`);
         await registered(start.subscriptions, 6, url);
         // A notification for the rep: a customer assigned to them (once the directory knows them).
-        await eventually(async () => (await admin.gql('mutation($r: ID!) { createCustomer(input: { name: "Fan-out", assignedRepId: $r }) { id } }', { r: rep.id })).data?.createCustomer, { timeoutMs: 30_000 });
-        const settled = await eventually(async () => {
-          const s = await liveStats(url);
-          return s.deliveries + s.dropped - (start.deliveries + start.dropped) >= 6 ? s : undefined;
-        }, { timeoutMs: 30_000 });
+        await eventually(
+          async () => (await admin.gql('mutation($r: ID!) { createCustomer(input: { name: "Fan-out", assignedRepId: $r }) { id } }', { r: rep.id })).data?.createCustomer,
+          { timeoutMs: 30_000 },
+        );
+        const settled = await eventually(
+          async () => {
+            const s = await liveStats(url);
+            return s.deliveries + s.dropped - (start.deliveries + start.dropped) >= 6 ? s : undefined;
+          },
+          { timeoutMs: 30_000 },
+        );
         // The server's deliveries reach the client asynchronously: wait until it holds all of them.
         await eventually(async () => live.results.length >= settled.deliveries - start.deliveries, { timeoutMs: 15_000 });
         // Per notification, how many of the six subscriptions got it: at most the bound.
@@ -493,24 +516,48 @@ const rows: Row[] = [
     name: 'an event on the wrong topic, or from a service that does not produce it, is dead-lettered, not applied',
     async run() {
       const seen: DeliveredMessage[] = [];
-      const observer = await stack.bus.subscribe({ groupId: `observer-${randomBytes(4).toString('hex')}`, topics: ['customer.events.dlq'], handle: async (m) => void seen.push(m) });
+      const observer = await stack.bus.subscribe({
+        groupId: `observer-${randomBytes(4).toString('hex')}`,
+        topics: ['customer.events.dlq'],
+        handle: async (m) => void seen.push(m),
+      });
       try {
         const victim = await stack.user('SALES', 'Forged Deletion Target');
         const own = (await gqlOk(victim, 'mutation { createCustomer(input: { name: "Still Mine" }) { id } }')).createCustomer;
-        const forgedDeletion = buildEnvelope('customer', 'user.deleted', victim.id, {
-          userId: victim.id, email: victim.email, name: 'x', role: 'SALES', active: false, sagaId: randomBytes(16).toString('hex'),
-        }, { actorId: null });
+        const forgedDeletion = buildEnvelope(
+          'customer',
+          'user.deleted',
+          victim.id,
+          {
+            userId: victim.id,
+            email: victim.email,
+            name: 'x',
+            role: 'SALES',
+            active: false,
+            sagaId: randomBytes(16).toString('hex'),
+          },
+          { actorId: null },
+        );
         const customerId = randomBytes(16).toString('hex');
-        const forgedProducer = buildEnvelope('analytics', 'customer.created', customerId, { customerId, name: 'Forged', assignedRepId: victim.id, size: null, investmentProfile: null }, { actorId: null });
+        const forgedProducer = buildEnvelope(
+          'analytics',
+          'customer.created',
+          customerId,
+          { customerId, name: 'Forged', assignedRepId: victim.id, size: null, investmentProfile: null },
+          { actorId: null },
+        );
         await stack.bus.publish([
           { topic: 'customer.events', key: victim.id, value: JSON.stringify(forgedDeletion) },
           { topic: 'customer.events', key: customerId, value: JSON.stringify(forgedProducer) },
         ]);
-        const dead = await eventually(async () => {
-          // both forged events (different keys, so different partitions: any order), each dead-lettered
-          const mine = seen.filter((m) => m.key === victim.id || m.key === customerId);
-          return mine.some((m) => m.key === victim.id) && mine.some((m) => m.key === customerId) ? mine : undefined;
-        }, { timeoutMs: 30_000 });
+        const dead = await eventually(
+          async () => {
+            // both forged events (different keys, so different partitions: any order), each dead-lettered
+            const mine = seen.filter((m) => m.key === victim.id || m.key === customerId);
+            return mine.some((m) => m.key === victim.id) && mine.some((m) => m.key === customerId) ? mine : undefined;
+          },
+          { timeoutMs: 30_000 },
+        );
         const errors = dead.map((m) => String(m.headers['x-error'])).join(' | ');
         expect(errors).toMatch(/user.deleted belongs to user.events/);
         expect(errors).toMatch(/source analytics is not the producer of customer.events/);
@@ -528,24 +575,34 @@ const rows: Row[] = [
       const u = await stack.user('SALES');
       const manifest = join(__dirname, '..', 'clients', 'persisted-operations.json');
       const trustedSubscription = Object.values(JSON.parse(readFileSync(manifest, 'utf8')) as Record<string, string>).find((q) => q.startsWith('subscription'))!;
-      await withReplica({ NODE_ENV: 'production', production: true, ...keyEnvFor('gateway', developmentKeySet(stack.config)), introspection: true, TRUSTED_DOCUMENTS: 'only', TRUSTED_DOCUMENTS_PATH: manifest }, async (url) => {
-        const typo = subscribe(u.token, 'subscription { notificationAded { id } }', undefined, url);
-        const err = JSON.stringify(await eventually(async () => typo.errors[0], { timeoutMs: 15_000 }));
-        expect(err).toMatch(/notificationAded/);
-        expect(err).not.toMatch(/Did you mean/);
-        const untrusted = subscribe(u.token, 'subscription { notificationAdded { id title } }', undefined, url);
-        expect(JSON.stringify(await eventually(async () => untrusted.errors[0], { timeoutMs: 15_000 }))).toMatch(/FORBIDDEN|trusted documents/);
-        const before = (await liveStats(url)).subscriptions;
-        const ok = subscribe(u.token, trustedSubscription, undefined, url);
-        await registered(before, 1, url);
-        expect(ok.errors).toEqual([]);
-        for (const l of [typo, untrusted, ok]) await l.client.dispose();
-      });
+      await withReplica(
+        {
+          NODE_ENV: 'production',
+          production: true,
+          ...keyEnvFor('gateway', developmentKeySet(stack.config)),
+          introspection: true,
+          TRUSTED_DOCUMENTS: 'only',
+          TRUSTED_DOCUMENTS_PATH: manifest,
+        },
+        async (url) => {
+          const typo = subscribe(u.token, 'subscription { notificationAded { id } }', undefined, url);
+          const err = JSON.stringify(await eventually(async () => typo.errors[0], { timeoutMs: 15_000 }));
+          expect(err).toMatch(/notificationAded/);
+          expect(err).not.toMatch(/Did you mean/);
+          const untrusted = subscribe(u.token, 'subscription { notificationAdded { id title } }', undefined, url);
+          expect(JSON.stringify(await eventually(async () => untrusted.errors[0], { timeoutMs: 15_000 }))).toMatch(/FORBIDDEN|trusted documents/);
+          const before = (await liveStats(url)).subscriptions;
+          const ok = subscribe(u.token, trustedSubscription, undefined, url);
+          await registered(before, 1, url);
+          expect(ok.errors).toEqual([]);
+          for (const l of [typo, untrusted, ok]) await l.client.dispose();
+        },
+      );
     },
   },
   {
     finding: 'L10',
-    name: 'SALES see a colleague\'s name, not their email, role or status',
+    name: "SALES see a colleague's name, not their email, role or status",
     async run() {
       const sales = await stack.user('SALES', 'Curious Rep');
       const colleague = await stack.user('SALES', 'Private Colleague');
@@ -576,7 +633,8 @@ const rows: Row[] = [
     async run() {
       const rep = await stack.user('SALES', 'Many Requests');
       const customer = (await gqlOk(rep, 'mutation { createCustomer(input: { name: "Busy Customer" }) { id } }')).createCustomer;
-      const ask = (i: number) => rep.gql('mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }', { input: { customerId: customer.id, title: `Ask ${i}`, amount: 10 + i } });
+      const ask = (i: number) =>
+        rep.gql('mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }', { input: { customerId: customer.id, title: `Ask ${i}`, amount: 10 + i } });
       await eventually(async () => (await ask(0)).data?.requestApproval, { timeoutMs: 30_000 });
       for (let i = 1; i < 23; i++) expect((await ask(i)).errors).toBeUndefined();
       const list = await gqlOk(rep, 'query($id: ID!) { customer(id: $id) { approvalRequests { id title } } }', { id: customer.id });
@@ -586,7 +644,7 @@ const rows: Row[] = [
   },
   {
     finding: 'L11',
-    name: 'a failed login\'s audit entry does not store what was typed as the email',
+    name: "a failed login's audit entry does not store what was typed as the email",
     async run() {
       const typed = `hunter2-${randomBytes(4).toString('hex')}`;
       const r = await call('mutation($e: String!) { login(email: $e, password: "whatever-1234") { accessToken } }', { variables: { e: typed }, ip: ip() });

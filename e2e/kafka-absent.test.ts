@@ -46,12 +46,20 @@ describeWithKafka('starting without a broker', () => {
     const created = dataOf<{ id: string }>(await rep.gql(`mutation { createCustomer(input: { name: "Brokerless Ltd" }) { id } }`), 'createCustomer');
     const read = await rep.gql(`query($id: ID!) { customer(id: $id) { id name assignedRep { id } } }`, { id: created.id });
     expect(read.data.customer).toEqual({ id: created.id, name: 'Brokerless Ltd', assignedRep: { id: rep.id } });
-    dataOf(await rep.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId: created.id, title: 'While away' } }), 'requestApproval');
+    dataOf(
+      await rep.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId: created.id, title: 'While away' } }),
+      'requestApproval',
+    );
     const [waiting] = await stack.sql<{ n: number }>('customer', 'SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NULL');
     expect(waiting!.n).toBeGreaterThanOrEqual(1);
 
     // The live feed says it is unavailable rather than hanging.
-    const client = createClient({ url: stack.gatewayUrl.replace(/^http/, 'ws'), webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${rep.token}` }, retryAttempts: 0 });
+    const client = createClient({
+      url: stack.gatewayUrl.replace(/^http/, 'ws'),
+      webSocketImpl: WebSocket,
+      connectionParams: { authorization: `Bearer ${rep.token}` },
+      retryAttempts: 0,
+    });
     const errors = await new Promise<unknown[]>((resolve) => {
       client.subscribe({ query: 'subscription { notificationAdded { id } }' }, { next: () => undefined, error: (e) => resolve(e as unknown[]), complete: () => resolve([]) });
     });
@@ -61,14 +69,20 @@ describeWithKafka('starting without a broker', () => {
     // The broker arrives: topics are provisioned, consumers join, the outbox drains, and the
     // customer's events are consumed (the onboarding task is sales-activity's effect of customer.created).
     broker.start();
-    await eventually(async () => {
-      const [row] = await stack.sql<{ n: number }>('customer', 'SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NULL');
-      return row!.n === 0;
-    }, { timeoutMs: 120_000, intervalMs: 500 });
-    await eventually(async () => {
-      const rows = await stack.sql<{ title: string }>('sales-activity', 'SELECT title FROM tasks WHERE customer_id = ?', [created.id]);
-      return rows.some((r) => r.title.startsWith('First contact'));
-    }, { timeoutMs: 120_000, intervalMs: 500 });
+    await eventually(
+      async () => {
+        const [row] = await stack.sql<{ n: number }>('customer', 'SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NULL');
+        return row!.n === 0;
+      },
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
+    await eventually(
+      async () => {
+        const rows = await stack.sql<{ title: string }>('sales-activity', 'SELECT title FROM tasks WHERE customer_id = ?', [created.id]);
+        return rows.some((r) => r.title.startsWith('First contact'));
+      },
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
     await eventually(async () => (await ready(stack.subgraphs.customer!.url)).body.status === 'ready', { timeoutMs: 60_000, intervalMs: 500 });
   });
 });

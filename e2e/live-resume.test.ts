@@ -147,7 +147,9 @@ test('(a) ten notifications created while the gateway is down: the client reconn
   expect(got.every((n) => n.type === 'CUSTOMER_ASSIGNED')).toBe(true);
   expect(errors).toEqual([]);
   expect(completed).toBe(false);
-  console.log(`live-resume (a): gateway down ${((upAt - downAt) / 1000).toFixed(1)} s; 10 backfilled (+1 racing) within ${((backfilledAt - upAt) / 1000).toFixed(1)} s of the restart; ${got.length} delivered, ${got.length - new Set(got.map((n) => n.id)).size} twice, reconnect attempts ${closes.length}`);
+  console.log(
+    `live-resume (a): gateway down ${((upAt - downAt) / 1000).toFixed(1)} s; 10 backfilled (+1 racing) within ${((backfilledAt - upAt) / 1000).toFixed(1)} s of the restart; ${got.length} delivered, ${got.length - new Set(got.map((n) => n.id)).size} twice, reconnect attempts ${closes.length}`,
+  );
 }, 240_000);
 
 test('(b) Must show: subscribed, gateway stopped, five customers assigned, gateway started, resume with after: exactly those five in order, then a live one', async () => {
@@ -160,7 +162,10 @@ test('(b) Must show: subscribed, gateway stopped, five customers assigned, gatew
   const firstClient = createClient({ url: wsUrl(gateway.url), webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${rep.token}` }, retryAttempts: 0 });
   clients.push(firstClient);
   let closed: number | undefined;
-  firstClient.subscribe<{ notificationAdded: Note }>({ query: FEED }, { next: (r) => void (r.data && seen.push(r.data.notificationAdded)), error: (e) => (closed = (e as { code?: number }).code), complete: () => undefined });
+  firstClient.subscribe<{ notificationAdded: Note }>(
+    { query: FEED },
+    { next: (r) => void (r.data && seen.push(r.data.notificationAdded)), error: (e) => (closed = (e as { code?: number }).code), complete: () => undefined },
+  );
   await registered(gateway.url);
   const welcome = await newCustomer(manager, `Welcome ${randomUUID().slice(0, 6)}`);
   dataOf(await manager.gql(ASSIGN, { id: welcome, rep: rep.id }), 'assignCustomer');
@@ -184,7 +189,10 @@ test('(b) Must show: subscribed, gateway stopped, five customers assigned, gatew
   const resumed = createClient({ url: wsUrl(gateway.url), webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${rep.token}` }, retryAttempts: 0 });
   clients.push(resumed);
   const resumedAt = Date.now();
-  resumed.subscribe<{ notificationAdded: Note }>({ query: FEED, variables: { after: last!.id } }, { next: (r) => (r.data ? got.push(r.data.notificationAdded) : errors.push(r.errors)), error: (e) => errors.push(e), complete: () => undefined });
+  resumed.subscribe<{ notificationAdded: Note }>(
+    { query: FEED, variables: { after: last!.id } },
+    { next: (r) => (r.data ? got.push(r.data.notificationAdded) : errors.push(r.errors)), error: (e) => errors.push(e), complete: () => undefined },
+  );
   await eventually(async () => got.length >= 5, { timeoutMs: 60_000 });
   const fiveAt = Date.now();
   // exactly those five (in the rep's notification order: analytics' commit order, see (a))
@@ -210,10 +218,13 @@ test("an `after` that is someone else's, unknown or malformed is refused with BA
   const manager = await stack.user('MANAGER');
   const customer = await newCustomer(manager, `Theirs ${randomUUID().slice(0, 6)}`);
   dataOf(await manager.gql(ASSIGN, { id: customer, rep: other.id }), 'assignCustomer');
-  const [theirs] = await eventually(async () => {
-    const rows = await stored(other);
-    return rows.length > 0 ? rows : undefined;
-  }, { timeoutMs: 60_000 });
+  const [theirs] = await eventually(
+    async () => {
+      const rows = await stored(other);
+      return rows.length > 0 ? rows : undefined;
+    },
+    { timeoutMs: 60_000 },
+  );
   const gateway = await liveGateway();
   for (const after of [theirs!.id, randomUUID(), 'not-an-id']) {
     const errors: { message: string; extensions?: { code?: string } }[][] = [];

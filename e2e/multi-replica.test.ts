@@ -53,8 +53,7 @@ const config = readConfig(process.env, env);
 const logDir = join(tmpdir(), `crm-multi-replica-${id}`);
 const WINDOW_MS = 15_000;
 /** Partitions a subgraph's group consumes: those of every topic it has handlers for. */
-const partitionsOf = (subgraph: string) =>
-  new Set(Object.keys(subgraphByName(subgraph).consumes ?? {}).map((t) => EVENTS[t as EventType].topic)).size * PARTITIONS;
+const partitionsOf = (subgraph: string) => new Set(Object.keys(subgraphByName(subgraph).consumes ?? {}).map((t) => EVENTS[t as EventType].topic)).size * PARTITIONS;
 
 const CREATE = 'mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }';
 const REGISTER = 'mutation($input: RegisterInput!) { register(input: $input) { accessToken user { id role email } } }';
@@ -130,14 +129,14 @@ describeReal('many replicas on one Kafka', () => {
     customers.push(c1, c2);
     analytics.push(a1, a2);
     await Promise.all([auth, ...customers, ...analytics].map((p) => waitFor(p, '/ready')));
-    const sources = readSupergraphConfig(SUPERGRAPH_CONFIG, {}).filter((s) => urls[s.name]).map((s) => ({ ...s, url: urls[s.name]! }));
+    const sources = readSupergraphConfig(SUPERGRAPH_CONFIG, {})
+      .filter((s) => urls[s.name])
+      .map((s) => ({ ...s, url: urls[s.name]! }));
     mkdirSync(logDir, { recursive: true });
     const supergraphPath = join(logDir, 'supergraph.graphql');
     writeFileSync(supergraphPath, composeSupergraph(sources));
     const gatewayEnv = { SUPERGRAPH_PATH: supergraphPath };
-    gateways = await Promise.all(
-      ['gateway-a', 'gateway-b'].map((label) => startService('gateway', label, { ...env, ...gatewayEnv }, logDir).then((p) => (processes.push(p), p))),
-    );
+    gateways = await Promise.all(['gateway-a', 'gateway-b'].map((label) => startService('gateway', label, { ...env, ...gatewayEnv }, logDir).then((p) => (processes.push(p), p))));
     await Promise.all(gateways.map((g) => waitFor(g, '/ready')));
     figures.startupSeconds = Math.round((Date.now() - started) / 1000);
 
@@ -175,10 +174,13 @@ describeReal('many replicas on one Kafka', () => {
   test('the replicas of a subgraph share its consumer group: the partitions are split between them', async () => {
     for (const name of ['customer', 'analytics']) {
       // Joining a group is background work: wait until both replicas hold partitions.
-      const members = await eventually(async () => {
-        const m = await groupMembers(name);
-        return m.length === 2 && m.every((x) => x.partitions > 0) ? m : undefined;
-      }, { timeoutMs: 90_000, intervalMs: 1000 });
+      const members = await eventually(
+        async () => {
+          const m = await groupMembers(name);
+          return m.length === 2 && m.every((x) => x.partitions > 0) ? m : undefined;
+        },
+        { timeoutMs: 90_000, intervalMs: 1000 },
+      );
       expect(members.reduce((n, m) => n + m.partitions, 0)).toBe(partitionsOf(name));
       figures[`${name}PartitionsPerReplica`] = members.map((m) => m.partitions);
     }
@@ -187,7 +189,12 @@ describeReal('many replicas on one Kafka', () => {
   test('a subscriber on gateway A receives the notification of a mutation sent to gateway B', async () => {
     const rep = reps[0]!;
     const received: { entityId: string; type: string }[] = [];
-    const client = createClient({ url: gateways[0]!.url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { authorization: `Bearer ${rep.token}` } });
+    const client = createClient({
+      url: gateways[0]!.url.replace(/^http/, 'ws'),
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      connectionParams: { authorization: `Bearer ${rep.token}` },
+    });
     ws.push(client);
     let subscribed!: () => void;
     const acknowledged = new Promise<void>((resolve) => (subscribed = resolve));
@@ -199,12 +206,15 @@ describeReal('many replicas on one Kafka', () => {
     await acknowledged;
     // Each gateway's live feed reads from the latest offset in a group of its own: wait until both
     // groups hold their partitions (background), so the event is not produced before they look.
-    await eventually(async () => {
-      const admin = kafka.admin();
-      const live = (await admin.listGroups().finally(() => admin.close())).filter((g) => g.startsWith(`${config.KAFKA_NAMESPACE}gateway-live-`));
-      const members = await Promise.all(live.map((g) => groupMembers('', g)));
-      return live.length === 2 && members.every((m) => m.length === 1 && m[0]!.partitions > 0);
-    }, { timeoutMs: 90_000, intervalMs: 500 });
+    await eventually(
+      async () => {
+        const admin = kafka.admin();
+        const live = (await admin.listGroups().finally(() => admin.close())).filter((g) => g.startsWith(`${config.KAFKA_NAMESPACE}gateway-live-`));
+        const members = await Promise.all(live.map((g) => groupMembers('', g)));
+        return live.length === 2 && members.every((m) => m.length === 1 && m[0]!.partitions > 0);
+      },
+      { timeoutMs: 90_000, intervalMs: 500 },
+    );
     // Subscribing has no acknowledgement in graphql-ws: wait until gateway A has registered it.
     await eventually(async () => {
       const stats = (await (await fetch(gateways[0]!.url.replace(/\/graphql$/, '/graphql/live-stats'))).json()) as { subscriptions: number };
@@ -304,10 +314,13 @@ describeReal('many replicas on one Kafka', () => {
     const takeover: Record<string, number> = {};
     await Promise.all(
       ['customer', 'analytics'].map(async (name) => {
-        await eventually(async () => {
-          const m = await groupMembers(name);
-          return m.length === 1 && m[0]!.partitions === partitionsOf(name);
-        }, { timeoutMs: 120_000, intervalMs: 250 });
+        await eventually(
+          async () => {
+            const m = await groupMembers(name);
+            return m.length === 1 && m[0]!.partitions === partitionsOf(name);
+          },
+          { timeoutMs: 120_000, intervalMs: 250 },
+        );
         takeover[name] = (Date.now() - killedAt) / 1000;
       }),
     );
@@ -315,7 +328,10 @@ describeReal('many replicas on one Kafka', () => {
 
     // Scale back out: a new replica of each joins, the partitions are split again.
     const replacements = await Promise.all(
-      [['customer', 'customer-3', customers], ['analytics', 'analytics-3', analytics]].map(async ([service, label, list]) => {
+      [
+        ['customer', 'customer-3', customers],
+        ['analytics', 'analytics-3', analytics],
+      ].map(async ([service, label, list]) => {
         const p = await startService(service as string, label as string, env, logDir);
         processes.push(p);
         (list as ServiceProcess[]).push(p); // the balancer in front of them sees it
@@ -324,10 +340,13 @@ describeReal('many replicas on one Kafka', () => {
       }),
     );
     for (const name of ['customer', 'analytics']) {
-      await eventually(async () => {
-        const m = await groupMembers(name);
-        return m.length === 2 && m.every((x) => x.partitions > 0);
-      }, { timeoutMs: 120_000, intervalMs: 500 });
+      await eventually(
+        async () => {
+          const m = await groupMembers(name);
+          return m.length === 2 && m.every((x) => x.partitions > 0);
+        },
+        { timeoutMs: 120_000, intervalMs: 500 },
+      );
     }
     const twoAgain = await measure();
     stop = true;
@@ -345,7 +364,9 @@ describeReal('many replicas on one Kafka', () => {
     }).catch(() => undefined); // the assertions below say what is missing
 
     const notified = new Map(
-      (await sql<{ entity_id: string; n: string }>('analytics', "SELECT entity_id, count(*) AS n FROM notifications WHERE type = 'CUSTOMER_ASSIGNED' GROUP BY entity_id")).map((r) => [r.entity_id, Number(r.n)]),
+      (await sql<{ entity_id: string; n: string }>('analytics', "SELECT entity_id, count(*) AS n FROM notifications WHERE type = 'CUSTOMER_ASSIGNED' GROUP BY entity_id")).map(
+        (r) => [r.entity_id, Number(r.n)],
+      ),
     );
     const lost = allCustomers.filter((c) => !notified.has(c)).length + Math.max(0, allCustomers.length - (await metric('customer.created')));
     const doubled = [...notified.values()].reduce((n, k) => n + Math.max(0, k - 1), 0) + Math.max(0, (await metric('customer.created')) - allCustomers.length);
@@ -382,10 +403,13 @@ describeReal('many replicas on one Kafka', () => {
     const sentAt = Date.now();
     leaving.kill('SIGTERM');
     expect(await leaving.exited).toBe(0);
-    await eventually(async () => {
-      const m = await groupMembers('analytics');
-      return m.length === 1 && m[0]!.partitions === partitionsOf('analytics');
-    }, { timeoutMs: 60_000, intervalMs: 250 });
+    await eventually(
+      async () => {
+        const m = await groupMembers('analytics');
+        return m.length === 1 && m[0]!.partitions === partitionsOf('analytics');
+      },
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
     figures.gracefulTakeoverSeconds = (Date.now() - sentAt) / 1000;
     // …and it consumes: a new customer reaches analytics once.
     const res = await post(gateways[0]!, CREATE, { input: { name: 'After the rollout' } }, { authorization: `Bearer ${reps[2]!.token}` });

@@ -9,21 +9,32 @@ import { SUBGRAPHS } from '@crm/platform';
 import { DEPLOY_DIR, podSpecOf, renderKustomization, type K8sObject } from '../deploy/tools/kustomize';
 
 type Labels = Record<string, string>;
-interface Peer { podSelector?: { matchLabels?: Labels }; namespaceSelector?: unknown; ipBlock?: unknown }
-interface Policy { metadata: { name: string }; spec: { podSelector: { matchLabels?: Labels }; policyTypes?: string[]; ingress?: { from?: Peer[]; ports?: { port?: string | number }[] }[] } }
+interface Peer {
+  podSelector?: { matchLabels?: Labels };
+  namespaceSelector?: unknown;
+  ipBlock?: unknown;
+}
+interface Policy {
+  metadata: { name: string };
+  spec: { podSelector: { matchLabels?: Labels }; policyTypes?: string[]; ingress?: { from?: Peer[]; ports?: { port?: string | number }[] }[] };
+}
 
-const matches = (selector: { matchLabels?: Labels } | undefined, labels: Labels) =>
-  Object.entries(selector?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
+const matches = (selector: { matchLabels?: Labels } | undefined, labels: Labels) => Object.entries(selector?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
 
 /** Whether a connection from `from` (a pod's labels, or 'outside' the namespace) to a pod with `to` labels on `port` is allowed. */
 function allowed(policies: Policy[], from: Labels | 'outside', to: Labels, port: string): boolean {
   const selecting = policies.filter((p) => (p.spec.policyTypes ?? ['Ingress']).includes('Ingress') && matches(p.spec.podSelector, to));
   if (selecting.length === 0) return true;
-  return selecting.some((p) => (p.spec.ingress ?? []).some((rule) => {
-    const portOk = !rule.ports || rule.ports.length === 0 || rule.ports.some((pp) => pp.port === undefined || String(pp.port) === port);
-    const fromOk = !rule.from || rule.from.length === 0 || rule.from.some((peer) => from !== 'outside' && !peer.namespaceSelector && !peer.ipBlock && peer.podSelector !== undefined && matches(peer.podSelector, from));
-    return portOk && fromOk;
-  }));
+  return selecting.some((p) =>
+    (p.spec.ingress ?? []).some((rule) => {
+      const portOk = !rule.ports || rule.ports.length === 0 || rule.ports.some((pp) => pp.port === undefined || String(pp.port) === port);
+      const fromOk =
+        !rule.from ||
+        rule.from.length === 0 ||
+        rule.from.some((peer) => from !== 'outside' && !peer.namespaceSelector && !peer.ipBlock && peer.podSelector !== undefined && matches(peer.podSelector, from));
+      return portOk && fromOk;
+    }),
+  );
 }
 
 describe.each(['staging', 'production'])('%s overlay', (overlay) => {
@@ -32,7 +43,7 @@ describe.each(['staging', 'production'])('%s overlay', (overlay) => {
   const podLabels = (name: string): Labels => {
     const d = objects.find((o: K8sObject) => o.kind === 'Deployment' && o.metadata.name === name);
     expect(podSpecOf(d!)).toBeDefined();
-    return ((d as unknown as { spec: { template: { metadata: { labels: Labels } } } }).spec.template.metadata.labels);
+    return (d as unknown as { spec: { template: { metadata: { labels: Labels } } } }).spec.template.metadata.labels;
   };
   const gateway = podLabels('gateway');
 
@@ -41,7 +52,7 @@ describe.each(['staging', 'production'])('%s overlay', (overlay) => {
     expect(policies.some((p) => Object.keys(p.spec.podSelector.matchLabels ?? {}).length === 0 && (p.spec.ingress ?? []).length === 0)).toBe(true);
   });
 
-  test('anyone reaches the gateway\'s http port', () => {
+  test("anyone reaches the gateway's http port", () => {
     expect(allowed(policies, 'outside', gateway, 'http')).toBe(true);
   });
 

@@ -44,7 +44,9 @@ test('a customer created in the customer subgraph can carry approval requests; f
   const req = await requestWhenKnown(sales, customerId, 'Joined discount');
   expect(req.customer).toEqual({ id: customerId, name: 'Joined Corp', assignedRep: { id: sales.id } });
 
-  const c = await sales.gql(`query($id: ID!) { customer(id: $id) { name approvalRequests { id title requester { id } } pending: approvalRequests(status: PENDING) { id } } }`, { id: customerId });
+  const c = await sales.gql(`query($id: ID!) { customer(id: $id) { name approvalRequests { id title requester { id } } pending: approvalRequests(status: PENDING) { id } } }`, {
+    id: customerId,
+  });
   expect(c.errors).toBeUndefined();
   expect(c.data.customer).toEqual({ name: 'Joined Corp', approvalRequests: [{ id: req.id, title: 'Joined discount', requester: { id: sales.id } }], pending: [{ id: req.id }] });
 

@@ -50,7 +50,13 @@ describeWithKafka('outbox relay across a broker outage', () => {
     // Read the topic back from the beginning with a fresh group: each event is there exactly once.
     const reader = new KafkaBus(readConfig(process.env, { KAFKA_BROKERS: broker.brokers, KAFKA_NAMESPACE: stack.config.KAFKA_NAMESPACE }), 'outage-reader');
     const seen: string[] = [];
-    const sub = await reader.subscribe({ groupId: `reader-${randomUUID()}`, topics: ['user.events'], handle: async (m) => { seen.push(m.value?.toString() ?? ''); } });
+    const sub = await reader.subscribe({
+      groupId: `reader-${randomUUID()}`,
+      topics: ['user.events'],
+      handle: async (m) => {
+        seen.push(m.value?.toString() ?? '');
+      },
+    });
     try {
       await eventually(async () => emails.every((e) => seen.some((v) => v.includes(e))), { timeoutMs: 60_000 });
       for (const email of emails) {

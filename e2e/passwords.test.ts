@@ -45,10 +45,9 @@ function linkToken(text: string): { link: string; token: string } {
 }
 
 /** An access token the gateway refuses (revocation reaches it through user.events). */
-const refusedEventually = (token: string) =>
-  eventually(async () => errorCode(await stack.gql(ME, {}, token)) === 'UNAUTHENTICATED', { timeoutMs: 30_000, intervalMs: 100 });
+const refusedEventually = (token: string) => eventually(async () => errorCode(await stack.gql(ME, {}, token)) === 'UNAUTHENTICATED', { timeoutMs: 30_000, intervalMs: 100 });
 
-test('forgotten password: the mailed link\'s token sets a new password once, and every earlier session ends', async () => {
+test("forgotten password: the mailed link's token sets a new password once, and every earlier session ends", async () => {
   const u = await stack.user();
   const other = dataOf(await stack.gql(LOGIN, { e: u.email, p: PASSWORD }), 'login'); // a second session
 
@@ -60,8 +59,11 @@ test('forgotten password: the mailed link\'s token sets a new password once, and
   // stored hashed only; the sent mail's body is cleared
   const rows = await stack.sql<{ token_hash: string; user_id: string }>('auth', 'SELECT token_hash, user_id FROM password_reset_tokens WHERE user_id = ?', [u.id]);
   expect(rows).toEqual([{ token_hash: sha256(token), user_id: u.id }]);
-  const sent = await eventually(async () => (await stack.sql<{ status: string; text_body: string | null }>('auth', `SELECT status, text_body FROM mail_outbox WHERE to_address = ? AND subject LIKE 'Reset%'`, [u.email]))
-    .find((r) => r.status === 'sent'));
+  const sent = await eventually(async () =>
+    (
+      await stack.sql<{ status: string; text_body: string | null }>('auth', `SELECT status, text_body FROM mail_outbox WHERE to_address = ? AND subject LIKE 'Reset%'`, [u.email])
+    ).find((r) => r.status === 'sent'),
+  );
   expect(sent.text_body).toBeNull();
 
   const reset = await stack.gql(RESET, { t: token, p: 'brand-new-password-1' });
@@ -155,10 +157,17 @@ test('SMTP down, then up: the reset mail waits in the outbox, is retried, and ar
   try {
     dataOf(await stack.gql(REQUEST, { e: u.email }), 'requestPasswordReset');
     // the sender has tried and failed at least twice (server away): the mail is still pending
-    const failing = await eventually(async () => {
-      const [row] = await stack.sql<{ status: string; attempts: number; last_error: string | null }>('auth', 'SELECT status, attempts, last_error FROM mail_outbox WHERE to_address = ?', [u.email]);
-      return row && row.attempts >= 2 ? row : undefined;
-    }, { timeoutMs: 60_000, intervalMs: 100 });
+    const failing = await eventually(
+      async () => {
+        const [row] = await stack.sql<{ status: string; attempts: number; last_error: string | null }>(
+          'auth',
+          'SELECT status, attempts, last_error FROM mail_outbox WHERE to_address = ?',
+          [u.email],
+        );
+        return row && row.attempts >= 2 ? row : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 100 },
+    );
     expect(failing.status).toBe('pending');
     expect(failing.last_error).toBeTruthy();
   } finally {
@@ -184,10 +193,16 @@ test('password mutations are limited like login: repeated reset requests and wro
   dataOf(await stack.gql(LOGIN, { e: u.email, p: PASSWORD }), 'login');
 });
 
-test('with TRUSTED_DOCUMENTS=only, the typed client\'s generated documents carry the whole reset flow (by hash)', async () => {
+test("with TRUSTED_DOCUMENTS=only, the typed client's generated documents carry the whole reset flow (by hash)", async () => {
   const only = await startTestStack({
     only: ['auth'],
-    env: { TRUSTED_DOCUMENTS: 'only', TRUSTED_DOCUMENTS_PATH: join(__dirname, '../clients/persisted-operations.json'), MAIL_URL: smtp.url, MAIL_POLL_MS: '100', RESET_PAGE_URL: 'https://crm.example.test/reset' },
+    env: {
+      TRUSTED_DOCUMENTS: 'only',
+      TRUSTED_DOCUMENTS_PATH: join(__dirname, '../clients/persisted-operations.json'),
+      MAIL_URL: smtp.url,
+      MAIL_POLL_MS: '100',
+      RESET_PAGE_URL: 'https://crm.example.test/reset',
+    },
   });
   try {
     const client = crmClient(only.gatewayUrl);

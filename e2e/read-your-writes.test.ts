@@ -22,9 +22,11 @@ test('create a customer, then at once request approval, record a meeting, create
   expect(result.rep).toBe(2);
 });
 
-test('an unknown customer is still NOT_FOUND after asking the owner, and a SALES rep cannot name another rep\'s customer', async () => {
+test("an unknown customer is still NOT_FOUND after asking the owner, and a SALES rep cannot name another rep's customer", async () => {
   const [a, b] = [await stack.user('SALES'), await stack.user('SALES')];
-  const unknown = await a.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId: '6f1c2b1e-0000-4000-8000-000000000000', title: 'x' } });
+  const unknown = await a.gql(`mutation($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, {
+    input: { customerId: '6f1c2b1e-0000-4000-8000-000000000000', title: 'x' },
+  });
   expect(unknown.errors?.[0]?.extensions).toMatchObject({ code: 'NOT_FOUND', field: 'customerId' });
   const created = await a.gql(`mutation { createCustomer(input: { name: "Mine" }) { id } }`);
   const customerId = created.data.createCustomer.id;

@@ -113,11 +113,18 @@ describeReal('a frozen relay and a crashed consumer replica', () => {
   async function lostAndDoubled() {
     const committed = (await sql<{ id: string }>('customer', 'SELECT id FROM customers')).map((r) => r.id);
     const tasks = async () =>
-      new Map((await sql<{ customer_id: string; n: string }>('sales-activity', "SELECT customer_id, count(*) AS n FROM tasks WHERE title LIKE 'First contact:%' GROUP BY customer_id")).map((r) => [r.customer_id, Number(r.n)]));
-    await eventually(async () => {
-      const t = await tasks();
-      return (await count('customer', 'SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL')) === 0 && committed.every((c) => t.has(c));
-    }, { timeoutMs: 300_000, intervalMs: 1000 }).catch(() => undefined); // the figures below say what is missing
+      new Map(
+        (
+          await sql<{ customer_id: string; n: string }>('sales-activity', "SELECT customer_id, count(*) AS n FROM tasks WHERE title LIKE 'First contact:%' GROUP BY customer_id")
+        ).map((r) => [r.customer_id, Number(r.n)]),
+      );
+    await eventually(
+      async () => {
+        const t = await tasks();
+        return (await count('customer', 'SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL')) === 0 && committed.every((c) => t.has(c));
+      },
+      { timeoutMs: 300_000, intervalMs: 1000 },
+    ).catch(() => undefined); // the figures below say what is missing
     const t = await tasks();
     return {
       committed: committed.length,
@@ -149,8 +156,7 @@ describeReal('a frozen relay and a crashed consumer replica', () => {
   }
 
   beforeAll(async () => {
-    const start = (service: string, label: string) =>
-      startService(service, label, { ...env, KAFKA_GROUP_INSTANCE_ID: label }, logDir).then((p) => (processes.push(p), p));
+    const start = (service: string, label: string) => startService(service, label, { ...env, KAFKA_GROUP_INSTANCE_ID: label }, logDir).then((p) => (processes.push(p), p));
     customers = await Promise.all([start('customer', 'customer-1'), start('customer', 'customer-2')]);
     sales = await Promise.all([start('sales-activity', 'sales-activity-1'), start('sales-activity', 'sales-activity-2')]);
     await Promise.all([...customers, ...sales].map((p) => waitFor(p, '/ready')));
@@ -211,7 +217,9 @@ describeReal('a frozen relay and a crashed consumer replica', () => {
     }).catch(() => undefined);
     const takenOverAfter = (Date.now() - frozenAt) / 1000;
     const stillUnsent = await count('customer', 'SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL AND id = ANY($1)', [strandedIds]);
-    const takeovers = await fetch(`http://127.0.0.1:${other.port}/metrics`).then((r) => r.text()).then((t) => Number(/^crm_outbox_lease_takeovers_total (\S+)$/m.exec(t)?.[1] ?? 0));
+    const takeovers = await fetch(`http://127.0.0.1:${other.port}/metrics`)
+      .then((r) => r.text())
+      .then((t) => Number(/^crm_outbox_lease_takeovers_total (\S+)$/m.exec(t)?.[1] ?? 0));
     await new Promise((r) => setTimeout(r, Math.max(0, FREEZE_MS - (Date.now() - frozenAt))));
     // The other replica's own rows during the freeze: publish latency (created → sent).
     const [latency] = await sql<{ p50: number; max: number; n: string }>(
@@ -247,29 +255,45 @@ describeReal('a frozen relay and a crashed consumer replica', () => {
   });
 
   test('kill -9 of a consumer replica under load: the survivor takes its partitions; 0 lost, 0 doubled', async () => {
-    await eventually(async () => {
-      const m = await members();
-      return m.length === 2 && m.every((x) => x.partitions > 0);
-    }, { timeoutMs: 120_000, intervalMs: 500 });
+    await eventually(
+      async () => {
+        const m = await members();
+        return m.length === 2 && m.every((x) => x.partitions > 0);
+      },
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
     const writes = load(() => customers);
     await eventually(async () => (await count('sales-activity', 'SELECT count(*) AS n FROM tasks')) > 100, { timeoutMs: 120_000, intervalMs: 500 });
     const [victim, survivor] = sales as [ServiceProcess, ServiceProcess];
     const killedAt = Date.now();
     victim.kill('SIGKILL');
     await victim.exited;
-    await eventually(async () => {
-      const m = await members();
-      return m.length === 1 && m[0]!.partitions === salesPartitions;
-    }, { timeoutMs: 120_000, intervalMs: 100 });
+    await eventually(
+      async () => {
+        const m = await members();
+        return m.length === 1 && m[0]!.partitions === salesPartitions;
+      },
+      { timeoutMs: 120_000, intervalMs: 100 },
+    );
     const takeoverSeconds = (Date.now() - killedAt) / 1000;
     await new Promise((r) => setTimeout(r, 10_000)); // load goes on with one replica
     await writes.stop();
     const outcome = await lostAndDoubled();
     // How long events waited during the takeover: customer committed → its onboarding task written.
     const created = new Map(
-      (await sql<{ id: string; at: number }>('customer', 'SELECT id, extract(epoch FROM created_at)::float8 AS at FROM customers WHERE created_at > to_timestamp($1 / 1000.0) - interval \'2 s\'', [killedAt])).map((r) => [r.id, r.at]),
+      (
+        await sql<{ id: string; at: number }>(
+          'customer',
+          "SELECT id, extract(epoch FROM created_at)::float8 AS at FROM customers WHERE created_at > to_timestamp($1 / 1000.0) - interval '2 s'",
+          [killedAt],
+        )
+      ).map((r) => [r.id, r.at]),
     );
-    const handled = await sql<{ customer_id: string; at: number }>('sales-activity', "SELECT customer_id, extract(epoch FROM created_at)::float8 AS at FROM tasks WHERE title LIKE 'First contact:%' AND customer_id = ANY($1)", [[...created.keys()]]);
+    const handled = await sql<{ customer_id: string; at: number }>(
+      'sales-activity',
+      "SELECT customer_id, extract(epoch FROM created_at)::float8 AS at FROM tasks WHERE title LIKE 'First contact:%' AND customer_id = ANY($1)",
+      [[...created.keys()]],
+    );
     const waits = handled.map((t) => t.at - created.get(t.customer_id)!).sort((a, b) => a - b);
     figures.consumerKill = {
       sessionTimeoutMs: config.KAFKA_SESSION_TIMEOUT_MS,
@@ -289,20 +313,28 @@ describeReal('a frozen relay and a crashed consumer replica', () => {
     const restarted = await startService('sales-activity', 'sales-activity-1', { ...env, KAFKA_GROUP_INSTANCE_ID: 'sales-activity-1' }, logDir);
     processes.push(restarted);
     await waitFor(restarted, '/ready');
-    await eventually(async () => {
-      const m = await members();
-      return m.length === 2 && m.every((x) => x.partitions > 0);
-    }, { timeoutMs: 120_000, intervalMs: 500 });
+    await eventually(
+      async () => {
+        const m = await members();
+        return m.length === 2 && m.every((x) => x.partitions > 0);
+      },
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
     const leftAt = Date.now();
     survivor.kill('SIGTERM');
     expect(await survivor.exited).toBe(0);
-    await eventually(async () => {
-      const m = await members();
-      return m.length === 1 && m[0]!.partitions === salesPartitions;
-    }, { timeoutMs: 120_000, intervalMs: 100 });
+    await eventually(
+      async () => {
+        const m = await members();
+        return m.length === 1 && m[0]!.partitions === salesPartitions;
+      },
+      { timeoutMs: 120_000, intervalMs: 100 },
+    );
     (figures.consumerKill as Record<string, unknown>).gracefulLeaveTakeoverSeconds = (Date.now() - leftAt) / 1000;
     const after = await create(customers[1]!, reps[0]!, 'After the rollout');
-    await eventually(async () => (await count('sales-activity', "SELECT count(*) AS n FROM tasks WHERE title LIKE 'First contact:%' AND customer_id = $1", [after])) > 0, { timeoutMs: 60_000 });
+    await eventually(async () => (await count('sales-activity', "SELECT count(*) AS n FROM tasks WHERE title LIKE 'First contact:%' AND customer_id = $1", [after])) > 0, {
+      timeoutMs: 60_000,
+    });
     expect(await count('sales-activity', "SELECT count(*) AS n FROM tasks WHERE title LIKE 'First contact:%' AND customer_id = $1", [after])).toBe(1);
   });
 });

@@ -36,9 +36,7 @@ describeWithPostgres('replicas starting at once', () => {
 
   test('migrate an empty database once and both serve', async () => {
     const logs: string[][] = [[], []];
-    const started = await Promise.allSettled(
-      logs.map((lines) => startSubgraph(customer, { config, port: 0, logger: recordingLogger(lines) })),
-    );
+    const started = await Promise.allSettled(logs.map((lines) => startSubgraph(customer, { config, port: 0, logger: recordingLogger(lines) })));
     for (const s of started) if (s.status === 'fulfilled') replicas.push(s.value);
     expect(started.map((s) => (s.status === 'rejected' ? String(s.reason) : 'started'))).toEqual(['started', 'started']);
 

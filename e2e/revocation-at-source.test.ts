@@ -52,7 +52,10 @@ test('a MANAGER demoted to SALES cannot approveRequest with the old token, at on
   const rep = await stack.user('SALES', 'Rita Rep');
   const manager = await stack.user('MANAGER', 'Manfred Demoted');
   const customer = dataOf<{ id: string }>(await rep.gql('mutation { createCustomer(input: { name: "Demotion Ltd" }) { id } }'), 'createCustomer');
-  const request = dataOf<{ id: string }>(await rep.gql('mutation($i: RequestApprovalInput!) { requestApproval(input: $i) { id } }', { i: { customerId: customer.id, title: 'Discount', amount: 5000 } }), 'requestApproval');
+  const request = dataOf<{ id: string }>(
+    await rep.gql('mutation($i: RequestApprovalInput!) { requestApproval(input: $i) { id } }', { i: { customerId: customer.id, title: 'Discount', amount: 5000 } }),
+    'requestApproval',
+  );
   // Both replicas have just seen the manager's token as valid (whatever they cache, it is warm).
   expect((await call(stack.gatewayUrl, '{ me { role } }', manager.token)).body.data.me.role).toBe('MANAGER');
   expect((await call(replica.url, '{ me { role } }', manager.token)).body.data.me.role).toBe('MANAGER');
@@ -114,7 +117,13 @@ test('when auth cannot confirm a token, mutations are refused (fail closed) and 
   const rep = await stack.user('SALES', 'Una Unconfirmed');
   const authUrl = stack.subgraphs.auth!.url;
   // A replica whose route to auth leads nowhere (auth down as far as it can tell).
-  const blind = await startGateway({ config: stack.config, supergraphSdl: stack.supergraphSdl.split(authUrl).join('http://127.0.0.1:9/graphql'), bus: stack.bus, port: 0, host: '127.0.0.1' });
+  const blind = await startGateway({
+    config: stack.config,
+    supergraphSdl: stack.supergraphSdl.split(authUrl).join('http://127.0.0.1:9/graphql'),
+    bus: stack.bus,
+    port: 0,
+    host: '127.0.0.1',
+  });
   try {
     const write = await call(blind.url, 'mutation { createCustomer(input: { name: "Unconfirmed" }) { id } }', rep.token);
     expect([codeOf(write), write.body.errors?.[0]?.message]).toEqual(['SERVICE_UNAVAILABLE', expect.stringContaining('Cannot confirm')]);

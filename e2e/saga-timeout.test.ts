@@ -26,25 +26,47 @@ test('a saga missing a step times out, lists the step, and completes when it arr
   const del = await eventually(async () => (await manager.gql(`mutation($id: ID!) { deleteCustomer(id: $id) { id } }`, { id: customerId })).data?.deleteCustomer);
   const sagaId = del.id as string;
 
-  const timedOut = await eventually(async () => {
-    const s = (await admin.gql(SAGA, { id: sagaId })).data?.saga;
-    return s?.status === 'TIMED_OUT' ? s : undefined;
-  }, { timeoutMs: 60_000, intervalMs: 250 });
+  const timedOut = await eventually(
+    async () => {
+      const s = (await admin.gql(SAGA, { id: sagaId })).data?.saga;
+      return s?.status === 'TIMED_OUT' ? s : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 250 },
+  );
   expect(timedOut.missingSteps).toEqual(['opportunity.cancel-requests']);
   expect(timedOut.endedAt).toBeNull();
 
   // The opportunity subgraph comes back and takes its step.
-  await stack.bus.publish([{
-    topic: 'opportunity.events',
-    key: sagaId,
-    value: JSON.stringify(buildEnvelope('opportunity', 'opportunity.saga_step', sagaId, {
-      sagaId, sagaType: 'customer-deletion', subjectId: customerId, step: 'opportunity.cancel-requests', status: 'DONE', detail: '0 pending requests cancelled', ends: null,
-    }, { actorId: null })),
-  }]);
-  const done = await eventually(async () => {
-    const s = (await admin.gql(SAGA, { id: sagaId })).data?.saga;
-    return s?.status === 'COMPLETED' ? s : undefined;
-  }, { timeoutMs: 60_000, intervalMs: 250 });
+  await stack.bus.publish([
+    {
+      topic: 'opportunity.events',
+      key: sagaId,
+      value: JSON.stringify(
+        buildEnvelope(
+          'opportunity',
+          'opportunity.saga_step',
+          sagaId,
+          {
+            sagaId,
+            sagaType: 'customer-deletion',
+            subjectId: customerId,
+            step: 'opportunity.cancel-requests',
+            status: 'DONE',
+            detail: '0 pending requests cancelled',
+            ends: null,
+          },
+          { actorId: null },
+        ),
+      ),
+    },
+  ]);
+  const done = await eventually(
+    async () => {
+      const s = (await admin.gql(SAGA, { id: sagaId })).data?.saga;
+      return s?.status === 'COMPLETED' ? s : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 250 },
+  );
   expect(done.missingSteps).toEqual([]);
   expect(done.endedAt).not.toBeNull();
 });

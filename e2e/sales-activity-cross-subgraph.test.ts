@@ -39,7 +39,10 @@ test('customer created → first-contact task, directory, meetings and tasks joi
     return r.data?.customer?.tasks.totalCount === 1 ? r.data.customer : null;
   });
   expect(seen.tasks.edges[0].node).toEqual({
-    title: 'First contact: Vandelay Industries', priority: 'HIGH', assignee: { id: rep.id, name: 'Rep One' }, customer: { name: 'Vandelay Industries' },
+    title: 'First contact: Vandelay Industries',
+    priority: 'HIGH',
+    assignee: { id: rep.id, name: 'Rep One' },
+    customer: { name: 'Vandelay Industries' },
   });
 
   // the directory knows the customer: the rep may record a meeting and create a task for it
@@ -64,8 +67,9 @@ test('customer created → first-contact task, directory, meetings and tasks joi
   const del = await manager.gql(`mutation($id: ID!) { deleteCustomer(id: $id) { id } }`, { id: customer.id });
   expect(del.errors).toBeUndefined();
   const sagaId = del.data.deleteCustomer.id as string;
-  await eventually(async () =>
-    (await sql(stack, `select 1 from outbox where type = 'sales-activity.saga_step' and key = ? and envelope->'data'->>'status' = 'DONE'`, [sagaId])).length === 1);
+  await eventually(
+    async () => (await sql(stack, `select 1 from outbox where type = 'sales-activity.saga_step' and key = ? and envelope->'data'->>'status' = 'DONE'`, [sagaId])).length === 1,
+  );
   const hidden = await manager.gql(`query($id: ID!) { meeting(id: $id) { id } myTasks { totalCount } }`, { id: meeting.id });
   expect(hidden.data.meeting).toBeNull();
   const repTasks = await rep.gql(`{ myTasks { edges { node { customer { id } } } } }`);

@@ -16,8 +16,15 @@ const KEYS = generateKeySet(['auth', 'customer']);
 const base = testOverrides(randomBytes(4).toString('hex'), { LOG_LEVEL: 'info', ADMIN_EMAIL: '', ADMIN_PASSWORD: '' });
 /** Nothing any subgraph reads: other services' keys unset, their variables malformed. */
 const othersOnly = {
-  AUTH_SIGNING_KEY: '', AUTH_PUBLIC_KEYS: '', GATEWAY_SIGNING_KEY: '', REDIS_URL: '',
-  MAX_COST: 'lots', RATE_LIMIT_POINTS: 'many', SUPERGRAPH_PATH: '/nowhere', SAGA_TIMEOUT_MS: 'soon', DUE_SOON_INTERVAL_MS: '-1',
+  AUTH_SIGNING_KEY: '',
+  AUTH_PUBLIC_KEYS: '',
+  GATEWAY_SIGNING_KEY: '',
+  REDIS_URL: '',
+  MAX_COST: 'lots',
+  RATE_LIMIT_POINTS: 'many',
+  SUPERGRAPH_PATH: '/nowhere',
+  SAGA_TIMEOUT_MS: 'soon',
+  DUE_SOON_INTERVAL_MS: '-1',
 };
 const services: ServiceProcess[] = [];
 

@@ -38,7 +38,10 @@ afterAll(async () => {
 
 test('serves alone and reads through to its peer where <NAME>_URL routes it', async () => {
   const identity = { userId: randomUUID(), role: 'ADMIN' as const, email: 'admin@test.local' };
-  const body = JSON.stringify({ query: `mutation($rep: ID!) { createCustomer(input: { name: "Entry Co", assignedRepId: $rep }) { name assignedRep { id } } }`, variables: { rep: repId } });
+  const body = JSON.stringify({
+    query: `mutation($rep: ID!) { createCustomer(input: { name: "Entry Co", assignedRepId: $rep }) { name assignedRep { id } } }`,
+    variables: { rep: repId },
+  });
   const res = await fetch(customer.url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...signIdentity(identity, parseSigningKey(KEYS.GATEWAY_SIGNING_KEY!), { subgraph: 'customer', method: 'POST', body }) },
@@ -55,7 +58,12 @@ test('serves alone and reads through to its peer where <NAME>_URL routes it', as
   expect(asked!.headers[IDENTITY_HEADER]).toBeTruthy();
   expect(asked!.headers[SIGNATURE_HEADER]).toBeTruthy();
   // signed with customer's own key, as the customer service (no user): auth verifies it with the peers' public keys
-  const verified = verifyIdentity(String(asked!.headers[IDENTITY_HEADER]), String(asked!.headers[SIGNATURE_HEADER]), { gateway: parsePublicKeys(KEYS.GATEWAY_PUBLIC_KEYS!), services: parsePublicKeys(KEYS.SERVICE_PUBLIC_KEYS!) }, { subgraph: 'auth', method: 'POST', body: asked!.body });
+  const verified = verifyIdentity(
+    String(asked!.headers[IDENTITY_HEADER]),
+    String(asked!.headers[SIGNATURE_HEADER]),
+    { gateway: parsePublicKeys(KEYS.GATEWAY_PUBLIC_KEYS!), services: parsePublicKeys(KEYS.SERVICE_PUBLIC_KEYS!) },
+    { subgraph: 'auth', method: 'POST', body: asked!.body },
+  );
   expect(verified).toEqual({ ok: true, identity: null, service: 'customer' });
 });
 

@@ -167,7 +167,7 @@ test('a missing, invalid or expired token is refused at connect (4401); a token 
   expect(ending.closed).toEqual({ code: 4401, reason: 'Token expired' });
 });
 
-test('the token may come in the upgrade request\'s Authorization header; two tokens of different users get 4403', async () => {
+test("the token may come in the upgrade request's Authorization header; two tokens of different users get 4403", async () => {
   const a = await stack.user('SALES');
   const b = await stack.user('SALES');
   const withHeader = (token: string) =>
@@ -191,7 +191,13 @@ test('the token may come in the upgrade request\'s Authorization header; two tok
   expect(headerOnly.closed).toBeUndefined();
 
   const conflicting = { errors: [] as unknown[] } as { closed?: { code: number; reason: string }; errors: unknown[] };
-  const bad = createClient({ url: wsUrl(stack.gatewayUrl), webSocketImpl: withHeader(a.token), retryAttempts: 0, lazy: true, connectionParams: { authorization: `Bearer ${b.token}` } });
+  const bad = createClient({
+    url: wsUrl(stack.gatewayUrl),
+    webSocketImpl: withHeader(a.token),
+    retryAttempts: 0,
+    lazy: true,
+    connectionParams: { authorization: `Bearer ${b.token}` },
+  });
   clients.push(bad);
   track(bad, conflicting);
   await eventually(async () => conflicting.closed);

@@ -57,13 +57,23 @@ test('every panel query names metrics the services export, and nothing else', as
 test('the dashboard covers what operators watch', () => {
   const exprs = panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr ?? '')).join('\n');
   for (const name of [
-    'crm_graphql_requests_total', 'crm_graphql_request_duration_seconds_bucket', 'crm_graphql_errors_total', 'crm_gateway_subgraph_fetch_duration_seconds_bucket',
-    'crm_consumer_lag_messages', 'crm_outbox_backlog_messages', 'crm_events_dead_lettered_total', 'crm_sagas_finished_total', 'crm_ws_subscriptions',
-  ]) expect(exprs).toContain(name);
+    'crm_graphql_requests_total',
+    'crm_graphql_request_duration_seconds_bucket',
+    'crm_graphql_errors_total',
+    'crm_gateway_subgraph_fetch_duration_seconds_bucket',
+    'crm_consumer_lag_messages',
+    'crm_outbox_backlog_messages',
+    'crm_events_dead_lettered_total',
+    'crm_sagas_finished_total',
+    'crm_ws_subscriptions',
+  ])
+    expect(exprs).toContain(name);
 });
 
 test('compose runs Jaeger, Prometheus and Grafana with health checks, on local ports only', () => {
-  const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, { image?: string; healthcheck?: { test?: unknown }; ports?: string[]; volumes?: string[]; environment?: Record<string, string> }> };
+  const compose = parse(read('docker-compose.yml'), { merge: true }) as {
+    services: Record<string, { image?: string; healthcheck?: { test?: unknown }; ports?: string[]; volumes?: string[]; environment?: Record<string, string> }>;
+  };
   const s = compose.services;
   expect(s.jaeger?.image).toMatch(/^jaegertracing\//);
   expect(s.prometheus?.image).toMatch(/^prom\/prometheus:/);
@@ -73,7 +83,9 @@ test('compose runs Jaeger, Prometheus and Grafana with health checks, on local p
     for (const port of s[name]!.ports ?? []) expect(port).toMatch(/^127\.0\.0\.1:/);
   }
   // Grafana gets the committed dashboard and data sources; our services send traces to Jaeger.
-  expect(s.grafana!.volumes).toEqual(expect.arrayContaining(['./docker/grafana/dashboards:/var/lib/grafana/dashboards:ro', './docker/grafana/provisioning:/etc/grafana/provisioning:ro']));
+  expect(s.grafana!.volumes).toEqual(
+    expect.arrayContaining(['./docker/grafana/dashboards:/var/lib/grafana/dashboards:ro', './docker/grafana/provisioning:/etc/grafana/provisioning:ro']),
+  );
   const provisioning = read('docker/grafana/provisioning/dashboards/dashboards.yml');
   expect(provisioning).toContain('/var/lib/grafana/dashboards');
   for (const svc of ['gateway', ...SUBGRAPHS.map((x) => x.name)]) expect(s[svc]!.environment!.OTEL_EXPORTER_OTLP_ENDPOINT).toBe('http://jaeger:4318');
@@ -88,7 +100,7 @@ test('Prometheus scrapes the gateway and every subgraph on their service ports',
   }
 });
 
-test('compose\'s Prometheus loads the same alert rules as Kubernetes (run `npm run codegen`)', () => {
+test("compose's Prometheus loads the same alert rules as Kubernetes (run `npm run codegen`)", () => {
   expect(read('docker/prometheus/alerts.yml')).toBe(composeAlertRules());
   expect((parse(read('docker/prometheus/prometheus.yml')) as { rule_files: string[] }).rule_files).toEqual(['/etc/prometheus/alerts.yml']);
   const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, { volumes?: string[] }> };

@@ -64,7 +64,9 @@ const has = (m: { samples: Sample[] }, name: string, labels: Record<string, stri
   m.samples.some((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
 
 async function customerOf(rep: TestUser): Promise<string> {
-  const r = await rep.gql(`mutation CreateCustomer($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }`, { input: { name: `Metered ${randomUUID().slice(0, 6)}` } });
+  const r = await rep.gql(`mutation CreateCustomer($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }`, {
+    input: { name: `Metered ${randomUUID().slice(0, 6)}` },
+  });
   if (!r.data?.createCustomer) throw new Error(`createCustomer failed: ${JSON.stringify(r.errors)}`);
   return r.data.createCustomer.id;
 }
@@ -78,13 +80,26 @@ test('the gateway and a subgraph export the series named in the README, and they
   const sales = await stack.user('SALES', 'Mel Metric');
   const manager = await stack.user('MANAGER', 'Max Meter');
   const received: unknown[] = [];
-  ws = createClient({ url: gatewayUrl.replace(/^http/, 'ws'), webSocketImpl: WebSocket, lazy: true, retryAttempts: 0, connectionParams: { authorization: `Bearer ${manager.token}` } });
+  ws = createClient({
+    url: gatewayUrl.replace(/^http/, 'ws'),
+    webSocketImpl: WebSocket,
+    lazy: true,
+    retryAttempts: 0,
+    connectionParams: { authorization: `Bearer ${manager.token}` },
+  });
   ws.subscribe({ query: 'subscription { notificationAdded { type } }' }, { next: (r) => void received.push(r.data), error: () => undefined, complete: () => undefined });
   await eventually(async () => total(await scrape(gatewayUrl), 'crm_ws_subscriptions') >= 1, { timeoutMs: 30_000 });
 
   const customerId = await customerOf(sales);
-  await eventually(async () => (await sales.gql(`mutation RequestApproval($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId, title: 'Metered deal' } })).data?.requestApproval?.id, { timeoutMs: 30_000, intervalMs: 200 });
-  const costly = await sales.gql(`query Costly { customers(first: 100) { edges { node { meetings(first: 100) { edges { node { id } } } tasks(first: 100) { edges { node { id } } } } } } }`);
+  await eventually(
+    async () =>
+      (await sales.gql(`mutation RequestApproval($input: RequestApprovalInput!) { requestApproval(input: $input) { id } }`, { input: { customerId, title: 'Metered deal' } })).data
+        ?.requestApproval?.id,
+    { timeoutMs: 30_000, intervalMs: 200 },
+  );
+  const costly = await sales.gql(
+    `query Costly { customers(first: 100) { edges { node { meetings(first: 100) { edges { node { id } } } tasks(first: 100) { edges { node { id } } } } } } }`,
+  );
   expect(costly.errors?.[0]?.extensions?.code).toBe('COST_LIMIT_EXCEEDED');
   await eventually(async () => received.length >= 1, { timeoutMs: 30_000 });
 
@@ -98,12 +113,17 @@ test('the gateway and a subgraph export the series named in the README, and they
   expect(total(after, 'crm_graphql_errors_total', refused) - total(before, 'crm_graphql_errors_total', refused)).toBe(1);
   expect(total(after, 'crm_gateway_refusals_total', { reason: 'cost_limit' }) - total(before, 'crm_gateway_refusals_total', { reason: 'cost_limit' })).toBe(1);
   // subgraph fetches, WebSocket connections, subscriptions, deliveries and event → delivery latency
-  expect(total(after, 'crm_gateway_subgraph_fetch_duration_seconds_count', { subgraph: 'customer' })).toBeGreaterThan(total(before, 'crm_gateway_subgraph_fetch_duration_seconds_count', { subgraph: 'customer' }));
+  expect(total(after, 'crm_gateway_subgraph_fetch_duration_seconds_count', { subgraph: 'customer' })).toBeGreaterThan(
+    total(before, 'crm_gateway_subgraph_fetch_duration_seconds_count', { subgraph: 'customer' }),
+  );
   expect(total(after, 'crm_ws_connections')).toBeGreaterThanOrEqual(1);
   expect(total(after, 'crm_ws_deliveries_total', { field: 'notificationAdded' })).toBeGreaterThan(total(before, 'crm_ws_deliveries_total', { field: 'notificationAdded' }));
-  expect(total(after, 'crm_event_delivery_latency_seconds_count', { field: 'notificationAdded' })).toBeGreaterThan(total(before, 'crm_event_delivery_latency_seconds_count', { field: 'notificationAdded' }));
+  expect(total(after, 'crm_event_delivery_latency_seconds_count', { field: 'notificationAdded' })).toBeGreaterThan(
+    total(before, 'crm_event_delivery_latency_seconds_count', { field: 'notificationAdded' }),
+  );
   // Node runtime metrics
-  for (const name of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes']) expect(has(after, name)).toBe(true);
+  for (const name of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes'])
+    expect(has(after, name)).toBe(true);
 
   // The subgraph's own endpoint: its operations, the events it published, its outbox and consumer lag.
   const sub = await scrape(opportunityUrl);
@@ -113,7 +133,9 @@ test('the gateway and a subgraph export the series named in the README, and they
   expect(has(sub, 'crm_outbox_oldest_unsent_age_seconds', { service: 'opportunity' })).toBe(true);
   expect(has(sub, 'crm_consumer_lag_messages', { group: 'crm-opportunity', topic: 'customer.events' })).toBe(true);
   // analytics handled the approval (a background effect of the request)
-  await eventually(async () => total(await scrape(opportunityUrl), 'crm_events_handled_total', { group: 'crm-analytics', type: 'approval.requested', outcome: 'handled' }) >= 1, { timeoutMs: 30_000 });
+  await eventually(async () => total(await scrape(opportunityUrl), 'crm_events_handled_total', { group: 'crm-analytics', type: 'approval.requested', outcome: 'handled' }) >= 1, {
+    timeoutMs: 30_000,
+  });
   // and no client-chosen value other than a bounded operation name became a label
   for (const s of after.samples.filter((x) => x.name.startsWith('crm_'))) {
     for (const v of Object.values(s.labels)) expect(v).not.toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-/);
@@ -128,10 +150,21 @@ test('every series an alert rule (deploy/monitoring) uses is one the running ser
   const [rule] = readManifests(join(__dirname, '../deploy/monitoring/prometheus-rules.yaml')) as unknown as [{ spec: { groups: { name: string; rules: AlertRule[] }[] } }];
   const alerts = alertRules(rule);
   // consumer lag, outbox age, dead letters, saga timeouts, error rate, p99 (issue 29)
-  for (const name of ['crm_consumer_lag_messages', 'crm_outbox_oldest_unsent_age_seconds', 'crm_events_dead_lettered_total', 'crm_sagas_finished_total', 'crm_graphql_errors_total', 'crm_graphql_request_duration_seconds_bucket']) {
+  for (const name of [
+    'crm_consumer_lag_messages',
+    'crm_outbox_oldest_unsent_age_seconds',
+    'crm_events_dead_lettered_total',
+    'crm_sagas_finished_total',
+    'crm_graphql_errors_total',
+    'crm_graphql_request_duration_seconds_bucket',
+  ]) {
     expect(alerts.some((a) => metricNames(a.expr).includes(name))).toBe(true);
   }
-  const unknown = alerts.flatMap((a) => metricNames(a.expr).filter((n) => !exported.has(n)).map((n) => `${a.alert}: ${n}`));
+  const unknown = alerts.flatMap((a) =>
+    metricNames(a.expr)
+      .filter((n) => !exported.has(n))
+      .map((n) => `${a.alert}: ${n}`),
+  );
   expect(unknown).toEqual([]);
 });
 

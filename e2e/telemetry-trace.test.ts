@@ -40,7 +40,13 @@ test('requestApproval through the gateway is one trace down to the WebSocket del
   const customerId = created.data.createCustomer.id as string;
 
   const received: { type: string; title: string }[] = [];
-  client = createClient({ url: stack.gatewayUrl.replace(/^http/, 'ws'), webSocketImpl: WebSocket, lazy: true, retryAttempts: 0, connectionParams: { authorization: `Bearer ${manager.token}` } });
+  client = createClient({
+    url: stack.gatewayUrl.replace(/^http/, 'ws'),
+    webSocketImpl: WebSocket,
+    lazy: true,
+    retryAttempts: 0,
+    connectionParams: { authorization: `Bearer ${manager.token}` },
+  });
   client.subscribe<{ notificationAdded: { type: string; title: string } }>(
     { query: 'subscription { notificationAdded { type title } }' },
     { next: (r) => void (r.data && received.push(r.data.notificationAdded)), error: () => undefined, complete: () => undefined },
@@ -50,16 +56,27 @@ test('requestApproval through the gateway is one trace down to the WebSocket del
 
   // The opportunity subgraph learns of the customer by event: retry until it knows it.
   const title = `Traced deal ${randomUUID().slice(0, 6)}`;
-  const requestId = await eventually(async () => (await sales.gql(REQUEST, { input: { customerId, title, amount: 100 } })).data?.requestApproval?.id as string | undefined, { timeoutMs: 30_000, intervalMs: 200 });
+  const requestId = await eventually(async () => (await sales.gql(REQUEST, { input: { customerId, title, amount: 100 } })).data?.requestApproval?.id as string | undefined, {
+    timeoutMs: 30_000,
+    intervalMs: 200,
+  });
   expect(requestId).toBeTruthy();
   await eventually(async () => received.find((n) => n.type === 'APPROVAL_REQUESTED' && n.title.includes(title)), { timeoutMs: 30_000 });
 
   // The delivery span ends right after the push to the socket's queue (a background effect).
-  const trace = await eventually(async () => {
-    const spans = exporter.getFinishedSpans();
-    const resolver = spans.find((s) => s.name === 'resolve Mutation.requestApproval' && s.status.code !== 2 && spans.some((p) => p.spanContext().traceId === s.spanContext().traceId && p.name === 'deliver notificationAdded'));
-    return resolver ? spans.filter((s) => s.spanContext().traceId === resolver.spanContext().traceId) : undefined;
-  }, { timeoutMs: 30_000 });
+  const trace = await eventually(
+    async () => {
+      const spans = exporter.getFinishedSpans();
+      const resolver = spans.find(
+        (s) =>
+          s.name === 'resolve Mutation.requestApproval' &&
+          s.status.code !== 2 &&
+          spans.some((p) => p.spanContext().traceId === s.spanContext().traceId && p.name === 'deliver notificationAdded'),
+      );
+      return resolver ? spans.filter((s) => s.spanContext().traceId === resolver.spanContext().traceId) : undefined;
+    },
+    { timeoutMs: 30_000 },
+  );
 
   const one = (predicate: (s: ReadableSpan) => boolean, what: string): ReadableSpan => {
     const found = trace.find(predicate);
@@ -93,7 +110,10 @@ test('requestApproval through the gateway is one trace down to the WebSocket del
   // The outbox row's traceparent → the relay's PRODUCER span → the analytics CONSUMER span, linked to it.
   const publish = one((s) => s.kind === SpanKind.PRODUCER && s.name === 'publish opportunity.events', 'outbox publish');
   expect(ancestors(publish)).toContain(resolver);
-  const consumed = one((s) => s.kind === SpanKind.CONSUMER && s.attributes['messaging.consumer.group.name'] === 'crm-analytics' && s.attributes['crm.event.type'] === 'approval.requested', 'analytics handling');
+  const consumed = one(
+    (s) => s.kind === SpanKind.CONSUMER && s.attributes['messaging.consumer.group.name'] === 'crm-analytics' && s.attributes['crm.event.type'] === 'approval.requested',
+    'analytics handling',
+  );
   expect(consumed.parentSpanContext?.spanId).toBe(publish.spanContext().spanId);
   expect(consumed.links.map((l) => l.context.spanId)).toEqual([publish.spanContext().spanId]);
   expect(consumed.attributes['crm.event.outcome']).toBe('handled');

@@ -11,10 +11,7 @@ import { print } from 'graphql';
 import { eventually } from '@crm/testing';
 import { ADMIN, startTestStack, type TestStack } from '@crm/platform';
 import { seed } from '../apps/platform/src/seed';
-import {
-  createCustomer, crmClient, listCustomers, login, main, requestApproval, subscribeNotifications,
-  type NotificationEvent, type Subscription,
-} from '../clients/src/cli';
+import { createCustomer, crmClient, listCustomers, login, main, requestApproval, subscribeNotifications, type NotificationEvent, type Subscription } from '../clients/src/cli';
 import { CustomersDocument } from '../clients/src/gql/graphql';
 
 let stack: TestStack;
@@ -38,10 +35,13 @@ test('log in, create and list customers, request an approval; the manager hears 
   const managerClient = crmClient(stack.gatewayUrl);
   await login(managerClient, manager.email, PASSWORD);
   subscriptions.push(subscribeNotifications(stack.gatewayUrl, managerClient.token!, { next: (n) => heard.push(n), error: (e) => errors.push(e) }));
-  await eventually(async () => {
-    const res = await fetch(stack.gatewayUrl.replace(/\/graphql$/, '/graphql/live-stats'));
-    return ((await res.json()) as { subscriptions: number }).subscriptions >= 1;
-  }, { timeoutMs: 30_000 });
+  await eventually(
+    async () => {
+      const res = await fetch(stack.gatewayUrl.replace(/\/graphql$/, '/graphql/live-stats'));
+      return ((await res.json()) as { subscriptions: number }).subscriptions >= 1;
+    },
+    { timeoutMs: 30_000 },
+  );
 
   const client = crmClient(stack.gatewayUrl);
   const me = await login(client, rep.email, PASSWORD);

@@ -30,7 +30,11 @@ const lines = [
   row('`createCustomer`, 20 connections: **req/s**, p99', (d) => `**${rps('createCustomer')(d)}**, ${p('createCustomer', 'p99')(d)}`, '≥ 300 req/s'),
   row('saga completion: p50 / **p99**', (d) => `${fmt(d.saga?.p50, ' ms')} / **${fmt(d.saga?.p99, ' ms')}**`, 'p99 < 300 ms kept'),
   row('login alone, 20 connections: req/s, p99', both('login')),
-  row('login (5 conns) and varied list (20) at once: p99 login / list', (d) => `${p('login+list:login', 'p99')(d)} / ${p('login+list:list', 'p99')(d)}`, 'list not stalled by login'),
+  row(
+    'login (5 conns) and varied list (20) at once: p99 login / list',
+    (d) => `${p('login+list:login', 'p99')(d)} / ${p('login+list:list', 'p99')(d)}`,
+    'list not stalled by login',
+  ),
   row('projections consistent after the createCustomer load', (d) => fmt(d.projectionCatchUp?.afterLastWrite ?? d.projectionCatchUp?.seconds, ' s')),
 ];
 console.log(lines.join('\n'));

@@ -21,10 +21,12 @@ export async function handledSince(stack: Pick<TestStack, 'config'>, since: stri
   const out: Record<string, { events: number; seconds: number }> = {};
   for (const sub of CONSUMING) {
     out[sub] = await withDb(stack, sub, async (c) => {
-      const r = (await c.query<{ n: string; s: number | null }>(
-        'SELECT count(*) AS n, extract(epoch FROM max(handled_at) - min(handled_at))::float AS s FROM inbox WHERE handled_at >= $1',
-        [since],
-      )).rows[0]!;
+      const r = (
+        await c.query<{ n: string; s: number | null }>(
+          'SELECT count(*) AS n, extract(epoch FROM max(handled_at) - min(handled_at))::float AS s FROM inbox WHERE handled_at >= $1',
+          [since],
+        )
+      ).rows[0]!;
       return { events: Number(r.n), seconds: Number((r.s ?? 0).toFixed(2)) };
     });
   }
@@ -33,17 +35,33 @@ export async function handledSince(stack: Pick<TestStack, 'config'>, since: stri
 
 /** `stack.bus` publishes when the bench runs in one process; a process-per-service stack gets a Kafka client of its own. */
 export async function drainBacklog(stack: Pick<TestStack, 'config'> & { bus?: EventBus | { kind: string }; subgraphs?: Record<string, unknown> }, n: number) {
-  const customers = await withDb(stack, 'customer', async (c) =>
-    (await c.query<{ id: string; name: string; assigned_rep_id: string | null; size: string | null; investment_profile: string | null }>(
-      'SELECT id, name, assigned_rep_id, size, investment_profile FROM customers WHERE deleted_at IS NULL ORDER BY random() LIMIT $1',
-      [n],
-    )).rows,
+  const customers = await withDb(
+    stack,
+    'customer',
+    async (c) =>
+      (
+        await c.query<{ id: string; name: string; assigned_rep_id: string | null; size: string | null; investment_profile: string | null }>(
+          'SELECT id, name, assigned_rep_id, size, investment_profile FROM customers WHERE deleted_at IS NULL ORDER BY random() LIMIT $1',
+          [n],
+        )
+      ).rows,
   );
   const ids: string[] = [];
   const messages = customers.map((c) => {
-    const e = buildEnvelope('customer', 'customer.updated', c.id, {
-      customerId: c.id, name: c.name, assignedRepId: c.assigned_rep_id, size: c.size, investmentProfile: c.investment_profile, changes: [],
-    }, { actorId: null, correlationId: randomUUID() });
+    const e = buildEnvelope(
+      'customer',
+      'customer.updated',
+      c.id,
+      {
+        customerId: c.id,
+        name: c.name,
+        assignedRepId: c.assigned_rep_id,
+        size: c.size,
+        investmentProfile: c.investment_profile,
+        changes: [],
+      },
+      { actorId: null, correlationId: randomUUID() },
+    );
     ids.push(e.id);
     return { topic: 'customer.events', key: c.id, value: JSON.stringify(e) };
   });
@@ -66,11 +84,17 @@ export async function drainBacklog(stack: Pick<TestStack, 'config'> & { bus?: Ev
         const seconds = (performance.now() - t0) / 1000;
         // first to last batch: handled_at is each batch's transaction start
         const working = await withDb(stack, sub, async (c) =>
-          Number((await c.query<{ s: number }>('SELECT extract(epoch FROM max(handled_at) - min(handled_at))::float AS s FROM inbox WHERE event_id = ANY($1::uuid[])', [ids])).rows[0]!.s),
+          Number(
+            (await c.query<{ s: number }>('SELECT extract(epoch FROM max(handled_at) - min(handled_at))::float AS s FROM inbox WHERE event_id = ANY($1::uuid[])', [ids])).rows[0]!
+              .s,
+          ),
         );
         done[sub] = {
-          events: ids.length, seconds: Number(seconds.toFixed(2)), eventsPerSecond: Math.round(ids.length / seconds),
-          workingSeconds: Number(working.toFixed(2)), workingEventsPerSecond: Math.round(ids.length / Math.max(working, 0.001)),
+          events: ids.length,
+          seconds: Number(seconds.toFixed(2)),
+          eventsPerSecond: Math.round(ids.length / seconds),
+          workingSeconds: Number(working.toFixed(2)),
+          workingEventsPerSecond: Math.round(ids.length / Math.max(working, 0.001)),
         };
         pending.delete(sub);
       }

@@ -40,7 +40,9 @@ for (const [id, t] of self) {
   const n = byId.get(id);
   const cf = n.callFrame;
   const name = cf.functionName || '(anonymous)';
-  const key = ['(idle)', '(program)', '(garbage collector)'].includes(name) ? name : `${name} ${cf.url.replace(/^.*node_modules\//, '').replace(new RegExp(`^file://${esc(ROOT)}`), '')}:${cf.lineNumber + 1}`;
+  const key = ['(idle)', '(program)', '(garbage collector)'].includes(name)
+    ? name
+    : `${name} ${cf.url.replace(/^.*node_modules\//, '').replace(new RegExp(`^file://${esc(ROOT)}`), '')}:${cf.lineNumber + 1}`;
   fns.set(key, (fns.get(key) ?? 0) + t);
   const pk = ['(idle)', '(program)', '(garbage collector)'].includes(name) ? name : where(cf.url);
   pkgs.set(pk, (pkgs.get(pk) ?? 0) + t);
@@ -49,6 +51,14 @@ const busy = total - (fns.get('(idle)') ?? 0);
 const pct = (t) => `${((100 * t) / busy).toFixed(1)} %`;
 console.log(`total ${(total / 1e6).toFixed(1)} s sampled, busy ${(busy / 1e6).toFixed(1)} s (percentages of busy time)\n`);
 console.log('self time by package:');
-for (const [k, t] of [...pkgs].filter(([k]) => k !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`  ${pct(t).padStart(7)}  ${k}`);
+for (const [k, t] of [...pkgs]
+  .filter(([k]) => k !== '(idle)')
+  .sort((a, b) => b[1] - a[1])
+  .slice(0, 15))
+  console.log(`  ${pct(t).padStart(7)}  ${k}`);
 console.log('\ntop functions by self time:');
-for (const [k, t] of [...fns].filter(([k]) => k !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${pct(t).padStart(7)}  ${k}`);
+for (const [k, t] of [...fns]
+  .filter(([k]) => k !== '(idle)')
+  .sort((a, b) => b[1] - a[1])
+  .slice(0, top))
+  console.log(`  ${pct(t).padStart(7)}  ${k}`);

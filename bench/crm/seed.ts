@@ -44,10 +44,7 @@ async function bulk(c: Client, table: string, cols: [string, string][], rows: un
   for (let i = 0; i < rows.length; i += CHUNK) {
     const part = rows.slice(i, i + CHUNK);
     const params = cols.map((_, j) => part.map((r) => r[j]));
-    await c.query(
-      `INSERT INTO ${table} (${cols.map(([n]) => n).join(', ')}) SELECT * FROM unnest(${cols.map(([, t], j) => `$${j + 1}::${t}[]`).join(', ')})`,
-      params,
-    );
+    await c.query(`INSERT INTO ${table} (${cols.map(([n]) => n).join(', ')}) SELECT * FROM unnest(${cols.map(([, t], j) => `$${j + 1}::${t}[]`).join(', ')})`, params);
   }
 }
 
@@ -71,7 +68,19 @@ export async function seedBulk(stack: Pick<TestStack, 'config'>, o: { customers:
     const slug = name.toLowerCase().replace(/[^a-z0-9]+/g, '-');
     const size = pick(SIZES);
     const profile = pick(PROFILES);
-    customers.push([id, name, `contact@${slug}.example`, `+1 555 ${String(randomInt(1e7)).padStart(7, '0')}`, pick(INDUSTRIES), size, profile, pick(RISKS), rep, iso(created), iso(created)]);
+    customers.push([
+      id,
+      name,
+      `contact@${slug}.example`,
+      `+1 555 ${String(randomInt(1e7)).padStart(7, '0')}`,
+      pick(INDUSTRIES),
+      size,
+      profile,
+      pick(RISKS),
+      rep,
+      iso(created),
+      iso(created),
+    ]);
     refs.push([id, name, rep, false, iso(created)]);
     facts.push([id, size, profile, rep, false, iso(created)]);
     // meetings: 0–4 (mean 2), within 90 days either side of now (bounded by the customer's creation)
@@ -79,7 +88,15 @@ export async function seedBulk(stack: Pick<TestStack, 'config'>, o: { customers:
       const mid = randomUUID();
       const at = Math.max(created, now - randomInt(90 * DAY)) + randomInt(-5 * DAY, 5 * DAY);
       const mCreated = Math.min(now, Math.max(created, at - 7 * DAY));
-      meetings.push([mid, id, rep, iso(at), pick(['Intro call', 'Portfolio review', 'Quarterly check-in', 'Site visit']), pick(['Send proposal', 'Follow up', null]), iso(mCreated)]);
+      meetings.push([
+        mid,
+        id,
+        rep,
+        iso(at),
+        pick(['Intro call', 'Portfolio review', 'Quarterly check-in', 'Site visit']),
+        pick(['Send proposal', 'Follow up', null]),
+        iso(mCreated),
+      ]);
       meetingFacts.push([mid, id, rep, iso(at), iso(mCreated)]);
     }
     // tasks: 1–3; half completed, some in progress, a few cancelled
@@ -93,7 +110,20 @@ export async function seedBulk(stack: Pick<TestStack, 'config'>, o: { customers:
       const completed = status === 'COMPLETED' ? Math.min(now, tCreated + randomInt(1, 14 * DAY)) : null;
       const title = first ? `First contact: ${name}` : pick(['Call back', 'Prepare offer', 'Update KYC documents', 'Schedule review']);
       const due = first ? tCreated + 2 * DAY : tCreated + randomInt(-5 * DAY, 30 * DAY);
-      tasks.push([tid, title, null, status, first ? 'HIGH' : pick(PRIORITIES), iso(due), completed ? iso(completed) : null, id, rep, rep, iso(tCreated), completed ? iso(completed) : iso(tCreated)]);
+      tasks.push([
+        tid,
+        title,
+        null,
+        status,
+        first ? 'HIGH' : pick(PRIORITIES),
+        iso(due),
+        completed ? iso(completed) : null,
+        id,
+        rep,
+        rep,
+        iso(tCreated),
+        completed ? iso(completed) : iso(tCreated),
+      ]);
       taskFacts.push([tid, rep, status, iso(tCreated), completed ? iso(completed) : null]);
     }
     // approval requests: every third customer, 1–2; 35 % pending, 40 % approved, 25 % rejected
@@ -105,32 +135,165 @@ export async function seedBulk(stack: Pick<TestStack, 'config'>, o: { customers:
         const status = roll < 35 ? 'PENDING' : roll < 75 ? 'APPROVED' : 'REJECTED';
         const decided = status === 'PENDING' ? null : Math.min(now, requested + randomInt(60_000, 5 * DAY));
         const amount = randomInt(1, 500) * 100;
-        approvals.push([aid, id, rep, decided ? pick(o.managers) : null, pick(['Fee discount', 'Credit line increase', 'Custom mandate', 'Fast-track onboarding']), null, amount, status, decided ? 'Seeded decision' : null, iso(requested), decided ? iso(decided) : null, iso(decided ?? requested), decided ? 2 : 1]);
+        approvals.push([
+          aid,
+          id,
+          rep,
+          decided ? pick(o.managers) : null,
+          pick(['Fee discount', 'Credit line increase', 'Custom mandate', 'Fast-track onboarding']),
+          null,
+          amount,
+          status,
+          decided ? 'Seeded decision' : null,
+          iso(requested),
+          decided ? iso(decided) : null,
+          iso(decided ?? requested),
+          decided ? 2 : 1,
+        ]);
         approvalFacts.push([aid, rep, status, amount, iso(requested), decided ? iso(decided) : null]);
       }
     }
   }
-  const refCols: [string, string][] = [['id', 'uuid'], ['name', 'text'], ['assigned_rep_id', 'uuid'], ['deleted', 'boolean'], ['updated_at', 'timestamptz']];
+  const refCols: [string, string][] = [
+    ['id', 'uuid'],
+    ['name', 'text'],
+    ['assigned_rep_id', 'uuid'],
+    ['deleted', 'boolean'],
+    ['updated_at', 'timestamptz'],
+  ];
   await withDb(stack, 'customer', async (c) => {
-    await bulk(c, 'customers', [['id', 'uuid'], ['name', 'text'], ['email', 'text'], ['phone', 'text'], ['industry', 'text'], ['size', 'text'], ['investment_profile', 'text'], ['risk_tolerance', 'text'], ['assigned_rep_id', 'uuid'], ['created_at', 'timestamptz'], ['updated_at', 'timestamptz']], customers);
+    await bulk(
+      c,
+      'customers',
+      [
+        ['id', 'uuid'],
+        ['name', 'text'],
+        ['email', 'text'],
+        ['phone', 'text'],
+        ['industry', 'text'],
+        ['size', 'text'],
+        ['investment_profile', 'text'],
+        ['risk_tolerance', 'text'],
+        ['assigned_rep_id', 'uuid'],
+        ['created_at', 'timestamptz'],
+        ['updated_at', 'timestamptz'],
+      ],
+      customers,
+    );
     await c.query('ANALYZE');
   });
   await withDb(stack, 'sales-activity', async (c) => {
     await bulk(c, 'customer_refs', refCols, refs);
-    await bulk(c, 'meetings', [['id', 'uuid'], ['customer_id', 'uuid'], ['rep_id', 'uuid'], ['starts_at', 'timestamptz'], ['summary', 'text'], ['next_action', 'text'], ['created_at', 'timestamptz']], meetings);
-    await bulk(c, 'tasks', [['id', 'uuid'], ['title', 'text'], ['description', 'text'], ['status', 'text'], ['priority', 'text'], ['due_at', 'timestamptz'], ['completed_at', 'timestamptz'], ['customer_id', 'uuid'], ['assignee_id', 'uuid'], ['created_by_id', 'uuid'], ['created_at', 'timestamptz'], ['updated_at', 'timestamptz']], tasks);
+    await bulk(
+      c,
+      'meetings',
+      [
+        ['id', 'uuid'],
+        ['customer_id', 'uuid'],
+        ['rep_id', 'uuid'],
+        ['starts_at', 'timestamptz'],
+        ['summary', 'text'],
+        ['next_action', 'text'],
+        ['created_at', 'timestamptz'],
+      ],
+      meetings,
+    );
+    await bulk(
+      c,
+      'tasks',
+      [
+        ['id', 'uuid'],
+        ['title', 'text'],
+        ['description', 'text'],
+        ['status', 'text'],
+        ['priority', 'text'],
+        ['due_at', 'timestamptz'],
+        ['completed_at', 'timestamptz'],
+        ['customer_id', 'uuid'],
+        ['assignee_id', 'uuid'],
+        ['created_by_id', 'uuid'],
+        ['created_at', 'timestamptz'],
+        ['updated_at', 'timestamptz'],
+      ],
+      tasks,
+    );
     await c.query('ANALYZE');
   });
   await withDb(stack, 'opportunity', async (c) => {
     await bulk(c, 'customer_refs', refCols, refs);
-    await bulk(c, 'approval_requests', [['id', 'uuid'], ['customer_id', 'uuid'], ['requester_id', 'uuid'], ['approver_id', 'uuid'], ['title', 'text'], ['description', 'text'], ['amount', 'float8'], ['status', 'text'], ['decision_comment', 'text'], ['created_at', 'timestamptz'], ['decided_at', 'timestamptz'], ['updated_at', 'timestamptz'], ['version', 'int4']], approvals);
+    await bulk(
+      c,
+      'approval_requests',
+      [
+        ['id', 'uuid'],
+        ['customer_id', 'uuid'],
+        ['requester_id', 'uuid'],
+        ['approver_id', 'uuid'],
+        ['title', 'text'],
+        ['description', 'text'],
+        ['amount', 'float8'],
+        ['status', 'text'],
+        ['decision_comment', 'text'],
+        ['created_at', 'timestamptz'],
+        ['decided_at', 'timestamptz'],
+        ['updated_at', 'timestamptz'],
+        ['version', 'int4'],
+      ],
+      approvals,
+    );
     await c.query('ANALYZE');
   });
   await withDb(stack, 'analytics', async (c) => {
-    await bulk(c, 'customer_facts', [['id', 'text'], ['size', 'text'], ['investment_profile', 'text'], ['assigned_rep_id', 'text'], ['deleted', 'boolean'], ['created_at', 'timestamptz']], facts);
-    await bulk(c, 'meeting_facts', [['id', 'text'], ['customer_id', 'text'], ['rep_id', 'text'], ['starts_at', 'timestamptz'], ['created_at', 'timestamptz']], meetingFacts);
-    await bulk(c, 'task_facts', [['id', 'text'], ['assignee_id', 'text'], ['status', 'text'], ['created_at', 'timestamptz'], ['completed_at', 'timestamptz']], taskFacts);
-    await bulk(c, 'approval_facts', [['id', 'text'], ['requester_id', 'text'], ['status', 'text'], ['amount', 'float8'], ['requested_at', 'timestamptz'], ['decided_at', 'timestamptz']], approvalFacts);
+    await bulk(
+      c,
+      'customer_facts',
+      [
+        ['id', 'text'],
+        ['size', 'text'],
+        ['investment_profile', 'text'],
+        ['assigned_rep_id', 'text'],
+        ['deleted', 'boolean'],
+        ['created_at', 'timestamptz'],
+      ],
+      facts,
+    );
+    await bulk(
+      c,
+      'meeting_facts',
+      [
+        ['id', 'text'],
+        ['customer_id', 'text'],
+        ['rep_id', 'text'],
+        ['starts_at', 'timestamptz'],
+        ['created_at', 'timestamptz'],
+      ],
+      meetingFacts,
+    );
+    await bulk(
+      c,
+      'task_facts',
+      [
+        ['id', 'text'],
+        ['assignee_id', 'text'],
+        ['status', 'text'],
+        ['created_at', 'timestamptz'],
+        ['completed_at', 'timestamptz'],
+      ],
+      taskFacts,
+    );
+    await bulk(
+      c,
+      'approval_facts',
+      [
+        ['id', 'text'],
+        ['requester_id', 'text'],
+        ['status', 'text'],
+        ['amount', 'float8'],
+        ['requested_at', 'timestamptz'],
+        ['decided_at', 'timestamptz'],
+      ],
+      approvalFacts,
+    );
     // As the handlers do in the same transaction: no cached report predates these rows.
     await c.query('UPDATE report_versions SET version = version + 1');
     await c.query('ANALYZE');
@@ -164,10 +327,23 @@ export async function checkConsistency(stack: Pick<TestStack, 'config'>) {
   ]);
   const all = Object.assign({}, ...parts) as Record<string, number>;
   const counts = {
-    customers: all.customers!, salesActivityRefs: all.salesActivityRefs!, opportunityRefs: all.opportunityRefs!, customerFacts: all.customerFacts!,
-    meetings: all.meetings!, meetingFacts: all.meetingFacts!, tasks: all.tasks!, taskFacts: all.taskFacts!, approvals: all.approvals!, approvalFacts: all.approvalFacts!,
+    customers: all.customers!,
+    salesActivityRefs: all.salesActivityRefs!,
+    opportunityRefs: all.opportunityRefs!,
+    customerFacts: all.customerFacts!,
+    meetings: all.meetings!,
+    meetingFacts: all.meetingFacts!,
+    tasks: all.tasks!,
+    taskFacts: all.taskFacts!,
+    approvals: all.approvals!,
+    approvalFacts: all.approvalFacts!,
   };
-  const ok = counts.customers === counts.salesActivityRefs && counts.customers === counts.opportunityRefs && counts.customers === counts.customerFacts
-    && counts.meetings === counts.meetingFacts && counts.tasks === counts.taskFacts && counts.approvals === counts.approvalFacts;
+  const ok =
+    counts.customers === counts.salesActivityRefs &&
+    counts.customers === counts.opportunityRefs &&
+    counts.customers === counts.customerFacts &&
+    counts.meetings === counts.meetingFacts &&
+    counts.tasks === counts.taskFacts &&
+    counts.approvals === counts.approvalFacts;
   return { ok, counts };
 }

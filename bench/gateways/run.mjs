@@ -64,12 +64,17 @@ const half = Math.floor(NPROC / 2);
 const GATEWAY_CPUS = HAS_TASKSET ? range(half, NPROC) : range(0, NPROC);
 const LOAD_CPUS = HAS_TASKSET ? range(0, half) : range(0, NPROC);
 // WORKERS=1,2 measures every gateway with 1 worker, then every gateway with 2.
-const WORKER_COUNTS = String(process.env.WORKERS ?? GATEWAY_CPUS.length).split(',').map((s) => Number(s.trim())).filter((n) => n >= 1);
+const WORKER_COUNTS = String(process.env.WORKERS ?? GATEWAY_CPUS.length)
+  .split(',')
+  .map((s) => Number(s.trim()))
+  .filter((n) => n >= 1);
 const WORKERS = WORKER_COUNTS.join(',');
 // More workers than the gateway's CPUs: that row's gateway gets every CPU (Hive Gateway refuses to
 // fork more workers than the CPUs it may use), the same for every gateway at that worker count.
 const gatewayCpusFor = (workers) => (HAS_TASKSET && workers > GATEWAY_CPUS.length ? range(0, NPROC) : GATEWAY_CPUS);
-function range(a, b) { return Array.from({ length: b - a }, (_, i) => a + i); }
+function range(a, b) {
+  return Array.from({ length: b - a }, (_, i) => a + i);
+}
 function pinned(cpus, cmd, args) {
   return HAS_TASKSET ? ['taskset', ['-c', cpus.join(','), cmd, ...args]] : [cmd, args];
 }
@@ -129,10 +134,18 @@ const GATEWAYS = {
 };
 const DEFAULT_ORDER = ['ceiling', 'apollo-gateway', 'hive-gateway', 'hive-gateway-router-runtime', 'hive-gateway-guild-config', 'crm', 'crm-inbound-dedupe', 'crm-no-dedupe'];
 const ORDER = (process.env.GATEWAYS ? process.env.GATEWAYS.split(',') : DEFAULT_ORDER).map((s) => s.trim()).filter(Boolean);
-for (const g of ORDER) if (!GATEWAYS[g]) { console.error(`unknown gateway "${g}"; known: ${Object.keys(GATEWAYS).join(', ')}`); process.exit(1); }
+for (const g of ORDER)
+  if (!GATEWAYS[g]) {
+    console.error(`unknown gateway "${g}"; known: ${Object.keys(GATEWAYS).join(', ')}`);
+    process.exit(1);
+  }
 
 function pkgVersion(name) {
-  try { return JSON.parse(readFileSync(path.join(HERE, 'node_modules', name, 'package.json'), 'utf8')).version; } catch { return '?'; }
+  try {
+    return JSON.parse(readFileSync(path.join(HERE, 'node_modules', name, 'package.json'), 'utf8')).version;
+  } catch {
+    return '?';
+  }
 }
 
 // ---------------------------------------------------------------- helpers
@@ -156,16 +169,30 @@ function openLog(file) {
 
 async function stop(child) {
   if (child.exitCode !== null || child.signalCode !== null) return;
-  try { process.kill(-child.pid, 'SIGTERM'); } catch {}
-  const t = setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch {} }, 5000);
+  try {
+    process.kill(-child.pid, 'SIGTERM');
+  } catch {}
+  const t = setTimeout(() => {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {}
+  }, 5000);
   await child.exitPromise;
   clearTimeout(t);
   // make sure no worker of the group survives
-  try { process.kill(-child.pid, 'SIGKILL'); } catch {}
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {}
 }
-async function cleanup() { await Promise.all([...children].map(stop)); }
-process.on('SIGINT', () => { cleanup().finally(() => process.exit(130)); });
-process.on('SIGTERM', () => { cleanup().finally(() => process.exit(143)); });
+async function cleanup() {
+  await Promise.all([...children].map(stop));
+}
+process.on('SIGINT', () => {
+  cleanup().finally(() => process.exit(130));
+});
+process.on('SIGTERM', () => {
+  cleanup().finally(() => process.exit(143));
+});
 
 function portFree(port) {
   return new Promise((resolve) => {
@@ -203,7 +230,11 @@ function treePids(root) {
   const pids = [root];
   for (let i = 0; i < pids.length; i++) {
     let tasks = [];
-    try { tasks = readdirSync(`/proc/${pids[i]}/task`); } catch { continue; }
+    try {
+      tasks = readdirSync(`/proc/${pids[i]}/task`);
+    } catch {
+      continue;
+    }
     for (const t of tasks) {
       try {
         for (const c of readFileSync(`/proc/${pids[i]}/task/${t}/children`, 'utf8').trim().split(/\s+/)) if (c) pids.push(Number(c));
@@ -236,14 +267,16 @@ function treeCpuSeconds(root) {
 }
 // Busy/total ticks of a set of CPUs from /proc/stat.
 function cpuTicks(cpus) {
-  let busy = 0, total = 0;
+  let busy = 0,
+    total = 0;
   for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
     const m = /^cpu(\d+)\s+(.*)$/.exec(line);
     if (!m || !cpus.includes(Number(m[1]))) continue;
     const v = m[2].trim().split(/\s+/).map(Number);
     const idle = v[3] + (v[4] ?? 0);
     const sum = v.slice(0, 8).reduce((a, b) => a + b, 0);
-    busy += sum - idle; total += sum;
+    busy += sum - idle;
+    total += sum;
   }
   return { busy, total };
 }
@@ -263,10 +296,18 @@ async function waitQuiet(maxSec, cpus) {
 }
 function rssSampler(pid) {
   let peak = 0;
-  const tick = () => { peak = Math.max(peak, treeRssBytes(pid)); };
+  const tick = () => {
+    peak = Math.max(peak, treeRssBytes(pid));
+  };
   tick();
   const iv = setInterval(tick, 250);
-  return { stop() { clearInterval(iv); tick(); return peak; } };
+  return {
+    stop() {
+      clearInterval(iv);
+      tick();
+      return peak;
+    },
+  };
 }
 
 async function subgraphStats() {
@@ -279,7 +320,9 @@ async function load(seconds) {
   const child = spawn(cmd, args, { cwd: HERE, stdio: ['ignore', 'pipe', 'inherit'] });
   children.add(child);
   let out = '';
-  child.stdout.on('data', (c) => { out += c; });
+  child.stdout.on('data', (c) => {
+    out += c;
+  });
   const { code } = await new Promise((r) => child.once('exit', (code) => r({ code })));
   children.delete(child);
   if (code !== 0) throw new Error(`load generator exited with ${code}`);
@@ -319,150 +362,178 @@ if (REPORT_ONLY) {
   results.push(...prev.results);
   plan = { fetches: prev.query.apolloPlanFetches, perService: prev.query.apolloPlanFetchesPerSubgraph };
 } else {
-for (const port of [GATEWAY_PORT, ...[1, 2, 3, 4].map((i) => SUBGRAPH_BASE_PORT + i)]) {
-  if (!(await portFree(port))) { console.error(`port ${port} on 127.0.0.1 is in use; set GATEWAY_PORT / SUBGRAPH_BASE_PORT`); process.exit(1); }
-}
-
-console.log(`machine: ${NPROC} CPUs (${machine().cpuModel}), node ${process.version}`);
-console.log(HAS_TASKSET
-  ? `pinning: gateway on cpu ${GATEWAY_CPUS.join(',')}; load generator + subgraphs + this script on cpu ${LOAD_CPUS.join(',')}`
-  : 'pinning: off (no taskset, PIN=0 or 1 CPU)');
-console.log(`load: ${CONNECTIONS} connections, warm-up ${WARMUP}s, measured ${DURATION}s; WORKERS=${WORKERS} for every gateway`);
-
-const [sgCmd, sgArgs] = pinned(LOAD_CPUS, NODE, [path.join(HERE, 'subgraphs', 'server.mjs')]);
-const subgraphs = start('subgraphs', sgCmd, sgArgs, { env: { SUBGRAPH_BASE_PORT: String(SUBGRAPH_BASE_PORT) }, log: path.join(TMP, 'subgraphs.log') });
-for (let i = 0; ; i++) {
-  try { if ((await fetch(`http://127.0.0.1:${SUBGRAPH_BASE_PORT + 4}/health`)).ok) break; } catch {}
-  if (i > 100 || subgraphs.exitCode !== null) { console.error('subgraphs did not start; see bench/gateways/.tmp/subgraphs.log'); await cleanup(); process.exit(1); }
-  await sleep(100);
-}
-// Compose from the running subgraphs' `_service { sdl }`.
-const supergraphSdl = await composeSupergraph({ fromSubgraphs: true, basePort: SUBGRAPH_BASE_PORT });
-const supergraphFile = path.join(TMP, 'supergraph.graphql');
-writeFileSync(supergraphFile, supergraphSdl);
-plan = planFetchCount(supergraphSdl);
-console.log(`supergraph composed (${supergraphSdl.length} B); Apollo query plan: ${plan.fetches} fetches ${JSON.stringify(plan.perService)}; expected response ${expectedBuf.length} B`);
-
-
-for (const workers of WORKER_COUNTS) for (const name of ORDER) {
-  const g = GATEWAYS[name];
-  const r = { name, label: g.label, workers, status: 'ok', measuredAt: new Date().toISOString() };
-  results.push(r);
-  console.log(`\n== ${name} (${workers} worker${workers > 1 ? 's' : ''}): ${g.label}`);
-
-  if (g.probe) {
-    const p = spawnSync(NODE, [path.join(HERE, 'runners', 'crm.mjs'), '--probe'], { cwd: g.cwd, encoding: 'utf8', timeout: 120_000 });
-    if (p.status !== 0) {
-      r.status = 'skipped';
-      r.note = (p.stdout || p.stderr || `probe exited ${p.status}`).trim().split('\n')[0];
-      console.log(`   skipped: ${r.note}`);
-      continue;
+  for (const port of [GATEWAY_PORT, ...[1, 2, 3, 4].map((i) => SUBGRAPH_BASE_PORT + i)]) {
+    if (!(await portFree(port))) {
+      console.error(`port ${port} on 127.0.0.1 is in use; set GATEWAY_PORT / SUBGRAPH_BASE_PORT`);
+      process.exit(1);
     }
-    console.log(`   ${p.stdout.trim()}`);
   }
 
-  const [cmd0, args0] = g.cmd(supergraphFile, workers);
-  const gatewayCpus = gatewayCpusFor(workers);
-  r.gatewayCpus = HAS_TASKSET ? gatewayCpus : null;
-  const [cmd, args] = pinned(gatewayCpus, cmd0, args0);
-  const logFile = path.join(TMP, `${name}.log`);
-  const child = start(name, cmd, args, {
-    cwd: g.cwd ?? HERE,
-    log: logFile,
-    env: {
-      NODE_ENV: 'production',
-      PORT: String(GATEWAY_PORT),
-      HOST: '127.0.0.1',
-      WORKERS: String(workers),
-      SUPERGRAPH_FILE: supergraphFile,
-      EXPECTED_FILE: expectedFile,
-      ...g.env,
-    },
-  });
+  console.log(`machine: ${NPROC} CPUs (${machine().cpuModel}), node ${process.version}`);
+  console.log(
+    HAS_TASKSET
+      ? `pinning: gateway on cpu ${GATEWAY_CPUS.join(',')}; load generator + subgraphs + this script on cpu ${LOAD_CPUS.join(',')}`
+      : 'pinning: off (no taskset, PIN=0 or 1 CPU)',
+  );
+  console.log(`load: ${CONNECTIONS} connections, warm-up ${WARMUP}s, measured ${DURATION}s; WORKERS=${WORKERS} for every gateway`);
 
-  try {
-    // Wait until it answers the query (up to 120 s: first requests plan the query).
-    let first;
-    const t0 = Date.now();
-    while (true) {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited early (${child.exitCode ?? child.signalCode}); see ${path.relative(REPO_ROOT, logFile)}`);
-      try { first = await post(URL_, REQUEST_BODY, 10_000); if (first.status < 500) break; } catch {}
-      if (Date.now() - t0 > 120_000) throw new Error(`not answering after 120 s; see ${path.relative(REPO_ROOT, logFile)}`);
-      await sleep(250);
+  const [sgCmd, sgArgs] = pinned(LOAD_CPUS, NODE, [path.join(HERE, 'subgraphs', 'server.mjs')]);
+  const subgraphs = start('subgraphs', sgCmd, sgArgs, { env: { SUBGRAPH_BASE_PORT: String(SUBGRAPH_BASE_PORT) }, log: path.join(TMP, 'subgraphs.log') });
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${SUBGRAPH_BASE_PORT + 4}/health`)).ok) break;
+    } catch {}
+    if (i > 100 || subgraphs.exitCode !== null) {
+      console.error('subgraphs did not start; see bench/gateways/.tmp/subgraphs.log');
+      await cleanup();
+      process.exit(1);
     }
-    r.startupMs = Date.now() - t0;
-
-    // Correctness: deep-equal to the independently computed expected result.
-    const before = await subgraphStats();
-    const check = await post(URL_, REQUEST_BODY);
-    const after = await subgraphStats();
-    r.subgraphFetchesPerRequest = after.requests - before.requests;
-    r.responseBytes = Buffer.byteLength(check.text);
-    let json;
-    try { json = JSON.parse(check.text); } catch { json = undefined; }
-    const diff = check.status !== 200 ? `HTTP ${check.status}: ${check.text.slice(0, 200)}` : firstDiff(json, expected);
-    r.correct = diff === null;
-    if (!r.correct) {
-      r.status = 'incorrect';
-      r.note = diff;
-      console.log(`   INCORRECT response: ${diff}`);
-      continue;
-    }
-    console.log(`   correct (${r.responseBytes} B, ${r.subgraphFetchesPerRequest} subgraph requests, up in ${r.startupMs} ms); idle RSS ${(treeRssBytes(child.pid) / 2 ** 20).toFixed(0)} MB`);
-    r.idleRssBytes = treeRssBytes(child.pid);
-
-    if (QUIET_WAIT > 0 && HAS_TASKSET) {
-      const waited = await waitQuiet(QUIET_WAIT, gatewayCpus);
-      r.quietWaitSec = waited.seconds;
-      console.log(`   gateway CPU(s) ${waited.quiet ? 'quiet' : `still ${waited.busy}% busy`} after ${waited.seconds} s`);
-    }
-    r.loadavgBefore = os.loadavg().map((x) => +x.toFixed(2));
-    const sampler = rssSampler(child.pid);
-    if (WARMUP > 0) {
-      const w = await load(WARMUP);
-      console.log(`   warm-up: ${w.requests.average.toFixed(0)} req/s`);
-    }
-    const sg0 = await subgraphStats();
-    const cpu0 = treeCpuSeconds(child.pid);
-    const ticks0 = cpuTicks(gatewayCpus);
-    const tStart = process.hrtime.bigint();
-    const a = await load(DURATION);
-    const wall = Number(process.hrtime.bigint() - tStart) / 1e9;
-    const cpu1 = treeCpuSeconds(child.pid);
-    const ticks1 = cpuTicks(gatewayCpus);
-    const sg1 = await subgraphStats();
-    r.peakRssBytes = sampler.stop();
-    r.gatewayCpuPercent = +(((cpu1 - cpu0) / wall) * 100).toFixed(0);
-    // CPU time other processes took on the gateway's CPUs (shared machine): busy
-    // time of those CPUs minus the gateway's own, as % of one CPU.
-    const busyPct = ((ticks1.busy - ticks0.busy) / CLK_TCK / wall) * 100;
-    r.otherCpuOnGatewayCpusPercent = HAS_TASKSET ? Math.max(0, +(busyPct - r.gatewayCpuPercent).toFixed(0)) : null;
-    r.requestsPerSec = +a.requests.average.toFixed(1);
-    r.requestsTotal = a.requests.total;
-    r.latencyMs = { p50: a.latency.p50, p90: a.latency.p90, p99: a.latency.p99, avg: +a.latency.average.toFixed(2), max: a.latency.max };
-    r.errors = a.errors;
-    r.timeouts = a.timeouts;
-    r.non2xx = a.non2xx;
-    // Includes the requests still in flight when the load stopped: an estimate.
-    r.subgraphRequestsPerQueryUnderLoad = a.requests.total ? +((sg1.requests - sg0.requests) / a.requests.total).toFixed(1) : null;
-    r.bytesPerResponse = a.requests.total ? Math.round(a.throughput.total / a.requests.total) : 0;
-
-    // Re-check after the load.
-    const post2 = await post(URL_, REQUEST_BODY);
-    r.correctAfterLoad = post2.status === 200 && isDeepStrictEqual(JSON.parse(post2.text), expected);
-    if (!r.correctAfterLoad) { r.status = 'incorrect-after-load'; r.note = 'response differed from the expected result after the load'; }
-    console.log(`   ${r.requestsPerSec} req/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, errors ${r.errors}, timeouts ${r.timeouts}, non-2xx ${r.non2xx}, peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MB, gateway CPU ${r.gatewayCpuPercent}%, others on its CPU ${r.otherCpuOnGatewayCpusPercent ?? '?'}%`);
-  } catch (err) {
-    r.status = 'failed';
-    r.note = String(err?.message ?? err);
-    console.log(`   FAILED: ${r.note}`);
-  } finally {
-    await stop(child);
-    await sleep(500);
+    await sleep(100);
   }
-}
+  // Compose from the running subgraphs' `_service { sdl }`.
+  const supergraphSdl = await composeSupergraph({ fromSubgraphs: true, basePort: SUBGRAPH_BASE_PORT });
+  const supergraphFile = path.join(TMP, 'supergraph.graphql');
+  writeFileSync(supergraphFile, supergraphSdl);
+  plan = planFetchCount(supergraphSdl);
+  console.log(
+    `supergraph composed (${supergraphSdl.length} B); Apollo query plan: ${plan.fetches} fetches ${JSON.stringify(plan.perService)}; expected response ${expectedBuf.length} B`,
+  );
 
-await stop(subgraphs);
+  for (const workers of WORKER_COUNTS)
+    for (const name of ORDER) {
+      const g = GATEWAYS[name];
+      const r = { name, label: g.label, workers, status: 'ok', measuredAt: new Date().toISOString() };
+      results.push(r);
+      console.log(`\n== ${name} (${workers} worker${workers > 1 ? 's' : ''}): ${g.label}`);
+
+      if (g.probe) {
+        const p = spawnSync(NODE, [path.join(HERE, 'runners', 'crm.mjs'), '--probe'], { cwd: g.cwd, encoding: 'utf8', timeout: 120_000 });
+        if (p.status !== 0) {
+          r.status = 'skipped';
+          r.note = (p.stdout || p.stderr || `probe exited ${p.status}`).trim().split('\n')[0];
+          console.log(`   skipped: ${r.note}`);
+          continue;
+        }
+        console.log(`   ${p.stdout.trim()}`);
+      }
+
+      const [cmd0, args0] = g.cmd(supergraphFile, workers);
+      const gatewayCpus = gatewayCpusFor(workers);
+      r.gatewayCpus = HAS_TASKSET ? gatewayCpus : null;
+      const [cmd, args] = pinned(gatewayCpus, cmd0, args0);
+      const logFile = path.join(TMP, `${name}.log`);
+      const child = start(name, cmd, args, {
+        cwd: g.cwd ?? HERE,
+        log: logFile,
+        env: {
+          NODE_ENV: 'production',
+          PORT: String(GATEWAY_PORT),
+          HOST: '127.0.0.1',
+          WORKERS: String(workers),
+          SUPERGRAPH_FILE: supergraphFile,
+          EXPECTED_FILE: expectedFile,
+          ...g.env,
+        },
+      });
+
+      try {
+        // Wait until it answers the query (up to 120 s: first requests plan the query).
+        let first;
+        const t0 = Date.now();
+        while (true) {
+          if (child.exitCode !== null || child.signalCode !== null)
+            throw new Error(`exited early (${child.exitCode ?? child.signalCode}); see ${path.relative(REPO_ROOT, logFile)}`);
+          try {
+            first = await post(URL_, REQUEST_BODY, 10_000);
+            if (first.status < 500) break;
+          } catch {}
+          if (Date.now() - t0 > 120_000) throw new Error(`not answering after 120 s; see ${path.relative(REPO_ROOT, logFile)}`);
+          await sleep(250);
+        }
+        r.startupMs = Date.now() - t0;
+
+        // Correctness: deep-equal to the independently computed expected result.
+        const before = await subgraphStats();
+        const check = await post(URL_, REQUEST_BODY);
+        const after = await subgraphStats();
+        r.subgraphFetchesPerRequest = after.requests - before.requests;
+        r.responseBytes = Buffer.byteLength(check.text);
+        let json;
+        try {
+          json = JSON.parse(check.text);
+        } catch {
+          json = undefined;
+        }
+        const diff = check.status !== 200 ? `HTTP ${check.status}: ${check.text.slice(0, 200)}` : firstDiff(json, expected);
+        r.correct = diff === null;
+        if (!r.correct) {
+          r.status = 'incorrect';
+          r.note = diff;
+          console.log(`   INCORRECT response: ${diff}`);
+          continue;
+        }
+        console.log(
+          `   correct (${r.responseBytes} B, ${r.subgraphFetchesPerRequest} subgraph requests, up in ${r.startupMs} ms); idle RSS ${(treeRssBytes(child.pid) / 2 ** 20).toFixed(0)} MB`,
+        );
+        r.idleRssBytes = treeRssBytes(child.pid);
+
+        if (QUIET_WAIT > 0 && HAS_TASKSET) {
+          const waited = await waitQuiet(QUIET_WAIT, gatewayCpus);
+          r.quietWaitSec = waited.seconds;
+          console.log(`   gateway CPU(s) ${waited.quiet ? 'quiet' : `still ${waited.busy}% busy`} after ${waited.seconds} s`);
+        }
+        r.loadavgBefore = os.loadavg().map((x) => +x.toFixed(2));
+        const sampler = rssSampler(child.pid);
+        if (WARMUP > 0) {
+          const w = await load(WARMUP);
+          console.log(`   warm-up: ${w.requests.average.toFixed(0)} req/s`);
+        }
+        const sg0 = await subgraphStats();
+        const cpu0 = treeCpuSeconds(child.pid);
+        const ticks0 = cpuTicks(gatewayCpus);
+        const tStart = process.hrtime.bigint();
+        const a = await load(DURATION);
+        const wall = Number(process.hrtime.bigint() - tStart) / 1e9;
+        const cpu1 = treeCpuSeconds(child.pid);
+        const ticks1 = cpuTicks(gatewayCpus);
+        const sg1 = await subgraphStats();
+        r.peakRssBytes = sampler.stop();
+        r.gatewayCpuPercent = +(((cpu1 - cpu0) / wall) * 100).toFixed(0);
+        // CPU time other processes took on the gateway's CPUs (shared machine): busy
+        // time of those CPUs minus the gateway's own, as % of one CPU.
+        const busyPct = ((ticks1.busy - ticks0.busy) / CLK_TCK / wall) * 100;
+        r.otherCpuOnGatewayCpusPercent = HAS_TASKSET ? Math.max(0, +(busyPct - r.gatewayCpuPercent).toFixed(0)) : null;
+        r.requestsPerSec = +a.requests.average.toFixed(1);
+        r.requestsTotal = a.requests.total;
+        r.latencyMs = { p50: a.latency.p50, p90: a.latency.p90, p99: a.latency.p99, avg: +a.latency.average.toFixed(2), max: a.latency.max };
+        r.errors = a.errors;
+        r.timeouts = a.timeouts;
+        r.non2xx = a.non2xx;
+        // Includes the requests still in flight when the load stopped: an estimate.
+        r.subgraphRequestsPerQueryUnderLoad = a.requests.total ? +((sg1.requests - sg0.requests) / a.requests.total).toFixed(1) : null;
+        r.bytesPerResponse = a.requests.total ? Math.round(a.throughput.total / a.requests.total) : 0;
+
+        // Re-check after the load.
+        const post2 = await post(URL_, REQUEST_BODY);
+        r.correctAfterLoad = post2.status === 200 && isDeepStrictEqual(JSON.parse(post2.text), expected);
+        if (!r.correctAfterLoad) {
+          r.status = 'incorrect-after-load';
+          r.note = 'response differed from the expected result after the load';
+        }
+        console.log(
+          `   ${r.requestsPerSec} req/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, errors ${r.errors}, timeouts ${r.timeouts}, non-2xx ${r.non2xx}, peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MB, gateway CPU ${r.gatewayCpuPercent}%, others on its CPU ${r.otherCpuOnGatewayCpusPercent ?? '?'}%`,
+        );
+      } catch (err) {
+        r.status = 'failed';
+        r.note = String(err?.message ?? err);
+        console.log(`   FAILED: ${r.note}`);
+      } finally {
+        await stop(child);
+        await sleep(500);
+      }
+    }
+
+  await stop(subgraphs);
 }
 
 // ---------------------------------------------------------------- report
@@ -473,7 +544,8 @@ const date = reported?.date ?? new Date().toISOString();
 const reportFile = path.join(RESULTS_DIR, 'gateways.json');
 if (!REPORT_ONLY && process.env.MERGE === '1' && existsSync(reportFile)) {
   const prev = JSON.parse(readFileSync(reportFile, 'utf8'));
-  const same = prev.settings && prev.settings.durationSec === DURATION && prev.settings.connections === CONNECTIONS && prev.settings.workers === WORKERS && prev.settings.warmupSec === WARMUP;
+  const same =
+    prev.settings && prev.settings.durationSec === DURATION && prev.settings.connections === CONNECTIONS && prev.settings.workers === WORKERS && prev.settings.warmupSec === WARMUP;
   if (same) {
     const id = (r) => `${r.name}/${r.workers}`;
     const fresh = new Map(results.map((r) => [id(r), r]));
@@ -492,7 +564,10 @@ const report = {
   date,
   machine: m,
   settings: {
-    durationSec: DURATION, warmupSec: WARMUP, connections: CONNECTIONS, workers: WORKERS,
+    durationSec: DURATION,
+    warmupSec: WARMUP,
+    connections: CONNECTIONS,
+    workers: WORKERS,
     pinning: HAS_TASKSET ? { gatewayCpus: GATEWAY_CPUS, loadgenAndSubgraphCpus: LOAD_CPUS } : null,
     loadGenerator: `autocannon ${pkgVersion('autocannon')}`,
   },
@@ -511,29 +586,49 @@ lines.push('');
 lines.push(`Generated by \`bench/gateways/run.mjs\` on ${date}.`);
 lines.push('');
 lines.push(`- Machine: ${m.nproc} CPUs, ${m.cpuModel}, ${m.memGiB} GiB RAM, Node ${m.node}, ${m.platform}`);
-lines.push(`- Load: autocannon, ${CONNECTIONS} keep-alive connections, ${WARMUP} s warm-up then ${DURATION} s measured, one query (${expectedBuf.length} B response, ${plan.fetches} subgraph fetches in Apollo's plan)`);
+lines.push(
+  `- Load: autocannon, ${CONNECTIONS} keep-alive connections, ${WARMUP} s warm-up then ${DURATION} s measured, one query (${expectedBuf.length} B response, ${plan.fetches} subgraph fetches in Apollo's plan)`,
+);
 lines.push(`- Workers: ${WORKERS} per gateway (every gateway at each count; ratios are to crm with the same count)`);
-lines.push(HAS_TASKSET
-  ? `- Pinning (taskset): gateway on cpu ${GATEWAY_CPUS.join(',')}; load generator + subgraphs on cpu ${LOAD_CPUS.join(',')}` +
-    (WORKER_COUNTS.some((w) => w > GATEWAY_CPUS.length) ? `; with more workers than that, the gateway may use every CPU (${range(0, NPROC).join(',')}) and shares them with the load generator and subgraphs (every gateway alike)` : '')
-  : '- Pinning: none');
+lines.push(
+  HAS_TASKSET
+    ? `- Pinning (taskset): gateway on cpu ${GATEWAY_CPUS.join(',')}; load generator + subgraphs on cpu ${LOAD_CPUS.join(',')}` +
+        (WORKER_COUNTS.some((w) => w > GATEWAY_CPUS.length)
+          ? `; with more workers than that, the gateway may use every CPU (${range(0, NPROC).join(',')}) and shares them with the load generator and subgraphs (every gateway alike)`
+          : '')
+    : '- Pinning: none',
+);
 lines.push('- Subgraphs: Node `node:http` + `@apollo/subgraph`, responses cached by request body (never the bottleneck)');
-lines.push('- Every gateway\'s response is checked deep-equal to the independently computed expected result before and after the load');
+lines.push("- Every gateway's response is checked deep-equal to the independently computed expected result before and after the load");
 lines.push('');
-lines.push(`| Gateway | Workers | req/s | vs crm | req per gateway CPU-second | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | gateway CPU % | others on its CPU % | subgraph req per query (alone / under load) | status |`);
+lines.push(
+  `| Gateway | Workers | req/s | vs crm | req per gateway CPU-second | p50 ms | p99 ms | errors | non-2xx | peak RSS MB | gateway CPU % | others on its CPU % | subgraph req per query (alone / under load) | status |`,
+);
 lines.push(`| :-- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | :-- |`);
 for (const r of results) {
   if (r.status === 'ok' || r.status === 'incorrect-after-load') {
-    lines.push(`| ${r.name} | ${r.workers} | ${r.requestsPerSec} | ${ratio(r)} | ${perCpu(r)} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.errors}${r.timeouts ? ` (${r.timeouts} timeouts)` : ''} | ${r.non2xx} | ${fmtMB(r.peakRssBytes)} | ${r.gatewayCpuPercent} | ${r.otherCpuOnGatewayCpusPercent ?? '–'} | ${r.subgraphFetchesPerRequest} / ${r.subgraphRequestsPerQueryUnderLoad ?? '–'} | ${r.status} |`);
+    lines.push(
+      `| ${r.name} | ${r.workers} | ${r.requestsPerSec} | ${ratio(r)} | ${perCpu(r)} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.errors}${r.timeouts ? ` (${r.timeouts} timeouts)` : ''} | ${r.non2xx} | ${fmtMB(r.peakRssBytes)} | ${r.gatewayCpuPercent} | ${r.otherCpuOnGatewayCpusPercent ?? '–'} | ${r.subgraphFetchesPerRequest} / ${r.subgraphRequestsPerQueryUnderLoad ?? '–'} | ${r.status} |`,
+    );
   } else {
-    const note = String(r.note ?? '').replace(/\s+/g, ' ').trim().slice(0, 200).replace(/\|/g, '\\|');
+    const note = String(r.note ?? '')
+      .replace(/\s+/g, ' ')
+      .trim()
+      .slice(0, 200)
+      .replace(/\|/g, '\\|');
     lines.push(`| ${r.name} | ${r.workers} | – | – | – | – | – | – | – | – | – | – | ${r.subgraphFetchesPerRequest ?? '–'} | ${r.status}: ${note} |`);
   }
 }
 lines.push('');
-lines.push('req per gateway CPU-second: req/s divided by the gateway\'s CPU time per second (a share of a core taken by other processes lowers req/s, much less this). errors: socket errors and timeouts (60 s, as k6\'s default) counted by autocannon. gateway CPU %: CPU time of the gateway process tree during the measured window / wall time (100 = one full core). others on its CPU %: CPU time that other processes of the (shared) machine took on the gateway\'s pinned CPU(s) in that window; well above 0 means the figures are disturbed. subgraph req per query: HTTP requests the subgraphs received for one query sent alone (Apollo\'s plan has ' + plan.fetches + ' fetches; Hive Gateway batches entity fetches) / per query during the measured load (below the first figure when a gateway deduplicates identical concurrent requests or subgraph fetches).');
+lines.push(
+  "req per gateway CPU-second: req/s divided by the gateway's CPU time per second (a share of a core taken by other processes lowers req/s, much less this). errors: socket errors and timeouts (60 s, as k6's default) counted by autocannon. gateway CPU %: CPU time of the gateway process tree during the measured window / wall time (100 = one full core). others on its CPU %: CPU time that other processes of the (shared) machine took on the gateway's pinned CPU(s) in that window; well above 0 means the figures are disturbed. subgraph req per query: HTTP requests the subgraphs received for one query sent alone (Apollo's plan has " +
+    plan.fetches +
+    ' fetches; Hive Gateway batches entity fetches) / per query during the measured load (below the first figure when a gateway deduplicates identical concurrent requests or subgraph fetches).',
+);
 lines.push('');
-lines.push('"vs crm" is req/s relative to this repository\'s gateway with the same number of workers (above 1 = faster than crm)' + (crm ? '.' : '; crm did not run, so there is no ratio.'));
+lines.push(
+  '"vs crm" is req/s relative to this repository\'s gateway with the same number of workers (above 1 = faster than crm)' + (crm ? '.' : '; crm did not run, so there is no ratio.'),
+);
 lines.push('');
 lines.push('Gateways:');
 for (const r of results) {

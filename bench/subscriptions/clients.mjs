@@ -45,33 +45,35 @@ function openRaw({ url, tokens, n, perConnection, query, batch }) {
         for (let s = 0; s < count; s++) arrivals.push(new Map());
         const socket = new WebSocket(url, 'graphql-transport-ws', { perMessageDeflate: false });
         clients.push({ dispose: () => socket.close(1000) });
-        acks.push(new Promise((resolve, reject) => {
-          let acked = false;
-          socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${tokens[c % 2]}` } })));
-          socket.on('message', (data) => {
-            const t = now();
-            const m = JSON.parse(data.toString());
-            if (m.type === 'next') {
-              const got = arrivals[first + Number(m.id)];
-              const id = m.payload?.data?.approvalStatusChanged?.id;
-              if (got && id && !got.has(id)) got.set(id, t);
-            } else if (m.type === 'connection_ack' && !acked) {
-              acked = true;
-              for (let s = 0; s < count; s++) socket.send(JSON.stringify({ id: String(s), type: 'subscribe', payload: { query } }));
-              resolve();
-            } else if (m.type === 'error') {
-              console.error('subscriber error', JSON.stringify(m));
-            } else if (m.type === 'ping') {
-              socket.send(JSON.stringify({ type: 'pong' }));
-            }
-          });
-          socket.on('close', (code, reason) => {
-            if (!acked) reject(new Error(`connection ${c} closed before its ack: ${code} ${reason}`));
-          });
-          socket.on('error', (err) => {
-            if (!acked) reject(err);
-          });
-        }));
+        acks.push(
+          new Promise((resolve, reject) => {
+            let acked = false;
+            socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${tokens[c % 2]}` } })));
+            socket.on('message', (data) => {
+              const t = now();
+              const m = JSON.parse(data.toString());
+              if (m.type === 'next') {
+                const got = arrivals[first + Number(m.id)];
+                const id = m.payload?.data?.approvalStatusChanged?.id;
+                if (got && id && !got.has(id)) got.set(id, t);
+              } else if (m.type === 'connection_ack' && !acked) {
+                acked = true;
+                for (let s = 0; s < count; s++) socket.send(JSON.stringify({ id: String(s), type: 'subscribe', payload: { query } }));
+                resolve();
+              } else if (m.type === 'error') {
+                console.error('subscriber error', JSON.stringify(m));
+              } else if (m.type === 'ping') {
+                socket.send(JSON.stringify({ type: 'pong' }));
+              }
+            });
+            socket.on('close', (code, reason) => {
+              if (!acked) reject(new Error(`connection ${c} closed before its ack: ${code} ${reason}`));
+            });
+            socket.on('error', (err) => {
+              if (!acked) reject(err);
+            });
+          }),
+        );
       }
       await Promise.all(acks);
     }
@@ -93,22 +95,35 @@ function open({ url, tokens, n, perConnection, query, batch }) {
           connectionParams: { authorization: `Bearer ${tokens[c % 2]}` },
         });
         clients.push(client);
-        acks.push(new Promise((resolve, reject) => {
-          const offOk = client.on('connected', () => { offOk(); offErr(); resolve(); });
-          const offErr = client.on('closed', (e) => { offOk(); offErr(); reject(new Error(`connection ${c} closed before its ack: ${e?.code} ${e?.reason}`)); });
-        }));
+        acks.push(
+          new Promise((resolve, reject) => {
+            const offOk = client.on('connected', () => {
+              offOk();
+              offErr();
+              resolve();
+            });
+            const offErr = client.on('closed', (e) => {
+              offOk();
+              offErr();
+              reject(new Error(`connection ${c} closed before its ack: ${e?.code} ${e?.reason}`));
+            });
+          }),
+        );
         for (let s = c * perConnection; s < Math.min(n, (c + 1) * perConnection); s++) {
           const got = new Map();
           arrivals.push(got);
-          client.subscribe({ query }, {
-            next: (r) => {
-              const t = now();
-              const id = r.data?.approvalStatusChanged?.id;
-              if (id && !got.has(id)) got.set(id, t);
+          client.subscribe(
+            { query },
+            {
+              next: (r) => {
+                const t = now();
+                const id = r.data?.approvalStatusChanged?.id;
+                if (id && !got.has(id)) got.set(id, t);
+              },
+              error: (e) => console.error('subscriber error', JSON.stringify(e)),
+              complete: () => {},
             },
-            error: (e) => console.error('subscriber error', JSON.stringify(e)),
-            complete: () => {},
-          });
+          );
         }
       }
       await Promise.all(acks);

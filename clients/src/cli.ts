@@ -20,9 +20,17 @@ import WebSocket from 'ws';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import manifest from '../persisted-operations.json';
 import {
-  CreateCustomerDocument, CustomersDocument, LoginDocument, NotificationAddedDocument, RequestApprovalDocument,
-  type CreateCustomerInput, type CustomersQuery, type LoginMutation, type NotificationAddedSubscription,
-  type RequestApprovalInput, type RequestApprovalMutation,
+  CreateCustomerDocument,
+  CustomersDocument,
+  LoginDocument,
+  NotificationAddedDocument,
+  RequestApprovalDocument,
+  type CreateCustomerInput,
+  type CustomersQuery,
+  type LoginMutation,
+  type NotificationAddedSubscription,
+  type RequestApprovalInput,
+  type RequestApprovalMutation,
 } from './gql/graphql';
 
 export const DEFAULT_URL = 'http://localhost:4000/graphql';
@@ -124,7 +132,10 @@ export async function login(client: CrmClient, email: string, password: string):
 
 export type CustomerRow = CustomersQuery['customers']['edges'][number]['node'];
 
-export async function listCustomers(client: CrmClient, options: { search?: string; first?: number; after?: string } = {}): Promise<{ totalCount: number; customers: CustomerRow[]; endCursor: string | null }> {
+export async function listCustomers(
+  client: CrmClient,
+  options: { search?: string; first?: number; after?: string } = {},
+): Promise<{ totalCount: number; customers: CustomerRow[]; endCursor: string | null }> {
   const { customers } = await client.request(CustomersDocument, { search: options.search ?? null, first: options.first ?? 10, after: options.after ?? null });
   return { totalCount: customers.totalCount, customers: customers.edges.map((e) => e.node), endCursor: customers.pageInfo.endCursor };
 }
@@ -194,10 +205,11 @@ function parseArgs(argv: string[]): Record<string, string | true> {
 
 export async function main(argv = process.argv.slice(2), log: (line: string) => void = console.log): Promise<Subscription | undefined> {
   const args = parseArgs(argv);
-  const str = (k: string) => (typeof args[k] === 'string' ? (args[k]) : undefined);
+  const str = (k: string) => (typeof args[k] === 'string' ? args[k] : undefined);
   const email = str('email') ?? process.env.CRM_EMAIL;
   const password = str('password') ?? process.env.CRM_PASSWORD;
-  if (!email || !password) throw new Error('usage: npm run client -- --email <email> --password <password> [--url <gateway>] [--search <text>] [--title <approval title> [--amount <n>]] [--watch]');
+  if (!email || !password)
+    throw new Error('usage: npm run client -- --email <email> --password <password> [--url <gateway>] [--search <text>] [--title <approval title> [--amount <n>]] [--watch]');
   const client = crmClient(str('url') ?? process.env.GATEWAY_URL ?? DEFAULT_URL);
 
   const me = await login(client, email, password);

@@ -14,19 +14,28 @@ const END = '<!-- config-tables:end -->';
 
 const cell = (text: string) => text.replace(/\|/g, '\\|');
 const SERVICE_LABEL: Record<ServiceName, string> = {
-  gateway: 'gateway', auth: 'auth', customer: 'customer', 'sales-activity': 'sales-activity', opportunity: 'opportunity', analytics: 'analytics', platform: 'the launcher (`npm start`)',
+  gateway: 'gateway',
+  auth: 'auth',
+  customer: 'customer',
+  'sales-activity': 'sales-activity',
+  opportunity: 'opportunity',
+  analytics: 'analytics',
+  platform: 'the launcher (`npm start`)',
 };
 
 export function configTables(): string {
   const out: string[] = [
     'Each service reads and validates only the variables of its pieces (a variable of another service, even malformed, is not',
-    "read), and in production requires only its own keys (docs/security.md); the launcher runs every service, so it reads them all.",
+    'read), and in production requires only its own keys (docs/security.md); the launcher runs every service, so it reads them all.',
     '',
     '| service | reads | pieces | required in production |',
     '|---|---|---|---|',
   ];
   for (const service of Object.keys(SERVICE_PIECES) as ServiceName[]) {
-    const secrets = service === 'platform' ? 'each service’s own, as it starts it' : (service === 'gateway' ? SERVICE_SECRETS.gateway : service === 'auth' ? SERVICE_SECRETS.auth : SERVICE_SECRETS.subgraph).map((k) => `\`${k}\``).join(', ');
+    const secrets =
+      service === 'platform'
+        ? 'each service’s own, as it starts it'
+        : (service === 'gateway' ? SERVICE_SECRETS.gateway : service === 'auth' ? SERVICE_SECRETS.auth : SERVICE_SECRETS.subgraph).map((k) => `\`${k}\``).join(', ');
     const pieces = SERVICE_PIECES[service].map((p) => PIECES[p].title.replace(/ \(.*\)$/, '').replace(/^./, (c) => c.toLowerCase())).join(' + ');
     out.push(`| ${SERVICE_LABEL[service]} | ${serviceVariables(service).length} variables | ${cell(pieces)} | ${secrets} |`);
   }

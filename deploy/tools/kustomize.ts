@@ -56,7 +56,7 @@ export function renderKustomization(dir: string): K8sObject[] {
     const ops = parse(patch) as Operation[];
     const matched = objects.filter((o) => (!target.kind || o.kind === target.kind) && (!target.name || o.metadata.name === target.name));
     if (matched.length === 0) throw new Error(`${file}: patch target ${JSON.stringify(target)} matches nothing`);
-    objects = objects.map((o) => (matched.includes(o) ? (applyPatch(structuredClone(o), ops, true, false).newDocument) : o));
+    objects = objects.map((o) => (matched.includes(o) ? applyPatch(structuredClone(o), ops, true, false).newDocument : o));
   }
   for (const { name, count } of k.replicas ?? []) {
     const found = objects.filter((o) => o.metadata.name === name && ['Deployment', 'StatefulSet', 'ReplicaSet'].includes(o.kind));

@@ -2,8 +2,32 @@
 
 /** PromQL functions, aggregations and keywords (anything else that is an identifier is a metric name). */
 const PROMQL = new Set([
-  'sum', 'min', 'max', 'avg', 'count', 'topk', 'bottomk', 'quantile', 'stddev', 'rate', 'irate', 'increase', 'delta', 'deriv',
-  'histogram_quantile', 'abs', 'clamp_min', 'clamp_max', 'time', 'vector', 'scalar', 'and', 'or', 'unless', 'offset', 'bool',
+  'sum',
+  'min',
+  'max',
+  'avg',
+  'count',
+  'topk',
+  'bottomk',
+  'quantile',
+  'stddev',
+  'rate',
+  'irate',
+  'increase',
+  'delta',
+  'deriv',
+  'histogram_quantile',
+  'abs',
+  'clamp_min',
+  'clamp_max',
+  'time',
+  'vector',
+  'scalar',
+  'and',
+  'or',
+  'unless',
+  'offset',
+  'bool',
 ]);
 
 /** Metric names in a PromQL expression: strings, label matchers, ranges and by/without clauses removed, functions left out. */

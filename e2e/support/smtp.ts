@@ -25,8 +25,7 @@ export interface TestSmtp {
   up(): Promise<void>;
 }
 
-const decodeQuotedPrintable = (s: string) =>
-  s.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+const decodeQuotedPrintable = (s: string) => s.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
 
 export async function startTestSmtp(): Promise<TestSmtp> {
   const received: ReceivedMail[] = [];
@@ -46,18 +45,18 @@ export async function startTestSmtp(): Promise<TestSmtp> {
       },
     });
   let server = make();
-  const listen = (port: number) => new Promise<number>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve((server.server.address() as AddressInfo).port));
-  });
+  const listen = (port: number) =>
+    new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolve((server.server.address() as AddressInfo).port));
+    });
   const port = await listen(0);
   let listening = true;
   return {
     port,
     url: `smtp://127.0.0.1:${port}`,
     received,
-    mailTo: (to, timeoutMs = 60_000) =>
-      eventually(async () => received.find((m) => m.to.includes(to.toLowerCase())), { timeoutMs, intervalMs: 100 }),
+    mailTo: (to, timeoutMs = 60_000) => eventually(async () => received.find((m) => m.to.includes(to.toLowerCase())), { timeoutMs, intervalMs: 100 }),
     async down() {
       if (!listening) return;
       listening = false;

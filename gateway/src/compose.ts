@@ -31,7 +31,10 @@ export function composeSupergraph(subgraphs: SubgraphSource[]): string {
   const result = composeServices(services);
   if (result.errors) {
     const lines = result.errors.map((e) => {
-      const where = e.nodes?.map((n) => n.loc?.source.name).filter(Boolean).join(', ');
+      const where = e.nodes
+        ?.map((n) => n.loc?.source.name)
+        .filter(Boolean)
+        .join(', ');
       return `  - ${e.message}${where ? ` (${where})` : ''}`;
     });
     throw new CompositionError(`Supergraph composition failed:\n${lines.join('\n')}`);

@@ -22,9 +22,24 @@
  * anyway) are cut. The result is capped at Number.MAX_SAFE_INTEGER.
  */
 import {
-  Kind, getNamedType, valueFromAST, typeFromAST, isInputType, getNullableType, isCompositeType, isListType, isObjectType, isInterfaceType,
-  type DocumentNode, type FragmentDefinitionNode, type GraphQLField, type GraphQLNamedType, type GraphQLSchema,
-  type OperationDefinitionNode, type SelectionSetNode, type ValueNode,
+  Kind,
+  getNamedType,
+  valueFromAST,
+  typeFromAST,
+  isInputType,
+  getNullableType,
+  isCompositeType,
+  isListType,
+  isObjectType,
+  isInterfaceType,
+  type DocumentNode,
+  type FragmentDefinitionNode,
+  type GraphQLField,
+  type GraphQLNamedType,
+  type GraphQLSchema,
+  type OperationDefinitionNode,
+  type SelectionSetNode,
+  type ValueNode,
 } from 'graphql';
 
 export const DEFAULT_LIST_SIZE = 20;
@@ -46,12 +61,7 @@ export function coercedVariables(schema: GraphQLSchema, operation: OperationDefi
   return out;
 }
 
-export function estimateCost(
-  schema: GraphQLSchema,
-  document: DocumentNode,
-  operation: OperationDefinitionNode,
-  variables: Record<string, unknown> = {},
-): number {
+export function estimateCost(schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode, variables: Record<string, unknown> = {}): number {
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const def of document.definitions) if (def.kind === Kind.FRAGMENT_DEFINITION) fragments.set(def.name.value, def);
   const root = schema.getRootType(operation.operation);
@@ -77,7 +87,7 @@ export function estimateCost(
     let total = 0;
     for (const sel of set.selections) {
       if (sel.kind === Kind.INLINE_FRAGMENT) {
-        const on = sel.typeCondition ? schema.getType(sel.typeCondition.name.value) ?? parent : parent;
+        const on = sel.typeCondition ? (schema.getType(sel.typeCondition.name.value) ?? parent) : parent;
         total += walk(sel.selectionSet, on, pageSize, seen);
       } else if (sel.kind === Kind.FRAGMENT_SPREAD) {
         const name = sel.name.value;
@@ -93,7 +103,7 @@ export function estimateCost(
         if (!isCompositeType(named)) continue;
         const pageArg = field.args.find((a) => a.name === 'first' || a.name === 'last');
         const firstArg = sel.arguments?.find((a) => a.name.value === 'first' || a.name.value === 'last');
-        const asked = pageArg ? sizeOf(firstArg?.value, pageArg.defaultValue) ?? DEFAULT_LIST_SIZE : undefined;
+        const asked = pageArg ? (sizeOf(firstArg?.value, pageArg.defaultValue) ?? DEFAULT_LIST_SIZE) : undefined;
         const list = isListType(getNullableType(field.type));
         let n = 1;
         let childPage: number | undefined;

@@ -65,7 +65,10 @@ export class SubgraphClient implements GraphQLDataSource<GatewayContext> {
   private readonly origin: string;
   private readonly path: string;
 
-  constructor(readonly url: string, private readonly options: SubgraphClientOptions) {
+  constructor(
+    readonly url: string,
+    private readonly options: SubgraphClientOptions,
+  ) {
     const parsed = new URL(url);
     this.origin = parsed.origin;
     this.path = parsed.pathname;

@@ -142,7 +142,11 @@ export class InternalExecutor {
   }
 
   /** Runs `op` with `variables` for `context` (the identity every subgraph applies its access rules to). */
-  async execute(op: InternalOperation, variables: Record<string, unknown>, context: GatewayContext): Promise<Omit<GatewayExecutionResult, 'errors'> & { errors?: GraphQLFormattedError[] }> {
+  async execute(
+    op: InternalOperation,
+    variables: Record<string, unknown>,
+    context: GatewayContext,
+  ): Promise<Omit<GatewayExecutionResult, 'errors'> & { errors?: GraphQLFormattedError[] }> {
     const { executor, schema } = this;
     if (!executor || !schema) return { errors: [{ message: 'The supergraph is not loaded yet', extensions: { code: 'SERVICE_UNAVAILABLE' } }] };
     const operation = getOperationAST(op.document, op.operationName);
@@ -163,7 +167,11 @@ export class InternalExecutor {
       const { errors, ...result } = await executor(requestContext);
       return { ...result, ...(errors ? { errors: errors.map((e) => this.format(e)) } : {}) };
     } catch (err) {
-      return { errors: [this.format(err instanceof GraphQLError ? err : new GraphQLError(err instanceof Error ? err.message : String(err), { originalError: err instanceof Error ? err : null }))] };
+      return {
+        errors: [
+          this.format(err instanceof GraphQLError ? err : new GraphQLError(err instanceof Error ? err.message : String(err), { originalError: err instanceof Error ? err : null })),
+        ],
+      };
     }
   }
 

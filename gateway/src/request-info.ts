@@ -30,7 +30,10 @@ export function clientIp(req: IncomingMessage, trustProxyHops: number): string {
   const socket = (req.socket?.remoteAddress ?? 'unknown').replace(/^::ffff:/, '');
   if (trustProxyHops <= 0) return socket;
   const header = req.headers['x-forwarded-for'];
-  const hops = (Array.isArray(header) ? header.join(',') : header ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const hops = (Array.isArray(header) ? header.join(',') : (header ?? ''))
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   // A chain shorter than our proxies means the request did not come through them all: the socket's
   // address, never the leftmost entry (which the client wrote).
   return hops.length >= trustProxyHops ? hops[hops.length - trustProxyHops]! : socket;

@@ -58,7 +58,11 @@ export class Revocations {
   /** The gateway's own key: auth answers token states only to the gateway (its signature). */
   private readonly signer: SigningKey;
 
-  constructor(config: PlatformConfig, private readonly logger: Logger, private readonly options: RevocationOptions) {
+  constructor(
+    config: PlatformConfig,
+    private readonly logger: Logger,
+    private readonly options: RevocationOptions,
+  ) {
     this.signer = gatewaySigningKey(config);
     this.maxAgeMs = config.ACCESS_TOKEN_TTL_SECONDS * 1000;
     this.loader = new DataLoader((ids) => this.fetch(ids), { cache: false, maxBatchSize: 500 });
@@ -186,6 +190,6 @@ export class Revocations {
 
 function reason(state: Pick<State, 'minVersion' | 'active'>, tokenVersion: number): string | null {
   if (!state.active) return 'Access token revoked: the user is deleted or deactivated';
-  if (tokenVersion < state.minVersion) return 'Access token revoked: the user\'s role or status changed, or they signed out; sign in again';
+  if (tokenVersion < state.minVersion) return "Access token revoked: the user's role or status changed, or they signed out; sign in again";
   return null;
 }

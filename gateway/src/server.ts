@@ -9,7 +9,18 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
 import type { GraphQLSchema } from 'graphql';
-import { closeRedis, closeServer, createGraphQLHandler, launcherLink, listen, sendJson, sendReadiness, servicesFromLauncher, authPublicKeys, gatewaySigningKey } from '@crm/runtime';
+import {
+  closeRedis,
+  closeServer,
+  createGraphQLHandler,
+  launcherLink,
+  listen,
+  sendJson,
+  sendReadiness,
+  servicesFromLauncher,
+  authPublicKeys,
+  gatewaySigningKey,
+} from '@crm/runtime';
 import { createLogger, type Logger } from '@crm/telemetry';
 import { maskError } from '@crm/errors';
 import { type EventBus } from '@crm/events';

@@ -16,7 +16,11 @@ const resolvedManifest = (name: string, fromDir: string) => require.resolve(`${n
 
 test('every federation package the manifests declare is pinned to one exact version', () => {
   const declared = new Map<string, string>();
-  for (const manifest of [join(ROOT, 'package.json'), join(ROOT, 'gateway/package.json'), ...readdirSync(join(ROOT, 'subgraphs')).map((s) => join(ROOT, 'subgraphs', s, 'package.json'))]) {
+  for (const manifest of [
+    join(ROOT, 'package.json'),
+    join(ROOT, 'gateway/package.json'),
+    ...readdirSync(join(ROOT, 'subgraphs')).map((s) => join(ROOT, 'subgraphs', s, 'package.json')),
+  ]) {
     for (const [name, range] of Object.entries(json(manifest).dependencies ?? {})) if (FEDERATION.includes(name)) declared.set(`${manifest}: ${name}`, range);
   }
   const versions = new Set(declared.values());

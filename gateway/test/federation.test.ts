@@ -52,7 +52,10 @@ const subgraphs = {
         strictMe: () => users[0],
         users: () => users,
         node: (_: unknown, { id }: { id: string }) => (id.startsWith('u') ? { ...users.find((u) => u.id === id), __typename: 'User' } : { id, title: 'Acme', __typename: 'Org' }),
-        search: () => [{ ...users[1], __typename: 'User' }, { id: 'o1', title: 'Acme', __typename: 'Org' }],
+        search: () => [
+          { ...users[1], __typename: 'User' },
+          { id: 'o1', title: 'Acme', __typename: 'Org' },
+        ],
         accounts: () => accounts,
       },
       Node: { __resolveType: (o: { __typename: string }) => o.__typename },
@@ -60,7 +63,9 @@ const subgraphs = {
       Account: { __resolveType: (o: { __typename: string }) => o.__typename },
       User: {
         __resolveReference: (ref: { id: string }) => users.find((u) => u.id === ref.id),
-        strict: () => { throw boom('strict'); },
+        strict: () => {
+          throw boom('strict');
+        },
       },
       Admin: { __resolveReference: (ref: { id: string }) => accounts.find((a) => a.id === ref.id) },
       Member: { __resolveReference: (ref: { id: string }) => accounts.find((a) => a.id === ref.id) },
@@ -78,7 +83,10 @@ const subgraphs = {
       Review: {
         author: (r: { authorId: string }) => ({ id: r.authorId, name: users.find((u) => u.id === r.authorId)!.name }),
         product: (r: { upc: string }) => ({ upc: r.upc }),
-        flaky: (r: { id: string }) => { if (r.id === 'r2') throw boom('flaky'); return `ok ${r.id}`; },
+        flaky: (r: { id: string }) => {
+          if (r.id === 'r2') throw boom('flaky');
+          return `ok ${r.id}`;
+        },
       },
       User: { reviews: (u: { id: string }) => reviews.filter((r) => r.authorId === u.id) },
       Product: { reviews: (p: { upc: string }) => reviews.filter((r) => r.upc === p.upc) },
@@ -162,20 +170,29 @@ test('entities: fields of one type from three subgraphs, lists of entities', asy
 test('entities nested both ways (user → reviews → product → reviews), with aliases and __typename', async () => {
   const r = await both('{ me { __typename who: name reviews { b: body product { upc reviews { id } } } } }');
   expect(r.data).toEqual({
-    me: { __typename: 'User', who: 'Ada', reviews: [
-      { b: 'Great desk', product: { upc: 'p1', reviews: [{ id: 'r1' }, { id: 'r3' }] } },
-      { b: 'Sturdy', product: { upc: 'p1', reviews: [{ id: 'r1' }, { id: 'r3' }] } },
-    ] },
+    me: {
+      __typename: 'User',
+      who: 'Ada',
+      reviews: [
+        { b: 'Great desk', product: { upc: 'p1', reviews: [{ id: 'r1' }, { id: 'r3' }] } },
+        { b: 'Sturdy', product: { upc: 'p1', reviews: [{ id: 'r1' }, { id: 'r3' }] } },
+      ],
+    },
   });
 });
 
 test('@requires: the planner fetches price and weight before shippingEstimate', async () => {
   const r = await both('{ products { upc shippingEstimate } }');
   expect(r.errors).toBeUndefined();
-  expect(r.data).toEqual({ products: [{ upc: 'p1', shippingEstimate: 0 }, { upc: 'p2', shippingEstimate: 1 }] });
+  expect(r.data).toEqual({
+    products: [
+      { upc: 'p1', shippingEstimate: 0 },
+      { upc: 'p2', shippingEstimate: 1 },
+    ],
+  });
 });
 
-test('@provides: the author\'s name comes with the review, accounts is not asked', async () => {
+test("@provides: the author's name comes with the review, accounts is not asked", async () => {
   const before = received.accounts ?? 0;
   const r = await post(engine.url, '{ topReviews { author { name } } }');
   expect(r.data).toEqual({ topReviews: [{ author: { name: 'Ada' } }, { author: { name: 'Bob' } }, { author: { name: 'Ada' } }] });
@@ -191,16 +208,23 @@ test('interfaces: fragments by runtime type, with entity fields from another sub
 
 test('unions: members shaped by their own fragment', async () => {
   const r = await both('{ search(term: "x") { __typename ... on User { name reviews { body } } ... on Org { title } } }');
-  expect(r.data).toEqual({ search: [{ __typename: 'User', name: 'Bob', reviews: [{ body: 'Dim lamp' }] }, { __typename: 'Org', title: 'Acme' }] });
+  expect(r.data).toEqual({
+    search: [
+      { __typename: 'User', name: 'Bob', reviews: [{ body: 'Dim lamp' }] },
+      { __typename: 'Org', title: 'Acme' },
+    ],
+  });
 });
 
 test('@interfaceObject: a field added to every Account by a subgraph that does not know the implementations', async () => {
   const r = await both('{ accounts { __typename id lastLogin ... on Admin { name } ... on Member { level } } }');
   expect(r.errors).toBeUndefined();
-  expect(r.data).toEqual({ accounts: [
-    { __typename: 'Admin', id: 'a1', lastLogin: '2026-01-01', name: 'Root' },
-    { __typename: 'Member', id: 'a2', lastLogin: '2026-01-02', level: 3 },
-  ] });
+  expect(r.data).toEqual({
+    accounts: [
+      { __typename: 'Admin', id: 'a1', lastLogin: '2026-01-01', name: 'Root' },
+      { __typename: 'Member', id: 'a2', lastLogin: '2026-01-02', level: 3 },
+    ],
+  });
 });
 
 test('@skip / @include with variables and constants', async () => {
@@ -211,13 +235,27 @@ test('@skip / @include with variables and constants', async () => {
 
 test('a nullable field that fails: null in place, the error with its full path, code and subgraph', async () => {
   const r = await both('{ topReviews { id flaky } }');
-  expect(r.data).toEqual({ topReviews: [{ id: 'r1', flaky: 'ok r1' }, { id: 'r2', flaky: null }, { id: 'r3', flaky: 'ok r3' }] });
-  expect(r.errors).toEqual([expect.objectContaining({ message: 'flaky failed', path: ['topReviews', 1, 'flaky'], extensions: expect.objectContaining({ code: 'BOOM', serviceName: 'reviews' }) })]);
+  expect(r.data).toEqual({
+    topReviews: [
+      { id: 'r1', flaky: 'ok r1' },
+      { id: 'r2', flaky: null },
+      { id: 'r3', flaky: 'ok r3' },
+    ],
+  });
+  expect(r.errors).toEqual([
+    expect.objectContaining({ message: 'flaky failed', path: ['topReviews', 1, 'flaky'], extensions: expect.objectContaining({ code: 'BOOM', serviceName: 'reviews' }) }),
+  ]);
 });
 
 test('a non-null field that fails in an entity fetch: null propagates to the nearest nullable parent', async () => {
   const r = await both('{ topReviews { id author { id strict } } }');
-  expect(r.data).toEqual({ topReviews: [{ id: 'r1', author: null }, { id: 'r2', author: null }, { id: 'r3', author: null }] });
+  expect(r.data).toEqual({
+    topReviews: [
+      { id: 'r1', author: null },
+      { id: 'r2', author: null },
+      { id: 'r3', author: null },
+    ],
+  });
   expect(r.errors!.map((e) => [e.message, e.path, e.extensions?.code, e.extensions?.serviceName])).toEqual([
     ['strict failed', ['topReviews', 0, 'author', 'strict'], 'BOOM', 'accounts'],
     ['strict failed', ['topReviews', 1, 'author', 'strict'], 'BOOM', 'accounts'],

@@ -21,13 +21,36 @@ const approvalOp: LiveOperation = { field: field('approvalStatusChanged'), respo
 
 function notification(recipientId: string) {
   const notificationId = randomUUID();
-  const env = buildEnvelope('analytics', 'notification.created', notificationId, { notificationId, recipientId, type: 'SYSTEM', title: 't', entityType: null, entityId: null }, { actorId: null });
+  const env = buildEnvelope(
+    'analytics',
+    'notification.created',
+    notificationId,
+    { notificationId, recipientId, type: 'SYSTEM', title: 't', entityType: null, entityId: null },
+    { actorId: null },
+  );
   return { topic: 'notification.events', key: notificationId, value: JSON.stringify(env) };
 }
 
 function approval() {
   const requestId = randomUUID();
-  const env = buildEnvelope('opportunity', 'approval.requested', requestId, { requestId, customerId: randomUUID(), requesterId: randomUUID(), approverId: null, title: 't', amount: null, status: 'PENDING', comment: null, requestedAt: new Date().toISOString(), decidedAt: null }, { actorId: null });
+  const env = buildEnvelope(
+    'opportunity',
+    'approval.requested',
+    requestId,
+    {
+      requestId,
+      customerId: randomUUID(),
+      requesterId: randomUUID(),
+      approverId: null,
+      title: 't',
+      amount: null,
+      status: 'PENDING',
+      comment: null,
+      requestedAt: new Date().toISOString(),
+      decidedAt: null,
+    },
+    { actorId: null },
+  );
   return { topic: 'opportunity.events', key: requestId, value: JSON.stringify(env) };
 }
 

@@ -102,15 +102,18 @@ function refusalOverWs(url: string, token: string, query: string): Promise<Answe
   const client = wsClient(url, token);
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve('accepted'), 10_000);
-    client.subscribe({ query }, {
-      next: () => undefined,
-      error: (e) => {
-        clearTimeout(timer);
-        const first = (Array.isArray(e) ? e[0] : e) as { message?: string; extensions?: Record<string, unknown> };
-        resolve({ code: first?.extensions?.code, limit: first?.extensions?.limit, message: String(first?.message ?? e) });
+    client.subscribe(
+      { query },
+      {
+        next: () => undefined,
+        error: (e) => {
+          clearTimeout(timer);
+          const first = (Array.isArray(e) ? e[0] : e) as { message?: string; extensions?: Record<string, unknown> };
+          resolve({ code: first?.extensions?.code, limit: first?.extensions?.limit, message: String(first?.message ?? e) });
+        },
+        complete: () => undefined,
       },
-      complete: () => undefined,
-    });
+    );
   });
 }
 
@@ -119,7 +122,13 @@ const liveCount = async (url: string) => ((await (await fetch(url.replace(/\/gra
 
 function notificationEvent(recipientId: string) {
   const notificationId = randomUUID();
-  const env = buildEnvelope('analytics', 'notification.created', notificationId, { notificationId, recipientId, type: 'SYSTEM', title: 't', entityType: null, entityId: null }, { actorId: null });
+  const env = buildEnvelope(
+    'analytics',
+    'notification.created',
+    notificationId,
+    { notificationId, recipientId, type: 'SYSTEM', title: 't', entityType: null, entityId: null },
+    { actorId: null },
+  );
   return { topic: 'notification.events', key: notificationId, value: JSON.stringify(env) };
 }
 
@@ -151,7 +160,10 @@ describe('the same refusal over HTTP and WebSocket', () => {
     const before = await liveCount(gw.url);
     const client = wsClient(gw.url, token);
     const errors: unknown[] = [];
-    client.subscribe({ query: 'subscription { notificationAdded { parent { id } related(first: 2) { id } } }' }, { next: () => undefined, error: (e) => void errors.push(e), complete: () => undefined });
+    client.subscribe(
+      { query: 'subscription { notificationAdded { parent { id } related(first: 2) { id } } }' },
+      { next: () => undefined, error: (e) => void errors.push(e), complete: () => undefined },
+    );
     await eventually(async () => (await liveCount(gw.url)) > before, { timeoutMs: 15_000 });
     expect(errors).toEqual([]);
   });
@@ -187,7 +199,7 @@ describe('production, TRUSTED_DOCUMENTS=only', () => {
   });
 });
 
-describe('live events are the gateway\'s own work, outside the client rules', () => {
+describe("live events are the gateway's own work, outside the client rules", () => {
   const QUERY = 'subscription Feed { notificationAdded { id title } }';
   let gw: TestGateway;
   beforeAll(async () => {
@@ -195,7 +207,13 @@ describe('live events are the gateway\'s own work, outside the client rules', ()
     // Only the subscribe and the HTTP probe are trusted: the per-event entity query is not in the manifest.
     const trusted = [QUERY, '{ hello }'];
     writeFileSync(manifest, JSON.stringify(Object.fromEntries(trusted.map((q) => [createHash('sha256').update(q).digest('hex'), q]))));
-    gw = await startTestGateway({ RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_POINTS: '4', RATE_LIMIT_WINDOW_SECONDS: '600', TRUSTED_DOCUMENTS: 'only', TRUSTED_DOCUMENTS_PATH: manifest });
+    gw = await startTestGateway({
+      RATE_LIMIT_ENABLED: 'true',
+      RATE_LIMIT_POINTS: '4',
+      RATE_LIMIT_WINDOW_SECONDS: '600',
+      TRUSTED_DOCUMENTS: 'only',
+      TRUSTED_DOCUMENTS_PATH: manifest,
+    });
   });
   afterAll(async () => {
     await gw?.stop();
@@ -207,11 +225,14 @@ describe('live events are the gateway\'s own work, outside the client rules', ()
     const received: string[] = [];
     const errors: unknown[] = [];
     const before = await liveCount(gw.url);
-    wsClient(gw.url, token).subscribe<{ notificationAdded: { id: string } }>({ query: QUERY }, {
-      next: (r) => (r.errors ? errors.push(r.errors) : received.push(r.data!.notificationAdded.id)),
-      error: (e) => void errors.push(e),
-      complete: () => undefined,
-    });
+    wsClient(gw.url, token).subscribe<{ notificationAdded: { id: string } }>(
+      { query: QUERY },
+      {
+        next: (r) => (r.errors ? errors.push(r.errors) : received.push(r.data!.notificationAdded.id)),
+        error: (e) => void errors.push(e),
+        complete: () => undefined,
+      },
+    );
     await eventually(async () => (await liveCount(gw.url)) > before, { timeoutMs: 15_000 });
     // The subscribe spent 1 point of 4 (same budget as HTTP): one HTTP query leaves 2.
     expect((await overHttp(gw.url, token, '{ hello }')).remaining).toBe('2');

@@ -69,7 +69,11 @@ maybe('Redis outage', () => {
   test('limits keep limiting, APQ and the cache miss, one log line per connection per outage', async () => {
     const apq = new RedisKeyValueCache(redis, 'apq:');
     const limiter = createLimiter(redis, { keyPrefix: `rl${port}`, points: 2, duration: 60 });
-    const consume = (key: string) => limiter.consume(key).then(() => 'allowed', (err: unknown) => (err instanceof RateLimiterRes ? 'refused' : `error: ${String(err)}`));
+    const consume = (key: string) =>
+      limiter.consume(key).then(
+        () => 'allowed',
+        (err: unknown) => (err instanceof RateLimiterRes ? 'refused' : `error: ${String(err)}`),
+      );
 
     // Redis up: everything on Redis.
     await apq.set('h1', '{ me { id } }', { ttl: 60 });

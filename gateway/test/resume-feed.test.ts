@@ -45,9 +45,15 @@ function setup(options: { failOnce?: boolean; refuse?: boolean } = {}) {
   })();
   add(1); // the one the client names
   const feed = new ResumableFeed({
-    op, identity: me, queue, cursor: { after: stored[0]!.id }, positions,
+    op,
+    identity: me,
+    queue,
+    cursor: { after: stored[0]!.id },
+    positions,
     resolve: async (_o, _i, id) => ({ data: { n: { id } } }),
-    resolveTimeoutMs: 5_000, counted: () => {}, logger,
+    resolveTimeoutMs: 5_000,
+    counted: () => {},
+    logger,
   });
   return { stored, add, feed, got, queue, reading, ended: () => ended, setOnRead: (f: () => void) => (onRead = f) };
 }

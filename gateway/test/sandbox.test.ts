@@ -39,8 +39,7 @@ async function startTestGateway(env: Record<string, string> = {}): Promise<TestG
 }
 
 /** An access token as auth issues it (the gateway only verifies it). */
-const accessToken = (config: PlatformConfig) =>
-  signTestAccessToken(config, { role: 'ADMIN', email: 'admin@test.local', tv: 0 }, { subject: randomUUID(), expiresIn: 300 });
+const accessToken = (config: PlatformConfig) => signTestAccessToken(config, { role: 'ADMIN', email: 'admin@test.local', tv: 0 }, { subject: randomUUID(), expiresIn: 300 });
 
 const html = (url: string) => fetch(url, { headers: { accept: 'text/html' } });
 
@@ -123,7 +122,7 @@ describe('in development', () => {
     expect(config.initialSubscriptionEndpoint).toBe('wss://crm.example.com/graphql');
   });
 
-  test('offline (the CDN\'s script did not load), the page goes to the self-hosted explorer instead', async () => {
+  test("offline (the CDN's script did not load), the page goes to the self-hosted explorer instead", async () => {
     const page = await (await html(stack.gatewayUrl)).text();
     expect(runPage(page, stack.gatewayUrl, false)).toEqual({ replacedBy: '/explorer' });
     expect(runPage(page, 'https://crm.example.com/graphql', false)).toEqual({ replacedBy: '/explorer' });

@@ -75,7 +75,12 @@ test('only the allow-listed headers reach a subgraph; the identity is the one th
   expect(call.headers.authorization).toBeUndefined();
   expect(call.headers.cookie).toBeUndefined();
   expect(call.headers[IDENTITY_HEADER]).not.toBe(forged);
-  const verified = verifyIdentity(String(call.headers[IDENTITY_HEADER]), String(call.headers[SIGNATURE_HEADER]), { gateway: gatewayPublicKeys(config) }, { subgraph: 'probe', method: 'POST', body: call.body });
+  const verified = verifyIdentity(
+    String(call.headers[IDENTITY_HEADER]),
+    String(call.headers[SIGNATURE_HEADER]),
+    { gateway: gatewayPublicKeys(config) },
+    { subgraph: 'probe', method: 'POST', body: call.body },
+  );
   expect(verified).toEqual({ ok: true, identity: { userId: user.id, role: 'SALES', email: user.email } });
 });
 

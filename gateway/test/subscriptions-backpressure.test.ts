@@ -23,7 +23,13 @@ const liveHub = (bus: MemoryBus, resolve: ConstructorParameters<typeof LiveHub>[
 
 const notification = (recipientId: string) => {
   const notificationId = randomUUID();
-  const env = buildEnvelope('analytics', 'notification.created', notificationId, { notificationId, recipientId, type: 'SYSTEM', title: 't', entityType: null, entityId: null }, { actorId: null });
+  const env = buildEnvelope(
+    'analytics',
+    'notification.created',
+    notificationId,
+    { notificationId, recipientId, type: 'SYSTEM', title: 't', entityType: null, entityId: null },
+    { actorId: null },
+  );
   return { topic: 'notification.events', key: notificationId, value: JSON.stringify(env) };
 };
 
@@ -76,7 +82,7 @@ test('a slow subscriber is closed at its bound; the others get every event; iden
   await bus.close();
 });
 
-test('writing to sockets: a group\'s result is serialized once for all its members; a socket that does not take its writes is closed at its bound', async () => {
+test("writing to sockets: a group's result is serialized once for all its members; a socket that does not take its writes is closed at its bound", async () => {
   const bus = new MemoryBus();
   let serialized = 0;
   // toJSON runs once per JSON.stringify of the result: it counts serializations.

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { composeSupergraph, readSupergraphConfig } from '../src/compose';
 import { mutationFieldsOf } from '../src/features/token-denylist';
 
-test('auth\'s mutation fields are read from the supergraph; other subgraphs\' are not among them', () => {
+test("auth's mutation fields are read from the supergraph; other subgraphs' are not among them", () => {
   const sdl = composeSupergraph(readSupergraphConfig(join(__dirname, '../../supergraph.yaml'), {}));
   const fields = mutationFieldsOf(sdl, 'AUTH');
   for (const f of ['logout', 'updateUser', 'deleteUser', 'approveUser', 'refreshToken']) expect(fields).toContain(f);

@@ -18,7 +18,9 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '@crm/database';
 
 // read by jest-global-teardown.ts (globalSetup and globalTeardown share this process)
 const EMBEDDED = Symbol.for('crm.test.embeddedPostgres');
-interface Holder { [EMBEDDED]?: { server: EmbeddedPostgres; dir: string } }
+interface Holder {
+  [EMBEDDED]?: { server: EmbeddedPostgres; dir: string };
+}
 
 export default async function globalSetup(): Promise<void> {
   await startTestPostgres();

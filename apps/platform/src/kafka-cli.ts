@@ -13,7 +13,11 @@ async function main() {
   try {
     if (command === 'topics') {
       await bus.ensureTopics(ALL_TOPICS);
-      console.log(`topics ready: ${ALL_TOPICS.flatMap((t) => [t, dlqOf(t)]).map((t) => config.KAFKA_NAMESPACE + t).join(', ')}`);
+      console.log(
+        `topics ready: ${ALL_TOPICS.flatMap((t) => [t, dlqOf(t)])
+          .map((t) => config.KAFKA_NAMESPACE + t)
+          .join(', ')}`,
+      );
     } else if (command === 'status') {
       console.log(await kafkaStatus(bus, config.KAFKA_NAMESPACE));
     } else {

@@ -150,7 +150,11 @@ export async function purgeDeadLetters(bus: LogBus, namespace: string, read: Dea
       const low = new Map((await admin.topicOffsets(namespace + topic)).map((o) => [o.partition, o.low]));
       const todo = [...parts].filter(([p, offset]) => offset > (low.get(p) ?? 0n));
       purged += todo.reduce((n, [p, offset]) => n + Number(offset - (low.get(p) ?? 0n)), 0);
-      if (todo.length > 0) await admin.deleteRecords(namespace + topic, todo.map(([partition, offset]) => ({ partition, offset })));
+      if (todo.length > 0)
+        await admin.deleteRecords(
+          namespace + topic,
+          todo.map(([partition, offset]) => ({ partition, offset })),
+        );
     }
     return purged;
   } finally {
@@ -158,13 +162,23 @@ export async function purgeDeadLetters(bus: LogBus, namespace: string, read: Dea
   }
 }
 
-interface ParkedRow { id: string; topic: string; type: string; key: string; failed_at: Date; attempts: number; last_error: string | null }
+interface ParkedRow {
+  id: string;
+  topic: string;
+  type: string;
+  key: string;
+  failed_at: Date;
+  attempts: number;
+  last_error: string | null;
+}
 
 /** A subgraph's parked outbox rows (the relay refused them for good), oldest first. */
 export async function parkedRows(subgraph: string, config = readConfig()): Promise<ParkedRow[]> {
   const db = await openSubgraphDatabase(subgraphByName(subgraph), config, createLogger(`dlq:${subgraph}`, 'warn'));
   try {
-    return await db.orm.em.fork().execute<ParkedRow[]>('SELECT id, topic, type, key, failed_at, attempts, last_error FROM outbox WHERE failed_at IS NOT NULL AND sent_at IS NULL ORDER BY seq');
+    return await db.orm.em
+      .fork()
+      .execute<ParkedRow[]>('SELECT id, topic, type, key, failed_at, attempts, last_error FROM outbox WHERE failed_at IS NOT NULL AND sent_at IS NULL ORDER BY seq');
   } finally {
     await db.close();
   }
@@ -174,10 +188,12 @@ export async function parkedRows(subgraph: string, config = readConfig()): Promi
 export async function unparkRows(subgraph: string, id?: string, config = readConfig()): Promise<number> {
   const db = await openSubgraphDatabase(subgraphByName(subgraph), config, createLogger(`dlq:${subgraph}`, 'warn'));
   try {
-    const rows = await db.orm.em.fork().execute<{ id: string }[]>(
-      `UPDATE outbox SET failed_at = NULL, attempts = 0 WHERE failed_at IS NOT NULL AND sent_at IS NULL${id ? ' AND id = ?' : ''} RETURNING id`,
-      id ? [id] : [],
-    );
+    const rows = await db.orm.em
+      .fork()
+      .execute<{ id: string }[]>(
+        `UPDATE outbox SET failed_at = NULL, attempts = 0 WHERE failed_at IS NOT NULL AND sent_at IS NULL${id ? ' AND id = ?' : ''} RETURNING id`,
+        id ? [id] : [],
+      );
     return rows.length;
   } finally {
     await db.close();
@@ -215,14 +231,18 @@ async function main() {
     if (command === 'list') {
       const letters = pick(await readDeadLetters(bus, ns, topic));
       for (const l of letters) {
-        console.log(`${l.dlqTopic}/${l.partition}@${l.offset}  ${l.at ?? ''}  consumer=${l.consumer ?? '?'} group=${l.group ?? '?'} replays=${l.replays}  ${l.eventType ?? '(unparsable)'} ${l.eventId ?? ''}\n    ${l.error ?? ''}`);
+        console.log(
+          `${l.dlqTopic}/${l.partition}@${l.offset}  ${l.at ?? ''}  consumer=${l.consumer ?? '?'} group=${l.group ?? '?'} replays=${l.replays}  ${l.eventType ?? '(unparsable)'} ${l.eventId ?? ''}\n    ${l.error ?? ''}`,
+        );
       }
       console.log(`${letters.length} dead letter(s)`);
     } else if (command === 'replay') {
       const letters = pick(await readDeadLetters(bus, ns, topic));
       const n = await replayDeadLetters(bus, letters, maxReplays);
       const held = letters.filter((l) => l.group !== null && l.replays >= maxReplays).length;
-      console.log(`${n} dead letter(s) published back to their source topics, each for the group that failed it${held ? `; ${held} left (already replayed ${maxReplays} times: --max-replays)` : ''}; \`npm run kafka:dlq -- purge\` removes them from the DLQ`);
+      console.log(
+        `${n} dead letter(s) published back to their source topics, each for the group that failed it${held ? `; ${held} left (already replayed ${maxReplays} times: --max-replays)` : ''}; \`npm run kafka:dlq -- purge\` removes them from the DLQ`,
+      );
     } else if (command === 'purge') {
       if (consumer) throw new Error('purge deletes every letter read from a DLQ partition, whoever failed it: run it without --consumer');
       console.log(`${await purgeDeadLetters(bus, ns, await readDeadLetters(bus, ns, topic))} dead letter(s) deleted (up to the last one read)`);

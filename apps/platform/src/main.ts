@@ -27,10 +27,13 @@ async function main() {
     Promise.resolve(stack?.stop())
       .then(() => database?.stop())
       .then(() => telemetry.shutdown())
-      .then(() => process.exit(0), (err: unknown) => {
-        console.error(err);
-        process.exit(1);
-      });
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          console.error(err);
+          process.exit(1);
+        },
+      );
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));

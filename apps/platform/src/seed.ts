@@ -21,14 +21,32 @@
 import { randomInt } from 'node:crypto';
 import { retry } from '@crm/errors';
 import {
-  ApproveRequestDocument, CompleteTaskDocument, CreateCustomerDocument, CreateTaskDocument, MeDocument,
-  RecordMeetingDocument, RegisterDocument, RejectRequestDocument, RequestApprovalDocument, SetUserRoleDocument,
-  type CompanySize, type InvestmentProfile, type LoginMutation, type RiskTolerance, type TaskPriority,
+  ApproveRequestDocument,
+  CompleteTaskDocument,
+  CreateCustomerDocument,
+  CreateTaskDocument,
+  MeDocument,
+  RecordMeetingDocument,
+  RegisterDocument,
+  RejectRequestDocument,
+  RequestApprovalDocument,
+  SetUserRoleDocument,
+  type CompanySize,
+  type InvestmentProfile,
+  type LoginMutation,
+  type RiskTolerance,
+  type TaskPriority,
 } from '../../../clients/src/gql/graphql';
 import { crmClient, GraphQLRequestError, login as clientLogin, type CrmClient } from '../../../clients/src/cli';
 
 type Role = 'ADMIN' | 'MANAGER' | 'SALES' | 'COMPLIANCE';
-interface User { id: string; email: string; name: string; role: Role; client: CrmClient }
+interface User {
+  id: string;
+  email: string;
+  name: string;
+  role: Role;
+  client: CrmClient;
+}
 
 export interface SeedOptions {
   url: string;
@@ -69,7 +87,9 @@ function seedClient(url: string, limits: { rateLimit?: number }): CrmClient {
     },
     mapError: (err) =>
       err.code === 'RATE_LIMITED'
-        ? new SeedError(`${err.message}.\nThe seed spreads its work to stay within RATE_LIMIT_POINTS per user; this budget was spent (an earlier run?). Wait ${String(err.errors[0]?.extensions?.retryAfter ?? '?')} s, or seed a gateway started with RATE_LIMIT_ENABLED=false (development only).`)
+        ? new SeedError(
+            `${err.message}.\nThe seed spreads its work to stay within RATE_LIMIT_POINTS per user; this budget was spent (an earlier run?). Wait ${String(err.errors[0]?.extensions?.retryAfter ?? '?')} s, or seed a gateway started with RATE_LIMIT_ENABLED=false (development only).`,
+          )
         : err,
   });
 }
@@ -106,15 +126,42 @@ async function seedUser(admin: User, o: SeedOptions, limits: { rateLimit?: numbe
 
 async function pool<T>(items: T[], n: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      await fn(items[i]!, i);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        await fn(items[i]!, i);
+      }
+    }),
+  );
 }
 
-const FIRST = ['Ada', 'Ben', 'Chloé', 'Dev', 'Eva', 'Femi', 'Gus', 'Hana', 'Ivo', 'Jia', 'Kai', 'Lena', 'Milo', 'Nora', 'Omar', 'Pia', 'Raj', 'Sara', 'Tom', 'Uma', 'Vik', 'Wen', 'Yara', 'Zoe'];
+const FIRST = [
+  'Ada',
+  'Ben',
+  'Chloé',
+  'Dev',
+  'Eva',
+  'Femi',
+  'Gus',
+  'Hana',
+  'Ivo',
+  'Jia',
+  'Kai',
+  'Lena',
+  'Milo',
+  'Nora',
+  'Omar',
+  'Pia',
+  'Raj',
+  'Sara',
+  'Tom',
+  'Uma',
+  'Vik',
+  'Wen',
+  'Yara',
+  'Zoe',
+];
 const LAST = ['Adler', 'Brook', 'Costa', 'Dahl', 'Evans', 'Fischer', 'Garcia', 'Holm', 'Ito', 'Jensen', 'Khan', 'Lund', 'Moreau', 'Novak', 'Okafor', 'Park'];
 const COMPANY_A = ['Blue', 'North', 'Silver', 'Bright', 'Green', 'Iron', 'Clear', 'Swift', 'Grand', 'Prime', 'Alpine', 'Coastal'];
 const COMPANY_B = ['Harbor', 'Ridge', 'Works', 'Capital', 'Foods', 'Logistics', 'Health', 'Energy', 'Labs', 'Partners', 'Textiles', 'Motors'];
@@ -159,13 +206,19 @@ export async function seed(o: SeedOptions = seedOptionsFromEnv(), log: (line: st
   log(`seeding ${o.url}: ${o.customers} customers over ${reps} SALES reps (rate limit ${rateLimit ? `${rateLimit} points per user` : 'off'})`);
 
   const users: Record<Role, User[]> = { ADMIN: [admin], MANAGER: [], COMPLIANCE: [], SALES: [] };
-  const plan: [Exclude<Role, 'ADMIN'>, number][] = [['MANAGER', 3], ['COMPLIANCE', 2], ['SALES', reps]];
+  const plan: [Exclude<Role, 'ADMIN'>, number][] = [
+    ['MANAGER', 3],
+    ['COMPLIANCE', 2],
+    ['SALES', reps],
+  ];
   let n = 0;
   for (const [role, count] of plan) {
-    const made = await Promise.all(Array.from({ length: count }, (_, i) => {
-      const k = n + i;
-      return seedUser(admin, o, limits, role, personName(k), `${role.toLowerCase()}${String(i + 1).padStart(2, '0')}@${o.domain}`);
-    }));
+    const made = await Promise.all(
+      Array.from({ length: count }, (_, i) => {
+        const k = n + i;
+        return seedUser(admin, o, limits, role, personName(k), `${role.toLowerCase()}${String(i + 1).padStart(2, '0')}@${o.domain}`);
+      }),
+    );
     n += count;
     users[role].push(...made);
   }
@@ -173,7 +226,13 @@ export async function seed(o: SeedOptions = seedOptionsFromEnv(), log: (line: st
 
   const summary: SeedSummary = {
     users: Object.fromEntries(Object.entries(users).map(([r, us]) => [r, us.map((u) => u.email)])) as Record<Role, string[]>,
-    customers: 0, meetings: 0, tasks: 0, tasksCompleted: 0, approvals: 0, approved: 0, rejected: 0,
+    customers: 0,
+    meetings: 0,
+    tasks: 0,
+    tasksCompleted: 0,
+    approvals: 0,
+    approved: 0,
+    rejected: 0,
   };
   const approvals: string[] = [];
   const stamp = Date.now().toString(36).slice(-4);
@@ -186,8 +245,13 @@ export async function seed(o: SeedOptions = seedOptionsFromEnv(), log: (line: st
       const slug = name.toLowerCase().replace(/[^a-z0-9]+/g, '-');
       const { createCustomer } = await rep.client.request(CreateCustomerDocument, {
         input: {
-          name, email: `contact@${slug}.example`, phone: `+1 555 ${String(randomInt(1000000)).padStart(7, '0')}`,
-          industry: pick(INDUSTRIES), size: pick(SIZES), investmentProfile: pick(PROFILES), riskTolerance: pick(RISKS),
+          name,
+          email: `contact@${slug}.example`,
+          phone: `+1 555 ${String(randomInt(1000000)).padStart(7, '0')}`,
+          industry: pick(INDUSTRIES),
+          size: pick(SIZES),
+          investmentProfile: pick(PROFILES),
+          riskTolerance: pick(RISKS),
         },
       });
       ids.push(createCustomer.id);
@@ -196,23 +260,34 @@ export async function seed(o: SeedOptions = seedOptionsFromEnv(), log: (line: st
     // Then the activities: by now the other domains have (mostly) heard of these customers.
     for (const [i, customerId] of ids.entries()) {
       if (i % 10 < 7) {
-        await retrying('recordMeeting', () => rep.client.request(RecordMeetingDocument, {
-          input: { customerId, startsAt: days(-randomInt(1, 60)), summary: pick(['Intro call', 'Portfolio review', 'Quarterly check-in', 'Site visit']), nextAction: pick(['Send proposal', 'Follow up', null]) },
-        }));
+        await retrying('recordMeeting', () =>
+          rep.client.request(RecordMeetingDocument, {
+            input: {
+              customerId,
+              startsAt: days(-randomInt(1, 60)),
+              summary: pick(['Intro call', 'Portfolio review', 'Quarterly check-in', 'Site visit']),
+              nextAction: pick(['Send proposal', 'Follow up', null]),
+            },
+          }),
+        );
         summary.meetings += 1;
       }
-      const { createTask } = await retrying('createTask', () => rep.client.request(CreateTaskDocument, {
-        input: { customerId, title: pick(['Call back', 'Prepare offer', 'Update KYC documents', 'Schedule review']), priority: pick(PRIORITIES), dueAt: days(randomInt(-5, 30)) },
-      }));
+      const { createTask } = await retrying('createTask', () =>
+        rep.client.request(CreateTaskDocument, {
+          input: { customerId, title: pick(['Call back', 'Prepare offer', 'Update KYC documents', 'Schedule review']), priority: pick(PRIORITIES), dueAt: days(randomInt(-5, 30)) },
+        }),
+      );
       summary.tasks += 1;
       if (i % 5 < 2) {
         await rep.client.request(CompleteTaskDocument, { id: createTask.id });
         summary.tasksCompleted += 1;
       }
       if (i % 3 === 0) {
-        const { requestApproval } = await retrying('requestApproval', () => rep.client.request(RequestApprovalDocument, {
-          input: { customerId, title: pick(['Fee discount', 'Credit line increase', 'Custom mandate', 'Fast-track onboarding']), amount: randomInt(1, 500) * 100 },
-        }));
+        const { requestApproval } = await retrying('requestApproval', () =>
+          rep.client.request(RequestApprovalDocument, {
+            input: { customerId, title: pick(['Fee discount', 'Credit line increase', 'Custom mandate', 'Fast-track onboarding']), amount: randomInt(1, 500) * 100 },
+          }),
+        );
         approvals.push(requestApproval.id);
         summary.approvals += 1;
       }

@@ -54,15 +54,16 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       if (!source) throw new Error(`subgraph "${def.name}" is missing from supergraph.yaml`);
       const port = fixed ? Number(new URL(source.url).port) : 0;
       subgraphs[def.name] = await startSubgraph(def, {
-        config: serviceView(def.name, config), port, bus, logger: logger.child({ subgraph: def.name }),
+        config: serviceView(def.name, config),
+        port,
+        bus,
+        logger: logger.child({ subgraph: def.name }),
         // read-through to the subgraphs of this stack (they start one by one: looked up per call);
         // null for one this stack does not run at all (`only`)
         peerUrl: (name) => subgraphs[name]?.url ?? (wanted.some((w) => w.name === name) ? undefined : null),
       });
     }
-    const supergraphSdl = composeSupergraph(
-      sources.filter((s) => subgraphs[s.name]).map((s) => ({ ...s, url: subgraphs[s.name]!.url })),
-    );
+    const supergraphSdl = composeSupergraph(sources.filter((s) => subgraphs[s.name]).map((s) => ({ ...s, url: subgraphs[s.name]!.url })));
     let gateway: GatewayRuntime | undefined;
     if (options.gateway ?? true) {
       if (fixed && config.DATA_DIR !== 'memory') {
@@ -76,7 +77,14 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         }
         gateway = await startGateway({ config: serviceView('gateway', config), bus, supergraphPath: path, logger: logger.child({ service: 'gateway' }) });
       } else {
-        gateway = await startGateway({ config: serviceView('gateway', config), bus, supergraphSdl, port: fixed ? config.PORT : 0, host: '127.0.0.1', logger: logger.child({ service: 'gateway' }) });
+        gateway = await startGateway({
+          config: serviceView('gateway', config),
+          bus,
+          supergraphSdl,
+          port: fixed ? config.PORT : 0,
+          host: '127.0.0.1',
+          logger: logger.child({ service: 'gateway' }),
+        });
       }
     }
     return {

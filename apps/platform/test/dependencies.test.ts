@@ -20,14 +20,21 @@ const tsFiles = (dir: string): string[] =>
 /** The npm package a bare specifier names (undefined for relative paths and node's own modules). */
 function packageOf(specifier: string): string | undefined {
   if (specifier.startsWith('.') || specifier.startsWith('node:') || builtinModules.includes(specifier.split('/')[0]!)) return undefined;
-  return specifier.split('/').slice(0, specifier.startsWith('@') ? 2 : 1).join('/');
+  return specifier
+    .split('/')
+    .slice(0, specifier.startsWith('@') ? 2 : 1)
+    .join('/');
 }
 
 /** Package → the files (relative to ROOT) that import it, over the given folders of a workspace. */
 function importsOf(workspace: string, folders: string[]): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const file of folders.flatMap((f) => tsFiles(join(ROOT, workspace, f)))) {
-    for (const name of new Set(specifiersOf(file).map(packageOf).filter((n): n is string => n !== undefined))) {
+    for (const name of new Set(
+      specifiersOf(file)
+        .map(packageOf)
+        .filter((n): n is string => n !== undefined),
+    )) {
       out.set(name, [...(out.get(name) ?? []), relative(ROOT, file)]);
     }
   }
@@ -35,7 +42,21 @@ function importsOf(workspace: string, folders: string[]): Map<string, string[]> 
 }
 
 test('the workspaces are the packages, the launcher, the gateway and every subgraph', () => {
-  expect(workspaces).toEqual(expect.arrayContaining(['packages/config', 'packages/errors', 'packages/telemetry', 'packages/database', 'packages/events', 'packages/runtime', 'packages/testing', 'apps/platform', 'gateway', 'subgraphs/auth', 'subgraphs/analytics']));
+  expect(workspaces).toEqual(
+    expect.arrayContaining([
+      'packages/config',
+      'packages/errors',
+      'packages/telemetry',
+      'packages/database',
+      'packages/events',
+      'packages/runtime',
+      'packages/testing',
+      'apps/platform',
+      'gateway',
+      'subgraphs/auth',
+      'subgraphs/analytics',
+    ]),
+  );
 });
 
 describe.each(workspaces)('%s', (workspace) => {

@@ -20,7 +20,9 @@ export const MAY_IMPORT: Record<string, readonly string[]> = {
   'customer-directory': ['config', 'errors', 'telemetry', 'database', 'events', 'runtime'],
 };
 
-const packages = readdirSync(join(ROOT, 'packages')).filter((d) => statSync(join(ROOT, 'packages', d)).isDirectory()).sort();
+const packages = readdirSync(join(ROOT, 'packages'))
+  .filter((d) => statSync(join(ROOT, 'packages', d)).isDirectory())
+  .sort();
 
 const tsFiles = (dir: string): string[] =>
   !existsSync(dir) ? [] : readdirSync(dir).flatMap((f) => (statSync(join(dir, f)).isDirectory() ? tsFiles(join(dir, f)) : f.endsWith('.ts') ? [join(dir, f)] : []));

@@ -30,8 +30,11 @@ const UNMAPPED_TABLES = [
 
 /** Columns no entity property maps, `table.column` (every subgraph has the kit's outbox). */
 const OUTBOX_COLUMNS = [
-  'outbox.seq', 'outbox.aggregate_version', // publication order and aggregate version, set by the insert trigger
-  'outbox.failed_at', 'outbox.lease_owner', 'outbox.lease_until', // the relay's parking and leases (raw SQL)
+  'outbox.seq',
+  'outbox.aggregate_version', // publication order and aggregate version, set by the insert trigger
+  'outbox.failed_at',
+  'outbox.lease_owner',
+  'outbox.lease_until', // the relay's parking and leases (raw SQL)
 ];
 const UNMAPPED_COLUMNS: Record<string, string[]> = {
   auth: OUTBOX_COLUMNS,
@@ -41,7 +44,11 @@ const UNMAPPED_COLUMNS: Record<string, string[]> = {
   'sales-activity': [...OUTBOX_COLUMNS, 'customer_refs.version'],
   analytics: [
     ...OUTBOX_COLUMNS,
-    'customer_facts.version', 'approval_facts.version', 'task_facts.version', 'user_refs.version', 'meeting_facts.version',
+    'customer_facts.version',
+    'approval_facts.version',
+    'task_facts.version',
+    'user_refs.version',
+    'meeting_facts.version',
     'meeting_facts.deleted', // a deleted meeting's tombstone (raw upserts; reports skip it)
     'notifications.seq', // the live feed's resume order, from a sequence default
     'sagas.timed_out_at', // set by the timeout job's raw UPDATE
@@ -67,8 +74,13 @@ function differences(diff: SchemaDifference, unmappedColumns: string[]): string[
     }
     for (const c of Object.keys(table.renamedColumns)) found.push(`column ${t}.${c}: renamed`);
     for (const c of Object.keys(table.removedColumns)) removedColumns.push(`${t}.${c}`);
-    const declared = { index: [table.addedIndexes, table.changedIndexes, table.renamedIndexes], check: [table.addedChecks, table.changedChecks], 'foreign key': [table.addedForeignKeys, table.changedForeignKeys] };
-    for (const [kind, groups] of Object.entries(declared)) for (const group of groups) for (const name of Object.keys(group)) found.push(`${kind} ${t}.${name}: declared by an entity, not so in the database`);
+    const declared = {
+      index: [table.addedIndexes, table.changedIndexes, table.renamedIndexes],
+      check: [table.addedChecks, table.changedChecks],
+      'foreign key': [table.addedForeignKeys, table.changedForeignKeys],
+    };
+    for (const [kind, groups] of Object.entries(declared))
+      for (const group of groups) for (const name of Object.keys(group)) found.push(`${kind} ${t}.${name}: declared by an entity, not so in the database`);
   }
   for (const column of removedColumns) if (!unmappedColumns.includes(column)) found.push(`column ${column}: in the database, no entity property maps it`);
   for (const column of unmappedColumns) if (!removedColumns.includes(column)) found.push(`column ${column}: listed as unmapped, but missing or mapped`);

@@ -29,10 +29,13 @@ test('a request crosses the processes, and an event from one subgraph reaches th
   expect(created.data.createCustomer).toMatchObject({ name: 'Process Co', assignedRep: { name: 'Process Rep' } });
   const id = created.data.createCustomer.id as string;
   // customer.created → sales-activity (another process) creates the onboarding task: a background effect
-  const tasks = await eventually(async () => {
-    const r = await rep.gql(`query($id: ID!) { customer(id: $id) { tasks { edges { node { title } } } } }`, { id });
-    return r.data?.customer?.tasks.edges.length ? r.data.customer.tasks.edges : undefined;
-  }, { timeoutMs: 60_000, intervalMs: 200 });
+  const tasks = await eventually(
+    async () => {
+      const r = await rep.gql(`query($id: ID!) { customer(id: $id) { tasks { edges { node { title } } } } }`, { id });
+      return r.data?.customer?.tasks.edges.length ? r.data.customer.tasks.edges : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 200 },
+  );
   expect(tasks[0].node.title).toMatch(/Process Co/);
   // and requests keep being served by the gateway's workers
   const many = await Promise.all(Array.from({ length: 10 }, () => rep.gql(`{ customers(first: 5) { edges { node { name } } } }`)));
@@ -58,10 +61,13 @@ test('a service killed with SIGKILL is restarted on its port; the launcher stays
   expect(stack.status().customer).toMatchObject({ state: 'up', restarts: 1, lastExit: 'SIGKILL' });
   expect(stack.pids.customer).not.toBe(pid);
   // the gateway's workers serve it again at the same address, and /ready lists it
-  const ready = await eventually(async () => {
-    const body = (await (await fetch(new URL('/ready', stack.gatewayUrl))).json()) as { status: string; services?: Record<string, { state: string; restarts: number }> };
-    return body.status === 'ready' && body.services?.customer?.restarts === 1 ? body : undefined;
-  }, { timeoutMs: 60_000, intervalMs: 200 });
+  const ready = await eventually(
+    async () => {
+      const body = (await (await fetch(new URL('/ready', stack.gatewayUrl))).json()) as { status: string; services?: Record<string, { state: string; restarts: number }> };
+      return body.status === 'ready' && body.services?.customer?.restarts === 1 ? body : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 200 },
+  );
   expect(ready.services!.customer).toMatchObject({ state: 'up', restarts: 1 });
   const rep = await stack.user('SALES', 'After Restart');
   const created = await rep.gql(`mutation { createCustomer(input: { name: "Back Co" }) { id } }`);

@@ -23,7 +23,9 @@ export async function runWithWorkers(start, workers = workerCount()) {
       stopping = true;
       for (const w of Object.values(cluster.workers)) w.process.kill(sig);
       setTimeout(() => process.exit(0), 2000).unref();
-      cluster.on('exit', () => { if (Object.keys(cluster.workers).length === 0) process.exit(0); });
+      cluster.on('exit', () => {
+        if (Object.keys(cluster.workers).length === 0) process.exit(0);
+      });
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));

@@ -59,9 +59,7 @@ import { runWithWorkers, listenOptions } from '../lib/workers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = path.resolve(process.env.REPO_ROOT ?? path.join(here, '..', '..', '..'));
-const CREATE_EXPORTS = process.env.CRM_GATEWAY_EXPORT
-  ? [process.env.CRM_GATEWAY_EXPORT]
-  : ['createGatewayServer', 'createServer', 'createHttpServer'];
+const CREATE_EXPORTS = process.env.CRM_GATEWAY_EXPORT ? [process.env.CRM_GATEWAY_EXPORT] : ['createGatewayServer', 'createServer', 'createHttpServer'];
 
 class Skip extends Error {}
 
@@ -85,7 +83,7 @@ async function importTs(file) {
     try {
       const pkgFile = rootRequire.resolve('tsx/package.json');
       const exports = JSON.parse(readFileSync(pkgFile, 'utf8')).exports;
-      const pick = (e) => (typeof e === 'string' ? e : e.import?.default ?? e.import);
+      const pick = (e) => (typeof e === 'string' ? e : (e.import?.default ?? e.import));
       const load = (sub) => import(pathToFileURL(path.join(path.dirname(pkgFile), pick(exports[sub]))).href);
       (await load('./cjs/api')).register();
       (await load('./esm/api')).register();
@@ -123,7 +121,9 @@ async function buildConfig(gw) {
     const kitMain = JSON.parse(readFileSync(kitPkg, 'utf8')).main ?? 'index.js';
     try {
       kit = unwrap(await importTs(path.join(REPO_ROOT, 'packages', 'kit', kitMain)));
-    } catch { /* no config support: pass none */ }
+    } catch {
+      /* no config support: pass none */
+    }
   }
   if (typeof readConfig !== 'function') readConfig = kit.readConfig;
   if (typeof readConfig !== 'function') return undefined;
@@ -162,7 +162,11 @@ async function serve() {
   if (out && !(out instanceof http.Server) && out.server instanceof http.Server) out = out.server;
   if (typeof out === 'function') out = http.createServer(out);
   if (!(out instanceof http.Server)) throw new Error(`${gw.name}() returned neither an http.Server, {server}, nor a request listener`);
-  if (!out.listening) await new Promise((resolve, reject) => { out.once('error', reject); out.listen(port, host, resolve); });
+  if (!out.listening)
+    await new Promise((resolve, reject) => {
+      out.once('error', reject);
+      out.listen(port, host, resolve);
+    });
   console.log(`crm gateway (${gw.name}) ready at http://${host}:${port}/graphql (pid ${process.pid})`);
 }
 

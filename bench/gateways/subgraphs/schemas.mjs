@@ -2,9 +2,7 @@
 // @key / @external / @requires / @provides, `extend type`, no @link).
 import { parse } from 'graphql';
 import { buildSubgraphSchema } from '@apollo/subgraph';
-import {
-  USERS, PRODUCTS, INVENTORY, REVIEWS, USER_REVIEWS, AUTHOR, REVIEWS_USER_USERNAME,
-} from '../lib/data.mjs';
+import { USERS, PRODUCTS, INVENTORY, REVIEWS, USER_REVIEWS, AUTHOR, REVIEWS_USER_USERNAME } from '../lib/data.mjs';
 
 export const typeDefs = {
   accounts: `

@@ -45,11 +45,25 @@ function makeHandler(name) {
   const headers = { 'content-type': 'application/json; charset=utf-8' };
   return (req, res) => {
     if (req.method === 'GET') {
-      if (req.url === '/health') { res.writeHead(200); res.end('ok'); return; }
-      if (req.url === '/__stats') { res.writeHead(200, headers); res.end(JSON.stringify(stats)); return; }
-      res.writeHead(404); res.end(); return;
+      if (req.url === '/health') {
+        res.writeHead(200);
+        res.end('ok');
+        return;
+      }
+      if (req.url === '/__stats') {
+        res.writeHead(200, headers);
+        res.end(JSON.stringify(stats));
+        return;
+      }
+      res.writeHead(404);
+      res.end();
+      return;
     }
-    if (req.method !== 'POST') { res.writeHead(405); res.end(); return; }
+    if (req.method !== 'POST') {
+      res.writeHead(405);
+      res.end();
+      return;
+    }
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', async () => {
@@ -91,6 +105,9 @@ await Promise.all(
 );
 console.log(`subgraphs ready: ${SUBGRAPH_NAMES.map((n) => `${n}=${ports[n]}`).join(' ')}`);
 
-const stop = () => { for (const s of servers) s.close(); process.exit(0); };
+const stop = () => {
+  for (const s of servers) s.close();
+  process.exit(0);
+};
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

@@ -20,7 +20,16 @@
  */
 import { buildOperationContext, type ApolloGateway, type GraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
 import { ERRORS, errorCodeDef, operationFromDocument, Supergraph, type Operation, type Schema } from '@apollo/federation-internals';
-import { evaluateCondition, getResponseName, QueryPlanner, type FetchNode, type PlanNode, type QueryPlan, type QueryPlanSelectionNode, type ResponsePath } from '@apollo/query-planner';
+import {
+  evaluateCondition,
+  getResponseName,
+  QueryPlanner,
+  type FetchNode,
+  type PlanNode,
+  type QueryPlan,
+  type QueryPlanSelectionNode,
+  type ResponsePath,
+} from '@apollo/query-planner';
 import type { GatewayExecutionResult, GatewayExecutor, GatewayGraphQLRequestContext, GatewayInterface } from '@apollo/server-gateway-interface';
 import { getVariableValues, GraphQLError, Kind, visit, type GraphQLSchema } from 'graphql';
 import { trace } from '@opentelemetry/api';
@@ -143,13 +152,15 @@ export function withPlanExecutor(gateway: ApolloGateway, clients: ReadonlyMap<st
     if (validationErrors.length > 0) return { errors: validationErrors };
 
     const cached = entry;
-    const planned = cached.planned ?? (await inSpan('gateway.plan', {}, async () => {
-      const plan = current.planner.buildQueryPlan(operationFromDocument(current.apiSchema, document, { operationName: request.operationName }), {
-        recursiveSelectionsLimitDisabled: false,
-        nonLocalSelectionsLimitDisabled: false,
-      });
-      return (cached.planned = { plan, ...shapeFor(current.apiSchema, cached.operationContext) });
-    }));
+    const planned =
+      cached.planned ??
+      (await inSpan('gateway.plan', {}, async () => {
+        const plan = current.planner.buildQueryPlan(operationFromDocument(current.apiSchema, document, { operationName: request.operationName }), {
+          recursiveSelectionsLimitDisabled: false,
+          nonLocalSelectionsLimitDisabled: false,
+        });
+        return (cached.planned = { plan, ...shapeFor(current.apiSchema, cached.operationContext) });
+      }));
     if (planned.introspection) {
       stats.apollo += 1;
       return apolloExecutor!(rc);
@@ -157,7 +168,9 @@ export function withPlanExecutor(gateway: ApolloGateway, clients: ReadonlyMap<st
     stats.engine += 1;
     if (planned.operation instanceof GraphQLError) return { errors: [planned.operation] };
     const { plan, shape, operation } = planned;
-    return inSpan('gateway.execute', {}, () => execute(plan, shape!, { rc, operation, services: clients, supergraphSchema: current.supergraphSchema, errors: [], root: Object.create(null), pending: new Set() }));
+    return inSpan('gateway.execute', {}, () =>
+      execute(plan, shape!, { rc, operation, services: clients, supergraphSchema: current.supergraphSchema, errors: [], root: Object.create(null), pending: new Set() }),
+    );
   };
   const executor: GatewayExecutor = (rc) => inSpan('gateway.request', rc.request.operationName ? { operationName: rc.request.operationName } : {}, () => run(rc));
 
@@ -185,7 +198,11 @@ function shapeFor(apiSchema: Schema, operationContext: OperationContext): Omit<N
   const introspection = usesSchemaIntrospection(operationContext);
   let operation: Operation;
   try {
-    operation = operationFromDocument(apiSchema, { kind: Kind.DOCUMENT, definitions: [operationContext.operation, ...Object.values(operationContext.fragments)] }, { validate: false });
+    operation = operationFromDocument(
+      apiSchema,
+      { kind: Kind.DOCUMENT, definitions: [operationContext.operation, ...Object.values(operationContext.fragments)] },
+      { validate: false },
+    );
   } catch (err) {
     if (err instanceof GraphQLError) return { operation: err, introspection };
     throw err;
@@ -195,7 +212,11 @@ function shapeFor(apiSchema: Schema, operationContext: OperationContext): Omit<N
 
 function usesSchemaIntrospection(operationContext: OperationContext): boolean {
   let found = false;
-  const check = { Field: (node: { name: { value: string } }) => { if (node.name.value === '__schema' || node.name.value === '__type') found = true; } };
+  const check = {
+    Field: (node: { name: { value: string } }) => {
+      if (node.name.value === '__schema' || node.name.value === '__type') found = true;
+    },
+  };
   visit(operationContext.operation, check);
   for (const fragment of Object.values(operationContext.fragments)) visit(fragment, check);
   return found;
@@ -308,7 +329,12 @@ async function fetchInto(x: Execution, fetch: FetchNode, cursor: Cursor, entitie
   }
 }
 
-async function send(x: Execution, fetch: FetchNode, cursor: Cursor, variables: Record<string, unknown>): Promise<{ data: Record<string, unknown> | null | undefined; shared: boolean }> {
+async function send(
+  x: Execution,
+  fetch: FetchNode,
+  cursor: Cursor,
+  variables: Record<string, unknown>,
+): Promise<{ data: Record<string, unknown> | null | undefined; shared: boolean }> {
   const service = x.services.get(fetch.serviceName)!;
   const options = {
     kind: INCOMING_OPERATION,
@@ -321,7 +347,8 @@ async function send(x: Execution, fetch: FetchNode, cursor: Cursor, variables: R
   // Output rewrites modify the answer: those fetches take a private copy.
   const readOnly = service instanceof SubgraphClient && !fetch.outputRewrites?.length;
   const { response, shared } = await inSpan('gateway.fetch', { service: fetch.serviceName }, async () =>
-    readOnly ? service.processShared(options) : { response: await service.process(options), shared: false });
+    readOnly ? service.processShared(options) : { response: await service.process(options), shared: false },
+  );
   if (shared && !x.owned) {
     x.owned = new WeakSet([x.root]);
     for (const entities of x.pending) for (const entity of entities) x.owned.add(entity);
@@ -408,8 +435,7 @@ const isPlainObject = (value: unknown): value is Record<string, unknown> => type
  * inline fragment applies to a __typename memoised (Apollo re-walks the selection nodes per entity).
  */
 type RepresentationStep =
-  | { field: true; name: string; sub: RepresentationStep[] | undefined }
-  | { field: false; typeCondition: string; sub: RepresentationStep[]; applies: Map<string, boolean> };
+  { field: true; name: string; sub: RepresentationStep[] | undefined } | { field: false; typeCondition: string; sub: RepresentationStep[]; applies: Map<string, boolean> };
 const representationPrograms = new WeakMap<QueryPlanSelectionNode[], RepresentationStep[]>();
 
 function representationProgram(selections: QueryPlanSelectionNode[]): RepresentationStep[] {

@@ -150,7 +150,7 @@ function applySteps(run: Run, steps: Step[], input: Record<string, unknown>, out
       if (step.typename) {
         if (outputValue === undefined) {
           if (inputValue === null && name !== typenameFieldName) inputValue = input[typenameFieldName] ?? null;
-          const type = typeof inputValue === 'string' ? run.schema.type(inputValue) ?? parentType : parentType;
+          const type = typeof inputValue === 'string' ? (run.schema.type(inputValue) ?? parentType) : parentType;
           if (type.kind !== 'ObjectType') return true;
           set(output, name, type.name);
         }
@@ -200,7 +200,9 @@ function updateValue(run: Run, outputValue: unknown, type: Type, inputValue: unk
     const updated = updateValue(run, outputValue, type.ofType, inputValue, selection, parentType);
     if (updated === null) {
       if (!hasErrors) {
-        run.errors.push(ERRORS.INVALID_GRAPHQL.err(`Cannot return null for non-nullable ${lastElementDescription(run.path, type.ofType, parentType)}.`, { path: Array.from(run.path) }));
+        run.errors.push(
+          ERRORS.INVALID_GRAPHQL.err(`Cannot return null for non-nullable ${lastElementDescription(run.path, type.ofType, parentType)}.`, { path: Array.from(run.path) }),
+        );
       }
       isInvalid = true;
       hasErrors = true;
@@ -236,7 +238,8 @@ function updateValue(run: Run, outputValue: unknown, type: Type, inputValue: unk
   if (isComposite(type)) {
     if (!selection) throw new Error(`Invalid empty selection set for composite type ${type}`);
     if (typeof inputValue !== 'object') throw new Error(`Invalid non-object value ${String(inputValue)} returned by subgraph for composite type ${type}`);
-    if (outputValue !== undefined && typeof outputValue !== 'object') throw new Error(`Invalid non-object value ${String(inputValue)} returned by subgraph for composite type ${type}`);
+    if (outputValue !== undefined && typeof outputValue !== 'object')
+      throw new Error(`Invalid non-object value ${String(inputValue)} returned by subgraph for composite type ${type}`);
     const object = inputValue as Record<string, unknown>;
     const inputTypename = object[typenameFieldName];
     if (inputTypename !== undefined && typeof inputTypename !== 'string') throw new Error(`Invalid non-string value ${String(inputTypename)} for __typename at ${run.path}`);
@@ -244,7 +247,9 @@ function updateValue(run: Run, outputValue: unknown, type: Type, inputValue: unk
     if (inputTypename) {
       const named = run.schema.type(inputTypename);
       if (!named || !isComposite(named)) {
-        run.errors.push(ERRORS.INVALID_GRAPHQL.err(`Invalid __typename found for object at ${lastElementDescription(run.path, type, parentType)}.`, { path: Array.from(run.path) }));
+        run.errors.push(
+          ERRORS.INVALID_GRAPHQL.err(`Invalid __typename found for object at ${lastElementDescription(run.path, type, parentType)}.`, { path: Array.from(run.path) }),
+        );
         isInvalid = false;
         hasErrors = true;
         return null;

@@ -108,7 +108,10 @@ function serve(req: IncomingMessage, res: ServerResponse): boolean {
   if (!asset) return false;
   res.writeHead(200, { 'content-type': asset.type, 'cache-control': 'public, max-age=3600' });
   if (head) res.end();
-  else createReadStream(asset.file).on('error', () => res.destroy()).pipe(res);
+  else
+    createReadStream(asset.file)
+      .on('error', () => res.destroy())
+      .pipe(res);
   return true;
 }
 

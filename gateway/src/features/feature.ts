@@ -43,7 +43,11 @@ export interface GatewayDeps {
    * A client operation that does not come by HTTP (a WebSocket subscribe) through the very rules HTTP
    * operations go through (../pipeline.ts), without running it: the checked document or the client's errors.
    */
-  checkOperation(request: Pick<GraphQLRequest, 'query' | 'operationName' | 'variables' | 'extensions'>, context: GatewayContext, options?: CheckOptions): Promise<Checked | GraphQLError[]>;
+  checkOperation(
+    request: Pick<GraphQLRequest, 'query' | 'operationName' | 'variables' | 'extensions'>,
+    context: GatewayContext,
+    options?: CheckOptions,
+  ): Promise<Checked | GraphQLError[]>;
   /** The gateway's own operation, straight to the executor: no client rule applies (../pipeline.ts). */
   executeInternal(op: InternalOperation, variables: Record<string, unknown>, context: GatewayContext): ReturnType<InternalExecutor['execute']>;
 }

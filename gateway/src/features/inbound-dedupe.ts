@@ -15,7 +15,7 @@ import type { GatewayContext } from '../datasource';
 import { requestOf } from '../request-info';
 import type { FeatureOptions, GatewayFeature } from './feature';
 
-type Finished = Pick<GraphQLResponse, 'http'> & { result: Record<string, unknown> } | undefined;
+type Finished = (Pick<GraphQLResponse, 'http'> & { result: Record<string, unknown> }) | undefined;
 
 export function inboundDedupeKey(ctx: GraphQLRequestContext<GatewayContext>): string | undefined {
   if (ctx.operation?.operation !== 'query' || !ctx.queryHash) return undefined;

@@ -52,10 +52,7 @@ export function withSubscriptionEndpoint(html: string): string {
     throw new Error('landing page: the Apollo Sandbox page changed shape; cannot preset its subscription endpoint (gateway/src/features/landing-page.ts)');
   }
   return html
-    .replace(
-      ENDPOINT_LINE,
-      "var initialEndpoint = window.location.origin + window.location.pathname;\n  var initialSubscriptionEndpoint = initialEndpoint.replace(/^http/, 'ws');",
-    )
+    .replace(ENDPOINT_LINE, "var initialEndpoint = window.location.origin + window.location.pathname;\n  var initialSubscriptionEndpoint = initialEndpoint.replace(/^http/, 'ws');")
     .replace(CONFIG_LINE, '$1\n      initialSubscriptionEndpoint,');
 }
 

@@ -28,7 +28,12 @@ interface LoginCall {
 }
 
 /** The login fields of a mutation with their email as the resolver will see it (mutation-calls.ts). */
-function loginCalls(schema: GraphQLSchema, operation: OperationDefinitionNode, fragments: Record<string, FragmentDefinitionNode>, rawVariables: Record<string, unknown>): LoginCall[] {
+function loginCalls(
+  schema: GraphQLSchema,
+  operation: OperationDefinitionNode,
+  fragments: Record<string, FragmentDefinitionNode>,
+  rawVariables: Record<string, unknown>,
+): LoginCall[] {
   return mutationCalls(schema, operation, fragments, rawVariables, ['login']).map(({ responseKey, args }) => ({
     responseKey,
     email: typeof args.email === 'string' ? args.email.trim().toLowerCase() : undefined,
@@ -57,7 +62,9 @@ export function useLoginProtection({ config, logger, redis }: FeatureOptions): G
           const ip = info?.ip ?? 'unknown';
           if (!proxyWarned && config.TRUST_PROXY_HOPS === 0 && info?.req.headers['x-forwarded-for']) {
             proxyWarned = true;
-            logger.warn('requests carry X-Forwarded-For but TRUST_PROXY_HOPS=0: behind a proxy every client shares one IP bucket (one day of per-IP login blocks for all); set TRUST_PROXY_HOPS');
+            logger.warn(
+              'requests carry X-Forwarded-For but TRUST_PROXY_HOPS=0: behind a proxy every client shares one IP bucket (one day of per-IP login blocks for all); set TRUST_PROXY_HOPS',
+            );
           }
           let call: LoginCall | undefined;
           return {
@@ -79,18 +86,20 @@ export function useLoginProtection({ config, logger, redis }: FeatureOptions): G
               // Reserve first: every attempt consumes a point of each limit before it is evaluated
               // (atomic in Redis or in memory), so concurrent attempts cannot all pass a check made
               // before any of them failed. A success gives its points back and resets the account.
-              const results = await Promise.all(limits.map(async (l) => {
-                const key = l.key(email, ip);
-                try {
-                  await l.limiter.consume(key, 1);
-                  return 0;
-                } catch (err) {
-                  if (!(err instanceof RateLimiterRes)) return 0; // a store failure: the insurance limiter answered or nothing can be said
-                  // Over the limit: blocked for blockSeconds from the first refusal (never extended by more attempts).
-                  if (err.msBeforeNext > l.blockSeconds * 1000) await l.limiter.block(key, l.blockSeconds).catch(() => undefined);
-                  return Math.min(err.msBeforeNext, l.blockSeconds * 1000);
-                }
-              }));
+              const results = await Promise.all(
+                limits.map(async (l) => {
+                  const key = l.key(email, ip);
+                  try {
+                    await l.limiter.consume(key, 1);
+                    return 0;
+                  } catch (err) {
+                    if (!(err instanceof RateLimiterRes)) return 0; // a store failure: the insurance limiter answered or nothing can be said
+                    // Over the limit: blocked for blockSeconds from the first refusal (never extended by more attempts).
+                    if (err.msBeforeNext > l.blockSeconds * 1000) await l.limiter.block(key, l.blockSeconds).catch(() => undefined);
+                    return Math.min(err.msBeforeNext, l.blockSeconds * 1000);
+                  }
+                }),
+              );
               const retry = Math.max(...results);
               if (retry > 0) {
                 const seconds = Math.max(1, Math.ceil(retry / 1000));

@@ -13,9 +13,7 @@ import type { FeatureOptions, GatewayFeature } from './feature';
 
 /** Armor reports "Syntax Error: Query depth limit of 12 exceeded, found 50."; we name the variable too. */
 const report = (limit: string) => (ctx: ValidationContext | null, error: GraphQLError) => {
-  ctx?.reportError(
-    new GraphQLError(`${error.message.replace(/^Syntax Error: /, '')} (${limit})`, { extensions: { code: 'BAD_USER_INPUT', limit } }),
-  );
+  ctx?.reportError(new GraphQLError(`${error.message.replace(/^Syntax Error: /, '')} (${limit})`, { extensions: { code: 'BAD_USER_INPUT', limit } }));
 };
 
 /** True when a string anywhere in `value` (deeply) holds U+0000. */
@@ -32,7 +30,11 @@ function documentHasNul(document: DocumentNode): boolean {
   let found = nulInDocument.get(document);
   if (found === undefined) {
     found = false;
-    visit(document, { StringValue: (node) => { if (node.value.includes('\u0000')) found = true; } });
+    visit(document, {
+      StringValue: (node) => {
+        if (node.value.includes('\u0000')) found = true;
+      },
+    });
     nulInDocument.set(document, found);
   }
   return found;
@@ -49,9 +51,7 @@ const refuseBadOperations: ApolloServerPlugin<GatewayContext> = {
       async didResolveOperation({ document, request, operation }) {
         // Apollo Gateway would answer a missing operation with a 500 (INVALID_GRAPHQL).
         if (!operation) {
-          const message = request.operationName
-            ? `Unknown operation named "${request.operationName}".`
-            : 'Must provide operation name if query contains multiple operations.';
+          const message = request.operationName ? `Unknown operation named "${request.operationName}".` : 'Must provide operation name if query contains multiple operations.';
           throw new GraphQLError(message, { extensions: { code: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } } });
         }
         if (hasNul(request.variables) || documentHasNul(document)) {

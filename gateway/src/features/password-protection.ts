@@ -119,9 +119,10 @@ export function usePasswordProtection({ config, redis }: FeatureOptions): Gatewa
               const { call, limits } = pending;
               const { data, errors } = response.body.singleResult;
               const mine = (errors ?? []).filter((e) => (e.path?.[0] ?? call.responseKey) === call.responseKey);
-              const failed = call.field === 'resetPassword'
-                ? mine.some((e) => e.extensions?.code === 'UNAUTHENTICATED')
-                : mine.some((e) => e.extensions?.code === 'BAD_USER_INPUT' && e.extensions?.field === 'currentPassword');
+              const failed =
+                call.field === 'resetPassword'
+                  ? mine.some((e) => e.extensions?.code === 'UNAUTHENTICATED')
+                  : mine.some((e) => e.extensions?.code === 'BAD_USER_INPUT' && e.extensions?.field === 'currentPassword');
               if (failed) await consume(limits);
               else if (data?.[call.responseKey] && call.field === 'changePassword') {
                 await Promise.all(limits.map((l) => l.limiter.delete(l.key))).catch(() => undefined);

@@ -25,7 +25,10 @@ import type { FeatureOptions, GatewayFeature } from './feature';
 
 /** Apollo's KeyValueCache contract (@apollo/utils.keyvaluecache) over the gateway's Redis: a failure is a miss. */
 export class RedisKeyValueCache {
-  constructor(private readonly redis: Redis, private readonly prefix: string) {}
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {}
   /**
    * Entries are verified on read: an APQ key ends with the sha256 of its query, and a value that
    * does not hash to it (written to Redis by anyone but this gateway) is a miss, and deleted.

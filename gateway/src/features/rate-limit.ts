@@ -30,7 +30,11 @@ export function rateLimitsEnabled(config: FeatureOptions['config']): boolean {
  * here like a query. The gateway's own per-event resolutions never reach Apollo's pipeline.
  */
 export function useRateLimits({ config, logger, redis }: FeatureOptions): GatewayFeature {
-  const limiter: RateLimiterAbstract = createLimiter(redis, { keyPrefix: `${redisPrefix(config)}rl`, points: config.RATE_LIMIT_POINTS, duration: config.RATE_LIMIT_WINDOW_SECONDS });
+  const limiter: RateLimiterAbstract = createLimiter(redis, {
+    keyPrefix: `${redisPrefix(config)}rl`,
+    points: config.RATE_LIMIT_POINTS,
+    duration: config.RATE_LIMIT_WINDOW_SECONDS,
+  });
   const enabled = rateLimitsEnabled(config);
   const limit = config.RATE_LIMIT_POINTS;
 

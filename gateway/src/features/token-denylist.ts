@@ -74,7 +74,9 @@ export function mutationFieldsOf(sdl: string, graph: string): Set<string> {
     for (const def of parse(sdl).definitions) {
       if ((def.kind !== 'ObjectTypeDefinition' && def.kind !== 'ObjectTypeExtension') || def.name.value !== 'Mutation') continue;
       for (const field of def.fields ?? []) {
-        const joined = field.directives?.some((d) => d.name.value === 'join__field' && d.arguments?.some((a) => a.name.value === 'graph' && a.value.kind === 'EnumValue' && a.value.value === graph));
+        const joined = field.directives?.some(
+          (d) => d.name.value === 'join__field' && d.arguments?.some((a) => a.name.value === 'graph' && a.value.kind === 'EnumValue' && a.value.value === graph),
+        );
         if (joined) fields.add(field.name.value);
       }
     }

@@ -36,7 +36,11 @@ export async function startStubSubgraphs(subgraphs: Record<string, StubSubgraph>
   try {
     const services = [];
     for (const [name, { typeDefs, resolvers }] of Object.entries(subgraphs)) {
-      const counter: ApolloServerPlugin = { async requestDidStart() { await onRequest?.(name); } };
+      const counter: ApolloServerPlugin = {
+        async requestDidStart() {
+          await onRequest?.(name);
+        },
+      };
       const server = new ApolloServer({
         schema: buildSubgraphSchema({ typeDefs: parse(typeDefs), resolvers: resolvers as never }),
         plugins: [ApolloServerPluginInlineTraceDisabled(), counter],

@@ -96,7 +96,9 @@ export function translateLegacyNames(input: Env): Env {
 
   const credentials = set(env, 'KAFKA_USERNAME') || set(env, 'KAFKA_PASSWORD');
   if (credentials && !set(env, 'KAFKA_SASL_MECHANISM')) {
-    problems.push('KAFKA_USERNAME/KAFKA_PASSWORD are set but KAFKA_SASL_MECHANISM is not: set it to plain, scram-sha-256 or scram-sha-512 (credentials are never sent unauthenticated)');
+    problems.push(
+      'KAFKA_USERNAME/KAFKA_PASSWORD are set but KAFKA_SASL_MECHANISM is not: set it to plain, scram-sha-256 or scram-sha-512 (credentials are never sent unauthenticated)',
+    );
   }
 
   if (problems.length > 0) throw new LegacyConfigError(problems.join('\n'));

@@ -9,7 +9,6 @@ import { envSchema, isServiceName, PIECES, secretsOf, SERVICE_SECRETS, SERVICE_P
 
 export { isServiceName, PIECES, SERVICE_PIECES, SERVICE_SECRETS, serviceVariables, type ServiceName };
 
-
 export type { Env };
 
 export interface PlatformConfig extends Env {
@@ -50,7 +49,10 @@ export function serviceView(service: string, config: PlatformConfig): PlatformCo
 
 type Derived = Pick<PlatformConfig, 'production' | 'registrationPolicy' | 'introspection' | 'sandbox'>;
 const DERIVED_FROM: Record<keyof Derived, keyof Env | 'NODE_ENV'> = {
-  production: 'NODE_ENV', introspection: 'INTROSPECTION', sandbox: 'SANDBOX', registrationPolicy: 'REGISTRATION_POLICY',
+  production: 'NODE_ENV',
+  introspection: 'INTROSPECTION',
+  sandbox: 'SANDBOX',
+  registrationPolicy: 'REGISTRATION_POLICY',
 };
 
 function derivedKeys(service: ServiceName): (keyof Derived)[] {
@@ -72,13 +74,23 @@ function guard(service: ServiceName, values: Record<string, unknown>): PlatformC
   }) as unknown as PlatformConfig;
 }
 
-function parse(schema: typeof envSchema | ReturnType<typeof serviceSchema>, env: NodeJS.ProcessEnv, overrides: Record<string, string | undefined>, service?: ServiceName): Record<string, unknown> {
+function parse(
+  schema: typeof envSchema | ReturnType<typeof serviceSchema>,
+  env: NodeJS.ProcessEnv,
+  overrides: Record<string, string | undefined>,
+  service?: ServiceName,
+): Record<string, unknown> {
   let given: Record<string, string | undefined>;
   try {
     given = translateLegacyNames({ ...pickKnown(env), ...overrides });
   } catch (err) {
     if (!(err instanceof LegacyConfigError)) throw err;
-    throw new ConfigError(`Invalid configuration:\n${err.message.split('\n').map((l) => `  ${l}`).join('\n')}`);
+    throw new ConfigError(
+      `Invalid configuration:\n${err.message
+        .split('\n')
+        .map((l) => `  ${l}`)
+        .join('\n')}`,
+    );
   }
   const own = new Set(Object.keys(schema.shape));
   const parsed = schema.safeParse(Object.fromEntries(Object.entries(given).filter(([k]) => own.has(k))));
@@ -111,7 +123,8 @@ function placeholderLike(value: string): boolean {
  */
 function checkProductionSecrets(c: Partial<Env>): void {
   const problems: string[] = [];
-  if (c.METRICS_TOKEN !== undefined && (c.METRICS_TOKEN.length < 24 || placeholderLike(c.METRICS_TOKEN))) problems.push('METRICS_TOKEN looks like a placeholder or is shorter than 24 characters');
+  if (c.METRICS_TOKEN !== undefined && (c.METRICS_TOKEN.length < 24 || placeholderLike(c.METRICS_TOKEN)))
+    problems.push('METRICS_TOKEN looks like a placeholder or is shorter than 24 characters');
   if (c.ADMIN_PASSWORD && (PLACEHOLDER.test(c.ADMIN_PASSWORD) || c.ADMIN_PASSWORD.length < 12)) {
     problems.push('ADMIN_PASSWORD looks like a placeholder or is shorter than 12 characters');
   }

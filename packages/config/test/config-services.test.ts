@@ -10,13 +10,16 @@ const SUBGRAPHS = ['auth', 'customer', 'sales-activity', 'opportunity', 'analyti
 const production = (service: string, extra: Record<string, string> = {}) => ({ NODE_ENV: 'production', ...keyEnvFor(service, KEYS), ...extra });
 
 test('each service declares a shared piece and its own variables; the launcher declares all of them', () => {
-  const all = Object.keys(readConfig({})).filter((k) => k === k.toUpperCase()).sort();
+  const all = Object.keys(readConfig({}))
+    .filter((k) => k === k.toUpperCase())
+    .sort();
   expect(serviceVariables('platform').sort()).toEqual(all);
   const union = new Set<string>((Object.keys(SERVICE_PIECES) as ServiceName[]).filter((s) => s !== 'platform').flatMap((s) => serviceVariables(s)));
   // every variable but the launcher's own is read by some service
   expect(all.filter((k) => !union.has(k))).toEqual(['STACK_PROCESSES']);
   for (const s of Object.keys(SERVICE_PIECES) as ServiceName[]) {
-    for (const shared of ['NODE_ENV', 'LOG_LEVEL', 'POSTGRES_URL', 'DATABASE_PREFIX', 'KAFKA_BROKERS', 'KAFKA_NAMESPACE', 'OTEL_EXPORTER_OTLP_ENDPOINT']) expect(serviceVariables(s) as string[]).toContain(shared);
+    for (const shared of ['NODE_ENV', 'LOG_LEVEL', 'POSTGRES_URL', 'DATABASE_PREFIX', 'KAFKA_BROKERS', 'KAFKA_NAMESPACE', 'OTEL_EXPORTER_OTLP_ENDPOINT'])
+      expect(serviceVariables(s) as string[]).toContain(shared);
   }
   const holders = (v: string) => (Object.keys(SERVICE_PIECES) as ServiceName[]).filter((s) => s !== 'platform' && serviceVariables(s).includes(v as never)).sort();
   expect(holders('AUTH_SIGNING_KEY')).toEqual(['auth']);
@@ -43,7 +46,11 @@ test("a service ignores another service's variables, even malformed, and rejects
 
 test('a service configuration holds only what it declares: reading anything else is an error, not undefined', () => {
   const customer = readServiceConfig('customer', { AUTH_SIGNING_KEY: 'x', MAX_COST: '7' });
-  expect(Object.keys(customer).filter((k) => k === k.toUpperCase()).sort()).toEqual(serviceVariables('customer').sort());
+  expect(
+    Object.keys(customer)
+      .filter((k) => k === k.toUpperCase())
+      .sort(),
+  ).toEqual(serviceVariables('customer').sort());
   expect(() => customer.AUTH_SIGNING_KEY).toThrow(/customer reads AUTH_SIGNING_KEY, which its configuration does not declare/);
   expect(() => customer.MAX_COST).toThrow(ConfigError);
   expect(() => customer.registrationPolicy).toThrow(ConfigError);
@@ -75,7 +82,9 @@ test("in production each service requires its own secrets and no other service's
   expect(() => readServiceConfig('auth', production('auth', { ADMIN_PASSWORD: 'password' }))).toThrow(/ADMIN_PASSWORD looks like a placeholder/);
   const gateway = readServiceConfig('gateway', production('gateway', { ADMIN_PASSWORD: 'password', MAIL_URL: 'nope' }));
   expect(() => requireServiceSecrets(gateway, 'gateway')).not.toThrow();
-  expect(() => requireServiceSecrets(readServiceConfig('gateway', { NODE_ENV: 'production' }), 'gateway')).toThrow(/GATEWAY_SIGNING_KEY must be set[\s\S]*AUTH_PUBLIC_KEYS must be set/);
+  expect(() => requireServiceSecrets(readServiceConfig('gateway', { NODE_ENV: 'production' }), 'gateway')).toThrow(
+    /GATEWAY_SIGNING_KEY must be set[\s\S]*AUTH_PUBLIC_KEYS must be set/,
+  );
   // a secret the service does hold is still checked
   expect(() => readServiceConfig('customer', production('customer', { METRICS_TOKEN: 'change-me' }))).toThrow(/METRICS_TOKEN/);
 });

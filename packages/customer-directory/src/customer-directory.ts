@@ -19,8 +19,15 @@ export const CustomerRef = defineRow({
     id: p.uuid().primary(),
     name: p.text(),
     assignedRepId: p.uuid().nullable().fieldName('assigned_rep_id'),
-    deleted: p.boolean().default(false).onCreate(() => false),
-    updatedAt: p.datetime().fieldName('updated_at').defaultRaw('now()').onCreate(() => new Date()),
+    deleted: p
+      .boolean()
+      .default(false)
+      .onCreate(() => false),
+    updatedAt: p
+      .datetime()
+      .fieldName('updated_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date()),
   },
 });
 export type CustomerRef = InferEntity<typeof CustomerRef>;
@@ -54,13 +61,7 @@ export async function upsertCustomerRefs(em: EntityManager, writes: CustomerRefW
 }
 
 /** One directory row (see `upsertCustomerRefs`); resolves false when the event was older than the row. */
-export async function upsertCustomerRef(
-  em: EntityManager,
-  data: EventData<'customer.created'>,
-  occurredAt: string,
-  deleted?: boolean,
-  version?: number | null,
-): Promise<boolean> {
+export async function upsertCustomerRef(em: EntityManager, data: EventData<'customer.created'>, occurredAt: string, deleted?: boolean, version?: number | null): Promise<boolean> {
   return (await upsertCustomerRefs(em, [{ data, occurredAt, version }], deleted)).size > 0;
 }
 
@@ -83,7 +84,11 @@ export async function copyCustomerEvents(em: EntityManager, events: Envelope<Cop
   for (const round of roundsByKey(events, (e) => e.data.customerId)) {
     for (const deleted of [false, undefined]) {
       const part = round.filter((e) => DELETED_AFTER[e.type] === deleted);
-      const changed = await upsertCustomerRefs(em, part.map((e) => ({ data: e.data, occurredAt: e.occurredAt, version: e.aggregateVersion })), deleted);
+      const changed = await upsertCustomerRefs(
+        em,
+        part.map((e) => ({ data: e.data, occurredAt: e.occurredAt, version: e.aggregateVersion })),
+        deleted,
+      );
       for (const e of part) if (changed.has(e.data.customerId)) applied.add(e.id);
     }
   }
@@ -124,8 +129,7 @@ export async function refreshCustomerRef(em: EntityManager, peers: Peers, id: st
  * else's, so its existence is not revealed.
  */
 export async function requireCustomerRef(em: EntityManager, peers: Peers, me: Identity, customerId: string): Promise<CustomerRef> {
-  const usable = (ref: CustomerRef | null): ref is CustomerRef =>
-    ref !== null && !ref.deleted && (me.role !== 'SALES' || ref.assignedRepId === me.userId);
+  const usable = (ref: CustomerRef | null): ref is CustomerRef => ref !== null && !ref.deleted && (me.role !== 'SALES' || ref.assignedRepId === me.userId);
   const local = await em.findOne(CustomerRef, { id: customerId });
   if (usable(local)) return local;
   const fresh = await refreshCustomerRef(em, peers, customerId);

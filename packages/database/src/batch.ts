@@ -8,7 +8,10 @@ import type { EntityManager, EntityName, FilterQuery } from '@mikro-orm/postgres
 import { decodeCursor, pageSize, toConnection, type Connection, type PageArgs } from './pagination';
 import { columnOf, countsByParent, findRows, plainRows, selectList } from './lean';
 
-interface Row { id: string; createdAt: Date }
+interface Row {
+  id: string;
+  createdAt: Date;
+}
 
 /**
  * One page per parent: plain rows (lean.ts) of `entity` whose `parentProp` is one of `parentIds`,
@@ -33,17 +36,21 @@ export async function pagesByParent<T extends Row>(
   // count over the unpaged scope, row numbers over the rows after the cursor
   const inner = em
     .createQueryBuilder(entity, 't')
-    .select([
-      ...selectList(em, entity, wanted),
-      knex.raw('count(*) over (partition by ??) as __total', [`t.${parentColumn}`]),
-    ] as never)
+    .select([...selectList(em, entity, wanted), knex.raw('count(*) over (partition by ??) as __total', [`t.${parentColumn}`])] as never)
     .where(scope)
     .getKnexQuery();
-  const paged = knex
-    .select('*', knex.raw('row_number() over (partition by ?? order by ?? desc, id desc) as __rn', [parentProp, 'createdAt']))
-    .from(inner.as('s'));
+  const paged = knex.select('*', knex.raw('row_number() over (partition by ?? order by ?? desc, id desc) as __rn', [parentProp, 'createdAt'])).from(inner.as('s'));
   if (cursor) paged.whereRaw('(??, id) < (?, ?)', ['createdAt', cursor.createdAt, cursor.id]);
-  const rows = plainRows<Record<string, unknown>>(em, entity, await em.getConnection().execute(knex.select('*').from(paged.as('p')).where('__rn', '<=', first + 1)));
+  const rows = plainRows<Record<string, unknown>>(
+    em,
+    entity,
+    await em.getConnection().execute(
+      knex
+        .select('*')
+        .from(paged.as('p'))
+        .where('__rn', '<=', first + 1),
+    ),
+  );
   const grouped = new Map<string, { rows: T[]; total: number }>();
   for (const raw of rows) {
     const parent = String(raw[parentProp]);
@@ -73,9 +80,7 @@ export async function pagesByParent<T extends Row>(
  * Per-request loaders for a list-valued field: `load(args)(parentId)`. Parents asked with the
  * same arguments are batched into one pagesByParent call.
  */
-export function connectionLoaders<T extends Row>(
-  batch: (parentIds: readonly string[], args: PageArgs & Record<string, unknown>) => Promise<Map<string, Connection<T>>>,
-) {
+export function connectionLoaders<T extends Row>(batch: (parentIds: readonly string[], args: PageArgs & Record<string, unknown>) => Promise<Map<string, Connection<T>>>) {
   const byArgs = new Map<string, DataLoader<string, Connection<T>>>();
   return (args: PageArgs & Record<string, unknown>) => {
     const key = JSON.stringify(args, Object.keys(args).sort());

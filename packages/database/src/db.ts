@@ -107,10 +107,13 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   const orm = await MikroORM.init(ormOptions);
   let statements = 0;
   let background = 0;
-  orm.em.getConnection().getKnex().on('query', () => {
-    if (backgroundWork.getStore()) background += 1;
-    else statements += 1;
-  });
+  orm.em
+    .getConnection()
+    .getKnex()
+    .on('query', () => {
+      if (backgroundWork.getStore()) background += 1;
+      else statements += 1;
+    });
   const migrator = orm.getMigrator();
   // the replicas of a subgraph take turns
   const ran = await withMigrationLock(clientUrl, logger, () => migrator.up());

@@ -22,8 +22,20 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
-  chmodSync, chownSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync,
-  statSync, symlinkSync, unlinkSync, writeFileSync,
+  chmodSync,
+  chownSync,
+  closeSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
 } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -139,7 +151,11 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
 function handle(url: string, port: number, dataDir: string, pid: number, reused: boolean, child: ChildProcess | undefined, owner: { release(): void }): EmbeddedPostgres {
   let stopped: Promise<void> | undefined;
   return {
-    url, port, dataDir, pid, reused,
+    url,
+    port,
+    dataDir,
+    pid,
+    reused,
     stop() {
       stopped ??= stopPid(pid, child).finally(() => owner.release());
       return stopped;
@@ -155,8 +171,7 @@ function binaries(): Binaries {
     entry = require.resolve(pkg);
   } catch {
     throw new Error(
-      `Embedded Postgres has no server binaries for ${process.platform}-${process.arch} (package ${pkg} is not installed). ` +
-        'Set POSTGRES_URL to a PostgreSQL server instead.',
+      `Embedded Postgres has no server binaries for ${process.platform}-${process.arch} (package ${pkg} is not installed). ` + 'Set POSTGRES_URL to a PostgreSQL server instead.',
     );
   }
   const root = resolve(dirname(entry), '..');
@@ -274,11 +289,7 @@ async function initCluster(bin: Binaries, dataDir: string, password: string, use
   }
   log?.info({ dataDir }, 'embedded Postgres: initdb (first start)');
   try {
-    const out = await run(
-      bin.initdb,
-      ['-D', scratch, '-U', PG_USER, '--auth=scram-sha-256', `--pwfile=${pwFile}`, '-E', 'UTF8', '--locale=C', '--no-instructions'],
-      user,
-    );
+    const out = await run(bin.initdb, ['-D', scratch, '-U', PG_USER, '--auth=scram-sha-256', `--pwfile=${pwFile}`, '-E', 'UTF8', '--locale=C', '--no-instructions'], user);
     if (out.code !== 0) throw new Error(`Embedded Postgres: initdb failed (exit ${out.code}): ${out.output.trim().split('\n').slice(-8).join('\n')}`);
   } finally {
     rmSync(pwDir, { recursive: true, force: true });
@@ -477,4 +488,3 @@ export function removeEmbeddedPostgres(dir: string): void {
   if (existsSync(pointer)) rmSync(readFileSync(pointer, 'utf8').trim(), { recursive: true, force: true });
   rmSync(home, { recursive: true, force: true });
 }
-

@@ -17,8 +17,7 @@ interface Meta {
   properties: Record<string, { fieldNames?: string[]; kind?: string; persist?: boolean; type?: string; runtimeType?: string }>;
 }
 
-const metaOf = (em: EntityManager, entity: EntityName<any>): Meta =>
-  em.getMetadata().get(typeof entity === 'string' ? entity : (entity as { name: string }).name);
+const metaOf = (em: EntityManager, entity: EntityName<any>): Meta => em.getMetadata().get(typeof entity === 'string' ? entity : (entity as { name: string }).name);
 
 /** The column of a scalar property, or an error naming it. */
 export function columnOf(em: EntityManager, entity: EntityName<any>, prop: string): string {
@@ -70,7 +69,10 @@ export async function findRows<T>(
   where: FilterQuery<any>,
   options: { props?: readonly string[]; orderBy?: Record<string, 'asc' | 'desc'>; limit?: number } = {},
 ): Promise<T[]> {
-  const qb = em.createQueryBuilder(entity, 't').select(selectList(em, entity, options.props) as never).where(where as never);
+  const qb = em
+    .createQueryBuilder(entity, 't')
+    .select(selectList(em, entity, options.props) as never)
+    .where(where as never);
   if (options.orderBy) qb.orderBy(options.orderBy as never);
   if (options.limit !== undefined) qb.limit(options.limit);
   return plainRows<T>(em, entity, await em.getConnection().execute(qb.getKnexQuery()));
@@ -178,12 +180,8 @@ export function onlyTotalCount(info: GraphQLResolveInfo): boolean {
 }
 
 /** The properties a connection field's nodes need (`edges { node { … } }`), as propsFor. */
-export const connectionProps = (
-  em: EntityManager,
-  entity: EntityName<any>,
-  info: GraphQLResolveInfo,
-  needs: Record<string, readonly string[]> = {},
-): string[] | undefined => propsFor(em, entity, selectedFields(info, ['edges', 'node']), needs);
+export const connectionProps = (em: EntityManager, entity: EntityName<any>, info: GraphQLResolveInfo, needs: Record<string, readonly string[]> = {}): string[] | undefined =>
+  propsFor(em, entity, selectedFields(info, ['edges', 'node']), needs);
 
 /** Whether a connection field selects `totalCount` (else paginate need not count). */
 export const wantsTotalCount = (info: GraphQLResolveInfo): boolean => selectedFields(info)?.has('totalCount') ?? true;

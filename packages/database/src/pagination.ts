@@ -63,7 +63,12 @@ export function afterCursor(cursor: Cursor | null): Record<string, unknown> {
 export function toConnection<T extends { createdAt: Date; id: string }>(rows: T[], first: number, totalCount: number): Connection<T> {
   const page = rows.slice(0, first);
   // An edge's cursor is encoded when read: most selections ask only for pageInfo.endCursor.
-  const edges = page.map((node) => ({ node, get cursor() { return encodeCursor(node); } }));
+  const edges = page.map((node) => ({
+    node,
+    get cursor() {
+      return encodeCursor(node);
+    },
+  }));
   const last = page.at(-1);
   return {
     edges,
@@ -88,16 +93,14 @@ export async function paginate<T extends { createdAt: Date; id: string }>(
   args: PageArgs,
   options: { lean?: boolean; props?: readonly string[]; count?: boolean } = {},
 ): Promise<Connection<T>> {
-  const where = typeof filter === 'function' ? (filter) : () => filter;
+  const where = typeof filter === 'function' ? filter : () => filter;
   const first = pageSize(args.first);
   const cursor = decodeCursor(args.after);
   const orderBy = { createdAt: 'desc', id: 'desc' } as const;
   const props = options.props ? [...new Set([...options.props, 'id', 'createdAt'])] : undefined;
   const rows = (): Promise<T[]> => {
     const scoped = { $and: [where(), afterCursor(cursor)] } as FilterQuery<T>;
-    return options.lean
-      ? findRows<T>(em, entity, scoped, { props, orderBy, limit: first + 1 })
-      : (em.find(entity, scoped, { orderBy: orderBy as never, limit: first + 1 }));
+    return options.lean ? findRows<T>(em, entity, scoped, { props, orderBy, limit: first + 1 }) : em.find(entity, scoped, { orderBy: orderBy as never, limit: first + 1 });
   };
   // count: false when the selection has no totalCount (wantsTotalCount): NaN then, which GraphQL
   // would refuse to serialise as an Int, so a wrong `count: false` fails loudly instead of lying.

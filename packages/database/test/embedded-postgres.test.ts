@@ -42,7 +42,10 @@ async function query(url: string, sql: string) {
 
 test('a killed launcher leaves its server running; the next start reuses it, a second owner is refused, stop() ends it', async () => {
   // a launcher that starts the server (initdb on first use), then is killed with SIGKILL
-  const owner = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures/embedded-owner.ts')], { env: { ...process.env, DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const owner = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures/embedded-owner.ts')], {
+    env: { ...process.env, DIR: dir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let err = '';
   owner.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const first = await new Promise<{ pid: number; port: number; reused: boolean }>((resolve, reject) => {
@@ -62,7 +65,10 @@ test('a killed launcher leaves its server running; the next start reuses it, a s
   await query(pg.url, 'CREATE DATABASE reuse_check');
 
   // a second platform on the same directory while this one owns it: refused (another process, or this one)
-  const second = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures/embedded-owner.ts')], { env: { ...process.env, DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const second = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures/embedded-owner.ts')], {
+    env: { ...process.env, DIR: dir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let secondErr = '';
   second.stderr.on('data', (d: Buffer) => (secondErr += d.toString()));
   const code = await new Promise((r) => second.once('exit', r));

@@ -5,20 +5,24 @@
 import { GraphQLError } from 'graphql';
 
 export type ErrorCode =
-  | 'UNAUTHENTICATED'
-  | 'FORBIDDEN'
-  | 'BAD_USER_INPUT'
-  | 'NOT_FOUND'
-  | 'CONFLICT'
-  | 'RATE_LIMITED'
-  | 'PENDING_APPROVAL'
-  | 'SERVICE_UNAVAILABLE'
-  | 'INTERNAL_SERVER_ERROR';
+  'UNAUTHENTICATED' | 'FORBIDDEN' | 'BAD_USER_INPUT' | 'NOT_FOUND' | 'CONFLICT' | 'RATE_LIMITED' | 'PENDING_APPROVAL' | 'SERVICE_UNAVAILABLE' | 'INTERNAL_SERVER_ERROR';
 
 export const PUBLIC_CODES: ReadonlySet<string> = new Set([
-  'UNAUTHENTICATED', 'FORBIDDEN', 'BAD_USER_INPUT', 'NOT_FOUND', 'CONFLICT', 'RATE_LIMITED', 'PENDING_APPROVAL',
-  'GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_REQUEST', 'OPERATION_RESOLUTION_FAILURE',
-  'PERSISTED_QUERY_NOT_FOUND', 'PERSISTED_QUERY_NOT_SUPPORTED', 'COST_LIMIT_EXCEEDED', 'PAYLOAD_TOO_LARGE',
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'BAD_USER_INPUT',
+  'NOT_FOUND',
+  'CONFLICT',
+  'RATE_LIMITED',
+  'PENDING_APPROVAL',
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'BAD_REQUEST',
+  'OPERATION_RESOLUTION_FAILURE',
+  'PERSISTED_QUERY_NOT_FOUND',
+  'PERSISTED_QUERY_NOT_SUPPORTED',
+  'COST_LIMIT_EXCEEDED',
+  'PAYLOAD_TOO_LARGE',
   'SERVICE_UNAVAILABLE',
 ]);
 
@@ -34,15 +38,19 @@ export const conflict = (message: string) => error('CONFLICT', message);
 export const pendingApproval = (message: string) => error('PENDING_APPROVAL', message);
 export const badInput = (message: string, field?: string) => error('BAD_USER_INPUT', message, field ? { field } : {});
 export const unavailable = (message: string) => error('SERVICE_UNAVAILABLE', message);
-export const rateLimited = (message: string, retryAfterSeconds: number) =>
-  error('RATE_LIMITED', message, { retryAfter: retryAfterSeconds });
+export const rateLimited = (message: string, retryAfterSeconds: number) => error('RATE_LIMITED', message, { retryAfter: retryAfterSeconds });
 
 /**
  * formatError for Apollo Server: known codes pass; in production everything else becomes a
  * generic INTERNAL_SERVER_ERROR with no message detail, stack, SQL or host names.
  */
 export function maskError(production: boolean) {
-  return (formatted: { message: string; extensions?: Record<string, unknown> | undefined; path?: readonly (string | number)[] | undefined; locations?: readonly unknown[] | undefined }) => {
+  return (formatted: {
+    message: string;
+    extensions?: Record<string, unknown> | undefined;
+    path?: readonly (string | number)[] | undefined;
+    locations?: readonly unknown[] | undefined;
+  }) => {
     const code = String(formatted.extensions?.code ?? 'INTERNAL_SERVER_ERROR');
     if (PUBLIC_CODES.has(code)) {
       if (!production) return formatted;

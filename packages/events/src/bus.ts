@@ -99,11 +99,11 @@ export function onlyOwnReplays(options: SubscribeOptions): SubscribeOptions {
     ...(handle ? { handle: async (m: DeliveredMessage) => (replayedForOtherGroup(m, groupId) ? undefined : handle(m)) } : {}),
     ...(handleBatch
       ? {
-        handleBatch: async (messages: DeliveredMessage[], control: BatchControl) => {
-          const mine = messages.some((m) => replayedForOtherGroup(m, groupId)) ? messages.filter((m) => !replayedForOtherGroup(m, groupId)) : messages;
-          if (mine.length > 0) await handleBatch(mine, control);
-        },
-      }
+          handleBatch: async (messages: DeliveredMessage[], control: BatchControl) => {
+            const mine = messages.some((m) => replayedForOtherGroup(m, groupId)) ? messages.filter((m) => !replayedForOtherGroup(m, groupId)) : messages;
+            if (mine.length > 0) await handleBatch(mine, control);
+          },
+        }
       : {}),
   };
 }

@@ -29,7 +29,11 @@ const isoDate = z.string().datetime({ offset: true });
 const sagaType = z.enum(['user-deletion', 'customer-deletion', 'onboarding', 'approval']);
 
 const user = z.object({
-  userId: id, email: z.string(), name: z.string(), role, active: z.boolean(),
+  userId: id,
+  email: z.string(),
+  name: z.string(),
+  role,
+  active: z.boolean(),
   /** Approved by an ADMIN or MANAGER: may receive customers by automatic reassignment (absent in older events: false). */
   approved: z.boolean().optional(),
   /** Access tokens carrying a lower `tv` claim are revoked (role or active status changed, logout). */
@@ -211,7 +215,15 @@ export function parseEnvelope(raw: Buffer | string | null): Envelope {
     // then hand the handler the payload with the producer's values.
     const stand = data.error.issues.map((i) => ({ path: i.path, known: (i as { values?: unknown[] }).values?.[0] }));
     const lenient = def.schema.safeParse(stand.reduce((d, { path, known }) => setAt(d, path, known), env.data.data));
-    if (lenient.success) return { ...env.data, data: withValuesAt(lenient.data, env.data.data, data.error.issues.map((i) => i.path)) } as Envelope;
+    if (lenient.success)
+      return {
+        ...env.data,
+        data: withValuesAt(
+          lenient.data,
+          env.data.data,
+          data.error.issues.map((i) => i.path),
+        ),
+      } as Envelope;
   }
   throw new InvalidEventError(`bad ${env.data.type} payload: ${data.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
 }

@@ -120,7 +120,10 @@ class Stopped extends Error {
 }
 
 /** One delivered message and its parsed event. */
-interface Item { message: DeliveredMessage; event: Envelope }
+interface Item {
+  message: DeliveredMessage;
+  event: Envelope;
+}
 
 /** What the steps of one consumer share: its options resolved, its counters and whether it is stopping. */
 interface ConsumerRun {
@@ -140,7 +143,12 @@ interface ConsumerRun {
 export async function startConsumer(options: ConsumerOptions): Promise<Consumer> {
   const { name, orm, bus, logger, handlers, runtime } = options;
   const run: ConsumerRun = {
-    name, orm, bus, logger, handlers, runtime,
+    name,
+    orm,
+    bus,
+    logger,
+    handlers,
+    runtime,
     maxAttempts: options.maxAttempts ?? 5,
     baseDelay: options.baseDelayMs ?? 100,
     maxDelay: options.maxDelayMs ?? 10_000,
@@ -216,7 +224,7 @@ function applyAll(run: ConsumerRun, items: Item[], applied = new Set<string>()):
     const atCommit = new Map<string, (em: EntityManager) => Promise<void>>();
     const beforeCommit: BeforeCommit = (key, fn) => void (atCommit.has(key) || atCommit.set(key, fn));
     let handled = 0;
-    for (let i = 0; i < items.length; ) {
+    for (let i = 0; i < items.length;) {
       const { message, event } = items[i++]!;
       if (!fresh.delete(event.id)) continue; // seen before (or twice in this batch)
       const handler = run.handlers[event.type] as EventHandler<EventType>;
@@ -243,7 +251,12 @@ function applyAll(run: ConsumerRun, items: Item[], applied = new Set<string>()):
 
 /** One event through a plain handler, in its own CONSUMER span continuing the producer's trace (telemetry). */
 async function applyEvent(
-  run: ConsumerRun, em: EntityManager, handler: (ctx: HandlerContext<EventType>) => Promise<void>, { message, event }: Item, beforeCommit: BeforeCommit, started: number,
+  run: ConsumerRun,
+  em: EntityManager,
+  handler: (ctx: HandlerContext<EventType>) => Promise<void>,
+  { message, event }: Item,
+  beforeCommit: BeforeCommit,
+  started: number,
 ): Promise<void> {
   const { name, logger, runtime } = run;
   await traceConsume(consumerGroup(name), message, async () => {
@@ -253,8 +266,7 @@ async function applyEvent(
       em,
       logger,
       runtime,
-      emit: (type, aggregateId, data) =>
-        stageEvent(em, name, type, aggregateId, data, { actorId: event.actorId, correlationId: event.correlationId, causationId: event.id }),
+      emit: (type, aggregateId, data) => stageEvent(em, name, type, aggregateId, data, { actorId: event.actorId, correlationId: event.correlationId, causationId: event.id }),
       beforeCommit,
     });
     // (a batch that rolls back and is re-applied one at a time counts its events again)
@@ -263,26 +275,31 @@ async function applyEvent(
 }
 
 /** A run of consecutive new events through one BatchHandler; the events it emits are written after it. */
-async function applyRun(
-  run: ConsumerRun, em: EntityManager, handler: BatchHandler<EventType>, applying: Item[], beforeCommit: BeforeCommit, started: number,
-): Promise<void> {
+async function applyRun(run: ConsumerRun, em: EntityManager, handler: BatchHandler<EventType>, applying: Item[], beforeCommit: BeforeCommit, started: number): Promise<void> {
   const { name, logger, runtime } = run;
   const emitted: OutboxMessage[] = [];
-  await traceConsume(consumerGroup(name), applying.map((w) => w.message), async () => {
-    if (applying.length === 1) noteCorrelation(applying[0]!.event.correlationId);
-    await handler.applyBatch(applying.map((w) => w.event), {
-      em,
-      logger,
-      runtime,
-      emit: (cause, type, aggregateId, data) => {
-        const row = outboxRow(em, name, type, aggregateId, data, { actorId: cause.actorId, correlationId: cause.correlationId, causationId: cause.id });
-        emitted.push(row);
-        return row.envelope;
-      },
-      beforeCommit,
-    });
-    for (const w of applying) eventOutcome(consumerGroup(name), w.message.topic, w.event.type, 'handled', started);
-  });
+  await traceConsume(
+    consumerGroup(name),
+    applying.map((w) => w.message),
+    async () => {
+      if (applying.length === 1) noteCorrelation(applying[0]!.event.correlationId);
+      await handler.applyBatch(
+        applying.map((w) => w.event),
+        {
+          em,
+          logger,
+          runtime,
+          emit: (cause, type, aggregateId, data) => {
+            const row = outboxRow(em, name, type, aggregateId, data, { actorId: cause.actorId, correlationId: cause.correlationId, causationId: cause.id });
+            emitted.push(row);
+            return row.envelope;
+          },
+          beforeCommit,
+        },
+      );
+      for (const w of applying) eventOutcome(consumerGroup(name), w.message.topic, w.event.type, 'handled', started);
+    },
+  );
   if (emitted.length > 0) await em.insertMany(OutboxMessage, emitted);
 }
 

@@ -35,7 +35,15 @@ const UNREACHABLE = new Set([...KAFKA_TRANSIENT, 'ECONNREFUSED', 'ETIMEDOUT', 'E
 /** Broker answers that retrying the same message can never fix (by API error id or message). */
 const UNPUBLISHABLE = /MESSAGE_TOO_LARGE|RECORD_LIST_TOO_LARGE|INVALID_RECORD|CORRUPT_MESSAGE|INVALID_TOPIC_EXCEPTION|too large/i;
 
-interface ErrorLike { code?: unknown; sqlState?: unknown; name?: unknown; message?: unknown; apiId?: unknown; cause?: unknown; errors?: unknown }
+interface ErrorLike {
+  code?: unknown;
+  sqlState?: unknown;
+  name?: unknown;
+  message?: unknown;
+  apiId?: unknown;
+  cause?: unknown;
+  errors?: unknown;
+}
 
 /**
  * Whether `test` holds for `err` or for anything it wraps: its `cause` chain and the `errors` of an

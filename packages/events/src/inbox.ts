@@ -11,7 +11,11 @@ export const InboxRecord = defineRow({
   properties: {
     consumer: p.text().primary(),
     eventId: p.uuid().primary().fieldName('event_id'),
-    handledAt: p.datetime().fieldName('handled_at').defaultRaw('now()').onCreate(() => new Date()),
+    handledAt: p
+      .datetime()
+      .fieldName('handled_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date()),
   },
 });
 export type InboxRecord = InferEntity<typeof InboxRecord>;

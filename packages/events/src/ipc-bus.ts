@@ -20,7 +20,9 @@ export interface IpcLink {
 }
 
 const TAG = 'crm-bus';
-interface Envelope { [TAG]: BusMessage[] }
+interface Envelope {
+  [TAG]: BusMessage[];
+}
 const isEnvelope = (m: unknown): m is Envelope => typeof m === 'object' && m !== null && Array.isArray((m as Envelope)[TAG]);
 
 export class IpcBus implements EventBus {

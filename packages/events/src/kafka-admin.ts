@@ -71,7 +71,9 @@ export class KafkaAdmin {
     const meta = await this.admin.metadata({ topics: [topic] });
     const count = meta.topics.get(topic)?.partitionsCount ?? 0;
     const at = async (timestamp: bigint) => {
-      const [listed] = await this.admin.listOffsets({ topics: [{ name: topic, partitions: Array.from({ length: count }, (_, partitionIndex) => ({ partitionIndex, timestamp })) }] });
+      const [listed] = await this.admin.listOffsets({
+        topics: [{ name: topic, partitions: Array.from({ length: count }, (_, partitionIndex) => ({ partitionIndex, timestamp })) }],
+      });
       return new Map((listed?.partitions ?? []).map((p) => [p.partitionIndex, p.offset]));
     };
     const [low, high] = await Promise.all([at(ListOffsetTimestamps.EARLIEST), at(ListOffsetTimestamps.LATEST)]);

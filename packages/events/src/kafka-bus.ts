@@ -114,7 +114,11 @@ export class KafkaBus implements EventBus {
   private readonly ns: string;
   private sharedAdmin: KafkaAdmin | undefined;
 
-  constructor(private readonly config: PlatformConfig, clientId: string, private readonly logger?: Logger) {
+  constructor(
+    private readonly config: PlatformConfig,
+    clientId: string,
+    private readonly logger?: Logger,
+  ) {
     this.options = kafkaOptionsFrom(config, clientId);
     this.ns = config.KAFKA_NAMESPACE;
   }
@@ -182,26 +186,36 @@ export class KafkaBus implements EventBus {
       let firstFailure!: (err: unknown) => void;
       const failedOnce = new Promise<unknown>((resolve) => (firstFailure = resolve));
       let attempts = 0;
-      this.provisioned = retrying('topic provisioning', this.logger, async () => {
-        attempts += 1;
-        try {
-          await this.ensureTopics(topics);
-        } catch (err) {
-          if (attempts === 1) firstFailure(err);
-          throw err;
-        }
-      }, Infinity, () => this.closed).then(() => {
+      this.provisioned = retrying(
+        'topic provisioning',
+        this.logger,
+        async () => {
+          attempts += 1;
+          try {
+            await this.ensureTopics(topics);
+          } catch (err) {
+            if (attempts === 1) firstFailure(err);
+            throw err;
+          }
+        },
+        Infinity,
+        () => this.closed,
+      ).then(() => {
         this.provisionedDone = true;
         if (attempts > 1) this.logger?.info('kafka: reachable again; topics provisioned, consumers joining');
       });
       this.provisioned.catch(() => undefined);
       void failedOnce.then((err) => {
-        if (isUnreachable(err)) this.logger?.warn({ err: (err as Error).message }, 'kafka: broker unreachable; serving without events until it is back (writes wait in the outbox)');
+        if (isUnreachable(err))
+          this.logger?.warn({ err: (err as Error).message }, 'kafka: broker unreachable; serving without events until it is back (writes wait in the outbox)');
       });
       this.unreachableAtStart = failedOnce.then((err) => isUnreachable(err));
     }
     const settled = Promise.race([
-      this.provisioned.then(() => 'ready' as const, () => 'degraded' as const),
+      this.provisioned.then(
+        () => 'ready' as const,
+        () => 'degraded' as const,
+      ),
       this.unreachableAtStart!.then((down) => (down ? ('degraded' as const) : new Promise<never>(() => undefined))),
     ]);
     return orAfter(settled, waitMs, 'degraded' as const);
@@ -222,15 +236,20 @@ export class KafkaBus implements EventBus {
       options,
       size: handleBatch ? (options.batchSize ?? 500) : 100,
       concurrency: handleBatch ? Math.max(1, options.partitionsConcurrently ?? 1) : 1,
-      run: handleBatch ?? (async (messages: DeliveredMessage[]) => {
-        for (const m of messages) await handle!(m);
-      }),
+      run:
+        handleBatch ??
+        (async (messages: DeliveredMessage[]) => {
+          for (const m of messages) await handle!(m);
+        }),
       stopped: false,
       consumer: undefined,
       epoch: 0,
       workers: new Set(),
     };
-    const started = (this.provisioned ?? Promise.resolve()).then(() => this.keepStarting(g), () => this.keepStarting(g));
+    const started = (this.provisioned ?? Promise.resolve()).then(
+      () => this.keepStarting(g),
+      () => this.keepStarting(g),
+    );
     if (!(this.provisioned && !this.provisionedDone && (await this.knownUnreachable()))) {
       await orAfter(started, 60_000, undefined);
     }
@@ -248,7 +267,13 @@ export class KafkaBus implements EventBus {
 
   /** Starts the group's consumer, retrying until it joins or the subscription stops. */
   private keepStarting(g: Group): Promise<void> {
-    return retrying(`consumer ${g.options.groupId}`, this.logger, () => this.startOnce(g), Infinity, () => g.stopped || this.closed).catch((err: unknown) => {
+    return retrying(
+      `consumer ${g.options.groupId}`,
+      this.logger,
+      () => this.startOnce(g),
+      Infinity,
+      () => g.stopped || this.closed,
+    ).catch((err: unknown) => {
       if (!g.stopped && !this.closed) this.logger?.error({ err, group: g.options.groupId }, 'kafka consumer could not start');
     });
   }
@@ -267,13 +292,16 @@ export class KafkaBus implements EventBus {
       c.on('consumer:group:join', () => {
         if (g.consumer !== c || g.stopped) return;
         const old = stream;
-        void this.openStream(g, c).then((s) => {
-          stream = s;
-          void old.close().catch(() => undefined);
-        }, (err: unknown) => {
-          this.logger?.error({ err: (err as Error).message, group: g.options.groupId }, 'kafka consumer could not resume after a rebalance; rebuilding it');
-          void this.rebuild(g, c);
-        });
+        void this.openStream(g, c).then(
+          (s) => {
+            stream = s;
+            void old.close().catch(() => undefined);
+          },
+          (err: unknown) => {
+            this.logger?.error({ err: (err as Error).message, group: g.options.groupId }, 'kafka consumer could not resume after a rebalance; rebuilding it');
+            void this.rebuild(g, c);
+          },
+        );
       });
       c.on('error', (err: Error) => {
         if (g.consumer !== c || g.stopped) return;
@@ -405,9 +433,11 @@ export class KafkaBus implements EventBus {
       // The committed offset is gone (retention deleted it) or past the end: rather than fail
       // the same fetch for ever, move it by the group's offset-reset policy, then read on.
       g.epoch += 1;
-      void this.resetOutOfRange(g.options, c).catch((e: unknown) => this.logger?.error({ err: (e as Error).message, group: g.options.groupId }, 'kafka: offset reset failed; retrying')).finally(() => {
-        if (g.consumer === c) void this.rebuild(g, c);
-      });
+      void this.resetOutOfRange(g.options, c)
+        .catch((e: unknown) => this.logger?.error({ err: (e as Error).message, group: g.options.groupId }, 'kafka: offset reset failed; retrying'))
+        .finally(() => {
+          if (g.consumer === c) void this.rebuild(g, c);
+        });
       return;
     }
     this.logger?.error({ err: err.message, group: g.options.groupId }, 'kafka consumer stream failed; rebuilding the consumer');
@@ -455,22 +485,34 @@ export class KafkaBus implements EventBus {
     const admin = this.admin();
     try {
       await admin.listTopics(); // a broker out of reach fails here at once (prepare() then says 'degraded')
-      await retrying('topic creation', this.logger, async () => {
-        const existing = new Set(await admin.listTopics());
-        const wanted = all.filter((t) => !existing.has(t));
-        if (wanted.length === 0) return;
-        await admin.createTopics(wanted.map((topic) => ({
-          topic,
-          // A DLQ has the partitions of its source (keys keep their partition) and its own, longer retention.
-          partitions: this.config.KAFKA_TOPIC_PARTITIONS,
-          retentionMs: topic.endsWith('.dlq') ? this.config.KAFKA_DLQ_RETENTION_MS : this.config.KAFKA_TOPIC_RETENTION_MS,
-        })));
-        this.logger?.info({ topics: wanted }, 'kafka topics created');
-      }, deadlineMs);
-      await retrying('topic leaders', this.logger, async () => {
-        const missing = await admin.withoutLeaders(all);
-        if (missing.length > 0) throw new Error(`no leader yet for ${missing.join(', ')}`);
-      }, deadlineMs);
+      await retrying(
+        'topic creation',
+        this.logger,
+        async () => {
+          const existing = new Set(await admin.listTopics());
+          const wanted = all.filter((t) => !existing.has(t));
+          if (wanted.length === 0) return;
+          await admin.createTopics(
+            wanted.map((topic) => ({
+              topic,
+              // A DLQ has the partitions of its source (keys keep their partition) and its own, longer retention.
+              partitions: this.config.KAFKA_TOPIC_PARTITIONS,
+              retentionMs: topic.endsWith('.dlq') ? this.config.KAFKA_DLQ_RETENTION_MS : this.config.KAFKA_TOPIC_RETENTION_MS,
+            })),
+          );
+          this.logger?.info({ topics: wanted }, 'kafka topics created');
+        },
+        deadlineMs,
+      );
+      await retrying(
+        'topic leaders',
+        this.logger,
+        async () => {
+          const missing = await admin.withoutLeaders(all);
+          if (missing.length > 0) throw new Error(`no leader yet for ${missing.join(', ')}`);
+        },
+        deadlineMs,
+      );
     } finally {
       await admin.close().catch(() => undefined);
     }
@@ -480,10 +522,12 @@ export class KafkaBus implements EventBus {
   async healthy(): Promise<boolean> {
     if (this.connected) return true;
     if (!this.closed) {
-      void this.getProducer().metadata({ topics: [] }).then(
-        () => void (this.connected = !this.closed),
-        () => undefined,
-      );
+      void this.getProducer()
+        .metadata({ topics: [] })
+        .then(
+          () => void (this.connected = !this.closed),
+          () => undefined,
+        );
     }
     return false;
   }

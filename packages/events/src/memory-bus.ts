@@ -34,7 +34,10 @@ export class MemoryBus implements EventBus {
   private readonly positions = new Map<string, Map<string, number>>();
   private closed = false;
 
-  constructor(private readonly logger?: Logger, private readonly maxBacklog = 100_000) {}
+  constructor(
+    private readonly logger?: Logger,
+    private readonly maxBacklog = 100_000,
+  ) {}
 
   private log(topic: string): Log {
     let log = this.logs.get(topic);

@@ -17,9 +17,16 @@ export const OutboxMessage = defineRow({
     key: p.text(),
     type: p.text(),
     envelope: p.json<Envelope>(),
-    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
+    createdAt: p
+      .datetime()
+      .fieldName('created_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date()),
     sentAt: p.datetime().nullable().fieldName('sent_at'),
-    attempts: p.integer().default(0).onCreate(() => 0),
+    attempts: p
+      .integer()
+      .default(0)
+      .onCreate(() => 0),
     lastError: p.text().nullable().fieldName('last_error'),
     /** W3C traceparent of the span that staged the event (the relay continues that trace). */
     traceparent: p.text().nullable(),
@@ -34,13 +41,7 @@ export interface EventCause {
   causationId?: string | null | undefined;
 }
 
-export function buildEnvelope<T extends EventType>(
-  source: string,
-  type: T,
-  aggregateId: string,
-  data: EventData<T>,
-  cause: EventCause,
-): Envelope<T> {
+export function buildEnvelope<T extends EventType>(source: string, type: T, aggregateId: string, data: EventData<T>, cause: EventCause): Envelope<T> {
   const id = randomUUID();
   const parsed = EVENTS[type].schema.parse(data) as EventData<T>;
   return {
@@ -58,21 +59,21 @@ export function buildEnvelope<T extends EventType>(
 }
 
 /** The outbox row of a new event (not yet written): `stageEvent` persists one, a batch handler's emits are inserted together. */
-export function outboxRow<T extends EventType>(em: EntityManager, source: string, type: T, aggregateId: string, data: EventData<T>, cause: EventCause): OutboxMessage & { envelope: Envelope<T> } {
-  const envelope = buildEnvelope(source, type, aggregateId, data, cause);
-  const row = em.create(OutboxMessage, { id: envelope.id, topic: EVENTS[type].topic, key: aggregateId, type, envelope, traceparent: outboxTraceparent() }, { persist: false });
-  return row as OutboxMessage & { envelope: Envelope<T> };
-}
-
-/** Stages an event in the outbox of `em`; it is written by the caller's next flush. */
-export function stageEvent<T extends EventType>(
+export function outboxRow<T extends EventType>(
   em: EntityManager,
   source: string,
   type: T,
   aggregateId: string,
   data: EventData<T>,
   cause: EventCause,
-): Envelope<T> {
+): OutboxMessage & { envelope: Envelope<T> } {
+  const envelope = buildEnvelope(source, type, aggregateId, data, cause);
+  const row = em.create(OutboxMessage, { id: envelope.id, topic: EVENTS[type].topic, key: aggregateId, type, envelope, traceparent: outboxTraceparent() }, { persist: false });
+  return row as OutboxMessage & { envelope: Envelope<T> };
+}
+
+/** Stages an event in the outbox of `em`; it is written by the caller's next flush. */
+export function stageEvent<T extends EventType>(em: EntityManager, source: string, type: T, aggregateId: string, data: EventData<T>, cause: EventCause): Envelope<T> {
   const row = outboxRow(em, source, type, aggregateId, data, cause);
   em.persist(row);
   return row.envelope;

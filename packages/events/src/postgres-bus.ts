@@ -123,7 +123,12 @@ export class PostgresBus implements EventBus {
   private readonly publishQueue: { messages: BusMessage[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
   private publishing = false;
 
-  constructor(private readonly config: PlatformConfig, private readonly clientId: string, private readonly logger?: Logger, options: PostgresBusOptions = {}) {
+  constructor(
+    private readonly config: PlatformConfig,
+    private readonly clientId: string,
+    private readonly logger?: Logger,
+    options: PostgresBusOptions = {},
+  ) {
     const url = postgresBusUrl(config);
     if (!url) throw new Error('the Postgres event log needs POSTGRES_URL (or EVENTS_DATABASE_URL)');
     this.url = url;
@@ -134,10 +139,12 @@ export class PostgresBus implements EventBus {
     this.pool = new Pool({ connectionString: url, max: options.poolMax ?? 3, application_name: `crm-log ${clientId}`.slice(0, 63), idleTimeoutMillis: 30_000 });
     this.pool.on('error', (err) => this.logger?.warn({ err: err.message }, 'event log: an idle connection failed'));
     // a connection that breaks between two statements of a checked-out client emits 'error' on that client
-    this.pool.on('connect', (client) => client.on('error', (err) => {
-      this.connected = false;
-      this.logger?.warn({ err: err.message }, 'event log: a connection failed');
-    }));
+    this.pool.on('connect', (client) =>
+      client.on('error', (err) => {
+        this.connected = false;
+        this.logger?.warn({ err: err.message }, 'event log: a connection failed');
+      }),
+    );
   }
 
   topic = (logical: string) => `${this.ns}${logical}`;
@@ -197,9 +204,7 @@ export class PostgresBus implements EventBus {
       try {
         await client.connect();
         await client.query(`LISTEN ${CHANNEL}`);
-        const { rows } = await client.query<{ pid: number; start: string }>(
-          'SELECT pid, backend_start::text AS start FROM pg_stat_activity WHERE pid = pg_backend_pid()',
-        );
+        const { rows } = await client.query<{ pid: number; start: string }>('SELECT pid, backend_start::text AS start FROM pg_stat_activity WHERE pid = pg_backend_pid()');
         if (this.closed) {
           await client.end().catch(() => undefined);
           return;
@@ -234,10 +239,9 @@ export class PostgresBus implements EventBus {
     if (this.closed || this.subscriptions.size === 0) return;
     const topics = [...new Set([...this.subscriptions].flatMap((s) => s.topics))];
     try {
-      const { rows } = await this.pool.query<{ topic: string; partition: number; high: string }>(
-        'SELECT topic, partition, high::text FROM log_partitions WHERE topic = ANY($1)',
-        [topics],
-      );
+      const { rows } = await this.pool.query<{ topic: string; partition: number; high: string }>('SELECT topic, partition, high::text FROM log_partitions WHERE topic = ANY($1)', [
+        topics,
+      ]);
       this.connected = true;
       for (const r of rows) for (const s of this.subscriptions) s.messagesAt(r.topic, r.partition, BigInt(r.high));
       if (!this.listener) void this.listen().catch(() => undefined);
@@ -314,7 +318,14 @@ export class PostgresBus implements EventBus {
                         FROM p, unnest($4::text[], $5::bytea[], $6::jsonb[]) WITH ORDINALITY AS u(key, value, headers, i)
                         RETURNING 1)
            SELECT (p.base + $3)::text AS high, (SELECT count(*) FROM ins) AS n FROM p`,
-          [g.topic, g.partition, g.messages.length, g.messages.map((m) => m.key), g.messages.map((m) => Buffer.from(m.value)), g.messages.map((m) => JSON.stringify(m.headers ?? {}))],
+          [
+            g.topic,
+            g.partition,
+            g.messages.length,
+            g.messages.map((m) => m.key),
+            g.messages.map((m) => Buffer.from(m.value)),
+            g.messages.map((m) => JSON.stringify(m.headers ?? {})),
+          ],
         );
         if (rows.length === 0) throw new Error(`event log: partition ${g.partition} of ${g.topic} does not exist`);
         notes.push(`m\t${g.topic}\t${g.partition}\t${rows[0]!.high}`);
@@ -369,26 +380,29 @@ export class PostgresBus implements EventBus {
   /** Creates the topics (and their .dlq) that do not exist yet, with their partitions. */
   async ensureTopics(topics: string[], deadlineMs = 60_000): Promise<void> {
     const deadline = Date.now() + deadlineMs;
-    await retry(async () => {
-      await this.ready();
-      const all = [...new Set(topics.flatMap((t) => [t, dlqOf(t)]))].map(this.topic);
-      const partitions = this.config.KAFKA_TOPIC_PARTITIONS;
-      const { rows } = await this.pool.query<{ topic: string }>(
-        `WITH t AS (INSERT INTO log_topics (topic, partitions, retention_ms)
+    await retry(
+      async () => {
+        await this.ready();
+        const all = [...new Set(topics.flatMap((t) => [t, dlqOf(t)]))].map(this.topic);
+        const partitions = this.config.KAFKA_TOPIC_PARTITIONS;
+        const { rows } = await this.pool.query<{ topic: string }>(
+          `WITH t AS (INSERT INTO log_topics (topic, partitions, retention_ms)
                     SELECT name, $2, CASE WHEN name LIKE '%.dlq' THEN $4::bigint ELSE $3::bigint END FROM unnest($1::text[]) AS name
                     ON CONFLICT (topic) DO NOTHING RETURNING topic, partitions)
          INSERT INTO log_partitions (topic, partition) SELECT t.topic, p FROM t, generate_series(0, t.partitions - 1) AS p
          RETURNING topic`,
-        [all, partitions, this.config.KAFKA_TOPIC_RETENTION_MS, this.config.KAFKA_DLQ_RETENTION_MS],
-      );
-      const created = [...new Set(rows.map((r) => r.topic))];
-      if (created.length > 0) this.logger?.info({ topics: created }, 'event log topics created');
-    }, {
-      baseDelayMs: 200,
-      maxDelayMs: 5000,
-      shouldRetry: () => Date.now() <= deadline && !this.closed,
-      onRetry: ({ error, attempt }) => this.logger?.warn({ err: (error as Error).message, attempt }, 'event log: topic creation not possible yet; retrying'),
-    });
+          [all, partitions, this.config.KAFKA_TOPIC_RETENTION_MS, this.config.KAFKA_DLQ_RETENTION_MS],
+        );
+        const created = [...new Set(rows.map((r) => r.topic))];
+        if (created.length > 0) this.logger?.info({ topics: created }, 'event log topics created');
+      },
+      {
+        baseDelayMs: 200,
+        maxDelayMs: 5000,
+        shouldRetry: () => Date.now() <= deadline && !this.closed,
+        onRetry: ({ error, attempt }) => this.logger?.warn({ err: (error as Error).message, attempt }, 'event log: topic creation not possible yet; retrying'),
+      },
+    );
   }
 
   /**
@@ -400,18 +414,21 @@ export class PostgresBus implements EventBus {
     let firstFailure!: () => void;
     const failed = new Promise<'degraded'>((resolve) => (firstFailure = () => resolve('degraded')));
     let attempts = 0;
-    const provisioned = retry(async () => {
-      attempts += 1;
-      try {
-        await this.ensureTopics(topics, 0);
-      } catch (err) {
-        if (attempts === 1) {
-          this.logger?.warn({ err: (err as Error).message }, 'event log: Postgres unreachable; serving without events until it is back (writes wait in the outbox)');
-          firstFailure();
+    const provisioned = retry(
+      async () => {
+        attempts += 1;
+        try {
+          await this.ensureTopics(topics, 0);
+        } catch (err) {
+          if (attempts === 1) {
+            this.logger?.warn({ err: (err as Error).message }, 'event log: Postgres unreachable; serving without events until it is back (writes wait in the outbox)');
+            firstFailure();
+          }
+          throw err;
         }
-        throw err;
-      }
-    }, { baseDelayMs: 500, maxDelayMs: 5000, shouldRetry: () => !this.closed }).then(() => {
+      },
+      { baseDelayMs: 500, maxDelayMs: 5000, shouldRetry: () => !this.closed },
+    ).then(() => {
       if (attempts > 1) this.logger?.info('event log: Postgres reachable again; topics provisioned');
       return 'ready' as const;
     });
@@ -427,7 +444,13 @@ export class PostgresBus implements EventBus {
 
   async healthy(): Promise<boolean> {
     if (this.connected && this.setupDone) return true;
-    if (!this.closed) void this.ready().then(() => this.pool.query('SELECT 1')).then(() => void (this.connected = !this.closed), () => undefined);
+    if (!this.closed)
+      void this.ready()
+        .then(() => this.pool.query('SELECT 1'))
+        .then(
+          () => void (this.connected = !this.closed),
+          () => undefined,
+        );
     return false;
   }
 
@@ -509,7 +532,12 @@ export class PostgresBus implements EventBus {
     let deleted = 0;
     for (let from = low; from < upto; from += BigInt(DELETE_CHUNK)) {
       const to = from + BigInt(DELETE_CHUNK) < upto ? from + BigInt(DELETE_CHUNK) : upto;
-      const r = await client.query('DELETE FROM log_messages WHERE topic = $1 AND partition = $2 AND "offset" >= $3 AND "offset" < $4', [topic, partition, String(from), String(to)]);
+      const r = await client.query('DELETE FROM log_messages WHERE topic = $1 AND partition = $2 AND "offset" >= $3 AND "offset" < $4', [
+        topic,
+        partition,
+        String(from),
+        String(to),
+      ]);
       deleted += r.rowCount ?? 0;
       await client.query('UPDATE log_partitions SET low = GREATEST(low, $3) WHERE topic = $1 AND partition = $2', [topic, partition, String(to)]);
     }
@@ -574,7 +602,9 @@ export function partitionFor(key: string, partitions: number): number {
 
 function isConnectionError(err: unknown): boolean {
   const code = (err as { code?: string })?.code ?? '';
-  return /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|57P0[1-3]|08\w{3})$/.test(code) || /Connection terminated|connection timeout/i.test(String((err as Error)?.message));
+  return (
+    /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|57P0[1-3]|08\w{3})$/.test(code) || /Connection terminated|connection timeout/i.test(String((err as Error)?.message))
+  );
 }
 
 /** CREATE DATABASE when missing ("already exists" from a concurrent starter is fine). */
@@ -762,7 +792,7 @@ class GroupMember {
     );
     if (r?.alive === '0') {
       // our lease lapsed and another member removed us: our partitions may have a new owner
-      this.logger?.warn({ group: this.group, member: this.id }, 'event log: this member\'s lease lapsed; rejoining (batches in hand are given up)');
+      this.logger?.warn({ group: this.group, member: this.id }, "event log: this member's lease lapsed; rejoining (batches in hand are given up)");
       for (const o of this.owned.values()) o.revoked = true;
       await Promise.all([...this.workers]);
       this.owned.clear();
@@ -857,7 +887,8 @@ class GroupMember {
       const w = this.work(o).finally(() => {
         o.busy = false;
         this.workers.delete(w);
-        if (o.revoked) this.wake(true); // release it now
+        if (o.revoked)
+          this.wake(true); // release it now
         else if (this.running) this.schedule();
       });
       this.workers.add(w);
@@ -885,7 +916,12 @@ class GroupMember {
     }
     const logicalTopic = this.options.topics[this.topics.indexOf(o.topic)] ?? o.topic;
     const batch: DeliveredMessage[] = rows.map((r) => ({
-      topic: logicalTopic, partition: o.partition, offset: r.offset, key: r.key, value: r.value, headers: r.headers ?? {},
+      topic: logicalTopic,
+      partition: o.partition,
+      offset: r.offset,
+      key: r.key,
+      value: r.value,
+      headers: r.headers ?? {},
     }));
     const control: BatchControl = { active: current };
     let handled = 0;
@@ -962,7 +998,10 @@ export class PostgresLogAdmin {
   }
 
   async describeTopics(topics: string[]): Promise<{ topic: string; partitions: number; retentionMs: number }[]> {
-    const rows = await this.query<{ topic: string; partitions: number; retention_ms: string }>('SELECT topic, partitions, retention_ms::text FROM log_topics WHERE topic = ANY($1)', [topics]);
+    const rows = await this.query<{ topic: string; partitions: number; retention_ms: string }>(
+      'SELECT topic, partitions, retention_ms::text FROM log_topics WHERE topic = ANY($1)',
+      [topics],
+    );
     return topics.map((t) => {
       const r = rows.find((x) => x.topic === t);
       return { topic: t, partitions: r?.partitions ?? 0, retentionMs: Number(r?.retention_ms ?? NaN) };
@@ -970,7 +1009,10 @@ export class PostgresLogAdmin {
   }
 
   async topicOffsets(topic: string): Promise<PartitionOffsets[]> {
-    const rows = await this.query<{ partition: number; low: string; high: string }>('SELECT partition, low::text, high::text FROM log_partitions WHERE topic = $1 ORDER BY partition', [topic]);
+    const rows = await this.query<{ partition: number; low: string; high: string }>(
+      'SELECT partition, low::text, high::text FROM log_partitions WHERE topic = $1 ORDER BY partition',
+      [topic],
+    );
     return rows.map((r) => ({ partition: r.partition, low: BigInt(r.low), high: BigInt(r.high) }));
   }
 

@@ -38,7 +38,6 @@ import { errorText, isUnpublishable } from './failures';
 import { OutboxMessage } from './outbox';
 import { retry } from '@crm/errors';
 
-
 /** A change set of an outbox row (entities declared with defineEntity have no class of their own to test with instanceof). */
 const isOutboxRow = (cs: { meta: { className: string } }): boolean => cs.meta.className === OutboxMessage.meta.className;
 const BATCH = 200;
@@ -95,9 +94,21 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 export const envelopeBytes = (envelope: unknown) => Buffer.byteLength(typeof envelope === 'string' ? envelope : JSON.stringify(envelope));
 
-interface Row { id: string; topic: string; key: string; envelope: unknown; traceparent: string | null; seq: string; previous_owner: string | null; previous_until: Date | null }
+interface Row {
+  id: string;
+  topic: string;
+  key: string;
+  envelope: unknown;
+  traceparent: string | null;
+  seq: string;
+  previous_owner: string | null;
+  previous_until: Date | null;
+}
 type Em = ReturnType<MikroORM['em']['fork']>;
-interface Parked { row: Row; reason: string }
+interface Parked {
+  row: Row;
+  reason: string;
+}
 
 /** What the steps of one relay share: its options resolved, its lease owner name and what it has parked. */
 interface RelayRun {
@@ -122,7 +133,12 @@ interface RelayRun {
 export function startRelay({ orm, bus, logger, pollMs, maxEventBytes = 1_000_000, leaseMs = 10_000, sendTimeoutMs = 5000 }: RelayOptions): Relay {
   if (sendTimeoutMs >= leaseMs) throw new Error(`OUTBOX_SEND_TIMEOUT_MS (${sendTimeoutMs}) must be below OUTBOX_LEASE_MS (${leaseMs})`);
   const run: RelayRun = {
-    orm, bus, logger, maxEventBytes, leaseMs, sendTimeoutMs,
+    orm,
+    bus,
+    logger,
+    maxEventBytes,
+    leaseMs,
+    sendTimeoutMs,
     batchBytes: Math.max(maxEventBytes, 64 * 1024),
     owner: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
     parkedCount: 0,
@@ -239,7 +255,8 @@ const markSent = (em: Em, ids: string[]) =>
 /** Publishes rows, each in a PRODUCER span continuing the trace that staged it (telemetry). */
 const send = (bus: EventBus, rows: Row[]) =>
   tracePublish(rows, (headers) =>
-    bus.publish(rows.map((r, i) => ({ topic: r.topic, key: r.key, value: typeof r.envelope === 'string' ? r.envelope : JSON.stringify(r.envelope), headers: headers[i]! }))));
+    bus.publish(rows.map((r, i) => ({ topic: r.topic, key: r.key, value: typeof r.envelope === 'string' ? r.envelope : JSON.stringify(r.envelope), headers: headers[i]! }))),
+  );
 
 async function park(run: RelayRun, em: { execute: MikroORM['em']['execute'] }, parked: Parked[]): Promise<number> {
   for (const { row, reason } of parked) {
@@ -261,10 +278,10 @@ async function park(run: RelayRun, em: { execute: MikroORM['em']['execute'] }, p
  */
 function claim({ owner, leaseMs }: RelayRun, em: Em): Promise<Row[] | null> {
   return em.transactional(async (tx) => {
-    const [lock] = await tx.execute<{ ok: boolean }[]>(
-      "SELECT set_config('idle_in_transaction_session_timeout', ?, true), pg_try_advisory_xact_lock(?) AS ok",
-      [String(CLAIM_IDLE_TIMEOUT_MS), RELAY_LOCK],
-    );
+    const [lock] = await tx.execute<{ ok: boolean }[]>("SELECT set_config('idle_in_transaction_session_timeout', ?, true), pg_try_advisory_xact_lock(?) AS ok", [
+      String(CLAIM_IDLE_TIMEOUT_MS),
+      RELAY_LOCK,
+    ]);
     if (!lock?.ok) return null;
     const rows = await tx.execute<Row[]>(
       `WITH claimable AS (
@@ -339,7 +356,14 @@ async function sendInTime(run: RelayRun, rows: Row[], budget: () => number): Pro
     await within(sending, left);
   } catch (err) {
     // Given up on, but the bus may still deliver it: settle it before this relay sends again.
-    if (err instanceof SendTimeout) run.abandoned = { done: sending.then(() => true, () => false), ids: rows.map((r) => r.id) };
+    if (err instanceof SendTimeout)
+      run.abandoned = {
+        done: sending.then(
+          () => true,
+          () => false,
+        ),
+        ids: rows.map((r) => r.id),
+      };
     throw err;
   }
 }

@@ -36,18 +36,12 @@ export async function pruneEventTables(runtime: EventRuntime): Promise<Pruned> {
       if (n < CHUNK) return total;
     }
   };
-  const outbox = await prune(
-    `DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE sent_at < now() - make_interval(secs => ?) LIMIT ?) RETURNING 1`,
-    OUTBOX_RETENTION_MS,
-  );
+  const outbox = await prune(`DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE sent_at < now() - make_interval(secs => ?) LIMIT ?) RETURNING 1`, OUTBOX_RETENTION_MS);
   const parked = await prune(
     `DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE sent_at IS NULL AND failed_at < now() - make_interval(secs => ?) LIMIT ?) RETURNING 1`,
     KAFKA_DLQ_RETENTION_MS,
   );
-  const inbox = await prune(
-    `DELETE FROM inbox WHERE ctid IN (SELECT ctid FROM inbox WHERE handled_at < now() - make_interval(secs => ?) LIMIT ?) RETURNING 1`,
-    INBOX_RETENTION_MS,
-  );
+  const inbox = await prune(`DELETE FROM inbox WHERE ctid IN (SELECT ctid FROM inbox WHERE handled_at < now() - make_interval(secs => ?) LIMIT ?) RETURNING 1`, INBOX_RETENTION_MS);
   let versions = 0;
   for (;;) {
     // one transaction per chunk: the floor row locked first (a counter created meanwhile waits and sees the new floor)
@@ -77,6 +71,7 @@ export const eventRetentionJob: EventJob = {
   intervalMs: (config: PlatformConfig) => Math.min(3_600_000, Math.max(60_000, Math.floor(config.OUTBOX_RETENTION_MS / 24))),
   async run(runtime: EventRuntime) {
     const pruned = await pruneEventTables(runtime);
-    if (pruned.outbox + pruned.inbox + pruned.versions + pruned.parked > 0) runtime.logger.info(pruned, 'event tables pruned (old sent outbox rows, parked rows, inbox rows, idle version counters)');
+    if (pruned.outbox + pruned.inbox + pruned.versions + pruned.parked > 0)
+      runtime.logger.info(pruned, 'event tables pruned (old sent outbox rows, parked rows, inbox rows, idle version counters)');
   },
 };

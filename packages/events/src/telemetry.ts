@@ -14,8 +14,19 @@ import type { KafkaBus } from './kafka-bus';
 import type { MemoryBus } from './memory-bus';
 import type { PostgresBus } from './postgres-bus';
 import {
-  consumerLag, deadLetters, eventHandlingDuration, eventToDelivery, wsDeliveries, wsDropped, eventRetries, eventsHandled, outboxBacklog, outboxOldestAge,
-  outboxPublished, sagaDuration, sagasFinished,
+  consumerLag,
+  deadLetters,
+  eventHandlingDuration,
+  eventToDelivery,
+  wsDeliveries,
+  wsDropped,
+  eventRetries,
+  eventsHandled,
+  outboxBacklog,
+  outboxOldestAge,
+  outboxPublished,
+  sagaDuration,
+  sagasFinished,
 } from '@crm/telemetry';
 import { contextFromTraceparent, currentTraceparent, failSpan, tracer, withEventNote, withSpan } from '@crm/telemetry';
 
@@ -33,10 +44,14 @@ interface PublishRow {
 export async function tracePublish(rows: PublishRow[], publish: (headers: Record<string, string>[]) => Promise<void>): Promise<void> {
   const spans = rows.map((row) =>
     row.traceparent
-      ? tracer().startSpan(`publish ${row.topic}`, {
-          kind: SpanKind.PRODUCER,
-          attributes: { 'messaging.system': 'kafka', 'messaging.operation.type': 'send', 'messaging.destination.name': row.topic },
-        }, contextFromTraceparent(row.traceparent))
+      ? tracer().startSpan(
+          `publish ${row.topic}`,
+          {
+            kind: SpanKind.PRODUCER,
+            attributes: { 'messaging.system': 'kafka', 'messaging.operation.type': 'send', 'messaging.destination.name': row.topic },
+          },
+          contextFromTraceparent(row.traceparent),
+        )
       : undefined,
   );
   const headers = spans.map((span, i) => {
@@ -72,19 +87,23 @@ export function traceConsume<T>(group: string, delivered: DeliveredMessage | Del
     const producer = trace.getSpanContext(m === message ? parent : contextFromTraceparent(m.headers.traceparent));
     if (producer) links.push({ context: producer });
   }
-  const span = tracer().startSpan(`process ${message.topic}`, {
-    kind: SpanKind.CONSUMER,
-    links,
-    attributes: {
-      'messaging.system': 'kafka',
-      'messaging.operation.type': 'process',
-      'messaging.destination.name': message.topic,
-      'messaging.consumer.group.name': group,
-      'messaging.destination.partition.id': String(message.partition),
-      'messaging.kafka.offset': Number(message.offset),
-      ...(messages.length > 1 ? { 'messaging.batch.message_count': messages.length } : {}),
+  const span = tracer().startSpan(
+    `process ${message.topic}`,
+    {
+      kind: SpanKind.CONSUMER,
+      links,
+      attributes: {
+        'messaging.system': 'kafka',
+        'messaging.operation.type': 'process',
+        'messaging.destination.name': message.topic,
+        'messaging.consumer.group.name': group,
+        'messaging.destination.partition.id': String(message.partition),
+        'messaging.kafka.offset': Number(message.offset),
+        ...(messages.length > 1 ? { 'messaging.batch.message_count': messages.length } : {}),
+      },
     },
-  }, parent);
+    parent,
+  );
   return context.with(withEventNote(trace.setSpan(parent, span)), async () => {
     try {
       return await handle();
@@ -125,15 +144,14 @@ export function sagaFinished(sagaType: string, status: string, seconds: number):
 /** The subgraph's outbox backlog and the age of its oldest unsent row; returns the unregister function. */
 export function watchOutbox(service: string, orm: MikroORM): () => void {
   const query = async () => {
-    const [row] = await orm.em.fork().execute<{ n: number; age: number | string }[]>(
-      'SELECT count(*)::int AS n, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS age FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL',
-    );
+    const [row] = await orm.em
+      .fork()
+      .execute<{ n: number; age: number | string }[]>(
+        'SELECT count(*)::int AS n, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS age FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL',
+      );
     return { n: Number(row?.n ?? 0), age: Number(row?.age ?? 0) };
   };
-  const offs = [
-    outboxBacklog.add(async (g) => g.set({ service }, (await query()).n)),
-    outboxOldestAge.add(async (g) => g.set({ service }, (await query()).age)),
-  ];
+  const offs = [outboxBacklog.add(async (g) => g.set({ service }, (await query()).n)), outboxOldestAge.add(async (g) => g.set({ service }, (await query()).age))];
   return () => offs.forEach((off) => off());
 }
 

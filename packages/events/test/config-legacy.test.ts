@@ -17,7 +17,7 @@ test('KAFKA_ENABLED=true without brokers stops the start naming KAFKA_BROKERS', 
   expect(() => read({ KAFKA_ENABLED: 'maybe' })).toThrow(/KAFKA_ENABLED/);
 });
 
-test('the seeds\' aliases: KAFKA_BROKER, KAFKA_MECHANISM (any case), KAFKA_SASL_USERNAME/PASSWORD, KAFKA_SECURITY_PROTOCOL', () => {
+test("the seeds' aliases: KAFKA_BROKER, KAFKA_MECHANISM (any case), KAFKA_SASL_USERNAME/PASSWORD, KAFKA_SECURITY_PROTOCOL", () => {
   const config = read({
     KAFKA_BROKER: 'cloud:9093',
     KAFKA_SECURITY_PROTOCOL: 'SASL_SSL',

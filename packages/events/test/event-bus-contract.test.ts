@@ -36,18 +36,32 @@ interface Adapter {
 const adapters: Adapter[] = [
   { name: 'memory', bus: () => new MemoryBus() },
   ...(BROKERS
-    ? [{
-        name: 'kafka' as const,
-        bus: (ns: string, overrides: Record<string, string> = {}) =>
-          new KafkaBus(readConfig(process.env, { KAFKA_NAMESPACE: ns, KAFKA_TOPIC_PARTITIONS: String(PARTITIONS), LOG_LEVEL: 'silent', ...overrides }), 'contract'),
-      }]
+    ? [
+        {
+          name: 'kafka' as const,
+          bus: (ns: string, overrides: Record<string, string> = {}) =>
+            new KafkaBus(readConfig(process.env, { KAFKA_NAMESPACE: ns, KAFKA_TOPIC_PARTITIONS: String(PARTITIONS), LOG_LEVEL: 'silent', ...overrides }), 'contract'),
+        },
+      ]
     : []),
   ...(POSTGRES
-    ? [{
-        name: 'postgres' as const,
-        bus: (ns: string, overrides: Record<string, string> = {}) =>
-          new PostgresBus(readConfig(process.env, { KAFKA_BROKERS: '', DATABASE_PREFIX: LOG_PREFIX, KAFKA_NAMESPACE: ns, KAFKA_TOPIC_PARTITIONS: String(PARTITIONS), LOG_LEVEL: 'silent', ...overrides }), 'contract'),
-      }]
+    ? [
+        {
+          name: 'postgres' as const,
+          bus: (ns: string, overrides: Record<string, string> = {}) =>
+            new PostgresBus(
+              readConfig(process.env, {
+                KAFKA_BROKERS: '',
+                DATABASE_PREFIX: LOG_PREFIX,
+                KAFKA_NAMESPACE: ns,
+                KAFKA_TOPIC_PARTITIONS: String(PARTITIONS),
+                LOG_LEVEL: 'silent',
+                ...overrides,
+              }),
+              'contract',
+            ),
+        },
+      ]
     : []),
 ];
 
@@ -164,7 +178,10 @@ describe.each(adapters)('EventBus contract: $name', ({ name, bus: make }) => {
       for (let i = 1; i < batch.length; i++) expect(BigInt(batch[i]!.offset)).toBe(BigInt(batch[i - 1]!.offset) + 1n);
     }
     for (let k = 0; k < 6; k++) {
-      const values = batches.flat().filter((m) => m.key === `k${k}`).map((m) => Number(text(m)));
+      const values = batches
+        .flat()
+        .filter((m) => m.key === `k${k}`)
+        .map((m) => Number(text(m)));
       expect(values).toEqual(Array.from({ length: 10 }, (_, i) => k + 6 * i));
     }
   });
@@ -239,10 +256,13 @@ describe.each(adapters)('EventBus contract: $name', ({ name, bus: make }) => {
     const seen: string[] = [];
     await subscribe(b, { groupId: 'live-1', topics: ['live'], fromLatest: true, handle: async (m) => void seen.push(text(m)) });
     // joining is in the background on Kafka: publish until the group sees one
-    await eventually(async () => {
-      await b.publish([{ topic: 'live', key: 'k', value: 'new' }]);
-      return seen.length > 0;
-    }, { timeoutMs: 60_000, intervalMs: 500 });
+    await eventually(
+      async () => {
+        await b.publish([{ topic: 'live', key: 'k', value: 'new' }]);
+        return seen.length > 0;
+      },
+      { timeoutMs: 60_000, intervalMs: 500 },
+    );
     expect(seen).not.toContain('old');
   });
 
@@ -305,8 +325,11 @@ describe.each(adapters)('EventBus contract: $name', ({ name, bus: make }) => {
     }
   });
 
-  kafkaOnly('keys land on the partitions of Java\'s murmur2 partitioner (the same as before the client swap)', async () => {
-    for (const [count, column] of [[PARTITIONS, 0], [12, 1]] as const) {
+  kafkaOnly("keys land on the partitions of Java's murmur2 partitioner (the same as before the client swap)", async () => {
+    for (const [count, column] of [
+      [PARTITIONS, 0],
+      [12, 1],
+    ] as const) {
       const b = bus({ KAFKA_TOPIC_PARTITIONS: String(count) });
       await b.ensureTopics([`keys-${count}`]);
       const seen = new Map<string, number>();
@@ -323,17 +346,23 @@ describe.each(adapters)('EventBus contract: $name', ({ name, bus: make }) => {
     const a = bus();
     const b = bus();
     await a.ensureTopics(['shared']);
-    const got = new Map<string, string[]>([['a', []], ['b', []]]);
+    const got = new Map<string, string[]>([
+      ['a', []],
+      ['b', []],
+    ]);
     await subscribe(a, { groupId: 'workers', topics: ['shared'], handle: async (m) => void got.get('a')!.push(text(m)) });
     await subscribe(b, { groupId: 'workers', topics: ['shared'], handle: async (m) => void got.get('b')!.push(text(m)) });
     const published: string[] = [];
     // publish over many keys until both members have work (a rebalance may still be settling)
-    await eventually(async () => {
-      const batch = Array.from({ length: 12 }, () => randomUUID());
-      await a.publish(batch.map((v) => ({ topic: 'shared', key: v, value: v })));
-      published.push(...batch);
-      return got.get('a')!.length > 0 && got.get('b')!.length > 0;
-    }, { timeoutMs: 90_000, intervalMs: 1000 });
+    await eventually(
+      async () => {
+        const batch = Array.from({ length: 12 }, () => randomUUID());
+        await a.publish(batch.map((v) => ({ topic: 'shared', key: v, value: v })));
+        published.push(...batch);
+        return got.get('a')!.length > 0 && got.get('b')!.length > 0;
+      },
+      { timeoutMs: 90_000, intervalMs: 1000 },
+    );
     await eventually(async () => published.every((v) => got.get('a')!.includes(v) || got.get('b')!.includes(v)), { timeoutMs: 60_000 });
   });
 

@@ -11,7 +11,12 @@ test.each([
   ['scram-sha-512', 'SCRAM-SHA-512'],
 ] as const)('SASL %s over TLS', async (mechanism, expected) => {
   const options = kafkaOptionsFrom(config({ KAFKA_SSL: 'true', KAFKA_SASL_MECHANISM: mechanism, KAFKA_USERNAME: 'svc', KAFKA_PASSWORD: 's3cret' }), 'crm-test');
-  expect(options).toMatchObject({ clientId: 'crm-test', bootstrapBrokers: ['broker-1:9093', 'broker-2:9093'], tls: {}, sasl: { mechanism: expected, username: 'svc', password: 's3cret' } });
+  expect(options).toMatchObject({
+    clientId: 'crm-test',
+    bootstrapBrokers: ['broker-1:9093', 'broker-2:9093'],
+    tls: {},
+    sasl: { mechanism: expected, username: 'svc', password: 's3cret' },
+  });
   const clients = [new Producer(options), new Consumer({ ...options, groupId: 'g' }), new Admin(options)];
   await Promise.all(clients.map((c) => c.close()));
 });

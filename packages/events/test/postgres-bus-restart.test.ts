@@ -18,14 +18,20 @@ import { PostgresBus } from '../src/buses';
 import type { Subscription } from '../src/bus';
 import { eventually } from '@crm/testing';
 
-const PG_BIN = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').sort().map((v) => `/usr/lib/postgresql/${v}/bin`).pop() : undefined;
+const PG_BIN = existsSync('/usr/lib/postgresql')
+  ? readdirSync('/usr/lib/postgresql')
+      .sort()
+      .map((v) => `/usr/lib/postgresql/${v}/bin`)
+      .pop()
+  : undefined;
 const enabled = Boolean(PG_BIN && existsSync(join(PG_BIN, 'pg_ctl')));
 let PG_PORT = 0;
 const PG_DIR = `/tmp/crm-log-pg-${randomBytes(4).toString('hex')}`;
 const run = promisify(execFile);
 const asPostgres = (cmd: string, args: string[]) =>
   process.getuid?.() === 0 ? run('runuser', ['-u', 'postgres', '--', join(PG_BIN!, cmd), ...args], { timeout: 120_000 }) : run(join(PG_BIN!, cmd), args, { timeout: 120_000 });
-const pgCtlStart = () => asPostgres('pg_ctl', ['-D', join(PG_DIR, 'data'), '-l', join(PG_DIR, 'log'), '-w', '-o', `-p ${PG_PORT} -k ${PG_DIR} -c listen_addresses=127.0.0.1`, 'start']);
+const pgCtlStart = () =>
+  asPostgres('pg_ctl', ['-D', join(PG_DIR, 'data'), '-l', join(PG_DIR, 'log'), '-w', '-o', `-p ${PG_PORT} -k ${PG_DIR} -c listen_addresses=127.0.0.1`, 'start']);
 /** Starts the server; a port taken meanwhile by another process (the range is shared with the
  *  kernel's outgoing ports) is tried again a few times, and a failure says what the server logged. */
 async function start(newPort: boolean): Promise<void> {
@@ -50,7 +56,8 @@ const server = (cmd: 'start' | 'crash') => (cmd === 'start' ? start(false) : asP
 
   beforeAll(async () => {
     mkdirSync(PG_DIR, { recursive: true });
-    if (process.getuid?.() === 0) chownSync(PG_DIR, Number(execFileSync('id', ['-u', 'postgres']).toString().trim()), Number(execFileSync('id', ['-g', 'postgres']).toString().trim()));
+    if (process.getuid?.() === 0)
+      chownSync(PG_DIR, Number(execFileSync('id', ['-u', 'postgres']).toString().trim()), Number(execFileSync('id', ['-g', 'postgres']).toString().trim()));
     await asPostgres('initdb', ['-D', join(PG_DIR, 'data'), '-U', 'postgres', '--auth=trust', '-E', 'UTF8']);
     await start(true);
   });
@@ -62,11 +69,22 @@ const server = (cmd: 'start' | 'crash') => (cmd === 'start' ? start(false) : asP
   });
 
   test('every acknowledged publish is delivered after the crash, in order per key; the consumer resumes by itself', async () => {
-    const config = readConfig(process.env, { KAFKA_BROKERS: '', POSTGRES_URL: `postgresql://postgres@127.0.0.1:${PG_PORT}/postgres`, KAFKA_TOPIC_PARTITIONS: '3', LOG_LEVEL: 'silent' });
+    const config = readConfig(process.env, {
+      KAFKA_BROKERS: '',
+      POSTGRES_URL: `postgresql://postgres@127.0.0.1:${PG_PORT}/postgres`,
+      KAFKA_TOPIC_PARTITIONS: '3',
+      LOG_LEVEL: 'silent',
+    });
     bus = new PostgresBus(config, 'restart', undefined, { heartbeatMs: 300, pollMs: 500 });
     expect(await bus.prepare(['orders'])).toBe('ready');
     const seen: string[] = [];
-    sub = await bus.subscribe({ groupId: 'g', topics: ['orders'], batchSize: 20, partitionsConcurrently: 3, handleBatch: async (ms) => void seen.push(...ms.map((m) => m.value!.toString())) });
+    sub = await bus.subscribe({
+      groupId: 'g',
+      topics: ['orders'],
+      batchSize: 20,
+      partitionsConcurrently: 3,
+      handleBatch: async (ms) => void seen.push(...ms.map((m) => m.value!.toString())),
+    });
 
     // a publisher like the relay: a batch at a time, a failed one tried again; only resolved ones count
     const acked: string[] = [];

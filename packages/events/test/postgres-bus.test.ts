@@ -38,10 +38,11 @@ maybe('Postgres event log', () => {
     ns = `log-${randomUUID().slice(0, 8)}.`;
   });
   afterEach(async () => {
-    for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) {
-      c.kill('SIGCONT');
-      c.kill('SIGKILL');
-    }
+    for (const c of children.splice(0))
+      if (c.exitCode === null && c.signalCode === null) {
+        c.kill('SIGCONT');
+        c.kill('SIGKILL');
+      }
     await Promise.all(subs.splice(0).map((s) => s.stop().catch(() => undefined)));
     await Promise.all(buses.splice(0).map((b) => b.close()));
   });
@@ -66,7 +67,19 @@ maybe('Postgres event log', () => {
     await b.publish(values.map((v) => ({ topic: 'frozen', key: 'one-key', value: v })));
 
     const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures/log-member.ts')], {
-      env: { ...process.env, KAFKA_BROKERS: '', DATABASE_PREFIX: PREFIX, KAFKA_NAMESPACE: ns, KAFKA_TOPIC_PARTITIONS: '3', GROUP: 'g', TOPIC: 'frozen', BATCH_SIZE: '5', HANG_AFTER: '10', HEARTBEAT_MS: '300', SESSION_MS: '3000' },
+      env: {
+        ...process.env,
+        KAFKA_BROKERS: '',
+        DATABASE_PREFIX: PREFIX,
+        KAFKA_NAMESPACE: ns,
+        KAFKA_TOPIC_PARTITIONS: '3',
+        GROUP: 'g',
+        TOPIC: 'frozen',
+        BATCH_SIZE: '5',
+        HANG_AFTER: '10',
+        HEARTBEAT_MS: '300',
+        SESSION_MS: '3000',
+      },
     });
     children.push(child);
     let out = '';
@@ -100,11 +113,15 @@ maybe('Postgres event log', () => {
     const subA = await a.subscribe({ groupId: 'workers', topics: ['split'], handle: async (m) => void got.a.push(m) });
     subs.push(subA);
     subs.push(await b.subscribe({ groupId: 'workers', topics: ['split'], handle: async (m) => void got.b.push(m) }));
-    const owners = async () => (await a.query<{ partition: number; owner: string | null }>('SELECT partition, owner FROM log_offsets WHERE group_id = $1 ORDER BY partition', [a.topic('workers')]));
-    await eventually(async () => {
-      const rows = await owners();
-      return rows.length === 3 && rows.every((r) => r.owner) && new Set(rows.map((r) => r.owner)).size === 2;
-    }, { timeoutMs: 60_000 });
+    const owners = async () =>
+      await a.query<{ partition: number; owner: string | null }>('SELECT partition, owner FROM log_offsets WHERE group_id = $1 ORDER BY partition', [a.topic('workers')]);
+    await eventually(
+      async () => {
+        const rows = await owners();
+        return rows.length === 3 && rows.every((r) => r.owner) && new Set(rows.map((r) => r.owner)).size === 2;
+      },
+      { timeoutMs: 60_000 },
+    );
 
     const first = Array.from({ length: 60 }, (_, i) => `first-${i}-${randomUUID()}`);
     await a.publish(first.map((v) => ({ topic: 'split', key: v, value: v })));
@@ -123,28 +140,36 @@ maybe('Postgres event log', () => {
     expect(got.a.map(text).filter((v) => v.startsWith('second-'))).toEqual([]);
   });
 
-  test('retention: deletes old messages only below every group\'s committed offset; forgets groups gone for a retention period', async () => {
+  test("retention: deletes old messages only below every group's committed offset; forgets groups gone for a retention period", async () => {
     const b = bus();
     await b.ensureTopics(['kept']);
     await b.publish(Array.from({ length: 10 }, (_, i) => ({ topic: 'kept', key: 'k', value: `m${i}` })));
     const got: string[] = [];
     // a live group that handled 6 of 10 messages
-    const sub = await b.subscribe({ groupId: 'slow', topics: ['kept'], batchSize: 6, handleBatch: async (ms, control) => {
-      if (got.length >= 6) {
-        // holds the rest until stopped, then gives up (never committed)
-        while (control.active()) await new Promise((r) => setTimeout(r, 50));
-        throw new Error('stopped');
-      }
-      got.push(...ms.map(text));
-    } });
+    const sub = await b.subscribe({
+      groupId: 'slow',
+      topics: ['kept'],
+      batchSize: 6,
+      handleBatch: async (ms, control) => {
+        if (got.length >= 6) {
+          // holds the rest until stopped, then gives up (never committed)
+          while (control.active()) await new Promise((r) => setTimeout(r, 50));
+          throw new Error('stopped');
+        }
+        got.push(...ms.map(text));
+      },
+    });
     subs.push(sub);
     await eventually(async () => got.length >= 6, { timeoutMs: 60_000 });
     const topic = b.topic('kept');
     const admin = b.admin();
     await eventually(async () => [...(await admin.committedOffsets(b.topic('slow'), [topic])).get(topic)!.values()].includes(6n), { timeoutMs: 30_000 });
     // a group without members that committed 2 long ago (pins nothing after retention)
-    await b.query(`INSERT INTO log_offsets (group_id, topic, partition, committed, committed_at)
-      SELECT $1, topic, partition, 2, now() - interval '30 days' FROM log_partitions WHERE topic = $2`, [b.topic('gone'), topic]);
+    await b.query(
+      `INSERT INTO log_offsets (group_id, topic, partition, committed, committed_at)
+      SELECT $1, topic, partition, 2, now() - interval '30 days' FROM log_partitions WHERE topic = $2`,
+      [b.topic('gone'), topic],
+    );
     // every message old
     await b.query(`UPDATE log_messages SET created_at = now() - interval '8 days' WHERE topic = $1`, [topic]);
 

@@ -112,7 +112,10 @@ test('two relays draining one outbox at once: every row published once, each agg
     expect(new Set(versions).size).toBe(versions.length);
   }
   // Both took part (the lease is per row, not one relay for the whole database) — recorded, not required.
-  const owners = await sql<{ owner: string; n: string }>(`SELECT lease_owner AS owner, count(*) AS n FROM outbox WHERE key IN (${keys.map(() => '?').join(', ')}) GROUP BY lease_owner`, keys);
+  const owners = await sql<{ owner: string; n: string }>(
+    `SELECT lease_owner AS owner, count(*) AS n FROM outbox WHERE key IN (${keys.map(() => '?').join(', ')}) GROUP BY lease_owner`,
+    keys,
+  );
   console.log(`rows published per relay: ${owners.map((o) => o.n).join(' / ')}`);
 });
 

@@ -33,7 +33,10 @@ test('a poison message keeps its traceparent in the DLQ and is counted', async (
     if (lag?.value === 0) break;
     await new Promise((r) => setTimeout(r, 10));
   }
-  expect((await consumerLag.gauge.get()).values.find((v) => v.labels.group === 'crm-telemetry-test')).toMatchObject({ value: 0, labels: { topic: 'customer.events', partition: '0' } });
+  expect((await consumerLag.gauge.get()).values.find((v) => v.labels.group === 'crm-telemetry-test')).toMatchObject({
+    value: 0,
+    labels: { topic: 'customer.events', partition: '0' },
+  });
   unwatch();
   await consumer.stop();
   await bus.close();

@@ -84,7 +84,11 @@ export class RedisCache implements Cache {
   readonly kind = 'redis' as const;
   private readonly redis: Redis;
 
-  constructor(url: string, private readonly prefix: string, options: CacheOptions = {}) {
+  constructor(
+    url: string,
+    private readonly prefix: string,
+    options: CacheOptions = {},
+  ) {
     // The kit's one Redis policy (./redis.ts); a cache answers a miss within timeoutMs.
     this.redis = createRedis(url, { name: `cache ${prefix}`, commandTimeoutMs: options.timeoutMs ?? 250, ...(options.logger ? { logger: options.logger } : {}) });
   }

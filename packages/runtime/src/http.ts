@@ -29,7 +29,11 @@ export interface GraphQLHttpOptions<C extends BaseContext> {
 }
 
 export class HttpError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -45,7 +49,11 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
  * one does (e.g. Kafka away: the service still serves); 200 "ready" otherwise. Every check is listed.
  */
 export function sendReadiness(
-  res: ServerResponse, service: string, required: Record<string, boolean>, optional: Record<string, boolean>, extra: Record<string, unknown> = {},
+  res: ServerResponse,
+  service: string,
+  required: Record<string, boolean>,
+  optional: Record<string, boolean>,
+  extra: Record<string, unknown> = {},
 ): void {
   const ok = Object.values(required).every(Boolean);
   const whole = Object.values(optional).every(Boolean);
@@ -99,8 +107,7 @@ export function createGraphQLHandler<C extends BaseContext>(options: GraphQLHttp
     if (access === 401) return sendJson(res, 401, { error: 'unauthorized' }, { 'www-authenticate': 'Bearer' });
     await serveMetrics(req, res);
   };
-  return (req: IncomingMessage, res: ServerResponse): Promise<void> =>
-    inServerSpan(req, res, service, path, options.traceContext?.(req), () => handle(req, res));
+  return (req: IncomingMessage, res: ServerResponse): Promise<void> => inServerSpan(req, res, service, path, options.traceContext?.(req), () => handle(req, res));
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       if (options.before && (await options.before(req, res))) return;

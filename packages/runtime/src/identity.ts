@@ -88,18 +88,9 @@ export function signServiceCall(signer: SigningKey, request: SignedRequest, now 
   return sign({ svc: serviceOfKid(signer.kid) }, signer, request, now);
 }
 
-export type VerifiedIdentity =
-  | { ok: true; identity: Identity | null; service?: undefined }
-  | { ok: true; identity: null; service: string }
-  | { ok: false; reason: string };
+export type VerifiedIdentity = { ok: true; identity: Identity | null; service?: undefined } | { ok: true; identity: null; service: string } | { ok: false; reason: string };
 
-export function verifyIdentity(
-  header: string | undefined,
-  signature: string | undefined,
-  keys: IdentityKeys,
-  request: SignedRequest,
-  now = Date.now(),
-): VerifiedIdentity {
+export function verifyIdentity(header: string | undefined, signature: string | undefined, keys: IdentityKeys, request: SignedRequest, now = Date.now()): VerifiedIdentity {
   if (!header || !signature) return { ok: false, reason: 'missing gateway signature' };
   const token = `${header}.${signature}`;
   const decoded = jwt.decode(token, { complete: true });

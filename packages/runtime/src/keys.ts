@@ -45,7 +45,14 @@ export interface PublicKeys {
 }
 
 export type KeyVariable = 'AUTH_SIGNING_KEY' | 'AUTH_PUBLIC_KEYS' | 'GATEWAY_SIGNING_KEY' | 'GATEWAY_PUBLIC_KEYS' | 'SERVICE_SIGNING_KEY' | 'SERVICE_PUBLIC_KEYS';
-export const KEY_VARIABLES: readonly KeyVariable[] = ['AUTH_SIGNING_KEY', 'AUTH_PUBLIC_KEYS', 'GATEWAY_SIGNING_KEY', 'GATEWAY_PUBLIC_KEYS', 'SERVICE_SIGNING_KEY', 'SERVICE_PUBLIC_KEYS'];
+export const KEY_VARIABLES: readonly KeyVariable[] = [
+  'AUTH_SIGNING_KEY',
+  'AUTH_PUBLIC_KEYS',
+  'GATEWAY_SIGNING_KEY',
+  'GATEWAY_PUBLIC_KEYS',
+  'SERVICE_SIGNING_KEY',
+  'SERVICE_PUBLIC_KEYS',
+];
 
 /** The subgraphs a development key set has a service key for (others get one on first use in memory). */
 const DEV_SERVICES = ['auth', 'customer', 'opportunity', 'sales-activity', 'analytics'];
@@ -200,9 +207,12 @@ function missingInProduction(variable: string): ConfigError {
  * environment (production: every variable given, <NAME>_SERVICE_KEY per subgraph) or a generated set.
  */
 export function keyEnvFor(service: string, source: Record<string, string | undefined>): Record<string, string> {
-  const pick = (names: [target: string, from: string][]) =>
-    Object.fromEntries(names.filter(([, from]) => source[from]).map(([target, from]) => [target, source[from]!]));
-  if (service === 'gateway') return pick([['GATEWAY_SIGNING_KEY', 'GATEWAY_SIGNING_KEY'], ['AUTH_PUBLIC_KEYS', 'AUTH_PUBLIC_KEYS']]);
+  const pick = (names: [target: string, from: string][]) => Object.fromEntries(names.filter(([, from]) => source[from]).map(([target, from]) => [target, source[from]!]));
+  if (service === 'gateway')
+    return pick([
+      ['GATEWAY_SIGNING_KEY', 'GATEWAY_SIGNING_KEY'],
+      ['AUTH_PUBLIC_KEYS', 'AUTH_PUBLIC_KEYS'],
+    ]);
   return pick([
     ['GATEWAY_PUBLIC_KEYS', 'GATEWAY_PUBLIC_KEYS'],
     ['SERVICE_PUBLIC_KEYS', 'SERVICE_PUBLIC_KEYS'],

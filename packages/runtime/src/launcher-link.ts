@@ -13,12 +13,16 @@ import { IpcBus, type IpcLink } from '@crm/events';
 
 /** What a service process sends the launcher once it serves. */
 export const READY = 'crm-ready';
-export interface ReadyMessage { [READY]: { url: string; port: number } }
+export interface ReadyMessage {
+  [READY]: { url: string; port: number };
+}
 export const isReady = (m: unknown): m is ReadyMessage => typeof m === 'object' && m !== null && READY in m;
 
 /** The launcher tells each subgraph where its peers answer (read-through), once all are up. */
 export const PEERS = 'crm-peers';
-export interface PeersMessage { [PEERS]: Record<string, string> }
+export interface PeersMessage {
+  [PEERS]: Record<string, string>;
+}
 export const isPeers = (m: unknown): m is PeersMessage => typeof m === 'object' && m !== null && PEERS in m;
 
 /** The launcher tells the gateway the state of every service it supervises (shown by /ready). */
@@ -30,7 +34,9 @@ export interface ServiceStatus {
   /** How its last process ended (signal or exit code). */
   lastExit?: string;
 }
-export interface ServicesMessage { [SERVICES]: Record<string, ServiceStatus> }
+export interface ServicesMessage {
+  [SERVICES]: Record<string, ServiceStatus>;
+}
 export const isServices = (m: unknown): m is ServicesMessage => typeof m === 'object' && m !== null && SERVICES in m;
 
 /** The services' states as the launcher last announced them (empty when not under the launcher). */

@@ -36,9 +36,7 @@ async function run<L>(def: SubgraphDefinition<L>, options: RunSubgraphOptions): 
   const bus = await serviceBus(config, `crm-${def.name}`, logger);
   const link = launcherLink(config);
   // Under the launcher peers are unknown until it names them; alone, supergraph.yaml says where they answer.
-  const peers = link
-    ? peersFromLauncher(link)
-    : new Map(readSubgraphRoutes(options.supergraphConfig ?? findSupergraphConfig(dirname(def.schemaPath))).map((r) => [r.name, r.url]));
+  const peers = link ? peersFromLauncher(link) : new Map(readSubgraphRoutes(options.supergraphConfig ?? findSupergraphConfig(dirname(def.schemaPath))).map((r) => [r.name, r.url]));
   const runtime = await startSubgraph(def, { config, port: config.PORT, host: config.HOST, bus, logger, peerUrl: (n) => peers.get(n) });
   onShutdown(async () => {
     await runtime.stop();

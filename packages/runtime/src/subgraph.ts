@@ -117,7 +117,12 @@ export function loadTypeDefs(schemaPath: string): DocumentNode {
 }
 
 /** A subgraph's own database with the kit's tables (outbox, inbox); opening it applies pending migrations. */
-export function openSubgraphDatabase(def: Pick<SubgraphDefinition<unknown>, 'name' | 'entities' | 'migrations'>, config: PlatformConfig, logger: Logger, url?: string): Promise<Database> {
+export function openSubgraphDatabase(
+  def: Pick<SubgraphDefinition<unknown>, 'name' | 'entities' | 'migrations'>,
+  config: PlatformConfig,
+  logger: Logger,
+  url?: string,
+): Promise<Database> {
   return openDatabase({
     subgraph: def.name,
     config,
@@ -162,12 +167,11 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
   await apollo.start();
 
   const context = async (req: IncomingMessage): Promise<RequestContext<L>> => {
-    const verified = verifyIdentity(
-      header(req, IDENTITY_HEADER),
-      header(req, SIGNATURE_HEADER),
-      identityKeys(),
-      { subgraph: def.name, method: req.method ?? 'GET', body: rawBodyOf(req) },
-    );
+    const verified = verifyIdentity(header(req, IDENTITY_HEADER), header(req, SIGNATURE_HEADER), identityKeys(), {
+      subgraph: def.name,
+      method: req.method ?? 'GET',
+      body: rawBodyOf(req),
+    });
     if (!verified.ok) {
       throw new GraphQLError(`Refused: ${verified.reason}; subgraphs only answer the gateway`, {
         extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } },
@@ -188,8 +192,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
       logger,
       config,
       peers,
-      emit: (type, aggregateId, data, cause) =>
-        emitAs(em, type, aggregateId, data, { actorId: identity?.userId ?? null, ...cause }),
+      emit: (type, aggregateId, data, cause) => emitAs(em, type, aggregateId, data, { actorId: identity?.userId ?? null, ...cause }),
       write: (fn) =>
         writeAggregate(em, (tx) => fn({ em: tx, emit: (type, aggregateId, data, cause) => emitAs(tx, type, aggregateId, data, { actorId: identity?.userId ?? null, ...cause }) })),
     };
@@ -210,7 +213,12 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
       if (req.method !== 'POST') return sendJson(res, 405, { error: 'POST only' });
       const raw = await readBody(req, config.MAX_BODY_BYTES);
       // the gateway's signature only: a peer's service key is not accepted here
-      const verified = verifyIdentity(header(req, IDENTITY_HEADER), header(req, SIGNATURE_HEADER), { gateway: gatewayPublicKeys(config) }, { subgraph: def.name, method: 'POST', body: raw });
+      const verified = verifyIdentity(
+        header(req, IDENTITY_HEADER),
+        header(req, SIGNATURE_HEADER),
+        { gateway: gatewayPublicKeys(config) },
+        { subgraph: def.name, method: 'POST', body: raw },
+      );
       if (!verified.ok) return sendJson(res, 401, { error: `Refused: ${verified.reason}` });
       let input: unknown;
       try {
@@ -285,7 +293,16 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
 
   self = runtime;
   if (bus) {
-    relay = startRelay({ orm, bus, logger, pollMs: config.OUTBOX_POLL_MS, namespace: config.KAFKA_NAMESPACE, maxEventBytes: config.EVENT_MAX_BYTES, leaseMs: config.OUTBOX_LEASE_MS, sendTimeoutMs: config.OUTBOX_SEND_TIMEOUT_MS });
+    relay = startRelay({
+      orm,
+      bus,
+      logger,
+      pollMs: config.OUTBOX_POLL_MS,
+      namespace: config.KAFKA_NAMESPACE,
+      maxEventBytes: config.EVENT_MAX_BYTES,
+      leaseMs: config.OUTBOX_LEASE_MS,
+      sendTimeoutMs: config.OUTBOX_SEND_TIMEOUT_MS,
+    });
     runtime.relay = relay;
     if (def.consumes && Object.keys(def.consumes).length > 0) {
       consumers.push(await startConsumer({ name: def.name, orm, bus, logger, handlers: def.consumes, config, runtime }));
@@ -296,8 +313,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
   }
   if (def.onStart) await def.onStart(runtime);
   for (const job of [...(def.jobs ?? []), ...(bus ? [eventRetentionJob] : [])]) {
-    const tick = () =>
-      inBackground(`job:${job.name}`, () => job.run(runtime)).catch((err: unknown) => logger.error({ err, job: job.name }, 'job failed'));
+    const tick = () => inBackground(`job:${job.name}`, () => job.run(runtime)).catch((err: unknown) => logger.error({ err, job: job.name }, 'job failed'));
     timers.push(setInterval(() => void tick(), job.intervalMs(config)));
   }
   logger.info({ url: runtime.url }, 'subgraph ready');

@@ -8,7 +8,18 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '@crm/config';
-import { developmentKeySet, generateKeySet, generateSigningKey, jwksOf, keyEnvFor, parsePublicKeys, parseSigningKey, signIdentity, signServiceCall, verifyIdentity } from '@crm/runtime';
+import {
+  developmentKeySet,
+  generateKeySet,
+  generateSigningKey,
+  jwksOf,
+  keyEnvFor,
+  parsePublicKeys,
+  parseSigningKey,
+  signIdentity,
+  signServiceCall,
+  verifyIdentity,
+} from '@crm/runtime';
 
 const request = { subgraph: 'customer', method: 'POST', body: '{"query":"{ __typename }"}' };
 const who = { userId: 'u1', role: 'SALES' as const, email: 'rep@test.local' };
@@ -71,6 +82,9 @@ test('a service key is a service principal only: never a user, never another ser
   // without the peers' public keys, a service call is nobody
   expect(verifyIdentity(call['x-crm-identity'], call['x-crm-signature'], { gateway: keys.gateway }, request)).toEqual({ ok: false, reason: 'bad gateway signature' });
   // bound to the target and body like the gateway's
-  expect(verifyIdentity(call['x-crm-identity'], call['x-crm-signature'], keys, { ...request, subgraph: 'auth' })).toEqual({ ok: false, reason: 'gateway signature for another subgraph' });
+  expect(verifyIdentity(call['x-crm-identity'], call['x-crm-signature'], keys, { ...request, subgraph: 'auth' })).toEqual({
+    ok: false,
+    reason: 'gateway signature for another subgraph',
+  });
   expect(verifyIdentity(call['x-crm-identity'], call['x-crm-signature'], keys, { ...request, body: '{}' })).toEqual({ ok: false, reason: 'gateway signature for another request' });
 });

@@ -32,7 +32,12 @@ test('a read-through carries the allow-listed headers only, signed as its own se
   const call = peer.received.at(-1)!;
   const transport = ['host', 'content-length', 'connection', 'user-agent', 'accept-language', 'sec-fetch-mode', 'accept-encoding'];
   expect(Object.keys(call.headers).filter((h) => !transport.includes(h) && !(SUBGRAPH_CALL_HEADERS as readonly string[]).includes(h))).toEqual([]);
-  const verified = verifyIdentity(String(call.headers['x-crm-identity']), String(call.headers['x-crm-signature']), { gateway: gatewayPublicKeys(keyConfig), services: servicePublicKeys(keyConfig) }, { subgraph: 'customer', method: 'POST', body: call.body });
+  const verified = verifyIdentity(
+    String(call.headers['x-crm-identity']),
+    String(call.headers['x-crm-signature']),
+    { gateway: gatewayPublicKeys(keyConfig), services: servicePublicKeys(keyConfig) },
+    { subgraph: 'customer', method: 'POST', body: call.body },
+  );
   expect(verified).toEqual({ ok: true, identity: null, service: 'opportunity' });
 });
 

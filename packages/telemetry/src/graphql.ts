@@ -13,14 +13,7 @@ import { bounded, graphqlDuration, graphqlErrors, graphqlRequests } from './metr
 import { ensureTraceContext, tracer, tracingEnabled, withSpan } from './tracing';
 
 /** Runs an HTTP request to `path` inside a SERVER span (other paths: no span). */
-export function inServerSpan(
-  req: IncomingMessage,
-  res: ServerResponse,
-  service: string,
-  path: string,
-  parent: Context | undefined,
-  serve: () => Promise<void>,
-): Promise<void> {
+export function inServerSpan(req: IncomingMessage, res: ServerResponse, service: string, path: string, parent: Context | undefined, serve: () => Promise<void>): Promise<void> {
   ensureTraceContext();
   // Nothing to record and no trace to continue: no span, no context switch.
   if ((!parent && !tracingEnabled()) || (req.url ?? '').split('?')[0] !== path) return serve();
@@ -122,10 +115,7 @@ export function traceResolvers<R extends object>(service: string, resolvers: R):
     const root = typeName === 'Query' || typeName === 'Mutation';
     const wrapped: Record<string, unknown> = {};
     for (const [field, fn] of Object.entries(fields as Record<string, unknown>)) {
-      wrapped[field] =
-        typeof fn === 'function' && (root || field === '__resolveReference')
-          ? wrapResolver(`resolve ${typeName}.${field}`, service, fn as ResolverFn)
-          : fn;
+      wrapped[field] = typeof fn === 'function' && (root || field === '__resolveReference') ? wrapResolver(`resolve ${typeName}.${field}`, service, fn as ResolverFn) : fn;
     }
     out[typeName] = wrapped;
   }
@@ -133,6 +123,5 @@ export function traceResolvers<R extends object>(service: string, resolvers: R):
 }
 
 function wrapResolver(name: string, service: string, fn: ResolverFn): ResolverFn {
-  return (parent, args, ctx, info) =>
-    withSpan(name, { attributes: { 'crm.service': service } }, async () => fn(parent, args, ctx, info));
+  return (parent, args, ctx, info) => withSpan(name, { attributes: { 'crm.service': service } }, async () => fn(parent, args, ctx, info));
 }

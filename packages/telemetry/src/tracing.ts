@@ -12,17 +12,24 @@
 import { sign, verify, type KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import {
-  context, createContextKey, INVALID_SPAN_CONTEXT, propagation, ROOT_CONTEXT, trace, SpanStatusCode,
-  type Context, type Span, type SpanOptions, type Tracer,
+  context,
+  createContextKey,
+  INVALID_SPAN_CONTEXT,
+  propagation,
+  ROOT_CONTEXT,
+  trace,
+  SpanStatusCode,
+  type Context,
+  type Span,
+  type SpanOptions,
+  type Tracer,
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor, type SpanExporter,
-} from '@opentelemetry/sdk-trace-base';
+import { BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import * as pg from 'pg';
 // Telemetry is a leaf: it imports no package of ours. What it reads of the configuration and of the
@@ -34,8 +41,14 @@ type PlatformConfig = Readonly<{
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?: string | undefined;
   OTEL_SERVICE_NAME?: string | undefined;
 }>;
-interface IdentityKeys { gateway: { get(kid: string): KeyObject | undefined }; services?: { get(kid: string): KeyObject | undefined } }
-interface SigningKey { kid: string; key: KeyObject }
+interface IdentityKeys {
+  gateway: { get(kid: string): KeyObject | undefined };
+  services?: { get(kid: string): KeyObject | undefined };
+}
+interface SigningKey {
+  kid: string;
+  key: KeyObject;
+}
 
 export const TRACER_NAME = '@crm/kit';
 /** The header next to `traceparent` with the gateway's HMAC over it (subgraphs trust only signed trace context). */

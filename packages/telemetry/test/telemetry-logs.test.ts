@@ -22,7 +22,12 @@ function capture() {
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const message = (traceparent?: string): DeliveredMessage => ({
-  topic: 'opportunity.events', partition: 1, offset: '42', key: 'k', value: null, headers: traceparent ? { traceparent } : {},
+  topic: 'opportunity.events',
+  partition: 1,
+  offset: '42',
+  key: 'k',
+  value: null,
+  headers: traceparent ? { traceparent } : {},
 });
 
 test('lines inside an event handler carry trace_id, span_id and correlation_id; outside, none', async () => {

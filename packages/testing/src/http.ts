@@ -11,7 +11,11 @@ export interface RawResult {
 }
 
 /** Any HTTP request to a gateway or subgraph URL (hostile bodies, methods, paths), the raw response kept. */
-export async function rawRequest(url: string, body: string | undefined, options: { method?: string; headers?: Record<string, string>; path?: string; search?: string } = {}): Promise<RawResult> {
+export async function rawRequest(
+  url: string,
+  body: string | undefined,
+  options: { method?: string; headers?: Record<string, string>; path?: string; search?: string } = {},
+): Promise<RawResult> {
   const target = new URL(url);
   if (options.path) target.pathname = options.path;
   if (options.search) target.search = options.search;
@@ -60,7 +64,9 @@ export interface RecordedRequest {
  * A stand-in subgraph on node:http for tests of what is sent to subgraphs: it records every
  * request (headers, body) and lets `respond` answer — or not, to play a subgraph that hangs.
  */
-export async function startRecordingServer(respond: (request: RecordedRequest, res: ServerResponse) => void): Promise<{ url: string; received: RecordedRequest[]; close(): Promise<void> }> {
+export async function startRecordingServer(
+  respond: (request: RecordedRequest, res: ServerResponse) => void,
+): Promise<{ url: string; received: RecordedRequest[]; close(): Promise<void> }> {
   const received: RecordedRequest[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];

@@ -89,7 +89,11 @@ export async function startTestSubgraph<L>(def: SubgraphDefinition<L>, options: 
   try {
     await bus.prepare(ALL_TOPICS);
     runtime = await startSubgraph(def, {
-      config, port: 0, bus, logger, ...(databaseUrl ? { databaseUrl } : {}),
+      config,
+      port: 0,
+      bus,
+      logger,
+      ...(databaseUrl ? { databaseUrl } : {}),
       peerUrl: (name) => options.peers?.[name] ?? null,
     });
   } catch (err) {
@@ -104,8 +108,7 @@ export async function startTestSubgraph<L>(def: SubgraphDefinition<L>, options: 
   };
   const envelope = <T extends EventType>(type: T, aggregateId: string, data: EventData<T>, cause: Partial<EventCause> = {}) =>
     buildEnvelope(PRODUCERS[EVENTS[type].topic], type, aggregateId, data, { actorId: null, ...cause });
-  const deliver = (...envelopes: Envelope[]) =>
-    bus.publish(envelopes.map((e) => ({ topic: EVENTS[e.type].topic, key: e.aggregateId, value: JSON.stringify(e) })));
+  const deliver = (...envelopes: Envelope[]) => bus.publish(envelopes.map((e) => ({ topic: EVENTS[e.type].topic, key: e.aggregateId, value: JSON.stringify(e) })));
   let users = 0;
 
   return {

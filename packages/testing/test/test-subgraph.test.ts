@@ -40,7 +40,7 @@ test('calls are signed for the identity given; anonymous is null; unsigned reque
   expect(unsigned.status).toBe(401);
 });
 
-test('published events are built as their owner builds them and reach the subgraph\'s consumer', async () => {
+test("published events are built as their owner builds them and reach the subgraph's consumer", async () => {
   const user = sg.user('SALES');
   const env = await sg.publish('user.created', user.id, userData(user), { actorId: user.id });
   expect(env).toMatchObject({ source: 'auth', type: 'user.created', aggregateId: user.id, actorId: user.id, data: { userId: user.id, role: 'SALES', active: true } });

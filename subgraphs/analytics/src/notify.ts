@@ -62,8 +62,7 @@ export async function notifyAll(em: EntityManager, ns: NewNotification[]): Promi
 }
 
 /** The customer a notification is about: as given (null: none), else its entity when that is a customer. */
-const customerOf = (n: NewNotification): string | null =>
-  n.customerId !== undefined ? n.customerId : n.entityType === 'Customer' ? (n.entityId ?? null) : null;
+const customerOf = (n: NewNotification): string | null => (n.customerId !== undefined ? n.customerId : n.entityType === 'Customer' ? (n.entityId ?? null) : null);
 
 /** The notification.created event data of a notification created now. */
 export function notificationCreated(n: NewNotification & { id: string }): EventData<'notification.created'> {
@@ -79,9 +78,6 @@ export function notificationCreated(n: NewNotification & { id: string }): EventD
 
 /** Active MANAGER and ADMIN users of the local directory (user_refs). */
 export async function managers(em: EntityManager, except: string | null): Promise<string[]> {
-  const rows = await em.execute<{ id: string }[]>(
-    `SELECT id FROM user_refs WHERE active AND role IN ('MANAGER', 'ADMIN') AND id <> ? ORDER BY id`,
-    [except ?? ''],
-  );
+  const rows = await em.execute<{ id: string }[]>(`SELECT id FROM user_refs WHERE active AND role IN ('MANAGER', 'ADMIN') AND id <> ? ORDER BY id`, [except ?? '']);
   return rows.map((r) => r.id);
 }

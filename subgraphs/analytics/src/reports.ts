@@ -31,18 +31,10 @@ export async function closeCache(config: PlatformConfig): Promise<void> {
   await cache?.close();
 }
 
-export async function cachedReport<T>(
-  em: EntityManager,
-  cache: Cache,
-  report: string,
-  deps: Projection[],
-  args: Record<string, unknown>,
-  compute: () => Promise<T>,
-): Promise<T> {
-  const rows = await em.execute<{ name: string; version: string }[]>(
-    `SELECT name, version::text AS version FROM report_versions WHERE name = ANY(string_to_array(?, ','))`,
-    [deps.join(',')],
-  );
+export async function cachedReport<T>(em: EntityManager, cache: Cache, report: string, deps: Projection[], args: Record<string, unknown>, compute: () => Promise<T>): Promise<T> {
+  const rows = await em.execute<{ name: string; version: string }[]>(`SELECT name, version::text AS version FROM report_versions WHERE name = ANY(string_to_array(?, ','))`, [
+    deps.join(','),
+  ]);
   const versions = deps.map((d) => rows.find((r) => r.name === d)?.version ?? '0').join('.');
   const key = `report:${report}:v${versions}:${JSON.stringify(args)}`;
   const hit = await cache.get<T>(key);
@@ -92,13 +84,17 @@ export async function customerStats(em: EntityManager) {
   );
   const total = rows.find((r) => Number(r.gs) === 1 && Number(r.gp) === 1);
   const byKey = (pick: (r: (typeof rows)[number]) => string | null, rowsOf: typeof rows) =>
-    rowsOf
-      .map((r) => ({ key: pick(r) ?? UNSPECIFIED, count: Number(r.n) }))
-      .sort((a, b) => b.count - a.count || a.key.localeCompare(b.key));
+    rowsOf.map((r) => ({ key: pick(r) ?? UNSPECIFIED, count: Number(r.n) })).sort((a, b) => b.count - a.count || a.key.localeCompare(b.key));
   return {
     total: Number(total?.n ?? 0),
-    bySize: byKey((r) => r.size, rows.filter((r) => Number(r.gs) === 0)),
-    byInvestmentProfile: byKey((r) => r.profile, rows.filter((r) => Number(r.gp) === 0)),
+    bySize: byKey(
+      (r) => r.size,
+      rows.filter((r) => Number(r.gs) === 0),
+    ),
+    byInvestmentProfile: byKey(
+      (r) => r.profile,
+      rows.filter((r) => Number(r.gp) === 0),
+    ),
     unassigned: Number(total?.unassigned ?? 0),
   };
 }

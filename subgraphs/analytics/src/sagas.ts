@@ -36,10 +36,7 @@ export async function upsertSaga(
        requested_by = COALESCE(sagas.requested_by, EXCLUDED.requested_by),
        started_at = LEAST(sagas.started_at, EXCLUDED.started_at)
      RETURNING id, type, subject_id, status, requested_by, refused_event_id, refused_detail`,
-    [
-      saga.id, saga.type, saga.subjectId, saga.at,
-      saga.expectedSteps ? JSON.stringify(saga.expectedSteps) : null, saga.requestedBy ?? null, new Date(),
-    ],
+    [saga.id, saga.type, saga.subjectId, saga.at, saga.expectedSteps ? JSON.stringify(saga.expectedSteps) : null, saga.requestedBy ?? null, new Date()],
   );
   return rows[0]!;
 }

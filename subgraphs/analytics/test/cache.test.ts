@@ -5,8 +5,7 @@
 import { createCache, type Cache } from '@crm/runtime';
 import { readConfig } from '@crm/config';
 
-const config = (over: Record<string, string>) =>
-  readConfig({}, { LOG_LEVEL: 'silent', KAFKA_NAMESPACE: `c${process.pid}.`, DATABASE_PREFIX: 'tcache_', ...over });
+const config = (over: Record<string, string>) => readConfig({}, { LOG_LEVEL: 'silent', KAFKA_NAMESPACE: `c${process.pid}.`, DATABASE_PREFIX: 'tcache_', ...over });
 
 async function roundTrip(a: Cache, b: Cache) {
   expect(await a.get('report:x')).toBeUndefined();

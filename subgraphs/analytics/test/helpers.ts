@@ -53,11 +53,12 @@ export async function newUsers(analytics: TestSubgraph, ...roles: Role[]): Promi
 /** Waits until analytics has consumed the event with this id (it is in the inbox). */
 export async function consumed(analytics: TestSubgraph, ...events: Envelope[]) {
   await eventually(async () => {
-    const rows = await sql<{ n: number }>(analytics, `SELECT count(*)::int AS n FROM inbox WHERE consumer = 'analytics' AND event_id::text = ANY(string_to_array(?, ','))`, [events.map((e) => e.id).join(',')]);
+    const rows = await sql<{ n: number }>(analytics, `SELECT count(*)::int AS n FROM inbox WHERE consumer = 'analytics' AND event_id::text = ANY(string_to_array(?, ','))`, [
+      events.map((e) => e.id).join(','),
+    ]);
     return Number(rows[0]?.n) === events.length;
   });
 }
-
 
 export const MY_NOTIFICATIONS = `query($unreadOnly: Boolean, $first: Int, $after: String) {
   myNotifications(unreadOnly: $unreadOnly, first: $first, after: $after) {
@@ -70,7 +71,13 @@ export async function notificationsOf(u: TestCaller, unreadOnly = false) {
   const r = await u.gql(MY_NOTIFICATIONS, { unreadOnly, first: 100 });
   if (r.errors) throw new Error(JSON.stringify(r.errors));
   return r.data.myNotifications.edges.map((e: { node: any }) => e.node) as {
-    id: string; type: string; title: string; body: string | null; entityType: string | null; entityId: string | null; readAt: string | null;
+    id: string;
+    type: string;
+    title: string;
+    body: string | null;
+    entityType: string | null;
+    entityId: string | null;
+    readAt: string | null;
     recipient: { id: string };
   }[];
 }

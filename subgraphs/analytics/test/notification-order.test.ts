@@ -41,7 +41,10 @@ test("two transactions notifying one recipient commit in seq order: the second w
   // The second transaction waits on the recipient's advisory lock (not yet holding a seq of its own).
   try {
     await eventually(async () => {
-      const rows = await sql<{ n: number }>(an, `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`);
+      const rows = await sql<{ n: number }>(
+        an,
+        `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+      );
       return Number(rows[0]?.n) === 1;
     });
   } finally {
@@ -55,7 +58,12 @@ test("two transactions notifying one recipient commit in seq order: the second w
 
 test("positions: the caller's own after the one named, oldest first; another's or an unknown id is BAD_USER_INPUT", async () => {
   const em = an.db.orm.em.fork();
-  const mine = await em.transactional(async (tx) => notifyAll(tx, Array.from({ length: 12 }, (_, i) => notice(rep.id, `n${i}`))));
+  const mine = await em.transactional(async (tx) =>
+    notifyAll(
+      tx,
+      Array.from({ length: 12 }, (_, i) => notice(rep.id, `n${i}`)),
+    ),
+  );
   const [theirs] = await em.transactional(async (tx) => notifyAll(tx, [notice(other.id, 'theirs')]));
   const byRep = await an.call(rep.identity, POSITIONS, { after: mine[0]!.id, first: 5 });
   expect(byRep.errors).toBeUndefined();

@@ -5,9 +5,7 @@
  */
 import { startTestSubgraph, userData, type TestCaller, type TestSubgraph } from '@crm/testing';
 import { analyticsSubgraph } from '../src';
-import {
-  eventually, code, consumed, statementsOf, newUsers, notificationsOf, publisher, randomUUID, sql, MY_NOTIFICATIONS,
-} from './helpers';
+import { eventually, code, consumed, statementsOf, newUsers, notificationsOf, publisher, randomUUID, sql, MY_NOTIFICATIONS } from './helpers';
 
 let an: TestSubgraph;
 let bus: ReturnType<typeof publisher>;
@@ -21,7 +19,14 @@ let s2: TestCaller;
 beforeAll(async () => {
   an = await startTestSubgraph(analyticsSubgraph);
   bus = publisher(an);
-  [admin, m1, m2, compliance, s1, s2] = await newUsers(an, 'ADMIN', 'MANAGER', 'MANAGER', 'COMPLIANCE', 'SALES', 'SALES') as [TestCaller, TestCaller, TestCaller, TestCaller, TestCaller, TestCaller];
+  [admin, m1, m2, compliance, s1, s2] = (await newUsers(an, 'ADMIN', 'MANAGER', 'MANAGER', 'COMPLIANCE', 'SALES', 'SALES')) as [
+    TestCaller,
+    TestCaller,
+    TestCaller,
+    TestCaller,
+    TestCaller,
+    TestCaller,
+  ];
 }, 300_000); // a shared 2-core machine can take a while to start a subgraph
 afterAll(async () => {
   await an?.stop();
@@ -42,7 +47,13 @@ const approval = (requestId: string, requesterId: string, status: 'PENDING' | 'A
 
 const customer = (customerId: string, repId: string | null) => ({ customerId, name: 'Acme Corp', assignedRepId: repId, size: 'SMALL', investmentProfile: 'GROWTH' });
 const task = (taskId: string, assigneeId: string, title = 'Call back') => ({
-  taskId, title, assigneeId, customerId: null, status: 'TODO', priority: 'HIGH', dueAt: new Date(Date.now() + 3600_000).toISOString(),
+  taskId,
+  title,
+  assigneeId,
+  customerId: null,
+  status: 'TODO',
+  priority: 'HIGH',
+  dueAt: new Date(Date.now() + 3600_000).toISOString(),
 });
 
 const about = (entityId: string) => async (u: TestCaller) => (await notificationsOf(u)).filter((n) => n.entityId === entityId);
@@ -166,7 +177,7 @@ test('myNotifications pages newest first; unread count, markNotificationRead and
   expect(code(await an.call(null, '{ unreadNotificationCount }'))).toBe('UNAUTHENTICATED');
 });
 
-test('user.deleted archives the user\'s notifications and reports analytics.archive-notifications on the saga', async () => {
+test("user.deleted archives the user's notifications and reports analytics.archive-notifications on the saga", async () => {
   const [victim] = (await newUsers(an, 'SALES')) as [TestCaller];
   const t = randomUUID();
   await bus.publish('task.due_soon', t, task(t, victim.id));
@@ -177,12 +188,25 @@ test('user.deleted archives the user\'s notifications and reports analytics.arch
   const sagaId = randomUUID();
   const cause = { actorId: admin.id, correlationId: sagaId };
   await bus.publish('user.deleted', victim.id, { ...userData(victim, { active: false, tokenVersion: 1 }), sagaId }, cause);
-  await bus.publish('user.saga_step', sagaId, {
-    sagaId, sagaType: 'user-deletion', subjectId: victim.id, step: 'auth.deactivate-user', status: 'DONE', detail: null, ends: null,
-    expectedSteps: ['auth.deactivate-user', 'customer.reassign-customers', 'sales-activity.remove-activities', 'opportunity.cancel-requests', 'analytics.archive-notifications'],
-  }, cause);
+  await bus.publish(
+    'user.saga_step',
+    sagaId,
+    {
+      sagaId,
+      sagaType: 'user-deletion',
+      subjectId: victim.id,
+      step: 'auth.deactivate-user',
+      status: 'DONE',
+      detail: null,
+      ends: null,
+      expectedSteps: ['auth.deactivate-user', 'customer.reassign-customers', 'sales-activity.remove-activities', 'opportunity.cancel-requests', 'analytics.archive-notifications'],
+    },
+    cause,
+  );
   // deleteUser's result is this Saga entity (the gateway asks analytics): RUNNING whether or not a step has arrived yet
-  const del = await admin.gql(`query($r: [_Any!]!) { _entities(representations: $r) { ... on Saga { id status type steps { name } } } }`, { r: [{ __typename: 'Saga', id: sagaId }] });
+  const del = await admin.gql(`query($r: [_Any!]!) { _entities(representations: $r) { ... on Saga { id status type steps { name } } } }`, {
+    r: [{ __typename: 'Saga', id: sagaId }],
+  });
   expect(del.errors).toBeUndefined();
   expect(del.data._entities[0]).toMatchObject({ id: sagaId, status: 'RUNNING' });
 
@@ -219,17 +243,20 @@ test('_entities for Notification is batched: the same statements for 5 and 50 re
   await eventually(async () => (await u.gql('{ unreadNotificationCount }')).data?.unreadNotificationCount === 50);
   const ids = (await notificationsOf(u)).map((n) => n.id);
   const ENTITIES = `query($r: [_Any!]!) { _entities(representations: $r) { ... on Notification { id title recipient { id } } } }`;
-  const count = async (n: number) => (await statementsOf(an, async () => {
-    const r = await an.call(u.identity, ENTITIES, { r: ids.slice(0, n).map((id) => ({ __typename: 'Notification', id })) });
-    expect(r.data._entities.filter(Boolean)).toHaveLength(n);
-  })).length;
+  const count = async (n: number) =>
+    (
+      await statementsOf(an, async () => {
+        const r = await an.call(u.identity, ENTITIES, { r: ids.slice(0, n).map((id) => ({ __typename: 'Notification', id })) });
+        expect(r.data._entities.filter(Boolean)).toHaveLength(n);
+      })
+    ).length;
   const five = await count(5);
   const fifty = await count(50);
   expect(fifty).toBe(five);
   expect(five).toBe(1); // one IN query, scoped to the caller
 });
 
-test('customer.deleted archives the notifications about the customer (its own, its tasks\', its requests\'); customer.restored of that saga brings back those of users still active', async () => {
+test("customer.deleted archives the notifications about the customer (its own, its tasks', its requests'); customer.restored of that saga brings back those of users still active", async () => {
   const [rep, leaver] = (await newUsers(an, 'SALES', 'SALES')) as [TestCaller, TestCaller];
   const customerId = randomUUID();
   const otherCustomer = randomUUID();
@@ -255,7 +282,9 @@ test('customer.deleted archives the notifications about the customer (its own, i
   expect(await mine(rep)).not.toContain(taskId);
   expect(await mine(rep)).toContain(otherCustomer); // another customer's stay
   expect(await mine(leaver)).not.toContain(requestId);
-  const [archived] = await sql<{ detail: string }>(an, `SELECT detail FROM saga_steps WHERE saga_id = ? AND name = 'analytics.archive-notifications' AND status = 'DONE'`, [sagaId]);
+  const [archived] = await sql<{ detail: string }>(an, `SELECT detail FROM saga_steps WHERE saga_id = ? AND name = 'analytics.archive-notifications' AND status = 'DONE'`, [
+    sagaId,
+  ]);
   expect(archived?.detail).toBe('3 notifications archived');
 
   // the requester leaves meanwhile: theirs stay archived when the deletion is compensated
@@ -276,7 +305,7 @@ test('customer.deleted archives the notifications about the customer (its own, i
   expect(back?.detail).toBe('2 notifications restored');
 });
 
-test('deleteNotification: the recipient\'s own only; gone for good for them, yet still a live-feed resume cursor', async () => {
+test("deleteNotification: the recipient's own only; gone for good for them, yet still a live-feed resume cursor", async () => {
   const [rep, other] = (await newUsers(an, 'SALES', 'SALES')) as [TestCaller, TestCaller];
   const [taskId, laterTaskId] = [randomUUID(), randomUUID()];
   const created = bus.build('task.created', taskId, task(taskId, rep.id), { actorId: m1.id });
@@ -316,7 +345,10 @@ test('a stale customer.deleted (older than the restoration already applied) arch
   const sagaId = randomUUID();
   const versioned = <E extends { aggregateVersion?: number | null }>(e: E, v: number): E => Object.assign(e, { aggregateVersion: v });
   const created = versioned(bus.build('customer.created', customerId, customer(customerId, rep.id), { actorId: m1.id }), 1);
-  const deleted = versioned(bus.build('customer.deleted', customerId, { ...customer(customerId, rep.id), sagaId, requestedBy: m1.id }, { actorId: m1.id, correlationId: sagaId }), 2);
+  const deleted = versioned(
+    bus.build('customer.deleted', customerId, { ...customer(customerId, rep.id), sagaId, requestedBy: m1.id }, { actorId: m1.id, correlationId: sagaId }),
+    2,
+  );
   const restored = versioned(bus.build('customer.restored', customerId, { ...customer(customerId, rep.id), sagaId }, { actorId: null, correlationId: sagaId }), 3);
   for (const e of [created, deleted, restored]) {
     await bus.send(e);
@@ -324,7 +356,10 @@ test('a stale customer.deleted (older than the restoration already applied) arch
   }
   expect((await notificationsOf(rep)).map((n) => n.entityId)).toContain(customerId);
   // the same deletion again under a new event id (a replay the inbox no longer remembers)
-  const replay = versioned(bus.build('customer.deleted', customerId, { ...customer(customerId, rep.id), sagaId, requestedBy: m1.id }, { actorId: m1.id, correlationId: sagaId }), 2);
+  const replay = versioned(
+    bus.build('customer.deleted', customerId, { ...customer(customerId, rep.id), sagaId, requestedBy: m1.id }, { actorId: m1.id, correlationId: sagaId }),
+    2,
+  );
   await bus.send(replay);
   await consumed(an, replay);
   expect((await notificationsOf(rep)).map((n) => n.entityId)).toContain(customerId);

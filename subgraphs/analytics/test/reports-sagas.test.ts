@@ -18,18 +18,37 @@ let admin: TestCaller;
 beforeAll(async () => {
   an = await startTestSubgraph(analyticsSubgraph);
   bus = publisher(an);
-  [admin, manager, compliance, sales] = await newUsers(an, 'ADMIN', 'MANAGER', 'COMPLIANCE', 'SALES') as [TestCaller, TestCaller, TestCaller, TestCaller];
+  [admin, manager, compliance, sales] = (await newUsers(an, 'ADMIN', 'MANAGER', 'COMPLIANCE', 'SALES')) as [TestCaller, TestCaller, TestCaller, TestCaller];
 }, 300_000); // a shared 2-core machine can take a while to start a subgraph
 afterAll(async () => {
   await an?.stop();
 });
 
-const customer = (customerId: string, size: string | null, profile: string | null, repId: string | null = null) =>
-  ({ customerId, name: 'Acme', assignedRepId: repId, size, investmentProfile: profile });
-const task = (taskId: string, assigneeId: string, status = 'TODO') =>
-  ({ taskId, title: 'Do it', assigneeId, customerId: null, status, priority: 'LOW', dueAt: null });
-const approval = (requestId: string, status: 'PENDING' | 'APPROVED' | 'REJECTED' | 'RECALLED' | 'CANCELLED', requestedAt: string, decidedAt: string | null, amount: number | null = 100) => ({
-  requestId, customerId: randomUUID(), requesterId: sales.id, approverId: null, title: 'Deal', amount, status, comment: null, requestedAt, decidedAt,
+const customer = (customerId: string, size: string | null, profile: string | null, repId: string | null = null) => ({
+  customerId,
+  name: 'Acme',
+  assignedRepId: repId,
+  size,
+  investmentProfile: profile,
+});
+const task = (taskId: string, assigneeId: string, status = 'TODO') => ({ taskId, title: 'Do it', assigneeId, customerId: null, status, priority: 'LOW', dueAt: null });
+const approval = (
+  requestId: string,
+  status: 'PENDING' | 'APPROVED' | 'REJECTED' | 'RECALLED' | 'CANCELLED',
+  requestedAt: string,
+  decidedAt: string | null,
+  amount: number | null = 100,
+) => ({
+  requestId,
+  customerId: randomUUID(),
+  requesterId: sales.id,
+  approverId: null,
+  title: 'Deal',
+  amount,
+  status,
+  comment: null,
+  requestedAt,
+  decidedAt,
 });
 
 const SUMMARY = `query($from: DateTime!, $to: DateTime!) { salesSummary(from: $from, to: $to) {
@@ -42,7 +61,15 @@ test('salesSummary counts within [from, to) and shows new events after a cached 
   const empty = await manager.gql(SUMMARY, { from, to });
   expect(empty.errors).toBeUndefined();
   expect(empty.data.salesSummary).toEqual({
-    from, to, customersCreated: 0, meetingsHeld: 0, tasksCreated: 0, tasksCompleted: 0, approvalsRequested: 0, approvalsApproved: 0, approvedAmount: 0,
+    from,
+    to,
+    customersCreated: 0,
+    meetingsHeld: 0,
+    tasksCreated: 0,
+    tasksCompleted: 0,
+    approvalsRequested: 0,
+    approvalsApproved: 0,
+    approvedAmount: 0,
   });
 
   const c1 = randomUUID();
@@ -64,7 +91,15 @@ test('salesSummary counts within [from, to) and shows new events after a cached 
   await bus.publish('approval.rejected', a2, approval(a2, 'REJECTED', inside, '2020-03-12T00:00:00.000Z', 999));
 
   const expected = {
-    from, to, customersCreated: 1, meetingsHeld: 1, tasksCreated: 2, tasksCompleted: 1, approvalsRequested: 2, approvalsApproved: 1, approvedAmount: 250.5,
+    from,
+    to,
+    customersCreated: 1,
+    meetingsHeld: 1,
+    tasksCreated: 2,
+    tasksCompleted: 1,
+    approvalsRequested: 2,
+    approvalsApproved: 1,
+    approvedAmount: 250.5,
   };
   // events of different aggregates may be consumed in any order (Kafka partitions): wait for all
   await eventually(async () => JSON.stringify((await manager.gql(SUMMARY, { from, to })).data?.salesSummary) === JSON.stringify(expected));
@@ -171,8 +206,14 @@ test('eventMetrics counts every consumed event by type', async () => {
 });
 
 const SAGA = `query($id: ID!) { saga(id: $id) { id type status subjectId startedAt endedAt steps { name status at detail } } }`;
-const step = (sagaId: string, sagaType: SagaStepData['sagaType'], subjectId: string, name: string, status: SagaStepData['status'], extra: Partial<SagaStepData> = {}): SagaStepData =>
-  ({ sagaId, sagaType, subjectId, step: name, status, detail: null, ends: null, ...extra });
+const step = (
+  sagaId: string,
+  sagaType: SagaStepData['sagaType'],
+  subjectId: string,
+  name: string,
+  status: SagaStepData['status'],
+  extra: Partial<SagaStepData> = {},
+): SagaStepData => ({ sagaId, sagaType, subjectId, step: name, status, detail: null, ends: null, ...extra });
 
 test('saga read model: steps in any order; COMPLETED once every expected step is DONE', async () => {
   const sagaId = randomUUID();
@@ -202,7 +243,12 @@ test('saga read model: steps in any order; COMPLETED once every expected step is
   // _entities (how deleteUser / deleteCustomer results are resolved): readers only; an unknown id is RUNNING with no steps
   const ENTITIES = `query($r: [_Any!]!) { _entities(representations: $r) { ... on Saga { id type status steps { name } } } }`;
   const unknown = randomUUID();
-  const r = await an.call(manager.identity, ENTITIES, { r: [{ __typename: 'Saga', id: sagaId }, { __typename: 'Saga', id: unknown }] });
+  const r = await an.call(manager.identity, ENTITIES, {
+    r: [
+      { __typename: 'Saga', id: sagaId },
+      { __typename: 'Saga', id: unknown },
+    ],
+  });
   expect(r.data._entities[0]).toMatchObject({ id: sagaId, status: 'COMPLETED' });
   expect(r.data._entities[1]).toEqual({ id: unknown, type: 'unknown', status: 'RUNNING', steps: [] });
   const forSales = await an.call(sales.identity, ENTITIES, { r: [{ __typename: 'Saga', id: sagaId }] });
@@ -215,8 +261,18 @@ test('customer-deletion refused → COMPENSATED, and a SYSTEM notification to th
     const sagaId = randomUUID();
     const customerId = randomUUID();
     const cause = { correlationId: sagaId, actorId: null };
-    const deleted = bus.build('customer.deleted', customerId, { ...customer(customerId, 'SMALL', null), sagaId, requestedBy: requester.id }, { correlationId: sagaId, actorId: requester.id });
-    const refused = bus.build('opportunity.saga_step', sagaId, step(sagaId, 'customer-deletion', customerId, 'opportunity.cancel-requests', 'REFUSED', { detail: 'approved request within 30 days' }), cause);
+    const deleted = bus.build(
+      'customer.deleted',
+      customerId,
+      { ...customer(customerId, 'SMALL', null), sagaId, requestedBy: requester.id },
+      { correlationId: sagaId, actorId: requester.id },
+    );
+    const refused = bus.build(
+      'opportunity.saga_step',
+      sagaId,
+      step(sagaId, 'customer-deletion', customerId, 'opportunity.cancel-requests', 'REFUSED', { detail: 'approved request within 30 days' }),
+      cause,
+    );
     if (refusalFirst) {
       await bus.send(refused);
       await consumed(an, refused);
@@ -227,11 +283,21 @@ test('customer-deletion refused → COMPENSATED, and a SYSTEM notification to th
       await consumed(an, deleted);
       await bus.send(refused);
     }
-    await bus.publish('customer.saga_step', sagaId, step(sagaId, 'customer-deletion', customerId, 'customer.soft-delete', 'DONE', {
-      expectedSteps: ['customer.soft-delete', 'sales-activity.remove-activities', 'opportunity.cancel-requests', 'analytics.archive-notifications'],
-    }), cause);
+    await bus.publish(
+      'customer.saga_step',
+      sagaId,
+      step(sagaId, 'customer-deletion', customerId, 'customer.soft-delete', 'DONE', {
+        expectedSteps: ['customer.soft-delete', 'sales-activity.remove-activities', 'opportunity.cancel-requests', 'analytics.archive-notifications'],
+      }),
+      cause,
+    );
     await bus.publish('customer.saga_step', sagaId, step(sagaId, 'customer-deletion', customerId, 'customer.restore', 'COMPENSATED'), cause);
-    await bus.publish('sales-activity.saga_step', sagaId, step(sagaId, 'customer-deletion', customerId, 'sales-activity.restore-activities', 'COMPENSATED', { ends: 'COMPENSATED' }), cause);
+    await bus.publish(
+      'sales-activity.saga_step',
+      sagaId,
+      step(sagaId, 'customer-deletion', customerId, 'sales-activity.restore-activities', 'COMPENSATED', { ends: 'COMPENSATED' }),
+      cause,
+    );
     const saga = await eventually(async () => {
       const s = (await manager.gql(SAGA, { id: sagaId })).data?.saga;
       // the four sent, plus analytics' own archive-notifications (taken on customer.deleted)
@@ -269,15 +335,23 @@ test('reports are served from the cache while nothing changes; Saga references a
   for (let i = 0; i < 50; i++) {
     const sagaId = randomUUID();
     ids.push(sagaId);
-    steps.push(bus.build('user.saga_step', sagaId, step(sagaId, 'user-deletion', randomUUID(), 'auth.deactivate-user', 'DONE', { expectedSteps: ['auth.deactivate-user', 'x.y'] }), { correlationId: sagaId, actorId: null }));
+    steps.push(
+      bus.build('user.saga_step', sagaId, step(sagaId, 'user-deletion', randomUUID(), 'auth.deactivate-user', 'DONE', { expectedSteps: ['auth.deactivate-user', 'x.y'] }), {
+        correlationId: sagaId,
+        actorId: null,
+      }),
+    );
   }
   await bus.send(...steps);
   await consumed(an, ...steps);
   const ENTITIES = `query($r: [_Any!]!) { _entities(representations: $r) { ... on Saga { id status steps { name status } } } }`;
-  const at = async (n: number) => (await statementsOf(an, async () => {
-    const r = await an.call(manager.identity, ENTITIES, { r: ids.slice(0, n).map((id) => ({ __typename: 'Saga', id })) });
-    expect(r.data._entities.filter((s: { steps: unknown[] } | null) => s && s.steps.length === 1)).toHaveLength(n);
-  })).length;
+  const at = async (n: number) =>
+    (
+      await statementsOf(an, async () => {
+        const r = await an.call(manager.identity, ENTITIES, { r: ids.slice(0, n).map((id) => ({ __typename: 'Saga', id })) });
+        expect(r.data._entities.filter((s: { steps: unknown[] } | null) => s && s.steps.length === 1)).toHaveLength(n);
+      })
+    ).length;
   const five = await at(5);
   const fifty = await at(50);
   expect(fifty).toBe(five);

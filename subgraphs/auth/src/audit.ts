@@ -21,14 +21,18 @@ export function stageAudit(em: EntityManager, input: AuditInput): AuditEntry {
 
 /** A new audit entry, not yet written (the event consumer inserts a batch's at once). */
 export function auditEntry(em: EntityManager, input: AuditInput): AuditEntry {
-  return em.create(AuditEntry, {
-    id: randomUUID(),
-    actorId: input.actorId,
-    action: input.action,
-    entityType: input.entityType,
-    entityId: input.entityId ?? null,
-    details: input.details ?? null,
-    eventId: input.eventId ?? null,
-    ...(input.at ? { createdAt: input.at } : {}),
-  }, { persist: false });
+  return em.create(
+    AuditEntry,
+    {
+      id: randomUUID(),
+      actorId: input.actorId,
+      action: input.action,
+      entityType: input.entityType,
+      entityId: input.entityId ?? null,
+      details: input.details ?? null,
+      eventId: input.eventId ?? null,
+      ...(input.at ? { createdAt: input.at } : {}),
+    },
+    { persist: false },
+  );
 }

@@ -49,7 +49,11 @@ export async function stageResetRequest(em: EntityManager, email: string, config
     expiresAt: new Date(Date.now() + config.PASSWORD_RESET_TTL_SECONDS * 1000),
   });
   const to = user?.email ?? normalizeEmail(email);
-  stageMail(em, { to, subject: 'Reset your CRM password', text: resetMailText(user, resetLink(config, token), config.PASSWORD_RESET_TTL_SECONDS) }, user ? 'pending' : 'suppressed');
+  stageMail(
+    em,
+    { to, subject: 'Reset your CRM password', text: resetMailText(user, resetLink(config, token), config.PASSWORD_RESET_TTL_SECONDS) },
+    user ? 'pending' : 'suppressed',
+  );
   stageAudit(em, {
     actorId: user?.id ?? null,
     action: 'user.password_reset_requested',

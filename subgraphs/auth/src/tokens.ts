@@ -67,11 +67,7 @@ export async function rotateRefreshToken(
   const invalid = () => unauthenticated('Invalid or expired refresh token');
   const row = await em.findOne(RefreshToken, { tokenHash: digest(presented) });
   if (!row) throw invalid();
-  const claimed = await em.nativeUpdate(
-    RefreshToken,
-    { id: row.id, usedAt: null, revokedAt: null, expiresAt: { $gt: new Date() } },
-    { usedAt: new Date() },
-  );
+  const claimed = await em.nativeUpdate(RefreshToken, { id: row.id, usedAt: null, revokedAt: null, expiresAt: { $gt: new Date() } }, { usedAt: new Date() });
   if (claimed !== 1) {
     if (row.usedAt) {
       await revokeFamily(em, row.familyId);

@@ -10,8 +10,7 @@ import { stageAudit } from './audit';
 
 export const normalizeEmail = (email: string) => email.trim().toLowerCase();
 
-export const findByEmail = (em: EntityManager, email: string) =>
-  em.findOne(User, { email: normalizeEmail(email) });
+export const findByEmail = (em: EntityManager, email: string) => em.findOne(User, { email: normalizeEmail(email) });
 
 export function userEventData(user: User) {
   return { userId: user.id, email: user.email, name: user.name, role: user.role, active: user.active, approved: user.approved, tokenVersion: user.tokenVersion };
@@ -36,7 +35,13 @@ export async function createUser(
     active: !pendingApproval,
     passwordHash: await hashPassword(input.password),
   });
-  stageAudit(em, { actorId: actorId ?? user.id, action: 'user.created', entityType: 'User', entityId: user.id, details: { role: user.role, approved: user.approved, pendingApproval: user.pendingApproval } });
+  stageAudit(em, {
+    actorId: actorId ?? user.id,
+    action: 'user.created',
+    entityType: 'User',
+    entityId: user.id,
+    details: { role: user.role, approved: user.approved, pendingApproval: user.pendingApproval },
+  });
   stageEvent(em, 'auth', 'user.created', user.id, userEventData(user), { actorId: actorId ?? user.id });
   try {
     await em.flush();

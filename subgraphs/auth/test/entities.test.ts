@@ -33,7 +33,11 @@ test('_entities resolves User references in order, null for unknown ids', async 
   const missing = randomUUID();
   // as the MANAGER: a SALES caller sees other users' id and name only (hostile-security.test.ts, L10)
   const r = await auth.call(b, ENTITIES, {
-    r: [{ __typename: 'User', id: b.id }, { __typename: 'User', id: missing }, { __typename: 'User', id: a.id }],
+    r: [
+      { __typename: 'User', id: b.id },
+      { __typename: 'User', id: missing },
+      { __typename: 'User', id: a.id },
+    ],
   });
   expect(r.errors).toBeUndefined();
   expect(r.data._entities).toEqual([

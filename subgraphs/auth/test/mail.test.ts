@@ -61,7 +61,12 @@ describe('without MAIL_URL', () => {
     const logger = { info: (obj: Record<string, unknown>) => lines.push(obj), warn: (obj: Record<string, unknown>) => lines.push(obj) } as unknown as Logger;
     return { lines, logger };
   }
-  const mail = { id: '6f1c2c52-4a7e-4d53-9a36-5b8e0f1d2c3b', to: 'ada@test.local', subject: 'Reset your CRM password', text: 'Open:\nhttp://localhost:4000/reset-password#token=abc_DEF-123\n' };
+  const mail = {
+    id: '6f1c2c52-4a7e-4d53-9a36-5b8e0f1d2c3b',
+    to: 'ada@test.local',
+    subject: 'Reset your CRM password',
+    text: 'Open:\nhttp://localhost:4000/reset-password#token=abc_DEF-123\n',
+  };
 
   test('mails are written as files under DATA_DIR/mail; development logs the link', async () => {
     const { lines, logger } = capture();
@@ -79,7 +84,10 @@ describe('without MAIL_URL', () => {
   test('outside development the link is never logged', async () => {
     for (const NODE_ENV of ['test', 'production'] as const) {
       const { lines, logger } = capture();
-      const config = readConfig({}, { DATA_DIR: dir, NODE_ENV, ...(NODE_ENV === 'production' ? { JWT_SECRET: 'Zq8vN3xL0pR7tY2wK5mB9cF4hJ6dS1gA', INTERNAL_SECRET: 'Hk2Lm9Pq4Rs7Tv1Wx3Yz6Ab8Cd0Ef5Gj' } : {}) });
+      const config = readConfig(
+        {},
+        { DATA_DIR: dir, NODE_ENV, ...(NODE_ENV === 'production' ? { JWT_SECRET: 'Zq8vN3xL0pR7tY2wK5mB9cF4hJ6dS1gA', INTERNAL_SECRET: 'Hk2Lm9Pq4Rs7Tv1Wx3Yz6Ab8Cd0Ef5Gj' } : {}) },
+      );
       await createMailer(config, logger).send(mail);
       expect(JSON.stringify(lines)).not.toContain('abc_DEF-123');
       expect(lines).toHaveLength(1);
@@ -91,7 +99,12 @@ test('the service logger redacts reset tokens, passwords and the mail URL by nam
   const { Writable } = await import('node:stream');
   const { createLogger } = await import('@crm/telemetry');
   const out: string[] = [];
-  const sink = new Writable({ write(chunk, _enc, done) { out.push(String(chunk)); done(); } });
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      out.push(String(chunk));
+      done();
+    },
+  });
   const logger = createLogger('auth', 'info', sink);
   logger.info({ variables: { token: 'tok-SECRET-1', newPassword: 'pw-SECRET-2', currentPassword: 'pw-SECRET-3' }, config: { MAIL_URL: 'smtp://u:pw-SECRET-4@h' } }, 'request');
   expect(out.join('')).not.toMatch(/SECRET/);

@@ -5,12 +5,7 @@ import type { Peers } from '@crm/runtime';
 import { Customer, Rep } from './entities';
 
 /** The steps that complete the customer-deletion saga (docs/events-and-sagas.md). */
-export const CUSTOMER_DELETION_STEPS = [
-  'customer.soft-delete',
-  'sales-activity.remove-activities',
-  'opportunity.cancel-requests',
-  'analytics.archive-notifications',
-];
+export const CUSTOMER_DELETION_STEPS = ['customer.soft-delete', 'sales-activity.remove-activities', 'opportunity.cancel-requests', 'analytics.archive-notifications'];
 
 export function customerEventData(c: Customer): EventData<'customer.created'> {
   return {
@@ -28,7 +23,14 @@ export const findLiveCustomer = (em: EntityManager, id: string) => em.findOne(Cu
 /** An active SALES rep of the local directory, or null. */
 export const findActiveRep = (em: EntityManager, id: string) => em.findOne(Rep, { id, active: true });
 
-interface UserData { userId: string; name: string; email: string; role: string; active: boolean; approved?: boolean }
+interface UserData {
+  userId: string;
+  name: string;
+  email: string;
+  role: string;
+  active: boolean;
+  approved?: boolean;
+}
 /**
  * A user snapshot (user.* event or auth's answer) as a directory row: active only for active SALES
  * users; approved as an ADMIN or MANAGER approved them (older events lack it: not approved).
@@ -42,13 +44,25 @@ export const repFromUser = (u: UserData) => ({ id: u.userId, name: u.name, email
 export async function requireActiveRep(em: EntityManager, peers: Peers, id: string): Promise<Rep | null> {
   const local = await findActiveRep(em, id);
   if (local) return local;
-  const user = await peers.entity<{ id: string; name: string; email: string; role: string; active: boolean; approved: boolean }>('auth', 'User', id, 'id name email role active approved');
+  const user = await peers.entity<{ id: string; name: string; email: string; role: string; active: boolean; approved: boolean }>(
+    'auth',
+    'User',
+    id,
+    'id name email role active approved',
+  );
   if (!user) return null;
   await upsertRep(em, repFromUser({ ...user, userId: user.id }));
   return em.findOne(Rep, { id, active: true }, { refresh: true });
 }
 
-interface RepRow { id: string; name: string; email: string; active: boolean; approved: boolean; version?: number | null }
+interface RepRow {
+  id: string;
+  name: string;
+  email: string;
+  active: boolean;
+  approved: boolean;
+  version?: number | null;
+}
 
 /** Inserts or refreshes a directory row. */
 export async function upsertRep(em: EntityManager, rep: RepRow): Promise<void> {
@@ -101,8 +115,7 @@ const likePattern = (term: string) => `%${term.replace(/[\\%_]/g, (c) => `\\${c}
  * `SEARCH_TEXT ILIKE '%term%'` selects exactly the rows whose name, email or phone contains the
  * term: one index scan (or one ILIKE per row) instead of three.
  */
-export const SEARCH_TEXT = (alias: string) =>
-  `(${alias}.name || E'\\x01' || coalesce(${alias}.email, '') || E'\\x01' || coalesce(${alias}.phone, ''))`;
+export const SEARCH_TEXT = (alias: string) => `(${alias}.name || E'\\x01' || coalesce(${alias}.email, '') || E'\\x01' || coalesce(${alias}.phone, ''))`;
 const SEARCH_SEPARATOR = '\u0001';
 
 /**

@@ -31,12 +31,23 @@ afterAll(async () => {
 describe('CRUD and validation', () => {
   test('SALES creates a customer assigned to themselves, reads and updates it', async () => {
     const c = await create(alice, {
-      name: '  Acme Corp  ', email: 'info@acme.test', phone: '+1 (555) 123-4567', industry: 'Manufacturing',
-      size: 'LARGE', investmentProfile: 'MODERATE', riskTolerance: 'LOW',
+      name: '  Acme Corp  ',
+      email: 'info@acme.test',
+      phone: '+1 (555) 123-4567',
+      industry: 'Manufacturing',
+      size: 'LARGE',
+      investmentProfile: 'MODERATE',
+      riskTolerance: 'LOW',
     });
     expect(c).toMatchObject({
-      name: 'Acme Corp', email: 'info@acme.test', phone: '+1 (555) 123-4567', industry: 'Manufacturing',
-      size: 'LARGE', investmentProfile: 'MODERATE', riskTolerance: 'LOW', assignedRep: { id: alice.id },
+      name: 'Acme Corp',
+      email: 'info@acme.test',
+      phone: '+1 (555) 123-4567',
+      industry: 'Manufacturing',
+      size: 'LARGE',
+      investmentProfile: 'MODERATE',
+      riskTolerance: 'LOW',
+      assignedRep: { id: alice.id },
     });
     // (the rep's name and email are auth's: e2e/customer-federation.test.ts)
     const read = await alice.gql(`query($id: ID!) { customer(id: $id) { id name assignedRep { id } } }`, { id: c.id });
@@ -49,8 +60,7 @@ describe('CRUD and validation', () => {
 
     // the events are staged in the same transaction, with the changed fields
     const em = customer.runtime.fork();
-    const rows = await em.execute<{ type: string; envelope: { data: { changes?: string[] } } }[]>(
-      `SELECT type, envelope FROM outbox WHERE key = ? ORDER BY created_at`, [c.id]);
+    const rows = await em.execute<{ type: string; envelope: { data: { changes?: string[] } } }[]>(`SELECT type, envelope FROM outbox WHERE key = ? ORDER BY created_at`, [c.id]);
     expect(rows.map((r) => r.type)).toEqual(['customer.created', 'customer.updated']);
     expect(rows[1]!.envelope.data.changes).toEqual(['name', 'email', 'size']);
   });
@@ -220,27 +230,38 @@ describe('search and keyset pages served by indexes', () => {
     expect(p2.data.customers.pageInfo.hasNextPage).toBe(false);
   });
 
-  test('the search expression is the trigram index\'s, the cursor an index condition (EXPLAIN)', async () => {
+  test("the search expression is the trigram index's, the cursor an index condition (EXPLAIN)", async () => {
     const em = customer.runtime.fork();
     const trgm = await em.execute<{ n: number }[]>(`SELECT count(*)::int AS n FROM pg_extension WHERE extname = 'pg_trgm'`);
     const plans: Record<string, string> = {};
     const explain = async (tx: typeof em, sql: string, params: unknown[] = []) =>
       (await tx.execute<{ 'QUERY PLAN': string }[]>(`EXPLAIN ${sql}`, params)).map((r) => r['QUERY PLAN']).join('\n');
     // 5,000 more rows for the planner to weigh (rolled back): on a handful of rows any plan will do
-    await em.transactional(async (tx) => {
-      await tx.execute(`INSERT INTO customers (id, name, email, created_at, updated_at)
+    await em
+      .transactional(async (tx) => {
+        await tx.execute(`INSERT INTO customers (id, name, email, created_at, updated_at)
         SELECT gen_random_uuid(), 'Filler ' || i, 'filler' || i || '@fill.example', now() - i * interval '1 minute', now() FROM generate_series(1, 5000) i`);
-      await tx.execute('ANALYZE customers');
-      await tx.execute('SET LOCAL enable_seqscan = off');
-      if (trgm[0]!.n > 0) {
-        plans.search = await explain(tx, `SELECT t.id FROM customers t WHERE t.deleted_at IS NULL AND ${SEARCH_TEXT('t')} ILIKE '%spanner%'
-          ORDER BY t.created_at DESC, t.id DESC LIMIT 51`);
-      }
-      const at = new Date(Date.now() - 2_000 * 60_000).toISOString();
-      plans.cursor = await explain(tx, `SELECT t.id FROM customers t WHERE t.deleted_at IS NULL AND t.created_at <= ? AND (t.created_at < ? OR (t.created_at = ? AND t.id < ?))
-        ORDER BY t.created_at DESC, t.id DESC LIMIT 51`, [at, at, at, made.span]);
-      throw new Error('roll back');
-    }).catch((err: Error) => { if (err.message !== 'roll back') throw err; });
+        await tx.execute('ANALYZE customers');
+        await tx.execute('SET LOCAL enable_seqscan = off');
+        if (trgm[0]!.n > 0) {
+          plans.search = await explain(
+            tx,
+            `SELECT t.id FROM customers t WHERE t.deleted_at IS NULL AND ${SEARCH_TEXT('t')} ILIKE '%spanner%'
+          ORDER BY t.created_at DESC, t.id DESC LIMIT 51`,
+          );
+        }
+        const at = new Date(Date.now() - 2_000 * 60_000).toISOString();
+        plans.cursor = await explain(
+          tx,
+          `SELECT t.id FROM customers t WHERE t.deleted_at IS NULL AND t.created_at <= ? AND (t.created_at < ? OR (t.created_at = ? AND t.id < ?))
+        ORDER BY t.created_at DESC, t.id DESC LIMIT 51`,
+          [at, at, at, made.span],
+        );
+        throw new Error('roll back');
+      })
+      .catch((err: Error) => {
+        if (err.message !== 'roll back') throw err;
+      });
     if (trgm[0]!.n > 0) expect(plans.search).toContain('customers_search_trgm');
     expect(plans.cursor).toMatch(/Index Cond: \(created_at <= /);
   });
@@ -283,7 +304,7 @@ describe('authorization matrix', () => {
     expect((await alice.gql(GET, { id: 'not-a-uuid' })).data.customer).toBeNull();
   });
 
-  test('customers: SALES list only their own; the others list everyone\'s', async () => {
+  test("customers: SALES list only their own; the others list everyone's", async () => {
     const a = ids(await alice.gql(LIST, { first: 100 }));
     expect(a).toContain(ownedByAlice);
     expect(a).not.toContain(ownedByBob);
@@ -330,8 +351,13 @@ describe('authorization matrix', () => {
     expect(code(await manager.gql(ASSIGN, { id: '00000000-0000-4000-8000-000000000000', repId: bob.id }))).toBe('NOT_FOUND');
     const em = customer.runtime.fork();
     const events = await em.execute<{ envelope: { data: { fromRepId: string; assignedRepId: string } } }[]>(
-      `SELECT envelope FROM outbox WHERE key = ? AND type = 'customer.reassigned' ORDER BY created_at`, [c.id]);
-    expect(events.map((e) => [e.envelope.data.fromRepId, e.envelope.data.assignedRepId])).toEqual([[alice.id, bob.id], [bob.id, alice.id]]);
+      `SELECT envelope FROM outbox WHERE key = ? AND type = 'customer.reassigned' ORDER BY created_at`,
+      [c.id],
+    );
+    expect(events.map((e) => [e.envelope.data.fromRepId, e.envelope.data.assignedRepId])).toEqual([
+      [alice.id, bob.id],
+      [bob.id, alice.id],
+    ]);
   });
 
   test('deleteCustomer: MANAGER/ADMIN only', async () => {
@@ -371,14 +397,20 @@ describe('soft delete', () => {
     // customer.deleted and the first saga step carry the saga id as correlation id
     const em = customer.runtime.fork();
     const rows = await em.execute<{ type: string; key: string; envelope: { correlationId: string; actorId: string; data: Record<string, unknown> } }[]>(
-      `SELECT type, key, envelope FROM outbox WHERE envelope->>'correlationId' = ? ORDER BY created_at, type`, [sagaId]);
+      `SELECT type, key, envelope FROM outbox WHERE envelope->>'correlationId' = ? ORDER BY created_at, type`,
+      [sagaId],
+    );
     const byType = Object.fromEntries(rows.map((r) => [r.type, r]));
     expect(byType['customer.deleted']!.key).toBe(c.id);
     expect(byType['customer.deleted']!.envelope.data).toMatchObject({ customerId: c.id, sagaId, requestedBy: manager.id, assignedRepId: alice.id });
     expect(byType['customer.deleted']!.envelope.actorId).toBe(manager.id);
     expect(byType['customer.saga_step']!.key).toBe(sagaId);
     expect(byType['customer.saga_step']!.envelope.data).toMatchObject({
-      sagaId, sagaType: 'customer-deletion', subjectId: c.id, step: 'customer.soft-delete', status: 'DONE',
+      sagaId,
+      sagaType: 'customer-deletion',
+      subjectId: c.id,
+      step: 'customer.soft-delete',
+      status: 'DONE',
       expectedSteps: ['customer.soft-delete', 'sales-activity.remove-activities', 'opportunity.cancel-requests', 'analytics.archive-notifications'],
     });
   });
@@ -388,7 +420,10 @@ describe('federation', () => {
   test('_entities: the owner and MANAGER get the customer, another SALES user gets null', async () => {
     const c = await create(alice, { name: 'Entity Ltd' });
     const Q = `query($r: [_Any!]!) { _entities(representations: $r) { ... on Customer { id name assignedRep { id } } } }`;
-    const reps = [{ __typename: 'Customer', id: c.id }, { __typename: 'Customer', id: 'not-a-uuid' }];
+    const reps = [
+      { __typename: 'Customer', id: c.id },
+      { __typename: 'Customer', id: 'not-a-uuid' },
+    ];
     const asAlice = await customer.call(alice.identity, Q, { r: reps });
     expect(asAlice.data._entities).toEqual([{ id: c.id, name: 'Entity Ltd', assignedRep: { id: alice.id } }, null]);
     const asBob = await customer.call(bob.identity, Q, { r: reps });

@@ -20,7 +20,11 @@ afterAll(async () => {
   await customer?.stop();
 });
 
-interface OutboxRow { type: string; key: string; envelope: { correlationId: string; causationId: string | null; data: Record<string, any> } }
+interface OutboxRow {
+  type: string;
+  key: string;
+  envelope: { correlationId: string; causationId: string | null; data: Record<string, any> };
+}
 const outbox = (where: string, params: unknown[]) =>
   customer.runtime.fork().execute<OutboxRow[]>(`SELECT type, key, envelope FROM outbox WHERE ${where} ORDER BY created_at, id`, params);
 
@@ -29,7 +33,7 @@ const repOf = async (viewer: TestCaller, id: string) =>
 
 describe('user-deletion saga, step 2', () => {
   // Runs first, while the only SALES users in the directory are the ones it makes.
-  test('a deleted rep\'s customers go to the least-loaded other rep, then unassigned when none is left', async () => {
+  test("a deleted rep's customers go to the least-loaded other rep, then unassigned when none is left", async () => {
     const ann = await newUser(customer, 'SALES', 'Ann Leaving');
     const ben = await newUser(customer, 'SALES', 'Ben Staying');
     // only reps an ADMIN or MANAGER approved receive other reps' customers
@@ -54,7 +58,12 @@ describe('user-deletion saga, step 2', () => {
     }
     const [step] = await outbox(`type = 'customer.saga_step' AND key = ?`, [sagaId]);
     expect(step!.envelope.data).toMatchObject({
-      sagaId, sagaType: 'user-deletion', subjectId: ann.id, step: 'customer.reassign-customers', status: 'DONE', detail: '3 customers reassigned',
+      sagaId,
+      sagaType: 'user-deletion',
+      subjectId: ann.id,
+      step: 'customer.reassign-customers',
+      status: 'DONE',
+      detail: '3 customers reassigned',
     });
 
     // Ann is out of the directory: a MANAGER can no longer assign to her
@@ -134,10 +143,20 @@ describe('rep directory', () => {
 describe('customer-deletion saga compensation', () => {
   /** opportunity.saga_step REFUSED, as the opportunity subgraph publishes it. */
   const refuse = (sagaId: string, customerId: string) =>
-    customer.publish('opportunity.saga_step', sagaId, {
-      sagaId, sagaType: 'customer-deletion', subjectId: customerId, step: 'opportunity.cancel-requests', status: 'REFUSED',
-      detail: 'customer has an APPROVED request from the last 30 days', ends: null,
-    }, { actorId: null, correlationId: sagaId });
+    customer.publish(
+      'opportunity.saga_step',
+      sagaId,
+      {
+        sagaId,
+        sagaType: 'customer-deletion',
+        subjectId: customerId,
+        step: 'opportunity.cancel-requests',
+        status: 'REFUSED',
+        detail: 'customer has an APPROVED request from the last 30 days',
+        ends: null,
+      },
+      { actorId: null, correlationId: sagaId },
+    );
 
   test('opportunity refuses → the customer is restored, customer.restored and customer.restore COMPENSATED (once)', async () => {
     const manager = await newUser(customer, 'MANAGER');

@@ -29,7 +29,10 @@ afterAll(async () => {
   await opp?.stop();
 }, 60_000);
 
-interface Result { data?: any; errors?: { message: string; extensions?: Record<string, unknown> }[] }
+interface Result {
+  data?: any;
+  errors?: { message: string; extensions?: Record<string, unknown> }[];
+}
 const code = (r: Result) => r.errors?.[0]?.extensions?.code;
 const field = (r: Result) => r.errors?.[0]?.extensions?.field;
 
@@ -51,7 +54,11 @@ async function publishCustomerEvent<T extends 'customer.created' | 'customer.upd
 }
 
 const customerData = (id: string, repId: string | null, name = 'Acme') => ({
-  customerId: id, name, assignedRepId: repId, size: null, investmentProfile: null,
+  customerId: id,
+  name,
+  assignedRepId: repId,
+  size: null,
+  investmentProfile: null,
 });
 
 async function refOf(id: string) {
@@ -99,8 +106,15 @@ test('lifecycle: request → approve, with the decision recorded and the events 
   expect(created.errors).toBeUndefined();
   const req = created.data.requestApproval;
   expect(req).toMatchObject({
-    title: 'Volume discount', description: 'For 500 seats', amount: 1250.5, status: 'PENDING',
-    customer: { id: customerId }, requester: { id: sales.id }, approver: null, decidedAt: null, decisionComment: null,
+    title: 'Volume discount',
+    description: 'For 500 seats',
+    amount: 1250.5,
+    status: 'PENDING',
+    customer: { id: customerId },
+    requester: { id: sales.id },
+    approver: null,
+    decidedAt: null,
+    decisionComment: null,
   });
 
   // requester and approver are User references (auth resolves their name and role: e2e/domains.test.ts)
@@ -117,8 +131,16 @@ test('lifecycle: request → approve, with the decision recorded and the events 
 
   const [requested] = await outbox('approval.requested', (d) => d.requestId === req.id);
   expect(requested.data).toEqual({
-    requestId: req.id, customerId, requesterId: sales.id, approverId: null, title: 'Volume discount', amount: 1250.5,
-    status: 'PENDING', comment: null, requestedAt: req.createdAt, decidedAt: null,
+    requestId: req.id,
+    customerId,
+    requesterId: sales.id,
+    approverId: null,
+    title: 'Volume discount',
+    amount: 1250.5,
+    status: 'PENDING',
+    comment: null,
+    requestedAt: req.createdAt,
+    decidedAt: null,
   });
   expect(requested.actorId).toBe(sales.id);
   const decided = await outbox('approval.approved', (d) => d.requestId === req.id);
@@ -239,10 +261,7 @@ test('concurrent approve and reject: exactly one wins, the other is a CONFLICT',
   const customerId = await newCustomer(sales.id);
   for (let i = 0; i < 5; i++) {
     const req = await request(sales, customerId, `Race ${i}`);
-    const [approve, reject] = await Promise.all([
-      manager.gql(APPROVE, { id: req.id, comment: 'yes' }),
-      otherManager.gql(REJECT, { id: req.id, comment: 'no' }),
-    ]);
+    const [approve, reject] = await Promise.all([manager.gql(APPROVE, { id: req.id, comment: 'yes' }), otherManager.gql(REJECT, { id: req.id, comment: 'no' })]);
     const results = [approve, reject];
     const winners = results.filter((r) => !r.errors);
     const losers = results.filter((r) => r.errors);
@@ -253,10 +272,7 @@ test('concurrent approve and reject: exactly one wins, the other is a CONFLICT',
     const winnerId = approve.errors ? otherManager.id : manager.id;
     const final = await sales.gql(GET, { id: req.id });
     expect(final.data.approvalRequest).toMatchObject({ status: winnerStatus, approver: { id: winnerId }, decisionComment: approve.errors ? 'no' : 'yes' });
-    const events = [
-      ...(await outbox('approval.approved', (d) => d.requestId === req.id)),
-      ...(await outbox('approval.rejected', (d) => d.requestId === req.id)),
-    ];
+    const events = [...(await outbox('approval.approved', (d) => d.requestId === req.id)), ...(await outbox('approval.rejected', (d) => d.requestId === req.id))];
     expect(events).toHaveLength(1); // the loser's event rolled back with its update
     expect(events[0].data.status).toBe(winnerStatus);
   }
@@ -283,15 +299,12 @@ test('updateApprovalRequest: the requester only, PENDING only; changes staged as
   expect((await sales.gql(GET, { id: req.id })).data.approvalRequest.title).toBe('Final');
 });
 
-test('updateApprovalRequest racing a decision: the decision\'s event always carries the amount that was decided', async () => {
+test("updateApprovalRequest racing a decision: the decision's event always carries the amount that was decided", async () => {
   const UPDATE = 'mutation($id: ID!, $input: UpdateApprovalRequestInput!) { updateApprovalRequest(id: $id, input: $input) { amount } }';
   const customerId = await newCustomer(sales.id);
   for (let i = 0; i < 5; i++) {
     const req = await request(sales, customerId, `Race ${i}`, { amount: 100 });
-    const [update, approve] = await Promise.all([
-      sales.gql(UPDATE, { id: req.id, input: { amount: 200 } }),
-      manager.gql(APPROVE, { id: req.id }),
-    ]);
+    const [update, approve] = await Promise.all([sales.gql(UPDATE, { id: req.id, input: { amount: 200 } }), manager.gql(APPROVE, { id: req.id })]);
     // whichever lost the race is a CONFLICT and changed nothing (both may succeed when they did not overlap: update, then approve)
     for (const r of [update, approve]) if (r.errors) expect(code(r)).toBe('CONFLICT');
     const final = (await sales.gql(GET, { id: req.id })).data.approvalRequest;
@@ -376,7 +389,9 @@ test('_entities: ApprovalRequest and Customer.approvalRequests show a SALES user
 
   // an unsigned direct call is refused
   const unsigned = await fetch(opp.url, {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: ENTITY, variables: { r: rep } }),
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query: ENTITY, variables: { r: rep } }),
   });
   expect(unsigned.status).toBe(401);
 });
@@ -423,7 +438,7 @@ test('Customer.approvalRequests is batched: the same statement count for 5 and 5
   expect(five.own).toBe(1);
   const fiftyAsManager = await measure(customers, manager);
   expect(fiftyAsManager.own).toBe(1);
-   
+
   console.log(`Customer.approvalRequests statements (fewest raw / own): 5 customers → ${five.raw}/${five.own}, 50 → ${fifty.raw}/${fifty.own}`);
 
   // ApprovalRequest references are batched too
@@ -482,7 +497,14 @@ test('customer-deletion saga: pending requests are cancelled and the step is DON
     const steps = await outbox('opportunity.saga_step', (d) => d.sagaId === sagaId);
     return steps.length > 0 ? steps : null;
   });
-  expect(step.data).toMatchObject({ sagaType: 'customer-deletion', subjectId: customerId, step: 'opportunity.cancel-requests', status: 'DONE', detail: '2 pending requests cancelled', ends: null });
+  expect(step.data).toMatchObject({
+    sagaType: 'customer-deletion',
+    subjectId: customerId,
+    step: 'opportunity.cancel-requests',
+    status: 'DONE',
+    detail: '2 pending requests cancelled',
+    ends: null,
+  });
   expect(step.correlationId).toBe(sagaId);
   expect(step.aggregateId).toBe(sagaId);
 
@@ -518,7 +540,7 @@ test('customer-deletion saga: a request APPROVED within 30 days refuses the step
   expect(await outbox('approval.cancelled', (d) => d.customerId === customerId)).toHaveLength(0);
 });
 
-test('user-deletion saga: the deleted user\'s pending requests are cancelled, step DONE with the saga id', async () => {
+test("user-deletion saga: the deleted user's pending requests are cancelled, step DONE with the saga id", async () => {
   const doomed = opp.user('SALES');
   const customerId = await newCustomer(doomed.id);
   const p1 = await request(doomed, customerId, 'u1');
@@ -558,7 +580,8 @@ onPostgres('one lock order: a decision and the user-deletion cancel on the same 
   const customerId = await newCustomer(requester.id, 'Lock Order Ltd');
   const req = await request(requester, customerId, 'lock order');
   const deadlocks = async () => Number((await sql<{ n: string }>('SELECT deadlocks AS n FROM pg_stat_database WHERE datname = current_database()'))[0]!.n);
-  const waiting = async () => Number((await sql<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`))[0]!.n);
+  const waiting = async () =>
+    Number((await sql<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`))[0]!.n);
   const before = await deadlocks();
 
   // Hold the request's version counter (what an outbox insert takes), so both writers stop at their second lock.
@@ -575,10 +598,13 @@ onPostgres('one lock order: a decision and the user-deletion cancel on the same 
     const answer = await approved;
     expect(answer.errors).toBeUndefined();
     expect(answer.data.approveRequest.status).toBe('APPROVED');
-    const [step] = await eventually(async () => {
-      const steps = await outbox('opportunity.saga_step', (d) => d.sagaId === sagaId);
-      return steps.length > 0 ? steps : null;
-    }, { timeoutMs: 30_000 });
+    const [step] = await eventually(
+      async () => {
+        const steps = await outbox('opportunity.saga_step', (d) => d.sagaId === sagaId);
+        return steps.length > 0 ? steps : null;
+      },
+      { timeoutMs: 30_000 },
+    );
     // the decision committed first (it held the row); the cancel found nothing PENDING
     expect(step.data).toMatchObject({ status: 'DONE', detail: '0 pending requests cancelled' });
     expect(await outbox('approval.cancelled', (d) => d.requestId === req.id)).toHaveLength(0);

@@ -67,16 +67,20 @@ export function newTask(em: EntityManager, data: NewTask): Task {
 
 /** A new task, not yet written (a batch handler inserts several at once). */
 export function taskOf(em: EntityManager, data: NewTask): Task {
-  return em.create(Task, {
-    id: randomUUID(),
-    title: data.title,
-    description: data.description ?? null,
-    priority: data.priority ?? 'MEDIUM',
-    dueAt: data.dueAt ?? null,
-    customerId: data.customerId ?? null,
-    assigneeId: data.assigneeId,
-    createdById: data.createdById,
-  }, { persist: false });
+  return em.create(
+    Task,
+    {
+      id: randomUUID(),
+      title: data.title,
+      description: data.description ?? null,
+      priority: data.priority ?? 'MEDIUM',
+      dueAt: data.dueAt ?? null,
+      customerId: data.customerId ?? null,
+      assigneeId: data.assigneeId,
+      createdById: data.createdById,
+    },
+    { persist: false },
+  );
 }
 
 export const DAY_MS = 86_400_000;

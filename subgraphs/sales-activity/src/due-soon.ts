@@ -34,15 +34,21 @@ export async function runDueSoon(runtime: SubgraphRuntime, now = new Date()): Pr
     if (rows.length === 0) return 0;
     for (const r of rows) {
       const dueAt = new Date(r.due_at).toISOString();
-      runtime.emit(em, 'task.due_soon', r.id, {
-        taskId: r.id,
-        title: r.title,
-        assigneeId: r.assignee_id,
-        customerId: r.customer_id,
-        status: r.status,
-        priority: r.priority,
-        dueAt,
-      }, { actorId: null });
+      runtime.emit(
+        em,
+        'task.due_soon',
+        r.id,
+        {
+          taskId: r.id,
+          title: r.title,
+          assigneeId: r.assignee_id,
+          customerId: r.customer_id,
+          status: r.status,
+          priority: r.priority,
+          dueAt,
+        },
+        { actorId: null },
+      );
     }
     // due_soon_for is bookkeeping, not a change of the task: the version stays as it is
     // a Postgres array literal: MikroORM's formatQuery would expand a JS array into a list

@@ -7,9 +7,7 @@ import { eventually, startTestSubgraph, userData, type TestCaller, type TestSubg
 import { type Envelope, type EventData } from '@crm/events';
 import { salesActivitySubgraph } from '../src';
 import { runDueSoon } from '../src/due-soon';
-import {
-  COMPLETE_TASK, CREATE_TASK, RECORD_MEETING, SA, UPDATE_TASK, code, customerData, publishCustomerEvent, seedCustomer, sql,
-} from './helpers';
+import { COMPLETE_TASK, CREATE_TASK, RECORD_MEETING, SA, UPDATE_TASK, code, customerData, publishCustomerEvent, seedCustomer, sql } from './helpers';
 
 let sa: TestSubgraph;
 let rep: TestCaller;
@@ -24,8 +22,7 @@ afterAll(async () => {
   await sa?.stop();
 });
 
-const outbox = (key: string) =>
-  sql<{ type: string; envelope: Envelope }>(sa, 'select type, envelope from outbox where key = ? order by created_at, id', [key]);
+const outbox = (key: string) => sql<{ type: string; envelope: Envelope }>(sa, 'select type, envelope from outbox where key = ? order by created_at, id', [key]);
 const TASKS_OF = `query($id: ID!) { task(id: $id) { id status } }`;
 
 test('customer.created → directory row and a HIGH "First contact" task for the rep due in 2 days; redelivery changes nothing', async () => {
@@ -70,7 +67,10 @@ test('a burst of customer events in one publish (versions out of order, keys rep
     versioned('customer.reassigned', id, `Burst ${i} v2`, 2),
   ]);
   await sa.deliver(...burst);
-  const refs = () => sql<{ id: string; name: string; version: number }>(sa, 'select id, name, version::int as version from customer_refs where id = any(?::uuid[]) order by name', [`{${ids.join(',')}}`]);
+  const refs = () =>
+    sql<{ id: string; name: string; version: number }>(sa, 'select id, name, version::int as version from customer_refs where id = any(?::uuid[]) order by name', [
+      `{${ids.join(',')}}`,
+    ]);
   await eventually(async () => (await refs()).filter((r) => r.version === 3).length === 3);
   expect((await refs()).map((r) => r.name)).toEqual(['Burst 0 v3', 'Burst 1 v3', 'Burst 2 v3']);
   const tasks = () => sql<{ customer_id: string }>(sa, "select customer_id from tasks where customer_id = any(?::uuid[]) and title like 'First contact:%'", [`{${ids.join(',')}}`]);
@@ -89,7 +89,9 @@ test('customer.updated / reassigned keep the directory current: the new rep may 
   await publishCustomerEvent(sa, 'customer.created', data, rep.id);
   await publishCustomerEvent(sa, 'customer.updated', { ...data, name: 'Hooli XYZ', changes: ['name'] }, rep.id);
   await publishCustomerEvent(sa, 'customer.reassigned', { ...data, name: 'Hooli XYZ', assignedRepId: other.id, fromRepId: rep.id, sagaId: null }, manager.id);
-  await eventually(async () => (await sql<{ assigned_rep_id: string }>(sa, 'select assigned_rep_id from customer_refs where id = ?', [data.customerId]))[0]?.assigned_rep_id === other.id);
+  await eventually(
+    async () => (await sql<{ assigned_rep_id: string }>(sa, 'select assigned_rep_id from customer_refs where id = ?', [data.customerId]))[0]?.assigned_rep_id === other.id,
+  );
   expect((await sql(sa, 'select name from customer_refs where id = ?', [data.customerId]))[0]).toEqual({ name: 'Hooli XYZ' });
   const input = { customerId: data.customerId, startsAt: '2026-11-10T10:00:00Z', summary: 'Hi' };
   expect((await other.gql(RECORD_MEETING, { input })).errors).toBeUndefined();
@@ -106,7 +108,12 @@ test('customer-deletion saga: activities hidden by the saga, step DONE; restore 
 
   const step = await eventually(async () => (await outbox(sagaId)).find((e) => e.type === 'sales-activity.saga_step'));
   expect(step.envelope.data).toMatchObject({
-    sagaId, sagaType: 'customer-deletion', subjectId: customerId, step: 'sales-activity.remove-activities', status: 'DONE', ends: null,
+    sagaId,
+    sagaType: 'customer-deletion',
+    subjectId: customerId,
+    step: 'sales-activity.remove-activities',
+    status: 'DONE',
+    ends: null,
   });
   expect(step.envelope.correlationId).toBe(sagaId);
   // hidden from every read, for everyone
@@ -126,7 +133,9 @@ test('customer-deletion saga: activities hidden by the saga, step DONE; restore 
   await eventually(async () => (await outbox(otherSaga)).length === 1);
   expect((await manager.gql(Q, { t: task, m: meeting })).data.task).toBeNull();
   await publishCustomerEvent(sa, 'customer.restored', { ...data, sagaId }, manager.id, sagaId);
-  const restored = await eventually(async () => (await outbox(sagaId)).find((e) => e.envelope.data && (e.envelope.data as { step?: string }).step === 'sales-activity.restore-activities'));
+  const restored = await eventually(async () =>
+    (await outbox(sagaId)).find((e) => e.envelope.data && (e.envelope.data as { step?: string }).step === 'sales-activity.restore-activities'),
+  );
   expect(restored.envelope.data).toMatchObject({ status: 'COMPENSATED', ends: 'COMPENSATED', sagaType: 'customer-deletion', subjectId: customerId });
   const back = await rep.gql(Q, { t: task, m: meeting });
   expect(back.data.task).toEqual({ id: task });
@@ -169,13 +178,28 @@ test('approval.approved → a "Follow up" task for the requester, linked to the 
   const customerId = await seedCustomer(sa, 'Wonka', rep.id);
   const requestId = randomUUID();
   const data: EventData<'approval.approved'> = {
-    requestId, customerId, requesterId: rep.id, approverId: manager.id, title: 'Discount 10%', amount: 1200, status: 'APPROVED',
-    comment: 'ok', requestedAt: new Date(Date.now() - 3_600_000).toISOString(), decidedAt: new Date().toISOString(),
+    requestId,
+    customerId,
+    requesterId: rep.id,
+    approverId: manager.id,
+    title: 'Discount 10%',
+    amount: 1200,
+    status: 'APPROVED',
+    comment: 'ok',
+    requestedAt: new Date(Date.now() - 3_600_000).toISOString(),
+    decidedAt: new Date().toISOString(),
   };
   const env = await sa.publish('approval.approved', requestId, data, { actorId: manager.id });
-  const row = await eventually(async () =>
-    (await sql<{ id: string; title: string; assignee_id: string; customer_id: string; due_at: Date; priority: string }>(
-      sa, `select * from tasks where customer_id = ? and title like 'Follow up:%'`, [customerId]))[0]);
+  const row = await eventually(
+    async () =>
+      (
+        await sql<{ id: string; title: string; assignee_id: string; customer_id: string; due_at: Date; priority: string }>(
+          sa,
+          `select * from tasks where customer_id = ? and title like 'Follow up:%'`,
+          [customerId],
+        )
+      )[0],
+  );
   expect(row).toMatchObject({ title: 'Follow up: Discount 10%', assignee_id: rep.id, customer_id: customerId, priority: 'MEDIUM' });
   expect(new Date(row.due_at).getTime() - new Date(env.occurredAt).getTime()).toBe(3 * 86_400_000);
   expect((await rep.gql(TASKS_OF, { id: row.id })).data.task).toEqual({ id: row.id, status: 'TODO' });
@@ -185,8 +209,7 @@ test('approval.approved → a "Follow up" task for the requester, linked to the 
 test('due-soon job: one task.due_soon per task per due date however often it runs; a new due date re-arms it', async () => {
   const runtime = sa.runtime;
   const inHours = (h: number) => new Date(Date.now() + h * 3_600_000).toISOString();
-  const create = async (title: string, dueAt: string | null) =>
-    (await rep.gql(CREATE_TASK, { input: { title, dueAt } })).data.createTask.id as string;
+  const create = async (title: string, dueAt: string | null) => (await rep.gql(CREATE_TASK, { input: { title, dueAt } })).data.createTask.id as string;
   const soon = await create('soon', inHours(2));
   const later = await create('later', inHours(48));
   const undated = await create('undated', null);

@@ -73,7 +73,11 @@ test('_entities: Task, Meeting, Customer and User filtered per caller', async ()
 
   // a SALES user with nothing on the customer gets none of its tasks
   const stranger = sa.user('SALES');
-  const none = await sa.call(stranger.identity, `query($r: [_Any!]!) { _entities(representations: $r) { ... on Customer { tasks { totalCount edges { node { id } } } meetings { totalCount } } } }`, { r: [{ __typename: 'Customer', id: customerId }] });
+  const none = await sa.call(
+    stranger.identity,
+    `query($r: [_Any!]!) { _entities(representations: $r) { ... on Customer { tasks { totalCount edges { node { id } } } meetings { totalCount } } } }`,
+    { r: [{ __typename: 'Customer', id: customerId }] },
+  );
   expect(none.errors).toBeUndefined();
   expect(none.data._entities[0]).toEqual({ tasks: { totalCount: 0, edges: [] }, meetings: { totalCount: 0 } });
 
@@ -135,7 +139,7 @@ test('statement count of _entities Customer { meetings tasks } is the same for 5
   for (const who of [manager, repA]) {
     const five = await measure(5, who);
     const fifty = await measure(50, who);
-     
+
     console.log(`_entities Customer{meetings tasks} statements (${who.role}): 5 → ${five.own} (statementCount delta ${five.raw}), 50 → ${fifty.own} (delta ${fifty.raw})`);
     expect(fifty.raw).toBe(five.raw);
     expect(five.raw).toBe(2); // one windowed query for meetings, one for tasks

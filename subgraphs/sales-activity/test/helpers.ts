@@ -12,9 +12,7 @@ export const sql = <T = Record<string, unknown>>(sa: TestSubgraph, query: string
 type CustomerEvent = 'customer.created' | 'customer.updated' | 'customer.reassigned' | 'customer.deleted' | 'customer.restored';
 
 /** Publishes a customer.* event as the customer subgraph would. */
-export async function publishCustomerEvent<T extends CustomerEvent>(
-  sa: TestSubgraph, type: T, data: EventData<T>, actorId: string | null, correlationId?: string,
-): Promise<void> {
+export async function publishCustomerEvent<T extends CustomerEvent>(sa: TestSubgraph, type: T, data: EventData<T>, actorId: string | null, correlationId?: string): Promise<void> {
   await sa.publish(type, data.customerId, data, { actorId, ...(correlationId ? { correlationId } : {}) });
 }
 

@@ -6,9 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/testing';
 import { salesActivitySubgraph } from '../src';
-import {
-  COMPLETE_TASK, CREATE_TASK, RECORD_MEETING, UPDATE_TASK, code, publishCustomerEvent, customerData, seedCustomer, sql,
-} from './helpers';
+import { COMPLETE_TASK, CREATE_TASK, RECORD_MEETING, UPDATE_TASK, code, publishCustomerEvent, customerData, seedCustomer, sql } from './helpers';
 
 let sa: TestSubgraph;
 let sales: TestCaller;
@@ -67,7 +65,11 @@ describe('meetings', () => {
     expect((await sales.gql(UPDATE, { id: m.id, input: { summary: 'Demo' } })).data.updateMeeting.summary).toBe('Demo');
     const r = await manager.gql(UPDATE, { id: m.id, input: { summary: 'Demo, part 1', nextAction: null } });
     expect(r.data.updateMeeting).toEqual({ id: m.id, summary: 'Demo, part 1', startsAt: '2026-11-21T10:00:00.000Z', nextAction: null });
-    const updated = await sql<{ type: string; envelope: { data: { changes?: string[]; summary: string } } }>(sa, `select type, envelope from outbox where key = ? order by created_at`, [m.id]);
+    const updated = await sql<{ type: string; envelope: { data: { changes?: string[]; summary: string } } }>(
+      sa,
+      `select type, envelope from outbox where key = ? order by created_at`,
+      [m.id],
+    );
     expect(updated.map((e) => e.type)).toEqual(['meeting.created', 'meeting.updated']);
     expect(updated[1]!.envelope.data).toMatchObject({ summary: 'Demo, part 1', changes: ['summary', 'nextAction'] });
 
@@ -102,7 +104,8 @@ describe('meetings', () => {
     await publishCustomerEvent(sa, 'customer.created', gone, sales.id);
     await publishCustomerEvent(sa, 'customer.deleted', { ...gone, sagaId: randomUUID(), requestedBy: manager.id }, manager.id);
     await import('@crm/testing').then(({ eventually }) =>
-      eventually(async () => (await sql<{ deleted: boolean }>(sa, 'select deleted from customer_refs where id = ?', [gone.customerId]))[0]?.deleted === true));
+      eventually(async () => (await sql<{ deleted: boolean }>(sa, 'select deleted from customer_refs where id = ?', [gone.customerId]))[0]?.deleted === true),
+    );
     const deleted = await manager.gql(RECORD_MEETING, { input: { ...base, customerId: gone.customerId } });
     expect(code(deleted)).toBe('NOT_FOUND');
     const task = await manager.gql(CREATE_TASK, { input: { title: 't', customerId: gone.customerId } });
@@ -116,8 +119,13 @@ describe('task lifecycle', () => {
     const r = await createTask(sales, { title: '  Prepare offer ', customerId, dueAt: '2026-12-01T09:00:00Z' });
     expect(r.errors).toBeUndefined();
     expect(r.data.createTask).toMatchObject({
-      title: 'Prepare offer', status: 'TODO', priority: 'MEDIUM', dueAt: '2026-12-01T09:00:00.000Z', completedAt: null,
-      customer: { id: customerId }, assignee: { id: sales.id },
+      title: 'Prepare offer',
+      status: 'TODO',
+      priority: 'MEDIUM',
+      dueAt: '2026-12-01T09:00:00.000Z',
+      completedAt: null,
+      customer: { id: customerId },
+      assignee: { id: sales.id },
     });
     const events = await sql<{ type: string }>(sa, 'select type from outbox where key = ?', [r.data.createTask.id]);
     expect(events.map((e) => e.type)).toEqual(['task.created']);
@@ -249,7 +257,9 @@ describe('authorization', () => {
     expect((await sales.gql(Q, { t: mine, m: meeting })).data.task.id).toBe(mine);
 
     // User.tasks / Customer.tasks / Customer.meetings of others: empty for SALES
-    const nested = await sales.gql(`query($t: ID!) { task(id: $t) { assignee { id tasks { totalCount } } customer { id tasks { totalCount } meetings { totalCount } } } }`, { t: mine });
+    const nested = await sales.gql(`query($t: ID!) { task(id: $t) { assignee { id tasks { totalCount } } customer { id tasks { totalCount } meetings { totalCount } } } }`, {
+      t: mine,
+    });
     expect(nested.errors).toBeUndefined();
     expect(nested.data.task.assignee.tasks.totalCount).toBeGreaterThan(0);
   });

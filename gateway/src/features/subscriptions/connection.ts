@@ -34,17 +34,11 @@ export const CLOSE = {
   restart: 1012,
 } as const;
 
-export type ConnectionAuth =
-  | { ok: true; identity: Identity; expiresAt: number; tokenVersion: number }
-  | { ok: false; code: number; reason: string };
+export type ConnectionAuth = { ok: true; identity: Identity; expiresAt: number; tokenVersion: number } | { ok: false; code: number; reason: string };
 
 const refuse = (code: number, reason: string): ConnectionAuth => ({ ok: false, code, reason });
 
-export function authenticateConnection(
-  params: Readonly<Record<string, unknown>> | undefined,
-  request: IncomingMessage | undefined,
-  config: PlatformConfig,
-): ConnectionAuth {
+export function authenticateConnection(params: Readonly<Record<string, unknown>> | undefined, request: IncomingMessage | undefined, config: PlatformConfig): ConnectionAuth {
   const fromPayload = params?.authorization ?? params?.Authorization;
   const fromHeader = request?.headers.authorization;
   const candidates = [fromPayload, fromHeader].filter((v) => v !== undefined && v !== null && v !== '');

@@ -204,7 +204,8 @@ export class LiveHub {
         perUser.set(group.identity.userId, n);
         if (n > this.perUserPerEvent) {
           this.stats.dropped += group.members.size;
-          if (n === this.perUserPerEvent + 1) this.logger.warn({ userId: group.identity.userId, eventId: event.id }, 'live: too many distinct subscriptions of one user for one event; the rest skipped');
+          if (n === this.perUserPerEvent + 1)
+            this.logger.warn({ userId: group.identity.userId, eventId: event.id }, 'live: too many distinct subscriptions of one user for one event; the rest skipped');
           continue;
         }
         work.push(() => this.deliver(group, entityId, event));

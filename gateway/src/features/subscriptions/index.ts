@@ -179,18 +179,29 @@ export function useSubscriptions({ config, logger, bus, revocations }: FeatureOp
             const state = connections.get(ctx.extra.socket);
             if (!state) return [new GraphQLError('Unauthorized', { extensions: { code: 'UNAUTHENTICATED' } })];
             if (state.queues.size >= config.SUBSCRIPTIONS_PER_CONNECTION) {
-              return [new GraphQLError(`At most ${config.SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection (SUBSCRIPTIONS_PER_CONNECTION)`, { extensions: { code: 'BAD_USER_INPUT' } })];
+              return [
+                new GraphQLError(`At most ${config.SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection (SUBSCRIPTIONS_PER_CONNECTION)`, {
+                  extensions: { code: 'BAD_USER_INPUT' },
+                }),
+              ];
             }
             if (!liveHub.consuming()) {
               // Kafka is away: say so at once instead of leaving the client waiting for nothing.
-              return [new GraphQLError('Live updates are unavailable right now: the event stream cannot be reached. Try again shortly.', { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
+              return [
+                new GraphQLError('Live updates are unavailable right now: the event stream cannot be reached. Try again shortly.', { extensions: { code: 'SERVICE_UNAVAILABLE' } }),
+              ];
             }
             // Every client rule, as over HTTP (the same pipeline, the same errors): limits, validation,
             // trusted documents, cost and the rate-limit budget. Nothing of it is repeated here.
             const context = await deps.contextFor(ctx.extra.request, state.identity);
             context.tokenVersion = state.tokenVersion;
             const checked = await deps.checkOperation(
-              { query: payload.query, ...(payload.operationName ? { operationName: payload.operationName } : {}), ...(payload.variables ? { variables: payload.variables } : {}), ...(payload.extensions ? { extensions: payload.extensions } : {}) },
+              {
+                query: payload.query,
+                ...(payload.operationName ? { operationName: payload.operationName } : {}),
+                ...(payload.variables ? { variables: payload.variables } : {}),
+                ...(payload.extensions ? { extensions: payload.extensions } : {}),
+              },
               context,
               { only: OperationTypeNode.SUBSCRIPTION, refusal: ONLY_SUBSCRIPTIONS },
             );
@@ -198,7 +209,7 @@ export function useSubscriptions({ config, logger, bus, revocations }: FeatureOp
             const schema: GraphQLSchema | undefined = deps.apiSchema();
             if (!schema) return [new GraphQLError('The supergraph is not loaded yet', { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
             const live = prepareLiveOperation(schema, checked, payload.variables, state.identity);
-            if (!('shareKey' in live)) return config.production ? live.map(withoutSuggestions) : (live);
+            if (!('shareKey' in live)) return config.production ? live.map(withoutSuggestions) : live;
             const op = live;
             // A resumed subscription: its `after` must name one of the subscriber's own entities (checked
             // by the owning subgraph; else BAD_USER_INPUT, and nothing is subscribed).

@@ -13,10 +13,20 @@
  */
 import { createHash } from 'node:crypto';
 import {
-  getArgumentValues, getVariableValues,
-  GraphQLError, Kind, print, validate,
-  type DefinitionNode, type DocumentNode, type FieldNode, type FragmentDefinitionNode, type GraphQLSchema,
-  type OperationDefinitionNode, type SelectionSetNode, type ValueNode,
+  getArgumentValues,
+  getVariableValues,
+  GraphQLError,
+  Kind,
+  print,
+  validate,
+  type DefinitionNode,
+  type DocumentNode,
+  type FieldNode,
+  type FragmentDefinitionNode,
+  type GraphQLSchema,
+  type OperationDefinitionNode,
+  type SelectionSetNode,
+  type ValueNode,
 } from 'graphql';
 import type { Identity } from '@crm/runtime';
 import type { Checked, InternalOperation } from '../../pipeline';
@@ -151,7 +161,12 @@ function compile(schema: GraphQLSchema, document: DocumentNode, operation: Opera
   if (queryErrors.length > 0) return queryErrors;
   const entityVariables = (query.variableDefinitions ?? []).map((v) => v.variable.name.value).filter((n) => n !== ENTITY_ID_VAR);
   const printed = print(queryDocument);
-  const entity: InternalOperation = { document: queryDocument, query: printed, queryHash: createHash('sha256').update(printed).digest('hex'), ...(operation.name ? { operationName: operation.name.value } : {}) };
+  const entity: InternalOperation = {
+    document: queryDocument,
+    query: printed,
+    queryHash: createHash('sha256').update(printed).digest('hex'),
+    ...(operation.name ? { operationName: operation.name.value } : {}),
+  };
   return { operation, field, responseKey, entity, root, entityVariables };
 }
 

@@ -35,7 +35,10 @@ export async function resolveEntity(
   // logged, and delivered as the error it is.
   const faults = errors?.filter((e) => !HIDDEN.has(String(e.extensions?.code))) ?? [];
   if (faults.length > 0) {
-    logger?.warn({ userId: identity.userId, entityId, errors: faults.map((e) => ({ message: e.message, code: e.extensions?.code })) }, 'live: resolving an event for a subscriber failed');
+    logger?.warn(
+      { userId: identity.userId, entityId, errors: faults.map((e) => ({ message: e.message, code: e.extensions?.code })) },
+      'live: resolving an event for a subscriber failed',
+    );
   }
   return {
     data: (data ?? null) as ExecutionResult['data'],

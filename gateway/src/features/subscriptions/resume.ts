@@ -150,7 +150,7 @@ export class ResumableFeed {
         if (this.closed || queue.closed) return;
         const result = await withTimeout(this.options.resolve(op, identity, position.id), this.options.resolveTimeoutMs);
         // No entity and errors (a subgraph away): retried, never skipped. Partial data goes out as a live event's would.
-        if (result?.errors?.length && (result.data)?.[op.responseKey] == null) {
+        if (result?.errors?.length && result.data?.[op.responseKey] == null) {
           throw unavailable(result.errors.map((e) => e.message).join('; '));
         }
         if (result) {

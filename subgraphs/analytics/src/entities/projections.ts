@@ -12,8 +12,15 @@ export const UserRef = defineRow({
     id: p.text().primary(),
     name: p.text(),
     role: p.text(),
-    active: p.boolean().default(true).onCreate(() => true),
-    updatedAt: p.datetime().fieldName('updated_at').defaultRaw('now()').onCreate(() => new Date()),
+    active: p
+      .boolean()
+      .default(true)
+      .onCreate(() => true),
+    updatedAt: p
+      .datetime()
+      .fieldName('updated_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date()),
   },
 });
 export type UserRef = InferEntity<typeof UserRef>;
@@ -26,7 +33,10 @@ export const CustomerFact = defineRow({
     size: p.text().nullable(),
     investmentProfile: p.text().nullable().fieldName('investment_profile'),
     assignedRepId: p.text().nullable().fieldName('assigned_rep_id'),
-    deleted: p.boolean().default(false).onCreate(() => false),
+    deleted: p
+      .boolean()
+      .default(false)
+      .onCreate(() => false),
     createdAt: p.datetime().fieldName('created_at'),
   },
 });

@@ -11,7 +11,11 @@ export const Saga = defineRow({
     id: p.text().primary(),
     type: p.text(),
     subjectId: p.text().fieldName('subject_id'),
-    status: p.text().$type<SagaStatus>().default('RUNNING').onCreate((): SagaStatus => 'RUNNING'),
+    status: p
+      .text()
+      .$type<SagaStatus>()
+      .default('RUNNING')
+      .onCreate((): SagaStatus => 'RUNNING'),
     startedAt: p.datetime().fieldName('started_at'),
     endedAt: p.datetime().nullable().fieldName('ended_at'),
     expectedSteps: p.json<string[]>().nullable().fieldName('expected_steps'),
@@ -20,7 +24,11 @@ export const Saga = defineRow({
     /** The REFUSED step event still waiting for requestedBy before its SYSTEM notification. */
     refusedEventId: p.uuid().nullable().fieldName('refused_event_id'),
     refusedDetail: p.text().nullable().fieldName('refused_detail'),
-    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
+    createdAt: p
+      .datetime()
+      .fieldName('created_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date()),
   },
 });
 export type Saga = InferEntity<typeof Saga>;
@@ -36,7 +44,11 @@ export const SagaStep = defineRow({
     at: p.datetime(),
     detail: p.text().nullable(),
     ends: p.text().nullable(),
-    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
+    createdAt: p
+      .datetime()
+      .fieldName('created_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date()),
   },
 });
 export type SagaStep = InferEntity<typeof SagaStep>;

@@ -11,7 +11,19 @@
  * back (notification.events) re-applies it, which is a no-op (all writes are upserts).
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { EVENTS, isEvent, roundsByKey, type BatchHandler, type Envelope, type EventData, type EventHandler, type EventHandlers, type EventType, type HandlerContext, type SagaStepData } from '@crm/events';
+import {
+  EVENTS,
+  isEvent,
+  roundsByKey,
+  type BatchHandler,
+  type Envelope,
+  type EventData,
+  type EventHandler,
+  type EventHandlers,
+  type EventType,
+  type HandlerContext,
+  type SagaStepData,
+} from '@crm/events';
 import { isUuid, managers, notificationCreated, notify, notifyAll, type NewNotification } from '../notify';
 import { applySagaStep, upsertSaga } from '../sagas';
 
@@ -97,13 +109,26 @@ function assignedNotice(event: Envelope<'customer.created' | 'customer.reassigne
 const customerFacts: BatchHandler<'customer.created' | 'customer.updated' | 'customer.reassigned' | 'customer.restored'> = {
   async applyBatch(events, ctx) {
     for (const round of roundsByKey(events, (e) => e.data.customerId)) {
-      await upsertCustomerFacts(ctx.em, round.filter((e) => e.type === 'customer.created' || e.type === 'customer.restored'), false);
-      await upsertCustomerFacts(ctx.em, round.filter((e) => e.type === 'customer.updated' || e.type === 'customer.reassigned'), null);
+      await upsertCustomerFacts(
+        ctx.em,
+        round.filter((e) => e.type === 'customer.created' || e.type === 'customer.restored'),
+        false,
+      );
+      await upsertCustomerFacts(
+        ctx.em,
+        round.filter((e) => e.type === 'customer.updated' || e.type === 'customer.reassigned'),
+        null,
+      );
     }
     bump(ctx, 'customers');
     const notices = events.flatMap((e) => (isEvent(e, 'customer.created') || isEvent(e, 'customer.reassigned') ? [assignedNotice(e)] : [])).filter((n) => n !== null);
     for (const n of await notifyAll(ctx.em, notices)) {
-      ctx.emit(events.find((e) => e.id === n.sourceEventId)!, 'notification.created', n.id, notificationCreated(n));
+      ctx.emit(
+        events.find((e) => e.id === n.sourceEventId)!,
+        'notification.created',
+        n.id,
+        notificationCreated(n),
+      );
     }
     for (const e of events) {
       if (isEvent(e, 'customer.reassigned') && !e.data.assignedRepId && e.data.fromRepId) {
@@ -237,18 +262,25 @@ const taskFacts: BatchHandler<FactType> = {
       );
     }
     bump(ctx, 'tasks');
-    const notices = events.filter((e) => e.type === 'task.created' && e.data.assigneeId !== e.actorId).map((e): NewNotification => ({
-      recipientId: e.data.assigneeId,
-      type: 'TASK_ASSIGNED',
-      title: `New task for you: ${e.data.title}`,
-      body: e.data.dueAt ? `Due ${e.data.dueAt}` : null,
-      entityType: 'Task',
-      entityId: e.data.taskId,
-      customerId: e.data.customerId,
-      sourceEventId: e.id,
-    }));
+    const notices = events
+      .filter((e) => e.type === 'task.created' && e.data.assigneeId !== e.actorId)
+      .map((e): NewNotification => ({
+        recipientId: e.data.assigneeId,
+        type: 'TASK_ASSIGNED',
+        title: `New task for you: ${e.data.title}`,
+        body: e.data.dueAt ? `Due ${e.data.dueAt}` : null,
+        entityType: 'Task',
+        entityId: e.data.taskId,
+        customerId: e.data.customerId,
+        sourceEventId: e.id,
+      }));
     for (const n of await notifyAll(ctx.em, notices)) {
-      ctx.emit(events.find((e) => e.id === n.sourceEventId)!, 'notification.created', n.id, notificationCreated(n));
+      ctx.emit(
+        events.find((e) => e.id === n.sourceEventId)!,
+        'notification.created',
+        n.id,
+        notificationCreated(n),
+      );
     }
   },
 };
@@ -306,11 +338,7 @@ async function sagaStep(ctx: StepCtx) {
   }
 }
 
-async function deletionRefused(
-  ctx: HandlerContext<EventType>,
-  recipientId: string,
-  saga: { refused_event_id: string; refused_detail: string | null; subject_id: string },
-) {
+async function deletionRefused(ctx: HandlerContext<EventType>, recipientId: string, saga: { refused_event_id: string; refused_detail: string | null; subject_id: string }) {
   await notify(ctx.em, ctx.emit, {
     recipientId,
     type: 'SYSTEM',
@@ -332,10 +360,7 @@ const specific: EventHandlers = {
     await upsertUser(ctx, false);
     const d = ctx.event.data;
     const archived = isUuid(d.userId)
-      ? await ctx.em.execute<{ id: string }[]>(
-        'UPDATE notifications SET archived_at = ? WHERE recipient_id = ? AND archived_at IS NULL RETURNING id',
-        [at(ctx), d.userId],
-      )
+      ? await ctx.em.execute<{ id: string }[]>('UPDATE notifications SET archived_at = ? WHERE recipient_id = ? AND archived_at IS NULL RETURNING id', [at(ctx), d.userId])
       : [];
     await upsertSaga(ctx.em, { id: d.sagaId, type: 'user-deletion', subjectId: d.userId, at: at(ctx) });
     const step: SagaStepData = {

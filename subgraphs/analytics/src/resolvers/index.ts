@@ -6,9 +6,7 @@ import { byIdLoader, groupLoader, paginate } from '@crm/database';
 import { parseInput, requireRole, requireUser, scalarResolvers, type Identity, type RequestContext, type Role } from '@crm/runtime';
 import { Notification, Saga, SagaStep } from '../entities';
 import { isUuid } from '../notify';
-import {
-  approvalStats, cacheFor, cachedReport, customerStats, eventMetrics, salesSummary, taskCompletion,
-} from '../reports';
+import { approvalStats, cacheFor, cachedReport, customerStats, eventMetrics, salesSummary, taskCompletion } from '../reports';
 
 export interface AnalyticsLoaders {
   /** The caller's own, not archived nor deleted, notifications by id (others' are null). */
@@ -34,22 +32,23 @@ type Ctx = RequestContext<AnalyticsLoaders>;
 const READERS: Role[] = ['ADMIN', 'MANAGER', 'COMPLIANCE'];
 
 const dateArg = z.coerce.date();
-const window = z
-  .object({ from: dateArg.nullish(), to: dateArg.nullish() })
+const window = z.object({ from: dateArg.nullish(), to: dateArg.nullish() }).refine((w) => !w.from || !w.to || w.from <= w.to, { message: 'must not be before from', path: ['to'] });
+const requiredWindow = z.object({ from: dateArg, to: dateArg }).refine((w) => w.from <= w.to, { message: 'must not be before from', path: ['to'] });
+const taskArgs = z
+  .object({
+    from: dateArg.nullish(),
+    to: dateArg.nullish(),
+    assigneeId: z.string().trim().min(1).max(100).nullish(),
+  })
   .refine((w) => !w.from || !w.to || w.from <= w.to, { message: 'must not be before from', path: ['to'] });
-const requiredWindow = z
-  .object({ from: dateArg, to: dateArg })
-  .refine((w) => w.from <= w.to, { message: 'must not be before from', path: ['to'] });
-const taskArgs = z.object({
-  from: dateArg.nullish(),
-  to: dateArg.nullish(),
-  assigneeId: z.string().trim().min(1).max(100).nullish(),
-}).refine((w) => !w.from || !w.to || w.from <= w.to, { message: 'must not be before from', path: ['to'] });
 
 const livePositionsArgs = z
   .object({
     after: z.string().max(100).nullish(),
-    afterSeq: z.string().regex(/^\d{1,18}$/, 'must be a seq this query returned').nullish(),
+    afterSeq: z
+      .string()
+      .regex(/^\d{1,18}$/, 'must be a seq this query returned')
+      .nullish(),
     first: z.number().int().min(1).max(500),
   })
   .refine((a) => (a.after != null) !== (a.afterSeq != null), { message: 'give exactly one of after and afterSeq', path: ['after'] });
@@ -83,7 +82,11 @@ export const resolvers = {
             )
           : [];
         // Someone else's and an unknown id answer alike: no one learns which ids exist.
-        if (!row) throw badInput(`after: ${a.after.slice(0, 64)} is not one of your notifications (resume with the id of a notification you received, or subscribe without after)`, 'after');
+        if (!row)
+          throw badInput(
+            `after: ${a.after.slice(0, 64)} is not one of your notifications (resume with the id of a notification you received, or subscribe without after)`,
+            'after',
+          );
         from = row.seq;
       } else {
         from = a.afterSeq!;
@@ -101,8 +104,14 @@ export const resolvers = {
     salesSummary: async (_: unknown, args: { from: unknown; to: unknown }, ctx: Ctx) => {
       requireRole(ctx.identity, ...READERS);
       const w = parseInput(requiredWindow, args);
-      return cachedReport(ctx.em, cacheFor(ctx.config, ctx.logger), 'salesSummary', ['customers', 'meetings', 'tasks', 'approvals'],
-        { from: w.from.toISOString(), to: w.to.toISOString() }, () => salesSummary(ctx.em, w.from, w.to));
+      return cachedReport(
+        ctx.em,
+        cacheFor(ctx.config, ctx.logger),
+        'salesSummary',
+        ['customers', 'meetings', 'tasks', 'approvals'],
+        { from: w.from.toISOString(), to: w.to.toISOString() },
+        () => salesSummary(ctx.em, w.from, w.to),
+      );
     },
     customerStats: async (_: unknown, __: unknown, ctx: Ctx) => {
       requireRole(ctx.identity, ...READERS);
@@ -111,15 +120,21 @@ export const resolvers = {
     approvalStats: async (_: unknown, args: { from?: unknown; to?: unknown }, ctx: Ctx) => {
       requireRole(ctx.identity, ...READERS);
       const w = parseInput(window, args);
-      return cachedReport(ctx.em, cacheFor(ctx.config, ctx.logger), 'approvalStats', ['approvals'],
-        { from: isoOrNull(w.from), to: isoOrNull(w.to) }, () => approvalStats(ctx.em, w.from ?? null, w.to ?? null));
+      return cachedReport(ctx.em, cacheFor(ctx.config, ctx.logger), 'approvalStats', ['approvals'], { from: isoOrNull(w.from), to: isoOrNull(w.to) }, () =>
+        approvalStats(ctx.em, w.from ?? null, w.to ?? null),
+      );
     },
     taskCompletionRate: async (_: unknown, args: { from?: unknown; to?: unknown; assigneeId?: unknown }, ctx: Ctx) => {
       requireRole(ctx.identity, ...READERS);
       const w = parseInput(taskArgs, args);
-      return cachedReport(ctx.em, cacheFor(ctx.config, ctx.logger), 'taskCompletionRate', ['tasks'],
+      return cachedReport(
+        ctx.em,
+        cacheFor(ctx.config, ctx.logger),
+        'taskCompletionRate',
+        ['tasks'],
         { from: isoOrNull(w.from), to: isoOrNull(w.to), assigneeId: w.assigneeId ?? null },
-        () => taskCompletion(ctx.em, w.from ?? null, w.to ?? null, w.assigneeId ?? null));
+        () => taskCompletion(ctx.em, w.from ?? null, w.to ?? null, w.assigneeId ?? null),
+      );
     },
     eventMetrics: async (_: unknown, __: unknown, ctx: Ctx) => {
       requireRole(ctx.identity, ...READERS);
@@ -150,9 +165,7 @@ export const resolvers = {
       // Someone else's, an archived one, one deleted already and an unknown id are alike: NOT_FOUND, nothing deleted.
       // A soft delete: gone from every read, list and count of the user, but its row (and `seq`) stays so
       // the id still works as notificationAdded(after:) — a client's last received id may be this one.
-      const deleted = isUuid(id)
-        ? await ctx.em.nativeUpdate(Notification, { id, recipientId: me.userId, archivedAt: null, deletedAt: null }, { deletedAt: new Date() })
-        : 0;
+      const deleted = isUuid(id) ? await ctx.em.nativeUpdate(Notification, { id, recipientId: me.userId, archivedAt: null, deletedAt: null }, { deletedAt: new Date() }) : 0;
       if (deleted !== 1) throw notFound('Notification', id);
       return id;
     },
@@ -184,4 +197,3 @@ export const resolvers = {
     },
   },
 };
-

@@ -10,7 +10,11 @@ export const AuditEntry = defineRow({
     action: p.text(),
     entityType: p.text().fieldName('entity_type'),
     entityId: p.text().nullable().fieldName('entity_id'),
-    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
+    createdAt: p
+      .datetime()
+      .fieldName('created_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date()),
     details: p.json<Record<string, unknown>>().nullable(),
     /** The domain event this entry came from, if any (unique: one entry per event). */
     eventId: p.uuid().nullable().fieldName('event_id'),

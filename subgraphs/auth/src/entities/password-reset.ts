@@ -11,7 +11,11 @@ export const PasswordResetToken = defineRow({
     tokenHash: p.text().fieldName('token_hash'),
     expiresAt: p.datetime().fieldName('expires_at'),
     usedAt: p.datetime().nullable().fieldName('used_at'),
-    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
+    createdAt: p
+      .datetime()
+      .fieldName('created_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date()),
   },
 });
 export type PasswordResetToken = InferEntity<typeof PasswordResetToken>;
@@ -28,11 +32,25 @@ export const OutgoingMail = defineRow({
     subject: p.text(),
     /** Cleared once sent (a reset mail carries its token). */
     textBody: p.text().nullable().fieldName('text_body'),
-    status: p.text().$type<MailStatus>().onCreate(() => 'pending'),
-    attempts: p.integer().default(0).onCreate(() => 0),
-    nextAttemptAt: p.datetime().fieldName('next_attempt_at').defaultRaw('now()').onCreate(() => new Date()),
+    status: p
+      .text()
+      .$type<MailStatus>()
+      .onCreate(() => 'pending'),
+    attempts: p
+      .integer()
+      .default(0)
+      .onCreate(() => 0),
+    nextAttemptAt: p
+      .datetime()
+      .fieldName('next_attempt_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date()),
     lastError: p.text().nullable().fieldName('last_error'),
-    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
+    createdAt: p
+      .datetime()
+      .fieldName('created_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date()),
     sentAt: p.datetime().nullable().fieldName('sent_at'),
   },
 });

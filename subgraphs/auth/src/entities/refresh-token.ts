@@ -14,7 +14,11 @@ export const RefreshToken = defineRow({
     expiresAt: p.datetime().fieldName('expires_at'),
     usedAt: p.datetime().nullable().fieldName('used_at'),
     revokedAt: p.datetime().nullable().fieldName('revoked_at'),
-    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
+    createdAt: p
+      .datetime()
+      .fieldName('created_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date()),
   },
 });
 export type RefreshToken = InferEntity<typeof RefreshToken>;

@@ -10,16 +10,39 @@ export const User = defineRow({
     email: p.text(),
     name: p.text(),
     role: p.text().$type<Role>(),
-    active: p.boolean().default(true).onCreate(() => true),
+    active: p
+      .boolean()
+      .default(true)
+      .onCreate(() => true),
     /** Approved by an ADMIN or MANAGER (may receive customers by automatic reassignment). */
-    approved: p.boolean().default(false).onCreate(() => false),
+    approved: p
+      .boolean()
+      .default(false)
+      .onCreate(() => false),
     /** Registered under REGISTRATION_POLICY=approval: inactive until an ADMIN approves. */
-    pendingApproval: p.boolean().fieldName('pending_approval').default(false).onCreate(() => false),
+    pendingApproval: p
+      .boolean()
+      .fieldName('pending_approval')
+      .default(false)
+      .onCreate(() => false),
     /** Access tokens with a lower `tv` claim are revoked. */
-    tokenVersion: p.integer().fieldName('token_version').default(0).onCreate(() => 0),
+    tokenVersion: p
+      .integer()
+      .fieldName('token_version')
+      .default(0)
+      .onCreate(() => 0),
     passwordHash: p.text().fieldName('password_hash').hidden(),
-    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
-    updatedAt: p.datetime().fieldName('updated_at').defaultRaw('now()').onCreate(() => new Date()).onUpdate(() => new Date()),
+    createdAt: p
+      .datetime()
+      .fieldName('created_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date()),
+    updatedAt: p
+      .datetime()
+      .fieldName('updated_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date())
+      .onUpdate(() => new Date()),
   },
 });
 export type User = InferEntity<typeof User>;

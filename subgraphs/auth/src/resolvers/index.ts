@@ -61,11 +61,7 @@ export const resolvers: Resolvers = {
       requireRole(ctx.identity, 'ADMIN', 'MANAGER');
       return paginate(ctx.em, User, args.role ? { role: args.role as User['role'] } : {}, args);
     },
-    auditLog: async (
-      _: unknown,
-      args: { actorId?: string | null; entityType?: string | null; first?: number | null; after?: string | null },
-      ctx: Ctx,
-    ) => {
+    auditLog: async (_: unknown, args: { actorId?: string | null; entityType?: string | null; first?: number | null; after?: string | null }, ctx: Ctx) => {
       requireRole(ctx.identity, 'ADMIN', 'COMPLIANCE');
       const where: Record<string, unknown> = {};
       if (args.actorId) {
@@ -100,7 +96,7 @@ export const resolvers: Resolvers = {
     },
     login: async (_: unknown, args: { email: string; password: string }, ctx: Ctx) => {
       const user = await findByEmail(ctx.em, args.email);
-      const ok = user ? await verifyPassword(user.passwordHash, args.password) : await verifyPassword(await timingDummyHash(), args.password) && false;
+      const ok = user ? await verifyPassword(user.passwordHash, args.password) : (await verifyPassword(await timingDummyHash(), args.password)) && false;
       if (!user || !ok || !user.active) {
         stageAudit(ctx.em, {
           // Anonymous: whoever typed the password is not known to be the account's owner (the victim).
@@ -291,7 +287,7 @@ function personal(user: User, ctx: Ctx): User {
   if (signedIn.has(user)) return user;
   const me = requireUser(ctx.identity);
   if (me.userId === user.id || me.role !== 'SALES') return user;
-  throw forbidden('Only the user, ADMIN, MANAGER and COMPLIANCE may see a user\'s email, role and status');
+  throw forbidden("Only the user, ADMIN, MANAGER and COMPLIANCE may see a user's email, role and status");
 }
 
 /**
@@ -329,10 +325,21 @@ async function deactivateUser(em: EntityManager, user: User, actor: Identity, em
   stageAudit(em, { actorId: actor.userId, action: 'user.deleted', entityType: 'User', entityId: user.id, details: { sagaId } });
   const cause = { actorId: actor.userId, correlationId: sagaId };
   emit('user.deleted', user.id, { ...userEventData(user), sagaId }, cause);
-  emit('user.saga_step', sagaId, {
-    sagaId, sagaType: 'user-deletion', subjectId: user.id, step: 'auth.deactivate-user', status: 'DONE', detail: null, ends: null,
-    expectedSteps: USER_DELETION_STEPS,
-  }, cause);
+  emit(
+    'user.saga_step',
+    sagaId,
+    {
+      sagaId,
+      sagaType: 'user-deletion',
+      subjectId: user.id,
+      step: 'auth.deactivate-user',
+      status: 'DONE',
+      detail: null,
+      ends: null,
+      expectedSteps: USER_DELETION_STEPS,
+    },
+    cause,
+  );
   return { id: sagaId };
 }
 

@@ -13,10 +13,25 @@ export const Rep = defineRow({
     id: p.uuid().primary(),
     name: p.text(),
     email: p.text(),
-    active: p.boolean().default(true).onCreate(() => true),
-    approved: p.boolean().default(false).onCreate(() => false),
-    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
-    updatedAt: p.datetime().fieldName('updated_at').defaultRaw('now()').onCreate(() => new Date()).onUpdate(() => new Date()),
+    active: p
+      .boolean()
+      .default(true)
+      .onCreate(() => true),
+    approved: p
+      .boolean()
+      .default(false)
+      .onCreate(() => false),
+    createdAt: p
+      .datetime()
+      .fieldName('created_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date()),
+    updatedAt: p
+      .datetime()
+      .fieldName('updated_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date())
+      .onUpdate(() => new Date()),
   },
 });
 export type Rep = InferEntity<typeof Rep>;

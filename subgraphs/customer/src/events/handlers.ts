@@ -10,7 +10,11 @@ import { customerEventData, repFromUser, repLoads, upsertRep, upsertReps } from 
 /** The rep directory from user.created/updated: a run of them with one multi-row upsert per round. */
 const repCopies: BatchHandler<'user.created' | 'user.updated'> = {
   async applyBatch(events, { em }) {
-    for (const round of roundsByKey(events, (e) => e.data.userId)) await upsertReps(em, round.map((e) => ({ ...repFromUser(e.data), version: e.aggregateVersion ?? null })));
+    for (const round of roundsByKey(events, (e) => e.data.userId))
+      await upsertReps(
+        em,
+        round.map((e) => ({ ...repFromUser(e.data), version: e.aggregateVersion ?? null })),
+      );
   },
 };
 

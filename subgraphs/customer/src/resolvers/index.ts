@@ -23,8 +23,7 @@ export interface CustomerLoaders {
 export function createLoaders(em: EntityManager): CustomerLoaders {
   return {
     customer: byIdLoader(em, Customer, { deletedAt: null }, { lean: true }),
-    customersOfRep: connectionLoaders<Customer>((repIds, args) =>
-      pagesByParent(em, Customer, 'assignedRepId', repIds, { deletedAt: null }, args, (args as PageWithProps).props)),
+    customersOfRep: connectionLoaders<Customer>((repIds, args) => pagesByParent(em, Customer, 'assignedRepId', repIds, { deletedAt: null }, args, (args as PageWithProps).props)),
   };
 }
 
@@ -39,8 +38,7 @@ const uuid = z.string().uuid();
 const isUuid = (id: string) => uuid.safeParse(id).success;
 
 /** Optional text: trimmed; '' means "no value" (null); undefined means "not given". */
-const optionalText = (inner: z.ZodString) =>
-  z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? null : typeof v === 'string' ? v.trim() : v), inner.nullish());
+const optionalText = (inner: z.ZodString) => z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? null : typeof v === 'string' ? v.trim() : v), inner.nullish());
 
 const PHONE_CHARS = /^[0-9 +\-().]+$/;
 const phone = z
@@ -155,7 +153,9 @@ export const resolvers: Resolvers = {
       // built per statement (page, count): the search filter's raw() key serves one statement
       const where = search ? (): FilterQuery<Customer> => ({ $and: [...and, searchFilter(search)] }) : { $and: and };
       return paginate(ctx.em, Customer, where, args, {
-        lean: true, props: connectionProps(ctx.em, Customer, info, CUSTOMER_NEEDS), count: wantsTotalCount(info),
+        lean: true,
+        props: connectionProps(ctx.em, Customer, info, CUSTOMER_NEEDS),
+        count: wantsTotalCount(info),
       });
     },
   },
@@ -217,10 +217,21 @@ export const resolvers: Resolvers = {
         c.deletedBySaga = sagaId;
         const cause = { actorId: me.userId, correlationId: sagaId };
         emit('customer.deleted', c.id, { ...customerEventData(c), sagaId, requestedBy: me.userId }, cause);
-        emit('customer.saga_step', sagaId, {
-          sagaId, sagaType: 'customer-deletion', subjectId: c.id, step: 'customer.soft-delete', status: 'DONE', detail: null, ends: null,
-          expectedSteps: CUSTOMER_DELETION_STEPS,
-        }, cause);
+        emit(
+          'customer.saga_step',
+          sagaId,
+          {
+            sagaId,
+            sagaType: 'customer-deletion',
+            subjectId: c.id,
+            step: 'customer.soft-delete',
+            status: 'DONE',
+            detail: null,
+            ends: null,
+            expectedSteps: CUSTOMER_DELETION_STEPS,
+          },
+          cause,
+        );
         return { id: sagaId };
       });
     },

@@ -16,16 +16,32 @@ export const ApprovalRequest = defineRow({
     title: p.text(),
     description: p.text().nullable(),
     amount: p.double().$type<number>().runtimeType('number').nullable(),
-    status: p.text().$type<ApprovalStatus>().default('PENDING').onCreate((): ApprovalStatus => 'PENDING'),
+    status: p
+      .text()
+      .$type<ApprovalStatus>()
+      .default('PENDING')
+      .onCreate((): ApprovalStatus => 'PENDING'),
     decisionComment: p.text().nullable().fieldName('decision_comment'),
-    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
+    createdAt: p
+      .datetime()
+      .fieldName('created_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date()),
     decidedAt: p.datetime().nullable().fieldName('decided_at'),
-    updatedAt: p.datetime().fieldName('updated_at').defaultRaw('now()').onCreate(() => new Date()).onUpdate(() => new Date()),
+    updatedAt: p
+      .datetime()
+      .fieldName('updated_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date())
+      .onUpdate(() => new Date()),
     /**
      * Optimistic lock: every flush updates `WHERE id = ? AND version = ?`; of two concurrent
      * decisions on one request the second updates no row and becomes a CONFLICT.
      */
-    version: p.integer().version().onCreate(() => 1),
+    version: p
+      .integer()
+      .version()
+      .onCreate(() => 1),
   },
 });
 export type ApprovalRequest = InferEntity<typeof ApprovalRequest>;

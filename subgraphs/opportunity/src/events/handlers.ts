@@ -12,8 +12,6 @@ import { approvalData } from '../approvals';
 export const CANCEL_STEP = 'opportunity.cancel-requests';
 const RECENT_APPROVAL_DAYS = 30;
 
-
-
 interface RawRequest {
   id: string;
   customer_id: string;
@@ -33,13 +31,7 @@ interface RawRequest {
  * Lock order, the same as decide/recall (resolvers: loadForWrite): the request rows first (in id
  * order, so two cancellations never cross), then their version counters (the outbox inserts).
  */
-async function cancelPending(
-  em: EntityManager,
-  emit: HandlerContext<'user.deleted'>['emit'],
-  column: 'customer_id' | 'requester_id',
-  id: string,
-  reason: string,
-): Promise<number> {
+async function cancelPending(em: EntityManager, emit: HandlerContext<'user.deleted'>['emit'], column: 'customer_id' | 'requester_id', id: string, reason: string): Promise<number> {
   const rows = await em.execute<RawRequest[]>(
     `UPDATE approval_requests SET status = 'CANCELLED', version = version + 1, updated_at = now()
      WHERE id IN (SELECT id FROM approval_requests WHERE ${column} = ? AND status = 'PENDING' ORDER BY id FOR UPDATE) AND status = 'PENDING'

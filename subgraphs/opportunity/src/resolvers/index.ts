@@ -70,7 +70,12 @@ const requestApprovalInput = z.object({
     .max(5000, 'must be at most 5000 characters')
     .nullish()
     .transform((v) => (v?.trim() ? v : null)),
-  amount: z.number().finite().min(0, 'must not be negative').nullish().transform((v) => v ?? null),
+  amount: z
+    .number()
+    .finite()
+    .min(0, 'must not be negative')
+    .nullish()
+    .transform((v) => v ?? null),
 });
 const updateRequestInput = z.object({
   title: requestApprovalInput.shape.title.optional(),
@@ -84,7 +89,6 @@ const decisionInput = z.object({
     .nullish()
     .transform((v) => (v?.trim() ? v.trim() : null)),
 });
-
 
 /**
  * Loads a request the caller may see, locked for the write's transaction `em` (loadForWrite), or
@@ -140,7 +144,9 @@ export const resolvers: Resolvers = {
       // MANAGER, ADMIN and COMPLIANCE (who reads everything) see every pending request; SALES their own.
       const where = { $and: [{ status: 'PENDING' }, visibleScope(me)] } as FilterQuery<ApprovalRequest>;
       return paginate(ctx.em, ApprovalRequest, where, args, {
-        lean: true, props: connectionProps(ctx.em, ApprovalRequest, info, REQUEST_NEEDS), count: wantsTotalCount(info),
+        lean: true,
+        props: connectionProps(ctx.em, ApprovalRequest, info, REQUEST_NEEDS),
+        count: wantsTotalCount(info),
       });
     },
   },

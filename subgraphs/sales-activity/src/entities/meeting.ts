@@ -13,7 +13,11 @@ export const Meeting = defineRow({
     nextAction: p.text().nullable().fieldName('next_action'),
     /** Set by a customer-deletion saga: hidden from every read until that saga restores it. */
     removedBySaga: p.uuid().nullable().fieldName('removed_by_saga'),
-    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
+    createdAt: p
+      .datetime()
+      .fieldName('created_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date()),
   },
 });
 export type Meeting = InferEntity<typeof Meeting>;

@@ -14,8 +14,14 @@ export const Task = defineRow({
     id: p.uuid().primary(),
     title: p.text(),
     description: p.text().nullable(),
-    status: p.text().$type<TaskStatus>().onCreate((): TaskStatus => 'TODO'),
-    priority: p.text().$type<TaskPriority>().onCreate((): TaskPriority => 'MEDIUM'),
+    status: p
+      .text()
+      .$type<TaskStatus>()
+      .onCreate((): TaskStatus => 'TODO'),
+    priority: p
+      .text()
+      .$type<TaskPriority>()
+      .onCreate((): TaskPriority => 'MEDIUM'),
     dueAt: p.datetime().nullable().fieldName('due_at'),
     completedAt: p.datetime().nullable().fieldName('completed_at'),
     customerId: p.uuid().nullable().fieldName('customer_id'),
@@ -26,9 +32,21 @@ export const Task = defineRow({
     /** Set by a customer-deletion saga: hidden from every read until that saga restores it. */
     removedBySaga: p.uuid().nullable().fieldName('removed_by_saga'),
     /** Optimistic lock: every update is `WHERE version = <read version>`, so concurrent transitions cannot both win. */
-    version: p.integer().version().onCreate(() => 1),
-    createdAt: p.datetime().fieldName('created_at').defaultRaw('now()').onCreate(() => new Date()),
-    updatedAt: p.datetime().fieldName('updated_at').defaultRaw('now()').onCreate(() => new Date()).onUpdate(() => new Date()),
+    version: p
+      .integer()
+      .version()
+      .onCreate(() => 1),
+    createdAt: p
+      .datetime()
+      .fieldName('created_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date()),
+    updatedAt: p
+      .datetime()
+      .fieldName('updated_at')
+      .defaultRaw('now()')
+      .onCreate(() => new Date())
+      .onUpdate(() => new Date()),
   },
 });
 export type Task = InferEntity<typeof Task>;

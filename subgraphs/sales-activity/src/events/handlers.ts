@@ -62,15 +62,15 @@ async function removeCustomerActivities({ event, em, emit }: HandlerContext<'cus
   const { customerId, sagaId } = event.data;
   // A replayed deletion older than the directory (e.g. after customer.restored) changes nothing.
   if (!(await upsertCustomerRef(em, event.data, event.occurredAt, true, event.aggregateVersion))) return;
-  const meetings = await em.execute<{ id: string }[]>(
-    'UPDATE meetings SET removed_by_saga = ? WHERE customer_id = ? AND removed_by_saga IS NULL RETURNING id',
-    [sagaId, customerId],
-  );
+  const meetings = await em.execute<{ id: string }[]>('UPDATE meetings SET removed_by_saga = ? WHERE customer_id = ? AND removed_by_saga IS NULL RETURNING id', [
+    sagaId,
+    customerId,
+  ]);
   // version + 1: a transition racing with the removal loses (CONFLICT) instead of changing a hidden task
-  const tasks = await em.execute<{ id: string }[]>(
-    'UPDATE tasks SET removed_by_saga = ?, version = version + 1 WHERE customer_id = ? AND removed_by_saga IS NULL RETURNING id',
-    [sagaId, customerId],
-  );
+  const tasks = await em.execute<{ id: string }[]>('UPDATE tasks SET removed_by_saga = ?, version = version + 1 WHERE customer_id = ? AND removed_by_saga IS NULL RETURNING id', [
+    sagaId,
+    customerId,
+  ]);
   emit('sales-activity.saga_step', sagaId, {
     sagaId,
     sagaType: 'customer-deletion',
@@ -86,14 +86,14 @@ async function removeCustomerActivities({ event, em, emit }: HandlerContext<'cus
 async function restoreCustomerActivities({ event, em, emit }: HandlerContext<'customer.restored'>): Promise<void> {
   const { customerId, sagaId } = event.data;
   if (!(await upsertCustomerRef(em, event.data, event.occurredAt, false, event.aggregateVersion))) return;
-  const meetings = await em.execute<{ id: string }[]>(
-    'UPDATE meetings SET removed_by_saga = NULL WHERE removed_by_saga = ? AND customer_id = ? RETURNING id',
-    [sagaId, customerId],
-  );
-  const tasks = await em.execute<{ id: string }[]>(
-    'UPDATE tasks SET removed_by_saga = NULL, version = version + 1 WHERE removed_by_saga = ? AND customer_id = ? RETURNING id',
-    [sagaId, customerId],
-  );
+  const meetings = await em.execute<{ id: string }[]>('UPDATE meetings SET removed_by_saga = NULL WHERE removed_by_saga = ? AND customer_id = ? RETURNING id', [
+    sagaId,
+    customerId,
+  ]);
+  const tasks = await em.execute<{ id: string }[]>('UPDATE tasks SET removed_by_saga = NULL, version = version + 1 WHERE removed_by_saga = ? AND customer_id = ? RETURNING id', [
+    sagaId,
+    customerId,
+  ]);
   emit('sales-activity.saga_step', sagaId, {
     sagaId,
     sagaType: 'customer-deletion',

@@ -4,7 +4,21 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { OptimisticLockError, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
 import { badInput, conflict, forbidden, notFound } from '@crm/errors';
-import { byIdLoader, connectionLoaders, connectionProps, countLoader, countsByParent, onlyTotalCount, pageSize, pagesByParent, paginate, toConnection, wantsTotalCount, type Connection, type PageArgs } from '@crm/database';
+import {
+  byIdLoader,
+  connectionLoaders,
+  connectionProps,
+  countLoader,
+  countsByParent,
+  onlyTotalCount,
+  pageSize,
+  pagesByParent,
+  paginate,
+  toConnection,
+  wantsTotalCount,
+  type Connection,
+  type PageArgs,
+} from '@crm/database';
 import { loadForWrite } from '@crm/events';
 import { parseInput, requireUser, requireWriter, scalarResolvers, type Identity, type RequestContext, type WriteContext } from '@crm/runtime';
 import { requireCustomerRef } from '@crm/customer-directory';
@@ -40,8 +54,7 @@ export function meetingScope(identity: Identity | null): Record<string, unknown>
   if (!identity || identity.role === 'SALES') return { removedBySaga: null, repId: identity?.userId ?? randomUUID() };
   return { removedBySaga: null };
 }
-const withStatus = (scope: Record<string, unknown>, status: TaskStatus | null | undefined): FilterQuery<Task> =>
-  (status ? { ...scope, status } : scope) as FilterQuery<Task>;
+const withStatus = (scope: Record<string, unknown>, status: TaskStatus | null | undefined): FilterQuery<Task> => (status ? { ...scope, status } : scope) as FilterQuery<Task>;
 const pageArgs = (args: ListArgs): PageArgs => ({ first: args.first ?? null, after: args.after ?? null });
 
 export function createLoaders(em: EntityManager, identity: Identity | null): SalesActivityLoaders {
@@ -52,11 +65,14 @@ export function createLoaders(em: EntityManager, identity: Identity | null): Sal
     task: byIdLoader(em, Task, tasks as FilterQuery<Task>, { lean: true }),
     meeting: byIdLoader(em, Meeting, meetings as FilterQuery<Meeting>, { lean: true }),
     customerMeetings: connectionLoaders<Meeting>((ids, args) =>
-      pagesByParent(em, Meeting, 'customerId', ids, meetings as FilterQuery<Meeting>, pageArgs(args), (args as ListArgs).props)),
+      pagesByParent(em, Meeting, 'customerId', ids, meetings as FilterQuery<Meeting>, pageArgs(args), (args as ListArgs).props),
+    ),
     customerTasks: connectionLoaders<Task>((ids, args) =>
-      pagesByParent(em, Task, 'customerId', ids, withStatus(tasks, (args as ListArgs).status), pageArgs(args), (args as ListArgs).props)),
+      pagesByParent(em, Task, 'customerId', ids, withStatus(tasks, (args as ListArgs).status), pageArgs(args), (args as ListArgs).props),
+    ),
     userTasks: connectionLoaders<Task>((ids, args) =>
-      pagesByParent(em, Task, 'assigneeId', ids, withStatus(tasks, (args as ListArgs).status), pageArgs(args), (args as ListArgs).props)),
+      pagesByParent(em, Task, 'assigneeId', ids, withStatus(tasks, (args as ListArgs).status), pageArgs(args), (args as ListArgs).props),
+    ),
     customerMeetingCounts: countLoader((ids) => countsByParent(em, Meeting, 'customerId', ids, meetings)),
     customerTaskCounts(status) {
       const key = status ?? '*';
@@ -251,33 +267,33 @@ export const resolvers: Resolvers = {
       const raw = (args.input ?? {}) as Record<string, unknown>;
       const input = parseInput(updateTaskInput, raw);
       return writeTask(ctx, async ({ em, emit }) => {
-      const task = await writableTask(em, me, args.id);
-      let changed = false;
-      if (input.title && input.title !== task.title) {
-        task.title = input.title;
-        changed = true;
-      }
-      if ('description' in raw && (input.description || null) !== task.description) {
-        task.description = input.description || null;
-        changed = true;
-      }
-      if (input.priority && input.priority !== task.priority) {
-        task.priority = input.priority;
-        changed = true;
-      }
-      // An explicit null clears the due date; a new due date re-arms the due-soon job (due_soon_for ≠ due_at).
-      if ('dueAt' in raw && (input.dueAt?.getTime() ?? null) !== (task.dueAt?.getTime() ?? null)) {
-        task.dueAt = input.dueAt ?? null;
-        changed = true;
-      }
-      let statusChanged = false;
-      if (input.status && input.status !== task.status) {
-        transition(task, input.status);
-        statusChanged = true;
-      }
-      if (!changed && !statusChanged) return task;
-      stageTaskChange(emit, task, statusChanged);
-      return task;
+        const task = await writableTask(em, me, args.id);
+        let changed = false;
+        if (input.title && input.title !== task.title) {
+          task.title = input.title;
+          changed = true;
+        }
+        if ('description' in raw && (input.description || null) !== task.description) {
+          task.description = input.description || null;
+          changed = true;
+        }
+        if (input.priority && input.priority !== task.priority) {
+          task.priority = input.priority;
+          changed = true;
+        }
+        // An explicit null clears the due date; a new due date re-arms the due-soon job (due_soon_for ≠ due_at).
+        if ('dueAt' in raw && (input.dueAt?.getTime() ?? null) !== (task.dueAt?.getTime() ?? null)) {
+          task.dueAt = input.dueAt ?? null;
+          changed = true;
+        }
+        let statusChanged = false;
+        if (input.status && input.status !== task.status) {
+          transition(task, input.status);
+          statusChanged = true;
+        }
+        if (!changed && !statusChanged) return task;
+        stageTaskChange(emit, task, statusChanged);
+        return task;
       });
     },
     completeTask: async (_: unknown, { id }: { id: string }, ctx: Ctx) => {
