@@ -7,7 +7,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createServer } from 'node:net';
-import { defineEntity, MikroORM, type EntityMetadataWithProperties, type EntitySchema, type InferEntityFromProperties, type Options } from '@mikro-orm/postgresql';
+import { defineEntity, MikroORM, p, type EntityMetadataWithProperties, type EntitySchema, type InferEntityFromProperties, type Options } from '@mikro-orm/postgresql';
 import { Migrator, type Migration } from '@mikro-orm/migrations';
 import { Client } from 'pg';
 import type { PlatformConfig } from '@crm/config';
@@ -45,6 +45,23 @@ export interface OpenDatabaseOptions {
   /** Overrides the URL derived from the config (tests). */
   url?: string;
 }
+
+/** The `created_at` column most tables have: database default now(), set when the row is created. */
+export const createdAtColumn = () =>
+  p
+    .datetime()
+    .fieldName('created_at')
+    .defaultRaw('now()')
+    .onCreate(() => new Date());
+
+/** The `updated_at` column: like `created_at`, and set again on every update. */
+export const updatedAtColumn = () =>
+  p
+    .datetime()
+    .fieldName('updated_at')
+    .defaultRaw('now()')
+    .onCreate(() => new Date())
+    .onUpdate(() => new Date());
 
 /** A nullable property is `T | null`: MikroORM's defineEntity infers `T | null | undefined`. */
 export type NullNotUndefined<T> = { [K in keyof T]: null extends T[K] ? Exclude<T[K], undefined> : T[K] };

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { p, type EntityManager, type InferEntity } from '@mikro-orm/postgresql';
-import { defineRow } from '@crm/database';
+import { createdAtColumn, defineRow } from '@crm/database';
 import { outboxTraceparent } from './telemetry';
 import { ENVELOPE_VERSION, EVENTS, type Envelope, type EventData, type EventType } from './catalogue';
 
@@ -17,11 +17,7 @@ export const OutboxMessage = defineRow({
     key: p.text(),
     type: p.text(),
     envelope: p.json<Envelope>(),
-    createdAt: p
-      .datetime()
-      .fieldName('created_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date()),
+    createdAt: createdAtColumn(),
     sentAt: p.datetime().nullable().fieldName('sent_at'),
     attempts: p
       .integer()

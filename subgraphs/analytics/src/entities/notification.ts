@@ -1,5 +1,5 @@
 import { p, type InferEntity } from '@mikro-orm/postgresql';
-import { defineRow } from '@crm/database';
+import { createdAtColumn, defineRow } from '@crm/database';
 
 export const NOTIFICATION_TYPES = ['APPROVAL_REQUESTED', 'APPROVAL_DECIDED', 'TASK_ASSIGNED', 'TASK_DUE_SOON', 'CUSTOMER_ASSIGNED', 'SYSTEM'] as const;
 export type NotificationType = (typeof NOTIFICATION_TYPES)[number];
@@ -26,11 +26,7 @@ export const Notification = defineRow({
     archivedBySaga: p.uuid().nullable().fieldName('archived_by_saga'),
     /** Set when its recipient deletes it (deleteNotification): hidden from every read; still a resume cursor of the live feed. */
     deletedAt: p.datetime().nullable().fieldName('deleted_at'),
-    createdAt: p
-      .datetime()
-      .fieldName('created_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date()),
+    createdAt: createdAtColumn(),
   },
 });
 export type Notification = InferEntity<typeof Notification>;

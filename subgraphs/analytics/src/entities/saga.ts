@@ -1,5 +1,5 @@
 import { p, type InferEntity } from '@mikro-orm/postgresql';
-import { defineRow } from '@crm/database';
+import { createdAtColumn, defineRow } from '@crm/database';
 
 export type SagaStatus = 'RUNNING' | 'COMPLETED' | 'COMPENSATED' | 'FAILED' | 'TIMED_OUT';
 
@@ -24,11 +24,7 @@ export const Saga = defineRow({
     /** The REFUSED step event still waiting for requestedBy before its SYSTEM notification. */
     refusedEventId: p.uuid().nullable().fieldName('refused_event_id'),
     refusedDetail: p.text().nullable().fieldName('refused_detail'),
-    createdAt: p
-      .datetime()
-      .fieldName('created_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date()),
+    createdAt: createdAtColumn(),
   },
 });
 export type Saga = InferEntity<typeof Saga>;
@@ -44,11 +40,7 @@ export const SagaStep = defineRow({
     at: p.datetime(),
     detail: p.text().nullable(),
     ends: p.text().nullable(),
-    createdAt: p
-      .datetime()
-      .fieldName('created_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date()),
+    createdAt: createdAtColumn(),
   },
 });
 export type SagaStep = InferEntity<typeof SagaStep>;

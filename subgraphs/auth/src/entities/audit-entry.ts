@@ -1,5 +1,5 @@
 import { p, type InferEntity } from '@mikro-orm/postgresql';
-import { defineRow } from '@crm/database';
+import { createdAtColumn, defineRow } from '@crm/database';
 
 export const AuditEntry = defineRow({
   name: 'AuditEntry',
@@ -10,11 +10,7 @@ export const AuditEntry = defineRow({
     action: p.text(),
     entityType: p.text().fieldName('entity_type'),
     entityId: p.text().nullable().fieldName('entity_id'),
-    createdAt: p
-      .datetime()
-      .fieldName('created_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date()),
+    createdAt: createdAtColumn(),
     details: p.json<Record<string, unknown>>().nullable(),
     /** The domain event this entry came from, if any (unique: one entry per event). */
     eventId: p.uuid().nullable().fieldName('event_id'),

@@ -1,5 +1,5 @@
 import { p, type InferEntity } from '@mikro-orm/postgresql';
-import { defineRow } from '@crm/database';
+import { createdAtColumn, defineRow } from '@crm/database';
 
 /** One password-reset token; only its SHA-256 is stored. `userId` null: the twin of a request for an unknown email. */
 export const PasswordResetToken = defineRow({
@@ -11,11 +11,7 @@ export const PasswordResetToken = defineRow({
     tokenHash: p.text().fieldName('token_hash'),
     expiresAt: p.datetime().fieldName('expires_at'),
     usedAt: p.datetime().nullable().fieldName('used_at'),
-    createdAt: p
-      .datetime()
-      .fieldName('created_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date()),
+    createdAt: createdAtColumn(),
   },
 });
 export type PasswordResetToken = InferEntity<typeof PasswordResetToken>;
@@ -46,11 +42,7 @@ export const OutgoingMail = defineRow({
       .defaultRaw('now()')
       .onCreate(() => new Date()),
     lastError: p.text().nullable().fieldName('last_error'),
-    createdAt: p
-      .datetime()
-      .fieldName('created_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date()),
+    createdAt: createdAtColumn(),
     sentAt: p.datetime().nullable().fieldName('sent_at'),
   },
 });

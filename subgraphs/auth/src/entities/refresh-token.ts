@@ -1,5 +1,5 @@
 import { p, type InferEntity } from '@mikro-orm/postgresql';
-import { defineRow } from '@crm/database';
+import { createdAtColumn, defineRow } from '@crm/database';
 
 /** One issued refresh token; only its SHA-256 is stored. `usedAt` marks rotation. */
 export const RefreshToken = defineRow({
@@ -14,11 +14,7 @@ export const RefreshToken = defineRow({
     expiresAt: p.datetime().fieldName('expires_at'),
     usedAt: p.datetime().nullable().fieldName('used_at'),
     revokedAt: p.datetime().nullable().fieldName('revoked_at'),
-    createdAt: p
-      .datetime()
-      .fieldName('created_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date()),
+    createdAt: createdAtColumn(),
   },
 });
 export type RefreshToken = InferEntity<typeof RefreshToken>;

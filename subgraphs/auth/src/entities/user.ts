@@ -1,5 +1,5 @@
 import { p, type InferEntity } from '@mikro-orm/postgresql';
-import { defineRow } from '@crm/database';
+import { createdAtColumn, updatedAtColumn, defineRow } from '@crm/database';
 import type { Role } from '@crm/runtime';
 
 export const User = defineRow({
@@ -32,17 +32,8 @@ export const User = defineRow({
       .default(0)
       .onCreate(() => 0),
     passwordHash: p.text().fieldName('password_hash').hidden(),
-    createdAt: p
-      .datetime()
-      .fieldName('created_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date()),
-    updatedAt: p
-      .datetime()
-      .fieldName('updated_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date())
-      .onUpdate(() => new Date()),
+    createdAt: createdAtColumn(),
+    updatedAt: updatedAtColumn(),
   },
 });
 export type User = InferEntity<typeof User>;

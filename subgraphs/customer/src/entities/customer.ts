@@ -1,5 +1,5 @@
 import { p, type InferEntity } from '@mikro-orm/postgresql';
-import { defineRow } from '@crm/database';
+import { createdAtColumn, updatedAtColumn, defineRow } from '@crm/database';
 
 export const COMPANY_SIZES = ['SMALL', 'MEDIUM', 'LARGE', 'ENTERPRISE'] as const;
 export const INVESTMENT_PROFILES = ['CONSERVATIVE', 'MODERATE', 'AGGRESSIVE'] as const;
@@ -22,17 +22,8 @@ export const Customer = defineRow({
     investmentProfile: p.text().$type<InvestmentProfile>().nullable().fieldName('investment_profile'),
     riskTolerance: p.text().$type<RiskTolerance>().nullable().fieldName('risk_tolerance'),
     assignedRepId: p.uuid().nullable().fieldName('assigned_rep_id'),
-    createdAt: p
-      .datetime()
-      .fieldName('created_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date()),
-    updatedAt: p
-      .datetime()
-      .fieldName('updated_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date())
-      .onUpdate(() => new Date()),
+    createdAt: createdAtColumn(),
+    updatedAt: updatedAtColumn(),
     deletedAt: p.datetime().nullable().fieldName('deleted_at'),
     /** The customer-deletion saga that soft-deleted it (compensation restores only that one). */
     deletedBySaga: p.uuid().nullable().fieldName('deleted_by_saga'),

@@ -1,5 +1,5 @@
 import { p, type InferEntity } from '@mikro-orm/postgresql';
-import { defineRow } from '@crm/database';
+import { createdAtColumn, updatedAtColumn, defineRow } from '@crm/database';
 
 /**
  * The local directory of sales reps, fed by user.* events from auth (no reads of auth's tables).
@@ -21,17 +21,8 @@ export const Rep = defineRow({
       .boolean()
       .default(false)
       .onCreate(() => false),
-    createdAt: p
-      .datetime()
-      .fieldName('created_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date()),
-    updatedAt: p
-      .datetime()
-      .fieldName('updated_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date())
-      .onUpdate(() => new Date()),
+    createdAt: createdAtColumn(),
+    updatedAt: updatedAtColumn(),
   },
 });
 export type Rep = InferEntity<typeof Rep>;

@@ -1,5 +1,5 @@
 import { p, type InferEntity } from '@mikro-orm/postgresql';
-import { defineRow } from '@crm/database';
+import { createdAtColumn, updatedAtColumn, defineRow } from '@crm/database';
 
 export const APPROVAL_STATUSES = ['PENDING', 'APPROVED', 'REJECTED', 'RECALLED', 'CANCELLED'] as const;
 export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
@@ -22,18 +22,9 @@ export const ApprovalRequest = defineRow({
       .default('PENDING')
       .onCreate((): ApprovalStatus => 'PENDING'),
     decisionComment: p.text().nullable().fieldName('decision_comment'),
-    createdAt: p
-      .datetime()
-      .fieldName('created_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date()),
+    createdAt: createdAtColumn(),
     decidedAt: p.datetime().nullable().fieldName('decided_at'),
-    updatedAt: p
-      .datetime()
-      .fieldName('updated_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date())
-      .onUpdate(() => new Date()),
+    updatedAt: updatedAtColumn(),
     /**
      * Optimistic lock: every flush updates `WHERE id = ? AND version = ?`; of two concurrent
      * decisions on one request the second updates no row and becomes a CONFLICT.

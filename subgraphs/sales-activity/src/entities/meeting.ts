@@ -1,5 +1,5 @@
 import { p, type InferEntity } from '@mikro-orm/postgresql';
-import { defineRow } from '@crm/database';
+import { createdAtColumn, defineRow } from '@crm/database';
 
 export const Meeting = defineRow({
   name: 'Meeting',
@@ -13,11 +13,7 @@ export const Meeting = defineRow({
     nextAction: p.text().nullable().fieldName('next_action'),
     /** Set by a customer-deletion saga: hidden from every read until that saga restores it. */
     removedBySaga: p.uuid().nullable().fieldName('removed_by_saga'),
-    createdAt: p
-      .datetime()
-      .fieldName('created_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date()),
+    createdAt: createdAtColumn(),
   },
 });
 export type Meeting = InferEntity<typeof Meeting>;

@@ -1,5 +1,5 @@
 import { p, type InferEntity } from '@mikro-orm/postgresql';
-import { defineRow } from '@crm/database';
+import { createdAtColumn, updatedAtColumn, defineRow } from '@crm/database';
 
 export const TASK_STATUSES = ['TODO', 'IN_PROGRESS', 'COMPLETED', 'CANCELLED'] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
@@ -36,17 +36,8 @@ export const Task = defineRow({
       .integer()
       .version()
       .onCreate(() => 1),
-    createdAt: p
-      .datetime()
-      .fieldName('created_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date()),
-    updatedAt: p
-      .datetime()
-      .fieldName('updated_at')
-      .defaultRaw('now()')
-      .onCreate(() => new Date())
-      .onUpdate(() => new Date()),
+    createdAt: createdAtColumn(),
+    updatedAt: updatedAtColumn(),
   },
 });
 export type Task = InferEntity<typeof Task>;
