@@ -13,23 +13,12 @@ import { LiveHub, type Resolver } from '../src/features/subscriptions/hub';
 import { LiveQueue } from '../src/features/subscriptions/queue';
 import { LIVE_FIELDS } from '../src/features/subscriptions/topics';
 import type { LiveOperation } from '../src/features/subscriptions/operation';
+import { notificationMessage as notification } from './support/live-events';
 
 const field = (name: string) => LIVE_FIELDS.find((f) => f.field === name)!;
 const admin = { userId: randomUUID(), role: 'ADMIN' as const, email: 'admin@test.local' };
 const notificationOp: LiveOperation = { field: field('notificationAdded'), responseKey: 'notificationAdded', query: 'unused', variables: {}, shareKey: 'n' };
 const approvalOp: LiveOperation = { field: field('approvalStatusChanged'), responseKey: 'approvalStatusChanged', query: 'unused', variables: {}, shareKey: 'a' };
-
-function notification(recipientId: string) {
-  const notificationId = randomUUID();
-  const env = buildEnvelope(
-    'analytics',
-    'notification.created',
-    notificationId,
-    { notificationId, recipientId, type: 'SYSTEM', title: 't', entityType: null, entityId: null },
-    { actorId: null },
-  );
-  return { topic: 'notification.events', key: notificationId, value: JSON.stringify(env) };
-}
 
 function approval() {
   const requestId = randomUUID();

@@ -14,11 +14,12 @@ import { join } from 'node:path';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { readConfig, type PlatformConfig } from '@crm/config';
-import { buildEnvelope, MemoryBus } from '@crm/events';
+import { MemoryBus } from '@crm/events';
 import { generateKeySet, keyEnvFor } from '@crm/runtime';
 import { eventually, signTestAccessToken } from '@crm/testing';
 import { startGateway } from '../src/server';
 import { FEDERATION_LINK, startStubSubgraphs, type StubSubgraphs } from './support/stub-subgraphs';
+import { notificationMessage as notificationEvent } from './support/live-events';
 
 jest.setTimeout(120_000);
 
@@ -119,18 +120,6 @@ function refusalOverWs(url: string, token: string, query: string): Promise<Answe
 
 /** Live subscriptions registered on this gateway (development: /graphql/live-stats). */
 const liveCount = async (url: string) => ((await (await fetch(url.replace(/\/graphql$/, '/graphql/live-stats'))).json()) as { subscriptions: number }).subscriptions;
-
-function notificationEvent(recipientId: string) {
-  const notificationId = randomUUID();
-  const env = buildEnvelope(
-    'analytics',
-    'notification.created',
-    notificationId,
-    { notificationId, recipientId, type: 'SYSTEM', title: 't', entityType: null, entityId: null },
-    { actorId: null },
-  );
-  return { topic: 'notification.events', key: notificationId, value: JSON.stringify(env) };
-}
 
 describe('the same refusal over HTTP and WebSocket', () => {
   let gw: TestGateway;

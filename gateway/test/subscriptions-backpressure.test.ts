@@ -5,13 +5,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { ExecutionResult } from 'graphql';
-import { MemoryBus, buildEnvelope } from '@crm/events';
+import { MemoryBus } from '@crm/events';
 import { createLogger } from '@crm/telemetry';
 import { eventually } from '@crm/testing';
 import { LiveHub } from '../src/features/subscriptions/hub';
 import { LiveQueue } from '../src/features/subscriptions/queue';
 import { LIVE_FIELDS } from '../src/features/subscriptions/topics';
 import type { LiveOperation } from '../src/features/subscriptions/operation';
+import { notificationMessage as notification } from './support/live-events';
 
 const notificationAdded = LIVE_FIELDS.find((f) => f.field === 'notificationAdded')!;
 const me = { userId: randomUUID(), role: 'SALES' as const, email: 'me@test.local' };
@@ -20,18 +21,6 @@ const op: LiveOperation = { field: notificationAdded, responseKey: 'notification
 /** A hub on `bus` whose resolutions are `resolve`. */
 const liveHub = (bus: MemoryBus, resolve: ConstructorParameters<typeof LiveHub>[0]['resolve']) =>
   new LiveHub({ bus, resolve, logger: createLogger('test', 'silent'), concurrency: 4, resolveTimeoutMs: 10_000, fields: LIVE_FIELDS });
-
-const notification = (recipientId: string) => {
-  const notificationId = randomUUID();
-  const env = buildEnvelope(
-    'analytics',
-    'notification.created',
-    notificationId,
-    { notificationId, recipientId, type: 'SYSTEM', title: 't', entityType: null, entityId: null },
-    { actorId: null },
-  );
-  return { topic: 'notification.events', key: notificationId, value: JSON.stringify(env) };
-};
 
 async function drain(queue: LiveQueue, into: ExecutionResult[]) {
   for await (const r of queue) into.push(r);
