@@ -6,9 +6,10 @@
  * (the launcher starts the embedded Postgres first, embedded-database.ts; the in-process bus is bridged over IPC, kit
  * ipc-bus.ts). The gateway can itself run GATEWAY_WORKERS processes behind its one port.
  *
- * Subgraphs start in parallel; the launcher composes the supergraph from the URLs they report,
- * tells each subgraph where its peers answer, then starts the gateway. stop() stops the gateway
- * first, then the subgraphs.
+ * Subgraphs start in parallel. With the fixed ports of supergraph.yaml (`npm start`) the gateway
+ * starts beside them on a supergraph composed from those URLs; with random ports (tests) the
+ * launcher composes it from the URLs the subgraphs report, then starts the gateway. Each subgraph
+ * is told where its peers answer. stop() stops the gateway first, then the subgraphs.
  *
  * It supervises: a service that exits or is killed once it has served is started again on the same
  * port (after 100 ms, then backing off up to 10 s while it keeps failing fast), and given up on,
@@ -185,18 +186,15 @@ export async function startProcessStack(options: ProcessStackOptions = {}): Prom
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   };
 
-  try {
-    const sources = readSupergraphConfig(SUPERGRAPH_CONFIG);
-    const subgraphs = await Promise.all(
+  const startSubgraphs = (sources: ReturnType<typeof readSupergraphConfig>) =>
+    Promise.all(
       SUBGRAPHS.map((def) => {
         const source = sources.find((s) => s.name === def.name);
         if (!source) throw new Error(`subgraph "${def.name}" is missing from supergraph.yaml`);
         return start(def.name, subgraphEntry(def.name), { PORT: String(fixed ? Number(new URL(source.url).port) : 0) });
       }),
     );
-    subgraphUrls = Object.fromEntries(subgraphs.map((s) => [s.name, s.url]));
-    for (const s of subgraphs) s.child!.send({ [PEERS]: subgraphUrls } satisfies PeersMessage, () => undefined);
-    const supergraphSdl = composeSupergraph(sources.map((s) => ({ ...s, url: subgraphUrls[s.name]! })));
+  const startGatewayOn = (supergraphSdl: string) => {
     let path: string;
     if (fixed && config.DATA_DIR !== 'memory') {
       mkdirSync(config.DATA_DIR, { recursive: true });
@@ -208,7 +206,26 @@ export async function startProcessStack(options: ProcessStackOptions = {}): Prom
       path = join(tmp, 'supergraph.graphql');
       writeFileSync(path, supergraphSdl);
     }
-    await start('gateway', GATEWAY_ENTRY, { PORT: String(fixed ? config.PORT : 0), SUPERGRAPH_PATH: path });
+    return start('gateway', GATEWAY_ENTRY, { PORT: String(fixed ? config.PORT : 0), SUPERGRAPH_PATH: path });
+  };
+
+  try {
+    const sources = readSupergraphConfig(SUPERGRAPH_CONFIG);
+    let subgraphs: Service[];
+    let supergraphSdl: string;
+    if (fixed) {
+      // The routing URLs are known before any subgraph runs, so the gateway loads beside them instead of
+      // after them (most of a warm start is each process loading its modules); its /ready answers 200
+      // only once every subgraph does.
+      supergraphSdl = composeSupergraph(sources);
+      [subgraphs] = await Promise.all([startSubgraphs(sources), startGatewayOn(supergraphSdl)]);
+    } else {
+      subgraphs = await startSubgraphs(sources);
+      supergraphSdl = composeSupergraph(sources.map((s) => ({ ...s, url: subgraphs.find((g) => g.name === s.name)!.url })));
+      await startGatewayOn(supergraphSdl);
+    }
+    subgraphUrls = Object.fromEntries(subgraphs.map((s) => [s.name, s.url]));
+    for (const s of subgraphs) s.child!.send({ [PEERS]: subgraphUrls } satisfies PeersMessage, () => undefined);
     const gateway = services.get('gateway')!;
     return {
       config,
