@@ -12,6 +12,10 @@ module.exports = {
   // generous: a whole stack (five databases migrated, six services) starts slowly on a busy 2-core machine
   testTimeout: 180_000,
   maxWorkers: 2,
+  // A worker whose heap stays above 1 GB after a suite is replaced before the next one: stacks leave
+  // module-level state behind (Apollo, MikroORM metadata, OpenTelemetry), and a Node 20 CI run once stalled
+  // with one worker at 3.8 GB and a suite that never reported.
+  workerIdleMemoryLimit: '1GB',
   // Without POSTGRES_URL one embedded Postgres serves the run; a real broker is made usable once,
   // before suites race to provision topics on it.
   globalSetup: '<rootDir>/apps/platform/src/jest-global-setup.ts',

@@ -1,6 +1,6 @@
 /**
  * The embedded `npm test`'s time on a fixed subset of its suites (the whole suite does not fit a
- * loaded shared 2-core machine twice): jest over SUITES in a checkout, with no POSTGRES_URL,
+ * loaded shared 2-core machine twice), or on every suite with SUITES=all: jest in a checkout, with no POSTGRES_URL,
  * KAFKA_BROKERS or REDIS_URL, so every suite runs on the embedded default of that checkout
  * (before: PGlite per subgraph; after: one embedded Postgres for the run).
  *
@@ -14,7 +14,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { uptime } from './measure';
 
-export const SUITES = ['subgraphs/opportunity/test/opportunity.test.ts', 'e2e/opportunity-with-customer.test.ts', 'e2e/sagas.test.ts', 'e2e/customer-federation.test.ts'];
+const SUBSET = ['subgraphs/opportunity/test/opportunity.test.ts', 'e2e/opportunity-with-customer.test.ts', 'e2e/sagas.test.ts', 'e2e/customer-federation.test.ts'];
+
+export const SUITES = process.env.SUITES === 'all' ? [] : SUBSET;
 
 const checkout = resolve(process.argv[2] ?? join(__dirname, '..'));
 const label = process.env.LABEL ?? 'run';
