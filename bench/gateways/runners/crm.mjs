@@ -113,19 +113,30 @@ async function loadGateway() {
   throw new Skip(`${path.relative(REPO_ROOT, entry)} exports none of ${[...CREATE_EXPORTS, 'startGateway'].join(', ')}`);
 }
 
-async function buildConfig(gw) {
-  let readConfig = gw.mod.readConfig;
-  let kit = {};
-  const kitPkg = path.join(REPO_ROOT, 'packages', 'kit', 'package.json');
-  if (existsSync(kitPkg)) {
-    const kitMain = JSON.parse(readFileSync(kitPkg, 'utf8')).main ?? 'index.js';
-    try {
-      kit = unwrap(await importTs(path.join(REPO_ROOT, 'packages', 'kit', kitMain)));
-    } catch {
-      /* no config support: pass none */
-    }
+/** A workspace package's entry module, or {} when this checkout has no such package. */
+async function workspacePackage(name) {
+  const pkg = path.join(REPO_ROOT, 'packages', name, 'package.json');
+  if (!existsSync(pkg)) return {};
+  const main = JSON.parse(readFileSync(pkg, 'utf8')).main ?? 'index.js';
+  try {
+    return unwrap(await importTs(path.join(REPO_ROOT, 'packages', name, main)));
+  } catch {
+    return {};
   }
-  if (typeof readConfig !== 'function') readConfig = kit.readConfig;
+}
+
+async function buildConfig(gw) {
+  // configuration and keys: @crm/config and @crm/runtime since the split of packages/kit; @crm/kit before it
+  const configPkg = await workspacePackage('config');
+  const runtimePkg = await workspacePackage('runtime');
+  const kitPkg = await workspacePackage('kit');
+  const kit = { ...kitPkg, ...configPkg, ...runtimePkg };
+  const readConfig =
+    typeof kit.readServiceConfig === 'function'
+      ? (env, overrides) => kit.readServiceConfig('gateway', env, overrides)
+      : typeof gw.mod.readConfig === 'function'
+        ? gw.mod.readConfig
+        : kit.readConfig;
   if (typeof readConfig !== 'function') return undefined;
   const { port, host } = listenOptions();
   const overrides = {
