@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server } from 'node:http';
 import { ApolloServer } from '@apollo/server';
-import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper';
 import { GraphQLError, Kind, parse, type DocumentNode } from 'graphql';
@@ -162,7 +162,10 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     // The service stops itself (runtime.stop: relay, consumers, database); Apollo's own handler would kill the process mid-way.
     stopOnTerminationSignals: false,
     logger,
-    plugins: [ApolloServerPluginInlineTraceDisabled(), graphqlTelemetryPlugin(def.name)],
+    // The schemas carry no cache hints (@cacheControl) and only the gateway reads these responses (POSTs, never cached):
+    // Apollo's default cache-control plugin only wrapped every field resolver of every request in willResolveField
+    // instrumentation to compute `cache-control: no-store`.
+    plugins: [ApolloServerPluginInlineTraceDisabled(), ApolloServerPluginCacheControlDisabled(), graphqlTelemetryPlugin(def.name)],
   });
   await apollo.start();
 
