@@ -1,0 +1,95 @@
+/**
+ * `npm start` stopped by a signal sent to npm alone — what an IDE's stop button, a process manager
+ * or `child.kill('SIGINT')` in a script does (a terminal's Ctrl-C reaches the whole process group,
+ * which the launcher always handled): every process of the platform, its Postgres included, is gone.
+ *
+ * Before `exec` in the start script, npm ran `sh -c "tsx …"`; sh did not pass the signal on, npm
+ * exited and left the launcher, six services and Postgres running with nobody to stop them.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { eventually } from '@crm/testing';
+import { freePort, removeEmbeddedPostgres } from '@crm/database';
+import { ROOT, testOverrides } from '@crm/platform';
+
+jest.setTimeout(300_000);
+
+const dataDir = mkdtempSync(join(tmpdir(), 'crm-npm-start-'));
+chmodSync(dataDir, 0o755); // as root, the server's user passes through (.data/postgres inside stays private)
+let npm: ChildProcess | undefined;
+let tree: number[] = [];
+
+/** Running: exists and is not a zombie waiting to be reaped. */
+const alive = (pid: number) => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+};
+
+/** pid and every descendant, from /proc (Linux). */
+function descendants(root: number): number[] {
+  const parentOf = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      parentOf.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out = [root];
+  for (const parent of out) for (const [pid, ppid] of parentOf) if (ppid === parent) out.push(pid); // (for-of sees what is pushed)
+  return out;
+}
+
+afterAll(() => {
+  for (const pid of tree) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  removeEmbeddedPostgres(join(dataDir, 'postgres'));
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+const linux = process.platform === 'linux' ? test : test.skip;
+
+linux('SIGINT to the npm process alone stops the launcher, every service and the embedded Postgres', async () => {
+  const [gateway, ...subgraphPorts] = await Promise.all(Array.from({ length: 6 }, () => freePort()));
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !/^(POSTGRES_URL|KAFKA_BROKERS|REDIS_URL|.*_DATABASE_URL|NODE_OPTIONS)$/.test(k)) env[k] = v;
+  Object.assign(
+    env,
+    testOverrides(randomBytes(4).toString('hex'), { DATA_DIR: dataDir, LOG_LEVEL: 'warn', STACK_PROCESSES: 'multi', GATEWAY_WORKERS: '1', PORT: String(gateway) }),
+  );
+  ['AUTH', 'CUSTOMER', 'OPPORTUNITY', 'SALES_ACTIVITY', 'ANALYTICS'].forEach((name, i) => (env[`${name}_URL`] = `http://127.0.0.1:${subgraphPorts[i]}/graphql`));
+
+  let output = '';
+  npm = spawn('npm', ['start'], { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  npm.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  npm.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  await eventually(
+    async () => {
+      if (npm!.exitCode !== null) throw new Error(`npm start exited: ${output.slice(-2000)}`);
+      return (await fetch(`http://127.0.0.1:${gateway}/ready`)).status === 200;
+    },
+    { timeoutMs: 240_000, intervalMs: 250 },
+  );
+  const postmaster = join(dataDir, 'postgres', 'data', 'postmaster.pid');
+  const postgresPid = existsSync(postmaster) ? Number(readFileSync(postmaster, 'utf8').split('\n')[0]) : NaN;
+  tree = [...new Set([...descendants(npm.pid!), ...(Number.isFinite(postgresPid) ? [postgresPid] : [])])];
+  expect(tree.length).toBeGreaterThanOrEqual(9); // npm, the launcher (tsx and node), six services, Postgres
+
+  process.kill(npm.pid!, 'SIGINT'); // npm only: not its process group
+  const left = await eventually(
+    async () => {
+      const running = tree.filter(alive);
+      return running.length === 0 ? running : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 250 },
+  ).catch(() => tree.filter(alive));
+  expect(left.map((pid) => `${pid} ${existsSync(`/proc/${pid}/cmdline`) ? readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').slice(0, 120) : ''}`)).toEqual([]);
+});
