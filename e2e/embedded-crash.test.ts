@@ -22,14 +22,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { eventually } from '@crm/testing';
-import { freePort, removeEmbeddedPostgres } from '@crm/database';
 import { readConfig } from '@crm/config';
-import { ROOT, testClient, testOverrides, type TestUser } from '@crm/platform';
+import { ROOT, testClient, type TestUser } from '@crm/platform';
+import { embeddedDataDir, embeddedPlatformEnv, removeEmbeddedDataDir } from './support/embedded-platform';
 
 jest.setTimeout(1_500_000);
 const story = process.env.EMBEDDED_CRASH === '0' ? test.skip : test;
@@ -39,8 +38,7 @@ const say = (m: string) => console.log(`[embedded-crash ${new Date().toISOString
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const figures: string[] = [];
 
-const dataDir = mkdtempSync(join(tmpdir(), 'crm-embedded-crash-'));
-chmodSync(dataDir, 0o755); // as root, the server's user passes through (.data/postgres inside stays private)
+const dataDir = embeddedDataDir('crm-embedded-crash-');
 const id = randomBytes(4).toString('hex');
 let env: Record<string, string>;
 let platform: Platform | undefined;
@@ -201,15 +199,7 @@ async function settled(p: Platform, label: string) {
 
 beforeAll(async () => {
   if (process.env.EMBEDDED_CRASH === '0') return;
-  const [gateway, ...subgraphPorts] = await Promise.all(Array.from({ length: 6 }, () => freePort()));
-  const ports: Record<string, string> = { PORT: String(gateway) };
-  ['AUTH', 'CUSTOMER', 'OPPORTUNITY', 'SALES_ACTIVITY', 'ANALYTICS'].forEach((name, i) => (ports[`${name}_URL`] = `http://127.0.0.1:${subgraphPorts[i]}/graphql`));
-  const base: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !/^(POSTGRES_URL|KAFKA_BROKERS|REDIS_URL|.*_DATABASE_URL)$/.test(k)) base[k] = v;
-  env = {
-    ...base,
-    ...testOverrides(id, { DATA_DIR: dataDir, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn', STACK_PROCESSES: 'multi', GATEWAY_WORKERS: '1', ...ports }),
-  };
+  ({ env } = await embeddedPlatformEnv(id, dataDir));
   say(`starting the platform on the embedded default in ${dataDir}`);
   platform = await startPlatform();
   const client = testClient(platform.gatewayUrl, readConfig(env, {}));
@@ -221,8 +211,7 @@ beforeAll(async () => {
 afterAll(async () => {
   if (platform) await stopPlatform(platform).catch(() => undefined);
   // the embedded server stops with the platform; remove its cluster
-  removeEmbeddedPostgres(join(dataDir, 'postgres'));
-  rmSync(dataDir, { recursive: true, force: true });
+  removeEmbeddedDataDir(dataDir);
   if (figures.length) console.log(`\nembedded crash stories:\n${figures.join('\n')}`);
 });
 

@@ -8,17 +8,15 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { eventually } from '@crm/testing';
-import { freePort, removeEmbeddedPostgres } from '@crm/database';
-import { ROOT, testOverrides } from '@crm/platform';
+import { ROOT } from '@crm/platform';
+import { embeddedDataDir, embeddedPlatformEnv, removeEmbeddedDataDir } from './support/embedded-platform';
 
 jest.setTimeout(300_000);
 
-const dataDir = mkdtempSync(join(tmpdir(), 'crm-npm-start-'));
-chmodSync(dataDir, 0o755); // as root, the server's user passes through (.data/postgres inside stays private)
+const dataDir = embeddedDataDir('crm-npm-start-');
 let npm: ChildProcess | undefined;
 let tree: number[] = [];
 
@@ -51,21 +49,13 @@ function descendants(root: number): number[] {
 
 afterAll(() => {
   for (const pid of tree) if (alive(pid)) process.kill(pid, 'SIGKILL');
-  removeEmbeddedPostgres(join(dataDir, 'postgres'));
-  rmSync(dataDir, { recursive: true, force: true });
+  removeEmbeddedDataDir(dataDir);
 });
 
 const linux = process.platform === 'linux' ? test : test.skip;
 
 linux('SIGINT to the npm process alone stops the launcher, every service and the embedded Postgres', async () => {
-  const [gateway, ...subgraphPorts] = await Promise.all(Array.from({ length: 6 }, () => freePort()));
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !/^(POSTGRES_URL|KAFKA_BROKERS|REDIS_URL|.*_DATABASE_URL|NODE_OPTIONS)$/.test(k)) env[k] = v;
-  Object.assign(
-    env,
-    testOverrides(randomBytes(4).toString('hex'), { DATA_DIR: dataDir, LOG_LEVEL: 'warn', STACK_PROCESSES: 'multi', GATEWAY_WORKERS: '1', PORT: String(gateway) }),
-  );
-  ['AUTH', 'CUSTOMER', 'OPPORTUNITY', 'SALES_ACTIVITY', 'ANALYTICS'].forEach((name, i) => (env[`${name}_URL`] = `http://127.0.0.1:${subgraphPorts[i]}/graphql`));
+  const { env, gatewayPort: gateway } = await embeddedPlatformEnv(randomBytes(4).toString('hex'), dataDir);
 
   let output = '';
   npm = spawn('npm', ['start'], { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
