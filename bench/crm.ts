@@ -18,7 +18,8 @@
  *    the projections its events would have produced (customer_refs in sales-activity and
  *    opportunity; customer/meeting/task/approval facts in analytics, report versions bumped), and a
  *    row-count consistency check across the databases (bench/crm/seed.ts).
- * 3. autocannon in a child process (bench/crm/load.mjs): WARMUP s, then DURATION s at CONNECTIONS
+ * 3. autocannon in a child process (bench/crm/load.mjs): once JIT_WARMUP s of every read scenario mixed
+ *    (unmeasured: V8 compiles the hot paths), then per row WARMUP s, then DURATION s at CONNECTIONS
  *    for login, the customer list (one fixed query, and varied: pages 1–4 by cursor and search
  *    terms), the dashboard, login and the varied list at the same time, and createCustomer.
  *    INBOUND_DEDUPE=false in the environment turns the gateway's identical-read sharing off (the
@@ -53,6 +54,8 @@ process.env.NODE_ENV = 'production';
 
 const DURATION = num('DURATION', 20);
 const WARMUP = num('WARMUP', 5);
+/** Once, before round 1: every read scenario's requests mixed, unmeasured, so V8 has compiled the hot paths (round 1 ran ~25 % slower without it). */
+const JIT_WARMUP = num('JIT_WARMUP', 20);
 const CONNECTIONS = num('CONNECTIONS', 20);
 const SEED_CUSTOMERS = num('SEED_CUSTOMERS', 10_000);
 const REPS = num('REPS', 20);
@@ -110,10 +113,15 @@ interface Load {
   connections?: number;
 }
 
-async function runLoad(url: string, entries: { body: string; authorization?: string }[], connections = CONNECTIONS): Promise<Load & { sent: number }> {
+async function runLoad(
+  url: string,
+  entries: { body: string; authorization?: string }[],
+  connections = CONNECTIONS,
+  times = { duration: DURATION, warmup: WARMUP },
+): Promise<Load & { sent: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'crm-bench-'));
   const spec = join(dir, 'spec.json');
-  writeFileSync(spec, JSON.stringify({ url, connections, duration: DURATION, warmup: WARMUP, entries }));
+  writeFileSync(spec, JSON.stringify({ url, connections, duration: times.duration, warmup: times.warmup, entries }));
   try {
     const out = await new Promise<string>((resolve, reject) => {
       const child = spawn(process.execPath, [join(__dirname, 'crm', 'load.mjs'), spec], {
@@ -334,6 +342,14 @@ async function main() {
     };
     const catchUps: { seconds: number; afterLastWrite: number; consistent: boolean; counts: unknown; handled: Record<string, { events: number; seconds: number }> }[] = [];
     for (round = 0; round < ROUNDS; round++) {
+      if (round === 0 && JIT_WARMUP > 0) {
+        const mixed: Entries = managers.map((m) => ({ body: JSON.stringify({ query: CUSTOMERS_QUERY }), authorization: bearer(m) }));
+        for (const q of varied) mixed.push({ body: JSON.stringify(q), authorization: bearer(managers[0]!) });
+        mixed.push({ body: JSON.stringify({ query: DASHBOARD_QUERY, variables: dashVars }), authorization: bearer(managers[0]!) });
+        mixed.push({ body: JSON.stringify({ query: LOGIN, variables: { email: reps[0]!.email, password: 'password-1234' } }) });
+        console.log(`JIT warm-up: ${JIT_WARMUP} s of every read scenario's requests mixed, not measured…`);
+        await runLoad(url, mixed, CONNECTIONS, { duration: JIT_WARMUP, warmup: 0 });
+      }
       const loginEntries = reps.map((r) => ({ body: JSON.stringify({ query: LOGIN, variables: { email: r.email, password: 'password-1234' } }) }));
       await scenario('login', loginEntries);
       const listEntries = managers.map((m) => ({ body: JSON.stringify({ query: CUSTOMERS_QUERY }), authorization: bearer(m) }));
@@ -506,6 +522,7 @@ async function main() {
         ROUNDS,
         DURATION,
         WARMUP,
+        JIT_WARMUP,
         CONNECTIONS,
         SEED_CUSTOMERS,
         REPS,
@@ -665,7 +682,7 @@ function render(r: Run): string {
     '',
     `${r.date} · ${r.mode} · ${r.stack} · autocannon in a child process`,
     `Machine: ${r.machine.nproc} CPUs (${r.machine.cpu}), Node ${r.machine.node}; load average before the run ${r.machine.loadavgBefore.join(' / ')}, at the end ${r.machine.loadavgAtEnd.join(' / ')} (shared machine: Postgres, Kafka, Redis and other work on the same 2 cores).`,
-    `Settings: NODE_ENV=production, RATE_LIMIT_ENABLED=false, INBOUND_DEDUPE=${r.settings.INBOUND_DEDUPE}, LOG_LEVEL=${r.settings.LOG_LEVEL}, ${r.settings.CONNECTIONS} connections, ${r.settings.WARMUP} s warm-up + ${r.settings.DURATION} s measured per row.`,
+    `Settings: NODE_ENV=production, RATE_LIMIT_ENABLED=false, INBOUND_DEDUPE=${r.settings.INBOUND_DEDUPE}, LOG_LEVEL=${r.settings.LOG_LEVEL}, ${r.settings.CONNECTIONS} connections, ${r.settings.WARMUP} s warm-up + ${r.settings.DURATION} s measured per row${r.settings.JIT_WARMUP ? `, after one unmeasured ${Number(r.settings.JIT_WARMUP)} s JIT warm-up of every read scenario's requests mixed` : ''}.`,
     `Data: ${r.seed.customers} customers over ${r.settings.REPS} SALES reps, ${r.seed.meetings} meetings, ${r.seed.tasks} tasks, ${r.seed.approvals} approval requests (bulk SQL, ${r.seed.seconds} s; see below).`,
     '',
     `Figures are medians over ${r.settings.ROUNDS} rounds (each round runs every row once, in this order); errors are totals; the p99 of each round is in the last column.`,
@@ -722,7 +739,7 @@ function render(r: Run): string {
     );
   }
   out.push(
-    'Per-row load averages before each scenario are in crm.json. Run: `npm run bench:crm` (STACK=multi|single, GATEWAY_WORKERS, INBOUND_DEDUPE, DURATION, WARMUP, CONNECTIONS, SEED_CUSTOMERS, REPS, MANAGERS, SAGAS, SUB_N, SUB_EVENTS, ROUNDS, SINGLE=0, SCENARIOS env vars).',
+    'Per-row load averages before each scenario are in crm.json. Run: `npm run bench:crm` (STACK=multi|single, GATEWAY_WORKERS, INBOUND_DEDUPE, DURATION, WARMUP, JIT_WARMUP, CONNECTIONS, SEED_CUSTOMERS, REPS, MANAGERS, SAGAS, SUB_N, SUB_EVENTS, ROUNDS, SINGLE=0, SCENARIOS env vars).',
     '',
   );
   return out.join('\n');
