@@ -4,6 +4,7 @@
  * with a smaller seq; and the gateway-internal positions query gives the caller's own, oldest first,
  * refusing an `after` that is not theirs. Real Postgres in CI.
  */
+import type { EntityManager } from '@mikro-orm/postgresql';
 import { startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/testing';
 import { analyticsSubgraph } from '../src';
 import { notifyAll } from '../src/notify';
@@ -81,4 +82,92 @@ test("positions: the caller's own after the one named, oldest first; another's o
   }
   expect(code(await an.call(rep.identity, POSITIONS, { first: 5 }))).toBe('BAD_USER_INPUT'); // neither after nor afterSeq
   expect(code(await an.call(null, POSITIONS, { after: mine[0]!.id, first: 5 }))).toBe('UNAUTHENTICATED');
+});
+
+test('a batch waiting for a recipient lock holds no event_metrics row: counts are written at commit, so two batches cannot deadlock', async () => {
+  // Two events of one partition in one batch: the first notifies `rep`, the second `other`, whose
+  // lock this test holds. The batch then waits for that lock; before the fix it already held
+  // event_metrics('task.due_soon') (counted right after the first event), and another batch holding
+  // `other` and counting the same type closed the cycle: "deadlock detected".
+  const dueSoon = (assigneeId: string, title: string) => ({
+    taskId: randomUUID(),
+    title,
+    assigneeId,
+    customerId: null,
+    status: 'TODO' as const,
+    priority: 'HIGH' as const,
+    dueAt: new Date(Date.now() + 3600_000).toISOString(),
+  });
+  const lockOf = (userId: string) => `notifications:${userId.toLowerCase()}`;
+  const holdLock = (userId: string, then?: (em: EntityManager) => Promise<void>) => {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let holding!: () => void;
+    const held = new Promise<void>((r) => (holding = r));
+    const done = an.db.orm.em.fork().transactional(async (em) => {
+      await em.execute(`SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, [lockOf(userId)]);
+      holding();
+      await released;
+      await then?.(em);
+    });
+    return { held, release, done };
+  };
+  const waitingPid = () =>
+    eventually(async () => {
+      const rows = await sql<{ pid: number }>(
+        an,
+        `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+      );
+      return rows[0]?.pid;
+    });
+  const count = async () => BigInt((await sql<{ count: string }>(an, `SELECT coalesce(max(count), 0)::text AS count FROM event_metrics WHERE type = 'task.due_soon'`))[0]!.count);
+
+  const key = randomUUID();
+  const gateUser = randomUUID();
+  const before = await count();
+  // The gate keeps the partition's worker busy (its first event waits for the gate's lock), so the
+  // two events delivered meanwhile queue up and come as one batch when it opens.
+  const gate = holdLock(gateUser);
+  await gate.held;
+  const holder = holdLock(other.id, async (em) => {
+    // what another batch counting the same type does while it still holds `other`'s lock
+    await em.execute(`SET LOCAL lock_timeout = '5s'`);
+    await em.execute(`UPDATE event_metrics SET count = count WHERE type = 'task.due_soon'`);
+  });
+  await holder.held;
+  const opening = an.envelope('task.due_soon', key, dueSoon(gateUser, 'opening'));
+  const first = an.envelope('task.due_soon', key, dueSoon(rep.id, 'first'));
+  const second = an.envelope('task.due_soon', key, dueSoon(other.id, 'second'));
+  let metricsLocks = -1;
+  try {
+    await an.deliver(opening);
+    await waitingPid();
+    await an.deliver(first, second);
+    await new Promise((r) => setTimeout(r, 2000)); // both fetched and queued behind the gate (a fetch returns as soon as records arrive)
+    gate.release();
+    await gate.done;
+    // the batch [first, second] waits for `other`'s lock…
+    const pid = await eventually(async () => {
+      const rows = await sql<{ pid: number }>(
+        an,
+        `SELECT pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'notifications' AND l.pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)`,
+      );
+      return rows[0]?.pid;
+    });
+    // …holding no lock on event_metrics
+    const rows = await sql<{ n: number }>(an, `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE l.pid = ? AND c.relname = 'event_metrics'`, [
+      pid,
+    ]);
+    metricsLocks = Number(rows[0]?.n);
+  } finally {
+    gate.release();
+    holder.release();
+  }
+  await holder.done; // its update did not wait for the batch: no lock timeout, no deadlock
+  expect(metricsLocks).toBe(0);
+  await eventually(
+    async () =>
+      Number((await sql<{ n: number }>(an, 'SELECT count(*)::int AS n FROM notifications WHERE source_event_id IN (?, ?, ?)', [opening.id, first.id, second.id]))[0]?.n) === 3,
+  );
+  await eventually(async () => (await count()) - before === 3n);
 });

@@ -443,20 +443,37 @@ const specific: EventHandlers = {
   'analytics.saga_step': sagaStep,
 };
 
-/** Counts events per type with one statement. */
-async function countEvents(em: EntityManager, events: Envelope[]) {
-  const byType = new Map<string, { n: number; last: Date }>();
+/** The counts of a batch not yet written, per batch (its `beforeCommit`, one per transaction attempt). */
+const pendingCounts = new WeakMap<HandlerContext<EventType>['beforeCommit'], Map<string, { n: number; last: Date }>>();
+
+/**
+ * Counts events per type: once per batch, at the end of its transaction, with one statement whose
+ * rows go in type order. The event_metrics rows are hot (every batch of every partition updates
+ * them), so they are locked last: a batch that still waits for a lock (a recipient's, notify.ts)
+ * holds none of them, and two batches lock them in the same order. Counted after each event
+ * instead, a batch held `task.due_soon`'s row while it waited for a recipient that another batch
+ * held while it counted the same type: "deadlock detected", the batch retried.
+ */
+function countEvents(ctx: { beforeCommit: HandlerContext<EventType>['beforeCommit'] }, events: Envelope[]) {
+  let byType = pendingCounts.get(ctx.beforeCommit);
+  if (!byType) {
+    const counts = (byType = new Map<string, { n: number; last: Date }>());
+    pendingCounts.set(ctx.beforeCommit, counts);
+    ctx.beforeCommit('metrics', async (em: EntityManager) => {
+      const types = [...counts.keys()].sort();
+      await em.execute(
+        `INSERT INTO event_metrics (type, count, last_at) VALUES ${types.map(() => '(?, ?, ?)').join(', ')}
+         ON CONFLICT (type) DO UPDATE SET count = event_metrics.count + EXCLUDED.count, last_at = GREATEST(event_metrics.last_at, EXCLUDED.last_at)`,
+        types.flatMap((type) => [type, counts.get(type)!.n, counts.get(type)!.last]),
+      );
+    });
+  }
   for (const e of events) {
     const c = byType.get(e.type) ?? { n: 0, last: new Date(e.occurredAt) };
     c.n += 1;
     if (new Date(e.occurredAt) > c.last) c.last = new Date(e.occurredAt);
     byType.set(e.type, c);
   }
-  await em.execute(
-    `INSERT INTO event_metrics (type, count, last_at) VALUES ${[...byType.keys()].map(() => '(?, ?, ?)').join(', ')}
-     ON CONFLICT (type) DO UPDATE SET count = event_metrics.count + EXCLUDED.count, last_at = GREATEST(event_metrics.last_at, EXCLUDED.last_at)`,
-    [...byType].flatMap(([type, c]) => [type, c.n, c.last]),
-  );
 }
 
 /** Event types with no effect here but the metric: a run of them is one count statement. */
@@ -470,7 +487,7 @@ function withCount(own: BatchHandler<EventType>): BatchHandler<EventType> {
     wrapped = {
       async applyBatch(events, ctx) {
         await own.applyBatch(events, ctx);
-        await countEvents(ctx.em, events);
+        countEvents(ctx, events);
       },
     };
     counted.set(own, wrapped);
@@ -487,7 +504,7 @@ export const handlers: EventHandlers = Object.fromEntries(
       type,
       async (ctx: HandlerContext<EventType>) => {
         await own(ctx);
-        await countEvents(ctx.em, [ctx.event]);
+        countEvents(ctx, [ctx.event]);
       },
     ];
   }),
