@@ -19,9 +19,14 @@
  *
  * One signing function for everything that calls subgraphs: the gateway's subgraph client
  * (gateway/src/datasource.ts), the peers and the test helpers.
+ *
+ * The JWS (compact, ES256, `kid` in the header: what jsonwebtoken wrote before) is made and checked
+ * with node:crypto directly: one signature per subgraph fetch and one verification per subgraph
+ * request are the hot path (16 per query in bench:gateways), and jsonwebtoken's stream-based jws
+ * layer cost as much again as the ECDSA itself (sign 0.055 → 0.035 ms, verify 0.10 → 0.085 ms on
+ * one core). Only `ES256` with a known `kid` is accepted; the checks below are the same as before.
  */
-import { createHash } from 'node:crypto';
-import jwt from 'jsonwebtoken';
+import { createHash, sign as signBytes, verify as verifyBytes } from 'node:crypto';
 import { KEY_ALGORITHM, serviceOfKid, type PublicKeys, type SigningKey } from './keys';
 
 export const ROLES = ['ADMIN', 'MANAGER', 'SALES', 'COMPLIANCE'] as const;
@@ -68,14 +73,30 @@ export interface IdentityKeys {
 
 const bodyHash = (body: string) => createHash('sha256').update(body).digest('base64url');
 
+const headers = new Map<string, string>();
+/** The compact JWS header of a key (base64url of {"alg":"ES256","typ":"JWT","kid":…}), made once per key. */
+function jwsHeader(kid: string): string {
+  let header = headers.get(kid);
+  if (!header) headers.set(kid, (header = Buffer.from(JSON.stringify({ alg: KEY_ALGORITHM, typ: 'JWT', kid })).toString('base64url')));
+  return header;
+}
+
 function sign(payload: Pick<SignedPayload, 'u' | 'svc'>, signer: SigningKey, request: SignedRequest, now: number): Record<string, string> {
   const iat = Math.floor(now / 1000);
-  const token = jwt.sign({ ...payload, iat, exp: iat + MAX_AGE_SECONDS, sg: request.subgraph, m: request.method.toUpperCase(), bh: bodyHash(request.body) }, signer.key, {
-    algorithm: KEY_ALGORITHM,
-    keyid: signer.kid,
-  });
-  const cut = token.lastIndexOf('.');
-  return { [IDENTITY_HEADER]: token.slice(0, cut), [SIGNATURE_HEADER]: token.slice(cut + 1) };
+  const claims: SignedPayload = { ...payload, iat, exp: iat + MAX_AGE_SECONDS, sg: request.subgraph, m: request.method.toUpperCase(), bh: bodyHash(request.body) };
+  const signed = `${jwsHeader(signer.kid)}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+  const signature = signBytes('sha256', Buffer.from(signed), { key: signer.key, dsaEncoding: 'ieee-p1363' }).toString('base64url');
+  return { [IDENTITY_HEADER]: signed, [SIGNATURE_HEADER]: signature };
+}
+
+/** The parsed JSON object of a base64url JWS part, or undefined. */
+function jsonPart(part: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The gateway's signature: `identity` (null: anonymous) for this one request. */
@@ -92,22 +113,26 @@ export type VerifiedIdentity = { ok: true; identity: Identity | null; service?: 
 
 export function verifyIdentity(header: string | undefined, signature: string | undefined, keys: IdentityKeys, request: SignedRequest, now = Date.now()): VerifiedIdentity {
   if (!header || !signature) return { ok: false, reason: 'missing gateway signature' };
-  const token = `${header}.${signature}`;
-  const decoded = jwt.decode(token, { complete: true });
-  const kid = decoded && typeof decoded === 'object' ? decoded.header.kid : undefined;
-  if (!kid) return { ok: false, reason: 'malformed identity' };
+  const dot = header.indexOf('.');
+  const jwsHead = dot > 0 && !header.includes('.', dot + 1) ? jsonPart(header.slice(0, dot)) : undefined;
+  const kid = jwsHead?.kid;
+  if (typeof kid !== 'string' || !kid) return { ok: false, reason: 'malformed identity' };
   const gatewayKey = keys.gateway.get(kid);
   const serviceKey = gatewayKey ? undefined : keys.services?.get(kid);
   const key = gatewayKey ?? serviceKey;
-  if (!key) return { ok: false, reason: 'bad gateway signature' };
-  let payload: SignedPayload;
+  if (!key || jwsHead.alg !== KEY_ALGORITHM) return { ok: false, reason: 'bad gateway signature' };
+  let valid = false;
   try {
-    payload = jwt.verify(token, key, { algorithms: [KEY_ALGORITHM], clockTimestamp: Math.floor(now / 1000), clockTolerance: MAX_SKEW_SECONDS }) as SignedPayload;
-  } catch (err) {
-    if (err instanceof jwt.TokenExpiredError) return { ok: false, reason: 'stale gateway signature' };
-    return { ok: false, reason: 'bad gateway signature' };
+    valid = verifyBytes('sha256', Buffer.from(header), { key, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64url'));
+  } catch {
+    valid = false;
   }
-  if (typeof payload !== 'object' || payload === null || !Number.isInteger(payload.iat)) return { ok: false, reason: 'malformed identity' };
+  if (!valid) return { ok: false, reason: 'bad gateway signature' };
+  const payload = jsonPart(header.slice(dot + 1)) as SignedPayload | undefined;
+  if (!payload) return { ok: false, reason: 'malformed identity' };
+  // `exp` as JWT readers check it (the age from `iat` below is the binding limit)
+  if (payload.exp !== undefined && (typeof payload.exp !== 'number' || now / 1000 >= payload.exp + MAX_SKEW_SECONDS)) return { ok: false, reason: 'stale gateway signature' };
+  if (!Number.isInteger(payload.iat)) return { ok: false, reason: 'malformed identity' };
   const age = now / 1000 - payload.iat;
   if (age < -MAX_SKEW_SECONDS) return { ok: false, reason: 'gateway signature from the future' };
   if (age > MAX_AGE_SECONDS) return { ok: false, reason: 'stale gateway signature' };
