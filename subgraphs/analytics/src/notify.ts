@@ -45,10 +45,11 @@ export async function notifyAll(em: EntityManager, ns: NewNotification[]): Promi
   if (valid.length === 0) return [];
   // One recipient's notifications commit in `seq` order (the resumable live feed reads "after seq N" and must
   // never see N+1 before N): the recipient's lock is held from before `seq` is drawn until the handler's
-  // transaction ends. Taken in one order (sorted ids) so two handlers never wait on each other in a cycle.
-  for (const recipientId of [...new Set(valid.map((n) => n.recipientId.toLowerCase()))].sort()) {
-    await em.execute(`SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, [`notifications:${recipientId}`]);
-  }
+  // transaction ends.
+  await lockRecipients(
+    em,
+    valid.map((n) => n.recipientId.toLowerCase()),
+  );
   // created_at from JS (millisecond precision) so keyset cursors compare exactly
   const now = new Date();
   const rows = await em.execute<{ id: string }[]>(
@@ -59,6 +60,38 @@ export async function notifyAll(em: EntityManager, ns: NewNotification[]): Promi
   );
   const created = new Set(rows.map((r) => r.id));
   return valid.filter((n) => created.has(n.id));
+}
+
+/** The recipient locks each transaction holds (a consumer batch: several events, several calls). */
+const heldLocks = new WeakMap<EntityManager, Set<string>>();
+/** How long a lock taken out of order waits before it gives way (below Postgres' 1 s deadlock timeout). */
+const OUT_OF_ORDER_WAIT_MS = 200;
+
+/**
+ * Takes the recipients' locks for the rest of the transaction, in one order (sorted ids), so two
+ * transactions never wait on each other in a cycle. A consumer batch calls this once per event, so a
+ * later event may need a recipient that sorts before one it already holds: that lock waits at most
+ * OUT_OF_ORDER_WAIT_MS, then fails with a lock timeout (55P03, a transient failure: the consumer rolls
+ * the batch back and retries it), and the transaction that took its locks in order goes on. Before,
+ * both waited until Postgres found the cycle after its deadlock timeout and aborted one of them.
+ */
+async function lockRecipients(em: EntityManager, recipientIds: string[]): Promise<void> {
+  let held = heldLocks.get(em);
+  if (!held) heldLocks.set(em, (held = new Set()));
+  for (const id of [...new Set(recipientIds)].sort()) {
+    if (held.has(id)) continue;
+    const inOrder = [...held].every((h) => h < id);
+    if (inOrder) {
+      await em.execute(`SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, [`notifications:${id}`]);
+    } else {
+      const [setting] = await em.execute<{ previous: string }[]>(`SELECT current_setting('lock_timeout') AS previous, set_config('lock_timeout', ?, true)`, [
+        `${OUT_OF_ORDER_WAIT_MS}ms`,
+      ]);
+      await em.execute(`SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, [`notifications:${id}`]);
+      await em.execute(`SELECT set_config('lock_timeout', ?, true)`, [setting!.previous]);
+    }
+    held.add(id);
+  }
 }
 
 /** The customer a notification is about: as given (null: none), else its entity when that is a customer. */

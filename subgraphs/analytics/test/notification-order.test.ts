@@ -7,6 +7,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { startTestSubgraph, type TestCaller, type TestSubgraph } from '@crm/testing';
 import { analyticsSubgraph } from '../src';
+import { isTransient } from '@crm/events';
 import { notifyAll } from '../src/notify';
 import { code, eventually, newUsers, randomUUID, sql } from './helpers';
 
@@ -85,10 +86,10 @@ test("positions: the caller's own after the one named, oldest first; another's o
 });
 
 test('a batch waiting for a recipient lock holds no event_metrics row: counts are written at commit, so two batches cannot deadlock', async () => {
-  // Two events of one partition in one batch: the first notifies `rep`, the second `other`, whose
+  // Two events of one partition in one batch: the first notifies one recipient, the second another, whose
   // lock this test holds. The batch then waits for that lock; before the fix it already held
   // event_metrics('task.due_soon') (counted right after the first event), and another batch holding
-  // `other` and counting the same type closed the cycle: "deadlock detected".
+  // the second recipient and counting the same type closed the cycle: "deadlock detected".
   const dueSoon = (assigneeId: string, title: string) => ({
     taskId: randomUUID(),
     title,
@@ -123,21 +124,23 @@ test('a batch waiting for a recipient lock holds no event_metrics row: counts ar
   const count = async () => BigInt((await sql<{ count: string }>(an, `SELECT coalesce(max(count), 0)::text AS count FROM event_metrics WHERE type = 'task.due_soon'`))[0]!.count);
 
   const key = randomUUID();
+  // the second recipient sorts after the first: its lock is taken in order, so the batch waits for it (not a lock timeout)
+  const [firstUser, secondUser] = [randomUUID(), randomUUID()].sort() as [string, string];
   const gateUser = randomUUID();
   const before = await count();
   // The gate keeps the partition's worker busy (its first event waits for the gate's lock), so the
   // two events delivered meanwhile queue up and come as one batch when it opens.
   const gate = holdLock(gateUser);
   await gate.held;
-  const holder = holdLock(other.id, async (em) => {
-    // what another batch counting the same type does while it still holds `other`'s lock
+  const holder = holdLock(secondUser, async (em) => {
+    // what another batch counting the same type does while it still holds the second recipient's lock
     await em.execute(`SET LOCAL lock_timeout = '5s'`);
     await em.execute(`UPDATE event_metrics SET count = count WHERE type = 'task.due_soon'`);
   });
   await holder.held;
   const opening = an.envelope('task.due_soon', key, dueSoon(gateUser, 'opening'));
-  const first = an.envelope('task.due_soon', key, dueSoon(rep.id, 'first'));
-  const second = an.envelope('task.due_soon', key, dueSoon(other.id, 'second'));
+  const first = an.envelope('task.due_soon', key, dueSoon(firstUser, 'first'));
+  const second = an.envelope('task.due_soon', key, dueSoon(secondUser, 'second'));
   let metricsLocks = -1;
   try {
     await an.deliver(opening);
@@ -146,7 +149,7 @@ test('a batch waiting for a recipient lock holds no event_metrics row: counts ar
     await new Promise((r) => setTimeout(r, 2000)); // both fetched and queued behind the gate (a fetch returns as soon as records arrive)
     gate.release();
     await gate.done;
-    // the batch [first, second] waits for `other`'s lock…
+    // the batch [first, second] waits for the second recipient's lock…
     const pid = await eventually(async () => {
       const rows = await sql<{ pid: number }>(
         an,
@@ -170,4 +173,48 @@ test('a batch waiting for a recipient lock holds no event_metrics row: counts ar
       Number((await sql<{ n: number }>(an, 'SELECT count(*)::int AS n FROM notifications WHERE source_event_id IN (?, ?, ?)', [opening.id, first.id, second.id]))[0]?.n) === 3,
   );
   await eventually(async () => (await count()) - before === 3n);
+});
+
+test('two batches locking two recipients in opposite orders do not deadlock: the one out of order gives way (lock timeout, retried)', async () => {
+  // Batch 1 notifies `high` then `low`; batch 2 `low` then `high`. Before, batch 1 waited for `low`
+  // while batch 2 waited for `high`: Postgres broke the cycle after its deadlock timeout (1 s) by
+  // aborting one with "deadlock detected". Now a lock taken out of key order waits briefly and gives
+  // way with a lock timeout (a transient failure: the consumer retries the batch), so the batch that
+  // took its locks in order goes on.
+  const [low, high] = [randomUUID(), randomUUID()].sort();
+  const steps: string[] = [];
+  let signal!: () => void;
+  const batch1HoldsHigh = new Promise<void>((r) => (signal = r));
+  let go!: () => void;
+  const batch2WaitsForHigh = new Promise<void>((r) => (go = r));
+  const orm = an.db.orm;
+  const batch1 = orm.em.fork().transactional(async (em) => {
+    await notifyAll(em, [notice(high!, 'batch 1, first')]);
+    signal();
+    await batch2WaitsForHigh;
+    await notifyAll(em, [notice(low!, 'batch 1, second')]); // out of order: low < high
+    steps.push('batch 1 done');
+  });
+  const outcome1 = batch1.then(
+    () => 'committed',
+    (err: unknown) => err,
+  );
+  await batch1HoldsHigh;
+  const batch2 = orm.em.fork().transactional(async (em) => {
+    await notifyAll(em, [notice(low!, 'batch 2, first')]);
+    const waiting = notifyAll(em, [notice(high!, 'batch 2, second')]); // in order: waits for batch 1
+    go();
+    await waiting;
+    steps.push('batch 2 done');
+  });
+  const outcome2 = await batch2.then(
+    () => 'committed',
+    (err: unknown) => err,
+  );
+  const first = await outcome1;
+  expect(outcome2).toBe('committed');
+  expect(first).not.toBe('committed');
+  expect((first as { code?: string }).code).toBe('55P03'); // lock_not_available: a transient failure, retried
+  expect(isTransient(first)).toBe(true);
+  expect(steps).toEqual(['batch 2 done']);
 });
