@@ -25,12 +25,16 @@ afterAll(async () => {
 
 const notice = (recipientId: string, title: string) => ({ recipientId, type: 'SYSTEM' as const, title, sourceEventId: randomUUID() });
 const POSITIONS = 'query($after: ID, $afterSeq: String, $first: Int!) { liveNotificationPositions(after: $after, afterSeq: $afterSeq, first: $first) { id seq } }';
+/** A promise and the function that fulfils it: one step of a test waits for another's. */
+const latch = () => {
+  let open!: () => void;
+  const opened = new Promise<void>((r) => (open = r));
+  return { open, opened };
+};
 
 test("two transactions notifying one recipient commit in seq order: the second waits for the first's lock", async () => {
-  let releaseFirst!: () => void;
-  const firstHolds = new Promise<void>((r) => (releaseFirst = r));
-  let firstInserted!: () => void;
-  const inserted = new Promise<void>((r) => (firstInserted = r));
+  const { open: releaseFirst, opened: firstHolds } = latch();
+  const { open: firstInserted, opened: inserted } = latch();
   const orm = an.db.orm;
   const first = orm.em.fork().transactional(async (em) => {
     const [n] = await notifyAll(em, [notice(rep.id, 'first')]);
@@ -101,10 +105,8 @@ test('a batch waiting for a recipient lock holds no event_metrics row: counts ar
   });
   const lockOf = (userId: string) => `notifications:${userId.toLowerCase()}`;
   const holdLock = (userId: string, then?: (em: EntityManager) => Promise<void>) => {
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    let holding!: () => void;
-    const held = new Promise<void>((r) => (holding = r));
+    const { open: release, opened: released } = latch();
+    const { open: holding, opened: held } = latch();
     const done = an.db.orm.em.fork().transactional(async (em) => {
       await em.execute(`SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, [lockOf(userId)]);
       holding();
@@ -183,10 +185,8 @@ test('two batches locking two recipients in opposite orders do not deadlock: the
   // took its locks in order goes on.
   const [low, high] = [randomUUID(), randomUUID()].sort();
   const steps: string[] = [];
-  let signal!: () => void;
-  const batch1HoldsHigh = new Promise<void>((r) => (signal = r));
-  let go!: () => void;
-  const batch2WaitsForHigh = new Promise<void>((r) => (go = r));
+  const { open: signal, opened: batch1HoldsHigh } = latch();
+  const { open: go, opened: batch2WaitsForHigh } = latch();
   const orm = an.db.orm;
   const batch1 = orm.em.fork().transactional(async (em) => {
     await notifyAll(em, [notice(high!, 'batch 1, first')]);
