@@ -341,21 +341,17 @@ async function main() {
       record(`${name}:${b[0]}`, rb, b[2], before);
     };
     const catchUps: { seconds: number; afterLastWrite: number; consistent: boolean; counts: unknown; handled: Record<string, { events: number; seconds: number }> }[] = [];
+    const loginEntries = reps.map((r) => ({ body: JSON.stringify({ query: LOGIN, variables: { email: r.email, password: 'password-1234' } }) }));
+    const listEntries = managers.map((m) => ({ body: JSON.stringify({ query: CUSTOMERS_QUERY }), authorization: bearer(m) }));
+    // every (query, manager) pair, interleaved so consecutive requests differ in both
+    const variedEntries = varied.flatMap((q, i) => managers.map((_, j) => ({ body: JSON.stringify(q), authorization: bearer(managers[(i + j) % managers.length]!) })));
+    const dashEntries = managers.map((m) => ({ body: JSON.stringify({ query: DASHBOARD_QUERY, variables: dashVars }), authorization: bearer(m) }));
     for (round = 0; round < ROUNDS; round++) {
       if (round === 0 && JIT_WARMUP > 0) {
-        const mixed: Entries = managers.map((m) => ({ body: JSON.stringify({ query: CUSTOMERS_QUERY }), authorization: bearer(m) }));
-        for (const q of varied) mixed.push({ body: JSON.stringify(q), authorization: bearer(managers[0]!) });
-        mixed.push({ body: JSON.stringify({ query: DASHBOARD_QUERY, variables: dashVars }), authorization: bearer(managers[0]!) });
-        mixed.push({ body: JSON.stringify({ query: LOGIN, variables: { email: reps[0]!.email, password: 'password-1234' } }) });
         console.log(`JIT warm-up: ${JIT_WARMUP} s of every read scenario's requests mixed, not measured…`);
-        await runLoad(url, mixed, CONNECTIONS, { duration: JIT_WARMUP, warmup: 0 });
+        await runLoad(url, [...listEntries, ...variedEntries, ...dashEntries, loginEntries[0]!], CONNECTIONS, { duration: JIT_WARMUP, warmup: 0 });
       }
-      const loginEntries = reps.map((r) => ({ body: JSON.stringify({ query: LOGIN, variables: { email: r.email, password: 'password-1234' } }) }));
       await scenario('login', loginEntries);
-      const listEntries = managers.map((m) => ({ body: JSON.stringify({ query: CUSTOMERS_QUERY }), authorization: bearer(m) }));
-      // every (query, manager) pair, interleaved so consecutive requests differ in both
-      const variedEntries = varied.flatMap((q, i) => managers.map((_, j) => ({ body: JSON.stringify(q), authorization: bearer(managers[(i + j) % managers.length]!) })));
-      const dashEntries = managers.map((m) => ({ body: JSON.stringify({ query: DASHBOARD_QUERY, variables: dashVars }), authorization: bearer(m) }));
       await scenario('customers', listEntries);
       await scenario('customers-varied', variedEntries);
       await scenario('dashboard', dashEntries);

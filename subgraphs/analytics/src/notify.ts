@@ -62,8 +62,8 @@ export async function notifyAll(em: EntityManager, ns: NewNotification[]): Promi
   return valid.filter((n) => created.has(n.id));
 }
 
-/** The recipient locks each transaction holds (a consumer batch: several events, several calls). */
-const heldLocks = new WeakMap<EntityManager, Set<string>>();
+/** The recipient locks each transaction holds (a consumer batch: several events, several calls), and the highest. */
+const heldLocks = new WeakMap<EntityManager, { ids: Set<string>; highest: string }>();
 /** How long a lock taken out of order waits before it gives way (below Postgres' 1 s deadlock timeout). */
 const OUT_OF_ORDER_WAIT_MS = 200;
 
@@ -77,12 +77,12 @@ const OUT_OF_ORDER_WAIT_MS = 200;
  */
 async function lockRecipients(em: EntityManager, recipientIds: string[]): Promise<void> {
   let held = heldLocks.get(em);
-  if (!held) heldLocks.set(em, (held = new Set()));
+  if (!held) heldLocks.set(em, (held = { ids: new Set(), highest: '' }));
   for (const id of [...new Set(recipientIds)].sort()) {
-    if (held.has(id)) continue;
-    const inOrder = [...held].every((h) => h < id);
-    if (inOrder) {
+    if (held.ids.has(id)) continue;
+    if (id > held.highest) {
       await em.execute(`SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, [`notifications:${id}`]);
+      held.highest = id;
     } else {
       const [setting] = await em.execute<{ previous: string }[]>(`SELECT current_setting('lock_timeout') AS previous, set_config('lock_timeout', ?, true)`, [
         `${OUT_OF_ORDER_WAIT_MS}ms`,
@@ -90,7 +90,7 @@ async function lockRecipients(em: EntityManager, recipientIds: string[]): Promis
       await em.execute(`SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, [`notifications:${id}`]);
       await em.execute(`SELECT set_config('lock_timeout', ?, true)`, [setting!.previous]);
     }
-    held.add(id);
+    held.ids.add(id);
   }
 }
 
