@@ -40,6 +40,15 @@ export interface SubscribeOptions {
    */
   handleBatch?: (messages: DeliveredMessage[], control: BatchControl) => Promise<void>;
   batchSize?: number;
+  /**
+   * With handleBatch: a batch of fewer than `batchSize` messages waits this long before it is
+   * handled, and what arrives on its partition meanwhile joins it (one transaction, one commit).
+   * For consumers whose effects nobody waits for (the audit log): their work moves out of the
+   * moment an event is published, when the reads of live subscriptions and the consumers users do
+   * wait for compete for the CPU, and a burst costs one batch instead of one per event. A backlog
+   * (a full batch) never waits. 0 (default): handled at once.
+   */
+  lingerMs?: number;
   /** With handleBatch: how many partitions' batches may be handled at the same time (Kafka). */
   partitionsConcurrently?: number;
 }

@@ -111,6 +111,8 @@ export interface ConsumerOptions {
   /** Longest pause between retries of an infrastructure failure. */
   maxDelayMs?: number;
   batchSize?: number;
+  /** A batch smaller than `batchSize` waits this long for more first (SubscribeOptions.lingerMs); 0: at once. */
+  lingerMs?: number;
 }
 
 export const consumerGroup = (name: string) => `crm-${name}`;
@@ -160,6 +162,7 @@ export async function startConsumer(options: ConsumerOptions): Promise<Consumer>
     groupId: consumerGroup(name),
     topics,
     batchSize: options.batchSize ?? 500,
+    lingerMs: options.lingerMs ?? 0,
     partitionsConcurrently: options.config.KAFKA_TOPIC_PARTITIONS,
     handleBatch: (messages, control) => inBackground(`consumer:${name}`, () => handleBatch(run, messages, control)),
   });

@@ -17,7 +17,7 @@ import { onlyOwnReplays } from './bus';
 import { dlqOf } from './catalogue';
 import { hasBrokerError, isUnreachable } from './failures';
 import { KafkaAdmin } from './kafka-admin';
-import { retry } from '@crm/errors';
+import { retry, sleep } from '@crm/errors';
 
 const MECHANISMS = { plain: 'PLAIN', 'scram-sha-256': 'SCRAM-SHA-256', 'scram-sha-512': 'SCRAM-SHA-512' } as const;
 
@@ -80,6 +80,8 @@ interface Group {
   size: number;
   /** Partitions handled at the same time. */
   concurrency: number;
+  /** How long a batch smaller than `size` waits for more (SubscribeOptions.lingerMs). */
+  lingerMs: number;
   run: (messages: DeliveredMessage[], control: BatchControl) => Promise<void>;
   stopped: boolean;
   consumer: Consumer | undefined;
@@ -236,6 +238,7 @@ export class KafkaBus implements EventBus {
       options,
       size: handleBatch ? (options.batchSize ?? 500) : 100,
       concurrency: handleBatch ? Math.max(1, options.partitionsConcurrently ?? 1) : 1,
+      lingerMs: handleBatch ? (options.lingerMs ?? 0) : 0,
       run:
         handleBatch ??
         (async (messages: DeliveredMessage[]) => {
@@ -390,6 +393,10 @@ export class KafkaBus implements EventBus {
   private async work(g: Group, q: StreamQueues, key: string): Promise<void> {
     const queue = q.queues.get(key)!;
     while (queue.length > 0 && q.current()) {
+      if (g.lingerMs > 0 && queue.length < g.size) {
+        await sleep(g.lingerMs); // what arrives meanwhile is queued here (the partition is busy) and joins the batch
+        if (!q.current()) return;
+      }
       const chunk = queue.splice(0, g.size);
       q.queued -= chunk.length;
       if (q.stream.isPaused() && q.queued < q.limit / 2) q.stream.resume();

@@ -11,6 +11,7 @@
 import type { Logger } from '@crm/telemetry';
 import type { BusMessage, DeliveredMessage, EventBus, SubscribeOptions, Subscription } from './bus';
 import { onlyOwnReplays } from './bus';
+import { sleep } from '@crm/errors';
 
 interface Log {
   base: number; // offset of messages[0]
@@ -94,6 +95,7 @@ export class MemoryBus implements EventBus {
     let running = true;
     const stopWaiters = new Set<() => void>();
     const batchSize = handleBatch ? (options.batchSize ?? 500) : 1;
+    const lingerMs = handleBatch ? (options.lingerMs ?? 0) : 0;
     let positions = this.positions.get(options.groupId);
     if (!positions) this.positions.set(options.groupId, (positions = new Map()));
     const at = positions;
@@ -107,10 +109,17 @@ export class MemoryBus implements EventBus {
       const token = {};
       log.readers.set(token, reader);
       at.set(topic, reader.next);
+      let lingered = false;
       try {
         while (running && !this.closed) {
           const index = reader.next - log.base;
           const batch = log.messages.slice(index, index + batchSize);
+          if (batch.length > 0 && batch.length < batchSize && lingerMs > 0 && !lingered) {
+            lingered = true; // once per batch: then it is read again with what came meanwhile
+            await sleep(lingerMs);
+            continue;
+          }
+          lingered = false;
           if (batch.length === 0) {
             await new Promise<void>((resolve) => {
               const wake = () => {

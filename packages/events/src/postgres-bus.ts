@@ -31,7 +31,7 @@ import { compatibilityPartitioner } from '@platformatic/kafka';
 import { Client, Pool, type PoolClient } from 'pg';
 import { databaseUrlFor, type PlatformConfig } from '@crm/config';
 import type { Logger } from '@crm/telemetry';
-import { retry } from '@crm/errors';
+import { retry, sleep } from '@crm/errors';
 import { onlyOwnReplays, type BatchControl, type BusMessage, type DeliveredMessage, type EventBus, type SubscribeOptions, type Subscription } from './bus';
 import { dlqOf } from './catalogue';
 import type { PartitionOffsets } from './kafka-admin';
@@ -664,6 +664,7 @@ class GroupMember {
   private readonly workers = new Set<Promise<void>>();
   private readonly size: number;
   private readonly concurrency: number;
+  private readonly lingerMs: number;
 
   constructor(
     private readonly bus: PostgresBus,
@@ -675,6 +676,7 @@ class GroupMember {
     this.topics = options.topics.map(bus.topic);
     this.size = options.handleBatch ? Math.max(1, options.batchSize ?? 500) : 100;
     this.concurrency = options.handleBatch ? Math.max(1, options.partitionsConcurrently ?? 1) : 1;
+    this.lingerMs = options.handleBatch ? (options.lingerMs ?? 0) : 0;
   }
 
   /** Joined, and the log answered the last time the member looked (false while the server is away). */
@@ -900,11 +902,18 @@ class GroupMember {
     const current = () => this.running && !o.revoked && !this.bus.isClosed();
     let rows: { offset: string; key: string | null; value: Buffer | null; headers: Record<string, string> }[];
     const seenHigh = o.high;
-    try {
-      rows = await this.bus.query(
+    const read = (): Promise<typeof rows> =>
+      this.bus.query(
         'SELECT "offset"::text AS "offset", key, value, headers FROM log_messages WHERE topic = $1 AND partition = $2 AND "offset" >= $3 ORDER BY log_messages."offset" LIMIT $4',
         [o.topic, o.partition, String(o.position), this.size],
       );
+    try {
+      rows = await read();
+      if (rows.length > 0 && rows.length < this.size && this.lingerMs > 0) {
+        await sleep(this.lingerMs); // what is published on the partition meanwhile joins the batch
+        if (!current()) return;
+        rows = await read();
+      }
     } catch (err) {
       this.logger?.warn({ err: (err as Error).message, group: this.group }, 'event log: read failed; retrying');
       await new Promise((r) => setTimeout(r, 1000));

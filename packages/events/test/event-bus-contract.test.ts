@@ -186,6 +186,20 @@ describe.each(adapters)('EventBus contract: $name', ({ name, bus: make }) => {
     }
   });
 
+  test('lingerMs: a short batch waits, and what its partition receives meanwhile is handled with it, in order', async () => {
+    const b = bus();
+    await b.ensureTopics(['linger']);
+    const batches: string[][] = [];
+    await subscribe(b, { groupId: 'g', topics: ['linger'], batchSize: 10, lingerMs: 2000, handleBatch: async (messages) => void batches.push(messages.map(text)) });
+    await b.publish([{ topic: 'linger', key: 'k', value: '1' }]);
+    await new Promise((r) => setTimeout(r, 300));
+    await b.publish([{ topic: 'linger', key: 'k', value: '2' }]);
+    await b.publish([{ topic: 'linger', key: 'k', value: '3' }]);
+    await eventually(async () => batches.flat().length >= 3, { timeoutMs: 60_000 });
+    // Without the linger, '1' is handled alone as soon as it arrives.
+    expect(batches).toEqual([['1', '2', '3']]);
+  });
+
   test('a batch handler that throws gets the same batch again; nothing after it is skipped', async () => {
     const b = bus();
     await b.ensureTopics(['retry']);

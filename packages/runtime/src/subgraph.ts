@@ -72,6 +72,11 @@ export interface SubgraphDefinition<L = unknown> {
   migrations: MigrationEntry[];
   createLoaders?(em: EntityManager, identity: Identity | null): L;
   consumes?: EventHandlers;
+  /**
+   * For a consumer whose effects nobody waits for (auth's audit log): how long a short batch waits
+   * for more before it is handled (events SubscribeOptions.lingerMs). Omitted: handled at once.
+   */
+  consumeLingerMs?: number;
   jobs?: Job[];
   onStart?(runtime: SubgraphRuntime): Promise<void>;
   /**
@@ -308,7 +313,7 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     });
     runtime.relay = relay;
     if (def.consumes && Object.keys(def.consumes).length > 0) {
-      consumers.push(await startConsumer({ name: def.name, orm, bus, logger, handlers: def.consumes, config, runtime }));
+      consumers.push(await startConsumer({ name: def.name, orm, bus, logger, handlers: def.consumes, config, runtime, lingerMs: def.consumeLingerMs }));
       const topics = [...new Set(Object.keys(def.consumes).map((t) => EVENTS[t as EventType].topic))];
       unwatch.push(watchConsumerLag(bus, consumerGroup(def.name), topics));
     }

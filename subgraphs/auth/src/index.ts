@@ -4,7 +4,7 @@ import { entities } from './entities';
 import { migrations } from '../migrations';
 import { createLoaders, resolvers, type AuthLoaders } from './resolvers';
 import { ensureAdmin } from './bootstrap';
-import { auditHandlers } from './events/handlers';
+import { AUDIT_LINGER_MS, auditHandlers } from './events/handlers';
 import { mailJob } from './mail';
 import { tokenStates } from './token-states';
 
@@ -16,6 +16,7 @@ export const authSubgraph: SubgraphDefinition<AuthLoaders> = {
   migrations,
   createLoaders,
   consumes: auditHandlers,
+  consumeLingerMs: AUDIT_LINGER_MS,
   onStart: ensureAdmin,
   jobs: [mailJob],
   internal: { 'token-states': tokenStates },

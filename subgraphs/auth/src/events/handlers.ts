@@ -40,3 +40,11 @@ const audit: BatchHandler<EventType> = {
 };
 
 export const auditHandlers: EventHandlers = Object.fromEntries(AUDITED_TYPES.map((t) => [t, audit]));
+
+/**
+ * The audit log is read later, by people: its consumer lets a short batch wait this long for more
+ * (events SubscribeOptions.lingerMs). Its work then leaves the moment an event is published, when
+ * live subscriptions resolve the event through the subgraphs (auth among them) and users wait for
+ * them, and a burst of events costs one transaction instead of one each.
+ */
+export const AUDIT_LINGER_MS = 200;
