@@ -78,6 +78,38 @@ export async function findRows<T>(
   return plainRows<T>(em, entity, await em.getConnection().execute(qb.getKnexQuery()));
 }
 
+/**
+ * The newest `limit` rows (createdAt, id descending) of each parent, in one statement: a LATERAL
+ * subquery per parent id, so an index on (parent, created_at DESC, id DESC) reads at most `limit`
+ * rows of each parent however many it has. Only `props` (all scalars when undefined; id, createdAt
+ * and the parent property always); rows grouped by parent in `parentIds` order, newest first.
+ */
+export async function newestByParent<T>(
+  em: EntityManager,
+  entity: EntityName<any>,
+  parentProp: string,
+  parentIds: readonly string[],
+  where: FilterQuery<any>,
+  options: { props?: readonly string[]; limit: number },
+): Promise<T[]> {
+  if (parentIds.length === 0) return [];
+  const column = columnOf(em, entity, parentProp);
+  const knex = em.getKnex();
+  const props = options.props ? [...new Set([...options.props, 'id', 'createdAt', parentProp])] : undefined;
+  const inner = em
+    .createQueryBuilder(entity, 't')
+    .select(selectList(em, entity, props) as never)
+    .where(where as never)
+    .orderBy({ createdAt: 'desc', id: 'desc' } as never)
+    .limit(options.limit)
+    .getKnexQuery()
+    .whereRaw('??.?? = p.parent', ['t', column]);
+  // The ids as one array value (bound, never spliced into the SQL).
+  const ids = `{${parentIds.map((id) => `"${id.replace(/["\\]/g, '')}"`).join(',')}}`;
+  const query = knex.raw('select r.* from unnest(?::uuid[]) with ordinality as p(parent, n) cross join lateral (?) as r order by p.n, r."createdAt" desc, r.id desc', [ids, inner]);
+  return plainRows<T>(em, entity, await em.getConnection().execute(query));
+}
+
 /** `count(*)` per parent in one statement: rows of `entity` whose `parentProp` is one of `parentIds`. */
 export async function countsByParent(
   em: EntityManager,

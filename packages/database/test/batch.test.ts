@@ -3,7 +3,7 @@ import { p } from '@mikro-orm/postgresql';
 import { Migration } from '@mikro-orm/migrations';
 import { createLogger } from '@crm/telemetry';
 import { databaseUrlFor, readConfig } from '@crm/config';
-import { defineRow, dropDatabase, openDatabase, pagesByParent, type Database } from '@crm/database';
+import { defineRow, dropDatabase, newestByParent, openDatabase, pagesByParent, type Database } from '@crm/database';
 
 const Note = defineRow({
   name: 'Note',
@@ -59,4 +59,18 @@ test('one statement pages every parent, with totals and cursors', async () => {
   expect(n0.totalCount).toBe(5);
   expect(n0.edges.map((e) => e.node.id)).not.toContain(p0.edges[1]!.node.id);
   expect(n0.edges[0]!.node.createdAt.getTime()).toBeLessThan(p0.edges[1]!.node.createdAt.getTime());
+});
+
+test('newestByParent: one statement, the newest `limit` rows of each parent, grouped in the order asked', async () => {
+  const em = db.orm.em.fork();
+  const before = db.statementCount();
+  const rows = await newestByParent<{ id: string; ownerId: string; createdAt: Date }>(em, Note, 'ownerId', [owners[2]!, owners[1]!, owners[0]!], {}, { limit: 3 });
+  expect(db.statementCount() - before).toBe(1);
+  expect(rows.map((r) => r.ownerId)).toEqual([owners[1], owners[0], owners[0], owners[0]]);
+  const mine = rows.filter((r) => r.ownerId === owners[0]);
+  expect(mine.map((r) => r.createdAt.getTime())).toEqual([new Date(2026, 0, 5).getTime(), new Date(2026, 0, 4).getTime(), new Date(2026, 0, 3).getTime()]);
+  // a filter applies within each parent's rows, before the limit
+  const older = await newestByParent<{ createdAt: Date }>(em, Note, 'ownerId', [owners[0]!], { createdAt: { $lt: new Date(2026, 0, 3) } }, { props: ['createdAt'], limit: 3 });
+  expect(older.map((r) => r.createdAt.getTime())).toEqual([new Date(2026, 0, 2).getTime(), new Date(2026, 0, 1).getTime()]);
+  expect(await newestByParent(em, Note, 'ownerId', [], {}, { limit: 3 })).toEqual([]);
 });

@@ -4,7 +4,7 @@ import type { GraphQLResolveInfo } from 'graphql';
 import { z } from 'zod';
 import { OptimisticLockError, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
 import { badInput, conflict, forbidden, notFound } from '@crm/errors';
-import { byIdLoader, connectionProps, findRows, groupLoader, paginate, propsFor, selectedFields, wantsTotalCount } from '@crm/database';
+import { byIdLoader, connectionProps, groupLoader, newestByParent, paginate, propsFor, selectedFields, wantsTotalCount } from '@crm/database';
 import { loadForWrite } from '@crm/events';
 import { parseInput, requireRole, requireUser, requireWriter, scalarResolvers, seesAll, type Identity, type RequestContext, type WriteContext } from '@crm/runtime';
 import { requireCustomerRef } from '@crm/customer-directory';
@@ -16,7 +16,7 @@ import type { Resolvers } from '../generated/resolvers-types';
 export interface OpportunityLoaders {
   /** Requests by id, already scoped to what the caller may see. */
   request: DataLoader<string, ApprovalRequest | null>;
-  /** Requests per customer (one statement per batch), scoped, optionally by status; only `props` (+ id, createdAt, customerId). */
+  /** The newest APPROVAL_REQUESTS_PER_CUSTOMER requests of each customer (one statement per batch), scoped, optionally by status; only `props` (+ id, createdAt, customerId). */
   byCustomer(status: ApprovalStatus | null, props?: string[]): DataLoader<string, ApprovalRequest[]>;
 }
 
@@ -42,11 +42,13 @@ export function createLoaders(em: EntityManager, identity: Identity | null): Opp
       if (!loader) {
         loader = groupLoader<string, ApprovalRequest>(
           (customerIds) =>
-            findRows<ApprovalRequest>(
+            newestByParent<ApprovalRequest>(
               em,
               ApprovalRequest,
-              { $and: [{ customerId: { $in: [...customerIds] } }, status ? { status } : {}, scope] },
-              { props: props && [...props, 'customerId'], orderBy: { createdAt: 'desc', id: 'desc' } },
+              'customerId',
+              customerIds,
+              { $and: [status ? { status } : {}, scope] },
+              { props, limit: APPROVAL_REQUESTS_PER_CUSTOMER },
             ),
           (r) => r.customerId,
         );
@@ -227,7 +229,7 @@ export const resolvers: Resolvers = {
       const status = args.status && (APPROVAL_STATUSES as readonly string[]).includes(args.status) ? args.status : null;
       // Unpaged: at most the newest APPROVAL_REQUESTS_PER_CUSTOMER (the gateway's cost estimate counts an unpaged list as that many).
       const props = propsFor(ctx.em, ApprovalRequest, selectedFields(info), REQUEST_NEEDS);
-      return (await ctx.loaders.byCustomer(status, props).load(customer.id)).slice(0, APPROVAL_REQUESTS_PER_CUSTOMER);
+      return ctx.loaders.byCustomer(status, props).load(customer.id);
     },
   },
 };
