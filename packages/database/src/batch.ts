@@ -1,12 +1,13 @@
 /**
  * Batched connections for list-valued entity fields (Customer.tasks, User.customers, …): one SQL
- * statement for all parents of a request, whatever their number, via a window function. Used
- * through `connectionLoaders`, which gives one DataLoader per distinct argument set per request.
+ * statement for all parents of a request, whatever their number (a LATERAL page and count per
+ * parent). Used through `connectionLoaders`, which gives one DataLoader per distinct argument set
+ * per request.
  */
 import DataLoader from 'dataloader';
 import type { EntityManager, EntityName, FilterQuery } from '@mikro-orm/postgresql';
-import { decodeCursor, pageSize, toConnection, type Connection, type PageArgs } from './pagination';
-import { columnOf, countsByParent, findRows, plainRows, selectList } from './lean';
+import { afterCursor, decodeCursor, pageSize, toConnection, type Connection, type PageArgs } from './pagination';
+import { findRows, newestAndCounts } from './lean';
 
 interface Row {
   id: string;
@@ -16,7 +17,11 @@ interface Row {
 /**
  * One page per parent: plain rows (lean.ts) of `entity` whose `parentProp` is one of `parentIds`,
  * newest first, with only `props` (id, createdAt and the parent property are always read; all
- * columns when undefined). One statement; a second only for parents whose rows all precede the cursor.
+ * columns when undefined), and each parent's total. One statement (lean.ts newestAndCounts): per
+ * parent, the first+1 rows after the cursor through an index on (parent, created_at DESC, id DESC),
+ * so a parent with thousands of rows costs a page, not all of them; and its count, unless
+ * `args.count` is false (the selection has no totalCount, lean.ts wantsTotalCount): totalCount is NaN
+ * then, which GraphQL refuses to serialise as an Int, so a wrong `count: false` fails loudly.
  */
 export async function pagesByParent<T extends Row>(
   em: EntityManager,
@@ -24,55 +29,27 @@ export async function pagesByParent<T extends Row>(
   parentProp: string,
   parentIds: readonly string[],
   where: FilterQuery<T>,
-  args: PageArgs,
+  args: PageArgs & { count?: boolean },
   props?: readonly string[],
 ): Promise<Map<string, Connection<T>>> {
   const first = pageSize(args.first);
   const cursor = decodeCursor(args.after);
-  const parentColumn = columnOf(em, entity, parentProp);
-  const knex = em.getKnex();
-  const scope = { $and: [{ [parentProp]: { $in: [...parentIds] } }, where] } as FilterQuery<T>;
-  const wanted = props ? [...new Set([...props, 'id', 'createdAt', parentProp])] : undefined;
-  // count over the unpaged scope, row numbers over the rows after the cursor
-  const inner = em
-    .createQueryBuilder(entity, 't')
-    .select([...selectList(em, entity, wanted), knex.raw('count(*) over (partition by ??) as __total', [`t.${parentColumn}`])] as never)
-    .where(scope)
-    .getKnexQuery();
-  const paged = knex.select('*', knex.raw('row_number() over (partition by ?? order by ?? desc, id desc) as __rn', [parentProp, 'createdAt'])).from(inner.as('s'));
-  if (cursor) paged.whereRaw('(??, id) < (?, ?)', ['createdAt', cursor.createdAt, cursor.id]);
-  const rows = plainRows<Record<string, unknown>>(
-    em,
-    entity,
-    await em.getConnection().execute(
-      knex
-        .select('*')
-        .from(paged.as('p'))
-        .where('__rn', '<=', first + 1),
-    ),
-  );
-  const grouped = new Map<string, { rows: T[]; total: number }>();
-  for (const raw of rows) {
-    const parent = String(raw[parentProp]);
-    const total = Number(raw.__total);
-    delete raw.__total;
-    delete raw.__rn;
-    const entry = grouped.get(parent) ?? { rows: [], total };
-    entry.rows.push(raw as T);
-    grouped.set(parent, entry);
+  const count = args.count !== false;
+  const { rows, counts } = await newestAndCounts<T>(em, entity, parentProp, parentIds, where as FilterQuery<any>, {
+    props,
+    limit: first + 1,
+    ...(cursor ? { after: afterCursor(cursor) } : {}),
+    count,
+  });
+  const grouped = new Map<string, T[]>();
+  for (const row of rows) {
+    const parent = String((row as Record<string, unknown>)[parentProp]);
+    const list = grouped.get(parent);
+    if (list) list.push(row);
+    else grouped.set(parent, [row]);
   }
   const out = new Map<string, Connection<T>>();
-  for (const id of parentIds) {
-    const entry = grouped.get(id);
-    out.set(id, toConnection(entry?.rows ?? [], first, entry?.total ?? 0));
-  }
-  // Parents whose rows are all before the cursor still need their total: count them apart only then.
-  if (cursor) {
-    const missing = parentIds.filter((id) => !grouped.has(id));
-    if (missing.length > 0) {
-      for (const [parent, n] of await countsByParent(em, entity, parentProp, missing, where)) out.set(parent, toConnection([], first, n));
-    }
-  }
+  for (const id of parentIds) out.set(id, toConnection(grouped.get(id) ?? [], first, count ? (counts.get(id) ?? 0) : Number.NaN));
   return out;
 }
 

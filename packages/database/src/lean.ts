@@ -83,6 +83,8 @@ export async function findRows<T>(
  * subquery per parent id, so an index on (parent, created_at DESC, id DESC) reads at most `limit`
  * rows of each parent however many it has. Only `props` (all scalars when undefined; id, createdAt
  * and the parent property always); rows grouped by parent in `parentIds` order, newest first.
+ * `after`: only rows past that filter (a cursor, pagination.ts afterCursor); `count`: also each
+ * parent's number of rows matching `where` (without `after`), in the same statement.
  */
 export async function newestByParent<T>(
   em: EntityManager,
@@ -90,24 +92,65 @@ export async function newestByParent<T>(
   parentProp: string,
   parentIds: readonly string[],
   where: FilterQuery<any>,
-  options: { props?: readonly string[]; limit: number },
+  options: { props?: readonly string[]; limit: number; after?: Record<string, unknown> },
 ): Promise<T[]> {
-  if (parentIds.length === 0) return [];
+  return (await newestAndCounts<T>(em, entity, parentProp, parentIds, where, { ...options, count: false })).rows;
+}
+
+/** newestByParent, and with `count` each parent's total (0 for a parent without rows). */
+export async function newestAndCounts<T>(
+  em: EntityManager,
+  entity: EntityName<any>,
+  parentProp: string,
+  parentIds: readonly string[],
+  where: FilterQuery<any>,
+  options: { props?: readonly string[]; limit: number; after?: Record<string, unknown>; count: boolean },
+): Promise<{ rows: T[]; counts: Map<string, number> }> {
+  const counts = new Map<string, number>();
+  if (parentIds.length === 0) return { rows: [], counts };
   const column = columnOf(em, entity, parentProp);
   const knex = em.getKnex();
   const props = options.props ? [...new Set([...options.props, 'id', 'createdAt', parentProp])] : undefined;
-  const inner = em
-    .createQueryBuilder(entity, 't')
-    .select(selectList(em, entity, props) as never)
-    .where(where as never)
-    .orderBy({ createdAt: 'desc', id: 'desc' } as never)
-    .limit(options.limit)
-    .getKnexQuery()
-    .whereRaw('??.?? = p.parent', ['t', column]);
+  const correlated = <Q extends { whereRaw(sql: string, bindings: readonly string[]): Q }>(q: Q) => q.whereRaw('??.?? = p.parent', ['t', column]);
+  const rowsQuery = correlated(
+    em
+      .createQueryBuilder(entity, 't')
+      .select(selectList(em, entity, props) as never)
+      .where((options.after ? { $and: [where, options.after] } : where) as never)
+      .orderBy({ createdAt: 'desc', id: 'desc' } as never)
+      .limit(options.limit)
+      .getKnexQuery(),
+  );
   // The ids as one array value (bound, never spliced into the SQL).
   const ids = `{${parentIds.map((id) => `"${id.replace(/["\\]/g, '')}"`).join(',')}}`;
-  const query = knex.raw('select r.* from unnest(?::uuid[]) with ordinality as p(parent, n) cross join lateral (?) as r order by p.n, r."createdAt" desc, r.id desc', [ids, inner]);
-  return plainRows<T>(em, entity, await em.getConnection().execute(query));
+  const order = 'order by p.n, r."createdAt" desc, r.id desc';
+  let query;
+  if (options.count) {
+    const countQuery = correlated(
+      em
+        .createQueryBuilder(entity, 't')
+        .select([knex.raw('count(*)::int as n')] as never)
+        .where(where as never)
+        .getKnexQuery(),
+    );
+    // A parent without rows still comes once (r's columns null), with its count.
+    query = knex.raw(
+      `select r.*, p.parent::text as __parent, c.n as __total from unnest(?::uuid[]) with ordinality as p(parent, n) cross join lateral (?) as c left join lateral (?) as r on true ${order}`,
+      [ids, countQuery, rowsQuery],
+    );
+  } else {
+    query = knex.raw(`select r.* from unnest(?::uuid[]) with ordinality as p(parent, n) cross join lateral (?) as r ${order}`, [ids, rowsQuery]);
+  }
+  const raw = await em.getConnection().execute<Record<string, unknown>[]>(query);
+  if (!options.count) return { rows: plainRows<T>(em, entity, raw), counts };
+  const rows: Record<string, unknown>[] = [];
+  for (const r of raw) {
+    counts.set(String(r.__parent), Number(r.__total));
+    delete r.__parent;
+    delete r.__total;
+    if (r.id !== null && r.id !== undefined) rows.push(r);
+  }
+  return { rows: plainRows<T>(em, entity, rows), counts };
 }
 
 /** `count(*)` per parent in one statement: rows of `entity` whose `parentProp` is one of `parentIds`. */

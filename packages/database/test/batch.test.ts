@@ -74,3 +74,17 @@ test('newestByParent: one statement, the newest `limit` rows of each parent, gro
   expect(older.map((r) => r.createdAt.getTime())).toEqual([new Date(2026, 0, 2).getTime(), new Date(2026, 0, 1).getTime()]);
   expect(await newestByParent(em, Note, 'ownerId', [], {}, { limit: 3 })).toEqual([]);
 });
+
+test('pagesByParent with count: false reads the same pages and no totals (NaN, which GraphQL refuses as an Int)', async () => {
+  const em = db.orm.em.fork();
+  const withTotals = await pagesByParent(em, Note, 'ownerId', owners, {}, { first: 2 });
+  const before = db.statementCount();
+  const pages = await pagesByParent(em, Note, 'ownerId', owners, {}, { first: 2, count: false });
+  expect(db.statementCount() - before).toBe(1);
+  for (const owner of owners) {
+    expect(pages.get(owner)!.edges.map((e) => e.node.id)).toEqual(withTotals.get(owner)!.edges.map((e) => e.node.id));
+    expect(pages.get(owner)!.pageInfo).toEqual(withTotals.get(owner)!.pageInfo);
+    expect(pages.get(owner)!.totalCount).toBeNaN();
+  }
+  expect(withTotals.get(owners[2]!)!.totalCount).toBe(0);
+});

@@ -244,7 +244,7 @@ export const resolvers: Resolvers = {
     __resolveReference: (ref: { id: string }) => ({ id: ref.id }),
     customers: (user: { id: string }, args: PageArgs, ctx: Ctx, info: GraphQLResolveInfo) => {
       const me = requireUser(ctx.identity);
-      const page = { first: args.first ?? null, after: args.after ?? null, props: connectionProps(ctx.em, Customer, info, CUSTOMER_NEEDS) };
+      const page = { first: args.first ?? null, after: args.after ?? null, props: connectionProps(ctx.em, Customer, info, CUSTOMER_NEEDS), count: wantsTotalCount(info) };
       if (!seesAll(me) && user.id !== me.userId) return toConnection([], pageSize(page.first), 0);
       if (!isUuid(user.id)) return toConnection([], pageSize(page.first), 0);
       return ctx.loaders.customersOfRep(page).load(user.id);

@@ -27,7 +27,7 @@ import { isOpen, meetingEventData, newTask, taskEventData, transition } from '..
 import type { Resolvers } from '../generated/resolvers-types';
 
 /** List arguments, plus the properties the selection needs (lean rows; part of the loader key). */
-type ListArgs = PageArgs & Record<string, unknown> & { status?: TaskStatus | null; props?: string[] };
+type ListArgs = PageArgs & Record<string, unknown> & { status?: TaskStatus | null; props?: string[]; count?: boolean };
 
 /** Read-only loaders: plain rows (kit lean.ts), never managed entities. */
 export interface SalesActivityLoaders {
@@ -55,7 +55,7 @@ export function meetingScope(identity: Identity | null): Record<string, unknown>
   return { removedBySaga: null };
 }
 const withStatus = (scope: Record<string, unknown>, status: TaskStatus | null | undefined): FilterQuery<Task> => (status ? { ...scope, status } : scope) as FilterQuery<Task>;
-const pageArgs = (args: ListArgs): PageArgs => ({ first: args.first ?? null, after: args.after ?? null });
+const pageArgs = (args: ListArgs): PageArgs & { count?: boolean } => ({ first: args.first ?? null, after: args.after ?? null, ...(args.count === false ? { count: false } : {}) });
 
 export function createLoaders(em: EntityManager, identity: Identity | null): SalesActivityLoaders {
   const tasks = taskScope(identity);
@@ -122,9 +122,9 @@ const updateTaskInput = z.object({
 });
 
 /** Normalises list args (plus the selection's properties) so equal argument sets share one loader. */
-function listArgs(args: ListArgs, props?: string[]): ListArgs {
+function listArgs(args: ListArgs, info: GraphQLResolveInfo, props?: string[]): ListArgs {
   pageSize(args.first);
-  return { first: args.first ?? null, after: args.after ?? null, status: args.status ?? null, props };
+  return { first: args.first ?? null, after: args.after ?? null, status: args.status ?? null, props, count: wantsTotalCount(info) };
 }
 /** A connection whose selection is only totalCount: no edges are read (onlyTotalCount). */
 const countOnly = <T extends { id: string; createdAt: Date }>(a: ListArgs, n: number): Connection<T> => toConnection<T>([], pageSize(a.first), n);
@@ -329,14 +329,14 @@ export const resolvers: Resolvers = {
     },
     meetings: async (c: { id: string }, args: ListArgs, ctx: Ctx, info: GraphQLResolveInfo) => {
       requireUser(ctx.identity);
-      const a = listArgs(args, connectionProps(ctx.em, Meeting, info, MEETING_NEEDS));
+      const a = listArgs(args, info, connectionProps(ctx.em, Meeting, info, MEETING_NEEDS));
       if (!isUuid(c.id)) return emptyPage<Meeting>(a);
       if (onlyTotalCount(info)) return countOnly<Meeting>(a, await ctx.loaders.customerMeetingCounts.load(c.id));
-      return ctx.loaders.customerMeetings({ first: a.first, after: a.after, props: a.props }).load(c.id);
+      return ctx.loaders.customerMeetings({ first: a.first, after: a.after, props: a.props, count: a.count }).load(c.id);
     },
     tasks: async (c: { id: string }, args: ListArgs, ctx: Ctx, info: GraphQLResolveInfo) => {
       requireUser(ctx.identity);
-      const a = listArgs(args, connectionProps(ctx.em, Task, info, TASK_NEEDS));
+      const a = listArgs(args, info, connectionProps(ctx.em, Task, info, TASK_NEEDS));
       if (!isUuid(c.id)) return emptyPage<Task>(a);
       if (onlyTotalCount(info)) return countOnly<Task>(a, await ctx.loaders.customerTaskCounts(a.status ?? null).load(c.id));
       return ctx.loaders.customerTasks(a).load(c.id);
@@ -349,7 +349,7 @@ export const resolvers: Resolvers = {
     },
     tasks: async (u: { id: string }, args: ListArgs, ctx: Ctx, info: GraphQLResolveInfo) => {
       const me = requireUser(ctx.identity);
-      const a = listArgs(args, connectionProps(ctx.em, Task, info, TASK_NEEDS));
+      const a = listArgs(args, info, connectionProps(ctx.em, Task, info, TASK_NEEDS));
       // SALES see only their own tasks: another user's list is empty (no query at all).
       if (!isUuid(u.id) || (me.role === 'SALES' && u.id !== me.userId)) return emptyPage<Task>(a);
       return ctx.loaders.userTasks(a).load(u.id);
