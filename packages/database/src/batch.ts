@@ -6,7 +6,7 @@
  */
 import DataLoader from 'dataloader';
 import type { EntityManager, EntityName, FilterQuery } from '@mikro-orm/postgresql';
-import { afterCursor, decodeCursor, pageSize, toConnection, type Connection, type PageArgs } from './pagination';
+import { afterCursor, decodeCursor, pageSize, toConnection, type Connection, type PageArgs, type PageRequest } from './pagination';
 import { findRows, newestAndCounts } from './lean';
 
 interface Row {
@@ -29,7 +29,7 @@ export async function pagesByParent<T extends Row>(
   parentProp: string,
   parentIds: readonly string[],
   where: FilterQuery<T>,
-  args: PageArgs & { count?: boolean },
+  args: PageRequest,
   props?: readonly string[],
 ): Promise<Map<string, Connection<T>>> {
   const first = pageSize(args.first);
@@ -41,13 +41,7 @@ export async function pagesByParent<T extends Row>(
     ...(cursor ? { after: afterCursor(cursor) } : {}),
     count,
   });
-  const grouped = new Map<string, T[]>();
-  for (const row of rows) {
-    const parent = String((row as Record<string, unknown>)[parentProp]);
-    const list = grouped.get(parent);
-    if (list) list.push(row);
-    else grouped.set(parent, [row]);
-  }
+  const grouped = groupBy(rows, (row) => String((row as Record<string, unknown>)[parentProp]));
   const out = new Map<string, Connection<T>>();
   for (const id of parentIds) out.set(id, toConnection(grouped.get(id) ?? [], first, count ? (counts.get(id) ?? 0) : Number.NaN));
   return out;
@@ -84,16 +78,21 @@ export function countLoader(batch: (parentIds: readonly string[]) => Promise<Map
 /** A DataLoader that fetches rows by a key in one query and groups them (1:N, unpaged). */
 export function groupLoader<K extends string, V>(fetch: (keys: readonly K[]) => Promise<V[]>, keyOf: (v: V) => K): DataLoader<K, V[]> {
   return new DataLoader(async (keys: readonly K[]) => {
-    const rows = await fetch(keys);
-    const groups = new Map<K, V[]>();
-    for (const row of rows) {
-      const key = keyOf(row);
-      const group = groups.get(key);
-      if (group) group.push(row);
-      else groups.set(key, [row]);
-    }
+    const groups = groupBy(await fetch(keys), keyOf);
     return keys.map((k) => groups.get(k) ?? []);
   });
+}
+
+/** Rows by key, each group in the rows' order. */
+function groupBy<K, V>(rows: readonly V[], keyOf: (v: V) => K): Map<K, V[]> {
+  const groups = new Map<K, V[]>();
+  for (const row of rows) {
+    const key = keyOf(row);
+    const group = groups.get(key);
+    if (group) group.push(row);
+    else groups.set(key, [row]);
+  }
+  return groups;
 }
 
 /**

@@ -13,6 +13,10 @@ export interface PageArgs {
   first?: number | null;
   after?: string | null;
 }
+/** A page as a loader asks for it: `count: false` when the selection has no totalCount (wantsTotalCount). */
+export interface PageRequest extends PageArgs {
+  count?: boolean;
+}
 export interface Cursor {
   createdAt: Date;
   id: string;

@@ -18,6 +18,7 @@ import {
   wantsTotalCount,
   type Connection,
   type PageArgs,
+  type PageRequest,
 } from '@crm/database';
 import { loadForWrite } from '@crm/events';
 import { parseInput, requireUser, requireWriter, scalarResolvers, type Identity, type RequestContext, type WriteContext } from '@crm/runtime';
@@ -27,7 +28,7 @@ import { isOpen, meetingEventData, newTask, taskEventData, transition } from '..
 import type { Resolvers } from '../generated/resolvers-types';
 
 /** List arguments, plus the properties the selection needs (lean rows; part of the loader key). */
-type ListArgs = PageArgs & Record<string, unknown> & { status?: TaskStatus | null; props?: string[]; count?: boolean };
+type ListArgs = PageRequest & Record<string, unknown> & { status?: TaskStatus | null; props?: string[] };
 
 /** Read-only loaders: plain rows (kit lean.ts), never managed entities. */
 export interface SalesActivityLoaders {
@@ -55,7 +56,7 @@ export function meetingScope(identity: Identity | null): Record<string, unknown>
   return { removedBySaga: null };
 }
 const withStatus = (scope: Record<string, unknown>, status: TaskStatus | null | undefined): FilterQuery<Task> => (status ? { ...scope, status } : scope) as FilterQuery<Task>;
-const pageArgs = (args: ListArgs): PageArgs & { count?: boolean } => ({ first: args.first ?? null, after: args.after ?? null, ...(args.count === false ? { count: false } : {}) });
+const pageArgs = (args: ListArgs): PageRequest => ({ first: args.first ?? null, after: args.after ?? null, ...(args.count === false ? { count: false } : {}) });
 
 export function createLoaders(em: EntityManager, identity: Identity | null): SalesActivityLoaders {
   const tasks = taskScope(identity);
