@@ -10,6 +10,8 @@
  *   N=10000 PER_CONNECTION=1 EVENTS=10 npx tsx bench/subscriptions.ts   # 10,000 sockets (PER_CONNECTION=10: 1,000)
  *   CPU_PROF=/tmp/subs-prof npx tsx bench/subscriptions.ts   # --cpu-prof of every service process (STACK=multi); no report
  *     (it prints the measured events' window: node bench/crm/profile-top.mjs <gateway's .cpuprofile> 25 <from> <to>)
+ *   TRACE_GC=1 npx tsx bench/subscriptions.ts            # --trace-gc in every service process: "[pid:…] … ms: Scavenge / Mark-Compact …" lines
+ *                                                        #   between the "event N" lines show which pauses fell on which event
  *
  * The platform runs as `npm start` does (STACK=multi, the default: the gateway and each subgraph in a
  * process of its own, startProcessTestStack; GATEWAY_WORKERS=1, so the gateway is one process) with
@@ -27,7 +29,7 @@
  */
 import { execSync, fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, homedir } from 'node:os';
 import { join } from 'node:path';
 import { cpuMs, dist, ms, num, sleep, uptime, type Dist } from './measure';
 
@@ -60,6 +62,31 @@ function memoryOf(pid: number): { rssMB: number; peakMB: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
   return { rssMB: Math.round(kb('VmRSS') / 1024), peakMB: Math.round(kb('VmHWM') / 1024) };
+}
+
+/**
+ * CPU time so far (ms, /proc) of every process an event touches: each service, the subscriber process,
+ * the Kafka broker (scripts/kafka.sh's pid file, when it runs here) and all Postgres processes.
+ */
+function processCpu(pids: Record<string, number>, clientsPid: number): Record<string, number> {
+  const of = (pid: number) => {
+    try {
+      return cpuMs(pid);
+    } catch {
+      return 0;
+    }
+  };
+  const out: Record<string, number> = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, of(pid)]));
+  out.clients = of(clientsPid);
+  try {
+    const kafkaPid = Number(readFileSync(join(process.env.KAFKA_DATA_DIR ?? join(homedir(), '.cache', 'crm-kafka', 'data'), 'kafka.pid'), 'utf8').trim());
+    if (kafkaPid) out.kafka = of(kafkaPid);
+  } catch {
+    // no local broker
+  }
+  const postgres = execSync('pgrep -x postgres || true').toString().split('\n').filter(Boolean).map(Number);
+  out.postgres = postgres.reduce((sum, pid) => sum + of(pid), 0);
+  return out;
 }
 
 /** The subscriber process: request/response over its IPC channel, one request at a time. */
@@ -105,7 +132,7 @@ async function main() {
     SUBSCRIPTION_CONNECTIONS_PER_IP: String(N),
     SUBSCRIPTIONS_PER_CONNECTION: String(Math.max(20, PER_CONNECTION)),
   };
-  const execArgv = process.env.CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CPU_PROF}`] : [];
+  const execArgv = process.env.CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CPU_PROF}`] : process.env.TRACE_GC ? ['--trace-gc'] : [];
   const stack = STACK === 'multi' ? await startProcessTestStack({ env, execArgv }) : await startTestStack({ env });
   const gatewayPid = 'pids' in stack ? stack.pids.gateway! : process.pid;
   const mode = stack.bus.kind === 'kafka' ? 'Kafka + Postgres' + (stack.config.REDIS_URL ? ' + Redis' : '') : 'embedded (embedded Postgres, in-process bus)';
@@ -159,11 +186,13 @@ async function main() {
     const rows: { event: number; first: number; p50: number; p99: number; last: number }[] = [];
     let cpuAtStart = 0;
     let clientsCpuAtStart = 0;
+    let processesAtStart: Record<string, number> = {};
     let windowFromUs = 0n;
     for (let e = 0; e < EVENTS + 1; e++) {
       if (e === 1) {
         cpuAtStart = cpuMs(gatewayPid);
         clientsCpuAtStart = cpuMs(clients.child.pid!);
+        processesAtStart = processCpu('pids' in stack ? stack.pids : {}, clients.child.pid!);
         windowFromUs = process.hrtime.bigint() / 1000n;
       }
       const r = await request(`bench ${e}`);
@@ -186,6 +215,9 @@ async function main() {
     console.log(`measured events' window (µs, CLOCK_MONOTONIC): ${windowFromUs} ${process.hrtime.bigint() / 1000n}`);
     const gatewayCpuMsPerEvent = STACK === 'multi' ? Math.round((cpuMs(gatewayPid) - cpuAtStart) / EVENTS) : undefined;
     const clientsCpuMsPerEvent = Math.round((cpuMs(clients.child.pid!) - clientsCpuAtStart) / EVENTS);
+    const processesAtEnd = processCpu('pids' in stack ? stack.pids : {}, clients.child.pid!);
+    const cpuMsPerEventByProcess = Object.fromEntries(Object.entries(processesAtEnd).map(([k, v]) => [k, Math.round((v - (processesAtStart[k] ?? 0)) / EVENTS)]));
+    console.log(`CPU ms per event by process (whole window, idle time between events included): ${JSON.stringify(cpuMsPerEventByProcess)}`);
     const end = memoryOf(gatewayPid);
     const clientMemory = await clients.ask<{ rssMB: number }>({ type: 'memory' }, 'memory');
     const last = dist(rows.map((r) => r.last));
@@ -220,6 +252,7 @@ async function main() {
       client: CLIENT === 'ws' ? 'graphql-transport-ws over ws (bench/subscriptions/clients.mjs)' : 'graphql-ws createClient',
       clientsRssMB: clientMemory.rssMB,
       clientsCpuMsPerEvent,
+      cpuMsPerEventByProcess,
       lastClient: last,
       medianClient: perClientP50,
       perEvent: rows,
@@ -274,6 +307,7 @@ interface Run {
   client?: string;
   clientsRssMB?: number;
   clientsCpuMsPerEvent?: number;
+  cpuMsPerEventByProcess?: Record<string, number>;
   lastClient: Dist;
   medianClient: Dist;
   perEvent: { event: number; first: number; p50: number; p99: number; last: number }[];
@@ -308,6 +342,11 @@ function render(all: Record<string, Run>): string {
         (g.cpuMsPerEvent !== undefined ? ` Gateway CPU ${g.cpuMsPerEvent} ms per event (user + system, over the measured events).` : '') +
         (r.clientsRssMB
           ? ` Subscriber process (${r.client ?? 'graphql-ws createClient'}): RSS ${r.clientsRssMB} MB${r.clientsCpuMsPerEvent !== undefined ? `, CPU ${r.clientsCpuMsPerEvent} ms per event` : ''}.`
+          : '') +
+        (r.cpuMsPerEventByProcess
+          ? ` CPU ms per event by process (the whole measured window, so the 200 ms pauses between events count too): ${Object.entries(r.cpuMsPerEventByProcess)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', ')}.`
           : ''),
       '',
       '| over events | p50 | p99 | max |',
