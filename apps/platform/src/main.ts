@@ -35,9 +35,11 @@ async function main() {
         },
       );
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
-  process.once('SIGHUP', () => shutdown('SIGHUP'));
+  // `on`, not `once`: one Ctrl-C can arrive here more than once (the terminal signals the whole
+  // process group, npm and tsx's CLI pass it on), and a signal nobody listens for ends this process
+  // at once (tsx's preload exits when no listener is left), before the database is stopped. Repeats
+  // are ignored: the shutdown is already bounded (SIGKILL after 15 s for a service, SIGQUIT after 30 s for Postgres).
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => shutdown(signal));
 
   try {
     database = await startEmbeddedDatabase(initial.DATA_DIR, logger);

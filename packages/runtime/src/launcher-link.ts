@@ -89,7 +89,7 @@ export function peersFromLauncher(link: IpcLink): Map<string, string> {
 
 /**
  * Runs `stop` once on SIGTERM, SIGINT or the parent's going away (an IPC channel closing), then
- * exits: 0 when it stopped cleanly, 1 when stopping failed.
+ * exits: 0 when it stopped cleanly, 1 when stopping failed. Signals that come while it stops are ignored.
  */
 export function onShutdown(stop: () => Promise<void>, logger: Logger): void {
   let stopping = false;
@@ -104,7 +104,9 @@ export function onShutdown(stop: () => Promise<void>, logger: Logger): void {
       },
     );
   };
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
+  // `on`, not `once`: a repeated signal (a second Ctrl-C reaching the launcher's process group)
+  // must not find this process without a listener, or tsx's preload exits it mid-stop.
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
   process.once('disconnect', shutdown);
 }
