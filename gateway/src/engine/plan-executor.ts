@@ -457,18 +457,32 @@ function representationProgram(selections: QueryPlanSelectionNode[]): Representa
 
 const hasOwn = (object: object, key: string) => Object.prototype.hasOwnProperty.call(object, key);
 
-/** The representation of an entity for a fetch's `requires` selection (null when a required field is missing). */
+/** `object[key] = value` as an own property also for `__proto__` (which an assignment would take as the prototype). */
+function setOwn(object: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
+  else object[key] = value;
+}
+
+/**
+ * The representation of an entity for a fetch's `requires` selection (null when a required field is missing).
+ * A plain `{}` (fast properties: cheaper to build and to serialize into the request body than a
+ * prototype-less dictionary, one per entity per fetch); every key is set as an own property, so
+ * names such as `constructor` never read or reach the prototype.
+ */
 function selectRepresentation(schema: GraphQLSchema, source: unknown, program: RepresentationStep[]): Record<string, unknown> | null {
   if (source === null) return null;
   const from = source as Record<string, unknown>;
-  const result: Record<string, unknown> = Object.create(null);
+  const result: Record<string, unknown> = {};
   for (const step of program) {
     if (step.field) {
       const value = hasOwn(from, step.name) ? from[step.name] : undefined;
       if (value === undefined) return null;
       const sub = step.sub;
-      if (Array.isArray(value)) result[step.name] = sub ? value.map((v) => selectRepresentation(schema, v, sub)) : value.slice();
-      else result[step.name] = sub ? selectRepresentation(schema, value, sub) : value;
+      setOwn(
+        result,
+        step.name,
+        Array.isArray(value) ? (sub ? value.map((v) => selectRepresentation(schema, v, sub)) : value.slice()) : sub ? selectRepresentation(schema, value, sub) : value,
+      );
     } else if (source) {
       const typename = from.__typename;
       let applies: boolean | undefined = typeof typename === 'string' ? step.applies.get(typename) : undefined;
