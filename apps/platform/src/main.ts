@@ -36,9 +36,10 @@ async function main() {
       );
   };
   // `on`, not `once`: one Ctrl-C can arrive here more than once (the terminal signals the whole
-  // process group, npm and tsx's CLI pass it on), and a signal nobody listens for ends this process
-  // at once (tsx's preload exits when no listener is left), before the database is stopped. Repeats
-  // are ignored: the shutdown is already bounded (SIGKILL after 15 s for a service, SIGQUIT after 30 s for Postgres).
+  // process group, npm passes it on), and a signal nobody listens for ends this process at once,
+  // before the database is stopped. (`npm start` runs this as `node --import tsx`, not under tsx's
+  // CLI, which SIGKILLs a child that is slow to confirm a signal it passes on.) Repeats are ignored:
+  // the shutdown is already bounded (SIGKILL after 15 s for a service, SIGQUIT after 30 s for Postgres).
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => shutdown(signal));
 
   try {
