@@ -33,7 +33,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ProcessStack, TestClient, TestStack, TestUser } from '@crm/platform';
-import { cpuMs, dist, ms, num, sleep, uptime, type Dist } from './measure';
+import { cpuMs, cpuMsOrZero, dist, ms, num, sleep, uptime, type Dist } from './measure';
 
 /** What the benchmark needs of either kind of stack. */
 type BenchStack = (TestStack | (ProcessStack & TestClient)) & Pick<TestStack, 'config' | 'gatewayUrl' | 'stop'> & { bus: { kind: TestStack['bus']['kind'] } };
@@ -292,13 +292,7 @@ async function main() {
         const xacts = (await c.query<{ n: string }>('SELECT sum(xact_commit + xact_rollback) AS n FROM pg_stat_database WHERE starts_with(datname, $1)', [prefix])).rows[0]!.n;
         return { pids, xacts: Number(xacts) };
       });
-    const cpuOf = (pid: number) => {
-      try {
-        return cpuMs(pid);
-      } catch {
-        return 0;
-      }
-    };
+    const cpuOf = cpuMsOrZero;
     const breakdown = () => Object.fromEntries(Object.entries('pids' in stack ? stack.pids : { platform: process.pid }).map(([k, pid]) => [k, cpuOf(pid)]));
     const scenario = async (name: string, entries: Entries, connections = CONNECTIONS) => {
       if (!SCENARIOS.includes(name.replace(/@1$/, ''))) return;

@@ -30,3 +30,12 @@ export const cpuMs = (...pids: number[]) =>
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
     return sum + (Number(fields[11]) + Number(fields[12])) * 10;
   }, 0);
+
+/** cpuMs of one process, 0 when it is gone (a Postgres backend that ended, a broker not running here). */
+export const cpuMsOrZero = (pid: number) => {
+  try {
+    return cpuMs(pid);
+  } catch {
+    return 0;
+  }
+};

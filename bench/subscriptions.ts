@@ -31,7 +31,7 @@ import { execSync, fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, homedir } from 'node:os';
 import { join } from 'node:path';
-import { cpuMs, dist, ms, num, sleep, uptime, type Dist } from './measure';
+import { cpuMsOrZero, dist, ms, num, sleep, uptime, type Dist } from './measure';
 
 const EMBEDDED = process.env.EMBEDDED === '1';
 if (!EMBEDDED) {
@@ -69,13 +69,7 @@ function memoryOf(pid: number): { rssMB: number; peakMB: number } {
  * the Kafka broker (scripts/kafka.sh's pid file, when it runs here) and all Postgres processes.
  */
 function processCpu(pids: Record<string, number>, clientsPid: number): Record<string, number> {
-  const of = (pid: number) => {
-    try {
-      return cpuMs(pid);
-    } catch {
-      return 0;
-    }
-  };
+  const of = cpuMsOrZero;
   const out: Record<string, number> = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, of(pid)]));
   out.clients = of(clientsPid);
   try {
@@ -184,14 +178,10 @@ async function main() {
     console.log(`all registered (${warm.length} warm-up events); gateway RSS ${before.rssMB} MB → ${steady.rssMB} MB`);
 
     const rows: { event: number; first: number; p50: number; p99: number; last: number }[] = [];
-    let cpuAtStart = 0;
-    let clientsCpuAtStart = 0;
     let processesAtStart: Record<string, number> = {};
     let windowFromUs = 0n;
     for (let e = 0; e < EVENTS + 1; e++) {
       if (e === 1) {
-        cpuAtStart = cpuMs(gatewayPid);
-        clientsCpuAtStart = cpuMs(clients.child.pid!);
         processesAtStart = processCpu('pids' in stack ? stack.pids : {}, clients.child.pid!);
         windowFromUs = process.hrtime.bigint() / 1000n;
       }
@@ -213,10 +203,10 @@ async function main() {
     }
     // V8's CPU profiles count time on the same clock (CLOCK_MONOTONIC): bench/crm/profile-top.mjs <file> 25 <from> <to>
     console.log(`measured events' window (µs, CLOCK_MONOTONIC): ${windowFromUs} ${process.hrtime.bigint() / 1000n}`);
-    const gatewayCpuMsPerEvent = STACK === 'multi' ? Math.round((cpuMs(gatewayPid) - cpuAtStart) / EVENTS) : undefined;
-    const clientsCpuMsPerEvent = Math.round((cpuMs(clients.child.pid!) - clientsCpuAtStart) / EVENTS);
     const processesAtEnd = processCpu('pids' in stack ? stack.pids : {}, clients.child.pid!);
     const cpuMsPerEventByProcess = Object.fromEntries(Object.entries(processesAtEnd).map(([k, v]) => [k, Math.round((v - (processesAtStart[k] ?? 0)) / EVENTS)]));
+    const gatewayCpuMsPerEvent = STACK === 'multi' ? cpuMsPerEventByProcess.gateway : undefined;
+    const clientsCpuMsPerEvent = cpuMsPerEventByProcess.clients!;
     console.log(`CPU ms per event by process (whole window, idle time between events included): ${JSON.stringify(cpuMsPerEventByProcess)}`);
     const end = memoryOf(gatewayPid);
     const clientMemory = await clients.ask<{ rssMB: number }>({ type: 'memory' }, 'memory');

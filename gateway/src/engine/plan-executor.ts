@@ -36,7 +36,7 @@ import { trace } from '@opentelemetry/api';
 import { withSpan } from '@crm/telemetry';
 import { SubgraphClient, type GatewayContext } from '../datasource';
 import { applyRewrites, hydratedPaths, isObjectOfType } from './rewrites';
-import { compileShape, shapeResponse, type ShapeProgram } from './shape';
+import { compileShape, setOwn, shapeResponse, type ShapeProgram } from './shape';
 
 type OperationContext = ReturnType<typeof buildOperationContext>;
 type RequestContext = GatewayGraphQLRequestContext;
@@ -456,12 +456,6 @@ function representationProgram(selections: QueryPlanSelectionNode[]): Representa
 }
 
 const hasOwn = (object: object, key: string) => Object.prototype.hasOwnProperty.call(object, key);
-
-/** `object[key] = value` as an own property also for `__proto__` (which an assignment would take as the prototype). */
-function setOwn(object: Record<string, unknown>, key: string, value: unknown): void {
-  if (key === '__proto__') Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
-  else object[key] = value;
-}
 
 /**
  * The representation of an entity for a fetch's `requires` selection (null when a required field is missing).

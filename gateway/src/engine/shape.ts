@@ -121,7 +121,7 @@ export function shapeResponse(
  * Output objects are plain `{}` (fast properties: cheaper to build, to keep and to JSON.stringify than
  * Apollo's prototype-less dictionaries); an alias named `__proto__` is defined as an own property.
  */
-function set(output: Record<string, unknown>, name: string, value: unknown): void {
+export function setOwn(output: Record<string, unknown>, name: string, value: unknown): void {
   if (name === '__proto__') Object.defineProperty(output, name, { value, enumerable: true, writable: true, configurable: true });
   else output[name] = value;
 }
@@ -152,13 +152,13 @@ function applySteps(run: Run, steps: Step[], input: Record<string, unknown>, out
           if (inputValue === null && name !== typenameFieldName) inputValue = input[typenameFieldName] ?? null;
           const type = typeof inputValue === 'string' ? (run.schema.type(inputValue) ?? parentType) : parentType;
           if (type.kind !== 'ObjectType') return true;
-          set(output, name, type.name);
+          setOwn(output, name, type.name);
         }
         continue;
       }
       run.path.push(name);
       const updated = updateValue(run, outputValue, step.type, inputValue, step.selection, parentType);
-      set(output, name, updated);
+      setOwn(output, name, updated);
       run.path.pop();
       if (isInvalid) return true;
     } else {
