@@ -37,12 +37,24 @@ export function encodeCursor(row: { createdAt: Date; id: string }): string {
   return Buffer.from(JSON.stringify([row.createdAt.toISOString(), row.id])).toString('base64url');
 }
 
+/** Every paginated table's key is a uuid: a cursor's id that is not one would fail in SQL. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The cursor `encodeCursor` made, or BAD_USER_INPUT: a client can forge one, so both parts are
+ * checked before they reach SQL (an id that is not a uuid, or a date Postgres cannot hold, would
+ * otherwise fail there as an internal error).
+ */
 export function decodeCursor(cursor: string | null | undefined): Cursor | null {
   if (!cursor) return null;
   try {
-    const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
+    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (!Array.isArray(value) || value.length !== 2) throw new Error('bad cursor');
+    const [at, id] = value as unknown[];
+    if (typeof at !== 'string' || typeof id !== 'string' || !UUID.test(id)) throw new Error('bad cursor');
     const createdAt = new Date(at);
-    if (typeof id !== 'string' || Number.isNaN(createdAt.getTime())) throw new Error('bad cursor');
+    const year = createdAt.getUTCFullYear();
+    if (Number.isNaN(year) || year < 1 || year > 9999) throw new Error('bad cursor');
     return { createdAt, id };
   } catch {
     throw badInput('after is not a valid cursor', 'after');
@@ -66,7 +78,8 @@ export function afterCursor(cursor: Cursor | null): Record<string, unknown> {
 /** Builds a connection from up to first+1 rows already in (createdAt DESC, id DESC) order. */
 export function toConnection<T extends { createdAt: Date; id: string }>(rows: T[], first: number, totalCount: number): Connection<T> {
   const page = rows.slice(0, first);
-  // An edge's cursor is encoded when read: most selections ask only for pageInfo.endCursor.
+  // Cursors are encoded when read: most selections ask for pageInfo.endCursor only, and a nested
+  // list (a customer's tasks on a page of customers) often for neither.
   const edges = page.map((node) => ({
     node,
     get cursor() {
@@ -76,7 +89,12 @@ export function toConnection<T extends { createdAt: Date; id: string }>(rows: T[
   const last = page.at(-1);
   return {
     edges,
-    pageInfo: { hasNextPage: rows.length > first, endCursor: last ? encodeCursor(last) : null },
+    pageInfo: {
+      hasNextPage: rows.length > first,
+      get endCursor() {
+        return last ? encodeCursor(last) : null;
+      },
+    },
     totalCount,
   };
 }
