@@ -10,6 +10,7 @@
  *   N=10000 PER_CONNECTION=1 EVENTS=10 npx tsx bench/subscriptions.ts   # 10,000 sockets (PER_CONNECTION=10: 1,000)
  *   CPU_PROF=/tmp/subs-prof npx tsx bench/subscriptions.ts   # --cpu-prof of every service process (STACK=multi); no report
  *     (it prints the measured events' window: node bench/crm/profile-top.mjs <gateway's .cpuprofile> 25 <from> <to>)
+ *   IDLE_CPU=1 npx tsx bench/subscriptions.ts            # first 10 s idle: CPU ms per second by process with no events (the idle share of the per-event figures)
  *   TRACE_GC=1 npx tsx bench/subscriptions.ts            # --trace-gc in every service process: "[pid:…] … ms: Scavenge / Mark-Compact …" lines
  *                                                        #   between the "event N" lines show which pauses fell on which event
  *
@@ -174,6 +175,16 @@ async function main() {
       { timeoutMs: 300_000, intervalMs: 100 },
     );
     await sleep(2000);
+    if (process.env.IDLE_CPU) {
+      // What each process burns with nothing happening (polls, heartbeats, token-state refreshes):
+      // the share of "CPU ms per event" below that is not the event's.
+      const from = process.hrtime.bigint() / 1000n;
+      const a = processCpu('pids' in stack ? stack.pids : {}, clients.child.pid!);
+      await sleep(10_000);
+      const b = processCpu('pids' in stack ? stack.pids : {}, clients.child.pid!);
+      const perSecond = Object.fromEntries(Object.entries(b).map(([k, v]) => [k, Math.round((v - (a[k] ?? 0)) / 10)]));
+      console.log(`idle CPU ms per second by process (10 s, window µs ${from} ${process.hrtime.bigint() / 1000n}): ${JSON.stringify(perSecond)}`);
+    }
     const steady = memoryOf(gatewayPid);
     console.log(`all registered (${warm.length} warm-up events); gateway RSS ${before.rssMB} MB → ${steady.rssMB} MB`);
 
