@@ -9,6 +9,8 @@ import jwt from 'jsonwebtoken';
 import { authSigningKey } from '@crm/runtime';
 import { rawGraphQL, rawRequest, signTestAccessToken, type RawResult } from '@crm/testing';
 import { createHmac, createPublicKey } from 'node:crypto';
+import { connect } from 'node:net';
+import WebSocket from 'ws';
 import { startTestStack, type TestStack, type TestUser } from '@crm/platform';
 
 interface Expect {
@@ -32,7 +34,11 @@ let other: TestUser;
 let admin: TestUser;
 
 beforeAll(async () => {
-  stack = await startTestStack({ only: ['auth'], env: { CORS_ORIGINS: 'https://app.example.com' } });
+  stack = await startTestStack({
+    only: ['auth'],
+    // short, so that the slow-client test below waits seconds, not the defaults' 10 and 30 s
+    env: { CORS_ORIGINS: 'https://app.example.com', HTTP_HEADERS_TIMEOUT_MS: '1000', HTTP_REQUEST_TIMEOUT_MS: '2000' },
+  });
   admin = await stack.admin();
   sales = await stack.user('SALES', 'Hostile Tester');
   other = await stack.user('SALES', 'Someone Else');
@@ -164,6 +170,64 @@ test('forged pagination cursors: refused as bad input, not as a database error',
   expect(next.errors).toBeUndefined();
   expect(next.data.users.edges.map((e: { node: { id: string } }) => e.node.id)).not.toContain(first.data.users.edges[0].node.id);
 });
+
+/**
+ * A client that sends its request a byte at a time (slowloris): without a deadline on receiving a
+ * request, each such connection is held for as long as it keeps dribbling, and a few thousand of
+ * them exhaust the gateway's sockets. Resolves with what the server answered and whether it closed.
+ */
+function dribble(first: string, drip: string, giveUpMs: number): Promise<{ closedByServer: boolean; answer: string }> {
+  const url = new URL(stack.gatewayUrl);
+  return new Promise((resolve) => {
+    const socket = connect(Number(url.port), url.hostname);
+    let answer = '';
+    let timer: NodeJS.Timeout | undefined;
+    const done = (closedByServer: boolean) => {
+      clearInterval(timer);
+      clearTimeout(giveUp);
+      socket.destroy();
+      resolve({ closedByServer, answer });
+    };
+    const giveUp = setTimeout(() => done(false), giveUpMs);
+    socket.on('connect', () => {
+      socket.write(first);
+      timer = setInterval(() => socket.write(drip), 200);
+    });
+    socket.on('data', (d) => (answer += d.toString()));
+    socket.on('close', () => done(true));
+    socket.on('error', () => undefined); // a write after the server closed: 'close' follows
+  });
+}
+
+test('slow clients (slowloris) are cut off; WebSocket connections outlive the request deadline', async () => {
+  const host = new URL(stack.gatewayUrl).host;
+  // headers that never end: cut after HTTP_HEADERS_TIMEOUT_MS (1 s here), 408
+  const headers = await dribble(`POST /graphql HTTP/1.1\r\nHost: ${host}\r\n`, 'X-Slow: 1\r\n', 15_000);
+  expect(headers.closedByServer).toBe(true);
+  expect(headers.answer).toMatch(/^HTTP\/1\.1 408/);
+  // a body that never ends: cut after HTTP_REQUEST_TIMEOUT_MS (2 s here), 408
+  const body = await dribble(
+    `POST /graphql HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\napollo-require-preflight: true\r\nContent-Length: 100000\r\n\r\n{"query":"`,
+    ' ',
+    15_000,
+  );
+  expect(body.closedByServer).toBe(true);
+  expect(body.answer).toMatch(/^HTTP\/1\.1 408/);
+  // A subscription socket is not a request being received: it stays open past both deadlines.
+  const ws = new WebSocket(stack.gatewayUrl.replace(/^http/, 'ws'), 'graphql-transport-ws');
+  const messages: string[] = [];
+  ws.on('message', (d: Buffer) => messages.push(d.toString('utf8')));
+  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+  await new Promise((resolve) => ws.once('open', resolve));
+  ws.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${sales.token}` } }));
+  await new Promise((resolve) => setTimeout(resolve, 3500));
+  ws.send(JSON.stringify({ type: 'ping' }));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect(messages.map((m) => JSON.parse(m).type)).toEqual(['connection_ack', 'pong']);
+  ws.close(1000);
+  expect(await closed).toBe(1000);
+  await stillServing();
+}, 40_000);
 
 test('operation limits: depth, aliases, directives, tokens, cost, body size', async () => {
   const { MAX_DEPTH, MAX_ALIASES, MAX_DIRECTIVES, MAX_TOKENS, MAX_COST, MAX_BODY_BYTES } = stack.config;

@@ -170,7 +170,10 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayRunt
     },
   });
 
-  const { server, port } = await listen(handler, options.port ?? config.PORT, options.host ?? config.HOST);
+  const { server, port } = await listen(handler, options.port ?? config.PORT, options.host ?? config.HOST, {
+    headersTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS,
+  });
   const deps: GatewayDeps = {
     config,
     logger,

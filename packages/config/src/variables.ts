@@ -147,6 +147,11 @@ const http = [
   row({ DEBUG_ERRORS: flag(false) }, 'false', 'stack traces in GraphQL error responses (any mode); off: no stack or file paths reach a client'),
   row({ MAX_BODY_BYTES: int().min(1024).default(1_000_000) }, '1000000', 'request body limit (413 above)'),
   row(
+    { HTTP_HEADERS_TIMEOUT_MS: int().min(100).max(600_000).default(10_000), HTTP_REQUEST_TIMEOUT_MS: int().min(100).max(3_600_000).default(30_000) },
+    '10000 / 30000',
+    'a client must send its request headers, and then its whole request, within these (else 408 and the connection is closed): slow clients (slowloris) cannot hold connections; WebSocket connections are not affected once upgraded',
+  ),
+  row(
     { SHUTDOWN_GRACE_MS: int().min(0).max(600_000).default(10_000) },
     '10000',
     'on stop, a server refuses new connections at once and gives requests in flight this long to finish before cutting what is left',

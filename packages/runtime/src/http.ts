@@ -156,8 +156,29 @@ export function createGraphQLHandler<C extends BaseContext>(options: GraphQLHttp
   }
 }
 
-export async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void | Promise<void>, port: number, host: string): Promise<{ server: Server; port: number }> {
-  const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => void handler(req, res));
+/** Deadlines on receiving a request (HTTP_HEADERS_TIMEOUT_MS, HTTP_REQUEST_TIMEOUT_MS). */
+export interface RequestDeadlines {
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+}
+
+/**
+ * An HTTP server on `port`. A client gets `headersTimeoutMs` for its headers and `requestTimeoutMs`
+ * for its whole request (then 408 and the connection closes; Node checks them every second here, not
+ * every 30 s), so slow clients cannot hold connections; the time to answer is not limited by them.
+ */
+export async function listen(
+  handler: (req: IncomingMessage, res: ServerResponse) => void | Promise<void>,
+  port: number,
+  host: string,
+  deadlines: RequestDeadlines,
+): Promise<{ server: Server; port: number }> {
+  const requestTimeout = deadlines.requestTimeoutMs;
+  const headersTimeout = Math.min(deadlines.headersTimeoutMs, requestTimeout); // Node refuses a headers deadline after the request's
+  const server = createServer(
+    { keepAliveTimeout: 65_000, headersTimeout, requestTimeout, connectionsCheckingInterval: Math.min(1000, headersTimeout) },
+    (req, res) => void handler(req, res),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());

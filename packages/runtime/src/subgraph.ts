@@ -273,7 +273,10 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
       },
     },
   });
-  const listening = await listen(handler, options.port, options.host ?? '127.0.0.1');
+  const listening = await listen(handler, options.port, options.host ?? '127.0.0.1', {
+    headersTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS,
+  });
   server = listening.server;
 
   const runtime: SubgraphRuntime = {
