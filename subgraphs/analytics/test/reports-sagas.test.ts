@@ -111,6 +111,9 @@ test('salesSummary counts within [from, to) and shows new events after a cached 
   expect(code(await sales.gql(SUMMARY, { from, to }))).toBe('FORBIDDEN');
   const backwards = await manager.gql(SUMMARY, { from: to, to: from });
   expect(code(backwards)).toBe('BAD_USER_INPUT');
+  // a date Postgres cannot hold (the year 0) is bad input, not a failed statement
+  expect(code(await manager.gql(SUMMARY, { from: '0000-01-01T00:00:00Z', to }))).toBe('BAD_USER_INPUT');
+  expect(code(await manager.gql('query($from: DateTime) { approvalStats(from: $from) { pending } }', { from: '0000-01-01T00:00:00Z' }))).toBe('BAD_USER_INPUT');
 });
 
 test('customerStats over customers not deleted, and it changes with customer events after a cached read', async () => {

@@ -210,6 +210,25 @@ describe('task lifecycle', () => {
     }
   });
 
+  test('a date Postgres cannot store (the year 0) is BAD_USER_INPUT and writes nothing', async () => {
+    const before = await sql<{ n: number }>(sa, 'select (select count(*) from tasks)::int + (select count(*) from meetings)::int + (select count(*) from outbox)::int as n');
+    // year 0 as written, and as reached through an offset (0001-01-01T00:00+01:00 is 0000-12-31T23:00Z)
+    for (const at of ['0000-06-01T00:00:00Z', '0001-01-01T00:00:00+01:00']) {
+      const task = await createTask(sales, { title: 'Long ago', dueAt: at });
+      expect([code(task), task.errors?.[0]?.message]).toEqual(['BAD_USER_INPUT', expect.stringMatching(/0001-01-01/)]);
+      const meeting = await sales.gql(RECORD_MEETING, { input: { customerId, startsAt: at, summary: 'Long ago' } });
+      expect(code(meeting)).toBe('BAD_USER_INPUT');
+      const inline = await sales.gql(`mutation { createTask(input: { title: "Long ago", dueAt: "${at}" }) { id } }`);
+      expect(code(inline)).toMatch(/BAD_USER_INPUT|GRAPHQL_VALIDATION_FAILED/);
+    }
+    // the first instant of the year 1 is still a date like any other
+    const first = await createTask(sales, { title: 'Year one', dueAt: '0001-01-01T00:00:00Z' });
+    expect(first.errors).toBeUndefined();
+    expect(first.data.createTask.dueAt).toBe('0001-01-01T00:00:00.000Z');
+    const after = await sql<{ n: number }>(sa, 'select (select count(*) from tasks)::int + (select count(*) from meetings)::int + (select count(*) from outbox)::int as n');
+    expect(after[0]!.n).toBe(before[0]!.n + 2); // the year-one task and its task.created event
+  });
+
   test('updateTask: fields change, explicit null clears, bad input names the field', async () => {
     const id = await newTaskId(sales, { description: 'd', dueAt: '2026-12-24T12:00:00Z', priority: 'LOW' });
     const r = await updateTask(sales, id, { priority: 'URGENT', description: null, dueAt: null });
