@@ -68,6 +68,7 @@ export type RegisterInput = {
 };
 
 export type RequestApprovalInput = {
+  /** 0 to 1,000,000,000,000 */
   amount?: number | null | undefined;
   customerId: string | number;
   description?: string | null | undefined;
@@ -98,7 +99,7 @@ export type TaskStatus =
   | 'TODO';
 
 export type UpdateApprovalRequestInput = {
-  /** null clears it */
+  /** null clears it; else 0 to 1,000,000,000,000 */
   amount?: number | null | undefined;
   /** null clears it */
   description?: string | null | undefined;

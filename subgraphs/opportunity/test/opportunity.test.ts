@@ -172,6 +172,9 @@ test('input validation names the field; customers must be known, alive and (for 
     [{ customerId, title: 'x'.repeat(201) }, 'title'],
     [{ customerId, title: 'ok', description: 'd'.repeat(5001) }, 'description'],
     [{ customerId, title: 'ok', amount: -0.01 }, 'amount'],
+    // two approved amounts near Float's limit would make every sum over them overflow (the analytics reports)
+    [{ customerId, title: 'ok', amount: 1e308 }, 'amount'],
+    [{ customerId, title: 'ok', amount: 1e12 + 0.01 }, 'amount'],
     [{ customerId: 'not-an-id', title: 'ok' }, 'customerId'],
   ];
   for (const [input, name] of cases) {
@@ -183,6 +186,9 @@ test('input validation names the field; customers must be known, alive and (for 
   const edge = await sales.gql(REQUEST, { input: { customerId, title: 't'.repeat(200), description: 'd'.repeat(5000), amount: 0 } });
   expect(edge.errors).toBeUndefined();
   expect(edge.data.requestApproval.amount).toBe(0);
+  const largest = await sales.gql(REQUEST, { input: { customerId, title: 'ok', amount: 1e12 } });
+  expect(largest.errors).toBeUndefined();
+  expect(largest.data.requestApproval.amount).toBe(1e12);
 
   const unknown = await sales.gql(REQUEST, { input: { customerId: randomUUID(), title: 'ok' } });
   expect(code(unknown)).toBe('NOT_FOUND');
@@ -287,6 +293,8 @@ test('updateApprovalRequest: the requester only, PENDING only; changes staged as
   expect(code(await compliance.gql(UPDATE, { id: req.id, input: { amount: 1 } }))).toBe('FORBIDDEN');
   const long = await sales.gql(UPDATE, { id: req.id, input: { title: 'x'.repeat(201) } });
   expect([code(long), field(long)]).toEqual(['BAD_USER_INPUT', 'title']);
+  const huge = await sales.gql(UPDATE, { id: req.id, input: { amount: 1e308 } });
+  expect([code(huge), field(huge)]).toEqual(['BAD_USER_INPUT', 'amount']);
   // nothing changed: no event
   expect((await sales.gql(UPDATE, { id: req.id, input: { title: 'Draft', amount: 10 } })).data.updateApprovalRequest).toMatchObject({ title: 'Draft', amount: 10 });
   expect(await outbox('approval.updated', (d) => d.requestId === req.id)).toEqual([]);

@@ -132,6 +132,7 @@ export type QueryPendingApprovalsArgs = {
 };
 
 export type RequestApprovalInput = {
+  /** 0 to 1,000,000,000,000 */
   amount?: InputMaybe<Scalars['Float']['input']>;
   customerId: Scalars['ID']['input'];
   description?: InputMaybe<Scalars['String']['input']>;
@@ -145,7 +146,7 @@ export type Subscription = {
 };
 
 export type UpdateApprovalRequestInput = {
-  /** null clears it */
+  /** null clears it; else 0 to 1,000,000,000,000 */
   amount?: InputMaybe<Scalars['Float']['input']>;
   /** null clears it */
   description?: InputMaybe<Scalars['String']['input']>;

@@ -64,6 +64,18 @@ type Ctx = RequestContext<OpportunityLoaders>;
 const uuid = z.string().uuid();
 const isUuid = (id: string) => uuid.safeParse(id).success;
 
+/**
+ * An approval's amount: finite, not negative, at most a trillion. Without a ceiling, two approved
+ * amounts near Float's limit (1e308) would make every sum over them overflow: the analytics reports
+ * of any window holding both would fail for good.
+ */
+const MAX_AMOUNT = 1e12;
+const amount = z
+  .number()
+  .finite()
+  .min(0, 'must not be negative')
+  .max(MAX_AMOUNT, `must be at most ${MAX_AMOUNT.toLocaleString('en-US')}`);
+
 const requestApprovalInput = z.object({
   customerId: z.string().uuid('must be a valid id'),
   title: z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
@@ -72,17 +84,12 @@ const requestApprovalInput = z.object({
     .max(5000, 'must be at most 5000 characters')
     .nullish()
     .transform((v) => (v?.trim() ? v : null)),
-  amount: z
-    .number()
-    .finite()
-    .min(0, 'must not be negative')
-    .nullish()
-    .transform((v) => v ?? null),
+  amount: amount.nullish().transform((v) => v ?? null),
 });
 const updateRequestInput = z.object({
   title: requestApprovalInput.shape.title.optional(),
   description: z.string().max(5000, 'must be at most 5000 characters').nullish(),
-  amount: z.number().finite().min(0, 'must not be negative').nullish(),
+  amount: amount.nullish(),
 });
 const decisionInput = z.object({
   comment: z
