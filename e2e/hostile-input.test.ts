@@ -199,6 +199,28 @@ function dribble(first: string, drip: string, giveUpMs: number): Promise<{ close
   });
 }
 
+/** Two `{ me { id } }` requests on one keep-alive connection, `idleMs` apart: their statuses. */
+function keepAliveTwice(host: string, idleMs: number): Promise<number[]> {
+  const url = new URL(stack.gatewayUrl);
+  const body = JSON.stringify({ query: '{ me { id } }' });
+  const request = `POST /graphql HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\napollo-require-preflight: true\r\nAuthorization: Bearer ${sales.token}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(url.port), url.hostname);
+    const statuses: number[] = [];
+    socket.on('data', (d: Buffer) => {
+      for (const m of d.toString('latin1').matchAll(/HTTP\/1\.1 (\d{3})/g)) statuses.push(Number(m[1]));
+      if (statuses.length === 1) setTimeout(() => socket.write(request), idleMs);
+      if (statuses.length === 2) {
+        socket.destroy();
+        resolve(statuses);
+      }
+    });
+    socket.on('close', () => resolve(statuses));
+    socket.on('error', reject);
+    socket.on('connect', () => socket.write(request));
+  });
+}
+
 test('slow clients (slowloris) are cut off; WebSocket connections outlive the request deadline', async () => {
   const host = new URL(stack.gatewayUrl).host;
   // headers that never end: cut after HTTP_HEADERS_TIMEOUT_MS (1 s here), 408
@@ -213,6 +235,9 @@ test('slow clients (slowloris) are cut off; WebSocket connections outlive the re
   );
   expect(body.closedByServer).toBe(true);
   expect(body.answer).toMatch(/^HTTP\/1\.1 408/);
+  // The deadlines are per request: a keep-alive connection idle for longer than both still serves the next one.
+  const keptAlive = await keepAliveTwice(host, 3500);
+  expect(keptAlive).toEqual([200, 200]);
   // A subscription socket is not a request being received: it stays open past both deadlines.
   const ws = new WebSocket(stack.gatewayUrl.replace(/^http/, 'ws'), 'graphql-transport-ws');
   const messages: string[] = [];
