@@ -1,9 +1,10 @@
 /**
- * The explorer in a real browser (headless Chromium from Debian's packages, driven by
+ * The gateway's pages in a real browser (headless Chromium from Debian's packages, driven by
  * playwright-core) with no network beyond this machine: every host name but the gateway's resolves
  * to nothing, as on an offline laptop or an air-gapped install. `/` leads to the Sandbox page, which
  * cannot load Apollo's CDN and hands over to the self-hosted GraphiQL; from that page a query runs
- * and a subscription delivers. Screenshots are kept in test-artifacts/ (CI keeps them).
+ * and a subscription delivers. The password-reset page (where the reset mail links by default) sets
+ * a new password from the mailed token, once. Screenshots are kept in test-artifacts/ (CI keeps them).
  *
  * Chromium: CHROMIUM_PATH, else /usr/bin/chromium (.ci/run installs Debian's package). Without one
  * the test fails under CI=true and is skipped with a warning elsewhere (`npm test` needs no browser).
@@ -14,6 +15,7 @@ import { randomUUID } from 'node:crypto';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { eventually } from '@crm/testing';
 import { startTestStack, type TestStack } from '@crm/platform';
+import { startTestSmtp, type TestSmtp } from './support/smtp';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const available = existsSync(CHROMIUM);
@@ -25,9 +27,11 @@ const ARTIFACTS = join(__dirname, '..', 'test-artifacts');
 
 let stack: TestStack;
 let browser: Browser;
+let smtp: TestSmtp;
 beforeAll(async () => {
   if (!available) return;
-  stack = await startTestStack();
+  smtp = await startTestSmtp();
+  stack = await startTestStack({ env: { MAIL_URL: smtp.url, MAIL_POLL_MS: '100' } });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -48,6 +52,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await stack?.stop();
+  await smtp?.down();
 });
 
 /** A page that records every request it makes, and console errors. */
@@ -117,4 +122,45 @@ browserTest('the explorer page has a CSP of its own and serves only its own asse
   const asset = await fetch(`${origin()}/explorer/assets/graphiql.js`, { method: 'HEAD' });
   expect(asset.status).toBe(200);
   expect((await fetch(`${origin()}/explorer/assets/..%2Fpackage.json`)).status).not.toBe(200);
+});
+
+browserTest("the reset mail's link: the page sets the new password once, with only local requests", async () => {
+  const user = await stack.user('SALES', 'Rita Reset');
+  const asked = await stack.gql('mutation($e: String!) { requestPasswordReset(email: $e) }', { e: user.email });
+  expect(asked.errors).toBeUndefined();
+  const mail = await smtp.mailTo(user.email);
+  // the link points at RESET_PAGE_URL (by default this gateway's /reset-password, on port 4000): the
+  // same page on this test gateway's port, with the mailed fragment
+  const link = /(http:\/\/localhost:4000\/reset-password)#token=([A-Za-z0-9_-]+)/.exec(mail.text);
+  expect(link).not.toBeNull();
+  const pageUrl = `${origin()}/reset-password#token=${link![2]}`;
+
+  const { page, requests } = await openPage();
+  const errors: string[] = [];
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  await page.goto(pageUrl);
+  expect(page.url()).toBe(`${origin()}/reset-password`); // the token left the address bar
+  await page.fill('input[name=password]', 'a-brand-new-password-1');
+  await page.fill('input[name=confirm]', 'a-different-password-2');
+  await page.click('button[type=submit]');
+  expect(await page.locator('#message').innerText()).toContain('differ');
+  await page.fill('input[name=confirm]', 'a-brand-new-password-1');
+  await page.click('button[type=submit]');
+  await page.locator('#message.done').waitFor({ timeout: 30_000 });
+  expect(await page.locator('#message').innerText()).toContain('Your password is changed');
+  await page.screenshot({ path: join(ARTIFACTS, 'reset-password.png') });
+
+  const LOGIN = 'mutation($e: String!, $p: String!) { login(email: $e, password: $p) { user { id } } }';
+  expect((await stack.gql(LOGIN, { e: user.email, p: 'a-brand-new-password-1' })).data?.login.user.id).toBe(user.id);
+  // the link works once (opened afresh, as from the mail again: not a fragment change of the same page)
+  await page.goto('about:blank');
+  await page.goto(pageUrl);
+  await page.fill('input[name=password]', 'yet-another-password-3');
+  await page.fill('input[name=confirm]', 'yet-another-password-3');
+  await page.click('button[type=submit]');
+  await page.locator('#message.failed').waitFor({ timeout: 30_000 });
+  expect(await page.locator('#message').innerText()).toMatch(/invalid or expired/i);
+  expect(requests.filter((u) => !u.startsWith(origin()))).toEqual([]);
+  expect(errors).toEqual([]);
+  await page.close();
 });

@@ -1,5 +1,5 @@
 /**
- * Apollo Sandbox: in development GET /graphql with Accept: text/html serves the embedded Sandbox,
+ * The pages the gateway serves. Apollo Sandbox: in development GET /graphql with Accept: text/html serves the embedded Sandbox,
  * preset to this gateway's endpoint and its graphql-ws subscription endpoint; with
  * NODE_ENV=production nothing of it is served. The page's own script is run against a stand-in
  * `window` to read the endpoints the Sandbox would open with. The gateway alone, over a stub subgraph.
@@ -12,7 +12,10 @@ import { generateKeySet, keyEnvFor } from '@crm/runtime';
 import { MemoryBus } from '@crm/events';
 import { readConfig, type PlatformConfig } from '@crm/config';
 import { signTestAccessToken } from '@crm/testing';
+import { join } from 'node:path';
 import { startGateway } from '../src/server';
+import { loadManifest } from '../src/features/persisted-documents';
+import { RESET_PAGE_CSP, RESET_PAGE_PATH, RESET_PASSWORD_DOCUMENT } from '../src/features/reset-page';
 import { FEDERATION_LINK, startStubSubgraphs } from './support/stub-subgraphs';
 
 interface TestGateway {
@@ -169,5 +172,22 @@ describe('with NODE_ENV=production', () => {
       const res = await fetch(`${base}${path}`, { redirect: 'manual' });
       expect([path, res.status]).toEqual([path, 404]);
     }
+  });
+
+  test('the password-reset page (RESET_PAGE_URL by default) is served, with a CSP of its own', async () => {
+    const base = stack.gatewayUrl.replace(/\/graphql$/, '');
+    const page = await fetch(`${base}${RESET_PAGE_PATH}`);
+    expect([page.status, page.headers.get('content-type')]).toEqual([200, 'text/html; charset=utf-8']);
+    expect(page.headers.get('content-security-policy')).toBe(RESET_PAGE_CSP);
+    const html = await page.text();
+    expect(html).toContain(`<script src="${RESET_PAGE_PATH}/page.js"></script>`);
+    expect(html).not.toMatch(/<script>|<style>/); // nothing inline: the CSP allows none
+    for (const asset of ['page.js', 'page.css']) expect((await fetch(`${base}${RESET_PAGE_PATH}/${asset}`)).status).toBe(200);
+    expect((await fetch(`${base}${RESET_PAGE_PATH}/..%2F..%2Fpackage.json`)).status).toBe(404);
+  });
+
+  test("the reset page's document is the trusted-documents manifest's, word for word (it works with TRUSTED_DOCUMENTS=only)", () => {
+    const manifest = loadManifest(join(__dirname, '..', '..', 'clients', 'persisted-operations.json'));
+    expect([...manifest.values()]).toContain(RESET_PASSWORD_DOCUMENT);
   });
 });

@@ -8,6 +8,7 @@ import { subgraphUrls } from '../compose';
 import type { FeatureOptions, GatewayFeature } from './feature';
 import { useLandingPage } from './landing-page';
 import { useExplorer } from './explorer';
+import { useResetPage } from './reset-page';
 import { useSecurityHeaders } from './security-headers';
 import { useCors } from './cors';
 import { useOperationLimits } from './operation-limits';
@@ -31,6 +32,7 @@ export function gatewayFeatures(base: Omit<FeatureOptions, 'revocations'>): Gate
     useCors(options),
     useLandingPage(options),
     useExplorer(options),
+    useResetPage(),
     useOperationLimits(options),
     usePersistedDocuments(options),
     useTokenDenylist(options),

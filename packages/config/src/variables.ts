@@ -339,7 +339,7 @@ const auth = [
   row(
     { RESET_PAGE_URL: z.string().url().default('http://localhost:4000/reset-password') },
     'http://localhost:4000/reset-password',
-    'the page of your app the reset mail links to, with `#token=…` (the fragment reaches no server log); it calls `resetPassword`',
+    "the page the reset mail links to, with `#token=…` (the fragment reaches no server log); it calls `resetPassword`. The default is the gateway's own page (a form, `gateway/src/features/reset-page.ts`); in production set it to your app's page, or to the gateway's public address + `/reset-password`",
   ),
 ] as const;
 
