@@ -195,7 +195,11 @@ const subgraph = [
     '3 days / 45 days',
     "age after which sent outbox rows / inbox rows are deleted (keep the inbox's above Kafka retention + the replay window)",
   ),
-  row({ PEER_TIMEOUT_MS: int().min(100).max(30_000).default(5000) }, '5000', 'read-through to another subgraph when a write names an entity the local copy does not (yet) have'),
+  row(
+    { PEER_TIMEOUT_MS: int().min(100).max(30_000).default(5000) },
+    '5000',
+    "read-through: a write that names another domain's entity (a customer, a rep) asks its owner, since the local copy may not have it yet or may still show it as it was before a deletion or change; when the owner does not answer in this time, the local copy decides",
+  ),
   note(
     ['<SUBGRAPH>_URL'],
     'supergraph.yaml',

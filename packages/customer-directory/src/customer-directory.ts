@@ -112,10 +112,11 @@ interface OwnedCustomer {
 /**
  * Asks the customer subgraph (the owner) for `id` and stores its answer in the local directory:
  * the read-through that makes a customer written a moment ago usable here at once. Null when the
- * owner has no live customer with that id.
+ * owner has no live customer with that id; undefined when this deployment runs without the owner.
  */
-export async function refreshCustomerRef(em: EntityManager, peers: Peers, id: string): Promise<CustomerRef | null> {
+export async function refreshCustomerRef(em: EntityManager, peers: Peers, id: string): Promise<CustomerRef | null | undefined> {
   const c = await peers.entity<OwnedCustomer>('customer', 'Customer', id, 'id name size investmentProfile assignedRep { id } updatedAt');
+  if (c === undefined) return undefined;
   if (!c) return null;
   const data = { customerId: c.id, name: c.name, assignedRepId: c.assignedRep?.id ?? null, size: c.size ?? null, investmentProfile: c.investmentProfile ?? null };
   await upsertCustomerRef(em, data, c.updatedAt, false);
@@ -123,17 +124,28 @@ export async function refreshCustomerRef(em: EntityManager, peers: Peers, id: st
 }
 
 /**
- * The customer a write names: live, and (for a SALES caller) assigned to them — from the local
- * directory, or, when the directory says otherwise, from the owner (it may just not have caught
- * up). Else NOT_FOUND on `customerId`: the same answer whether it is unknown, deleted or someone
- * else's, so its existence is not revealed.
+ * The customer a write names: live, and (for a SALES caller) assigned to them, as the owner says
+ * now. The local directory lags the owner both ways: it may not know a customer created a moment
+ * ago, and it may still show one deleted or reassigned a moment ago as live and the caller's. So a
+ * write asks the owner (and stores its answer); only when the owner cannot be asked does the local
+ * directory decide. Else NOT_FOUND on `customerId`: the same answer whether it is unknown, deleted
+ * or someone else's, so its existence is not revealed.
  */
 export async function requireCustomerRef(em: EntityManager, peers: Peers, me: Identity, customerId: string): Promise<CustomerRef> {
   const usable = (ref: CustomerRef | null): ref is CustomerRef => ref !== null && !ref.deleted && (me.role !== 'SALES' || ref.assignedRepId === me.userId);
-  const local = await em.findOne(CustomerRef, { id: customerId });
-  if (usable(local)) return local;
-  const fresh = await refreshCustomerRef(em, peers, customerId);
-  if (usable(fresh)) return fresh;
+  const local = () => em.findOne(CustomerRef, { id: customerId });
+  let current: CustomerRef | null | undefined;
+  try {
+    current = await refreshCustomerRef(em, peers, customerId);
+  } catch (err) {
+    // The owner is down or slow: the copy decides, as it did before read-through (it may miss a
+    // deletion or reassignment of the last moments; the customer saga still cleans up after one).
+    const copy = await local();
+    if (usable(copy)) return copy;
+    throw err;
+  }
+  if (current === undefined) current = await local(); // no owner in this deployment: the copy is the truth
+  if (usable(current)) return current;
   const err = notFound('Customer', customerId);
   (err.extensions as Record<string, unknown>).field = 'customerId';
   throw err;

@@ -1,8 +1,8 @@
 /**
  * Read-your-writes across domains. A subgraph keeps local copies of other domains' entities
- * (customer_refs, reps), fed by events; they lag the owner by the event latency. When a write
- * names an entity the copy does not have (or has in a state that would refuse the write), the
- * subgraph asks the owner synchronously — a call to its `_entities` signed with this subgraph's own
+ * (customer_refs, reps), fed by events; they lag the owner by the event latency, both ways: a copy
+ * may not have an entity created a moment ago, or still show one deleted or changed a moment ago.
+ * So a write that names such an entity asks the owner synchronously — a call to its `_entities` signed with this subgraph's own
  * key (a service principal, not a user: kit identity.ts), with a short
  * timeout — stores the answer in the copy, and only then decides. Events still keep the copies
  * fresh; this covers the gap between a write in one domain and the next request in another.
@@ -24,9 +24,11 @@ export interface Peers {
   /**
    * The entity `typename` with key `id`, as its owning subgraph serves it through `_entities`
    * (`selection` is the field selection inside `... on <typename>`), or null when the owner has
-   * none (unknown or deleted). Throws SERVICE_UNAVAILABLE when the owner cannot be asked.
+   * none (unknown or deleted). Undefined when this deployment runs without the owner (a partial
+   * test stack): there is no one to ask, and the local copy is the only truth. Throws
+   * SERVICE_UNAVAILABLE when the owner cannot be asked.
    */
-  entity<T>(subgraph: string, typename: string, id: string, selection: string): Promise<T | null>;
+  entity<T>(subgraph: string, typename: string, id: string, selection: string): Promise<T | null | undefined>;
 }
 
 export interface PeersOptions {
@@ -44,9 +46,9 @@ export interface PeersOptions {
 
 export function createPeers(options: PeersOptions): Peers {
   return {
-    async entity<T>(subgraph: string, typename: string, id: string, selection: string): Promise<T | null> {
+    async entity<T>(subgraph: string, typename: string, id: string, selection: string): Promise<T | null | undefined> {
       const url = options.urlOf(subgraph);
-      if (url === null) return null;
+      if (url === null) return undefined;
       if (!url) throw unavailable(`The ${subgraph} service is not known here; cannot confirm ${typename} ${id}`);
       const query = `query($r: [_Any!]!) { _entities(representations: $r) { ... on ${typename} { ${selection} } } }`;
       const started = Date.now();
