@@ -45,11 +45,20 @@ export interface PeersOptions {
 }
 
 export function createPeers(options: PeersOptions): Peers {
+  /**
+   * Peers that did not answer within the timeout, and until when they are not asked again: for as
+   * long as the timeout. A hanging owner then costs one write the timeout, not every write (each
+   * caller's local copy decides meanwhile).
+   */
+  const resting = new Map<string, number>();
   return {
     async entity<T>(subgraph: string, typename: string, id: string, selection: string): Promise<T | null | undefined> {
       const url = options.urlOf(subgraph);
       if (url === null) return undefined;
       if (!url) throw unavailable(`The ${subgraph} service is not known here; cannot confirm ${typename} ${id}`);
+      const until = resting.get(subgraph);
+      if (until !== undefined && Date.now() < until) throw unavailable(`The ${subgraph} service did not answer in time a moment ago; cannot confirm ${typename} ${id}; try again`);
+      resting.delete(subgraph);
       const query = `query($r: [_Any!]!) { _entities(representations: $r) { ... on ${typename} { ${selection} } } }`;
       const started = Date.now();
       let body: { data?: { _entities?: (T | null)[] }; errors?: { message: string }[] };
@@ -64,7 +73,10 @@ export function createPeers(options: PeersOptions): Peers {
         body = (await res.json()) as typeof body;
       } catch (err) {
         options.logger?.warn({ err: (err as Error).message, subgraph, typename, id }, 'read-through failed');
-        if (isTimeout(err)) throw subgraphTimeout(subgraph, options.timeoutMs);
+        if (isTimeout(err)) {
+          resting.set(subgraph, Date.now() + options.timeoutMs);
+          throw subgraphTimeout(subgraph, options.timeoutMs);
+        }
         throw unavailable(`Could not confirm ${typename} ${id} with the ${subgraph} service; try again`);
       }
       if (body.errors?.length && !body.data?._entities) {

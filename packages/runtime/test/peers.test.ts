@@ -1,7 +1,8 @@
 /**
  * The read-through peers client (kit peers.ts) against a subgraph of our own on node:http: it
- * sends only the allow-listed headers (subgraph-call.ts) and gives up on a peer that hangs after
- * its timeout with SERVICE_UNAVAILABLE (reason SUBGRAPH_TIMEOUT).
+ * sends only the allow-listed headers (subgraph-call.ts), gives up on a peer that hangs after
+ * its timeout with SERVICE_UNAVAILABLE (reason SUBGRAPH_TIMEOUT), and then lets it rest as long
+ * before asking it again.
  */
 import type { ServerResponse } from 'node:http';
 import { GraphQLError } from 'graphql';
@@ -47,4 +48,17 @@ test('a peer that hangs: SERVICE_UNAVAILABLE (SUBGRAPH_TIMEOUT) after the timeou
   expect(hanging).toHaveLength(1);
   expect(err).toBeInstanceOf(GraphQLError);
   expect((err as GraphQLError).extensions).toEqual({ code: 'SERVICE_UNAVAILABLE', reason: 'SUBGRAPH_TIMEOUT', service: 'customer', timeoutMs: 2000 });
+});
+
+test('a peer that timed out is not asked again for as long as the timeout: the next calls fail at once; other peers are asked', async () => {
+  const peers = createPeers({ signer, timeoutMs: 1500, urlOf: () => peer.url });
+  const first = await peers.entity('customer', 'Customer', 'hang-id', 'id').catch((e: unknown) => e);
+  expect((first as GraphQLError).extensions).toMatchObject({ code: 'SERVICE_UNAVAILABLE', reason: 'SUBGRAPH_TIMEOUT' });
+  const asked = peer.received.length;
+  const resting = await peers.entity('customer', 'Customer', 'c1', 'id name').catch((e: unknown) => e);
+  expect((resting as GraphQLError).extensions).toMatchObject({ code: 'SERVICE_UNAVAILABLE' });
+  expect(peer.received.length).toBe(asked); // not asked
+  expect(await peers.entity('auth', 'User', 'c1', 'id name')).toEqual({ id: 'c1', name: 'Acme' }); // another peer is
+  await new Promise((resolve) => setTimeout(resolve, 1600));
+  expect(await peers.entity('customer', 'Customer', 'c1', 'id name')).toEqual({ id: 'c1', name: 'Acme' }); // asked again
 });
