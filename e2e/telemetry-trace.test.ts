@@ -104,8 +104,16 @@ test('requestApproval through the gateway is one trace down to the WebSocket del
   expect(ancestors(resolver)).toContain(server);
   const sql = trace.filter((s) => s.attributes['db.system.name'] === 'postgresql' && ancestors(s).includes(resolver));
   expect(sql.map((s) => String(s.attributes['db.query.text']))).toEqual(expect.arrayContaining([expect.stringMatching(/insert into "outbox"/i)]));
-  // Each subgraph has its own database on the server (the embedded default's too).
-  expect(String(sql[0]!.attributes['db.namespace'])).toMatch(/opportunity$/);
+  // Each subgraph has its own database on the server (the embedded default's too): the outbox row is
+  // opportunity's, and the read-through that confirmed the customer with its owner is in the trace
+  // too, as the customer subgraph's request with its own SQL.
+  const outboxInsert = sql.find((s) => /insert into "outbox"/i.test(String(s.attributes['db.query.text'])))!;
+  expect(String(outboxInsert.attributes['db.namespace'])).toMatch(/opportunity$/);
+  const readThrough = one((s) => s.kind === SpanKind.SERVER && s.attributes['crm.service'] === 'customer', 'customer read-through');
+  expect(ancestors(readThrough)).toContain(resolver);
+  expect(sql.filter((s) => ancestors(s).includes(readThrough)).map((s) => String(s.attributes['db.namespace']))).toEqual(
+    expect.arrayContaining([expect.stringMatching(/customer$/)]),
+  );
 
   // The outbox row's traceparent → the relay's PRODUCER span → the analytics CONSUMER span, linked to it.
   const publish = one((s) => s.kind === SpanKind.PRODUCER && s.name === 'publish opportunity.events', 'outbox publish');
