@@ -138,3 +138,27 @@ test('a deleted user can no longer log in or refresh', async () => {
   const audit = await admin.gql(`{ auditLog(entityType: "User", first: 100) { edges { node { action entityId } } } }`);
   expect(audit.data.auditLog.edges.some((e: { node: { action: string; entityId: string } }) => e.node.action === 'user.deleted' && e.node.entityId === u.id)).toBe(true);
 });
+
+// Last in this file: it changes the bootstrap ADMIN's role (and restores it).
+test('the last active ADMIN cannot lose the role: not by stepping down, not by two ADMINs stepping down at once', async () => {
+  const DEMOTE = 'mutation($id: ID!) { updateUser(id: $id, input: { role: SALES }) { role } }';
+  const admins = async () => (await stack.sql<{ n: number }>('auth', "SELECT count(*)::int AS n FROM users WHERE role = 'ADMIN' AND active"))[0]!.n;
+  const admin = await stack.admin();
+  // with another ADMIN, an ADMIN may step down
+  const other = await stack.user('ADMIN');
+  expect((await other.gql(DEMOTE, { id: other.id })).data?.updateUser.role).toBe('SALES');
+  expect(await admins()).toBe(1);
+  // the last one may not
+  const last = await admin.gql(DEMOTE, { id: admin.id });
+  expect(last.errors?.[0]?.extensions?.code).toBe('CONFLICT');
+  expect(last.errors?.[0]?.message).toMatch(/last ADMIN/);
+  expect(await admins()).toBe(1);
+  // two ADMINs stepping down at the same moment: one does, the other is refused
+  const second = await stack.user('ADMIN');
+  const both = await Promise.all([admin.gql(DEMOTE, { id: admin.id }), second.gql(DEMOTE, { id: second.id })]);
+  expect(both.map((r) => r.errors?.[0]?.extensions?.code ?? 'OK').sort()).toEqual(['CONFLICT', 'OK']);
+  expect(await admins()).toBe(1);
+  // the one left restores the other (the bootstrap ADMIN the other tests log in as)
+  const stayed = both[0].errors ? admin : second;
+  if (stayed !== admin) expect((await stayed.gql('mutation($id: ID!) { updateUser(id: $id, input: { role: ADMIN }) { role } }', { id: admin.id })).errors).toBeUndefined();
+});

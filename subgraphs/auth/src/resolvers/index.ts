@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { ROLES, parseInput, requireRole, requireUser, scalarResolvers, type Identity, type RequestContext, type WriteContext } from '@crm/runtime';
 import { badInput, conflict, forbidden, notFound, pendingApproval, unauthenticated } from '@crm/errors';
-import { loadForWrite } from '@crm/events';
+import { loadAllForWrite, loadForWrite } from '@crm/events';
 import { byIdLoader, paginate } from '@crm/database';
 import { AuditEntry, User } from '../entities';
 import { stageAudit } from '../audit';
@@ -44,6 +44,18 @@ const updateUserInput = z.object({
 });
 
 const isUuid = (id: string) => uuid.safeParse(id).success;
+
+/**
+ * Keeps an active ADMIN: before `target`, an ADMIN, loses the role or is deleted, every active
+ * ADMIN row is locked (in id order) and counted, so two ADMINs stepping down or deleting each other
+ * at the same moment take turns, and the second sees the first's change. Else nobody could manage
+ * users any more (only a restart with another ADMIN_EMAIL would make a new ADMIN).
+ */
+async function keepAnAdmin(em: EntityManager, target: User): Promise<void> {
+  if (target.role !== 'ADMIN') return;
+  const admins = await loadAllForWrite(em, User, { role: 'ADMIN', active: true }, { id: 'asc' });
+  if (!admins.some((a) => a.id !== target.id)) throw conflict('The last ADMIN cannot lose the role or be deleted: make another user ADMIN first');
+}
 
 export const resolvers: Resolvers = {
   ...scalarResolvers,
@@ -206,6 +218,7 @@ export const resolvers: Resolvers = {
           changes.push('name');
         }
         if (input.role && input.role !== user.role) {
+          await keepAnAdmin(em, user);
           stageAudit(em, { actorId: me.userId, action: 'user.role_changed', entityType: 'User', entityId: user.id, details: { from: user.role, to: input.role } });
           user.role = input.role;
           // An ADMIN granting a role vouches for the user; earlier access tokens carry the old role.
@@ -252,6 +265,7 @@ export const resolvers: Resolvers = {
         const user = isUuid(id) ? await loadForWrite(em, User, { id }) : null;
         if (!user) throw notFound('User', id);
         if (!user.active) throw conflict('User is already deleted');
+        await keepAnAdmin(em, user);
         return deactivateUser(em, user, me, emit);
       });
     },
