@@ -10,7 +10,7 @@ import type { Envelope, EventData } from '@crm/events';
 import { roundsByKey, type BatchHandler } from '@crm/events';
 import { notFound } from '@crm/errors';
 import type { Identity } from '@crm/runtime';
-import type { Peers } from '@crm/runtime';
+import { ownerFirst, type Peers } from '@crm/runtime';
 
 export const CustomerRef = defineRow({
   name: 'CustomerRef',
@@ -133,18 +133,13 @@ export async function refreshCustomerRef(em: EntityManager, peers: Peers, id: st
  */
 export async function requireCustomerRef(em: EntityManager, peers: Peers, me: Identity, customerId: string): Promise<CustomerRef> {
   const usable = (ref: CustomerRef | null): ref is CustomerRef => ref !== null && !ref.deleted && (me.role !== 'SALES' || ref.assignedRepId === me.userId);
-  const local = () => em.findOne(CustomerRef, { id: customerId });
-  let current: CustomerRef | null | undefined;
-  try {
-    current = await refreshCustomerRef(em, peers, customerId);
-  } catch (err) {
-    // The owner is down or slow: the copy decides, as it did before read-through (it may miss a
-    // deletion or reassignment of the last moments; the customer saga still cleans up after one).
-    const copy = await local();
-    if (usable(copy)) return copy;
-    throw err;
-  }
-  if (current === undefined) current = await local(); // no owner in this deployment: the copy is the truth
+  // With the owner down or slow, the copy may miss a deletion or reassignment of the last moments;
+  // the customer saga still cleans up after one.
+  const current = await ownerFirst(
+    () => refreshCustomerRef(em, peers, customerId),
+    () => em.findOne(CustomerRef, { id: customerId }),
+    usable,
+  );
   if (usable(current)) return current;
   const err = notFound('Customer', customerId);
   (err.extensions as Record<string, unknown>).field = 'customerId';

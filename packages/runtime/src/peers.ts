@@ -2,9 +2,9 @@
  * Read-your-writes across domains. A subgraph keeps local copies of other domains' entities
  * (customer_refs, reps), fed by events; they lag the owner by the event latency, both ways: a copy
  * may not have an entity created a moment ago, or still show one deleted or changed a moment ago.
- * So a write that names such an entity asks the owner synchronously — a call to its `_entities` signed with this subgraph's own
- * key (a service principal, not a user: kit identity.ts), with a short
- * timeout — stores the answer in the copy, and only then decides. Events still keep the copies
+ * So a write that names such an entity asks the owner synchronously (`ownerFirst`) — a call to its
+ * `_entities` signed with this subgraph's own key (a service principal, not a user: kit
+ * identity.ts), with a short timeout — stores the answer in the copy, and only then decides. Events still keep the copies
  * fresh; this covers the gap between a write in one domain and the next request in another.
  */
 import { unavailable } from '@crm/errors';
@@ -87,4 +87,21 @@ export function createPeers(options: PeersOptions): Peers {
       return body.data?._entities?.[0] ?? null;
     },
   };
+}
+
+/**
+ * What a write decides on: the owner's answer (`ask`, which stores it in the local copy), else the
+ * local copy. With no owner in this deployment (`ask` resolves undefined) the copy is the truth;
+ * when the owner cannot be asked, a `usable` copy decides, else the owner's error stands.
+ */
+export async function ownerFirst<R>(ask: () => Promise<R | null | undefined>, local: () => Promise<R | null>, usable: (copy: R | null) => boolean): Promise<R | null> {
+  let answer: R | null | undefined;
+  try {
+    answer = await ask();
+  } catch (err) {
+    const copy = await local();
+    if (usable(copy)) return copy;
+    throw err;
+  }
+  return answer === undefined ? local() : answer;
 }

@@ -1,7 +1,7 @@
 /** Customer domain helpers shared by resolvers and event handlers. */
 import { raw, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
 import type { EventData } from '@crm/events';
-import type { Peers } from '@crm/runtime';
+import { ownerFirst, type Peers } from '@crm/runtime';
 import { Customer, Rep } from './entities';
 
 /** The steps that complete the customer-deletion saga (docs/events-and-sagas.md). */
@@ -43,18 +43,22 @@ export const repFromUser = (u: UserData) => ({ id: u.userId, name: u.name, email
  * given another role a moment ago), so it decides alone only when auth cannot be asked.
  */
 export async function requireActiveRep(em: EntityManager, peers: Peers, id: string): Promise<Rep | null> {
-  let user: { id: string; name: string; email: string; role: string; active: boolean; approved: boolean } | null | undefined;
-  try {
-    user = await peers.entity('auth', 'User', id, 'id name email role active approved');
-  } catch (err) {
-    const local = await findActiveRep(em, id);
-    if (local) return local;
-    throw err;
-  }
-  if (user === undefined) return findActiveRep(em, id); // no auth in this deployment: the directory is the truth
-  if (!user) return null;
-  await upsertRep(em, repFromUser({ ...user, userId: user.id }));
-  return em.findOne(Rep, { id, active: true }, { refresh: true });
+  const ask = async (): Promise<Rep | null | undefined> => {
+    const user = await peers.entity<{ id: string; name: string; email: string; role: string; active: boolean; approved: boolean }>(
+      'auth',
+      'User',
+      id,
+      'id name email role active approved',
+    );
+    if (!user) return user;
+    await upsertRep(em, repFromUser({ ...user, userId: user.id }));
+    return em.findOne(Rep, { id, active: true }, { refresh: true });
+  };
+  return ownerFirst(
+    ask,
+    () => findActiveRep(em, id),
+    (rep) => rep !== null,
+  );
 }
 
 interface RepRow {
