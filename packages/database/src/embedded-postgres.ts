@@ -17,7 +17,11 @@
  * - the binaries' install script only re-creates library symlinks: that is done here, on start,
  *   so `allowScripts` can keep denying install scripts;
  * - initdb runs in a scratch directory renamed into place, so a start killed half-way leaves no
- *   half-made cluster; a second `npm start` on the same DATA_DIR while one runs is refused.
+ *   half-made cluster; a second `npm start` on the same DATA_DIR while one runs is refused;
+ * - a server that dies while the platform runs (kill -9, the OOM killer) is started again on the
+ *   same port, so every service's pool reconnects to the URL it already has; Postgres's crash
+ *   recovery replays the WAL, so nothing committed is lost. Retried with a backoff (100 ms up to
+ *   10 s) while it cannot start, e.g. while the killed server's sessions are still ending.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -50,8 +54,8 @@ export interface EmbeddedPostgres {
   port: number;
   /** The cluster's directory (PGDATA). */
   dataDir: string;
-  /** The server's process id. */
-  pid: number;
+  /** The server's process id (a new one after the supervisor restarted it). */
+  readonly pid: number;
   /** True when a server left by an earlier, killed run was taken over. */
   reused: boolean;
   /** Fast shutdown; waits until the server has exited. */
@@ -106,37 +110,24 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     const password = readOrCreatePassword(home);
     if (!existsSync(join(dataDir, 'PG_VERSION'))) await initCluster(bin, dataDir, password, user, log);
 
+    const settings = { ...DEFAULT_SETTINGS, ...options.settings };
+    const launchOn = (port: number) => launch({ bin, dataDir, home, user, settings }, urlFor(port, password), port);
     const running = runningServer(dataDir);
     if (running) {
       log?.warn({ pid: running.pid, port: running.port }, 'embedded Postgres: reusing the server a killed run left behind');
       const url = urlFor(running.port, password);
       await waitUntilAccepting(url, undefined, join(home, 'server.log'));
-      return handle(url, running.port, dataDir, running.pid, true, undefined, owner);
+      return supervised({ url, port: running.port, dataDir, reused: true, first: { pid: running.pid }, launchOn, owner, log });
     }
     let lastError: unknown;
     for (let attempt = 0; attempt < 5; attempt++) {
       const port = await freePort();
-      const logPath = join(home, 'server.log');
-      const logFd = openSync(logPath, 'a', 0o600);
-      if (user) chownSync(logPath, user.uid, user.gid);
-      const settings = { ...DEFAULT_SETTINGS, ...options.settings };
-      const args = ['-D', dataDir, '-p', String(port), ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
-      // Its own process group: a terminal's Ctrl-C reaches the launcher, which stops the server last.
-      const child = spawn(bin.postgres, args, {
-        detached: true,
-        stdio: ['ignore', logFd, logFd],
-        env: childEnv({ LC_ALL: 'C' }),
-        ...(user ? { uid: user.uid, gid: user.gid } : {}),
-      });
-      closeSync(logFd);
-      const url = urlFor(port, password);
       try {
-        await waitUntilAccepting(url, child, logPath);
+        const child = await launchOn(port);
         log?.info({ port, dataDir, pid: child.pid }, 'embedded Postgres started');
-        return handle(url, port, dataDir, child.pid!, false, child, owner);
+        return supervised({ url: urlFor(port, password), port, dataDir, reused: false, first: { pid: child.pid!, child }, launchOn, owner, log });
       } catch (err) {
         lastError = err;
-        if (child.exitCode === null && child.signalCode === null) await stopPid(child.pid!, child);
         // another process took the port between the probe and the bind: try another
         if (!/could not (bind|create listen socket)|Address already in use/i.test(String((err as Error).message))) break;
       }
@@ -148,16 +139,125 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   }
 }
 
-function handle(url: string, port: number, dataDir: string, pid: number, reused: boolean, child: ChildProcess | undefined, owner: { release(): void }): EmbeddedPostgres {
+interface Cluster {
+  bin: Binaries;
+  dataDir: string;
+  home: string;
+  user: ServerUser | undefined;
+  settings: Record<string, string>;
+}
+
+/** Starts the server on `port` and waits until it accepts `url`; a server that cannot start is stopped and its log's tail thrown. */
+async function launch(cluster: Cluster, url: string, port: number): Promise<ChildProcess> {
+  const { bin, dataDir, home, user, settings } = cluster;
+  const logPath = join(home, 'server.log');
+  const logFd = openSync(logPath, 'a', 0o600);
+  if (user) chownSync(logPath, user.uid, user.gid);
+  const args = ['-D', dataDir, '-p', String(port), ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
+  // Its own process group: a terminal's Ctrl-C reaches the launcher, which stops the server last.
+  const child = spawn(bin.postgres, args, {
+    detached: true,
+    stdio: ['ignore', logFd, logFd],
+    env: childEnv({ LC_ALL: 'C' }),
+    ...(user ? { uid: user.uid, gid: user.gid } : {}),
+  });
+  closeSync(logFd);
+  try {
+    await waitUntilAccepting(url, child, logPath);
+    return child;
+  } catch (err) {
+    if (child.exitCode === null && child.signalCode === null) await stopPid(child.pid!, child);
+    throw err;
+  }
+}
+
+/** A restart after less than this much service counts as a failure in a row (the backoff grows). */
+const STEADY_MS = 30_000;
+const restartDelay = (failures: number) => Math.min(100 * 4 ** failures, 10_000);
+
+interface SupervisedOptions {
+  url: string;
+  port: number;
+  dataDir: string;
+  reused: boolean;
+  first: { pid: number; child?: ChildProcess };
+  launchOn: (port: number) => Promise<ChildProcess>;
+  owner: { release(): void };
+  log: Logger | undefined;
+}
+
+/**
+ * The running server, watched: if it exits without stop() (kill -9, the OOM killer), it is started
+ * again on the same port, so the URL every service holds keeps working once it is back. A server
+ * this process started is watched through its exit; one taken over from a killed run, by its pid.
+ */
+function supervised(options: SupervisedOptions): EmbeddedPostgres {
+  const { url, port, dataDir, reused, launchOn, owner, log } = options;
+  let current = options.first;
+  let since = Date.now();
+  let failures = 0;
+  let stopping = false;
+  let reviving: Promise<void> | undefined;
   let stopped: Promise<void> | undefined;
+
+  const watch = () => {
+    const server = current;
+    const died = () => {
+      if (stopping || server !== current) return;
+      log?.error({ serverPid: server.pid, port }, 'embedded Postgres exited without being stopped; starting it again on the same port');
+      reviving = revive().finally(() => (reviving = undefined));
+    };
+    if (server.child) {
+      server.child.once('exit', died);
+      return;
+    }
+    const poll = setInterval(() => {
+      if (alive(server.pid)) return;
+      clearInterval(poll);
+      died();
+    }, 500);
+    poll.unref();
+  };
+
+  const revive = async () => {
+    if (Date.now() - since < STEADY_MS) failures += 1;
+    else failures = 0;
+    while (!stopping) {
+      await new Promise((r) => setTimeout(r, restartDelay(failures)));
+      if (stopping) return;
+      try {
+        const child = await launchOn(port);
+        if (stopping) {
+          await stopPid(child.pid!, child);
+          return;
+        }
+        current = { pid: child.pid!, child };
+        since = Date.now();
+        log?.warn({ serverPid: child.pid, port }, 'embedded Postgres restarted');
+        watch();
+        return;
+      } catch (err) {
+        failures += 1;
+        log?.error({ err: (err as Error).message, port, retryInMs: restartDelay(failures) }, 'embedded Postgres could not be restarted; retrying');
+      }
+    }
+  };
+
+  watch();
   return {
     url,
     port,
     dataDir,
-    pid,
+    get pid() {
+      return current.pid;
+    },
     reused,
     stop() {
-      stopped ??= stopPid(pid, child).finally(() => owner.release());
+      stopping = true;
+      stopped ??= (async () => {
+        await reviving;
+        await stopPid(current.pid, current.child);
+      })().finally(() => owner.release());
       return stopped;
     },
   };

@@ -3,7 +3,8 @@
  * ordinary driver talks to it; a launcher killed with SIGKILL leaves its server running and the
  * next start reuses it (no stale-lock failure); a second owner of the same directory while one
  * runs is refused; a server that cannot start says why (its log), not an empty error; stop()
- * leaves no server process behind.
+ * leaves no server process behind; a server killed while the platform runs comes back on the same
+ * URL with everything committed.
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
@@ -86,6 +87,54 @@ test('a killed launcher leaves its server running; the next start reuses it, a s
   expect(await query(again.url, `SELECT datname FROM pg_database WHERE datname = 'reuse_check'`)).toHaveLength(1);
   await again.stop();
   expect(alive(again.pid)).toBe(false);
+});
+
+/**
+ * Kills the server with SIGKILL and waits until it is gone, then until the supervisor has started
+ * another (a new pid, after a backoff) and `sql` is answered on the same URL.
+ */
+async function killedAndAnswered(pg: { url: string; readonly pid: number }, sql: string, withinMs = 60_000) {
+  const pid = pg.pid;
+  process.kill(pid, 'SIGKILL');
+  const deadline = Date.now() + withinMs;
+  while (alive(pid) || pg.pid === pid) {
+    if (Date.now() > deadline) throw new Error(`server ${pid} not replaced within ${withinMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  expect(alive(pg.pid)).toBe(true);
+  return query(pg.url, sql);
+}
+
+test('a server killed with SIGKILL while the platform runs comes back on the same URL, with every commit (started here, and taken over from a killed run)', async () => {
+  const pg = await startEmbeddedPostgres({ dir });
+  expect(pg.reused).toBe(false);
+  await query(pg.url, 'CREATE TABLE IF NOT EXISTS survives (n int)');
+  await query(pg.url, 'INSERT INTO survives VALUES (1)');
+  expect(await killedAndAnswered(pg, 'SELECT n FROM survives')).toEqual([{ n: 1 }]);
+
+  // killed twice in a row: still comes back (its backoff grows, it never gives up)
+  await query(pg.url, 'INSERT INTO survives VALUES (2)');
+  expect(await killedAndAnswered(pg, 'SELECT n FROM survives ORDER BY n')).toEqual([{ n: 1 }, { n: 2 }]);
+  await pg.stop();
+  expect(alive(pg.pid)).toBe(false);
+
+  // a server taken over from a killed launcher is watched by its pid
+  const owner = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures/embedded-owner.ts')], {
+    env: { ...process.env, DIR: dir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const left = await new Promise<{ pid: number }>((resolve, reject) => {
+    owner.stdout.once('data', (d: Buffer) => resolve(JSON.parse(d.toString())));
+    owner.once('exit', (code) => reject(new Error(`owner exited ${code}`)));
+  });
+  const ownerGone = new Promise((r) => owner.once('exit', r));
+  owner.kill('SIGKILL');
+  await ownerGone;
+  const reused = await startEmbeddedPostgres({ dir });
+  expect(reused).toMatchObject({ reused: true, pid: left.pid });
+  expect(await killedAndAnswered(reused, 'SELECT count(*)::int AS n FROM survives')).toEqual([{ n: 2 }]);
+  await reused.stop();
+  expect(alive(reused.pid)).toBe(false);
 });
 
 test('a server that cannot start says why, from its log', async () => {
