@@ -95,9 +95,9 @@ function postmasterOn(port: number): number {
   throw new Error(`no postgres listening on ${port}`);
 }
 
-async function ready(gatewayUrl: string): Promise<Record<string, { state: string; pid?: number; restarts: number }>> {
+async function ready(gatewayUrl: string): Promise<Record<string, { state: string; pid?: number; restarts: number; lastExit?: string }>> {
   const res = await fetch(new URL('/ready', gatewayUrl), { signal: AbortSignal.timeout(5000) });
-  const body = (await res.json()) as { status: string; services: Record<string, { state: string; pid?: number; restarts: number }> };
+  const body = (await res.json()) as { status: string; services: Record<string, { state: string; pid?: number; restarts: number; lastExit?: string }> };
   return body.services;
 }
 
@@ -271,6 +271,9 @@ story(
     figures.push(`kill -9 of the embedded Postgres: writes acknowledged again in ${back} s`);
     expect(p.output()).toMatch(/embedded Postgres restarted/);
     expect(postmasterOn(p.pgPort)).not.toBe(postmaster);
+    // the gateway's /ready shows it beside the services
+    const shown = await eventually(async () => (await ready(p.gatewayUrl).catch(() => undefined))?.postgres, { timeoutMs: 10_000 });
+    expect(shown).toMatchObject({ state: 'up', restarts: 1, lastExit: 'SIGKILL', pid: postmasterOn(p.pgPort) });
     expect(p.proc.exitCode).toBeNull();
 
     const { ok, failed } = await stop();

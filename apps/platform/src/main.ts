@@ -46,7 +46,7 @@ async function main() {
     database = await startEmbeddedDatabase(initial.DATA_DIR, logger);
     const config = readConfig();
     if (stopping) return;
-    stack = config.STACK_PROCESSES === 'multi' ? await startProcessStack({ ports: 'fixed', logger }) : await startStack({ config, ports: 'fixed' });
+    stack = config.STACK_PROCESSES === 'multi' ? await startProcessStack({ ports: 'fixed', logger, database: database.server }) : await startStack({ config, ports: 'fixed' });
     const mode = [
       database.server ? `embedded Postgres in ${config.DATA_DIR}/postgres (port ${database.server.port})` : 'Postgres',
       stack.bus.kind === 'kafka' ? 'Kafka' : stack.bus.kind === 'memory' ? 'in-process bus' : 'event log in Postgres',

@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { ALL_TOPICS, IpcBus, createBus } from '@crm/events';
 import { PEERS, SERVICES, developmentKeySet, generateKeySet, isKeyVariable, isReady, keyEnvFor, type PeersMessage, type ServiceStatus, type ServicesMessage } from '@crm/runtime';
 import { createLogger, type Logger } from '@crm/telemetry';
+import type { EmbeddedPostgres } from '@crm/database';
 import { childEnv, readConfig, type PlatformConfig } from '@crm/config';
 import { composeSupergraph, readSupergraphConfig } from '@crm/gateway';
 import { ROOT, SUPERGRAPH_CONFIG } from './start-stack';
@@ -42,6 +43,8 @@ export interface ProcessStackOptions {
   logger?: Logger;
   /** Extra node flags for every service process (e.g. --cpu-prof --cpu-prof-dir=…). */
   execArgv?: string[];
+  /** The embedded Postgres this launcher supervises (main.ts): shown beside the services in the gateway's /ready. */
+  database?: Pick<EmbeddedPostgres, 'status' | 'onStatus'>;
 }
 
 export interface ProcessStack {
@@ -104,14 +107,19 @@ export async function startProcessStack(options: ProcessStackOptions = {}): Prom
   let stopping = false;
   let subgraphUrls: Record<string, string> = {};
 
+  /** The gateway shows every service's state in /ready, and the embedded Postgres's as `postgres`. */
+  const announce = () => {
+    const gateway = services.get('gateway')?.child;
+    const all: Record<string, ServiceStatus> = Object.fromEntries([...services.values()].map((s) => [s.name, s.status]));
+    if (options.database) all.postgres = options.database.status();
+    if (gateway?.connected) gateway.send({ [SERVICES]: all } satisfies ServicesMessage, () => undefined);
+  };
   const setStatus = (svc: Service, status: ServiceStatus) => {
     svc.status = status;
     for (const l of listeners) l(svc.name, status);
-    // the gateway shows every service's state in /ready
-    const gateway = services.get('gateway')?.child;
-    const all = Object.fromEntries([...services.values()].map((s) => [s.name, s.status]));
-    if (gateway?.connected) gateway.send({ [SERVICES]: all } satisfies ServicesMessage, () => undefined);
+    announce();
   };
+  const unwatchDatabase = options.database?.onStatus(announce);
 
   /** Forks the service's entry; resolves with its URL once it serves, rejects if it exits first. */
   const launch = (svc: Service) =>
@@ -180,6 +188,7 @@ export async function startProcessStack(options: ProcessStackOptions = {}): Prom
   let tmp: string | undefined;
   const stopAll = async () => {
     stopping = true;
+    unwatchDatabase?.();
     // gateway first, then the subgraphs (reverse start order)
     for (const svc of [...services.values()].reverse()) if (svc.child) await terminate(svc.child);
     await hub?.close();

@@ -58,8 +58,21 @@ export interface EmbeddedPostgres {
   readonly pid: number;
   /** True when a server left by an earlier, killed run was taken over. */
   reused: boolean;
+  /** As the supervisor sees it (the launcher shows it in the gateway's /ready as `services.postgres`). */
+  status(): ServerStatus;
+  /** Called on every change of the status. */
+  onStatus(listener: (status: ServerStatus) => void): () => void;
   /** Fast shutdown; waits until the server has exited. */
   stop(): Promise<void>;
+}
+
+/** The server's state: up, or being started again after it died; how many times it was, and how its last process ended. */
+export interface ServerStatus {
+  state: 'up' | 'restarting';
+  restarts: number;
+  pid?: number;
+  /** How its last process ended: a signal, an exit code, or `gone` (a server taken over, whose exit this process cannot see). */
+  lastExit?: string;
 }
 
 export interface EmbeddedPostgresOptions {
@@ -199,22 +212,29 @@ function supervised(options: SupervisedOptions): EmbeddedPostgres {
   let stopping = false;
   let reviving: Promise<void> | undefined;
   let stopped: Promise<void> | undefined;
+  let status: ServerStatus = { state: 'up', restarts: 0, pid: current.pid };
+  const listeners = new Set<(status: ServerStatus) => void>();
+  const setStatus = (next: ServerStatus) => {
+    status = next;
+    for (const l of listeners) l(next);
+  };
 
   const watch = () => {
     const server = current;
-    const died = () => {
+    const died = (how: string) => {
       if (stopping || server !== current) return;
-      log?.error({ serverPid: server.pid, port }, 'embedded Postgres exited without being stopped; starting it again on the same port');
+      log?.error({ serverPid: server.pid, port, exit: how }, 'embedded Postgres exited without being stopped; starting it again on the same port');
+      setStatus({ state: 'restarting', restarts: status.restarts, lastExit: how });
       reviving = revive().finally(() => (reviving = undefined));
     };
     if (server.child) {
-      server.child.once('exit', died);
+      server.child.once('exit', (code, signal) => died(signal ?? `code ${code}`));
       return;
     }
     const poll = setInterval(() => {
       if (alive(server.pid)) return;
       clearInterval(poll);
-      died();
+      died('gone');
     }, 500);
     poll.unref();
   };
@@ -233,7 +253,8 @@ function supervised(options: SupervisedOptions): EmbeddedPostgres {
         }
         current = { pid: child.pid!, child };
         since = Date.now();
-        log?.warn({ serverPid: child.pid, port }, 'embedded Postgres restarted');
+        setStatus({ state: 'up', restarts: status.restarts + 1, pid: child.pid!, lastExit: status.lastExit });
+        log?.warn({ serverPid: child.pid, port, restarts: status.restarts }, 'embedded Postgres restarted');
         watch();
         return;
       } catch (err) {
@@ -252,6 +273,11 @@ function supervised(options: SupervisedOptions): EmbeddedPostgres {
       return current.pid;
     },
     reused,
+    status: () => status,
+    onStatus(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     stop() {
       stopping = true;
       stopped ??= (async () => {

@@ -108,6 +108,9 @@ async function killedAndAnswered(pg: { url: string; readonly pid: number }, sql:
 test('a server killed with SIGKILL while the platform runs comes back on the same URL, with every commit (started here, and taken over from a killed run)', async () => {
   const pg = await startEmbeddedPostgres({ dir });
   expect(pg.reused).toBe(false);
+  expect(pg.status()).toEqual({ state: 'up', restarts: 0, pid: pg.pid });
+  const seen: string[] = [];
+  pg.onStatus((s) => seen.push(`${s.state} ${s.restarts} ${s.lastExit}`));
   await query(pg.url, 'CREATE TABLE IF NOT EXISTS survives (n int)');
   await query(pg.url, 'INSERT INTO survives VALUES (1)');
   expect(await killedAndAnswered(pg, 'SELECT n FROM survives')).toEqual([{ n: 1 }]);
@@ -115,6 +118,8 @@ test('a server killed with SIGKILL while the platform runs comes back on the sam
   // killed twice in a row: still comes back (its backoff grows, it never gives up)
   await query(pg.url, 'INSERT INTO survives VALUES (2)');
   expect(await killedAndAnswered(pg, 'SELECT n FROM survives ORDER BY n')).toEqual([{ n: 1 }, { n: 2 }]);
+  expect(seen).toEqual(['restarting 0 SIGKILL', 'up 1 SIGKILL', 'restarting 1 SIGKILL', 'up 2 SIGKILL']);
+  expect(pg.status()).toEqual({ state: 'up', restarts: 2, pid: pg.pid, lastExit: 'SIGKILL' });
   await pg.stop();
   expect(alive(pg.pid)).toBe(false);
 
@@ -133,6 +138,7 @@ test('a server killed with SIGKILL while the platform runs comes back on the sam
   const reused = await startEmbeddedPostgres({ dir });
   expect(reused).toMatchObject({ reused: true, pid: left.pid });
   expect(await killedAndAnswered(reused, 'SELECT count(*)::int AS n FROM survives')).toEqual([{ n: 2 }]);
+  expect(reused.status()).toMatchObject({ state: 'up', restarts: 1, lastExit: 'gone' });
   await reused.stop();
   expect(alive(reused.pid)).toBe(false);
 });
