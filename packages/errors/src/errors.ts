@@ -43,15 +43,26 @@ export const rateLimited = (message: string, retryAfterSeconds: number) => error
 /**
  * formatError for Apollo Server: known codes pass; in production everything else becomes a
  * generic INTERNAL_SERVER_ERROR with no message detail, stack, SQL or host names.
+ * `passing` (a subgraph's: the database unreachable, restarting, a deadlock victim — events'
+ * isTransient) marks the failures that go away by themselves: SERVICE_UNAVAILABLE instead, so a
+ * client knows to try again (in production with a generic message too).
  */
-export function maskError(production: boolean) {
-  return (formatted: {
-    message: string;
-    extensions?: Record<string, unknown> | undefined;
-    path?: readonly (string | number)[] | undefined;
-    locations?: readonly unknown[] | undefined;
-  }) => {
+export function maskError(production: boolean, passing?: (err: unknown) => boolean) {
+  return (
+    formatted: {
+      message: string;
+      extensions?: Record<string, unknown> | undefined;
+      path?: readonly (string | number)[] | undefined;
+      locations?: readonly unknown[] | undefined;
+    },
+    error?: unknown,
+  ) => {
     const code = String(formatted.extensions?.code ?? 'INTERNAL_SERVER_ERROR');
+    if (!PUBLIC_CODES.has(code) && passing && error !== undefined && passing((error as { originalError?: unknown }).originalError ?? error)) {
+      const message = 'A service this request needs is unavailable for a moment; try again';
+      if (!production) return { ...formatted, message: `${message} (${formatted.message})`, extensions: { ...formatted.extensions, code: 'SERVICE_UNAVAILABLE' } };
+      return { message, path: formatted.path, extensions: { code: 'SERVICE_UNAVAILABLE' } };
+    }
     if (PUBLIC_CODES.has(code)) {
       if (!production) return formatted;
       const { stacktrace: _s, exception: _e, ...ext } = formatted.extensions ?? {};

@@ -29,7 +29,7 @@ import { startRelay, type Relay } from '@crm/events';
 import { consumerGroup, startConsumer, type Consumer, type EventHandlers } from '@crm/events';
 import { EVENTS } from '@crm/events';
 import { graphqlTelemetryPlugin, traceResolvers } from '@crm/telemetry';
-import { watchConsumerLag, watchOutbox } from '@crm/events';
+import { isTransient, watchConsumerLag, watchOutbox } from '@crm/events';
 import { signedTraceContext } from '@crm/telemetry';
 import { eventRetentionJob } from '@crm/events';
 import { writeAggregate } from '@crm/events';
@@ -162,7 +162,8 @@ export async function startSubgraph<L>(def: SubgraphDefinition<L>, options: Star
     schema: buildSubgraphSchema([{ typeDefs: loadTypeDefs(def.schemaPath), resolvers: traceResolvers(def.name, def.resolvers) as never }]),
     introspection: !config.production,
     includeStacktraceInErrorResponses: config.DEBUG_ERRORS, // an explicit debug setting only (no stack or paths to clients by default)
-    formatError: maskError(config.production) as never,
+    // the database away or restarting, a deadlock victim: SERVICE_UNAVAILABLE (try again), not an internal error
+    formatError: maskError(config.production, isTransient) as never,
     csrfPrevention: false, // only the gateway (which signs every request) may call a subgraph
     // The service stops itself (runtime.stop: relay, consumers, database); Apollo's own handler would kill the process mid-way.
     stopOnTerminationSignals: false,
